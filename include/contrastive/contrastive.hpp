@@ -1,0 +1,14 @@
+#ifndef CONTRASTIVE_CONTRASTIVE_HPP
+#define CONTRASTIVE_CONTRASTIVE_HPP
+
+// Umbrella header: core, raw and Eigen adapters (losses, sampling and state are added as they
+// land). Never includes the xtensor adapter, cuda/ or dist/.
+#include "contrastive/version.hpp"
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/error.hpp"
+#include "contrastive/core/matrix_view.hpp"
+#include "contrastive/core/traits.hpp"
+#include "contrastive/adapters/raw.hpp"
+#include "contrastive/adapters/eigen.hpp"
+
+#endif  // CONTRASTIVE_CONTRASTIVE_HPP
