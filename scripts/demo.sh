@@ -11,7 +11,8 @@ build_dir="${CONTRASTIVE_BUILD_DIR:-build}"
 demo=(
   "quickstart"
 )
-# Extra Debian packages the examples need (e.g. a data set), installed only if missing.
+# Extra Debian packages the examples need, installed only if missing (the Fashion-MNIST training
+# examples will add dataset-fashion-mnist here).
 demo_packages=()
 
 scripts/install-deps.sh "${demo_packages[@]}"
