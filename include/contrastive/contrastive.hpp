@@ -1,14 +1,19 @@
 #ifndef CONTRASTIVE_CONTRASTIVE_HPP
 #define CONTRASTIVE_CONTRASTIVE_HPP
 
-// Umbrella header: core, raw and Eigen adapters (losses, sampling and state are added as they
+// Umbrella header: core, raw and Eigen adapters, losses (sampling and state are added as they
 // land). Never includes the xtensor adapter, cuda/ or dist/.
 #include "contrastive/version.hpp"
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/traits.hpp"
+#include "contrastive/core/math.hpp"
+#include "contrastive/core/workspace.hpp"
+#include "contrastive/core/l2_normalize.hpp"
 #include "contrastive/adapters/raw.hpp"
 #include "contrastive/adapters/eigen.hpp"
+#include "contrastive/losses/info_nce.hpp"
+#include "contrastive/losses/nt_xent.hpp"
 
 #endif  // CONTRASTIVE_CONTRASTIVE_HPP

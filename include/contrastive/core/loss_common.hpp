@@ -1,0 +1,257 @@
+#ifndef CONTRASTIVE_CORE_LOSS_COMMON_HPP
+#define CONTRASTIVE_CORE_LOSS_COMMON_HPP
+
+// Pieces every loss entry point shares: option types, argument checks with messages that name
+// the function, the argument and the bad value, and the packing of layouts Eigen cannot take
+// directly.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/error.hpp"
+#include "contrastive/core/gemm.hpp"
+#include "contrastive/core/matrix_view.hpp"
+#include "contrastive/core/traits.hpp"
+#include "contrastive/core/workspace.hpp"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// How per-anchor losses are combined: the mean over valid anchors (those with a positive), or
+/// their sum.
+enum class loss_reduction { mean, sum };
+
+/// A non-owning span of integer label ids (one per row).
+struct label_span {
+  const std::int64_t* data = nullptr;
+  index_t size = 0;
+
+  constexpr label_span() noexcept = default;
+  constexpr label_span(const std::int64_t* d, index_t n) noexcept : data(d), size(n) {}
+  label_span(const std::vector<std::int64_t>& v) noexcept  // NOLINT: implicit by design
+      : data(v.data()), size(static_cast<index_t>(v.size())) {}
+  constexpr bool empty() const noexcept { return data == nullptr; }
+};
+
+/// Gradient of a loss with respect to its temperature, in the three usual parameterisations:
+/// theta = log(1/tau) (CLIP's learnable logit scale), tau itself and lambda = 1/tau.
+struct temperature_gradient {
+  double log_scale = 0;    // dL/dtheta
+  double temperature = 0;  // dL/dtau = -dL/dtheta / tau
+  double scale = 0;        // dL/dlambda = tau dL/dtheta
+
+  static temperature_gradient from_log_scale(double dtheta, double tau) noexcept {
+    return temperature_gradient{dtheta, -dtheta / tau, dtheta * tau};
+  }
+};
+
+namespace detail {
+
+template <class T>
+constexpr bool is_supported_scalar = std::is_same<T, float>::value || std::is_same<T, double>::value;
+
+template <class T, class S>
+matrix_view<const T, S> const_view(const matrix_view<T, S>& v) noexcept {
+  return matrix_view<const T, S>(v.data(), v.rows(), v.cols(), v.row_stride(), v.col_stride());
+}
+
+inline void check_temperature(const char* fn, double tau) {
+  CONTRASTIVE_CHECK(std::isfinite(tau) && tau > 0, fn,
+                    ": 'temperature' must be finite and > 0, got ", tau);
+}
+
+inline void check_smoothing(const char* fn, double eps) {
+  CONTRASTIVE_CHECK(std::isfinite(eps) && eps >= 0 && eps < 1, fn,
+                    ": 'label_smoothing' must lie in [0, 1), got ", eps);
+}
+
+inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {
+  CONTRASTIVE_CHECK(tile_rows > 0 && tile_cols > 0, fn, ": tile sizes must be > 0, got ",
+                    tile_rows, " x ", tile_cols);
+}
+
+template <class T, class S>
+void check_matrix(const char* fn, const char* name, const matrix_view<T, S>& v) {
+  CONTRASTIVE_CHECK(v.rows() >= 0 && v.cols() >= 0, fn, ": '", name, "' has a negative extent (",
+                    v.rows(), " x ", v.cols(), ")");
+  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, fn, ": '", name,
+                    "' is a null pointer with shape ", v.rows(), " x ", v.cols());
+}
+
+template <class T, class S>
+void check_shape(const char* fn, const char* name, const matrix_view<T, S>& v, index_t rows,
+                 index_t cols, const char* expected_what) {
+  CONTRASTIVE_CHECK(v.rows() == rows && v.cols() == cols, fn, ": '", name, "' is ", v.rows(),
+                    " x ", v.cols(), ", expected ", rows, " x ", cols, " (", expected_what, ")");
+}
+
+/// One O(N D) pass: NaN or Inf anywhere in an input is an error, reported with its position.
+template <class T, class S>
+void check_finite(const char* fn, const char* name, const matrix_view<const T, S>& v) {
+  for (index_t i = 0; i < v.rows(); ++i) {
+    const T* row = v.row_ptr(i);
+    bool ok = true;
+    if (v.col_stride() == 1) {
+      T acc = 0;  // x - x is 0 for finite x and NaN otherwise: one branch per row
+      for (index_t j = 0; j < v.cols(); ++j) acc += row[j] - row[j];
+      ok = acc == T(0);
+    } else {
+      for (index_t j = 0; j < v.cols() && ok; ++j) ok = std::isfinite(row[j * v.col_stride()]);
+    }
+    if (CONTRASTIVE_UNLIKELY(!ok)) {
+      for (index_t j = 0; j < v.cols(); ++j) {
+        const T x = v(i, j);
+        CONTRASTIVE_CHECK(std::isfinite(x), fn, ": '", name, "' has a non-finite value (", x,
+                          ") at row ", i, ", column ", j);
+      }
+    }
+  }
+}
+
+/// Outputs must not share memory with inputs or with each other.
+template <class T, class U>
+void check_no_alias(const char* fn, const char* out_name, const matrix_view<T>& out,
+                    const char* in_name, const matrix_view<U>& in) {
+  CONTRASTIVE_CHECK(!views_overlap(out, in), fn, ": output '", out_name,
+                    "' overlaps the memory of '", in_name, "'");
+}
+
+/// An output whose rows or columns overlap each other (e.g. stride 0) cannot be written.
+template <class T>
+void check_writable_layout(const char* fn, const char* name, const matrix_view<T>& v) {
+  const index_t rs = v.row_stride() < 0 ? -v.row_stride() : v.row_stride();
+  const index_t cs = v.col_stride() < 0 ? -v.col_stride() : v.col_stride();
+  const bool row_major_ok = (v.cols() <= 1 || cs >= 1) && (v.rows() <= 1 || rs >= v.cols() * cs);
+  const bool col_major_ok = (v.rows() <= 1 || rs >= 1) && (v.cols() <= 1 || cs >= v.rows() * rs);
+  CONTRASTIVE_CHECK(v.empty() || row_major_ok || col_major_ok, fn, ": output '", name,
+                    "' has self-overlapping strides (", v.row_stride(), ", ", v.col_stride(), ")");
+}
+
+template <class T>
+void check_labels(const char* fn, const char* name, const label_span& l, index_t n) {
+  CONTRASTIVE_CHECK(l.size == n, fn, ": '", name, "' has ", l.size, " labels, expected ", n,
+                    " (one per row)");
+}
+
+/// Bytes to pack a view that Eigen cannot take in place (0 when it can).
+template <class T, class S>
+std::size_t packing_bytes(const matrix_view<T, S>& v) noexcept {
+  return gemm_ready(v) ? 0 : array_bytes<std::remove_const_t<T>>(static_cast<std::size_t>(v.size()));
+}
+
+/// The input itself when gemm_ready, else a row-major copy carved from the arena.
+template <class T>
+matrix_view<const T> gemm_input(const matrix_view<const T>& v, arena& ar) {
+  if (gemm_ready(v)) return v;
+  T* p = ar.take<T>(static_cast<std::size_t>(v.size()));
+  for (index_t i = 0; i < v.rows(); ++i)
+    for (index_t j = 0; j < v.cols(); ++j) p[i * v.cols() + j] = v(i, j);
+  return matrix_view<const T>(p, v.rows(), v.cols(), v.cols(), 1);
+}
+
+/// A gradient output: written in place when gemm_ready, else through a row-major buffer that
+/// finish() scatters back. Starts from zero, or from the current contents when accumulating.
+template <class T>
+class gemm_output {
+ public:
+  gemm_output(const matrix_view<T>& out, bool accumulate, arena& ar) : out_(out) {
+    if (gemm_ready(out)) {
+      work_ = out;
+      if (!accumulate) {
+        for (index_t i = 0; i < out.rows(); ++i)
+          std::fill(out.row_ptr(i), out.row_ptr(i) + out.cols(), T(0));
+      }
+    } else {
+      T* p = ar.take<T>(static_cast<std::size_t>(out.size()));
+      work_ = matrix_view<T>(p, out.rows(), out.cols(), out.cols(), 1);
+      for (index_t i = 0; i < out.rows(); ++i)
+        for (index_t j = 0; j < out.cols(); ++j) work_(i, j) = accumulate ? out(i, j) : T(0);
+    }
+  }
+  const matrix_view<T>& view() const noexcept { return work_; }
+  void finish() const {
+    if (work_.data() == out_.data()) return;
+    for (index_t i = 0; i < out_.rows(); ++i)
+      for (index_t j = 0; j < out_.cols(); ++j) out_(i, j) = work_(i, j);
+  }
+
+ private:
+  matrix_view<T> out_;
+  matrix_view<T> work_;
+};
+
+/// Counts, for each x label, how many y labels equal it (O((n + m) log m), no n x m mask).
+inline void count_matches(const label_span& x, const label_span& y, index_t* counts,
+                          std::int64_t* sorted_scratch) {
+  std::copy(y.data, y.data + y.size, sorted_scratch);
+  std::sort(sorted_scratch, sorted_scratch + y.size);
+  for (index_t i = 0; i < x.size; ++i) {
+    const auto r = std::equal_range(sorted_scratch, sorted_scratch + y.size, x.data[i]);
+    counts[i] = static_cast<index_t>(r.second - r.first);
+  }
+}
+
+/// Counts allocations the way `arena` carves them, so size queries and calls agree.
+struct size_counter {
+  std::size_t bytes = 0;
+  template <class T>
+  T* take(std::size_t count) noexcept {
+    bytes += array_bytes<T>(count);
+    return nullptr;
+  }
+};
+
+template <class T, class Space>
+struct host_only_check {
+  static_assert(std::is_same<Space, host_memory>::value,
+                "contrastive: device views go to the CUDA functions in contrastive/cuda/ "
+                "(include the .cuh header and call contrastive::cuda::...)");
+};
+
+template <class T>
+double dot_rows(const matrix_view<const T>& x, index_t i, const matrix_view<const T>& y,
+                index_t j) noexcept {
+  double s = 0;
+  for (index_t k = 0; k < x.cols(); ++k) s += double(x(i, k)) * double(y(j, k));
+  return s;
+}
+
+template <class T>
+double dot_row_vec(const matrix_view<const T>& x, index_t i, const double* v) noexcept {
+  double s = 0;
+  for (index_t k = 0; k < x.cols(); ++k) s += double(x(i, k)) * v[k];
+  return s;
+}
+
+template <class A>
+auto input_view(const A& a) {
+  static_assert(is_tensor_like<A>::value,
+                "contrastive: input is not a tensor: include contrastive/adapters/<lib>.hpp or "
+                "specialise contrastive::tensor_traits");
+  auto v = as_view(a);
+  using V = decltype(v);
+  using T = typename V::value_type;
+  static_assert(is_supported_scalar<T>, "contrastive: element type must be float or double");
+  (void)host_only_check<T, typename V::memory_space>{};
+  return const_view(v);
+}
+
+template <class G>
+auto output_view(G&& g) {
+  static_assert(is_writable_tensor<G&&>::value,
+                "contrastive: gradient output must be a writable tensor: an lvalue (or a "
+                "non-owning view such as an Eigen Map/Block) of a supported type, not const and "
+                "not an owning temporary");
+  auto v = as_view(std::forward<G>(g));
+  (void)host_only_check<typename decltype(v)::value_type, typename decltype(v)::memory_space>{};
+  return v;
+}
+
+}  // namespace detail
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_CORE_LOSS_COMMON_HPP

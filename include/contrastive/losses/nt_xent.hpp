@@ -1,0 +1,401 @@
+#ifndef CONTRASTIVE_LOSSES_NT_XENT_HPP
+#define CONTRASTIVE_LOSSES_NT_XENT_HPP
+
+// NT-Xent (SimCLR) over 2N views: Z = [a; b], row i of a and row i of b are two views of sample
+// i. Each of the 2N anchors is contrasted with the other 2N - 1 rows (self-similarity masked).
+// S = Z Z^T / tau is symmetric, so the sweep visits only tiles J >= I and uses each tile for
+// the rows of I and of J. Spec: shared/spec/losses.md, section 2.
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/error.hpp"
+#include "contrastive/core/loss_common.hpp"
+#include "contrastive/core/math.hpp"
+#include "contrastive/core/matrix_view.hpp"
+#include "contrastive/core/tiling.hpp"
+#include "contrastive/core/traits.hpp"
+#include "contrastive/core/workspace.hpp"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+struct nt_xent_options {
+  double temperature = 0.1;    // tau > 0; logits are <z_i, z_j> / tau
+  double label_smoothing = 0;  // eps in [0, 1); spread over the 2N - 1 candidates
+  // Multiple positives: one label per sample (length N), inherited by both views. Without
+  // labels the positive of view i is the other view of the same sample.
+  label_span labels{};
+  loss_reduction reduction = loss_reduction::mean;
+  index_t tile_rows = 256;  // NT-Xent tiles are square: min(tile_rows, tile_cols)
+  index_t tile_cols = 256;
+  bool accumulate = false;
+};
+
+template <class T>
+struct nt_xent_saved {
+  T loss = 0;
+  double grad_log_scale = 0;       // dL/dtheta at upstream 1
+  std::vector<T> lse;              // 2N: LSE over the other 2N - 1 rows, anchors [a; b]
+  std::vector<index_t> positives;  // 2N: |P_i| with labels (else empty)
+  index_t n = 0, d = 0;
+  double temperature = 0;
+  double label_smoothing = 0;
+  bool labelled = false;
+  loss_reduction reduction = loss_reduction::mean;
+
+  temperature_gradient temperature_grad() const noexcept {
+    return temperature_gradient::from_log_scale(grad_log_scale, temperature);
+  }
+};
+
+namespace detail {
+
+constexpr const char* nt_xent_fwd_name = "nt_xent_forward";
+constexpr const char* nt_xent_bwd_name = "nt_xent_backward";
+
+template <class T>
+void nt_xent_check_inputs(const char* fn, const matrix_view<const T>& a,
+                          const matrix_view<const T>& b, const nt_xent_options& o) {
+  check_matrix(fn, "a", a);
+  check_matrix(fn, "b", b);
+  check_temperature(fn, o.temperature);
+  check_smoothing(fn, o.label_smoothing);
+  check_tiles(fn, o.tile_rows, o.tile_cols);
+  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
+  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
+  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
+                    a.rows(), " (rows of 'a': one second view per sample)");
+  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
+                    a.cols(), " (columns of 'a')");
+  if (!o.labels.empty()) check_labels<T>(fn, "labels", o.labels, a.rows());
+  check_finite(fn, "a", a);
+  check_finite(fn, "b", b);
+}
+
+template <class T, class Alloc>
+struct nt_xent_forward_buffers {
+  online_softmax<double>* stats = nullptr;
+  double* target = nullptr;
+  std::int64_t* labels = nullptr;  // 2N
+  std::int64_t* sort_scratch = nullptr;
+
+  nt_xent_forward_buffers(Alloc& al, index_t n, bool labelled) {
+    const auto n2 = 2 * static_cast<std::size_t>(n);
+    stats = al.template take<online_softmax<double>>(n2);
+    if (labelled) {
+      target = al.template take<double>(n2);
+      labels = al.template take<std::int64_t>(n2);
+      sort_scratch = al.template take<std::int64_t>(n2);
+    }
+  }
+};
+
+template <class T, class Alloc>
+struct nt_xent_backward_buffers {
+  T* w = nullptr;
+  T* lse = nullptr;
+  T* q = nullptr;
+  std::int64_t* labels = nullptr;
+  double* sums = nullptr;  // 2 D: sum_i z_i and sum_i w_i z_i (smoothing)
+
+  nt_xent_backward_buffers(Alloc& al, index_t n, index_t d, bool labelled, bool smoothing) {
+    const auto n2 = 2 * static_cast<std::size_t>(n);
+    w = al.template take<T>(n2);
+    lse = al.template take<T>(n2);
+    if (labelled) {
+      q = al.template take<T>(n2);
+      labels = al.template take<std::int64_t>(n2);
+    }
+    if (smoothing) sums = al.template take<double>(2 * static_cast<std::size_t>(d));
+  }
+};
+
+template <class T>
+std::size_t nt_xent_forward_bytes(index_t n, const nt_xent_options& o, std::size_t packing) {
+  size_counter c;
+  const nt_xent_forward_buffers<T, size_counter> sized(c, n, !o.labels.empty());
+  (void)sized;
+  return c.bytes + packing +
+         pairwise_workspace_bytes<T>(tile_shape(o.tile_rows, o.tile_cols, true, n, n)) +
+         workspace_alignment;
+}
+
+template <class T>
+std::size_t nt_xent_backward_bytes(index_t n, index_t d, const nt_xent_options& o,
+                                   std::size_t packing) {
+  size_counter c;
+  const nt_xent_backward_buffers<T, size_counter> sized(c, n, d, !o.labels.empty(),
+                                                        o.label_smoothing > 0);
+  (void)sized;
+  return c.bytes + packing +
+         pairwise_workspace_bytes<T>(tile_shape(o.tile_rows, o.tile_cols, true, n, n)) +
+         workspace_alignment;
+}
+
+/// Views of Z = [a; b] row by row.
+template <class T>
+struct stacked_rows {
+  matrix_view<const T> a, b;
+  index_t n() const noexcept { return a.rows(); }
+  const matrix_view<const T>& half(index_t i) const noexcept { return i < n() ? a : b; }
+  index_t local(index_t i) const noexcept { return i < n() ? i : i - n(); }
+  T operator()(index_t i, index_t k) const noexcept { return half(i)(local(i), k); }
+};
+
+template <class T>
+void nt_xent_labels(const label_span& y, index_t n, std::int64_t* out) {
+  for (index_t i = 0; i < 2 * n; ++i) out[i] = y.data[i < n ? i : i - n];
+}
+
+template <class T>
+pairwise_problem<T> nt_xent_problem(const matrix_view<const T>* segments, const nt_xent_options& o,
+                                    const std::int64_t* labels) {
+  pairwise_problem<T> p;
+  p.x = segments;
+  p.x_segments = 2;
+  p.y = segments;
+  p.y_segments = 2;
+  p.self = true;
+  p.scale = static_cast<T>(1.0 / o.temperature);
+  p.tile_rows = o.tile_rows;
+  p.tile_cols = o.tile_cols;
+  p.label_x = labels;
+  p.label_y = labels;
+  return p;
+}
+
+template <class T>
+nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
+                                      const matrix_view<const T>& b_in, const nt_xent_options& o,
+                                      workspace ws) {
+  const char* fn = nt_xent_fwd_name;
+  nt_xent_check_inputs(fn, a_in, b_in, o);
+  const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
+  const bool labelled = !o.labels.empty();
+  const double eps = o.label_smoothing;
+  const double lambda_d = 1.0 / o.temperature;
+
+  arena ar(ws, nt_xent_forward_bytes<T>(n, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+                   workspace_alignment,
+           fn);
+  const matrix_view<const T> seg[2] = {gemm_input(a_in, ar), gemm_input(b_in, ar)};
+  const stacked_rows<T> z{seg[0], seg[1]};
+  nt_xent_forward_buffers<T, arena> buf(ar, n, labelled);
+  for (index_t i = 0; i < n2; ++i) {
+    buf.stats[i] = online_softmax<double>();
+    if (labelled) buf.target[i] = 0;
+  }
+  if (labelled) nt_xent_labels<T>(o.labels, n, buf.labels);
+
+  const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels);
+  pairwise_stats<T> st;
+  st.row = buf.stats;
+  st.col = buf.stats;  // the same anchors: S is symmetric
+  st.row_target = buf.target;
+  st.col_target = buf.target;
+  pairwise_forward(p, st, ar);
+
+  nt_xent_saved<T> saved;
+  saved.n = n;
+  saved.d = d;
+  saved.temperature = o.temperature;
+  saved.label_smoothing = eps;
+  saved.labelled = labelled;
+  saved.reduction = o.reduction;
+  if (labelled) {
+    saved.positives.resize(static_cast<std::size_t>(n2));
+    const label_span zl(buf.labels, n2);
+    count_matches(zl, zl, saved.positives.data(), buf.sort_scratch);
+    for (auto& c : saved.positives) --c;  // not itself; the other view is always left
+  }
+  std::vector<double> sum_z;
+  if (eps > 0) {
+    sum_z.assign(static_cast<std::size_t>(d), 0.0);
+    for (index_t i = 0; i < n2; ++i)
+      for (index_t k = 0; k < d; ++k) sum_z[k] += double(z(i, k));
+  }
+
+  double loss = 0, dtheta = 0;
+  saved.lse.resize(static_cast<std::size_t>(n2));
+  for (index_t i = 0; i < n2; ++i) {
+    const double lse = buf.stats[i].lse();
+    saved.lse[i] = static_cast<T>(lse);
+    const double hard = labelled ? buf.target[i] / double(saved.positives[i])
+                                 : lambda_d * dot_rows(seg[0], z.local(i), seg[1], z.local(i));
+    double soft = 0;
+    if (eps > 0) {
+      for (index_t k = 0; k < d; ++k) soft += double(z(i, k)) * (sum_z[k] - double(z(i, k)));
+      soft *= lambda_d / double(n2 - 1);
+    }
+    const double t = (1 - eps) * hard + eps * soft;
+    loss += lse - t;
+    dtheta += buf.stats[i].mean() - t;
+  }
+  const double w = o.reduction == loss_reduction::mean ? 1.0 / double(n2) : 1.0;
+  loss *= w;
+  dtheta *= w;
+  CONTRASTIVE_CHECK(std::isfinite(loss), fn,
+                    ": the logits overflow (loss is not finite) at temperature ", o.temperature,
+                    "; scale the inputs down or normalise them");
+  saved.loss = static_cast<T>(loss);
+  saved.grad_log_scale = dtheta;
+  return saved;
+}
+
+template <class T>
+temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
+                                           const matrix_view<const T>& b_in,
+                                           const nt_xent_saved<T>& saved,
+                                           const matrix_view<T>& grad_a,
+                                           const matrix_view<T>& grad_b,
+                                           const nt_xent_options& o, double upstream,
+                                           workspace ws) {
+  const char* fn = nt_xent_bwd_name;
+  nt_xent_check_inputs(fn, a_in, b_in, o);
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  CONTRASTIVE_CHECK(saved.n == a_in.rows() && saved.d == a_in.cols(), fn,
+                    ": 'saved' belongs to a ", saved.n, " x ", saved.d, " batch, the inputs are ",
+                    a_in.rows(), " x ", a_in.cols());
+  CONTRASTIVE_CHECK(saved.temperature == o.temperature &&
+                        saved.label_smoothing == o.label_smoothing &&
+                        saved.labelled == !o.labels.empty() && saved.reduction == o.reduction,
+                    fn, ": 'saved' was computed with other options (temperature ",
+                    saved.temperature, ", label_smoothing ", saved.label_smoothing,
+                    ") than these (temperature ", o.temperature, ", label_smoothing ",
+                    o.label_smoothing, ")");
+  check_matrix(fn, "grad_a", grad_a);
+  check_matrix(fn, "grad_b", grad_b);
+  check_shape(fn, "grad_a", grad_a, a_in.rows(), a_in.cols(), "the shape of 'a'");
+  check_shape(fn, "grad_b", grad_b, b_in.rows(), b_in.cols(), "the shape of 'b'");
+  check_writable_layout(fn, "grad_a", grad_a);
+  check_writable_layout(fn, "grad_b", grad_b);
+  check_no_alias(fn, "grad_a", grad_a, "a", a_in);
+  check_no_alias(fn, "grad_a", grad_a, "b", b_in);
+  check_no_alias(fn, "grad_b", grad_b, "a", a_in);
+  check_no_alias(fn, "grad_b", grad_b, "b", b_in);
+  check_no_alias(fn, "grad_a", grad_a, "grad_b", grad_b);
+
+  const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
+  const bool labelled = saved.labelled;
+  const double eps = o.label_smoothing;
+  const double lambda_d = 1.0 / o.temperature;
+  const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) +
+                              packing_bytes(grad_a) + packing_bytes(grad_b);
+  arena ar(ws, nt_xent_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
+  const matrix_view<const T> seg[2] = {gemm_input(a_in, ar), gemm_input(b_in, ar)};
+  const stacked_rows<T> z{seg[0], seg[1]};
+  const gemm_output<T> ga(grad_a, o.accumulate, ar);
+  const gemm_output<T> gb(grad_b, o.accumulate, ar);
+  nt_xent_backward_buffers<T, arena> buf(ar, n, d, labelled, eps > 0);
+
+  const double wv = upstream * (o.reduction == loss_reduction::mean ? 1.0 / double(n2) : 1.0);
+  for (index_t i = 0; i < n2; ++i) {
+    buf.w[i] = static_cast<T>(wv);
+    buf.lse[i] = saved.lse[i];
+    if (labelled) buf.q[i] = static_cast<T>(wv * (1 - eps) / double(saved.positives[i]));
+  }
+  if (labelled) nt_xent_labels<T>(o.labels, n, buf.labels);
+
+  const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels);
+  pairwise_coefficients<T> k;
+  k.row_w = k.col_w = buf.w;
+  k.row_lse = k.col_lse = buf.lse;
+  k.row_q = k.col_q = buf.q;
+  const matrix_view<T> dz[2] = {ga.view(), gb.view()};
+  pairwise_backward(p, k, dz, dz, ar);
+
+  auto dz_at = [&](index_t i, index_t c) -> T& { return dz[i < n ? 0 : 1](z.local(i), c); };
+  // Target terms, O(N D). One-hot: view i's positive is view p(i) = i +- N, and
+  // dL/dz_i gets -(w_i + w_p(i)) lambda z_p(i) (as anchor and as candidate).
+  if (!labelled) {
+    for (index_t i = 0; i < n; ++i) {
+      const T coef = static_cast<T>(lambda_d * (1 - eps) * (double(buf.w[i]) + double(buf.w[i + n])));
+      for (index_t c = 0; c < d; ++c) {
+        dz[0](i, c) -= coef * seg[1](i, c);
+        dz[1](i, c) -= coef * seg[0](i, c);
+      }
+    }
+  }
+  // Smoothing: anchor i targets the mean of the other 2N - 1 rows.
+  if (eps > 0) {
+    double* sum_z = buf.sums;
+    double* sum_wz = buf.sums + d;
+    for (index_t c = 0; c < 2 * d; ++c) buf.sums[c] = 0;
+    for (index_t i = 0; i < n2; ++i) {
+      for (index_t c = 0; c < d; ++c) {
+        sum_z[c] += double(z(i, c));
+        sum_wz[c] += double(buf.w[i]) * double(z(i, c));
+      }
+    }
+    const double f = lambda_d * eps / double(n2 - 1);
+    for (index_t i = 0; i < n2; ++i) {
+      const double wi = buf.w[i];
+      for (index_t c = 0; c < d; ++c) {
+        const double zi = z(i, c);
+        dz_at(i, c) -= static_cast<T>(f * (wi * (sum_z[c] - zi) + (sum_wz[c] - wi * zi)));
+      }
+    }
+  }
+  ga.finish();
+  gb.finish();
+  return temperature_gradient::from_log_scale(saved.grad_log_scale * upstream, o.temperature);
+}
+
+}  // namespace detail
+
+/// Scratch bytes for row-major N x D views (see info_nce_workspace_bytes).
+template <class T>
+std::size_t nt_xent_workspace_bytes(index_t n, index_t d, const nt_xent_options& o = {}) {
+  const std::size_t f = detail::nt_xent_forward_bytes<T>(n, o, 0);
+  const std::size_t b = detail::nt_xent_backward_bytes<T>(n, d, o, 0);
+  return f > b ? f : b;
+}
+
+template <class A, class B>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
+auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
+                "contrastive: 'a' and 'b' must have the same element type");
+  return detail::nt_xent_forward_impl<T>(va, vb, o, ws);
+}
+
+template <class A, class B, class T, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+temperature_gradient nt_xent_backward(const A& a, const B& b, const nt_xent_saved<T>& saved,
+                                      GA&& grad_a, GB&& grad_b, const nt_xent_options& o = {},
+                                      double upstream = 1.0, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  const auto gb = detail::output_view(std::forward<GB>(grad_b));
+  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
+                    std::is_same<T, typename decltype(vb)::value_type>::value &&
+                    std::is_same<T, typename decltype(ga)::value_type>::value &&
+                    std::is_same<T, typename decltype(gb)::value_type>::value,
+                "contrastive: inputs, gradients and saved statistics must share one element type");
+  return detail::nt_xent_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
+}
+
+template <class A, class B, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+auto nt_xent_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
+                              const nt_xent_options& o = {},
+                              temperature_gradient* temperature_grad = nullptr,
+                              workspace ws = {}) {
+  const auto saved = nt_xent_forward(a, b, o, ws);
+  const temperature_gradient tg =
+      nt_xent_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
+  if (temperature_grad) *temperature_grad = tg;
+  return saved.loss;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_NT_XENT_HPP
