@@ -108,7 +108,9 @@ struct vector_view {
 
 namespace detail {
 
-/// Do the memory ranges spanned by two views overlap? (O(1); bounding ranges, conservative.)
+/// Do two views share an element? O(1) when their bounding ranges are disjoint; for views with
+/// the same strides (e.g. the top and bottom halves of one column-major matrix) an exact O(min
+/// extent) test; otherwise conservatively "yes" when the bounding ranges meet.
 template <class T, class U, class S1, class S2>
 bool views_overlap(const matrix_view<T, S1>& x, const matrix_view<U, S2>& y) noexcept {
   if (x.empty() || y.empty()) return false;
@@ -116,7 +118,27 @@ bool views_overlap(const matrix_view<T, S1>& x, const matrix_view<U, S2>& y) noe
   const auto x1 = reinterpret_cast<std::uintptr_t>(x.lowest() + x.required_span_size());
   const auto y0 = reinterpret_cast<std::uintptr_t>(y.lowest());
   const auto y1 = reinterpret_cast<std::uintptr_t>(y.lowest() + y.required_span_size());
-  return x0 < y1 && y0 < x1;
+  if (!(x0 < y1 && y0 < x1)) return false;
+  const index_t rs = x.row_stride(), cs = x.col_stride();
+  if (sizeof(T) != sizeof(U) || rs != y.row_stride() || cs != y.col_stride() || rs == 0 || cs == 0)
+    return true;
+  const auto xd = reinterpret_cast<std::intptr_t>(x.data());
+  const auto yd = reinterpret_cast<std::intptr_t>(y.data());
+  const std::intptr_t bytes = yd - xd;
+  if (bytes % static_cast<std::intptr_t>(sizeof(T)) != 0) return true;
+  const index_t delta = static_cast<index_t>(bytes / static_cast<std::intptr_t>(sizeof(T)));
+  // Shared element <=> delta = di * rs + dj * cs with di in (-y.rows, x.rows), dj in (-y.cols, x.cols).
+  const bool by_cols = x.cols() + y.cols() <= x.rows() + y.rows();
+  const index_t lo = by_cols ? 1 - y.cols() : 1 - y.rows(), hi = by_cols ? x.cols() : x.rows();
+  const index_t step = by_cols ? cs : rs, other = by_cols ? rs : cs;
+  const index_t olo = by_cols ? 1 - y.rows() : 1 - y.cols(), ohi = by_cols ? x.rows() : x.cols();
+  for (index_t k = lo; k < hi; ++k) {
+    const index_t rest = delta - k * step;
+    if (rest % other != 0) continue;
+    const index_t q = rest / other;
+    if (q >= olo && q < ohi) return true;
+  }
+  return false;
 }
 
 }  // namespace detail

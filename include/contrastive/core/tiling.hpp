@@ -185,7 +185,9 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
           const T m = sr.maxCoeff();
           if (m == -infinity<T>()) continue;  // a 1-column diagonal tile: nothing unmasked
           e = (sr - m).exp();
-          // Masked entries have e = 0; clamp their -inf so that 0 * s stays 0.
+          // Eigen's vectorised exp clamps its argument, so exp(-inf) is tiny, not 0: zero the
+          // masked entry explicitly, and clamp its -inf so that 0 * s stays 0.
+          if (diag) e(r) = 0;
           const T mom = diag ? (e * sr.max(lowest)).sum() : (e * sr).sum();
           online_softmax<double> t;
           t.max = m;
@@ -279,6 +281,7 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
           gr = wr * (gr - lr).exp();
         }
       }
+      if (diag) g.diagonal().setZero();  // exp(-inf) is not exactly 0 in Eigen's exp
       if (p.label_x) {
         for (index_t r = 0; r < I.rows; ++r) {
           const std::int64_t li = p.label_x[I.global + r];
