@@ -1,0 +1,72 @@
+#include "support/test_config.hpp"
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include <contrastive/core/math.hpp>
+
+using contrastive::online_lse;
+using contrastive::online_softmax;
+
+namespace {
+double direct_lse(const std::vector<double>& x) {
+  double m = -INFINITY;
+  for (double v : x) m = std::max(m, v);
+  double s = 0;
+  for (double v : x) s += std::exp(v - m);
+  return m + std::log(s);
+}
+}  // namespace
+
+TEST_CASE("online_lse: push, merge in any split, identity", "[math]") {
+  std::mt19937 gen(1);
+  std::uniform_real_distribution<double> u(-30, 30);
+  std::vector<double> x(101);
+  for (auto& v : x) v = u(gen);
+  online_lse<double> all;
+  for (double v : x) all.push(v);
+  CHECK(all.value() == Approx(direct_lse(x)).epsilon(1e-14));
+  for (std::size_t split : {std::size_t(0), std::size_t(1), std::size_t(50), std::size_t(101)}) {
+    online_lse<double> l, r;
+    for (std::size_t i = 0; i < split; ++i) l.push(x[i]);
+    for (std::size_t i = split; i < x.size(); ++i) r.push(x[i]);
+    online_lse<double> lr = l, rl = r;
+    lr.merge(r);
+    rl.merge(l);
+    CHECK(lr.value() == Approx(direct_lse(x)).epsilon(1e-14));
+    CHECK(rl.value() == Approx(direct_lse(x)).epsilon(1e-14));
+  }
+  online_lse<double> empty;
+  CHECK(empty.value() == -std::numeric_limits<double>::infinity());
+  empty.push(-std::numeric_limits<double>::infinity());
+  CHECK(empty.value() == -std::numeric_limits<double>::infinity());
+}
+
+TEST_CASE("online_lse: stable for logits of magnitude 1e3 in float", "[math][stability]") {
+  online_lse<float> l;
+  for (float v : {1000.0f, 999.0f, -1000.0f, 998.5f}) l.push(v);
+  const double want = direct_lse({1000.0, 999.0, -1000.0, 998.5});
+  CHECK(std::isfinite(l.value()));
+  CHECK(l.value() == Approx(want).epsilon(1e-6));
+}
+
+TEST_CASE("online_softmax: the softmax mean of the pushed values", "[math]") {
+  const std::vector<double> x = {0.3, -2.0, 4.5, 1.0, 4.4};
+  online_softmax<double> a, b;
+  for (std::size_t i = 0; i < 2; ++i) a.push(x[i]);
+  for (std::size_t i = 2; i < x.size(); ++i) b.push(x[i]);
+  a.merge(b);
+  const double lse = direct_lse(x);
+  double mean = 0;
+  for (double v : x) mean += std::exp(v - lse) * v;
+  CHECK(a.lse() == Approx(lse).epsilon(1e-14));
+  CHECK(a.mean() == Approx(mean).epsilon(1e-14));
+  CHECK(online_softmax<double>().mean() == 0.0);
+}
+
+TEST_CASE("softmax_grad: p - q", "[math]") {
+  CHECK(contrastive::softmax_grad(1.0, 1.0, 0.25) == Approx(0.75));
+  CHECK(contrastive::softmax_grad(-1e3f, 0.0f, 0.0f) == 0.0f);
+}
