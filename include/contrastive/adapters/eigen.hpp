@@ -2,6 +2,7 @@
 #define CONTRASTIVE_ADAPTERS_EIGEN_HPP
 
 #include <type_traits>
+#include <utility>
 
 #include <Eigen/Core>
 
@@ -12,12 +13,19 @@
 CONTRASTIVE_NAMESPACE_BEGIN
 namespace detail {
 
+// Derived-to-base deduction rather than is_base_of<DenseBase<M>, M>: some Eigen classes inherit
+// the CRTP base of another (VectorBlock, what head/tail/segment return, derives from
+// DenseBase<Block<...>>), as do user classes derived from Eigen::Matrix.
+template <class D>
+std::true_type eigen_dense_test(const Eigen::DenseBase<D>*);
+std::false_type eigen_dense_test(...);
+template <class D>
+std::true_type eigen_plain_test(const Eigen::PlainObjectBase<D>*);
+std::false_type eigen_plain_test(...);
+
 // Two steps, because `M::Flags` is a hard error for non-Eigen types (traits do not short-circuit).
-template <class M, class = void>
-struct is_eigen_dense : std::false_type {};
 template <class M>
-struct is_eigen_dense<M, std::enable_if_t<std::is_base_of<Eigen::DenseBase<M>, M>::value>>
-    : std::true_type {};
+struct is_eigen_dense : decltype(eigen_dense_test(std::declval<M*>())) {};
 
 template <class M, bool = is_eigen_dense<M>::value>
 struct is_eigen_direct : std::false_type {};
@@ -27,7 +35,7 @@ struct is_eigen_direct<M, true>
 
 // Matrix and Array own their storage; Map, Ref and Block do not.
 template <class M>
-struct eigen_owns_storage : std::is_base_of<Eigen::PlainObjectBase<M>, M> {};
+struct eigen_owns_storage : decltype(eigen_plain_test(std::declval<M*>())) {};
 
 }  // namespace detail
 
