@@ -1,0 +1,51 @@
+// How to make your own tensor type usable with contrastive: specialise contrastive::tensor_traits
+// with two static functions that describe your memory as a matrix_view (pointer, rows, columns,
+// row stride, column stride; strides in elements). Nothing else is needed: every loss accepts
+// any type for which contrastive::as_view works.
+#include <cstddef>
+#include <iostream>
+#include <vector>
+
+#include "contrastive/core/traits.hpp"
+
+// A minimal user-side matrix: row-major floats in a std::vector.
+struct my_matrix {
+  std::vector<float> values;
+  std::ptrdiff_t rows = 0;
+  std::ptrdiff_t cols = 0;
+
+  my_matrix(std::ptrdiff_t r, std::ptrdiff_t c)
+      : values(static_cast<std::size_t>(r * c)), rows(r), cols(c) {}
+  float& at(std::ptrdiff_t i, std::ptrdiff_t j) { return values[static_cast<std::size_t>(i * cols + j)]; }
+};
+
+// The customisation point. view(T&) gives a writable view (used for outputs such as gradients),
+// view(const T&) a read-only one (used for inputs).
+template <>
+struct contrastive::tensor_traits<my_matrix> {
+  static contrastive::matrix_view<float> view(my_matrix& m) noexcept {
+    return {m.values.data(), m.rows, m.cols, /*row_stride=*/m.cols, /*col_stride=*/1};
+  }
+  static contrastive::matrix_view<const float> view(const my_matrix& m) noexcept {
+    return {m.values.data(), m.rows, m.cols, m.cols, 1};
+  }
+};
+
+static_assert(contrastive::is_tensor_like<my_matrix>::value, "my_matrix is a tensor");
+static_assert(contrastive::is_writable_tensor<my_matrix&>::value, "and can be written through");
+
+int main() {
+  my_matrix embeddings(4, 3);
+  for (std::ptrdiff_t i = 0; i < embeddings.rows; ++i)
+    for (std::ptrdiff_t j = 0; j < embeddings.cols; ++j)
+      embeddings.at(i, j) = static_cast<float>(10 * i + j);
+
+  const auto v = contrastive::as_view(embeddings);
+  std::cout << "view: " << v.rows() << " x " << v.cols() << ", strides (" << v.row_stride() << ", "
+            << v.col_stride() << ")\n";
+  std::cout << "element (2, 1) = " << v(2, 1) << '\n';
+
+  // A loss call goes here once the losses land, e.g.
+  //   contrastive::info_nce_forward(embeddings, other_embeddings, options);
+  return (v.rows() == 4 && v.cols() == 3 && v(2, 1) == 21.0f) ? 0 : 1;
+}
