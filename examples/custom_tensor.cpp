@@ -6,7 +6,9 @@
 #include <iostream>
 #include <vector>
 
-#include "contrastive/core/traits.hpp"
+#include <cmath>
+
+#include <contrastive/contrastive.hpp>
 
 // A minimal user-side matrix: row-major floats in a std::vector.
 struct my_matrix {
@@ -45,7 +47,16 @@ int main() {
             << v.col_stride() << ")\n";
   std::cout << "element (2, 1) = " << v(2, 1) << '\n';
 
-  // A loss call goes here once the losses land, e.g.
-  //   contrastive::info_nce_forward(embeddings, other_embeddings, options);
-  return (v.rows() == 4 && v.cols() == 3 && v(2, 1) == 21.0f) ? 0 : 1;
+  // Every loss now accepts my_matrix, for inputs and for gradient outputs alike.
+  my_matrix other(4, 3), grad_a(4, 3), grad_b(4, 3);
+  for (std::ptrdiff_t i = 0; i < other.rows; ++i)
+    for (std::ptrdiff_t j = 0; j < other.cols; ++j)
+      other.at(i, j) = embeddings.at(i, j) + (j == 0 ? 0.5f : 0.0f);
+  contrastive::l2_normalize(embeddings, embeddings);
+  contrastive::l2_normalize(other, other);
+  contrastive::info_nce_options opt;
+  opt.temperature = 0.5;
+  const float loss = contrastive::info_nce_forward_backward(embeddings, other, grad_a, grad_b, opt);
+  std::cout << "CLIP loss on my_matrix: " << loss << ", dL/da(0, 0) = " << grad_a.at(0, 0) << '\n';
+  return (v.rows() == 4 && v.cols() == 3 && v(2, 1) == 21.0f && std::isfinite(loss)) ? 0 : 1;
 }

@@ -54,6 +54,9 @@ struct pairwise_problem {
   const matrix_view<const T>* y = nullptr;  // segments of Y (== x in self mode)
   int y_segments = 0;
   bool self = false;
+  // Exclude s_ii (global row == global column) from every statistic and gradient. Implied by
+  // `self`; on its own it gives negatives-only normalisers for two-tower losses.
+  bool mask_diagonal = false;
   T scale = 1;  // lambda = 1 / temperature
   index_t tile_rows = 256, tile_cols = 256;
   // Optional labels per virtual row: s_ij is a positive when label_x[i] == label_y[j] (i != j
@@ -139,15 +142,37 @@ struct pairwise_scratch {
   }
 };
 
-/// S_IJ = scale X_I Y_J^T into the scratch tile; the self-pair diagonal is set to -inf.
+/// The masked entries of tile (I, J): local (r, r + offset) for r in [first, last).
+struct tile_mask {
+  index_t first = 0, last = 0, offset = 0;
+  bool any() const noexcept { return last > first; }
+  /// Masked column of local row r, or -1.
+  index_t col(index_t r) const noexcept { return r >= first && r < last ? r + offset : -1; }
+};
+
+template <class T>
+tile_mask diagonal_mask(const pairwise_problem<T>& p, const row_block& I, const row_block& J) noexcept {
+  tile_mask m;
+  if (!(p.self || p.mask_diagonal)) return m;
+  // Global row g is masked in column g: local row r = g - I.global, column g - J.global.
+  const index_t lo = I.global > J.global ? I.global : J.global;
+  const index_t hi = I.global + I.rows < J.global + J.rows ? I.global + I.rows : J.global + J.rows;
+  if (hi <= lo) return m;
+  m.first = lo - I.global;
+  m.last = hi - I.global;
+  m.offset = I.global - J.global;
+  return m;
+}
+
+/// S_IJ = scale X_I Y_J^T into the scratch tile, with masked entries set to -inf.
 template <class T>
 void compute_logits(const pairwise_problem<T>& p, const row_block& bi, const row_block& bj,
-                    const pairwise_scratch<T>& ws) {
+                    const tile_mask& mask, const pairwise_scratch<T>& ws) {
   auto s = ws.logits(bi.rows, bj.rows);
   const auto xi = map_rows<T>(p.x[bi.segment].middle_rows(bi.first, bi.rows));
   const auto yj = map_rows<T>(p.y[bj.segment].middle_rows(bj.first, bj.rows));
   s.noalias() = p.scale * (xi * yj.transpose());
-  if (p.self && bi.global == bj.global) s.diagonal().setConstant(-infinity<T>());
+  for (index_t r = mask.first; r < mask.last; ++r) s(r, r + mask.offset) = -infinity<T>();
 }
 
 /// Output of the forward sweep. `row`/`col` may be null (direction not needed); in self mode
@@ -174,8 +199,9 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
     for (std::size_t bj = p.self ? bi : 0; bj < yb.size(); ++bj) {
       const row_block& I = xb[bi];
       const row_block& J = yb[bj];
-      const bool diag = p.self && bi == bj;
-      compute_logits(p, I, J, ws);
+      const bool diag = p.self && bi == bj;  // serves its rows only (S_II is symmetric)
+      const tile_mask mask = diagonal_mask(p, I, J);
+      compute_logits(p, I, J, mask, ws);
       const auto s = ws.logits(I.rows, J.rows);
       typename pairwise_scratch<T>::vec e(ws.v0, J.rows);
 
@@ -183,12 +209,13 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
         for (index_t r = 0; r < I.rows; ++r) {
           const auto sr = s.row(r).array();
           const T m = sr.maxCoeff();
-          if (m == -infinity<T>()) continue;  // a 1-column diagonal tile: nothing unmasked
+          if (m == -infinity<T>()) continue;  // a 1-column tile whose entry is masked
           e = (sr - m).exp();
           // Eigen's vectorised exp clamps its argument, so exp(-inf) is tiny, not 0: zero the
           // masked entry explicitly, and clamp its -inf so that 0 * s stays 0.
-          if (diag) e(r) = 0;
-          const T mom = diag ? (e * sr.max(lowest)).sum() : (e * sr).sum();
+          const index_t mc = mask.col(r);
+          if (mc >= 0) e(mc) = 0;
+          const T mom = mc >= 0 ? (e * sr.max(lowest)).sum() : (e * sr).sum();
           online_softmax<double> t;
           t.max = m;
           t.sum = e.sum();
@@ -206,10 +233,18 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
         for (index_t r = 0; r < I.rows; ++r) {
           const auto sr = s.row(r).array();
           e = (sr - cmax).exp();
-          csum += e;
-          cmom += e * sr;
+          const index_t mc = mask.col(r);
+          if (mc >= 0) {
+            e(mc) = 0;
+            csum += e;
+            cmom += e * sr.max(lowest);
+          } else {
+            csum += e;
+            cmom += e * sr;
+          }
         }
         for (index_t c = 0; c < J.rows; ++c) {
+          if (cmax(c) == -infinity<T>()) continue;  // a 1-row tile whose entry is masked
           online_softmax<double> t;
           t.max = cmax(c);
           t.sum = csum(c);
@@ -221,7 +256,7 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
         for (index_t r = 0; r < I.rows; ++r) {
           const std::int64_t li = p.label_x[I.global + r];
           for (index_t c = 0; c < J.rows; ++c) {
-            if (p.label_y[J.global + c] != li || (diag && r == c)) continue;
+            if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
             if (out.row_target) out.row_target[I.global + r] += s(r, c);
             if (out.col_target && !diag) out.col_target[J.global + c] += s(r, c);
           }
@@ -264,7 +299,8 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
       const row_block& I = xb[bi];
       const row_block& J = yb[bj];
       const bool diag = p.self && bi == bj;
-      compute_logits(p, I, J, ws);
+      const tile_mask mask = diagonal_mask(p, I, J);
+      compute_logits(p, I, J, mask, ws);
       auto g = ws.logits(I.rows, J.rows);  // overwritten in place by G
       const bool has_row = k.row_w != nullptr, has_col = k.col_w != nullptr;
       for (index_t r = 0; r < I.rows; ++r) {
@@ -281,13 +317,14 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
           gr = wr * (gr - lr).exp();
         }
       }
-      if (diag) g.diagonal().setZero();  // exp(-inf) is not exactly 0 in Eigen's exp
+      // exp(-inf) is not exactly 0 in Eigen's exp.
+      for (index_t r = mask.first; r < mask.last; ++r) g(r, r + mask.offset) = 0;
       if (p.label_x) {
         for (index_t r = 0; r < I.rows; ++r) {
           const std::int64_t li = p.label_x[I.global + r];
           const T qr = k.row_q ? k.row_q[I.global + r] : T(0);
           for (index_t c = 0; c < J.rows; ++c) {
-            if (p.label_y[J.global + c] != li || (diag && r == c)) continue;
+            if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
             g(r, c) -= qr + (k.col_q ? k.col_q[J.global + c] : T(0));
           }
         }
