@@ -15,5 +15,6 @@
 #include "contrastive/adapters/eigen.hpp"
 #include "contrastive/losses/info_nce.hpp"
 #include "contrastive/losses/nt_xent.hpp"
+#include "contrastive/sampling/philox.hpp"
 
 #endif  // CONTRASTIVE_CONTRASTIVE_HPP
