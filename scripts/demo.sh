@@ -10,6 +10,7 @@ build_dir="${CONTRASTIVE_BUILD_DIR:-build}"
 # not (yet) defined by examples/CMakeLists.txt are skipped.
 demo=(
   "quickstart"
+  "quickstart_xtensor"
 )
 # Extra Debian packages the examples need, installed only if missing (the Fashion-MNIST training
 # examples will add dataset-fashion-mnist here).
