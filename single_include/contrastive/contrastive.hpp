@@ -1136,6 +1136,9 @@ struct pairwise_problem {
   const matrix_view<const T>* y = nullptr;  // segments of Y (== x in self mode)
   int y_segments = 0;
   bool self = false;
+  // Exclude s_ii (global row == global column) from every statistic and gradient. Implied by
+  // `self`; on its own it gives negatives-only normalisers for two-tower losses.
+  bool mask_diagonal = false;
   T scale = 1;  // lambda = 1 / temperature
   index_t tile_rows = 256, tile_cols = 256;
   // Optional labels per virtual row: s_ij is a positive when label_x[i] == label_y[j] (i != j
@@ -1221,15 +1224,37 @@ struct pairwise_scratch {
   }
 };
 
-/// S_IJ = scale X_I Y_J^T into the scratch tile; the self-pair diagonal is set to -inf.
+/// The masked entries of tile (I, J): local (r, r + offset) for r in [first, last).
+struct tile_mask {
+  index_t first = 0, last = 0, offset = 0;
+  bool any() const noexcept { return last > first; }
+  /// Masked column of local row r, or -1.
+  index_t col(index_t r) const noexcept { return r >= first && r < last ? r + offset : -1; }
+};
+
+template <class T>
+tile_mask diagonal_mask(const pairwise_problem<T>& p, const row_block& I, const row_block& J) noexcept {
+  tile_mask m;
+  if (!(p.self || p.mask_diagonal)) return m;
+  // Global row g is masked in column g: local row r = g - I.global, column g - J.global.
+  const index_t lo = I.global > J.global ? I.global : J.global;
+  const index_t hi = I.global + I.rows < J.global + J.rows ? I.global + I.rows : J.global + J.rows;
+  if (hi <= lo) return m;
+  m.first = lo - I.global;
+  m.last = hi - I.global;
+  m.offset = I.global - J.global;
+  return m;
+}
+
+/// S_IJ = scale X_I Y_J^T into the scratch tile, with masked entries set to -inf.
 template <class T>
 void compute_logits(const pairwise_problem<T>& p, const row_block& bi, const row_block& bj,
-                    const pairwise_scratch<T>& ws) {
+                    const tile_mask& mask, const pairwise_scratch<T>& ws) {
   auto s = ws.logits(bi.rows, bj.rows);
   const auto xi = map_rows<T>(p.x[bi.segment].middle_rows(bi.first, bi.rows));
   const auto yj = map_rows<T>(p.y[bj.segment].middle_rows(bj.first, bj.rows));
   s.noalias() = p.scale * (xi * yj.transpose());
-  if (p.self && bi.global == bj.global) s.diagonal().setConstant(-infinity<T>());
+  for (index_t r = mask.first; r < mask.last; ++r) s(r, r + mask.offset) = -infinity<T>();
 }
 
 /// Output of the forward sweep. `row`/`col` may be null (direction not needed); in self mode
@@ -1256,8 +1281,9 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
     for (std::size_t bj = p.self ? bi : 0; bj < yb.size(); ++bj) {
       const row_block& I = xb[bi];
       const row_block& J = yb[bj];
-      const bool diag = p.self && bi == bj;
-      compute_logits(p, I, J, ws);
+      const bool diag = p.self && bi == bj;  // serves its rows only (S_II is symmetric)
+      const tile_mask mask = diagonal_mask(p, I, J);
+      compute_logits(p, I, J, mask, ws);
       const auto s = ws.logits(I.rows, J.rows);
       typename pairwise_scratch<T>::vec e(ws.v0, J.rows);
 
@@ -1265,12 +1291,13 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
         for (index_t r = 0; r < I.rows; ++r) {
           const auto sr = s.row(r).array();
           const T m = sr.maxCoeff();
-          if (m == -infinity<T>()) continue;  // a 1-column diagonal tile: nothing unmasked
+          if (m == -infinity<T>()) continue;  // a 1-column tile whose entry is masked
           e = (sr - m).exp();
           // Eigen's vectorised exp clamps its argument, so exp(-inf) is tiny, not 0: zero the
           // masked entry explicitly, and clamp its -inf so that 0 * s stays 0.
-          if (diag) e(r) = 0;
-          const T mom = diag ? (e * sr.max(lowest)).sum() : (e * sr).sum();
+          const index_t mc = mask.col(r);
+          if (mc >= 0) e(mc) = 0;
+          const T mom = mc >= 0 ? (e * sr.max(lowest)).sum() : (e * sr).sum();
           online_softmax<double> t;
           t.max = m;
           t.sum = e.sum();
@@ -1288,10 +1315,18 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
         for (index_t r = 0; r < I.rows; ++r) {
           const auto sr = s.row(r).array();
           e = (sr - cmax).exp();
-          csum += e;
-          cmom += e * sr;
+          const index_t mc = mask.col(r);
+          if (mc >= 0) {
+            e(mc) = 0;
+            csum += e;
+            cmom += e * sr.max(lowest);
+          } else {
+            csum += e;
+            cmom += e * sr;
+          }
         }
         for (index_t c = 0; c < J.rows; ++c) {
+          if (cmax(c) == -infinity<T>()) continue;  // a 1-row tile whose entry is masked
           online_softmax<double> t;
           t.max = cmax(c);
           t.sum = csum(c);
@@ -1303,7 +1338,7 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
         for (index_t r = 0; r < I.rows; ++r) {
           const std::int64_t li = p.label_x[I.global + r];
           for (index_t c = 0; c < J.rows; ++c) {
-            if (p.label_y[J.global + c] != li || (diag && r == c)) continue;
+            if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
             if (out.row_target) out.row_target[I.global + r] += s(r, c);
             if (out.col_target && !diag) out.col_target[J.global + c] += s(r, c);
           }
@@ -1346,7 +1381,8 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
       const row_block& I = xb[bi];
       const row_block& J = yb[bj];
       const bool diag = p.self && bi == bj;
-      compute_logits(p, I, J, ws);
+      const tile_mask mask = diagonal_mask(p, I, J);
+      compute_logits(p, I, J, mask, ws);
       auto g = ws.logits(I.rows, J.rows);  // overwritten in place by G
       const bool has_row = k.row_w != nullptr, has_col = k.col_w != nullptr;
       for (index_t r = 0; r < I.rows; ++r) {
@@ -1363,13 +1399,14 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
           gr = wr * (gr - lr).exp();
         }
       }
-      if (diag) g.diagonal().setZero();  // exp(-inf) is not exactly 0 in Eigen's exp
+      // exp(-inf) is not exactly 0 in Eigen's exp.
+      for (index_t r = mask.first; r < mask.last; ++r) g(r, r + mask.offset) = 0;
       if (p.label_x) {
         for (index_t r = 0; r < I.rows; ++r) {
           const std::int64_t li = p.label_x[I.global + r];
           const T qr = k.row_q ? k.row_q[I.global + r] : T(0);
           for (index_t c = 0; c < J.rows; ++c) {
-            if (p.label_y[J.global + c] != li || (diag && r == c)) continue;
+            if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
             g(r, c) -= qr + (k.col_q ? k.col_q[J.global + c] : T(0));
           }
         }
@@ -2257,5 +2294,96 @@ CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_LOSSES_NT_XENT_HPP
 // ---- end contrastive/losses/nt_xent.hpp ----
+// ---- begin contrastive/sampling/philox.hpp ----
+#ifndef CONTRASTIVE_SAMPLING_PHILOX_HPP
+#define CONTRASTIVE_SAMPLING_PHILOX_HPP
+
+// Philox4x32-10 (Salmon et al., SC 2011), counter-based: every draw is a pure function of
+// (seed, id, step, stream, block), so CPU and GPU, any tiling and any thread count produce the
+// same numbers. Layout (shared/spec/losses.md 3.6):
+//   key     = (lo32(seed), hi32(seed))
+//   counter = (lo32(id), hi32(id), lo32(step), (stream << 28) | block)
+// Streams: 0 = direction a (or the only one), 1 = direction b, 2 = bridge noise, 3 = bridge t.
+
+#include <math.h>
+
+#include <cstdint>
+
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// Four 32-bit words: one Philox block.
+struct philox_block {
+  std::uint32_t w[4];
+};
+
+namespace detail {
+CONTRASTIVE_HOST_DEVICE inline void mulhilo32(std::uint32_t a, std::uint32_t b, std::uint32_t& hi,
+                                              std::uint32_t& lo) noexcept {
+  const std::uint64_t p = static_cast<std::uint64_t>(a) * static_cast<std::uint64_t>(b);
+  hi = static_cast<std::uint32_t>(p >> 32);
+  lo = static_cast<std::uint32_t>(p);
+}
+}  // namespace detail
+
+/// The raw bijection: ten rounds of Philox4x32 on counter c with key (k0, k1).
+CONTRASTIVE_HOST_DEVICE inline philox_block philox4x32_10(philox_block c, std::uint32_t k0,
+                                                          std::uint32_t k1) noexcept {
+  constexpr std::uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
+  constexpr std::uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
+  for (int round = 0; round < 10; ++round) {
+    if (round > 0) {
+      k0 += W0;
+      k1 += W1;
+    }
+    std::uint32_t hi0, lo0, hi1, lo1;
+    detail::mulhilo32(M0, c.w[0], hi0, lo0);
+    detail::mulhilo32(M1, c.w[2], hi1, lo1);
+    c = philox_block{{hi1 ^ c.w[1] ^ k0, lo1, hi0 ^ c.w[3] ^ k1, lo0}};
+  }
+  return c;
+}
+
+/// Named streams of the library's layout.
+enum class philox_stream_id : std::uint32_t { a = 0, b = 1, bridge_noise = 2, bridge_t = 3 };
+
+/// The stream of one (seed, id, step, stream): blocks 0, 1, 2, ... (up to 2^28 per stream).
+struct philox_stream {
+  std::uint64_t seed = 0;
+  std::uint64_t id = 0;
+  std::uint32_t step = 0;
+  std::uint32_t stream = 0;
+
+  CONTRASTIVE_HOST_DEVICE philox_block block(std::uint32_t k) const noexcept {
+    const philox_block c{{static_cast<std::uint32_t>(id), static_cast<std::uint32_t>(id >> 32), step,
+                          (stream << 28) | (k & 0x0FFFFFFFu)}};
+    return philox4x32_10(c, static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+  }
+
+  /// The m-th standard normal of the stream: block m/2, words (0, 1) or (2, 3), Box-Muller
+  /// (cosine branch).
+  CONTRASTIVE_HOST_DEVICE double normal(std::uint64_t m) const noexcept;
+};
+
+/// u(w) = (w + 0.5) 2^-32: exact in double and strictly inside (0, 1).
+CONTRASTIVE_HOST_DEVICE inline double uniform_open01(std::uint32_t w) noexcept {
+  return (static_cast<double>(w) + 0.5) * (1.0 / 4294967296.0);
+}
+
+/// Box-Muller, cosine branch, from two words.
+CONTRASTIVE_HOST_DEVICE inline double box_muller(std::uint32_t w0, std::uint32_t w1) noexcept {
+  constexpr double two_pi = 6.283185307179586476925286766559;
+  return ::sqrt(-2.0 * ::log(uniform_open01(w0))) * ::cos(two_pi * uniform_open01(w1));
+}
+
+CONTRASTIVE_HOST_DEVICE inline double philox_stream::normal(std::uint64_t m) const noexcept {
+  const philox_block b = block(static_cast<std::uint32_t>(m / 2));
+  return (m % 2 == 0) ? box_muller(b.w[0], b.w[1]) : box_muller(b.w[2], b.w[3]);
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_SAMPLING_PHILOX_HPP
+// ---- end contrastive/sampling/philox.hpp ----
 
 #endif  // CONTRASTIVE_CONTRASTIVE_HPP
