@@ -1,0 +1,882 @@
+#ifndef CONTRASTIVE_LOSSES_GEOMETRIC_CONSISTENCY_HPP
+#define CONTRASTIVE_LOSSES_GEOMETRIC_CONSISTENCY_HPP
+
+// Geometric consistency (Jiang et al., "Understanding and Constructing Latent Modality Structures
+// in Multi-modal Representation Learning", CVPR 2023, after CyCLIP). Spec: shared/spec/losses.md
+// section 4.3. Rows j of V (image) and U (text) are the two embeddings of pair j.
+//
+//   L_GC   = (1/N) sum_{j,k} [ w_x (<v_j,u_k> - <v_k,u_j>)^2 + w_i (<v_j,v_k> - <u_j,u_k>)^2 ]
+//   L^a_GC = (1/N) sum_{j,k} [ (<v_j,v_k> - <va_j,va_k>)^2 + (<u_j,u_k> - <ua_j,ua_k>)^2 ]
+//          + (1/N) sum_j (<v_j,u_j> - <va_j,ua_j>)^2
+//
+// w_x (cross-modal symmetry) and w_i (in-modal consistency) are 1 by default, which is the
+// paper's L_GC; either may be set to 0 to use one term alone. The double sums carry 1/N, not
+// 1/N^2, as in the paper and CyCLIP; under data parallelism N is the global batch.
+//
+// Two algorithms, bit-for-bit independent of the thread count:
+// - naive: the N x N similarity matrices, O(N^2 D) time and O(N^2) memory; the test reference.
+// - gram: D x D Gram matrices only, O(N D^2) time, O((N/chunk + threads) chunk D + D^2) memory,
+//   never N x N. With equal weights it uses the cancellation-free P = V + U, Q = V - U form
+//   (L_GC = (1/N) tr((P^T P)(Q^T Q)): 6 N D^2 flop for forward + backward with symmetric rank
+//   updates); with unequal weights (or `gram_split`) the spec's three-Gram form (V^T V, U^T U,
+//   V^T U). The augmented variant uses P = X + Y, Q = X - Y per pair (X, Y) in {(V, Va), (U, Ua)}
+//   (`gram_split`: X^T X, Y^T Y, X^T Y). Rows are processed in chunks of `chunk_rows`; chunks are
+//   grouped into a fixed number of slabs (a function of N, D and the element type only), each
+//   with its own Gram accumulators, summed in slab order, so results do not depend on threads.
+// `automatic` picks gram when D < N (it then costs less than naive) and naive otherwise.
+//
+// Inputs are used as given (normalise them with l2_normalize); a row of zero norm or a
+// non-finite value is bad input (contrastive::invalid_argument). On the gram path the backward
+// finds such rows while it packs them, so on that error the gradient outputs may have been
+// partly written.
+//
+// Threads: OpenMP when compiled with it (`num_threads`, 0 = omp_get_max_threads()); serial
+// otherwise.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/error.hpp"
+#include "contrastive/core/gemm.hpp"
+#include "contrastive/core/loss_common.hpp"
+#include "contrastive/core/matrix_view.hpp"
+#include "contrastive/core/modal_common.hpp"
+#include "contrastive/core/traits.hpp"
+#include "contrastive/core/workspace.hpp"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// Which algorithm computes the geometric-consistency losses.
+enum class gc_algorithm {
+  automatic,   // gram when D < N, else naive
+  naive,       // N x N similarity matrices (test reference; O(N^2) memory)
+  gram,        // D x D Grams, cancellation-free P/Q form (three-Gram form for unequal weights)
+  gram_split   // D x D Grams, the three-Gram form of the spec (cross-check)
+};
+
+struct geometric_consistency_options {
+  double cross_modal_weight = 1;  // w_x >= 0 (L_GC only)
+  double in_modal_weight = 1;     // w_i >= 0 (L_GC only)
+  // Augmented variant: no gradient to Va / Ua (momentum-encoder features); their gradient
+  // outputs are zeroed (left untouched with `accumulate`).
+  bool detach_va = false;
+  bool detach_ua = false;
+  gc_algorithm algorithm = gc_algorithm::automatic;
+  index_t chunk_rows = 512;  // rows per block on the gram path
+  int num_threads = 0;       // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
+  bool accumulate = false;   // backward adds into the gradients instead of overwriting them
+};
+
+/// What the forward keeps: the loss, the path that ran and, on the gram path, the D x D Gram
+/// matrices (and, for the augmented variant, the N diagonal differences) the backward reuses.
+template <class T>
+struct geometric_consistency_saved {
+  T loss = 0;
+  index_t n = 0, d = 0;
+  bool augmented = false;
+  gc_algorithm algorithm = gc_algorithm::naive;  // never automatic
+  double cross_modal_weight = 1, in_modal_weight = 1;
+  std::vector<T> grams;        // gram paths: row-major D x D matrices, see detail::gc_gram_count
+  std::vector<double> delta;   // augmented: <v_j,u_j> - <va_j,ua_j>
+};
+
+namespace detail {
+
+constexpr const char* gc_fwd_name = "geometric_consistency_forward";
+constexpr const char* gc_bwd_name = "geometric_consistency_backward";
+constexpr const char* gca_fwd_name = "geometric_consistency_augmented_forward";
+constexpr const char* gca_bwd_name = "geometric_consistency_augmented_backward";
+
+inline bool gc_equal_weights(const geometric_consistency_options& o) noexcept {
+  return o.cross_modal_weight == o.in_modal_weight;
+}
+
+/// The path that runs for an n x d problem.
+inline gc_algorithm gc_resolve(index_t n, index_t d, bool augmented,
+                               const geometric_consistency_options& o) noexcept {
+  gc_algorithm a = o.algorithm;
+  if (a == gc_algorithm::automatic) a = d < n ? gc_algorithm::gram : gc_algorithm::naive;
+  if (a == gc_algorithm::gram && !augmented && !gc_equal_weights(o)) a = gc_algorithm::gram_split;
+  return a;
+}
+
+/// D x D matrices kept by the gram paths.
+inline int gc_gram_count(gc_algorithm a, bool augmented) noexcept {
+  if (a == gc_algorithm::naive) return 0;
+  if (augmented) return 6;                      // per pair: (P^TP, Q^TQ, P^TQ) or (X^TX, Y^TY, X^TY)
+  return a == gc_algorithm::gram ? 2 : 3;       // (P^TP, Q^TQ) or (V^TV, U^TU, V^TU)
+}
+
+/// The fixed work split of the gram path.
+struct gc_plan {
+  gc_algorithm algorithm = gc_algorithm::naive;
+  bool augmented = false;
+  index_t n = 0, d = 0;
+  index_t chunk = 0, chunks = 0, slabs = 0;
+  int grams = 0;
+  int threads = 1;
+};
+
+template <class T>
+gc_plan gc_make_plan(index_t n, index_t d, bool augmented, const geometric_consistency_options& o) {
+  gc_plan p;
+  p.algorithm = gc_resolve(n, d, augmented, o);
+  p.augmented = augmented;
+  p.n = n;
+  p.d = d;
+  p.grams = gc_gram_count(p.algorithm, augmented);
+  p.threads = modal_threads(o.num_threads);
+  if (p.algorithm == gc_algorithm::naive) return p;
+  p.chunk = o.chunk_rows < n ? o.chunk_rows : n;
+  p.chunks = (n + p.chunk - 1) / p.chunk;
+  // Slabs: at most 8, and their extra Gram accumulators within 64 MiB. A function of (N, D, T)
+  // and the options only, never of the thread count.
+  const std::size_t per_slab = static_cast<std::size_t>(p.grams) * static_cast<std::size_t>(d) *
+                               static_cast<std::size_t>(d) * sizeof(T);
+  index_t s = p.chunks < 8 ? p.chunks : 8;
+  while (s > 1 && static_cast<std::size_t>(s - 1) * per_slab > (std::size_t(64) << 20)) --s;
+  p.slabs = s;
+  return p;
+}
+
+/// Per-thread scratch on the gram path: four chunk x D blocks.
+template <class T>
+std::size_t gc_thread_bytes(const gc_plan& p) noexcept {
+  return 4 * array_bytes<T>(static_cast<std::size_t>(p.chunk * p.d));
+}
+
+template <class T>
+std::size_t gc_forward_bytes(const gc_plan& p) noexcept {
+  if (p.algorithm == gc_algorithm::naive) return workspace_alignment;
+  const int threads = p.threads < p.slabs ? p.threads : static_cast<int>(p.slabs);
+  const std::size_t dd = static_cast<std::size_t>(p.d * p.d);
+  return static_cast<std::size_t>(p.slabs - 1) * array_bytes<T>(dd * static_cast<std::size_t>(p.grams)) +
+         static_cast<std::size_t>(threads) * gc_thread_bytes<T>(p) + workspace_alignment;
+}
+
+template <class T>
+std::size_t gc_backward_bytes(const gc_plan& p) noexcept {
+  if (p.algorithm == gc_algorithm::naive) return workspace_alignment;
+  const int threads = p.threads < p.chunks ? p.threads : static_cast<int>(p.chunks);
+  const std::size_t dd = static_cast<std::size_t>(p.d * p.d);
+  return 8 * array_bytes<T>(dd) + static_cast<std::size_t>(threads) * gc_thread_bytes<T>(p) +
+         workspace_alignment;
+}
+
+template <class T>
+using gc_map = Eigen::Map<row_major_matrix<T>>;
+template <class T>
+using gc_cmap = Eigen::Map<const row_major_matrix<T>>;
+
+/// The first bad row a chunk met (row < 0: none).
+struct gc_row_flag {
+  index_t row = -1;
+};
+
+/// One input of the problem with its name (for messages).
+template <class T>
+struct gc_input {
+  matrix_view<const T> view;
+  const char* name;
+};
+
+/// Copies rows [r0, r0 + c) of x (row-major into dst, c x D) and flags a bad row.
+template <class T>
+void gc_load(const matrix_view<const T>& x, index_t r0, index_t c, T* dst, gc_row_flag& flag) {
+  const index_t d = x.cols(), cs = x.col_stride();
+  for (index_t r = 0; r < c; ++r) {
+    const T* src = x.row_ptr(r0 + r);
+    T* out = dst + r * d;
+    double s = 0;
+    for (index_t k = 0; k < d; ++k) {
+      const T a = src[k * cs];
+      out[k] = a;
+      s += double(a) * double(a);
+    }
+    if (CONTRASTIVE_UNLIKELY(!row_norm_ok(s)) && flag.row < 0) flag.row = r0 + r;
+  }
+}
+
+/// P = X + Y and Q = X - Y for rows [r0, r0 + c), flagging a bad row of X or Y.
+template <class T>
+void gc_load_pq(const matrix_view<const T>& x, const matrix_view<const T>& y, index_t r0,
+                index_t c, T* p, T* q, gc_row_flag& flag) {
+  const index_t d = x.cols(), xs = x.col_stride(), ys = y.col_stride();
+  for (index_t r = 0; r < c; ++r) {
+    const T* xr = x.row_ptr(r0 + r);
+    const T* yr = y.row_ptr(r0 + r);
+    T* pr = p + r * d;
+    T* qr = q + r * d;
+    double sx = 0, sy = 0;
+    if (xs == 1 && ys == 1) {
+      for (index_t k = 0; k < d; ++k) {
+        const T a = xr[k], b = yr[k];
+        pr[k] = a + b;
+        qr[k] = a - b;
+        sx += double(a) * double(a);
+        sy += double(b) * double(b);
+      }
+    } else {
+      for (index_t k = 0; k < d; ++k) {
+        const T a = xr[k * xs], b = yr[k * ys];
+        pr[k] = a + b;
+        qr[k] = a - b;
+        sx += double(a) * double(a);
+        sy += double(b) * double(b);
+      }
+    }
+    if (CONTRASTIVE_UNLIKELY(!(row_norm_ok(sx) && row_norm_ok(sy))) && flag.row < 0)
+      flag.row = r0 + r;
+  }
+}
+
+/// After a parallel pass: the first flagged row (in row order) is reported with the inputs'
+/// names; a false alarm (a squared norm overflowing double) re-checks the rest of its chunk.
+template <class T>
+void gc_report_flags(const char* fn, const std::vector<gc_row_flag>& flags, const gc_plan& p,
+                     const gc_input<T>* inputs, int count) {
+  for (index_t c = 0; c < p.chunks; ++c) {
+    if (flags[static_cast<std::size_t>(c)].row < 0) continue;
+    const index_t r0 = c * p.chunk;
+    const index_t rows = p.n - r0 < p.chunk ? p.n - r0 : p.chunk;
+    for (int k = 0; k < count; ++k) check_rows(fn, inputs[k].name, inputs[k].view.middle_rows(r0, rows));
+  }
+}
+
+/// out(rows r0.., :) = (accumulate ? out : 0) + s * buf
+template <class T>
+void gc_store(const matrix_view<T>& out, index_t r0, index_t c, const T* buf, double s,
+              bool accumulate) {
+  const index_t d = out.cols();
+  const T st = static_cast<T>(s);
+  for (index_t r = 0; r < c; ++r) {
+    const T* b = buf + r * d;
+    if (out.col_stride() == 1) {
+      T* o = out.row_ptr(r0 + r);
+      if (accumulate) {
+        for (index_t k = 0; k < d; ++k) o[k] += st * b[k];
+      } else {
+        for (index_t k = 0; k < d; ++k) o[k] = st * b[k];
+      }
+    } else {
+      for (index_t k = 0; k < d; ++k) {
+        T& o = out(r0 + r, k);
+        o = accumulate ? o + st * b[k] : st * b[k];
+      }
+    }
+  }
+}
+
+/// out1 = s (X + Y), out2 = s (X - Y) for rows r0.. (either output may be absent).
+template <class T>
+void gc_store_sum_diff(const matrix_view<T>* out1, const matrix_view<T>* out2, index_t r0,
+                       index_t c, index_t d, const T* x, const T* y, double s, bool accumulate) {
+  const T st = static_cast<T>(s);
+  for (index_t r = 0; r < c; ++r) {
+    const T* xr = x + r * d;
+    const T* yr = y + r * d;
+    for (index_t k = 0; k < d; ++k) {
+      const T a = xr[k], b = yr[k];
+      if (out1) {
+        T& o = (*out1)(r0 + r, k);
+        o = accumulate ? o + st * (a + b) : st * (a + b);
+      }
+      if (out2) {
+        T& o = (*out2)(r0 + r, k);
+        o = accumulate ? o + st * (a - b) : st * (a - b);
+      }
+    }
+  }
+}
+
+/// Zero (or leave, when accumulating) an output.
+template <class T>
+void gc_clear(const matrix_view<T>& out, bool accumulate) {
+  if (accumulate) return;
+  for (index_t i = 0; i < out.rows(); ++i)
+    for (index_t k = 0; k < out.cols(); ++k) out(i, k) = T(0);
+}
+
+/// sum_ij X_ij Y_ij and sum_ij X_ij Y_ji in double.
+template <class T>
+double gc_frobenius(const T* x, const T* y, index_t d) noexcept {
+  double s = 0;
+  for (index_t i = 0; i < d * d; ++i) s += double(x[i]) * double(y[i]);
+  return s;
+}
+template <class T>
+double gc_trace_product(const T* x, const T* y, index_t d) noexcept {
+  double s = 0;
+  for (index_t i = 0; i < d; ++i)
+    for (index_t j = 0; j < d; ++j) s += double(x[i * d + j]) * double(y[j * d + i]);
+  return s;
+}
+
+/// Copies the lower triangle onto the upper one.
+template <class T>
+void gc_symmetrize(T* a, index_t d) noexcept {
+  for (index_t i = 0; i < d; ++i)
+    for (index_t j = i + 1; j < d; ++j) a[i * d + j] = a[j * d + i];
+}
+
+/// Which Grams of a slab are symmetric rank updates (lower triangle only until summed).
+inline bool gc_gram_is_symmetric(const gc_plan& p, int g) noexcept {
+  if (p.augmented) return g % 3 != 2;
+  return p.algorithm == gc_algorithm::gram ? true : g != 2;
+}
+
+/// The forward sweep of the gram paths: fills saved.grams (and saved.delta) and returns the loss.
+template <class T>
+double gc_gram_forward(const char* fn, const gc_plan& p, const gc_input<T>* in, int inputs,
+                       const geometric_consistency_options& o, geometric_consistency_saved<T>& saved,
+                       workspace ws) {
+  const index_t n = p.n, d = p.d, dd = d * d;
+  arena ar(ws, gc_forward_bytes<T>(p) - workspace_alignment, fn);
+  saved.grams.assign(static_cast<std::size_t>(p.grams * dd), T(0));
+  if (p.augmented) saved.delta.assign(static_cast<std::size_t>(n), 0.0);
+  std::vector<T*> slab(static_cast<std::size_t>(p.slabs));
+  slab[0] = saved.grams.data();
+  for (index_t s = 1; s < p.slabs; ++s) {
+    slab[static_cast<std::size_t>(s)] = ar.take<T>(static_cast<std::size_t>(p.grams * dd));
+    std::fill(slab[static_cast<std::size_t>(s)], slab[static_cast<std::size_t>(s)] + p.grams * dd, T(0));
+  }
+  const int threads = p.threads < p.slabs ? p.threads : static_cast<int>(p.slabs);
+  std::vector<T*> scratch(static_cast<std::size_t>(threads));
+  for (int t = 0; t < threads; ++t)
+    scratch[static_cast<std::size_t>(t)] = ar.take<T>(4 * static_cast<std::size_t>(p.chunk * d));
+  std::vector<gc_row_flag> flags(static_cast<std::size_t>(p.chunks));
+
+  modal_parallel_for(p.slabs, threads, [&](index_t s, int tid) {
+    T* buf0 = scratch[static_cast<std::size_t>(tid)];
+    T* buf1 = buf0 + p.chunk * d;
+    T* g = slab[static_cast<std::size_t>(s)];
+    const index_t c0 = s * p.chunks / p.slabs, c1 = (s + 1) * p.chunks / p.slabs;
+    for (index_t ch = c0; ch < c1; ++ch) {
+      const index_t r0 = ch * p.chunk;
+      const index_t c = n - r0 < p.chunk ? n - r0 : p.chunk;
+      gc_row_flag& flag = flags[static_cast<std::size_t>(ch)];
+      const gc_cmap<T> m0(buf0, c, d), m1(buf1, c, d);
+      const int pairs = p.augmented ? 2 : 1;
+      for (int pr = 0; pr < pairs; ++pr) {
+        // The pair (X, Y): (V, U), or (V, Va) and (U, Ua) when augmented.
+        const matrix_view<const T>& xv = p.augmented ? in[pr].view : in[0].view;
+        const matrix_view<const T>& yv = p.augmented ? in[pr + 2].view : in[1].view;
+        T* g0 = g + static_cast<index_t>(3 * pr) * dd;
+        gc_map<T> G0(g0, d, d), G1(g0 + dd, d, d);
+        if (p.algorithm == gc_algorithm::gram) {
+          gc_load_pq(xv, yv, r0, c, buf0, buf1, flag);  // buf0 = P, buf1 = Q
+        } else {
+          gc_load(xv, r0, c, buf0, flag);
+          gc_load(yv, r0, c, buf1, flag);
+        }
+        G0.template selfadjointView<Eigen::Lower>().rankUpdate(m0.transpose());
+        G1.template selfadjointView<Eigen::Lower>().rankUpdate(m1.transpose());
+        if (p.augmented || p.algorithm == gc_algorithm::gram_split) {
+          gc_map<T> G2(g0 + 2 * dd, d, d);
+          G2.noalias() += m0.transpose() * m1;
+        }
+      }
+      if (p.augmented) {
+        const matrix_view<const T>& v = in[0].view;
+        const matrix_view<const T>& u = in[1].view;
+        const matrix_view<const T>& va = in[2].view;
+        const matrix_view<const T>& ua = in[3].view;
+        for (index_t r = r0; r < r0 + c; ++r)
+          saved.delta[static_cast<std::size_t>(r)] = dot_rows(v, r, u, r) - dot_rows(va, r, ua, r);
+      }
+    }
+  });
+  gc_report_flags(fn, flags, p, in, inputs);
+
+  T* g = saved.grams.data();
+  for (index_t s = 1; s < p.slabs; ++s) {
+    const T* o2 = slab[static_cast<std::size_t>(s)];
+    for (index_t i = 0; i < p.grams * dd; ++i) g[i] += o2[i];
+  }
+  for (int k = 0; k < p.grams; ++k)
+    if (gc_gram_is_symmetric(p, k)) gc_symmetrize(g + k * dd, d);
+
+  const double inv_n = 1.0 / double(n);
+  if (!p.augmented) {
+    if (p.algorithm == gc_algorithm::gram) {  // w (1/N) tr(A B), A = P^TP, B = Q^TQ
+      return o.in_modal_weight * inv_n * gc_frobenius(g, g + dd, d);
+    }
+    const T* av = g;
+    const T* au = g + dd;
+    const T* cc = g + 2 * dd;  // V^T U
+    const double cross = 2 * gc_frobenius(av, au, d) - 2 * gc_trace_product(cc, cc, d);
+    const double inmod = gc_frobenius(av, av, d) + gc_frobenius(au, au, d) - 2 * gc_frobenius(cc, cc, d);
+    return inv_n * (o.cross_modal_weight * cross + o.in_modal_weight * inmod);
+  }
+  double f = 0;
+  for (int pr = 0; pr < 2; ++pr) {
+    const T* a = g + 3 * pr * dd;
+    const T* b = a + dd;
+    const T* c = a + 2 * dd;
+    if (p.algorithm == gc_algorithm::gram) {
+      f += 0.5 * (gc_frobenius(a, b, d) + gc_trace_product(c, c, d));
+    } else {
+      f += gc_frobenius(a, a, d) + gc_frobenius(b, b, d) - 2 * gc_frobenius(c, c, d);
+    }
+  }
+  for (const double dl : saved.delta) f += dl * dl;
+  return inv_n * f;
+}
+
+/// The backward sweep of the gram paths. out[k] may be null (detached).
+template <class T>
+void gc_gram_backward(const char* fn, const gc_plan& p, const gc_input<T>* in, int inputs,
+                      const geometric_consistency_saved<T>& saved, const matrix_view<T>* const* out,
+                      const geometric_consistency_options& o, double upstream, workspace ws) {
+  const index_t n = p.n, d = p.d, dd = d * d;
+  arena ar(ws, gc_backward_bytes<T>(p) - workspace_alignment, fn);
+  const T* g = saved.grams.data();
+  // Right-hand D x D factors of the products, combined once.
+  T* f[8] = {};
+  const auto cm = [d](const T* x) { return gc_cmap<T>(x, d, d); };
+  if (!p.augmented && p.algorithm == gc_algorithm::gram) {
+    // dV = s (P B + Q A), dU = s (P B - Q A), s = 2 w / N: the factors are B and A themselves.
+  } else if (!p.augmented) {
+    const double wx = o.cross_modal_weight, wi = o.in_modal_weight;
+    for (int k = 0; k < 4; ++k) f[k] = ar.take<T>(static_cast<std::size_t>(dd));
+    const auto av = cm(g), au = cm(g + dd), c = cm(g + 2 * dd);  // c = V^T U
+    gc_map<T>(f[0], d, d) = (T(wx) * au + T(wi) * av);            // Mv
+    gc_map<T>(f[1], d, d) = (T(wx) * c + T(wi) * c.transpose());  // Nv
+    gc_map<T>(f[2], d, d) = (T(wx) * av + T(wi) * au);            // Mu
+    gc_map<T>(f[3], d, d) = (T(wx) * c.transpose() + T(wi) * c);  // Nu
+  } else {
+    for (int pr = 0; pr < 2; ++pr) {
+      const auto a = cm(g + 3 * pr * dd), b = cm(g + (3 * pr + 1) * dd), c = cm(g + (3 * pr + 2) * dd);
+      T* const* fp = f + 4 * pr;
+      for (int k = 0; k < 4; ++k) f[4 * pr + k] = ar.take<T>(static_cast<std::size_t>(dd));
+      if (p.algorithm == gc_algorithm::gram) {  // c = P^T Q
+        gc_map<T>(fp[0], d, d) = b + c.transpose();  // dX = P G1 + Q G2
+        gc_map<T>(fp[1], d, d) = c + a;
+        gc_map<T>(fp[2], d, d) = b - c.transpose();  // dY = P G3 + Q G4
+        gc_map<T>(fp[3], d, d) = c - a;
+      } else {  // a = X^TX, b = Y^TY, c = X^TY: dX = 4 (X a - Y c^T), dY = 4 (Y b - X c)
+        gc_map<T>(fp[0], d, d) = a;
+        gc_map<T>(fp[1], d, d) = -c.transpose();
+        gc_map<T>(fp[2], d, d) = b;
+        gc_map<T>(fp[3], d, d) = -c;
+      }
+    }
+  }
+  const int threads = p.threads < p.chunks ? p.threads : static_cast<int>(p.chunks);
+  std::vector<T*> scratch(static_cast<std::size_t>(threads));
+  for (int t = 0; t < threads; ++t)
+    scratch[static_cast<std::size_t>(t)] = ar.take<T>(4 * static_cast<std::size_t>(p.chunk * d));
+  std::vector<gc_row_flag> flags(static_cast<std::size_t>(p.chunks));
+  const double inv_n = 1.0 / double(n);
+  const bool acc = o.accumulate;
+
+  modal_parallel_for(p.chunks, threads, [&](index_t ch, int tid) {
+    T* buf0 = scratch[static_cast<std::size_t>(tid)];
+    T* buf1 = buf0 + p.chunk * d;
+    T* buf2 = buf1 + p.chunk * d;
+    T* buf3 = buf2 + p.chunk * d;
+    const index_t r0 = ch * p.chunk;
+    const index_t c = n - r0 < p.chunk ? n - r0 : p.chunk;
+    gc_row_flag& flag = flags[static_cast<std::size_t>(ch)];
+    const gc_cmap<T> m0(buf0, c, d), m1(buf1, c, d);
+    gc_map<T> x2(buf2, c, d), x3(buf3, c, d);
+    if (!p.augmented && p.algorithm == gc_algorithm::gram) {
+      gc_load_pq(in[0].view, in[1].view, r0, c, buf0, buf1, flag);
+      x2.noalias() = m0 * cm(g + dd);  // P B
+      x3.noalias() = m1 * cm(g);       // Q A
+      gc_store_sum_diff(out[0], out[1], r0, c, d, buf2, buf3,
+                        2 * o.in_modal_weight * upstream * inv_n, acc);
+      return;
+    }
+    if (!p.augmented) {
+      gc_load(in[0].view, r0, c, buf0, flag);
+      gc_load(in[1].view, r0, c, buf1, flag);
+      const double s = 4 * upstream * inv_n;
+      x2.noalias() = m0 * cm(f[0]);
+      x2.noalias() -= m1 * cm(f[1]);
+      gc_store(*out[0], r0, c, buf2, s, acc);
+      x3.noalias() = m1 * cm(f[2]);
+      x3.noalias() -= m0 * cm(f[3]);
+      gc_store(*out[1], r0, c, buf3, s, acc);
+      return;
+    }
+    for (int pr = 0; pr < 2; ++pr) {
+      const matrix_view<const T>& xv = in[pr].view;
+      const matrix_view<const T>& yv = in[pr + 2].view;
+      const matrix_view<T>* ox = out[pr];
+      const matrix_view<T>* oy = out[pr + 2];
+      T* const* fp = f + 4 * pr;
+      if (p.algorithm == gc_algorithm::gram) {
+        gc_load_pq(xv, yv, r0, c, buf0, buf1, flag);
+      } else {
+        gc_load(xv, r0, c, buf0, flag);
+        gc_load(yv, r0, c, buf1, flag);
+      }
+      // gram: dX = P G1 + Q G2, dY = P G3 + Q G4 (scale 1/N);
+      // split: dX = X a + Y (-c^T), dY = Y b + X (-c) (scale 4/N).
+      const double s = (p.algorithm == gc_algorithm::gram ? 1.0 : 4.0) * upstream * inv_n;
+      const bool split = p.algorithm == gc_algorithm::gram_split;
+      if (ox) {
+        x2.noalias() = m0 * cm(fp[0]);
+        x2.noalias() += m1 * cm(fp[1]);
+        gc_store(*ox, r0, c, buf2, s, acc);
+      }
+      if (oy) {
+        if (split) {
+          x3.noalias() = m1 * cm(fp[2]);
+          x3.noalias() += m0 * cm(fp[3]);
+        } else {
+          x3.noalias() = m0 * cm(fp[2]);
+          x3.noalias() += m1 * cm(fp[3]);
+        }
+        gc_store(*oy, r0, c, buf3, s, acc);
+      }
+    }
+    // Diagonal term: (1/N) sum_j delta_j^2, delta_j = <v_j,u_j> - <va_j,ua_j>.
+    const matrix_view<const T>* xs[4] = {&in[0].view, &in[1].view, &in[2].view, &in[3].view};
+    for (index_t r = r0; r < r0 + c; ++r) {
+      const double dl = 2 * upstream * inv_n * saved.delta[static_cast<std::size_t>(r)];
+      // dv += dl u, du += dl v, dva -= dl ua, dua -= dl va
+      const int partner[4] = {1, 0, 3, 2};
+      const double sign[4] = {1, 1, -1, -1};
+      for (int k = 0; k < 4; ++k) {
+        if (!out[k]) continue;
+        const matrix_view<const T>& w = *xs[partner[k]];
+        const T coef = static_cast<T>(sign[k] * dl);
+        for (index_t j = 0; j < d; ++j) (*out[k])(r, j) += coef * w(r, j);
+      }
+    }
+  });
+  gc_report_flags(fn, flags, p, in, inputs);
+}
+
+/// Row-major Eigen copy of a view (naive path).
+template <class T>
+row_major_matrix<T> gc_dense(const matrix_view<const T>& x) {
+  row_major_matrix<T> m(x.rows(), x.cols());
+  for (index_t i = 0; i < x.rows(); ++i)
+    for (index_t k = 0; k < x.cols(); ++k) m(i, k) = x(i, k);
+  return m;
+}
+
+template <class T, class M>
+double gc_squared_norm(const M& m) {
+  double s = 0;
+  for (index_t i = 0; i < m.rows(); ++i)
+    for (index_t k = 0; k < m.cols(); ++k) s += double(m(i, k)) * double(m(i, k));
+  return s;
+}
+
+template <class T>
+void gc_store_dense(const matrix_view<T>& out, const row_major_matrix<T>& g, bool accumulate) {
+  for (index_t i = 0; i < out.rows(); ++i)
+    for (index_t k = 0; k < out.cols(); ++k) out(i, k) = accumulate ? out(i, k) + g(i, k) : g(i, k);
+}
+
+/// Naive forward: N x N matrices.
+template <class T>
+double gc_naive_forward(const gc_plan& p, const gc_input<T>* in,
+                        const geometric_consistency_options& o,
+                        geometric_consistency_saved<T>& saved) {
+  const double inv_n = 1.0 / double(p.n);
+  const row_major_matrix<T> v = gc_dense(in[0].view), u = gc_dense(in[1].view);
+  if (!p.augmented) {
+    const row_major_matrix<T> m = v * u.transpose();
+    const row_major_matrix<T> k = m - m.transpose();
+    const row_major_matrix<T> e = v * v.transpose() - u * u.transpose();
+    return inv_n * (o.cross_modal_weight * gc_squared_norm<T>(k) +
+                    o.in_modal_weight * gc_squared_norm<T>(e));
+  }
+  const row_major_matrix<T> va = gc_dense(in[2].view), ua = gc_dense(in[3].view);
+  const row_major_matrix<T> ev = v * v.transpose() - va * va.transpose();
+  const row_major_matrix<T> eu = u * u.transpose() - ua * ua.transpose();
+  double f = gc_squared_norm<T>(ev) + gc_squared_norm<T>(eu);
+  saved.delta.assign(static_cast<std::size_t>(p.n), 0.0);
+  for (index_t j = 0; j < p.n; ++j) {
+    const double dl = dot_rows(in[0].view, j, in[1].view, j) - dot_rows(in[2].view, j, in[3].view, j);
+    saved.delta[static_cast<std::size_t>(j)] = dl;
+    f += dl * dl;
+  }
+  return inv_n * f;
+}
+
+template <class T>
+void gc_naive_backward(const gc_plan& p, const gc_input<T>* in,
+                       const geometric_consistency_saved<T>& saved, const matrix_view<T>* const* out,
+                       const geometric_consistency_options& o, double upstream) {
+  const T s = static_cast<T>(4 * upstream / double(p.n));
+  const row_major_matrix<T> v = gc_dense(in[0].view), u = gc_dense(in[1].view);
+  if (!p.augmented) {
+    const row_major_matrix<T> m = v * u.transpose();
+    const row_major_matrix<T> k = m - m.transpose();
+    const row_major_matrix<T> e = v * v.transpose() - u * u.transpose();
+    const T wx = static_cast<T>(o.cross_modal_weight), wi = static_cast<T>(o.in_modal_weight);
+    const row_major_matrix<T> gv = s * (wx * (k * u) + wi * (e * v));
+    const row_major_matrix<T> gu = -s * (wx * (k * v) + wi * (e * u));
+    gc_store_dense(*out[0], gv, o.accumulate);
+    gc_store_dense(*out[1], gu, o.accumulate);
+    return;
+  }
+  const row_major_matrix<T> va = gc_dense(in[2].view), ua = gc_dense(in[3].view);
+  const row_major_matrix<T> ev = v * v.transpose() - va * va.transpose();
+  const row_major_matrix<T> eu = u * u.transpose() - ua * ua.transpose();
+  row_major_matrix<T> g[4] = {s * (ev * v), s * (eu * u), -s * (ev * va), -s * (eu * ua)};
+  const row_major_matrix<T>* xs[4] = {&v, &u, &va, &ua};
+  const int partner[4] = {1, 0, 3, 2};
+  const double sign[4] = {1, 1, -1, -1};
+  for (index_t j = 0; j < p.n; ++j) {
+    const double dl = 2 * upstream / double(p.n) * saved.delta[static_cast<std::size_t>(j)];
+    for (int k = 0; k < 4; ++k) g[k].row(j) += static_cast<T>(sign[k] * dl) * xs[partner[k]]->row(j);
+  }
+  for (int k = 0; k < 4; ++k)
+    if (out[k]) gc_store_dense(*out[k], g[k], o.accumulate);
+}
+
+inline void gc_check_options(const char* fn, const geometric_consistency_options& o) {
+  CONTRASTIVE_CHECK(std::isfinite(o.cross_modal_weight) && o.cross_modal_weight >= 0, fn,
+                    ": 'cross_modal_weight' must be finite and >= 0, got ", o.cross_modal_weight);
+  CONTRASTIVE_CHECK(std::isfinite(o.in_modal_weight) && o.in_modal_weight >= 0, fn,
+                    ": 'in_modal_weight' must be finite and >= 0, got ", o.in_modal_weight);
+  CONTRASTIVE_CHECK(o.chunk_rows > 0, fn, ": 'chunk_rows' must be > 0, got ", o.chunk_rows);
+}
+
+/// Shapes (all inputs N x D like the first, N > 0, D > 0) and options.
+template <class T>
+void gc_check_inputs(const char* fn, const gc_input<T>* in, int count,
+                     const geometric_consistency_options& o) {
+  gc_check_options(fn, o);
+  for (int k = 0; k < count; ++k) check_matrix(fn, in[k].name, in[k].view);
+  const matrix_view<const T>& a = in[0].view;
+  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('", in[0].name, "' has 0 rows)");
+  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": '", in[0].name, "' has 0 columns (D must be > 0)");
+  for (int k = 1; k < count; ++k) {
+    CONTRASTIVE_CHECK(in[k].view.rows() == a.rows(), fn, ": '", in[k].name, "' has ",
+                      in[k].view.rows(), " rows, expected ", a.rows(), " (rows of '", in[0].name, "')");
+    CONTRASTIVE_CHECK(in[k].view.cols() == a.cols(), fn, ": '", in[k].name, "' has ",
+                      in[k].view.cols(), " columns, expected ", a.cols(), " (columns of '",
+                      in[0].name, "')");
+  }
+}
+
+template <class T>
+geometric_consistency_saved<T> gc_forward_impl(const char* fn, const gc_input<T>* in, int count,
+                                               const geometric_consistency_options& o,
+                                               workspace ws) {
+  gc_check_inputs(fn, in, count, o);
+  const bool augmented = count == 4;
+  const gc_plan p = gc_make_plan<T>(in[0].view.rows(), in[0].view.cols(), augmented, o);
+  geometric_consistency_saved<T> saved;
+  saved.n = p.n;
+  saved.d = p.d;
+  saved.augmented = augmented;
+  saved.algorithm = p.algorithm;
+  saved.cross_modal_weight = o.cross_modal_weight;
+  saved.in_modal_weight = o.in_modal_weight;
+  double loss;
+  if (p.algorithm == gc_algorithm::naive) {
+    for (int k = 0; k < count; ++k) check_rows(fn, in[k].name, in[k].view);
+    loss = gc_naive_forward(p, in, o, saved);
+  } else {
+    loss = gc_gram_forward(fn, p, in, count, o, saved, ws);
+  }
+  saved.loss = static_cast<T>(loss);
+  return saved;
+}
+
+template <class T>
+void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
+                      const geometric_consistency_saved<T>& saved, const matrix_view<T>* grads,
+                      const geometric_consistency_options& o, double upstream, workspace ws) {
+  static const char* const grad_names[4] = {"grad_v", "grad_u", "grad_va", "grad_ua"};
+  gc_check_inputs(fn, in, count, o);
+  const bool augmented = count == 4;
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  const index_t n = in[0].view.rows(), d = in[0].view.cols();
+  CONTRASTIVE_CHECK(saved.n == n && saved.d == d && saved.augmented == augmented, fn,
+                    ": 'saved' belongs to a ", saved.n, " x ", saved.d,
+                    saved.augmented ? " augmented" : "", " problem, the inputs are ", n, " x ", d,
+                    augmented ? " (augmented)" : "");
+  CONTRASTIVE_CHECK(augmented || (saved.cross_modal_weight == o.cross_modal_weight &&
+                                   saved.in_modal_weight == o.in_modal_weight),
+                    fn, ": 'saved' was computed with other weights (", saved.cross_modal_weight,
+                    ", ", saved.in_modal_weight, ") than these (", o.cross_modal_weight, ", ",
+                    o.in_modal_weight, ")");
+  const int grams = gc_gram_count(saved.algorithm, augmented);
+  CONTRASTIVE_CHECK(saved.algorithm != gc_algorithm::automatic &&
+                        saved.grams.size() == static_cast<std::size_t>(grams * d * d) &&
+                        (!augmented || saved.delta.size() == static_cast<std::size_t>(n)),
+                    fn, ": 'saved' is incomplete (not produced by the matching forward)");
+  for (int k = 0; k < count; ++k) {
+    check_matrix(fn, grad_names[k], grads[k]);
+    check_shape(fn, grad_names[k], grads[k], n, d, "the shape of the inputs");
+    check_writable_layout(fn, grad_names[k], grads[k]);
+    for (int j = 0; j < count; ++j) check_no_alias(fn, grad_names[k], grads[k], in[j].name, in[j].view);
+    for (int j = 0; j < k; ++j) check_no_alias(fn, grad_names[k], grads[k], grad_names[j], grads[j]);
+  }
+  const matrix_view<T>* out[4] = {&grads[0], &grads[1], nullptr, nullptr};
+  if (augmented) {
+    out[2] = o.detach_va ? nullptr : &grads[2];
+    out[3] = o.detach_ua ? nullptr : &grads[3];
+    if (o.detach_va) gc_clear(grads[2], o.accumulate);
+    if (o.detach_ua) gc_clear(grads[3], o.accumulate);
+  }
+  // The path follows `saved` (its Grams); the plan gives the chunking.
+  geometric_consistency_options po = o;
+  po.algorithm = saved.algorithm;
+  gc_plan p = gc_make_plan<T>(n, d, augmented, po);
+  p.algorithm = saved.algorithm;
+  if (p.algorithm == gc_algorithm::naive) {
+    for (int k = 0; k < count; ++k) check_rows(fn, in[k].name, in[k].view);
+    gc_naive_backward(p, in, saved, out, o, upstream);
+  } else {
+    gc_gram_backward(fn, p, in, count, saved, out, o, upstream, ws);
+  }
+}
+
+}  // namespace detail
+
+/// Scratch bytes of the gram path for an N x D problem (the naive path allocates its N x N
+/// matrices itself). Pass at least this much as `workspace` to make the gram path's calls
+/// allocation-free besides `saved`.
+template <class T>
+std::size_t geometric_consistency_workspace_bytes(index_t n, index_t d,
+                                                  const geometric_consistency_options& o = {}) {
+  const detail::gc_plan p = detail::gc_make_plan<T>(n, d, false, o);
+  const std::size_t f = detail::gc_forward_bytes<T>(p), b = detail::gc_backward_bytes<T>(p);
+  return f > b ? f : b;
+}
+template <class T>
+std::size_t geometric_consistency_augmented_workspace_bytes(
+    index_t n, index_t d, const geometric_consistency_options& o = {}) {
+  const detail::gc_plan p = detail::gc_make_plan<T>(n, d, true, o);
+  const std::size_t f = detail::gc_forward_bytes<T>(p), b = detail::gc_backward_bytes<T>(p);
+  return f > b ? f : b;
+}
+
+/// L_GC forward. `v` (image) and `u` (text) are N x D; row j of each is pair j.
+template <class V, class U>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>)
+auto geometric_consistency_forward(const V& v, const U& u,
+                                   const geometric_consistency_options& o = {}, workspace ws = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  using T = typename decltype(vv)::value_type;
+  static_assert(std::is_same<T, typename decltype(vu)::value_type>::value,
+                "contrastive: 'v' and 'u' must have the same element type");
+  const detail::gc_input<T> in[2] = {{vv, "v"}, {vu, "u"}};
+  return detail::gc_forward_impl<T>(detail::gc_fwd_name, in, 2, o, ws);
+}
+
+/// L_GC backward: writes (or adds) upstream * dL/dv and dL/du.
+template <class V, class U, class T, class GV, class GU>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<GV&&>&& writable_tensor<GU&&>)
+void geometric_consistency_backward(const V& v, const U& u,
+                                    const geometric_consistency_saved<T>& saved, GV&& grad_v,
+                                    GU&& grad_u, const geometric_consistency_options& o = {},
+                                    double upstream = 1.0, workspace ws = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  static_assert(std::is_same<T, typename decltype(vv)::value_type>::value &&
+                    std::is_same<T, typename decltype(vu)::value_type>::value &&
+                    std::is_same<T, typename decltype(gv)::value_type>::value &&
+                    std::is_same<T, typename decltype(gu)::value_type>::value,
+                "contrastive: inputs, gradients and saved state must share one element type");
+  const detail::gc_input<T> in[2] = {{vv, "v"}, {vu, "u"}};
+  const matrix_view<T> grads[2] = {gv, gu};
+  detail::gc_backward_impl<T>(detail::gc_bwd_name, in, 2, saved, grads, o, upstream, ws);
+}
+
+/// L_GC forward and backward in one call; returns the loss.
+template <class V, class U, class GV, class GU>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<GV&&>&& writable_tensor<GU&&>)
+auto geometric_consistency_forward_backward(const V& v, const U& u, GV&& grad_v, GU&& grad_u,
+                                            const geometric_consistency_options& o = {},
+                                            workspace ws = {}) {
+  const auto saved = geometric_consistency_forward(v, u, o, ws);
+  geometric_consistency_backward(v, u, saved, std::forward<GV>(grad_v), std::forward<GU>(grad_u), o,
+                                 1.0, ws);
+  return saved.loss;
+}
+
+/// L^a_GC forward: `va`, `ua` are the augmented views' embeddings (N x D each).
+template <class V, class U, class VA, class UA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VA>&& tensor_like<UA>)
+auto geometric_consistency_augmented_forward(const V& v, const U& u, const VA& va, const UA& ua,
+                                             const geometric_consistency_options& o = {},
+                                             workspace ws = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vva = detail::input_view(va);
+  const auto vua = detail::input_view(ua);
+  using T = typename decltype(vv)::value_type;
+  static_assert(std::is_same<T, typename decltype(vu)::value_type>::value &&
+                    std::is_same<T, typename decltype(vva)::value_type>::value &&
+                    std::is_same<T, typename decltype(vua)::value_type>::value,
+                "contrastive: 'v', 'u', 'va' and 'ua' must have the same element type");
+  const detail::gc_input<T> in[4] = {{vv, "v"}, {vu, "u"}, {vva, "va"}, {vua, "ua"}};
+  return detail::gc_forward_impl<T>(detail::gca_fwd_name, in, 4, o, ws);
+}
+
+/// L^a_GC backward: writes (or adds) upstream * the gradients for v, u, va and ua (the last two
+/// zeroed, or left untouched with `accumulate`, when detached).
+template <class V, class U, class VA, class UA, class T, class GV, class GU, class GVA, class GUA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VA>&& tensor_like<UA>&&
+                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVA&&>&&
+                             writable_tensor<GUA&&>)
+void geometric_consistency_augmented_backward(const V& v, const U& u, const VA& va, const UA& ua,
+                                              const geometric_consistency_saved<T>& saved,
+                                              GV&& grad_v, GU&& grad_u, GVA&& grad_va,
+                                              GUA&& grad_ua,
+                                              const geometric_consistency_options& o = {},
+                                              double upstream = 1.0, workspace ws = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vva = detail::input_view(va);
+  const auto vua = detail::input_view(ua);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto gva = detail::output_view(std::forward<GVA>(grad_va));
+  const auto gua = detail::output_view(std::forward<GUA>(grad_ua));
+  static_assert(std::is_same<T, typename decltype(vv)::value_type>::value &&
+                    std::is_same<T, typename decltype(vu)::value_type>::value &&
+                    std::is_same<T, typename decltype(vva)::value_type>::value &&
+                    std::is_same<T, typename decltype(vua)::value_type>::value &&
+                    std::is_same<T, typename decltype(gv)::value_type>::value &&
+                    std::is_same<T, typename decltype(gu)::value_type>::value &&
+                    std::is_same<T, typename decltype(gva)::value_type>::value &&
+                    std::is_same<T, typename decltype(gua)::value_type>::value,
+                "contrastive: inputs, gradients and saved state must share one element type");
+  const detail::gc_input<T> in[4] = {{vv, "v"}, {vu, "u"}, {vva, "va"}, {vua, "ua"}};
+  const matrix_view<T> grads[4] = {gv, gu, gva, gua};
+  detail::gc_backward_impl<T>(detail::gca_bwd_name, in, 4, saved, grads, o, upstream, ws);
+}
+
+/// L^a_GC forward and backward in one call; returns the loss.
+template <class V, class U, class VA, class UA, class GV, class GU, class GVA, class GUA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VA>&& tensor_like<UA>&&
+                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVA&&>&&
+                             writable_tensor<GUA&&>)
+auto geometric_consistency_augmented_forward_backward(const V& v, const U& u, const VA& va,
+                                                      const UA& ua, GV&& grad_v, GU&& grad_u,
+                                                      GVA&& grad_va, GUA&& grad_ua,
+                                                      const geometric_consistency_options& o = {},
+                                                      workspace ws = {}) {
+  const auto saved = geometric_consistency_augmented_forward(v, u, va, ua, o, ws);
+  geometric_consistency_augmented_backward(v, u, va, ua, saved, std::forward<GV>(grad_v),
+                                           std::forward<GU>(grad_u), std::forward<GVA>(grad_va),
+                                           std::forward<GUA>(grad_ua), o, 1.0, ws);
+  return saved.loss;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_GEOMETRIC_CONSISTENCY_HPP
