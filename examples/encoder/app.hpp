@@ -1,0 +1,71 @@
+#ifndef CONTRASTIVE_EXAMPLES_ENCODER_APP_HPP
+#define CONTRASTIVE_EXAMPLES_ENCODER_APP_HPP
+
+// Small helpers shared by the training programs (train_simclr, train_two_tower).
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+
+namespace encoder {
+
+/// Exit code that ctest maps to "skipped" (SKIP_RETURN_CODE 77): the dataset is not installed.
+constexpr int exit_skipped = 77;
+/// Exit code of a failed --check (the loss did not fall, or the probe did not beat chance).
+constexpr int exit_check_failed = 2;
+
+/// "<directory of this executable>/runs", so outputs land in the build tree by default.
+inline std::string default_out_dir(const char* argv0) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path exe = fs::canonical("/proc/self/exe", ec);
+  if (ec) exe = fs::absolute(argv0, ec);
+  return (exe.parent_path() / "runs").string();
+}
+
+inline std::string absolute_path(const std::string& p) {
+  std::error_code ec;
+  const auto a = std::filesystem::absolute(p, ec);
+  return ec ? p : a.lexically_normal().string();
+}
+
+/// Mean of v[from, to).
+inline double mean_of(const std::vector<double>& v, std::size_t from, std::size_t to) {
+  double s = 0;
+  for (std::size_t i = from; i < to; ++i) s += v[i];
+  return to > from ? s / static_cast<double>(to - from) : 0;
+}
+
+/// The loss fell: the mean of the last quarter of the steps is below the mean of the first
+/// quarter (with at least one step in each).
+inline bool loss_fell(const std::vector<double>& losses, double* first = nullptr, double* last = nullptr) {
+  const std::size_t n = losses.size();
+  const std::size_t q = n / 4 > 0 ? n / 4 : 1;
+  const double a = mean_of(losses, 0, q < n ? q : n), b = mean_of(losses, n > q ? n - q : 0, n);
+  if (first) *first = a;
+  if (last) *last = b;
+  return n >= 2 && b < a;
+}
+
+/// Accuracy that beats chance (1 / classes) by three binomial standard errors on n examples.
+inline double chance_threshold(index_t n, int classes = 10) {
+  const double p = 1.0 / classes;
+  return p + 3 * std::sqrt(p * (1 - p) / static_cast<double>(n > 0 ? n : 1));
+}
+
+class stopwatch {
+ public:
+  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
+
+ private:
+  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace encoder
+
+#endif  // CONTRASTIVE_EXAMPLES_ENCODER_APP_HPP
