@@ -1,0 +1,727 @@
+#ifndef CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_HPP
+#define CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_HPP
+
+// Brownian-bridge path sampling between paired embeddings (Jiang et al., CVPR 2023, eq. (1);
+// shared/spec/losses.md section 4.2). Row j of V (image, the t = 1 end) and U (text, the t = 0
+// end) are the endpoints of pair j.
+//
+//   mean    mu(v, u, t) = m / max(||m||, 1e-12),   m = t v + (1 - t) u   (on the unit sphere)
+//   point   y = mu(v, u, t) + sigma sqrt(t (1 - t)) eps,   eps ~ N(0, I_D)      [optional noise]
+//           then, with `reproject`, y / max(||y||, 1e-12)
+//   path    K steps, t_k = k / K; increments conditioned on both endpoints:
+//           n_0 = n_K = 0,  n_k = n_{k-1} (K-k)/(K-k+1) + sqrt((K-k)/(K(K-k+1))) xi_k,
+//           X_k = mu(v, u, t_k) + sigma n_k  (k = 1..K-1; `reproject` as above),
+//           so Cov(n_j, n_k) = t_j (1 - t_k) I for j <= k and each X_k has the point's law.
+//
+// Readings and library choices (the spec leaves these open):
+// - t: fixed (default 0.25, the paper's value, which puts the mean near the text), or with
+//   `random_t` t_j ~ U(t_min, t_max) (default [0.05, 0.95]): t_j = t_min + (t_max - t_min) u,
+//   u = uniform_open01(word 0 of block 0) of Philox stream 3 (seed, id_j, step).
+// - sigma defaults to 1/sqrt(D), so that E||noise||^2 = t (1 - t); the paper's literal unit
+//   variance per coordinate (sigma = 1) would swamp unit vectors.
+// - Noise: eps_d (points) and xi_k,d (paths) are normal numbers m = d and m = (k-1) D + d of
+//   Philox stream 2 (seed, id_j, step): block m/2, words (0,1) for even m and (2,3) for odd m,
+//   Box-Muller cosine branch, i.e. exactly philox_stream::normal(m). id_j = ids[j] when `ids`
+//   is given (e.g. dataset indices), else first_id + j. The caller may pass eps / xi instead.
+// - Trajectories have K + 1 rows per pair (row j (K+1) + k holds X_k); X_0 = u and X_K = v are
+//   copies of the inputs (exact, never re-projected) and pass their gradient straight through.
+// - Backward is by reparameterisation (the noise is fixed): gradients to v, u (both endpoints),
+//   to each row's t (points) and to sigma. At t = 0 or t = 1 the noise term's t-derivative
+//   sigma (1 - 2t) / (2 sqrt(t (1 - t))) <g, eps> is infinite; it is omitted there (the mean
+//   term's derivative is still reported).
+//
+// Inputs are used as given (the mean is normalised, the endpoints are not); a row of zero norm
+// or a non-finite value in v or u is bad input (contrastive::invalid_argument), as are t outside
+// [0, 1] and non-finite noise. Threads: OpenMP over rows when compiled with it; results never
+// depend on the thread count.
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/error.hpp"
+#include "contrastive/core/loss_common.hpp"
+#include "contrastive/core/matrix_view.hpp"
+#include "contrastive/core/modal_common.hpp"
+#include "contrastive/core/traits.hpp"
+#include "contrastive/sampling/philox.hpp"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+struct brownian_bridge_options {
+  double t = 0.25;            // fixed t in [0, 1] (t = 0: u, t = 1: v)
+  bool random_t = false;      // per-row t_j ~ U(t_min, t_max) on Philox stream 3
+  double t_min = 0.05;
+  double t_max = 0.95;
+  bool noise = true;          // add sigma sqrt(t(1-t)) eps (points) / sigma n_k (paths)
+  double sigma = 0;           // noise scale >= 0; 0 (default) means 1/sqrt(D)
+  bool reproject = false;     // divide each sampled point by its norm
+  index_t steps = 8;          // K, the number of steps of a trajectory (>= 1)
+  std::uint64_t seed = 0;     // Philox key
+  std::uint32_t step = 0;     // Philox counter word 2 (e.g. the training step)
+  std::uint64_t first_id = 0; // Philox id of row j is first_id + j ...
+  label_span ids{};           // ... or ids[j] when given (one per row, >= 0)
+  bool accumulate = false;    // backward adds into grad_v / grad_u instead of overwriting them
+  int num_threads = 0;        // 0: all OpenMP threads (1 without OpenMP)
+};
+
+/// What a sampling call keeps for its backward: O(N) numbers, never the noise.
+template <class T>
+struct brownian_bridge_saved {
+  index_t n = 0, d = 0;
+  index_t steps = 0;          // K for trajectories, 0 for points
+  std::vector<double> t;      // per-row t (points)
+  double sigma = 0;           // the resolved noise scale
+  bool noise = true, reproject = false, given_noise = false;
+  std::uint64_t seed = 0;
+  std::uint32_t step = 0;
+};
+
+/// Gradients of a sampling call beyond those to v and u.
+struct brownian_bridge_gradient {
+  double t = 0;                // dL/dt of a t shared by all rows (the sum of t_rows); 0 for paths
+  std::vector<double> t_rows;  // dL/dt_j per row (points)
+  double sigma = 0;            // dL/dsigma
+};
+
+namespace detail {
+
+constexpr double bridge_floor = 1e-12;
+
+inline std::uint64_t bridge_id(const brownian_bridge_options& o, index_t j) noexcept {
+  return o.ids.empty() ? o.first_id + static_cast<std::uint64_t>(j)
+                       : static_cast<std::uint64_t>(o.ids.data[j]);
+}
+
+/// The t of row j (unchecked options).
+inline double bridge_t(const brownian_bridge_options& o, index_t j) noexcept {
+  if (!o.random_t) return o.t;
+  const philox_stream s{o.seed, bridge_id(o, j), o.step,
+                        static_cast<std::uint32_t>(philox_stream_id::bridge_t)};
+  return o.t_min + (o.t_max - o.t_min) * uniform_open01(s.block(0).w[0]);
+}
+
+inline double bridge_sigma(const brownian_bridge_options& o, index_t d) noexcept {
+  return o.sigma > 0 ? o.sigma : 1.0 / std::sqrt(double(d));
+}
+
+/// Standard normals m = first, first + 1, ..., first + count - 1 of a stream (one block per pair).
+inline void bridge_normals(const philox_stream& s, std::uint64_t first, index_t count, double* out) noexcept {
+  index_t k = 0;
+  std::uint64_t m = first;
+  if (count > 0 && (m & 1u)) {
+    out[k++] = s.normal(m++);
+  }
+  for (; k + 1 < count; k += 2, m += 2) {
+    const philox_block b = s.block(static_cast<std::uint32_t>(m / 2));
+    out[k] = box_muller(b.w[0], b.w[1]);
+    out[k + 1] = box_muller(b.w[2], b.w[3]);
+  }
+  if (k < count) out[k] = s.normal(m);
+}
+
+/// mu = m / max(||m||, floor), m = t v + (1 - t) u, for row j; returns max(||m||, floor).
+template <class T>
+double bridge_mean_row(const matrix_view<const T>& v, const matrix_view<const T>& u, index_t j,
+                       double t, double* mu) noexcept {
+  const index_t d = v.cols();
+  double s = 0;
+  for (index_t k = 0; k < d; ++k) {
+    const double m = t * double(v(j, k)) + (1 - t) * double(u(j, k));
+    mu[k] = m;
+    s += m * m;
+  }
+  const double r = std::sqrt(s);
+  const double rr = r > bridge_floor ? r : bridge_floor;
+  for (index_t k = 0; k < d; ++k) mu[k] /= rr;
+  return rr;
+}
+
+/// Replaces g (dL/dmu) by g_m = dL/dm: (g - mu <mu, g>) / r, or g / floor when ||m|| <= floor.
+inline void bridge_mean_backward(const double* mu, double r, index_t d, double* g) noexcept {
+  if (r <= bridge_floor) {
+    for (index_t k = 0; k < d; ++k) g[k] /= bridge_floor;
+    return;
+  }
+  double p = 0;
+  for (index_t k = 0; k < d; ++k) p += mu[k] * g[k];
+  for (index_t k = 0; k < d; ++k) g[k] = (g[k] - mu[k] * p) / r;
+}
+
+/// y /= max(||y||, floor); returns the norm used.
+inline double bridge_project(double* y, index_t d) noexcept {
+  double s = 0;
+  for (index_t k = 0; k < d; ++k) s += y[k] * y[k];
+  const double r = std::sqrt(s);
+  const double rr = r > bridge_floor ? r : bridge_floor;
+  for (index_t k = 0; k < d; ++k) y[k] /= rr;
+  return rr;
+}
+
+/// Gradient through s = y / max(||y||, floor) (s given, r the norm used).
+inline void bridge_project_backward(const double* s, double r, index_t d, double* g) noexcept {
+  bridge_mean_backward(s, r, d, g);
+}
+
+inline void bridge_check_time(const char* fn, const brownian_bridge_options& o) {
+  if (o.random_t) {
+    CONTRASTIVE_CHECK(std::isfinite(o.t_min) && std::isfinite(o.t_max) && o.t_min >= 0 &&
+                          o.t_max <= 1 && o.t_min <= o.t_max,
+                      fn, ": 't_min' and 't_max' must satisfy 0 <= t_min <= t_max <= 1, got [",
+                      o.t_min, ", ", o.t_max, "]");
+  } else {
+    CONTRASTIVE_CHECK(std::isfinite(o.t) && o.t >= 0 && o.t <= 1, fn,
+                      ": 't' must lie in [0, 1], got ", o.t);
+  }
+}
+
+inline void bridge_check_ids(const char* fn, const brownian_bridge_options& o, index_t n) {
+  if (o.ids.empty()) return;
+  CONTRASTIVE_CHECK(o.ids.size == n, fn, ": 'ids' has ", o.ids.size, " entries, expected ", n,
+                    " (one per row)");
+  for (index_t j = 0; j < n; ++j)
+    CONTRASTIVE_CHECK(o.ids.data[j] >= 0, fn, ": 'ids' has a negative id (", o.ids.data[j],
+                      ") at row ", j);
+}
+
+/// v, u: N x D, N > 0, D > 0, finite, no zero-norm row; options valid.
+template <class T>
+void bridge_check_endpoints(const char* fn, const matrix_view<const T>& v,
+                            const matrix_view<const T>& u, const brownian_bridge_options& o,
+                            bool trajectory) {
+  check_matrix(fn, "v", v);
+  check_matrix(fn, "u", u);
+  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('v' has 0 rows)");
+  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'v' has 0 columns (D must be > 0)");
+  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'u' has ", u.rows(), " rows, expected ", v.rows(),
+                    " (rows of 'v')");
+  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'u' has ", u.cols(), " columns, expected ",
+                    v.cols(), " (columns of 'v')");
+  if (!trajectory) bridge_check_time(fn, o);
+  CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
+                    ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);
+  if (trajectory)
+    CONTRASTIVE_CHECK(o.steps >= 1, fn, ": 'steps' must be >= 1, got ", o.steps);
+  bridge_check_ids(fn, o, v.rows());
+  check_rows(fn, "v", v);
+  check_rows(fn, "u", u);
+}
+
+template <class T>
+void bridge_check_noise(const char* fn, const char* name, const matrix_view<const T>& e,
+                        index_t rows, index_t cols, const char* what) {
+  check_matrix(fn, name, e);
+  check_shape(fn, name, e, rows, cols, what);
+  check_finite(fn, name, e);
+}
+
+/// Rows per parallel task and per-thread scratch of D doubles x `width`.
+struct bridge_scratch {
+  std::vector<double> data;
+  index_t stride = 0;
+  double* get(int tid) noexcept { return data.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(stride); }
+  bridge_scratch(int threads, index_t per_thread)
+      : data(static_cast<std::size_t>(threads) * static_cast<std::size_t>(per_thread)), stride(per_thread) {}
+};
+
+constexpr index_t bridge_rows_per_task = 16;
+
+template <class F>
+void bridge_for_rows(index_t n, int threads, F&& row_fn) {
+  const index_t tasks = (n + bridge_rows_per_task - 1) / bridge_rows_per_task;
+  modal_parallel_for(tasks, threads, [&](index_t task, int tid) {
+    const index_t j1 = (task + 1) * bridge_rows_per_task < n ? (task + 1) * bridge_rows_per_task : n;
+    for (index_t j = task * bridge_rows_per_task; j < j1; ++j) row_fn(j, tid);
+  });
+}
+
+template <class T>
+void bridge_store_row(const matrix_view<T>& out, index_t i, const double* x, bool accumulate) {
+  for (index_t k = 0; k < out.cols(); ++k)
+    out(i, k) = accumulate ? static_cast<T>(double(out(i, k)) + x[k]) : static_cast<T>(x[k]);
+}
+
+// ---- points ----
+
+template <class T>
+brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<const T>& v,
+                                              const matrix_view<const T>& u,
+                                              const matrix_view<const T>* eps,
+                                              const matrix_view<T>& y,
+                                              const brownian_bridge_options& o) {
+  bridge_check_endpoints(fn, v, u, o, false);
+  const index_t n = v.rows(), d = v.cols();
+  if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'v'");
+  check_matrix(fn, "y", y);
+  check_shape(fn, "y", y, n, d, "the shape of 'v'");
+  check_writable_layout(fn, "y", y);
+  check_no_alias(fn, "y", y, "v", v);
+  check_no_alias(fn, "y", y, "u", u);
+  if (eps) check_no_alias(fn, "y", y, "eps", *eps);
+
+  brownian_bridge_saved<T> saved;
+  saved.n = n;
+  saved.d = d;
+  saved.t.resize(static_cast<std::size_t>(n));
+  saved.sigma = bridge_sigma(o, d);
+  saved.noise = o.noise;
+  saved.reproject = o.reproject;
+  saved.given_noise = eps != nullptr;
+  saved.seed = o.seed;
+  saved.step = o.step;
+  const int threads = modal_threads(o.num_threads);
+  bridge_scratch scratch(threads, 2 * d);
+  const double sigma = saved.sigma;
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    double* mu = scratch.get(tid);
+    double* e = mu + d;
+    const double t = bridge_t(o, j);
+    saved.t[static_cast<std::size_t>(j)] = t;
+    bridge_mean_row(v, u, j, t, mu);
+    if (o.noise) {
+      const double c = sigma * std::sqrt(t * (1 - t));
+      if (eps) {
+        for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
+      } else {
+        const philox_stream s{o.seed, bridge_id(o, j), o.step,
+                              static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
+        bridge_normals(s, 0, d, e);
+      }
+      for (index_t k = 0; k < d; ++k) mu[k] += c * e[k];
+    }
+    if (o.reproject) bridge_project(mu, d);
+    bridge_store_row(y, j, mu, false);
+  });
+  return saved;
+}
+
+template <class T>
+brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view<const T>& v,
+                                               const matrix_view<const T>& u,
+                                               const matrix_view<const T>* eps,
+                                               const brownian_bridge_saved<T>& saved,
+                                               const matrix_view<const T>& gy,
+                                               const matrix_view<T>& gv, const matrix_view<T>& gu,
+                                               const brownian_bridge_options& o) {
+  bridge_check_endpoints(fn, v, u, o, false);
+  const index_t n = v.rows(), d = v.cols();
+  CONTRASTIVE_CHECK(saved.steps == 0 && saved.n == n && saved.d == d &&
+                        saved.t.size() == static_cast<std::size_t>(n),
+                    fn, ": 'saved' belongs to a ", saved.n, " x ", saved.d,
+                    saved.steps ? " trajectory" : " point", " sample, the inputs are ", n, " x ", d);
+  CONTRASTIVE_CHECK(saved.given_noise == (eps != nullptr), fn,
+                    saved.given_noise ? ": 'saved' was sampled with caller noise: pass the same 'eps'"
+                                      : ": 'saved' was sampled on the Philox stream: pass no 'eps'");
+  CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
+                        saved.sigma == bridge_sigma(o, d) &&
+                        (eps || (saved.seed == o.seed && saved.step == o.step)),
+                    fn, ": 'saved' was sampled with other options (noise ", saved.noise,
+                    ", reproject ", saved.reproject, ", sigma ", saved.sigma, ", seed ", saved.seed,
+                    ", step ", saved.step, ")");
+  if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'v'");
+  check_matrix(fn, "grad_y", gy);
+  check_shape(fn, "grad_y", gy, n, d, "the shape of 'v'");
+  check_finite(fn, "grad_y", gy);
+  check_matrix(fn, "grad_v", gv);
+  check_matrix(fn, "grad_u", gu);
+  check_shape(fn, "grad_v", gv, n, d, "the shape of 'v'");
+  check_shape(fn, "grad_u", gu, n, d, "the shape of 'u'");
+  check_writable_layout(fn, "grad_v", gv);
+  check_writable_layout(fn, "grad_u", gu);
+  check_no_alias(fn, "grad_v", gv, "grad_u", gu);
+  check_no_alias(fn, "grad_v", gv, "v", v);
+  check_no_alias(fn, "grad_v", gv, "u", u);
+  check_no_alias(fn, "grad_v", gv, "grad_y", gy);
+  check_no_alias(fn, "grad_u", gu, "v", v);
+  check_no_alias(fn, "grad_u", gu, "u", u);
+  check_no_alias(fn, "grad_u", gu, "grad_y", gy);
+
+  brownian_bridge_gradient out;
+  out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
+  std::vector<double> dsig(static_cast<std::size_t>(n), 0.0);
+  const int threads = modal_threads(o.num_threads);
+  bridge_scratch scratch(threads, 4 * d);
+  const double sigma = saved.sigma;
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    double* mu = scratch.get(tid);
+    double* e = mu + d;
+    double* y = e + d;
+    double* g = y + d;
+    const double t = saved.t[static_cast<std::size_t>(j)];
+    const double r = bridge_mean_row(v, u, j, t, mu);
+    for (index_t k = 0; k < d; ++k) g[k] = double(gy(j, k));
+    const double c = o.noise ? sigma * std::sqrt(t * (1 - t)) : 0.0;
+    if (o.noise) {
+      if (eps) {
+        for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
+      } else {
+        const philox_stream s{o.seed, bridge_id(o, j), o.step,
+                              static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
+        bridge_normals(s, 0, d, e);
+      }
+    }
+    if (o.reproject) {
+      for (index_t k = 0; k < d; ++k) y[k] = mu[k] + (o.noise ? c * e[k] : 0.0);
+      const double ry = bridge_project(y, d);
+      bridge_project_backward(y, ry, d, g);
+    }
+    double dt = 0;
+    if (o.noise) {
+      double ge = 0;
+      for (index_t k = 0; k < d; ++k) ge += g[k] * e[k];
+      dsig[static_cast<std::size_t>(j)] = std::sqrt(t * (1 - t)) * ge;
+      if (t > 0 && t < 1) dt += sigma * (1 - 2 * t) / (2 * std::sqrt(t * (1 - t))) * ge;
+    }
+    bridge_mean_backward(mu, r, d, g);  // g = dL/dm
+    double dvu = 0;
+    for (index_t k = 0; k < d; ++k) dvu += (double(v(j, k)) - double(u(j, k))) * g[k];
+    dt += dvu;
+    out.t_rows[static_cast<std::size_t>(j)] = dt;
+    for (index_t k = 0; k < d; ++k) y[k] = t * g[k];
+    bridge_store_row(gv, j, y, o.accumulate);
+    for (index_t k = 0; k < d; ++k) y[k] = (1 - t) * g[k];
+    bridge_store_row(gu, j, y, o.accumulate);
+  });
+  for (index_t j = 0; j < n; ++j) {
+    out.t += out.t_rows[static_cast<std::size_t>(j)];
+    out.sigma += dsig[static_cast<std::size_t>(j)];
+  }
+  return out;
+}
+
+// ---- trajectories ----
+
+/// n_k from n_{k-1} and xi_k (k = 1..K-1).
+inline void bridge_step_noise(double* nk, const double* xi, index_t d, index_t k, index_t kk) noexcept {
+  const double a = double(kk - k) / double(kk - k + 1);
+  const double b = std::sqrt(double(kk - k) / (double(kk) * double(kk - k + 1)));
+  for (index_t i = 0; i < d; ++i) nk[i] = nk[i] * a + b * xi[i];
+}
+
+template <class T>
+void bridge_load_xi(const matrix_view<const T>* xi, const brownian_bridge_options& o, index_t j,
+                    index_t k, index_t kk, index_t d, double* out) {
+  if (xi) {
+    const index_t row = j * (kk - 1) + (k - 1);
+    for (index_t i = 0; i < d; ++i) out[i] = double((*xi)(row, i));
+  } else {
+    const philox_stream s{o.seed, bridge_id(o, j), o.step,
+                          static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
+    bridge_normals(s, static_cast<std::uint64_t>(k - 1) * static_cast<std::uint64_t>(d), d, out);
+  }
+}
+
+template <class T>
+brownian_bridge_saved<T> bridge_path_forward(const char* fn, const matrix_view<const T>& v,
+                                             const matrix_view<const T>& u,
+                                             const matrix_view<const T>* xi,
+                                             const matrix_view<T>& x,
+                                             const brownian_bridge_options& o) {
+  bridge_check_endpoints(fn, v, u, o, true);
+  const index_t n = v.rows(), d = v.cols(), kk = o.steps;
+  if (xi) bridge_check_noise(fn, "xi", *xi, n * (kk - 1), d, "N (steps - 1) x D");
+  check_matrix(fn, "x", x);
+  check_shape(fn, "x", x, n * (kk + 1), d, "N (steps + 1) x D");
+  check_writable_layout(fn, "x", x);
+  check_no_alias(fn, "x", x, "v", v);
+  check_no_alias(fn, "x", x, "u", u);
+  if (xi) check_no_alias(fn, "x", x, "xi", *xi);
+
+  brownian_bridge_saved<T> saved;
+  saved.n = n;
+  saved.d = d;
+  saved.steps = kk;
+  saved.sigma = bridge_sigma(o, d);
+  saved.noise = o.noise;
+  saved.reproject = o.reproject;
+  saved.given_noise = xi != nullptr;
+  saved.seed = o.seed;
+  saved.step = o.step;
+  const int threads = modal_threads(o.num_threads);
+  bridge_scratch scratch(threads, 3 * d);
+  const double sigma = saved.sigma;
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    double* mu = scratch.get(tid);
+    double* nk = mu + d;
+    double* xk = nk + d;
+    const index_t base = j * (kk + 1);
+    for (index_t i = 0; i < d; ++i) {
+      x(base, i) = u(j, i);
+      x(base + kk, i) = v(j, i);
+      nk[i] = 0;
+    }
+    for (index_t k = 1; k < kk; ++k) {
+      bridge_mean_row(v, u, j, double(k) / double(kk), mu);
+      if (o.noise) {
+        bridge_load_xi(xi, o, j, k, kk, d, xk);
+        bridge_step_noise(nk, xk, d, k, kk);
+        for (index_t i = 0; i < d; ++i) mu[i] += sigma * nk[i];
+      }
+      if (o.reproject) bridge_project(mu, d);
+      bridge_store_row(x, base + k, mu, false);
+    }
+  });
+  return saved;
+}
+
+template <class T>
+brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<const T>& v,
+                                              const matrix_view<const T>& u,
+                                              const matrix_view<const T>* xi,
+                                              const brownian_bridge_saved<T>& saved,
+                                              const matrix_view<const T>& gx,
+                                              const matrix_view<T>& gv, const matrix_view<T>& gu,
+                                              const brownian_bridge_options& o) {
+  bridge_check_endpoints(fn, v, u, o, true);
+  const index_t n = v.rows(), d = v.cols(), kk = o.steps;
+  CONTRASTIVE_CHECK(saved.steps == kk && saved.n == n && saved.d == d, fn,
+                    ": 'saved' belongs to a ", saved.n, " x ", saved.d, " sample with ", saved.steps,
+                    " steps, the inputs are ", n, " x ", d, " with 'steps' = ", kk);
+  CONTRASTIVE_CHECK(saved.given_noise == (xi != nullptr), fn,
+                    saved.given_noise ? ": 'saved' was sampled with caller noise: pass the same 'xi'"
+                                      : ": 'saved' was sampled on the Philox stream: pass no 'xi'");
+  CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
+                        saved.sigma == bridge_sigma(o, d) &&
+                        (xi || (saved.seed == o.seed && saved.step == o.step)),
+                    fn, ": 'saved' was sampled with other options (noise ", saved.noise,
+                    ", reproject ", saved.reproject, ", sigma ", saved.sigma, ", seed ", saved.seed,
+                    ", step ", saved.step, ")");
+  if (xi) bridge_check_noise(fn, "xi", *xi, n * (kk - 1), d, "N (steps - 1) x D");
+  check_matrix(fn, "grad_x", gx);
+  check_shape(fn, "grad_x", gx, n * (kk + 1), d, "N (steps + 1) x D");
+  check_finite(fn, "grad_x", gx);
+  check_matrix(fn, "grad_v", gv);
+  check_matrix(fn, "grad_u", gu);
+  check_shape(fn, "grad_v", gv, n, d, "the shape of 'v'");
+  check_shape(fn, "grad_u", gu, n, d, "the shape of 'u'");
+  check_writable_layout(fn, "grad_v", gv);
+  check_writable_layout(fn, "grad_u", gu);
+  check_no_alias(fn, "grad_v", gv, "grad_u", gu);
+  check_no_alias(fn, "grad_v", gv, "v", v);
+  check_no_alias(fn, "grad_v", gv, "u", u);
+  check_no_alias(fn, "grad_v", gv, "grad_x", gx);
+  check_no_alias(fn, "grad_u", gu, "v", v);
+  check_no_alias(fn, "grad_u", gu, "u", u);
+  check_no_alias(fn, "grad_u", gu, "grad_x", gx);
+
+  brownian_bridge_gradient out;
+  std::vector<double> dsig(static_cast<std::size_t>(n), 0.0);
+  const int threads = modal_threads(o.num_threads);
+  bridge_scratch scratch(threads, 6 * d);
+  const double sigma = saved.sigma;
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    double* mu = scratch.get(tid);
+    double* nk = mu + d;
+    double* xk = nk + d;
+    double* g = xk + d;
+    double* dv = g + d;
+    double* du = dv + d;
+    const index_t base = j * (kk + 1);
+    for (index_t i = 0; i < d; ++i) {
+      du[i] = double(gx(base, i));  // X_0 = u
+      dv[i] = double(gx(base + kk, i));  // X_K = v
+      nk[i] = 0;
+    }
+    double ds = 0;
+    for (index_t k = 1; k < kk; ++k) {
+      const double tk = double(k) / double(kk);
+      const double r = bridge_mean_row(v, u, j, tk, mu);
+      if (o.noise) {
+        bridge_load_xi(xi, o, j, k, kk, d, xk);
+        bridge_step_noise(nk, xk, d, k, kk);
+      }
+      for (index_t i = 0; i < d; ++i) g[i] = double(gx(base + k, i));
+      if (o.reproject) {
+        for (index_t i = 0; i < d; ++i) xk[i] = mu[i] + (o.noise ? sigma * nk[i] : 0.0);
+        const double rx = bridge_project(xk, d);
+        bridge_project_backward(xk, rx, d, g);
+      }
+      if (o.noise)
+        for (index_t i = 0; i < d; ++i) ds += g[i] * nk[i];
+      bridge_mean_backward(mu, r, d, g);
+      for (index_t i = 0; i < d; ++i) {
+        dv[i] += tk * g[i];
+        du[i] += (1 - tk) * g[i];
+      }
+    }
+    dsig[static_cast<std::size_t>(j)] = ds;
+    bridge_store_row(gv, j, dv, o.accumulate);
+    bridge_store_row(gu, j, du, o.accumulate);
+  });
+  for (index_t j = 0; j < n; ++j) out.sigma += dsig[static_cast<std::size_t>(j)];
+  return out;
+}
+
+template <class A, class B>
+void bridge_same_type() {
+  static_assert(std::is_same<A, B>::value,
+                "contrastive: inputs, noise, outputs and saved state must share one element type");
+}
+
+}  // namespace detail
+
+/// The t of row j under these options: o.t, or the row's draw on Philox stream 3.
+inline double brownian_bridge_time(const brownian_bridge_options& o, index_t j) {
+  detail::bridge_check_time("brownian_bridge_time", o);
+  return detail::bridge_t(o, j);
+}
+
+/// Samples one bridge point per pair into y (N x D), noise from Philox stream 2.
+template <class V, class U, class Y>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<Y&&>)
+auto brownian_bridge_sample(const V& v, const U& u, Y&& y, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vy = detail::output_view(std::forward<Y>(y));
+  using T = typename decltype(vv)::value_type;
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vy)::value_type>();
+  return detail::bridge_point_forward<T>("brownian_bridge_sample", vv, vu, nullptr, vy, o);
+}
+
+/// As brownian_bridge_sample, with the caller's standard-normal noise eps (N x D).
+template <class V, class U, class E, class Y>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<E>&& writable_tensor<Y&&>)
+auto brownian_bridge_sample_with_noise(const V& v, const U& u, const E& eps, Y&& y,
+                                       const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto ve = detail::input_view(eps);
+  const auto vy = detail::output_view(std::forward<Y>(y));
+  using T = typename decltype(vv)::value_type;
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(ve)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vy)::value_type>();
+  return detail::bridge_point_forward<T>("brownian_bridge_sample_with_noise", vv, vu, &ve, vy, o);
+}
+
+/// Backward of brownian_bridge_sample: given grad_y = dL/dy, writes (or adds) dL/dv and dL/du
+/// and returns dL/dt (per row and summed) and dL/dsigma.
+template <class V, class U, class T, class GY, class GV, class GU>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<GY>&& writable_tensor<GV&&>&&
+                         writable_tensor<GU&&>)
+brownian_bridge_gradient brownian_bridge_sample_backward(const V& v, const U& u,
+                                                         const brownian_bridge_saved<T>& saved,
+                                                         const GY& grad_y, GV&& grad_v, GU&& grad_u,
+                                                         const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vg = detail::input_view(grad_y);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  return detail::bridge_point_backward<T>("brownian_bridge_sample_backward", vv, vu, nullptr, saved,
+                                          vg, gv, gu, o);
+}
+
+/// Backward of brownian_bridge_sample_with_noise (pass the same eps).
+template <class V, class U, class E, class T, class GY, class GV, class GU>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<E>&& tensor_like<GY>&&
+                         writable_tensor<GV&&>&& writable_tensor<GU&&>)
+brownian_bridge_gradient brownian_bridge_sample_with_noise_backward(
+    const V& v, const U& u, const E& eps, const brownian_bridge_saved<T>& saved, const GY& grad_y,
+    GV&& grad_v, GU&& grad_u, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto ve = detail::input_view(eps);
+  const auto vg = detail::input_view(grad_y);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(ve)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  return detail::bridge_point_backward<T>("brownian_bridge_sample_with_noise_backward", vv, vu, &ve,
+                                          saved, vg, gv, gu, o);
+}
+
+/// Samples a K-step trajectory per pair into x (N (K+1) x D; row j (K+1) + k holds X_k), noise
+/// from Philox stream 2.
+template <class V, class U, class X>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<X&&>)
+auto brownian_bridge_trajectory(const V& v, const U& u, X&& x, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vx = detail::output_view(std::forward<X>(x));
+  using T = typename decltype(vv)::value_type;
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vx)::value_type>();
+  return detail::bridge_path_forward<T>("brownian_bridge_trajectory", vv, vu, nullptr, vx, o);
+}
+
+/// As brownian_bridge_trajectory, with the caller's standard-normal xi (N (K-1) x D; row
+/// j (K-1) + k - 1 holds xi_k of pair j).
+template <class V, class U, class XI, class X>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<XI>&& writable_tensor<X&&>)
+auto brownian_bridge_trajectory_with_noise(const V& v, const U& u, const XI& xi, X&& x,
+                                           const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vxi = detail::input_view(xi);
+  const auto vx = detail::output_view(std::forward<X>(x));
+  using T = typename decltype(vv)::value_type;
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vxi)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vx)::value_type>();
+  return detail::bridge_path_forward<T>("brownian_bridge_trajectory_with_noise", vv, vu, &vxi, vx, o);
+}
+
+/// Backward of brownian_bridge_trajectory: given grad_x = dL/dx, writes (or adds) dL/dv and
+/// dL/du and returns dL/dsigma.
+template <class V, class U, class T, class GX, class GV, class GU>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<GX>&& writable_tensor<GV&&>&&
+                         writable_tensor<GU&&>)
+brownian_bridge_gradient brownian_bridge_trajectory_backward(const V& v, const U& u,
+                                                             const brownian_bridge_saved<T>& saved,
+                                                             const GX& grad_x, GV&& grad_v,
+                                                             GU&& grad_u,
+                                                             const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vg = detail::input_view(grad_x);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  return detail::bridge_path_backward<T>("brownian_bridge_trajectory_backward", vv, vu, nullptr,
+                                         saved, vg, gv, gu, o);
+}
+
+/// Backward of brownian_bridge_trajectory_with_noise (pass the same xi).
+template <class V, class U, class XI, class T, class GX, class GV, class GU>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<XI>&& tensor_like<GX>&&
+                         writable_tensor<GV&&>&& writable_tensor<GU&&>)
+brownian_bridge_gradient brownian_bridge_trajectory_with_noise_backward(
+    const V& v, const U& u, const XI& xi, const brownian_bridge_saved<T>& saved, const GX& grad_x,
+    GV&& grad_v, GU&& grad_u, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vxi = detail::input_view(xi);
+  const auto vg = detail::input_view(grad_x);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vxi)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  return detail::bridge_path_backward<T>("brownian_bridge_trajectory_with_noise_backward", vv, vu,
+                                         &vxi, saved, vg, gv, gu, o);
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_HPP
