@@ -1,0 +1,273 @@
+#ifndef CONTRASTIVE_LOSSES_BROWNIAN_BRIDGE_HPP
+#define CONTRASTIVE_LOSSES_BROWNIAN_BRIDGE_HPP
+
+// Brownian-bridge loss (Jiang et al., CVPR 2023; shared/spec/losses.md section 4.2): pulls the
+// augmented image embedding a_j = va_j of pair j onto the bridge mean between its image v_j
+// (t = 1) and text u_j (t = 0):
+//
+//   L_Br = (1/N) sum_j w_j ||a_j - mu(v_j, u_j, t_j)||^2,
+//   mu = m / max(||m||, 1e-12),  m = t v + (1 - t) u,
+//   w_j = 1 (default, the paper's loss) or, with `nll_weight`, 1 / (2 t_j (1 - t_j)) (the
+//   Gaussian negative log-likelihood weight of the model va ~ N(mu, t (1 - t) I), up to a
+//   constant; it only matters for random t).
+//
+// Reading chosen: the paper prints a closed form (t<v,a> + (1-t)<u,a>) / (t^2 + (1-t)^2 +
+// 2t(1-t)<v,u>) that lacks "2 - 2*" and a square root (minimising it would push a away from mu);
+// the loss here is the squared distance, which for unit vectors equals
+// 2 - 2 (t<v,a> + (1-t)<u,a>) / sqrt(t^2 + (1-t)^2 + 2t(1-t)<v,u>).
+// t is fixed (0.25 by default, the paper's value) or drawn per row exactly as the sampler draws
+// it (sampling/brownian_bridge.hpp: Philox stream 3, seed, id_j, step), so a loss and a sampler
+// given the same seed, step and ids use the same t_j.
+//
+// Backward: with g_mu = -(2 w_j / N)(a_j - mu_j) and g_m = (g_mu - mu <mu, g_mu>) / r,
+// dL/dv_j = t g_m, dL/du_j = (1 - t) g_m, dL/da_j = (2 w_j / N)(a_j - mu_j) (zero with
+// `detach_a`: a from a momentum encoder reaches the encoders only through mu), and
+// dL/dt_j = <v_j - u_j, g_m> (+ dw_j/dt_j ||a_j - mu_j||^2 / N with `nll_weight`).
+//
+// Inputs are used as given (normalise them first); a zero-norm row or a non-finite value in
+// v, u or a, t outside [0, 1] (or in {0, 1} with `nll_weight`) is contrastive::invalid_argument.
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/error.hpp"
+#include "contrastive/core/loss_common.hpp"
+#include "contrastive/core/matrix_view.hpp"
+#include "contrastive/core/modal_common.hpp"
+#include "contrastive/core/traits.hpp"
+#include "contrastive/sampling/brownian_bridge.hpp"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+struct brownian_bridge_loss_options {
+  double t = 0.25;             // fixed t in [0, 1]
+  bool random_t = false;       // per-row t_j ~ U(t_min, t_max), as the sampler draws it
+  double t_min = 0.05;
+  double t_max = 0.95;
+  std::uint64_t seed = 0;      // Philox key, counter step and ids of the t draws
+  std::uint32_t step = 0;
+  std::uint64_t first_id = 0;
+  label_span ids{};
+  bool nll_weight = false;     // weight term j by 1 / (2 t_j (1 - t_j))
+  bool detach_a = false;       // no gradient to a (grad_a zeroed, or untouched with accumulate)
+  bool accumulate = false;     // backward adds into the gradients instead of overwriting them
+  int num_threads = 0;         // 0: all OpenMP threads (1 without OpenMP)
+};
+
+template <class T>
+struct brownian_bridge_loss_saved {
+  T loss = 0;
+  index_t n = 0, d = 0;
+  std::vector<double> t;  // per-row t
+  bool nll_weight = false;
+};
+
+namespace detail {
+
+inline brownian_bridge_options bridge_loss_time_options(const brownian_bridge_loss_options& o) {
+  brownian_bridge_options b;
+  b.t = o.t;
+  b.random_t = o.random_t;
+  b.t_min = o.t_min;
+  b.t_max = o.t_max;
+  b.seed = o.seed;
+  b.step = o.step;
+  b.first_id = o.first_id;
+  b.ids = o.ids;
+  b.noise = false;
+  b.num_threads = o.num_threads;
+  return b;
+}
+
+template <class T>
+void bridge_loss_check(const char* fn, const matrix_view<const T>& v, const matrix_view<const T>& u,
+                       const matrix_view<const T>& a, const brownian_bridge_loss_options& o) {
+  const brownian_bridge_options b = bridge_loss_time_options(o);
+  bridge_check_endpoints(fn, v, u, b, false);  // shapes of v/u, t range, ids, rows of v and u
+  check_matrix(fn, "a", a);
+  check_shape(fn, "a", a, v.rows(), v.cols(), "the shape of 'v'");
+  if (o.nll_weight) {
+    if (o.random_t) {
+      CONTRASTIVE_CHECK(o.t_min > 0 && o.t_max < 1, fn,
+                        ": 'nll_weight' needs 0 < t_min and t_max < 1 (the weight 1/(2t(1-t)) is "
+                        "infinite at the ends), got [", o.t_min, ", ", o.t_max, "]");
+    } else {
+      CONTRASTIVE_CHECK(o.t > 0 && o.t < 1, fn,
+                        ": 'nll_weight' needs 0 < t < 1 (the weight 1/(2t(1-t)) is infinite at the "
+                        "ends), got ", o.t);
+    }
+  }
+  check_rows(fn, "a", a);
+}
+
+inline double bridge_loss_weight(double t, bool nll) noexcept {
+  return nll ? 1.0 / (2 * t * (1 - t)) : 1.0;
+}
+
+template <class T>
+brownian_bridge_loss_saved<T> bridge_loss_forward(const matrix_view<const T>& v,
+                                                  const matrix_view<const T>& u,
+                                                  const matrix_view<const T>& a,
+                                                  const brownian_bridge_loss_options& o) {
+  const char* fn = "brownian_bridge_loss_forward";
+  bridge_loss_check(fn, v, u, a, o);
+  const index_t n = v.rows(), d = v.cols();
+  const brownian_bridge_options b = bridge_loss_time_options(o);
+  brownian_bridge_loss_saved<T> saved;
+  saved.n = n;
+  saved.d = d;
+  saved.nll_weight = o.nll_weight;
+  saved.t.resize(static_cast<std::size_t>(n));
+  std::vector<double> terms(static_cast<std::size_t>(n));
+  const int threads = modal_threads(o.num_threads);
+  bridge_scratch scratch(threads, d);
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    double* mu = scratch.get(tid);
+    const double t = bridge_t(b, j);
+    saved.t[static_cast<std::size_t>(j)] = t;
+    bridge_mean_row(v, u, j, t, mu);
+    double s = 0;
+    for (index_t k = 0; k < d; ++k) {
+      const double e = double(a(j, k)) - mu[k];
+      s += e * e;
+    }
+    terms[static_cast<std::size_t>(j)] = bridge_loss_weight(t, o.nll_weight) * s;
+  });
+  double loss = 0;
+  for (const double x : terms) loss += x;
+  saved.loss = static_cast<T>(loss / double(n));
+  return saved;
+}
+
+template <class T>
+brownian_bridge_gradient bridge_loss_backward(const matrix_view<const T>& v,
+                                              const matrix_view<const T>& u,
+                                              const matrix_view<const T>& a,
+                                              const brownian_bridge_loss_saved<T>& saved,
+                                              const matrix_view<T>& gv, const matrix_view<T>& gu,
+                                              const matrix_view<T>& ga,
+                                              const brownian_bridge_loss_options& o,
+                                              double upstream) {
+  const char* fn = "brownian_bridge_loss_backward";
+  bridge_loss_check(fn, v, u, a, o);
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  const index_t n = v.rows(), d = v.cols();
+  CONTRASTIVE_CHECK(saved.n == n && saved.d == d && saved.t.size() == static_cast<std::size_t>(n),
+                    fn, ": 'saved' belongs to a ", saved.n, " x ", saved.d,
+                    " batch, the inputs are ", n, " x ", d);
+  CONTRASTIVE_CHECK(saved.nll_weight == o.nll_weight, fn,
+                    ": 'saved' was computed with nll_weight ", saved.nll_weight, ", these options have ",
+                    o.nll_weight);
+  const char* names[3] = {"grad_v", "grad_u", "grad_a"};
+  const matrix_view<T>* outs[3] = {&gv, &gu, &ga};
+  for (int k = 0; k < 3; ++k) {
+    check_matrix(fn, names[k], *outs[k]);
+    check_shape(fn, names[k], *outs[k], n, d, "the shape of 'v'");
+    check_writable_layout(fn, names[k], *outs[k]);
+    check_no_alias(fn, names[k], *outs[k], "v", v);
+    check_no_alias(fn, names[k], *outs[k], "u", u);
+    check_no_alias(fn, names[k], *outs[k], "a", a);
+    for (int j = 0; j < k; ++j) check_no_alias(fn, names[k], *outs[k], names[j], *outs[j]);
+  }
+
+  brownian_bridge_gradient out;
+  out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
+  const int threads = modal_threads(o.num_threads);
+  bridge_scratch scratch(threads, 2 * d);
+  const double scale = upstream / double(n);
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    double* mu = scratch.get(tid);
+    double* g = mu + d;
+    const double t = saved.t[static_cast<std::size_t>(j)];
+    const double r = bridge_mean_row(v, u, j, t, mu);
+    const double w = bridge_loss_weight(t, o.nll_weight);
+    double dist = 0;
+    for (index_t k = 0; k < d; ++k) {
+      const double e = double(a(j, k)) - mu[k];
+      dist += e * e;
+      g[k] = 2 * w * scale * e;  // dL/da
+    }
+    if (!o.detach_a) bridge_store_row(ga, j, g, o.accumulate);
+    for (index_t k = 0; k < d; ++k) g[k] = -g[k];  // dL/dmu
+    bridge_mean_backward(mu, r, d, g);             // dL/dm
+    double dt = 0;
+    for (index_t k = 0; k < d; ++k) dt += (double(v(j, k)) - double(u(j, k))) * g[k];
+    if (o.nll_weight) dt += -(1 - 2 * t) / (2 * t * t * (1 - t) * (1 - t)) * dist * scale;
+    out.t_rows[static_cast<std::size_t>(j)] = dt;
+    for (index_t k = 0; k < d; ++k) mu[k] = t * g[k];
+    bridge_store_row(gv, j, mu, o.accumulate);
+    for (index_t k = 0; k < d; ++k) mu[k] = (1 - t) * g[k];
+    bridge_store_row(gu, j, mu, o.accumulate);
+  });
+  if (o.detach_a && !o.accumulate) {
+    for (index_t i = 0; i < n; ++i)
+      for (index_t k = 0; k < d; ++k) ga(i, k) = T(0);
+  }
+  for (const double x : out.t_rows) out.t += x;
+  return out;
+}
+
+}  // namespace detail
+
+/// Forward: returns L_Br and the per-row t the backward reuses.
+template <class V, class U, class A>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<A>)
+auto brownian_bridge_loss_forward(const V& v, const U& u, const A& a,
+                                  const brownian_bridge_loss_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto va = detail::input_view(a);
+  using T = typename decltype(vv)::value_type;
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(va)::value_type>();
+  return detail::bridge_loss_forward<T>(vv, vu, va, o);
+}
+
+/// Backward: writes (or adds) upstream * dL/dv, dL/du and dL/da; returns upstream * dL/dt (per
+/// row and summed).
+template <class V, class U, class A, class T, class GV, class GU, class GA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<A>&& writable_tensor<GV&&>&&
+                         writable_tensor<GU&&>&& writable_tensor<GA&&>)
+brownian_bridge_gradient brownian_bridge_loss_backward(const V& v, const U& u, const A& a,
+                                                       const brownian_bridge_loss_saved<T>& saved,
+                                                       GV&& grad_v, GU&& grad_u, GA&& grad_a,
+                                                       const brownian_bridge_loss_options& o = {},
+                                                       double upstream = 1.0) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto va = detail::input_view(a);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(va)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(ga)::value_type>();
+  return detail::bridge_loss_backward<T>(vv, vu, va, saved, gv, gu, ga, o, upstream);
+}
+
+/// Forward and backward in one call; returns the loss (and dL/dt through *t_grad when given).
+template <class V, class U, class A, class GV, class GU, class GA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<A>&& writable_tensor<GV&&>&&
+                         writable_tensor<GU&&>&& writable_tensor<GA&&>)
+auto brownian_bridge_loss_forward_backward(const V& v, const U& u, const A& a, GV&& grad_v,
+                                           GU&& grad_u, GA&& grad_a,
+                                           const brownian_bridge_loss_options& o = {},
+                                           brownian_bridge_gradient* t_grad = nullptr) {
+  const auto saved = brownian_bridge_loss_forward(v, u, a, o);
+  brownian_bridge_gradient g =
+      brownian_bridge_loss_backward(v, u, a, saved, std::forward<GV>(grad_v),
+                                    std::forward<GU>(grad_u), std::forward<GA>(grad_a), o, 1.0);
+  if (t_grad) *t_grad = std::move(g);
+  return saved.loss;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_BROWNIAN_BRIDGE_HPP
