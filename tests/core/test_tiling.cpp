@@ -23,8 +23,11 @@ TEST_CASE("tile_shape and workspace size have no N x N term", "[tiling]") {
   using contrastive::detail::tile_shape;
   CHECK(tile_shape(256, 128, false, 1000, 50) == std::make_pair<contrastive::index_t, contrastive::index_t>(256, 50));
   CHECK(tile_shape(256, 128, true, 1000, 1000) == std::make_pair<contrastive::index_t, contrastive::index_t>(128, 128));
-  const auto small = contrastive::detail::pairwise_workspace_bytes<float>(tile_shape(256, 256, false, 1 << 20, 1 << 20));
-  CHECK(small < (1u << 20));  // 256 x 256 floats plus vectors
+  const auto t = tile_shape(256, 256, false, 1 << 20, 1 << 20);
+  const contrastive::detail::sweep_shape sh{t.first, t.second, 512, 2};
+  // Two threads' 256 x 256 tiles plus chunk partials: independent of N.
+  CHECK(contrastive::detail::pairwise_forward_bytes<float>(sh) < (2u << 20));
+  CHECK(contrastive::detail::pairwise_backward_bytes<float>(sh) < (8u << 20));
 }
 
 #include <cmath>
@@ -77,7 +80,7 @@ TEST_CASE("pairwise sweep with mask_diagonal: negatives-only statistics and grad
       detail::pairwise_stats<double> st;
       st.row = rs.data();
       st.col = cs.data();
-      detail::arena ar1({}, detail::pairwise_workspace_bytes<double>(detail::tile_shape(p)), "test");
+      detail::arena ar1({}, detail::pairwise_forward_bytes<double>(detail::sweep_shape_of(p)), "test");
       detail::pairwise_forward(p, st, ar1);
       for (index_t i = 0; i < n; ++i) {
         CHECK(rs[i].lse() == Approx(row_lse[i]).epsilon(1e-13));
@@ -90,7 +93,7 @@ TEST_CASE("pairwise sweep with mask_diagonal: negatives-only statistics and grad
       k.col_lse = col_lse.data();
       rmat dx = rmat::Zero(n, d), dy = rmat::Zero(n, d);
       const matrix_view<double> vdx(dx.data(), n, d), vdy(dy.data(), n, d);
-      detail::arena ar2({}, detail::pairwise_workspace_bytes<double>(detail::tile_shape(p)), "test");
+      detail::arena ar2({}, detail::pairwise_backward_bytes<double>(detail::sweep_shape_of(p)), "test");
       detail::pairwise_backward(p, k, &vdx, &vdy, ar2);
       CHECK(ref::max_rel_diff(dx, want_dx) < 1e-12);
       CHECK(ref::max_rel_diff(dy, want_dy) < 1e-12);

@@ -384,8 +384,10 @@ TEST_CASE("info_nce: forward, backward, upstream, accumulate and workspace", "[i
     CHECK(s2.loss == saved.loss);
     contrastive::info_nce_backward(a, b, s2, ga2, gb2, o, 1.0, ws);
     CHECK((ga2.array() == ga.array()).all());
+    // The query covers the larger of the two passes (here the backward).
     const contrastive::workspace small{buf.data(), bytes - 1};
-    CHECK_THROWS_AS(contrastive::info_nce_forward(a, b, o, small), contrastive::invalid_argument);
+    CHECK_THROWS_AS(contrastive::info_nce_backward(a, b, s2, ga2, gb2, o, 1.0, small),
+                    contrastive::invalid_argument);
   }
   SECTION("Eigen Block outputs are written through") {
     rmat<double> big = rmat<double>::Zero(n, d + 3), big2 = rmat<double>::Zero(n, d + 3);
@@ -507,4 +509,78 @@ TEST_CASE("info_nce: bad input throws contrastive::invalid_argument", "[info_nce
     const auto v = contrastive::make_view(static_cast<const double*>(nullptr), n, d);
     CHECK_THAT(msg_of([&] { contrastive::info_nce_forward(v, b, o); }), Catch::Contains("null"));
   }
+}
+
+TEST_CASE("info_nce: bitwise identical for any thread count, across runs, and in cached mode", "[info_nce][threads]") {
+  const Eigen::Index n = 301, d = 24;
+  const rmat<float> a = ref::normalized_rows(ref::random_matrix(n, d, 5)).cast<float>();
+  const rmat<float> b = ref::normalized_rows(ref::random_matrix(n, d, 6)).cast<float>();
+  std::vector<std::int64_t> la(n), lb(n);
+  for (Eigen::Index i = 0; i < n; ++i) la[i] = i % 7, lb[i] = (3 * i) % 7;
+  for (const bool labelled : {false, true}) {
+    info_nce_options o;
+    o.tile_rows = 32;
+    o.tile_cols = 16;  // 19 column blocks: uneven chunks
+    if (labelled) {
+      o.labels_a = la;
+      o.labels_b = lb;
+      o.label_smoothing = 0.1;
+    }
+    o.num_threads = 1;
+    rmat<float> ga1(n, d), gb1(n, d);
+    contrastive::temperature_gradient t1;
+    const float l1 = contrastive::info_nce_forward_backward(a, b, ga1, gb1, o, &t1);
+    for (const int threads : {1, 2, 3}) {
+      for (const bool cached : {false, true}) {
+        CAPTURE(labelled, threads, cached);
+        info_nce_options ot = o;
+        ot.num_threads = threads;
+        ot.cache_logits = cached;
+        rmat<float> ga(n, d), gb(n, d);
+        contrastive::temperature_gradient t;
+        CHECK(contrastive::info_nce_forward_backward(a, b, ga, gb, ot, &t) == l1);
+        CHECK(t.log_scale == t1.log_scale);
+        CHECK((ga.array() == ga1.array()).all());
+        CHECK((gb.array() == gb1.array()).all());
+      }
+    }
+  }
+}
+
+TEST_CASE("info_nce: cached mode through a caller workspace", "[info_nce][cache]") {
+  const Eigen::Index n = 70, d = 9;
+  const rmat<double> a = ref::random_matrix(n, d, 15), b = ref::random_matrix(n, d, 16);
+  info_nce_options o;
+  o.tile_rows = o.tile_cols = 16;
+  rmat<double> ga(n, d), gb(n, d);
+  contrastive::info_nce_forward_backward(a, b, ga, gb, o);
+  o.cache_logits = true;
+  const std::size_t cached = contrastive::info_nce_workspace_bytes<double>(n, d, o);
+  info_nce_options plain = o;
+  plain.cache_logits = false;
+  // The query reports the N^2 cache on top of the streaming scratch.
+  CHECK(cached >= contrastive::info_nce_workspace_bytes<double>(n, d, plain) + n * n * sizeof(double));
+  std::vector<unsigned char> buf(cached);
+  const contrastive::workspace ws{buf.data(), buf.size()};
+  const auto saved = contrastive::info_nce_forward(a, b, o, ws);
+  CHECK(saved.logit_cache == buf.data());
+  rmat<double> ga2(n, d), gb2(n, d);
+  contrastive::info_nce_backward(a, b, saved, ga2, gb2, o, 1.0, ws);
+  CHECK((ga2.array() == ga.array()).all());
+  // The cache is really read: poisoning it changes the result.
+  std::vector<unsigned char> copy = buf;
+  const auto saved2 = contrastive::info_nce_forward(a, b, o, ws);
+  rmat<double> a_other = ref::random_matrix(n, d, 99);
+  rmat<double> ga3(n, d), gb3(n, d);
+  contrastive::info_nce_backward(a, b, saved2, ga3, gb3, o, 1.0, ws);
+  CHECK((ga3.array() == ga.array()).all());
+  contrastive::info_nce_forward(a_other, b, plain, {});  // does not touch buf
+  const auto saved3 = contrastive::info_nce_forward(a_other, b, o, ws);  // overwrites the cache
+  rmat<double> ga4(n, d), gb4(n, d);
+  contrastive::info_nce_backward(a, b, saved2, ga4, gb4, o, 1.0, ws);  // stale cache: other logits
+  CHECK(!(ga4.array() == ga.array()).all());
+  (void)saved3;
+  (void)copy;
+  // Without a workspace the forward does not cache (nothing would outlive the call).
+  CHECK(contrastive::info_nce_forward(a, b, o).logit_cache == nullptr);
 }

@@ -236,7 +236,8 @@ TEST_CASE("nt_xent: layouts, workspace, accumulate", "[nt_xent][api]") {
   CHECK(saved.lse.size() == std::size_t(2 * n));
   contrastive::nt_xent_backward(ar, br, saved, ga2, gb2, acc, 1.0, {buf.data(), buf.size()});
   CHECK(ref::max_rel_diff(ga2.array() - 1.0, ga) < 1e-14);
-  CHECK_THROWS_AS(contrastive::nt_xent_forward(ar, br, o, {buf.data(), bytes / 2}),
+  CHECK_THROWS_AS(contrastive::nt_xent_forward(ar, br, o, {buf.data(), 64}), contrastive::invalid_argument);
+  CHECK_THROWS_AS(contrastive::nt_xent_backward(ar, br, saved, ga2, gb2, acc, 1.0, {buf.data(), 64}),
                   contrastive::invalid_argument);
 }
 
@@ -274,4 +275,27 @@ TEST_CASE("nt_xent: bad input throws contrastive::invalid_argument", "[nt_xent][
   bad = o;
   bad.temperature = 0.2;
   CHECK_THROWS_AS(contrastive::nt_xent_backward(a, b, saved, ga, gb, bad), invalid_argument);
+}
+
+TEST_CASE("nt_xent: bitwise identical for any thread count and in cached mode", "[nt_xent][threads]") {
+  const Eigen::Index n = 157, d = 12;
+  const rmat<float> a = ref::normalized_rows(ref::random_matrix(n, d, 5)).cast<float>();
+  const rmat<float> b = ref::normalized_rows(ref::random_matrix(n, d, 6)).cast<float>();
+  nt_xent_options o;
+  o.tile_rows = o.tile_cols = 16;
+  o.num_threads = 1;
+  rmat<float> ga1(n, d), gb1(n, d);
+  const float l1 = contrastive::nt_xent_forward_backward(a, b, ga1, gb1, o);
+  for (const int threads : {1, 2, 3}) {
+    for (const bool cached : {false, true}) {
+      CAPTURE(threads, cached);
+      nt_xent_options ot = o;
+      ot.num_threads = threads;
+      ot.cache_logits = cached;
+      rmat<float> ga(n, d), gb(n, d);
+      CHECK(contrastive::nt_xent_forward_backward(a, b, ga, gb, ot) == l1);
+      CHECK((ga.array() == ga1.array()).all());
+      CHECK((gb.array() == gb1.array()).all());
+    }
+  }
 }

@@ -8,6 +8,12 @@
 // X and Y are "virtual" matrices made of row segments (InfoNCE: X = A, Y = B; NT-Xent: X = Y =
 // [A; B], which is `self` mode: the diagonal is masked and only tiles J >= I are visited, each
 // serving the rows of I through its rows and the rows of J through its columns).
+//
+// Threads (OpenMP, when the target is built with it): row blocks I are visited in order; the
+// column blocks of one row block are cut into `sweep_chunks` fixed chunks that run in parallel.
+// Column statistics and dY_J have one writer per I and are merged in I order; row statistics and
+// dX_I get one partial per chunk, merged in chunk order. Chunks do not depend on the thread
+// count, so results are bitwise identical for any number of threads.
 
 #include <cstdint>
 #include <limits>
@@ -15,6 +21,10 @@
 #include <vector>
 
 #include <Eigen/Core>
+
+#if defined(_OPENMP)
+#  include <omp.h>
+#endif
 
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/gemm.hpp"
@@ -59,6 +69,10 @@ struct pairwise_problem {
   bool mask_diagonal = false;
   T scale = 1;  // lambda = 1 / temperature
   index_t tile_rows = 256, tile_cols = 256;
+  int threads = 1;  // resolved thread count (see resolve_threads)
+  // Optional logit cache (cached mode): one slot of tile_shape() per visited tile, written by
+  // the forward and read by the backward instead of recomputing the tile.
+  T* cache = nullptr;
   // Optional labels per virtual row: s_ij is a positive when label_x[i] == label_y[j] (i != j
   // in self mode). Without labels the targets are handled outside the sweep in O(N D).
   const std::int64_t* label_x = nullptr;
@@ -103,13 +117,6 @@ inline std::pair<index_t, index_t> tile_shape(index_t tile_rows, index_t tile_co
   return {lo(tile_rows, max_x_segment), lo(tile_cols, max_y_segment)};
 }
 
-/// Scratch for one sweep: the logit tile plus four tile-length vectors.
-template <class T>
-constexpr std::size_t pairwise_workspace_bytes(std::pair<index_t, index_t> tile) noexcept {
-  const auto tr = static_cast<std::size_t>(tile.first), tc = static_cast<std::size_t>(tile.second);
-  return array_bytes<T>(tr * tc) + 4 * array_bytes<T>(tc);
-}
-
 template <class T>
 std::pair<index_t, index_t> tile_shape(const pairwise_problem<T>& p) noexcept {
   index_t mx = 0, my = 0;
@@ -118,34 +125,98 @@ std::pair<index_t, index_t> tile_shape(const pairwise_problem<T>& p) noexcept {
   return tile_shape(p.tile_rows, p.tile_cols, p.self, mx, my);
 }
 
-template <class T>
-struct pairwise_scratch {
-  using tile_map = Eigen::Map<row_major_matrix<T>, Eigen::Aligned16, Eigen::OuterStride<>>;
-  using vec = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>, Eigen::Aligned16>;
-  T* tile;
-  T* v0;
-  T* v1;
-  T* v2;
-  T* v3;
-  index_t tile_cols;
+/// Fixed number of column chunks per row block (independent of the thread count).
+constexpr int sweep_chunks = 8;
 
-  pairwise_scratch(arena& ar, index_t tr, index_t tc)
-      : tile(ar.take<T>(static_cast<std::size_t>(tr * tc))),
-        v0(ar.take<T>(static_cast<std::size_t>(tc))),
-        v1(ar.take<T>(static_cast<std::size_t>(tc))),
-        v2(ar.take<T>(static_cast<std::size_t>(tc))),
-        v3(ar.take<T>(static_cast<std::size_t>(tc))),
-        tile_cols(tc) {}
+/// Threads a sweep uses: `requested` if > 0, else all OpenMP threads; 1 without OpenMP.
+inline int resolve_threads(int requested) noexcept {
+#if defined(_OPENMP)
+  const int avail = omp_get_max_threads();
+  return requested > 0 ? requested : (avail > 0 ? avail : 1);
+#else
+  (void)requested;
+  return 1;
+#endif
+}
 
-  tile_map logits(index_t r, index_t c) const noexcept {
-    return tile_map(tile, r, c, Eigen::OuterStride<>(tile_cols));
-  }
+/// Everything the scratch size of a sweep depends on.
+struct sweep_shape {
+  index_t tr = 0, tc = 0;  // largest tile
+  index_t d = 0;
+  int threads = 1;
 };
+
+/// Per-thread scratch: one logit tile plus four tile-length vectors.
+template <class T>
+constexpr std::size_t thread_scratch_bytes(const sweep_shape& s) noexcept {
+  return array_bytes<T>(static_cast<std::size_t>(s.tr * s.tc)) +
+         4 * array_bytes<T>(static_cast<std::size_t>(s.tc));
+}
+
+template <class T>
+std::size_t pairwise_forward_bytes(const sweep_shape& s) noexcept {
+  const auto tr = static_cast<std::size_t>(s.tr);
+  return static_cast<std::size_t>(s.threads) * thread_scratch_bytes<T>(s) +
+         sweep_chunks * (array_bytes<online_softmax<double>>(tr) + array_bytes<double>(tr));
+}
+
+template <class T>
+std::size_t pairwise_backward_bytes(const sweep_shape& s) noexcept {
+  return static_cast<std::size_t>(s.threads) * thread_scratch_bytes<T>(s) +
+         sweep_chunks * array_bytes<T>(static_cast<std::size_t>(s.tr * s.d));
+}
+
+template <class T>
+sweep_shape sweep_shape_of(const pairwise_problem<T>& p) noexcept {
+  const auto t = tile_shape(p);
+  return sweep_shape{t.first, t.second, p.dim(), p.threads < 1 ? 1 : p.threads};
+}
+
+/// Number of tiles a sweep visits (the slots of the logit cache).
+inline std::size_t tile_count(index_t nx_blocks, index_t ny_blocks, bool self) noexcept {
+  const auto a = static_cast<std::size_t>(nx_blocks), b = static_cast<std::size_t>(ny_blocks);
+  return self ? a * (a + 1) / 2 : a * b;
+}
+
+/// Cache elements for an n_x x n_y problem of single segments (self: one segment of n_x rows
+/// split in two equal halves is bounded by the same count).
+inline std::size_t cache_elements(index_t tile_rows, index_t tile_cols, bool self, index_t nx,
+                                  index_t ny, index_t max_x_segment, index_t max_y_segment) noexcept {
+  const auto t = tile_shape(tile_rows, tile_cols, self, max_x_segment, max_y_segment);
+  auto blocks = [](index_t n, index_t seg, index_t tile) {
+    // Blocks never straddle segments: ceil per segment; equal segments of `seg` rows.
+    const index_t segs = seg > 0 ? (n + seg - 1) / seg : 0;
+    return segs * ((seg + tile - 1) / tile);
+  };
+  const index_t bx = blocks(nx, max_x_segment, t.first);
+  const index_t by = self ? bx : blocks(ny, max_y_segment, t.second);
+  return tile_count(bx, by, self) * static_cast<std::size_t>(t.first * t.second);
+}
+
+template <class T>
+using tile_map = Eigen::Map<row_major_matrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class T>
+using tile_vec = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>, Eigen::Aligned16>;
+
+template <class T>
+struct thread_scratch {
+  T* tile;
+  T* v[4];
+};
+
+template <class T>
+std::vector<thread_scratch<T>> carve_thread_scratch(arena& ar, const sweep_shape& s) {
+  std::vector<thread_scratch<T>> out(static_cast<std::size_t>(s.threads));
+  for (auto& t : out) {
+    t.tile = ar.take<T>(static_cast<std::size_t>(s.tr * s.tc));
+    for (auto& v : t.v) v = ar.take<T>(static_cast<std::size_t>(s.tc));
+  }
+  return out;
+}
 
 /// The masked entries of tile (I, J): local (r, r + offset) for r in [first, last).
 struct tile_mask {
   index_t first = 0, last = 0, offset = 0;
-  bool any() const noexcept { return last > first; }
   /// Masked column of local row r, or -1.
   index_t col(index_t r) const noexcept { return r >= first && r < last ? r + offset : -1; }
 };
@@ -164,15 +235,60 @@ tile_mask diagonal_mask(const pairwise_problem<T>& p, const row_block& I, const 
   return m;
 }
 
-/// S_IJ = scale X_I Y_J^T into the scratch tile, with masked entries set to -inf.
+/// S_IJ = scale X_I Y_J^T into `s`, with masked entries set to -inf.
 template <class T>
 void compute_logits(const pairwise_problem<T>& p, const row_block& bi, const row_block& bj,
-                    const tile_mask& mask, const pairwise_scratch<T>& ws) {
-  auto s = ws.logits(bi.rows, bj.rows);
+                    const tile_mask& mask, tile_map<T>& s) {
   const auto xi = map_rows<T>(p.x[bi.segment].middle_rows(bi.first, bi.rows));
   const auto yj = map_rows<T>(p.y[bj.segment].middle_rows(bj.first, bj.rows));
   s.noalias() = p.scale * (xi * yj.transpose());
   for (index_t r = mask.first; r < mask.last; ++r) s(r, r + mask.offset) = -infinity<T>();
+}
+
+/// The visiting order: row blocks in order; for each, its column blocks [lo, hi) cut into
+/// sweep_chunks contiguous chunks.
+struct sweep_plan {
+  std::vector<row_block> xb, yb;
+  bool self = false;
+  std::size_t first_col(std::size_t bi) const noexcept { return self ? bi : 0; }
+  std::size_t chunk_begin(std::size_t bi, int c) const noexcept {
+    const std::size_t lo = first_col(bi), n = yb.size() - lo;
+    return lo + n * static_cast<std::size_t>(c) / sweep_chunks;
+  }
+  /// Cache slot of tile (bi, bj).
+  std::size_t slot(std::size_t bi, std::size_t bj) const noexcept {
+    const std::size_t ny = yb.size();
+    return self ? bi * ny - bi * (bi - 1) / 2 + (bj - bi) : bi * ny + bj;
+  }
+};
+
+template <class T>
+sweep_plan make_plan(const pairwise_problem<T>& p) {
+  auto b = make_tiling(p);
+  sweep_plan plan;
+  plan.xb = std::move(b.first);
+  plan.yb = std::move(b.second);
+  plan.self = p.self;
+  return plan;
+}
+
+/// Runs body(chunk, thread) for every chunk of one row block, on p.threads threads.
+template <class Body>
+void for_each_chunk(int threads, Body&& body) {
+  (void)threads;
+#if defined(_OPENMP)
+  if (threads > 1) {
+#  pragma omp parallel num_threads(threads)
+    {
+      omp_set_num_threads(1);  // keep Eigen's GEMM single-threaded inside our threads
+      const int t = omp_get_thread_num();
+#  pragma omp for schedule(static, 1)
+      for (int c = 0; c < sweep_chunks; ++c) body(c, t);
+    }
+    return;
+  }
+#endif
+  for (int c = 0; c < sweep_chunks; ++c) body(c, 0);
 }
 
 /// Output of the forward sweep. `row`/`col` may be null (direction not needed); in self mode
@@ -185,82 +301,106 @@ struct pairwise_stats {
   double* col_target = nullptr;
 };
 
+/// Folds one logit tile into statistics: rows into row_part (this chunk's partial for block I),
+/// columns straight into out.col (one writer per column block and row block).
+template <class T>
+void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, const row_block& I,
+                  const row_block& J, const tile_mask& mask, bool diag, const tile_map<T>& s,
+                  const thread_scratch<T>& ws, online_softmax<double>* row_part,
+                  double* row_target_part) {
+  constexpr T lowest = std::numeric_limits<T>::lowest();
+  tile_vec<T> e(ws.v[0], J.rows);
+  if (out.row) {
+    for (index_t r = 0; r < I.rows; ++r) {
+      const auto sr = s.row(r).array();
+      const T m = sr.maxCoeff();
+      if (m == -infinity<T>()) continue;  // a 1-column tile whose entry is masked
+      e = (sr - m).exp();
+      // Eigen's vectorised exp clamps its argument, so exp(-inf) is tiny, not 0: zero the
+      // masked entry explicitly, and clamp its -inf so that 0 * s stays 0.
+      const index_t mc = mask.col(r);
+      if (mc >= 0) e(mc) = 0;
+      const T mom = mc >= 0 ? (e * sr.max(lowest)).sum() : (e * sr).sum();
+      online_softmax<double> t;
+      t.max = m;
+      t.sum = e.sum();
+      t.moment = mom;
+      row_part[r].merge(t);
+    }
+  }
+  if (out.col && !diag) {
+    tile_vec<T> cmax(ws.v[1], J.rows), csum(ws.v[2], J.rows), cmom(ws.v[3], J.rows);
+    cmax = s.row(0).array();
+    for (index_t r = 1; r < I.rows; ++r) cmax = cmax.max(s.row(r).array());
+    csum.setZero();
+    cmom.setZero();
+    for (index_t r = 0; r < I.rows; ++r) {
+      const auto sr = s.row(r).array();
+      e = (sr - cmax).exp();
+      const index_t mc = mask.col(r);
+      if (mc >= 0) {
+        e(mc) = 0;
+        csum += e;
+        cmom += e * sr.max(lowest);
+      } else {
+        csum += e;
+        cmom += e * sr;
+      }
+    }
+    for (index_t c = 0; c < J.rows; ++c) {
+      if (cmax(c) == -infinity<T>()) continue;  // a 1-row tile whose entry is masked
+      online_softmax<double> t;
+      t.max = cmax(c);
+      t.sum = csum(c);
+      t.moment = cmom(c);
+      out.col[J.global + c].merge(t);
+    }
+  }
+  if (p.label_x) {
+    for (index_t r = 0; r < I.rows; ++r) {
+      const std::int64_t li = p.label_x[I.global + r];
+      for (index_t c = 0; c < J.rows; ++c) {
+        if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
+        if (out.row_target) row_target_part[r] += s(r, c);
+        if (out.col_target && !diag) out.col_target[J.global + c] += s(r, c);
+      }
+    }
+  }
+}
+
 template <class T>
 void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out, arena& ar) {
   if (p.x_rows() == 0 || p.y_rows() == 0) return;
-  const auto blocks = make_tiling(p);
-  const auto& xb = blocks.first;
-  const auto& yb = blocks.second;
-  const auto shape = tile_shape(p);
-  pairwise_scratch<T> ws(ar, shape.first, shape.second);
-  constexpr T lowest = std::numeric_limits<T>::lowest();
+  const sweep_plan plan = make_plan(p);
+  const sweep_shape shape = sweep_shape_of(p);
+  const auto scratch = carve_thread_scratch<T>(ar, shape);
+  auto* row_part = ar.take<online_softmax<double>>(sweep_chunks * static_cast<std::size_t>(shape.tr));
+  auto* target_part = ar.take<double>(sweep_chunks * static_cast<std::size_t>(shape.tr));
+  const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
 
-  for (std::size_t bi = 0; bi < xb.size(); ++bi) {
-    for (std::size_t bj = p.self ? bi : 0; bj < yb.size(); ++bj) {
-      const row_block& I = xb[bi];
-      const row_block& J = yb[bj];
-      const bool diag = p.self && bi == bj;  // serves its rows only (S_II is symmetric)
-      const tile_mask mask = diagonal_mask(p, I, J);
-      compute_logits(p, I, J, mask, ws);
-      const auto s = ws.logits(I.rows, J.rows);
-      typename pairwise_scratch<T>::vec e(ws.v0, J.rows);
-
-      if (out.row) {
-        for (index_t r = 0; r < I.rows; ++r) {
-          const auto sr = s.row(r).array();
-          const T m = sr.maxCoeff();
-          if (m == -infinity<T>()) continue;  // a 1-column tile whose entry is masked
-          e = (sr - m).exp();
-          // Eigen's vectorised exp clamps its argument, so exp(-inf) is tiny, not 0: zero the
-          // masked entry explicitly, and clamp its -inf so that 0 * s stays 0.
-          const index_t mc = mask.col(r);
-          if (mc >= 0) e(mc) = 0;
-          const T mom = mc >= 0 ? (e * sr.max(lowest)).sum() : (e * sr).sum();
-          online_softmax<double> t;
-          t.max = m;
-          t.sum = e.sum();
-          t.moment = mom;
-          out.row[I.global + r].merge(t);
-        }
+  for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
+    const row_block& I = plan.xb[bi];
+    for_each_chunk(p.threads, [&](int c, int t) {
+      online_softmax<double>* rp = row_part + static_cast<std::size_t>(c) * shape.tr;
+      double* tp = target_part + static_cast<std::size_t>(c) * shape.tr;
+      for (index_t r = 0; r < I.rows; ++r) {
+        rp[r] = online_softmax<double>();
+        tp[r] = 0;
       }
-      if (out.col && !diag) {
-        typename pairwise_scratch<T>::vec cmax(ws.v1, J.rows), csum(ws.v2, J.rows),
-            cmom(ws.v3, J.rows);
-        cmax = s.row(0).array();
-        for (index_t r = 1; r < I.rows; ++r) cmax = cmax.max(s.row(r).array());
-        csum.setZero();
-        cmom.setZero();
-        for (index_t r = 0; r < I.rows; ++r) {
-          const auto sr = s.row(r).array();
-          e = (sr - cmax).exp();
-          const index_t mc = mask.col(r);
-          if (mc >= 0) {
-            e(mc) = 0;
-            csum += e;
-            cmom += e * sr.max(lowest);
-          } else {
-            csum += e;
-            cmom += e * sr;
-          }
-        }
-        for (index_t c = 0; c < J.rows; ++c) {
-          if (cmax(c) == -infinity<T>()) continue;  // a 1-row tile whose entry is masked
-          online_softmax<double> t;
-          t.max = cmax(c);
-          t.sum = csum(c);
-          t.moment = cmom(c);
-          out.col[J.global + c].merge(t);
-        }
+      for (std::size_t bj = plan.chunk_begin(bi, c); bj < plan.chunk_begin(bi, c + 1); ++bj) {
+        const row_block& J = plan.yb[bj];
+        const tile_mask mask = diagonal_mask(p, I, J);
+        T* buf = p.cache ? p.cache + plan.slot(bi, bj) * slot_elems : scratch[t].tile;
+        tile_map<T> s(buf, I.rows, J.rows, Eigen::OuterStride<>(shape.tc));
+        compute_logits(p, I, J, mask, s);
+        forward_tile(p, out, I, J, mask, p.self && bi == bj, s, scratch[t], rp, tp);
       }
-      if (p.label_x) {
-        for (index_t r = 0; r < I.rows; ++r) {
-          const std::int64_t li = p.label_x[I.global + r];
-          for (index_t c = 0; c < J.rows; ++c) {
-            if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
-            if (out.row_target) out.row_target[I.global + r] += s(r, c);
-            if (out.col_target && !diag) out.col_target[J.global + c] += s(r, c);
-          }
-        }
+    });
+    for (int c = 0; c < sweep_chunks; ++c) {  // fixed merge order
+      if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) continue;
+      for (index_t r = 0; r < I.rows; ++r) {
+        if (out.row) out.row[I.global + r].merge(row_part[static_cast<std::size_t>(c) * shape.tr + r]);
+        if (out.row_target) out.row_target[I.global + r] += target_part[static_cast<std::size_t>(c) * shape.tr + r];
       }
     }
   }
@@ -281,62 +421,90 @@ struct pairwise_coefficients {
   const T* col_q = nullptr;
 };
 
+/// G for one tile, from the logits `s` into `g` (which may be the same memory).
+template <class T>
+void gradient_tile(const pairwise_problem<T>& p, const pairwise_coefficients<T>& k,
+                   const row_block& I, const row_block& J, const tile_mask& mask,
+                   const tile_map<T>& s, tile_map<T>& g) {
+  using cvec = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
+  const bool has_row = k.row_w != nullptr, has_col = k.col_w != nullptr;
+  for (index_t r = 0; r < I.rows; ++r) {
+    const auto sr = s.row(r).array();
+    auto gr = g.row(r).array();
+    const T wr = has_row ? k.row_w[I.global + r] : T(0);
+    const T lr = has_row ? k.row_lse[I.global + r] : T(0);
+    if (has_col) {
+      const cvec wc(k.col_w + J.global, J.rows), lc(k.col_lse + J.global, J.rows);
+      if (has_row)
+        gr = wr * (sr - lr).exp() + wc * (sr - lc).exp();
+      else
+        gr = wc * (sr - lc).exp();
+    } else {
+      gr = wr * (sr - lr).exp();
+    }
+  }
+  // exp(-inf) is not exactly 0 in Eigen's exp.
+  for (index_t r = mask.first; r < mask.last; ++r) g(r, r + mask.offset) = 0;
+  if (p.label_x) {
+    for (index_t r = 0; r < I.rows; ++r) {
+      const std::int64_t li = p.label_x[I.global + r];
+      const T qr = k.row_q ? k.row_q[I.global + r] : T(0);
+      for (index_t c = 0; c < J.rows; ++c) {
+        if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
+        g(r, c) -= qr + (k.col_q ? k.col_q[J.global + c] : T(0));
+      }
+    }
+  }
+}
+
 /// Adds scale * G Y into the segments of dX and scale * G^T X into those of dY (in self mode
-/// dY == dX and G is symmetrised on the fly). The outputs must be gemm_ready.
+/// dY == dX and G is symmetrised on the fly). The outputs must be gemm_ready. With p.cache set,
+/// the tiles written by pairwise_forward are read instead of recomputed.
 template <class T>
 void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients<T>& k,
                        const matrix_view<T>* dx, const matrix_view<T>* dy, arena& ar) {
   if (p.x_rows() == 0 || p.y_rows() == 0) return;
-  const auto blocks = make_tiling(p);
-  const auto& xb = blocks.first;
-  const auto& yb = blocks.second;
-  const auto shape = tile_shape(p);
-  pairwise_scratch<T> ws(ar, shape.first, shape.second);
-  using cvec = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
+  const sweep_plan plan = make_plan(p);
+  const sweep_shape shape = sweep_shape_of(p);
+  const auto scratch = carve_thread_scratch<T>(ar, shape);
+  T* dx_part = ar.take<T>(sweep_chunks * static_cast<std::size_t>(shape.tr * shape.d));
+  const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
+  const index_t d = shape.d;
 
-  for (std::size_t bi = 0; bi < xb.size(); ++bi) {
-    for (std::size_t bj = p.self ? bi : 0; bj < yb.size(); ++bj) {
-      const row_block& I = xb[bi];
-      const row_block& J = yb[bj];
-      const bool diag = p.self && bi == bj;
-      const tile_mask mask = diagonal_mask(p, I, J);
-      compute_logits(p, I, J, mask, ws);
-      auto g = ws.logits(I.rows, J.rows);  // overwritten in place by G
-      const bool has_row = k.row_w != nullptr, has_col = k.col_w != nullptr;
-      for (index_t r = 0; r < I.rows; ++r) {
-        auto gr = g.row(r).array();
-        const T wr = has_row ? k.row_w[I.global + r] : T(0);
-        const T lr = has_row ? k.row_lse[I.global + r] : T(0);
-        if (has_col) {
-          const cvec wc(k.col_w + J.global, J.rows), lc(k.col_lse + J.global, J.rows);
-          if (has_row)
-            gr = wr * (gr - lr).exp() + wc * (gr - lc).exp();
-          else
-            gr = wc * (gr - lc).exp();
+  for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
+    const row_block& I = plan.xb[bi];
+    const auto xi = map_rows<T>(p.x[I.segment].middle_rows(I.first, I.rows));
+    for_each_chunk(p.threads, [&](int c, int t) {
+      if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) return;
+      row_map<T> part(dx_part + static_cast<std::size_t>(c) * shape.tr * d, I.rows, d,
+                      Eigen::OuterStride<>(d));
+      part.setZero();
+      for (std::size_t bj = plan.chunk_begin(bi, c); bj < plan.chunk_begin(bi, c + 1); ++bj) {
+        const row_block& J = plan.yb[bj];
+        const bool diag = p.self && bi == bj;
+        const tile_mask mask = diagonal_mask(p, I, J);
+        tile_map<T> g(scratch[t].tile, I.rows, J.rows, Eigen::OuterStride<>(shape.tc));
+        if (p.cache) {
+          const tile_map<T> s(p.cache + plan.slot(bi, bj) * slot_elems, I.rows, J.rows,
+                              Eigen::OuterStride<>(shape.tc));
+          gradient_tile(p, k, I, J, mask, s, g);
         } else {
-          gr = wr * (gr - lr).exp();
+          compute_logits(p, I, J, mask, g);
+          gradient_tile(p, k, I, J, mask, g, g);  // in place: coefficient-wise
+        }
+        const auto yj = map_rows<T>(p.y[J.segment].middle_rows(J.first, J.rows));
+        part.noalias() += p.scale * (g * yj);
+        if (!diag) {
+          auto dyj = map_rows_mut<T>(dy[J.segment].middle_rows(J.first, J.rows));
+          dyj.noalias() += p.scale * (g.transpose() * xi);
         }
       }
-      // exp(-inf) is not exactly 0 in Eigen's exp.
-      for (index_t r = mask.first; r < mask.last; ++r) g(r, r + mask.offset) = 0;
-      if (p.label_x) {
-        for (index_t r = 0; r < I.rows; ++r) {
-          const std::int64_t li = p.label_x[I.global + r];
-          const T qr = k.row_q ? k.row_q[I.global + r] : T(0);
-          for (index_t c = 0; c < J.rows; ++c) {
-            if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
-            g(r, c) -= qr + (k.col_q ? k.col_q[J.global + c] : T(0));
-          }
-        }
-      }
-      const auto xi = map_rows<T>(p.x[I.segment].middle_rows(I.first, I.rows));
-      const auto yj = map_rows<T>(p.y[J.segment].middle_rows(J.first, J.rows));
-      auto dxi = map_rows_mut<T>(dx[I.segment].middle_rows(I.first, I.rows));
-      dxi.noalias() += p.scale * (g * yj);
-      if (!diag) {
-        auto dyj = map_rows_mut<T>(dy[J.segment].middle_rows(J.first, J.rows));
-        dyj.noalias() += p.scale * (g.transpose() * xi);
-      }
+    });
+    auto dxi = map_rows_mut<T>(dx[I.segment].middle_rows(I.first, I.rows));
+    for (int c = 0; c < sweep_chunks; ++c) {  // fixed reduction order
+      if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) continue;
+      dxi += row_map<T>(dx_part + static_cast<std::size_t>(c) * shape.tr * d, I.rows, d,
+                        Eigen::OuterStride<>(d));
     }
   }
 }

@@ -35,6 +35,12 @@ struct info_nce_options {
   index_t tile_rows = 256;
   index_t tile_cols = 256;
   bool accumulate = false;  // backward adds into the gradients instead of overwriting them
+  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
+  // Cached mode: the forward keeps every logit tile in the caller's workspace (sized by the
+  // workspace query with this option set, about N^2 elements) and a backward given the same
+  // workspace reads them instead of recomputing. forward_backward allocates it when no
+  // workspace is given. Inputs must not change between the two calls.
+  bool cache_logits = false;
 };
 
 /// What the forward keeps for the backward: O(N) statistics, never an N x N matrix.
@@ -53,6 +59,7 @@ struct info_nce_saved {
   bool symmetric = true;
   bool labelled = false;
   loss_reduction reduction = loss_reduction::mean;
+  const void* logit_cache = nullptr;  // the workspace holding the cached tiles (cached mode)
 
   temperature_gradient temperature_grad() const noexcept {
     return temperature_gradient::from_log_scale(grad_log_scale, temperature);
@@ -134,17 +141,24 @@ struct info_nce_backward_buffers {
 };
 
 template <class T>
-std::pair<index_t, index_t> info_nce_tile(index_t n, const info_nce_options& o) noexcept {
-  return tile_shape(o.tile_rows, o.tile_cols, false, n, n);
+sweep_shape info_nce_sweep(index_t n, index_t d, const info_nce_options& o) noexcept {
+  const auto t = tile_shape(o.tile_rows, o.tile_cols, false, n, n);
+  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
 }
 
 template <class T>
-std::size_t info_nce_forward_bytes(index_t n, const info_nce_options& o, std::size_t packing) {
+std::size_t info_nce_cache_bytes(index_t n, const info_nce_options& o) noexcept {
+  return o.cache_logits ? array_bytes<T>(cache_elements(o.tile_rows, o.tile_cols, false, n, n, n, n)) : 0;
+}
+
+template <class T>
+std::size_t info_nce_forward_bytes(index_t n, index_t d, const info_nce_options& o,
+                                   std::size_t packing) {
   size_counter c;
   const info_nce_forward_buffers<T, size_counter> sized(c, n, o.symmetric, !o.labels_a.empty());
   (void)sized;
-  return c.bytes + packing + pairwise_workspace_bytes<T>(info_nce_tile<T>(n, o)) +
-         workspace_alignment;
+  return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
+         pairwise_forward_bytes<T>(info_nce_sweep<T>(n, d, o)) + workspace_alignment;
 }
 
 template <class T>
@@ -154,8 +168,8 @@ std::size_t info_nce_backward_bytes(index_t n, index_t d, const info_nce_options
   const info_nce_backward_buffers<T, size_counter> sized(c, n, d, o.symmetric,
                                                          !o.labels_a.empty(), o.label_smoothing > 0);
   (void)sized;
-  return c.bytes + packing + pairwise_workspace_bytes<T>(info_nce_tile<T>(n, o)) +
-         workspace_alignment;
+  return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
+         pairwise_backward_bytes<T>(info_nce_sweep<T>(n, d, o)) + workspace_alignment;
 }
 
 template <class T>
@@ -179,17 +193,22 @@ struct direction_sums {
 template <class T>
 info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
                                         const matrix_view<const T>& b_in,
-                                        const info_nce_options& o, workspace ws) {
+                                        const info_nce_options& o_in, workspace ws) {
   const char* fn = info_nce_fwd_name;
-  info_nce_check_inputs(fn, a_in, b_in, o);
+  info_nce_check_inputs(fn, a_in, b_in, o_in);
+  info_nce_options o = o_in;
+  o.cache_logits = o.cache_logits && ws.data != nullptr;  // a cache must outlive the call
   const index_t n = a_in.rows(), d = a_in.cols();
   const bool sym = o.symmetric, labelled = !o.labels_a.empty();
   const double eps = o.label_smoothing;
   const double lambda_d = 1.0 / o.temperature;
 
-  arena ar(ws, info_nce_forward_bytes<T>(n, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+  arena ar(ws, info_nce_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
                    workspace_alignment,
            fn);
+  // The cache comes first, so that the backward finds it at the same place.
+  T* cache = o.cache_logits ? ar.take<T>(info_nce_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
+  const bool keep_cache = cache != nullptr && ws.data != nullptr;
   const matrix_view<const T> a = gemm_input(a_in, ar);
   const matrix_view<const T> b = gemm_input(b_in, ar);
   info_nce_forward_buffers<T, arena> buf(ar, n, sym, labelled);
@@ -210,6 +229,8 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
   p.scale = static_cast<T>(lambda_d);
   p.tile_rows = o.tile_rows;
   p.tile_cols = o.tile_cols;
+  p.threads = resolve_threads(o.num_threads);
+  p.cache = keep_cache ? cache : nullptr;
   if (labelled) {
     p.label_x = o.labels_a.data;
     p.label_y = o.labels_b.data;
@@ -229,6 +250,7 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
   saved.symmetric = sym;
   saved.labelled = labelled;
   saved.reduction = o.reduction;
+  saved.logit_cache = keep_cache ? ws.data : nullptr;
   if (labelled) {
     saved.row_positives.resize(static_cast<std::size_t>(n));
     count_matches(o.labels_a, o.labels_b, saved.row_positives.data(), buf.sort_scratch);
@@ -318,10 +340,12 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
                                             const info_nce_saved<T>& saved,
                                             const matrix_view<T>& grad_a,
                                             const matrix_view<T>& grad_b,
-                                            const info_nce_options& o, double upstream,
+                                            const info_nce_options& o_in, double upstream,
                                             workspace ws) {
   const char* fn = info_nce_bwd_name;
-  info_nce_check_backward(fn, a_in, b_in, saved, grad_a, grad_b, o, upstream);
+  info_nce_check_backward(fn, a_in, b_in, saved, grad_a, grad_b, o_in, upstream);
+  info_nce_options o = o_in;
+  o.cache_logits = o.cache_logits && ws.data != nullptr;
   const index_t n = a_in.rows(), d = a_in.cols();
   const bool sym = o.symmetric, labelled = saved.labelled;
   const double eps = o.label_smoothing;
@@ -329,6 +353,8 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
   const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) +
                               packing_bytes(grad_a) + packing_bytes(grad_b);
   arena ar(ws, info_nce_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
+  T* cache = o.cache_logits ? ar.take<T>(info_nce_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
+  const bool use_cache = cache != nullptr && saved.logit_cache != nullptr && saved.logit_cache == ws.data;
   const matrix_view<const T> a = gemm_input(a_in, ar);
   const matrix_view<const T> b = gemm_input(b_in, ar);
   const gemm_output<T> ga(grad_a, o.accumulate, ar);
@@ -364,6 +390,8 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
   p.scale = static_cast<T>(lambda_d);
   p.tile_rows = o.tile_rows;
   p.tile_cols = o.tile_cols;
+  p.threads = resolve_threads(o.num_threads);
+  p.cache = use_cache ? cache : nullptr;
   if (labelled) {
     p.label_x = o.labels_a.data;
     p.label_y = o.labels_b.data;
@@ -422,7 +450,7 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
 /// this much as `workspace` to make the call allocation-free (besides `saved`).
 template <class T>
 std::size_t info_nce_workspace_bytes(index_t n, index_t d, const info_nce_options& o = {}) {
-  const std::size_t f = detail::info_nce_forward_bytes<T>(n, o, 0);
+  const std::size_t f = detail::info_nce_forward_bytes<T>(n, d, o, 0);
   const std::size_t b = detail::info_nce_backward_bytes<T>(n, d, o, 0);
   return f > b ? f : b;
 }
@@ -435,7 +463,7 @@ std::size_t info_nce_workspace_bytes(const A& a, const B& b, const info_nce_opti
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
   const std::size_t pack = detail::packing_bytes(va) + detail::packing_bytes(vb);
-  const std::size_t f = detail::info_nce_forward_bytes<T>(va.rows(), o, pack);
+  const std::size_t f = detail::info_nce_forward_bytes<T>(va.rows(), va.cols(), o, pack);
   // Gradients are assumed row-major; non-row-major gradients add 2 N D elements.
   const std::size_t bw = detail::info_nce_backward_bytes<T>(va.rows(), va.cols(), o, pack);
   return f > bw ? f : bw;
@@ -480,6 +508,12 @@ auto info_nce_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                                const info_nce_options& o = {},
                                temperature_gradient* temperature_grad = nullptr,
                                workspace ws = {}) {
+  std::vector<unsigned char> own;  // cached mode needs one workspace shared by both passes
+  if (o.cache_logits && ws.data == nullptr) {
+    own.resize(info_nce_workspace_bytes(a, b, o) + detail::packing_bytes(as_view(grad_a)) +
+               detail::packing_bytes(as_view(grad_b)));
+    ws = workspace{own.data(), own.size()};
+  }
   const auto saved = info_nce_forward(a, b, o, ws);
   const temperature_gradient tg =
       info_nce_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);

@@ -33,6 +33,8 @@ struct nt_xent_options {
   index_t tile_rows = 256;  // NT-Xent tiles are square: min(tile_rows, tile_cols)
   index_t tile_cols = 256;
   bool accumulate = false;
+  int num_threads = 0;        // 0: all OpenMP threads; results do not depend on it
+  bool cache_logits = false;  // cached mode, as in info_nce_options (about 2 N^2 elements)
 };
 
 template <class T>
@@ -46,6 +48,7 @@ struct nt_xent_saved {
   double label_smoothing = 0;
   bool labelled = false;
   loss_reduction reduction = loss_reduction::mean;
+  const void* logit_cache = nullptr;  // the workspace holding the cached tiles (cached mode)
 
   temperature_gradient temperature_grad() const noexcept {
     return temperature_gradient::from_log_scale(grad_log_scale, temperature);
@@ -115,13 +118,26 @@ struct nt_xent_backward_buffers {
 };
 
 template <class T>
-std::size_t nt_xent_forward_bytes(index_t n, const nt_xent_options& o, std::size_t packing) {
+sweep_shape nt_xent_sweep(index_t n, index_t d, const nt_xent_options& o) noexcept {
+  const auto t = tile_shape(o.tile_rows, o.tile_cols, true, n, n);
+  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
+}
+
+template <class T>
+std::size_t nt_xent_cache_bytes(index_t n, const nt_xent_options& o) noexcept {
+  return o.cache_logits
+             ? array_bytes<T>(cache_elements(o.tile_rows, o.tile_cols, true, 2 * n, 2 * n, n, n))
+             : 0;
+}
+
+template <class T>
+std::size_t nt_xent_forward_bytes(index_t n, index_t d, const nt_xent_options& o,
+                                  std::size_t packing) {
   size_counter c;
   const nt_xent_forward_buffers<T, size_counter> sized(c, n, !o.labels.empty());
   (void)sized;
-  return c.bytes + packing +
-         pairwise_workspace_bytes<T>(tile_shape(o.tile_rows, o.tile_cols, true, n, n)) +
-         workspace_alignment;
+  return nt_xent_cache_bytes<T>(n, o) + c.bytes + packing +
+         pairwise_forward_bytes<T>(nt_xent_sweep<T>(n, d, o)) + workspace_alignment;
 }
 
 template <class T>
@@ -131,9 +147,8 @@ std::size_t nt_xent_backward_bytes(index_t n, index_t d, const nt_xent_options& 
   const nt_xent_backward_buffers<T, size_counter> sized(c, n, d, !o.labels.empty(),
                                                         o.label_smoothing > 0);
   (void)sized;
-  return c.bytes + packing +
-         pairwise_workspace_bytes<T>(tile_shape(o.tile_rows, o.tile_cols, true, n, n)) +
-         workspace_alignment;
+  return nt_xent_cache_bytes<T>(n, o) + c.bytes + packing +
+         pairwise_backward_bytes<T>(nt_xent_sweep<T>(n, d, o)) + workspace_alignment;
 }
 
 /// Views of Z = [a; b] row by row.
@@ -153,7 +168,7 @@ void nt_xent_labels(const label_span& y, index_t n, std::int64_t* out) {
 
 template <class T>
 pairwise_problem<T> nt_xent_problem(const matrix_view<const T>* segments, const nt_xent_options& o,
-                                    const std::int64_t* labels) {
+                                    const std::int64_t* labels, T* cache) {
   pairwise_problem<T> p;
   p.x = segments;
   p.x_segments = 2;
@@ -163,6 +178,8 @@ pairwise_problem<T> nt_xent_problem(const matrix_view<const T>* segments, const 
   p.scale = static_cast<T>(1.0 / o.temperature);
   p.tile_rows = o.tile_rows;
   p.tile_cols = o.tile_cols;
+  p.threads = resolve_threads(o.num_threads);
+  p.cache = cache;
   p.label_x = labels;
   p.label_y = labels;
   return p;
@@ -170,18 +187,21 @@ pairwise_problem<T> nt_xent_problem(const matrix_view<const T>* segments, const 
 
 template <class T>
 nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
-                                      const matrix_view<const T>& b_in, const nt_xent_options& o,
-                                      workspace ws) {
+                                      const matrix_view<const T>& b_in,
+                                      const nt_xent_options& o_in, workspace ws) {
   const char* fn = nt_xent_fwd_name;
-  nt_xent_check_inputs(fn, a_in, b_in, o);
+  nt_xent_check_inputs(fn, a_in, b_in, o_in);
+  nt_xent_options o = o_in;
+  o.cache_logits = o.cache_logits && ws.data != nullptr;  // a cache must outlive the call
   const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
   const bool labelled = !o.labels.empty();
   const double eps = o.label_smoothing;
   const double lambda_d = 1.0 / o.temperature;
 
-  arena ar(ws, nt_xent_forward_bytes<T>(n, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+  arena ar(ws, nt_xent_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
                    workspace_alignment,
            fn);
+  T* cache = o.cache_logits ? ar.take<T>(nt_xent_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
   const matrix_view<const T> seg[2] = {gemm_input(a_in, ar), gemm_input(b_in, ar)};
   const stacked_rows<T> z{seg[0], seg[1]};
   nt_xent_forward_buffers<T, arena> buf(ar, n, labelled);
@@ -191,7 +211,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   }
   if (labelled) nt_xent_labels<T>(o.labels, n, buf.labels);
 
-  const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels);
+  const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels, cache);
   pairwise_stats<T> st;
   st.row = buf.stats;
   st.col = buf.stats;  // the same anchors: S is symmetric
@@ -206,6 +226,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   saved.label_smoothing = eps;
   saved.labelled = labelled;
   saved.reduction = o.reduction;
+  saved.logit_cache = cache ? ws.data : nullptr;
   if (labelled) {
     saved.positives.resize(static_cast<std::size_t>(n2));
     const label_span zl(buf.labels, n2);
@@ -252,10 +273,12 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
                                            const nt_xent_saved<T>& saved,
                                            const matrix_view<T>& grad_a,
                                            const matrix_view<T>& grad_b,
-                                           const nt_xent_options& o, double upstream,
+                                           const nt_xent_options& o_in, double upstream,
                                            workspace ws) {
   const char* fn = nt_xent_bwd_name;
-  nt_xent_check_inputs(fn, a_in, b_in, o);
+  nt_xent_check_inputs(fn, a_in, b_in, o_in);
+  nt_xent_options o = o_in;
+  o.cache_logits = o.cache_logits && ws.data != nullptr;
   CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
   CONTRASTIVE_CHECK(saved.n == a_in.rows() && saved.d == a_in.cols(), fn,
                     ": 'saved' belongs to a ", saved.n, " x ", saved.d, " batch, the inputs are ",
@@ -286,6 +309,8 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
   const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) +
                               packing_bytes(grad_a) + packing_bytes(grad_b);
   arena ar(ws, nt_xent_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
+  T* cache = o.cache_logits ? ar.take<T>(nt_xent_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
+  const bool use_cache = cache != nullptr && saved.logit_cache == ws.data;
   const matrix_view<const T> seg[2] = {gemm_input(a_in, ar), gemm_input(b_in, ar)};
   const stacked_rows<T> z{seg[0], seg[1]};
   const gemm_output<T> ga(grad_a, o.accumulate, ar);
@@ -300,7 +325,7 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
   }
   if (labelled) nt_xent_labels<T>(o.labels, n, buf.labels);
 
-  const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels);
+  const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels, use_cache ? cache : nullptr);
   pairwise_coefficients<T> k;
   k.row_w = k.col_w = buf.w;
   k.row_lse = k.col_lse = buf.lse;
@@ -350,7 +375,7 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
 /// Scratch bytes for row-major N x D views (see info_nce_workspace_bytes).
 template <class T>
 std::size_t nt_xent_workspace_bytes(index_t n, index_t d, const nt_xent_options& o = {}) {
-  const std::size_t f = detail::nt_xent_forward_bytes<T>(n, o, 0);
+  const std::size_t f = detail::nt_xent_forward_bytes<T>(n, d, o, 0);
   const std::size_t b = detail::nt_xent_backward_bytes<T>(n, d, o, 0);
   return f > b ? f : b;
 }
@@ -389,6 +414,15 @@ auto nt_xent_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                               const nt_xent_options& o = {},
                               temperature_gradient* temperature_grad = nullptr,
                               workspace ws = {}) {
+  std::vector<unsigned char> own;  // cached mode needs one workspace shared by both passes
+  if (o.cache_logits && ws.data == nullptr) {
+    const auto va = detail::input_view(a);
+    using T = typename decltype(va)::value_type;
+    own.resize(nt_xent_workspace_bytes<T>(va.rows(), va.cols(), o) + detail::packing_bytes(va) +
+               detail::packing_bytes(detail::input_view(b)) +
+               detail::packing_bytes(as_view(grad_a)) + detail::packing_bytes(as_view(grad_b)));
+    ws = workspace{own.data(), own.size()};
+  }
   const auto saved = nt_xent_forward(a, b, o, ws);
   const temperature_gradient tg =
       nt_xent_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
