@@ -1,0 +1,728 @@
+#ifndef CONTRASTIVE_LOSSES_FEATURE_SEPARATION_HPP
+#define CONTRASTIVE_LOSSES_FEATURE_SEPARATION_HPP
+
+// Deep feature separation (Jiang et al., "Understanding and Constructing Latent Modality
+// Structures in Multi-modal Representation Learning", CVPR 2023; shared/spec/losses.md 4.1):
+//
+//   L_Sep = w_o L_Ortho + w_c L^i_Con + w_u L^i_Uni     (weights 1, 1, 1 by default)
+//
+// Inputs (N x D each, row j = pair j): v, u the shared (aligned) image and text features;
+// vi, ui the "independent" features of an extra head of width D; via, uia the independent
+// features of the augmented views.
+//
+// - Orthogonality:  L_Ortho = (1/N) sum_j (<v_j, vi_j>^2 + <u_j, ui_j>^2).
+// - In-modal contrastive: L^i_Con = InfoNCE(vi, via) + InfoNCE(ui, uia), one-direction InfoNCE
+//   (mean reduction) computed by info_nce_forward / info_nce_backward, with the temperature
+//   shared with the base loss L_Con. Reading chosen (the printed numerator <z^i_Vj, z^i_Vj> is
+//   identically 1): the positive of vi_j is the augmented view's via_j and the candidates are
+//   the rows of via, mirroring L_Con.
+// - Uniformity, G_t(x, y) = exp(-t ||x - y||^2), t = 2 (the paper's value):
+//   * literal (default, the paper's text): log((1/N) sum_{j,k} [G_t(vi_j, vi_k) + G_t(ui_j, ui_k)]),
+//     j = k included, one log over both modalities;
+//   * wang_isola (option, after Wang & Isola 2020): per modality log((1/(N(N-1))) sum_{j != k} G_t),
+//     the two logs summed (needs N >= 2).
+//   ||x - y||^2 = ||x||^2 + ||y||^2 - 2<x, y> from tiled Gram products: the N x N kernel matrix
+//   is never stored (tiles of tile_rows x tile_cols, per-row log-sum-exp statistics in double).
+//
+// Each term has its own forward / backward / forward_backward and the combined loss takes the
+// weights. Backward writes (or, with `accumulate`, adds) upstream * the gradients; the combined
+// backward writes all six gradients (those a term does not touch get only the other terms).
+// The temperature gradient of L^i_Con is returned as contrastive::temperature_gradient.
+//
+// Inputs are used as given (normalise them with l2_normalize); a zero-norm row or a non-finite
+// value is contrastive::invalid_argument. Threads: OpenMP over row tiles of the uniformity term
+// (InfoNCE uses its own); results never depend on the thread count.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/error.hpp"
+#include "contrastive/core/gemm.hpp"
+#include "contrastive/core/loss_common.hpp"
+#include "contrastive/core/math.hpp"
+#include "contrastive/core/matrix_view.hpp"
+#include "contrastive/core/modal_common.hpp"
+#include "contrastive/core/traits.hpp"
+#include "contrastive/losses/info_nce.hpp"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// The two readings of the uniformity term.
+enum class uniformity_form {
+  literal,    // log((1/N) sum_{j,k} [G(vi) + G(ui)]), j = k included (the paper's text)
+  wang_isola  // sum over modalities of log((1/(N(N-1))) sum_{j != k} G)
+};
+
+struct feature_separation_options {
+  double orthogonality_weight = 1;
+  double contrastive_weight = 1;
+  double uniformity_weight = 1;
+  double temperature = 0.07;  // in-modal InfoNCE temperature (shared with the base loss)
+  double uniformity_t = 2;    // t of G_t(x, y) = exp(-t ||x - y||^2), > 0
+  uniformity_form uniformity = uniformity_form::literal;
+  index_t tile_rows = 256;    // tiles of the uniformity sweep and of the InfoNCE calls
+  index_t tile_cols = 256;
+  bool accumulate = false;    // backward adds into the gradients instead of overwriting them
+  int num_threads = 0;        // uniformity sweep: 0 = all OpenMP threads (1 without OpenMP)
+};
+
+template <class T>
+struct feature_orthogonality_saved {
+  T loss = 0;
+  index_t n = 0, d = 0;
+};
+
+template <class T>
+struct in_modal_contrastive_saved {
+  T loss = 0;
+  info_nce_saved<T> v, u;  // InfoNCE(vi, via) and InfoNCE(ui, uia)
+};
+
+template <class T>
+struct feature_uniformity_saved {
+  T loss = 0;
+  index_t n = 0, d = 0;
+  uniformity_form form = uniformity_form::literal;
+  double t = 2;
+  double log_sum_v = 0, log_sum_u = 0;  // log of sum_{j,k} G over each modality's pairs
+};
+
+template <class T>
+struct feature_separation_saved {
+  T loss = 0;
+  feature_orthogonality_saved<T> orthogonality;  // unweighted terms
+  in_modal_contrastive_saved<T> contrastive;
+  feature_uniformity_saved<T> uniformity;
+  double orthogonality_weight = 1, contrastive_weight = 1, uniformity_weight = 1;
+};
+
+namespace detail {
+
+template <class T>
+void fs_check_same_shape(const char* fn, const char* name, const matrix_view<const T>& x,
+                         const char* ref_name, const matrix_view<const T>& r) {
+  check_matrix(fn, name, x);
+  CONTRASTIVE_CHECK(x.rows() == r.rows(), fn, ": '", name, "' has ", x.rows(), " rows, expected ",
+                    r.rows(), " (rows of '", ref_name, "')");
+  CONTRASTIVE_CHECK(x.cols() == r.cols(), fn, ": '", name, "' has ", x.cols(), " columns, expected ",
+                    r.cols(), " (columns of '", ref_name, "')");
+}
+
+/// Inputs named in `names`: all the shape of the first, N > 0, D > 0, finite, no zero-norm row.
+template <class T>
+void fs_check_inputs(const char* fn, const matrix_view<const T>* const* in, const char* const* names,
+                     int count) {
+  check_matrix(fn, names[0], *in[0]);
+  CONTRASTIVE_CHECK(in[0]->rows() > 0, fn, ": empty batch ('", names[0], "' has 0 rows)");
+  CONTRASTIVE_CHECK(in[0]->cols() > 0, fn, ": '", names[0], "' has 0 columns (D must be > 0)");
+  for (int k = 1; k < count; ++k) fs_check_same_shape(fn, names[k], *in[k], names[0], *in[0]);
+  for (int k = 0; k < count; ++k) check_rows(fn, names[k], *in[k]);
+}
+
+template <class T>
+void fs_check_outputs(const char* fn, const matrix_view<T>* const* out, const char* const* out_names,
+                      int count, const matrix_view<const T>* const* in, const char* const* in_names,
+                      int in_count) {
+  const index_t n = in[0]->rows(), d = in[0]->cols();
+  for (int k = 0; k < count; ++k) {
+    check_matrix(fn, out_names[k], *out[k]);
+    check_shape(fn, out_names[k], *out[k], n, d, "the shape of the inputs");
+    check_writable_layout(fn, out_names[k], *out[k]);
+    for (int j = 0; j < in_count; ++j) check_no_alias(fn, out_names[k], *out[k], in_names[j], *in[j]);
+    for (int j = 0; j < k; ++j) check_no_alias(fn, out_names[k], *out[k], out_names[j], *out[j]);
+  }
+}
+
+inline void fs_check_options(const char* fn, const feature_separation_options& o) {
+  CONTRASTIVE_CHECK(std::isfinite(o.orthogonality_weight) && o.orthogonality_weight >= 0, fn,
+                    ": 'orthogonality_weight' must be finite and >= 0, got ", o.orthogonality_weight);
+  CONTRASTIVE_CHECK(std::isfinite(o.contrastive_weight) && o.contrastive_weight >= 0, fn,
+                    ": 'contrastive_weight' must be finite and >= 0, got ", o.contrastive_weight);
+  CONTRASTIVE_CHECK(std::isfinite(o.uniformity_weight) && o.uniformity_weight >= 0, fn,
+                    ": 'uniformity_weight' must be finite and >= 0, got ", o.uniformity_weight);
+  check_temperature(fn, o.temperature);
+  CONTRASTIVE_CHECK(std::isfinite(o.uniformity_t) && o.uniformity_t > 0, fn,
+                    ": 'uniformity_t' must be finite and > 0, got ", o.uniformity_t);
+  check_tiles(fn, o.tile_rows, o.tile_cols);
+}
+
+inline void fs_check_upstream(const char* fn, double upstream) {
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+}
+
+template <class T>
+void fs_clear(const matrix_view<T>& out) {
+  for (index_t i = 0; i < out.rows(); ++i)
+    for (index_t k = 0; k < out.cols(); ++k) out(i, k) = T(0);
+}
+
+// ---- orthogonality ----
+
+template <class T>
+double fs_ortho_forward(const matrix_view<const T>& v, const matrix_view<const T>& u,
+                        const matrix_view<const T>& vi, const matrix_view<const T>& ui) {
+  double s = 0;
+  for (index_t j = 0; j < v.rows(); ++j) {
+    const double a = dot_rows(v, j, vi, j), b = dot_rows(u, j, ui, j);
+    s += a * a + b * b;
+  }
+  return s / double(v.rows());
+}
+
+/// Adds (always) scale * gradients of L_Ortho into the four outputs.
+template <class T>
+void fs_ortho_backward(const matrix_view<const T>& v, const matrix_view<const T>& u,
+                       const matrix_view<const T>& vi, const matrix_view<const T>& ui,
+                       const matrix_view<T>& gv, const matrix_view<T>& gu,
+                       const matrix_view<T>& gvi, const matrix_view<T>& gui, double scale) {
+  const index_t n = v.rows(), d = v.cols();
+  const double c = 2 * scale / double(n);
+  for (index_t j = 0; j < n; ++j) {
+    const double a = c * dot_rows(v, j, vi, j), b = c * dot_rows(u, j, ui, j);
+    for (index_t k = 0; k < d; ++k) {
+      gv(j, k) += static_cast<T>(a * double(vi(j, k)));
+      gvi(j, k) += static_cast<T>(a * double(v(j, k)));
+      gu(j, k) += static_cast<T>(b * double(ui(j, k)));
+      gui(j, k) += static_cast<T>(b * double(u(j, k)));
+    }
+  }
+}
+
+// ---- uniformity (tiled) ----
+
+/// One modality prepared for the sweep: a gemm-ready view and the squared row norms.
+template <class T>
+struct fs_modality {
+  row_major_matrix<T> packed;  // used when the input is not gemm_ready
+  matrix_view<const T> x;
+  std::vector<double> sq;
+
+  explicit fs_modality(const matrix_view<const T>& in) {
+    if (gemm_ready(in)) {
+      x = in;
+    } else {
+      packed.resize(in.rows(), in.cols());
+      for (index_t i = 0; i < in.rows(); ++i)
+        for (index_t k = 0; k < in.cols(); ++k) packed(i, k) = in(i, k);
+      x = matrix_view<const T>(packed.data(), in.rows(), in.cols(), in.cols(), 1);
+    }
+    sq.resize(static_cast<std::size_t>(in.rows()));
+    for (index_t i = 0; i < in.rows(); ++i) sq[static_cast<std::size_t>(i)] = row_squared_norm(in, i);
+  }
+};
+
+/// Exponent e_jk = -t ||x_j - x_k||^2 of tile (I, J) written over the Gram tile s (Tr x Tc,
+/// row-major, in double); the diagonal is 0 (literal) or -inf (excluded, wang_isola).
+template <class T>
+void fs_exponents(const fs_modality<T>& m, index_t i0, index_t tr, index_t j0, index_t tc,
+                  const T* s, double* e, double t, bool exclude_diagonal) noexcept {
+  for (index_t a = 0; a < tr; ++a) {
+    const double na = m.sq[static_cast<std::size_t>(i0 + a)];
+    for (index_t b = 0; b < tc; ++b) {
+      double d2 = na + m.sq[static_cast<std::size_t>(j0 + b)] - 2 * double(s[a * tc + b]);
+      d2 = d2 > 0 ? d2 : 0;
+      e[a * tc + b] = -t * d2;
+    }
+    if (i0 + a >= j0 && i0 + a < j0 + tc)
+      e[a * tc + (i0 + a - j0)] = exclude_diagonal ? -infinity<double>() : 0.0;
+  }
+}
+
+/// Forward sweep of one modality: log sum_{j,k} G (j != k when excluded).
+template <class T>
+double fs_uniformity_log_sum(const fs_modality<T>& m, const feature_separation_options& o,
+                             bool exclude_diagonal) {
+  const index_t n = m.x.rows();
+  const index_t tr = std::min(o.tile_rows, n), tc = std::min(o.tile_cols, n);
+  const index_t row_tiles = (n + tr - 1) / tr;
+  const int threads = modal_threads(o.num_threads);
+  const int used = threads < row_tiles ? threads : static_cast<int>(row_tiles);
+  std::vector<T> s_buf(static_cast<std::size_t>(used * tr * tc));
+  std::vector<double> e_buf(static_cast<std::size_t>(used * tr * tc));
+  std::vector<online_lse<double>> rows(static_cast<std::size_t>(n));
+  modal_parallel_for(row_tiles, used, [&](index_t it, int tid) {
+    T* s = s_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr * tc);
+    double* e = e_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr * tc);
+    const index_t i0 = it * tr, ni = std::min(tr, n - i0);
+    const auto xi = map_rows(m.x.middle_rows(i0, ni));
+    for (index_t j0 = 0; j0 < n; j0 += tc) {
+      const index_t nj = std::min(tc, n - j0);
+      row_map<T> sm(s, ni, nj, Eigen::OuterStride<>(nj));
+      sm.noalias() = xi * map_rows(m.x.middle_rows(j0, nj)).transpose();
+      fs_exponents(m, i0, ni, j0, nj, s, e, o.uniformity_t, exclude_diagonal);
+      for (index_t a = 0; a < ni; ++a) {
+        const double* er = e + a * nj;
+        double mx = -infinity<double>();
+        for (index_t b = 0; b < nj; ++b) mx = er[b] > mx ? er[b] : mx;
+        if (mx == -infinity<double>()) continue;
+        online_lse<double> part;
+        part.max = mx;
+        part.sum = 0;
+        for (index_t b = 0; b < nj; ++b) part.sum += std::exp(er[b] - mx);
+        rows[static_cast<std::size_t>(i0 + a)].merge(part);
+      }
+    }
+  });
+  online_lse<double> total;
+  for (const auto& r : rows) total.merge(r);
+  return total.value();
+}
+
+/// Adds scale * d(log S)/dx into g for one modality, with log S = lambda (the normaliser the
+/// weights W_jk = G_jk / S use): dx_j = -4 t scale sum_k W_jk (x_j - x_k).
+template <class T>
+void fs_uniformity_backward(const fs_modality<T>& m, const feature_separation_options& o,
+                            bool exclude_diagonal, double lambda, double scale,
+                            const matrix_view<T>& g) {
+  const index_t n = m.x.rows(), d = m.x.cols();
+  const index_t tr = std::min(o.tile_rows, n), tc = std::min(o.tile_cols, n);
+  const index_t row_tiles = (n + tr - 1) / tr;
+  const int threads = modal_threads(o.num_threads);
+  const int used = threads < row_tiles ? threads : static_cast<int>(row_tiles);
+  const std::size_t tile = static_cast<std::size_t>(tr * tc);
+  std::vector<T> s_buf(static_cast<std::size_t>(used) * tile);
+  std::vector<double> e_buf(static_cast<std::size_t>(used) * tile);
+  std::vector<T> acc_buf(static_cast<std::size_t>(used * tr * d));
+  std::vector<double> rs_buf(static_cast<std::size_t>(used * tr));
+  const double c = -4 * o.uniformity_t * scale;
+  modal_parallel_for(row_tiles, used, [&](index_t it, int tid) {
+    T* s = s_buf.data() + static_cast<std::size_t>(tid) * tile;
+    double* e = e_buf.data() + static_cast<std::size_t>(tid) * tile;
+    T* acc = acc_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr * d);
+    double* rs = rs_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr);
+    const index_t i0 = it * tr, ni = std::min(tr, n - i0);
+    const auto xi = map_rows(m.x.middle_rows(i0, ni));
+    row_map<T> am(acc, ni, d, Eigen::OuterStride<>(d));
+    am.setZero();
+    std::fill(rs, rs + ni, 0.0);
+    for (index_t j0 = 0; j0 < n; j0 += tc) {
+      const index_t nj = std::min(tc, n - j0);
+      const auto xj = map_rows(m.x.middle_rows(j0, nj));
+      row_map<T> sm(s, ni, nj, Eigen::OuterStride<>(nj));
+      sm.noalias() = xi * xj.transpose();
+      fs_exponents(m, i0, ni, j0, nj, s, e, o.uniformity_t, exclude_diagonal);
+      for (index_t a = 0; a < ni; ++a) {
+        double r = 0;
+        for (index_t b = 0; b < nj; ++b) {
+          const double w = std::exp(e[a * nj + b] - lambda);
+          s[a * nj + b] = static_cast<T>(w);
+          r += w;
+        }
+        rs[a] += r;
+      }
+      am.noalias() += sm * xj;  // sum_k W_jk x_k
+    }
+    for (index_t a = 0; a < ni; ++a)
+      for (index_t k = 0; k < d; ++k)
+        g(i0 + a, k) += static_cast<T>(c * (rs[a] * double(m.x(i0 + a, k)) - double(acc[a * d + k])));
+  });
+}
+
+inline double fs_log_add(double a, double b) noexcept {
+  const double m = a > b ? a : b;
+  if (m == -infinity<double>()) return m;
+  return m + std::log(std::exp(a - m) + std::exp(b - m));
+}
+
+template <class T>
+feature_uniformity_saved<T> fs_uniformity_forward(const char* fn, const matrix_view<const T>& vi,
+                                                  const matrix_view<const T>& ui,
+                                                  const feature_separation_options& o) {
+  const index_t n = vi.rows();
+  const bool wang = o.uniformity == uniformity_form::wang_isola;
+  CONTRASTIVE_CHECK(!wang || n >= 2, fn,
+                    ": the wang_isola uniformity needs at least 2 rows (pairs j != k), got ", n);
+  feature_uniformity_saved<T> s;
+  s.n = n;
+  s.d = vi.cols();
+  s.form = o.uniformity;
+  s.t = o.uniformity_t;
+  s.log_sum_v = fs_uniformity_log_sum(fs_modality<T>(vi), o, wang);
+  s.log_sum_u = fs_uniformity_log_sum(fs_modality<T>(ui), o, wang);
+  double loss;
+  if (wang) {
+    const double pairs = std::log(double(n) * double(n - 1));
+    loss = (s.log_sum_v - pairs) + (s.log_sum_u - pairs);
+  } else {
+    loss = fs_log_add(s.log_sum_v, s.log_sum_u) - std::log(double(n));
+  }
+  s.loss = static_cast<T>(loss);
+  return s;
+}
+
+/// Adds scale * dL_Uni into gvi and gui.
+template <class T>
+void fs_uniformity_backward_both(const char* fn, const matrix_view<const T>& vi,
+                                 const matrix_view<const T>& ui,
+                                 const feature_uniformity_saved<T>& s,
+                                 const feature_separation_options& o, const matrix_view<T>& gvi,
+                                 const matrix_view<T>& gui, double scale) {
+  CONTRASTIVE_CHECK(s.n == vi.rows() && s.d == vi.cols() && s.form == o.uniformity &&
+                        s.t == o.uniformity_t,
+                    fn, ": 'saved' (uniformity) was computed for a ", s.n, " x ", s.d,
+                    " batch with t = ", s.t, ", these are ", vi.rows(), " x ", vi.cols(),
+                    " with t = ", o.uniformity_t, " (or another uniformity form)");
+  const bool wang = o.uniformity == uniformity_form::wang_isola;
+  const double lv = wang ? s.log_sum_v : fs_log_add(s.log_sum_v, s.log_sum_u);
+  const double lu = wang ? s.log_sum_u : lv;
+  fs_uniformity_backward(fs_modality<T>(vi), o, wang, lv, scale, gvi);
+  fs_uniformity_backward(fs_modality<T>(ui), o, wang, lu, scale, gui);
+}
+
+// ---- in-modal contrastive ----
+
+inline info_nce_options fs_info_nce_options(const feature_separation_options& o) {
+  info_nce_options io;
+  io.temperature = o.temperature;
+  io.symmetric = false;
+  io.tile_rows = o.tile_rows;
+  io.tile_cols = o.tile_cols;
+  io.accumulate = true;
+  return io;
+}
+
+template <class T>
+in_modal_contrastive_saved<T> fs_contrastive_forward(const matrix_view<const T>& vi,
+                                                     const matrix_view<const T>& ui,
+                                                     const matrix_view<const T>& via,
+                                                     const matrix_view<const T>& uia,
+                                                     const feature_separation_options& o) {
+  const info_nce_options io = fs_info_nce_options(o);
+  in_modal_contrastive_saved<T> s;
+  s.v = info_nce_forward(vi, via, io);
+  s.u = info_nce_forward(ui, uia, io);
+  s.loss = static_cast<T>(double(s.v.loss) + double(s.u.loss));
+  return s;
+}
+
+/// Adds scale * dL^i_Con into the four outputs; returns scale * the temperature gradient.
+template <class T>
+temperature_gradient fs_contrastive_backward(const matrix_view<const T>& vi,
+                                             const matrix_view<const T>& ui,
+                                             const matrix_view<const T>& via,
+                                             const matrix_view<const T>& uia,
+                                             const in_modal_contrastive_saved<T>& s,
+                                             const matrix_view<T>& gvi, const matrix_view<T>& gui,
+                                             const matrix_view<T>& gvia, const matrix_view<T>& guia,
+                                             const feature_separation_options& o, double scale) {
+  const info_nce_options io = fs_info_nce_options(o);
+  const temperature_gradient a = info_nce_backward(vi, via, s.v, gvi, gvia, io, scale);
+  const temperature_gradient b = info_nce_backward(ui, uia, s.u, gui, guia, io, scale);
+  return temperature_gradient::from_log_scale(a.log_scale + b.log_scale, o.temperature);
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// Orthogonality term.
+
+/// L_Ortho = (1/N) sum_j (<v_j, vi_j>^2 + <u_j, ui_j>^2).
+template <class V, class U, class VI, class UI>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>)
+auto feature_orthogonality_forward(const V& v, const U& u, const VI& vi, const UI& ui,
+                                   const feature_separation_options& o = {}) {
+  const char* fn = "feature_orthogonality_forward";
+  const auto a = detail::input_view(v);
+  using T = typename decltype(a)::value_type;
+  const matrix_view<const T> b = detail::input_view(u), c = detail::input_view(vi),
+                             e = detail::input_view(ui);
+  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
+  const char* names[4] = {"v", "u", "vi", "ui"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_inputs(fn, in, names, 4);
+  feature_orthogonality_saved<T> s;
+  s.n = a.rows();
+  s.d = a.cols();
+  s.loss = static_cast<T>(detail::fs_ortho_forward(a, b, c, e));
+  return s;
+}
+
+template <class V, class U, class VI, class UI, class T, class GV, class GU, class GVI, class GUI>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
+                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
+                             writable_tensor<GUI&&>)
+void feature_orthogonality_backward(const V& v, const U& u, const VI& vi, const UI& ui,
+                                    const feature_orthogonality_saved<T>& saved, GV&& grad_v,
+                                    GU&& grad_u, GVI&& grad_vi, GUI&& grad_ui,
+                                    const feature_separation_options& o = {},
+                                    double upstream = 1.0) {
+  const char* fn = "feature_orthogonality_backward";
+  const matrix_view<const T> a = detail::input_view(v), b = detail::input_view(u),
+                             c = detail::input_view(vi), e = detail::input_view(ui);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GV>(grad_v)),
+                       g1 = detail::output_view(std::forward<GU>(grad_u)),
+                       g2 = detail::output_view(std::forward<GVI>(grad_vi)),
+                       g3 = detail::output_view(std::forward<GUI>(grad_ui));
+  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
+  const char* names[4] = {"v", "u", "vi", "ui"};
+  const matrix_view<T>* out[4] = {&g0, &g1, &g2, &g3};
+  const char* out_names[4] = {"grad_v", "grad_u", "grad_vi", "grad_ui"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_upstream(fn, upstream);
+  detail::fs_check_inputs(fn, in, names, 4);
+  CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
+                    saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
+  detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
+  if (!o.accumulate)
+    for (const auto* g : out) detail::fs_clear(*g);
+  detail::fs_ortho_backward(a, b, c, e, g0, g1, g2, g3, upstream);
+}
+
+template <class V, class U, class VI, class UI, class GV, class GU, class GVI, class GUI>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
+                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
+                             writable_tensor<GUI&&>)
+auto feature_orthogonality_forward_backward(const V& v, const U& u, const VI& vi, const UI& ui,
+                                            GV&& grad_v, GU&& grad_u, GVI&& grad_vi, GUI&& grad_ui,
+                                            const feature_separation_options& o = {}) {
+  const auto s = feature_orthogonality_forward(v, u, vi, ui, o);
+  feature_orthogonality_backward(v, u, vi, ui, s, std::forward<GV>(grad_v), std::forward<GU>(grad_u),
+                                 std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui), o, 1.0);
+  return s.loss;
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-modal contrastive term.
+
+/// L^i_Con = InfoNCE(vi, via) + InfoNCE(ui, uia) (one direction each).
+template <class VI, class UI, class VIA, class UIA>
+CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& tensor_like<VIA>&& tensor_like<UIA>)
+auto in_modal_contrastive_forward(const VI& vi, const UI& ui, const VIA& via, const UIA& uia,
+                                  const feature_separation_options& o = {}) {
+  const char* fn = "in_modal_contrastive_forward";
+  const auto a = detail::input_view(vi);
+  using T = typename decltype(a)::value_type;
+  const matrix_view<const T> b = detail::input_view(ui), c = detail::input_view(via),
+                             e = detail::input_view(uia);
+  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
+  const char* names[4] = {"vi", "ui", "via", "uia"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_inputs(fn, in, names, 4);
+  return detail::fs_contrastive_forward(a, b, c, e, o);
+}
+
+template <class VI, class UI, class VIA, class UIA, class T, class GVI, class GUI, class GVIA, class GUIA>
+CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& tensor_like<VIA>&& tensor_like<UIA>&&
+                         writable_tensor<GVI&&>&& writable_tensor<GUI&&>&&
+                             writable_tensor<GVIA&&>&& writable_tensor<GUIA&&>)
+temperature_gradient in_modal_contrastive_backward(const VI& vi, const UI& ui, const VIA& via,
+                                                   const UIA& uia,
+                                                   const in_modal_contrastive_saved<T>& saved,
+                                                   GVI&& grad_vi, GUI&& grad_ui, GVIA&& grad_via,
+                                                   GUIA&& grad_uia,
+                                                   const feature_separation_options& o = {},
+                                                   double upstream = 1.0) {
+  const char* fn = "in_modal_contrastive_backward";
+  const matrix_view<const T> a = detail::input_view(vi), b = detail::input_view(ui),
+                             c = detail::input_view(via), e = detail::input_view(uia);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GVI>(grad_vi)),
+                       g1 = detail::output_view(std::forward<GUI>(grad_ui)),
+                       g2 = detail::output_view(std::forward<GVIA>(grad_via)),
+                       g3 = detail::output_view(std::forward<GUIA>(grad_uia));
+  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
+  const char* names[4] = {"vi", "ui", "via", "uia"};
+  const matrix_view<T>* out[4] = {&g0, &g1, &g2, &g3};
+  const char* out_names[4] = {"grad_vi", "grad_ui", "grad_via", "grad_uia"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_upstream(fn, upstream);
+  detail::fs_check_inputs(fn, in, names, 4);
+  detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
+  if (!o.accumulate)
+    for (const auto* g : out) detail::fs_clear(*g);
+  return detail::fs_contrastive_backward(a, b, c, e, saved, g0, g1, g2, g3, o, upstream);
+}
+
+template <class VI, class UI, class VIA, class UIA, class GVI, class GUI, class GVIA, class GUIA>
+CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& tensor_like<VIA>&& tensor_like<UIA>&&
+                         writable_tensor<GVI&&>&& writable_tensor<GUI&&>&&
+                             writable_tensor<GVIA&&>&& writable_tensor<GUIA&&>)
+auto in_modal_contrastive_forward_backward(const VI& vi, const UI& ui, const VIA& via,
+                                           const UIA& uia, GVI&& grad_vi, GUI&& grad_ui,
+                                           GVIA&& grad_via, GUIA&& grad_uia,
+                                           const feature_separation_options& o = {},
+                                           temperature_gradient* temperature_grad = nullptr) {
+  const auto s = in_modal_contrastive_forward(vi, ui, via, uia, o);
+  const temperature_gradient tg = in_modal_contrastive_backward(
+      vi, ui, via, uia, s, std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui),
+      std::forward<GVIA>(grad_via), std::forward<GUIA>(grad_uia), o, 1.0);
+  if (temperature_grad) *temperature_grad = tg;
+  return s.loss;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Uniformity term.
+
+template <class VI, class UI>
+CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>)
+auto feature_uniformity_forward(const VI& vi, const UI& ui, const feature_separation_options& o = {}) {
+  const char* fn = "feature_uniformity_forward";
+  const auto a = detail::input_view(vi);
+  using T = typename decltype(a)::value_type;
+  const matrix_view<const T> b = detail::input_view(ui);
+  const matrix_view<const T>* in[2] = {&a, &b};
+  const char* names[2] = {"vi", "ui"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_inputs(fn, in, names, 2);
+  return detail::fs_uniformity_forward(fn, a, b, o);
+}
+
+template <class VI, class UI, class T, class GVI, class GUI>
+CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& writable_tensor<GVI&&>&& writable_tensor<GUI&&>)
+void feature_uniformity_backward(const VI& vi, const UI& ui, const feature_uniformity_saved<T>& saved,
+                                 GVI&& grad_vi, GUI&& grad_ui,
+                                 const feature_separation_options& o = {}, double upstream = 1.0) {
+  const char* fn = "feature_uniformity_backward";
+  const matrix_view<const T> a = detail::input_view(vi), b = detail::input_view(ui);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GVI>(grad_vi)),
+                       g1 = detail::output_view(std::forward<GUI>(grad_ui));
+  const matrix_view<const T>* in[2] = {&a, &b};
+  const char* names[2] = {"vi", "ui"};
+  const matrix_view<T>* out[2] = {&g0, &g1};
+  const char* out_names[2] = {"grad_vi", "grad_ui"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_upstream(fn, upstream);
+  detail::fs_check_inputs(fn, in, names, 2);
+  detail::fs_check_outputs(fn, out, out_names, 2, in, names, 2);
+  if (!o.accumulate)
+    for (const auto* g : out) detail::fs_clear(*g);
+  detail::fs_uniformity_backward_both(fn, a, b, saved, o, g0, g1, upstream);
+}
+
+template <class VI, class UI, class GVI, class GUI>
+CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& writable_tensor<GVI&&>&& writable_tensor<GUI&&>)
+auto feature_uniformity_forward_backward(const VI& vi, const UI& ui, GVI&& grad_vi, GUI&& grad_ui,
+                                         const feature_separation_options& o = {}) {
+  const auto s = feature_uniformity_forward(vi, ui, o);
+  feature_uniformity_backward(vi, ui, s, std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui), o, 1.0);
+  return s.loss;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Combined loss L_Sep = w_o L_Ortho + w_c L^i_Con + w_u L^i_Uni (a term of weight 0 is skipped).
+
+template <class V, class U, class VI, class UI, class VIA, class UIA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
+                         tensor_like<VIA>&& tensor_like<UIA>)
+auto feature_separation_forward(const V& v, const U& u, const VI& vi, const UI& ui, const VIA& via,
+                                const UIA& uia, const feature_separation_options& o = {}) {
+  const char* fn = "feature_separation_forward";
+  const auto a0 = detail::input_view(v);
+  using T = typename decltype(a0)::value_type;
+  const matrix_view<const T> a1 = detail::input_view(u), a2 = detail::input_view(vi),
+                             a3 = detail::input_view(ui), a4 = detail::input_view(via),
+                             a5 = detail::input_view(uia);
+  const matrix_view<const T>* in[6] = {&a0, &a1, &a2, &a3, &a4, &a5};
+  const char* names[6] = {"v", "u", "vi", "ui", "via", "uia"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_inputs(fn, in, names, 6);
+  feature_separation_saved<T> s;
+  s.orthogonality_weight = o.orthogonality_weight;
+  s.contrastive_weight = o.contrastive_weight;
+  s.uniformity_weight = o.uniformity_weight;
+  s.orthogonality.n = a0.rows();
+  s.orthogonality.d = a0.cols();
+  double loss = 0;
+  if (o.orthogonality_weight != 0) {
+    s.orthogonality.loss = static_cast<T>(detail::fs_ortho_forward(a0, a1, a2, a3));
+    loss += o.orthogonality_weight * double(s.orthogonality.loss);
+  }
+  if (o.contrastive_weight != 0) {
+    s.contrastive = detail::fs_contrastive_forward(a2, a3, a4, a5, o);
+    loss += o.contrastive_weight * double(s.contrastive.loss);
+  }
+  if (o.uniformity_weight != 0) {
+    s.uniformity = detail::fs_uniformity_forward(fn, a2, a3, o);
+    loss += o.uniformity_weight * double(s.uniformity.loss);
+  }
+  s.loss = static_cast<T>(loss);
+  return s;
+}
+
+/// Writes (or adds) upstream * dL_Sep for all six inputs; returns upstream * the temperature
+/// gradient (from L^i_Con).
+template <class V, class U, class VI, class UI, class VIA, class UIA, class T, class GV, class GU,
+          class GVI, class GUI, class GVIA, class GUIA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
+                         tensor_like<VIA>&& tensor_like<UIA>&& writable_tensor<GV&&>&&
+                             writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
+                                 writable_tensor<GUI&&>&& writable_tensor<GVIA&&>&&
+                                     writable_tensor<GUIA&&>)
+temperature_gradient feature_separation_backward(const V& v, const U& u, const VI& vi, const UI& ui,
+                                                 const VIA& via, const UIA& uia,
+                                                 const feature_separation_saved<T>& saved,
+                                                 GV&& grad_v, GU&& grad_u, GVI&& grad_vi,
+                                                 GUI&& grad_ui, GVIA&& grad_via, GUIA&& grad_uia,
+                                                 const feature_separation_options& o = {},
+                                                 double upstream = 1.0) {
+  const char* fn = "feature_separation_backward";
+  const matrix_view<const T> a0 = detail::input_view(v), a1 = detail::input_view(u),
+                             a2 = detail::input_view(vi), a3 = detail::input_view(ui),
+                             a4 = detail::input_view(via), a5 = detail::input_view(uia);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GV>(grad_v)),
+                       g1 = detail::output_view(std::forward<GU>(grad_u)),
+                       g2 = detail::output_view(std::forward<GVI>(grad_vi)),
+                       g3 = detail::output_view(std::forward<GUI>(grad_ui)),
+                       g4 = detail::output_view(std::forward<GVIA>(grad_via)),
+                       g5 = detail::output_view(std::forward<GUIA>(grad_uia));
+  const matrix_view<const T>* in[6] = {&a0, &a1, &a2, &a3, &a4, &a5};
+  const char* names[6] = {"v", "u", "vi", "ui", "via", "uia"};
+  const matrix_view<T>* out[6] = {&g0, &g1, &g2, &g3, &g4, &g5};
+  const char* out_names[6] = {"grad_v", "grad_u", "grad_vi", "grad_ui", "grad_via", "grad_uia"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_upstream(fn, upstream);
+  detail::fs_check_inputs(fn, in, names, 6);
+  CONTRASTIVE_CHECK(saved.orthogonality.n == a0.rows() && saved.orthogonality.d == a0.cols(), fn,
+                    ": 'saved' belongs to a ", saved.orthogonality.n, " x ", saved.orthogonality.d,
+                    " batch, the inputs are ", a0.rows(), " x ", a0.cols());
+  CONTRASTIVE_CHECK(saved.orthogonality_weight == o.orthogonality_weight &&
+                        saved.contrastive_weight == o.contrastive_weight &&
+                        saved.uniformity_weight == o.uniformity_weight,
+                    fn, ": 'saved' was computed with other weights (", saved.orthogonality_weight,
+                    ", ", saved.contrastive_weight, ", ", saved.uniformity_weight, ") than these (",
+                    o.orthogonality_weight, ", ", o.contrastive_weight, ", ", o.uniformity_weight, ")");
+  detail::fs_check_outputs(fn, out, out_names, 6, in, names, 6);
+  if (!o.accumulate)
+    for (const auto* g : out) detail::fs_clear(*g);
+  temperature_gradient tg;
+  if (o.orthogonality_weight != 0)
+    detail::fs_ortho_backward(a0, a1, a2, a3, g0, g1, g2, g3, upstream * o.orthogonality_weight);
+  if (o.contrastive_weight != 0)
+    tg = detail::fs_contrastive_backward(a2, a3, a4, a5, saved.contrastive, g2, g3, g4, g5, o,
+                                         upstream * o.contrastive_weight);
+  if (o.uniformity_weight != 0)
+    detail::fs_uniformity_backward_both(fn, a2, a3, saved.uniformity, o, g2, g3,
+                                        upstream * o.uniformity_weight);
+  return tg;
+}
+
+template <class V, class U, class VI, class UI, class VIA, class UIA, class GV, class GU, class GVI,
+          class GUI, class GVIA, class GUIA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
+                         tensor_like<VIA>&& tensor_like<UIA>&& writable_tensor<GV&&>&&
+                             writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
+                                 writable_tensor<GUI&&>&& writable_tensor<GVIA&&>&&
+                                     writable_tensor<GUIA&&>)
+auto feature_separation_forward_backward(const V& v, const U& u, const VI& vi, const UI& ui,
+                                         const VIA& via, const UIA& uia, GV&& grad_v, GU&& grad_u,
+                                         GVI&& grad_vi, GUI&& grad_ui, GVIA&& grad_via,
+                                         GUIA&& grad_uia, const feature_separation_options& o = {},
+                                         temperature_gradient* temperature_grad = nullptr) {
+  const auto s = feature_separation_forward(v, u, vi, ui, via, uia, o);
+  const temperature_gradient tg = feature_separation_backward(
+      v, u, vi, ui, via, uia, s, std::forward<GV>(grad_v), std::forward<GU>(grad_u),
+      std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui), std::forward<GVIA>(grad_via),
+      std::forward<GUIA>(grad_uia), o, 1.0);
+  if (temperature_grad) *temperature_grad = tg;
+  return s.loss;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_FEATURE_SEPARATION_HPP
