@@ -15,6 +15,10 @@
 #include "contrastive/adapters/eigen.hpp"
 #include "contrastive/losses/info_nce.hpp"
 #include "contrastive/losses/nt_xent.hpp"
+#include "contrastive/losses/feature_separation.hpp"
+#include "contrastive/losses/brownian_bridge.hpp"
+#include "contrastive/losses/geometric_consistency.hpp"
 #include "contrastive/sampling/philox.hpp"
+#include "contrastive/sampling/brownian_bridge.hpp"
 
 #endif  // CONTRASTIVE_CONTRASTIVE_HPP
