@@ -23,11 +23,17 @@ TEST_CASE("tile_shape and workspace size have no N x N term", "[tiling]") {
   using contrastive::detail::tile_shape;
   CHECK(tile_shape(256, 128, false, 1000, 50) == std::make_pair<contrastive::index_t, contrastive::index_t>(256, 50));
   CHECK(tile_shape(256, 128, true, 1000, 1000) == std::make_pair<contrastive::index_t, contrastive::index_t>(128, 128));
-  const auto t = tile_shape(256, 256, false, 1 << 20, 1 << 20);
-  const contrastive::detail::sweep_shape sh{t.first, t.second, 512, 2};
-  // Two threads' 256 x 256 tiles plus chunk partials: independent of N.
-  CHECK(contrastive::detail::pairwise_forward_bytes<float>(sh) < (2u << 20));
-  CHECK(contrastive::detail::pairwise_backward_bytes<float>(sh) < (8u << 20));
+  using contrastive::detail::sweep_shape;
+  auto bytes = [](contrastive::index_t n) {
+    const auto t = tile_shape(256, 256, false, n, n);
+    const sweep_shape sh{t.first, t.second, 512, 2};
+    return contrastive::detail::pairwise_forward_bytes<float>(sh) +
+           contrastive::detail::pairwise_backward_bytes<float>(sh);
+  };
+  // Two threads' tiles, GEMM packing buffers and chunk partials: the same at N = 2^14 and 2^20.
+  CHECK(bytes(1 << 14) == bytes(1 << 20));
+  CHECK(bytes(1 << 20) < (32u << 20));
+  CHECK(bytes(100) < bytes(1 << 14));
 }
 
 #include <cmath>

@@ -15,6 +15,7 @@
 // dX_I get one partial per chunk, merged in chunk order. Chunks do not depend on the thread
 // count, so results are bitwise identical for any number of threads.
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <utility>
@@ -146,22 +147,23 @@ struct sweep_shape {
   int threads = 1;
 };
 
-/// Per-thread scratch: one logit tile plus four tile-length vectors.
+/// Per-thread scratch: one logit tile, four tile-length vectors and the GEMM packing buffers.
 template <class T>
-constexpr std::size_t thread_scratch_bytes(const sweep_shape& s) noexcept {
+std::size_t thread_scratch_bytes(const sweep_shape& s) {
   return array_bytes<T>(static_cast<std::size_t>(s.tr * s.tc)) +
-         4 * array_bytes<T>(static_cast<std::size_t>(s.tc));
+         4 * array_bytes<T>(static_cast<std::size_t>(s.tc)) +
+         array_bytes<T>(tile_gemm<T>::elements(s.tr, s.tc, s.d));
 }
 
 template <class T>
-std::size_t pairwise_forward_bytes(const sweep_shape& s) noexcept {
+std::size_t pairwise_forward_bytes(const sweep_shape& s) {
   const auto tr = static_cast<std::size_t>(s.tr);
   return static_cast<std::size_t>(s.threads) * thread_scratch_bytes<T>(s) +
          sweep_chunks * (array_bytes<online_softmax<double>>(tr) + array_bytes<double>(tr));
 }
 
 template <class T>
-std::size_t pairwise_backward_bytes(const sweep_shape& s) noexcept {
+std::size_t pairwise_backward_bytes(const sweep_shape& s) {
   return static_cast<std::size_t>(s.threads) * thread_scratch_bytes<T>(s) +
          sweep_chunks * array_bytes<T>(static_cast<std::size_t>(s.tr * s.d));
 }
@@ -202,6 +204,7 @@ template <class T>
 struct thread_scratch {
   T* tile;
   T* v[4];
+  tile_gemm<T> gemm;
 };
 
 template <class T>
@@ -210,6 +213,7 @@ std::vector<thread_scratch<T>> carve_thread_scratch(arena& ar, const sweep_shape
   for (auto& t : out) {
     t.tile = ar.take<T>(static_cast<std::size_t>(s.tr * s.tc));
     for (auto& v : t.v) v = ar.take<T>(static_cast<std::size_t>(s.tc));
+    t.gemm = tile_gemm<T>(s.tr, s.tc, s.d, ar.take<T>(tile_gemm<T>::elements(s.tr, s.tc, s.d)));
   }
   return out;
 }
@@ -238,10 +242,11 @@ tile_mask diagonal_mask(const pairwise_problem<T>& p, const row_block& I, const 
 /// S_IJ = scale X_I Y_J^T into `s`, with masked entries set to -inf.
 template <class T>
 void compute_logits(const pairwise_problem<T>& p, const row_block& bi, const row_block& bj,
-                    const tile_mask& mask, tile_map<T>& s) {
-  const auto xi = map_rows<T>(p.x[bi.segment].middle_rows(bi.first, bi.rows));
-  const auto yj = map_rows<T>(p.y[bj.segment].middle_rows(bj.first, bj.rows));
-  s.noalias() = p.scale * (xi * yj.transpose());
+                    const tile_mask& mask, tile_gemm<T>& gemm, tile_map<T>& s) {
+  const matrix_view<const T> xi = p.x[bi.segment].middle_rows(bi.first, bi.rows);
+  const matrix_view<const T> yj = p.y[bj.segment].middle_rows(bj.first, bj.rows);
+  gemm.abt(bi.rows, bj.rows, p.dim(), p.scale, xi.data(), leading_dim(xi), yj.data(),
+           leading_dim(yj), s.data(), s.outerStride());
   for (index_t r = mask.first; r < mask.last; ++r) s(r, r + mask.offset) = -infinity<T>();
 }
 
@@ -373,7 +378,7 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
   if (p.x_rows() == 0 || p.y_rows() == 0) return;
   const sweep_plan plan = make_plan(p);
   const sweep_shape shape = sweep_shape_of(p);
-  const auto scratch = carve_thread_scratch<T>(ar, shape);
+  auto scratch = carve_thread_scratch<T>(ar, shape);
   auto* row_part = ar.take<online_softmax<double>>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   auto* target_part = ar.take<double>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
@@ -392,7 +397,7 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
         const tile_mask mask = diagonal_mask(p, I, J);
         T* buf = p.cache ? p.cache + plan.slot(bi, bj) * slot_elems : scratch[t].tile;
         tile_map<T> s(buf, I.rows, J.rows, Eigen::OuterStride<>(shape.tc));
-        compute_logits(p, I, J, mask, s);
+        compute_logits(p, I, J, mask, scratch[t].gemm, s);
         forward_tile(p, out, I, J, mask, p.self && bi == bj, s, scratch[t], rp, tp);
       }
     });
@@ -466,19 +471,19 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
   if (p.x_rows() == 0 || p.y_rows() == 0) return;
   const sweep_plan plan = make_plan(p);
   const sweep_shape shape = sweep_shape_of(p);
-  const auto scratch = carve_thread_scratch<T>(ar, shape);
+  auto scratch = carve_thread_scratch<T>(ar, shape);
   T* dx_part = ar.take<T>(sweep_chunks * static_cast<std::size_t>(shape.tr * shape.d));
   const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
   const index_t d = shape.d;
 
   for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
     const row_block& I = plan.xb[bi];
-    const auto xi = map_rows<T>(p.x[I.segment].middle_rows(I.first, I.rows));
+    const matrix_view<const T> xi = p.x[I.segment].middle_rows(I.first, I.rows);
     for_each_chunk(p.threads, [&](int c, int t) {
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) return;
-      row_map<T> part(dx_part + static_cast<std::size_t>(c) * shape.tr * d, I.rows, d,
-                      Eigen::OuterStride<>(d));
-      part.setZero();
+      T* part = dx_part + static_cast<std::size_t>(c) * shape.tr * d;
+      std::fill(part, part + I.rows * d, T(0));
+      tile_gemm<T>& gemm = scratch[t].gemm;
       for (std::size_t bj = plan.chunk_begin(bi, c); bj < plan.chunk_begin(bi, c + 1); ++bj) {
         const row_block& J = plan.yb[bj];
         const bool diag = p.self && bi == bj;
@@ -489,14 +494,16 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
                               Eigen::OuterStride<>(shape.tc));
           gradient_tile(p, k, I, J, mask, s, g);
         } else {
-          compute_logits(p, I, J, mask, g);
+          compute_logits(p, I, J, mask, gemm, g);
           gradient_tile(p, k, I, J, mask, g, g);  // in place: coefficient-wise
         }
-        const auto yj = map_rows<T>(p.y[J.segment].middle_rows(J.first, J.rows));
-        part.noalias() += p.scale * (g * yj);
+        const matrix_view<const T> yj = p.y[J.segment].middle_rows(J.first, J.rows);
+        gemm.ab_add(I.rows, d, J.rows, p.scale, g.data(), g.outerStride(), yj.data(),
+                    leading_dim(yj), part, d);
         if (!diag) {
-          auto dyj = map_rows_mut<T>(dy[J.segment].middle_rows(J.first, J.rows));
-          dyj.noalias() += p.scale * (g.transpose() * xi);
+          const matrix_view<T> dyj = dy[J.segment].middle_rows(J.first, J.rows);
+          gemm.atb_add(J.rows, d, I.rows, p.scale, g.data(), g.outerStride(), xi.data(),
+                       leading_dim(xi), dyj.data(), leading_dim(dyj));
         }
       }
     });
