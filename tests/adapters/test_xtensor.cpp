@@ -1,6 +1,7 @@
 #include "support/test_config.hpp"
 
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <type_traits>
 #include <vector>
@@ -269,4 +270,59 @@ TEST_CASE("xtensor: views equal the raw view of the same memory", "[xtensor]") {
   CHECK(a.cols() == b.cols());
   CHECK(a.row_stride() == b.row_stride());
   CHECK(a.col_stride() == b.col_stride());
+}
+
+#include "contrastive/adapters/eigen.hpp"
+#include "contrastive/losses/info_nce.hpp"
+#include "contrastive/losses/nt_xent.hpp"
+
+TEST_CASE("xtensor, Eigen and raw inputs give bitwise identical losses and gradients", "[xtensor][info_nce]") {
+  const std::size_t n = 29, d = 7;
+  xt::xtensor<float, 2> a = xt::zeros<float>({n, d}), b = xt::zeros<float>({n, d});
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < d; ++j) {
+      a(i, j) = static_cast<float>(std::sin(0.37 * double(i * d + j)));
+      b(i, j) = static_cast<float>(std::cos(0.21 * double(i * d + j) + 0.5));
+    }
+  contrastive::info_nce_options o;
+  o.temperature = 0.3;
+  o.tile_rows = 8;
+  o.tile_cols = 5;
+  // Raw memory.
+  std::vector<float> gar(n * d), gbr(n * d);
+  const auto va = contrastive::make_view(static_cast<const float*>(a.data()), index_t(n), index_t(d));
+  const auto vb = contrastive::make_view(static_cast<const float*>(b.data()), index_t(n), index_t(d));
+  const float raw = contrastive::info_nce_forward_backward(
+      va, vb, contrastive::make_view(gar.data(), index_t(n), index_t(d)),
+      contrastive::make_view(gbr.data(), index_t(n), index_t(d)), o);
+  // xtensor (row-major containers and a column-major copy).
+  xt::xtensor<float, 2> gax = xt::zeros<float>({n, d}), gbx = xt::zeros<float>({n, d});
+  CHECK(contrastive::info_nce_forward_backward(a, b, gax, gbx, o) == raw);
+  xt::xtensor<float, 2, xt::layout_type::column_major> ac = a, bc = b;
+  xt::xtensor<float, 2, xt::layout_type::column_major> gac = xt::zeros<float>({n, d}), gbc = xt::zeros<float>({n, d});
+  CHECK(contrastive::info_nce_forward_backward(ac, bc, gac, gbc, o) == raw);
+  // Eigen.
+  using emat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const emat ae = Eigen::Map<const emat>(a.data(), index_t(n), index_t(d));
+  const emat be = Eigen::Map<const emat>(b.data(), index_t(n), index_t(d));
+  emat gae(n, d), gbe(n, d);
+  CHECK(contrastive::info_nce_forward_backward(ae, be, gae, gbe, o) == raw);
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < d; ++j) {
+      CHECK(gax(i, j) == gar[i * d + j]);
+      CHECK(gac(i, j) == gar[i * d + j]);
+      CHECK(gae(index_t(i), index_t(j)) == gar[i * d + j]);
+      CHECK(gbx(i, j) == gbr[i * d + j]);
+    }
+  // NT-Xent through an xt::view pair of halves of one 2N x D tensor.
+  xt::xtensor<float, 2> z = xt::concatenate(xt::xtuple(a, b), 0);
+  xt::xtensor<float, 2> gz = xt::zeros<float>({2 * n, d});
+  contrastive::nt_xent_options no;
+  const float nz = contrastive::nt_xent_forward_backward(
+      xt::view(z, xt::range(0, n), xt::all()), xt::view(z, xt::range(n, 2 * n), xt::all()),
+      xt::view(gz, xt::range(0, n), xt::all()), xt::view(gz, xt::range(n, 2 * n), xt::all()), no);
+  xt::xtensor<float, 2> ga2 = xt::zeros<float>({n, d}), gb2 = xt::zeros<float>({n, d});
+  CHECK(contrastive::nt_xent_forward_backward(a, b, ga2, gb2, no) == nz);
+  CHECK(gz(3, 2) == ga2(3, 2));
+  CHECK(gz(n + 4, 1) == gb2(4, 1));
 }
