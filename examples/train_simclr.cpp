@@ -28,6 +28,7 @@ struct settings {
   bool smoke = false;
   bool check = false;
   bool no_progress = false;
+  int threads = 1;
   index_t train_size = 0;  // 0 = all 60000
   index_t test_size = 0;   // 0 = all 10000
   int epochs = 15;
@@ -45,6 +46,11 @@ struct settings {
   std::string save;
   std::string load;
   encoder::augment_options aug;
+  settings() {  // milder than the library defaults: an MLP has no built-in translation invariance
+    aug.crop_scale_min = 0.8;
+    aug.max_shift = 1;
+    aug.cutout_prob = 0.25;
+  }
 };
 
 /// The network: backbone (MLP encoder) -> projection head -> L2 normalisation.
@@ -150,6 +156,9 @@ int main(int argc, char** argv) {
   app.add_flag("--smoke", s.smoke, "test setting: 512 images, tiny model, a few steps; implies --check");
   app.add_flag("--check", s.check, "exit with 2 unless the loss fell and the probe beat chance");
   app.add_flag("--no-progress", s.no_progress, "no progress bar");
+  app.add_option("--threads", s.threads,
+                 "threads for Eigen's GEMMs and the loss tile sweeps (OpenMP; 0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--train-size", s.train_size, "training images (0 = all 60000)");
   app.add_option("--test-size", s.test_size, "test images (0 = all 10000)");
   app.add_option("--epochs", s.epochs, "pretraining epochs")->check(CLI::PositiveNumber);
@@ -174,6 +183,7 @@ int main(int argc, char** argv) {
   app.add_option("--noise", s.aug.noise_std, "augmentation: Gaussian noise standard deviation");
   CLI11_PARSE(app, argc, argv);
   apply_presets(s, app);
+  const int threads = encoder::set_threads(s.threads);
   if (s.hidden.empty()) {
     std::cerr << "train_simclr: --hidden needs at least one width\n";
     return 1;
@@ -202,11 +212,11 @@ int main(int argc, char** argv) {
     std::string arch = "784";
     for (index_t w : s.hidden) arch += "-" + std::to_string(w);
     std::printf("encoder %s (linear/LayerNorm/GELU), head %ld-%ld-%ld, %ld parameters; batch %ld (x2 views), "
-                "%d epochs, temperature %g, seed %llu\n",
+                "%d epochs, temperature %g, seed %llu, %d thread(s)\n",
                 arch.c_str(), static_cast<long>(s.hidden.back()), static_cast<long>(s.head_hidden),
                 static_cast<long>(s.embed), static_cast<long>(encoder::parameter_count(model.parameters())),
                 static_cast<long>(std::min(s.batch, train.size())), s.epochs, s.temperature,
-                static_cast<unsigned long long>(s.seed));
+                static_cast<unsigned long long>(s.seed), threads);
 
     std::vector<encoder::curve> curves;
     pretrain_result pre;

@@ -11,10 +11,12 @@ build_dir="${CONTRASTIVE_BUILD_DIR:-build}"
 demo=(
   "quickstart"
   "quickstart_xtensor"
+  "train_simclr --quick"
+  "train_two_tower --quick"
 )
-# Extra Debian packages the examples need, installed only if missing (the Fashion-MNIST training
-# examples will add dataset-fashion-mnist here).
-demo_packages=()
+# Extra Debian packages the examples need, installed only if missing: the training examples read
+# Fashion-MNIST from the Debian package.
+demo_packages=(dataset-fashion-mnist)
 
 scripts/install-deps.sh "${demo_packages[@]}"
 

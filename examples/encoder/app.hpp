@@ -12,6 +12,10 @@
 
 #include "common.hpp"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace encoder {
 
 /// Exit code that ctest maps to "skipped" (SKIP_RETURN_CODE 77): the dataset is not installed.
@@ -56,6 +60,20 @@ inline bool loss_fell(const std::vector<double>& losses, double* first = nullptr
 inline double chance_threshold(index_t n, int classes = 10) {
   const double p = 1.0 / classes;
   return p + 3 * std::sqrt(p * (1 - p) / static_cast<double>(n > 0 ? n : 1));
+}
+
+/// Threads for Eigen's GEMMs and the library's OpenMP tile sweeps (0 = leave the OpenMP
+/// default, all cores). Returns the count in effect.
+inline int set_threads(int n) {
+#ifdef _OPENMP
+  if (n > 0) omp_set_num_threads(n);
+  const int t = omp_get_max_threads();
+  Eigen::setNbThreads(t);
+  return t;
+#else
+  (void)n;
+  return 1;
+#endif
 }
 
 class stopwatch {

@@ -98,20 +98,33 @@ inline void augment_image(const float* in, float* out, int h, int w, const augme
   }
 }
 
+/// Augmented views of the rows of `rows` (each h x w); row i's randomness is the Philox stream
+/// (seed, ids[i], epoch, stream), ids being dataset indices.
+inline matrix<float> augment_each(const matrix<float>& rows, const std::vector<index_t>& ids, int h, int w,
+                                  const augment_options& o, std::uint64_t seed, std::uint32_t epoch,
+                                  std::uint32_t stream) {
+  if (rows.cols() != static_cast<index_t>(h) * w)
+    throw error("augment: images have " + std::to_string(rows.cols()) + " columns, expected " + std::to_string(h) +
+                "x" + std::to_string(w));
+  if (rows.rows() != static_cast<index_t>(ids.size()))
+    throw error("augment: " + std::to_string(rows.rows()) + " images but " + std::to_string(ids.size()) + " ids");
+  matrix<float> out(rows.rows(), rows.cols());
+  for (index_t i = 0; i < rows.rows(); ++i) {
+    rng r(seed, static_cast<std::uint64_t>(ids[static_cast<std::size_t>(i)]), epoch, stream);
+    augment_image(rows.row(i).data(), out.row(i).data(), h, w, o, r);
+  }
+  return out;
+}
+
 /// Augmented views of rows `idx` of `images`; row i's randomness is the Philox stream
 /// (seed, idx[i], epoch, stream).
 inline matrix<float> augment_batch(const matrix<float>& images, const std::vector<index_t>& idx, int h, int w,
                                    const augment_options& o, std::uint64_t seed, std::uint32_t epoch,
                                    std::uint32_t stream) {
   if (images.cols() != static_cast<index_t>(h) * w)
-    throw error("augment_batch: images have " + std::to_string(images.cols()) + " columns, expected " +
-                std::to_string(h) + "x" + std::to_string(w));
-  matrix<float> out(static_cast<index_t>(idx.size()), images.cols());
-  for (std::size_t i = 0; i < idx.size(); ++i) {
-    rng r(seed, static_cast<std::uint64_t>(idx[i]), epoch, stream);
-    augment_image(images.row(idx[i]).data(), out.row(static_cast<index_t>(i)).data(), h, w, o, r);
-  }
-  return out;
+    throw error("augment: images have " + std::to_string(images.cols()) + " columns, expected " + std::to_string(h) +
+                "x" + std::to_string(w));
+  return augment_each(gather_rows(images, idx), idx, h, w, o, seed, epoch, stream);
 }
 
 }  // namespace encoder

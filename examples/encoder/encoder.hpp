@@ -12,6 +12,8 @@
 //   probe.hpp          softmax cross-entropy and the linear probe
 //   progress.hpp       the training progress bar
 //   report.hpp         curves as CSV and SVG, text tables
+// Not included here: two_tower.hpp (train_two_tower's objectives, built on the library's
+// modality-structure losses).
 
 #include "app.hpp"
 #include "augment.hpp"
