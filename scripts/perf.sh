@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 build_dir="${CONTRASTIVE_BUILD_DIR:-build}"
-scripts/install-deps.sh
+scripts/install-deps.sh time   # /usr/bin/time for --memory
 cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build_dir" -j2 --target contrastive_benchmarks streaming_scale
 bench="$build_dir/benchmarks/contrastive_benchmarks"
