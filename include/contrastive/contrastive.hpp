@@ -18,7 +18,10 @@
 #include "contrastive/losses/feature_separation.hpp"
 #include "contrastive/losses/brownian_bridge.hpp"
 #include "contrastive/losses/geometric_consistency.hpp"
+#include "contrastive/losses/gamma_nce.hpp"
 #include "contrastive/sampling/philox.hpp"
 #include "contrastive/sampling/brownian_bridge.hpp"
+#include "contrastive/sampling/gamma.hpp"
+#include "contrastive/state/normalizer_state.hpp"
 
 #endif  // CONTRASTIVE_CONTRASTIVE_HPP

@@ -1,0 +1,611 @@
+#ifndef CONTRASTIVE_LOSSES_GAMMA_NCE_HPP
+#define CONTRASTIVE_LOSSES_GAMMA_NCE_HPP
+
+// The gamma-auxiliary decomposable contrastive loss (C. Chen et al., "Why do We Need Large
+// Batchsizes in Contrastive Learning? A Gradient-Bias Perspective", NeurIPS 2022).
+//
+// [RECON] The paper's full text was not available; this implements the reconstruction in
+// shared/spec/losses.md section 3 (3.2-3.4), which is consistent with the paper's abstract and
+// its public summary but is not a transcription of the paper's equations or algorithm.
+//
+// Target, per anchor i and direction: l_i = -s_ii + log Z_i with Z_i = E_neg[exp s(x_i, y-)], the
+// infinite-negative ("global") contrastive loss. With an auxiliary u_i | w ~ Gamma(alpha, Z_i),
+// parameterised as u~_i = g_i / (alpha Zbar_i), g_i ~ Gamma(alpha, 1), the surrogate
+//
+//     l_i^aug = -s_ii + u~_i Zhat_i,        Zhat_i = (1/|N_i|) sum_{j in N_i} exp(s_ij)
+//
+// is linear in the minibatch estimate Zhat_i, so its gradient is unbiased for fixed u~ (the
+// in-batch InfoNCE gradient is not: E[grad Zhat / Zhat] != grad Z / Z). Writing
+// r_i = u~_i Zhat_i = (g_i/alpha) exp(log Zhat_i - zeta_i), zeta_i = log Zbar_i, the logit gradient
+// is dl_i/ds_ii = -1 and dl_i/ds_ij = r_i pn_ij (j in N_i), pn the softmax over N_i: InfoNCE/DCL
+// (r = 1), SogCLR (r = Zhat/Zbar) and this loss differ only in the per-anchor weight r_i, which
+// is exactly the row/column weight of the shared tiled sweep (core/tiling.hpp). No N x N matrix
+// is formed: forward keeps O(N) statistics per direction, backward recomputes the tiles.
+//
+// One training step (the forward does 1-4, the backward 5):
+//   1. LSE_i over N_i per direction (N_i = batch minus i; all of the batch with
+//      positive_in_normaliser), log Zhat_i = LSE_i - log |N_i|;
+//   2. rate: zeta_i from the normalizer_state (log-domain EMA with weight beta, first visit
+//      zeta = log Zhat; update then sample by default), or log Zhat_i itself (same_batch: the
+//      bias is back, E[gradient] = in-batch log-mean-exp gradient), or a caller-supplied exact
+//      log-normaliser (exact: unbiased);
+//   3. g_i ~ Gamma(alpha, 1) from Philox (key = seed, counter = (sample id, step, direction)),
+//      or g_i/alpha := 1 when alpha = +infinity (deterministic: SogCLR's estimator);
+//   4. r_i = (g_i/alpha) exp(log Zhat_i - zeta_i);
+//   5. gradients with r_i, the auxiliary variables and the state held constant.
+//
+// Reported values: `loss` = the surrogate (1/N) sum_i (-s_ii + r_i) (mean of both directions
+// when symmetric), which is not comparable to InfoNCE; `info_nce` = the plain batch InfoNCE
+// (the CLIP loss when symmetric) for monitoring; `rate_loss` = (1/N) sum_i (-s_ii + zeta_i), the
+// global-loss estimate through the rates.
+//
+// The forward *mutates the state* (rate_source::state): it is checked in full first and written
+// only once the loss is known to be finite, so a throwing call leaves the state unchanged.
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/error.hpp"
+#include "contrastive/core/loss_common.hpp"
+#include "contrastive/core/math.hpp"
+#include "contrastive/core/matrix_view.hpp"
+#include "contrastive/core/tiling.hpp"
+#include "contrastive/core/traits.hpp"
+#include "contrastive/core/workspace.hpp"
+#include "contrastive/sampling/gamma.hpp"
+#include "contrastive/sampling/philox.hpp"
+#include "contrastive/state/normalizer_state.hpp"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// Where zeta_i = log Zbar_i (the rate of the auxiliary variable) comes from.
+enum class gamma_rate_source {
+  state,       // the normalizer_state's moving average (training)
+  same_batch,  // zeta_i = log Zhat_i of this batch (biased; for tests and research)
+  exact        // caller-supplied exact log-normalisers (options.exact_log_normalizer_*)
+};
+
+/// With rate_source::state: is the state updated before r_i is formed (bounded weights,
+/// r_i <= g_i / (alpha beta)) or after (rate independent of the batch, unbounded weights)?
+enum class gamma_update_order { update_then_sample, sample_then_update };
+
+/// A non-owning span of per-anchor log-normalisers (one per batch row).
+struct log_normalizer_span {
+  const double* data = nullptr;
+  index_t size = 0;
+
+  constexpr log_normalizer_span() noexcept = default;
+  constexpr log_normalizer_span(const double* d, index_t n) noexcept : data(d), size(n) {}
+  log_normalizer_span(const std::vector<double>& v) noexcept  // NOLINT: implicit by design
+      : data(v.data()), size(static_cast<index_t>(v.size())) {}
+  constexpr bool empty() const noexcept { return data == nullptr; }
+};
+
+struct gamma_nce_options {
+  /// alpha = deterministic: g/alpha := 1 (alpha -> infinity), which with update_then_sample is
+  /// SogCLR's estimator r_i = Zhat_i / Zbar_i (its gamma = beta).
+  static constexpr double deterministic = std::numeric_limits<double>::infinity();
+
+  double temperature = 0.07;  // tau > 0; logits are <a_i, b_j> / tau
+  bool symmetric = true;      // both directions (state directions 0 and 1), else a -> b only
+  double alpha = 1.0;         // gamma shape > 0 (1: exponential; 4 or 16 cut the variance)
+  double beta = 0.9;          // moving-average weight of the new estimate, in (0, 1]
+  std::uint64_t seed = 0;     // Philox key of the gamma draws
+  std::uint32_t step = 0;     // training step (Philox counter word 2); change it every step
+  gamma_rate_source rate_source = gamma_rate_source::state;
+  gamma_update_order order = gamma_update_order::update_then_sample;
+  bool positive_in_normaliser = false;  // N_i = whole batch (default: negatives only)
+  // rate_source::exact: log Zbar_i per anchor, in the units of log Zhat_i (log of the *mean* of
+  // exp(s_ij) over the negatives), for direction a -> b and (symmetric) b -> a.
+  log_normalizer_span exact_log_normalizer_a{};
+  log_normalizer_span exact_log_normalizer_b{};
+  loss_reduction reduction = loss_reduction::mean;
+  index_t tile_rows = 256;
+  index_t tile_cols = 256;
+  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
+  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
+};
+
+/// Per-anchor quantities of one direction (all of length N).
+template <class T>
+struct gamma_nce_direction {
+  std::vector<T> lse;            // LSE_{j in N_i} s_ij (saved for the backward)
+  std::vector<double> log_zhat;  // log Zhat_i = LSE_i - log |N_i|
+  std::vector<double> zeta;      // the log-rate used for r_i
+  std::vector<double> g;         // g_i / alpha (1 in the deterministic mode)
+  std::vector<double> r;         // r_i = g_i/alpha exp(log Zhat_i - zeta_i)
+};
+
+/// What the forward keeps for the backward (O(N), never N x N), plus monitoring values.
+template <class T>
+struct gamma_nce_saved {
+  T loss = 0;                 // surrogate: mean (or sum) of -s_ii + r_i, averaged over directions
+  double info_nce = 0;        // plain batch InfoNCE / CLIP value, same reduction (monitoring)
+  double rate_loss = 0;       // mean (or sum) of -s_ii + zeta_i, averaged over directions
+  double grad_log_scale = 0;  // dL/dtheta of the surrogate, theta = log(1/tau), r held fixed
+  gamma_nce_direction<T> row;  // a -> b (state direction 0, Philox stream 0)
+  gamma_nce_direction<T> col;  // b -> a (direction 1, stream 1); empty unless symmetric
+  index_t n = 0, d = 0;
+  // The options the statistics belong to; backward checks them.
+  double temperature = 0;
+  bool symmetric = true;
+  bool positive_in_normaliser = false;
+  loss_reduction reduction = loss_reduction::mean;
+
+  temperature_gradient temperature_grad() const noexcept {
+    return temperature_gradient::from_log_scale(grad_log_scale, temperature);
+  }
+};
+
+namespace detail {
+
+constexpr const char* gamma_nce_fwd_name = "gamma_nce_forward";
+constexpr const char* gamma_nce_bwd_name = "gamma_nce_backward";
+
+inline void gamma_nce_check_options(const char* fn, const gamma_nce_options& o) {
+  check_temperature(fn, o.temperature);
+  check_tiles(fn, o.tile_rows, o.tile_cols);
+  CONTRASTIVE_CHECK(o.alpha > 0, fn,
+                    ": 'alpha' must be > 0 (or gamma_nce_options::deterministic), got ", o.alpha);
+  CONTRASTIVE_CHECK(o.beta > 0 && o.beta <= 1, fn, ": 'beta' must lie in (0, 1], got ", o.beta);
+  CONTRASTIVE_CHECK(o.rate_source == gamma_rate_source::state ||
+                        o.rate_source == gamma_rate_source::same_batch ||
+                        o.rate_source == gamma_rate_source::exact,
+                    fn, ": 'rate_source' has an invalid value (", static_cast<int>(o.rate_source), ")");
+  CONTRASTIVE_CHECK(o.order == gamma_update_order::update_then_sample ||
+                        o.order == gamma_update_order::sample_then_update,
+                    fn, ": 'order' has an invalid value (", static_cast<int>(o.order), ")");
+  CONTRASTIVE_CHECK(o.reduction == loss_reduction::mean || o.reduction == loss_reduction::sum, fn,
+                    ": 'reduction' has an invalid value (", static_cast<int>(o.reduction), ")");
+}
+
+template <class T>
+void gamma_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
+                            const matrix_view<const T>& b, const gamma_nce_options& o) {
+  check_matrix(fn, "a", a);
+  check_matrix(fn, "b", b);
+  gamma_nce_check_options(fn, o);
+  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
+  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
+  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
+                    a.rows(), " (rows of 'a')");
+  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
+                    a.cols(), " (columns of 'a')");
+  CONTRASTIVE_CHECK(a.rows() > 1 || o.positive_in_normaliser, fn,
+                    ": a batch of 1 has no negatives (use N >= 2 or positive_in_normaliser)");
+  check_finite(fn, "a", a);
+  check_finite(fn, "b", b);
+}
+
+inline void gamma_nce_check_exact(const char* fn, const char* name, const log_normalizer_span& s,
+                                  index_t n) {
+  CONTRASTIVE_CHECK(!s.empty(), fn, ": rate_source::exact needs '", name, "'");
+  CONTRASTIVE_CHECK(s.size == n, fn, ": '", name, "' has ", s.size, " values, expected ", n,
+                    " (one per row)");
+  for (index_t i = 0; i < n; ++i)
+    CONTRASTIVE_CHECK(std::isfinite(s.data[i]), fn, ": '", name, "' has a non-finite value (",
+                      s.data[i], ") at position ", i);
+}
+
+template <class Alloc>
+struct gamma_nce_forward_buffers {
+  online_softmax<double>* row = nullptr;
+  online_softmax<double>* col = nullptr;
+  std::int64_t* sorted_ids = nullptr;
+
+  gamma_nce_forward_buffers(Alloc& al, index_t n, bool symmetric) {
+    const auto un = static_cast<std::size_t>(n);
+    row = al.template take<online_softmax<double>>(un);
+    if (symmetric) col = al.template take<online_softmax<double>>(un);
+    sorted_ids = al.template take<std::int64_t>(un);
+  }
+};
+
+template <class T, class Alloc>
+struct gamma_nce_backward_buffers {
+  T* row_w = nullptr;
+  T* row_lse = nullptr;
+  T* col_w = nullptr;
+  T* col_lse = nullptr;
+
+  gamma_nce_backward_buffers(Alloc& al, index_t n, bool symmetric) {
+    const auto un = static_cast<std::size_t>(n);
+    row_w = al.template take<T>(un);
+    row_lse = al.template take<T>(un);
+    if (symmetric) {
+      col_w = al.template take<T>(un);
+      col_lse = al.template take<T>(un);
+    }
+  }
+};
+
+inline sweep_shape gamma_nce_sweep(index_t n, index_t d, const gamma_nce_options& o) noexcept {
+  const auto t = tile_shape(o.tile_rows, o.tile_cols, false, n, n);
+  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
+}
+
+template <class T>
+std::size_t gamma_nce_forward_bytes(index_t n, index_t d, const gamma_nce_options& o,
+                                    std::size_t packing) {
+  size_counter c;
+  const gamma_nce_forward_buffers<size_counter> sized(c, n, o.symmetric);
+  (void)sized;
+  return c.bytes + packing + pairwise_forward_bytes<T>(gamma_nce_sweep(n, d, o)) +
+         workspace_alignment;
+}
+
+template <class T>
+std::size_t gamma_nce_backward_bytes(index_t n, index_t d, const gamma_nce_options& o,
+                                     std::size_t packing) {
+  size_counter c;
+  const gamma_nce_backward_buffers<T, size_counter> sized(c, n, o.symmetric);
+  (void)sized;
+  return c.bytes + packing + pairwise_backward_bytes<T>(gamma_nce_sweep(n, d, o)) +
+         workspace_alignment;
+}
+
+template <class T>
+pairwise_problem<T> gamma_nce_problem(const matrix_view<const T>& a, const matrix_view<const T>& b,
+                                      const gamma_nce_options& o) {
+  pairwise_problem<T> p;
+  p.x = &a;
+  p.x_segments = 1;
+  p.y = &b;
+  p.y_segments = 1;
+  p.mask_diagonal = !o.positive_in_normaliser;
+  p.scale = static_cast<T>(1.0 / o.temperature);
+  p.tile_rows = o.tile_rows;
+  p.tile_cols = o.tile_cols;
+  p.threads = resolve_threads(o.num_threads);
+  return p;
+}
+
+inline double gamma_reduction_weight(loss_reduction r, index_t n) noexcept {
+  return r == loss_reduction::mean ? 1.0 / double(n) : 1.0;
+}
+
+template <class T>
+gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
+                                          const matrix_view<const T>& b_in, id_span ids,
+                                          normalizer_state* state, const gamma_nce_options& o,
+                                          workspace ws) {
+  const char* fn = gamma_nce_fwd_name;
+  gamma_nce_check_inputs(fn, a_in, b_in, o);
+  const index_t n = a_in.rows(), d = a_in.cols();
+  const bool sym = o.symmetric;
+  const int dirs = sym ? 2 : 1;
+  CONTRASTIVE_CHECK(ids.size == n, fn, ": 'ids' has ", ids.size, " sample ids, expected ", n,
+                    " (one per row)");
+  CONTRASTIVE_CHECK(ids.data != nullptr, fn, ": 'ids' is a null pointer");
+  for (index_t i = 0; i < n; ++i)
+    CONTRASTIVE_CHECK(ids.data[i] >= 0, fn, ": sample id ", ids.data[i], " at position ", i,
+                      " is negative");
+  const bool use_state = o.rate_source == gamma_rate_source::state;
+  if (use_state) {
+    CONTRASTIVE_CHECK(state != nullptr, fn,
+                      ": rate_source::state needs a normalizer_state (pass one, or choose "
+                      "rate_source::same_batch or ::exact)");
+    CONTRASTIVE_CHECK(state->directions() >= dirs, fn, ": the normalizer_state has ",
+                      state->directions(), " direction(s), a ", sym ? "symmetric" : "one-direction",
+                      " loss needs ", dirs);
+    for (index_t i = 0; i < n; ++i)
+      CONTRASTIVE_CHECK(ids.data[i] < state->samples(), fn, ": sample id ", ids.data[i],
+                        " at position ", i, " is out of range [0, ", state->samples(),
+                        ") of the normalizer_state");
+  }
+  if (o.rate_source == gamma_rate_source::exact) {
+    gamma_nce_check_exact(fn, "exact_log_normalizer_a", o.exact_log_normalizer_a, n);
+    if (sym) gamma_nce_check_exact(fn, "exact_log_normalizer_b", o.exact_log_normalizer_b, n);
+  }
+
+  arena ar(ws, gamma_nce_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+                   workspace_alignment,
+           fn);
+  gamma_nce_forward_buffers<arena> buf(ar, n, sym);
+  normalizer_state::check_distinct(fn, ids, buf.sorted_ids);
+  const matrix_view<const T> a = gemm_input(a_in, ar);
+  const matrix_view<const T> b = gemm_input(b_in, ar);
+  for (index_t i = 0; i < n; ++i) {
+    buf.row[i] = online_softmax<double>();
+    if (sym) buf.col[i] = online_softmax<double>();
+  }
+  const pairwise_problem<T> p = gamma_nce_problem(a, b, o);
+  pairwise_stats<T> st;
+  st.row = buf.row;
+  st.col = buf.col;
+  pairwise_forward(p, st, ar);
+
+  const double lambda_d = 1.0 / o.temperature;
+  const double log_count = std::log(double(o.positive_in_normaliser ? n : n - 1));
+  const bool deterministic = !(o.alpha < infinity<double>());
+  const double w = gamma_reduction_weight(o.reduction, n);
+  const double c = sym ? 0.5 : 1.0;
+
+  gamma_nce_saved<T> saved;
+  saved.n = n;
+  saved.d = d;
+  saved.temperature = o.temperature;
+  saved.symmetric = sym;
+  saved.positive_in_normaliser = o.positive_in_normaliser;
+  saved.reduction = o.reduction;
+
+  double loss = 0, info = 0, rate = 0, dtheta = 0;
+  auto direction = [&](int dir, const online_softmax<double>* stats, const double* exact,
+                       gamma_nce_direction<T>& out) {
+    const auto un = static_cast<std::size_t>(n);
+    out.lse.resize(un);
+    out.log_zhat.resize(un);
+    out.zeta.resize(un);
+    out.g.resize(un);
+    out.r.resize(un);
+    double l_sum = 0, info_sum = 0, rate_sum = 0, dt_sum = 0;
+    for (index_t i = 0; i < n; ++i) {
+      const std::int64_t id = ids.data[i];
+      const double s_ii = lambda_d * dot_rows(a, i, b, i);
+      const double lse = stats[i].lse();
+      const double log_zhat = lse - log_count;
+      double zeta = log_zhat;
+      if (use_state) {
+        const bool seen = normalizer_state_access::visited(*state, id, dir);
+        const double old = normalizer_state_access::zeta(*state, id, dir);
+        zeta = o.order == gamma_update_order::update_then_sample
+                   ? normalizer_state::ema(old, seen, log_zhat, o.beta)
+                   : (seen ? old : log_zhat);
+      } else if (exact) {
+        zeta = exact[i];
+      }
+      double g = 1.0;
+      if (!deterministic) {
+        const philox_stream s{o.seed, static_cast<std::uint64_t>(id), o.step,
+                              static_cast<std::uint32_t>(dir)};
+        g = gamma_standard(o.alpha, s) / o.alpha;
+      }
+      const double r = g * std::exp(log_zhat - zeta);
+      out.lse[i] = static_cast<T>(lse);
+      out.log_zhat[i] = log_zhat;
+      out.zeta[i] = zeta;
+      out.g[i] = g;
+      out.r[i] = r;
+      l_sum += r - s_ii;
+      const double lse_all = o.positive_in_normaliser ? lse : logaddexp(lse, s_ii);
+      info_sum += lse_all - s_ii;
+      rate_sum += zeta - s_ii;
+      dt_sum += r * stats[i].mean() - s_ii;
+    }
+    loss += c * w * l_sum;
+    info += c * w * info_sum;
+    rate += c * w * rate_sum;
+    dtheta += c * w * dt_sum;
+  };
+  const bool use_exact = o.rate_source == gamma_rate_source::exact;
+  direction(0, buf.row, use_exact ? o.exact_log_normalizer_a.data : nullptr, saved.row);
+  // b -> a: the anchors are the rows of b; s_ii is the same diagonal.
+  if (sym) direction(1, buf.col, use_exact ? o.exact_log_normalizer_b.data : nullptr, saved.col);
+
+  CONTRASTIVE_CHECK(std::isfinite(loss) && std::isfinite(dtheta), fn,
+                    ": the loss is not finite (", loss, ") at temperature ", o.temperature,
+                    "; the logits overflow or a weight r_i = (g_i/alpha) Zhat_i/Zbar_i does (check "
+                    "the rates; sample_then_update does not bound r_i)");
+  saved.loss = static_cast<T>(loss);
+  saved.info_nce = info;
+  saved.rate_loss = rate;
+  saved.grad_log_scale = dtheta;
+
+  // Commit the state only now: a throwing call leaves it unchanged.
+  if (use_state) {
+    for (int dir = 0; dir < dirs; ++dir) {
+      const gamma_nce_direction<T>& dd = dir == 0 ? saved.row : saved.col;
+      for (index_t i = 0; i < n; ++i) {
+        const std::int64_t id = ids.data[i];
+        const double updated = normalizer_state::ema(normalizer_state_access::zeta(*state, id, dir),
+                                                     normalizer_state_access::visited(*state, id, dir),
+                                                     dd.log_zhat[i], o.beta);
+        normalizer_state_access::set(*state, id, dir, updated);
+      }
+    }
+  }
+  return saved;
+}
+
+template <class T>
+void gamma_nce_check_backward(const char* fn, const matrix_view<const T>& a,
+                              const matrix_view<const T>& b, const gamma_nce_saved<T>& saved,
+                              const matrix_view<T>& ga, const matrix_view<T>& gb,
+                              const gamma_nce_options& o, double upstream) {
+  gamma_nce_check_inputs(fn, a, b, o);
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
+                    saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
+  CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
+                        saved.positive_in_normaliser == o.positive_in_normaliser &&
+                        saved.reduction == o.reduction,
+                    fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
+                    ", symmetric ", saved.symmetric, ", positive_in_normaliser ",
+                    saved.positive_in_normaliser, ") than these (temperature ", o.temperature,
+                    ", symmetric ", o.symmetric, ", positive_in_normaliser ",
+                    o.positive_in_normaliser, ")");
+  const auto un = static_cast<std::size_t>(saved.n);
+  CONTRASTIVE_CHECK(saved.row.r.size() == un && saved.row.lse.size() == un &&
+                        (!saved.symmetric || (saved.col.r.size() == un && saved.col.lse.size() == un)),
+                    fn, ": 'saved' is incomplete (not produced by gamma_nce_forward)");
+  check_matrix(fn, "grad_a", ga);
+  check_matrix(fn, "grad_b", gb);
+  check_shape(fn, "grad_a", ga, a.rows(), a.cols(), "the shape of 'a'");
+  check_shape(fn, "grad_b", gb, b.rows(), b.cols(), "the shape of 'b'");
+  check_writable_layout(fn, "grad_a", ga);
+  check_writable_layout(fn, "grad_b", gb);
+  check_no_alias(fn, "grad_a", ga, "a", a);
+  check_no_alias(fn, "grad_a", ga, "b", b);
+  check_no_alias(fn, "grad_b", gb, "a", a);
+  check_no_alias(fn, "grad_b", gb, "b", b);
+  check_no_alias(fn, "grad_a", ga, "grad_b", gb);
+}
+
+template <class T>
+temperature_gradient gamma_nce_backward_impl(const matrix_view<const T>& a_in,
+                                             const matrix_view<const T>& b_in,
+                                             const gamma_nce_saved<T>& saved,
+                                             const matrix_view<T>& grad_a,
+                                             const matrix_view<T>& grad_b,
+                                             const gamma_nce_options& o, double upstream,
+                                             workspace ws) {
+  const char* fn = gamma_nce_bwd_name;
+  gamma_nce_check_backward(fn, a_in, b_in, saved, grad_a, grad_b, o, upstream);
+  const index_t n = a_in.rows(), d = a_in.cols();
+  const bool sym = o.symmetric;
+  const double lambda_d = 1.0 / o.temperature;
+  const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) +
+                              packing_bytes(grad_a) + packing_bytes(grad_b);
+  arena ar(ws, gamma_nce_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
+  const matrix_view<const T> a = gemm_input(a_in, ar);
+  const matrix_view<const T> b = gemm_input(b_in, ar);
+  const gemm_output<T> ga(grad_a, o.accumulate, ar);
+  const gemm_output<T> gb(grad_b, o.accumulate, ar);
+  gamma_nce_backward_buffers<T, arena> buf(ar, n, sym);
+
+  // G_ij = c w up [ -delta_ij (per direction) + r_i pn^row_ij + r_j pn^col_ij ] on N_i.
+  const double cw = (sym ? 0.5 : 1.0) * gamma_reduction_weight(o.reduction, n) * upstream;
+  for (index_t i = 0; i < n; ++i) {
+    buf.row_w[i] = static_cast<T>(cw * saved.row.r[i]);
+    buf.row_lse[i] = saved.row.lse[i];
+    if (sym) {
+      buf.col_w[i] = static_cast<T>(cw * saved.col.r[i]);
+      buf.col_lse[i] = saved.col.lse[i];
+    }
+  }
+  const pairwise_problem<T> p = gamma_nce_problem(a, b, o);
+  pairwise_coefficients<T> k;
+  k.row_w = buf.row_w;
+  k.row_lse = buf.row_lse;
+  k.col_w = buf.col_w;
+  k.col_lse = buf.col_lse;
+  const matrix_view<T> dA = ga.view(), dB = gb.view();
+  pairwise_backward(p, k, &dA, &dB, ar);
+
+  // The -s_ii terms, O(N D): G_ii -= c w up per direction.
+  const T coef = static_cast<T>(lambda_d * cw * (sym ? 2.0 : 1.0));
+  for (index_t i = 0; i < n; ++i) {
+    for (index_t k2 = 0; k2 < d; ++k2) {
+      dA(i, k2) -= coef * b(i, k2);
+      dB(i, k2) -= coef * a(i, k2);
+    }
+  }
+  ga.finish();
+  gb.finish();
+  return temperature_gradient::from_log_scale(saved.grad_log_scale * upstream, o.temperature);
+}
+
+}  // namespace detail
+
+/// Bytes of scratch a call will use for N x D row-major inputs and outputs; other layouts add one
+/// packed copy each (see the tensor overload). Passing at least this much as `workspace` makes
+/// the sweeps allocation-free (the returned `saved` still owns its O(N) vectors).
+template <class T>
+std::size_t gamma_nce_workspace_bytes(index_t n, index_t d, const gamma_nce_options& o = {}) {
+  const std::size_t f = detail::gamma_nce_forward_bytes<T>(n, d, o, 0);
+  const std::size_t b = detail::gamma_nce_backward_bytes<T>(n, d, o, 0);
+  return f > b ? f : b;
+}
+
+/// Exact bytes for these inputs (packing included; gradients assumed row-major).
+template <class A, class B,
+          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value, int> = 0>
+std::size_t gamma_nce_workspace_bytes(const A& a, const B& b, const gamma_nce_options& o = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  const std::size_t pack = detail::packing_bytes(va) + detail::packing_bytes(vb);
+  const std::size_t f = detail::gamma_nce_forward_bytes<T>(va.rows(), va.cols(), o, pack);
+  const std::size_t bw = detail::gamma_nce_backward_bytes<T>(va.rows(), va.cols(), o, pack);
+  return f > bw ? f : bw;
+}
+
+/// Forward pass with the moving-average state (or any rate source): computes the per-direction
+/// log Zhat, the rates, the gamma draws and the weights r_i; updates `state` (rate_source::state);
+/// returns the surrogate loss, the monitoring values and the O(N) statistics for the backward.
+/// `ids` are the dataset sample ids of the batch rows: distinct, >= 0 and, with the state,
+/// < state.samples().
+template <class A, class B>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
+auto gamma_nce_forward(const A& a, const B& b, id_span ids, normalizer_state& state,
+                       const gamma_nce_options& o = {}, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
+                "contrastive: 'a' and 'b' must have the same element type");
+  return detail::gamma_nce_forward_impl<T>(va, vb, ids, &state, o, ws);
+}
+
+/// Forward pass without a state: rate_source must be same_batch or exact (the ids still key the
+/// gamma draws).
+template <class A, class B>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
+auto gamma_nce_forward(const A& a, const B& b, id_span ids, const gamma_nce_options& o,
+                       workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
+                "contrastive: 'a' and 'b' must have the same element type");
+  return detail::gamma_nce_forward_impl<T>(va, vb, ids, nullptr, o, ws);
+}
+
+/// Backward pass: writes (or, with options.accumulate, adds) upstream * dL/da and dL/db of the
+/// surrogate, with r_i (hence the gamma draws and the state) held fixed. Returns upstream *
+/// dL/dtemperature in three parameterisations. Does not touch any state.
+template <class A, class B, class T, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+temperature_gradient gamma_nce_backward(const A& a, const B& b, const gamma_nce_saved<T>& saved,
+                                        GA&& grad_a, GB&& grad_b, const gamma_nce_options& o = {},
+                                        double upstream = 1.0, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  const auto gb = detail::output_view(std::forward<GB>(grad_b));
+  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
+                    std::is_same<T, typename decltype(vb)::value_type>::value &&
+                    std::is_same<T, typename decltype(ga)::value_type>::value &&
+                    std::is_same<T, typename decltype(gb)::value_type>::value,
+                "contrastive: inputs, gradients and saved statistics must share one element type");
+  return detail::gamma_nce_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
+}
+
+/// Forward and backward in one call. Returns the saved forward (`.loss` is the surrogate,
+/// `.info_nce` the batch InfoNCE for monitoring, `.row.r` the weights); the temperature gradient
+/// is written to *temperature_grad when given.
+template <class A, class B, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+auto gamma_nce_forward_backward(const A& a, const B& b, id_span ids, normalizer_state& state,
+                                GA&& grad_a, GB&& grad_b, const gamma_nce_options& o = {},
+                                temperature_gradient* temperature_grad = nullptr,
+                                workspace ws = {}) {
+  auto saved = gamma_nce_forward(a, b, ids, state, o, ws);
+  const temperature_gradient tg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
+                                                     std::forward<GB>(grad_b), o, 1.0, ws);
+  if (temperature_grad) *temperature_grad = tg;
+  return saved;
+}
+
+/// The same without a state (rate_source same_batch or exact).
+template <class A, class B, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+auto gamma_nce_forward_backward(const A& a, const B& b, id_span ids, GA&& grad_a, GB&& grad_b,
+                                const gamma_nce_options& o,
+                                temperature_gradient* temperature_grad = nullptr,
+                                workspace ws = {}) {
+  auto saved = gamma_nce_forward(a, b, ids, o, ws);
+  const temperature_gradient tg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
+                                                     std::forward<GB>(grad_b), o, 1.0, ws);
+  if (temperature_grad) *temperature_grad = tg;
+  return saved;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_GAMMA_NCE_HPP
