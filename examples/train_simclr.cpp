@@ -129,9 +129,9 @@ void apply_presets(settings& s, const CLI::App& app) {
     if (unset("--embed")) s.embed = 32;
     if (unset("--probe-epochs")) s.probe_epochs = 10;
     s.check = true;
-  } else if (s.quick) {  // the demo: a 15000-image subset, a few epochs
-    if (unset("--train-size")) s.train_size = 15000;
-    if (unset("--epochs")) s.epochs = 4;
+  } else if (s.quick) {  // the demo: a 20000-image subset, a few epochs
+    if (unset("--train-size")) s.train_size = 20000;
+    if (unset("--epochs")) s.epochs = 6;
     if (unset("--probe-epochs")) s.probe_epochs = 10;
   }
 }
@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
                  std::string("directory of the IDX .gz files (default: $CONTRASTIVE_FASHION_MNIST_DIR or ") +
                      encoder::fashion_mnist_default_dir + ")");
   app.add_option("--out-dir", s.out_dir, "where the CSV, SVG and checkpoint go (default: <executable dir>/runs)");
-  app.add_flag("--quick", s.quick, "demo setting: 15000 training images, 4 epochs, 10 probe epochs");
+  app.add_flag("--quick", s.quick, "demo setting: 20000 training images, 6 epochs, 10 probe epochs");
   app.add_flag("--smoke", s.smoke, "test setting: 512 images, tiny model, a few steps; implies --check");
   app.add_flag("--check", s.check, "exit with 2 unless the loss fell and the probe beat chance");
   app.add_flag("--no-progress", s.no_progress, "no progress bar");
@@ -228,6 +228,7 @@ int main(int argc, char** argv) {
       encoder::curve c;
       c.run = "SimCLR (NT-Xent, batch " + std::to_string(std::min(s.batch, train.size())) + ")";
       c.phase = "pretraining: NT-Xent loss";
+      c.steps_per_epoch = static_cast<double>(pre.steps_per_epoch);
       for (std::size_t i = 0; i < pre.losses.size(); ++i)
         c.push(static_cast<double>(i + 1), static_cast<int>(i / pre.steps_per_epoch) + 1, pre.losses[i], pre.lrs[i]);
       curves.push_back(c);
@@ -267,6 +268,7 @@ int main(int argc, char** argv) {
       encoder::curve c;
       c.run = rows[k].name;
       c.phase = "linear probes: cross-entropy";
+      c.steps_per_epoch = static_cast<double>(res.steps_per_epoch);
       for (std::size_t i = 0; i < res.losses.size(); ++i)
         c.push(static_cast<double>(i + 1), static_cast<int>(i / res.steps_per_epoch) + 1, res.losses[i],
                res.learning_rates[i]);

@@ -514,6 +514,7 @@ int main(int argc, char** argv) {
       c.run = cc.run = m.name + " (batch " + std::to_string(r.batch) + ")";
       c.phase = "training objective of each method";
       cc.phase = "batch CLIP loss (the same quantity for every method, at its own batch size)";
+      c.steps_per_epoch = cc.steps_per_epoch = static_cast<double>(r.steps_per_epoch);
       for (std::size_t i = 0; i < r.losses.size(); ++i) {
         const int ep = static_cast<int>(i / static_cast<std::size_t>(r.steps_per_epoch)) + 1;
         c.push(static_cast<double>(i + 1), ep, r.losses[i], r.lrs[i]);

@@ -45,15 +45,24 @@ inline double mean_of(const std::vector<double>& v, std::size_t from, std::size_
   return to > from ? s / static_cast<double>(to - from) : 0;
 }
 
-/// The loss fell: the mean of the last quarter of the steps is below the mean of the first
-/// quarter (with at least one step in each).
+/// The loss fell: the mean over the last quarter of the steps is below the mean over the first
+/// quarter by at least 1% and by three standard errors of the difference, the batch-to-batch
+/// noise being estimated from the last quarter (the first one also holds the initial descent).
+/// Noise alone, e.g. at learning rate 0, does not pass.
 inline bool loss_fell(const std::vector<double>& losses, double* first = nullptr, double* last = nullptr) {
   const std::size_t n = losses.size();
-  const std::size_t q = n / 4 > 0 ? n / 4 : 1;
-  const double a = mean_of(losses, 0, q < n ? q : n), b = mean_of(losses, n > q ? n - q : 0, n);
-  if (first) *first = a;
-  if (last) *last = b;
-  return n >= 2 && b < a;
+  const std::size_t q = n / 4;
+  if (first) *first = q ? mean_of(losses, 0, q) : 0;
+  if (last) *last = q ? mean_of(losses, n - q, n) : 0;
+  if (q < 2) return false;
+  const double a = mean_of(losses, 0, q), b = mean_of(losses, n - q, n);
+  auto var = [&](std::size_t from, double m) {
+    double s = 0;
+    for (std::size_t i = from; i < from + q; ++i) s += (losses[i] - m) * (losses[i] - m);
+    return s / static_cast<double>(q - 1);
+  };
+  const double se = std::sqrt(2 * var(n - q, b) / static_cast<double>(q));
+  return a - b > 0.01 * std::abs(a) && a - b > 3 * se;
 }
 
 /// Accuracy that beats chance (1 / classes) by three binomial standard errors on n examples.

@@ -22,6 +22,7 @@ struct curve {
   std::string phase;  // e.g. "pretraining (NT-Xent)"; one SVG panel per phase
   std::vector<double> step, loss, lr;
   std::vector<int> epoch;
+  double steps_per_epoch = 0;  // > 0: the SVG's x axis is epochs (runs of different batch sizes align)
   void push(double s, int e, double l, double r) {
     step.push_back(s);
     epoch.push_back(e);
@@ -154,8 +155,14 @@ inline void write_curves_svg(const std::string& path, const std::string& title, 
   for (const auto& c : curves)
     if (std::find(phases.begin(), phases.end(), c.phase) == phases.end()) phases.push_back(c.phase);
 
-  const double W = 900, panel_h = 300, ml = 70, mr = 230, mt = 40, mb = 45, top0 = 50;
   const std::vector<std::string> tab = table ? table->lines() : std::vector<std::string>{};
+  std::size_t longest_run = 0, longest_line = 0;
+  for (const auto& c : curves) longest_run = std::max(longest_run, c.run.size());
+  for (const auto& l : tab) longest_line = std::max(longest_line, l.size());
+  // Widths from text lengths (about 6.6 px per 12 px sans-serif character, 7.3 px monospace).
+  const double panel_w = 600, ml = 70, mt = 40, mb = 45, top0 = 50, panel_h = 300;
+  const double mr = std::max(120.0, 50 + 6.6 * static_cast<double>(longest_run));
+  const double W = std::max(ml + panel_w + mr, 2 * ml + 7.3 * static_cast<double>(longest_line));
   const double line_h = 15;
   const double H = top0 + phases.size() * (panel_h + 20) + (tab.empty() ? 10 : tab.size() * line_h + 40);
   std::ostringstream s;
@@ -167,19 +174,24 @@ inline void write_curves_svg(const std::string& path, const std::string& title, 
 
   for (std::size_t p = 0; p < phases.size(); ++p) {
     const double y0 = top0 + p * (panel_h + 20);
-    const double px0 = ml, px1 = W - mr, py0 = y0 + mt, py1 = y0 + panel_h - mb;
-    double xmax = 1, ymin = 1e300, ymax = -1e300;
+    const double px0 = ml, px1 = ml + panel_w, py0 = y0 + mt, py1 = y0 + panel_h - mb;
+    double xmax = 0, ymin = 1e300, ymax = -1e300;
     std::vector<const curve*> cs;
+    bool epochs = true;
+    for (const auto& c : curves)
+      if (c.phase == phases[p] && !c.step.empty()) epochs = epochs && c.steps_per_epoch > 0;
+    auto xval = [epochs](const curve& c, std::size_t i) { return epochs ? c.step[i] / c.steps_per_epoch : c.step[i]; };
     for (const auto& c : curves)
       if (c.phase == phases[p] && !c.step.empty()) {
         cs.push_back(&c);
-        xmax = std::max(xmax, c.step.back());
+        xmax = std::max(xmax, xval(c, c.step.size() - 1));
         for (double v : c.loss)
           if (std::isfinite(v)) {
             ymin = std::min(ymin, v);
             ymax = std::max(ymax, v);
           }
       }
+    if (!(xmax > 0)) xmax = 1;
     if (!(ymax >= ymin)) ymin = 0, ymax = 1;
     if (ymax - ymin < 1e-9) ymax = ymin + 1;
     const double pad = 0.04 * (ymax - ymin);
@@ -201,7 +213,7 @@ inline void write_curves_svg(const std::string& path, const std::string& title, 
         << "\" stroke=\"#ddd\"/>\n<text x=\"" << px0 - 6 << "\" y=\"" << Y(t) + 4 << "\" text-anchor=\"end\">"
         << detail::num(t) << "</text>\n";
     }
-    s << "<text x=\"" << (px0 + px1) / 2 << "\" y=\"" << py1 + 34 << "\" text-anchor=\"middle\">step</text>\n"
+    s << "<text x=\"" << (px0 + px1) / 2 << "\" y=\"" << py1 + 34 << "\" text-anchor=\"middle\">" << (epochs ? "epoch" : "step") << "</text>\n"
       << "<text transform=\"translate(" << px0 - 50 << ',' << (py0 + py1) / 2
       << ") rotate(-90)\" text-anchor=\"middle\">loss</text>\n";
     for (std::size_t k = 0; k < cs.size(); ++k) {
@@ -215,8 +227,8 @@ inline void write_curves_svg(const std::string& path, const std::string& title, 
         s << "<polyline fill=\"none\" stroke=\"" << col << "\" stroke-width=\"" << (pass == 0 ? 0.8 : 1.8)
           << "\" stroke-opacity=\"" << (pass == 0 ? 0.25 : 1.0) << "\" points=\"";
         for (std::size_t i = 0; i < n; i += every)
-          if (std::isfinite(v[i])) s << X(c.step[i]) << ',' << Y(v[i]) << ' ';
-        if (std::isfinite(v[n - 1])) s << X(c.step[n - 1]) << ',' << Y(v[n - 1]);
+          if (std::isfinite(v[i])) s << X(xval(c, i)) << ',' << Y(v[i]) << ' ';
+        if (std::isfinite(v[n - 1])) s << X(xval(c, n - 1)) << ',' << Y(v[n - 1]);
         s << "\"/>\n";
       }
       const double ly = py0 + 14 + 18 * k;

@@ -2,12 +2,14 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "encoder/app.hpp"
 #include "encoder/progress.hpp"
 #include "encoder/report.hpp"
 
@@ -112,5 +114,28 @@ TEST_CASE("curves are written as CSV and SVG", "[encoder][report]") {
   CHECK(std::count(svg.begin(), svg.end(), '<') - std::count(svg.begin(), svg.end(), '>') == 0);
   CHECK_THAT(svg, Catch::Contains("two-tower &lt;training&gt;") && Catch::Contains("CLIP &amp; co") &&
                       Catch::Contains("<polyline") && Catch::EndsWith("</svg>\n"));
+  CHECK_THAT(svg, Catch::Contains(">step</text>"));
+  // With steps per epoch on every curve of a panel, its x axis is epochs.
+  for (auto& c : cs) c.steps_per_epoch = 50;
+  encoder::write_curves_svg((dir / "e.svg").string(), "title", cs, nullptr);
+  const std::string esvg = slurp(dir / "e.svg");
+  CHECK_THAT(esvg, Catch::Contains(">epoch</text>") && !Catch::Contains(">step</text>"));
   CHECK_THROWS_AS(encoder::write_curves_csv((dir / "no/such/dir/c.csv").string(), cs), encoder::error);
+}
+
+TEST_CASE("loss_fell needs a clear drop, not noise", "[encoder][app]") {
+  std::vector<double> falling, flat, noisy;
+  encoder::rng g(9);
+  for (int i = 0; i < 40; ++i) {
+    falling.push_back(5.0 - 0.05 * i + 0.05 * g.normal());
+    flat.push_back(5.0);
+    noisy.push_back(5.0 + 0.3 * g.normal());
+  }
+  double first = 0, last = 0;
+  CHECK(encoder::loss_fell(falling, &first, &last));
+  CHECK(first > last);
+  CHECK_FALSE(encoder::loss_fell(flat));
+  CHECK_FALSE(encoder::loss_fell(noisy));
+  CHECK_FALSE(encoder::loss_fell({5.0, 1.0}));  // too short to tell
+  CHECK(encoder::chance_threshold(500) == Approx(0.1 + 3 * std::sqrt(0.09 / 500)));
 }
