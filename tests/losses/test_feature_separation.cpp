@@ -322,7 +322,7 @@ TEST_CASE("feature_separation: invariance under a joint rotation; weights, accum
 }
 
 TEST_CASE("feature_separation: results do not depend on the thread count", "[feature_separation]") {
-  const Eigen::Index n = 150, d = 6;
+  const Eigen::Index n = 300, d = 16;  // above the size where threads are used at all
   const all_inputs x = make_inputs(n, d, 70);
   feature_separation_options o;
   o.tile_rows = o.tile_cols = 16;

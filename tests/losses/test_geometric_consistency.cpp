@@ -364,7 +364,7 @@ TEST_CASE("geometric_consistency: strided and column-major tensors, workspace",
 
 TEST_CASE("geometric_consistency: results do not depend on the thread count",
           "[geometric_consistency]") {
-  const Eigen::Index n = 700, d = 24;
+  const Eigen::Index n = 2000, d = 32;  // above the size where threads are used at all
   const rmat<float> v = unit(n, d, 81).cast<float>(), u = unit(n, d, 82).cast<float>();
   const rmat<float> va = unit(n, d, 83).cast<float>(), ua = unit(n, d, 84).cast<float>();
   rmat<float> ref_gv(n, d), ref_gu(n, d), gv(n, d), gu(n, d);

@@ -391,7 +391,7 @@ TEST_CASE("brownian_bridge_trajectory: Monte Carlo covariance t_j (1 - t_k) of 2
 }
 
 TEST_CASE("brownian_bridge: results do not depend on the thread count", "[brownian_bridge]") {
-  const Eigen::Index n = 300, d = 7;
+  const Eigen::Index n = 2000, d = 12;  // above the size where threads are used at all
   const mat v = unit(n, d, 61), u = unit(n, d, 62), w = ref::random_matrix(n, d, 63);
   const mat wp = ref::random_matrix(n * 5, d, 64);
   brownian_bridge_options o;

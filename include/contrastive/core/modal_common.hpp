@@ -74,21 +74,31 @@ inline int modal_threads(int requested) noexcept {
 #endif
 }
 
+/// modal_threads for a loop of about `work` multiply-adds: 1 below 2^20, where starting threads
+/// costs more than it saves (the results are the same either way).
+inline int modal_threads_for(int requested, double work) noexcept {
+  return work < double(1 << 20) ? 1 : modal_threads(requested);
+}
+
 /// body(i, thread) for i in [0, count), on up to `threads` OpenMP threads (dynamic schedule);
 /// `thread` in [0, threads) indexes per-thread scratch. The body must not throw; each i must
-/// write disjoint memory.
+/// write disjoint memory. Inside, Eigen's GEMM is kept single-threaded (also for one thread),
+/// so every product is computed the same way whatever the thread count.
 template <class F>
 void modal_parallel_for(index_t count, int threads, F&& body) {
 #if defined(_OPENMP)
-  if (threads > 1 && count > 1) {
-#  pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (index_t i = 0; i < count; ++i) body(i, omp_get_thread_num());
-    return;
+  const int nt = threads < 1 ? 1 : (count < index_t(threads) ? (count > 0 ? int(count) : 1) : threads);
+#  pragma omp parallel num_threads(nt)
+  {
+    omp_set_num_threads(1);
+    const int tid = omp_get_thread_num();
+#  pragma omp for schedule(dynamic, 1)
+    for (index_t i = 0; i < count; ++i) body(i, tid);
   }
 #else
   (void)threads;
-#endif
   for (index_t i = 0; i < count; ++i) body(i, 0);
+#endif
 }
 
 }  // namespace detail

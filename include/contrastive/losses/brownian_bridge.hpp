@@ -123,7 +123,7 @@ brownian_bridge_loss_saved<T> bridge_loss_forward(const matrix_view<const T>& v,
   saved.nll_weight = o.nll_weight;
   saved.t.resize(static_cast<std::size_t>(n));
   std::vector<double> terms(static_cast<std::size_t>(n));
-  const int threads = modal_threads(o.num_threads);
+  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, d);
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
     double* mu = scratch.get(tid);
@@ -176,7 +176,7 @@ brownian_bridge_gradient bridge_loss_backward(const matrix_view<const T>& v,
 
   brownian_bridge_gradient out;
   out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
-  const int threads = modal_threads(o.num_threads);
+  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
   const double scale = upstream / double(n);
   bridge_for_rows(n, threads, [&](index_t j, int tid) {

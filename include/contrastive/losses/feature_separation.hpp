@@ -242,7 +242,7 @@ double fs_uniformity_log_sum(const fs_modality<T>& m, const feature_separation_o
   const index_t n = m.x.rows();
   const index_t tr = std::min(o.tile_rows, n), tc = std::min(o.tile_cols, n);
   const index_t row_tiles = (n + tr - 1) / tr;
-  const int threads = modal_threads(o.num_threads);
+  const int threads = modal_threads_for(o.num_threads, double(n) * double(n) * double(m.x.cols()));
   const int used = threads < row_tiles ? threads : static_cast<int>(row_tiles);
   std::vector<T> s_buf(static_cast<std::size_t>(used * tr * tc));
   std::vector<double> e_buf(static_cast<std::size_t>(used * tr * tc));
@@ -284,7 +284,7 @@ void fs_uniformity_backward(const fs_modality<T>& m, const feature_separation_op
   const index_t n = m.x.rows(), d = m.x.cols();
   const index_t tr = std::min(o.tile_rows, n), tc = std::min(o.tile_cols, n);
   const index_t row_tiles = (n + tr - 1) / tr;
-  const int threads = modal_threads(o.num_threads);
+  const int threads = modal_threads_for(o.num_threads, double(n) * double(n) * double(m.x.cols()));
   const int used = threads < row_tiles ? threads : static_cast<int>(row_tiles);
   const std::size_t tile = static_cast<std::size_t>(tr * tc);
   std::vector<T> s_buf(static_cast<std::size_t>(used) * tile);
@@ -378,13 +378,15 @@ void fs_uniformity_backward_both(const char* fn, const matrix_view<const T>& vi,
 
 // ---- in-modal contrastive ----
 
-inline info_nce_options fs_info_nce_options(const feature_separation_options& o) {
+inline info_nce_options fs_info_nce_options(const feature_separation_options& o, index_t n, index_t d) {
   info_nce_options io;
   io.temperature = o.temperature;
   io.symmetric = false;
   io.tile_rows = o.tile_rows;
   io.tile_cols = o.tile_cols;
   io.accumulate = true;
+  // Small problems run on one thread (InfoNCE's results do not depend on it either).
+  io.num_threads = modal_threads_for(o.num_threads, double(n) * double(n) * double(d));
   return io;
 }
 
@@ -394,7 +396,7 @@ in_modal_contrastive_saved<T> fs_contrastive_forward(const matrix_view<const T>&
                                                      const matrix_view<const T>& via,
                                                      const matrix_view<const T>& uia,
                                                      const feature_separation_options& o) {
-  const info_nce_options io = fs_info_nce_options(o);
+  const info_nce_options io = fs_info_nce_options(o, vi.rows(), vi.cols());
   in_modal_contrastive_saved<T> s;
   s.v = info_nce_forward(vi, via, io);
   s.u = info_nce_forward(ui, uia, io);
@@ -412,7 +414,7 @@ temperature_gradient fs_contrastive_backward(const matrix_view<const T>& vi,
                                              const matrix_view<T>& gvi, const matrix_view<T>& gui,
                                              const matrix_view<T>& gvia, const matrix_view<T>& guia,
                                              const feature_separation_options& o, double scale) {
-  const info_nce_options io = fs_info_nce_options(o);
+  const info_nce_options io = fs_info_nce_options(o, vi.rows(), vi.cols());
   const temperature_gradient a = info_nce_backward(vi, via, s.v, gvi, gvia, io, scale);
   const temperature_gradient b = info_nce_backward(ui, uia, s.u, gui, guia, io, scale);
   return temperature_gradient::from_log_scale(a.log_scale + b.log_scale, o.temperature);

@@ -132,7 +132,7 @@ gc_plan gc_make_plan(index_t n, index_t d, bool augmented, const geometric_consi
   p.n = n;
   p.d = d;
   p.grams = gc_gram_count(p.algorithm, augmented);
-  p.threads = modal_threads(o.num_threads);
+  p.threads = modal_threads_for(o.num_threads, double(n) * double(d) * double(d));
   if (p.algorithm == gc_algorithm::naive) return p;
   p.chunk = o.chunk_rows < n ? o.chunk_rows : n;
   p.chunks = (n + p.chunk - 1) / p.chunk;

@@ -272,7 +272,7 @@ brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<
   saved.given_noise = eps != nullptr;
   saved.seed = o.seed;
   saved.step = o.step;
-  const int threads = modal_threads(o.num_threads);
+  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
   const double sigma = saved.sigma;
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
@@ -342,7 +342,7 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
   brownian_bridge_gradient out;
   out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
   std::vector<double> dsig(static_cast<std::size_t>(n), 0.0);
-  const int threads = modal_threads(o.num_threads);
+  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 4 * d);
   const double sigma = saved.sigma;
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
@@ -440,7 +440,7 @@ brownian_bridge_saved<T> bridge_path_forward(const char* fn, const matrix_view<c
   saved.given_noise = xi != nullptr;
   saved.seed = o.seed;
   saved.step = o.step;
-  const int threads = modal_threads(o.num_threads);
+  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 3 * d);
   const double sigma = saved.sigma;
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
@@ -509,7 +509,7 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
 
   brownian_bridge_gradient out;
   std::vector<double> dsig(static_cast<std::size_t>(n), 0.0);
-  const int threads = modal_threads(o.num_threads);
+  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 6 * d);
   const double sigma = saved.sigma;
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
