@@ -10,6 +10,7 @@
 #include <contrastive/contrastive.hpp>
 #include <contrastive/losses/brownian_bridge.hpp>
 #include <contrastive/losses/feature_separation.hpp>
+#include <contrastive/losses/gamma_nce.hpp>
 #include <contrastive/losses/geometric_consistency.hpp>
 
 #include "common.hpp"
@@ -84,6 +85,21 @@ double add_brownian_bridge(tower_views<T>& a, tower_views<T>& b, double weight, 
   const auto s = contrastive::brownian_bridge_loss_forward(a.z, b.z, a.za, o);
   contrastive::brownian_bridge_loss_backward(a.z, b.z, a.za, s, a.gz, b.gz, a.gza, o, weight);
   return weight * static_cast<double>(s.loss);
+}
+
+/// weight * the gamma-auxiliary surrogate loss of (V, U) (spec 3, contrastive/losses/gamma_nce.hpp)
+/// for the batch's dataset ids, with its rate state (updated by the call) and options (seed, step,
+/// alpha, beta, temperature). The gradient holds the gamma draws and rates fixed, so it is not
+/// the derivative of the returned surrogate value. *info_nce gets the plain batch CLIP value.
+template <class T>
+double add_gamma_nce(tower_views<T>& a, tower_views<T>& b, const std::vector<std::int64_t>& ids,
+                     contrastive::normalizer_state& state, contrastive::gamma_nce_options o, double weight,
+                     double* info_nce = nullptr) {
+  o.accumulate = true;
+  const auto saved = contrastive::gamma_nce_forward(a.z, b.z, ids, state, o);
+  contrastive::gamma_nce_backward(a.z, b.z, saved, a.gz, b.gz, o, weight);
+  if (info_nce) *info_nce = saved.info_nce;
+  return weight * static_cast<double>(saved.loss);
 }
 
 }  // namespace encoder

@@ -101,3 +101,26 @@ TEST_CASE("two-tower objectives add into existing gradients", "[encoder][two_tow
   encoder::add_info_nce(a.z, b.z, a.gz, b.gz, 2.0, true, 0.2);
   CHECK((a.gz - 3 * once).cwiseAbs().maxCoeff() < 1e-12);
 }
+
+TEST_CASE("two-tower gamma objective: the library's gamma loss, weighted and added", "[encoder][two_tower]") {
+  auto a = make_views(21, 6, 4), b = make_views(23, 6, 4);
+  contrastive::l2_normalize(a.z, a.z);
+  contrastive::l2_normalize(b.z, b.z);
+  const std::vector<std::int64_t> ids{3, 0, 7, 9, 4, 1};
+  contrastive::gamma_nce_options o;
+  o.temperature = 0.3;
+  o.seed = 5;
+  o.step = 2;
+  contrastive::normalizer_state s1(10), s2(10);
+  a.gz.setOnes();
+  double info = 0;
+  const double value = encoder::add_gamma_nce(a, b, ids, s1, o, 0.5, &info);
+  mat ga(6, 4), gb(6, 4);
+  const auto ref = contrastive::gamma_nce_forward_backward(a.z, b.z, ids, s2, ga, gb, o);
+  CHECK(value == Approx(0.5 * ref.loss).epsilon(1e-12));
+  CHECK(info == Approx(ref.info_nce).epsilon(1e-12));
+  CHECK((a.gz - mat::Ones(6, 4) - 0.5 * ga).cwiseAbs().maxCoeff() < 1e-12);
+  CHECK((b.gz - 0.5 * gb).cwiseAbs().maxCoeff() < 1e-12);
+  CHECK(s1.visited(7, 0));
+  CHECK_FALSE(s1.visited(8, 0));
+}
