@@ -136,6 +136,45 @@ void check_labels(const char* fn, const char* name, const label_span& l, index_t
                     " (one per row)");
 }
 
+/// The checks every two-tower loss makes on its inputs: non-null, non-empty, same shape,
+/// finite values, a valid temperature and tiles.
+template <class T>
+void check_pair_inputs(const char* fn, const matrix_view<const T>& a, const matrix_view<const T>& b,
+                       double temperature, index_t tile_rows, index_t tile_cols) {
+  check_matrix(fn, "a", a);
+  check_matrix(fn, "b", b);
+  check_temperature(fn, temperature);
+  check_tiles(fn, tile_rows, tile_cols);
+  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
+  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
+  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
+                    a.rows(), " (rows of 'a')");
+  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
+                    a.cols(), " (columns of 'a')");
+  check_finite(fn, "a", a);
+  check_finite(fn, "b", b);
+}
+
+/// The checks on the gradient outputs of a two-tower backward: shapes, writable strides, and no
+/// memory shared with the inputs or with each other.
+template <class T>
+void check_pair_gradients(const char* fn, const matrix_view<const T>& a,
+                          const matrix_view<const T>& b, const matrix_view<T>& ga,
+                          const matrix_view<T>& gb, double upstream) {
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  check_matrix(fn, "grad_a", ga);
+  check_matrix(fn, "grad_b", gb);
+  check_shape(fn, "grad_a", ga, a.rows(), a.cols(), "the shape of 'a'");
+  check_shape(fn, "grad_b", gb, b.rows(), b.cols(), "the shape of 'b'");
+  check_writable_layout(fn, "grad_a", ga);
+  check_writable_layout(fn, "grad_b", gb);
+  check_no_alias(fn, "grad_a", ga, "a", a);
+  check_no_alias(fn, "grad_a", ga, "b", b);
+  check_no_alias(fn, "grad_b", gb, "a", a);
+  check_no_alias(fn, "grad_b", gb, "b", b);
+  check_no_alias(fn, "grad_a", ga, "grad_b", gb);
+}
+
 /// Bytes to pack a view that Eigen cannot take in place (0 when it can).
 template <class T, class S>
 std::size_t packing_bytes(const matrix_view<T, S>& v) noexcept {

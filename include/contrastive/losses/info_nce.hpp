@@ -74,25 +74,14 @@ constexpr const char* info_nce_bwd_name = "info_nce_backward";
 template <class T>
 void info_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
                            const matrix_view<const T>& b, const info_nce_options& o) {
-  check_matrix(fn, "a", a);
-  check_matrix(fn, "b", b);
-  check_temperature(fn, o.temperature);
   check_smoothing(fn, o.label_smoothing);
-  check_tiles(fn, o.tile_rows, o.tile_cols);
-  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
-  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
-                    a.rows(), " (rows of 'a')");
-  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
-                    a.cols(), " (columns of 'a')");
   CONTRASTIVE_CHECK(o.labels_a.empty() == o.labels_b.empty(), fn,
                     ": give both 'labels_a' and 'labels_b' or neither");
+  check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
   if (!o.labels_a.empty()) {
     check_labels<T>(fn, "labels_a", o.labels_a, a.rows());
     check_labels<T>(fn, "labels_b", o.labels_b, b.rows());
   }
-  check_finite(fn, "a", a);
-  check_finite(fn, "b", b);
 }
 
 /// Carves (or, with size_counter, sizes) the forward's scratch in one fixed order.
@@ -311,7 +300,6 @@ void info_nce_check_backward(const char* fn, const matrix_view<const T>& a,
                              const matrix_view<T>& ga, const matrix_view<T>& gb,
                              const info_nce_options& o, double upstream) {
   info_nce_check_inputs(fn, a, b, o);
-  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
   CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
                     saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
   CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
@@ -321,17 +309,7 @@ void info_nce_check_backward(const char* fn, const matrix_view<const T>& a,
                     ", symmetric ", saved.symmetric, ", label_smoothing ", saved.label_smoothing,
                     ") than these (temperature ", o.temperature, ", symmetric ", o.symmetric,
                     ", label_smoothing ", o.label_smoothing, ")");
-  check_matrix(fn, "grad_a", ga);
-  check_matrix(fn, "grad_b", gb);
-  check_shape(fn, "grad_a", ga, a.rows(), a.cols(), "the shape of 'a'");
-  check_shape(fn, "grad_b", gb, b.rows(), b.cols(), "the shape of 'b'");
-  check_writable_layout(fn, "grad_a", ga);
-  check_writable_layout(fn, "grad_b", gb);
-  check_no_alias(fn, "grad_a", ga, "a", a);
-  check_no_alias(fn, "grad_a", ga, "b", b);
-  check_no_alias(fn, "grad_b", gb, "a", a);
-  check_no_alias(fn, "grad_b", gb, "b", b);
-  check_no_alias(fn, "grad_a", ga, "grad_b", gb);
+  check_pair_gradients(fn, a, b, ga, gb, upstream);
 }
 
 template <class T>

@@ -63,20 +63,9 @@ constexpr const char* nt_xent_bwd_name = "nt_xent_backward";
 template <class T>
 void nt_xent_check_inputs(const char* fn, const matrix_view<const T>& a,
                           const matrix_view<const T>& b, const nt_xent_options& o) {
-  check_matrix(fn, "a", a);
-  check_matrix(fn, "b", b);
-  check_temperature(fn, o.temperature);
   check_smoothing(fn, o.label_smoothing);
-  check_tiles(fn, o.tile_rows, o.tile_cols);
-  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
-  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
-                    a.rows(), " (rows of 'a': one second view per sample)");
-  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
-                    a.cols(), " (columns of 'a')");
+  check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
   if (!o.labels.empty()) check_labels<T>(fn, "labels", o.labels, a.rows());
-  check_finite(fn, "a", a);
-  check_finite(fn, "b", b);
 }
 
 template <class T, class Alloc>
@@ -279,7 +268,6 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
   nt_xent_check_inputs(fn, a_in, b_in, o_in);
   nt_xent_options o = o_in;
   o.cache_logits = o.cache_logits && ws.data != nullptr;
-  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
   CONTRASTIVE_CHECK(saved.n == a_in.rows() && saved.d == a_in.cols(), fn,
                     ": 'saved' belongs to a ", saved.n, " x ", saved.d, " batch, the inputs are ",
                     a_in.rows(), " x ", a_in.cols());
@@ -290,17 +278,7 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
                     saved.temperature, ", label_smoothing ", saved.label_smoothing,
                     ") than these (temperature ", o.temperature, ", label_smoothing ",
                     o.label_smoothing, ")");
-  check_matrix(fn, "grad_a", grad_a);
-  check_matrix(fn, "grad_b", grad_b);
-  check_shape(fn, "grad_a", grad_a, a_in.rows(), a_in.cols(), "the shape of 'a'");
-  check_shape(fn, "grad_b", grad_b, b_in.rows(), b_in.cols(), "the shape of 'b'");
-  check_writable_layout(fn, "grad_a", grad_a);
-  check_writable_layout(fn, "grad_b", grad_b);
-  check_no_alias(fn, "grad_a", grad_a, "a", a_in);
-  check_no_alias(fn, "grad_a", grad_a, "b", b_in);
-  check_no_alias(fn, "grad_b", grad_b, "a", a_in);
-  check_no_alias(fn, "grad_b", grad_b, "b", b_in);
-  check_no_alias(fn, "grad_a", grad_a, "grad_b", grad_b);
+  check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
 
   const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
   const bool labelled = saved.labelled;
