@@ -41,6 +41,17 @@
 //
 // The forward *mutates the state* (rate_source::state): it is checked in full first and written
 // only once the loss is known to be finite, so a throwing call leaves the state unchanged.
+// Direction a -> b uses state direction 0 and Philox stream 0, b -> a direction 1 and stream 1;
+// a one-direction loss needs (and touches) only direction 0.
+//
+// Sample ids: row i of `a` and of `b` are the two views of dataset sample ids[i]. Ids must be
+// >= 0, < state.samples() with the state, and distinct within a batch (a duplicate would give two
+// anchors the same auxiliary draw and two EMA updates of one entry in one step): an out-of-range
+// or repeated id throws contrastive::invalid_argument naming the id and its positions.
+//
+// [LIB] choices (spec 3.2-3.4): the u~ = g/(alpha Zbar) parameterisation, alpha = 1, beta = 0.9,
+// update then sample (it bounds r_i <= g_i/(alpha beta); sample_then_update does not), N_i =
+// negatives only, and the monitoring values.
 
 #include <cmath>
 #include <cstdint>
