@@ -546,7 +546,10 @@ class arena {
   template <class T>
   T* take(std::size_t count) {
     const std::size_t bytes = array_bytes<T>(count);
-    CONTRASTIVE_ASSERT(offset_ + bytes <= size_);
+    // Always on (one comparison per array): a size query that disagrees with the carving would
+    // otherwise write past the caller's buffer.
+    CONTRASTIVE_CHECK(offset_ + bytes <= size_, "contrastive: internal error: workspace layout "
+                      "needs more than the ", size_, " bytes its size query reported");
     T* p = reinterpret_cast<T*>(base_ + offset_);
     offset_ += bytes;
     return p;
@@ -623,6 +626,101 @@ row_map<T> map_rows_mut(const matrix_view<T>& v) {
   CONTRASTIVE_ASSERT(v.col_stride() == 1 || v.cols() <= 1);
   const index_t outer = v.rows() <= 1 ? v.cols() : v.row_stride();
   return row_map<T>(v.data(), v.rows(), v.cols(), Eigen::OuterStride<>(outer));
+}
+
+/// Elements rounded up to whole 64-byte lines, so that consecutive buffers stay aligned (Eigen's
+/// micro-kernels load packed blocks with aligned loads).
+template <class T>
+constexpr std::size_t whole_lines(std::size_t elements) noexcept {
+  return (elements * sizeof(T) + 63) / 64 * 64 / sizeof(T);
+}
+
+/// Eigen's packing buffers for one product shape, carved by the caller (so that workspace
+/// queries count them) instead of allocated and freed on every call as the expression API does,
+/// which costs a page fault per 4 KiB on every tile.
+template <class T>
+class tile_blocking : public Eigen::internal::level3_blocking<T, T> {
+ public:
+  /// Eigen's blocking sizes (kc, mc, nc) for a column-major rows x cols result of this depth.
+  static void sizes(index_t rows, index_t cols, index_t depth, index_t& kc, index_t& mc, index_t& nc) {
+    kc = depth;
+    mc = rows;
+    nc = cols;
+    Eigen::internal::computeProductBlockingSizes<T, T, 1>(kc, mc, nc, index_t(1));
+  }
+  /// Elements of packed A plus packed B (each starting on a 64-byte line).
+  static std::size_t elements(index_t rows, index_t cols, index_t depth) {
+    index_t kc, mc, nc;
+    sizes(rows, cols, depth, kc, mc, nc);
+    return whole_lines<T>(static_cast<std::size_t>(kc * mc)) +
+           whole_lines<T>(static_cast<std::size_t>(kc * nc));
+  }
+  tile_blocking() = default;
+  /// `buffer`: elements(rows, cols, depth) values, 64-byte aligned.
+  tile_blocking(index_t rows, index_t cols, index_t depth, T* buffer) {
+    sizes(rows, cols, depth, this->m_kc, this->m_mc, this->m_nc);
+    this->m_blockA = buffer;
+    this->m_blockB = buffer + whole_lines<T>(static_cast<std::size_t>(this->m_kc * this->m_mc));
+  }
+};
+
+/// The three tile products of the pairwise sweeps, on row-major operands, through Eigen's GEMM
+/// kernel (each is the column-major product C^T = ... of the row-major one):
+///   abt:     C (m x n)  = alpha A (m x k) B (n x k)^T
+///   ab_add:  C (m x n) += alpha A (m x k) B (k x n)
+///   atb_add: C (m x n) += alpha A (k x m)^T B (k x n)
+/// Leading dimensions are row strides in elements.
+template <class T>
+class tile_gemm {
+  template <int LhsOrder, int RhsOrder>
+  using kernel = Eigen::internal::general_matrix_matrix_product<index_t, T, LhsOrder, false, T,
+                                                                RhsOrder, false, Eigen::ColMajor, 1>;
+
+ public:
+  /// Buffer elements for tiles of at most tr x tc logits and embedding dimension d.
+  static std::size_t elements(index_t tr, index_t tc, index_t d) {
+    return tile_blocking<T>::elements(tc, tr, d) + tile_blocking<T>::elements(d, tr, tc) +
+           tile_blocking<T>::elements(d, tc, tr);
+  }
+  tile_gemm() = default;
+  /// `buffer` holds elements(tr, tc, d) values, 64-byte aligned.
+  tile_gemm(index_t tr, index_t tc, index_t d, T* buffer) {
+    abt_ = tile_blocking<T>(tc, tr, d, buffer);
+    buffer += tile_blocking<T>::elements(tc, tr, d);
+    ab_ = tile_blocking<T>(d, tr, tc, buffer);
+    buffer += tile_blocking<T>::elements(d, tr, tc);
+    atb_ = tile_blocking<T>(d, tc, tr, buffer);
+  }
+
+  void abt(index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda, const T* b,
+           index_t ldb, T* c, index_t ldc) {
+    for (index_t i = 0; i < m; ++i)
+      for (index_t j = 0; j < n; ++j) c[i * ldc + j] = T(0);
+    if (k == 0) return;
+    // C^T (n x m) = B (n x k, row-major) * A^T (k x m, column-major view of row-major A).
+    kernel<Eigen::RowMajor, Eigen::ColMajor>::run(n, m, k, b, ldb, a, lda, c, 1, ldc, alpha, abt_);
+  }
+  void ab_add(index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda, const T* b,
+              index_t ldb, T* c, index_t ldc) {
+    if (k == 0) return;
+    // C^T (n x m) += B^T (n x k) * A^T (k x m), both column-major views of row-major data.
+    kernel<Eigen::ColMajor, Eigen::ColMajor>::run(n, m, k, b, ldb, a, lda, c, 1, ldc, alpha, ab_);
+  }
+  void atb_add(index_t m, index_t n, index_t k, T alpha, const T* a, index_t lda, const T* b,
+               index_t ldb, T* c, index_t ldc) {
+    if (k == 0) return;
+    // C^T (n x m) += B^T (n x k, column-major view) * A (k x m, row-major).
+    kernel<Eigen::ColMajor, Eigen::RowMajor>::run(n, m, k, b, ldb, a, lda, c, 1, ldc, alpha, atb_);
+  }
+
+ private:
+  tile_blocking<T> abt_, ab_, atb_;
+};
+
+/// Leading dimension of a gemm_ready view.
+template <class T, class S>
+index_t leading_dim(const matrix_view<T, S>& v) noexcept {
+  return v.rows() <= 1 ? (v.cols() > 0 ? v.cols() : 1) : v.row_stride();
 }
 
 /// Can this view go to Eigen without packing? (row-major with a non-negative row stride)
@@ -753,6 +851,45 @@ template <class T>
 void check_labels(const char* fn, const char* name, const label_span& l, index_t n) {
   CONTRASTIVE_CHECK(l.size == n, fn, ": '", name, "' has ", l.size, " labels, expected ", n,
                     " (one per row)");
+}
+
+/// The checks every two-tower loss makes on its inputs: non-null, non-empty, same shape,
+/// finite values, a valid temperature and tiles.
+template <class T>
+void check_pair_inputs(const char* fn, const matrix_view<const T>& a, const matrix_view<const T>& b,
+                       double temperature, index_t tile_rows, index_t tile_cols) {
+  check_matrix(fn, "a", a);
+  check_matrix(fn, "b", b);
+  check_temperature(fn, temperature);
+  check_tiles(fn, tile_rows, tile_cols);
+  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
+  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
+  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
+                    a.rows(), " (rows of 'a')");
+  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
+                    a.cols(), " (columns of 'a')");
+  check_finite(fn, "a", a);
+  check_finite(fn, "b", b);
+}
+
+/// The checks on the gradient outputs of a two-tower backward: shapes, writable strides, and no
+/// memory shared with the inputs or with each other.
+template <class T>
+void check_pair_gradients(const char* fn, const matrix_view<const T>& a,
+                          const matrix_view<const T>& b, const matrix_view<T>& ga,
+                          const matrix_view<T>& gb, double upstream) {
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  check_matrix(fn, "grad_a", ga);
+  check_matrix(fn, "grad_b", gb);
+  check_shape(fn, "grad_a", ga, a.rows(), a.cols(), "the shape of 'a'");
+  check_shape(fn, "grad_b", gb, b.rows(), b.cols(), "the shape of 'b'");
+  check_writable_layout(fn, "grad_a", ga);
+  check_writable_layout(fn, "grad_b", gb);
+  check_no_alias(fn, "grad_a", ga, "a", a);
+  check_no_alias(fn, "grad_a", ga, "b", b);
+  check_no_alias(fn, "grad_b", gb, "a", a);
+  check_no_alias(fn, "grad_b", gb, "b", b);
+  check_no_alias(fn, "grad_a", ga, "grad_b", gb);
 }
 
 /// Bytes to pack a view that Eigen cannot take in place (0 when it can).
@@ -1095,13 +1232,24 @@ CONTRASTIVE_NAMESPACE_END
 // X and Y are "virtual" matrices made of row segments (InfoNCE: X = A, Y = B; NT-Xent: X = Y =
 // [A; B], which is `self` mode: the diagonal is masked and only tiles J >= I are visited, each
 // serving the rows of I through its rows and the rows of J through its columns).
+//
+// Threads (OpenMP, when the target is built with it): row blocks I are visited in order; the
+// column blocks of one row block are cut into `sweep_chunks` fixed chunks that run in parallel.
+// Column statistics and dY_J have one writer per I and are merged in I order; row statistics and
+// dX_I get one partial per chunk, merged in chunk order. Chunks do not depend on the thread
+// count, so results are bitwise identical for any number of threads.
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <utility>
 #include <vector>
 
 #include <Eigen/Core>
+
+#if defined(_OPENMP)
+#  include <omp.h>
+#endif
 
 
 CONTRASTIVE_NAMESPACE_BEGIN
@@ -1141,6 +1289,10 @@ struct pairwise_problem {
   bool mask_diagonal = false;
   T scale = 1;  // lambda = 1 / temperature
   index_t tile_rows = 256, tile_cols = 256;
+  int threads = 1;  // resolved thread count (see resolve_threads)
+  // Optional logit cache (cached mode): one slot of tile_shape() per visited tile, written by
+  // the forward and read by the backward instead of recomputing the tile.
+  T* cache = nullptr;
   // Optional labels per virtual row: s_ij is a positive when label_x[i] == label_y[j] (i != j
   // in self mode). Without labels the targets are handled outside the sweep in O(N D).
   const std::int64_t* label_x = nullptr;
@@ -1185,13 +1337,6 @@ inline std::pair<index_t, index_t> tile_shape(index_t tile_rows, index_t tile_co
   return {lo(tile_rows, max_x_segment), lo(tile_cols, max_y_segment)};
 }
 
-/// Scratch for one sweep: the logit tile plus four tile-length vectors.
-template <class T>
-constexpr std::size_t pairwise_workspace_bytes(std::pair<index_t, index_t> tile) noexcept {
-  const auto tr = static_cast<std::size_t>(tile.first), tc = static_cast<std::size_t>(tile.second);
-  return array_bytes<T>(tr * tc) + 4 * array_bytes<T>(tc);
-}
-
 template <class T>
 std::pair<index_t, index_t> tile_shape(const pairwise_problem<T>& p) noexcept {
   index_t mx = 0, my = 0;
@@ -1200,34 +1345,101 @@ std::pair<index_t, index_t> tile_shape(const pairwise_problem<T>& p) noexcept {
   return tile_shape(p.tile_rows, p.tile_cols, p.self, mx, my);
 }
 
-template <class T>
-struct pairwise_scratch {
-  using tile_map = Eigen::Map<row_major_matrix<T>, Eigen::Aligned16, Eigen::OuterStride<>>;
-  using vec = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>, Eigen::Aligned16>;
-  T* tile;
-  T* v0;
-  T* v1;
-  T* v2;
-  T* v3;
-  index_t tile_cols;
+/// Fixed number of column chunks per row block (independent of the thread count).
+constexpr int sweep_chunks = 8;
 
-  pairwise_scratch(arena& ar, index_t tr, index_t tc)
-      : tile(ar.take<T>(static_cast<std::size_t>(tr * tc))),
-        v0(ar.take<T>(static_cast<std::size_t>(tc))),
-        v1(ar.take<T>(static_cast<std::size_t>(tc))),
-        v2(ar.take<T>(static_cast<std::size_t>(tc))),
-        v3(ar.take<T>(static_cast<std::size_t>(tc))),
-        tile_cols(tc) {}
+/// Threads a sweep uses: `requested` if > 0, else all OpenMP threads; 1 without OpenMP.
+inline int resolve_threads(int requested) noexcept {
+#if defined(_OPENMP)
+  const int avail = omp_get_max_threads();
+  return requested > 0 ? requested : (avail > 0 ? avail : 1);
+#else
+  (void)requested;
+  return 1;
+#endif
+}
 
-  tile_map logits(index_t r, index_t c) const noexcept {
-    return tile_map(tile, r, c, Eigen::OuterStride<>(tile_cols));
-  }
+/// Everything the scratch size of a sweep depends on.
+struct sweep_shape {
+  index_t tr = 0, tc = 0;  // largest tile
+  index_t d = 0;
+  int threads = 1;
 };
+
+/// Per-thread scratch: one logit tile, four tile-length vectors and the GEMM packing buffers.
+template <class T>
+std::size_t thread_scratch_bytes(const sweep_shape& s) {
+  return array_bytes<T>(static_cast<std::size_t>(s.tr * s.tc)) +
+         4 * array_bytes<T>(static_cast<std::size_t>(s.tc)) +
+         array_bytes<T>(tile_gemm<T>::elements(s.tr, s.tc, s.d));
+}
+
+template <class T>
+std::size_t pairwise_forward_bytes(const sweep_shape& s) {
+  const auto tr = static_cast<std::size_t>(s.tr);
+  return static_cast<std::size_t>(s.threads) * thread_scratch_bytes<T>(s) +
+         sweep_chunks * (array_bytes<online_softmax<double>>(tr) + array_bytes<double>(tr));
+}
+
+template <class T>
+std::size_t pairwise_backward_bytes(const sweep_shape& s) {
+  return static_cast<std::size_t>(s.threads) * thread_scratch_bytes<T>(s) +
+         sweep_chunks * array_bytes<T>(static_cast<std::size_t>(s.tr * s.d));
+}
+
+template <class T>
+sweep_shape sweep_shape_of(const pairwise_problem<T>& p) noexcept {
+  const auto t = tile_shape(p);
+  return sweep_shape{t.first, t.second, p.dim(), p.threads < 1 ? 1 : p.threads};
+}
+
+/// Number of tiles a sweep visits (the slots of the logit cache).
+inline std::size_t tile_count(index_t nx_blocks, index_t ny_blocks, bool self) noexcept {
+  const auto a = static_cast<std::size_t>(nx_blocks), b = static_cast<std::size_t>(ny_blocks);
+  return self ? a * (a + 1) / 2 : a * b;
+}
+
+/// Cache elements for an n_x x n_y problem of single segments (self: one segment of n_x rows
+/// split in two equal halves is bounded by the same count).
+inline std::size_t cache_elements(index_t tile_rows, index_t tile_cols, bool self, index_t nx,
+                                  index_t ny, index_t max_x_segment, index_t max_y_segment) noexcept {
+  const auto t = tile_shape(tile_rows, tile_cols, self, max_x_segment, max_y_segment);
+  auto blocks = [](index_t n, index_t seg, index_t tile) {
+    // Blocks never straddle segments: ceil per segment; equal segments of `seg` rows.
+    const index_t segs = seg > 0 ? (n + seg - 1) / seg : 0;
+    return segs * ((seg + tile - 1) / tile);
+  };
+  const index_t bx = blocks(nx, max_x_segment, t.first);
+  const index_t by = self ? bx : blocks(ny, max_y_segment, t.second);
+  return tile_count(bx, by, self) * static_cast<std::size_t>(t.first * t.second);
+}
+
+template <class T>
+using tile_map = Eigen::Map<row_major_matrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class T>
+using tile_vec = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>, Eigen::Aligned16>;
+
+template <class T>
+struct thread_scratch {
+  T* tile;
+  T* v[4];
+  tile_gemm<T> gemm;
+};
+
+template <class T>
+std::vector<thread_scratch<T>> carve_thread_scratch(arena& ar, const sweep_shape& s) {
+  std::vector<thread_scratch<T>> out(static_cast<std::size_t>(s.threads));
+  for (auto& t : out) {
+    t.tile = ar.take<T>(static_cast<std::size_t>(s.tr * s.tc));
+    for (auto& v : t.v) v = ar.take<T>(static_cast<std::size_t>(s.tc));
+    t.gemm = tile_gemm<T>(s.tr, s.tc, s.d, ar.take<T>(tile_gemm<T>::elements(s.tr, s.tc, s.d)));
+  }
+  return out;
+}
 
 /// The masked entries of tile (I, J): local (r, r + offset) for r in [first, last).
 struct tile_mask {
   index_t first = 0, last = 0, offset = 0;
-  bool any() const noexcept { return last > first; }
   /// Masked column of local row r, or -1.
   index_t col(index_t r) const noexcept { return r >= first && r < last ? r + offset : -1; }
 };
@@ -1246,15 +1458,61 @@ tile_mask diagonal_mask(const pairwise_problem<T>& p, const row_block& I, const 
   return m;
 }
 
-/// S_IJ = scale X_I Y_J^T into the scratch tile, with masked entries set to -inf.
+/// S_IJ = scale X_I Y_J^T into `s`, with masked entries set to -inf.
 template <class T>
 void compute_logits(const pairwise_problem<T>& p, const row_block& bi, const row_block& bj,
-                    const tile_mask& mask, const pairwise_scratch<T>& ws) {
-  auto s = ws.logits(bi.rows, bj.rows);
-  const auto xi = map_rows<T>(p.x[bi.segment].middle_rows(bi.first, bi.rows));
-  const auto yj = map_rows<T>(p.y[bj.segment].middle_rows(bj.first, bj.rows));
-  s.noalias() = p.scale * (xi * yj.transpose());
+                    const tile_mask& mask, tile_gemm<T>& gemm, tile_map<T>& s) {
+  const matrix_view<const T> xi = p.x[bi.segment].middle_rows(bi.first, bi.rows);
+  const matrix_view<const T> yj = p.y[bj.segment].middle_rows(bj.first, bj.rows);
+  gemm.abt(bi.rows, bj.rows, p.dim(), p.scale, xi.data(), leading_dim(xi), yj.data(),
+           leading_dim(yj), s.data(), s.outerStride());
   for (index_t r = mask.first; r < mask.last; ++r) s(r, r + mask.offset) = -infinity<T>();
+}
+
+/// The visiting order: row blocks in order; for each, its column blocks [lo, hi) cut into
+/// sweep_chunks contiguous chunks.
+struct sweep_plan {
+  std::vector<row_block> xb, yb;
+  bool self = false;
+  std::size_t first_col(std::size_t bi) const noexcept { return self ? bi : 0; }
+  std::size_t chunk_begin(std::size_t bi, int c) const noexcept {
+    const std::size_t lo = first_col(bi), n = yb.size() - lo;
+    return lo + n * static_cast<std::size_t>(c) / sweep_chunks;
+  }
+  /// Cache slot of tile (bi, bj).
+  std::size_t slot(std::size_t bi, std::size_t bj) const noexcept {
+    const std::size_t ny = yb.size();
+    return self ? bi * ny - bi * (bi - 1) / 2 + (bj - bi) : bi * ny + bj;
+  }
+};
+
+template <class T>
+sweep_plan make_plan(const pairwise_problem<T>& p) {
+  auto b = make_tiling(p);
+  sweep_plan plan;
+  plan.xb = std::move(b.first);
+  plan.yb = std::move(b.second);
+  plan.self = p.self;
+  return plan;
+}
+
+/// Runs body(chunk, thread) for every chunk of one row block, on p.threads threads.
+template <class Body>
+void for_each_chunk(int threads, Body&& body) {
+  (void)threads;
+#if defined(_OPENMP)
+  if (threads > 1) {
+#  pragma omp parallel num_threads(threads)
+    {
+      omp_set_num_threads(1);  // keep Eigen's GEMM single-threaded inside our threads
+      const int t = omp_get_thread_num();
+#  pragma omp for schedule(static, 1)
+      for (int c = 0; c < sweep_chunks; ++c) body(c, t);
+    }
+    return;
+  }
+#endif
+  for (int c = 0; c < sweep_chunks; ++c) body(c, 0);
 }
 
 /// Output of the forward sweep. `row`/`col` may be null (direction not needed); in self mode
@@ -1267,82 +1525,106 @@ struct pairwise_stats {
   double* col_target = nullptr;
 };
 
+/// Folds one logit tile into statistics: rows into row_part (this chunk's partial for block I),
+/// columns straight into out.col (one writer per column block and row block).
+template <class T>
+void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, const row_block& I,
+                  const row_block& J, const tile_mask& mask, bool diag, const tile_map<T>& s,
+                  const thread_scratch<T>& ws, online_softmax<double>* row_part,
+                  double* row_target_part) {
+  constexpr T lowest = std::numeric_limits<T>::lowest();
+  tile_vec<T> e(ws.v[0], J.rows);
+  if (out.row) {
+    for (index_t r = 0; r < I.rows; ++r) {
+      const auto sr = s.row(r).array();
+      const T m = sr.maxCoeff();
+      if (m == -infinity<T>()) continue;  // a 1-column tile whose entry is masked
+      e = (sr - m).exp();
+      // Eigen's vectorised exp clamps its argument, so exp(-inf) is tiny, not 0: zero the
+      // masked entry explicitly, and clamp its -inf so that 0 * s stays 0.
+      const index_t mc = mask.col(r);
+      if (mc >= 0) e(mc) = 0;
+      const T mom = mc >= 0 ? (e * sr.max(lowest)).sum() : (e * sr).sum();
+      online_softmax<double> t;
+      t.max = m;
+      t.sum = e.sum();
+      t.moment = mom;
+      row_part[r].merge(t);
+    }
+  }
+  if (out.col && !diag) {
+    tile_vec<T> cmax(ws.v[1], J.rows), csum(ws.v[2], J.rows), cmom(ws.v[3], J.rows);
+    cmax = s.row(0).array();
+    for (index_t r = 1; r < I.rows; ++r) cmax = cmax.max(s.row(r).array());
+    csum.setZero();
+    cmom.setZero();
+    for (index_t r = 0; r < I.rows; ++r) {
+      const auto sr = s.row(r).array();
+      e = (sr - cmax).exp();
+      const index_t mc = mask.col(r);
+      if (mc >= 0) {
+        e(mc) = 0;
+        csum += e;
+        cmom += e * sr.max(lowest);
+      } else {
+        csum += e;
+        cmom += e * sr;
+      }
+    }
+    for (index_t c = 0; c < J.rows; ++c) {
+      if (cmax(c) == -infinity<T>()) continue;  // a 1-row tile whose entry is masked
+      online_softmax<double> t;
+      t.max = cmax(c);
+      t.sum = csum(c);
+      t.moment = cmom(c);
+      out.col[J.global + c].merge(t);
+    }
+  }
+  if (p.label_x) {
+    for (index_t r = 0; r < I.rows; ++r) {
+      const std::int64_t li = p.label_x[I.global + r];
+      for (index_t c = 0; c < J.rows; ++c) {
+        if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
+        if (out.row_target) row_target_part[r] += s(r, c);
+        if (out.col_target && !diag) out.col_target[J.global + c] += s(r, c);
+      }
+    }
+  }
+}
+
 template <class T>
 void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out, arena& ar) {
   if (p.x_rows() == 0 || p.y_rows() == 0) return;
-  const auto blocks = make_tiling(p);
-  const auto& xb = blocks.first;
-  const auto& yb = blocks.second;
-  const auto shape = tile_shape(p);
-  pairwise_scratch<T> ws(ar, shape.first, shape.second);
-  constexpr T lowest = std::numeric_limits<T>::lowest();
+  const sweep_plan plan = make_plan(p);
+  const sweep_shape shape = sweep_shape_of(p);
+  auto scratch = carve_thread_scratch<T>(ar, shape);
+  auto* row_part = ar.take<online_softmax<double>>(sweep_chunks * static_cast<std::size_t>(shape.tr));
+  auto* target_part = ar.take<double>(sweep_chunks * static_cast<std::size_t>(shape.tr));
+  const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
 
-  for (std::size_t bi = 0; bi < xb.size(); ++bi) {
-    for (std::size_t bj = p.self ? bi : 0; bj < yb.size(); ++bj) {
-      const row_block& I = xb[bi];
-      const row_block& J = yb[bj];
-      const bool diag = p.self && bi == bj;  // serves its rows only (S_II is symmetric)
-      const tile_mask mask = diagonal_mask(p, I, J);
-      compute_logits(p, I, J, mask, ws);
-      const auto s = ws.logits(I.rows, J.rows);
-      typename pairwise_scratch<T>::vec e(ws.v0, J.rows);
-
-      if (out.row) {
-        for (index_t r = 0; r < I.rows; ++r) {
-          const auto sr = s.row(r).array();
-          const T m = sr.maxCoeff();
-          if (m == -infinity<T>()) continue;  // a 1-column tile whose entry is masked
-          e = (sr - m).exp();
-          // Eigen's vectorised exp clamps its argument, so exp(-inf) is tiny, not 0: zero the
-          // masked entry explicitly, and clamp its -inf so that 0 * s stays 0.
-          const index_t mc = mask.col(r);
-          if (mc >= 0) e(mc) = 0;
-          const T mom = mc >= 0 ? (e * sr.max(lowest)).sum() : (e * sr).sum();
-          online_softmax<double> t;
-          t.max = m;
-          t.sum = e.sum();
-          t.moment = mom;
-          out.row[I.global + r].merge(t);
-        }
+  for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
+    const row_block& I = plan.xb[bi];
+    for_each_chunk(p.threads, [&](int c, int t) {
+      online_softmax<double>* rp = row_part + static_cast<std::size_t>(c) * shape.tr;
+      double* tp = target_part + static_cast<std::size_t>(c) * shape.tr;
+      for (index_t r = 0; r < I.rows; ++r) {
+        rp[r] = online_softmax<double>();
+        tp[r] = 0;
       }
-      if (out.col && !diag) {
-        typename pairwise_scratch<T>::vec cmax(ws.v1, J.rows), csum(ws.v2, J.rows),
-            cmom(ws.v3, J.rows);
-        cmax = s.row(0).array();
-        for (index_t r = 1; r < I.rows; ++r) cmax = cmax.max(s.row(r).array());
-        csum.setZero();
-        cmom.setZero();
-        for (index_t r = 0; r < I.rows; ++r) {
-          const auto sr = s.row(r).array();
-          e = (sr - cmax).exp();
-          const index_t mc = mask.col(r);
-          if (mc >= 0) {
-            e(mc) = 0;
-            csum += e;
-            cmom += e * sr.max(lowest);
-          } else {
-            csum += e;
-            cmom += e * sr;
-          }
-        }
-        for (index_t c = 0; c < J.rows; ++c) {
-          if (cmax(c) == -infinity<T>()) continue;  // a 1-row tile whose entry is masked
-          online_softmax<double> t;
-          t.max = cmax(c);
-          t.sum = csum(c);
-          t.moment = cmom(c);
-          out.col[J.global + c].merge(t);
-        }
+      for (std::size_t bj = plan.chunk_begin(bi, c); bj < plan.chunk_begin(bi, c + 1); ++bj) {
+        const row_block& J = plan.yb[bj];
+        const tile_mask mask = diagonal_mask(p, I, J);
+        T* buf = p.cache ? p.cache + plan.slot(bi, bj) * slot_elems : scratch[t].tile;
+        tile_map<T> s(buf, I.rows, J.rows, Eigen::OuterStride<>(shape.tc));
+        compute_logits(p, I, J, mask, scratch[t].gemm, s);
+        forward_tile(p, out, I, J, mask, p.self && bi == bj, s, scratch[t], rp, tp);
       }
-      if (p.label_x) {
-        for (index_t r = 0; r < I.rows; ++r) {
-          const std::int64_t li = p.label_x[I.global + r];
-          for (index_t c = 0; c < J.rows; ++c) {
-            if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
-            if (out.row_target) out.row_target[I.global + r] += s(r, c);
-            if (out.col_target && !diag) out.col_target[J.global + c] += s(r, c);
-          }
-        }
+    });
+    for (int c = 0; c < sweep_chunks; ++c) {  // fixed merge order
+      if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) continue;
+      for (index_t r = 0; r < I.rows; ++r) {
+        if (out.row) out.row[I.global + r].merge(row_part[static_cast<std::size_t>(c) * shape.tr + r]);
+        if (out.row_target) out.row_target[I.global + r] += target_part[static_cast<std::size_t>(c) * shape.tr + r];
       }
     }
   }
@@ -1363,62 +1645,92 @@ struct pairwise_coefficients {
   const T* col_q = nullptr;
 };
 
+/// G for one tile, from the logits `s` into `g` (which may be the same memory).
+template <class T>
+void gradient_tile(const pairwise_problem<T>& p, const pairwise_coefficients<T>& k,
+                   const row_block& I, const row_block& J, const tile_mask& mask,
+                   const tile_map<T>& s, tile_map<T>& g) {
+  using cvec = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
+  const bool has_row = k.row_w != nullptr, has_col = k.col_w != nullptr;
+  for (index_t r = 0; r < I.rows; ++r) {
+    const auto sr = s.row(r).array();
+    auto gr = g.row(r).array();
+    const T wr = has_row ? k.row_w[I.global + r] : T(0);
+    const T lr = has_row ? k.row_lse[I.global + r] : T(0);
+    if (has_col) {
+      const cvec wc(k.col_w + J.global, J.rows), lc(k.col_lse + J.global, J.rows);
+      if (has_row)
+        gr = wr * (sr - lr).exp() + wc * (sr - lc).exp();
+      else
+        gr = wc * (sr - lc).exp();
+    } else {
+      gr = wr * (sr - lr).exp();
+    }
+  }
+  // exp(-inf) is not exactly 0 in Eigen's exp.
+  for (index_t r = mask.first; r < mask.last; ++r) g(r, r + mask.offset) = 0;
+  if (p.label_x) {
+    for (index_t r = 0; r < I.rows; ++r) {
+      const std::int64_t li = p.label_x[I.global + r];
+      const T qr = k.row_q ? k.row_q[I.global + r] : T(0);
+      for (index_t c = 0; c < J.rows; ++c) {
+        if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
+        g(r, c) -= qr + (k.col_q ? k.col_q[J.global + c] : T(0));
+      }
+    }
+  }
+}
+
 /// Adds scale * G Y into the segments of dX and scale * G^T X into those of dY (in self mode
-/// dY == dX and G is symmetrised on the fly). The outputs must be gemm_ready.
+/// dY == dX and G is symmetrised on the fly). The outputs must be gemm_ready. With p.cache set,
+/// the tiles written by pairwise_forward are read instead of recomputed.
 template <class T>
 void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients<T>& k,
                        const matrix_view<T>* dx, const matrix_view<T>* dy, arena& ar) {
   if (p.x_rows() == 0 || p.y_rows() == 0) return;
-  const auto blocks = make_tiling(p);
-  const auto& xb = blocks.first;
-  const auto& yb = blocks.second;
-  const auto shape = tile_shape(p);
-  pairwise_scratch<T> ws(ar, shape.first, shape.second);
-  using cvec = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
+  const sweep_plan plan = make_plan(p);
+  const sweep_shape shape = sweep_shape_of(p);
+  auto scratch = carve_thread_scratch<T>(ar, shape);
+  T* dx_part = ar.take<T>(sweep_chunks * static_cast<std::size_t>(shape.tr * shape.d));
+  const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
+  const index_t d = shape.d;
 
-  for (std::size_t bi = 0; bi < xb.size(); ++bi) {
-    for (std::size_t bj = p.self ? bi : 0; bj < yb.size(); ++bj) {
-      const row_block& I = xb[bi];
-      const row_block& J = yb[bj];
-      const bool diag = p.self && bi == bj;
-      const tile_mask mask = diagonal_mask(p, I, J);
-      compute_logits(p, I, J, mask, ws);
-      auto g = ws.logits(I.rows, J.rows);  // overwritten in place by G
-      const bool has_row = k.row_w != nullptr, has_col = k.col_w != nullptr;
-      for (index_t r = 0; r < I.rows; ++r) {
-        auto gr = g.row(r).array();
-        const T wr = has_row ? k.row_w[I.global + r] : T(0);
-        const T lr = has_row ? k.row_lse[I.global + r] : T(0);
-        if (has_col) {
-          const cvec wc(k.col_w + J.global, J.rows), lc(k.col_lse + J.global, J.rows);
-          if (has_row)
-            gr = wr * (gr - lr).exp() + wc * (gr - lc).exp();
-          else
-            gr = wc * (gr - lc).exp();
+  for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
+    const row_block& I = plan.xb[bi];
+    const matrix_view<const T> xi = p.x[I.segment].middle_rows(I.first, I.rows);
+    for_each_chunk(p.threads, [&](int c, int t) {
+      if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) return;
+      T* part = dx_part + static_cast<std::size_t>(c) * shape.tr * d;
+      std::fill(part, part + I.rows * d, T(0));
+      tile_gemm<T>& gemm = scratch[t].gemm;
+      for (std::size_t bj = plan.chunk_begin(bi, c); bj < plan.chunk_begin(bi, c + 1); ++bj) {
+        const row_block& J = plan.yb[bj];
+        const bool diag = p.self && bi == bj;
+        const tile_mask mask = diagonal_mask(p, I, J);
+        tile_map<T> g(scratch[t].tile, I.rows, J.rows, Eigen::OuterStride<>(shape.tc));
+        if (p.cache) {
+          const tile_map<T> s(p.cache + plan.slot(bi, bj) * slot_elems, I.rows, J.rows,
+                              Eigen::OuterStride<>(shape.tc));
+          gradient_tile(p, k, I, J, mask, s, g);
         } else {
-          gr = wr * (gr - lr).exp();
+          compute_logits(p, I, J, mask, gemm, g);
+          gradient_tile(p, k, I, J, mask, g, g);  // in place: coefficient-wise
+        }
+        const matrix_view<const T> yj = p.y[J.segment].middle_rows(J.first, J.rows);
+        gemm.ab_add(I.rows, d, J.rows, p.scale, g.data(), g.outerStride(), yj.data(),
+                    leading_dim(yj), part, d);
+        if (!diag) {
+          const matrix_view<T> dyj = dy[J.segment].middle_rows(J.first, J.rows);
+          gemm.atb_add(J.rows, d, I.rows, p.scale, g.data(), g.outerStride(), xi.data(),
+                       leading_dim(xi), dyj.data(), leading_dim(dyj));
         }
       }
-      // exp(-inf) is not exactly 0 in Eigen's exp.
-      for (index_t r = mask.first; r < mask.last; ++r) g(r, r + mask.offset) = 0;
-      if (p.label_x) {
-        for (index_t r = 0; r < I.rows; ++r) {
-          const std::int64_t li = p.label_x[I.global + r];
-          const T qr = k.row_q ? k.row_q[I.global + r] : T(0);
-          for (index_t c = 0; c < J.rows; ++c) {
-            if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
-            g(r, c) -= qr + (k.col_q ? k.col_q[J.global + c] : T(0));
-          }
-        }
-      }
-      const auto xi = map_rows<T>(p.x[I.segment].middle_rows(I.first, I.rows));
-      const auto yj = map_rows<T>(p.y[J.segment].middle_rows(J.first, J.rows));
-      auto dxi = map_rows_mut<T>(dx[I.segment].middle_rows(I.first, I.rows));
-      dxi.noalias() += p.scale * (g * yj);
-      if (!diag) {
-        auto dyj = map_rows_mut<T>(dy[J.segment].middle_rows(J.first, J.rows));
-        dyj.noalias() += p.scale * (g.transpose() * xi);
-      }
+    });
+    auto dxi = map_rows_mut<T>(dx[I.segment].middle_rows(I.first, I.rows));
+    for (int c = 0; c < sweep_chunks; ++c) {  // fixed reduction order
+      if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) continue;
+      dxi += row_map<T>(dx_part + static_cast<std::size_t>(c) * shape.tr * d, I.rows, d,
+                        Eigen::OuterStride<>(d));
     }
   }
 }
@@ -1443,6 +1755,12 @@ struct info_nce_options {
   index_t tile_rows = 256;
   index_t tile_cols = 256;
   bool accumulate = false;  // backward adds into the gradients instead of overwriting them
+  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
+  // Cached mode: the forward keeps every logit tile in the caller's workspace (sized by the
+  // workspace query with this option set, about N^2 elements) and a backward given the same
+  // workspace reads them instead of recomputing. forward_backward allocates it when no
+  // workspace is given. Inputs must not change between the two calls.
+  bool cache_logits = false;
 };
 
 /// What the forward keeps for the backward: O(N) statistics, never an N x N matrix.
@@ -1461,6 +1779,7 @@ struct info_nce_saved {
   bool symmetric = true;
   bool labelled = false;
   loss_reduction reduction = loss_reduction::mean;
+  const void* logit_cache = nullptr;  // the workspace holding the cached tiles (cached mode)
 
   temperature_gradient temperature_grad() const noexcept {
     return temperature_gradient::from_log_scale(grad_log_scale, temperature);
@@ -1475,25 +1794,14 @@ constexpr const char* info_nce_bwd_name = "info_nce_backward";
 template <class T>
 void info_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
                            const matrix_view<const T>& b, const info_nce_options& o) {
-  check_matrix(fn, "a", a);
-  check_matrix(fn, "b", b);
-  check_temperature(fn, o.temperature);
   check_smoothing(fn, o.label_smoothing);
-  check_tiles(fn, o.tile_rows, o.tile_cols);
-  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
-  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
-                    a.rows(), " (rows of 'a')");
-  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
-                    a.cols(), " (columns of 'a')");
   CONTRASTIVE_CHECK(o.labels_a.empty() == o.labels_b.empty(), fn,
                     ": give both 'labels_a' and 'labels_b' or neither");
+  check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
   if (!o.labels_a.empty()) {
     check_labels<T>(fn, "labels_a", o.labels_a, a.rows());
     check_labels<T>(fn, "labels_b", o.labels_b, b.rows());
   }
-  check_finite(fn, "a", a);
-  check_finite(fn, "b", b);
 }
 
 /// Carves (or, with size_counter, sizes) the forward's scratch in one fixed order.
@@ -1542,17 +1850,24 @@ struct info_nce_backward_buffers {
 };
 
 template <class T>
-std::pair<index_t, index_t> info_nce_tile(index_t n, const info_nce_options& o) noexcept {
-  return tile_shape(o.tile_rows, o.tile_cols, false, n, n);
+sweep_shape info_nce_sweep(index_t n, index_t d, const info_nce_options& o) noexcept {
+  const auto t = tile_shape(o.tile_rows, o.tile_cols, false, n, n);
+  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
 }
 
 template <class T>
-std::size_t info_nce_forward_bytes(index_t n, const info_nce_options& o, std::size_t packing) {
+std::size_t info_nce_cache_bytes(index_t n, const info_nce_options& o) noexcept {
+  return o.cache_logits ? array_bytes<T>(cache_elements(o.tile_rows, o.tile_cols, false, n, n, n, n)) : 0;
+}
+
+template <class T>
+std::size_t info_nce_forward_bytes(index_t n, index_t d, const info_nce_options& o,
+                                   std::size_t packing) {
   size_counter c;
   const info_nce_forward_buffers<T, size_counter> sized(c, n, o.symmetric, !o.labels_a.empty());
   (void)sized;
-  return c.bytes + packing + pairwise_workspace_bytes<T>(info_nce_tile<T>(n, o)) +
-         workspace_alignment;
+  return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
+         pairwise_forward_bytes<T>(info_nce_sweep<T>(n, d, o)) + workspace_alignment;
 }
 
 template <class T>
@@ -1562,8 +1877,8 @@ std::size_t info_nce_backward_bytes(index_t n, index_t d, const info_nce_options
   const info_nce_backward_buffers<T, size_counter> sized(c, n, d, o.symmetric,
                                                          !o.labels_a.empty(), o.label_smoothing > 0);
   (void)sized;
-  return c.bytes + packing + pairwise_workspace_bytes<T>(info_nce_tile<T>(n, o)) +
-         workspace_alignment;
+  return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
+         pairwise_backward_bytes<T>(info_nce_sweep<T>(n, d, o)) + workspace_alignment;
 }
 
 template <class T>
@@ -1587,17 +1902,22 @@ struct direction_sums {
 template <class T>
 info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
                                         const matrix_view<const T>& b_in,
-                                        const info_nce_options& o, workspace ws) {
+                                        const info_nce_options& o_in, workspace ws) {
   const char* fn = info_nce_fwd_name;
-  info_nce_check_inputs(fn, a_in, b_in, o);
+  info_nce_check_inputs(fn, a_in, b_in, o_in);
+  info_nce_options o = o_in;
+  o.cache_logits = o.cache_logits && ws.data != nullptr;  // a cache must outlive the call
   const index_t n = a_in.rows(), d = a_in.cols();
   const bool sym = o.symmetric, labelled = !o.labels_a.empty();
   const double eps = o.label_smoothing;
   const double lambda_d = 1.0 / o.temperature;
 
-  arena ar(ws, info_nce_forward_bytes<T>(n, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+  arena ar(ws, info_nce_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
                    workspace_alignment,
            fn);
+  // The cache comes first, so that the backward finds it at the same place.
+  T* cache = o.cache_logits ? ar.take<T>(info_nce_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
+  const bool keep_cache = cache != nullptr && ws.data != nullptr;
   const matrix_view<const T> a = gemm_input(a_in, ar);
   const matrix_view<const T> b = gemm_input(b_in, ar);
   info_nce_forward_buffers<T, arena> buf(ar, n, sym, labelled);
@@ -1618,6 +1938,8 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
   p.scale = static_cast<T>(lambda_d);
   p.tile_rows = o.tile_rows;
   p.tile_cols = o.tile_cols;
+  p.threads = resolve_threads(o.num_threads);
+  p.cache = keep_cache ? cache : nullptr;
   if (labelled) {
     p.label_x = o.labels_a.data;
     p.label_y = o.labels_b.data;
@@ -1637,6 +1959,7 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
   saved.symmetric = sym;
   saved.labelled = labelled;
   saved.reduction = o.reduction;
+  saved.logit_cache = keep_cache ? ws.data : nullptr;
   if (labelled) {
     saved.row_positives.resize(static_cast<std::size_t>(n));
     count_matches(o.labels_a, o.labels_b, saved.row_positives.data(), buf.sort_scratch);
@@ -1697,7 +2020,6 @@ void info_nce_check_backward(const char* fn, const matrix_view<const T>& a,
                              const matrix_view<T>& ga, const matrix_view<T>& gb,
                              const info_nce_options& o, double upstream) {
   info_nce_check_inputs(fn, a, b, o);
-  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
   CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
                     saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
   CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
@@ -1707,17 +2029,7 @@ void info_nce_check_backward(const char* fn, const matrix_view<const T>& a,
                     ", symmetric ", saved.symmetric, ", label_smoothing ", saved.label_smoothing,
                     ") than these (temperature ", o.temperature, ", symmetric ", o.symmetric,
                     ", label_smoothing ", o.label_smoothing, ")");
-  check_matrix(fn, "grad_a", ga);
-  check_matrix(fn, "grad_b", gb);
-  check_shape(fn, "grad_a", ga, a.rows(), a.cols(), "the shape of 'a'");
-  check_shape(fn, "grad_b", gb, b.rows(), b.cols(), "the shape of 'b'");
-  check_writable_layout(fn, "grad_a", ga);
-  check_writable_layout(fn, "grad_b", gb);
-  check_no_alias(fn, "grad_a", ga, "a", a);
-  check_no_alias(fn, "grad_a", ga, "b", b);
-  check_no_alias(fn, "grad_b", gb, "a", a);
-  check_no_alias(fn, "grad_b", gb, "b", b);
-  check_no_alias(fn, "grad_a", ga, "grad_b", gb);
+  check_pair_gradients(fn, a, b, ga, gb, upstream);
 }
 
 template <class T>
@@ -1726,10 +2038,12 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
                                             const info_nce_saved<T>& saved,
                                             const matrix_view<T>& grad_a,
                                             const matrix_view<T>& grad_b,
-                                            const info_nce_options& o, double upstream,
+                                            const info_nce_options& o_in, double upstream,
                                             workspace ws) {
   const char* fn = info_nce_bwd_name;
-  info_nce_check_backward(fn, a_in, b_in, saved, grad_a, grad_b, o, upstream);
+  info_nce_check_backward(fn, a_in, b_in, saved, grad_a, grad_b, o_in, upstream);
+  info_nce_options o = o_in;
+  o.cache_logits = o.cache_logits && ws.data != nullptr;
   const index_t n = a_in.rows(), d = a_in.cols();
   const bool sym = o.symmetric, labelled = saved.labelled;
   const double eps = o.label_smoothing;
@@ -1737,6 +2051,8 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
   const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) +
                               packing_bytes(grad_a) + packing_bytes(grad_b);
   arena ar(ws, info_nce_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
+  T* cache = o.cache_logits ? ar.take<T>(info_nce_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
+  const bool use_cache = cache != nullptr && saved.logit_cache != nullptr && saved.logit_cache == ws.data;
   const matrix_view<const T> a = gemm_input(a_in, ar);
   const matrix_view<const T> b = gemm_input(b_in, ar);
   const gemm_output<T> ga(grad_a, o.accumulate, ar);
@@ -1772,6 +2088,8 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
   p.scale = static_cast<T>(lambda_d);
   p.tile_rows = o.tile_rows;
   p.tile_cols = o.tile_cols;
+  p.threads = resolve_threads(o.num_threads);
+  p.cache = use_cache ? cache : nullptr;
   if (labelled) {
     p.label_x = o.labels_a.data;
     p.label_y = o.labels_b.data;
@@ -1830,7 +2148,7 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
 /// this much as `workspace` to make the call allocation-free (besides `saved`).
 template <class T>
 std::size_t info_nce_workspace_bytes(index_t n, index_t d, const info_nce_options& o = {}) {
-  const std::size_t f = detail::info_nce_forward_bytes<T>(n, o, 0);
+  const std::size_t f = detail::info_nce_forward_bytes<T>(n, d, o, 0);
   const std::size_t b = detail::info_nce_backward_bytes<T>(n, d, o, 0);
   return f > b ? f : b;
 }
@@ -1843,7 +2161,7 @@ std::size_t info_nce_workspace_bytes(const A& a, const B& b, const info_nce_opti
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
   const std::size_t pack = detail::packing_bytes(va) + detail::packing_bytes(vb);
-  const std::size_t f = detail::info_nce_forward_bytes<T>(va.rows(), o, pack);
+  const std::size_t f = detail::info_nce_forward_bytes<T>(va.rows(), va.cols(), o, pack);
   // Gradients are assumed row-major; non-row-major gradients add 2 N D elements.
   const std::size_t bw = detail::info_nce_backward_bytes<T>(va.rows(), va.cols(), o, pack);
   return f > bw ? f : bw;
@@ -1888,6 +2206,12 @@ auto info_nce_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                                const info_nce_options& o = {},
                                temperature_gradient* temperature_grad = nullptr,
                                workspace ws = {}) {
+  std::vector<unsigned char> own;  // cached mode needs one workspace shared by both passes
+  if (o.cache_logits && ws.data == nullptr) {
+    own.resize(info_nce_workspace_bytes(a, b, o) + detail::packing_bytes(as_view(grad_a)) +
+               detail::packing_bytes(as_view(grad_b)));
+    ws = workspace{own.data(), own.size()};
+  }
   const auto saved = info_nce_forward(a, b, o, ws);
   const temperature_gradient tg =
       info_nce_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
@@ -1927,6 +2251,8 @@ struct nt_xent_options {
   index_t tile_rows = 256;  // NT-Xent tiles are square: min(tile_rows, tile_cols)
   index_t tile_cols = 256;
   bool accumulate = false;
+  int num_threads = 0;        // 0: all OpenMP threads; results do not depend on it
+  bool cache_logits = false;  // cached mode, as in info_nce_options (about 2 N^2 elements)
 };
 
 template <class T>
@@ -1940,6 +2266,7 @@ struct nt_xent_saved {
   double label_smoothing = 0;
   bool labelled = false;
   loss_reduction reduction = loss_reduction::mean;
+  const void* logit_cache = nullptr;  // the workspace holding the cached tiles (cached mode)
 
   temperature_gradient temperature_grad() const noexcept {
     return temperature_gradient::from_log_scale(grad_log_scale, temperature);
@@ -1954,20 +2281,9 @@ constexpr const char* nt_xent_bwd_name = "nt_xent_backward";
 template <class T>
 void nt_xent_check_inputs(const char* fn, const matrix_view<const T>& a,
                           const matrix_view<const T>& b, const nt_xent_options& o) {
-  check_matrix(fn, "a", a);
-  check_matrix(fn, "b", b);
-  check_temperature(fn, o.temperature);
   check_smoothing(fn, o.label_smoothing);
-  check_tiles(fn, o.tile_rows, o.tile_cols);
-  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
-  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
-                    a.rows(), " (rows of 'a': one second view per sample)");
-  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
-                    a.cols(), " (columns of 'a')");
+  check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
   if (!o.labels.empty()) check_labels<T>(fn, "labels", o.labels, a.rows());
-  check_finite(fn, "a", a);
-  check_finite(fn, "b", b);
 }
 
 template <class T, class Alloc>
@@ -2009,13 +2325,26 @@ struct nt_xent_backward_buffers {
 };
 
 template <class T>
-std::size_t nt_xent_forward_bytes(index_t n, const nt_xent_options& o, std::size_t packing) {
+sweep_shape nt_xent_sweep(index_t n, index_t d, const nt_xent_options& o) noexcept {
+  const auto t = tile_shape(o.tile_rows, o.tile_cols, true, n, n);
+  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
+}
+
+template <class T>
+std::size_t nt_xent_cache_bytes(index_t n, const nt_xent_options& o) noexcept {
+  return o.cache_logits
+             ? array_bytes<T>(cache_elements(o.tile_rows, o.tile_cols, true, 2 * n, 2 * n, n, n))
+             : 0;
+}
+
+template <class T>
+std::size_t nt_xent_forward_bytes(index_t n, index_t d, const nt_xent_options& o,
+                                  std::size_t packing) {
   size_counter c;
   const nt_xent_forward_buffers<T, size_counter> sized(c, n, !o.labels.empty());
   (void)sized;
-  return c.bytes + packing +
-         pairwise_workspace_bytes<T>(tile_shape(o.tile_rows, o.tile_cols, true, n, n)) +
-         workspace_alignment;
+  return nt_xent_cache_bytes<T>(n, o) + c.bytes + packing +
+         pairwise_forward_bytes<T>(nt_xent_sweep<T>(n, d, o)) + workspace_alignment;
 }
 
 template <class T>
@@ -2025,9 +2354,8 @@ std::size_t nt_xent_backward_bytes(index_t n, index_t d, const nt_xent_options& 
   const nt_xent_backward_buffers<T, size_counter> sized(c, n, d, !o.labels.empty(),
                                                         o.label_smoothing > 0);
   (void)sized;
-  return c.bytes + packing +
-         pairwise_workspace_bytes<T>(tile_shape(o.tile_rows, o.tile_cols, true, n, n)) +
-         workspace_alignment;
+  return nt_xent_cache_bytes<T>(n, o) + c.bytes + packing +
+         pairwise_backward_bytes<T>(nt_xent_sweep<T>(n, d, o)) + workspace_alignment;
 }
 
 /// Views of Z = [a; b] row by row.
@@ -2047,7 +2375,7 @@ void nt_xent_labels(const label_span& y, index_t n, std::int64_t* out) {
 
 template <class T>
 pairwise_problem<T> nt_xent_problem(const matrix_view<const T>* segments, const nt_xent_options& o,
-                                    const std::int64_t* labels) {
+                                    const std::int64_t* labels, T* cache) {
   pairwise_problem<T> p;
   p.x = segments;
   p.x_segments = 2;
@@ -2057,6 +2385,8 @@ pairwise_problem<T> nt_xent_problem(const matrix_view<const T>* segments, const 
   p.scale = static_cast<T>(1.0 / o.temperature);
   p.tile_rows = o.tile_rows;
   p.tile_cols = o.tile_cols;
+  p.threads = resolve_threads(o.num_threads);
+  p.cache = cache;
   p.label_x = labels;
   p.label_y = labels;
   return p;
@@ -2064,18 +2394,21 @@ pairwise_problem<T> nt_xent_problem(const matrix_view<const T>* segments, const 
 
 template <class T>
 nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
-                                      const matrix_view<const T>& b_in, const nt_xent_options& o,
-                                      workspace ws) {
+                                      const matrix_view<const T>& b_in,
+                                      const nt_xent_options& o_in, workspace ws) {
   const char* fn = nt_xent_fwd_name;
-  nt_xent_check_inputs(fn, a_in, b_in, o);
+  nt_xent_check_inputs(fn, a_in, b_in, o_in);
+  nt_xent_options o = o_in;
+  o.cache_logits = o.cache_logits && ws.data != nullptr;  // a cache must outlive the call
   const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
   const bool labelled = !o.labels.empty();
   const double eps = o.label_smoothing;
   const double lambda_d = 1.0 / o.temperature;
 
-  arena ar(ws, nt_xent_forward_bytes<T>(n, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+  arena ar(ws, nt_xent_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
                    workspace_alignment,
            fn);
+  T* cache = o.cache_logits ? ar.take<T>(nt_xent_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
   const matrix_view<const T> seg[2] = {gemm_input(a_in, ar), gemm_input(b_in, ar)};
   const stacked_rows<T> z{seg[0], seg[1]};
   nt_xent_forward_buffers<T, arena> buf(ar, n, labelled);
@@ -2085,7 +2418,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   }
   if (labelled) nt_xent_labels<T>(o.labels, n, buf.labels);
 
-  const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels);
+  const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels, cache);
   pairwise_stats<T> st;
   st.row = buf.stats;
   st.col = buf.stats;  // the same anchors: S is symmetric
@@ -2100,6 +2433,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   saved.label_smoothing = eps;
   saved.labelled = labelled;
   saved.reduction = o.reduction;
+  saved.logit_cache = cache ? ws.data : nullptr;
   if (labelled) {
     saved.positives.resize(static_cast<std::size_t>(n2));
     const label_span zl(buf.labels, n2);
@@ -2146,11 +2480,12 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
                                            const nt_xent_saved<T>& saved,
                                            const matrix_view<T>& grad_a,
                                            const matrix_view<T>& grad_b,
-                                           const nt_xent_options& o, double upstream,
+                                           const nt_xent_options& o_in, double upstream,
                                            workspace ws) {
   const char* fn = nt_xent_bwd_name;
-  nt_xent_check_inputs(fn, a_in, b_in, o);
-  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  nt_xent_check_inputs(fn, a_in, b_in, o_in);
+  nt_xent_options o = o_in;
+  o.cache_logits = o.cache_logits && ws.data != nullptr;
   CONTRASTIVE_CHECK(saved.n == a_in.rows() && saved.d == a_in.cols(), fn,
                     ": 'saved' belongs to a ", saved.n, " x ", saved.d, " batch, the inputs are ",
                     a_in.rows(), " x ", a_in.cols());
@@ -2161,17 +2496,7 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
                     saved.temperature, ", label_smoothing ", saved.label_smoothing,
                     ") than these (temperature ", o.temperature, ", label_smoothing ",
                     o.label_smoothing, ")");
-  check_matrix(fn, "grad_a", grad_a);
-  check_matrix(fn, "grad_b", grad_b);
-  check_shape(fn, "grad_a", grad_a, a_in.rows(), a_in.cols(), "the shape of 'a'");
-  check_shape(fn, "grad_b", grad_b, b_in.rows(), b_in.cols(), "the shape of 'b'");
-  check_writable_layout(fn, "grad_a", grad_a);
-  check_writable_layout(fn, "grad_b", grad_b);
-  check_no_alias(fn, "grad_a", grad_a, "a", a_in);
-  check_no_alias(fn, "grad_a", grad_a, "b", b_in);
-  check_no_alias(fn, "grad_b", grad_b, "a", a_in);
-  check_no_alias(fn, "grad_b", grad_b, "b", b_in);
-  check_no_alias(fn, "grad_a", grad_a, "grad_b", grad_b);
+  check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
 
   const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
   const bool labelled = saved.labelled;
@@ -2180,6 +2505,8 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
   const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) +
                               packing_bytes(grad_a) + packing_bytes(grad_b);
   arena ar(ws, nt_xent_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
+  T* cache = o.cache_logits ? ar.take<T>(nt_xent_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
+  const bool use_cache = cache != nullptr && saved.logit_cache == ws.data;
   const matrix_view<const T> seg[2] = {gemm_input(a_in, ar), gemm_input(b_in, ar)};
   const stacked_rows<T> z{seg[0], seg[1]};
   const gemm_output<T> ga(grad_a, o.accumulate, ar);
@@ -2194,7 +2521,7 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
   }
   if (labelled) nt_xent_labels<T>(o.labels, n, buf.labels);
 
-  const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels);
+  const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels, use_cache ? cache : nullptr);
   pairwise_coefficients<T> k;
   k.row_w = k.col_w = buf.w;
   k.row_lse = k.col_lse = buf.lse;
@@ -2244,7 +2571,7 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
 /// Scratch bytes for row-major N x D views (see info_nce_workspace_bytes).
 template <class T>
 std::size_t nt_xent_workspace_bytes(index_t n, index_t d, const nt_xent_options& o = {}) {
-  const std::size_t f = detail::nt_xent_forward_bytes<T>(n, o, 0);
+  const std::size_t f = detail::nt_xent_forward_bytes<T>(n, d, o, 0);
   const std::size_t b = detail::nt_xent_backward_bytes<T>(n, d, o, 0);
   return f > b ? f : b;
 }
@@ -2283,6 +2610,15 @@ auto nt_xent_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                               const nt_xent_options& o = {},
                               temperature_gradient* temperature_grad = nullptr,
                               workspace ws = {}) {
+  std::vector<unsigned char> own;  // cached mode needs one workspace shared by both passes
+  if (o.cache_logits && ws.data == nullptr) {
+    const auto va = detail::input_view(a);
+    using T = typename decltype(va)::value_type;
+    own.resize(nt_xent_workspace_bytes<T>(va.rows(), va.cols(), o) + detail::packing_bytes(va) +
+               detail::packing_bytes(detail::input_view(b)) +
+               detail::packing_bytes(as_view(grad_a)) + detail::packing_bytes(as_view(grad_b)));
+    ws = workspace{own.data(), own.size()};
+  }
   const auto saved = nt_xent_forward(a, b, o, ws);
   const temperature_gradient tg =
       nt_xent_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
@@ -2294,6 +2630,915 @@ CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_LOSSES_NT_XENT_HPP
 // ---- end contrastive/losses/nt_xent.hpp ----
+// ---- begin contrastive/losses/feature_separation.hpp ----
+#ifndef CONTRASTIVE_LOSSES_FEATURE_SEPARATION_HPP
+#define CONTRASTIVE_LOSSES_FEATURE_SEPARATION_HPP
+
+// Deep feature separation (Jiang et al., "Understanding and Constructing Latent Modality
+// Structures in Multi-modal Representation Learning", CVPR 2023; shared/spec/losses.md 4.1):
+//
+//   L_Sep = w_o L_Ortho + w_c L^i_Con + w_u L^i_Uni     (weights 1, 1, 1 by default)
+//
+// Inputs (N x D each, row j = pair j): v, u the shared (aligned) image and text features;
+// vi, ui the "independent" features of an extra head of width D; via, uia the independent
+// features of the augmented views.
+//
+// - Orthogonality:  L_Ortho = (1/N) sum_j (<v_j, vi_j>^2 + <u_j, ui_j>^2).
+// - In-modal contrastive: L^i_Con = InfoNCE(vi, via) + InfoNCE(ui, uia), one-direction InfoNCE
+//   (mean reduction) computed by info_nce_forward / info_nce_backward, with the temperature
+//   shared with the base loss L_Con. Reading chosen (the printed numerator <z^i_Vj, z^i_Vj> is
+//   identically 1): the positive of vi_j is the augmented view's via_j and the candidates are
+//   the rows of via, mirroring L_Con.
+// - Uniformity, G_t(x, y) = exp(-t ||x - y||^2), t = 2 (the paper's value):
+//   * literal (default, the paper's text): log((1/N) sum_{j,k} [G_t(vi_j, vi_k) + G_t(ui_j, ui_k)]),
+//     j = k included, one log over both modalities;
+//   * wang_isola (option, after Wang & Isola 2020): per modality log((1/(N(N-1))) sum_{j != k} G_t),
+//     the two logs summed (needs N >= 2).
+//   ||x - y||^2 = ||x||^2 + ||y||^2 - 2<x, y> from tiled Gram products: the N x N kernel matrix
+//   is never stored (tiles of tile_rows x tile_cols, per-row log-sum-exp statistics in double).
+//
+// Each term has its own forward / backward / forward_backward and the combined loss takes the
+// weights. Backward writes (or, with `accumulate`, adds) upstream * the gradients; the combined
+// backward writes all six gradients (those a term does not touch get only the other terms).
+// The temperature gradient of L^i_Con is returned as contrastive::temperature_gradient.
+//
+// Inputs are used as given (normalise them with l2_normalize); a zero-norm row or a non-finite
+// value is contrastive::invalid_argument. Threads: OpenMP over row tiles of the uniformity term
+// (InfoNCE uses its own); results never depend on the thread count.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+// ---- begin contrastive/core/modal_common.hpp ----
+#ifndef CONTRASTIVE_CORE_MODAL_COMMON_HPP
+#define CONTRASTIVE_CORE_MODAL_COMMON_HPP
+
+// Pieces shared by the modality-structure regularisers (shared/spec/losses.md section 4): the
+// row check (every value finite, no row of zero norm) and the OpenMP thread count. A zero-norm
+// row is bad input for these losses (their inputs are meant to be L2-normalised embeddings).
+
+#include <cmath>
+
+#if defined(_OPENMP)
+#  include <omp.h>
+#endif
+
+
+CONTRASTIVE_NAMESPACE_BEGIN
+namespace detail {
+
+/// Squared L2 norm of row i, accumulated in double.
+template <class T>
+double row_squared_norm(const matrix_view<const T>& x, index_t i) noexcept {
+  const T* r = x.row_ptr(i);
+  const index_t cs = x.col_stride();
+  double s = 0;
+  if (cs == 1) {
+    for (index_t k = 0; k < x.cols(); ++k) s += double(r[k]) * double(r[k]);
+  } else {
+    for (index_t k = 0; k < x.cols(); ++k) s += double(r[k * cs]) * double(r[k * cs]);
+  }
+  return s;
+}
+
+/// Called for a row whose squared norm is not finite and positive: reports a non-finite value
+/// or a zero-norm row. Returns when the row is fine after all (a finite row whose squared norm
+/// overflowed double).
+template <class T>
+CONTRASTIVE_COLD void report_bad_row(const char* fn, const char* name, const matrix_view<const T>& x,
+                                     index_t i) {
+  bool all_zero = true;
+  for (index_t k = 0; k < x.cols(); ++k) {
+    const T v = x(i, k);
+    CONTRASTIVE_CHECK(std::isfinite(v), fn, ": '", name, "' has a non-finite value (", v,
+                      ") at row ", i, ", column ", k);
+    all_zero = all_zero && v == T(0);
+  }
+  CONTRASTIVE_CHECK(!all_zero, fn, ": '", name, "' has a row of zero norm (row ", i,
+                    "); the inputs must be non-zero embeddings (L2-normalise them first)");
+}
+
+/// Fast test of one row's squared norm (computed by the caller while it reads the row anyway).
+inline bool row_norm_ok(double squared_norm) noexcept {
+  return std::isfinite(squared_norm) && squared_norm > 0;
+}
+
+/// One O(N D) pass: every value finite and every row of non-zero norm.
+template <class T>
+void check_rows(const char* fn, const char* name, const matrix_view<const T>& x) {
+  for (index_t i = 0; i < x.rows(); ++i) {
+    if (CONTRASTIVE_UNLIKELY(!row_norm_ok(row_squared_norm(x, i)))) report_bad_row(fn, name, x, i);
+  }
+}
+
+/// Threads for the regularisers' parallel loops: `requested` if > 0, else all OpenMP threads;
+/// always 1 without OpenMP. Results never depend on it (the work split is fixed).
+inline int modal_threads(int requested) noexcept {
+#if defined(_OPENMP)
+  const int avail = omp_get_max_threads();
+  return requested > 0 ? requested : (avail > 0 ? avail : 1);
+#else
+  (void)requested;
+  return 1;
+#endif
+}
+
+/// modal_threads for a loop of about `work` multiply-adds: 1 below 2^20, where starting threads
+/// costs more than it saves (the results are the same either way).
+inline int modal_threads_for(int requested, double work) noexcept {
+  return work < double(1 << 20) ? 1 : modal_threads(requested);
+}
+
+/// body(i, thread) for i in [0, count), on up to `threads` OpenMP threads (dynamic schedule);
+/// `thread` in [0, threads) indexes per-thread scratch. The body must not throw; each i must
+/// write disjoint memory. Inside, Eigen's GEMM is kept single-threaded (also for one thread),
+/// so every product is computed the same way whatever the thread count.
+template <class F>
+void modal_parallel_for(index_t count, int threads, F&& body) {
+#if defined(_OPENMP)
+  const int nt = threads < 1 ? 1 : (count < index_t(threads) ? (count > 0 ? int(count) : 1) : threads);
+#  pragma omp parallel num_threads(nt)
+  {
+    omp_set_num_threads(1);
+    const int tid = omp_get_thread_num();
+#  pragma omp for schedule(dynamic, 1)
+    for (index_t i = 0; i < count; ++i) body(i, tid);
+  }
+#else
+  (void)threads;
+  for (index_t i = 0; i < count; ++i) body(i, 0);
+#endif
+}
+
+}  // namespace detail
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_CORE_MODAL_COMMON_HPP
+// ---- end contrastive/core/modal_common.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// The two readings of the uniformity term.
+enum class uniformity_form {
+  literal,    // log((1/N) sum_{j,k} [G(vi) + G(ui)]), j = k included (the paper's text)
+  wang_isola  // sum over modalities of log((1/(N(N-1))) sum_{j != k} G)
+};
+
+struct feature_separation_options {
+  double orthogonality_weight = 1;
+  double contrastive_weight = 1;
+  double uniformity_weight = 1;
+  double temperature = 0.07;  // in-modal InfoNCE temperature (shared with the base loss)
+  double uniformity_t = 2;    // t of G_t(x, y) = exp(-t ||x - y||^2), > 0
+  uniformity_form uniformity = uniformity_form::literal;
+  index_t tile_rows = 256;    // tiles of the uniformity sweep and of the InfoNCE calls
+  index_t tile_cols = 256;
+  bool accumulate = false;    // backward adds into the gradients instead of overwriting them
+  int num_threads = 0;        // uniformity sweep: 0 = all OpenMP threads (1 without OpenMP)
+};
+
+template <class T>
+struct feature_orthogonality_saved {
+  T loss = 0;
+  index_t n = 0, d = 0;
+};
+
+template <class T>
+struct in_modal_contrastive_saved {
+  T loss = 0;
+  info_nce_saved<T> v, u;  // InfoNCE(vi, via) and InfoNCE(ui, uia)
+};
+
+template <class T>
+struct feature_uniformity_saved {
+  T loss = 0;
+  index_t n = 0, d = 0;
+  uniformity_form form = uniformity_form::literal;
+  double t = 2;
+  double log_sum_v = 0, log_sum_u = 0;  // log of sum_{j,k} G over each modality's pairs
+};
+
+template <class T>
+struct feature_separation_saved {
+  T loss = 0;
+  feature_orthogonality_saved<T> orthogonality;  // unweighted terms
+  in_modal_contrastive_saved<T> contrastive;
+  feature_uniformity_saved<T> uniformity;
+  double orthogonality_weight = 1, contrastive_weight = 1, uniformity_weight = 1;
+};
+
+namespace detail {
+
+template <class T>
+void fs_check_same_shape(const char* fn, const char* name, const matrix_view<const T>& x,
+                         const char* ref_name, const matrix_view<const T>& r) {
+  check_matrix(fn, name, x);
+  CONTRASTIVE_CHECK(x.rows() == r.rows(), fn, ": '", name, "' has ", x.rows(), " rows, expected ",
+                    r.rows(), " (rows of '", ref_name, "')");
+  CONTRASTIVE_CHECK(x.cols() == r.cols(), fn, ": '", name, "' has ", x.cols(), " columns, expected ",
+                    r.cols(), " (columns of '", ref_name, "')");
+}
+
+/// Inputs named in `names`: all the shape of the first, N > 0, D > 0, finite, no zero-norm row.
+template <class T>
+void fs_check_inputs(const char* fn, const matrix_view<const T>* const* in, const char* const* names,
+                     int count) {
+  check_matrix(fn, names[0], *in[0]);
+  CONTRASTIVE_CHECK(in[0]->rows() > 0, fn, ": empty batch ('", names[0], "' has 0 rows)");
+  CONTRASTIVE_CHECK(in[0]->cols() > 0, fn, ": '", names[0], "' has 0 columns (D must be > 0)");
+  for (int k = 1; k < count; ++k) fs_check_same_shape(fn, names[k], *in[k], names[0], *in[0]);
+  for (int k = 0; k < count; ++k) check_rows(fn, names[k], *in[k]);
+}
+
+template <class T>
+void fs_check_outputs(const char* fn, const matrix_view<T>* const* out, const char* const* out_names,
+                      int count, const matrix_view<const T>* const* in, const char* const* in_names,
+                      int in_count) {
+  const index_t n = in[0]->rows(), d = in[0]->cols();
+  for (int k = 0; k < count; ++k) {
+    check_matrix(fn, out_names[k], *out[k]);
+    check_shape(fn, out_names[k], *out[k], n, d, "the shape of the inputs");
+    check_writable_layout(fn, out_names[k], *out[k]);
+    for (int j = 0; j < in_count; ++j) check_no_alias(fn, out_names[k], *out[k], in_names[j], *in[j]);
+    for (int j = 0; j < k; ++j) check_no_alias(fn, out_names[k], *out[k], out_names[j], *out[j]);
+  }
+}
+
+inline void fs_check_options(const char* fn, const feature_separation_options& o) {
+  CONTRASTIVE_CHECK(std::isfinite(o.orthogonality_weight) && o.orthogonality_weight >= 0, fn,
+                    ": 'orthogonality_weight' must be finite and >= 0, got ", o.orthogonality_weight);
+  CONTRASTIVE_CHECK(std::isfinite(o.contrastive_weight) && o.contrastive_weight >= 0, fn,
+                    ": 'contrastive_weight' must be finite and >= 0, got ", o.contrastive_weight);
+  CONTRASTIVE_CHECK(std::isfinite(o.uniformity_weight) && o.uniformity_weight >= 0, fn,
+                    ": 'uniformity_weight' must be finite and >= 0, got ", o.uniformity_weight);
+  check_temperature(fn, o.temperature);
+  CONTRASTIVE_CHECK(std::isfinite(o.uniformity_t) && o.uniformity_t > 0, fn,
+                    ": 'uniformity_t' must be finite and > 0, got ", o.uniformity_t);
+  check_tiles(fn, o.tile_rows, o.tile_cols);
+}
+
+inline void fs_check_upstream(const char* fn, double upstream) {
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+}
+
+template <class T>
+void fs_clear(const matrix_view<T>& out) {
+  for (index_t i = 0; i < out.rows(); ++i)
+    for (index_t k = 0; k < out.cols(); ++k) out(i, k) = T(0);
+}
+
+// ---- orthogonality ----
+
+template <class T>
+double fs_ortho_forward(const matrix_view<const T>& v, const matrix_view<const T>& u,
+                        const matrix_view<const T>& vi, const matrix_view<const T>& ui) {
+  double s = 0;
+  for (index_t j = 0; j < v.rows(); ++j) {
+    const double a = dot_rows(v, j, vi, j), b = dot_rows(u, j, ui, j);
+    s += a * a + b * b;
+  }
+  return s / double(v.rows());
+}
+
+/// Adds (always) scale * gradients of L_Ortho into the four outputs.
+template <class T>
+void fs_ortho_backward(const matrix_view<const T>& v, const matrix_view<const T>& u,
+                       const matrix_view<const T>& vi, const matrix_view<const T>& ui,
+                       const matrix_view<T>& gv, const matrix_view<T>& gu,
+                       const matrix_view<T>& gvi, const matrix_view<T>& gui, double scale) {
+  const index_t n = v.rows(), d = v.cols();
+  const double c = 2 * scale / double(n);
+  for (index_t j = 0; j < n; ++j) {
+    const double a = c * dot_rows(v, j, vi, j), b = c * dot_rows(u, j, ui, j);
+    for (index_t k = 0; k < d; ++k) {
+      gv(j, k) += static_cast<T>(a * double(vi(j, k)));
+      gvi(j, k) += static_cast<T>(a * double(v(j, k)));
+      gu(j, k) += static_cast<T>(b * double(ui(j, k)));
+      gui(j, k) += static_cast<T>(b * double(u(j, k)));
+    }
+  }
+}
+
+// ---- uniformity (tiled) ----
+
+/// One modality prepared for the sweep: a gemm-ready view and the squared row norms.
+template <class T>
+struct fs_modality {
+  row_major_matrix<T> packed;  // used when the input is not gemm_ready
+  matrix_view<const T> x;
+  std::vector<double> sq;
+
+  explicit fs_modality(const matrix_view<const T>& in) {
+    if (gemm_ready(in)) {
+      x = in;
+    } else {
+      packed.resize(in.rows(), in.cols());
+      for (index_t i = 0; i < in.rows(); ++i)
+        for (index_t k = 0; k < in.cols(); ++k) packed(i, k) = in(i, k);
+      x = matrix_view<const T>(packed.data(), in.rows(), in.cols(), in.cols(), 1);
+    }
+    sq.resize(static_cast<std::size_t>(in.rows()));
+    for (index_t i = 0; i < in.rows(); ++i) sq[static_cast<std::size_t>(i)] = row_squared_norm(in, i);
+  }
+};
+
+/// Exponent e_jk = -t ||x_j - x_k||^2 of tile (I, J) written over the Gram tile s (Tr x Tc,
+/// row-major, in double); the diagonal is 0 (literal) or -inf (excluded, wang_isola).
+template <class T>
+void fs_exponents(const fs_modality<T>& m, index_t i0, index_t tr, index_t j0, index_t tc,
+                  const T* s, double* e, double t, bool exclude_diagonal) noexcept {
+  for (index_t a = 0; a < tr; ++a) {
+    const double na = m.sq[static_cast<std::size_t>(i0 + a)];
+    for (index_t b = 0; b < tc; ++b) {
+      double d2 = na + m.sq[static_cast<std::size_t>(j0 + b)] - 2 * double(s[a * tc + b]);
+      d2 = d2 > 0 ? d2 : 0;
+      e[a * tc + b] = -t * d2;
+    }
+    if (i0 + a >= j0 && i0 + a < j0 + tc)
+      e[a * tc + (i0 + a - j0)] = exclude_diagonal ? -infinity<double>() : 0.0;
+  }
+}
+
+/// Forward sweep of one modality: log sum_{j,k} G (j != k when excluded).
+template <class T>
+double fs_uniformity_log_sum(const fs_modality<T>& m, const feature_separation_options& o,
+                             bool exclude_diagonal) {
+  const index_t n = m.x.rows();
+  const index_t tr = std::min(o.tile_rows, n), tc = std::min(o.tile_cols, n);
+  const index_t row_tiles = (n + tr - 1) / tr;
+  const int threads = modal_threads_for(o.num_threads, double(n) * double(n) * double(m.x.cols()));
+  const int used = threads < row_tiles ? threads : static_cast<int>(row_tiles);
+  std::vector<T> s_buf(static_cast<std::size_t>(used * tr * tc));
+  std::vector<double> e_buf(static_cast<std::size_t>(used * tr * tc));
+  std::vector<online_lse<double>> rows(static_cast<std::size_t>(n));
+  modal_parallel_for(row_tiles, used, [&](index_t it, int tid) {
+    T* s = s_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr * tc);
+    double* e = e_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr * tc);
+    const index_t i0 = it * tr, ni = std::min(tr, n - i0);
+    const auto xi = map_rows(m.x.middle_rows(i0, ni));
+    for (index_t j0 = 0; j0 < n; j0 += tc) {
+      const index_t nj = std::min(tc, n - j0);
+      row_map<T> sm(s, ni, nj, Eigen::OuterStride<>(nj));
+      sm.noalias() = xi * map_rows(m.x.middle_rows(j0, nj)).transpose();
+      fs_exponents(m, i0, ni, j0, nj, s, e, o.uniformity_t, exclude_diagonal);
+      for (index_t a = 0; a < ni; ++a) {
+        const double* er = e + a * nj;
+        double mx = -infinity<double>();
+        for (index_t b = 0; b < nj; ++b) mx = er[b] > mx ? er[b] : mx;
+        if (mx == -infinity<double>()) continue;
+        online_lse<double> part;
+        part.max = mx;
+        part.sum = 0;
+        for (index_t b = 0; b < nj; ++b) part.sum += std::exp(er[b] - mx);
+        rows[static_cast<std::size_t>(i0 + a)].merge(part);
+      }
+    }
+  });
+  online_lse<double> total;
+  for (const auto& r : rows) total.merge(r);
+  return total.value();
+}
+
+/// Adds scale * d(log S)/dx into g for one modality, with log S = lambda (the normaliser the
+/// weights W_jk = G_jk / S use): dx_j = -4 t scale sum_k W_jk (x_j - x_k).
+template <class T>
+void fs_uniformity_backward(const fs_modality<T>& m, const feature_separation_options& o,
+                            bool exclude_diagonal, double lambda, double scale,
+                            const matrix_view<T>& g) {
+  const index_t n = m.x.rows(), d = m.x.cols();
+  const index_t tr = std::min(o.tile_rows, n), tc = std::min(o.tile_cols, n);
+  const index_t row_tiles = (n + tr - 1) / tr;
+  const int threads = modal_threads_for(o.num_threads, double(n) * double(n) * double(m.x.cols()));
+  const int used = threads < row_tiles ? threads : static_cast<int>(row_tiles);
+  const std::size_t tile = static_cast<std::size_t>(tr * tc);
+  std::vector<T> s_buf(static_cast<std::size_t>(used) * tile);
+  std::vector<double> e_buf(static_cast<std::size_t>(used) * tile);
+  std::vector<T> acc_buf(static_cast<std::size_t>(used * tr * d));
+  std::vector<double> rs_buf(static_cast<std::size_t>(used * tr));
+  const double c = -4 * o.uniformity_t * scale;
+  modal_parallel_for(row_tiles, used, [&](index_t it, int tid) {
+    T* s = s_buf.data() + static_cast<std::size_t>(tid) * tile;
+    double* e = e_buf.data() + static_cast<std::size_t>(tid) * tile;
+    T* acc = acc_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr * d);
+    double* rs = rs_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr);
+    const index_t i0 = it * tr, ni = std::min(tr, n - i0);
+    const auto xi = map_rows(m.x.middle_rows(i0, ni));
+    row_map<T> am(acc, ni, d, Eigen::OuterStride<>(d));
+    am.setZero();
+    std::fill(rs, rs + ni, 0.0);
+    for (index_t j0 = 0; j0 < n; j0 += tc) {
+      const index_t nj = std::min(tc, n - j0);
+      const auto xj = map_rows(m.x.middle_rows(j0, nj));
+      row_map<T> sm(s, ni, nj, Eigen::OuterStride<>(nj));
+      sm.noalias() = xi * xj.transpose();
+      fs_exponents(m, i0, ni, j0, nj, s, e, o.uniformity_t, exclude_diagonal);
+      for (index_t a = 0; a < ni; ++a) {
+        double r = 0;
+        for (index_t b = 0; b < nj; ++b) {
+          const double w = std::exp(e[a * nj + b] - lambda);
+          s[a * nj + b] = static_cast<T>(w);
+          r += w;
+        }
+        rs[a] += r;
+      }
+      am.noalias() += sm * xj;  // sum_k W_jk x_k
+    }
+    for (index_t a = 0; a < ni; ++a)
+      for (index_t k = 0; k < d; ++k)
+        g(i0 + a, k) += static_cast<T>(c * (rs[a] * double(m.x(i0 + a, k)) - double(acc[a * d + k])));
+  });
+}
+
+inline double fs_log_add(double a, double b) noexcept {
+  const double m = a > b ? a : b;
+  if (m == -infinity<double>()) return m;
+  return m + std::log(std::exp(a - m) + std::exp(b - m));
+}
+
+template <class T>
+feature_uniformity_saved<T> fs_uniformity_forward(const char* fn, const matrix_view<const T>& vi,
+                                                  const matrix_view<const T>& ui,
+                                                  const feature_separation_options& o) {
+  const index_t n = vi.rows();
+  const bool wang = o.uniformity == uniformity_form::wang_isola;
+  CONTRASTIVE_CHECK(!wang || n >= 2, fn,
+                    ": the wang_isola uniformity needs at least 2 rows (pairs j != k), got ", n);
+  feature_uniformity_saved<T> s;
+  s.n = n;
+  s.d = vi.cols();
+  s.form = o.uniformity;
+  s.t = o.uniformity_t;
+  s.log_sum_v = fs_uniformity_log_sum(fs_modality<T>(vi), o, wang);
+  s.log_sum_u = fs_uniformity_log_sum(fs_modality<T>(ui), o, wang);
+  double loss;
+  if (wang) {
+    const double pairs = std::log(double(n) * double(n - 1));
+    loss = (s.log_sum_v - pairs) + (s.log_sum_u - pairs);
+  } else {
+    loss = fs_log_add(s.log_sum_v, s.log_sum_u) - std::log(double(n));
+  }
+  s.loss = static_cast<T>(loss);
+  return s;
+}
+
+/// Adds scale * dL_Uni into gvi and gui.
+template <class T>
+void fs_uniformity_backward_both(const char* fn, const matrix_view<const T>& vi,
+                                 const matrix_view<const T>& ui,
+                                 const feature_uniformity_saved<T>& s,
+                                 const feature_separation_options& o, const matrix_view<T>& gvi,
+                                 const matrix_view<T>& gui, double scale) {
+  CONTRASTIVE_CHECK(s.n == vi.rows() && s.d == vi.cols() && s.form == o.uniformity &&
+                        s.t == o.uniformity_t,
+                    fn, ": 'saved' (uniformity) was computed for a ", s.n, " x ", s.d,
+                    " batch with t = ", s.t, ", these are ", vi.rows(), " x ", vi.cols(),
+                    " with t = ", o.uniformity_t, " (or another uniformity form)");
+  const bool wang = o.uniformity == uniformity_form::wang_isola;
+  const double lv = wang ? s.log_sum_v : fs_log_add(s.log_sum_v, s.log_sum_u);
+  const double lu = wang ? s.log_sum_u : lv;
+  fs_uniformity_backward(fs_modality<T>(vi), o, wang, lv, scale, gvi);
+  fs_uniformity_backward(fs_modality<T>(ui), o, wang, lu, scale, gui);
+}
+
+// ---- in-modal contrastive ----
+
+inline info_nce_options fs_info_nce_options(const feature_separation_options& o, index_t n, index_t d) {
+  info_nce_options io;
+  io.temperature = o.temperature;
+  io.symmetric = false;
+  io.tile_rows = o.tile_rows;
+  io.tile_cols = o.tile_cols;
+  io.accumulate = true;
+  // Small problems run on one thread (InfoNCE's results do not depend on it either).
+  io.num_threads = modal_threads_for(o.num_threads, double(n) * double(n) * double(d));
+  return io;
+}
+
+template <class T>
+in_modal_contrastive_saved<T> fs_contrastive_forward(const matrix_view<const T>& vi,
+                                                     const matrix_view<const T>& ui,
+                                                     const matrix_view<const T>& via,
+                                                     const matrix_view<const T>& uia,
+                                                     const feature_separation_options& o) {
+  const info_nce_options io = fs_info_nce_options(o, vi.rows(), vi.cols());
+  in_modal_contrastive_saved<T> s;
+  s.v = info_nce_forward(vi, via, io);
+  s.u = info_nce_forward(ui, uia, io);
+  s.loss = static_cast<T>(double(s.v.loss) + double(s.u.loss));
+  return s;
+}
+
+/// Adds scale * dL^i_Con into the four outputs; returns scale * the temperature gradient.
+template <class T>
+temperature_gradient fs_contrastive_backward(const matrix_view<const T>& vi,
+                                             const matrix_view<const T>& ui,
+                                             const matrix_view<const T>& via,
+                                             const matrix_view<const T>& uia,
+                                             const in_modal_contrastive_saved<T>& s,
+                                             const matrix_view<T>& gvi, const matrix_view<T>& gui,
+                                             const matrix_view<T>& gvia, const matrix_view<T>& guia,
+                                             const feature_separation_options& o, double scale) {
+  const info_nce_options io = fs_info_nce_options(o, vi.rows(), vi.cols());
+  const temperature_gradient a = info_nce_backward(vi, via, s.v, gvi, gvia, io, scale);
+  const temperature_gradient b = info_nce_backward(ui, uia, s.u, gui, guia, io, scale);
+  return temperature_gradient::from_log_scale(a.log_scale + b.log_scale, o.temperature);
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// Orthogonality term.
+
+/// L_Ortho = (1/N) sum_j (<v_j, vi_j>^2 + <u_j, ui_j>^2).
+template <class V, class U, class VI, class UI>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>)
+auto feature_orthogonality_forward(const V& v, const U& u, const VI& vi, const UI& ui,
+                                   const feature_separation_options& o = {}) {
+  const char* fn = "feature_orthogonality_forward";
+  const auto a = detail::input_view(v);
+  using T = typename decltype(a)::value_type;
+  const matrix_view<const T> b = detail::input_view(u), c = detail::input_view(vi),
+                             e = detail::input_view(ui);
+  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
+  const char* names[4] = {"v", "u", "vi", "ui"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_inputs(fn, in, names, 4);
+  feature_orthogonality_saved<T> s;
+  s.n = a.rows();
+  s.d = a.cols();
+  s.loss = static_cast<T>(detail::fs_ortho_forward(a, b, c, e));
+  return s;
+}
+
+template <class V, class U, class VI, class UI, class T, class GV, class GU, class GVI, class GUI>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
+                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
+                             writable_tensor<GUI&&>)
+void feature_orthogonality_backward(const V& v, const U& u, const VI& vi, const UI& ui,
+                                    const feature_orthogonality_saved<T>& saved, GV&& grad_v,
+                                    GU&& grad_u, GVI&& grad_vi, GUI&& grad_ui,
+                                    const feature_separation_options& o = {},
+                                    double upstream = 1.0) {
+  const char* fn = "feature_orthogonality_backward";
+  const matrix_view<const T> a = detail::input_view(v), b = detail::input_view(u),
+                             c = detail::input_view(vi), e = detail::input_view(ui);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GV>(grad_v)),
+                       g1 = detail::output_view(std::forward<GU>(grad_u)),
+                       g2 = detail::output_view(std::forward<GVI>(grad_vi)),
+                       g3 = detail::output_view(std::forward<GUI>(grad_ui));
+  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
+  const char* names[4] = {"v", "u", "vi", "ui"};
+  const matrix_view<T>* out[4] = {&g0, &g1, &g2, &g3};
+  const char* out_names[4] = {"grad_v", "grad_u", "grad_vi", "grad_ui"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_upstream(fn, upstream);
+  detail::fs_check_inputs(fn, in, names, 4);
+  CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
+                    saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
+  detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
+  if (!o.accumulate)
+    for (const auto* g : out) detail::fs_clear(*g);
+  detail::fs_ortho_backward(a, b, c, e, g0, g1, g2, g3, upstream);
+}
+
+template <class V, class U, class VI, class UI, class GV, class GU, class GVI, class GUI>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
+                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
+                             writable_tensor<GUI&&>)
+auto feature_orthogonality_forward_backward(const V& v, const U& u, const VI& vi, const UI& ui,
+                                            GV&& grad_v, GU&& grad_u, GVI&& grad_vi, GUI&& grad_ui,
+                                            const feature_separation_options& o = {}) {
+  const auto s = feature_orthogonality_forward(v, u, vi, ui, o);
+  feature_orthogonality_backward(v, u, vi, ui, s, std::forward<GV>(grad_v), std::forward<GU>(grad_u),
+                                 std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui), o, 1.0);
+  return s.loss;
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-modal contrastive term.
+
+/// L^i_Con = InfoNCE(vi, via) + InfoNCE(ui, uia) (one direction each).
+template <class VI, class UI, class VIA, class UIA>
+CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& tensor_like<VIA>&& tensor_like<UIA>)
+auto in_modal_contrastive_forward(const VI& vi, const UI& ui, const VIA& via, const UIA& uia,
+                                  const feature_separation_options& o = {}) {
+  const char* fn = "in_modal_contrastive_forward";
+  const auto a = detail::input_view(vi);
+  using T = typename decltype(a)::value_type;
+  const matrix_view<const T> b = detail::input_view(ui), c = detail::input_view(via),
+                             e = detail::input_view(uia);
+  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
+  const char* names[4] = {"vi", "ui", "via", "uia"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_inputs(fn, in, names, 4);
+  return detail::fs_contrastive_forward(a, b, c, e, o);
+}
+
+template <class VI, class UI, class VIA, class UIA, class T, class GVI, class GUI, class GVIA, class GUIA>
+CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& tensor_like<VIA>&& tensor_like<UIA>&&
+                         writable_tensor<GVI&&>&& writable_tensor<GUI&&>&&
+                             writable_tensor<GVIA&&>&& writable_tensor<GUIA&&>)
+temperature_gradient in_modal_contrastive_backward(const VI& vi, const UI& ui, const VIA& via,
+                                                   const UIA& uia,
+                                                   const in_modal_contrastive_saved<T>& saved,
+                                                   GVI&& grad_vi, GUI&& grad_ui, GVIA&& grad_via,
+                                                   GUIA&& grad_uia,
+                                                   const feature_separation_options& o = {},
+                                                   double upstream = 1.0) {
+  const char* fn = "in_modal_contrastive_backward";
+  const matrix_view<const T> a = detail::input_view(vi), b = detail::input_view(ui),
+                             c = detail::input_view(via), e = detail::input_view(uia);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GVI>(grad_vi)),
+                       g1 = detail::output_view(std::forward<GUI>(grad_ui)),
+                       g2 = detail::output_view(std::forward<GVIA>(grad_via)),
+                       g3 = detail::output_view(std::forward<GUIA>(grad_uia));
+  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
+  const char* names[4] = {"vi", "ui", "via", "uia"};
+  const matrix_view<T>* out[4] = {&g0, &g1, &g2, &g3};
+  const char* out_names[4] = {"grad_vi", "grad_ui", "grad_via", "grad_uia"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_upstream(fn, upstream);
+  detail::fs_check_inputs(fn, in, names, 4);
+  detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
+  if (!o.accumulate)
+    for (const auto* g : out) detail::fs_clear(*g);
+  return detail::fs_contrastive_backward(a, b, c, e, saved, g0, g1, g2, g3, o, upstream);
+}
+
+template <class VI, class UI, class VIA, class UIA, class GVI, class GUI, class GVIA, class GUIA>
+CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& tensor_like<VIA>&& tensor_like<UIA>&&
+                         writable_tensor<GVI&&>&& writable_tensor<GUI&&>&&
+                             writable_tensor<GVIA&&>&& writable_tensor<GUIA&&>)
+auto in_modal_contrastive_forward_backward(const VI& vi, const UI& ui, const VIA& via,
+                                           const UIA& uia, GVI&& grad_vi, GUI&& grad_ui,
+                                           GVIA&& grad_via, GUIA&& grad_uia,
+                                           const feature_separation_options& o = {},
+                                           temperature_gradient* temperature_grad = nullptr) {
+  const auto s = in_modal_contrastive_forward(vi, ui, via, uia, o);
+  const temperature_gradient tg = in_modal_contrastive_backward(
+      vi, ui, via, uia, s, std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui),
+      std::forward<GVIA>(grad_via), std::forward<GUIA>(grad_uia), o, 1.0);
+  if (temperature_grad) *temperature_grad = tg;
+  return s.loss;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Uniformity term.
+
+template <class VI, class UI>
+CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>)
+auto feature_uniformity_forward(const VI& vi, const UI& ui, const feature_separation_options& o = {}) {
+  const char* fn = "feature_uniformity_forward";
+  const auto a = detail::input_view(vi);
+  using T = typename decltype(a)::value_type;
+  const matrix_view<const T> b = detail::input_view(ui);
+  const matrix_view<const T>* in[2] = {&a, &b};
+  const char* names[2] = {"vi", "ui"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_inputs(fn, in, names, 2);
+  return detail::fs_uniformity_forward(fn, a, b, o);
+}
+
+template <class VI, class UI, class T, class GVI, class GUI>
+CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& writable_tensor<GVI&&>&& writable_tensor<GUI&&>)
+void feature_uniformity_backward(const VI& vi, const UI& ui, const feature_uniformity_saved<T>& saved,
+                                 GVI&& grad_vi, GUI&& grad_ui,
+                                 const feature_separation_options& o = {}, double upstream = 1.0) {
+  const char* fn = "feature_uniformity_backward";
+  const matrix_view<const T> a = detail::input_view(vi), b = detail::input_view(ui);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GVI>(grad_vi)),
+                       g1 = detail::output_view(std::forward<GUI>(grad_ui));
+  const matrix_view<const T>* in[2] = {&a, &b};
+  const char* names[2] = {"vi", "ui"};
+  const matrix_view<T>* out[2] = {&g0, &g1};
+  const char* out_names[2] = {"grad_vi", "grad_ui"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_upstream(fn, upstream);
+  detail::fs_check_inputs(fn, in, names, 2);
+  detail::fs_check_outputs(fn, out, out_names, 2, in, names, 2);
+  if (!o.accumulate)
+    for (const auto* g : out) detail::fs_clear(*g);
+  detail::fs_uniformity_backward_both(fn, a, b, saved, o, g0, g1, upstream);
+}
+
+template <class VI, class UI, class GVI, class GUI>
+CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& writable_tensor<GVI&&>&& writable_tensor<GUI&&>)
+auto feature_uniformity_forward_backward(const VI& vi, const UI& ui, GVI&& grad_vi, GUI&& grad_ui,
+                                         const feature_separation_options& o = {}) {
+  const auto s = feature_uniformity_forward(vi, ui, o);
+  feature_uniformity_backward(vi, ui, s, std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui), o, 1.0);
+  return s.loss;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Combined loss L_Sep = w_o L_Ortho + w_c L^i_Con + w_u L^i_Uni (a term of weight 0 is skipped).
+
+template <class V, class U, class VI, class UI, class VIA, class UIA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
+                         tensor_like<VIA>&& tensor_like<UIA>)
+auto feature_separation_forward(const V& v, const U& u, const VI& vi, const UI& ui, const VIA& via,
+                                const UIA& uia, const feature_separation_options& o = {}) {
+  const char* fn = "feature_separation_forward";
+  const auto a0 = detail::input_view(v);
+  using T = typename decltype(a0)::value_type;
+  const matrix_view<const T> a1 = detail::input_view(u), a2 = detail::input_view(vi),
+                             a3 = detail::input_view(ui), a4 = detail::input_view(via),
+                             a5 = detail::input_view(uia);
+  const matrix_view<const T>* in[6] = {&a0, &a1, &a2, &a3, &a4, &a5};
+  const char* names[6] = {"v", "u", "vi", "ui", "via", "uia"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_inputs(fn, in, names, 6);
+  feature_separation_saved<T> s;
+  s.orthogonality_weight = o.orthogonality_weight;
+  s.contrastive_weight = o.contrastive_weight;
+  s.uniformity_weight = o.uniformity_weight;
+  s.orthogonality.n = a0.rows();
+  s.orthogonality.d = a0.cols();
+  double loss = 0;
+  if (o.orthogonality_weight != 0) {
+    s.orthogonality.loss = static_cast<T>(detail::fs_ortho_forward(a0, a1, a2, a3));
+    loss += o.orthogonality_weight * double(s.orthogonality.loss);
+  }
+  if (o.contrastive_weight != 0) {
+    s.contrastive = detail::fs_contrastive_forward(a2, a3, a4, a5, o);
+    loss += o.contrastive_weight * double(s.contrastive.loss);
+  }
+  if (o.uniformity_weight != 0) {
+    s.uniformity = detail::fs_uniformity_forward(fn, a2, a3, o);
+    loss += o.uniformity_weight * double(s.uniformity.loss);
+  }
+  s.loss = static_cast<T>(loss);
+  return s;
+}
+
+/// Writes (or adds) upstream * dL_Sep for all six inputs; returns upstream * the temperature
+/// gradient (from L^i_Con).
+template <class V, class U, class VI, class UI, class VIA, class UIA, class T, class GV, class GU,
+          class GVI, class GUI, class GVIA, class GUIA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
+                         tensor_like<VIA>&& tensor_like<UIA>&& writable_tensor<GV&&>&&
+                             writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
+                                 writable_tensor<GUI&&>&& writable_tensor<GVIA&&>&&
+                                     writable_tensor<GUIA&&>)
+temperature_gradient feature_separation_backward(const V& v, const U& u, const VI& vi, const UI& ui,
+                                                 const VIA& via, const UIA& uia,
+                                                 const feature_separation_saved<T>& saved,
+                                                 GV&& grad_v, GU&& grad_u, GVI&& grad_vi,
+                                                 GUI&& grad_ui, GVIA&& grad_via, GUIA&& grad_uia,
+                                                 const feature_separation_options& o = {},
+                                                 double upstream = 1.0) {
+  const char* fn = "feature_separation_backward";
+  const matrix_view<const T> a0 = detail::input_view(v), a1 = detail::input_view(u),
+                             a2 = detail::input_view(vi), a3 = detail::input_view(ui),
+                             a4 = detail::input_view(via), a5 = detail::input_view(uia);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GV>(grad_v)),
+                       g1 = detail::output_view(std::forward<GU>(grad_u)),
+                       g2 = detail::output_view(std::forward<GVI>(grad_vi)),
+                       g3 = detail::output_view(std::forward<GUI>(grad_ui)),
+                       g4 = detail::output_view(std::forward<GVIA>(grad_via)),
+                       g5 = detail::output_view(std::forward<GUIA>(grad_uia));
+  const matrix_view<const T>* in[6] = {&a0, &a1, &a2, &a3, &a4, &a5};
+  const char* names[6] = {"v", "u", "vi", "ui", "via", "uia"};
+  const matrix_view<T>* out[6] = {&g0, &g1, &g2, &g3, &g4, &g5};
+  const char* out_names[6] = {"grad_v", "grad_u", "grad_vi", "grad_ui", "grad_via", "grad_uia"};
+  detail::fs_check_options(fn, o);
+  detail::fs_check_upstream(fn, upstream);
+  detail::fs_check_inputs(fn, in, names, 6);
+  CONTRASTIVE_CHECK(saved.orthogonality.n == a0.rows() && saved.orthogonality.d == a0.cols(), fn,
+                    ": 'saved' belongs to a ", saved.orthogonality.n, " x ", saved.orthogonality.d,
+                    " batch, the inputs are ", a0.rows(), " x ", a0.cols());
+  CONTRASTIVE_CHECK(saved.orthogonality_weight == o.orthogonality_weight &&
+                        saved.contrastive_weight == o.contrastive_weight &&
+                        saved.uniformity_weight == o.uniformity_weight,
+                    fn, ": 'saved' was computed with other weights (", saved.orthogonality_weight,
+                    ", ", saved.contrastive_weight, ", ", saved.uniformity_weight, ") than these (",
+                    o.orthogonality_weight, ", ", o.contrastive_weight, ", ", o.uniformity_weight, ")");
+  detail::fs_check_outputs(fn, out, out_names, 6, in, names, 6);
+  if (!o.accumulate)
+    for (const auto* g : out) detail::fs_clear(*g);
+  temperature_gradient tg;
+  if (o.orthogonality_weight != 0)
+    detail::fs_ortho_backward(a0, a1, a2, a3, g0, g1, g2, g3, upstream * o.orthogonality_weight);
+  if (o.contrastive_weight != 0)
+    tg = detail::fs_contrastive_backward(a2, a3, a4, a5, saved.contrastive, g2, g3, g4, g5, o,
+                                         upstream * o.contrastive_weight);
+  if (o.uniformity_weight != 0)
+    detail::fs_uniformity_backward_both(fn, a2, a3, saved.uniformity, o, g2, g3,
+                                        upstream * o.uniformity_weight);
+  return tg;
+}
+
+template <class V, class U, class VI, class UI, class VIA, class UIA, class GV, class GU, class GVI,
+          class GUI, class GVIA, class GUIA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
+                         tensor_like<VIA>&& tensor_like<UIA>&& writable_tensor<GV&&>&&
+                             writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
+                                 writable_tensor<GUI&&>&& writable_tensor<GVIA&&>&&
+                                     writable_tensor<GUIA&&>)
+auto feature_separation_forward_backward(const V& v, const U& u, const VI& vi, const UI& ui,
+                                         const VIA& via, const UIA& uia, GV&& grad_v, GU&& grad_u,
+                                         GVI&& grad_vi, GUI&& grad_ui, GVIA&& grad_via,
+                                         GUIA&& grad_uia, const feature_separation_options& o = {},
+                                         temperature_gradient* temperature_grad = nullptr) {
+  const auto s = feature_separation_forward(v, u, vi, ui, via, uia, o);
+  const temperature_gradient tg = feature_separation_backward(
+      v, u, vi, ui, via, uia, s, std::forward<GV>(grad_v), std::forward<GU>(grad_u),
+      std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui), std::forward<GVIA>(grad_via),
+      std::forward<GUIA>(grad_uia), o, 1.0);
+  if (temperature_grad) *temperature_grad = tg;
+  return s.loss;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_FEATURE_SEPARATION_HPP
+// ---- end contrastive/losses/feature_separation.hpp ----
+// ---- begin contrastive/losses/brownian_bridge.hpp ----
+#ifndef CONTRASTIVE_LOSSES_BROWNIAN_BRIDGE_HPP
+#define CONTRASTIVE_LOSSES_BROWNIAN_BRIDGE_HPP
+
+// Brownian-bridge loss (Jiang et al., CVPR 2023; shared/spec/losses.md section 4.2): pulls the
+// augmented image embedding a_j = va_j of pair j onto the bridge mean between its image v_j
+// (t = 1) and text u_j (t = 0):
+//
+//   L_Br = (1/N) sum_j w_j ||a_j - mu(v_j, u_j, t_j)||^2,
+//   mu = m / max(||m||, 1e-12),  m = t v + (1 - t) u,
+//   w_j = 1 (default, the paper's loss) or, with `nll_weight`, 1 / (2 t_j (1 - t_j)) (the
+//   Gaussian negative log-likelihood weight of the model va ~ N(mu, t (1 - t) I), up to a
+//   constant; it only matters for random t).
+//
+// Reading chosen: the paper prints a closed form (t<v,a> + (1-t)<u,a>) / (t^2 + (1-t)^2 +
+// 2t(1-t)<v,u>) that lacks "2 - 2*" and a square root (minimising it would push a away from mu);
+// the loss here is the squared distance, which for unit vectors equals
+// 2 - 2 (t<v,a> + (1-t)<u,a>) / sqrt(t^2 + (1-t)^2 + 2t(1-t)<v,u>).
+// t is fixed (0.25 by default, the paper's value) or drawn per row exactly as the sampler draws
+// it (sampling/brownian_bridge.hpp: Philox stream 3, seed, id_j, step), so a loss and a sampler
+// given the same seed, step and ids use the same t_j.
+//
+// Backward: with g_mu = -(2 w_j / N)(a_j - mu_j) and g_m = (g_mu - mu <mu, g_mu>) / r,
+// dL/dv_j = t g_m, dL/du_j = (1 - t) g_m, dL/da_j = (2 w_j / N)(a_j - mu_j) (zero with
+// `detach_a`: a from a momentum encoder reaches the encoders only through mu), and
+// dL/dt_j = <v_j - u_j, g_m> (+ dw_j/dt_j ||a_j - mu_j||^2 / N with `nll_weight`).
+//
+// Inputs are used as given (normalise them first); a zero-norm row or a non-finite value in
+// v, u or a, t outside [0, 1] (or in {0, 1} with `nll_weight`) is contrastive::invalid_argument.
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// ---- begin contrastive/sampling/brownian_bridge.hpp ----
+#ifndef CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_HPP
+#define CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_HPP
+
+// Brownian-bridge path sampling between paired embeddings (Jiang et al., CVPR 2023, eq. (1);
+// shared/spec/losses.md section 4.2). Row j of V (image, the t = 1 end) and U (text, the t = 0
+// end) are the endpoints of pair j.
+//
+//   mean    mu(v, u, t) = m / max(||m||, 1e-12),   m = t v + (1 - t) u   (on the unit sphere)
+//   point   y = mu(v, u, t) + sigma sqrt(t (1 - t)) eps,   eps ~ N(0, I_D)      [optional noise]
+//           then, with `reproject`, y / max(||y||, 1e-12)
+//   path    K steps, t_k = k / K; increments conditioned on both endpoints:
+//           n_0 = n_K = 0,  n_k = n_{k-1} (K-k)/(K-k+1) + sqrt((K-k)/(K(K-k+1))) xi_k,
+//           X_k = mu(v, u, t_k) + sigma n_k  (k = 1..K-1; `reproject` as above),
+//           so Cov(n_j, n_k) = t_j (1 - t_k) I for j <= k and each X_k has the point's law.
+//
+// Readings and library choices (the spec leaves these open):
+// - t: fixed (default 0.25, the paper's value, which puts the mean near the text), or with
+//   `random_t` t_j ~ U(t_min, t_max) (default [0.05, 0.95]): t_j = t_min + (t_max - t_min) u,
+//   u = uniform_open01(word 0 of block 0) of Philox stream 3 (seed, id_j, step).
+// - sigma defaults to 1/sqrt(D), so that E||noise||^2 = t (1 - t); the paper's literal unit
+//   variance per coordinate (sigma = 1) would swamp unit vectors.
+// - Noise: eps_d (points) and xi_k,d (paths) are normal numbers m = d and m = (k-1) D + d of
+//   Philox stream 2 (seed, id_j, step): block m/2, words (0,1) for even m and (2,3) for odd m,
+//   Box-Muller cosine branch, i.e. exactly philox_stream::normal(m). id_j = ids[j] when `ids`
+//   is given (e.g. dataset indices), else first_id + j. The caller may pass eps / xi instead.
+// - Trajectories have K + 1 rows per pair (row j (K+1) + k holds X_k); X_0 = u and X_K = v are
+//   copies of the inputs (exact, never re-projected) and pass their gradient straight through.
+// - Backward is by reparameterisation (the noise is fixed): gradients to v, u (both endpoints),
+//   to each row's t (points) and to sigma. At t = 0 or t = 1 the noise term's t-derivative
+//   sigma (1 - 2t) / (2 sqrt(t (1 - t))) <g, eps> is infinite; it is omitted there (the mean
+//   term's derivative is still reported).
+//
+// Inputs are used as given (the mean is normalised, the endpoints are not); a row of zero norm
+// or a non-finite value in v or u is bad input (contrastive::invalid_argument), as are t outside
+// [0, 1] and non-finite noise. Threads: OpenMP over rows when compiled with it; results never
+// depend on the thread count.
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
 // ---- begin contrastive/sampling/philox.hpp ----
 #ifndef CONTRASTIVE_SAMPLING_PHILOX_HPP
 #define CONTRASTIVE_SAMPLING_PHILOX_HPP
@@ -2385,5 +3630,3054 @@ CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_SAMPLING_PHILOX_HPP
 // ---- end contrastive/sampling/philox.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+struct brownian_bridge_options {
+  double t = 0.25;            // fixed t in [0, 1] (t = 0: u, t = 1: v)
+  bool random_t = false;      // per-row t_j ~ U(t_min, t_max) on Philox stream 3
+  double t_min = 0.05;
+  double t_max = 0.95;
+  bool noise = true;          // add sigma sqrt(t(1-t)) eps (points) / sigma n_k (paths)
+  double sigma = 0;           // noise scale >= 0; 0 (default) means 1/sqrt(D)
+  bool reproject = false;     // divide each sampled point by its norm
+  index_t steps = 8;          // K, the number of steps of a trajectory (>= 1)
+  std::uint64_t seed = 0;     // Philox key
+  std::uint32_t step = 0;     // Philox counter word 2 (e.g. the training step)
+  std::uint64_t first_id = 0; // Philox id of row j is first_id + j ...
+  label_span ids{};           // ... or ids[j] when given (one per row, >= 0)
+  bool accumulate = false;    // backward adds into grad_v / grad_u instead of overwriting them
+  int num_threads = 0;        // 0: all OpenMP threads (1 without OpenMP)
+};
+
+/// What a sampling call keeps for its backward: O(N) numbers, never the noise.
+template <class T>
+struct brownian_bridge_saved {
+  index_t n = 0, d = 0;
+  index_t steps = 0;          // K for trajectories, 0 for points
+  std::vector<double> t;      // per-row t (points)
+  double sigma = 0;           // the resolved noise scale
+  bool noise = true, reproject = false, given_noise = false;
+  std::uint64_t seed = 0;
+  std::uint32_t step = 0;
+};
+
+/// Gradients of a sampling call beyond those to v and u.
+struct brownian_bridge_gradient {
+  double t = 0;                // dL/dt of a t shared by all rows (the sum of t_rows); 0 for paths
+  std::vector<double> t_rows;  // dL/dt_j per row (points)
+  double sigma = 0;            // dL/dsigma
+};
+
+namespace detail {
+
+constexpr double bridge_floor = 1e-12;
+
+inline std::uint64_t bridge_id(const brownian_bridge_options& o, index_t j) noexcept {
+  return o.ids.empty() ? o.first_id + static_cast<std::uint64_t>(j)
+                       : static_cast<std::uint64_t>(o.ids.data[j]);
+}
+
+/// The t of row j (unchecked options).
+inline double bridge_t(const brownian_bridge_options& o, index_t j) noexcept {
+  if (!o.random_t) return o.t;
+  const philox_stream s{o.seed, bridge_id(o, j), o.step,
+                        static_cast<std::uint32_t>(philox_stream_id::bridge_t)};
+  return o.t_min + (o.t_max - o.t_min) * uniform_open01(s.block(0).w[0]);
+}
+
+inline double bridge_sigma(const brownian_bridge_options& o, index_t d) noexcept {
+  return o.sigma > 0 ? o.sigma : 1.0 / std::sqrt(double(d));
+}
+
+/// Standard normals m = first, first + 1, ..., first + count - 1 of a stream (one block per pair).
+inline void bridge_normals(const philox_stream& s, std::uint64_t first, index_t count, double* out) noexcept {
+  index_t k = 0;
+  std::uint64_t m = first;
+  if (count > 0 && (m & 1u)) {
+    out[k++] = s.normal(m++);
+  }
+  for (; k + 1 < count; k += 2, m += 2) {
+    const philox_block b = s.block(static_cast<std::uint32_t>(m / 2));
+    out[k] = box_muller(b.w[0], b.w[1]);
+    out[k + 1] = box_muller(b.w[2], b.w[3]);
+  }
+  if (k < count) out[k] = s.normal(m);
+}
+
+/// mu = m / max(||m||, floor), m = t v + (1 - t) u, for row j; returns max(||m||, floor).
+template <class T>
+double bridge_mean_row(const matrix_view<const T>& v, const matrix_view<const T>& u, index_t j,
+                       double t, double* mu) noexcept {
+  const index_t d = v.cols();
+  double s = 0;
+  for (index_t k = 0; k < d; ++k) {
+    const double m = t * double(v(j, k)) + (1 - t) * double(u(j, k));
+    mu[k] = m;
+    s += m * m;
+  }
+  const double r = std::sqrt(s);
+  const double rr = r > bridge_floor ? r : bridge_floor;
+  for (index_t k = 0; k < d; ++k) mu[k] /= rr;
+  return rr;
+}
+
+/// Replaces g (dL/dmu) by g_m = dL/dm: (g - mu <mu, g>) / r, or g / floor when ||m|| <= floor.
+inline void bridge_mean_backward(const double* mu, double r, index_t d, double* g) noexcept {
+  if (r <= bridge_floor) {
+    for (index_t k = 0; k < d; ++k) g[k] /= bridge_floor;
+    return;
+  }
+  double p = 0;
+  for (index_t k = 0; k < d; ++k) p += mu[k] * g[k];
+  for (index_t k = 0; k < d; ++k) g[k] = (g[k] - mu[k] * p) / r;
+}
+
+/// y /= max(||y||, floor); returns the norm used.
+inline double bridge_project(double* y, index_t d) noexcept {
+  double s = 0;
+  for (index_t k = 0; k < d; ++k) s += y[k] * y[k];
+  const double r = std::sqrt(s);
+  const double rr = r > bridge_floor ? r : bridge_floor;
+  for (index_t k = 0; k < d; ++k) y[k] /= rr;
+  return rr;
+}
+
+/// Gradient through s = y / max(||y||, floor) (s given, r the norm used).
+inline void bridge_project_backward(const double* s, double r, index_t d, double* g) noexcept {
+  bridge_mean_backward(s, r, d, g);
+}
+
+inline void bridge_check_time(const char* fn, const brownian_bridge_options& o) {
+  if (o.random_t) {
+    CONTRASTIVE_CHECK(std::isfinite(o.t_min) && std::isfinite(o.t_max) && o.t_min >= 0 &&
+                          o.t_max <= 1 && o.t_min <= o.t_max,
+                      fn, ": 't_min' and 't_max' must satisfy 0 <= t_min <= t_max <= 1, got [",
+                      o.t_min, ", ", o.t_max, "]");
+  } else {
+    CONTRASTIVE_CHECK(std::isfinite(o.t) && o.t >= 0 && o.t <= 1, fn,
+                      ": 't' must lie in [0, 1], got ", o.t);
+  }
+}
+
+inline void bridge_check_ids(const char* fn, const brownian_bridge_options& o, index_t n) {
+  if (o.ids.empty()) return;
+  CONTRASTIVE_CHECK(o.ids.size == n, fn, ": 'ids' has ", o.ids.size, " entries, expected ", n,
+                    " (one per row)");
+  for (index_t j = 0; j < n; ++j)
+    CONTRASTIVE_CHECK(o.ids.data[j] >= 0, fn, ": 'ids' has a negative id (", o.ids.data[j],
+                      ") at row ", j);
+}
+
+/// v, u: N x D, N > 0, D > 0, finite, no zero-norm row; options valid.
+template <class T>
+void bridge_check_endpoints(const char* fn, const matrix_view<const T>& v,
+                            const matrix_view<const T>& u, const brownian_bridge_options& o,
+                            bool trajectory) {
+  check_matrix(fn, "v", v);
+  check_matrix(fn, "u", u);
+  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('v' has 0 rows)");
+  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'v' has 0 columns (D must be > 0)");
+  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'u' has ", u.rows(), " rows, expected ", v.rows(),
+                    " (rows of 'v')");
+  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'u' has ", u.cols(), " columns, expected ",
+                    v.cols(), " (columns of 'v')");
+  if (!trajectory) bridge_check_time(fn, o);
+  CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
+                    ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);
+  if (trajectory)
+    CONTRASTIVE_CHECK(o.steps >= 1, fn, ": 'steps' must be >= 1, got ", o.steps);
+  bridge_check_ids(fn, o, v.rows());
+  check_rows(fn, "v", v);
+  check_rows(fn, "u", u);
+}
+
+template <class T>
+void bridge_check_noise(const char* fn, const char* name, const matrix_view<const T>& e,
+                        index_t rows, index_t cols, const char* what) {
+  check_matrix(fn, name, e);
+  check_shape(fn, name, e, rows, cols, what);
+  check_finite(fn, name, e);
+}
+
+/// Rows per parallel task and per-thread scratch of D doubles x `width`.
+struct bridge_scratch {
+  std::vector<double> data;
+  index_t stride = 0;
+  double* get(int tid) noexcept { return data.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(stride); }
+  bridge_scratch(int threads, index_t per_thread)
+      : data(static_cast<std::size_t>(threads) * static_cast<std::size_t>(per_thread)), stride(per_thread) {}
+};
+
+constexpr index_t bridge_rows_per_task = 16;
+
+template <class F>
+void bridge_for_rows(index_t n, int threads, F&& row_fn) {
+  const index_t tasks = (n + bridge_rows_per_task - 1) / bridge_rows_per_task;
+  modal_parallel_for(tasks, threads, [&](index_t task, int tid) {
+    const index_t j1 = (task + 1) * bridge_rows_per_task < n ? (task + 1) * bridge_rows_per_task : n;
+    for (index_t j = task * bridge_rows_per_task; j < j1; ++j) row_fn(j, tid);
+  });
+}
+
+template <class T>
+void bridge_store_row(const matrix_view<T>& out, index_t i, const double* x, bool accumulate) {
+  for (index_t k = 0; k < out.cols(); ++k)
+    out(i, k) = accumulate ? static_cast<T>(double(out(i, k)) + x[k]) : static_cast<T>(x[k]);
+}
+
+// ---- points ----
+
+template <class T>
+brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<const T>& v,
+                                              const matrix_view<const T>& u,
+                                              const matrix_view<const T>* eps,
+                                              const matrix_view<T>& y,
+                                              const brownian_bridge_options& o) {
+  bridge_check_endpoints(fn, v, u, o, false);
+  const index_t n = v.rows(), d = v.cols();
+  if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'v'");
+  check_matrix(fn, "y", y);
+  check_shape(fn, "y", y, n, d, "the shape of 'v'");
+  check_writable_layout(fn, "y", y);
+  check_no_alias(fn, "y", y, "v", v);
+  check_no_alias(fn, "y", y, "u", u);
+  if (eps) check_no_alias(fn, "y", y, "eps", *eps);
+
+  brownian_bridge_saved<T> saved;
+  saved.n = n;
+  saved.d = d;
+  saved.t.resize(static_cast<std::size_t>(n));
+  saved.sigma = bridge_sigma(o, d);
+  saved.noise = o.noise;
+  saved.reproject = o.reproject;
+  saved.given_noise = eps != nullptr;
+  saved.seed = o.seed;
+  saved.step = o.step;
+  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  bridge_scratch scratch(threads, 2 * d);
+  const double sigma = saved.sigma;
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    double* mu = scratch.get(tid);
+    double* e = mu + d;
+    const double t = bridge_t(o, j);
+    saved.t[static_cast<std::size_t>(j)] = t;
+    bridge_mean_row(v, u, j, t, mu);
+    if (o.noise) {
+      const double c = sigma * std::sqrt(t * (1 - t));
+      if (eps) {
+        for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
+      } else {
+        const philox_stream s{o.seed, bridge_id(o, j), o.step,
+                              static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
+        bridge_normals(s, 0, d, e);
+      }
+      for (index_t k = 0; k < d; ++k) mu[k] += c * e[k];
+    }
+    if (o.reproject) bridge_project(mu, d);
+    bridge_store_row(y, j, mu, false);
+  });
+  return saved;
+}
+
+template <class T>
+brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view<const T>& v,
+                                               const matrix_view<const T>& u,
+                                               const matrix_view<const T>* eps,
+                                               const brownian_bridge_saved<T>& saved,
+                                               const matrix_view<const T>& gy,
+                                               const matrix_view<T>& gv, const matrix_view<T>& gu,
+                                               const brownian_bridge_options& o) {
+  bridge_check_endpoints(fn, v, u, o, false);
+  const index_t n = v.rows(), d = v.cols();
+  CONTRASTIVE_CHECK(saved.steps == 0 && saved.n == n && saved.d == d &&
+                        saved.t.size() == static_cast<std::size_t>(n),
+                    fn, ": 'saved' belongs to a ", saved.n, " x ", saved.d,
+                    saved.steps ? " trajectory" : " point", " sample, the inputs are ", n, " x ", d);
+  CONTRASTIVE_CHECK(saved.given_noise == (eps != nullptr), fn,
+                    saved.given_noise ? ": 'saved' was sampled with caller noise: pass the same 'eps'"
+                                      : ": 'saved' was sampled on the Philox stream: pass no 'eps'");
+  CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
+                        saved.sigma == bridge_sigma(o, d) &&
+                        (eps || (saved.seed == o.seed && saved.step == o.step)),
+                    fn, ": 'saved' was sampled with other options (noise ", saved.noise,
+                    ", reproject ", saved.reproject, ", sigma ", saved.sigma, ", seed ", saved.seed,
+                    ", step ", saved.step, ")");
+  if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'v'");
+  check_matrix(fn, "grad_y", gy);
+  check_shape(fn, "grad_y", gy, n, d, "the shape of 'v'");
+  check_finite(fn, "grad_y", gy);
+  check_matrix(fn, "grad_v", gv);
+  check_matrix(fn, "grad_u", gu);
+  check_shape(fn, "grad_v", gv, n, d, "the shape of 'v'");
+  check_shape(fn, "grad_u", gu, n, d, "the shape of 'u'");
+  check_writable_layout(fn, "grad_v", gv);
+  check_writable_layout(fn, "grad_u", gu);
+  check_no_alias(fn, "grad_v", gv, "grad_u", gu);
+  check_no_alias(fn, "grad_v", gv, "v", v);
+  check_no_alias(fn, "grad_v", gv, "u", u);
+  check_no_alias(fn, "grad_v", gv, "grad_y", gy);
+  check_no_alias(fn, "grad_u", gu, "v", v);
+  check_no_alias(fn, "grad_u", gu, "u", u);
+  check_no_alias(fn, "grad_u", gu, "grad_y", gy);
+
+  brownian_bridge_gradient out;
+  out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
+  std::vector<double> dsig(static_cast<std::size_t>(n), 0.0);
+  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  bridge_scratch scratch(threads, 4 * d);
+  const double sigma = saved.sigma;
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    double* mu = scratch.get(tid);
+    double* e = mu + d;
+    double* y = e + d;
+    double* g = y + d;
+    const double t = saved.t[static_cast<std::size_t>(j)];
+    const double r = bridge_mean_row(v, u, j, t, mu);
+    for (index_t k = 0; k < d; ++k) g[k] = double(gy(j, k));
+    const double c = o.noise ? sigma * std::sqrt(t * (1 - t)) : 0.0;
+    if (o.noise) {
+      if (eps) {
+        for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
+      } else {
+        const philox_stream s{o.seed, bridge_id(o, j), o.step,
+                              static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
+        bridge_normals(s, 0, d, e);
+      }
+    }
+    if (o.reproject) {
+      for (index_t k = 0; k < d; ++k) y[k] = mu[k] + (o.noise ? c * e[k] : 0.0);
+      const double ry = bridge_project(y, d);
+      bridge_project_backward(y, ry, d, g);
+    }
+    double dt = 0;
+    if (o.noise) {
+      double ge = 0;
+      for (index_t k = 0; k < d; ++k) ge += g[k] * e[k];
+      dsig[static_cast<std::size_t>(j)] = std::sqrt(t * (1 - t)) * ge;
+      if (t > 0 && t < 1) dt += sigma * (1 - 2 * t) / (2 * std::sqrt(t * (1 - t))) * ge;
+    }
+    bridge_mean_backward(mu, r, d, g);  // g = dL/dm
+    double dvu = 0;
+    for (index_t k = 0; k < d; ++k) dvu += (double(v(j, k)) - double(u(j, k))) * g[k];
+    dt += dvu;
+    out.t_rows[static_cast<std::size_t>(j)] = dt;
+    for (index_t k = 0; k < d; ++k) y[k] = t * g[k];
+    bridge_store_row(gv, j, y, o.accumulate);
+    for (index_t k = 0; k < d; ++k) y[k] = (1 - t) * g[k];
+    bridge_store_row(gu, j, y, o.accumulate);
+  });
+  for (index_t j = 0; j < n; ++j) {
+    out.t += out.t_rows[static_cast<std::size_t>(j)];
+    out.sigma += dsig[static_cast<std::size_t>(j)];
+  }
+  return out;
+}
+
+// ---- trajectories ----
+
+/// n_k from n_{k-1} and xi_k (k = 1..K-1).
+inline void bridge_step_noise(double* nk, const double* xi, index_t d, index_t k, index_t kk) noexcept {
+  const double a = double(kk - k) / double(kk - k + 1);
+  const double b = std::sqrt(double(kk - k) / (double(kk) * double(kk - k + 1)));
+  for (index_t i = 0; i < d; ++i) nk[i] = nk[i] * a + b * xi[i];
+}
+
+template <class T>
+void bridge_load_xi(const matrix_view<const T>* xi, const brownian_bridge_options& o, index_t j,
+                    index_t k, index_t kk, index_t d, double* out) {
+  if (xi) {
+    const index_t row = j * (kk - 1) + (k - 1);
+    for (index_t i = 0; i < d; ++i) out[i] = double((*xi)(row, i));
+  } else {
+    const philox_stream s{o.seed, bridge_id(o, j), o.step,
+                          static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
+    bridge_normals(s, static_cast<std::uint64_t>(k - 1) * static_cast<std::uint64_t>(d), d, out);
+  }
+}
+
+template <class T>
+brownian_bridge_saved<T> bridge_path_forward(const char* fn, const matrix_view<const T>& v,
+                                             const matrix_view<const T>& u,
+                                             const matrix_view<const T>* xi,
+                                             const matrix_view<T>& x,
+                                             const brownian_bridge_options& o) {
+  bridge_check_endpoints(fn, v, u, o, true);
+  const index_t n = v.rows(), d = v.cols(), kk = o.steps;
+  if (xi) bridge_check_noise(fn, "xi", *xi, n * (kk - 1), d, "N (steps - 1) x D");
+  check_matrix(fn, "x", x);
+  check_shape(fn, "x", x, n * (kk + 1), d, "N (steps + 1) x D");
+  check_writable_layout(fn, "x", x);
+  check_no_alias(fn, "x", x, "v", v);
+  check_no_alias(fn, "x", x, "u", u);
+  if (xi) check_no_alias(fn, "x", x, "xi", *xi);
+
+  brownian_bridge_saved<T> saved;
+  saved.n = n;
+  saved.d = d;
+  saved.steps = kk;
+  saved.sigma = bridge_sigma(o, d);
+  saved.noise = o.noise;
+  saved.reproject = o.reproject;
+  saved.given_noise = xi != nullptr;
+  saved.seed = o.seed;
+  saved.step = o.step;
+  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  bridge_scratch scratch(threads, 3 * d);
+  const double sigma = saved.sigma;
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    double* mu = scratch.get(tid);
+    double* nk = mu + d;
+    double* xk = nk + d;
+    const index_t base = j * (kk + 1);
+    for (index_t i = 0; i < d; ++i) {
+      x(base, i) = u(j, i);
+      x(base + kk, i) = v(j, i);
+      nk[i] = 0;
+    }
+    for (index_t k = 1; k < kk; ++k) {
+      bridge_mean_row(v, u, j, double(k) / double(kk), mu);
+      if (o.noise) {
+        bridge_load_xi(xi, o, j, k, kk, d, xk);
+        bridge_step_noise(nk, xk, d, k, kk);
+        for (index_t i = 0; i < d; ++i) mu[i] += sigma * nk[i];
+      }
+      if (o.reproject) bridge_project(mu, d);
+      bridge_store_row(x, base + k, mu, false);
+    }
+  });
+  return saved;
+}
+
+template <class T>
+brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<const T>& v,
+                                              const matrix_view<const T>& u,
+                                              const matrix_view<const T>* xi,
+                                              const brownian_bridge_saved<T>& saved,
+                                              const matrix_view<const T>& gx,
+                                              const matrix_view<T>& gv, const matrix_view<T>& gu,
+                                              const brownian_bridge_options& o) {
+  bridge_check_endpoints(fn, v, u, o, true);
+  const index_t n = v.rows(), d = v.cols(), kk = o.steps;
+  CONTRASTIVE_CHECK(saved.steps == kk && saved.n == n && saved.d == d, fn,
+                    ": 'saved' belongs to a ", saved.n, " x ", saved.d, " sample with ", saved.steps,
+                    " steps, the inputs are ", n, " x ", d, " with 'steps' = ", kk);
+  CONTRASTIVE_CHECK(saved.given_noise == (xi != nullptr), fn,
+                    saved.given_noise ? ": 'saved' was sampled with caller noise: pass the same 'xi'"
+                                      : ": 'saved' was sampled on the Philox stream: pass no 'xi'");
+  CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
+                        saved.sigma == bridge_sigma(o, d) &&
+                        (xi || (saved.seed == o.seed && saved.step == o.step)),
+                    fn, ": 'saved' was sampled with other options (noise ", saved.noise,
+                    ", reproject ", saved.reproject, ", sigma ", saved.sigma, ", seed ", saved.seed,
+                    ", step ", saved.step, ")");
+  if (xi) bridge_check_noise(fn, "xi", *xi, n * (kk - 1), d, "N (steps - 1) x D");
+  check_matrix(fn, "grad_x", gx);
+  check_shape(fn, "grad_x", gx, n * (kk + 1), d, "N (steps + 1) x D");
+  check_finite(fn, "grad_x", gx);
+  check_matrix(fn, "grad_v", gv);
+  check_matrix(fn, "grad_u", gu);
+  check_shape(fn, "grad_v", gv, n, d, "the shape of 'v'");
+  check_shape(fn, "grad_u", gu, n, d, "the shape of 'u'");
+  check_writable_layout(fn, "grad_v", gv);
+  check_writable_layout(fn, "grad_u", gu);
+  check_no_alias(fn, "grad_v", gv, "grad_u", gu);
+  check_no_alias(fn, "grad_v", gv, "v", v);
+  check_no_alias(fn, "grad_v", gv, "u", u);
+  check_no_alias(fn, "grad_v", gv, "grad_x", gx);
+  check_no_alias(fn, "grad_u", gu, "v", v);
+  check_no_alias(fn, "grad_u", gu, "u", u);
+  check_no_alias(fn, "grad_u", gu, "grad_x", gx);
+
+  brownian_bridge_gradient out;
+  std::vector<double> dsig(static_cast<std::size_t>(n), 0.0);
+  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  bridge_scratch scratch(threads, 6 * d);
+  const double sigma = saved.sigma;
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    double* mu = scratch.get(tid);
+    double* nk = mu + d;
+    double* xk = nk + d;
+    double* g = xk + d;
+    double* dv = g + d;
+    double* du = dv + d;
+    const index_t base = j * (kk + 1);
+    for (index_t i = 0; i < d; ++i) {
+      du[i] = double(gx(base, i));  // X_0 = u
+      dv[i] = double(gx(base + kk, i));  // X_K = v
+      nk[i] = 0;
+    }
+    double ds = 0;
+    for (index_t k = 1; k < kk; ++k) {
+      const double tk = double(k) / double(kk);
+      const double r = bridge_mean_row(v, u, j, tk, mu);
+      if (o.noise) {
+        bridge_load_xi(xi, o, j, k, kk, d, xk);
+        bridge_step_noise(nk, xk, d, k, kk);
+      }
+      for (index_t i = 0; i < d; ++i) g[i] = double(gx(base + k, i));
+      if (o.reproject) {
+        for (index_t i = 0; i < d; ++i) xk[i] = mu[i] + (o.noise ? sigma * nk[i] : 0.0);
+        const double rx = bridge_project(xk, d);
+        bridge_project_backward(xk, rx, d, g);
+      }
+      if (o.noise)
+        for (index_t i = 0; i < d; ++i) ds += g[i] * nk[i];
+      bridge_mean_backward(mu, r, d, g);
+      for (index_t i = 0; i < d; ++i) {
+        dv[i] += tk * g[i];
+        du[i] += (1 - tk) * g[i];
+      }
+    }
+    dsig[static_cast<std::size_t>(j)] = ds;
+    bridge_store_row(gv, j, dv, o.accumulate);
+    bridge_store_row(gu, j, du, o.accumulate);
+  });
+  for (index_t j = 0; j < n; ++j) out.sigma += dsig[static_cast<std::size_t>(j)];
+  return out;
+}
+
+template <class A, class B>
+void bridge_same_type() {
+  static_assert(std::is_same<A, B>::value,
+                "contrastive: inputs, noise, outputs and saved state must share one element type");
+}
+
+}  // namespace detail
+
+/// The t of row j under these options: o.t, or the row's draw on Philox stream 3.
+inline double brownian_bridge_time(const brownian_bridge_options& o, index_t j) {
+  detail::bridge_check_time("brownian_bridge_time", o);
+  return detail::bridge_t(o, j);
+}
+
+/// Samples one bridge point per pair into y (N x D), noise from Philox stream 2.
+template <class V, class U, class Y>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<Y&&>)
+auto brownian_bridge_sample(const V& v, const U& u, Y&& y, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vy = detail::output_view(std::forward<Y>(y));
+  using T = typename decltype(vv)::value_type;
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vy)::value_type>();
+  return detail::bridge_point_forward<T>("brownian_bridge_sample", vv, vu, nullptr, vy, o);
+}
+
+/// As brownian_bridge_sample, with the caller's standard-normal noise eps (N x D).
+template <class V, class U, class E, class Y>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<E>&& writable_tensor<Y&&>)
+auto brownian_bridge_sample_with_noise(const V& v, const U& u, const E& eps, Y&& y,
+                                       const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto ve = detail::input_view(eps);
+  const auto vy = detail::output_view(std::forward<Y>(y));
+  using T = typename decltype(vv)::value_type;
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(ve)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vy)::value_type>();
+  return detail::bridge_point_forward<T>("brownian_bridge_sample_with_noise", vv, vu, &ve, vy, o);
+}
+
+/// Backward of brownian_bridge_sample: given grad_y = dL/dy, writes (or adds) dL/dv and dL/du
+/// and returns dL/dt (per row and summed) and dL/dsigma.
+template <class V, class U, class T, class GY, class GV, class GU>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<GY>&& writable_tensor<GV&&>&&
+                         writable_tensor<GU&&>)
+brownian_bridge_gradient brownian_bridge_sample_backward(const V& v, const U& u,
+                                                         const brownian_bridge_saved<T>& saved,
+                                                         const GY& grad_y, GV&& grad_v, GU&& grad_u,
+                                                         const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vg = detail::input_view(grad_y);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  return detail::bridge_point_backward<T>("brownian_bridge_sample_backward", vv, vu, nullptr, saved,
+                                          vg, gv, gu, o);
+}
+
+/// Backward of brownian_bridge_sample_with_noise (pass the same eps).
+template <class V, class U, class E, class T, class GY, class GV, class GU>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<E>&& tensor_like<GY>&&
+                         writable_tensor<GV&&>&& writable_tensor<GU&&>)
+brownian_bridge_gradient brownian_bridge_sample_with_noise_backward(
+    const V& v, const U& u, const E& eps, const brownian_bridge_saved<T>& saved, const GY& grad_y,
+    GV&& grad_v, GU&& grad_u, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto ve = detail::input_view(eps);
+  const auto vg = detail::input_view(grad_y);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(ve)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  return detail::bridge_point_backward<T>("brownian_bridge_sample_with_noise_backward", vv, vu, &ve,
+                                          saved, vg, gv, gu, o);
+}
+
+/// Samples a K-step trajectory per pair into x (N (K+1) x D; row j (K+1) + k holds X_k), noise
+/// from Philox stream 2.
+template <class V, class U, class X>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<X&&>)
+auto brownian_bridge_trajectory(const V& v, const U& u, X&& x, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vx = detail::output_view(std::forward<X>(x));
+  using T = typename decltype(vv)::value_type;
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vx)::value_type>();
+  return detail::bridge_path_forward<T>("brownian_bridge_trajectory", vv, vu, nullptr, vx, o);
+}
+
+/// As brownian_bridge_trajectory, with the caller's standard-normal xi (N (K-1) x D; row
+/// j (K-1) + k - 1 holds xi_k of pair j).
+template <class V, class U, class XI, class X>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<XI>&& writable_tensor<X&&>)
+auto brownian_bridge_trajectory_with_noise(const V& v, const U& u, const XI& xi, X&& x,
+                                           const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vxi = detail::input_view(xi);
+  const auto vx = detail::output_view(std::forward<X>(x));
+  using T = typename decltype(vv)::value_type;
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vxi)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vx)::value_type>();
+  return detail::bridge_path_forward<T>("brownian_bridge_trajectory_with_noise", vv, vu, &vxi, vx, o);
+}
+
+/// Backward of brownian_bridge_trajectory: given grad_x = dL/dx, writes (or adds) dL/dv and
+/// dL/du and returns dL/dsigma.
+template <class V, class U, class T, class GX, class GV, class GU>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<GX>&& writable_tensor<GV&&>&&
+                         writable_tensor<GU&&>)
+brownian_bridge_gradient brownian_bridge_trajectory_backward(const V& v, const U& u,
+                                                             const brownian_bridge_saved<T>& saved,
+                                                             const GX& grad_x, GV&& grad_v,
+                                                             GU&& grad_u,
+                                                             const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vg = detail::input_view(grad_x);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  return detail::bridge_path_backward<T>("brownian_bridge_trajectory_backward", vv, vu, nullptr,
+                                         saved, vg, gv, gu, o);
+}
+
+/// Backward of brownian_bridge_trajectory_with_noise (pass the same xi).
+template <class V, class U, class XI, class T, class GX, class GV, class GU>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<XI>&& tensor_like<GX>&&
+                         writable_tensor<GV&&>&& writable_tensor<GU&&>)
+brownian_bridge_gradient brownian_bridge_trajectory_with_noise_backward(
+    const V& v, const U& u, const XI& xi, const brownian_bridge_saved<T>& saved, const GX& grad_x,
+    GV&& grad_v, GU&& grad_u, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vxi = detail::input_view(xi);
+  const auto vg = detail::input_view(grad_x);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vxi)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  return detail::bridge_path_backward<T>("brownian_bridge_trajectory_with_noise_backward", vv, vu,
+                                         &vxi, saved, vg, gv, gu, o);
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_HPP
+// ---- end contrastive/sampling/brownian_bridge.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+struct brownian_bridge_loss_options {
+  double t = 0.25;             // fixed t in [0, 1]
+  bool random_t = false;       // per-row t_j ~ U(t_min, t_max), as the sampler draws it
+  double t_min = 0.05;
+  double t_max = 0.95;
+  std::uint64_t seed = 0;      // Philox key, counter step and ids of the t draws
+  std::uint32_t step = 0;
+  std::uint64_t first_id = 0;
+  label_span ids{};
+  bool nll_weight = false;     // weight term j by 1 / (2 t_j (1 - t_j))
+  bool detach_a = false;       // no gradient to a (grad_a zeroed, or untouched with accumulate)
+  bool accumulate = false;     // backward adds into the gradients instead of overwriting them
+  int num_threads = 0;         // 0: all OpenMP threads (1 without OpenMP)
+};
+
+template <class T>
+struct brownian_bridge_loss_saved {
+  T loss = 0;
+  index_t n = 0, d = 0;
+  std::vector<double> t;  // per-row t
+  bool nll_weight = false;
+};
+
+namespace detail {
+
+inline brownian_bridge_options bridge_loss_time_options(const brownian_bridge_loss_options& o) {
+  brownian_bridge_options b;
+  b.t = o.t;
+  b.random_t = o.random_t;
+  b.t_min = o.t_min;
+  b.t_max = o.t_max;
+  b.seed = o.seed;
+  b.step = o.step;
+  b.first_id = o.first_id;
+  b.ids = o.ids;
+  b.noise = false;
+  b.num_threads = o.num_threads;
+  return b;
+}
+
+template <class T>
+void bridge_loss_check(const char* fn, const matrix_view<const T>& v, const matrix_view<const T>& u,
+                       const matrix_view<const T>& a, const brownian_bridge_loss_options& o) {
+  const brownian_bridge_options b = bridge_loss_time_options(o);
+  bridge_check_endpoints(fn, v, u, b, false);  // shapes of v/u, t range, ids, rows of v and u
+  check_matrix(fn, "a", a);
+  check_shape(fn, "a", a, v.rows(), v.cols(), "the shape of 'v'");
+  if (o.nll_weight) {
+    if (o.random_t) {
+      CONTRASTIVE_CHECK(o.t_min > 0 && o.t_max < 1, fn,
+                        ": 'nll_weight' needs 0 < t_min and t_max < 1 (the weight 1/(2t(1-t)) is "
+                        "infinite at the ends), got [", o.t_min, ", ", o.t_max, "]");
+    } else {
+      CONTRASTIVE_CHECK(o.t > 0 && o.t < 1, fn,
+                        ": 'nll_weight' needs 0 < t < 1 (the weight 1/(2t(1-t)) is infinite at the "
+                        "ends), got ", o.t);
+    }
+  }
+  check_rows(fn, "a", a);
+}
+
+inline double bridge_loss_weight(double t, bool nll) noexcept {
+  return nll ? 1.0 / (2 * t * (1 - t)) : 1.0;
+}
+
+template <class T>
+brownian_bridge_loss_saved<T> bridge_loss_forward(const matrix_view<const T>& v,
+                                                  const matrix_view<const T>& u,
+                                                  const matrix_view<const T>& a,
+                                                  const brownian_bridge_loss_options& o) {
+  const char* fn = "brownian_bridge_loss_forward";
+  bridge_loss_check(fn, v, u, a, o);
+  const index_t n = v.rows(), d = v.cols();
+  const brownian_bridge_options b = bridge_loss_time_options(o);
+  brownian_bridge_loss_saved<T> saved;
+  saved.n = n;
+  saved.d = d;
+  saved.nll_weight = o.nll_weight;
+  saved.t.resize(static_cast<std::size_t>(n));
+  std::vector<double> terms(static_cast<std::size_t>(n));
+  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  bridge_scratch scratch(threads, d);
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    double* mu = scratch.get(tid);
+    const double t = bridge_t(b, j);
+    saved.t[static_cast<std::size_t>(j)] = t;
+    bridge_mean_row(v, u, j, t, mu);
+    double s = 0;
+    for (index_t k = 0; k < d; ++k) {
+      const double e = double(a(j, k)) - mu[k];
+      s += e * e;
+    }
+    terms[static_cast<std::size_t>(j)] = bridge_loss_weight(t, o.nll_weight) * s;
+  });
+  double loss = 0;
+  for (const double x : terms) loss += x;
+  saved.loss = static_cast<T>(loss / double(n));
+  return saved;
+}
+
+template <class T>
+brownian_bridge_gradient bridge_loss_backward(const matrix_view<const T>& v,
+                                              const matrix_view<const T>& u,
+                                              const matrix_view<const T>& a,
+                                              const brownian_bridge_loss_saved<T>& saved,
+                                              const matrix_view<T>& gv, const matrix_view<T>& gu,
+                                              const matrix_view<T>& ga,
+                                              const brownian_bridge_loss_options& o,
+                                              double upstream) {
+  const char* fn = "brownian_bridge_loss_backward";
+  bridge_loss_check(fn, v, u, a, o);
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  const index_t n = v.rows(), d = v.cols();
+  CONTRASTIVE_CHECK(saved.n == n && saved.d == d && saved.t.size() == static_cast<std::size_t>(n),
+                    fn, ": 'saved' belongs to a ", saved.n, " x ", saved.d,
+                    " batch, the inputs are ", n, " x ", d);
+  CONTRASTIVE_CHECK(saved.nll_weight == o.nll_weight, fn,
+                    ": 'saved' was computed with nll_weight ", saved.nll_weight, ", these options have ",
+                    o.nll_weight);
+  const char* names[3] = {"grad_v", "grad_u", "grad_a"};
+  const matrix_view<T>* outs[3] = {&gv, &gu, &ga};
+  for (int k = 0; k < 3; ++k) {
+    check_matrix(fn, names[k], *outs[k]);
+    check_shape(fn, names[k], *outs[k], n, d, "the shape of 'v'");
+    check_writable_layout(fn, names[k], *outs[k]);
+    check_no_alias(fn, names[k], *outs[k], "v", v);
+    check_no_alias(fn, names[k], *outs[k], "u", u);
+    check_no_alias(fn, names[k], *outs[k], "a", a);
+    for (int j = 0; j < k; ++j) check_no_alias(fn, names[k], *outs[k], names[j], *outs[j]);
+  }
+
+  brownian_bridge_gradient out;
+  out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
+  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  bridge_scratch scratch(threads, 2 * d);
+  const double scale = upstream / double(n);
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    double* mu = scratch.get(tid);
+    double* g = mu + d;
+    const double t = saved.t[static_cast<std::size_t>(j)];
+    const double r = bridge_mean_row(v, u, j, t, mu);
+    const double w = bridge_loss_weight(t, o.nll_weight);
+    double dist = 0;
+    for (index_t k = 0; k < d; ++k) {
+      const double e = double(a(j, k)) - mu[k];
+      dist += e * e;
+      g[k] = 2 * w * scale * e;  // dL/da
+    }
+    if (!o.detach_a) bridge_store_row(ga, j, g, o.accumulate);
+    for (index_t k = 0; k < d; ++k) g[k] = -g[k];  // dL/dmu
+    bridge_mean_backward(mu, r, d, g);             // dL/dm
+    double dt = 0;
+    for (index_t k = 0; k < d; ++k) dt += (double(v(j, k)) - double(u(j, k))) * g[k];
+    if (o.nll_weight) dt += -(1 - 2 * t) / (2 * t * t * (1 - t) * (1 - t)) * dist * scale;
+    out.t_rows[static_cast<std::size_t>(j)] = dt;
+    for (index_t k = 0; k < d; ++k) mu[k] = t * g[k];
+    bridge_store_row(gv, j, mu, o.accumulate);
+    for (index_t k = 0; k < d; ++k) mu[k] = (1 - t) * g[k];
+    bridge_store_row(gu, j, mu, o.accumulate);
+  });
+  if (o.detach_a && !o.accumulate) {
+    for (index_t i = 0; i < n; ++i)
+      for (index_t k = 0; k < d; ++k) ga(i, k) = T(0);
+  }
+  for (const double x : out.t_rows) out.t += x;
+  return out;
+}
+
+}  // namespace detail
+
+/// Forward: returns L_Br and the per-row t the backward reuses.
+template <class V, class U, class A>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<A>)
+auto brownian_bridge_loss_forward(const V& v, const U& u, const A& a,
+                                  const brownian_bridge_loss_options& o = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto va = detail::input_view(a);
+  using T = typename decltype(vv)::value_type;
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(va)::value_type>();
+  return detail::bridge_loss_forward<T>(vv, vu, va, o);
+}
+
+/// Backward: writes (or adds) upstream * dL/dv, dL/du and dL/da; returns upstream * dL/dt (per
+/// row and summed).
+template <class V, class U, class A, class T, class GV, class GU, class GA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<A>&& writable_tensor<GV&&>&&
+                         writable_tensor<GU&&>&& writable_tensor<GA&&>)
+brownian_bridge_gradient brownian_bridge_loss_backward(const V& v, const U& u, const A& a,
+                                                       const brownian_bridge_loss_saved<T>& saved,
+                                                       GV&& grad_v, GU&& grad_u, GA&& grad_a,
+                                                       const brownian_bridge_loss_options& o = {},
+                                                       double upstream = 1.0) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto va = detail::input_view(a);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(va)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(ga)::value_type>();
+  return detail::bridge_loss_backward<T>(vv, vu, va, saved, gv, gu, ga, o, upstream);
+}
+
+/// Forward and backward in one call; returns the loss (and dL/dt through *t_grad when given).
+template <class V, class U, class A, class GV, class GU, class GA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<A>&& writable_tensor<GV&&>&&
+                         writable_tensor<GU&&>&& writable_tensor<GA&&>)
+auto brownian_bridge_loss_forward_backward(const V& v, const U& u, const A& a, GV&& grad_v,
+                                           GU&& grad_u, GA&& grad_a,
+                                           const brownian_bridge_loss_options& o = {},
+                                           brownian_bridge_gradient* t_grad = nullptr) {
+  const auto saved = brownian_bridge_loss_forward(v, u, a, o);
+  brownian_bridge_gradient g =
+      brownian_bridge_loss_backward(v, u, a, saved, std::forward<GV>(grad_v),
+                                    std::forward<GU>(grad_u), std::forward<GA>(grad_a), o, 1.0);
+  if (t_grad) *t_grad = std::move(g);
+  return saved.loss;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_BROWNIAN_BRIDGE_HPP
+// ---- end contrastive/losses/brownian_bridge.hpp ----
+// ---- begin contrastive/losses/geometric_consistency.hpp ----
+#ifndef CONTRASTIVE_LOSSES_GEOMETRIC_CONSISTENCY_HPP
+#define CONTRASTIVE_LOSSES_GEOMETRIC_CONSISTENCY_HPP
+
+// Geometric consistency (Jiang et al., "Understanding and Constructing Latent Modality Structures
+// in Multi-modal Representation Learning", CVPR 2023, after CyCLIP). Spec: shared/spec/losses.md
+// section 4.3. Rows j of V (image) and U (text) are the two embeddings of pair j.
+//
+//   L_GC   = (1/N) sum_{j,k} [ w_x (<v_j,u_k> - <v_k,u_j>)^2 + w_i (<v_j,v_k> - <u_j,u_k>)^2 ]
+//   L^a_GC = (1/N) sum_{j,k} [ (<v_j,v_k> - <va_j,va_k>)^2 + (<u_j,u_k> - <ua_j,ua_k>)^2 ]
+//          + (1/N) sum_j (<v_j,u_j> - <va_j,ua_j>)^2
+//
+// w_x (cross-modal symmetry) and w_i (in-modal consistency) are 1 by default, which is the
+// paper's L_GC; either may be set to 0 to use one term alone. The double sums carry 1/N, not
+// 1/N^2, as in the paper and CyCLIP; under data parallelism N is the global batch.
+//
+// Two algorithms, bit-for-bit independent of the thread count:
+// - naive: the N x N similarity matrices, O(N^2 D) time and O(N^2) memory; the test reference.
+// - gram: D x D Gram matrices only, O(N D^2) time, O((N/chunk + threads) chunk D + D^2) memory,
+//   never N x N. With equal weights it uses the cancellation-free P = V + U, Q = V - U form
+//   (L_GC = (1/N) tr((P^T P)(Q^T Q)): 6 N D^2 flop for forward + backward with symmetric rank
+//   updates); with unequal weights (or `gram_split`) the spec's three-Gram form (V^T V, U^T U,
+//   V^T U). The augmented variant uses P = X + Y, Q = X - Y per pair (X, Y) in {(V, Va), (U, Ua)}
+//   (`gram_split`: X^T X, Y^T Y, X^T Y). Rows are processed in chunks of `chunk_rows`; chunks are
+//   grouped into a fixed number of slabs (a function of N, D and the element type only), each
+//   with its own Gram accumulators, summed in slab order, so results do not depend on threads.
+// `automatic` picks gram when D < N (it then costs less than naive) and naive otherwise.
+//
+// Inputs are used as given (normalise them with l2_normalize); a row of zero norm or a
+// non-finite value is bad input (contrastive::invalid_argument). On the gram path the backward
+// finds such rows while it packs them, so on that error the gradient outputs may have been
+// partly written.
+//
+// Threads: OpenMP when compiled with it (`num_threads`, 0 = omp_get_max_threads()); serial
+// otherwise.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// Which algorithm computes the geometric-consistency losses.
+enum class gc_algorithm {
+  automatic,   // gram when D < N, else naive
+  naive,       // N x N similarity matrices (test reference; O(N^2) memory)
+  gram,        // D x D Grams, cancellation-free P/Q form (three-Gram form for unequal weights)
+  gram_split   // D x D Grams, the three-Gram form of the spec (cross-check)
+};
+
+struct geometric_consistency_options {
+  double cross_modal_weight = 1;  // w_x >= 0 (L_GC only)
+  double in_modal_weight = 1;     // w_i >= 0 (L_GC only)
+  // Augmented variant: no gradient to Va / Ua (momentum-encoder features); their gradient
+  // outputs are zeroed (left untouched with `accumulate`).
+  bool detach_va = false;
+  bool detach_ua = false;
+  gc_algorithm algorithm = gc_algorithm::automatic;
+  index_t chunk_rows = 512;  // rows per block on the gram path
+  int num_threads = 0;       // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
+  bool accumulate = false;   // backward adds into the gradients instead of overwriting them
+};
+
+/// What the forward keeps: the loss, the path that ran and, on the gram path, the D x D Gram
+/// matrices (and, for the augmented variant, the N diagonal differences) the backward reuses.
+template <class T>
+struct geometric_consistency_saved {
+  T loss = 0;
+  index_t n = 0, d = 0;
+  bool augmented = false;
+  gc_algorithm algorithm = gc_algorithm::naive;  // never automatic
+  double cross_modal_weight = 1, in_modal_weight = 1;
+  std::vector<T> grams;        // gram paths: row-major D x D matrices, see detail::gc_gram_count
+  std::vector<double> delta;   // augmented: <v_j,u_j> - <va_j,ua_j>
+};
+
+namespace detail {
+
+constexpr const char* gc_fwd_name = "geometric_consistency_forward";
+constexpr const char* gc_bwd_name = "geometric_consistency_backward";
+constexpr const char* gca_fwd_name = "geometric_consistency_augmented_forward";
+constexpr const char* gca_bwd_name = "geometric_consistency_augmented_backward";
+
+inline bool gc_equal_weights(const geometric_consistency_options& o) noexcept {
+  return o.cross_modal_weight == o.in_modal_weight;
+}
+
+/// The path that runs for an n x d problem.
+inline gc_algorithm gc_resolve(index_t n, index_t d, bool augmented,
+                               const geometric_consistency_options& o) noexcept {
+  gc_algorithm a = o.algorithm;
+  if (a == gc_algorithm::automatic) a = d < n ? gc_algorithm::gram : gc_algorithm::naive;
+  if (a == gc_algorithm::gram && !augmented && !gc_equal_weights(o)) a = gc_algorithm::gram_split;
+  return a;
+}
+
+/// D x D matrices kept by the gram paths.
+inline int gc_gram_count(gc_algorithm a, bool augmented) noexcept {
+  if (a == gc_algorithm::naive) return 0;
+  if (augmented) return 6;                      // per pair: (P^TP, Q^TQ, P^TQ) or (X^TX, Y^TY, X^TY)
+  return a == gc_algorithm::gram ? 2 : 3;       // (P^TP, Q^TQ) or (V^TV, U^TU, V^TU)
+}
+
+/// The fixed work split of the gram path.
+struct gc_plan {
+  gc_algorithm algorithm = gc_algorithm::naive;
+  bool augmented = false;
+  index_t n = 0, d = 0;
+  index_t chunk = 0, chunks = 0, slabs = 0;
+  int grams = 0;
+  int threads = 1;
+};
+
+template <class T>
+gc_plan gc_make_plan(index_t n, index_t d, bool augmented, const geometric_consistency_options& o) {
+  gc_plan p;
+  p.algorithm = gc_resolve(n, d, augmented, o);
+  p.augmented = augmented;
+  p.n = n;
+  p.d = d;
+  p.grams = gc_gram_count(p.algorithm, augmented);
+  p.threads = modal_threads_for(o.num_threads, double(n) * double(d) * double(d));
+  if (p.algorithm == gc_algorithm::naive) return p;
+  p.chunk = o.chunk_rows < n ? o.chunk_rows : n;
+  p.chunks = (n + p.chunk - 1) / p.chunk;
+  // Slabs: at most 8, and their extra Gram accumulators within 64 MiB. A function of (N, D, T)
+  // and the options only, never of the thread count.
+  const std::size_t per_slab = static_cast<std::size_t>(p.grams) * static_cast<std::size_t>(d) *
+                               static_cast<std::size_t>(d) * sizeof(T);
+  index_t s = p.chunks < 8 ? p.chunks : 8;
+  while (s > 1 && static_cast<std::size_t>(s - 1) * per_slab > (std::size_t(64) << 20)) --s;
+  p.slabs = s;
+  return p;
+}
+
+/// Per-thread scratch on the gram path: four chunk x D blocks.
+template <class T>
+std::size_t gc_thread_bytes(const gc_plan& p) noexcept {
+  return 4 * array_bytes<T>(static_cast<std::size_t>(p.chunk * p.d));
+}
+
+template <class T>
+std::size_t gc_forward_bytes(const gc_plan& p) noexcept {
+  if (p.algorithm == gc_algorithm::naive) return workspace_alignment;
+  const int threads = p.threads < p.slabs ? p.threads : static_cast<int>(p.slabs);
+  const std::size_t dd = static_cast<std::size_t>(p.d * p.d);
+  return static_cast<std::size_t>(p.slabs - 1) * array_bytes<T>(dd * static_cast<std::size_t>(p.grams)) +
+         static_cast<std::size_t>(threads) * gc_thread_bytes<T>(p) + workspace_alignment;
+}
+
+template <class T>
+std::size_t gc_backward_bytes(const gc_plan& p) noexcept {
+  if (p.algorithm == gc_algorithm::naive) return workspace_alignment;
+  const int threads = p.threads < p.chunks ? p.threads : static_cast<int>(p.chunks);
+  const std::size_t dd = static_cast<std::size_t>(p.d * p.d);
+  return 8 * array_bytes<T>(dd) + static_cast<std::size_t>(threads) * gc_thread_bytes<T>(p) +
+         workspace_alignment;
+}
+
+template <class T>
+using gc_map = Eigen::Map<row_major_matrix<T>>;
+template <class T>
+using gc_cmap = Eigen::Map<const row_major_matrix<T>>;
+
+/// The first bad row a chunk met (row < 0: none).
+struct gc_row_flag {
+  index_t row = -1;
+};
+
+/// One input of the problem with its name (for messages).
+template <class T>
+struct gc_input {
+  matrix_view<const T> view;
+  const char* name;
+};
+
+/// Copies rows [r0, r0 + c) of x (row-major into dst, c x D) and flags a bad row.
+template <class T>
+void gc_load(const matrix_view<const T>& x, index_t r0, index_t c, T* dst, gc_row_flag& flag) {
+  const index_t d = x.cols(), cs = x.col_stride();
+  for (index_t r = 0; r < c; ++r) {
+    const T* src = x.row_ptr(r0 + r);
+    T* out = dst + r * d;
+    double s = 0;
+    for (index_t k = 0; k < d; ++k) {
+      const T a = src[k * cs];
+      out[k] = a;
+      s += double(a) * double(a);
+    }
+    if (CONTRASTIVE_UNLIKELY(!row_norm_ok(s)) && flag.row < 0) flag.row = r0 + r;
+  }
+}
+
+/// P = X + Y and Q = X - Y for rows [r0, r0 + c), flagging a bad row of X or Y.
+template <class T>
+void gc_load_pq(const matrix_view<const T>& x, const matrix_view<const T>& y, index_t r0,
+                index_t c, T* p, T* q, gc_row_flag& flag) {
+  const index_t d = x.cols(), xs = x.col_stride(), ys = y.col_stride();
+  for (index_t r = 0; r < c; ++r) {
+    const T* xr = x.row_ptr(r0 + r);
+    const T* yr = y.row_ptr(r0 + r);
+    T* pr = p + r * d;
+    T* qr = q + r * d;
+    double sx = 0, sy = 0;
+    if (xs == 1 && ys == 1) {
+      for (index_t k = 0; k < d; ++k) {
+        const T a = xr[k], b = yr[k];
+        pr[k] = a + b;
+        qr[k] = a - b;
+        sx += double(a) * double(a);
+        sy += double(b) * double(b);
+      }
+    } else {
+      for (index_t k = 0; k < d; ++k) {
+        const T a = xr[k * xs], b = yr[k * ys];
+        pr[k] = a + b;
+        qr[k] = a - b;
+        sx += double(a) * double(a);
+        sy += double(b) * double(b);
+      }
+    }
+    if (CONTRASTIVE_UNLIKELY(!(row_norm_ok(sx) && row_norm_ok(sy))) && flag.row < 0)
+      flag.row = r0 + r;
+  }
+}
+
+/// After a parallel pass: the first flagged row (in row order) is reported with the inputs'
+/// names; a false alarm (a squared norm overflowing double) re-checks the rest of its chunk.
+template <class T>
+void gc_report_flags(const char* fn, const std::vector<gc_row_flag>& flags, const gc_plan& p,
+                     const gc_input<T>* inputs, int count) {
+  for (index_t c = 0; c < p.chunks; ++c) {
+    if (flags[static_cast<std::size_t>(c)].row < 0) continue;
+    const index_t r0 = c * p.chunk;
+    const index_t rows = p.n - r0 < p.chunk ? p.n - r0 : p.chunk;
+    for (int k = 0; k < count; ++k) check_rows(fn, inputs[k].name, inputs[k].view.middle_rows(r0, rows));
+  }
+}
+
+/// out(rows r0.., :) = (accumulate ? out : 0) + s * buf
+template <class T>
+void gc_store(const matrix_view<T>& out, index_t r0, index_t c, const T* buf, double s,
+              bool accumulate) {
+  const index_t d = out.cols();
+  const T st = static_cast<T>(s);
+  for (index_t r = 0; r < c; ++r) {
+    const T* b = buf + r * d;
+    if (out.col_stride() == 1) {
+      T* o = out.row_ptr(r0 + r);
+      if (accumulate) {
+        for (index_t k = 0; k < d; ++k) o[k] += st * b[k];
+      } else {
+        for (index_t k = 0; k < d; ++k) o[k] = st * b[k];
+      }
+    } else {
+      for (index_t k = 0; k < d; ++k) {
+        T& o = out(r0 + r, k);
+        o = accumulate ? o + st * b[k] : st * b[k];
+      }
+    }
+  }
+}
+
+/// out1 = s (X + Y), out2 = s (X - Y) for rows r0.. (either output may be absent).
+template <class T>
+void gc_store_sum_diff(const matrix_view<T>* out1, const matrix_view<T>* out2, index_t r0,
+                       index_t c, index_t d, const T* x, const T* y, double s, bool accumulate) {
+  const T st = static_cast<T>(s);
+  for (index_t r = 0; r < c; ++r) {
+    const T* xr = x + r * d;
+    const T* yr = y + r * d;
+    for (index_t k = 0; k < d; ++k) {
+      const T a = xr[k], b = yr[k];
+      if (out1) {
+        T& o = (*out1)(r0 + r, k);
+        o = accumulate ? o + st * (a + b) : st * (a + b);
+      }
+      if (out2) {
+        T& o = (*out2)(r0 + r, k);
+        o = accumulate ? o + st * (a - b) : st * (a - b);
+      }
+    }
+  }
+}
+
+/// Zero (or leave, when accumulating) an output.
+template <class T>
+void gc_clear(const matrix_view<T>& out, bool accumulate) {
+  if (accumulate) return;
+  for (index_t i = 0; i < out.rows(); ++i)
+    for (index_t k = 0; k < out.cols(); ++k) out(i, k) = T(0);
+}
+
+/// sum_ij X_ij Y_ij and sum_ij X_ij Y_ji in double.
+template <class T>
+double gc_frobenius(const T* x, const T* y, index_t d) noexcept {
+  double s = 0;
+  for (index_t i = 0; i < d * d; ++i) s += double(x[i]) * double(y[i]);
+  return s;
+}
+template <class T>
+double gc_trace_product(const T* x, const T* y, index_t d) noexcept {
+  double s = 0;
+  for (index_t i = 0; i < d; ++i)
+    for (index_t j = 0; j < d; ++j) s += double(x[i * d + j]) * double(y[j * d + i]);
+  return s;
+}
+
+/// Copies the lower triangle onto the upper one.
+template <class T>
+void gc_symmetrize(T* a, index_t d) noexcept {
+  for (index_t i = 0; i < d; ++i)
+    for (index_t j = i + 1; j < d; ++j) a[i * d + j] = a[j * d + i];
+}
+
+/// Which Grams of a slab are symmetric rank updates (lower triangle only until summed).
+inline bool gc_gram_is_symmetric(const gc_plan& p, int g) noexcept {
+  if (p.augmented) return g % 3 != 2;
+  return p.algorithm == gc_algorithm::gram ? true : g != 2;
+}
+
+/// The forward sweep of the gram paths: fills saved.grams (and saved.delta) and returns the loss.
+template <class T>
+double gc_gram_forward(const char* fn, const gc_plan& p, const gc_input<T>* in, int inputs,
+                       const geometric_consistency_options& o, geometric_consistency_saved<T>& saved,
+                       workspace ws) {
+  const index_t n = p.n, d = p.d, dd = d * d;
+  arena ar(ws, gc_forward_bytes<T>(p) - workspace_alignment, fn);
+  saved.grams.assign(static_cast<std::size_t>(p.grams * dd), T(0));
+  if (p.augmented) saved.delta.assign(static_cast<std::size_t>(n), 0.0);
+  std::vector<T*> slab(static_cast<std::size_t>(p.slabs));
+  slab[0] = saved.grams.data();
+  for (index_t s = 1; s < p.slabs; ++s) {
+    slab[static_cast<std::size_t>(s)] = ar.take<T>(static_cast<std::size_t>(p.grams * dd));
+    std::fill(slab[static_cast<std::size_t>(s)], slab[static_cast<std::size_t>(s)] + p.grams * dd, T(0));
+  }
+  const int threads = p.threads < p.slabs ? p.threads : static_cast<int>(p.slabs);
+  std::vector<T*> scratch(static_cast<std::size_t>(threads));
+  for (int t = 0; t < threads; ++t)
+    scratch[static_cast<std::size_t>(t)] = ar.take<T>(4 * static_cast<std::size_t>(p.chunk * d));
+  std::vector<gc_row_flag> flags(static_cast<std::size_t>(p.chunks));
+
+  modal_parallel_for(p.slabs, threads, [&](index_t s, int tid) {
+    T* buf0 = scratch[static_cast<std::size_t>(tid)];
+    T* buf1 = buf0 + p.chunk * d;
+    T* g = slab[static_cast<std::size_t>(s)];
+    const index_t c0 = s * p.chunks / p.slabs, c1 = (s + 1) * p.chunks / p.slabs;
+    for (index_t ch = c0; ch < c1; ++ch) {
+      const index_t r0 = ch * p.chunk;
+      const index_t c = n - r0 < p.chunk ? n - r0 : p.chunk;
+      gc_row_flag& flag = flags[static_cast<std::size_t>(ch)];
+      const gc_cmap<T> m0(buf0, c, d), m1(buf1, c, d);
+      const int pairs = p.augmented ? 2 : 1;
+      for (int pr = 0; pr < pairs; ++pr) {
+        // The pair (X, Y): (V, U), or (V, Va) and (U, Ua) when augmented.
+        const matrix_view<const T>& xv = p.augmented ? in[pr].view : in[0].view;
+        const matrix_view<const T>& yv = p.augmented ? in[pr + 2].view : in[1].view;
+        T* g0 = g + static_cast<index_t>(3 * pr) * dd;
+        gc_map<T> G0(g0, d, d), G1(g0 + dd, d, d);
+        if (p.algorithm == gc_algorithm::gram) {
+          gc_load_pq(xv, yv, r0, c, buf0, buf1, flag);  // buf0 = P, buf1 = Q
+        } else {
+          gc_load(xv, r0, c, buf0, flag);
+          gc_load(yv, r0, c, buf1, flag);
+        }
+        G0.template selfadjointView<Eigen::Lower>().rankUpdate(m0.transpose());
+        G1.template selfadjointView<Eigen::Lower>().rankUpdate(m1.transpose());
+        if (p.augmented || p.algorithm == gc_algorithm::gram_split) {
+          gc_map<T> G2(g0 + 2 * dd, d, d);
+          G2.noalias() += m0.transpose() * m1;
+        }
+      }
+      if (p.augmented) {
+        const matrix_view<const T>& v = in[0].view;
+        const matrix_view<const T>& u = in[1].view;
+        const matrix_view<const T>& va = in[2].view;
+        const matrix_view<const T>& ua = in[3].view;
+        for (index_t r = r0; r < r0 + c; ++r)
+          saved.delta[static_cast<std::size_t>(r)] = dot_rows(v, r, u, r) - dot_rows(va, r, ua, r);
+      }
+    }
+  });
+  gc_report_flags(fn, flags, p, in, inputs);
+
+  T* g = saved.grams.data();
+  for (index_t s = 1; s < p.slabs; ++s) {
+    const T* o2 = slab[static_cast<std::size_t>(s)];
+    for (index_t i = 0; i < p.grams * dd; ++i) g[i] += o2[i];
+  }
+  for (int k = 0; k < p.grams; ++k)
+    if (gc_gram_is_symmetric(p, k)) gc_symmetrize(g + k * dd, d);
+
+  const double inv_n = 1.0 / double(n);
+  if (!p.augmented) {
+    if (p.algorithm == gc_algorithm::gram) {  // w (1/N) tr(A B), A = P^TP, B = Q^TQ
+      return o.in_modal_weight * inv_n * gc_frobenius(g, g + dd, d);
+    }
+    const T* av = g;
+    const T* au = g + dd;
+    const T* cc = g + 2 * dd;  // V^T U
+    const double cross = 2 * gc_frobenius(av, au, d) - 2 * gc_trace_product(cc, cc, d);
+    const double inmod = gc_frobenius(av, av, d) + gc_frobenius(au, au, d) - 2 * gc_frobenius(cc, cc, d);
+    return inv_n * (o.cross_modal_weight * cross + o.in_modal_weight * inmod);
+  }
+  double f = 0;
+  for (int pr = 0; pr < 2; ++pr) {
+    const T* a = g + 3 * pr * dd;
+    const T* b = a + dd;
+    const T* c = a + 2 * dd;
+    if (p.algorithm == gc_algorithm::gram) {
+      f += 0.5 * (gc_frobenius(a, b, d) + gc_trace_product(c, c, d));
+    } else {
+      f += gc_frobenius(a, a, d) + gc_frobenius(b, b, d) - 2 * gc_frobenius(c, c, d);
+    }
+  }
+  for (const double dl : saved.delta) f += dl * dl;
+  return inv_n * f;
+}
+
+/// The backward sweep of the gram paths. out[k] may be null (detached).
+template <class T>
+void gc_gram_backward(const char* fn, const gc_plan& p, const gc_input<T>* in, int inputs,
+                      const geometric_consistency_saved<T>& saved, const matrix_view<T>* const* out,
+                      const geometric_consistency_options& o, double upstream, workspace ws) {
+  const index_t n = p.n, d = p.d, dd = d * d;
+  arena ar(ws, gc_backward_bytes<T>(p) - workspace_alignment, fn);
+  const T* g = saved.grams.data();
+  // Right-hand D x D factors of the products, combined once.
+  T* f[8] = {};
+  const auto cm = [d](const T* x) { return gc_cmap<T>(x, d, d); };
+  if (!p.augmented && p.algorithm == gc_algorithm::gram) {
+    // dV = s (P B + Q A), dU = s (P B - Q A), s = 2 w / N: the factors are B and A themselves.
+  } else if (!p.augmented) {
+    const double wx = o.cross_modal_weight, wi = o.in_modal_weight;
+    for (int k = 0; k < 4; ++k) f[k] = ar.take<T>(static_cast<std::size_t>(dd));
+    const auto av = cm(g), au = cm(g + dd), c = cm(g + 2 * dd);  // c = V^T U
+    gc_map<T>(f[0], d, d) = (T(wx) * au + T(wi) * av);            // Mv
+    gc_map<T>(f[1], d, d) = (T(wx) * c + T(wi) * c.transpose());  // Nv
+    gc_map<T>(f[2], d, d) = (T(wx) * av + T(wi) * au);            // Mu
+    gc_map<T>(f[3], d, d) = (T(wx) * c.transpose() + T(wi) * c);  // Nu
+  } else {
+    for (int pr = 0; pr < 2; ++pr) {
+      const auto a = cm(g + 3 * pr * dd), b = cm(g + (3 * pr + 1) * dd), c = cm(g + (3 * pr + 2) * dd);
+      T* const* fp = f + 4 * pr;
+      for (int k = 0; k < 4; ++k) f[4 * pr + k] = ar.take<T>(static_cast<std::size_t>(dd));
+      if (p.algorithm == gc_algorithm::gram) {  // c = P^T Q
+        gc_map<T>(fp[0], d, d) = b + c.transpose();  // dX = P G1 + Q G2
+        gc_map<T>(fp[1], d, d) = c + a;
+        gc_map<T>(fp[2], d, d) = b - c.transpose();  // dY = P G3 + Q G4
+        gc_map<T>(fp[3], d, d) = c - a;
+      } else {  // a = X^TX, b = Y^TY, c = X^TY: dX = 4 (X a - Y c^T), dY = 4 (Y b - X c)
+        gc_map<T>(fp[0], d, d) = a;
+        gc_map<T>(fp[1], d, d) = -c.transpose();
+        gc_map<T>(fp[2], d, d) = b;
+        gc_map<T>(fp[3], d, d) = -c;
+      }
+    }
+  }
+  const int threads = p.threads < p.chunks ? p.threads : static_cast<int>(p.chunks);
+  std::vector<T*> scratch(static_cast<std::size_t>(threads));
+  for (int t = 0; t < threads; ++t)
+    scratch[static_cast<std::size_t>(t)] = ar.take<T>(4 * static_cast<std::size_t>(p.chunk * d));
+  std::vector<gc_row_flag> flags(static_cast<std::size_t>(p.chunks));
+  const double inv_n = 1.0 / double(n);
+  const bool acc = o.accumulate;
+
+  modal_parallel_for(p.chunks, threads, [&](index_t ch, int tid) {
+    T* buf0 = scratch[static_cast<std::size_t>(tid)];
+    T* buf1 = buf0 + p.chunk * d;
+    T* buf2 = buf1 + p.chunk * d;
+    T* buf3 = buf2 + p.chunk * d;
+    const index_t r0 = ch * p.chunk;
+    const index_t c = n - r0 < p.chunk ? n - r0 : p.chunk;
+    gc_row_flag& flag = flags[static_cast<std::size_t>(ch)];
+    const gc_cmap<T> m0(buf0, c, d), m1(buf1, c, d);
+    gc_map<T> x2(buf2, c, d), x3(buf3, c, d);
+    if (!p.augmented && p.algorithm == gc_algorithm::gram) {
+      gc_load_pq(in[0].view, in[1].view, r0, c, buf0, buf1, flag);
+      x2.noalias() = m0 * cm(g + dd);  // P B
+      x3.noalias() = m1 * cm(g);       // Q A
+      gc_store_sum_diff(out[0], out[1], r0, c, d, buf2, buf3,
+                        2 * o.in_modal_weight * upstream * inv_n, acc);
+      return;
+    }
+    if (!p.augmented) {
+      gc_load(in[0].view, r0, c, buf0, flag);
+      gc_load(in[1].view, r0, c, buf1, flag);
+      const double s = 4 * upstream * inv_n;
+      x2.noalias() = m0 * cm(f[0]);
+      x2.noalias() -= m1 * cm(f[1]);
+      gc_store(*out[0], r0, c, buf2, s, acc);
+      x3.noalias() = m1 * cm(f[2]);
+      x3.noalias() -= m0 * cm(f[3]);
+      gc_store(*out[1], r0, c, buf3, s, acc);
+      return;
+    }
+    for (int pr = 0; pr < 2; ++pr) {
+      const matrix_view<const T>& xv = in[pr].view;
+      const matrix_view<const T>& yv = in[pr + 2].view;
+      const matrix_view<T>* ox = out[pr];
+      const matrix_view<T>* oy = out[pr + 2];
+      T* const* fp = f + 4 * pr;
+      if (p.algorithm == gc_algorithm::gram) {
+        gc_load_pq(xv, yv, r0, c, buf0, buf1, flag);
+      } else {
+        gc_load(xv, r0, c, buf0, flag);
+        gc_load(yv, r0, c, buf1, flag);
+      }
+      // gram: dX = P G1 + Q G2, dY = P G3 + Q G4 (scale 1/N);
+      // split: dX = X a + Y (-c^T), dY = Y b + X (-c) (scale 4/N).
+      const double s = (p.algorithm == gc_algorithm::gram ? 1.0 : 4.0) * upstream * inv_n;
+      const bool split = p.algorithm == gc_algorithm::gram_split;
+      if (ox) {
+        x2.noalias() = m0 * cm(fp[0]);
+        x2.noalias() += m1 * cm(fp[1]);
+        gc_store(*ox, r0, c, buf2, s, acc);
+      }
+      if (oy) {
+        if (split) {
+          x3.noalias() = m1 * cm(fp[2]);
+          x3.noalias() += m0 * cm(fp[3]);
+        } else {
+          x3.noalias() = m0 * cm(fp[2]);
+          x3.noalias() += m1 * cm(fp[3]);
+        }
+        gc_store(*oy, r0, c, buf3, s, acc);
+      }
+    }
+    // Diagonal term: (1/N) sum_j delta_j^2, delta_j = <v_j,u_j> - <va_j,ua_j>.
+    const matrix_view<const T>* xs[4] = {&in[0].view, &in[1].view, &in[2].view, &in[3].view};
+    for (index_t r = r0; r < r0 + c; ++r) {
+      const double dl = 2 * upstream * inv_n * saved.delta[static_cast<std::size_t>(r)];
+      // dv += dl u, du += dl v, dva -= dl ua, dua -= dl va
+      const int partner[4] = {1, 0, 3, 2};
+      const double sign[4] = {1, 1, -1, -1};
+      for (int k = 0; k < 4; ++k) {
+        if (!out[k]) continue;
+        const matrix_view<const T>& w = *xs[partner[k]];
+        const T coef = static_cast<T>(sign[k] * dl);
+        for (index_t j = 0; j < d; ++j) (*out[k])(r, j) += coef * w(r, j);
+      }
+    }
+  });
+  gc_report_flags(fn, flags, p, in, inputs);
+}
+
+/// Row-major Eigen copy of a view (naive path).
+template <class T>
+row_major_matrix<T> gc_dense(const matrix_view<const T>& x) {
+  row_major_matrix<T> m(x.rows(), x.cols());
+  for (index_t i = 0; i < x.rows(); ++i)
+    for (index_t k = 0; k < x.cols(); ++k) m(i, k) = x(i, k);
+  return m;
+}
+
+template <class T, class M>
+double gc_squared_norm(const M& m) {
+  double s = 0;
+  for (index_t i = 0; i < m.rows(); ++i)
+    for (index_t k = 0; k < m.cols(); ++k) s += double(m(i, k)) * double(m(i, k));
+  return s;
+}
+
+template <class T>
+void gc_store_dense(const matrix_view<T>& out, const row_major_matrix<T>& g, bool accumulate) {
+  for (index_t i = 0; i < out.rows(); ++i)
+    for (index_t k = 0; k < out.cols(); ++k) out(i, k) = accumulate ? out(i, k) + g(i, k) : g(i, k);
+}
+
+/// Naive forward: N x N matrices.
+template <class T>
+double gc_naive_forward(const gc_plan& p, const gc_input<T>* in,
+                        const geometric_consistency_options& o,
+                        geometric_consistency_saved<T>& saved) {
+  const double inv_n = 1.0 / double(p.n);
+  const row_major_matrix<T> v = gc_dense(in[0].view), u = gc_dense(in[1].view);
+  if (!p.augmented) {
+    const row_major_matrix<T> m = v * u.transpose();
+    const row_major_matrix<T> k = m - m.transpose();
+    const row_major_matrix<T> e = v * v.transpose() - u * u.transpose();
+    return inv_n * (o.cross_modal_weight * gc_squared_norm<T>(k) +
+                    o.in_modal_weight * gc_squared_norm<T>(e));
+  }
+  const row_major_matrix<T> va = gc_dense(in[2].view), ua = gc_dense(in[3].view);
+  const row_major_matrix<T> ev = v * v.transpose() - va * va.transpose();
+  const row_major_matrix<T> eu = u * u.transpose() - ua * ua.transpose();
+  double f = gc_squared_norm<T>(ev) + gc_squared_norm<T>(eu);
+  saved.delta.assign(static_cast<std::size_t>(p.n), 0.0);
+  for (index_t j = 0; j < p.n; ++j) {
+    const double dl = dot_rows(in[0].view, j, in[1].view, j) - dot_rows(in[2].view, j, in[3].view, j);
+    saved.delta[static_cast<std::size_t>(j)] = dl;
+    f += dl * dl;
+  }
+  return inv_n * f;
+}
+
+template <class T>
+void gc_naive_backward(const gc_plan& p, const gc_input<T>* in,
+                       const geometric_consistency_saved<T>& saved, const matrix_view<T>* const* out,
+                       const geometric_consistency_options& o, double upstream) {
+  const T s = static_cast<T>(4 * upstream / double(p.n));
+  const row_major_matrix<T> v = gc_dense(in[0].view), u = gc_dense(in[1].view);
+  if (!p.augmented) {
+    const row_major_matrix<T> m = v * u.transpose();
+    const row_major_matrix<T> k = m - m.transpose();
+    const row_major_matrix<T> e = v * v.transpose() - u * u.transpose();
+    const T wx = static_cast<T>(o.cross_modal_weight), wi = static_cast<T>(o.in_modal_weight);
+    const row_major_matrix<T> gv = s * (wx * (k * u) + wi * (e * v));
+    const row_major_matrix<T> gu = -s * (wx * (k * v) + wi * (e * u));
+    gc_store_dense(*out[0], gv, o.accumulate);
+    gc_store_dense(*out[1], gu, o.accumulate);
+    return;
+  }
+  const row_major_matrix<T> va = gc_dense(in[2].view), ua = gc_dense(in[3].view);
+  const row_major_matrix<T> ev = v * v.transpose() - va * va.transpose();
+  const row_major_matrix<T> eu = u * u.transpose() - ua * ua.transpose();
+  row_major_matrix<T> g[4] = {s * (ev * v), s * (eu * u), -s * (ev * va), -s * (eu * ua)};
+  const row_major_matrix<T>* xs[4] = {&v, &u, &va, &ua};
+  const int partner[4] = {1, 0, 3, 2};
+  const double sign[4] = {1, 1, -1, -1};
+  for (index_t j = 0; j < p.n; ++j) {
+    const double dl = 2 * upstream / double(p.n) * saved.delta[static_cast<std::size_t>(j)];
+    for (int k = 0; k < 4; ++k) g[k].row(j) += static_cast<T>(sign[k] * dl) * xs[partner[k]]->row(j);
+  }
+  for (int k = 0; k < 4; ++k)
+    if (out[k]) gc_store_dense(*out[k], g[k], o.accumulate);
+}
+
+inline void gc_check_options(const char* fn, const geometric_consistency_options& o) {
+  CONTRASTIVE_CHECK(std::isfinite(o.cross_modal_weight) && o.cross_modal_weight >= 0, fn,
+                    ": 'cross_modal_weight' must be finite and >= 0, got ", o.cross_modal_weight);
+  CONTRASTIVE_CHECK(std::isfinite(o.in_modal_weight) && o.in_modal_weight >= 0, fn,
+                    ": 'in_modal_weight' must be finite and >= 0, got ", o.in_modal_weight);
+  CONTRASTIVE_CHECK(o.chunk_rows > 0, fn, ": 'chunk_rows' must be > 0, got ", o.chunk_rows);
+}
+
+/// Shapes (all inputs N x D like the first, N > 0, D > 0) and options.
+template <class T>
+void gc_check_inputs(const char* fn, const gc_input<T>* in, int count,
+                     const geometric_consistency_options& o) {
+  gc_check_options(fn, o);
+  for (int k = 0; k < count; ++k) check_matrix(fn, in[k].name, in[k].view);
+  const matrix_view<const T>& a = in[0].view;
+  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('", in[0].name, "' has 0 rows)");
+  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": '", in[0].name, "' has 0 columns (D must be > 0)");
+  for (int k = 1; k < count; ++k) {
+    CONTRASTIVE_CHECK(in[k].view.rows() == a.rows(), fn, ": '", in[k].name, "' has ",
+                      in[k].view.rows(), " rows, expected ", a.rows(), " (rows of '", in[0].name, "')");
+    CONTRASTIVE_CHECK(in[k].view.cols() == a.cols(), fn, ": '", in[k].name, "' has ",
+                      in[k].view.cols(), " columns, expected ", a.cols(), " (columns of '",
+                      in[0].name, "')");
+  }
+}
+
+template <class T>
+geometric_consistency_saved<T> gc_forward_impl(const char* fn, const gc_input<T>* in, int count,
+                                               const geometric_consistency_options& o,
+                                               workspace ws) {
+  gc_check_inputs(fn, in, count, o);
+  const bool augmented = count == 4;
+  const gc_plan p = gc_make_plan<T>(in[0].view.rows(), in[0].view.cols(), augmented, o);
+  geometric_consistency_saved<T> saved;
+  saved.n = p.n;
+  saved.d = p.d;
+  saved.augmented = augmented;
+  saved.algorithm = p.algorithm;
+  saved.cross_modal_weight = o.cross_modal_weight;
+  saved.in_modal_weight = o.in_modal_weight;
+  double loss;
+  if (p.algorithm == gc_algorithm::naive) {
+    for (int k = 0; k < count; ++k) check_rows(fn, in[k].name, in[k].view);
+    loss = gc_naive_forward(p, in, o, saved);
+  } else {
+    loss = gc_gram_forward(fn, p, in, count, o, saved, ws);
+  }
+  saved.loss = static_cast<T>(loss);
+  return saved;
+}
+
+template <class T>
+void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
+                      const geometric_consistency_saved<T>& saved, const matrix_view<T>* grads,
+                      const geometric_consistency_options& o, double upstream, workspace ws) {
+  static const char* const grad_names[4] = {"grad_v", "grad_u", "grad_va", "grad_ua"};
+  gc_check_inputs(fn, in, count, o);
+  const bool augmented = count == 4;
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  const index_t n = in[0].view.rows(), d = in[0].view.cols();
+  CONTRASTIVE_CHECK(saved.n == n && saved.d == d && saved.augmented == augmented, fn,
+                    ": 'saved' belongs to a ", saved.n, " x ", saved.d,
+                    saved.augmented ? " augmented" : "", " problem, the inputs are ", n, " x ", d,
+                    augmented ? " (augmented)" : "");
+  CONTRASTIVE_CHECK(augmented || (saved.cross_modal_weight == o.cross_modal_weight &&
+                                   saved.in_modal_weight == o.in_modal_weight),
+                    fn, ": 'saved' was computed with other weights (", saved.cross_modal_weight,
+                    ", ", saved.in_modal_weight, ") than these (", o.cross_modal_weight, ", ",
+                    o.in_modal_weight, ")");
+  const int grams = gc_gram_count(saved.algorithm, augmented);
+  CONTRASTIVE_CHECK(saved.algorithm != gc_algorithm::automatic &&
+                        saved.grams.size() == static_cast<std::size_t>(grams * d * d) &&
+                        (!augmented || saved.delta.size() == static_cast<std::size_t>(n)),
+                    fn, ": 'saved' is incomplete (not produced by the matching forward)");
+  for (int k = 0; k < count; ++k) {
+    check_matrix(fn, grad_names[k], grads[k]);
+    check_shape(fn, grad_names[k], grads[k], n, d, "the shape of the inputs");
+    check_writable_layout(fn, grad_names[k], grads[k]);
+    for (int j = 0; j < count; ++j) check_no_alias(fn, grad_names[k], grads[k], in[j].name, in[j].view);
+    for (int j = 0; j < k; ++j) check_no_alias(fn, grad_names[k], grads[k], grad_names[j], grads[j]);
+  }
+  const matrix_view<T>* out[4] = {&grads[0], &grads[1], nullptr, nullptr};
+  if (augmented) {
+    out[2] = o.detach_va ? nullptr : &grads[2];
+    out[3] = o.detach_ua ? nullptr : &grads[3];
+    if (o.detach_va) gc_clear(grads[2], o.accumulate);
+    if (o.detach_ua) gc_clear(grads[3], o.accumulate);
+  }
+  // The path follows `saved` (its Grams); the plan gives the chunking.
+  geometric_consistency_options po = o;
+  po.algorithm = saved.algorithm;
+  gc_plan p = gc_make_plan<T>(n, d, augmented, po);
+  p.algorithm = saved.algorithm;
+  if (p.algorithm == gc_algorithm::naive) {
+    for (int k = 0; k < count; ++k) check_rows(fn, in[k].name, in[k].view);
+    gc_naive_backward(p, in, saved, out, o, upstream);
+  } else {
+    gc_gram_backward(fn, p, in, count, saved, out, o, upstream, ws);
+  }
+}
+
+}  // namespace detail
+
+/// Scratch bytes of the gram path for an N x D problem (the naive path allocates its N x N
+/// matrices itself). Pass at least this much as `workspace` to make the gram path's calls
+/// allocation-free besides `saved`.
+template <class T>
+std::size_t geometric_consistency_workspace_bytes(index_t n, index_t d,
+                                                  const geometric_consistency_options& o = {}) {
+  const detail::gc_plan p = detail::gc_make_plan<T>(n, d, false, o);
+  const std::size_t f = detail::gc_forward_bytes<T>(p), b = detail::gc_backward_bytes<T>(p);
+  return f > b ? f : b;
+}
+template <class T>
+std::size_t geometric_consistency_augmented_workspace_bytes(
+    index_t n, index_t d, const geometric_consistency_options& o = {}) {
+  const detail::gc_plan p = detail::gc_make_plan<T>(n, d, true, o);
+  const std::size_t f = detail::gc_forward_bytes<T>(p), b = detail::gc_backward_bytes<T>(p);
+  return f > b ? f : b;
+}
+
+/// L_GC forward. `v` (image) and `u` (text) are N x D; row j of each is pair j.
+template <class V, class U>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>)
+auto geometric_consistency_forward(const V& v, const U& u,
+                                   const geometric_consistency_options& o = {}, workspace ws = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  using T = typename decltype(vv)::value_type;
+  static_assert(std::is_same<T, typename decltype(vu)::value_type>::value,
+                "contrastive: 'v' and 'u' must have the same element type");
+  const detail::gc_input<T> in[2] = {{vv, "v"}, {vu, "u"}};
+  return detail::gc_forward_impl<T>(detail::gc_fwd_name, in, 2, o, ws);
+}
+
+/// L_GC backward: writes (or adds) upstream * dL/dv and dL/du.
+template <class V, class U, class T, class GV, class GU>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<GV&&>&& writable_tensor<GU&&>)
+void geometric_consistency_backward(const V& v, const U& u,
+                                    const geometric_consistency_saved<T>& saved, GV&& grad_v,
+                                    GU&& grad_u, const geometric_consistency_options& o = {},
+                                    double upstream = 1.0, workspace ws = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  static_assert(std::is_same<T, typename decltype(vv)::value_type>::value &&
+                    std::is_same<T, typename decltype(vu)::value_type>::value &&
+                    std::is_same<T, typename decltype(gv)::value_type>::value &&
+                    std::is_same<T, typename decltype(gu)::value_type>::value,
+                "contrastive: inputs, gradients and saved state must share one element type");
+  const detail::gc_input<T> in[2] = {{vv, "v"}, {vu, "u"}};
+  const matrix_view<T> grads[2] = {gv, gu};
+  detail::gc_backward_impl<T>(detail::gc_bwd_name, in, 2, saved, grads, o, upstream, ws);
+}
+
+/// L_GC forward and backward in one call; returns the loss.
+template <class V, class U, class GV, class GU>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<GV&&>&& writable_tensor<GU&&>)
+auto geometric_consistency_forward_backward(const V& v, const U& u, GV&& grad_v, GU&& grad_u,
+                                            const geometric_consistency_options& o = {},
+                                            workspace ws = {}) {
+  const auto saved = geometric_consistency_forward(v, u, o, ws);
+  geometric_consistency_backward(v, u, saved, std::forward<GV>(grad_v), std::forward<GU>(grad_u), o,
+                                 1.0, ws);
+  return saved.loss;
+}
+
+/// L^a_GC forward: `va`, `ua` are the augmented views' embeddings (N x D each).
+template <class V, class U, class VA, class UA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VA>&& tensor_like<UA>)
+auto geometric_consistency_augmented_forward(const V& v, const U& u, const VA& va, const UA& ua,
+                                             const geometric_consistency_options& o = {},
+                                             workspace ws = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vva = detail::input_view(va);
+  const auto vua = detail::input_view(ua);
+  using T = typename decltype(vv)::value_type;
+  static_assert(std::is_same<T, typename decltype(vu)::value_type>::value &&
+                    std::is_same<T, typename decltype(vva)::value_type>::value &&
+                    std::is_same<T, typename decltype(vua)::value_type>::value,
+                "contrastive: 'v', 'u', 'va' and 'ua' must have the same element type");
+  const detail::gc_input<T> in[4] = {{vv, "v"}, {vu, "u"}, {vva, "va"}, {vua, "ua"}};
+  return detail::gc_forward_impl<T>(detail::gca_fwd_name, in, 4, o, ws);
+}
+
+/// L^a_GC backward: writes (or adds) upstream * the gradients for v, u, va and ua (the last two
+/// zeroed, or left untouched with `accumulate`, when detached).
+template <class V, class U, class VA, class UA, class T, class GV, class GU, class GVA, class GUA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VA>&& tensor_like<UA>&&
+                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVA&&>&&
+                             writable_tensor<GUA&&>)
+void geometric_consistency_augmented_backward(const V& v, const U& u, const VA& va, const UA& ua,
+                                              const geometric_consistency_saved<T>& saved,
+                                              GV&& grad_v, GU&& grad_u, GVA&& grad_va,
+                                              GUA&& grad_ua,
+                                              const geometric_consistency_options& o = {},
+                                              double upstream = 1.0, workspace ws = {}) {
+  const auto vv = detail::input_view(v);
+  const auto vu = detail::input_view(u);
+  const auto vva = detail::input_view(va);
+  const auto vua = detail::input_view(ua);
+  const auto gv = detail::output_view(std::forward<GV>(grad_v));
+  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto gva = detail::output_view(std::forward<GVA>(grad_va));
+  const auto gua = detail::output_view(std::forward<GUA>(grad_ua));
+  static_assert(std::is_same<T, typename decltype(vv)::value_type>::value &&
+                    std::is_same<T, typename decltype(vu)::value_type>::value &&
+                    std::is_same<T, typename decltype(vva)::value_type>::value &&
+                    std::is_same<T, typename decltype(vua)::value_type>::value &&
+                    std::is_same<T, typename decltype(gv)::value_type>::value &&
+                    std::is_same<T, typename decltype(gu)::value_type>::value &&
+                    std::is_same<T, typename decltype(gva)::value_type>::value &&
+                    std::is_same<T, typename decltype(gua)::value_type>::value,
+                "contrastive: inputs, gradients and saved state must share one element type");
+  const detail::gc_input<T> in[4] = {{vv, "v"}, {vu, "u"}, {vva, "va"}, {vua, "ua"}};
+  const matrix_view<T> grads[4] = {gv, gu, gva, gua};
+  detail::gc_backward_impl<T>(detail::gca_bwd_name, in, 4, saved, grads, o, upstream, ws);
+}
+
+/// L^a_GC forward and backward in one call; returns the loss.
+template <class V, class U, class VA, class UA, class GV, class GU, class GVA, class GUA>
+CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VA>&& tensor_like<UA>&&
+                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVA&&>&&
+                             writable_tensor<GUA&&>)
+auto geometric_consistency_augmented_forward_backward(const V& v, const U& u, const VA& va,
+                                                      const UA& ua, GV&& grad_v, GU&& grad_u,
+                                                      GVA&& grad_va, GUA&& grad_ua,
+                                                      const geometric_consistency_options& o = {},
+                                                      workspace ws = {}) {
+  const auto saved = geometric_consistency_augmented_forward(v, u, va, ua, o, ws);
+  geometric_consistency_augmented_backward(v, u, va, ua, saved, std::forward<GV>(grad_v),
+                                           std::forward<GU>(grad_u), std::forward<GVA>(grad_va),
+                                           std::forward<GUA>(grad_ua), o, 1.0, ws);
+  return saved.loss;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_GEOMETRIC_CONSISTENCY_HPP
+// ---- end contrastive/losses/geometric_consistency.hpp ----
+// ---- begin contrastive/losses/gamma_nce.hpp ----
+#ifndef CONTRASTIVE_LOSSES_GAMMA_NCE_HPP
+#define CONTRASTIVE_LOSSES_GAMMA_NCE_HPP
+
+// The gamma-auxiliary decomposable contrastive loss (C. Chen et al., "Why do We Need Large
+// Batchsizes in Contrastive Learning? A Gradient-Bias Perspective", NeurIPS 2022).
+//
+// [RECON] The paper's full text was not available; this implements the reconstruction in
+// shared/spec/losses.md section 3 (3.2-3.4), which is consistent with the paper's abstract and
+// its public summary but is not a transcription of the paper's equations or algorithm.
+//
+// Target, per anchor i and direction: l_i = -s_ii + log Z_i with Z_i = E_neg[exp s(x_i, y-)], the
+// infinite-negative ("global") contrastive loss. With an auxiliary u_i | w ~ Gamma(alpha, Z_i),
+// parameterised as u~_i = g_i / (alpha Zbar_i), g_i ~ Gamma(alpha, 1), the surrogate
+//
+//     l_i^aug = -s_ii + u~_i Zhat_i,        Zhat_i = (1/|N_i|) sum_{j in N_i} exp(s_ij)
+//
+// is linear in the minibatch estimate Zhat_i, so its gradient is unbiased for fixed u~ (the
+// in-batch InfoNCE gradient is not: E[grad Zhat / Zhat] != grad Z / Z). Writing
+// r_i = u~_i Zhat_i = (g_i/alpha) exp(log Zhat_i - zeta_i), zeta_i = log Zbar_i, the logit gradient
+// is dl_i/ds_ii = -1 and dl_i/ds_ij = r_i pn_ij (j in N_i), pn the softmax over N_i: InfoNCE/DCL
+// (r = 1), SogCLR (r = Zhat/Zbar) and this loss differ only in the per-anchor weight r_i, which
+// is exactly the row/column weight of the shared tiled sweep (core/tiling.hpp). No N x N matrix
+// is formed: forward keeps O(N) statistics per direction, backward recomputes the tiles.
+//
+// One training step (the forward does 1-4, the backward 5):
+//   1. LSE_i over N_i per direction (N_i = batch minus i; all of the batch with
+//      positive_in_normaliser), log Zhat_i = LSE_i - log |N_i|;
+//   2. rate: zeta_i from the normalizer_state (log-domain EMA with weight beta, first visit
+//      zeta = log Zhat; update then sample by default), or log Zhat_i itself (same_batch: the
+//      bias is back, E[gradient] = in-batch log-mean-exp gradient), or a caller-supplied exact
+//      log-normaliser (exact: unbiased);
+//   3. g_i ~ Gamma(alpha, 1) from Philox (key = seed, counter = (sample id, step, direction)),
+//      or g_i/alpha := 1 when alpha = +infinity (deterministic: SogCLR's estimator);
+//   4. r_i = (g_i/alpha) exp(log Zhat_i - zeta_i);
+//   5. gradients with r_i, the auxiliary variables and the state held constant.
+//
+// Reported values: `loss` = the surrogate (1/N) sum_i (-s_ii + r_i) (mean of both directions
+// when symmetric), which is not comparable to InfoNCE; `info_nce` = the plain batch InfoNCE
+// (the CLIP loss when symmetric) for monitoring; `rate_loss` = (1/N) sum_i (-s_ii + zeta_i), the
+// global-loss estimate through the rates.
+//
+// The forward *mutates the state* (rate_source::state): it is checked in full first and written
+// only once the loss is known to be finite, so a throwing call leaves the state unchanged.
+// Direction a -> b uses state direction 0 and Philox stream 0, b -> a direction 1 and stream 1;
+// a one-direction loss needs (and touches) only direction 0.
+//
+// Sample ids: row i of `a` and of `b` are the two views of dataset sample ids[i]. Ids must be
+// >= 0, < state.samples() with the state, and distinct within a batch (a duplicate would give two
+// anchors the same auxiliary draw and two EMA updates of one entry in one step): an out-of-range
+// or repeated id throws contrastive::invalid_argument naming the id and its positions.
+//
+// [LIB] choices (spec 3.2-3.4): the u~ = g/(alpha Zbar) parameterisation, alpha = 1, beta = 0.9,
+// update then sample (it bounds r_i <= g_i/(alpha beta); sample_then_update does not), N_i =
+// negatives only, and the monitoring values.
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// ---- begin contrastive/sampling/gamma.hpp ----
+#ifndef CONTRASTIVE_SAMPLING_GAMMA_HPP
+#define CONTRASTIVE_SAMPLING_GAMMA_HPP
+
+// Gamma(alpha, rate) variates on the library's Philox streams (shared/spec/losses.md 3.6, [LIB]:
+// the layout and block usage are the library's own, pinned by the known answers of the spec).
+//
+// Marsaglia and Tsang's method (ACM TOMS 26(3), 2000) for alpha >= 1, with the standard boost
+// Gamma(alpha) = Gamma(alpha + 1) * U^(1/alpha) for alpha < 1. Rejection attempt k consumes
+// exactly Philox block k of the stream (seed, id, step, stream):
+//
+//   a = alpha < 1 ? alpha + 1 : alpha;   d = a - 1/3;   c = 1/sqrt(9 d)
+//   for k = 0, 1, ...:  (w0, w1, w2, w3) = block k
+//       x = sqrt(-2 log u(w0)) cos(2 pi u(w1))             (box_muller, as in philox.hpp)
+//       v = 1 + c x;   if v <= 0: next k
+//       v = v^3;  U = u(w2)
+//       if U < 1 - 0.0331 x^4  or  log U < x^2/2 + d (1 - v + log v):
+//           g = d v;   if alpha < 1: g *= u(w3)^(1/alpha)
+//           return g / rate
+//
+// Every draw is a pure function of (alpha, rate, seed, id, step, stream): it does not depend on
+// the order of the calls, the tiling or the thread count, and device code that reuses these
+// CONTRASTIVE_HOST_DEVICE functions sees the same uint32 words bit for bit (the transcendental
+// functions may differ by an ulp between libm and device math, so g agrees to ~1e-12 relative).
+// Acceptance is above 0.95, so a draw costs 1.00-1.05 Philox blocks on average.
+//
+// Two layers:
+//   * gamma_variate / gamma_standard / gamma_log_standard: unchecked, noexcept, host-device;
+//   * sample_gamma / fill_gamma: checked host entry points (alpha > 0, rate > 0, both finite),
+//     throwing contrastive::invalid_argument.
+
+#include <math.h>
+
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// One accepted Marsaglia-Tsang draw, kept in two factors so that tiny shapes can be handled in
+/// the log domain: g = dv * exp(log_boost) (log_boost = log(u(w3)) / alpha for alpha < 1, else 0).
+struct gamma_draw {
+  double dv = 0;           // d v^3 of the accepted attempt
+  double log_boost = 0;    // 0 when alpha >= 1
+  std::uint32_t blocks = 0;  // Philox blocks consumed (attempts made)
+};
+
+namespace detail {
+
+/// Constants of the method for one shape.
+struct gamma_constants {
+  double d = 0, c = 0, inv_alpha = 0;
+  bool boost = false;
+};
+
+CONTRASTIVE_HOST_DEVICE inline gamma_constants gamma_setup(double alpha) noexcept {
+  gamma_constants k;
+  k.boost = alpha < 1.0;
+  const double a = k.boost ? alpha + 1.0 : alpha;
+  k.d = a - 1.0 / 3.0;
+  k.c = 1.0 / ::sqrt(9.0 * k.d);
+  k.inv_alpha = 1.0 / alpha;
+  return k;
+}
+
+CONTRASTIVE_HOST_DEVICE inline gamma_draw gamma_run(const gamma_constants& k,
+                                                    const philox_stream& s) noexcept {
+  gamma_draw out;
+  // A stream has 2^28 blocks; acceptance > 0.95 makes running out impossible in practice
+  // (probability < 0.05^(2^28)), but the loop stays bounded for device code.
+  for (std::uint32_t blk = 0; blk < 0x0FFFFFFFu; ++blk) {
+    const philox_block w = s.block(blk);
+    const double x = box_muller(w.w[0], w.w[1]);
+    double v = 1.0 + k.c * x;
+    if (v <= 0.0) continue;
+    v = v * v * v;
+    const double u = uniform_open01(w.w[2]);
+    const double x2 = x * x;
+    if (u < 1.0 - 0.0331 * x2 * x2 || ::log(u) < 0.5 * x2 + k.d * (1.0 - v + ::log(v))) {
+      out.dv = k.d * v;
+      out.log_boost = k.boost ? ::log(uniform_open01(w.w[3])) * k.inv_alpha : 0.0;
+      out.blocks = blk + 1;
+      return out;
+    }
+  }
+  out.dv = std::numeric_limits<double>::quiet_NaN();
+  out.blocks = 0x0FFFFFFFu;
+  return out;
+}
+
+}  // namespace detail
+
+/// The accepted draw of Gamma(alpha, 1) on stream s, in factored form. Unchecked: alpha must be
+/// finite and > 0.
+CONTRASTIVE_HOST_DEVICE inline gamma_draw gamma_variate(double alpha, const philox_stream& s) noexcept {
+  return detail::gamma_run(detail::gamma_setup(alpha), s);
+}
+
+/// Gamma(alpha, 1) on stream s. Unchecked (alpha finite and > 0). For alpha < 1 the boost
+/// u^(1/alpha) underflows to 0 once alpha is below about 0.0015; use gamma_log_standard there.
+/// `blocks_used`, when given, receives the number of Philox blocks consumed.
+CONTRASTIVE_HOST_DEVICE inline double gamma_standard(double alpha, const philox_stream& s,
+                                                     std::uint32_t* blocks_used = nullptr) noexcept {
+  const gamma_draw g = gamma_variate(alpha, s);
+  if (blocks_used) *blocks_used = g.blocks;
+  return g.log_boost == 0.0 ? g.dv : g.dv * ::exp(g.log_boost);
+}
+
+/// log of the same draw as gamma_standard, without underflow for tiny shapes.
+CONTRASTIVE_HOST_DEVICE inline double gamma_log_standard(double alpha, const philox_stream& s) noexcept {
+  const gamma_draw g = gamma_variate(alpha, s);
+  return ::log(g.dv) + g.log_boost;
+}
+
+/// Parameters of a family of gamma draws; the sample id selects the member.
+struct gamma_params {
+  double alpha = 1.0;         // shape, finite and > 0
+  double rate = 1.0;          // rate lambda, finite and > 0 (the draw is Gamma(alpha, 1) / rate)
+  std::uint64_t seed = 0;     // Philox key
+  std::uint32_t step = 0;     // counter word 2
+  std::uint32_t stream = 0;   // 0..15, see philox_stream_id
+};
+
+namespace detail {
+
+inline void check_gamma_params(const char* fn, const gamma_params& p) {
+  CONTRASTIVE_CHECK(p.alpha > 0 && p.alpha < std::numeric_limits<double>::infinity(), fn,
+                    ": 'alpha' must be finite and > 0, got ", p.alpha);
+  CONTRASTIVE_CHECK(p.rate > 0 && p.rate < std::numeric_limits<double>::infinity(), fn,
+                    ": 'rate' must be finite and > 0, got ", p.rate);
+  CONTRASTIVE_CHECK(p.stream < 16u, fn, ": 'stream' must be in [0, 15] (4 bits of the counter), got ",
+                    p.stream);
+}
+
+template <class Out>
+auto gamma_output_view(Out&& out) {
+  static_assert(is_writable_tensor<Out&&>::value,
+                "contrastive: fill_gamma needs a writable tensor: an lvalue (or a non-owning view "
+                "such as an Eigen Map/Block) of a supported type, not const and not an owning "
+                "temporary; include contrastive/adapters/<lib>.hpp or specialise "
+                "contrastive::tensor_traits");
+  auto v = as_view(std::forward<Out>(out));
+  static_assert(std::is_same<typename decltype(v)::memory_space, host_memory>::value,
+                "contrastive: fill_gamma fills host memory; device views need the CUDA sampler");
+  static_assert(std::is_floating_point<typename decltype(v)::value_type>::value,
+                "contrastive: fill_gamma needs a floating-point tensor");
+  return v;
+}
+
+}  // namespace detail
+
+/// One Gamma(p.alpha, p.rate) draw for sample `id` on stream (p.seed, id, p.step, p.stream).
+inline double sample_gamma(std::uint64_t id, const gamma_params& p) {
+  detail::check_gamma_params("sample_gamma", p);
+  const philox_stream s{p.seed, id, p.step, p.stream};
+  return gamma_standard(p.alpha, s) / p.rate;
+}
+
+/// Fills every element of a writable tensor (any tensor_traits type: Eigen, xtensor, raw views,
+/// float or double) with independent draws. Element (i, j) gets the draw of sample id
+/// first_id + i * cols + j, whatever the memory layout, so a row-major and a column-major tensor
+/// of the same shape receive the same values at the same (i, j).
+template <class Out>
+void fill_gamma(Out&& out, const gamma_params& p, std::uint64_t first_id = 0) {
+  const auto v = detail::gamma_output_view(std::forward<Out>(out));
+  using T = typename decltype(v)::value_type;
+  detail::check_gamma_params("fill_gamma", p);
+  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, "fill_gamma: 'out' is a null pointer with shape ",
+                    v.rows(), " x ", v.cols());
+  const detail::gamma_constants k = detail::gamma_setup(p.alpha);
+  for (index_t i = 0; i < v.rows(); ++i) {
+    for (index_t j = 0; j < v.cols(); ++j) {
+      const std::uint64_t id = first_id + static_cast<std::uint64_t>(i * v.cols() + j);
+      const gamma_draw g = detail::gamma_run(k, philox_stream{p.seed, id, p.step, p.stream});
+      const double x = g.log_boost == 0.0 ? g.dv : g.dv * ::exp(g.log_boost);
+      v(i, j) = static_cast<T>(x / p.rate);
+    }
+  }
+}
+
+/// Fills element (i, j) with the draw of sample ids[i * cols + j] (count must equal the number of
+/// elements; ids must be >= 0).
+template <class Out>
+void fill_gamma(Out&& out, const gamma_params& p, const std::int64_t* ids, index_t count) {
+  const auto v = detail::gamma_output_view(std::forward<Out>(out));
+  using T = typename decltype(v)::value_type;
+  detail::check_gamma_params("fill_gamma", p);
+  CONTRASTIVE_CHECK(count == v.size(), "fill_gamma: 'ids' has ", count, " entries, expected ",
+                    v.size(), " (one per element of 'out', ", v.rows(), " x ", v.cols(), ")");
+  CONTRASTIVE_CHECK(count == 0 || ids != nullptr, "fill_gamma: 'ids' is a null pointer");
+  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, "fill_gamma: 'out' is a null pointer with shape ",
+                    v.rows(), " x ", v.cols());
+  for (index_t k = 0; k < count; ++k)
+    CONTRASTIVE_CHECK(ids[k] >= 0, "fill_gamma: 'ids' has a negative id (", ids[k], ") at position ", k);
+  const detail::gamma_constants k = detail::gamma_setup(p.alpha);
+  for (index_t i = 0; i < v.rows(); ++i) {
+    for (index_t j = 0; j < v.cols(); ++j) {
+      const auto id = static_cast<std::uint64_t>(ids[i * v.cols() + j]);
+      const gamma_draw g = detail::gamma_run(k, philox_stream{p.seed, id, p.step, p.stream});
+      const double x = g.log_boost == 0.0 ? g.dv : g.dv * ::exp(g.log_boost);
+      v(i, j) = static_cast<T>(x / p.rate);
+    }
+  }
+}
+
+template <class Out>
+void fill_gamma(Out&& out, const gamma_params& p, const std::vector<std::int64_t>& ids) {
+  fill_gamma(std::forward<Out>(out), p, ids.data(), static_cast<index_t>(ids.size()));
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_SAMPLING_GAMMA_HPP
+// ---- end contrastive/sampling/gamma.hpp ----
+// ---- begin contrastive/state/normalizer_state.hpp ----
+#ifndef CONTRASTIVE_STATE_NORMALIZER_STATE_HPP
+#define CONTRASTIVE_STATE_NORMALIZER_STATE_HPP
+
+// Per-sample log-normaliser estimates for the gamma-auxiliary loss (shared/spec/losses.md 3.4,
+// [RECON]: the paper's full text was not available; this implements the reconstruction in the
+// spec).
+//
+// For every dataset sample id and direction (0 = a -> b, 1 = b -> a) the state holds
+// zeta = log Zbar (double) and a visited flag. The moving average runs in the log domain, with
+// beta weighting the new estimate:
+//
+//   first visit:  zeta = log Zhat
+//   otherwise:    zeta = logaddexp(log(1 - beta) + zeta, log(beta) + log Zhat)
+//
+// which is the linear EMA Zbar <- (1 - beta) Zbar + beta Zhat without ever forming Zbar.
+// Memory is O(samples x directions) (9 bytes per entry).
+//
+// Batches: an id outside [0, samples()) is an error, and so is an id that appears twice in one
+// batch (its two estimates would race for one entry): both throw contrastive::invalid_argument
+// before anything is written.
+//
+// Files (save/load): binary in the saving machine's byte order (with a byte-order mark), rejected
+// on any mismatch.
+//
+//   offset  size  field
+//   0       8     magic "CTRSNORM"
+//   8       4     format version (1)
+//   12      4     byte-order mark 0x01020304 (as written by the saving machine)
+//   16      4     directions (1 or 2)
+//   20      4     reserved (0)
+//   24      8     samples
+//   32      8 S D zeta, direction-major (unvisited entries are written as 0)
+//   ...     S D   visited flags (0 or 1), direction-major
+//   end-4   4     CRC-32 (IEEE, as zlib) of every preceding byte
+//
+// save() writes a temporary file next to the target, flushes it (fsync on POSIX) and renames it
+// over the target, so a crash leaves either the old or the new file, never a mix. load() reads and
+// verifies the whole file (size, magic, version, byte order, sizes, checksum, flags) before it
+// touches the state: a truncated, corrupted or mismatched file throws and leaves the state
+// exactly as it was.
+
+#include <math.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#  include <fcntl.h>
+#  include <unistd.h>
+#  define CONTRASTIVE_STATE_POSIX 1
+#else
+#  define CONTRASTIVE_STATE_POSIX 0
+#endif
+
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// A non-owning span of dataset sample ids (one per batch row).
+struct id_span {
+  const std::int64_t* data = nullptr;
+  index_t size = 0;
+
+  constexpr id_span() noexcept = default;
+  constexpr id_span(const std::int64_t* d, index_t n) noexcept : data(d), size(n) {}
+  id_span(const std::vector<std::int64_t>& v) noexcept  // NOLINT: implicit by design
+      : data(v.data()), size(static_cast<index_t>(v.size())) {}
+};
+
+namespace detail {
+
+/// CRC-32 (IEEE 802.3 polynomial, reflected, as zlib's crc32); crc32("123456789") = 0xCBF43926.
+inline std::uint32_t crc32_update(std::uint32_t crc, const void* data, std::size_t n) noexcept {
+  struct table_t {
+    std::uint32_t t[256];
+    table_t() noexcept {
+      for (std::uint32_t i = 0; i < 256; ++i) {
+        std::uint32_t c = i;
+        for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        t[i] = c;
+      }
+    }
+  };
+  static const table_t table;
+  const auto* p = static_cast<const unsigned char*>(data);
+  crc = ~crc;
+  for (std::size_t i = 0; i < n; ++i) crc = table.t[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
+  return ~crc;
+}
+
+inline double logaddexp(double x, double y) noexcept {
+  const double m = x > y ? x : y;
+  if (m == -std::numeric_limits<double>::infinity()) return m;
+  return m + ::log1p(::exp(-(x > y ? x - y : y - x)));
+}
+
+struct normalizer_state_access;
+
+}  // namespace detail
+
+/// Per-sample, per-direction log-domain normaliser estimates indexed by dataset sample id.
+class normalizer_state {
+ public:
+  static constexpr std::uint32_t file_version = 1;
+  static constexpr char file_magic[9] = "CTRSNORM";
+
+  normalizer_state() = default;
+
+  /// `samples` dataset ids (>= 0) and 1 or 2 directions (2 for symmetric losses); all unvisited.
+  explicit normalizer_state(std::int64_t samples, int directions = 2) {
+    CONTRASTIVE_CHECK(samples >= 0, "normalizer_state: 'samples' must be >= 0, got ", samples);
+    CONTRASTIVE_CHECK(directions == 1 || directions == 2,
+                      "normalizer_state: 'directions' must be 1 or 2, got ", directions);
+    samples_ = samples;
+    directions_ = directions;
+    zeta_.assign(static_cast<std::size_t>(samples) * static_cast<std::size_t>(directions), 0.0);
+    visited_.assign(zeta_.size(), 0);
+  }
+
+  std::int64_t samples() const noexcept { return samples_; }
+  int directions() const noexcept { return directions_; }
+
+  /// Has (id, direction) received an estimate?
+  bool visited(std::int64_t id, int direction = 0) const {
+    return visited_[index("normalizer_state::visited", id, direction)] != 0;
+  }
+  /// zeta = log Zbar of (id, direction); quiet NaN while unvisited.
+  double log_normalizer(std::int64_t id, int direction = 0) const {
+    const std::size_t k = index("normalizer_state::log_normalizer", id, direction);
+    return visited_[k] ? zeta_[k] : std::numeric_limits<double>::quiet_NaN();
+  }
+  /// Sets zeta (finite) and marks the entry visited.
+  void set(std::int64_t id, int direction, double zeta) {
+    const std::size_t k = index("normalizer_state::set", id, direction);
+    CONTRASTIVE_CHECK(std::isfinite(zeta), "normalizer_state::set: 'zeta' must be finite, got ", zeta);
+    zeta_[k] = zeta;
+    visited_[k] = 1;
+  }
+  /// Forgets every estimate (e.g. after the temperature has moved far).
+  void reset() noexcept {
+    std::fill(zeta_.begin(), zeta_.end(), 0.0);
+    std::fill(visited_.begin(), visited_.end(), std::uint8_t(0));
+  }
+
+  /// The value the EMA gives: log_zhat on a first visit, else
+  /// logaddexp(log(1 - beta) + zeta, log(beta) + log_zhat).
+  static double ema(double zeta, bool visited, double log_zhat, double beta) noexcept {
+    if (!visited) return log_zhat;
+    return detail::logaddexp(::log1p(-beta) + zeta, ::log(beta) + log_zhat);
+  }
+
+  /// EMA update of every id of a batch in one direction with its log Zhat. beta in (0, 1];
+  /// ids in [0, samples()), distinct; log_zhat finite. Nothing is written unless all checks pass.
+  void update(id_span ids, int direction, const double* log_zhat, double beta) {
+    const char* fn = "normalizer_state::update";
+    check_beta(fn, beta);
+    check_direction(fn, direction);
+    check_ids(fn, ids);
+    CONTRASTIVE_CHECK(ids.size == 0 || log_zhat != nullptr, fn, ": 'log_zhat' is a null pointer");
+    for (index_t i = 0; i < ids.size; ++i)
+      CONTRASTIVE_CHECK(std::isfinite(log_zhat[i]), fn, ": 'log_zhat' has a non-finite value (",
+                        log_zhat[i], ") at position ", i);
+    for (index_t i = 0; i < ids.size; ++i) {
+      const std::size_t k = slot(ids.data[i], direction);
+      zeta_[k] = ema(zeta_[k], visited_[k] != 0, log_zhat[i], beta);
+      visited_[k] = 1;
+    }
+  }
+
+  /// Bitwise equality of sizes, flags and estimates.
+  friend bool operator==(const normalizer_state& x, const normalizer_state& y) noexcept {
+    return x.samples_ == y.samples_ && x.directions_ == y.directions_ && x.visited_ == y.visited_ &&
+           (x.zeta_.empty() ||
+            std::memcmp(x.zeta_.data(), y.zeta_.data(), x.zeta_.size() * sizeof(double)) == 0);
+  }
+  friend bool operator!=(const normalizer_state& x, const normalizer_state& y) noexcept {
+    return !(x == y);
+  }
+
+  /// Atomically replaces `path` with the state (temporary file in the same directory, flush,
+  /// fsync, rename). Throws contrastive::invalid_argument on any I/O failure, leaving the old
+  /// file (if any) in place and no temporary behind.
+  void save(const std::string& path) const {
+    const char* fn = "normalizer_state::save";
+    CONTRASTIVE_CHECK(!path.empty(), fn, ": 'path' is empty");
+    const std::vector<unsigned char> bytes = serialize();
+    const std::string tmp = temporary_name(path);
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    CONTRASTIVE_CHECK(f != nullptr, fn, ": cannot create '", tmp, "': ", std::strerror(errno));
+    const bool written = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+    bool flushed = std::fflush(f) == 0;
+#if CONTRASTIVE_STATE_POSIX
+    flushed = flushed && ::fsync(::fileno(f)) == 0;
+#endif
+    const int err = errno;
+    const bool closed = std::fclose(f) == 0;
+    if (!(written && flushed && closed)) {
+      std::remove(tmp.c_str());
+      CONTRASTIVE_CHECK(false, fn, ": writing '", tmp, "' failed: ", std::strerror(err));
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      const int rerr = errno;
+      std::remove(tmp.c_str());
+      CONTRASTIVE_CHECK(false, fn, ": cannot rename '", tmp, "' to '", path, "': ",
+                        std::strerror(rerr));
+    }
+#if CONTRASTIVE_STATE_POSIX
+    sync_directory(path);
+#endif
+  }
+
+  /// Replaces the state with the one in `path`, which must have the same samples() and
+  /// directions(). Throws (state unchanged) on a missing, truncated, corrupted or mismatched file.
+  void load(const std::string& path) {
+    normalizer_state s = read_file("normalizer_state::load", path);
+    CONTRASTIVE_CHECK(s.samples_ == samples_ && s.directions_ == directions_,
+                      "normalizer_state::load: '", path, "' holds ", s.samples_, " samples x ",
+                      s.directions_, " directions, this state has ", samples_, " x ", directions_,
+                      " (use normalizer_state::from_file to take the file's sizes)");
+    *this = std::move(s);
+  }
+
+  /// A state of the file's own sizes.
+  static normalizer_state from_file(const std::string& path) {
+    return read_file("normalizer_state::from_file", path);
+  }
+
+ private:
+  friend struct detail::normalizer_state_access;
+
+  std::int64_t samples_ = 0;
+  int directions_ = 1;
+  std::vector<double> zeta_;           // direction-major: [direction * samples + id]
+  std::vector<std::uint8_t> visited_;
+
+  static constexpr std::size_t header_bytes = 32;
+
+  std::size_t slot(std::int64_t id, int direction) const noexcept {
+    return static_cast<std::size_t>(direction) * static_cast<std::size_t>(samples_) +
+           static_cast<std::size_t>(id);
+  }
+  void check_direction(const char* fn, int direction) const {
+    CONTRASTIVE_CHECK(direction >= 0 && direction < directions_, fn, ": 'direction' must be in [0, ",
+                      directions_, "), got ", direction);
+  }
+  std::size_t index(const char* fn, std::int64_t id, int direction) const {
+    check_direction(fn, direction);
+    CONTRASTIVE_CHECK(id >= 0 && id < samples_, fn, ": sample id ", id, " is out of range [0, ",
+                      samples_, ")");
+    return slot(id, direction);
+  }
+  static void check_beta(const char* fn, double beta) {
+    CONTRASTIVE_CHECK(beta > 0 && beta <= 1, fn, ": 'beta' must lie in (0, 1], got ", beta);
+  }
+
+ public:
+  /// Range and uniqueness checks of a batch of ids (O(n log n)); throws naming the bad id.
+  void check_ids(const char* fn, id_span ids) const {
+    CONTRASTIVE_CHECK(ids.size >= 0, fn, ": 'ids' has a negative size (", ids.size, ")");
+    CONTRASTIVE_CHECK(ids.size == 0 || ids.data != nullptr, fn, ": 'ids' is a null pointer");
+    for (index_t i = 0; i < ids.size; ++i)
+      CONTRASTIVE_CHECK(ids.data[i] >= 0 && ids.data[i] < samples_, fn, ": sample id ", ids.data[i],
+                        " at position ", i, " is out of range [0, ", samples_, ")");
+    std::vector<std::int64_t> sorted(ids.data, ids.data + ids.size);
+    check_distinct(fn, ids, sorted.data());
+  }
+
+  /// Duplicate check with caller scratch of ids.size entries (holds the sorted ids afterwards).
+  static void check_distinct(const char* fn, id_span ids, std::int64_t* scratch) {
+    std::copy(ids.data, ids.data + ids.size, scratch);
+    std::sort(scratch, scratch + ids.size);
+    const std::int64_t* dup = std::adjacent_find(scratch, scratch + ids.size);
+    if (CONTRASTIVE_UNLIKELY(dup != scratch + ids.size)) {
+      index_t first = -1, second = -1;
+      for (index_t i = 0; i < ids.size; ++i) {
+        if (ids.data[i] != *dup) continue;
+        if (first < 0) {
+          first = i;
+        } else {
+          second = i;
+          break;
+        }
+      }
+      CONTRASTIVE_CHECK(false, fn, ": sample id ", *dup, " appears twice in the batch (positions ",
+                        first, " and ", second, "); ids must be distinct within a batch");
+    }
+  }
+
+ private:
+  std::vector<unsigned char> serialize() const {
+    const std::size_t entries = zeta_.size();
+    std::vector<unsigned char> out(header_bytes + entries * (sizeof(double) + 1) + 4, 0);
+    unsigned char* p = out.data();
+    std::memcpy(p, file_magic, 8);
+    const std::uint32_t version = file_version, bom = 0x01020304u;
+    const auto dirs = static_cast<std::uint32_t>(directions_), reserved = std::uint32_t(0);
+    const auto n = static_cast<std::uint64_t>(samples_);
+    std::memcpy(p + 8, &version, 4);
+    std::memcpy(p + 12, &bom, 4);
+    std::memcpy(p + 16, &dirs, 4);
+    std::memcpy(p + 20, &reserved, 4);
+    std::memcpy(p + 24, &n, 8);
+    unsigned char* z = p + header_bytes;
+    for (std::size_t k = 0; k < entries; ++k) {
+      const double v = visited_[k] ? zeta_[k] : 0.0;
+      std::memcpy(z + k * sizeof(double), &v, sizeof(double));
+    }
+    if (entries > 0) std::memcpy(z + entries * sizeof(double), visited_.data(), entries);
+    const std::uint32_t crc = detail::crc32_update(0, p, out.size() - 4);
+    std::memcpy(p + out.size() - 4, &crc, 4);
+    return out;
+  }
+
+  static std::string temporary_name(const std::string& path) {
+    static std::atomic<unsigned> counter{0};  // distinct names for concurrent saves in a process
+    std::string t = path + ".tmp.";
+#if CONTRASTIVE_STATE_POSIX
+    t += std::to_string(static_cast<long long>(::getpid())) + ".";
+#endif
+    t += std::to_string(++counter);
+    return t;
+  }
+
+#if CONTRASTIVE_STATE_POSIX
+  static void sync_directory(const std::string& path) {
+    // Makes the rename itself durable; failure here is not an error (the data is already safe
+    // from a process crash, only a power loss could undo the rename).
+    const std::size_t slash = path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    const int fd = ::open(dir.c_str(), O_RDONLY);
+    if (fd >= 0) {
+      (void)::fsync(fd);
+      (void)::close(fd);
+    }
+  }
+#endif
+
+  static normalizer_state read_file(const char* fn, const std::string& path) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    CONTRASTIVE_CHECK(f != nullptr, fn, ": cannot open '", path, "': ", std::strerror(errno));
+    std::vector<unsigned char> bytes;
+    unsigned char buf[1 << 16];
+    std::size_t got;
+    while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) bytes.insert(bytes.end(), buf, buf + got);
+    const bool read_error = std::ferror(f) != 0;
+    std::fclose(f);
+    CONTRASTIVE_CHECK(!read_error, fn, ": reading '", path, "' failed");
+
+    const std::size_t size = bytes.size();
+    CONTRASTIVE_CHECK(size >= header_bytes + 4, fn, ": '", path, "' is truncated (", size,
+                      " bytes, a state file has at least ", header_bytes + 4, ")");
+    const unsigned char* p = bytes.data();
+    CONTRASTIVE_CHECK(std::memcmp(p, file_magic, 8) == 0, fn, ": '", path,
+                      "' is not a contrastive normalizer_state file (bad magic)");
+    std::uint32_t version, bom, dirs, reserved;
+    std::uint64_t n;
+    std::memcpy(&version, p + 8, 4);
+    std::memcpy(&bom, p + 12, 4);
+    std::memcpy(&dirs, p + 16, 4);
+    std::memcpy(&reserved, p + 20, 4);
+    std::memcpy(&n, p + 24, 8);
+    CONTRASTIVE_CHECK(bom == 0x01020304u, fn, ": '", path,
+                      "' was written on a machine of the other byte order");
+    CONTRASTIVE_CHECK(version == file_version, fn, ": '", path, "' has format version ", version,
+                      ", this library reads version ", file_version);
+    CONTRASTIVE_CHECK((dirs == 1 || dirs == 2) && reserved == 0, fn, ": '", path,
+                      "' has a corrupted header (directions ", dirs, ")");
+    const std::uint64_t max_n = (std::numeric_limits<std::uint64_t>::max() / 32);
+    CONTRASTIVE_CHECK(n <= max_n, fn, ": '", path, "' has a corrupted header (samples ", n, ")");
+    const std::uint64_t entries = n * dirs;
+    const std::uint64_t expected = header_bytes + entries * (sizeof(double) + 1) + 4;
+    CONTRASTIVE_CHECK(size == expected, fn, ": '", path, "' is ",
+                      size < expected ? "truncated" : "too long", " (", size, " bytes, expected ",
+                      expected, " for ", n, " samples x ", dirs, " directions)");
+    std::uint32_t stored;
+    std::memcpy(&stored, p + size - 4, 4);
+    const std::uint32_t crc = detail::crc32_update(0, p, size - 4);
+    CONTRASTIVE_CHECK(crc == stored, fn, ": '", path, "' is corrupted (checksum ", crc,
+                      " != stored ", stored, ")");
+
+    normalizer_state s;
+    s.samples_ = static_cast<std::int64_t>(n);
+    s.directions_ = static_cast<int>(dirs);
+    s.zeta_.resize(static_cast<std::size_t>(entries));
+    s.visited_.resize(static_cast<std::size_t>(entries));
+    const unsigned char* z = p + header_bytes;
+    if (entries > 0) {
+      std::memcpy(s.zeta_.data(), z, static_cast<std::size_t>(entries) * sizeof(double));
+      std::memcpy(s.visited_.data(), z + entries * sizeof(double), static_cast<std::size_t>(entries));
+    }
+    for (std::size_t k = 0; k < s.zeta_.size(); ++k) {
+      CONTRASTIVE_CHECK(s.visited_[k] <= 1, fn, ": '", path, "' is corrupted (visited flag ",
+                        int(s.visited_[k]), " at entry ", k, ")");
+      CONTRASTIVE_CHECK(!s.visited_[k] || std::isfinite(s.zeta_[k]), fn, ": '", path,
+                        "' is corrupted (non-finite estimate at entry ", k, ")");
+      if (!s.visited_[k]) s.zeta_[k] = 0.0;
+    }
+    return s;
+  }
+};
+
+namespace detail {
+
+/// Unchecked access for the losses, which validate a whole batch once.
+struct normalizer_state_access {
+  static double zeta(const normalizer_state& s, std::int64_t id, int direction) noexcept {
+    return s.zeta_[s.slot(id, direction)];
+  }
+  static bool visited(const normalizer_state& s, std::int64_t id, int direction) noexcept {
+    return s.visited_[s.slot(id, direction)] != 0;
+  }
+  static void set(normalizer_state& s, std::int64_t id, int direction, double zeta) noexcept {
+    const std::size_t k = s.slot(id, direction);
+    s.zeta_[k] = zeta;
+    s.visited_[k] = 1;
+  }
+};
+
+}  // namespace detail
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_STATE_NORMALIZER_STATE_HPP
+// ---- end contrastive/state/normalizer_state.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// Where zeta_i = log Zbar_i (the rate of the auxiliary variable) comes from.
+enum class gamma_rate_source {
+  state,       // the normalizer_state's moving average (training)
+  same_batch,  // zeta_i = log Zhat_i of this batch (biased; for tests and research)
+  exact        // caller-supplied exact log-normalisers (options.exact_log_normalizer_*)
+};
+
+/// With rate_source::state: is the state updated before r_i is formed (bounded weights,
+/// r_i <= g_i / (alpha beta)) or after (rate independent of the batch, unbounded weights)?
+enum class gamma_update_order { update_then_sample, sample_then_update };
+
+/// A non-owning span of per-anchor log-normalisers (one per batch row).
+struct log_normalizer_span {
+  const double* data = nullptr;
+  index_t size = 0;
+
+  constexpr log_normalizer_span() noexcept = default;
+  constexpr log_normalizer_span(const double* d, index_t n) noexcept : data(d), size(n) {}
+  log_normalizer_span(const std::vector<double>& v) noexcept  // NOLINT: implicit by design
+      : data(v.data()), size(static_cast<index_t>(v.size())) {}
+  constexpr bool empty() const noexcept { return data == nullptr; }
+};
+
+struct gamma_nce_options {
+  /// alpha = deterministic: g/alpha := 1 (alpha -> infinity), which with update_then_sample is
+  /// SogCLR's estimator r_i = Zhat_i / Zbar_i (its gamma = beta).
+  static constexpr double deterministic = std::numeric_limits<double>::infinity();
+
+  double temperature = 0.07;  // tau > 0; logits are <a_i, b_j> / tau
+  bool symmetric = true;      // both directions (state directions 0 and 1), else a -> b only
+  double alpha = 1.0;         // gamma shape > 0 (1: exponential; 4 or 16 cut the variance)
+  double beta = 0.9;          // moving-average weight of the new estimate, in (0, 1]
+  std::uint64_t seed = 0;     // Philox key of the gamma draws
+  std::uint32_t step = 0;     // training step (Philox counter word 2); change it every step
+  gamma_rate_source rate_source = gamma_rate_source::state;
+  gamma_update_order order = gamma_update_order::update_then_sample;
+  bool positive_in_normaliser = false;  // N_i = whole batch (default: negatives only)
+  // rate_source::exact: log Zbar_i per anchor, in the units of log Zhat_i (log of the *mean* of
+  // exp(s_ij) over the negatives), for direction a -> b and (symmetric) b -> a.
+  log_normalizer_span exact_log_normalizer_a{};
+  log_normalizer_span exact_log_normalizer_b{};
+  loss_reduction reduction = loss_reduction::mean;
+  index_t tile_rows = 256;
+  index_t tile_cols = 256;
+  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
+  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
+};
+
+/// Per-anchor quantities of one direction (all of length N).
+template <class T>
+struct gamma_nce_direction {
+  std::vector<T> lse;            // LSE_{j in N_i} s_ij (saved for the backward)
+  std::vector<double> log_zhat;  // log Zhat_i = LSE_i - log |N_i|
+  std::vector<double> zeta;      // the log-rate used for r_i
+  std::vector<double> g;         // g_i / alpha (1 in the deterministic mode)
+  std::vector<double> r;         // r_i = g_i/alpha exp(log Zhat_i - zeta_i)
+};
+
+/// What the forward keeps for the backward (O(N), never N x N), plus monitoring values.
+template <class T>
+struct gamma_nce_saved {
+  T loss = 0;                 // surrogate: mean (or sum) of -s_ii + r_i, averaged over directions
+  double info_nce = 0;        // plain batch InfoNCE / CLIP value, same reduction (monitoring)
+  double rate_loss = 0;       // mean (or sum) of -s_ii + zeta_i, averaged over directions
+  double grad_log_scale = 0;  // dL/dtheta of the surrogate, theta = log(1/tau), r held fixed
+  gamma_nce_direction<T> row;  // a -> b (state direction 0, Philox stream 0)
+  gamma_nce_direction<T> col;  // b -> a (direction 1, stream 1); empty unless symmetric
+  index_t n = 0, d = 0;
+  // The options the statistics belong to; backward checks them.
+  double temperature = 0;
+  bool symmetric = true;
+  bool positive_in_normaliser = false;
+  loss_reduction reduction = loss_reduction::mean;
+
+  temperature_gradient temperature_grad() const noexcept {
+    return temperature_gradient::from_log_scale(grad_log_scale, temperature);
+  }
+};
+
+namespace detail {
+
+constexpr const char* gamma_nce_fwd_name = "gamma_nce_forward";
+constexpr const char* gamma_nce_bwd_name = "gamma_nce_backward";
+
+inline void gamma_nce_check_options(const char* fn, const gamma_nce_options& o) {
+  check_temperature(fn, o.temperature);
+  check_tiles(fn, o.tile_rows, o.tile_cols);
+  CONTRASTIVE_CHECK(o.alpha > 0, fn,
+                    ": 'alpha' must be > 0 (or gamma_nce_options::deterministic), got ", o.alpha);
+  CONTRASTIVE_CHECK(o.beta > 0 && o.beta <= 1, fn, ": 'beta' must lie in (0, 1], got ", o.beta);
+  CONTRASTIVE_CHECK(o.rate_source == gamma_rate_source::state ||
+                        o.rate_source == gamma_rate_source::same_batch ||
+                        o.rate_source == gamma_rate_source::exact,
+                    fn, ": 'rate_source' has an invalid value (", static_cast<int>(o.rate_source), ")");
+  CONTRASTIVE_CHECK(o.order == gamma_update_order::update_then_sample ||
+                        o.order == gamma_update_order::sample_then_update,
+                    fn, ": 'order' has an invalid value (", static_cast<int>(o.order), ")");
+  CONTRASTIVE_CHECK(o.reduction == loss_reduction::mean || o.reduction == loss_reduction::sum, fn,
+                    ": 'reduction' has an invalid value (", static_cast<int>(o.reduction), ")");
+}
+
+template <class T>
+void gamma_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
+                            const matrix_view<const T>& b, const gamma_nce_options& o) {
+  check_matrix(fn, "a", a);
+  check_matrix(fn, "b", b);
+  gamma_nce_check_options(fn, o);
+  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
+  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
+  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
+                    a.rows(), " (rows of 'a')");
+  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
+                    a.cols(), " (columns of 'a')");
+  CONTRASTIVE_CHECK(a.rows() > 1 || o.positive_in_normaliser, fn,
+                    ": a batch of 1 has no negatives (use N >= 2 or positive_in_normaliser)");
+  check_finite(fn, "a", a);
+  check_finite(fn, "b", b);
+}
+
+inline void gamma_nce_check_exact(const char* fn, const char* name, const log_normalizer_span& s,
+                                  index_t n) {
+  CONTRASTIVE_CHECK(!s.empty(), fn, ": rate_source::exact needs '", name, "'");
+  CONTRASTIVE_CHECK(s.size == n, fn, ": '", name, "' has ", s.size, " values, expected ", n,
+                    " (one per row)");
+  for (index_t i = 0; i < n; ++i)
+    CONTRASTIVE_CHECK(std::isfinite(s.data[i]), fn, ": '", name, "' has a non-finite value (",
+                      s.data[i], ") at position ", i);
+}
+
+template <class Alloc>
+struct gamma_nce_forward_buffers {
+  online_softmax<double>* row = nullptr;
+  online_softmax<double>* col = nullptr;
+  std::int64_t* sorted_ids = nullptr;
+
+  gamma_nce_forward_buffers(Alloc& al, index_t n, bool symmetric) {
+    const auto un = static_cast<std::size_t>(n);
+    row = al.template take<online_softmax<double>>(un);
+    if (symmetric) col = al.template take<online_softmax<double>>(un);
+    sorted_ids = al.template take<std::int64_t>(un);
+  }
+};
+
+template <class T, class Alloc>
+struct gamma_nce_backward_buffers {
+  T* row_w = nullptr;
+  T* row_lse = nullptr;
+  T* col_w = nullptr;
+  T* col_lse = nullptr;
+
+  gamma_nce_backward_buffers(Alloc& al, index_t n, bool symmetric) {
+    const auto un = static_cast<std::size_t>(n);
+    row_w = al.template take<T>(un);
+    row_lse = al.template take<T>(un);
+    if (symmetric) {
+      col_w = al.template take<T>(un);
+      col_lse = al.template take<T>(un);
+    }
+  }
+};
+
+inline sweep_shape gamma_nce_sweep(index_t n, index_t d, const gamma_nce_options& o) noexcept {
+  const auto t = tile_shape(o.tile_rows, o.tile_cols, false, n, n);
+  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
+}
+
+template <class T>
+std::size_t gamma_nce_forward_bytes(index_t n, index_t d, const gamma_nce_options& o,
+                                    std::size_t packing) {
+  size_counter c;
+  const gamma_nce_forward_buffers<size_counter> sized(c, n, o.symmetric);
+  (void)sized;
+  return c.bytes + packing + pairwise_forward_bytes<T>(gamma_nce_sweep(n, d, o)) +
+         workspace_alignment;
+}
+
+template <class T>
+std::size_t gamma_nce_backward_bytes(index_t n, index_t d, const gamma_nce_options& o,
+                                     std::size_t packing) {
+  size_counter c;
+  const gamma_nce_backward_buffers<T, size_counter> sized(c, n, o.symmetric);
+  (void)sized;
+  return c.bytes + packing + pairwise_backward_bytes<T>(gamma_nce_sweep(n, d, o)) +
+         workspace_alignment;
+}
+
+template <class T>
+pairwise_problem<T> gamma_nce_problem(const matrix_view<const T>& a, const matrix_view<const T>& b,
+                                      const gamma_nce_options& o) {
+  pairwise_problem<T> p;
+  p.x = &a;
+  p.x_segments = 1;
+  p.y = &b;
+  p.y_segments = 1;
+  p.mask_diagonal = !o.positive_in_normaliser;
+  p.scale = static_cast<T>(1.0 / o.temperature);
+  p.tile_rows = o.tile_rows;
+  p.tile_cols = o.tile_cols;
+  p.threads = resolve_threads(o.num_threads);
+  return p;
+}
+
+inline double gamma_reduction_weight(loss_reduction r, index_t n) noexcept {
+  return r == loss_reduction::mean ? 1.0 / double(n) : 1.0;
+}
+
+template <class T>
+gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
+                                          const matrix_view<const T>& b_in, id_span ids,
+                                          normalizer_state* state, const gamma_nce_options& o,
+                                          workspace ws) {
+  const char* fn = gamma_nce_fwd_name;
+  gamma_nce_check_inputs(fn, a_in, b_in, o);
+  const index_t n = a_in.rows(), d = a_in.cols();
+  const bool sym = o.symmetric;
+  const int dirs = sym ? 2 : 1;
+  CONTRASTIVE_CHECK(ids.size == n, fn, ": 'ids' has ", ids.size, " sample ids, expected ", n,
+                    " (one per row)");
+  CONTRASTIVE_CHECK(ids.data != nullptr, fn, ": 'ids' is a null pointer");
+  for (index_t i = 0; i < n; ++i)
+    CONTRASTIVE_CHECK(ids.data[i] >= 0, fn, ": sample id ", ids.data[i], " at position ", i,
+                      " is negative");
+  const bool use_state = o.rate_source == gamma_rate_source::state;
+  if (use_state) {
+    CONTRASTIVE_CHECK(state != nullptr, fn,
+                      ": rate_source::state needs a normalizer_state (pass one, or choose "
+                      "rate_source::same_batch or ::exact)");
+    CONTRASTIVE_CHECK(state->directions() >= dirs, fn, ": the normalizer_state has ",
+                      state->directions(), " direction(s), a ", sym ? "symmetric" : "one-direction",
+                      " loss needs ", dirs);
+    for (index_t i = 0; i < n; ++i)
+      CONTRASTIVE_CHECK(ids.data[i] < state->samples(), fn, ": sample id ", ids.data[i],
+                        " at position ", i, " is out of range [0, ", state->samples(),
+                        ") of the normalizer_state");
+  }
+  if (o.rate_source == gamma_rate_source::exact) {
+    gamma_nce_check_exact(fn, "exact_log_normalizer_a", o.exact_log_normalizer_a, n);
+    if (sym) gamma_nce_check_exact(fn, "exact_log_normalizer_b", o.exact_log_normalizer_b, n);
+  }
+
+  arena ar(ws, gamma_nce_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+                   workspace_alignment,
+           fn);
+  gamma_nce_forward_buffers<arena> buf(ar, n, sym);
+  normalizer_state::check_distinct(fn, ids, buf.sorted_ids);
+  const matrix_view<const T> a = gemm_input(a_in, ar);
+  const matrix_view<const T> b = gemm_input(b_in, ar);
+  for (index_t i = 0; i < n; ++i) {
+    buf.row[i] = online_softmax<double>();
+    if (sym) buf.col[i] = online_softmax<double>();
+  }
+  const pairwise_problem<T> p = gamma_nce_problem(a, b, o);
+  pairwise_stats<T> st;
+  st.row = buf.row;
+  st.col = buf.col;
+  pairwise_forward(p, st, ar);
+
+  const double lambda_d = 1.0 / o.temperature;
+  const double log_count = std::log(double(o.positive_in_normaliser ? n : n - 1));
+  const bool deterministic = !(o.alpha < infinity<double>());
+  const double w = gamma_reduction_weight(o.reduction, n);
+  const double c = sym ? 0.5 : 1.0;
+
+  gamma_nce_saved<T> saved;
+  saved.n = n;
+  saved.d = d;
+  saved.temperature = o.temperature;
+  saved.symmetric = sym;
+  saved.positive_in_normaliser = o.positive_in_normaliser;
+  saved.reduction = o.reduction;
+
+  double loss = 0, info = 0, rate = 0, dtheta = 0;
+  auto direction = [&](int dir, const online_softmax<double>* stats, const double* exact,
+                       gamma_nce_direction<T>& out) {
+    const auto un = static_cast<std::size_t>(n);
+    out.lse.resize(un);
+    out.log_zhat.resize(un);
+    out.zeta.resize(un);
+    out.g.resize(un);
+    out.r.resize(un);
+    double l_sum = 0, info_sum = 0, rate_sum = 0, dt_sum = 0;
+    for (index_t i = 0; i < n; ++i) {
+      const std::int64_t id = ids.data[i];
+      const double s_ii = lambda_d * dot_rows(a, i, b, i);
+      const double lse = stats[i].lse();
+      const double log_zhat = lse - log_count;
+      double zeta = log_zhat;
+      if (use_state) {
+        const bool seen = normalizer_state_access::visited(*state, id, dir);
+        const double old = normalizer_state_access::zeta(*state, id, dir);
+        zeta = o.order == gamma_update_order::update_then_sample
+                   ? normalizer_state::ema(old, seen, log_zhat, o.beta)
+                   : (seen ? old : log_zhat);
+      } else if (exact) {
+        zeta = exact[i];
+      }
+      double g = 1.0;
+      if (!deterministic) {
+        const philox_stream s{o.seed, static_cast<std::uint64_t>(id), o.step,
+                              static_cast<std::uint32_t>(dir)};
+        g = gamma_standard(o.alpha, s) / o.alpha;
+      }
+      const double r = g * std::exp(log_zhat - zeta);
+      out.lse[i] = static_cast<T>(lse);
+      out.log_zhat[i] = log_zhat;
+      out.zeta[i] = zeta;
+      out.g[i] = g;
+      out.r[i] = r;
+      l_sum += r - s_ii;
+      const double lse_all = o.positive_in_normaliser ? lse : logaddexp(lse, s_ii);
+      info_sum += lse_all - s_ii;
+      rate_sum += zeta - s_ii;
+      dt_sum += r * stats[i].mean() - s_ii;
+    }
+    loss += c * w * l_sum;
+    info += c * w * info_sum;
+    rate += c * w * rate_sum;
+    dtheta += c * w * dt_sum;
+  };
+  const bool use_exact = o.rate_source == gamma_rate_source::exact;
+  direction(0, buf.row, use_exact ? o.exact_log_normalizer_a.data : nullptr, saved.row);
+  // b -> a: the anchors are the rows of b; s_ii is the same diagonal.
+  if (sym) direction(1, buf.col, use_exact ? o.exact_log_normalizer_b.data : nullptr, saved.col);
+
+  CONTRASTIVE_CHECK(std::isfinite(loss) && std::isfinite(dtheta), fn,
+                    ": the loss is not finite (", loss, ") at temperature ", o.temperature,
+                    "; the logits overflow or a weight r_i = (g_i/alpha) Zhat_i/Zbar_i does (check "
+                    "the rates; sample_then_update does not bound r_i)");
+  saved.loss = static_cast<T>(loss);
+  saved.info_nce = info;
+  saved.rate_loss = rate;
+  saved.grad_log_scale = dtheta;
+
+  // Commit the state only now: a throwing call leaves it unchanged.
+  if (use_state) {
+    for (int dir = 0; dir < dirs; ++dir) {
+      const gamma_nce_direction<T>& dd = dir == 0 ? saved.row : saved.col;
+      for (index_t i = 0; i < n; ++i) {
+        const std::int64_t id = ids.data[i];
+        const double updated = normalizer_state::ema(normalizer_state_access::zeta(*state, id, dir),
+                                                     normalizer_state_access::visited(*state, id, dir),
+                                                     dd.log_zhat[i], o.beta);
+        normalizer_state_access::set(*state, id, dir, updated);
+      }
+    }
+  }
+  return saved;
+}
+
+template <class T>
+void gamma_nce_check_backward(const char* fn, const matrix_view<const T>& a,
+                              const matrix_view<const T>& b, const gamma_nce_saved<T>& saved,
+                              const matrix_view<T>& ga, const matrix_view<T>& gb,
+                              const gamma_nce_options& o, double upstream) {
+  gamma_nce_check_inputs(fn, a, b, o);
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
+                    saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
+  CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
+                        saved.positive_in_normaliser == o.positive_in_normaliser &&
+                        saved.reduction == o.reduction,
+                    fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
+                    ", symmetric ", saved.symmetric, ", positive_in_normaliser ",
+                    saved.positive_in_normaliser, ") than these (temperature ", o.temperature,
+                    ", symmetric ", o.symmetric, ", positive_in_normaliser ",
+                    o.positive_in_normaliser, ")");
+  const auto un = static_cast<std::size_t>(saved.n);
+  CONTRASTIVE_CHECK(saved.row.r.size() == un && saved.row.lse.size() == un &&
+                        (!saved.symmetric || (saved.col.r.size() == un && saved.col.lse.size() == un)),
+                    fn, ": 'saved' is incomplete (not produced by gamma_nce_forward)");
+  check_matrix(fn, "grad_a", ga);
+  check_matrix(fn, "grad_b", gb);
+  check_shape(fn, "grad_a", ga, a.rows(), a.cols(), "the shape of 'a'");
+  check_shape(fn, "grad_b", gb, b.rows(), b.cols(), "the shape of 'b'");
+  check_writable_layout(fn, "grad_a", ga);
+  check_writable_layout(fn, "grad_b", gb);
+  check_no_alias(fn, "grad_a", ga, "a", a);
+  check_no_alias(fn, "grad_a", ga, "b", b);
+  check_no_alias(fn, "grad_b", gb, "a", a);
+  check_no_alias(fn, "grad_b", gb, "b", b);
+  check_no_alias(fn, "grad_a", ga, "grad_b", gb);
+}
+
+template <class T>
+temperature_gradient gamma_nce_backward_impl(const matrix_view<const T>& a_in,
+                                             const matrix_view<const T>& b_in,
+                                             const gamma_nce_saved<T>& saved,
+                                             const matrix_view<T>& grad_a,
+                                             const matrix_view<T>& grad_b,
+                                             const gamma_nce_options& o, double upstream,
+                                             workspace ws) {
+  const char* fn = gamma_nce_bwd_name;
+  gamma_nce_check_backward(fn, a_in, b_in, saved, grad_a, grad_b, o, upstream);
+  const index_t n = a_in.rows(), d = a_in.cols();
+  const bool sym = o.symmetric;
+  const double lambda_d = 1.0 / o.temperature;
+  const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) +
+                              packing_bytes(grad_a) + packing_bytes(grad_b);
+  arena ar(ws, gamma_nce_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
+  const matrix_view<const T> a = gemm_input(a_in, ar);
+  const matrix_view<const T> b = gemm_input(b_in, ar);
+  const gemm_output<T> ga(grad_a, o.accumulate, ar);
+  const gemm_output<T> gb(grad_b, o.accumulate, ar);
+  gamma_nce_backward_buffers<T, arena> buf(ar, n, sym);
+
+  // G_ij = c w up [ -delta_ij (per direction) + r_i pn^row_ij + r_j pn^col_ij ] on N_i.
+  const double cw = (sym ? 0.5 : 1.0) * gamma_reduction_weight(o.reduction, n) * upstream;
+  for (index_t i = 0; i < n; ++i) {
+    buf.row_w[i] = static_cast<T>(cw * saved.row.r[i]);
+    buf.row_lse[i] = saved.row.lse[i];
+    if (sym) {
+      buf.col_w[i] = static_cast<T>(cw * saved.col.r[i]);
+      buf.col_lse[i] = saved.col.lse[i];
+    }
+  }
+  const pairwise_problem<T> p = gamma_nce_problem(a, b, o);
+  pairwise_coefficients<T> k;
+  k.row_w = buf.row_w;
+  k.row_lse = buf.row_lse;
+  k.col_w = buf.col_w;
+  k.col_lse = buf.col_lse;
+  const matrix_view<T> dA = ga.view(), dB = gb.view();
+  pairwise_backward(p, k, &dA, &dB, ar);
+
+  // The -s_ii terms, O(N D): G_ii -= c w up per direction.
+  const T coef = static_cast<T>(lambda_d * cw * (sym ? 2.0 : 1.0));
+  for (index_t i = 0; i < n; ++i) {
+    for (index_t k2 = 0; k2 < d; ++k2) {
+      dA(i, k2) -= coef * b(i, k2);
+      dB(i, k2) -= coef * a(i, k2);
+    }
+  }
+  ga.finish();
+  gb.finish();
+  return temperature_gradient::from_log_scale(saved.grad_log_scale * upstream, o.temperature);
+}
+
+}  // namespace detail
+
+/// Bytes of scratch a call will use for N x D row-major inputs and outputs; other layouts add one
+/// packed copy each (see the tensor overload). Passing at least this much as `workspace` makes
+/// the sweeps allocation-free (the returned `saved` still owns its O(N) vectors).
+template <class T>
+std::size_t gamma_nce_workspace_bytes(index_t n, index_t d, const gamma_nce_options& o = {}) {
+  const std::size_t f = detail::gamma_nce_forward_bytes<T>(n, d, o, 0);
+  const std::size_t b = detail::gamma_nce_backward_bytes<T>(n, d, o, 0);
+  return f > b ? f : b;
+}
+
+/// Exact bytes for these inputs (packing included; gradients assumed row-major).
+template <class A, class B,
+          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value, int> = 0>
+std::size_t gamma_nce_workspace_bytes(const A& a, const B& b, const gamma_nce_options& o = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  const std::size_t pack = detail::packing_bytes(va) + detail::packing_bytes(vb);
+  const std::size_t f = detail::gamma_nce_forward_bytes<T>(va.rows(), va.cols(), o, pack);
+  const std::size_t bw = detail::gamma_nce_backward_bytes<T>(va.rows(), va.cols(), o, pack);
+  return f > bw ? f : bw;
+}
+
+/// Forward pass with the moving-average state (or any rate source): computes the per-direction
+/// log Zhat, the rates, the gamma draws and the weights r_i; updates `state` (rate_source::state);
+/// returns the surrogate loss, the monitoring values and the O(N) statistics for the backward.
+/// `ids` are the dataset sample ids of the batch rows: distinct, >= 0 and, with the state,
+/// < state.samples().
+template <class A, class B>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
+auto gamma_nce_forward(const A& a, const B& b, id_span ids, normalizer_state& state,
+                       const gamma_nce_options& o = {}, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
+                "contrastive: 'a' and 'b' must have the same element type");
+  return detail::gamma_nce_forward_impl<T>(va, vb, ids, &state, o, ws);
+}
+
+/// Forward pass without a state: rate_source must be same_batch or exact (the ids still key the
+/// gamma draws).
+template <class A, class B>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
+auto gamma_nce_forward(const A& a, const B& b, id_span ids, const gamma_nce_options& o,
+                       workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
+                "contrastive: 'a' and 'b' must have the same element type");
+  return detail::gamma_nce_forward_impl<T>(va, vb, ids, nullptr, o, ws);
+}
+
+/// Backward pass: writes (or, with options.accumulate, adds) upstream * dL/da and dL/db of the
+/// surrogate, with r_i (hence the gamma draws and the state) held fixed. Returns upstream *
+/// dL/dtemperature in three parameterisations. Does not touch any state.
+template <class A, class B, class T, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+temperature_gradient gamma_nce_backward(const A& a, const B& b, const gamma_nce_saved<T>& saved,
+                                        GA&& grad_a, GB&& grad_b, const gamma_nce_options& o = {},
+                                        double upstream = 1.0, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  const auto gb = detail::output_view(std::forward<GB>(grad_b));
+  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
+                    std::is_same<T, typename decltype(vb)::value_type>::value &&
+                    std::is_same<T, typename decltype(ga)::value_type>::value &&
+                    std::is_same<T, typename decltype(gb)::value_type>::value,
+                "contrastive: inputs, gradients and saved statistics must share one element type");
+  return detail::gamma_nce_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
+}
+
+/// Forward and backward in one call. Returns the saved forward (`.loss` is the surrogate,
+/// `.info_nce` the batch InfoNCE for monitoring, `.row.r` the weights); the temperature gradient
+/// is written to *temperature_grad when given.
+template <class A, class B, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+auto gamma_nce_forward_backward(const A& a, const B& b, id_span ids, normalizer_state& state,
+                                GA&& grad_a, GB&& grad_b, const gamma_nce_options& o = {},
+                                temperature_gradient* temperature_grad = nullptr,
+                                workspace ws = {}) {
+  auto saved = gamma_nce_forward(a, b, ids, state, o, ws);
+  const temperature_gradient tg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
+                                                     std::forward<GB>(grad_b), o, 1.0, ws);
+  if (temperature_grad) *temperature_grad = tg;
+  return saved;
+}
+
+/// The same without a state (rate_source same_batch or exact).
+template <class A, class B, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+auto gamma_nce_forward_backward(const A& a, const B& b, id_span ids, GA&& grad_a, GB&& grad_b,
+                                const gamma_nce_options& o,
+                                temperature_gradient* temperature_grad = nullptr,
+                                workspace ws = {}) {
+  auto saved = gamma_nce_forward(a, b, ids, o, ws);
+  const temperature_gradient tg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
+                                                     std::forward<GB>(grad_b), o, 1.0, ws);
+  if (temperature_grad) *temperature_grad = tg;
+  return saved;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_GAMMA_NCE_HPP
+// ---- end contrastive/losses/gamma_nce.hpp ----
 
 #endif  // CONTRASTIVE_CONTRASTIVE_HPP
