@@ -322,6 +322,32 @@ TEST_CASE("geometric_consistency: detach flags, accumulate and upstream", "[geom
   }
 }
 
+TEST_CASE("geometric_consistency: accumulate and upstream (L_GC)", "[geometric_consistency]") {
+  const Eigen::Index n = 10, d = 3;
+  const mat v = unit(n, d, 65), u = unit(n, d, 66);
+  for (const gc_algorithm alg : kAlgorithms) {
+    for (const double wi : {1.0, 0.3}) {
+      geometric_consistency_options o;
+      o.algorithm = alg;
+      o.chunk_rows = 3;
+      o.in_modal_weight = wi;
+      CAPTURE(int(alg), wi);
+      const loops_result want = loops_gc(v, u, 1.0, wi);
+      const rmat<double> vr = v, ur = u;
+      const auto saved = contrastive::geometric_consistency_forward(vr, ur, o);
+      rmat<double> gv = rmat<double>::Constant(n, d, 1), gu = gv;
+      contrastive::geometric_consistency_backward(vr, ur, saved, gv, gu, o, -1.5);
+      CHECK(ref::max_rel_diff(gv, -1.5 * want.gv) <= 1e-12);
+      o.accumulate = true;
+      gv.setConstant(1);
+      gu.setConstant(1);
+      contrastive::geometric_consistency_backward(vr, ur, saved, gv, gu, o, -1.5);
+      CHECK(ref::max_rel_diff(mat(gv.array() - 1), -1.5 * want.gv) <= 1e-12);
+      CHECK(ref::max_rel_diff(mat(gu.array() - 1), -1.5 * want.gu) <= 1e-12);
+    }
+  }
+}
+
 TEST_CASE("geometric_consistency: strided and column-major tensors, workspace",
           "[geometric_consistency]") {
   const Eigen::Index n = 29, d = 5;
