@@ -175,12 +175,14 @@ int main(int argc, char** argv) {
   app.add_option("--seed", s.seed, "seed of every random draw (init, shuffling, augmentation)");
   app.add_option("--save", s.save, "write the pretrained encoder to this checkpoint file");
   app.add_option("--load", s.load, "skip pretraining: load the encoder from this checkpoint");
-  app.add_option("--crop-min", s.aug.crop_scale_min, "augmentation: resized crop, minimum area fraction (1 = off)");
-  app.add_option("--max-shift", s.aug.max_shift, "augmentation: random shift in pixels");
-  app.add_option("--flip", s.aug.flip_prob, "augmentation: horizontal flip probability");
-  app.add_option("--cutout", s.aug.cutout_prob, "augmentation: cutout probability");
-  app.add_option("--cutout-size", s.aug.cutout_size, "augmentation: cutout square side");
-  app.add_option("--noise", s.aug.noise_std, "augmentation: Gaussian noise standard deviation");
+  app.add_option("--crop-min", s.aug.crop_scale_min, "augmentation: resized crop, minimum area fraction (1 = off)")
+      ->check(CLI::Range(0.01, 1.0));
+  app.add_option("--max-shift", s.aug.max_shift, "augmentation: random shift in pixels")->check(CLI::Range(0, 27));
+  app.add_option("--flip", s.aug.flip_prob, "augmentation: horizontal flip probability")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--cutout", s.aug.cutout_prob, "augmentation: cutout probability")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--cutout-size", s.aug.cutout_size, "augmentation: cutout square side")->check(CLI::Range(0, 28));
+  app.add_option("--noise", s.aug.noise_std, "augmentation: Gaussian noise standard deviation")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   apply_presets(s, app);
   const int threads = encoder::set_threads(s.threads);

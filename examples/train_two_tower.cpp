@@ -41,7 +41,7 @@ const char* const setting_text =
     "The two modalities come from one Fashion-MNIST image, cut at row 14:\n"
     "  A (\"top view\"):    the top 14 rows (14x28 pixels), clean;\n"
     "  B (\"bottom view\"): the bottom 14 rows plus Gaussian noise (std --noise-b, redrawn every epoch in\n"
-    "                      training, fixed per image for evaluation).\n"
+    "                     training, fixed per image for evaluation).\n"
     "Each modality holds class evidence the other lacks (collars and sleeves are on top, soles and hems at\n"
     "the bottom) and B is noisier: an information gap. Contrastive alignment keeps only what A and B share,\n"
     "so a linear probe on the aligned embeddings of A, of B and of both (A+B) shows how much\n"

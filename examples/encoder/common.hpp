@@ -74,8 +74,10 @@ class rng {
   std::uint32_t below(std::uint32_t n) {
     return static_cast<std::uint32_t>((static_cast<std::uint64_t>(next_u32()) * n) >> 32);
   }
-  /// Uniform integer in [lo, hi].
-  int between(int lo, int hi) { return lo + static_cast<int>(below(static_cast<std::uint32_t>(hi - lo + 1))); }
+  /// Uniform integer in [lo, hi] (lo when hi <= lo).
+  int between(int lo, int hi) {
+    return hi <= lo ? lo : lo + static_cast<int>(below(static_cast<std::uint32_t>(hi - lo + 1)));
+  }
   bool bernoulli(double p) { return uniform() < p; }
 
  private:
