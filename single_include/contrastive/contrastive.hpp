@@ -5024,10 +5024,28 @@ void gc_gram_backward(const char* fn, const gc_plan& p, const gc_input<T>* in, i
     gc_map<T> x2(buf2, c, d), x3(buf3, c, d);
     if (!p.augmented && p.algorithm == gc_algorithm::gram) {
       gc_load_pq(in[0].view, in[1].view, r0, c, buf0, buf1, flag);
+      const double s = 2 * o.in_modal_weight * upstream * inv_n;
+      if (!acc && gemm_ready(*out[0]) && gemm_ready(*out[1])) {
+        // The products go straight into the outputs, then (x, y) -> s (x + y), s (x - y).
+        auto gvm = map_rows_mut(out[0]->middle_rows(r0, c));
+        auto gum = map_rows_mut(out[1]->middle_rows(r0, c));
+        gvm.noalias() = m0 * cm(g + dd);  // P B
+        gum.noalias() = m1 * cm(g);       // Q A
+        const T st = static_cast<T>(s);
+        for (index_t r = 0; r < c; ++r) {
+          T* xr = out[0]->row_ptr(r0 + r);
+          T* yr = out[1]->row_ptr(r0 + r);
+          for (index_t k = 0; k < d; ++k) {
+            const T a = xr[k], b = yr[k];
+            xr[k] = st * (a + b);
+            yr[k] = st * (a - b);
+          }
+        }
+        return;
+      }
       x2.noalias() = m0 * cm(g + dd);  // P B
       x3.noalias() = m1 * cm(g);       // Q A
-      gc_store_sum_diff(out[0], out[1], r0, c, d, buf2, buf3,
-                        2 * o.in_modal_weight * upstream * inv_n, acc);
+      gc_store_sum_diff(out[0], out[1], r0, c, d, buf2, buf3, s, acc);
       return;
     }
     if (!p.augmented) {
