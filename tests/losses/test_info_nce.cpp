@@ -512,7 +512,7 @@ TEST_CASE("info_nce: bad input throws contrastive::invalid_argument", "[info_nce
 }
 
 TEST_CASE("info_nce: bitwise identical for any thread count, across runs, and in cached mode", "[info_nce][threads]") {
-  const Eigen::Index n = 301, d = 24;
+  const Eigen::Index n = 301, d = 48;  // above the size where the sweep starts threads
   const rmat<float> a = ref::normalized_rows(ref::random_matrix(n, d, 5)).cast<float>();
   const rmat<float> b = ref::normalized_rows(ref::random_matrix(n, d, 6)).cast<float>();
   std::vector<std::int64_t> la(n), lb(n);

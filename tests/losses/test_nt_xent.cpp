@@ -278,7 +278,7 @@ TEST_CASE("nt_xent: bad input throws contrastive::invalid_argument", "[nt_xent][
 }
 
 TEST_CASE("nt_xent: bitwise identical for any thread count and in cached mode", "[nt_xent][threads]") {
-  const Eigen::Index n = 157, d = 12;
+  const Eigen::Index n = 157, d = 48;  // above the size where the sweep starts threads
   const rmat<float> a = ref::normalized_rows(ref::random_matrix(n, d, 5)).cast<float>();
   const rmat<float> b = ref::normalized_rows(ref::random_matrix(n, d, 6)).cast<float>();
   nt_xent_options o;

@@ -277,7 +277,15 @@ sweep_plan make_plan(const pairwise_problem<T>& p) {
   return plan;
 }
 
-/// Runs body(chunk, thread) for every chunk of one row block, on p.threads threads.
+/// Threads worth starting for this sweep: a team costs microseconds, more than a tiny sweep
+/// (results are the same for any count, so this is only about speed).
+template <class T>
+int sweep_threads(const pairwise_problem<T>& p) noexcept {
+  const double work = double(p.x_rows()) * double(p.y_rows()) * double(p.dim());
+  return work < 4.0e6 ? 1 : p.threads;
+}
+
+/// Runs body(chunk, thread) for every chunk of one row block, on `threads` threads.
 template <class Body>
 void for_each_chunk(int threads, Body&& body) {
   (void)threads;
@@ -382,10 +390,11 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
   auto* row_part = ar.take<online_softmax<double>>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   auto* target_part = ar.take<double>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
+  const int threads = sweep_threads(p);
 
   for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
     const row_block& I = plan.xb[bi];
-    for_each_chunk(p.threads, [&](int c, int t) {
+    for_each_chunk(threads, [&](int c, int t) {
       online_softmax<double>* rp = row_part + static_cast<std::size_t>(c) * shape.tr;
       double* tp = target_part + static_cast<std::size_t>(c) * shape.tr;
       for (index_t r = 0; r < I.rows; ++r) {
@@ -475,11 +484,12 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
   T* dx_part = ar.take<T>(sweep_chunks * static_cast<std::size_t>(shape.tr * shape.d));
   const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
   const index_t d = shape.d;
+  const int threads = sweep_threads(p);
 
   for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
     const row_block& I = plan.xb[bi];
     const matrix_view<const T> xi = p.x[I.segment].middle_rows(I.first, I.rows);
-    for_each_chunk(p.threads, [&](int c, int t) {
+    for_each_chunk(threads, [&](int c, int t) {
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) return;
       T* part = dx_part + static_cast<std::size_t>(c) * shape.tr * d;
       std::fill(part, part + I.rows * d, T(0));
