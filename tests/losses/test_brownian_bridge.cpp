@@ -204,6 +204,23 @@ TEST_CASE("brownian_bridge_loss: detach_a, accumulate, upstream, float", "[brown
   CHECK(ref::max_rel_diff(f.ga, base.ga) < 1e-5);
 }
 
+TEST_CASE("brownian_bridge_loss: column-major tensors give the row-major results", "[brownian_bridge_loss]") {
+  const Eigen::Index n = 7, d = 3;
+  const mat v = unit(n, d, 55), u = unit(n, d, 56), a = unit(n, d, 57);
+  brownian_bridge_loss_options o;
+  o.random_t = true;
+  const run_result want = run<double>(v, u, a, o);
+  const Eigen::MatrixXd vc = v, uc = u, ac = a;
+  Eigen::MatrixXd gv(n, d), gu(n, d), ga(n, d);
+  contrastive::brownian_bridge_gradient g;
+  const double loss = contrastive::brownian_bridge_loss_forward_backward(vc, uc, ac, gv, gu, ga, o, &g);
+  CHECK(loss == want.loss);
+  CHECK(gv == want.gv);
+  CHECK(gu == want.gu);
+  CHECK(ga == want.ga);
+  CHECK(g.t == want.g.t);
+}
+
 TEST_CASE("brownian_bridge_loss: bad input throws contrastive::invalid_argument",
           "[brownian_bridge_loss][errors]") {
   using contrastive::invalid_argument;

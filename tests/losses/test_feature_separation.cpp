@@ -321,6 +321,28 @@ TEST_CASE("feature_separation: invariance under a joint rotation; weights, accum
   for (int k = 0; k < 6; ++k) CHECK(ref::max_rel_diff(f.g[k], full.g[k]) < 2e-4);
 }
 
+TEST_CASE("feature_separation: column-major and strided tensors give the row-major results",
+          "[feature_separation]") {
+  const Eigen::Index n = 9, d = 4;
+  const all_inputs x = make_inputs(n, d, 75);
+  feature_separation_options o;
+  o.tile_rows = o.tile_cols = 4;
+  const sep_result want = run_sep<double>(x, o);
+  const Eigen::MatrixXd a0 = x.v, a1 = x.u, a2 = x.vi, a3 = x.ui, a4 = x.via, a5 = x.uia;  // column-major
+  Eigen::MatrixXd big(n, 3 * d);
+  big.setConstant(5);
+  Eigen::MatrixXd g0(n, d), g1(n, d), g3(n, d), g4(n, d), g5(n, d);
+  const double loss = contrastive::feature_separation_forward_backward(a0, a1, a2, a3, a4, a5, g0, g1,
+                                                                       big.middleCols(d, d), g3, g4, g5, o);
+  CHECK(loss == Approx(want.loss).epsilon(1e-13));
+  CHECK(ref::max_rel_diff(g0, want.g[0]) < 1e-13);
+  CHECK(ref::max_rel_diff(big.middleCols(d, d), want.g[2]) < 1e-13);
+  CHECK(ref::max_rel_diff(g3, want.g[3]) < 1e-13);
+  CHECK(ref::max_rel_diff(g5, want.g[5]) < 1e-13);
+  CHECK((big.leftCols(d).array() == 5).all());
+  CHECK((big.rightCols(d).array() == 5).all());
+}
+
 TEST_CASE("feature_separation: results do not depend on the thread count", "[feature_separation]") {
   const Eigen::Index n = 300, d = 16;  // above the size where threads are used at all
   const all_inputs x = make_inputs(n, d, 70);

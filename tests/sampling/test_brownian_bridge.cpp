@@ -415,6 +415,32 @@ TEST_CASE("brownian_bridge: results do not depend on the thread count", "[browni
   }
 }
 
+TEST_CASE("brownian_bridge: column-major tensors give the row-major results", "[brownian_bridge]") {
+  const Eigen::Index n = 6, d = 5, kk = 3;
+  const mat v = unit(n, d, 75), u = unit(n, d, 76), w = ref::random_matrix(n, d, 77);
+  const mat wp = ref::random_matrix(n * (kk + 1), d, 78);
+  brownian_bridge_options o;
+  o.random_t = true;
+  o.reproject = true;
+  o.steps = kk;
+  const point_run p = run_point(v, u, w, o);
+  const path_run q = run_path(v, u, wp, o);
+  const Eigen::MatrixXd vc = v, uc = u, wc = w, wpc = wp;  // column-major
+  Eigen::MatrixXd y(n, d), gv(n, d), gu(n, d), x(n * (kk + 1), d), hv(n, d), hu(n, d);
+  const auto saved = contrastive::brownian_bridge_sample(vc, uc, y, o);
+  const auto g = contrastive::brownian_bridge_sample_backward(vc, uc, saved, wc, gv, gu, o);
+  CHECK(y == p.y);
+  CHECK(gv == p.gv);
+  CHECK(gu == p.gu);
+  CHECK(g.t == p.g.t);
+  const auto saved_path = contrastive::brownian_bridge_trajectory(vc, uc, x, o);
+  const auto gp = contrastive::brownian_bridge_trajectory_backward(vc, uc, saved_path, wpc, hv, hu, o);
+  CHECK(x == q.x);
+  CHECK(hv == q.gv);
+  CHECK(hu == q.gu);
+  CHECK(gp.sigma == q.g.sigma);
+}
+
 TEST_CASE("brownian_bridge: float matches double", "[brownian_bridge]") {
   const Eigen::Index n = 9, d = 6;
   const mat v = unit(n, d, 71), u = unit(n, d, 72), w = ref::random_matrix(n, d, 73);
