@@ -24,6 +24,9 @@
 //   ||x - y||^2 = ||x||^2 + ||y||^2 - 2<x, y> from tiled Gram products: the N x N kernel matrix
 //   is never stored (tiles of tile_rows x tile_cols, per-row log-sum-exp statistics in double).
 //
+// The independent head is not specified by the paper; library guidance: a linear layer of width
+// D on the pooled backbone output, L2-normalised, used in training only, no stop-gradients.
+//
 // Each term has its own forward / backward / forward_backward and the combined loss takes the
 // weights. Backward writes (or, with `accumulate`, adds) upstream * the gradients; the combined
 // backward writes all six gradients (those a term does not touch get only the other terms).

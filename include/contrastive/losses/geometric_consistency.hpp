@@ -13,8 +13,9 @@
 // paper's L_GC; either may be set to 0 to use one term alone. The double sums carry 1/N, not
 // 1/N^2, as in the paper and CyCLIP; under data parallelism N is the global batch.
 //
-// Two algorithms, bit-for-bit independent of the thread count:
+// Two algorithms:
 // - naive: the N x N similarity matrices, O(N^2 D) time and O(N^2) memory; the test reference.
+//   Its products are plain Eigen expressions (threaded by Eigen itself under OpenMP).
 // - gram: D x D Gram matrices only, O(N D^2) time, O((N/chunk + threads) chunk D + D^2) memory,
 //   never N x N. With equal weights it uses the cancellation-free P = V + U, Q = V - U form
 //   (L_GC = (1/N) tr((P^T P)(Q^T Q)): 6 N D^2 flop for forward + backward with symmetric rank
@@ -22,7 +23,8 @@
 //   V^T U). The augmented variant uses P = X + Y, Q = X - Y per pair (X, Y) in {(V, Va), (U, Ua)}
 //   (`gram_split`: X^T X, Y^T Y, X^T Y). Rows are processed in chunks of `chunk_rows`; chunks are
 //   grouped into a fixed number of slabs (a function of N, D and the element type only), each
-//   with its own Gram accumulators, summed in slab order, so results do not depend on threads.
+//   with its own Gram accumulators, summed in slab order, so its results are bit-for-bit the
+//   same for any `num_threads`.
 // `automatic` picks gram when D < N (it then costs less than naive) and naive otherwise.
 //
 // Inputs are used as given (normalise them with l2_normalize); a row of zero norm or a
