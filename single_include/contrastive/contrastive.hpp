@@ -1496,7 +1496,15 @@ sweep_plan make_plan(const pairwise_problem<T>& p) {
   return plan;
 }
 
-/// Runs body(chunk, thread) for every chunk of one row block, on p.threads threads.
+/// Threads worth starting for this sweep: a team costs microseconds, more than a tiny sweep
+/// (results are the same for any count, so this is only about speed).
+template <class T>
+int sweep_threads(const pairwise_problem<T>& p) noexcept {
+  const double work = double(p.x_rows()) * double(p.y_rows()) * double(p.dim());
+  return work < 4.0e6 ? 1 : p.threads;
+}
+
+/// Runs body(chunk, thread) for every chunk of one row block, on `threads` threads.
 template <class Body>
 void for_each_chunk(int threads, Body&& body) {
   (void)threads;
@@ -1601,10 +1609,11 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
   auto* row_part = ar.take<online_softmax<double>>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   auto* target_part = ar.take<double>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
+  const int threads = sweep_threads(p);
 
   for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
     const row_block& I = plan.xb[bi];
-    for_each_chunk(p.threads, [&](int c, int t) {
+    for_each_chunk(threads, [&](int c, int t) {
       online_softmax<double>* rp = row_part + static_cast<std::size_t>(c) * shape.tr;
       double* tp = target_part + static_cast<std::size_t>(c) * shape.tr;
       for (index_t r = 0; r < I.rows; ++r) {
@@ -1694,11 +1703,12 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
   T* dx_part = ar.take<T>(sweep_chunks * static_cast<std::size_t>(shape.tr * shape.d));
   const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
   const index_t d = shape.d;
+  const int threads = sweep_threads(p);
 
   for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
     const row_block& I = plan.xb[bi];
     const matrix_view<const T> xi = p.x[I.segment].middle_rows(I.first, I.rows);
-    for_each_chunk(p.threads, [&](int c, int t) {
+    for_each_chunk(threads, [&](int c, int t) {
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) return;
       T* part = dx_part + static_cast<std::size_t>(c) * shape.tr * d;
       std::fill(part, part + I.rows * d, T(0));
@@ -2656,6 +2666,9 @@ CONTRASTIVE_NAMESPACE_END
 //     the two logs summed (needs N >= 2).
 //   ||x - y||^2 = ||x||^2 + ||y||^2 - 2<x, y> from tiled Gram products: the N x N kernel matrix
 //   is never stored (tiles of tile_rows x tile_cols, per-row log-sum-exp statistics in double).
+//
+// The independent head is not specified by the paper; library guidance: a linear layer of width
+// D on the pooled backbone output, L2-normalised, used in training only, no stop-gradients.
 //
 // Each term has its own forward / backward / forward_backward and the combined loss takes the
 // weights. Backward writes (or, with `accumulate`, adds) upstream * the gradients; the combined
@@ -4556,8 +4569,9 @@ CONTRASTIVE_NAMESPACE_END
 // paper's L_GC; either may be set to 0 to use one term alone. The double sums carry 1/N, not
 // 1/N^2, as in the paper and CyCLIP; under data parallelism N is the global batch.
 //
-// Two algorithms, bit-for-bit independent of the thread count:
+// Two algorithms:
 // - naive: the N x N similarity matrices, O(N^2 D) time and O(N^2) memory; the test reference.
+//   Its products are plain Eigen expressions (threaded by Eigen itself under OpenMP).
 // - gram: D x D Gram matrices only, O(N D^2) time, O((N/chunk + threads) chunk D + D^2) memory,
 //   never N x N. With equal weights it uses the cancellation-free P = V + U, Q = V - U form
 //   (L_GC = (1/N) tr((P^T P)(Q^T Q)): 6 N D^2 flop for forward + backward with symmetric rank
@@ -4565,7 +4579,8 @@ CONTRASTIVE_NAMESPACE_END
 //   V^T U). The augmented variant uses P = X + Y, Q = X - Y per pair (X, Y) in {(V, Va), (U, Ua)}
 //   (`gram_split`: X^T X, Y^T Y, X^T Y). Rows are processed in chunks of `chunk_rows`; chunks are
 //   grouped into a fixed number of slabs (a function of N, D and the element type only), each
-//   with its own Gram accumulators, summed in slab order, so results do not depend on threads.
+//   with its own Gram accumulators, summed in slab order, so its results are bit-for-bit the
+//   same for any `num_threads`.
 // `automatic` picks gram when D < N (it then costs less than naive) and naive otherwise.
 //
 // Inputs are used as given (normalise them with l2_normalize); a row of zero norm or a
