@@ -179,6 +179,27 @@ struct direction_sums {
   }
 };
 
+/// The sweep of one call: X = a, Y = b (one segment each), labels when given.
+template <class T>
+pairwise_problem<T> info_nce_problem(const matrix_view<const T>* a, const matrix_view<const T>* b,
+                                     const info_nce_options& o, T* cache) {
+  pairwise_problem<T> p;
+  p.x = a;
+  p.x_segments = 1;
+  p.y = b;
+  p.y_segments = 1;
+  p.scale = static_cast<T>(1.0 / o.temperature);
+  p.tile_rows = o.tile_rows;
+  p.tile_cols = o.tile_cols;
+  p.threads = resolve_threads(o.num_threads);
+  p.cache = cache;
+  if (!o.labels_a.empty()) {
+    p.label_x = o.labels_a.data;
+    p.label_y = o.labels_b.data;
+  }
+  return p;
+}
+
 template <class T>
 info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
                                         const matrix_view<const T>& b_in,
@@ -210,20 +231,7 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
     }
   }
 
-  pairwise_problem<T> p;
-  p.x = &a;
-  p.x_segments = 1;
-  p.y = &b;
-  p.y_segments = 1;
-  p.scale = static_cast<T>(lambda_d);
-  p.tile_rows = o.tile_rows;
-  p.tile_cols = o.tile_cols;
-  p.threads = resolve_threads(o.num_threads);
-  p.cache = keep_cache ? cache : nullptr;
-  if (labelled) {
-    p.label_x = o.labels_a.data;
-    p.label_y = o.labels_b.data;
-  }
+  const pairwise_problem<T> p = info_nce_problem<T>(&a, &b, o, keep_cache ? cache : nullptr);
   pairwise_stats<T> st;
   st.row = buf.row;
   st.col = buf.col;
@@ -360,20 +368,7 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
   weights(saved.row_positives, saved.row_lse, buf.row_w, buf.row_lse, buf.row_q);
   if (sym) weights(saved.col_positives, saved.col_lse, buf.col_w, buf.col_lse, buf.col_q);
 
-  pairwise_problem<T> p;
-  p.x = &a;
-  p.x_segments = 1;
-  p.y = &b;
-  p.y_segments = 1;
-  p.scale = static_cast<T>(lambda_d);
-  p.tile_rows = o.tile_rows;
-  p.tile_cols = o.tile_cols;
-  p.threads = resolve_threads(o.num_threads);
-  p.cache = use_cache ? cache : nullptr;
-  if (labelled) {
-    p.label_x = o.labels_a.data;
-    p.label_y = o.labels_b.data;
-  }
+  const pairwise_problem<T> p = info_nce_problem<T>(&a, &b, o, use_cache ? cache : nullptr);
   pairwise_coefficients<T> k;
   k.row_w = buf.row_w;
   k.row_lse = buf.row_lse;
