@@ -4595,6 +4595,15 @@ CONTRASTIVE_NAMESPACE_END
 
 #include <Eigen/Core>
 
+// ---- begin contrastive/losses/geometric_consistency_options.hpp ----
+#ifndef CONTRASTIVE_LOSSES_GEOMETRIC_CONSISTENCY_OPTIONS_HPP
+#define CONTRASTIVE_LOSSES_GEOMETRIC_CONSISTENCY_OPTIONS_HPP
+
+// The options of geometric_consistency.hpp, apart so that the CUDA path
+// (cuda/geometric_consistency.cuh, nvcc) takes the same struct without Eigen.
+
+#include <cmath>
+
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
@@ -4619,6 +4628,29 @@ struct geometric_consistency_options {
   bool accumulate = false;   // backward adds into the gradients instead of overwriting them
 };
 
+namespace detail {
+
+inline bool gc_equal_weights(const geometric_consistency_options& o) noexcept {
+  return o.cross_modal_weight == o.in_modal_weight;
+}
+
+inline void gc_check_options(const char* fn, const geometric_consistency_options& o) {
+  CONTRASTIVE_CHECK(std::isfinite(o.cross_modal_weight) && o.cross_modal_weight >= 0, fn,
+                    ": 'cross_modal_weight' must be finite and >= 0, got ", o.cross_modal_weight);
+  CONTRASTIVE_CHECK(std::isfinite(o.in_modal_weight) && o.in_modal_weight >= 0, fn,
+                    ": 'in_modal_weight' must be finite and >= 0, got ", o.in_modal_weight);
+  CONTRASTIVE_CHECK(o.chunk_rows > 0, fn, ": 'chunk_rows' must be > 0, got ", o.chunk_rows);
+}
+
+}  // namespace detail
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_GEOMETRIC_CONSISTENCY_OPTIONS_HPP
+// ---- end contrastive/losses/geometric_consistency_options.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
 /// What the forward keeps: the loss, the path that ran and, on the gram path, the D x D Gram
 /// matrices (and, for the augmented variant, the N diagonal differences) the backward reuses.
 template <class T>
@@ -4638,10 +4670,6 @@ constexpr const char* gc_fwd_name = "geometric_consistency_forward";
 constexpr const char* gc_bwd_name = "geometric_consistency_backward";
 constexpr const char* gca_fwd_name = "geometric_consistency_augmented_forward";
 constexpr const char* gca_bwd_name = "geometric_consistency_augmented_backward";
-
-inline bool gc_equal_weights(const geometric_consistency_options& o) noexcept {
-  return o.cross_modal_weight == o.in_modal_weight;
-}
 
 /// The path that runs for an n x d problem.
 inline gc_algorithm gc_resolve(index_t n, index_t d, bool augmented,
@@ -5202,14 +5230,6 @@ void gc_naive_backward(const gc_plan& p, const gc_input<T>* in,
     if (out[k]) gc_store_dense(*out[k], g[k], o.accumulate);
 }
 
-inline void gc_check_options(const char* fn, const geometric_consistency_options& o) {
-  CONTRASTIVE_CHECK(std::isfinite(o.cross_modal_weight) && o.cross_modal_weight >= 0, fn,
-                    ": 'cross_modal_weight' must be finite and >= 0, got ", o.cross_modal_weight);
-  CONTRASTIVE_CHECK(std::isfinite(o.in_modal_weight) && o.in_modal_weight >= 0, fn,
-                    ": 'in_modal_weight' must be finite and >= 0, got ", o.in_modal_weight);
-  CONTRASTIVE_CHECK(o.chunk_rows > 0, fn, ": 'chunk_rows' must be > 0, got ", o.chunk_rows);
-}
-
 /// Shapes (all inputs N x D like the first, N > 0, D > 0) and options.
 template <class T>
 void gc_check_inputs(const char* fn, const gc_input<T>* in, int count,
@@ -5595,9 +5615,14 @@ CONTRASTIVE_HOST_DEVICE inline gamma_draw gamma_run(const gamma_constants& k,
       return out;
     }
   }
-  out.dv = std::numeric_limits<double>::quiet_NaN();
+  out.dv = __builtin_nan("");  // quiet NaN; numeric_limits is host-only under nvcc
   out.blocks = 0x0FFFFFFFu;
   return out;
+}
+
+/// The draw as a number: dv exp(log_boost), without the exp when there is no boost.
+CONTRASTIVE_HOST_DEVICE inline double gamma_value(const gamma_draw& g) noexcept {
+  return g.log_boost == 0.0 ? g.dv : g.dv * ::exp(g.log_boost);
 }
 
 }  // namespace detail
@@ -5615,7 +5640,7 @@ CONTRASTIVE_HOST_DEVICE inline double gamma_standard(double alpha, const philox_
                                                      std::uint32_t* blocks_used = nullptr) noexcept {
   const gamma_draw g = gamma_variate(alpha, s);
   if (blocks_used) *blocks_used = g.blocks;
-  return g.log_boost == 0.0 ? g.dv : g.dv * ::exp(g.log_boost);
+  return detail::gamma_value(g);
 }
 
 /// log of the same draw as gamma_standard, without underflow for tiny shapes.
@@ -5634,6 +5659,13 @@ struct gamma_params {
 };
 
 namespace detail {
+
+/// What fill_gamma stores for sample `id` (before the cast to the element type); shared with
+/// the CUDA sampler (cuda/gamma.cuh) so that both run the same code.
+CONTRASTIVE_HOST_DEVICE inline double gamma_sample(const gamma_constants& k, const gamma_params& p,
+                                                   std::uint64_t id) noexcept {
+  return gamma_value(gamma_run(k, philox_stream{p.seed, id, p.step, p.stream})) / p.rate;
+}
 
 inline void check_gamma_params(const char* fn, const gamma_params& p) {
   CONTRASTIVE_CHECK(p.alpha > 0 && p.alpha < std::numeric_limits<double>::infinity(), fn,
@@ -5683,9 +5715,7 @@ void fill_gamma(Out&& out, const gamma_params& p, std::uint64_t first_id = 0) {
   for (index_t i = 0; i < v.rows(); ++i) {
     for (index_t j = 0; j < v.cols(); ++j) {
       const std::uint64_t id = first_id + static_cast<std::uint64_t>(i * v.cols() + j);
-      const gamma_draw g = detail::gamma_run(k, philox_stream{p.seed, id, p.step, p.stream});
-      const double x = g.log_boost == 0.0 ? g.dv : g.dv * ::exp(g.log_boost);
-      v(i, j) = static_cast<T>(x / p.rate);
+      v(i, j) = static_cast<T>(detail::gamma_sample(k, p, id));
     }
   }
 }
@@ -5708,9 +5738,7 @@ void fill_gamma(Out&& out, const gamma_params& p, const std::int64_t* ids, index
   for (index_t i = 0; i < v.rows(); ++i) {
     for (index_t j = 0; j < v.cols(); ++j) {
       const auto id = static_cast<std::uint64_t>(ids[i * v.cols() + j]);
-      const gamma_draw g = detail::gamma_run(k, philox_stream{p.seed, id, p.step, p.stream});
-      const double x = g.log_boost == 0.0 ? g.dv : g.dv * ::exp(g.log_boost);
-      v(i, j) = static_cast<T>(x / p.rate);
+      v(i, j) = static_cast<T>(detail::gamma_sample(k, p, id));
     }
   }
 }

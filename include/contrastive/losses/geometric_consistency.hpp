@@ -52,29 +52,9 @@
 #include "contrastive/core/modal_common.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/core/workspace.hpp"
+#include "contrastive/losses/geometric_consistency_options.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-
-/// Which algorithm computes the geometric-consistency losses.
-enum class gc_algorithm {
-  automatic,   // gram when D < N, else naive
-  naive,       // N x N similarity matrices (test reference; O(N^2) memory)
-  gram,        // D x D Grams, cancellation-free P/Q form (three-Gram form for unequal weights)
-  gram_split   // D x D Grams, the three-Gram form of the spec (cross-check)
-};
-
-struct geometric_consistency_options {
-  double cross_modal_weight = 1;  // w_x >= 0 (L_GC only)
-  double in_modal_weight = 1;     // w_i >= 0 (L_GC only)
-  // Augmented variant: no gradient to Va / Ua (momentum-encoder features); their gradient
-  // outputs are zeroed (left untouched with `accumulate`).
-  bool detach_va = false;
-  bool detach_ua = false;
-  gc_algorithm algorithm = gc_algorithm::automatic;
-  index_t chunk_rows = 512;  // rows per block on the gram path
-  int num_threads = 0;       // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
-  bool accumulate = false;   // backward adds into the gradients instead of overwriting them
-};
 
 /// What the forward keeps: the loss, the path that ran and, on the gram path, the D x D Gram
 /// matrices (and, for the augmented variant, the N diagonal differences) the backward reuses.
@@ -95,10 +75,6 @@ constexpr const char* gc_fwd_name = "geometric_consistency_forward";
 constexpr const char* gc_bwd_name = "geometric_consistency_backward";
 constexpr const char* gca_fwd_name = "geometric_consistency_augmented_forward";
 constexpr const char* gca_bwd_name = "geometric_consistency_augmented_backward";
-
-inline bool gc_equal_weights(const geometric_consistency_options& o) noexcept {
-  return o.cross_modal_weight == o.in_modal_weight;
-}
 
 /// The path that runs for an n x d problem.
 inline gc_algorithm gc_resolve(index_t n, index_t d, bool augmented,
@@ -657,14 +633,6 @@ void gc_naive_backward(const gc_plan& p, const gc_input<T>* in,
   }
   for (int k = 0; k < 4; ++k)
     if (out[k]) gc_store_dense(*out[k], g[k], o.accumulate);
-}
-
-inline void gc_check_options(const char* fn, const geometric_consistency_options& o) {
-  CONTRASTIVE_CHECK(std::isfinite(o.cross_modal_weight) && o.cross_modal_weight >= 0, fn,
-                    ": 'cross_modal_weight' must be finite and >= 0, got ", o.cross_modal_weight);
-  CONTRASTIVE_CHECK(std::isfinite(o.in_modal_weight) && o.in_modal_weight >= 0, fn,
-                    ": 'in_modal_weight' must be finite and >= 0, got ", o.in_modal_weight);
-  CONTRASTIVE_CHECK(o.chunk_rows > 0, fn, ": 'chunk_rows' must be > 0, got ", o.chunk_rows);
 }
 
 /// Shapes (all inputs N x D like the first, N > 0, D > 0) and options.

@@ -90,9 +90,14 @@ CONTRASTIVE_HOST_DEVICE inline gamma_draw gamma_run(const gamma_constants& k,
       return out;
     }
   }
-  out.dv = std::numeric_limits<double>::quiet_NaN();
+  out.dv = __builtin_nan("");  // quiet NaN; numeric_limits is host-only under nvcc
   out.blocks = 0x0FFFFFFFu;
   return out;
+}
+
+/// The draw as a number: dv exp(log_boost), without the exp when there is no boost.
+CONTRASTIVE_HOST_DEVICE inline double gamma_value(const gamma_draw& g) noexcept {
+  return g.log_boost == 0.0 ? g.dv : g.dv * ::exp(g.log_boost);
 }
 
 }  // namespace detail
@@ -110,7 +115,7 @@ CONTRASTIVE_HOST_DEVICE inline double gamma_standard(double alpha, const philox_
                                                      std::uint32_t* blocks_used = nullptr) noexcept {
   const gamma_draw g = gamma_variate(alpha, s);
   if (blocks_used) *blocks_used = g.blocks;
-  return g.log_boost == 0.0 ? g.dv : g.dv * ::exp(g.log_boost);
+  return detail::gamma_value(g);
 }
 
 /// log of the same draw as gamma_standard, without underflow for tiny shapes.
@@ -129,6 +134,13 @@ struct gamma_params {
 };
 
 namespace detail {
+
+/// What fill_gamma stores for sample `id` (before the cast to the element type); shared with
+/// the CUDA sampler (cuda/gamma.cuh) so that both run the same code.
+CONTRASTIVE_HOST_DEVICE inline double gamma_sample(const gamma_constants& k, const gamma_params& p,
+                                                   std::uint64_t id) noexcept {
+  return gamma_value(gamma_run(k, philox_stream{p.seed, id, p.step, p.stream})) / p.rate;
+}
 
 inline void check_gamma_params(const char* fn, const gamma_params& p) {
   CONTRASTIVE_CHECK(p.alpha > 0 && p.alpha < std::numeric_limits<double>::infinity(), fn,
@@ -178,9 +190,7 @@ void fill_gamma(Out&& out, const gamma_params& p, std::uint64_t first_id = 0) {
   for (index_t i = 0; i < v.rows(); ++i) {
     for (index_t j = 0; j < v.cols(); ++j) {
       const std::uint64_t id = first_id + static_cast<std::uint64_t>(i * v.cols() + j);
-      const gamma_draw g = detail::gamma_run(k, philox_stream{p.seed, id, p.step, p.stream});
-      const double x = g.log_boost == 0.0 ? g.dv : g.dv * ::exp(g.log_boost);
-      v(i, j) = static_cast<T>(x / p.rate);
+      v(i, j) = static_cast<T>(detail::gamma_sample(k, p, id));
     }
   }
 }
@@ -203,9 +213,7 @@ void fill_gamma(Out&& out, const gamma_params& p, const std::int64_t* ids, index
   for (index_t i = 0; i < v.rows(); ++i) {
     for (index_t j = 0; j < v.cols(); ++j) {
       const auto id = static_cast<std::uint64_t>(ids[i * v.cols() + j]);
-      const gamma_draw g = detail::gamma_run(k, philox_stream{p.seed, id, p.step, p.stream});
-      const double x = g.log_boost == 0.0 ? g.dv : g.dv * ::exp(g.log_boost);
-      v(i, j) = static_cast<T>(x / p.rate);
+      v(i, j) = static_cast<T>(detail::gamma_sample(k, p, id));
     }
   }
 }

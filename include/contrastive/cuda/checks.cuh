@@ -1,0 +1,190 @@
+#ifndef CONTRASTIVE_CUDA_CHECKS_CUH
+#define CONTRASTIVE_CUDA_CHECKS_CUH
+
+// Argument checks shared by the CUDA samplers and regularisers (gamma.cuh, brownian_bridge.cuh,
+// geometric_consistency.cuh). nvcc only; never in the umbrella.
+//
+// The host checks repeat the messages of core/loss_common.hpp (which nvcc never sees: it includes
+// Eigen through core/gemm.hpp); the `*_ok` predicates are their noexcept forms for the `_async`
+// entry points. The data checks (non-finite values, zero-norm rows, negative ids) run on the
+// device, flag the first bad index with atomicMin and copy back one number, so the throwing
+// wrappers report the same errors as the CPU path at the cost of one extra read of the input.
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/error.hpp"
+#include "contrastive/core/matrix_view.hpp"
+#include "contrastive/cuda/error.cuh"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+namespace cuda {
+namespace detail {
+
+using device_index = unsigned long long;  // atomicMin's type
+constexpr device_index no_bad_index = ~0ull;
+
+constexpr int sampler_block = 256;
+
+/// Blocks for a grid-stride loop over `count` items (at least 1, at most 2^16).
+inline unsigned grid_for(index_t count, int block = sampler_block) noexcept {
+  const index_t b = (count + block - 1) / block;
+  return static_cast<unsigned>(b < 1 ? 1 : (b > 65536 ? 65536 : b));
+}
+
+// ---- noexcept predicates (for the _async functions) ----
+
+template <class T>
+bool matrix_ok(const matrix_view<T, device_memory>& v) noexcept {
+  return v.rows() >= 0 && v.cols() >= 0 && (v.empty() || v.data() != nullptr);
+}
+
+/// No two elements of an output share memory (the condition of check_writable_layout).
+template <class T>
+bool writable_ok(const matrix_view<T, device_memory>& v) noexcept {
+  const index_t rs = v.row_stride() < 0 ? -v.row_stride() : v.row_stride();
+  const index_t cs = v.col_stride() < 0 ? -v.col_stride() : v.col_stride();
+  const bool row_major_ok = (v.cols() <= 1 || cs >= 1) && (v.rows() <= 1 || rs >= v.cols() * cs);
+  const bool col_major_ok = (v.rows() <= 1 || rs >= 1) && (v.cols() <= 1 || cs >= v.rows() * rs);
+  return v.empty() || row_major_ok || col_major_ok;
+}
+
+// ---- throwing checks, with the CPU's messages ----
+
+template <class T>
+void check_matrix(const char* fn, const char* name, const matrix_view<T, device_memory>& v) {
+  CONTRASTIVE_CHECK(v.rows() >= 0 && v.cols() >= 0, fn, ": '", name, "' has a negative extent (",
+                    v.rows(), " x ", v.cols(), ")");
+  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, fn, ": '", name,
+                    "' is a null pointer with shape ", v.rows(), " x ", v.cols());
+}
+
+template <class T>
+void check_shape(const char* fn, const char* name, const matrix_view<T, device_memory>& v,
+                 index_t rows, index_t cols, const char* expected_what) {
+  CONTRASTIVE_CHECK(v.rows() == rows && v.cols() == cols, fn, ": '", name, "' is ", v.rows(),
+                    " x ", v.cols(), ", expected ", rows, " x ", cols, " (", expected_what, ")");
+}
+
+template <class T>
+void check_writable_layout(const char* fn, const char* name, const matrix_view<T, device_memory>& v) {
+  CONTRASTIVE_CHECK(writable_ok(v), fn, ": output '", name, "' has self-overlapping strides (",
+                    v.row_stride(), ", ", v.col_stride(), ")");
+}
+
+template <class T, class U>
+void check_no_alias(const char* fn, const char* out_name, const matrix_view<T, device_memory>& out,
+                    const char* in_name, const matrix_view<U, device_memory>& in) {
+  CONTRASTIVE_CHECK(!contrastive::detail::views_overlap(out, in), fn, ": output '", out_name,
+                    "' overlaps the memory of '", in_name, "'");
+}
+
+// ---- device data checks ----
+
+/// first = the smallest row >= first_row whose squared norm (in double) is not finite and > 0.
+template <class T>
+__global__ void first_bad_row_kernel(matrix_view<const T, device_memory> x, index_t first_row,
+                                     device_index* first) {
+  for (index_t i = first_row + blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
+       i < x.rows(); i += static_cast<index_t>(blockDim.x) * gridDim.x) {
+    double s = 0;
+    for (index_t k = 0; k < x.cols(); ++k) {
+      const double a = static_cast<double>(x(i, k));
+      s += a * a;
+    }
+    // Not finite and > 0 (NaN fails both comparisons); the row_norm_ok of modal_common.hpp.
+    if (!(s > 0 && s <= 1.7976931348623157e308)) atomicMin(first, static_cast<device_index>(i));
+  }
+}
+
+/// first = the smallest position k with ids[k] < 0. (A template only so that every translation
+/// unit may instantiate it.)
+template <int = 0>
+__global__ void first_negative_id_kernel(const std::int64_t* ids, index_t count,
+                                                device_index* first) {
+  for (index_t k = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; k < count;
+       k += static_cast<index_t>(blockDim.x) * gridDim.x)
+    if (ids[k] < 0) atomicMin(first, static_cast<device_index>(k));
+}
+
+/// One device_index on the device, set to no_bad_index, read back after a kernel.
+class device_flag {
+ public:
+  explicit device_flag(cudaStream_t stream) : buf_(sizeof(device_index)), stream_(stream) {}
+  device_index* get() const noexcept { return buf_.as<device_index>(); }
+  void reset() const {
+    // 0xFF bytes: no_bad_index.
+    throw_on_error(cudaMemsetAsync(buf_.data(), 0xFF, sizeof(device_index), stream_), "cudaMemsetAsync");
+  }
+  device_index read() const {
+    device_index h = no_bad_index;
+    throw_on_error(cudaMemcpyAsync(&h, buf_.data(), sizeof(device_index), cudaMemcpyDeviceToHost, stream_),
+                   "cudaMemcpyAsync");
+    throw_on_error(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    return h;
+  }
+
+ private:
+  device_buffer buf_;
+  cudaStream_t stream_;
+};
+
+/// The CPU's check_rows on a device matrix: every value finite, no row of zero norm; the first
+/// bad row is copied back and reported with modal_common.hpp's messages.
+template <class T>
+void check_rows(const char* fn, const char* name, const matrix_view<const T, device_memory>& x,
+                cudaStream_t stream) {
+  if (x.empty()) return;
+  device_flag flag(stream);
+  std::vector<T> row(static_cast<std::size_t>(x.cols()));
+  index_t start = 0;
+  while (start < x.rows()) {
+    flag.reset();
+    first_bad_row_kernel<T><<<grid_for(x.rows() - start), sampler_block, 0, stream>>>(x, start, flag.get());
+    throw_on_error(cudaGetLastError(), "first_bad_row_kernel");
+    const device_index bad = flag.read();
+    if (bad == no_bad_index) return;
+    const auto i = static_cast<index_t>(bad);
+    // The row, element by element (any strides), to the host.
+    for (index_t k = 0; k < x.cols(); ++k)
+      throw_on_error(cudaMemcpy(&row[static_cast<std::size_t>(k)], &x(i, k), sizeof(T), cudaMemcpyDeviceToHost),
+                     "cudaMemcpy");
+    bool all_zero = true;
+    for (index_t k = 0; k < x.cols(); ++k) {
+      const T v = row[static_cast<std::size_t>(k)];
+      CONTRASTIVE_CHECK(std::isfinite(v), fn, ": '", name, "' has a non-finite value (", v,
+                        ") at row ", i, ", column ", k);
+      all_zero = all_zero && v == T(0);
+    }
+    CONTRASTIVE_CHECK(!all_zero, fn, ": '", name, "' has a row of zero norm (row ", i,
+                      "); the inputs must be non-zero embeddings (L2-normalise them first)");
+    start = i + 1;  // a finite row whose squared norm overflowed double: look further
+  }
+}
+
+/// ids (device memory, `count` entries) must all be >= 0; `where` is "position" or "row".
+inline void check_ids_nonnegative(const char* fn, const std::int64_t* ids, index_t count,
+                                  const char* where, cudaStream_t stream) {
+  if (count <= 0) return;
+  device_flag flag(stream);
+  flag.reset();
+  first_negative_id_kernel<><<<grid_for(count), sampler_block, 0, stream>>>(ids, count, flag.get());
+  throw_on_error(cudaGetLastError(), "first_negative_id_kernel");
+  const device_index bad = flag.read();
+  if (bad == no_bad_index) return;
+  std::int64_t id = 0;
+  throw_on_error(cudaMemcpy(&id, ids + bad, sizeof(id), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  CONTRASTIVE_CHECK(id >= 0, fn, ": 'ids' has a negative id (", id, ") at ", where, " ",
+                    static_cast<index_t>(bad));
+}
+
+}  // namespace detail
+}  // namespace cuda
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_CUDA_CHECKS_CUH
