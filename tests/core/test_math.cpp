@@ -70,3 +70,43 @@ TEST_CASE("softmax_grad: p - q", "[math]") {
   CHECK(contrastive::softmax_grad(1.0, 1.0, 0.25) == Approx(0.75));
   CHECK(contrastive::softmax_grad(-1e3f, 0.0f, 0.0f) == 0.0f);
 }
+
+// The CUDA kernels build every gradient tile from softmax_gradient_entry; here it must reproduce
+// dL/dS of the spec (2.1) from dense row and column softmaxes for CLIP, InfoNCE and smoothing.
+TEST_CASE("softmax_gradient_entry: the CLIP and InfoNCE logit gradients", "[math]") {
+  const int n = 5;
+  std::vector<double> s(n * n);
+  for (int k = 0; k < n * n; ++k) s[k] = std::sin(1.7 * k) * 3.0;
+  std::vector<double> row_lse(n), col_lse(n);
+  for (int i = 0; i < n; ++i) {
+    std::vector<double> r, c;
+    for (int j = 0; j < n; ++j) {
+      r.push_back(s[i * n + j]);
+      c.push_back(s[j * n + i]);
+    }
+    row_lse[i] = direct_lse(r);
+    col_lse[i] = direct_lse(c);
+  }
+  for (double eps : {0.0, 0.1}) {
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < n; ++j) {
+        const double t = (i == j ? 1 - eps : 0.0) + eps / n;
+        const double p = std::exp(s[i * n + j] - row_lse[i]);
+        const double q = std::exp(s[i * n + j] - col_lse[j]);
+        // CLIP: (P + Q - 2T) / 2N up to the weight 1/2N; InfoNCE: P - T.
+        CHECK(contrastive::softmax_gradient_entry(s[i * n + j], row_lse[i], col_lse[j], 1.0, 1.0,
+                                                  t) == Approx(p + q - 2 * t).margin(1e-15));
+        CHECK(contrastive::softmax_gradient_entry(s[i * n + j], row_lse[i], std::numeric_limits<double>::quiet_NaN(), 1.0, 0.0,
+                                                  t) == Approx(p - t).margin(1e-15));
+        // The transposed call (rows of B against A) sees the same entry.
+        CHECK(contrastive::softmax_gradient_entry(s[i * n + j], col_lse[j], row_lse[i], 1.0, 1.0,
+                                                  t) == Approx(p + q - 2 * t).margin(1e-15));
+      }
+    }
+  }
+  // Rows sum to zero for InfoNCE: sum_j (p_ij - t_ij) = 1 - 1.
+  double row0 = 0;
+  for (int j = 0; j < n; ++j)
+    row0 += contrastive::softmax_gradient_entry(s[j], row_lse[0], 0.0, 1.0, 0.0, j == 0 ? 1.0 : 0.0);
+  CHECK(row0 == Approx(0.0).margin(1e-14));
+}

@@ -14,39 +14,12 @@
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
 #include "contrastive/core/gemm.hpp"
+#include "contrastive/core/loss_types.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/core/workspace.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-
-/// How per-anchor losses are combined: the mean over valid anchors (those with a positive), or
-/// their sum.
-enum class loss_reduction { mean, sum };
-
-/// A non-owning span of integer label ids (one per row).
-struct label_span {
-  const std::int64_t* data = nullptr;
-  index_t size = 0;
-
-  constexpr label_span() noexcept = default;
-  constexpr label_span(const std::int64_t* d, index_t n) noexcept : data(d), size(n) {}
-  label_span(const std::vector<std::int64_t>& v) noexcept  // NOLINT: implicit by design
-      : data(v.data()), size(static_cast<index_t>(v.size())) {}
-  constexpr bool empty() const noexcept { return data == nullptr; }
-};
-
-/// Gradient of a loss with respect to its temperature, in the three usual parameterisations:
-/// theta = log(1/tau) (CLIP's learnable logit scale), tau itself and lambda = 1/tau.
-struct temperature_gradient {
-  double log_scale = 0;    // dL/dtheta
-  double temperature = 0;  // dL/dtau = -dL/dtheta / tau
-  double scale = 0;        // dL/dlambda = tau dL/dtheta
-
-  static temperature_gradient from_log_scale(double dtheta, double tau) noexcept {
-    return temperature_gradient{dtheta, -dtheta / tau, dtheta * tau};
-  }
-};
 
 namespace detail {
 
@@ -277,6 +250,26 @@ auto input_view(const A& a) {
   (void)host_only_check<T, typename V::memory_space>{};
   return const_view(v);
 }
+
+/// Does A view device memory? Then the generic entry points hand it to the CUDA path.
+template <class A, bool = is_tensor_like<A>::value>
+struct is_device_input : std::false_type {};
+template <class A>
+struct is_device_input<A, true>
+    : std::is_same<typename decltype(as_view(std::declval<const A&>()))::memory_space,
+                   device_memory> {};
+
+/// The CUDA implementation of loss Tag for A's element type, with a clear error when its header
+/// was not included.
+template <class Tag, class A>
+struct device_backend_of {
+  using type = device_backend<
+      Tag, std::remove_const_t<typename decltype(as_view(std::declval<const A&>()))::value_type>>;
+  static_assert(type::available,
+                "contrastive: device views need the loss's CUDA header, e.g. "
+                "#include <contrastive/cuda/info_nce.cuh> or <contrastive/cuda/nt_xent.cuh>, in a "
+                "file compiled by nvcc");
+};
 
 template <class G>
 auto output_view(G&& g) {

@@ -11,7 +11,8 @@ CONTRASTIVE_NAMESPACE_BEGIN
 
 template <class T>
 CONTRASTIVE_HOST_DEVICE constexpr T infinity() noexcept {
-  return std::numeric_limits<T>::infinity();
+  // __builtin_huge_val is constexpr in both of nvcc's passes; numeric_limits is host-only there.
+  return static_cast<T>(__builtin_huge_val());
 }
 
 namespace detail {
@@ -99,6 +100,20 @@ struct online_softmax {
 template <class T>
 CONTRASTIVE_HOST_DEVICE inline T softmax_grad(T s, T lse, T q) noexcept {
   return detail::exp_(s - lse) - q;
+}
+
+/// One entry of the softmax-gradient tile of the InfoNCE family, before the reduction weight:
+///   w_x exp(logit - lse_x) + w_y exp(logit - lse_y) - (w_x + w_y) target
+/// lse_x is the log-normaliser of the entry's row (the row softmax P), lse_y that of its column
+/// (Q); CLIP's G = (P + Q - 2 T) / 2N has w_x = w_y = 1, InfoNCE's (P - T) / N has w_y = 0. A zero
+/// weight skips its exponential (its lse need not be valid). Shared by the CUDA kernels.
+template <class T>
+CONTRASTIVE_HOST_DEVICE inline T softmax_gradient_entry(T logit, T lse_x, T lse_y, T w_x, T w_y,
+                                                        T target) noexcept {
+  T g = -(w_x + w_y) * target;
+  if (w_x != T(0)) g += w_x * detail::exp_(logit - lse_x);
+  if (w_y != T(0)) g += w_y * detail::exp_(logit - lse_y);
+  return g;
 }
 
 CONTRASTIVE_NAMESPACE_END

@@ -20,28 +20,9 @@
 #include "contrastive/core/tiling.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/core/workspace.hpp"
+#include "contrastive/losses/info_nce_options.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-
-struct info_nce_options {
-  double temperature = 0.07;  // tau > 0; logits are <a_i, b_j> / tau
-  bool symmetric = true;      // true: CLIP, the mean of the a->b and b->a losses
-  double label_smoothing = 0; // eps in [0, 1)
-  // Multiple positives (SupCon style): b_j is a positive of a_i when labels_b[j] == labels_a[i].
-  // Give both or neither; without labels the positive of a_i is b_i.
-  label_span labels_a{};
-  label_span labels_b{};
-  loss_reduction reduction = loss_reduction::mean;
-  index_t tile_rows = 256;
-  index_t tile_cols = 256;
-  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
-  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
-  // Cached mode: the forward keeps every logit tile in the caller's workspace (sized by the
-  // workspace query with this option set, about N^2 elements) and a backward given the same
-  // workspace reads them instead of recomputing. forward_backward allocates it when no
-  // workspace is given. Inputs must not change between the two calls.
-  bool cache_logits = false;
-};
 
 /// What the forward keeps for the backward: O(N) statistics, never an N x N matrix.
 template <class T>
@@ -446,12 +427,18 @@ std::size_t info_nce_workspace_bytes(const A& a, const B& b, const info_nce_opti
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto info_nce_forward(const A& a, const B& b, const info_nce_options& o = {}, workspace ws = {}) {
-  const auto va = detail::input_view(a);
-  const auto vb = detail::input_view(b);
-  using T = typename decltype(va)::value_type;
-  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                "contrastive: 'a' and 'b' must have the same element type");
-  return detail::info_nce_forward_impl<T>(va, vb, o, ws);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/info_nce.cuh; ws is the CPU's
+    (void)ws;
+    return detail::device_backend_of<detail::info_nce_tag, A>::type::forward(as_view(a),
+                                                                          as_view(b), o);
+  } else {
+    const auto va = detail::input_view(a);
+    const auto vb = detail::input_view(b);
+    using T = typename decltype(va)::value_type;
+    static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
+                  "contrastive: 'a' and 'b' must have the same element type");
+    return detail::info_nce_forward_impl<T>(va, vb, o, ws);
+  }
 }
 
 /// Backward pass: writes (or, with options.accumulate, adds) upstream * dL/da and dL/db into the
@@ -473,6 +460,16 @@ temperature_gradient info_nce_backward(const A& a, const B& b, const info_nce_sa
   return detail::info_nce_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
 }
 
+/// Backward of a forward run on device views (the CUDA path; needs cuda/info_nce.cuh).
+template <class A, class B, class GA, class GB>
+temperature_gradient info_nce_backward(const A& a, const B& b,
+                                    const cuda::info_nce_device_saved& saved,
+                                    GA&& grad_a, GB&& grad_b, const info_nce_options& o = {},
+                                    double upstream = 1.0, workspace = {}) {
+  return detail::device_backend_of<detail::info_nce_tag, A>::type::backward(
+      as_view(a), as_view(b), saved, as_view(grad_a), as_view(grad_b), o, upstream);
+}
+
 /// Forward and backward in one call; returns the loss. The temperature gradient is written to
 /// *temperature_grad when given.
 template <class A, class B, class GA, class GB>
@@ -482,10 +479,12 @@ auto info_nce_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                                temperature_gradient* temperature_grad = nullptr,
                                workspace ws = {}) {
   std::vector<unsigned char> own;  // cached mode needs one workspace shared by both passes
-  if (o.cache_logits && ws.data == nullptr) {
-    own.resize(info_nce_workspace_bytes(a, b, o) + detail::packing_bytes(as_view(grad_a)) +
-               detail::packing_bytes(as_view(grad_b)));
-    ws = workspace{own.data(), own.size()};
+  if constexpr (!detail::is_device_input<A>::value) {  // no cached mode on the GPU
+    if (o.cache_logits && ws.data == nullptr) {
+      own.resize(info_nce_workspace_bytes(a, b, o) + detail::packing_bytes(as_view(grad_a)) +
+                 detail::packing_bytes(as_view(grad_b)));
+      ws = workspace{own.data(), own.size()};
+    }
   }
   const auto saved = info_nce_forward(a, b, o, ws);
   const temperature_gradient tg =

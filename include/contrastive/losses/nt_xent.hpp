@@ -20,22 +20,9 @@
 #include "contrastive/core/tiling.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/core/workspace.hpp"
+#include "contrastive/losses/nt_xent_options.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-
-struct nt_xent_options {
-  double temperature = 0.1;    // tau > 0; logits are <z_i, z_j> / tau
-  double label_smoothing = 0;  // eps in [0, 1); spread over the 2N - 1 candidates
-  // Multiple positives: one label per sample (length N), inherited by both views. Without
-  // labels the positive of view i is the other view of the same sample.
-  label_span labels{};
-  loss_reduction reduction = loss_reduction::mean;
-  index_t tile_rows = 256;  // NT-Xent tiles are square: min(tile_rows, tile_cols)
-  index_t tile_cols = 256;
-  bool accumulate = false;
-  int num_threads = 0;        // 0: all OpenMP threads; results do not depend on it
-  bool cache_logits = false;  // cached mode, as in info_nce_options (about 2 N^2 elements)
-};
 
 template <class T>
 struct nt_xent_saved {
@@ -361,12 +348,18 @@ std::size_t nt_xent_workspace_bytes(index_t n, index_t d, const nt_xent_options&
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, workspace ws = {}) {
-  const auto va = detail::input_view(a);
-  const auto vb = detail::input_view(b);
-  using T = typename decltype(va)::value_type;
-  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                "contrastive: 'a' and 'b' must have the same element type");
-  return detail::nt_xent_forward_impl<T>(va, vb, o, ws);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/nt_xent.cuh; ws is the CPU's
+    (void)ws;
+    return detail::device_backend_of<detail::nt_xent_tag, A>::type::forward(as_view(a),
+                                                                          as_view(b), o);
+  } else {
+    const auto va = detail::input_view(a);
+    const auto vb = detail::input_view(b);
+    using T = typename decltype(va)::value_type;
+    static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
+                  "contrastive: 'a' and 'b' must have the same element type");
+    return detail::nt_xent_forward_impl<T>(va, vb, o, ws);
+  }
 }
 
 template <class A, class B, class T, class GA, class GB>
@@ -386,6 +379,16 @@ temperature_gradient nt_xent_backward(const A& a, const B& b, const nt_xent_save
   return detail::nt_xent_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
 }
 
+/// Backward of a forward run on device views (the CUDA path; needs cuda/nt_xent.cuh).
+template <class A, class B, class GA, class GB>
+temperature_gradient nt_xent_backward(const A& a, const B& b,
+                                    const cuda::nt_xent_device_saved& saved,
+                                    GA&& grad_a, GB&& grad_b, const nt_xent_options& o = {},
+                                    double upstream = 1.0, workspace = {}) {
+  return detail::device_backend_of<detail::nt_xent_tag, A>::type::backward(
+      as_view(a), as_view(b), saved, as_view(grad_a), as_view(grad_b), o, upstream);
+}
+
 template <class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto nt_xent_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
@@ -393,13 +396,15 @@ auto nt_xent_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                               temperature_gradient* temperature_grad = nullptr,
                               workspace ws = {}) {
   std::vector<unsigned char> own;  // cached mode needs one workspace shared by both passes
-  if (o.cache_logits && ws.data == nullptr) {
-    const auto va = detail::input_view(a);
-    using T = typename decltype(va)::value_type;
-    own.resize(nt_xent_workspace_bytes<T>(va.rows(), va.cols(), o) + detail::packing_bytes(va) +
-               detail::packing_bytes(detail::input_view(b)) +
-               detail::packing_bytes(as_view(grad_a)) + detail::packing_bytes(as_view(grad_b)));
-    ws = workspace{own.data(), own.size()};
+  if constexpr (!detail::is_device_input<A>::value) {  // no cached mode on the GPU
+    if (o.cache_logits && ws.data == nullptr) {
+      const auto va = detail::input_view(a);
+      using T = typename decltype(va)::value_type;
+      own.resize(nt_xent_workspace_bytes<T>(va.rows(), va.cols(), o) + detail::packing_bytes(va) +
+                 detail::packing_bytes(detail::input_view(b)) +
+                 detail::packing_bytes(as_view(grad_a)) + detail::packing_bytes(as_view(grad_b)));
+      ws = workspace{own.data(), own.size()};
+    }
   }
   const auto saved = nt_xent_forward(a, b, o, ws);
   const temperature_gradient tg =

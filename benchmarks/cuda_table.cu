@@ -1,0 +1,265 @@
+// The GPU table of issue 8 (scripts/gpu_check.sh runs it last): symmetric CLIP forward+backward
+// through cuda::info_nce_forward_async / _backward_async at D = 512 for each element type and
+// N in {4096, ..., 1048576}: the median of CUDA-event timings, the ratio to three cuBLAS GEMMs of
+// the loss's shapes timed in the same run (the floor: S = A B^T, dA = G B, dB = G^T A), and the
+// extra device memory (workspace plus statistics; inputs and gradients excluded).
+//
+//   contrastive_cuda_table [--d 512] [--n 4096,16384,...] [--types fp32,tf32,fp16,bf16]
+//                          [--cell-budget 40] [--reps 5]
+// A cell whose estimated time (from the previous N, scaled by N^2) exceeds --cell-budget seconds
+// is skipped and marked so. Returns 77 without a GPU.
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <contrastive/adapters/raw.hpp>
+#include <contrastive/cuda/info_nce.cuh>
+
+namespace {
+
+namespace cc = contrastive::cuda;
+using contrastive::index_t;
+
+void check(cudaError_t e, const char* what) { cc::throw_on_error(e, what); }
+void check(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) {
+    std::fprintf(stderr, "%s: cuBLAS status %d\n", what, static_cast<int>(s));
+    std::exit(1);
+  }
+}
+
+__global__ void fill_normal_rows(float* x, index_t n, index_t d, unsigned long long seed) {
+  // Rows of i.i.d. uniform(-1, 1) scaled by 1/sqrt(d): norms about 0.58, logits within +-8.3
+  // at tau = 0.07, like normalised embeddings. A hash per element: no allocation, any N.
+  for (index_t e = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; e < n * d;
+       e += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    unsigned long long h = (static_cast<unsigned long long>(e) + seed) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 29;
+    const float u = static_cast<float>(h >> 40) * (2.0f / 16777216.0f) - 1.0f;
+    x[e] = u * rsqrtf(static_cast<float>(d));
+  }
+}
+
+template <class T>
+__global__ void convert(const float* in, T* out, index_t n) {
+  for (index_t e = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; e < n;
+       e += static_cast<index_t>(gridDim.x) * blockDim.x)
+    out[e] = static_cast<T>(in[e]);
+}
+
+struct dtype_info {
+  std::string name;
+  std::size_t bytes;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+/// Milliseconds of f() by CUDA events: warm-up (if reps > 1), then the median of reps runs.
+template <class F>
+double time_ms(F&& f, int reps) {
+  cudaEvent_t a, b;
+  check(cudaEventCreate(&a), "event");
+  check(cudaEventCreate(&b), "event");
+  if (reps > 1) f();
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    check(cudaEventRecord(a), "record");
+    f();
+    check(cudaEventRecord(b), "record");
+    check(cudaEventSynchronize(b), "sync");
+    float t = 0;
+    check(cudaEventElapsedTime(&t, a, b), "elapsed");
+    ms.push_back(t);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return median(ms);
+}
+
+/// Three GEMMs of the loss's shapes on an m x m tile (m = min(n, 16384)), scaled by (n / m)^2:
+/// the rate is flat at these sizes, and an n x n product would not fit for large n.
+double floor_ms(cublasHandle_t h, const std::string& type, index_t n, index_t d, int reps) {
+  const index_t m = std::min<index_t>(n, 16384);
+  const bool half_like = type == "fp16" || type == "bf16";
+  const cudaDataType_t dt = type == "fp16" ? CUDA_R_16F : type == "bf16" ? CUDA_R_16BF : CUDA_R_32F;
+  const std::size_t es = half_like ? 2 : 4;
+  const cublasComputeType_t ct = type == "tf32" ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  cc::device_buffer a(es * m * d), b(es * m * d), s(es * m * m), ga(es * m * d), gb(es * m * d);
+  check(cudaMemset(a.data(), 0, es * m * d), "memset");
+  check(cudaMemset(b.data(), 0, es * m * d), "memset");
+  check(cudaMemset(s.data(), 0, es * m * m), "memset");
+  const float one = 1, zero = 0;
+  const int M = static_cast<int>(m), D = static_cast<int>(d);
+  // Row-major X (m x d) is column-major X^T (d x m). S^T = B A^T; dA^T = B^T G^T; dB^T = A^T G.
+  auto run = [&] {
+    check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, M, M, D, &one, b.data(), dt, D, a.data(), dt, D,
+                       &zero, s.data(), dt, M, ct, CUBLAS_GEMM_DEFAULT),
+          "gemm S");
+    check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, D, M, M, &one, b.data(), dt, D, s.data(), dt, M,
+                       &zero, ga.data(), dt, D, ct, CUBLAS_GEMM_DEFAULT),
+          "gemm dA");
+    check(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, D, M, M, &one, a.data(), dt, D, s.data(), dt, M,
+                       &zero, gb.data(), dt, D, ct, CUBLAS_GEMM_DEFAULT),
+          "gemm dB");
+  };
+  const double t = time_ms(run, reps);
+  const double r = static_cast<double>(n) / static_cast<double>(m);
+  return t * r * r;
+}
+
+struct cell {
+  double fwd_ms = NAN, total_ms = NAN, floor = NAN, extra_mib = NAN, loss = NAN;
+  std::string note;
+};
+
+template <class T>
+cell run_cell(const std::string& type, index_t n, index_t d, int reps, cublasHandle_t h) {
+  cell c;
+  const cc::math_mode mode = type == "tf32" ? cc::math_mode::tf32 : cc::math_mode::fp32;
+  contrastive::info_nce_options o;  // CLIP, tau = 0.07, mean
+  const std::size_t nd = static_cast<std::size_t>(n) * d;
+  cc::device_buffer a(sizeof(T) * nd), b(sizeof(T) * nd), ga(sizeof(T) * nd), gb(sizeof(T) * nd);
+  {
+    cc::device_buffer tmp(sizeof(float) * nd);
+    fill_normal_rows<<<4096, 256>>>(tmp.as<float>(), n, d, 1);
+    convert<T><<<4096, 256>>>(tmp.as<float>(), a.as<T>(), static_cast<index_t>(nd));
+    fill_normal_rows<<<4096, 256>>>(tmp.as<float>(), n, d, 77);
+    convert<T><<<4096, 256>>>(tmp.as<float>(), b.as<T>(), static_cast<index_t>(nd));
+    check(cudaDeviceSynchronize(), "fill");
+  }
+  const std::size_t ws_bytes = cc::info_nce_workspace_bytes<T>(n, d, o, mode);
+  cc::device_buffer ws(ws_bytes), stats(sizeof(float) * 2 * n), loss(sizeof(double)), gt(sizeof(double));
+  c.extra_mib = static_cast<double>(ws_bytes + sizeof(float) * 2 * n + 2 * sizeof(double)) / (1 << 20);
+  const auto va = contrastive::make_device_view(a.as<const T>(), n, d);
+  const auto vb = contrastive::make_device_view(b.as<const T>(), n, d);
+  const auto vga = contrastive::make_device_view(ga.as<T>(), n, d);
+  const auto vgb = contrastive::make_device_view(gb.as<T>(), n, d);
+  const cc::device_stats row{stats.as<float>(), n, 1}, col{stats.as<float>() + n, n, 1};
+  const contrastive::workspace w{ws.data(), ws.bytes()};
+  auto fwd = [&] {
+    check(cc::info_nce_forward_async<T>(va, vb, row, col, loss.as<double>(), o, w, nullptr, mode), "forward");
+  };
+  auto both = [&] {
+    fwd();
+    check(cc::info_nce_backward_async<T>(va, vb, {row.data, n, 1}, {col.data, n, 1}, vga, vgb, o, 1.0,
+                                         gt.as<double>(), w, nullptr, mode),
+          "backward");
+  };
+  c.fwd_ms = time_ms(fwd, reps);
+  c.total_ms = time_ms(both, reps);
+  check(cudaMemcpy(&c.loss, loss.data(), sizeof(double), cudaMemcpyDeviceToHost), "loss");
+  c.floor = floor_ms(h, type, n, d, std::max(reps, 3));
+  return c;
+}
+
+std::vector<long long> parse_list(const std::string& s) {
+  std::vector<long long> v;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) v.push_back(std::atoll(tok.c_str()));
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<long long> ns = {4096, 16384, 32768, 65536, 262144, 1048576};
+  std::vector<std::string> types = {"bf16", "fp16", "tf32", "fp32"};
+  index_t d = 512;
+  double budget_s = 40;
+  int max_reps = 5;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--d") d = std::atoll(v.c_str());
+    else if (k == "--n") ns = parse_list(v);
+    else if (k == "--cell-budget") budget_s = std::atof(v.c_str());
+    else if (k == "--reps") max_reps = std::atoi(v.c_str());
+    else if (k == "--types") {
+      types.clear();
+      std::stringstream ss(v);
+      std::string t;
+      while (std::getline(ss, t, ',')) types.push_back(t);
+    } else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("contrastive_cuda_table: no usable CUDA device; skipped\n");
+    return 77;
+  }
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "properties");
+  cublasHandle_t h;
+  check(cublasCreate(&h), "cublasCreate");
+
+  struct row {
+    std::string type;
+    long long n;
+    cell c;
+  };
+  std::vector<row> rows;
+  for (const std::string& type : types) {
+    double last_total = 0;
+    long long last_n = 0;
+    for (long long n : ns) {
+      cell c;
+      const double est_s = last_n > 0 ? last_total / 1e3 * (double(n) / last_n) * (double(n) / last_n) : 0;
+      if (est_s > budget_s) {
+        char buf[96];
+        std::snprintf(buf, sizeof buf, "skipped: about %.0f s per call, over the %.0f s cell budget",
+                      est_s, budget_s);
+        c.note = buf;
+      } else {
+        // Fewer repetitions as the calls get long; one run (no warm-up) above 2 s.
+        const int reps = est_s > 2 ? 1 : est_s > 0.3 ? 3 : max_reps;
+        try {
+          if (type == "bf16") c = run_cell<__nv_bfloat16>(type, n, d, reps, h);
+          else if (type == "fp16") c = run_cell<__half>(type, n, d, reps, h);
+          else c = run_cell<float>(type, n, d, reps, h);
+          last_total = c.total_ms;
+          last_n = n;
+        } catch (const std::exception& e) {
+          c.note = e.what();
+          cudaGetLastError();
+        }
+      }
+      std::fprintf(stderr, "[table] %s N=%lld: %s%.2f ms\n", type.c_str(), n, c.note.c_str(), c.total_ms);
+      rows.push_back({type, n, c});
+    }
+  }
+  cublasDestroy(h);
+
+  std::printf("\nSymmetric CLIP loss, forward + backward, D = %lld, tau = 0.07, on %s (%d SMs)\n",
+              static_cast<long long>(d), prop.name, prop.multiProcessorCount);
+  std::printf("ms: median of CUDA-event timings; floor: three cuBLAS GEMMs of the same shapes in this run\n\n");
+  std::printf("| dtype | N | forward ms | fwd+bwd ms | cuBLAS floor ms | ratio | extra MiB | loss |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  for (const row& r : rows) {
+    if (!r.c.note.empty()) {
+      std::printf("| %s | %lld | %s | | | | | |\n", r.type.c_str(), r.n, r.c.note.c_str());
+      continue;
+    }
+    std::printf("| %s | %lld | %.3f | %.3f | %.3f | %.2f | %.1f | %.6f |\n", r.type.c_str(), r.n,
+                r.c.fwd_ms, r.c.total_ms, r.c.floor, r.c.total_ms / r.c.floor, r.c.extra_mib, r.c.loss);
+  }
+  return 0;
+}

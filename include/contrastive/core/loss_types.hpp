@@ -1,0 +1,63 @@
+#ifndef CONTRASTIVE_CORE_LOSS_TYPES_HPP
+#define CONTRASTIVE_CORE_LOSS_TYPES_HPP
+
+// Option and result types shared by the losses, free of Eigen so that the CUDA path (nvcc) can
+// use them too.
+
+#include <cstdint>
+#include <vector>
+
+#include "contrastive/core/config.hpp"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// How per-anchor losses are combined: the mean over valid anchors (those with a positive), or
+/// their sum.
+enum class loss_reduction { mean, sum };
+
+/// A non-owning span of integer label ids (one per row).
+struct label_span {
+  const std::int64_t* data = nullptr;
+  index_t size = 0;
+
+  constexpr label_span() noexcept = default;
+  constexpr label_span(const std::int64_t* d, index_t n) noexcept : data(d), size(n) {}
+  label_span(const std::vector<std::int64_t>& v) noexcept  // NOLINT: implicit by design
+      : data(v.data()), size(static_cast<index_t>(v.size())) {}
+  constexpr bool empty() const noexcept { return data == nullptr; }
+};
+
+/// Gradient of a loss with respect to its temperature, in the three usual parameterisations:
+/// theta = log(1/tau) (CLIP's learnable logit scale), tau itself and lambda = 1/tau.
+struct temperature_gradient {
+  double log_scale = 0;    // dL/dtheta
+  double temperature = 0;  // dL/dtau = -dL/dtheta / tau
+  double scale = 0;        // dL/dlambda = tau dL/dtheta
+
+  static temperature_gradient from_log_scale(double dtheta, double tau) noexcept {
+    return temperature_gradient{dtheta, -dtheta / tau, dtheta * tau};
+  }
+};
+
+namespace detail {
+/// Hook of the generic front-end functions for device views (memory-space tag device_memory):
+/// cuda/<loss>.cuh specialises it for its loss tag; without that header it is unavailable and
+/// the front-end says which header to include.
+template <class LossTag, class View>
+struct device_backend {
+  static constexpr bool available = false;
+};
+struct info_nce_tag {};
+struct nt_xent_tag {};
+}  // namespace detail
+
+namespace cuda {
+// What the CUDA forwards return (cuda/info_nce.cuh, cuda/nt_xent.cuh); declared here so that the
+// generic backward has an overload for them.
+struct info_nce_device_saved;
+struct nt_xent_device_saved;
+}  // namespace cuda
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_CORE_LOSS_TYPES_HPP

@@ -1,0 +1,394 @@
+#ifndef CONTRASTIVE_CUDA_INFO_NCE_CUH
+#define CONTRASTIVE_CUDA_INFO_NCE_CUH
+
+// InfoNCE and the symmetric CLIP loss on the GPU (nvcc only; never in the umbrella).
+//
+// CUTLASS-style entry points: info_nce_forward_async / info_nce_backward_async take device views,
+// a caller workspace sized by info_nce_workspace_bytes and a stream; they never throw and return
+// cudaErrorInvalidValue for bad arguments, else the launch status. info_nce_forward / _backward /
+// _forward_backward check arguments (contrastive::invalid_argument, as on the CPU), allocate,
+// synchronise and throw cuda::cuda_error on a CUDA failure. The generic contrastive::info_nce_*
+// functions call these when given device views (matrix_view<T, device_memory>).
+//
+// Inputs: float (fp32 FMAs, or TF32 tensor cores with math_mode::tf32), __half or __nv_bfloat16
+// (tensor cores), row-major with unit column stride, accumulation in fp32; statistics in float,
+// the loss and the temperature gradient in double. Supported options: temperature, symmetric,
+// label_smoothing, reduction, accumulate; labels (multiple positives) are CPU-only for now.
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstddef>
+#include <string>
+
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/error.hpp"
+#include "contrastive/core/loss_types.hpp"
+#include "contrastive/core/matrix_view.hpp"
+#include "contrastive/core/workspace.hpp"
+#include "contrastive/cuda/error.cuh"
+#include "contrastive/cuda/launch.cuh"
+#include "contrastive/losses/info_nce_options.hpp"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+namespace cuda {
+
+template <class T>
+using device_view = matrix_view<const T, device_memory>;
+template <class T>
+using device_out_view = matrix_view<T, device_memory>;
+using device_stats = vector_view<float, device_memory>;
+using device_const_stats = vector_view<const float, device_memory>;
+
+namespace detail {
+
+/// Everything the CUDA path rejects, as a message (empty when the arguments are fine). Shared
+/// by the _async functions (which return cudaErrorInvalidValue) and the throwing wrappers.
+template <class T>
+std::string info_nce_problem(const char* fn, const device_view<T>& a, const device_view<T>& b,
+                             const info_nce_options& o, math_mode m) {
+  auto msg = [&](const std::string& s) { return std::string(fn) + ": " + s; };
+  if (!supported_type<T>::value) return msg("element type must be float, __half or __nv_bfloat16");
+  if (a.rows() < 1 || a.cols() < 1) return msg("'a' must have at least one row and one column");
+  if (b.rows() != a.rows() || b.cols() != a.cols())
+    return msg("'b' is " + std::to_string(b.rows()) + " x " + std::to_string(b.cols()) +
+               ", expected " + std::to_string(a.rows()) + " x " + std::to_string(a.cols()) +
+               " (the shape of 'a')");
+  if (a.col_stride() != 1 || b.col_stride() != 1)
+    return msg("device inputs must be row-major with unit column stride");
+  if (a.rows() > 1 && (a.row_stride() < a.cols() || b.row_stride() < b.cols()))
+    return msg("device inputs need a row stride of at least the number of columns");
+  if (!(o.temperature > 0) || !std::isfinite(o.temperature))
+    return msg("temperature must be positive and finite, got " + std::to_string(o.temperature));
+  if (!(o.label_smoothing >= 0 && o.label_smoothing < 1))
+    return msg("label_smoothing must be in [0, 1), got " + std::to_string(o.label_smoothing));
+  if (!o.labels_a.empty() || !o.labels_b.empty())
+    return msg("labels (multiple positives) are not supported on the GPU yet; use the CPU path");
+  if (m == math_mode::tf32 && !std::is_same<T, float>::value)
+    return msg("math_mode::tf32 applies to float inputs only");
+  return {};
+}
+
+inline std::string stats_problem(const char* fn, const char* name, index_t size, index_t n,
+                                 const void* data) {
+  if (data == nullptr || size != n)
+    return std::string(fn) + ": '" + name + "' must be a device vector of " + std::to_string(n) +
+           " floats, got " + std::to_string(size) + (data == nullptr ? " (null)" : "");
+  return {};
+}
+
+template <class T>
+sweep_args<T> info_nce_args(const device_view<T>& x, const device_view<T>& y, double temperature) {
+  sweep_args<T> a;
+  a.x = rows_of(x);
+  a.y = rows_of(y);
+  a.nx = x.rows();
+  a.ny = y.rows();
+  a.d = x.cols();
+  a.scale = static_cast<float>(1.0 / temperature);
+  a.vec = vector_loads_ok(a.x, a.d) && vector_loads_ok(a.y, a.d);
+  return a;
+}
+
+/// Reduction weight of one direction's sum of per-anchor losses (CLIP averages two directions).
+inline double info_nce_weight(index_t n, const info_nce_options& o) {
+  const double c = o.symmetric ? 0.5 : 1.0;
+  return o.reduction == loss_reduction::mean ? c / static_cast<double>(n) : c;
+}
+
+template <class T, bool Tf32>
+cudaError_t info_nce_forward_run(const device_view<T>& a, const device_view<T>& b,
+                                 device_stats row_lse, device_stats col_lse, double* loss,
+                                 const info_nce_options& o, workspace ws, cudaStream_t s) {
+  device_limits lim;
+  cudaError_t e = query_limits(lim);
+  if (e != cudaSuccess) return e;
+  using E = typename policy_for<T, Tf32>::elem;
+  const index_t n = a.rows(), d = a.cols();
+  const sweep_plan plan = make_plan<E>(n, n, d, lim);
+  carver c = make_carver(ws);
+  auto* row_packed = c.take<unsigned long long>(n);
+  auto* col_packed = o.symmetric ? c.take<unsigned long long>(n) : nullptr;
+  double* sum_a = c.take<double>(d);
+  double* sum_b = c.take<double>(d);
+  double* terms = c.take<double>(o.symmetric ? 2 * n : n);
+
+  const sweep_args<T> ab = info_nce_args(a, b, o.temperature);
+  e = launch_stats<T, Tf32>(ab, plan, row_packed, col_packed, row_lse.data, row_lse.stride,
+                            col_packed ? col_lse.data : nullptr, col_lse.stride, s);
+  if (e != cudaSuccess) return e;
+  const double eps = o.label_smoothing;
+  const float on = static_cast<float>(1 - eps), off = static_cast<float>(eps / double(n));
+  if (eps > 0) launch_column_sum(ab.y, n, d, sum_b, s);
+  launch_loss_terms(ab, row_lse.data, row_lse.stride, 0, on, off, sum_b, terms, s);
+  if (o.symmetric) {
+    const sweep_args<T> ba = info_nce_args(b, a, o.temperature);
+    if (eps > 0) launch_column_sum(ba.y, n, d, sum_a, s);
+    launch_loss_terms(ba, col_lse.data, col_lse.stride, 0, on, off, sum_a, terms + n, s);
+  }
+  sum_kernel<><<<1, 1024, 0, s>>>(terms, o.symmetric ? 2 * n : n, info_nce_weight(n, o), loss, false);
+  return cudaGetLastError();
+}
+
+template <class T, bool Tf32>
+cudaError_t info_nce_backward_run(const device_view<T>& a, const device_view<T>& b,
+                                  device_const_stats row_lse, device_const_stats col_lse,
+                                  const device_out_view<T>& grad_a, const device_out_view<T>& grad_b,
+                                  const info_nce_options& o, double upstream,
+                                  double* grad_temperature, workspace ws, cudaStream_t s) {
+  device_limits lim;
+  cudaError_t e = query_limits(lim);
+  if (e != cudaSuccess) return e;
+  using E = typename policy_for<T, Tf32>::elem;
+  const index_t n = a.rows(), d = a.cols();
+  const sweep_plan plan = make_plan<E>(n, n, d, lim);
+  carver c = make_carver(ws);
+  double* moment = c.take<double>(1);
+  float* scratch = c.take<float>(plan.scratch_bytes / sizeof(float));
+  if (grad_temperature != nullptr) cudaMemsetAsync(moment, 0, sizeof(double), s);
+
+  const double weight = info_nce_weight(n, o) * upstream;
+  const double scale = 1.0 / o.temperature;
+  const float on = static_cast<float>(1 - o.label_smoothing);
+  const float off = static_cast<float>(o.label_smoothing / double(n));
+  const float sym = o.symmetric ? 1.f : 0.f;
+  // Row stride 1 is the layout the kernels read; stats views with other strides are rejected.
+  gradient_args<T> g;
+  g.on_target = on;
+  g.off_target = off;
+  g.out_scale = static_cast<float>(scale * weight);
+  g.accumulate = o.accumulate;
+  g.scratch = scratch;
+  // dA: rows of A against B; G = w_row P + w_col Q - (w_row + w_col) T.
+  g.lse_x = row_lse.data;
+  g.lse_y = o.symmetric ? col_lse.data : nullptr;
+  g.w_x = 1.f;
+  g.w_y = sym;
+  g.out = rows_of(grad_a);
+  g.moment = grad_temperature != nullptr ? moment : nullptr;
+  g.moment_weight = 1.f;
+  e = launch_gradient<T, Tf32>(info_nce_args(a, b, o.temperature), g, plan, s);
+  if (e != cudaSuccess) return e;
+  // dB: rows of B against A; the same entries, transposed.
+  g.lse_x = o.symmetric ? col_lse.data : nullptr;
+  g.lse_y = row_lse.data;
+  g.w_x = sym;
+  g.w_y = 1.f;
+  g.out = rows_of(grad_b);
+  g.moment = nullptr;
+  e = launch_gradient<T, Tf32>(info_nce_args(b, a, o.temperature), g, plan, s);
+  if (e != cudaSuccess) return e;
+  if (grad_temperature != nullptr)
+    temperature_kernel<><<<1, 1, 0, s>>>(moment, weight, scale, grad_temperature);
+  return cudaGetLastError();
+}
+
+template <class T>
+std::string info_nce_backward_problem(const char* fn, const device_view<T>& a,
+                                      const device_view<T>& b, device_const_stats row_lse,
+                                      device_const_stats col_lse, const device_out_view<T>& ga,
+                                      const device_out_view<T>& gb, const info_nce_options& o,
+                                      double upstream, math_mode m) {
+  std::string err = info_nce_problem<T>(fn, a, b, o, m);
+  if (err.empty()) err = stats_problem(fn, "row_lse", row_lse.size, a.rows(), row_lse.data);
+  if (err.empty() && o.symmetric)
+    err = stats_problem(fn, "col_lse", col_lse.size, a.rows(), col_lse.data);
+  if (err.empty() && (row_lse.stride != 1 || (o.symmetric && col_lse.stride != 1)))
+    err = std::string(fn) + ": statistics must be contiguous (stride 1)";
+  if (err.empty() && (ga.rows() != a.rows() || ga.cols() != a.cols() || gb.rows() != a.rows() ||
+                      gb.cols() != a.cols()))
+    err = std::string(fn) + ": 'grad_a' and 'grad_b' must have the shape of 'a' (" +
+          std::to_string(a.rows()) + " x " + std::to_string(a.cols()) + ")";
+  if (err.empty() && (ga.col_stride() != 1 || gb.col_stride() != 1 ||
+                      (a.rows() > 1 && (ga.row_stride() < a.cols() || gb.row_stride() < a.cols()))))
+    err = std::string(fn) + ": device gradients must be row-major with unit column stride";
+  if (err.empty() && !std::isfinite(upstream))
+    err = std::string(fn) + ": upstream must be finite, got " + std::to_string(upstream);
+  return err;
+}
+
+}  // namespace detail
+
+/// Device workspace bytes of the forward and backward of an n x d problem (the larger of the
+/// two; one buffer serves both). Depends on the current device (multiprocessors, shared memory).
+template <class T>
+std::size_t info_nce_workspace_bytes(index_t n, index_t d, const info_nce_options& o = {},
+                                     math_mode m = math_mode::fp32) {
+  detail::device_limits lim;
+  throw_on_error(detail::query_limits(lim), "info_nce_workspace_bytes");
+  const bool tf32 = m == math_mode::tf32 && std::is_same<T, float>::value;
+  const detail::sweep_plan p = tf32 ? detail::make_plan<float>(n, n, d, lim)
+                                    : detail::make_plan<typename detail::policy_for<T, false>::elem>(n, n, d, lim);
+  const std::size_t f = detail::forward_bytes(n, n, d, o.symmetric);
+  const std::size_t b = detail::backward_bytes(p);
+  return f > b ? f : b;
+}
+
+/// Forward: writes row_lse (and, when symmetric, col_lse), n floats each, and *loss (device).
+template <class T>
+cudaError_t info_nce_forward_async(device_view<T> a, device_view<T> b, device_stats row_lse,
+                                   device_stats col_lse, double* loss, const info_nce_options& o,
+                                   workspace ws, cudaStream_t stream,
+                                   math_mode m = math_mode::fp32) noexcept {
+  try {
+    const char* fn = "cuda::info_nce_forward_async";
+    if (!detail::info_nce_problem<T>(fn, a, b, o, m).empty() || loss == nullptr ||
+        !detail::stats_problem(fn, "row_lse", row_lse.size, a.rows(), row_lse.data).empty() ||
+        (o.symmetric &&
+         !detail::stats_problem(fn, "col_lse", col_lse.size, a.rows(), col_lse.data).empty()) ||
+        ws.data == nullptr || ws.bytes < info_nce_workspace_bytes<T>(a.rows(), a.cols(), o, m))
+      return cudaErrorInvalidValue;
+    if constexpr (std::is_same<T, float>::value) {
+      if (m == math_mode::tf32)
+        return detail::info_nce_forward_run<T, true>(a, b, row_lse, col_lse, loss, o, ws, stream);
+    }
+    return detail::info_nce_forward_run<T, false>(a, b, row_lse, col_lse, loss, o, ws, stream);
+  } catch (...) {  // std::string allocation in the checks
+    return cudaErrorMemoryAllocation;
+  }
+}
+
+/// Backward: writes (or with o.accumulate adds) upstream * dL/da and dL/db; when
+/// grad_temperature (device) is given, writes upstream * dL/dtemperature there.
+template <class T>
+cudaError_t info_nce_backward_async(device_view<T> a, device_view<T> b, device_const_stats row_lse,
+                                    device_const_stats col_lse, device_out_view<T> grad_a,
+                                    device_out_view<T> grad_b, const info_nce_options& o,
+                                    double upstream, double* grad_temperature, workspace ws,
+                                    cudaStream_t stream, math_mode m = math_mode::fp32) noexcept {
+  try {
+    if (!detail::info_nce_backward_problem<T>("cuda::info_nce_backward_async", a, b, row_lse,
+                                              col_lse, grad_a, grad_b, o, upstream, m)
+             .empty() ||
+        ws.data == nullptr || ws.bytes < info_nce_workspace_bytes<T>(a.rows(), a.cols(), o, m))
+      return cudaErrorInvalidValue;
+    if constexpr (std::is_same<T, float>::value) {
+      if (m == math_mode::tf32)
+        return detail::info_nce_backward_run<T, true>(a, b, row_lse, col_lse, grad_a, grad_b, o,
+                                                      upstream, grad_temperature, ws, stream);
+    }
+    return detail::info_nce_backward_run<T, false>(a, b, row_lse, col_lse, grad_a, grad_b, o,
+                                                   upstream, grad_temperature, ws, stream);
+  } catch (...) {
+    return cudaErrorMemoryAllocation;
+  }
+}
+
+/// What the throwing forward keeps on the device for the backward: O(N) statistics.
+struct info_nce_device_saved {
+  double loss = 0;
+  device_buffer row_lse, col_lse;  // n floats each (col_lse only when symmetric)
+  index_t n = 0, d = 0;
+  double temperature = 0, label_smoothing = 0;
+  bool symmetric = true;
+  loss_reduction reduction = loss_reduction::mean;
+  math_mode math = math_mode::fp32;
+
+  device_const_stats row() const noexcept { return {row_lse.as<const float>(), n, 1}; }
+  device_const_stats col() const noexcept {
+    return {symmetric ? col_lse.as<const float>() : nullptr, symmetric ? n : 0, 1};
+  }
+};
+
+template <class T>
+info_nce_device_saved info_nce_forward(device_view<T> a, device_view<T> b,
+                                       const info_nce_options& o = {},
+                                       math_mode m = math_mode::fp32, cudaStream_t stream = nullptr) {
+  const char* fn = "cuda::info_nce_forward";
+  const std::string err = detail::info_nce_problem<T>(fn, a, b, o, m);
+  CONTRASTIVE_CHECK(err.empty(), err);
+  info_nce_device_saved saved;
+  saved.n = a.rows();
+  saved.d = a.cols();
+  saved.temperature = o.temperature;
+  saved.label_smoothing = o.label_smoothing;
+  saved.symmetric = o.symmetric;
+  saved.reduction = o.reduction;
+  saved.math = m;
+  saved.row_lse = device_buffer(sizeof(float) * static_cast<std::size_t>(saved.n));
+  if (o.symmetric) saved.col_lse = device_buffer(sizeof(float) * static_cast<std::size_t>(saved.n));
+  device_buffer ws(info_nce_workspace_bytes<T>(saved.n, saved.d, o, m));
+  device_buffer loss(sizeof(double));
+  throw_on_error(info_nce_forward_async<T>(a, b, {saved.row_lse.as<float>(), saved.n, 1},
+                                           {saved.col_lse.as<float>(), o.symmetric ? saved.n : 0, 1},
+                                           loss.as<double>(), o, {ws.data(), ws.bytes()}, stream, m),
+                 fn);
+  throw_on_error(cudaMemcpyAsync(&saved.loss, loss.data(), sizeof(double), cudaMemcpyDeviceToHost,
+                                 stream),
+                 fn);
+  throw_on_error(cudaStreamSynchronize(stream), fn);
+  CONTRASTIVE_CHECK(std::isfinite(saved.loss), fn,
+                    ": the logits overflow (loss is not finite) at temperature ", o.temperature,
+                    "; scale the inputs down or normalise them");
+  return saved;
+}
+
+/// Returns upstream * dL/dtemperature in the three parameterisations, like the CPU backward.
+template <class T>
+temperature_gradient info_nce_backward(device_view<T> a, device_view<T> b,
+                                       const info_nce_device_saved& saved,
+                                       device_out_view<T> grad_a, device_out_view<T> grad_b,
+                                       const info_nce_options& o = {}, double upstream = 1.0,
+                                       cudaStream_t stream = nullptr) {
+  const char* fn = "cuda::info_nce_backward";
+  CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
+                    saved.n, " x ", saved.d, " problem, the inputs are ", a.rows(), " x ", a.cols());
+  CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
+                        saved.label_smoothing == o.label_smoothing && saved.reduction == o.reduction,
+                    fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
+                    ", symmetric ", saved.symmetric, ", label_smoothing ", saved.label_smoothing,
+                    ") than these (temperature ", o.temperature, ", symmetric ", o.symmetric,
+                    ", label_smoothing ", o.label_smoothing, ")");
+  const std::string err = detail::info_nce_backward_problem<T>(
+      fn, a, b, saved.row(), saved.col(), grad_a, grad_b, o, upstream, saved.math);
+  CONTRASTIVE_CHECK(err.empty(), err);
+  device_buffer ws(info_nce_workspace_bytes<T>(saved.n, saved.d, o, saved.math));
+  device_buffer gt(sizeof(double));
+  throw_on_error(info_nce_backward_async<T>(a, b, saved.row(), saved.col(), grad_a, grad_b, o,
+                                            upstream, gt.as<double>(), {ws.data(), ws.bytes()},
+                                            stream, saved.math),
+                 fn);
+  double dtau = 0;
+  throw_on_error(cudaMemcpyAsync(&dtau, gt.data(), sizeof(double), cudaMemcpyDeviceToHost, stream), fn);
+  throw_on_error(cudaStreamSynchronize(stream), fn);
+  return temperature_gradient::from_log_scale(-dtau * o.temperature, o.temperature);
+}
+
+/// Forward and backward; returns the loss (host). *temperature_grad is written when given.
+template <class T>
+double info_nce_forward_backward(device_view<T> a, device_view<T> b, device_out_view<T> grad_a,
+                                 device_out_view<T> grad_b, const info_nce_options& o = {},
+                                 temperature_gradient* temperature_grad = nullptr,
+                                 math_mode m = math_mode::fp32, cudaStream_t stream = nullptr) {
+  const info_nce_device_saved saved = info_nce_forward<T>(a, b, o, m, stream);
+  const temperature_gradient tg = info_nce_backward<T>(a, b, saved, grad_a, grad_b, o, 1.0, stream);
+  if (temperature_grad != nullptr) *temperature_grad = tg;
+  return saved.loss;
+}
+
+}  // namespace cuda
+
+namespace detail {
+/// The generic contrastive::info_nce_* functions land here for device views.
+template <class V>
+struct device_backend<info_nce_tag, V> {
+  static constexpr bool available = true;
+  static cuda::info_nce_device_saved forward(const matrix_view<const V, device_memory>& a,
+                                             const matrix_view<const V, device_memory>& b,
+                                             const info_nce_options& o) {
+    return cuda::info_nce_forward<V>(a, b, o);
+  }
+  static temperature_gradient backward(const matrix_view<const V, device_memory>& a,
+                                       const matrix_view<const V, device_memory>& b,
+                                       const cuda::info_nce_device_saved& saved,
+                                       const matrix_view<V, device_memory>& ga,
+                                       const matrix_view<V, device_memory>& gb,
+                                       const info_nce_options& o, double upstream) {
+    return cuda::info_nce_backward<V>(a, b, saved, ga, gb, o, upstream);
+  }
+};
+}  // namespace detail
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_CUDA_INFO_NCE_CUH

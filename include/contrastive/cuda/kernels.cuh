@@ -1,0 +1,655 @@
+#ifndef CONTRASTIVE_CUDA_KERNELS_CUH
+#define CONTRASTIVE_CUDA_KERNELS_CUH
+
+// Fused streaming kernels of the InfoNCE family (nvcc only; never in the umbrella).
+//
+// One CTA owns a block of BM rows of X and sweeps the rows of Y in tiles of BN. Each logit tile
+// S = X_I Y_J^T is computed on tensor cores (WMMA: bf16/fp16 m16n16k16, tf32 m16n16k8, fp32 on the
+// FMA units), staged once through shared memory, and consumed there:
+// - stats kernel: online (max, sum-exp) per row of X and, for CLIP, per column (row of Y); both are
+//   merged into global packed (max, sum) words with a compare-and-swap, so one sweep gives both
+//   directions and CTAs may split the Y range;
+// - gradient kernel: recomputes the tile, forms the softmax-gradient tile G (core/math.hpp,
+//   softmax_gradient_entry, shared with and tested on the CPU) and accumulates G Y_J into a BM x D
+//   fp32 accumulator held in shared memory (global scratch when D is too large). Called with
+//   (X, Y) = (A, B) it writes dA, with (B, A) dB; NT-Xent (X = Y = Z) needs one call.
+// No N x N matrix exists anywhere: extra memory is O(N) statistics plus, for small N (when the Y
+// range is split across CTAs) or large D, an fp32 N x D gradient scratch.
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <mma.h>
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/math.hpp"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+namespace cuda {
+
+/// How float inputs are multiplied: exact fp32 FMAs, or TF32 tensor cores (10-bit mantissa).
+enum class math_mode { fp32, tf32 };
+
+namespace detail {
+
+constexpr int kThreads = 256;  // 8 warps
+constexpr int kBM = 64;        // rows of X per CTA
+constexpr int kBN = 64;        // rows of Y per tile
+constexpr int kBK = 32;        // D chunk of the logit product
+constexpr int kBD = 64;        // D chunk of the gradient product
+
+/// Rows of a matrix that may be split in two segments (NT-Xent's Z = [A; B]); unit column stride.
+template <class T>
+struct rows2 {
+  T* p0 = nullptr;
+  index_t ld0 = 0, n0 = 0;
+  T* p1 = nullptr;
+  index_t ld1 = 0, n1 = 0;
+  __host__ __device__ index_t rows() const { return n0 + n1; }
+  __device__ T* row(index_t i) const { return i < n0 ? p0 + i * ld0 : p1 + (i - n0) * ld1; }
+};
+
+// ---- element types -------------------------------------------------------------------------
+
+template <class T>
+__device__ inline float to_float(T x) {
+  return static_cast<float>(x);
+}
+template <>
+__device__ inline float to_float<__half>(__half x) {
+  return __half2float(x);
+}
+template <>
+__device__ inline float to_float<__nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+template <class T>
+__device__ inline T from_float(float x) {
+  return static_cast<T>(x);
+}
+template <>
+__device__ inline __half from_float<__half>(float x) {
+  return __float2half_rn(x);
+}
+template <>
+__device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+// ---- tile products -------------------------------------------------------------------------
+// A policy multiplies shared-memory tiles. E is the shared-memory element type. Layouts (row
+// major, leading dimensions in elements, all multiples of 16 bytes):
+//   xs[BM][kLdK], ys[BN][kLdK]        D chunk of X and Y rows
+//   sf[BM][kLdS] (float)              the logit tile (raw dot products)
+//   gs[BM][kLdG], yd[BN][kLdG]        the gradient tile and a D chunk of Y rows
+//   acc[BM][ld_acc] (float)           the gradient accumulator (shared or global memory)
+
+template <class E>
+struct tile_layout {
+  static constexpr int pad = 16 / sizeof(E);  // one 16-byte vector per row against bank conflicts
+  static constexpr int ld_k = kBK + pad;
+  static constexpr int ld_s = kBN + 4;
+  static constexpr int ld_g = kBD + pad;  // kBN == kBD, so gs and yd share it
+  static_assert(kBN == kBD, "gs and yd share one leading dimension");
+};
+
+/// Tensor cores through WMMA. Warp w owns fragment row w/2 and fragment columns 2(w%2)+{0,1} of a
+/// 64 x 64 output, for both products.
+template <class E, class FragE, int K>
+struct wmma_policy {
+  using L = tile_layout<E>;
+  using acc_frag = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, K, float>;
+  using a_row = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, K, FragE, nvcuda::wmma::row_major>;
+  using b_col = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, K, FragE, nvcuda::wmma::col_major>;
+  using b_row = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, K, FragE, nvcuda::wmma::row_major>;
+
+  struct state {
+    acc_frag c[2];
+  };
+
+  template <class F>
+  __device__ static void round(F& f) {
+    if constexpr (std::is_same<FragE, nvcuda::wmma::precision::tf32>::value) {
+#pragma unroll
+      for (int t = 0; t < f.num_elements; ++t) f.x[t] = nvcuda::wmma::__float_to_tf32(f.x[t]);
+    }
+  }
+
+  __device__ static void zero(state& st) {
+    nvcuda::wmma::fill_fragment(st.c[0], 0.0f);
+    nvcuda::wmma::fill_fragment(st.c[1], 0.0f);
+  }
+
+  /// st += xs ys^T over one kBK chunk.
+  __device__ static void logits(state& st, const E* xs, const E* ys) {
+    const int w = threadIdx.x / 32, fr = w / 2, fc = (w % 2) * 2;
+#pragma unroll
+    for (int kk = 0; kk < kBK; kk += K) {
+      a_row a;
+      nvcuda::wmma::load_matrix_sync(a, xs + 16 * fr * L::ld_k + kk, L::ld_k);
+      round(a);
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        b_col b;
+        nvcuda::wmma::load_matrix_sync(b, ys + 16 * (fc + c) * L::ld_k + kk, L::ld_k);
+        round(b);
+        nvcuda::wmma::mma_sync(st.c[c], a, b, st.c[c]);
+      }
+    }
+  }
+
+  __device__ static void store_logits(const state& st, float* sf) {
+    const int w = threadIdx.x / 32, fr = w / 2, fc = (w % 2) * 2;
+#pragma unroll
+    for (int c = 0; c < 2; ++c)
+      nvcuda::wmma::store_matrix_sync(sf + 16 * fr * L::ld_s + 16 * (fc + c), st.c[c], L::ld_s,
+                                      nvcuda::wmma::mem_row_major);
+  }
+
+  /// acc[:, 0:kBD] += gs yd (acc points at the chunk's first column).
+  __device__ static void gradient(float* acc, int ld_acc, const E* gs, const E* yd) {
+    const int w = threadIdx.x / 32, fr = w / 2, fc = (w % 2) * 2;
+    acc_frag c[2];
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+      nvcuda::wmma::load_matrix_sync(c[j], acc + 16 * fr * ld_acc + 16 * (fc + j), ld_acc,
+                                     nvcuda::wmma::mem_row_major);
+#pragma unroll
+    for (int kk = 0; kk < kBN; kk += K) {
+      a_row a;
+      nvcuda::wmma::load_matrix_sync(a, gs + 16 * fr * L::ld_g + kk, L::ld_g);
+      round(a);
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        b_row b;
+        nvcuda::wmma::load_matrix_sync(b, yd + kk * L::ld_g + 16 * (fc + j), L::ld_g);
+        round(b);
+        nvcuda::wmma::mma_sync(c[j], a, b, c[j]);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+      nvcuda::wmma::store_matrix_sync(acc + 16 * fr * ld_acc + 16 * (fc + j), c[j], ld_acc,
+                                      nvcuda::wmma::mem_row_major);
+  }
+};
+
+/// Plain fp32 FMAs. Thread t owns rows ty + 16 r and columns tx + 16 c (r, c < 4), ty = t / 16,
+/// tx = t % 16, of a 64 x 64 output: strided so that a warp reads distinct banks.
+struct simt_policy {
+  using L = tile_layout<float>;
+  struct state {
+    float c[4][4];
+  };
+  __device__ static void zero(state& st) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) st.c[r][c] = 0.f;
+  }
+  __device__ static void logits(state& st, const float* xs, const float* ys) {
+    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+#pragma unroll 8
+    for (int k = 0; k < kBK; ++k) {
+      float a[4], b[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) a[r] = xs[(ty + 16 * r) * L::ld_k + k];
+#pragma unroll
+      for (int c = 0; c < 4; ++c) b[c] = ys[(tx + 16 * c) * L::ld_k + k];
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) st.c[r][c] = fmaf(a[r], b[c], st.c[r][c]);
+    }
+  }
+  __device__ static void store_logits(const state& st, float* sf) {
+    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) sf[(ty + 16 * r) * L::ld_s + tx + 16 * c] = st.c[r][c];
+  }
+  __device__ static void gradient(float* acc, int ld_acc, const float* gs, const float* yd) {
+    const int ty = threadIdx.x / 16, tx = threadIdx.x % 16;
+    float c4[4][4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) c4[r][c] = acc[(ty + 16 * r) * ld_acc + tx + 16 * c];
+#pragma unroll 8
+    for (int k = 0; k < kBN; ++k) {
+      float a[4], b[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) a[r] = gs[(ty + 16 * r) * L::ld_g + k];
+#pragma unroll
+      for (int c = 0; c < 4; ++c) b[c] = yd[k * L::ld_g + tx + 16 * c];
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) c4[r][c] = fmaf(a[r], b[c], c4[r][c]);
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[(ty + 16 * r) * ld_acc + tx + 16 * c] = c4[r][c];
+  }
+};
+
+/// Input type In, math mode -> shared-memory element and tile policy.
+template <class In, bool Tf32>
+struct policy_for;
+template <>
+struct policy_for<float, false> {
+  using elem = float;
+  using type = simt_policy;
+};
+template <>
+struct policy_for<float, true> {
+  using elem = float;
+  using type = wmma_policy<float, nvcuda::wmma::precision::tf32, 8>;
+};
+template <>
+struct policy_for<__half, false> {
+  using elem = __half;
+  using type = wmma_policy<__half, __half, 16>;
+};
+template <>
+struct policy_for<__nv_bfloat16, false> {
+  using elem = __nv_bfloat16;
+  using type = wmma_policy<__nv_bfloat16, __nv_bfloat16, 16>;
+};
+
+// ---- global -> shared staging --------------------------------------------------------------
+
+/// dst[r][c] = src row (row0 + r), column (col0 + c), zero outside the matrix; rows x cols tile.
+/// Vectorised (16 bytes per thread) when the caller proved alignment (vec).
+template <class In, class E, int Rows, int Cols>
+__device__ inline void load_tile(E* dst, int ld_dst, const rows2<const In>& src, index_t n,
+                                 index_t row0, index_t d, index_t col0, bool vec) {
+  constexpr int V = 16 / sizeof(In);
+  if (std::is_same<In, E>::value && vec) {
+    constexpr int vecs_per_row = Cols / V;
+    for (int e = threadIdx.x; e < Rows * vecs_per_row; e += kThreads) {
+      const int r = e / vecs_per_row, c = (e % vecs_per_row) * V;
+      const index_t gi = row0 + r, gk = col0 + c;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (gi < n && gk < d) v = *reinterpret_cast<const uint4*>(src.row(gi) + gk);  // d % V == 0
+      *reinterpret_cast<uint4*>(dst + r * ld_dst + c) = v;
+    }
+  } else {
+    for (int e = threadIdx.x; e < Rows * Cols; e += kThreads) {
+      const int r = e / Cols, c = e % Cols;
+      const index_t gi = row0 + r, gk = col0 + c;
+      float v = 0.f;
+      if (gi < n && gk < d) v = to_float(src.row(gi)[gk]);
+      dst[r * ld_dst + c] = from_float<E>(v);
+    }
+  }
+}
+
+// ---- packed (max, sum) statistics ----------------------------------------------------------
+
+__device__ __host__ inline unsigned long long pack_stat(float m, float s) {
+#ifdef __CUDA_ARCH__
+  return (static_cast<unsigned long long>(__float_as_uint(s)) << 32) | __float_as_uint(m);
+#else
+  unsigned mu, su;
+  std::memcpy(&mu, &m, 4);
+  std::memcpy(&su, &s, 4);
+  return (static_cast<unsigned long long>(su) << 32) | mu;
+#endif
+}
+
+/// Merges (m, s) into *addr with compare-and-swap: the online-LSE merge of core/math.hpp.
+__device__ inline void merge_stat(unsigned long long* addr, float m, float s) {
+  if (!(s > 0.f)) return;  // the identity (-inf, 0)
+  unsigned long long old = *reinterpret_cast<volatile unsigned long long*>(addr), assumed;
+  do {
+    assumed = old;
+    online_lse<float> a{__uint_as_float(static_cast<unsigned>(assumed)),
+                        __uint_as_float(static_cast<unsigned>(assumed >> 32))};
+    a.merge(online_lse<float>{m, s});
+    old = atomicCAS(addr, assumed, pack_stat(a.max, a.sum));
+  } while (old != assumed);
+}
+
+/// Online (max, sum) of a warp's lanes in groups of G consecutive lanes, returned to every lane.
+template <int G>
+__device__ inline online_lse<float> group_merge(online_lse<float> v) {
+#pragma unroll
+  for (int off = 1; off < G; off *= 2) {
+    online_lse<float> o{__shfl_xor_sync(0xffffffffu, v.max, off), __shfl_xor_sync(0xffffffffu, v.sum, off)};
+    v.merge(o);
+  }
+  return v;
+}
+
+// ---- kernels -------------------------------------------------------------------------------
+
+/// The problem one sweep sees: rows of X against rows of Y, logits scale * <x_i, y_j>.
+template <class In>
+struct sweep_args {
+  rows2<const In> x, y;
+  index_t nx = 0, ny = 0, d = 0;
+  float scale = 1.f;
+  bool mask_self = false;  // NT-Xent: j == i is not a candidate
+  bool vec = false;        // 16-byte loads are aligned
+  int tiles_per_split = 0; // Y tiles per CTA along grid.y
+};
+
+template <class E>
+struct stats_smem {
+  E xs[kBM * tile_layout<E>::ld_k];
+  E ys[kBN * tile_layout<E>::ld_k];
+  float sf[kBM * tile_layout<E>::ld_s];
+  float row_m[kBM], row_s[kBM];
+};
+
+/// Forward sweep: per-row (and with col != nullptr per-column) packed (max, sum-exp) statistics.
+template <class In, bool Tf32>
+__global__ void __launch_bounds__(kThreads)
+    stats_kernel(sweep_args<In> p, unsigned long long* row, unsigned long long* col) {
+  using E = typename policy_for<In, Tf32>::elem;
+  using P = typename policy_for<In, Tf32>::type;
+  using L = tile_layout<E>;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  auto& sm = *reinterpret_cast<stats_smem<E>*>(smem_raw);
+
+  const index_t i0 = static_cast<index_t>(blockIdx.x) * kBM;
+  const index_t tiles = (p.ny + kBN - 1) / kBN;
+  const index_t t_begin = static_cast<index_t>(blockIdx.y) * p.tiles_per_split;
+  const index_t t_end = t_begin + p.tiles_per_split < tiles ? t_begin + p.tiles_per_split : tiles;
+  if (threadIdx.x < kBM) {
+    sm.row_m[threadIdx.x] = -infinity<float>();
+    sm.row_s[threadIdx.x] = 0.f;
+  }
+  const int lane4 = threadIdx.x % 4, slot = threadIdx.x / 4;  // 4 threads per row or column
+
+  for (index_t t = t_begin; t < t_end; ++t) {
+    const index_t j0 = t * kBN;
+    typename P::state st;
+    P::zero(st);
+    for (index_t k0 = 0; k0 < p.d; k0 += kBK) {
+      __syncthreads();  // previous chunk (or the previous tile's statistics) fully read
+      load_tile<In, E, kBM, kBK>(sm.xs, L::ld_k, p.x, p.nx, i0, p.d, k0, p.vec);
+      load_tile<In, E, kBN, kBK>(sm.ys, L::ld_k, p.y, p.ny, j0, p.d, k0, p.vec);
+      __syncthreads();
+      P::logits(st, sm.xs, sm.ys);
+    }
+    P::store_logits(st, sm.sf);
+    __syncthreads();
+
+    {  // rows: thread (slot, lane4) folds columns lane4, lane4 + 4, ...
+      const int r = slot;
+      const index_t gi = i0 + r;
+      online_lse<float> v;
+      if (gi < p.nx) {
+        for (int c = lane4; c < kBN; c += 4) {
+          const index_t gj = j0 + c;
+          if (gj < p.ny && !(p.mask_self && gj == gi)) v.push(p.scale * sm.sf[r * L::ld_s + c]);
+        }
+      }
+      v = group_merge<4>(v);
+      if (lane4 == 0 && gi < p.nx) {
+        online_lse<float> cur{sm.row_m[r], sm.row_s[r]};
+        cur.merge(v);
+        sm.row_m[r] = cur.max;
+        sm.row_s[r] = cur.sum;
+      }
+    }
+    if (col != nullptr) {  // columns: thread (slot, lane4) folds rows lane4, lane4 + 4, ...
+      const int c = slot;
+      const index_t gj = j0 + c;
+      online_lse<float> v;
+      if (gj < p.ny) {
+        for (int r = lane4; r < kBM; r += 4) {
+          const index_t gi = i0 + r;
+          if (gi < p.nx && !(p.mask_self && gj == gi)) v.push(p.scale * sm.sf[r * L::ld_s + c]);
+        }
+      }
+      v = group_merge<4>(v);
+      if (lane4 == 0 && gj < p.ny) merge_stat(col + gj, v.max, v.sum);
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x < kBM && i0 + threadIdx.x < p.nx)
+    merge_stat(row + i0 + threadIdx.x, sm.row_m[threadIdx.x], sm.row_s[threadIdx.x]);
+}
+
+/// What the gradient sweep needs besides the inputs: G entries come from
+/// softmax_gradient_entry(L, lse_x[i], lse_y[j], w_x, w_y, target).
+template <class Out>
+struct gradient_args {
+  const float* lse_x = nullptr;  // one per row of X
+  const float* lse_y = nullptr;  // one per row of Y
+  float w_x = 0.f, w_y = 0.f;    // weights of the two softmax terms
+  float on_target = 1.f;         // target weight of the positive, 1 - eps
+  float off_target = 0.f;        // target weight of every candidate, eps / |C|
+  index_t pos_shift = 0;         // positive of row i: row (i + pos_shift) mod ny of Y
+  float out_scale = 1.f;         // scale * upstream * reduction weight
+  bool accumulate = false;       // add into out
+  rows2<Out> out;                // gradient rows of X (direct mode)
+  float* scratch = nullptr;      // fp32 nx x d: atomics (split mode) or the accumulator (large D)
+  bool split = false;            // several CTAs per row block: atomically add into scratch
+  bool acc_in_smem = true;
+  int ld_acc = 0;                // accumulator leading dimension (>= d rounded up to kBD)
+  double* moment = nullptr;      // sum of G_ij <x_i, y_j> (for the temperature gradient)
+  float moment_weight = 0.f;
+};
+
+template <class E>
+struct gradient_smem_fixed {
+  E xs[kBM * tile_layout<E>::ld_k];
+  E ys[kBN * tile_layout<E>::ld_k];
+  float sf[kBM * tile_layout<E>::ld_s];
+  E gs[kBM * tile_layout<E>::ld_g];
+  float lse_x[kBM], lse_y[kBN];
+  double red[kThreads / 32];
+};
+// yd (a D chunk of Y rows) reuses xs/ys, which are idle while the gradient product runs.
+template <class E>
+struct yd_fits_in_staging
+    : std::integral_constant<bool, kBN * tile_layout<E>::ld_g <= (kBM + kBN) * tile_layout<E>::ld_k> {};
+
+template <class In, bool Tf32, class Out>
+__global__ void __launch_bounds__(kThreads)
+    gradient_kernel(sweep_args<In> p, gradient_args<Out> g) {
+  using E = typename policy_for<In, Tf32>::elem;
+  using P = typename policy_for<In, Tf32>::type;
+  using L = tile_layout<E>;
+  static_assert(yd_fits_in_staging<E>::value, "staging too small for the gradient chunk");
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  auto& sm = *reinterpret_cast<gradient_smem_fixed<E>*>(smem_raw);
+  E* yd = sm.xs;  // contiguous with ys
+  const index_t i0 = static_cast<index_t>(blockIdx.x) * kBM;
+  constexpr std::size_t fixed = (sizeof(gradient_smem_fixed<E>) + 127) / 128 * 128;
+  float* acc = g.acc_in_smem ? reinterpret_cast<float*>(smem_raw + fixed) : g.scratch + i0 * g.ld_acc;
+  const index_t d_round = (p.d + kBD - 1) / kBD * kBD;
+
+  for (index_t e = threadIdx.x; e < kBM * d_round; e += kThreads) {
+    const index_t r = e / d_round, c = e % d_round;
+    acc[r * g.ld_acc + c] = 0.f;
+  }
+  if (threadIdx.x < kBM)
+    sm.lse_x[threadIdx.x] =
+        g.lse_x != nullptr && i0 + threadIdx.x < p.nx ? g.lse_x[i0 + threadIdx.x] : 0.f;
+
+  const index_t tiles = (p.ny + kBN - 1) / kBN;
+  const index_t t_begin = static_cast<index_t>(blockIdx.y) * p.tiles_per_split;
+  const index_t t_end = t_begin + p.tiles_per_split < tiles ? t_begin + p.tiles_per_split : tiles;
+  double moment = 0;
+
+  for (index_t t = t_begin; t < t_end; ++t) {
+    const index_t j0 = t * kBN;
+    typename P::state st;
+    P::zero(st);
+    for (index_t k0 = 0; k0 < p.d; k0 += kBK) {
+      __syncthreads();
+      load_tile<In, E, kBM, kBK>(sm.xs, L::ld_k, p.x, p.nx, i0, p.d, k0, p.vec);
+      load_tile<In, E, kBN, kBK>(sm.ys, L::ld_k, p.y, p.ny, j0, p.d, k0, p.vec);
+      if (k0 == 0 && threadIdx.x < kBN)
+        sm.lse_y[threadIdx.x] =
+            g.lse_y != nullptr && j0 + threadIdx.x < p.ny ? g.lse_y[j0 + threadIdx.x] : 0.f;
+      __syncthreads();
+      P::logits(st, sm.xs, sm.ys);
+    }
+    P::store_logits(st, sm.sf);
+    __syncthreads();
+
+    for (int e = threadIdx.x; e < kBM * kBN; e += kThreads) {
+      const int r = e / kBN, c = e % kBN;
+      const index_t gi = i0 + r, gj = j0 + c;
+      float v = 0.f;
+      if (gi < p.nx && gj < p.ny && !(p.mask_self && gi == gj)) {
+        const float dot = sm.sf[r * L::ld_s + c];
+        index_t pos = gi + g.pos_shift;
+        if (pos >= p.ny) pos -= p.ny;
+        const float target = (gj == pos ? g.on_target : 0.f) + g.off_target;
+        v = softmax_gradient_entry(p.scale * dot, sm.lse_x[r], sm.lse_y[c], g.w_x, g.w_y, target);
+        moment += static_cast<double>(v) * dot;
+      }
+      sm.gs[r * L::ld_g + c] = from_float<E>(v);
+    }
+
+    for (index_t d0 = 0; d0 < p.d; d0 += kBD) {
+      __syncthreads();  // gs complete; yd (aliasing xs/ys) free
+      load_tile<In, E, kBN, kBD>(yd, L::ld_g, p.y, p.ny, j0, p.d, d0, p.vec);
+      __syncthreads();
+      P::gradient(acc + d0, g.ld_acc, sm.gs, yd);
+    }
+  }
+
+  if (g.moment != nullptr && g.moment_weight != 0.f) {
+    for (int off = 16; off > 0; off /= 2) moment += __shfl_xor_sync(0xffffffffu, moment, off);
+    if (threadIdx.x % 32 == 0) sm.red[threadIdx.x / 32] = moment;
+  }
+  __syncthreads();
+  if (g.moment != nullptr && g.moment_weight != 0.f && threadIdx.x == 0) {
+    double s = 0;
+    for (int w = 0; w < kThreads / 32; ++w) s += sm.red[w];
+    atomicAdd(g.moment, s * g.moment_weight);
+  }
+
+  // Write out: direct (this CTA owns the rows) or added into the fp32 scratch (split mode).
+  for (index_t e = threadIdx.x; e < kBM * p.d; e += kThreads) {
+    const index_t r = e / p.d, c = e % p.d, gi = i0 + r;
+    if (gi >= p.nx) continue;
+    const float v = acc[r * g.ld_acc + c] * g.out_scale;
+    if (g.split) {
+      atomicAdd(g.scratch + gi * p.d + c, v);
+    } else if (g.acc_in_smem) {
+      Out* o = g.out.row(gi) + c;
+      *o = from_float<Out>(g.accumulate ? to_float(*o) + v : v);
+    } else {
+      acc[r * g.ld_acc + c] = v;  // scaled in place; finish_kernel copies it out
+    }
+  }
+}
+
+/// out = scratch (+ out when accumulating), converted to Out. Scratch rows have leading dimension
+/// ld (d in split mode, the accumulator's ld otherwise).
+template <class Out>
+__global__ void finish_kernel(rows2<Out> out, const float* scratch, index_t n, index_t d, index_t ld,
+                              bool accumulate) {
+  const index_t total = n * d;
+  for (index_t e = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const index_t r = e / d, c = e % d;
+    Out* o = out.row(r) + c;
+    const float v = scratch[r * ld + c];
+    *o = from_float<Out>(accumulate ? to_float(*o) + v : v);
+  }
+}
+
+template <class Unused = void>  // a template, so the header defines it once per program
+__global__ void init_stats_kernel(unsigned long long* s, index_t n) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x)
+    s[i] = pack_stat(-infinity<float>(), 0.f);
+}
+
+/// lse[i] = max + log(sum) of the packed statistics (-inf for an empty set).
+template <class Unused = void>  // a template, so the header defines it once per program
+__global__ void finish_stats_kernel(const unsigned long long* s, float* lse, index_t n,
+                                           index_t stride) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const online_lse<float> v{__uint_as_float(static_cast<unsigned>(s[i])),
+                              __uint_as_float(static_cast<unsigned>(s[i] >> 32))};
+    lse[i * stride] = v.sum > 0.f ? v.max + logf(v.sum) : -infinity<float>();
+  }
+}
+
+/// sum[c] += column sums of rows [r0, r1) of Y in double: grid (ceil(d / 256), row chunks).
+template <class In>
+__global__ void column_sum_kernel(rows2<const In> y, index_t n, index_t d, index_t rows_per_chunk,
+                                  double* sum) {
+  const index_t c = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
+  if (c >= d) return;
+  const index_t r0 = blockIdx.y * rows_per_chunk;
+  const index_t r1 = r0 + rows_per_chunk < n ? r0 + rows_per_chunk : n;
+  double s = 0;
+  for (index_t r = r0; r < r1; ++r) s += to_float(y.row(r)[c]);
+  atomicAdd(sum + c, s);
+}
+
+/// Per-anchor loss terms, one warp per row of X:
+///   term_i = lse_i - on * scale <x_i, y_pos(i)> - off * scale <x_i, ysum - [mask_self] x_i>
+template <class In>
+__global__ void loss_terms_kernel(sweep_args<In> p, const float* lse, index_t lse_stride,
+                                  index_t pos_shift, float on, float off, const double* ysum,
+                                  double* terms) {
+  const index_t i = (blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (i >= p.nx) return;
+  index_t pos = i + pos_shift;
+  if (pos >= p.ny) pos -= p.ny;
+  const In* x = p.x.row(i);
+  const In* y = p.y.row(pos);
+  double dp = 0, ds = 0;
+  for (index_t c = lane; c < p.d; c += 32) {
+    const double xv = to_float(x[c]);
+    dp += xv * to_float(y[c]);
+    if (off != 0.f) ds += xv * (ysum[c] - (p.mask_self ? xv : 0.0));
+  }
+  for (int o = 16; o > 0; o /= 2) {
+    dp += __shfl_xor_sync(0xffffffffu, dp, o);
+    ds += __shfl_xor_sync(0xffffffffu, ds, o);
+  }
+  if (lane == 0)
+    terms[i] = static_cast<double>(lse[i * lse_stride]) - on * double(p.scale) * dp -
+               off * double(p.scale) * ds;
+}
+
+/// *out = weight * sum(terms), in one block with a fixed order (deterministic).
+template <class Unused = void>  // a template, so the header defines it once per program
+__global__ void sum_kernel(const double* terms, index_t n, double weight, double* out,
+                                  bool add) {
+  __shared__ double red[1024];
+  double s = 0;
+  for (index_t i = threadIdx.x; i < n; i += blockDim.x) s += terms[i];
+  red[threadIdx.x] = s;
+  __syncthreads();
+  for (int h = blockDim.x / 2; h > 0; h /= 2) {
+    if (static_cast<int>(threadIdx.x) < h) red[threadIdx.x] += red[threadIdx.x + h];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *out = (add ? *out : 0.0) + weight * red[0];
+}
+
+/// grad_temperature = -scale^2 * weight * moment (d tau of a loss of logits scale * dot).
+template <class Unused = void>  // a template, so the header defines it once per program
+__global__ void temperature_kernel(const double* moment, double weight, double scale,
+                                          double* grad_temperature) {
+  *grad_temperature = -scale * scale * weight * *moment;
+}
+
+}  // namespace detail
+}  // namespace cuda
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_CUDA_KERNELS_CUH

@@ -1,0 +1,28 @@
+#ifndef CONTRASTIVE_LOSSES_NT_XENT_OPTIONS_HPP
+#define CONTRASTIVE_LOSSES_NT_XENT_OPTIONS_HPP
+
+// The options of nt_xent.hpp, apart so that the CUDA path (cuda/nt_xent.cuh, nvcc) takes the same
+// struct without Eigen.
+
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/loss_types.hpp"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+struct nt_xent_options {
+  double temperature = 0.1;    // tau > 0; logits are <z_i, z_j> / tau
+  double label_smoothing = 0;  // eps in [0, 1); spread over the 2N - 1 candidates
+  // Multiple positives: one label per sample (length N), inherited by both views. Without
+  // labels the positive of view i is the other view of the same sample.
+  label_span labels{};
+  loss_reduction reduction = loss_reduction::mean;
+  index_t tile_rows = 256;  // NT-Xent tiles are square: min(tile_rows, tile_cols)
+  index_t tile_cols = 256;
+  bool accumulate = false;
+  int num_threads = 0;        // 0: all OpenMP threads; results do not depend on it
+  bool cache_logits = false;  // cached mode, as in info_nce_options (about 2 N^2 elements)
+};
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_NT_XENT_OPTIONS_HPP
