@@ -395,7 +395,8 @@ CONTRASTIVE_NAMESPACE_BEGIN
 
 template <class T>
 CONTRASTIVE_HOST_DEVICE constexpr T infinity() noexcept {
-  return std::numeric_limits<T>::infinity();
+  // __builtin_huge_val is constexpr in both of nvcc's passes; numeric_limits is host-only there.
+  return static_cast<T>(__builtin_huge_val());
 }
 
 namespace detail {
@@ -483,6 +484,20 @@ struct online_softmax {
 template <class T>
 CONTRASTIVE_HOST_DEVICE inline T softmax_grad(T s, T lse, T q) noexcept {
   return detail::exp_(s - lse) - q;
+}
+
+/// One entry of the softmax-gradient tile of the InfoNCE family, before the reduction weight:
+///   w_x exp(logit - lse_x) + w_y exp(logit - lse_y) - (w_x + w_y) target
+/// lse_x is the log-normaliser of the entry's row (the row softmax P), lse_y that of its column
+/// (Q); CLIP's G = (P + Q - 2 T) / 2N has w_x = w_y = 1, InfoNCE's (P - T) / N has w_y = 0. A zero
+/// weight skips its exponential (its lse need not be valid). Shared by the CUDA kernels.
+template <class T>
+CONTRASTIVE_HOST_DEVICE inline T softmax_gradient_entry(T logit, T lse_x, T lse_y, T w_x, T w_y,
+                                                        T target) noexcept {
+  T g = -(w_x + w_y) * target;
+  if (w_x != T(0)) g += w_x * detail::exp_(logit - lse_x);
+  if (w_y != T(0)) g += w_y * detail::exp_(logit - lse_y);
+  return g;
 }
 
 CONTRASTIVE_NAMESPACE_END
@@ -734,6 +749,16 @@ CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_CORE_GEMM_HPP
 // ---- end contrastive/core/gemm.hpp ----
+// ---- begin contrastive/core/loss_types.hpp ----
+#ifndef CONTRASTIVE_CORE_LOSS_TYPES_HPP
+#define CONTRASTIVE_CORE_LOSS_TYPES_HPP
+
+// Option and result types shared by the losses, free of Eigen so that the CUDA path (nvcc) can
+// use them too.
+
+#include <cstdint>
+#include <vector>
+
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
@@ -764,6 +789,32 @@ struct temperature_gradient {
     return temperature_gradient{dtheta, -dtheta / tau, dtheta * tau};
   }
 };
+
+namespace detail {
+/// Hook of the generic front-end functions for device views (memory-space tag device_memory):
+/// cuda/<loss>.cuh specialises it for its loss tag; without that header it is unavailable and
+/// the front-end says which header to include.
+template <class LossTag, class View>
+struct device_backend {
+  static constexpr bool available = false;
+};
+struct info_nce_tag {};
+struct nt_xent_tag {};
+}  // namespace detail
+
+namespace cuda {
+// What the CUDA forwards return (cuda/info_nce.cuh, cuda/nt_xent.cuh); declared here so that the
+// generic backward has an overload for them.
+struct info_nce_device_saved;
+struct nt_xent_device_saved;
+}  // namespace cuda
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_CORE_LOSS_TYPES_HPP
+// ---- end contrastive/core/loss_types.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
 
 namespace detail {
 
@@ -995,6 +1046,26 @@ auto input_view(const A& a) {
   return const_view(v);
 }
 
+/// Does A view device memory? Then the generic entry points hand it to the CUDA path.
+template <class A, bool = is_tensor_like<A>::value>
+struct is_device_input : std::false_type {};
+template <class A>
+struct is_device_input<A, true>
+    : std::is_same<typename decltype(as_view(std::declval<const A&>()))::memory_space,
+                   device_memory> {};
+
+/// The CUDA implementation of loss Tag for A's element type, with a clear error when its header
+/// was not included.
+template <class Tag, class A>
+struct device_backend_of {
+  using type = device_backend<
+      Tag, std::remove_const_t<typename decltype(as_view(std::declval<const A&>()))::value_type>>;
+  static_assert(type::available,
+                "contrastive: device views need the loss's CUDA header, e.g. "
+                "#include <contrastive/cuda/info_nce.cuh> or <contrastive/cuda/nt_xent.cuh>, in a "
+                "file compiled by nvcc");
+};
+
 template <class G>
 auto output_view(G&& g) {
   static_assert(is_writable_tensor<G&&>::value,
@@ -1121,6 +1192,12 @@ constexpr matrix_view<T> make_view(T* data, index_t rows, index_t cols, index_t 
 }
 
 /// A view of device memory (for the CUDA specialisations); made explicitly, never guessed.
+template <class T>
+constexpr matrix_view<T, device_memory> make_device_view(T* data, index_t rows, index_t cols) noexcept {
+  return matrix_view<T, device_memory>(data, rows, cols, cols, 1);
+}
+
+/// A device view with explicit strides, in elements.
 template <class T>
 constexpr matrix_view<T, device_memory> make_device_view(T* data, index_t rows, index_t cols,
                                                          index_t row_stride, index_t col_stride) noexcept {
@@ -1750,6 +1827,13 @@ CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_CORE_TILING_HPP
 // ---- end contrastive/core/tiling.hpp ----
+// ---- begin contrastive/losses/info_nce_options.hpp ----
+#ifndef CONTRASTIVE_LOSSES_INFO_NCE_OPTIONS_HPP
+#define CONTRASTIVE_LOSSES_INFO_NCE_OPTIONS_HPP
+
+// The options of info_nce.hpp, apart so that the CUDA path (cuda/info_nce.cuh, nvcc) takes the same
+// struct without Eigen.
+
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
@@ -1772,6 +1856,13 @@ struct info_nce_options {
   // workspace is given. Inputs must not change between the two calls.
   bool cache_logits = false;
 };
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_INFO_NCE_OPTIONS_HPP
+// ---- end contrastive/losses/info_nce_options.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
 
 /// What the forward keeps for the backward: O(N) statistics, never an N x N matrix.
 template <class T>
@@ -2176,12 +2267,18 @@ std::size_t info_nce_workspace_bytes(const A& a, const B& b, const info_nce_opti
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto info_nce_forward(const A& a, const B& b, const info_nce_options& o = {}, workspace ws = {}) {
-  const auto va = detail::input_view(a);
-  const auto vb = detail::input_view(b);
-  using T = typename decltype(va)::value_type;
-  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                "contrastive: 'a' and 'b' must have the same element type");
-  return detail::info_nce_forward_impl<T>(va, vb, o, ws);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/info_nce.cuh; ws is the CPU's
+    (void)ws;
+    return detail::device_backend_of<detail::info_nce_tag, A>::type::forward(as_view(a),
+                                                                          as_view(b), o);
+  } else {
+    const auto va = detail::input_view(a);
+    const auto vb = detail::input_view(b);
+    using T = typename decltype(va)::value_type;
+    static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
+                  "contrastive: 'a' and 'b' must have the same element type");
+    return detail::info_nce_forward_impl<T>(va, vb, o, ws);
+  }
 }
 
 /// Backward pass: writes (or, with options.accumulate, adds) upstream * dL/da and dL/db into the
@@ -2203,6 +2300,16 @@ temperature_gradient info_nce_backward(const A& a, const B& b, const info_nce_sa
   return detail::info_nce_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
 }
 
+/// Backward of a forward run on device views (the CUDA path; needs cuda/info_nce.cuh).
+template <class A, class B, class GA, class GB>
+temperature_gradient info_nce_backward(const A& a, const B& b,
+                                    const cuda::info_nce_device_saved& saved,
+                                    GA&& grad_a, GB&& grad_b, const info_nce_options& o = {},
+                                    double upstream = 1.0, workspace = {}) {
+  return detail::device_backend_of<detail::info_nce_tag, A>::type::backward(
+      as_view(a), as_view(b), saved, as_view(grad_a), as_view(grad_b), o, upstream);
+}
+
 /// Forward and backward in one call; returns the loss. The temperature gradient is written to
 /// *temperature_grad when given.
 template <class A, class B, class GA, class GB>
@@ -2212,10 +2319,12 @@ auto info_nce_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                                temperature_gradient* temperature_grad = nullptr,
                                workspace ws = {}) {
   std::vector<unsigned char> own;  // cached mode needs one workspace shared by both passes
-  if (o.cache_logits && ws.data == nullptr) {
-    own.resize(info_nce_workspace_bytes(a, b, o) + detail::packing_bytes(as_view(grad_a)) +
-               detail::packing_bytes(as_view(grad_b)));
-    ws = workspace{own.data(), own.size()};
+  if constexpr (!detail::is_device_input<A>::value) {  // no cached mode on the GPU
+    if (o.cache_logits && ws.data == nullptr) {
+      own.resize(info_nce_workspace_bytes(a, b, o) + detail::packing_bytes(as_view(grad_a)) +
+                 detail::packing_bytes(as_view(grad_b)));
+      ws = workspace{own.data(), own.size()};
+    }
   }
   const auto saved = info_nce_forward(a, b, o, ws);
   const temperature_gradient tg =
@@ -2243,6 +2352,13 @@ CONTRASTIVE_NAMESPACE_END
 #include <utility>
 #include <vector>
 
+// ---- begin contrastive/losses/nt_xent_options.hpp ----
+#ifndef CONTRASTIVE_LOSSES_NT_XENT_OPTIONS_HPP
+#define CONTRASTIVE_LOSSES_NT_XENT_OPTIONS_HPP
+
+// The options of nt_xent.hpp, apart so that the CUDA path (cuda/nt_xent.cuh, nvcc) takes the same
+// struct without Eigen.
+
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
@@ -2259,6 +2375,13 @@ struct nt_xent_options {
   int num_threads = 0;        // 0: all OpenMP threads; results do not depend on it
   bool cache_logits = false;  // cached mode, as in info_nce_options (about 2 N^2 elements)
 };
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_NT_XENT_OPTIONS_HPP
+// ---- end contrastive/losses/nt_xent_options.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
 
 template <class T>
 struct nt_xent_saved {
@@ -2584,12 +2707,18 @@ std::size_t nt_xent_workspace_bytes(index_t n, index_t d, const nt_xent_options&
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, workspace ws = {}) {
-  const auto va = detail::input_view(a);
-  const auto vb = detail::input_view(b);
-  using T = typename decltype(va)::value_type;
-  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                "contrastive: 'a' and 'b' must have the same element type");
-  return detail::nt_xent_forward_impl<T>(va, vb, o, ws);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/nt_xent.cuh; ws is the CPU's
+    (void)ws;
+    return detail::device_backend_of<detail::nt_xent_tag, A>::type::forward(as_view(a),
+                                                                          as_view(b), o);
+  } else {
+    const auto va = detail::input_view(a);
+    const auto vb = detail::input_view(b);
+    using T = typename decltype(va)::value_type;
+    static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
+                  "contrastive: 'a' and 'b' must have the same element type");
+    return detail::nt_xent_forward_impl<T>(va, vb, o, ws);
+  }
 }
 
 template <class A, class B, class T, class GA, class GB>
@@ -2609,6 +2738,16 @@ temperature_gradient nt_xent_backward(const A& a, const B& b, const nt_xent_save
   return detail::nt_xent_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
 }
 
+/// Backward of a forward run on device views (the CUDA path; needs cuda/nt_xent.cuh).
+template <class A, class B, class GA, class GB>
+temperature_gradient nt_xent_backward(const A& a, const B& b,
+                                    const cuda::nt_xent_device_saved& saved,
+                                    GA&& grad_a, GB&& grad_b, const nt_xent_options& o = {},
+                                    double upstream = 1.0, workspace = {}) {
+  return detail::device_backend_of<detail::nt_xent_tag, A>::type::backward(
+      as_view(a), as_view(b), saved, as_view(grad_a), as_view(grad_b), o, upstream);
+}
+
 template <class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto nt_xent_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
@@ -2616,13 +2755,15 @@ auto nt_xent_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                               temperature_gradient* temperature_grad = nullptr,
                               workspace ws = {}) {
   std::vector<unsigned char> own;  // cached mode needs one workspace shared by both passes
-  if (o.cache_logits && ws.data == nullptr) {
-    const auto va = detail::input_view(a);
-    using T = typename decltype(va)::value_type;
-    own.resize(nt_xent_workspace_bytes<T>(va.rows(), va.cols(), o) + detail::packing_bytes(va) +
-               detail::packing_bytes(detail::input_view(b)) +
-               detail::packing_bytes(as_view(grad_a)) + detail::packing_bytes(as_view(grad_b)));
-    ws = workspace{own.data(), own.size()};
+  if constexpr (!detail::is_device_input<A>::value) {  // no cached mode on the GPU
+    if (o.cache_logits && ws.data == nullptr) {
+      const auto va = detail::input_view(a);
+      using T = typename decltype(va)::value_type;
+      own.resize(nt_xent_workspace_bytes<T>(va.rows(), va.cols(), o) + detail::packing_bytes(va) +
+                 detail::packing_bytes(detail::input_view(b)) +
+                 detail::packing_bytes(as_view(grad_a)) + detail::packing_bytes(as_view(grad_b)));
+      ws = workspace{own.data(), own.size()};
+    }
   }
   const auto saved = nt_xent_forward(a, b, o, ws);
   const temperature_gradient tg =
@@ -3547,6 +3688,19 @@ CONTRASTIVE_NAMESPACE_END
 #include <utility>
 #include <vector>
 
+// ---- begin contrastive/sampling/brownian_bridge_options.hpp ----
+#ifndef CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_OPTIONS_HPP
+#define CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_OPTIONS_HPP
+
+// The options of sampling/brownian_bridge.hpp and the per-row pieces of its draws (the row's t,
+// its Philox id and noise stream, sigma, the path coefficients, the floored norm), apart and free
+// of Eigen so that cuda/brownian_bridge.cuh (nvcc) runs the same host-device code as the CPU.
+
+#include <math.h>
+
+#include <cmath>
+#include <cstdint>
+
 // ---- begin contrastive/sampling/philox.hpp ----
 #ifndef CONTRASTIVE_SAMPLING_PHILOX_HPP
 #define CONTRASTIVE_SAMPLING_PHILOX_HPP
@@ -3653,10 +3807,101 @@ struct brownian_bridge_options {
   std::uint64_t seed = 0;     // Philox key
   std::uint32_t step = 0;     // Philox counter word 2 (e.g. the training step)
   std::uint64_t first_id = 0; // Philox id of row j is first_id + j ...
-  label_span ids{};           // ... or ids[j] when given (one per row, >= 0)
+  label_span ids{};           // ... or ids[j] when given (one per row, >= 0; device memory on the GPU)
   bool accumulate = false;    // backward adds into grad_v / grad_u instead of overwriting them
   int num_threads = 0;        // 0: all OpenMP threads (1 without OpenMP)
 };
+
+namespace detail {
+
+constexpr double bridge_floor = 1e-12;
+
+CONTRASTIVE_HOST_DEVICE inline std::uint64_t bridge_id(const brownian_bridge_options& o,
+                                                       index_t j) noexcept {
+  // ids.data, not ids.empty(): the constexpr member is host-only under nvcc.
+  return o.ids.data == nullptr ? o.first_id + static_cast<std::uint64_t>(j)
+                               : static_cast<std::uint64_t>(o.ids.data[j]);
+}
+
+/// The t of row j (unchecked options).
+CONTRASTIVE_HOST_DEVICE inline double bridge_t(const brownian_bridge_options& o, index_t j) noexcept {
+  if (!o.random_t) return o.t;
+  const philox_stream s{o.seed, bridge_id(o, j), o.step,
+                        static_cast<std::uint32_t>(philox_stream_id::bridge_t)};
+  return o.t_min + (o.t_max - o.t_min) * uniform_open01(s.block(0).w[0]);
+}
+
+/// The noise stream of row j (stream 2): normal m is eps_m (points) or xi of path step m / D + 1.
+CONTRASTIVE_HOST_DEVICE inline philox_stream bridge_noise_stream(const brownian_bridge_options& o,
+                                                                 index_t j) noexcept {
+  return philox_stream{o.seed, bridge_id(o, j), o.step,
+                       static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
+}
+
+CONTRASTIVE_HOST_DEVICE inline double bridge_sigma(const brownian_bridge_options& o, index_t d) noexcept {
+  return o.sigma > 0 ? o.sigma : 1.0 / ::sqrt(double(d));
+}
+
+/// One coordinate of m = t v + (1 - t) u.
+CONTRASTIVE_HOST_DEVICE inline double bridge_mix(double v, double u, double t) noexcept {
+  return t * v + (1 - t) * u;
+}
+
+/// max(sqrt(s), floor) for a sum of squares s: the divisor of the mean and of a re-projection.
+CONTRASTIVE_HOST_DEVICE inline double bridge_norm(double s) noexcept {
+  const double r = ::sqrt(s);
+  return r > bridge_floor ? r : bridge_floor;
+}
+
+/// The noise scale of a point at t: sigma sqrt(t (1 - t)).
+CONTRASTIVE_HOST_DEVICE inline double bridge_point_scale(double sigma, double t) noexcept {
+  return sigma * ::sqrt(t * (1 - t));
+}
+
+/// n_k = a n_{k-1} + b xi_k on a K-step path (k = 1..K-1).
+CONTRASTIVE_HOST_DEVICE inline void bridge_step_coefficients(index_t k, index_t kk, double& a,
+                                                             double& b) noexcept {
+  a = double(kk - k) / double(kk - k + 1);
+  b = ::sqrt(double(kk - k) / (double(kk) * double(kk - k + 1)));
+}
+
+/// Standard normals m = first, first + 1, ..., first + count - 1 of a stream (one block per pair).
+CONTRASTIVE_HOST_DEVICE inline void bridge_normals(const philox_stream& s, std::uint64_t first,
+                                                   index_t count, double* out) noexcept {
+  index_t k = 0;
+  std::uint64_t m = first;
+  if (count > 0 && (m & 1u)) {
+    out[k++] = s.normal(m++);
+  }
+  for (; k + 1 < count; k += 2, m += 2) {
+    const philox_block b = s.block(static_cast<std::uint32_t>(m / 2));
+    out[k] = box_muller(b.w[0], b.w[1]);
+    out[k + 1] = box_muller(b.w[2], b.w[3]);
+  }
+  if (k < count) out[k] = s.normal(m);
+}
+
+/// t (fixed) or [t_min, t_max] (random_t) must lie in [0, 1].
+inline void bridge_check_time(const char* fn, const brownian_bridge_options& o) {
+  if (o.random_t) {
+    CONTRASTIVE_CHECK(std::isfinite(o.t_min) && std::isfinite(o.t_max) && o.t_min >= 0 &&
+                          o.t_max <= 1 && o.t_min <= o.t_max,
+                      fn, ": 't_min' and 't_max' must satisfy 0 <= t_min <= t_max <= 1, got [",
+                      o.t_min, ", ", o.t_max, "]");
+  } else {
+    CONTRASTIVE_CHECK(std::isfinite(o.t) && o.t >= 0 && o.t <= 1, fn,
+                      ": 't' must lie in [0, 1], got ", o.t);
+  }
+}
+
+}  // namespace detail
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_OPTIONS_HPP
+// ---- end contrastive/sampling/brownian_bridge_options.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
 
 /// What a sampling call keeps for its backward: O(N) numbers, never the noise.
 template <class T>
@@ -3679,40 +3924,6 @@ struct brownian_bridge_gradient {
 
 namespace detail {
 
-constexpr double bridge_floor = 1e-12;
-
-inline std::uint64_t bridge_id(const brownian_bridge_options& o, index_t j) noexcept {
-  return o.ids.empty() ? o.first_id + static_cast<std::uint64_t>(j)
-                       : static_cast<std::uint64_t>(o.ids.data[j]);
-}
-
-/// The t of row j (unchecked options).
-inline double bridge_t(const brownian_bridge_options& o, index_t j) noexcept {
-  if (!o.random_t) return o.t;
-  const philox_stream s{o.seed, bridge_id(o, j), o.step,
-                        static_cast<std::uint32_t>(philox_stream_id::bridge_t)};
-  return o.t_min + (o.t_max - o.t_min) * uniform_open01(s.block(0).w[0]);
-}
-
-inline double bridge_sigma(const brownian_bridge_options& o, index_t d) noexcept {
-  return o.sigma > 0 ? o.sigma : 1.0 / std::sqrt(double(d));
-}
-
-/// Standard normals m = first, first + 1, ..., first + count - 1 of a stream (one block per pair).
-inline void bridge_normals(const philox_stream& s, std::uint64_t first, index_t count, double* out) noexcept {
-  index_t k = 0;
-  std::uint64_t m = first;
-  if (count > 0 && (m & 1u)) {
-    out[k++] = s.normal(m++);
-  }
-  for (; k + 1 < count; k += 2, m += 2) {
-    const philox_block b = s.block(static_cast<std::uint32_t>(m / 2));
-    out[k] = box_muller(b.w[0], b.w[1]);
-    out[k + 1] = box_muller(b.w[2], b.w[3]);
-  }
-  if (k < count) out[k] = s.normal(m);
-}
-
 /// mu = m / max(||m||, floor), m = t v + (1 - t) u, for row j; returns max(||m||, floor).
 template <class T>
 double bridge_mean_row(const matrix_view<const T>& v, const matrix_view<const T>& u, index_t j,
@@ -3720,12 +3931,11 @@ double bridge_mean_row(const matrix_view<const T>& v, const matrix_view<const T>
   const index_t d = v.cols();
   double s = 0;
   for (index_t k = 0; k < d; ++k) {
-    const double m = t * double(v(j, k)) + (1 - t) * double(u(j, k));
+    const double m = bridge_mix(double(v(j, k)), double(u(j, k)), t);
     mu[k] = m;
     s += m * m;
   }
-  const double r = std::sqrt(s);
-  const double rr = r > bridge_floor ? r : bridge_floor;
+  const double rr = bridge_norm(s);
   for (index_t k = 0; k < d; ++k) mu[k] /= rr;
   return rr;
 }
@@ -3745,8 +3955,7 @@ inline void bridge_mean_backward(const double* mu, double r, index_t d, double* 
 inline double bridge_project(double* y, index_t d) noexcept {
   double s = 0;
   for (index_t k = 0; k < d; ++k) s += y[k] * y[k];
-  const double r = std::sqrt(s);
-  const double rr = r > bridge_floor ? r : bridge_floor;
+  const double rr = bridge_norm(s);
   for (index_t k = 0; k < d; ++k) y[k] /= rr;
   return rr;
 }
@@ -3754,18 +3963,6 @@ inline double bridge_project(double* y, index_t d) noexcept {
 /// Gradient through s = y / max(||y||, floor) (s given, r the norm used).
 inline void bridge_project_backward(const double* s, double r, index_t d, double* g) noexcept {
   bridge_mean_backward(s, r, d, g);
-}
-
-inline void bridge_check_time(const char* fn, const brownian_bridge_options& o) {
-  if (o.random_t) {
-    CONTRASTIVE_CHECK(std::isfinite(o.t_min) && std::isfinite(o.t_max) && o.t_min >= 0 &&
-                          o.t_max <= 1 && o.t_min <= o.t_max,
-                      fn, ": 't_min' and 't_max' must satisfy 0 <= t_min <= t_max <= 1, got [",
-                      o.t_min, ", ", o.t_max, "]");
-  } else {
-    CONTRASTIVE_CHECK(std::isfinite(o.t) && o.t >= 0 && o.t <= 1, fn,
-                      ": 't' must lie in [0, 1], got ", o.t);
-  }
 }
 
 inline void bridge_check_ids(const char* fn, const brownian_bridge_options& o, index_t n) {
@@ -3872,13 +4069,11 @@ brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<
     saved.t[static_cast<std::size_t>(j)] = t;
     bridge_mean_row(v, u, j, t, mu);
     if (o.noise) {
-      const double c = sigma * std::sqrt(t * (1 - t));
+      const double c = bridge_point_scale(sigma, t);
       if (eps) {
         for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
       } else {
-        const philox_stream s{o.seed, bridge_id(o, j), o.step,
-                              static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
-        bridge_normals(s, 0, d, e);
+        bridge_normals(bridge_noise_stream(o, j), 0, d, e);
       }
       for (index_t k = 0; k < d; ++k) mu[k] += c * e[k];
     }
@@ -3986,8 +4181,8 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
 
 /// n_k from n_{k-1} and xi_k (k = 1..K-1).
 inline void bridge_step_noise(double* nk, const double* xi, index_t d, index_t k, index_t kk) noexcept {
-  const double a = double(kk - k) / double(kk - k + 1);
-  const double b = std::sqrt(double(kk - k) / (double(kk) * double(kk - k + 1)));
+  double a, b;
+  bridge_step_coefficients(k, kk, a, b);
   for (index_t i = 0; i < d; ++i) nk[i] = nk[i] * a + b * xi[i];
 }
 
@@ -3998,9 +4193,8 @@ void bridge_load_xi(const matrix_view<const T>* xi, const brownian_bridge_option
     const index_t row = j * (kk - 1) + (k - 1);
     for (index_t i = 0; i < d; ++i) out[i] = double((*xi)(row, i));
   } else {
-    const philox_stream s{o.seed, bridge_id(o, j), o.step,
-                          static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
-    bridge_normals(s, static_cast<std::uint64_t>(k - 1) * static_cast<std::uint64_t>(d), d, out);
+    bridge_normals(bridge_noise_stream(o, j),
+                   static_cast<std::uint64_t>(k - 1) * static_cast<std::uint64_t>(d), d, out);
   }
 }
 

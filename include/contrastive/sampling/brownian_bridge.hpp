@@ -47,26 +47,10 @@
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/modal_common.hpp"
 #include "contrastive/core/traits.hpp"
+#include "contrastive/sampling/brownian_bridge_options.hpp"
 #include "contrastive/sampling/philox.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-
-struct brownian_bridge_options {
-  double t = 0.25;            // fixed t in [0, 1] (t = 0: u, t = 1: v)
-  bool random_t = false;      // per-row t_j ~ U(t_min, t_max) on Philox stream 3
-  double t_min = 0.05;
-  double t_max = 0.95;
-  bool noise = true;          // add sigma sqrt(t(1-t)) eps (points) / sigma n_k (paths)
-  double sigma = 0;           // noise scale >= 0; 0 (default) means 1/sqrt(D)
-  bool reproject = false;     // divide each sampled point by its norm
-  index_t steps = 8;          // K, the number of steps of a trajectory (>= 1)
-  std::uint64_t seed = 0;     // Philox key
-  std::uint32_t step = 0;     // Philox counter word 2 (e.g. the training step)
-  std::uint64_t first_id = 0; // Philox id of row j is first_id + j ...
-  label_span ids{};           // ... or ids[j] when given (one per row, >= 0)
-  bool accumulate = false;    // backward adds into grad_v / grad_u instead of overwriting them
-  int num_threads = 0;        // 0: all OpenMP threads (1 without OpenMP)
-};
 
 /// What a sampling call keeps for its backward: O(N) numbers, never the noise.
 template <class T>
@@ -89,40 +73,6 @@ struct brownian_bridge_gradient {
 
 namespace detail {
 
-constexpr double bridge_floor = 1e-12;
-
-inline std::uint64_t bridge_id(const brownian_bridge_options& o, index_t j) noexcept {
-  return o.ids.empty() ? o.first_id + static_cast<std::uint64_t>(j)
-                       : static_cast<std::uint64_t>(o.ids.data[j]);
-}
-
-/// The t of row j (unchecked options).
-inline double bridge_t(const brownian_bridge_options& o, index_t j) noexcept {
-  if (!o.random_t) return o.t;
-  const philox_stream s{o.seed, bridge_id(o, j), o.step,
-                        static_cast<std::uint32_t>(philox_stream_id::bridge_t)};
-  return o.t_min + (o.t_max - o.t_min) * uniform_open01(s.block(0).w[0]);
-}
-
-inline double bridge_sigma(const brownian_bridge_options& o, index_t d) noexcept {
-  return o.sigma > 0 ? o.sigma : 1.0 / std::sqrt(double(d));
-}
-
-/// Standard normals m = first, first + 1, ..., first + count - 1 of a stream (one block per pair).
-inline void bridge_normals(const philox_stream& s, std::uint64_t first, index_t count, double* out) noexcept {
-  index_t k = 0;
-  std::uint64_t m = first;
-  if (count > 0 && (m & 1u)) {
-    out[k++] = s.normal(m++);
-  }
-  for (; k + 1 < count; k += 2, m += 2) {
-    const philox_block b = s.block(static_cast<std::uint32_t>(m / 2));
-    out[k] = box_muller(b.w[0], b.w[1]);
-    out[k + 1] = box_muller(b.w[2], b.w[3]);
-  }
-  if (k < count) out[k] = s.normal(m);
-}
-
 /// mu = m / max(||m||, floor), m = t v + (1 - t) u, for row j; returns max(||m||, floor).
 template <class T>
 double bridge_mean_row(const matrix_view<const T>& v, const matrix_view<const T>& u, index_t j,
@@ -130,12 +80,11 @@ double bridge_mean_row(const matrix_view<const T>& v, const matrix_view<const T>
   const index_t d = v.cols();
   double s = 0;
   for (index_t k = 0; k < d; ++k) {
-    const double m = t * double(v(j, k)) + (1 - t) * double(u(j, k));
+    const double m = bridge_mix(double(v(j, k)), double(u(j, k)), t);
     mu[k] = m;
     s += m * m;
   }
-  const double r = std::sqrt(s);
-  const double rr = r > bridge_floor ? r : bridge_floor;
+  const double rr = bridge_norm(s);
   for (index_t k = 0; k < d; ++k) mu[k] /= rr;
   return rr;
 }
@@ -155,8 +104,7 @@ inline void bridge_mean_backward(const double* mu, double r, index_t d, double* 
 inline double bridge_project(double* y, index_t d) noexcept {
   double s = 0;
   for (index_t k = 0; k < d; ++k) s += y[k] * y[k];
-  const double r = std::sqrt(s);
-  const double rr = r > bridge_floor ? r : bridge_floor;
+  const double rr = bridge_norm(s);
   for (index_t k = 0; k < d; ++k) y[k] /= rr;
   return rr;
 }
@@ -164,18 +112,6 @@ inline double bridge_project(double* y, index_t d) noexcept {
 /// Gradient through s = y / max(||y||, floor) (s given, r the norm used).
 inline void bridge_project_backward(const double* s, double r, index_t d, double* g) noexcept {
   bridge_mean_backward(s, r, d, g);
-}
-
-inline void bridge_check_time(const char* fn, const brownian_bridge_options& o) {
-  if (o.random_t) {
-    CONTRASTIVE_CHECK(std::isfinite(o.t_min) && std::isfinite(o.t_max) && o.t_min >= 0 &&
-                          o.t_max <= 1 && o.t_min <= o.t_max,
-                      fn, ": 't_min' and 't_max' must satisfy 0 <= t_min <= t_max <= 1, got [",
-                      o.t_min, ", ", o.t_max, "]");
-  } else {
-    CONTRASTIVE_CHECK(std::isfinite(o.t) && o.t >= 0 && o.t <= 1, fn,
-                      ": 't' must lie in [0, 1], got ", o.t);
-  }
 }
 
 inline void bridge_check_ids(const char* fn, const brownian_bridge_options& o, index_t n) {
@@ -282,13 +218,11 @@ brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<
     saved.t[static_cast<std::size_t>(j)] = t;
     bridge_mean_row(v, u, j, t, mu);
     if (o.noise) {
-      const double c = sigma * std::sqrt(t * (1 - t));
+      const double c = bridge_point_scale(sigma, t);
       if (eps) {
         for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
       } else {
-        const philox_stream s{o.seed, bridge_id(o, j), o.step,
-                              static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
-        bridge_normals(s, 0, d, e);
+        bridge_normals(bridge_noise_stream(o, j), 0, d, e);
       }
       for (index_t k = 0; k < d; ++k) mu[k] += c * e[k];
     }
@@ -396,8 +330,8 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
 
 /// n_k from n_{k-1} and xi_k (k = 1..K-1).
 inline void bridge_step_noise(double* nk, const double* xi, index_t d, index_t k, index_t kk) noexcept {
-  const double a = double(kk - k) / double(kk - k + 1);
-  const double b = std::sqrt(double(kk - k) / (double(kk) * double(kk - k + 1)));
+  double a, b;
+  bridge_step_coefficients(k, kk, a, b);
   for (index_t i = 0; i < d; ++i) nk[i] = nk[i] * a + b * xi[i];
 }
 
@@ -408,9 +342,8 @@ void bridge_load_xi(const matrix_view<const T>* xi, const brownian_bridge_option
     const index_t row = j * (kk - 1) + (k - 1);
     for (index_t i = 0; i < d; ++i) out[i] = double((*xi)(row, i));
   } else {
-    const philox_stream s{o.seed, bridge_id(o, j), o.step,
-                          static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
-    bridge_normals(s, static_cast<std::uint64_t>(k - 1) * static_cast<std::uint64_t>(d), d, out);
+    bridge_normals(bridge_noise_stream(o, j),
+                   static_cast<std::uint64_t>(k - 1) * static_cast<std::uint64_t>(d), d, out);
   }
 }
 

@@ -1,0 +1,46 @@
+#ifndef CONTRASTIVE_TESTS_CUDA_BRIDGE_KERNELS_HPP
+#define CONTRASTIVE_TESTS_CUDA_BRIDGE_KERNELS_HPP
+
+// Host functions that run the CUDA Brownian-bridge sampler (bridge_kernels.cu, nvcc) for
+// test_brownian_bridge.cpp (g++). No CUDA type appears here; library exceptions pass through.
+
+#include <cstdint>
+#include <vector>
+
+#include <contrastive/core/config.hpp>
+#include <contrastive/sampling/brownian_bridge_options.hpp>
+
+namespace gpu_bridge {
+
+using contrastive::index_t;
+
+struct run_options {
+  bool single = false;       // float instead of double
+  bool async = false;        // *_async + synchronise instead of the throwing wrapper
+  bool col_major_in = false; // v and u stored column-major on the device
+  bool padded_out = false;   // output rows padded by 3 elements (must stay untouched)
+  index_t out_rows = -1;     // output rows (-1: the right number)
+  std::int64_t ws_delta = 0; // trajectory workspace bytes given minus needed (async only)
+};
+
+struct result {
+  std::vector<double> out;   // row-major, the output's shape
+  int padding_written = 0;   // padding elements that are no longer NaN
+  int status = 0;            // the *_async status (async runs)
+};
+
+/// v, u: n x d row-major host values (converted to float when single). `ids` (if not empty) is
+/// copied to the device and put into o.ids. The output is filled with NaN first. Async runs
+/// return the status and skip the copy back when it is not cudaSuccess.
+result sample(const std::vector<double>& v, const std::vector<double>& u, index_t n, index_t d,
+              contrastive::brownian_bridge_options o, const std::vector<std::int64_t>& ids,
+              const run_options& r);
+result trajectory(const std::vector<double>& v, const std::vector<double>& u, index_t n, index_t d,
+                  contrastive::brownian_bridge_options o, const std::vector<std::int64_t>& ids,
+                  const run_options& r);
+
+int invalid_value_code();
+
+}  // namespace gpu_bridge
+
+#endif  // CONTRASTIVE_TESTS_CUDA_BRIDGE_KERNELS_HPP

@@ -1,0 +1,269 @@
+#include "support/test_config.hpp"
+
+// The CUDA Brownian-bridge sampler (cuda/brownian_bridge.cuh) against brownian_bridge_sample /
+// brownian_bridge_trajectory on the CPU: the same Philox draws, the same points and paths
+// (1e-12 in double, 1e-6 in float), every output element written and nothing beside it, bad
+// arguments rejected. Device work runs in bridge_kernels.cu.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <contrastive/adapters/raw.hpp>
+#include <contrastive/core/error.hpp>
+#include <contrastive/sampling/brownian_bridge.hpp>
+
+#include "cuda/bridge_kernels.hpp"
+
+using contrastive::brownian_bridge_options;
+using contrastive::index_t;
+
+namespace {
+
+struct pair_data {
+  index_t n = 0, d = 0;
+  std::vector<double> v, u;
+};
+
+/// Random rows, L2-normalised (the embeddings the sampler is meant for); in float when `single`
+/// so that CPU and GPU see the same numbers.
+pair_data make_pairs(index_t n, index_t d, unsigned seed, bool single) {
+  std::mt19937_64 g(seed);
+  std::normal_distribution<double> nd;
+  pair_data p;
+  p.n = n;
+  p.d = d;
+  for (auto* x : {&p.v, &p.u}) {
+    x->resize(static_cast<std::size_t>(n * d));
+    for (index_t i = 0; i < n; ++i) {
+      double s = 0;
+      for (index_t k = 0; k < d; ++k) {
+        const double a = nd(g);
+        (*x)[static_cast<std::size_t>(i * d + k)] = a;
+        s += a * a;
+      }
+      for (index_t k = 0; k < d; ++k) {
+        double& a = (*x)[static_cast<std::size_t>(i * d + k)];
+        a /= std::sqrt(s);
+        if (single) a = static_cast<float>(a);
+      }
+    }
+  }
+  return p;
+}
+
+template <class T>
+std::vector<double> cpu_run(bool path, const pair_data& p, const brownian_bridge_options& o) {
+  const std::vector<T> v(p.v.begin(), p.v.end()), u(p.u.begin(), p.u.end());
+  const index_t rows = path ? p.n * (o.steps + 1) : p.n;
+  std::vector<T> y(static_cast<std::size_t>(rows * p.d));
+  const auto vv = contrastive::make_view(v.data(), p.n, p.d);
+  const auto vu = contrastive::make_view(u.data(), p.n, p.d);
+  const auto vy = contrastive::make_view(y.data(), rows, p.d);
+  if (path) {
+    contrastive::brownian_bridge_trajectory(vv, vu, vy, o);
+  } else {
+    contrastive::brownian_bridge_sample(vv, vu, vy, o);
+  }
+  return std::vector<double>(y.begin(), y.end());
+}
+
+void compare(const std::vector<double>& gpu, const std::vector<double>& cpu, index_t d, bool single) {
+  REQUIRE(gpu.size() == cpu.size());
+  const double tol = single ? 1e-6 : 1e-12;
+  int bad = 0;
+  double worst = 0;
+  for (std::size_t e = 0; e < cpu.size(); ++e) {
+    const double diff = std::abs(gpu[e] - cpu[e]);
+    const bool ok = std::isfinite(gpu[e]) && diff <= tol * std::max(1.0, std::abs(cpu[e]));
+    if (std::isfinite(diff)) worst = std::max(worst, diff);
+    if (!ok && ++bad <= 5)
+      FAIL_CHECK("row " << e / static_cast<std::size_t>(d) << ", column " << e % static_cast<std::size_t>(d)
+                        << ": GPU " << gpu[e] << ", CPU " << cpu[e]);
+  }
+  INFO("largest difference " << worst);
+  CHECK(bad == 0);
+}
+
+template <class F>
+void require_invalid(F&& f, const std::string& needle) {
+  bool thrown = false;
+  try {
+    f();
+  } catch (const contrastive::invalid_argument& e) {
+    thrown = true;
+    INFO("message: " << e.what());
+    CHECK(std::string(e.what()).find(needle) != std::string::npos);
+  }
+  INFO("expected contrastive::invalid_argument containing \"" << needle << "\"");
+  CHECK(thrown);
+}
+
+/// The option combinations both tests sweep (c = 0..15).
+brownian_bridge_options options_for(int c) {
+  brownian_bridge_options o;
+  o.random_t = (c & 1) != 0;
+  o.noise = (c & 2) == 0;
+  o.reproject = (c & 4) != 0;
+  o.sigma = (c & 8) ? 0.4 : 0.0;
+  o.t = c == 2 ? 0.0 : (c == 10 ? 1.0 : 0.3);
+  o.t_min = 0.1;
+  o.t_max = 0.8;
+  o.seed = 0x9E3779B97F4A7C15ull + static_cast<unsigned>(c);
+  o.step = 1000u + static_cast<unsigned>(c);
+  o.first_id = (std::uint64_t(1) << 40) + 7;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("cuda bridge: points equal brownian_bridge_sample", "[cuda][bridge]") {
+  for (const bool single : {false, true}) {
+    for (const index_t d : {index_t(1), index_t(2), index_t(17), index_t(64)}) {
+      const pair_data p = make_pairs(45, d, 7u + static_cast<unsigned>(d), single);
+      for (int c = 0; c < 16; ++c) {
+        brownian_bridge_options o = options_for(c);
+        std::vector<std::int64_t> ids;
+        if (c % 3 == 0) {  // dataset ids instead of first_id + j
+          for (index_t j = 0; j < p.n; ++j) ids.push_back((j * 7919) % 1000 + (std::int64_t(1) << 35));
+          o.ids = contrastive::label_span(ids);
+        }
+        const std::vector<double> cpu = single ? cpu_run<float>(false, p, o) : cpu_run<double>(false, p, o);
+        gpu_bridge::run_options r;
+        r.single = single;
+        r.async = c % 2 == 1;
+        r.col_major_in = c % 4 == 2;
+        r.padded_out = c % 5 == 1;
+        INFO((single ? "float" : "double") << ", D = " << d << ", case " << c << " (random_t " << o.random_t
+                                           << ", noise " << o.noise << ", reproject " << o.reproject
+                                           << ", sigma " << o.sigma << ", ids " << !ids.empty() << ", async "
+                                           << r.async << ", column-major inputs " << r.col_major_in << ")");
+        const gpu_bridge::result g = gpu_bridge::sample(p.v, p.u, p.n, d, o, ids, r);
+        CHECK(g.status == 0);
+        compare(g.out, cpu, d, single);
+        CHECK(g.padding_written == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda bridge: paths equal brownian_bridge_trajectory", "[cuda][bridge]") {
+  for (const bool single : {false, true}) {
+    for (const index_t d : {index_t(1), index_t(3), index_t(32)}) {
+      const pair_data p = make_pairs(29, d, 100u + static_cast<unsigned>(d), single);
+      for (const index_t steps : {index_t(1), index_t(2), index_t(5)}) {
+        for (int c = 0; c < 16; c += 2) {  // random_t does not apply to paths
+          brownian_bridge_options o = options_for(c);
+          o.steps = steps;
+          std::vector<std::int64_t> ids;
+          if (c % 3 == 0) {
+            for (index_t j = 0; j < p.n; ++j) ids.push_back(3 * j + 11);
+            o.ids = contrastive::label_span(ids);
+          }
+          const std::vector<double> cpu = single ? cpu_run<float>(true, p, o) : cpu_run<double>(true, p, o);
+          gpu_bridge::run_options r;
+          r.single = single;
+          r.async = c % 4 == 2;
+          r.col_major_in = c % 8 == 4;
+          r.padded_out = c % 6 == 0;
+          INFO((single ? "float" : "double") << ", D = " << d << ", K = " << steps << ", case " << c
+                                             << " (noise " << o.noise << ", reproject " << o.reproject
+                                             << ", sigma " << o.sigma << ", ids " << !ids.empty() << ", async "
+                                             << r.async << ")");
+          const gpu_bridge::result g = gpu_bridge::trajectory(p.v, p.u, p.n, d, o, ids, r);
+          CHECK(g.status == 0);
+          compare(g.out, cpu, d, single);
+          CHECK(g.padding_written == 0);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda bridge: many rows, every row written",
+          "[cuda][bridge]") {
+  const pair_data p = make_pairs(20000, 8, 3u, false);
+  brownian_bridge_options o;
+  o.random_t = true;
+  o.reproject = true;
+  o.seed = 1;
+  const std::vector<double> cpu = cpu_run<double>(false, p, o);
+  compare(gpu_bridge::sample(p.v, p.u, p.n, p.d, o, {}, {}).out, cpu, p.d, false);
+  o.steps = 3;
+  const std::vector<double> cpu_path = cpu_run<double>(true, p, o);
+  compare(gpu_bridge::trajectory(p.v, p.u, p.n, p.d, o, {}, {}).out, cpu_path, p.d, false);
+}
+
+TEST_CASE("cuda bridge: bad arguments", "[cuda][bridge]") {
+  const pair_data p = make_pairs(6, 4, 9u, false);
+  const int invalid = gpu_bridge::invalid_value_code();
+  const gpu_bridge::run_options plain;
+  gpu_bridge::run_options async;
+  async.async = true;
+  auto opt = [](auto edit) {
+    brownian_bridge_options o;
+    edit(o);
+    return o;
+  };
+  const brownian_bridge_options t_bad = opt([](brownian_bridge_options& o) { o.t = 1.5; });
+  const brownian_bridge_options range_bad = opt([](brownian_bridge_options& o) {
+    o.random_t = true;
+    o.t_min = 0.7;
+    o.t_max = 0.2;
+  });
+  const brownian_bridge_options sigma_bad = opt([](brownian_bridge_options& o) { o.sigma = -1; });
+  const brownian_bridge_options steps_bad = opt([](brownian_bridge_options& o) { o.steps = 0; });
+
+  SECTION("throwing wrappers: the CPU's messages") {
+    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, t_bad, {}, plain); }, "'t' must lie in [0, 1], got 1.5");
+    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, range_bad, {}, plain); },
+                    "'t_min' and 't_max' must satisfy 0 <= t_min <= t_max <= 1");
+    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, sigma_bad, {}, plain); }, "'sigma' must be finite and >= 0");
+    require_invalid([&] { gpu_bridge::trajectory(p.v, p.u, p.n, p.d, steps_bad, {}, plain); }, "'steps' must be >= 1, got 0");
+    gpu_bridge::run_options wrong_rows;
+    wrong_rows.out_rows = p.n + 1;
+    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, {}, {}, wrong_rows); }, "'y' is 7 x 4, expected 6 x 4");
+    require_invalid([&] { gpu_bridge::trajectory(p.v, p.u, p.n, p.d, {}, {}, wrong_rows); }, "'x' is 7 x 4, expected 54 x 4");
+    const std::vector<std::int64_t> neg = {0, -4, 2, 3, 4, 5};
+    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, {}, neg, plain); }, "'ids' has a negative id (-4) at row 1");
+    const std::vector<std::int64_t> short_ids = {0, 1, 2};
+    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, {}, short_ids, plain); }, "'ids' has 3 entries, expected 6");
+    std::vector<double> zero_row = p.v;
+    for (index_t k = 0; k < p.d; ++k) zero_row[static_cast<std::size_t>(3 * p.d + k)] = 0;
+    require_invalid([&] { gpu_bridge::sample(zero_row, p.u, p.n, p.d, {}, {}, plain); }, "'v' has a row of zero norm (row 3)");
+    std::vector<double> nan_u = p.u;
+    nan_u[static_cast<std::size_t>(2 * p.d + 1)] = std::nan("");
+    require_invalid([&] { gpu_bridge::trajectory(p.v, nan_u, p.n, p.d, {}, {}, plain); }, "'u' has a non-finite value (nan) at row 2, column 1");
+  }
+  SECTION("async: cudaErrorInvalidValue, no exception") {
+    CHECK(gpu_bridge::sample(p.v, p.u, p.n, p.d, t_bad, {}, async).status == invalid);
+    CHECK(gpu_bridge::sample(p.v, p.u, p.n, p.d, range_bad, {}, async).status == invalid);
+    CHECK(gpu_bridge::sample(p.v, p.u, p.n, p.d, sigma_bad, {}, async).status == invalid);
+    CHECK(gpu_bridge::trajectory(p.v, p.u, p.n, p.d, steps_bad, {}, async).status == invalid);
+    gpu_bridge::run_options wrong_rows = async;
+    wrong_rows.out_rows = p.n + 1;
+    CHECK(gpu_bridge::sample(p.v, p.u, p.n, p.d, {}, {}, wrong_rows).status == invalid);
+    const std::vector<std::int64_t> short_ids = {0, 1, 2};
+    CHECK(gpu_bridge::sample(p.v, p.u, p.n, p.d, {}, short_ids, async).status == invalid);
+    gpu_bridge::run_options small_ws = async;
+    small_ws.ws_delta = -8;
+    CHECK(gpu_bridge::trajectory(p.v, p.u, p.n, p.d, {}, {}, small_ws).status == invalid);
+    // A negative id only the device sees: its row (points) or block of K + 1 rows (paths) is NaN.
+    const std::vector<std::int64_t> neg = {0, -4, 2, 3, 4, 5};
+    const gpu_bridge::result g = gpu_bridge::sample(p.v, p.u, p.n, p.d, {}, neg, async);
+    CHECK(g.status == 0);
+    CHECK(std::isnan(g.out[static_cast<std::size_t>(p.d)]));
+    CHECK(std::isfinite(g.out[0]));
+    CHECK(std::isfinite(g.out[static_cast<std::size_t>(2 * p.d)]));
+    brownian_bridge_options three;
+    three.steps = 3;
+    const gpu_bridge::result gp = gpu_bridge::trajectory(p.v, p.u, p.n, p.d, three, neg, async);
+    CHECK(gp.status == 0);
+    CHECK(std::isnan(gp.out[static_cast<std::size_t>(4 * p.d)]));      // X_0 of pair 1
+    CHECK(std::isnan(gp.out[static_cast<std::size_t>(7 * p.d + 3)]));  // X_3 of pair 1
+    CHECK(std::isfinite(gp.out[static_cast<std::size_t>(8 * p.d)]));   // pair 2
+  }
+}
