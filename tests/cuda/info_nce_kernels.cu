@@ -188,6 +188,8 @@ loss_result run_info_nce_generic(const loss_case& c, const std::vector<double>& 
     // The generic entry points, as a user writes them: dispatch on the memory-space tag.
     const auto saved = contrastive::info_nce_forward(da.in(), db.in(), o);
     r.loss = saved.loss;
+    r.row_lse = download_floats(saved.row_lse.data(), c.n);
+    if (c.symmetric) r.col_lse = download_floats(saved.col_lse.data(), c.n);
     auto ga_view = ga.out();
     auto gb_view = gb.out();
     const contrastive::temperature_gradient tg =

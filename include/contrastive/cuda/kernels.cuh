@@ -317,6 +317,13 @@ __device__ inline void merge_stat(unsigned long long* addr, float m, float s) {
   } while (old != assumed);
 }
 
+/// First tile of this CTA's sweep over count tiles in the statistics kernels: 128 offsets spread
+/// evenly, so that the CTAs of one wave fold distinct column tiles (a shared tile serialises their
+/// compare-and-swap merges) while Y still streams from L2.
+__device__ inline index_t stagger(index_t count) {
+  return (static_cast<index_t>(blockIdx.x) % 128) * count / 128;
+}
+
 /// Online (max, sum) of a warp's lanes in groups of G consecutive lanes, returned to every lane.
 template <int G>
 __device__ inline online_lse<float> group_merge(online_lse<float> v) {
@@ -368,8 +375,12 @@ __global__ void __launch_bounds__(kThreads)
     sm.row_s[threadIdx.x] = 0.f;
   }
   const int lane4 = threadIdx.x % 4, slot = threadIdx.x / 4;  // 4 threads per row or column
+  // Start at the CTA's own offset (see resident_kernel): no contention on the column words.
+  const index_t count = t_end > t_begin ? t_end - t_begin : 0;
+  const index_t shift = count == 0 ? 0 : stagger(count);
 
-  for (index_t t = t_begin; t < t_end; ++t) {
+  for (index_t step = 0; step < count; ++step) {
+    const index_t t = t_begin + (step + shift) % count;
     const index_t j0 = t * kBN;
     typename P::state st;
     P::zero(st);
@@ -546,6 +557,245 @@ __global__ void __launch_bounds__(kThreads)
       *o = from_float<Out>(g.accumulate ? to_float(*o) + v : v);
     } else {
       acc[r * g.ld_acc + c] = v;  // scaled in place; finish_kernel copies it out
+    }
+  }
+}
+
+// ---- resident kernel (16-bit inputs, D <= 512) ------------------------------------------------
+// The general kernels above stream D in chunks, reload the X block for every Y tile and, in the
+// gradient kernel, keep the accumulator in shared memory: latency- and L2-bound. For bf16/fp16
+// with D <= 512 everything fits on one multiprocessor instead: the X block stays in shared memory
+// for the CTA's life, whole Y tiles arrive by cp.async one tile ahead of their use (two stages),
+// and the gradient accumulator (64 x D fp32) lives in registers across 16 warps.
+
+constexpr int kRThreads = 512;  // 16 warps
+constexpr int kRMaxD = 512;
+static_assert(kRThreads / 64 * 64 == kRThreads && kRMaxD <= 64 * 8, "issue_rows covers 512 columns per pass");
+
+/// Shared-memory bytes of the resident kernel for padded width dp (a multiple of 64).
+__host__ __device__ constexpr std::size_t resident_smem_bytes(index_t dp) {
+  return sizeof(std::uint16_t) * 3 * kBM * static_cast<std::size_t>(dp + 8) +  // xs, ys[2]
+         sizeof(float) * kBM * (kBN + 4) +                                       // sf
+         sizeof(std::uint16_t) * kBM * (kBN + 8) +                               // gs
+         sizeof(float) * kBM + sizeof(double) * (kRThreads / 32) + 256;
+}
+
+__device__ inline void cp_async16(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int bytes = valid ? 16 : 0;  // 0: zero-fill, nothing read
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ inline void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+/// Issues the copy of rows [row0, row0 + 64) x columns [0, dp) into dst (ld = dp + 8), zeros
+/// outside the matrix. Needs d % 8 == 0 and 16-byte aligned rows. Thread t copies the 16 bytes at
+/// column 8 (t % 64) of rows t / 64, t / 64 + 8, ...: one row pointer per row, no division.
+template <class E>
+__device__ inline void issue_rows(E* dst, int ld, const rows2<const E>& src, index_t n, index_t row0,
+                                  index_t d, int dp) {
+  const int c = (threadIdx.x % 64) * 8;
+  if (c >= dp) return;
+  const int rows_left = n - row0 < kBM ? static_cast<int>(n - row0) : kBM;
+  for (int r = threadIdx.x / 64; r < kBM; r += kRThreads / 64) {
+    const bool valid = r < rows_left && c < d;
+    const E* g = valid ? src.row(row0 + r) + c : src.p0;
+    cp_async16(dst + r * ld + c, g, valid);
+  }
+}
+
+/// Grad = false: the forward statistics (as stats_kernel). Grad = true: the gradient sweep (as
+/// gradient_kernel, with acc_in_smem = true).
+template <class E, bool Grad>
+__global__ void __launch_bounds__(kRThreads, 1)
+    resident_kernel(sweep_args<E> p, unsigned long long* row, unsigned long long* col,
+                    gradient_args<E> g) {
+  using namespace nvcuda;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const int dp = static_cast<int>((p.d + 63) / 64 * 64);
+  const int ld = dp + 8;
+  E* xs = reinterpret_cast<E*>(smem_raw);
+  E* ys0 = xs + kBM * ld;
+  float* sf = reinterpret_cast<float*>(ys0 + 2 * kBM * ld);
+  E* gs = reinterpret_cast<E*>(sf + kBM * (kBN + 4));
+  float* lse_x = reinterpret_cast<float*>(gs + kBM * (kBN + 8));
+  double* red = reinterpret_cast<double*>(lse_x + kBM);
+  constexpr int ld_s = kBN + 4, ld_g = kBN + 8;
+
+  const int warp = threadIdx.x / 32, fr = warp / 4, fq = warp % 4;
+  const index_t i0 = static_cast<index_t>(blockIdx.x) * kBM;
+  const index_t tiles = (p.ny + kBN - 1) / kBN;
+  const index_t t_begin = static_cast<index_t>(blockIdx.y) * p.tiles_per_split;
+  const index_t t_end = t_begin + p.tiles_per_split < tiles ? t_begin + p.tiles_per_split : tiles;
+  const index_t count = t_end > t_begin ? t_end - t_begin : 0;
+  // The statistics sweep starts each CTA at its own offset: CTAs that meet on one column tile
+  // serialise on its compare-and-swap words.
+  const index_t shift = Grad || count == 0 ? 0 : stagger(count);
+
+  if (Grad && threadIdx.x < kBM)
+    lse_x[threadIdx.x] = g.lse_x != nullptr && i0 + threadIdx.x < p.nx ? g.lse_x[i0 + threadIdx.x] : 0.f;
+  online_lse<float> row_acc;  // statistics: thread (slot, lane8)'s part of row slot
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kRMaxD / 64];
+  const int nf = dp / 64;  // accumulator fragments in use: column blocks fq + 4 j, j < nf
+#pragma unroll
+  for (int j = 0; j < kRMaxD / 64; ++j) wmma::fill_fragment(acc[j], 0.f);
+  double moment = 0;
+
+  issue_rows(xs, ld, p.x, p.nx, i0, p.d, dp);
+  if (count > 0) issue_rows(ys0, ld, p.y, p.ny, (t_begin + shift % count) * kBN, p.d, dp);
+  cp_async_commit();
+
+  for (index_t step = 0; step < count; ++step) {
+    const index_t t = t_begin + (step + shift) % count;
+    const index_t j0 = t * kBN;
+    E* ys = ys0 + (step & 1) * kBM * ld;
+    if (step + 1 < count) {
+      const index_t tn = t_begin + (step + 1 + shift) % count;
+      issue_rows(ys0 + ((step + 1) & 1) * kBM * ld, ld, p.y, p.ny, tn * kBN, p.d, dp);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+
+    {  // S tile: warp (fr, fq) owns one 16 x 16 fragment; two chains over k for latency
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> c0, c1;
+      wmma::fill_fragment(c0, 0.f);
+      wmma::fill_fragment(c1, 0.f);
+      for (int k = 0; k < dp; k += 32) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, E, wmma::row_major> a0, a1;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, E, wmma::col_major> b0, b1;
+        wmma::load_matrix_sync(a0, xs + 16 * fr * ld + k, ld);
+        wmma::load_matrix_sync(b0, ys + 16 * fq * ld + k, ld);
+        wmma::load_matrix_sync(a1, xs + 16 * fr * ld + k + 16, ld);
+        wmma::load_matrix_sync(b1, ys + 16 * fq * ld + k + 16, ld);
+        wmma::mma_sync(c0, a0, b0, c0);
+        wmma::mma_sync(c1, a1, b1, c1);
+      }
+#pragma unroll
+      for (int e = 0; e < c0.num_elements; ++e) c0.x[e] += c1.x[e];
+      wmma::store_matrix_sync(sf + 16 * fr * ld_s + 16 * fq, c0, ld_s, wmma::mem_row_major);
+    }
+    __syncthreads();
+
+    // Valid rows / columns of this tile and the self-similarity column of row r (r + diag).
+    const int rows_ok = p.nx - i0 < kBM ? static_cast<int>(p.nx - i0) : kBM;
+    const int cols_ok = p.ny - j0 < kBN ? static_cast<int>(p.ny - j0) : kBN;
+    const index_t dd = i0 - j0;
+    const int diag = p.mask_self && dd > -kBM && dd < kBN ? static_cast<int>(dd) : 1 << 20;
+    if (!Grad) {
+      const int lane8 = threadIdx.x % 8, slot = threadIdx.x / 8;  // 8 threads per row / column
+      {  // row slot, columns lane8 + 8 k: folded into this thread's running pair, merged at the end
+        float v[8], m = -infinity<float>();
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          const int c = lane8 + 8 * k;
+          v[k] = slot < rows_ok && c < cols_ok && c != slot + diag ? p.scale * sf[slot * ld_s + c]
+                                                                   : -infinity<float>();
+          m = fmaxf(m, v[k]);
+        }
+        if (m > -infinity<float>()) {
+          float sum = 0.f;
+#pragma unroll
+          for (int k = 0; k < 8; ++k) sum += __expf(v[k] - m);  // exp(-inf) = 0
+          row_acc.merge(online_lse<float>{m, sum});
+        }
+      }
+      if (col != nullptr) {  // column slot, rows lane8 + 8 k: merged across the 8 lanes now
+        float v[8], m = -infinity<float>();
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          const int r = lane8 + 8 * k;
+          v[k] = r < rows_ok && slot < cols_ok && slot != r + diag ? p.scale * sf[r * ld_s + slot]
+                                                                   : -infinity<float>();
+          m = fmaxf(m, v[k]);
+        }
+        float sum = 0.f;
+        if (m > -infinity<float>()) {
+#pragma unroll
+          for (int k = 0; k < 8; ++k) sum += __expf(v[k] - m);
+        }
+        const online_lse<float> t = group_merge<8>(online_lse<float>{m, sum});
+        if (lane8 == 0 && slot < cols_ok) merge_stat(col + j0 + slot, t.max, t.sum);
+      }
+    } else {
+      // Thread t: column t % 64, rows t / 64 + 8 k. Its column's lse and positive test once.
+      const int c = threadIdx.x % kBN;
+      const index_t gj = j0 + c;
+      const float ly = g.lse_y != nullptr && c < cols_ok ? g.lse_y[gj] : 0.f;
+      float tile_moment = 0.f;
+#pragma unroll
+      for (int k = 0; k < kBM / (kRThreads / kBN); ++k) {
+        const int r = threadIdx.x / kBN + (kRThreads / kBN) * k;
+        float v = 0.f;
+        if (r < rows_ok && c < cols_ok && c != r + diag) {
+          const float dot = sf[r * ld_s + c];
+          index_t pos = i0 + r + g.pos_shift;
+          if (pos >= p.ny) pos -= p.ny;
+          const float target = (gj == pos ? g.on_target : 0.f) + g.off_target;
+          v = softmax_gradient_entry(p.scale * dot, lse_x[r], ly, g.w_x, g.w_y, target);
+          tile_moment = fmaf(v, dot, tile_moment);
+        }
+        gs[r * ld_g + c] = from_float<E>(v);
+      }
+      moment += tile_moment;
+      __syncthreads();
+      // acc[j] (rows 16 fr, columns 16 (fq + 4 j)) += G (rows 16 fr) Y_tile (columns 16 (fq + 4 j))
+#pragma unroll
+      for (int k = 0; k < kBN; k += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, E, wmma::row_major> a;
+        wmma::load_matrix_sync(a, gs + 16 * fr * ld_g + k, ld_g);
+#pragma unroll
+        for (int j = 0; j < kRMaxD / 64; ++j) {
+          if (j < nf) {
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, E, wmma::row_major> b;
+            wmma::load_matrix_sync(b, ys + k * ld + 16 * (fq + 4 * j), ld);
+            wmma::mma_sync(acc[j], a, b, acc[j]);
+          }
+        }
+      }
+    }
+    __syncthreads();  // this stage's Y tile and sf / gs are free for the next step
+  }
+
+  if (!Grad) {
+    row_acc = group_merge<8>(row_acc);
+    if (threadIdx.x % 8 == 0 && i0 + threadIdx.x / 8 < p.nx)
+      merge_stat(row + i0 + threadIdx.x / 8, row_acc.max, row_acc.sum);
+    return;
+  }
+  if (g.moment != nullptr && g.moment_weight != 0.f) {
+    for (int off = 16; off > 0; off /= 2) moment += __shfl_xor_sync(0xffffffffu, moment, off);
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = moment;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      double s = 0;
+      for (int w = 0; w < kRThreads / 32; ++w) s += red[w];
+      atomicAdd(g.moment, s * g.moment_weight);
+    }
+  }
+  // Accumulators through shared memory (the Y stages are free now), then scaled out.
+  float* out = reinterpret_cast<float*>(ys0);
+  const int ld_o = dp + 4;
+#pragma unroll
+  for (int j = 0; j < kRMaxD / 64; ++j)
+    if (j < nf)
+      wmma::store_matrix_sync(out + 16 * fr * ld_o + 16 * (fq + 4 * j), acc[j], ld_o, wmma::mem_row_major);
+  __syncthreads();
+  for (index_t e = threadIdx.x; e < kBM * p.d; e += kRThreads) {
+    const index_t r = e / p.d, c = e % p.d, gi = i0 + r;
+    if (gi >= p.nx) continue;
+    const float v = out[r * ld_o + c] * g.out_scale;
+    if (g.split) {
+      atomicAdd(g.scratch + gi * p.d + c, v);
+    } else {
+      E* o = g.out.row(gi) + c;
+      *o = from_float<E>(g.accumulate ? to_float(*o) + v : v);
     }
   }
 }

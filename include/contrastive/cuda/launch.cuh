@@ -48,6 +48,8 @@ struct sweep_plan {
   unsigned grid_x = 0;
   unsigned stats_splits = 1, stats_tiles = 0;  // grid.y and Y tiles per CTA of the stats kernel
   unsigned grad_splits = 1, grad_tiles = 0;    // the same for the gradient kernel
+  bool resident = false;  // resident_kernel (16-bit inputs, D <= 512) when loads are aligned
+  std::size_t resident_smem = 0;
   bool acc_in_smem = true;
   int ld_acc = 0;
   std::size_t stats_smem = 0, grad_smem = 0;
@@ -74,7 +76,14 @@ sweep_plan make_plan(index_t nx, index_t ny, index_t d, const device_limits& lim
   p.grid_x = static_cast<unsigned>((nx + kBM - 1) / kBM);
   p.stats_smem = sizeof(stats_smem<E>);
   // The stats kernel fits several CTAs per multiprocessor: aim for four waves' worth of CTAs.
-  split_range(tiles, p.grid_x, 4u * static_cast<unsigned>(lim.sms), p.stats_splits, p.stats_tiles);
+  const index_t dp = (d + 63) / 64 * 64;
+  p.resident_smem = resident_smem_bytes(dp);
+  p.resident = sizeof(E) == 2 && d <= kRMaxD &&
+               p.resident_smem <= static_cast<std::size_t>(lim.smem_optin);
+  // Several streaming stats CTAs fit on a multiprocessor, one resident CTA: aim for four waves
+  // or two.
+  split_range(tiles, p.grid_x, (p.resident ? 2u : 4u) * static_cast<unsigned>(lim.sms),
+              p.stats_splits, p.stats_tiles);
 
   const index_t d_round = (d + kBD - 1) / kBD * kBD;
   const std::size_t fixed = (sizeof(gradient_smem_fixed<E>) + 127) / 128 * 128;
@@ -159,13 +168,26 @@ cudaError_t launch_stats(const sweep_args<T>& a, const sweep_plan& p, unsigned l
                          float* col_lse, index_t col_stride, cudaStream_t s) {
   init_stats_kernel<><<<blocks_for(p.nx, 256), 256, 0, s>>>(row_packed, p.nx);
   if (col_packed != nullptr) init_stats_kernel<><<<blocks_for(p.ny, 256), 256, 0, s>>>(col_packed, p.ny);
-  auto kernel = stats_kernel<T, Tf32>;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(p.stats_smem));
-  if (e != cudaSuccess) return e;
   sweep_args<T> args = a;
   args.tiles_per_split = static_cast<int>(p.stats_tiles);
-  kernel<<<dim3(p.grid_x, p.stats_splits), kThreads, p.stats_smem, s>>>(args, row_packed, col_packed);
+  cudaError_t e = cudaSuccess;
+  if constexpr (sizeof(T) == 2) {
+    if (p.resident && a.vec) {
+      auto kernel = resident_kernel<T, false>;
+      e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(p.resident_smem));
+      if (e != cudaSuccess) return e;
+      kernel<<<dim3(p.grid_x, p.stats_splits), kRThreads, p.resident_smem, s>>>(
+          args, row_packed, col_packed, gradient_args<T>{});
+    }
+  }
+  if (!(sizeof(T) == 2 && p.resident && a.vec)) {
+    auto kernel = stats_kernel<T, Tf32>;
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(p.stats_smem));
+    if (e != cudaSuccess) return e;
+    kernel<<<dim3(p.grid_x, p.stats_splits), kThreads, p.stats_smem, s>>>(args, row_packed, col_packed);
+  }
   finish_stats_kernel<><<<blocks_for(p.nx, 256), 256, 0, s>>>(row_packed, row_lse, p.nx, row_stride);
   if (col_packed != nullptr)
     finish_stats_kernel<><<<blocks_for(p.ny, 256), 256, 0, s>>>(col_packed, col_lse, p.ny, col_stride);
@@ -194,18 +216,33 @@ void launch_loss_terms(const sweep_args<T>& a, const float* lse, index_t lse_str
 template <class T, bool Tf32>
 cudaError_t launch_gradient(const sweep_args<T>& a, gradient_args<T> g, const sweep_plan& p,
                             cudaStream_t s) {
-  auto kernel = gradient_kernel<T, Tf32, T>;
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(p.grad_smem));
-  if (e != cudaSuccess) return e;
   sweep_args<T> args = a;
   args.tiles_per_split = static_cast<int>(p.grad_tiles);
   g.split = p.grad_splits > 1;
   g.acc_in_smem = p.acc_in_smem;
   g.ld_acc = p.ld_acc;
   if (g.split) cudaMemsetAsync(g.scratch, 0, p.scratch_bytes, s);
-  kernel<<<dim3(p.grid_x, p.grad_splits), kThreads, p.grad_smem, s>>>(args, g);
-  if (g.split || !p.acc_in_smem) {
+  const bool resident = sizeof(T) == 2 && p.resident && a.vec;
+  cudaError_t e = cudaSuccess;
+  if constexpr (sizeof(T) == 2) {
+    if (resident) {
+      g.acc_in_smem = true;  // registers, in fact: never the global accumulator
+      auto kernel = resident_kernel<T, true>;
+      e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(p.resident_smem));
+      if (e != cudaSuccess) return e;
+      kernel<<<dim3(p.grid_x, p.grad_splits), kRThreads, p.resident_smem, s>>>(args, nullptr,
+                                                                               nullptr, g);
+    }
+  }
+  if (!resident) {
+    auto kernel = gradient_kernel<T, Tf32, T>;
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(p.grad_smem));
+    if (e != cudaSuccess) return e;
+    kernel<<<dim3(p.grid_x, p.grad_splits), kThreads, p.grad_smem, s>>>(args, g);
+  }
+  if (g.split || !g.acc_in_smem) {
     const index_t ld = g.split ? p.d : p.ld_acc;
     finish_kernel<T><<<blocks_for(p.nx * p.d, 256), 256, 0, s>>>(g.out, g.scratch, p.nx, p.d, ld,
                                                                  g.accumulate);
