@@ -8,7 +8,7 @@
 #   CONTRASTIVE_GPU_BIN=dir scripts/gpu_check.sh   # use prebuilt contrastive_cuda_tests and
 #                                        # contrastive_cuda_table from dir (scripts/gpu_prebuild.sh)
 # Options through the environment: TABLE_ARGS (passed to contrastive_cuda_table), TEST_TIMEOUT
-# and TABLE_TIMEOUT in seconds. Logs go to $OUT (or build-gpu/) when set.
+# and TABLE_TIMEOUT in seconds. The default table takes about 4 minutes on an H200. Logs go to $OUT (or build-gpu/) when set.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG_DIR=${OUT:-build-gpu}
