@@ -243,6 +243,8 @@ cudaError_t info_nce_forward_async(device_view<T> a, device_view<T> b, device_st
         return detail::info_nce_forward_run<T, true>(a, b, row_lse, col_lse, loss, o, ws, stream);
     }
     return detail::info_nce_forward_run<T, false>(a, b, row_lse, col_lse, loss, o, ws, stream);
+  } catch (const cuda_error& e) {  // the workspace query found no usable device
+    return e.status();
   } catch (...) {  // std::string allocation in the checks
     return cudaErrorMemoryAllocation;
   }
@@ -269,6 +271,8 @@ cudaError_t info_nce_backward_async(device_view<T> a, device_view<T> b, device_c
     }
     return detail::info_nce_backward_run<T, false>(a, b, row_lse, col_lse, grad_a, grad_b, o,
                                                    upstream, grad_temperature, ws, stream);
+  } catch (const cuda_error& e) {
+    return e.status();
   } catch (...) {
     return cudaErrorMemoryAllocation;
   }

@@ -171,6 +171,8 @@ cudaError_t nt_xent_forward_async(device_view<T> a, device_view<T> b, device_sta
         return detail::nt_xent_forward_run<T, true>(a, b, lse, loss, o, ws, stream);
     }
     return detail::nt_xent_forward_run<T, false>(a, b, lse, loss, o, ws, stream);
+  } catch (const cuda_error& e) {
+    return e.status();
   } catch (...) {
     return cudaErrorMemoryAllocation;
   }
@@ -195,6 +197,8 @@ cudaError_t nt_xent_backward_async(device_view<T> a, device_view<T> b, device_co
     }
     return detail::nt_xent_backward_run<T, false>(a, b, lse, grad_a, grad_b, o, upstream,
                                                   grad_temperature, ws, stream);
+  } catch (const cuda_error& e) {
+    return e.status();
   } catch (...) {
     return cudaErrorMemoryAllocation;
   }
