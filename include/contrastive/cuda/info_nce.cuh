@@ -311,19 +311,14 @@ info_nce_device_saved info_nce_forward(device_view<T> a, device_view<T> b,
   saved.math = m;
   saved.row_lse = device_buffer(sizeof(float) * static_cast<std::size_t>(saved.n));
   if (o.symmetric) saved.col_lse = device_buffer(sizeof(float) * static_cast<std::size_t>(saved.n));
-  device_buffer ws(info_nce_workspace_bytes<T>(saved.n, saved.d, o, m));
-  device_buffer loss(sizeof(double));
-  throw_on_error(info_nce_forward_async<T>(a, b, {saved.row_lse.as<float>(), saved.n, 1},
-                                           {saved.col_lse.as<float>(), o.symmetric ? saved.n : 0, 1},
-                                           loss.as<double>(), o, {ws.data(), ws.bytes()}, stream, m),
-                 fn);
-  throw_on_error(cudaMemcpyAsync(&saved.loss, loss.data(), sizeof(double), cudaMemcpyDeviceToHost,
-                                 stream),
-                 fn);
-  throw_on_error(cudaStreamSynchronize(stream), fn);
-  CONTRASTIVE_CHECK(std::isfinite(saved.loss), fn,
-                    ": the logits overflow (loss is not finite) at temperature ", o.temperature,
-                    "; scale the inputs down or normalise them");
+  saved.loss = detail::run_owned(fn, info_nce_workspace_bytes<T>(saved.n, saved.d, o, m), stream,
+                                 [&](workspace ws, double* loss) {
+                                   return info_nce_forward_async<T>(
+                                       a, b, {saved.row_lse.as<float>(), saved.n, 1},
+                                       {saved.col_lse.as<float>(), o.symmetric ? saved.n : 0, 1},
+                                       loss, o, ws, stream, m);
+                                 });
+  detail::check_finite_loss(fn, saved.loss, o.temperature);
   return saved;
 }
 
@@ -346,15 +341,12 @@ temperature_gradient info_nce_backward(device_view<T> a, device_view<T> b,
   const std::string err = detail::info_nce_backward_problem<T>(
       fn, a, b, saved.row(), saved.col(), grad_a, grad_b, o, upstream, saved.math);
   CONTRASTIVE_CHECK(err.empty(), err);
-  device_buffer ws(info_nce_workspace_bytes<T>(saved.n, saved.d, o, saved.math));
-  device_buffer gt(sizeof(double));
-  throw_on_error(info_nce_backward_async<T>(a, b, saved.row(), saved.col(), grad_a, grad_b, o,
-                                            upstream, gt.as<double>(), {ws.data(), ws.bytes()},
-                                            stream, saved.math),
-                 fn);
-  double dtau = 0;
-  throw_on_error(cudaMemcpyAsync(&dtau, gt.data(), sizeof(double), cudaMemcpyDeviceToHost, stream), fn);
-  throw_on_error(cudaStreamSynchronize(stream), fn);
+  const double dtau = detail::run_owned(
+      fn, info_nce_workspace_bytes<T>(saved.n, saved.d, o, saved.math), stream,
+      [&](workspace ws, double* gt) {
+        return info_nce_backward_async<T>(a, b, saved.row(), saved.col(), grad_a, grad_b, o,
+                                          upstream, gt, ws, stream, saved.math);
+      });
   return temperature_gradient::from_log_scale(-dtau * o.temperature, o.temperature);
 }
 

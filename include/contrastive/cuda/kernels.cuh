@@ -13,6 +13,8 @@
 //   softmax_gradient_entry, shared with and tested on the CPU) and accumulates G Y_J into a BM x D
 //   fp32 accumulator held in shared memory (global scratch when D is too large). Called with
 //   (X, Y) = (A, B) it writes dA, with (B, A) dB; NT-Xent (X = Y = Z) needs one call.
+// These general kernels serve every type and D; bf16/fp16 with D <= 512 take resident_kernel
+// below (the X block and whole Y tiles in shared memory, the accumulator in registers).
 // No N x N matrix exists anywhere: extra memory is O(N) statistics plus, for small N (when the Y
 // range is split across CTAs) or large D, an fp32 N x D gradient scratch.
 

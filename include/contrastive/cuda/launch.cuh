@@ -6,6 +6,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -13,6 +14,7 @@
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/workspace.hpp"
+#include "contrastive/cuda/error.cuh"
 #include "contrastive/cuda/kernels.cuh"
 
 CONTRASTIVE_NAMESPACE_BEGIN
@@ -248,6 +250,28 @@ cudaError_t launch_gradient(const sweep_args<T>& a, gradient_args<T> g, const sw
                                                                  g.accumulate);
   }
   return cudaGetLastError();
+}
+
+/// For the throwing wrappers: runs launch(workspace, double* out) with an owned device
+/// workspace of `bytes` and one device double, synchronises and returns that double (the loss,
+/// or the temperature gradient). CUDA failures throw cuda_error naming fn.
+template <class Launch>
+double run_owned(const char* fn, std::size_t bytes, cudaStream_t stream, Launch&& launch) {
+  device_buffer ws(bytes);
+  device_buffer out(sizeof(double));
+  throw_on_error(launch(workspace{ws.data(), ws.bytes()}, out.as<double>()), fn);
+  double host = 0;
+  throw_on_error(cudaMemcpyAsync(&host, out.data(), sizeof(double), cudaMemcpyDeviceToHost, stream),
+                 fn);
+  throw_on_error(cudaStreamSynchronize(stream), fn);
+  return host;
+}
+
+/// The forward wrappers' check of the loss they return.
+inline void check_finite_loss(const char* fn, double loss, double temperature) {
+  CONTRASTIVE_CHECK(std::isfinite(loss), fn,
+                    ": the logits overflow (loss is not finite) at temperature ", temperature,
+                    "; scale the inputs down or normalise them");
 }
 
 }  // namespace detail

@@ -229,18 +229,13 @@ nt_xent_device_saved nt_xent_forward(device_view<T> a, device_view<T> b,
   saved.reduction = o.reduction;
   saved.math = m;
   saved.lse = device_buffer(sizeof(float) * 2 * static_cast<std::size_t>(saved.n));
-  device_buffer ws(nt_xent_workspace_bytes<T>(saved.n, saved.d, o, m));
-  device_buffer loss(sizeof(double));
-  throw_on_error(nt_xent_forward_async<T>(a, b, {saved.lse.as<float>(), 2 * saved.n, 1},
-                                          loss.as<double>(), o, {ws.data(), ws.bytes()}, stream, m),
-                 fn);
-  throw_on_error(cudaMemcpyAsync(&saved.loss, loss.data(), sizeof(double), cudaMemcpyDeviceToHost,
-                                 stream),
-                 fn);
-  throw_on_error(cudaStreamSynchronize(stream), fn);
-  CONTRASTIVE_CHECK(std::isfinite(saved.loss), fn,
-                    ": the logits overflow (loss is not finite) at temperature ", o.temperature,
-                    "; scale the inputs down or normalise them");
+  saved.loss = detail::run_owned(fn, nt_xent_workspace_bytes<T>(saved.n, saved.d, o, m), stream,
+                                 [&](workspace ws, double* loss) {
+                                   return nt_xent_forward_async<T>(
+                                       a, b, {saved.lse.as<float>(), 2 * saved.n, 1}, loss, o, ws,
+                                       stream, m);
+                                 });
+  detail::check_finite_loss(fn, saved.loss, o.temperature);
   return saved;
 }
 
@@ -260,15 +255,12 @@ temperature_gradient nt_xent_backward(device_view<T> a, device_view<T> b,
   const std::string err = detail::nt_xent_backward_problem<T>(fn, a, b, saved.stats(), grad_a,
                                                               grad_b, o, upstream, saved.math);
   CONTRASTIVE_CHECK(err.empty(), err);
-  device_buffer ws(nt_xent_workspace_bytes<T>(saved.n, saved.d, o, saved.math));
-  device_buffer gt(sizeof(double));
-  throw_on_error(nt_xent_backward_async<T>(a, b, saved.stats(), grad_a, grad_b, o, upstream,
-                                           gt.as<double>(), {ws.data(), ws.bytes()}, stream,
-                                           saved.math),
-                 fn);
-  double dtau = 0;
-  throw_on_error(cudaMemcpyAsync(&dtau, gt.data(), sizeof(double), cudaMemcpyDeviceToHost, stream), fn);
-  throw_on_error(cudaStreamSynchronize(stream), fn);
+  const double dtau = detail::run_owned(
+      fn, nt_xent_workspace_bytes<T>(saved.n, saved.d, o, saved.math), stream,
+      [&](workspace ws, double* gt) {
+        return nt_xent_backward_async<T>(a, b, saved.stats(), grad_a, grad_b, o, upstream, gt, ws,
+                                         stream, saved.math);
+      });
   return temperature_gradient::from_log_scale(-dtau * o.temperature, o.temperature);
 }
 
