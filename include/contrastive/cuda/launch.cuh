@@ -267,11 +267,13 @@ double run_owned(const char* fn, std::size_t bytes, cudaStream_t stream, Launch&
   return host;
 }
 
-/// The forward wrappers' check of the loss they return.
+/// The forward wrappers' check of the loss they return. The GPU path does not scan its inputs
+/// for NaN / Inf (the CPU path does); such inputs surface here, as a non-finite loss.
 inline void check_finite_loss(const char* fn, double loss, double temperature) {
-  CONTRASTIVE_CHECK(std::isfinite(loss), fn,
-                    ": the logits overflow (loss is not finite) at temperature ", temperature,
-                    "; scale the inputs down or normalise them");
+  CONTRASTIVE_CHECK(std::isfinite(loss), fn, ": the loss is not finite at temperature ",
+                    temperature,
+                    ": the inputs hold NaN or Inf, or the logits overflow (scale the inputs down "
+                    "or normalise them)");
 }
 
 }  // namespace detail
