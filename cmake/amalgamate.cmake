@@ -91,7 +91,7 @@ set(_banner
 //   cmake --build <build-dir> --target contrastive_amalgamate
 // or, from the repository root,
 //   ${_regen_p}
-// The xtensor adapter, cuda/ and dist/ are not part of it.
+// The xtensor adapter, cuda/ and distributed/ are not part of it.
 ")
 set(_result "${_banner}\n${_body}\n")
 

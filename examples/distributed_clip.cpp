@@ -1,6 +1,6 @@
-// Data-parallel two-tower training with the distributed CLIP loss (contrastive/dist/), launched
+// Data-parallel two-tower training with the distributed CLIP loss (contrastive/distributed/), launched
 // with mpirun: every rank holds a replica of the two towers (examples/encoder/), embeds its share
-// of the global batch, and dist::info_nce_forward_backward gives it the gradients of the GLOBAL
+// of the global batch, and distributed::info_nce_forward_backward gives it the gradients of the GLOBAL
 // CLIP loss for its own rows. Backpropagating those through the local replica gives a partial
 // parameter gradient; the sum (not the mean) over the ranks is the gradient of the global loss,
 // so one all-reduce SUM per step and identical AdamW steps keep the replicas equal.
@@ -28,8 +28,8 @@
 #include <vector>
 
 #include <contrastive/contrastive.hpp>
-#include <contrastive/dist/info_nce.hpp>
-#include <contrastive/dist/mpi.hpp>
+#include <contrastive/distributed/info_nce.hpp>
+#include <contrastive/distributed/mpi.hpp>
 
 #include "encoder/common.hpp"
 #include "encoder/layers.hpp"
@@ -39,8 +39,8 @@ namespace {
 
 using encoder::index_t;
 using fmat = encoder::matrix<float>;
-using contrastive::dist::mpi_communicator;
-using contrastive::dist::reduce_op;
+using contrastive::distributed::mpi_communicator;
+using contrastive::distributed::reduce_op;
 
 struct settings {
   int steps = 30;
@@ -145,7 +145,7 @@ int train(const mpi_communicator& comm, const settings& s) {
     m.opt.zero_grad();
     const fmat za = m.a.forward(xa), zb = m.b.forward(xb);
     fmat ga(za.rows(), za.cols()), gb(zb.rows(), zb.cols());
-    const float loss = contrastive::dist::info_nce_forward_backward(comm, za, zb, ga, gb, opt);
+    const float loss = contrastive::distributed::info_nce_forward_backward(comm, za, zb, ga, gb, opt);
     m.a.backward(ga);
     m.b.backward(gb);
     all_reduce_gradients(comm, m.params);  // SUM: the loss is already global
@@ -233,7 +233,7 @@ int bench(const mpi_communicator& comm, const settings& s) {
   contrastive::info_nce_options opt;  // CLIP
   auto run = [&] {
     return s.plain ? contrastive::info_nce_forward_backward(a, b, ga, gb, opt)
-                   : contrastive::dist::info_nce_forward_backward(comm, a, b, ga, gb, opt);
+                   : contrastive::distributed::info_nce_forward_backward(comm, a, b, ga, gb, opt);
   };
   float loss = run();  // warm-up (page faults, thread team)
   std::vector<double> times;

@@ -2,7 +2,7 @@
 #define CONTRASTIVE_CONTRASTIVE_HPP
 
 // Umbrella header: core, raw and Eigen adapters, losses (sampling and state are added as they
-// land). Never includes the xtensor adapter, cuda/ or dist/.
+// land). Never includes the xtensor adapter, cuda/ or distributed/.
 #include "contrastive/version.hpp"
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"

@@ -1,22 +1,22 @@
 // The distributed losses on the one-process self_communicator (no MPI needed): part of the
-// normal unit tests. With one rank every dist:: call must equal the single-process call.
+// normal unit tests. With one rank every distributed:: call must equal the single-process call.
 #include "support/test_config.hpp"
 
 #include <cstdint>
 #include <vector>
 
 #include <contrastive/contrastive.hpp>
-#include <contrastive/dist/communicator.hpp>
-#include <contrastive/dist/gamma_nce.hpp>
-#include <contrastive/dist/info_nce.hpp>
-#include <contrastive/dist/nt_xent.hpp>
+#include <contrastive/distributed/communicator.hpp>
+#include <contrastive/distributed/gamma_nce.hpp>
+#include <contrastive/distributed/info_nce.hpp>
+#include <contrastive/distributed/nt_xent.hpp>
 
 #include "support/reference.hpp"
 
 namespace {
 template <class T>
 using rmat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using contrastive::dist::self_communicator;
+using contrastive::distributed::self_communicator;
 
 double max_diff(const rmat<double>& x, const rmat<double>& y) { return (x - y).cwiseAbs().maxCoeff(); }
 
@@ -25,15 +25,15 @@ struct not_a_communicator {
 };
 }  // namespace
 
-static_assert(contrastive::dist::is_communicator<self_communicator>::value, "");
-static_assert(!contrastive::dist::is_communicator<not_a_communicator>::value, "");
+static_assert(contrastive::distributed::is_communicator<self_communicator>::value, "");
+static_assert(!contrastive::distributed::is_communicator<not_a_communicator>::value, "");
 
 TEST_CASE("self_communicator: collectives are copies", "[dist][self]") {
   const self_communicator c;
   CHECK(c.rank() == 0);
   CHECK(c.size() == 1);
   double v[2] = {1.5, -2};
-  c.all_reduce(v, 2, contrastive::dist::reduce_op::sum);
+  c.all_reduce(v, 2, contrastive::distributed::reduce_op::sum);
   CHECK(v[0] == 1.5);
   std::int64_t in[3] = {4, 5, 6}, out[3] = {0, 0, 0};
   c.all_gather(in, 3, out);
@@ -63,7 +63,7 @@ TEST_CASE("dist losses on self_communicator equal the single-process losses", "[
     o.label_smoothing = 0.1;
     o.tile_rows = 4;
     const double l = contrastive::info_nce_forward_backward(a, b, ga, gb, o);
-    const double dl = contrastive::dist::info_nce_forward_backward(comm, a, b, da, db, o);
+    const double dl = contrastive::distributed::info_nce_forward_backward(comm, a, b, da, db, o);
     CHECK(dl == Approx(l).epsilon(1e-14));
     CHECK(max_diff(da, ga) <= 1e-15);
     CHECK(max_diff(db, gb) <= 1e-15);
@@ -72,7 +72,7 @@ TEST_CASE("dist losses on self_communicator equal the single-process losses", "[
     contrastive::nt_xent_options o;
     o.tile_rows = 6;
     const double l = contrastive::nt_xent_forward_backward(a, b, ga, gb, o);
-    const double dl = contrastive::dist::nt_xent_forward_backward(comm, a, b, da, db, o);
+    const double dl = contrastive::distributed::nt_xent_forward_backward(comm, a, b, da, db, o);
     CHECK(dl == Approx(l).epsilon(1e-14));
     CHECK(max_diff(da, ga) <= 1e-15);
     CHECK(max_diff(db, gb) <= 1e-15);
@@ -81,10 +81,10 @@ TEST_CASE("dist losses on self_communicator equal the single-process losses", "[
     std::vector<std::int64_t> ids(static_cast<std::size_t>(n));
     for (Eigen::Index i = 0; i < n; ++i) ids[i] = 2 * i;
     contrastive::normalizer_state s1(2 * n, 2), s2(2 * n, 2);
-    contrastive::dist::gamma_nce_options o;
+    contrastive::distributed::gamma_nce_options o;
     o.seed = 9;
     const auto l = contrastive::gamma_nce_forward_backward(a, b, ids, s1, ga, gb, o);
-    const auto dl = contrastive::dist::gamma_nce_forward_backward(comm, a, b, ids, s2, da, db, o);
+    const auto dl = contrastive::distributed::gamma_nce_forward_backward(comm, a, b, ids, s2, da, db, o);
     CHECK(dl.loss == Approx(l.loss).epsilon(1e-14));
     CHECK(max_diff(da, ga) <= 1e-15);
     CHECK(max_diff(db, gb) <= 1e-15);

@@ -16,7 +16,7 @@
 #include <Eigen/Core>
 
 #include <contrastive/core/error.hpp>
-#include <contrastive/dist/mpi.hpp>
+#include <contrastive/distributed/mpi.hpp>
 
 #include "support/reference.hpp"
 
@@ -109,7 +109,7 @@ inline std::vector<std::int64_t> labels(Index n, int classes, int shift = 0) {
 
 /// The same string on every rank?
 inline bool same_on_all_ranks(const std::string& s) {
-  const contrastive::dist::mpi_communicator comm;
+  const contrastive::distributed::mpi_communicator comm;
   std::int64_t len = static_cast<std::int64_t>(s.size());
   std::vector<std::int64_t> lens(static_cast<std::size_t>(comm.size()));
   comm.all_gather(&len, 1, lens.data());

@@ -1,5 +1,5 @@
-#ifndef CONTRASTIVE_DIST_INFO_NCE_HPP
-#define CONTRASTIVE_DIST_INFO_NCE_HPP
+#ifndef CONTRASTIVE_DISTRIBUTED_INFO_NCE_HPP
+#define CONTRASTIVE_DISTRIBUTED_INFO_NCE_HPP
 
 // InfoNCE (one direction) and the symmetric CLIP loss over a batch sharded across ranks.
 // Rank k passes its rows of a and b (count(k) x D; counts may differ and may be 0) and gets the
@@ -7,7 +7,7 @@
 // every rank) and the gradients of that loss with respect to its own rows. Loss and gradients
 // equal the single-process info_nce_* on the concatenated batch (up to rounding).
 //
-// Forward: a ring pass of b blocks (dist/ring.hpp). Local rows keep online log-sum-exp
+// Forward: a ring pass of b blocks (distributed/ring.hpp). Local rows keep online log-sum-exp
 // statistics across the steps; column statistics are partial per rank and merged with two
 // all-reduces of O(N) values. Backward: a second ring pass in which each b block travels with its
 // gradient accumulator and comes back to its owner with every rank's contribution. Per rank:
@@ -35,12 +35,12 @@
 #include "contrastive/core/tiling.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/core/workspace.hpp"
-#include "contrastive/dist/communicator.hpp"
-#include "contrastive/dist/ring.hpp"
+#include "contrastive/distributed/communicator.hpp"
+#include "contrastive/distributed/ring.hpp"
 #include "contrastive/losses/info_nce.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-namespace dist {
+namespace distributed {
 
 /// What the forward keeps for the backward: O(N_local) row and O(N) column statistics.
 template <class T>
@@ -141,7 +141,7 @@ template <class T, class Comm>
 info_nce_saved<T> info_nce_forward_impl(const Comm& comm, const matrix_view<const T>& a_in,
                                         const matrix_view<const T>& b_in,
                                         const info_nce_options& o) {
-  const char* fn = "dist::info_nce_forward";
+  const char* fn = "distributed::info_nce_forward";
   const bool labelled = info_nce_agree(comm, fn, a_in, b_in, o, 1.0);
   const shard_layout l = make_layout(comm, a_in.rows());
   CONTRASTIVE_CHECK(l.total() > 0, fn, ": empty global batch (every rank has 0 rows)");
@@ -275,7 +275,7 @@ temperature_gradient info_nce_backward_impl(const Comm& comm, const matrix_view<
                                             const matrix_view<T>& grad_a,
                                             const matrix_view<T>& grad_b,
                                             const info_nce_options& o, double upstream) {
-  const char* fn = "dist::info_nce_backward";
+  const char* fn = "distributed::info_nce_backward";
   const bool labels_given = info_nce_agree(comm, fn, a_in, b_in, o, upstream);
   const shard_layout l = make_layout(comm, a_in.rows());
   agree_checks(comm, [&] {
@@ -292,7 +292,7 @@ temperature_gradient info_nce_backward_impl(const Comm& comm, const matrix_view<
                       ", symmetric ", o.symmetric, ", label_smoothing ", o.label_smoothing, ")");
     const auto un = static_cast<std::size_t>(saved.n), ug = static_cast<std::size_t>(saved.n_global);
     CONTRASTIVE_CHECK(saved.row_lse.size() == un && (!saved.symmetric || saved.col_lse.size() == ug),
-                      fn, ": 'saved' is incomplete (not produced by dist::info_nce_forward)");
+                      fn, ": 'saved' is incomplete (not produced by distributed::info_nce_forward)");
     ::contrastive::detail::check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
   });
 
@@ -435,14 +435,14 @@ CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& w
 auto info_nce_forward_backward(const Comm& comm, const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                                const info_nce_options& o = {},
                                temperature_gradient* temperature_grad = nullptr) {
-  const auto saved = dist::info_nce_forward(comm, a, b, o);
-  const temperature_gradient tg = dist::info_nce_backward(
+  const auto saved = distributed::info_nce_forward(comm, a, b, o);
+  const temperature_gradient tg = distributed::info_nce_backward(
       comm, a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0);
   if (temperature_grad) *temperature_grad = tg;
   return saved.loss;
 }
 
-}  // namespace dist
+}  // namespace distributed
 CONTRASTIVE_NAMESPACE_END
 
-#endif  // CONTRASTIVE_DIST_INFO_NCE_HPP
+#endif  // CONTRASTIVE_DISTRIBUTED_INFO_NCE_HPP

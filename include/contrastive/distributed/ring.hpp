@@ -1,8 +1,8 @@
-#ifndef CONTRASTIVE_DIST_RING_HPP
-#define CONTRASTIVE_DIST_RING_HPP
+#ifndef CONTRASTIVE_DISTRIBUTED_RING_HPP
+#define CONTRASTIVE_DISTRIBUTED_RING_HPP
 
-// Machinery shared by the distributed losses (contrastive/dist/*.hpp), on any communicator of
-// dist/communicator.hpp:
+// Machinery shared by the distributed losses (contrastive/distributed/*.hpp), on any communicator of
+// distributed/communicator.hpp:
 //
 // - Agreement. An argument check that fails on one rank only must not leave the other ranks
 //   waiting in the next collective. Every entry point therefore (1) all-gathers the values that
@@ -38,10 +38,10 @@
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/tiling.hpp"
 #include "contrastive/core/workspace.hpp"
-#include "contrastive/dist/communicator.hpp"
+#include "contrastive/distributed/communicator.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-namespace dist {
+namespace distributed {
 namespace detail {
 
 namespace cd = ::contrastive::detail;
@@ -50,7 +50,7 @@ template <class Comm>
 void require_communicator() {
   static_assert(is_communicator<Comm>::value,
                 "contrastive::dist: the first argument must be a communicator (see "
-                "contrastive/dist/communicator.hpp: self_communicator, mpi_communicator)");
+                "contrastive/distributed/communicator.hpp: self_communicator, mpi_communicator)");
 }
 
 // ---- agreement ---------------------------------------------------------------------------------
@@ -360,7 +360,7 @@ void ring_visit_accumulate(const Comm& comm, const shard_layout& l,
 }
 
 }  // namespace detail
-}  // namespace dist
+}  // namespace distributed
 CONTRASTIVE_NAMESPACE_END
 
-#endif  // CONTRASTIVE_DIST_RING_HPP
+#endif  // CONTRASTIVE_DISTRIBUTED_RING_HPP

@@ -1,5 +1,5 @@
-#ifndef CONTRASTIVE_DIST_NT_XENT_HPP
-#define CONTRASTIVE_DIST_NT_XENT_HPP
+#ifndef CONTRASTIVE_DISTRIBUTED_NT_XENT_HPP
+#define CONTRASTIVE_DISTRIBUTED_NT_XENT_HPP
 
 // NT-Xent (SimCLR) over a batch sharded across ranks. Rank k passes its rows of the two views a
 // and b (count(k) x D, counts may differ and may be 0); the global batch is the ranks' rows in
@@ -7,7 +7,7 @@
 // single-process nt_xent_* on that batch (up to rounding).
 //
 // Every rank holds the anchors [a_k; b_k] and sees the other ranks' [a; b] blocks go by on the
-// ring (dist/ring.hpp), keeping per-anchor online log-sum-exp statistics: S is symmetric, so
+// ring (distributed/ring.hpp), keeping per-anchor online log-sum-exp statistics: S is symmetric, so
 // each anchor's row statistics are all the forward needs (no column all-reduce). The backward
 // ring carries each block with its gradient accumulator: the tile of (local i, travelling j)
 // adds lambda G_ij z_j to dz_i and lambda G_ij z_i to the accumulator of z_j, so every ordered
@@ -17,7 +17,7 @@
 // flops, split over the ranks).
 //
 // Options are nt_xent_options (labels: the local samples' labels, all-gathered). Not supported:
-// cache_logits. Agreement and errors as in dist/info_nce.hpp. In data-parallel training SUM the
+// cache_logits. Agreement and errors as in distributed/info_nce.hpp. In data-parallel training SUM the
 // parameter gradients over the ranks (the loss is already global).
 
 #include <cmath>
@@ -34,12 +34,12 @@
 #include "contrastive/core/tiling.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/core/workspace.hpp"
-#include "contrastive/dist/communicator.hpp"
-#include "contrastive/dist/ring.hpp"
+#include "contrastive/distributed/communicator.hpp"
+#include "contrastive/distributed/ring.hpp"
 #include "contrastive/losses/nt_xent.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-namespace dist {
+namespace distributed {
 
 template <class T>
 struct nt_xent_saved {
@@ -138,7 +138,7 @@ cd::pairwise_problem<T> nt_xent_block_problem(const matrix_view<const T>* z_loca
 template <class T, class Comm>
 nt_xent_saved<T> nt_xent_forward_impl(const Comm& comm, const matrix_view<const T>& a_in,
                                       const matrix_view<const T>& b_in, const nt_xent_options& o) {
-  const char* fn = "dist::nt_xent_forward";
+  const char* fn = "distributed::nt_xent_forward";
   const bool labelled = nt_xent_agree(comm, fn, a_in, b_in, o, 1.0);
   const shard_layout l = make_layout(comm, a_in.rows());
   CONTRASTIVE_CHECK(l.total() > 0, fn, ": empty global batch (every rank has 0 rows)");
@@ -225,7 +225,7 @@ temperature_gradient nt_xent_backward_impl(const Comm& comm, const matrix_view<c
                                            const matrix_view<T>& grad_a,
                                            const matrix_view<T>& grad_b,
                                            const nt_xent_options& o, double upstream) {
-  const char* fn = "dist::nt_xent_backward";
+  const char* fn = "distributed::nt_xent_backward";
   const bool labels_given = nt_xent_agree(comm, fn, a_in, b_in, o, upstream);
   const shard_layout l = make_layout(comm, a_in.rows());
   agree_checks(comm, [&] {
@@ -242,7 +242,7 @@ temperature_gradient nt_xent_backward_impl(const Comm& comm, const matrix_view<c
                       o.label_smoothing, ")");
     CONTRASTIVE_CHECK(saved.lse.size() == 2 * static_cast<std::size_t>(saved.n) &&
                           (!saved.labelled || saved.positives.size() == saved.lse.size()),
-                      fn, ": 'saved' is incomplete (not produced by dist::nt_xent_forward)");
+                      fn, ": 'saved' is incomplete (not produced by distributed::nt_xent_forward)");
     ::contrastive::detail::check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
   });
 
@@ -358,14 +358,14 @@ CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& w
 auto nt_xent_forward_backward(const Comm& comm, const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                               const nt_xent_options& o = {},
                               temperature_gradient* temperature_grad = nullptr) {
-  const auto saved = dist::nt_xent_forward(comm, a, b, o);
-  const temperature_gradient tg = dist::nt_xent_backward(
+  const auto saved = distributed::nt_xent_forward(comm, a, b, o);
+  const temperature_gradient tg = distributed::nt_xent_backward(
       comm, a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0);
   if (temperature_grad) *temperature_grad = tg;
   return saved.loss;
 }
 
-}  // namespace dist
+}  // namespace distributed
 CONTRASTIVE_NAMESPACE_END
 
-#endif  // CONTRASTIVE_DIST_NT_XENT_HPP
+#endif  // CONTRASTIVE_DISTRIBUTED_NT_XENT_HPP

@@ -1,12 +1,12 @@
-#ifndef CONTRASTIVE_DIST_MPI_HPP
-#define CONTRASTIVE_DIST_MPI_HPP
+#ifndef CONTRASTIVE_DISTRIBUTED_MPI_HPP
+#define CONTRASTIVE_DISTRIBUTED_MPI_HPP
 
-// The communicator of contrastive/dist/communicator.hpp on MPI. Include it only where MPI is
+// The communicator of contrastive/distributed/communicator.hpp on MPI. Include it only where MPI is
 // wanted (link MPI::MPI_CXX); the rest of the library never includes <mpi.h>.
 //
 //   MPI_Init(&argc, &argv);                       // the application owns MPI's lifetime
-//   contrastive::dist::mpi_communicator comm;      // MPI_COMM_WORLD, or any MPI_Comm
-//   float loss = contrastive::dist::info_nce_forward_backward(comm, a, b, ga, gb, opt);
+//   contrastive::distributed::mpi_communicator comm;      // MPI_COMM_WORLD, or any MPI_Comm
+//   float loss = contrastive::distributed::info_nce_forward_backward(comm, a, b, ga, gb, opt);
 //   MPI_Finalize();
 //
 // The handle neither duplicates nor frees the MPI_Comm: it must stay valid while in use. Calls
@@ -25,10 +25,10 @@
 #include <vector>
 
 #include "contrastive/core/config.hpp"
-#include "contrastive/dist/communicator.hpp"
+#include "contrastive/distributed/communicator.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-namespace dist {
+namespace distributed {
 
 namespace detail {
 
@@ -56,13 +56,13 @@ inline void mpi_check(int rc, const char* what) {
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, text, &len);
-  throw std::runtime_error(std::string("contrastive::dist::mpi_communicator: ") + what +
+  throw std::runtime_error(std::string("contrastive::distributed::mpi_communicator: ") + what +
                            " failed: " + std::string(text, static_cast<std::size_t>(len)));
 }
 
 inline int mpi_count(std::size_t n, const char* what) {
   if (n > static_cast<std::size_t>(INT_MAX))
-    throw std::length_error(std::string("contrastive::dist::mpi_communicator: ") + what + " of " +
+    throw std::length_error(std::string("contrastive::distributed::mpi_communicator: ") + what + " of " +
                             std::to_string(n) + " elements exceeds MPI's int count (INT_MAX)");
   return static_cast<int>(n);
 }
@@ -76,7 +76,7 @@ class mpi_communicator {
     int initialised = 0;
     MPI_Initialized(&initialised);
     if (!initialised)
-      throw std::logic_error("contrastive::dist::mpi_communicator: MPI is not initialised (call "
+      throw std::logic_error("contrastive::distributed::mpi_communicator: MPI is not initialised (call "
                              "MPI_Init first; the communicator does not own MPI's lifetime)");
     detail::mpi_check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     detail::mpi_check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
@@ -139,7 +139,7 @@ class mpi_communicator {
 
 static_assert(is_communicator<mpi_communicator>::value, "mpi_communicator models the concept");
 
-}  // namespace dist
+}  // namespace distributed
 CONTRASTIVE_NAMESPACE_END
 
-#endif  // CONTRASTIVE_DIST_MPI_HPP
+#endif  // CONTRASTIVE_DISTRIBUTED_MPI_HPP

@@ -1,5 +1,5 @@
-#ifndef CONTRASTIVE_DIST_GAMMA_NCE_HPP
-#define CONTRASTIVE_DIST_GAMMA_NCE_HPP
+#ifndef CONTRASTIVE_DISTRIBUTED_GAMMA_NCE_HPP
+#define CONTRASTIVE_DISTRIBUTED_GAMMA_NCE_HPP
 
 // The gamma-auxiliary loss (losses/gamma_nce.hpp; [RECON], shared/spec/losses.md section 3) over
 // a batch sharded across ranks. Rank k passes its rows of a and b, their dataset sample ids and
@@ -9,7 +9,7 @@
 //
 // Per anchor everything is local once its log-sum-exp is known: the rate zeta_i (state, same
 // batch or exact), the draw g_i (Philox keyed by the sample id, so the same on any rank) and
-// r_i. The log-sum-exps come from the ring of dist/ring.hpp (rows local, columns all-reduced, the
+// r_i. The log-sum-exps come from the ring of distributed/ring.hpp (rows local, columns all-reduced, the
 // diagonal s_ii masked on the own block unless positive_in_normaliser); the backward ring
 // carries the b blocks with their gradient accumulators. Ids must be distinct over the GLOBAL
 // batch (checked on the all-gathered ids, O(N)).
@@ -26,7 +26,7 @@
 //   that rank's (stale or unvisited) entry instead: the library cannot detect this.
 //
 // Not supported: a state object shared between ranks in one process. Agreement and errors as in
-// dist/info_nce.hpp; state directions and (replicated) sizes must agree as well.
+// distributed/info_nce.hpp; state directions and (replicated) sizes must agree as well.
 
 #include <cmath>
 #include <cstdint>
@@ -42,15 +42,15 @@
 #include "contrastive/core/tiling.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/core/workspace.hpp"
-#include "contrastive/dist/communicator.hpp"
-#include "contrastive/dist/ring.hpp"
+#include "contrastive/distributed/communicator.hpp"
+#include "contrastive/distributed/ring.hpp"
 #include "contrastive/losses/gamma_nce.hpp"
 #include "contrastive/sampling/gamma.hpp"
 #include "contrastive/sampling/philox.hpp"
 #include "contrastive/state/normalizer_state.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-namespace dist {
+namespace distributed {
 
 /// How the ranks' normalizer_states relate (see the header comment).
 enum class gamma_state_mode { replicated, sharded };
@@ -137,7 +137,7 @@ template <class T, class Comm>
 gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<const T>& a_in,
                                           const matrix_view<const T>& b_in, id_span ids,
                                           normalizer_state* state, const gamma_nce_options& o) {
-  const char* fn = "dist::gamma_nce_forward";
+  const char* fn = "distributed::gamma_nce_forward";
   const bool use_state = o.rate_source == gamma_rate_source::state;
   const bool replicated = o.state_mode == gamma_state_mode::replicated;
   const bool sym = o.symmetric;
@@ -319,7 +319,7 @@ temperature_gradient gamma_nce_backward_impl(const Comm& comm, const matrix_view
                                              const matrix_view<T>& grad_a,
                                              const matrix_view<T>& grad_b,
                                              const base_gamma_options& o, double upstream) {
-  const char* fn = "dist::gamma_nce_backward";
+  const char* fn = "distributed::gamma_nce_backward";
   gamma_nce_agree_common(comm, fn, a_in, o, upstream);
   const shard_layout l = make_layout(comm, a_in.rows());
   agree_checks(comm, [&] {
@@ -340,7 +340,7 @@ temperature_gradient gamma_nce_backward_impl(const Comm& comm, const matrix_view
     CONTRASTIVE_CHECK(saved.row.r.size() == un && saved.row.lse.size() == un &&
                           (!saved.symmetric ||
                            (saved.col_r_all.size() == ug && saved.col_lse_all.size() == ug)),
-                      fn, ": 'saved' is incomplete (not produced by dist::gamma_nce_forward)");
+                      fn, ": 'saved' is incomplete (not produced by distributed::gamma_nce_forward)");
     ::contrastive::detail::check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
   });
 
@@ -457,8 +457,8 @@ auto gamma_nce_forward_backward(const Comm& comm, const A& a, const B& b, id_spa
                                 normalizer_state& state, GA&& grad_a, GB&& grad_b,
                                 const gamma_nce_options& o = {},
                                 temperature_gradient* temperature_grad = nullptr) {
-  auto saved = dist::gamma_nce_forward(comm, a, b, ids, state, o);
-  const temperature_gradient tg = dist::gamma_nce_backward(
+  auto saved = distributed::gamma_nce_forward(comm, a, b, ids, state, o);
+  const temperature_gradient tg = distributed::gamma_nce_backward(
       comm, a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0);
   if (temperature_grad) *temperature_grad = tg;
   return saved;
@@ -470,14 +470,14 @@ CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& w
 auto gamma_nce_forward_backward(const Comm& comm, const A& a, const B& b, id_span ids,
                                 GA&& grad_a, GB&& grad_b, const gamma_nce_options& o,
                                 temperature_gradient* temperature_grad = nullptr) {
-  auto saved = dist::gamma_nce_forward(comm, a, b, ids, o);
-  const temperature_gradient tg = dist::gamma_nce_backward(
+  auto saved = distributed::gamma_nce_forward(comm, a, b, ids, o);
+  const temperature_gradient tg = distributed::gamma_nce_backward(
       comm, a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0);
   if (temperature_grad) *temperature_grad = tg;
   return saved;
 }
 
-}  // namespace dist
+}  // namespace distributed
 CONTRASTIVE_NAMESPACE_END
 
-#endif  // CONTRASTIVE_DIST_GAMMA_NCE_HPP
+#endif  // CONTRASTIVE_DISTRIBUTED_GAMMA_NCE_HPP

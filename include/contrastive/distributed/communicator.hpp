@@ -1,8 +1,8 @@
-#ifndef CONTRASTIVE_DIST_COMMUNICATOR_HPP
-#define CONTRASTIVE_DIST_COMMUNICATOR_HPP
+#ifndef CONTRASTIVE_DISTRIBUTED_COMMUNICATOR_HPP
+#define CONTRASTIVE_DISTRIBUTED_COMMUNICATOR_HPP
 
-// The few collectives the distributed losses (contrastive/dist/) need, as a duck-typed concept,
-// so that MPI (contrastive/dist/mpi.hpp), NCCL or any other engine can carry them.
+// The few collectives the distributed losses (contrastive/distributed/) need, as a duck-typed concept,
+// so that MPI (contrastive/distributed/mpi.hpp), NCCL or any other engine can carry them.
 //
 // A communicator `C` is a copyable handle (it does not own the processes) with, for every
 // element type T in {char, std::int64_t, float, double}:
@@ -24,7 +24,7 @@
 // Every rank calls every collective in the same order with matching sizes (as in MPI). All
 // calls are blocking. Errors inside the engine are the engine's business (MPI's default handler
 // aborts the job); the losses never throw between collectives on one rank only: each argument
-// check that can differ between ranks is agreed first (see dist/ring.hpp), so every rank throws
+// check that can differ between ranks is agreed first (see distributed/ring.hpp), so every rank throws
 // the same contrastive::invalid_argument, and no rank is left waiting in a collective.
 //
 // An NCCL communicator would implement the same members on device pointers (all_reduce ->
@@ -40,13 +40,13 @@
 #include "contrastive/core/config.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-namespace dist {
+namespace distributed {
 
 /// Element-wise reductions of all_reduce.
 enum class reduce_op { sum, max, min };
 
 /// The one-process communicator: every collective is a copy (or nothing). It makes the
-/// distributed code paths testable and usable without MPI; with it, every dist:: call equals
+/// distributed code paths testable and usable without MPI; with it, every distributed:: call equals
 /// the single-process call on the same batch.
 class self_communicator {
  public:
@@ -107,7 +107,7 @@ struct has_rank_size<C, std::enable_if_t<std::is_convertible<decltype(std::declv
 
 }  // namespace detail
 
-/// True when C models the communicator concept above (checked by every dist:: entry point).
+/// True when C models the communicator concept above (checked by every distributed:: entry point).
 template <class C>
 struct is_communicator
     : std::integral_constant<bool, detail::has_rank_size<C>::value &&
@@ -119,7 +119,7 @@ struct is_communicator
 template <class C>
 constexpr bool is_communicator_v = is_communicator<C>::value;
 
-}  // namespace dist
+}  // namespace distributed
 CONTRASTIVE_NAMESPACE_END
 
-#endif  // CONTRASTIVE_DIST_COMMUNICATOR_HPP
+#endif  // CONTRASTIVE_DISTRIBUTED_COMMUNICATOR_HPP

@@ -3,17 +3,17 @@
 #include <string>
 #include <vector>
 
-#include <contrastive/dist/mpi.hpp>
-#include <contrastive/dist/ring.hpp>
+#include <contrastive/distributed/mpi.hpp>
+#include <contrastive/distributed/ring.hpp>
 
-#include "dist/dist_support.hpp"
+#include "dist/distributed_support.hpp"
 
 using namespace dtest;
-namespace dd = contrastive::dist::detail;
+namespace dd = contrastive::distributed::detail;
 using Catch::Matchers::Contains;
 
 TEST_CASE("dist ring: layout, visiting order and accumulators", "[dist][ring]") {
-  const contrastive::dist::mpi_communicator comm;
+  const contrastive::distributed::mpi_communicator comm;
   const int p = comm.size(), r = comm.rank();
   const Index d = 3;
   const Index mine = r % 2 == 0 ? r + 2 : 0;  // uneven, some ranks empty
@@ -54,7 +54,7 @@ TEST_CASE("dist ring: layout, visiting order and accumulators", "[dist][ring]") 
 }
 
 TEST_CASE("dist ring: agreement on values, flags and local errors", "[dist][ring]") {
-  const contrastive::dist::mpi_communicator comm;
+  const contrastive::distributed::mpi_communicator comm;
   const int p = comm.size(), r = comm.rank();
   CHECK_NOTHROW(dd::agree_values(comm, "f", {{"x", 1.5}, {"nan", std::nan("")}}));
   CHECK_NOTHROW(dd::agree_checks(comm, [] {}));

@@ -4,20 +4,20 @@
 #include <vector>
 
 #include <contrastive/contrastive.hpp>
-#include <contrastive/dist/mpi.hpp>
-#include <contrastive/dist/nt_xent.hpp>
+#include <contrastive/distributed/mpi.hpp>
+#include <contrastive/distributed/nt_xent.hpp>
 
-#include "dist/dist_support.hpp"
+#include "dist/distributed_support.hpp"
 
 using namespace dtest;
 using contrastive::loss_reduction;
 using contrastive::nt_xent_options;
 using Catch::Matchers::Contains;
 
-TEMPLATE_TEST_CASE("dist::nt_xent equals one process on the concatenated batch", "[dist][nt_xent]",
+TEMPLATE_TEST_CASE("distributed::nt_xent equals one process on the concatenated batch", "[dist][nt_xent]",
                    float, double) {
   using T = TestType;
-  const contrastive::dist::mpi_communicator comm;
+  const contrastive::distributed::mpi_communicator comm;
   const int p = comm.size(), r = comm.rank();
   const Index n = 23, d = 5;
   const rmat<T> A = unit_rows<T>(n, d, 31), B = unit_rows<T>(n, d, 32);
@@ -51,7 +51,7 @@ TEMPLATE_TEST_CASE("dist::nt_xent equals one process on the concatenated batch",
       if (c.labelled) lo.labels = yl;
       rmat<T> ga(a.rows(), d), gb(b.rows(), d);
       contrastive::temperature_gradient dtg;
-      const double l = contrastive::dist::nt_xent_forward_backward(comm, a, b, ga, gb, lo, &dtg);
+      const double l = contrastive::distributed::nt_xent_forward_backward(comm, a, b, ga, gb, lo, &dtg);
       CHECK(rel(l, L) <= tolerance<T>());
       CHECK(rel(dtg.log_scale, tg.log_scale) <= tolerance<T>() * 10);
       CHECK(rel_rows(ga, GA, cnt, r) <= tolerance<T>());
@@ -60,8 +60,8 @@ TEMPLATE_TEST_CASE("dist::nt_xent equals one process on the concatenated batch",
   }
 }
 
-TEST_CASE("dist::nt_xent: two passes with upstream and accumulate", "[dist][nt_xent]") {
-  const contrastive::dist::mpi_communicator comm;
+TEST_CASE("distributed::nt_xent: two passes with upstream and accumulate", "[dist][nt_xent]") {
+  const contrastive::distributed::mpi_communicator comm;
   const int p = comm.size(), r = comm.rank();
   const Index n = 37, d = 8;
   const rmat<double> A = unit_rows<double>(n, d, 41), B = unit_rows<double>(n, d, 42);
@@ -74,15 +74,15 @@ TEST_CASE("dist::nt_xent: two passes with upstream and accumulate", "[dist][nt_x
   const auto cnt = shard_counts(p, n, shard::empty_rank);
   const rmat<double> a = rows_of(A, cnt, r), b = rows_of(B, cnt, r);
   rmat<double> ga = rmat<double>::Constant(a.rows(), d, 1.0), gb = rmat<double>::Constant(b.rows(), d, 2.0);
-  const auto ds = contrastive::dist::nt_xent_forward(comm, a, b, o);
-  contrastive::dist::nt_xent_backward(comm, a, b, ds, ga, gb, o, -1.5);
+  const auto ds = contrastive::distributed::nt_xent_forward(comm, a, b, o);
+  contrastive::distributed::nt_xent_backward(comm, a, b, ds, ga, gb, o, -1.5);
   CHECK(rel(ds.loss, saved.loss) <= 1e-12);
   CHECK(rel_rows(ga, GA, cnt, r) <= 1e-12);
   CHECK(rel_rows(gb, GB, cnt, r) <= 1e-12);
 }
 
-TEST_CASE("dist::nt_xent: every rank throws the same error", "[dist][nt_xent][errors]") {
-  const contrastive::dist::mpi_communicator comm;
+TEST_CASE("distributed::nt_xent: every rank throws the same error", "[dist][nt_xent][errors]") {
+  const contrastive::distributed::mpi_communicator comm;
   const int p = comm.size(), r = comm.rank();
   const Index n = 10, d = 3;
   const auto cnt = shard_counts(p, n, shard::even);
@@ -93,8 +93,8 @@ TEST_CASE("dist::nt_xent: every rank throws the same error", "[dist][nt_xent][er
     if (p > 1) {
       const Index dr = r == p - 1 ? d + 2 : d;
       const rmat<double> a2 = rmat<double>::Ones(cnt[r], dr);
-      const std::string e = error_of([&] { contrastive::dist::nt_xent_forward(comm, a2, a2, o); });
-      CHECK_THAT(e, Contains("dist::nt_xent_forward: D (the columns of 'a') differs across ranks"));
+      const std::string e = error_of([&] { contrastive::distributed::nt_xent_forward(comm, a2, a2, o); });
+      CHECK_THAT(e, Contains("distributed::nt_xent_forward: D (the columns of 'a') differs across ranks"));
       CHECK(same_on_all_ranks(e));
     }
   }
@@ -102,7 +102,7 @@ TEST_CASE("dist::nt_xent: every rank throws the same error", "[dist][nt_xent][er
     const auto y = labels(r == p - 1 ? cnt[r] + 1 : cnt[r], 3);
     nt_xent_options o2 = o;
     o2.labels = y;
-    const std::string e = error_of([&] { contrastive::dist::nt_xent_forward(comm, a, b, o2); });
+    const std::string e = error_of([&] { contrastive::distributed::nt_xent_forward(comm, a, b, o2); });
     CHECK_THAT(e, Contains("'labels' has") && Contains("on rank " + std::to_string(p - 1)));
     CHECK(same_on_all_ranks(e));
   }
@@ -110,11 +110,11 @@ TEST_CASE("dist::nt_xent: every rank throws the same error", "[dist][nt_xent][er
     if (p > 1) {
       nt_xent_options o2 = o;
       o2.label_smoothing = r == 1 ? 0.1 : 0.0;
-      const std::string e = error_of([&] { contrastive::dist::nt_xent_forward(comm, a, b, o2); });
+      const std::string e = error_of([&] { contrastive::distributed::nt_xent_forward(comm, a, b, o2); });
       CHECK_THAT(e, Contains("'label_smoothing' differs across ranks (rank 0: 0, rank 1: 0.1"));
       CHECK(same_on_all_ranks(e));
     }
   }
-  const auto saved = contrastive::dist::nt_xent_forward(comm, a, b, o);
+  const auto saved = contrastive::distributed::nt_xent_forward(comm, a, b, o);
   CHECK(saved.n_global == n);
 }

@@ -3,24 +3,24 @@
 #include <cstdint>
 #include <vector>
 
-#include <contrastive/dist/mpi.hpp>
+#include <contrastive/distributed/mpi.hpp>
 
-#include "dist/dist_support.hpp"
+#include "dist/distributed_support.hpp"
 
-static_assert(contrastive::dist::is_communicator<contrastive::dist::mpi_communicator>::value, "");
-static_assert(!contrastive::dist::is_communicator<int>::value, "");
+static_assert(contrastive::distributed::is_communicator<contrastive::distributed::mpi_communicator>::value, "");
+static_assert(!contrastive::distributed::is_communicator<int>::value, "");
 
 TEMPLATE_TEST_CASE("mpi_communicator: collectives", "[dist][mpi]", char, std::int64_t, float, double) {
   using T = TestType;
-  const contrastive::dist::mpi_communicator comm;
+  const contrastive::distributed::mpi_communicator comm;
   const int p = comm.size(), r = comm.rank();
   CHECK(comm.get() == MPI_COMM_WORLD);
 
   std::vector<T> v = {T(r + 1), T(2 * r), T(5 - r)};
   std::vector<T> mx = v, mn = v;
-  comm.all_reduce(v.data(), v.size(), contrastive::dist::reduce_op::sum);
-  comm.all_reduce(mx.data(), mx.size(), contrastive::dist::reduce_op::max);
-  comm.all_reduce(mn.data(), mn.size(), contrastive::dist::reduce_op::min);
+  comm.all_reduce(v.data(), v.size(), contrastive::distributed::reduce_op::sum);
+  comm.all_reduce(mx.data(), mx.size(), contrastive::distributed::reduce_op::max);
+  comm.all_reduce(mn.data(), mn.size(), contrastive::distributed::reduce_op::min);
   CHECK(v[0] == T(p * (p + 1) / 2));
   CHECK(v[1] == T(p * (p - 1)));
   CHECK(mx[0] == T(p));

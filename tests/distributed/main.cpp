@@ -1,5 +1,5 @@
-// Catch2 main of contrastive_dist_tests: MPI lives for the whole run. Every rank runs every test
-// case; ctest starts the executable under mpiexec with 1, 2 and 3 ranks (dist/np1..np3).
+// Catch2 main of contrastive_distributed_tests: MPI lives for the whole run. Every rank runs every test
+// case; ctest starts the executable under mpiexec with 1, 2 and 3 ranks (distributed/np1..np3).
 #define CATCH_CONFIG_RUNNER
 #include "support/test_config.hpp"
 
