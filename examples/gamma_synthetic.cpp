@@ -1,6 +1,6 @@
-// The synthetic experiment of shared/spec/losses.md 3.8 (a [RECON] protocol: the paper's full
-// text was not available; this implements the reconstruction in the spec, and its numbers are
-// what this reconstruction gives, not the paper's).
+// The synthetic experiment of docs/gamma_nce.md#synthetic-experiment (a [RECON] protocol: the
+// paper's full text was not available; this implements the reconstruction described there;
+// its numbers are what this reconstruction gives, not the paper's).
 //
 // Model: one scalar theta; a candidate with feature x scores theta * x. Negatives x ~ U[-1, 1];
 // positives x+ = mu + 0.3 N(0, 1) with mu = coth(1) - 1, so the infinite-negative loss
@@ -380,7 +380,8 @@ int main(int argc, char** argv) {
   }
 
   if (!cfg.check) return 0;
-  // Acceptance (spec 3.8) for the full protocol; shorter runs are noisier in proportion to
+  // Acceptance (docs/gamma_nce.md#synthetic-experiment) for the full protocol; shorter runs are
+  // noisier in proportion to
   // 1/sqrt(steps), so the noise-limited bands widen by sqrt(30000/steps) (never tighter).
   const double widen = std::max(1.0, std::sqrt(30000.0 / cfg.steps));
   auto col = [&](int b, method m) -> const cell* {

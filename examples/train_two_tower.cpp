@@ -60,7 +60,7 @@ struct settings {
   std::vector<index_t> hidden{256, 128};
   index_t head_hidden = 128, embed = 64;
   double lambda_sep = 1, lambda_br = 1;
-  double gamma_alpha = 1, gamma_beta = 0.9;  // the spec's defaults
+  double gamma_alpha = 1, gamma_beta = 0.9;  // the library's defaults (docs/gamma_nce.md)
   std::vector<double> lambda_gc{0.25, 0.01};  // one row per weight
   int probe_epochs = 20;
   double probe_lr = 3e-3;
@@ -431,10 +431,10 @@ int main(int argc, char** argv) {
   app.add_option("--hidden", s.hidden, "backbone widths of each tower")->delimiter(',');
   app.add_option("--head-hidden", s.head_hidden, "projection head hidden width")->check(CLI::PositiveNumber);
   app.add_option("--embed", s.embed, "embedding width")->check(CLI::PositiveNumber);
-  app.add_option("--lambda-sep", s.lambda_sep, "weight of L_Sep (spec default 1)");
-  app.add_option("--lambda-br", s.lambda_br, "weight of L_Br (spec default 1)");
+  app.add_option("--lambda-sep", s.lambda_sep, "weight of L_Sep (library default 1, docs/README.md)");
+  app.add_option("--lambda-br", s.lambda_br, "weight of L_Br (library default 1, docs/README.md)");
   app.add_option("--lambda-gc", s.lambda_gc,
-                 "weights of L_GC + L^a_GC, one table row (method gc, gc2, ...) each; 0.25 is the spec's and "
+                 "weights of L_GC + L^a_GC, one table row (method gc, gc2, ...) each; 0.25 is the library's and "
                  "CyCLIP's default")
       ->delimiter(',');
   app.add_option("--gamma-alpha", s.gamma_alpha, "gamma loss: shape alpha of the auxiliary variables")

@@ -4,7 +4,7 @@
 // Two-tower losses of train_two_tower, composed from the library's losses. Each `add_*` function
 // returns weight * loss and ADDS weight * dL/d(embedding) into the gradient matrices (callers zero
 // them once per step), so a method's objective is a sum of calls.
-// Symbols follow shared/spec/losses.md section 4: V = modality A's embeddings, U = modality B's,
+// Symbols follow docs/README.md#modality-structure-regularisers: V = modality A's embeddings, U = modality B's,
 // Va / Ua their augmented views, Vi / Ui "independent" features.
 
 #include <contrastive/contrastive.hpp>
@@ -39,7 +39,7 @@ double add_info_nce(const matrix<T>& x, const matrix<T>& y, matrix<T>& gx, matri
 }
 
 /// L_Con = (1/4)(InfoNCE(V,U) + InfoNCE(U,V) + InfoNCE(V,Va) + InfoNCE(U,Ua))
-///       = (1/2) CLIP(V,U) + (1/4) InfoNCE(V,Va) + (1/4) InfoNCE(U,Ua)        (spec 4, base loss)
+///       = (1/2) CLIP(V,U) + (1/4) InfoNCE(V,Va) + (1/4) InfoNCE(U,Ua)        (docs/README.md, base loss)
 template <class T>
 double add_l_con(tower_views<T>& a, tower_views<T>& b, double tau, double weight = 1) {
   double l = add_info_nce(a.z, b.z, a.gz, b.gz, 0.5 * weight, true, tau);
@@ -48,7 +48,7 @@ double add_l_con(tower_views<T>& a, tower_views<T>& b, double tau, double weight
   return l;
 }
 
-/// weight * (L_GC(V,U) + L^a_GC(V,U,Va,Ua)) (spec 4.3), from
+/// weight * (L_GC(V,U) + L^a_GC(V,U,Va,Ua)) (docs/geometric_consistency.md), from
 /// contrastive/losses/geometric_consistency.hpp.
 template <class T>
 double add_geometric_consistency(tower_views<T>& a, tower_views<T>& b, double weight) {
@@ -62,7 +62,7 @@ double add_geometric_consistency(tower_views<T>& a, tower_views<T>& b, double we
   return weight * (static_cast<double>(s1.loss) + static_cast<double>(s2.loss));
 }
 
-/// weight * L_Sep(V, U, Vi, Ui, Via, Uia) = weight * (L_Ortho + L^i_Con + L^i_Uni) (spec 4.1), from
+/// weight * L_Sep(V, U, Vi, Ui, Via, Uia) = weight * (L_Ortho + L^i_Con + L^i_Uni) (docs/feature_separation.md), from
 /// contrastive/losses/feature_separation.hpp; tau is the in-modal InfoNCE temperature.
 template <class T>
 double add_feature_separation(tower_views<T>& a, tower_views<T>& b, double weight, double tau) {
@@ -75,7 +75,7 @@ double add_feature_separation(tower_views<T>& a, tower_views<T>& b, double weigh
   return weight * static_cast<double>(s.loss);
 }
 
-/// weight * L_Br(v = V, u = U, a = Va) at fixed t (spec 4.2: the paper's t = 0.25, the bridge
+/// weight * L_Br(v = V, u = U, a = Va) at fixed t (docs/brownian_bridge.md: the paper's t = 0.25, the bridge
 /// mean near U), from contrastive/losses/brownian_bridge.hpp.
 template <class T>
 double add_brownian_bridge(tower_views<T>& a, tower_views<T>& b, double weight, double t = 0.25) {
@@ -87,7 +87,7 @@ double add_brownian_bridge(tower_views<T>& a, tower_views<T>& b, double weight, 
   return weight * static_cast<double>(s.loss);
 }
 
-/// weight * the gamma-auxiliary surrogate loss of (V, U) (spec 3, contrastive/losses/gamma_nce.hpp)
+/// weight * the gamma-auxiliary surrogate loss of (V, U) (docs/gamma_nce.md, contrastive/losses/gamma_nce.hpp)
 /// for the batch's dataset ids, with its rate state (updated by the call) and options (seed, step,
 /// alpha, beta, temperature). The gradient holds the gamma draws and rates fixed, so it is not
 /// the derivative of the returned surrogate value. *info_nce gets the plain batch CLIP value.

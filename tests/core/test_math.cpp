@@ -72,7 +72,7 @@ TEST_CASE("softmax_grad: p - q", "[math]") {
 }
 
 // The CUDA kernels build every gradient tile from softmax_gradient_entry; here it must reproduce
-// dL/dS of the spec (2.1) from dense row and column softmaxes for CLIP, InfoNCE and smoothing.
+// dL/dS of docs/info_nce.md#gradient from dense row and column softmaxes for CLIP, InfoNCE and smoothing.
 TEST_CASE("softmax_gradient_entry: the CLIP and InfoNCE logit gradients", "[math]") {
   const int n = 5;
   std::vector<double> s(n * n);

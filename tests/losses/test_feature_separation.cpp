@@ -23,7 +23,7 @@ mat unit(Eigen::Index n, Eigen::Index d, std::uint32_t seed) {
   return ref::normalized_rows(ref::random_matrix(n, d, seed));
 }
 
-// Dense uniformity reference (shared/spec/losses.md 4.1), loss and gradients.
+// Dense uniformity reference (docs/feature_separation.md#uniformity), loss and gradients.
 struct uni_result {
   double loss = 0;
   mat gvi, gui;

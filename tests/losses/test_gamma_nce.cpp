@@ -15,9 +15,10 @@
 #include "support/reference.hpp"
 
 // The gamma-auxiliary loss against a dense reference written straight from
-// shared/spec/losses.md 3.3 (the direct derivative of -s_ii + u~_i Zhat_i), the tests of 3.5 that
-// pin the reconstruction down, SogCLR (3.4, alpha -> infinity), finite differences with the
-// auxiliary variables held fixed (section 6), the API and every bad input.
+// docs/gamma_nce.md#surrogate-loss (the direct derivative of -s_ii + u~_i Zhat_i), the tests that
+// pin the reconstruction down (docs/gamma_nce.md#tests-that-pin-the-reconstruction), SogCLR
+// (alpha -> infinity), finite differences with the auxiliary variables held fixed
+// (docs/README.md#testing-oracles), the API and every bad input.
 
 namespace {
 
@@ -110,7 +111,7 @@ double dense_loss_only(const mat& a, const mat& b, const dense_setup& o, const s
   return dense_surrogate(a, b, o, ur, uc).loss;
 }
 
-/// g_i / alpha exactly as the spec lays out the streams: key = seed, counter = (id, step, dir).
+/// g_i / alpha exactly as docs/gamma_sampler.md lays out the streams: key = seed, counter = (id, step, dir).
 double draw(double alpha, std::uint64_t seed, std::int64_t id, std::uint32_t step, int dir) {
   if (!(alpha < deterministic)) return 1.0;
   return contrastive::gamma_standard(
@@ -316,7 +317,8 @@ TEST_CASE("gamma_nce: finite differences with the auxiliary variables held fixed
 
 namespace {
 
-// Spec 3.5 setting: one anchor a, its positive p, M = 6 fixed negatives; a batch is a pair of
+// Setting of docs/gamma_nce.md#tests-that-pin-the-reconstruction: one anchor a, its positive p,
+// M = 6 fixed negatives; a batch is a pair of
 // negatives. Rows 1 and 2 of `a` are other anchors, which do not touch dL/da_0.
 struct population {
   mat anchor, positive, negatives;  // 1 x D, 1 x D, 6 x D

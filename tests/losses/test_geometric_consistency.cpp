@@ -19,7 +19,7 @@ using contrastive::gc_algorithm;
 using contrastive::geometric_consistency_options;
 using mat = ref::mat;
 
-// Plain loops straight from the definitions of shared/spec/losses.md 4.3 (double).
+// Plain loops straight from the definitions of docs/geometric_consistency.md (double).
 struct loops_result {
   double loss = 0;
   mat gv, gu, gva, gua;

@@ -22,13 +22,14 @@ mat unit(Eigen::Index n, Eigen::Index d, std::uint32_t seed) {
   return ref::normalized_rows(ref::random_matrix(n, d, seed));
 }
 
-// The spec's mean, straight from the formula.
+// The bridge mean of docs/brownian_bridge.md, straight from the formula.
 Eigen::RowVectorXd mean_of(const mat& v, const mat& u, Eigen::Index j, double t) {
   const Eigen::RowVectorXd m = t * v.row(j) + (1 - t) * u.row(j);
   return m / std::max(m.norm(), 1e-12);
 }
 
-// Noise of the spec's layout, written out without philox_stream::normal: normal m uses block
+// Noise of the stream layout of docs/brownian_bridge.md#sampler, written out without
+// philox_stream::normal: normal m uses block
 // m/2, words (0,1) for even m and (2,3) for odd m.
 double layout_normal(std::uint64_t seed, std::uint64_t id, std::uint32_t step, std::uint64_t m) {
   const philox_stream s{seed, id, step, 2};
@@ -126,7 +127,7 @@ TEST_CASE("brownian_bridge_sample: the mean, its endpoints and the noise layout"
     if (t == 0.0) CHECK((r.y - u).cwiseAbs().maxCoeff() < 4e-16);
     if (t == 1.0) CHECK((r.y - v).cwiseAbs().maxCoeff() < 4e-16);
   }
-  // With noise: y - mu = sigma sqrt(t (1 - t)) eps with eps of the spec's stream-2 layout.
+  // With noise: y - mu = sigma sqrt(t (1 - t)) eps with eps of the stream-2 layout (docs/brownian_bridge.md#sampler).
   o.noise = true;
   o.t = 0.3;
   o.seed = 1234;

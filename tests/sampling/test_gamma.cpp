@@ -13,7 +13,7 @@
 #include <contrastive/sampling/gamma.hpp>
 
 // Known answers, moments and Kolmogorov-Smirnov tests of the gamma sampler
-// (shared/spec/losses.md 3.6).
+// (docs/gamma_sampler.md).
 
 using contrastive::gamma_params;
 using contrastive::philox_stream;
@@ -62,7 +62,7 @@ std::string message_of(const std::function<void()>& f) {
 
 }  // namespace
 
-TEST_CASE("gamma sampler: known answers of the spec (seed 42, step 0, stream 0)", "[gamma]") {
+TEST_CASE("gamma sampler: known answers (seed 42, step 0, stream 0)", "[gamma]") {
   struct row {
     double alpha;
     double want[4];

@@ -2,7 +2,7 @@
 #define CONTRASTIVE_TESTS_SUPPORT_REFERENCE_HPP
 
 // Naive, materialised reference implementations in double: the full N x N logit matrix, the
-// dense target matrix Q and G = dL/dS, straight from shared/spec/losses.md section 2. Small N only.
+// dense target matrix Q and G = dL/dS, straight from docs/info_nce.md and docs/nt_xent.md. Small N only.
 
 #include <cmath>
 #include <cstdint>
@@ -146,7 +146,7 @@ inline mat finite_difference(mat x, const std::function<double(const mat&)>& f) 
   return g;
 }
 
-/// The spec's pass rule: max |g - g_fd| <= tol * max(1, max |g_fd|).
+/// The finite-difference pass rule of docs/README.md#testing-oracles: max |g - g_fd| <= tol * max(1, max |g_fd|).
 inline bool gradients_agree(const mat& g, const mat& fd, double tol = 1e-6) {
   const double scale = std::max(1.0, fd.cwiseAbs().maxCoeff());
   return (g - fd).cwiseAbs().maxCoeff() <= tol * scale;

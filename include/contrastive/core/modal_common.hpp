@@ -1,7 +1,7 @@
 #ifndef CONTRASTIVE_CORE_MODAL_COMMON_HPP
 #define CONTRASTIVE_CORE_MODAL_COMMON_HPP
 
-// Pieces shared by the modality-structure regularisers (shared/spec/losses.md section 4): the
+// Pieces shared by the modality-structure regularisers (docs/README.md#modality-structure-regularisers): the
 // row check (every value finite, no row of zero norm) and the OpenMP thread count. A zero-norm
 // row is bad input for these losses (their inputs are meant to be L2-normalised embeddings).
 

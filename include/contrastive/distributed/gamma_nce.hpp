@@ -1,7 +1,7 @@
 #ifndef CONTRASTIVE_DISTRIBUTED_GAMMA_NCE_HPP
 #define CONTRASTIVE_DISTRIBUTED_GAMMA_NCE_HPP
 
-// The gamma-auxiliary loss (losses/gamma_nce.hpp; [RECON], shared/spec/losses.md section 3) over
+// The gamma-auxiliary loss (losses/gamma_nce.hpp; [RECON], docs/gamma_nce.md) over
 // a batch sharded across ranks. Rank k passes its rows of a and b, their dataset sample ids and
 // its normalizer_state; the surrogate loss, the monitoring values and this rank's gradients
 // equal the single-process gamma_nce_* on the global batch (rank order), and the states end as
@@ -17,8 +17,9 @@
 // State modes (options.state_mode; only with rate_source::state):
 // - replicated (default): every rank holds a state over all dataset ids. Each rank reads the
 //   entries of its own rows, and after the forward the batch's ids and log Zhat are all-gathered
-//   and every rank applies every update, so replicas that start equal stay bitwise equal (spec
-//   3.4 step 6) and equal the single-process state. Costs O(N) communication per step.
+//   and every rank applies every update, so replicas that start equal stay bitwise equal
+//   (docs/gamma_nce.md#one-training-step, step 6) and equal the single-process state. Costs O(N)
+//   communication per step.
 // - sharded: each rank reads and writes only the entries of its own rows' ids; nothing is
 //   exchanged. Equal to one process when every id is always placed on the same rank (e.g. a
 //   fixed partition of the dataset by rank): each rank's state then owns its ids, and the union

@@ -1,7 +1,7 @@
 #ifndef CONTRASTIVE_LOSSES_BROWNIAN_BRIDGE_HPP
 #define CONTRASTIVE_LOSSES_BROWNIAN_BRIDGE_HPP
 
-// Brownian-bridge loss (Jiang et al., CVPR 2023; shared/spec/losses.md section 4.2): pulls the
+// Brownian-bridge loss (Jiang et al., CVPR 2023; docs/brownian_bridge.md#loss): pulls the
 // augmented image embedding a_j = va_j of pair j onto the bridge mean between its image v_j
 // (t = 1) and text u_j (t = 0):
 //

@@ -2,7 +2,7 @@
 #define CONTRASTIVE_LOSSES_FEATURE_SEPARATION_HPP
 
 // Deep feature separation (Jiang et al., "Understanding and Constructing Latent Modality
-// Structures in Multi-modal Representation Learning", CVPR 2023; shared/spec/losses.md 4.1):
+// Structures in Multi-modal Representation Learning", CVPR 2023; docs/feature_separation.md):
 //
 //   L_Sep = w_o L_Ortho + w_c L^i_Con + w_u L^i_Uni     (weights 1, 1, 1 by default)
 //

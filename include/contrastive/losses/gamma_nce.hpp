@@ -4,8 +4,8 @@
 // The gamma-auxiliary decomposable contrastive loss (C. Chen et al., "Why do We Need Large
 // Batchsizes in Contrastive Learning? A Gradient-Bias Perspective", NeurIPS 2022).
 //
-// [RECON] The paper's full text was not available; this implements the reconstruction in
-// shared/spec/losses.md section 3 (3.2-3.4), which is consistent with the paper's abstract and
+// [RECON] The paper's full text was not available; this implements the reconstruction described
+// in docs/gamma_nce.md (tags: docs/README.md#tags), which is consistent with the paper's abstract and
 // its public summary but is not a transcription of the paper's equations or algorithm.
 //
 // Target, per anchor i and direction: l_i = -s_ii + log Z_i with Z_i = E_neg[exp s(x_i, y-)], the
@@ -49,7 +49,7 @@
 // anchors the same auxiliary draw and two EMA updates of one entry in one step): an out-of-range
 // or repeated id throws contrastive::invalid_argument naming the id and its positions.
 //
-// [LIB] choices (spec 3.2-3.4): the u~ = g/(alpha Zbar) parameterisation, alpha = 1, beta = 0.9,
+// [LIB] choices (docs/gamma_nce.md): the u~ = g/(alpha Zbar) parameterisation, alpha = 1, beta = 0.9,
 // update then sample (it bounds r_i <= g_i/(alpha beta); sample_then_update does not), N_i =
 // negatives only, and the monitoring values.
 

@@ -2,8 +2,8 @@
 #define CONTRASTIVE_LOSSES_GEOMETRIC_CONSISTENCY_HPP
 
 // Geometric consistency (Jiang et al., "Understanding and Constructing Latent Modality Structures
-// in Multi-modal Representation Learning", CVPR 2023, after CyCLIP). Spec: shared/spec/losses.md
-// section 4.3. Rows j of V (image) and U (text) are the two embeddings of pair j.
+// in Multi-modal Representation Learning", CVPR 2023, after CyCLIP). Math, gradients and
+// options: docs/geometric_consistency.md. Rows j of V (image) and U (text) are the two embeddings of pair j.
 //
 //   L_GC   = (1/N) sum_{j,k} [ w_x (<v_j,u_k> - <v_k,u_j>)^2 + w_i (<v_j,v_k> - <u_j,u_k>)^2 ]
 //   L^a_GC = (1/N) sum_{j,k} [ (<v_j,v_k> - <va_j,va_k>)^2 + (<u_j,u_k> - <ua_j,ua_k>)^2 ]
@@ -19,7 +19,7 @@
 // - gram: D x D Gram matrices only, O(N D^2) time, O((N/chunk + threads) chunk D + D^2) memory,
 //   never N x N. With equal weights it uses the cancellation-free P = V + U, Q = V - U form
 //   (L_GC = (1/N) tr((P^T P)(Q^T Q)): 6 N D^2 flop for forward + backward with symmetric rank
-//   updates); with unequal weights (or `gram_split`) the spec's three-Gram form (V^T V, U^T U,
+//   updates); with unequal weights (or `gram_split`) the three-Gram form (V^T V, U^T U,
 //   V^T U). The augmented variant uses P = X + Y, Q = X - Y per pair (X, Y) in {(V, Va), (U, Ua)}
 //   (`gram_split`: X^T X, Y^T Y, X^T Y). Rows are processed in chunks of `chunk_rows`; chunks are
 //   grouped into a fixed number of slabs (a function of N, D and the element type only), each

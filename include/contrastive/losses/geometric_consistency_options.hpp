@@ -16,7 +16,7 @@ enum class gc_algorithm {
   automatic,   // gram when D < N, else naive
   naive,       // N x N similarity matrices (test reference; O(N^2) memory)
   gram,        // D x D Grams, cancellation-free P/Q form (three-Gram form for unequal weights)
-  gram_split   // D x D Grams, the three-Gram form of the spec (cross-check)
+  gram_split   // D x D Grams, the three-Gram form (docs/geometric_consistency.md#gram-form; cross-check)
 };
 
 struct geometric_consistency_options {

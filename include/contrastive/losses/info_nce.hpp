@@ -4,7 +4,7 @@
 // InfoNCE (one direction, a -> b) and the symmetric CLIP loss, with multiple positives by label
 // id and label smoothing. Logits s_ij = <a_i, b_j> / temperature are streamed in tiles: the
 // forward keeps only per-row and per-column log-sum-exp statistics, the backward recomputes
-// the tiles. Spec: shared/spec/losses.md, section 2.
+// the tiles. Math and gradients: docs/info_nce.md; the sweep: docs/tiled_sweep.md.
 
 #include <cmath>
 #include <cstdint>

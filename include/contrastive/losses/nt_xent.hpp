@@ -4,7 +4,7 @@
 // NT-Xent (SimCLR) over 2N views: Z = [a; b], row i of a and row i of b are two views of sample
 // i. Each of the 2N anchors is contrasted with the other 2N - 1 rows (self-similarity masked).
 // S = Z Z^T / tau is symmetric, so the sweep visits only tiles J >= I and uses each tile for
-// the rows of I and of J. Spec: shared/spec/losses.md, section 2.
+// the rows of I and of J. Math and gradients: docs/nt_xent.md; the sweep: docs/tiled_sweep.md.
 
 #include <cmath>
 #include <cstdint>

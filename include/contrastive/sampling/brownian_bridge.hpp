@@ -2,7 +2,7 @@
 #define CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_HPP
 
 // Brownian-bridge path sampling between paired embeddings (Jiang et al., CVPR 2023, eq. (1);
-// shared/spec/losses.md section 4.2). Row j of V (image, the t = 1 end) and U (text, the t = 0
+// docs/brownian_bridge.md#sampler). Row j of V (image, the t = 1 end) and U (text, the t = 0
 // end) are the endpoints of pair j.
 //
 //   mean    mu(v, u, t) = m / max(||m||, 1e-12),   m = t v + (1 - t) u   (on the unit sphere)
@@ -13,7 +13,7 @@
 //           X_k = mu(v, u, t_k) + sigma n_k  (k = 1..K-1; `reproject` as above),
 //           so Cov(n_j, n_k) = t_j (1 - t_k) I for j <= k and each X_k has the point's law.
 //
-// Readings and library choices (the spec leaves these open):
+// Readings and library choices (the paper leaves these open):
 // - t: fixed (default 0.25, the paper's value, which puts the mean near the text), or with
 //   `random_t` t_j ~ U(t_min, t_max) (default [0.05, 0.95]): t_j = t_min + (t_max - t_min) u,
 //   u = uniform_open01(word 0 of block 0) of Philox stream 3 (seed, id_j, step).

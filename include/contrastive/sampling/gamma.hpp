@@ -1,8 +1,8 @@
 #ifndef CONTRASTIVE_SAMPLING_GAMMA_HPP
 #define CONTRASTIVE_SAMPLING_GAMMA_HPP
 
-// Gamma(alpha, rate) variates on the library's Philox streams (shared/spec/losses.md 3.6, [LIB]:
-// the layout and block usage are the library's own, pinned by the known answers of the spec).
+// Gamma(alpha, rate) variates on the library's Philox streams (docs/gamma_sampler.md, [LIB]:
+// the layout and block usage are the library's own, pinned by the known answers listed there).
 //
 // Marsaglia and Tsang's method (ACM TOMS 26(3), 2000) for alpha >= 1, with the standard boost
 // Gamma(alpha) = Gamma(alpha + 1) * U^(1/alpha) for alpha < 1. Rejection attempt k consumes

@@ -3,7 +3,7 @@
 
 // Philox4x32-10 (Salmon et al., SC 2011), counter-based: every draw is a pure function of
 // (seed, id, step, stream, block), so CPU and GPU, any tiling and any thread count produce the
-// same numbers. Layout (shared/spec/losses.md 3.6):
+// same numbers. Layout (docs/gamma_sampler.md#stream-layout):
 //   key     = (lo32(seed), hi32(seed))
 //   counter = (lo32(id), hi32(id), lo32(step), (stream << 28) | block)
 // Streams: 0 = direction a (or the only one), 1 = direction b, 2 = bridge noise, 3 = bridge t.

@@ -1,9 +1,9 @@
 #ifndef CONTRASTIVE_STATE_NORMALIZER_STATE_HPP
 #define CONTRASTIVE_STATE_NORMALIZER_STATE_HPP
 
-// Per-sample log-normaliser estimates for the gamma-auxiliary loss (shared/spec/losses.md 3.4,
-// [RECON]: the paper's full text was not available; this implements the reconstruction in the
-// spec).
+// Per-sample log-normaliser estimates for the gamma-auxiliary loss (docs/gamma_nce.md#normaliser-state,
+// [RECON]: the paper's full text was not available; this implements the reconstruction described
+// there).
 //
 // For every dataset sample id and direction (0 = a -> b, 1 = b -> a) the state holds
 // zeta = log Zbar (double) and a visited flag. The moving average runs in the log domain, with
