@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(g++ cmake ninja-build libeigen3-dev libxtensor-dev catch2 libbenchmark-dev libcli11-dev
-          zlib1g-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin doxygen "$@")
+          zlib1g-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin doxygen python3-torch libtorch-dev python3-pytest "$@")
 
 if ! command -v dpkg >/dev/null 2>&1; then
   echo "install-deps: no dpkg (not Debian?); install these yourself: ${packages[*]}" >&2

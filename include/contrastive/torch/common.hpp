@@ -25,7 +25,7 @@ CONTRASTIVE_NAMESPACE_BEGIN
 namespace torch {
 
 /// Reduction codes of the ops' `int reduction` argument (Python passes "mean" / "sum").
-enum reduction_code : std::int64_t { reduction_mean = 0, reduction_sum = 1 };
+enum reduction_id : std::int64_t { reduction_mean = 0, reduction_sum = 1 };
 
 inline loss_reduction to_reduction(const char* fn, std::int64_t r) {
   TORCH_CHECK_VALUE(r == reduction_mean || r == reduction_sum, fn,

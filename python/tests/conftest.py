@@ -1,0 +1,38 @@
+import os
+import sys
+
+import pytest
+import torch
+
+# The package from this source tree (python/), unless PYTHONPATH already points elsewhere.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_PKG = os.path.dirname(_HERE)
+if _PKG not in sys.path:
+    sys.path.insert(0, _PKG)
+
+import contrastive_torch  # noqa: E402  (loads the ops)
+
+
+def _version():
+    parts = []
+    for p in torch.__version__.split("+")[0].split(".")[:2]:
+        digits = "".join(c for c in p if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+TORCH_VERSION = _version()
+HAS_NEW_API = TORCH_VERSION >= (2, 4)
+HAS_CUDA = torch.cuda.is_available()
+HAS_CUDA_KERNELS = HAS_CUDA and torch._C._dispatch_has_kernel_for_dispatch_key(
+    "contrastive::info_nce_fwd", "CUDA")
+
+needs_new_api = pytest.mark.skipif(not HAS_NEW_API, reason="needs torch >= 2.4 (torch.library.opcheck, torch.compile)")
+needs_cuda = pytest.mark.skipif(not HAS_CUDA_KERNELS, reason="needs a CUDA device and the CUDA kernels")
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
