@@ -7,12 +7,18 @@
     loss.backward()                                                # grads for img, txt, logit_scale
 """
 from . import _ops  # loads the compiled ops and registers autograd
-from .functional import clip_loss, info_nce_loss, nt_xent_loss
-from .modules import ClipLoss, InfoNCELoss, NTXentLoss
+from .functional import (brownian_bridge_loss, brownian_bridge_sample, clip_loss,
+                         feature_separation_loss, gamma_nce_loss, geometric_consistency_loss,
+                         info_nce_loss, nt_xent_loss)
+from .modules import (BrownianBridgeLoss, ClipLoss, FeatureSeparationLoss, GammaNCELoss,
+                      GeometricConsistencyLoss, InfoNCELoss, NormalizerState, NTXentLoss)
 
 __version__ = "0.1.0"
 
 library_path = _ops._loader.load()
 
-__all__ = ["clip_loss", "info_nce_loss", "nt_xent_loss", "ClipLoss", "InfoNCELoss", "NTXentLoss",
+__all__ = ["clip_loss", "info_nce_loss", "nt_xent_loss", "gamma_nce_loss",
+           "feature_separation_loss", "brownian_bridge_loss", "brownian_bridge_sample",
+           "geometric_consistency_loss", "ClipLoss", "InfoNCELoss", "NTXentLoss", "NormalizerState",
+           "GammaNCELoss", "FeatureSeparationLoss", "BrownianBridgeLoss", "GeometricConsistencyLoss",
            "library_path"]
