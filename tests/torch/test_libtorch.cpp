@@ -183,3 +183,112 @@ CATCH_TEST_CASE("front ends: bad input throws c10::ValueError with the library's
   co.labels_a = at::arange(3, at::kLong);
   CATCH_CHECK_THROWS_AS(ct::clip_loss(a, b, {}, co), c10::ValueError);
 }
+
+// ---- Regularisers and the gamma loss -------------------------------------------------------------
+
+namespace {
+
+at::Tensor gc_reference(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor m = at::mm(a, b.t());
+  const at::Tensor e = at::mm(a, a.t()) - at::mm(b, b.t());
+  return ((m - m.t()).pow(2).sum() + e.pow(2).sum()) / a.size(0);
+}
+
+at::Tensor bridge_reference(const at::Tensor& a, const at::Tensor& b, const at::Tensor& aa, double t) {
+  const at::Tensor m = t * a + (1 - t) * b;
+  const at::Tensor mu = m / m.norm(2, {1}, true);
+  return (aa - mu).pow(2).sum(1).mean();
+}
+
+}  // namespace
+
+CATCH_TEST_CASE("geometric_consistency_loss and brownian_bridge_loss: parity and gradients") {
+  at::manual_seed(6);
+  const at::Tensor a = randn(7, 3).set_requires_grad(true);
+  const at::Tensor b = randn(7, 3).set_requires_grad(true);
+  const at::Tensor l = ct::geometric_consistency_loss(a, b);
+  const at::Tensor r = gc_reference(a, b);
+  CATCH_CHECK(max_diff(l, r) < 1e-10);
+  const auto g = grads(l, {a, b});
+  const auto w = grads(r, {a, b});
+  CATCH_CHECK(max_diff(g[0], w[0]) < 1e-9);
+  CATCH_CHECK(max_diff(g[1], w[1]) < 1e-9);
+  // L^a_GC vanishes when the augmented views equal the originals.
+  CATCH_CHECK(ct::geometric_consistency_loss(a, b, a.detach(), b.detach()).item<double>() < 1e-20);
+
+  const at::Tensor aa = randn(7, 3).set_requires_grad(true);
+  ct::brownian_bridge_loss_options_t bo;
+  bo.t = 0.3;
+  const at::Tensor lb = ct::brownian_bridge_loss(a, b, aa, bo);
+  const at::Tensor rb = bridge_reference(a, b, aa, 0.3);
+  CATCH_CHECK(max_diff(lb, rb) < 1e-10);
+  const auto gb = grads(lb, {a, b, aa});
+  const auto wb = grads(rb, {a, b, aa});
+  for (int i = 0; i < 3; ++i) CATCH_CHECK(max_diff(gb[i], wb[i]) < 1e-9);
+}
+
+CATCH_TEST_CASE("brownian_bridge_sample: endpoints of trajectories, gradients through points") {
+  at::manual_seed(7);
+  const at::Tensor a = randn(4, 5), b = randn(4, 5);
+  const at::Tensor ua = (a / a.norm(2, {1}, true)).set_requires_grad(true);
+  const at::Tensor ub = (b / b.norm(2, {1}, true)).set_requires_grad(true);
+  ct::brownian_bridge_sample_options so;
+  so.steps = 4;
+  so.seed = 3;
+  const at::Tensor path = ct::brownian_bridge_sample(ua, ub, so).reshape({4, 5, 5});
+  CATCH_CHECK(max_diff(path.select(1, 0), ub) < 1e-12);
+  CATCH_CHECK(max_diff(path.select(1, 4), ua) < 1e-12);
+  ct::brownian_bridge_sample_options po;
+  po.eps = at::randn({4, 5}, at::kDouble);
+  po.t = 0.4;
+  const at::Tensor y = ct::brownian_bridge_sample(ua, ub, po);
+  const at::Tensor m = 0.4 * ua + 0.6 * ub;
+  const at::Tensor want = m / m.norm(2, {1}, true) + std::sqrt(0.4 * 0.6) / std::sqrt(5.0) * po.eps;
+  CATCH_CHECK(max_diff(y, want) < 1e-12);
+  const auto g = grads(y.pow(2).sum(), {ua, ub});
+  const auto w = grads(want.pow(2).sum(), {ua, ub});
+  CATCH_CHECK(max_diff(g[0], w[0]) < 1e-10);
+  CATCH_CHECK(max_diff(g[1], w[1]) < 1e-10);
+}
+
+CATCH_TEST_CASE("feature_separation_loss and gamma_nce_loss: values, gradients, state") {
+  at::manual_seed(8);
+  std::vector<at::Tensor> x;
+  for (int i = 0; i < 6; ++i) x.push_back(randn(5, 3).set_requires_grad(true));
+  ct::feature_separation_loss_options fo;
+  fo.contrastive_weight = 0;
+  fo.uniformity_weight = 0;
+  const at::Tensor lf = ct::feature_separation_loss(x[0], x[1], x[2], x[3], x[4], x[5], fo);
+  const at::Tensor rf = ((x[0] * x[2]).sum(1).pow(2) + (x[1] * x[3]).sum(1).pow(2)).sum() / 5;
+  CATCH_CHECK(max_diff(lf, rf) < 1e-12);
+  const auto gf = grads(lf, {x[0], x[2]});
+  const auto wf = grads(rf, {x[0], x[2]});
+  CATCH_CHECK(max_diff(gf[0], wf[0]) < 1e-12);
+  CATCH_CHECK(max_diff(gf[1], wf[1]) < 1e-12);
+
+  // Same-batch rate with the positive in the normaliser and g/alpha := 1 gives CLIP's gradient.
+  ct::gamma_nce_loss_options go;
+  go.temperature = 0.5;
+  go.alpha = std::numeric_limits<double>::infinity();
+  go.positive_in_normaliser = true;
+  const at::Tensor ids = at::arange(5, at::kLong);
+  const at::Tensor lg = ct::gamma_nce_loss(x[0], x[1], ids, nullptr, go);
+  const at::Tensor lc = ct::clip_loss(x[0], x[1], at::scalar_tensor(2.0, at::kDouble));
+  const auto gg = grads(lg, {x[0], x[1]});
+  const auto gc = grads(lc, {x[0], x[1]});
+  CATCH_CHECK(max_diff(gg[0], gc[0]) < 1e-12);
+  CATCH_CHECK(max_diff(gg[1], gc[1]) < 1e-12);
+
+  ct::gamma_state state(20);
+  ct::gamma_nce_loss_options so;
+  so.seed = 4;
+  const at::Tensor batch = at::tensor({2, 3, 5, 7, 11}, at::kLong);
+  const at::Tensor ls = ct::gamma_nce_loss(x[0], x[1], batch, &state, so);
+  CATCH_CHECK(std::isfinite(ls.item<double>()));
+  CATCH_CHECK(state.visited.sum().item<std::int64_t>() == 10);
+  CATCH_CHECK(state.visited.select(0, 0).index({batch}).all().item<bool>());
+  ls.backward();
+  CATCH_CHECK(x[0].grad().defined());
+  CATCH_CHECK_THROWS_AS(ct::gamma_nce_loss(x[0], x[1], at::tensor({0, 0, 1, 2, 3}, at::kLong), &state, so),
+                        c10::ValueError);
+}

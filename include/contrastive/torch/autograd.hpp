@@ -16,13 +16,16 @@
 // library's message.
 
 #include "contrastive/torch/info_nce.hpp"
+#include "contrastive/torch/regularizers.hpp"
 
 #if __has_include(<ATen/ATen.h>) && __has_include(<torch/csrc/autograd/custom_function.h>)
 
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
+#include <limits>
 #include <string>
+#include <vector>
 
 #if defined(__CUDACC__)
 #  include "contrastive/torch/info_nce_cuda.cuh"
@@ -228,6 +231,278 @@ inline at::Tensor nt_xent_loss(const at::Tensor& a, const at::Tensor& b,
                                  o.label_smoothing, detail::code(o.reduce));
   return NTXentFunction::apply(a, b, detail::opt(o.labels), o.temperature, o.label_smoothing,
                                detail::code(o.reduce));
+}
+
+
+// ---- Regularisers and the gamma loss -------------------------------------------------------------
+
+namespace detail {
+
+/// Saved gradients (computed by the fused forward at upstream 1) times the upstream gradient.
+inline ::torch::autograd::variable_list scale_saved(::torch::autograd::AutogradContext* ctx,
+                                                    const at::Tensor& upstream, std::size_t extra) {
+  ::torch::autograd::variable_list out;
+  for (const at::Tensor& g : ctx->get_saved_variables())
+    out.push_back(g.numel() ? g * upstream.to(g.scalar_type()) : at::Tensor());
+  for (std::size_t i = 0; i < extra; ++i) out.emplace_back();
+  return out;
+}
+
+inline bool wants_grad(std::initializer_list<const at::Tensor*> xs) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const at::Tensor* x : xs)
+    if (x->defined() && x->requires_grad()) return true;
+  return false;
+}
+
+}  // namespace detail
+
+struct feature_separation_loss_options {
+  double temperature = 0.07;
+  double orthogonality_weight = 1, contrastive_weight = 1, uniformity_weight = 1;
+  double uniformity_t = 2;
+  bool wang_isola = false;  // uniformity form: false = literal (the paper's text)
+};
+
+/// L_Sep (fused: the forward computes the gradients, the backward scales them).
+class FeatureSeparationFunction : public ::torch::autograd::Function<FeatureSeparationFunction> {
+ public:
+  static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& a,
+                            const at::Tensor& b, const at::Tensor& a_ind, const at::Tensor& b_ind,
+                            const at::Tensor& a_ind_aug, const at::Tensor& b_ind_aug,
+                            const feature_separation_loss_options& o, bool with_grad) {
+    auto r = feature_separation_forward_cpu(a, b, a_ind, b_ind, a_ind_aug, b_ind_aug,
+                                            o.orthogonality_weight, o.contrastive_weight,
+                                            o.uniformity_weight, o.temperature, o.uniformity_t,
+                                            o.wang_isola, with_grad);
+    ctx->save_for_backward({std::get<1>(r), std::get<2>(r), std::get<3>(r), std::get<4>(r),
+                            std::get<5>(r), std::get<6>(r)});
+    return std::get<0>(r);
+  }
+  static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
+                                                   ::torch::autograd::variable_list grads) {
+    return detail::scale_saved(ctx, grads[0], 2);
+  }
+};
+
+inline at::Tensor feature_separation_loss(const at::Tensor& a, const at::Tensor& b,
+                                          const at::Tensor& a_ind, const at::Tensor& b_ind,
+                                          const at::Tensor& a_ind_aug, const at::Tensor& b_ind_aug,
+                                          const feature_separation_loss_options& o = {}) {
+  const bool g = detail::wants_grad({&a, &b, &a_ind, &b_ind, &a_ind_aug, &b_ind_aug});
+  return FeatureSeparationFunction::apply(a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, o, g);
+}
+
+struct brownian_bridge_loss_options_t {
+  double t = 0.25;
+  bool random_t = false;
+  double t_min = 0.05, t_max = 0.95;
+  std::int64_t seed = 0, step = 0, first_id = 0;
+  at::Tensor ids;  // optional int64 (N): Philox ids of the rows
+  bool nll_weight = false;
+  bool detach_a_aug = false;
+};
+
+/// L_Br (fused).
+class BrownianBridgeLossFunction : public ::torch::autograd::Function<BrownianBridgeLossFunction> {
+ public:
+  static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& a,
+                            const at::Tensor& b, const at::Tensor& a_aug,
+                            const brownian_bridge_loss_options_t& o, bool with_grad) {
+    auto r = brownian_bridge_loss_forward_cpu(a, b, a_aug, o.t, o.random_t, o.t_min, o.t_max, o.seed,
+                                              o.step, o.first_id, detail::opt(o.ids), o.nll_weight,
+                                              o.detach_a_aug, with_grad);
+    ctx->save_for_backward({std::get<1>(r), std::get<2>(r), std::get<3>(r)});
+    return std::get<0>(r);
+  }
+  static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
+                                                   ::torch::autograd::variable_list grads) {
+    return detail::scale_saved(ctx, grads[0], 2);
+  }
+};
+
+inline at::Tensor brownian_bridge_loss(const at::Tensor& a, const at::Tensor& b, const at::Tensor& a_aug,
+                                       const brownian_bridge_loss_options_t& o = {}) {
+  return BrownianBridgeLossFunction::apply(a, b, a_aug, o, detail::wants_grad({&a, &b, &a_aug}));
+}
+
+struct brownian_bridge_sample_options {
+  double t = 0.25;
+  std::int64_t steps = 0;  // 0: one point per pair (N x D); K: trajectories (N (K+1) x D)
+  bool noise = true;
+  double sigma = 0;  // 0: 1/sqrt(D)
+  bool reproject = false;
+  bool random_t = false;
+  double t_min = 0.05, t_max = 0.95;
+  std::int64_t seed = 0, step = 0, first_id = 0;
+  at::Tensor ids;  // optional int64 (N)
+  at::Tensor eps;  // optional caller noise (N x D points, N (K-1) x D trajectories)
+};
+
+/// Bridge samples, differentiable in a and b (the noise is held fixed).
+class BrownianBridgeSampleFunction : public ::torch::autograd::Function<BrownianBridgeSampleFunction> {
+ public:
+  static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& a,
+                            const at::Tensor& b, const brownian_bridge_sample_options& o) {
+    ctx->save_for_backward({a, b});
+    auto& d = ctx->saved_data;
+    d["t"] = o.t;
+    d["steps"] = o.steps;
+    d["noise"] = o.noise;
+    d["sigma"] = o.sigma;
+    d["reproject"] = o.reproject;
+    d["random_t"] = o.random_t;
+    d["t_min"] = o.t_min;
+    d["t_max"] = o.t_max;
+    d["seed"] = o.seed;
+    d["step"] = o.step;
+    d["first_id"] = o.first_id;
+    d["ids"] = detail::opt(o.ids);
+    d["eps"] = detail::opt(o.eps);
+    return brownian_bridge_sample_forward_cpu(a, b, detail::opt(o.eps), o.steps, o.t, o.random_t,
+                                              o.t_min, o.t_max, o.noise, o.sigma, o.reproject,
+                                              o.seed, o.step, o.first_id, detail::opt(o.ids));
+  }
+  static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
+                                                   ::torch::autograd::variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    auto& d = ctx->saved_data;
+    auto g = brownian_bridge_sample_backward_cpu(
+        grads[0].contiguous(), s[0], s[1], d["eps"].toOptional<at::Tensor>(), d["steps"].toInt(),
+        d["t"].toDouble(), d["random_t"].toBool(), d["t_min"].toDouble(), d["t_max"].toDouble(),
+        d["noise"].toBool(), d["sigma"].toDouble(), d["reproject"].toBool(), d["seed"].toInt(),
+        d["step"].toInt(), d["first_id"].toInt(), d["ids"].toOptional<at::Tensor>());
+    return {std::get<0>(g), std::get<1>(g), at::Tensor()};
+  }
+};
+
+inline at::Tensor brownian_bridge_sample(const at::Tensor& a, const at::Tensor& b,
+                                         const brownian_bridge_sample_options& o = {}) {
+  return BrownianBridgeSampleFunction::apply(a, b, o);
+}
+
+struct geometric_consistency_loss_options {
+  double cross_modal_weight = 1, in_modal_weight = 1;
+  bool detach_a_aug = false, detach_b_aug = false;
+};
+
+/// L_GC (fused).
+class GeometricConsistencyFunction : public ::torch::autograd::Function<GeometricConsistencyFunction> {
+ public:
+  static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& a,
+                            const at::Tensor& b, const geometric_consistency_loss_options& o,
+                            bool with_grad) {
+    auto r = geometric_consistency_forward_cpu(a, b, c10::nullopt, c10::nullopt, o.cross_modal_weight,
+                                               o.in_modal_weight, o.detach_a_aug, o.detach_b_aug,
+                                               with_grad);
+    ctx->save_for_backward({std::get<1>(r), std::get<2>(r)});
+    return std::get<0>(r);
+  }
+  static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
+                                                   ::torch::autograd::variable_list grads) {
+    return detail::scale_saved(ctx, grads[0], 2);
+  }
+};
+
+/// L^a_GC (fused).
+class GeometricConsistencyAugmentedFunction
+    : public ::torch::autograd::Function<GeometricConsistencyAugmentedFunction> {
+ public:
+  static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& a,
+                            const at::Tensor& b, const at::Tensor& a_aug, const at::Tensor& b_aug,
+                            const geometric_consistency_loss_options& o, bool with_grad) {
+    auto r = geometric_consistency_forward_cpu(a, b, a_aug, b_aug, o.cross_modal_weight,
+                                               o.in_modal_weight, o.detach_a_aug, o.detach_b_aug,
+                                               with_grad);
+    ctx->save_for_backward({std::get<1>(r), std::get<2>(r), std::get<3>(r), std::get<4>(r)});
+    return std::get<0>(r);
+  }
+  static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
+                                                   ::torch::autograd::variable_list grads) {
+    return detail::scale_saved(ctx, grads[0], 2);
+  }
+};
+
+/// L_GC of the pairs (a, b).
+inline at::Tensor geometric_consistency_loss(const at::Tensor& a, const at::Tensor& b,
+                                             const geometric_consistency_loss_options& o = {}) {
+  return GeometricConsistencyFunction::apply(a, b, o, detail::wants_grad({&a, &b}));
+}
+
+/// L^a_GC of the pairs (a, b) and their augmented views (a_aug, b_aug).
+inline at::Tensor geometric_consistency_loss(const at::Tensor& a, const at::Tensor& b,
+                                             const at::Tensor& a_aug, const at::Tensor& b_aug,
+                                             const geometric_consistency_loss_options& o = {}) {
+  return GeometricConsistencyAugmentedFunction::apply(a, b, a_aug, b_aug, o,
+                                                      detail::wants_grad({&a, &b, &a_aug, &b_aug}));
+}
+
+/// The moving-average state of the gamma loss as tensors (as contrastive_torch.NormalizerState
+/// holds it): zeta float64 and visited bool, both [directions, samples].
+struct gamma_state {
+  at::Tensor zeta, visited;
+  explicit gamma_state(std::int64_t samples, std::int64_t directions = 2)
+      : zeta(at::zeros({directions, samples}, at::kDouble)),
+        visited(at::zeros({directions, samples}, at::kBool)) {}
+};
+
+struct gamma_nce_loss_options {
+  double temperature = 0.07;
+  bool symmetric = true;
+  double alpha = 1.0;  // std::numeric_limits<double>::infinity(): deterministic (SogCLR) weights
+  double beta = 0.9;
+  std::int64_t seed = 0, step = 0;
+  bool sample_then_update = false;
+  bool positive_in_normaliser = false;
+  reduction reduce = reduction::mean;
+};
+
+/// The gamma-auxiliary loss with its state (updated by the call).
+class GammaNCEFunction : public ::torch::autograd::Function<GammaNCEFunction> {
+ public:
+  static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& a,
+                            const at::Tensor& b, const c10::optional<at::Tensor>& ids,
+                            gamma_state* state, const gamma_nce_loss_options& o) {
+    const std::int64_t source = state ? 0 : 1;  // state, else same batch
+    auto r = gamma_nce_forward_cpu(a, b, *ids, state ? c10::optional<at::Tensor>(state->zeta) : c10::nullopt,
+                                   state ? c10::optional<at::Tensor>(state->visited) : c10::nullopt,
+                                   o.temperature, o.symmetric, o.alpha, o.beta, o.seed, o.step, source,
+                                   o.sample_then_update, o.positive_in_normaliser, c10::nullopt,
+                                   c10::nullopt, detail::code(o.reduce));
+    if (state) {  // write the batch's updated entries back
+      const at::Tensor nz = std::get<7>(r);
+      const at::Tensor id = ids->to(at::kLong);
+      const at::Tensor seen = nz.isnan().logical_not();
+      for (std::int64_t d = 0; d < nz.size(0); ++d) {
+        at::Tensor zd = state->zeta.select(0, d), vd = state->visited.select(0, d);
+        zd.index_put_({id}, at::where(seen.select(0, d), nz.select(0, d), zd.index({id})));
+        vd.index_put_({id}, seen.select(0, d).logical_or(vd.index({id})));
+      }
+    }
+    ctx->save_for_backward({a, b, std::get<3>(r), std::get<4>(r), std::get<5>(r), std::get<6>(r)});
+    ctx->saved_data["temperature"] = o.temperature;
+    ctx->saved_data["symmetric"] = o.symmetric;
+    ctx->saved_data["pin"] = o.positive_in_normaliser;
+    ctx->saved_data["reduction"] = detail::code(o.reduce);
+    return std::get<0>(r);
+  }
+  static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
+                                                   ::torch::autograd::variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    auto g = gamma_nce_backward_cpu(grads[0], s[0], s[1], s[2], s[3], s[4], s[5],
+                                    ctx->saved_data["temperature"].toDouble(),
+                                    ctx->saved_data["symmetric"].toBool(),
+                                    ctx->saved_data["pin"].toBool(),
+                                    ctx->saved_data["reduction"].toInt());
+    return {std::get<0>(g), std::get<1>(g), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+/// Gamma loss of a batch with dataset ids `ids`; with `state` (rate from its moving averages,
+/// updated here), else with the rate from the same batch.
+inline at::Tensor gamma_nce_loss(const at::Tensor& a, const at::Tensor& b, const at::Tensor& ids,
+                                 gamma_state* state, const gamma_nce_loss_options& o = {}) {
+  return GammaNCEFunction::apply(a, b, detail::opt(ids), state, o);
 }
 
 }  // namespace torch
