@@ -115,7 +115,7 @@ void BM_bridge_loss_fwd_bwd(benchmark::State& st) {
   const auto a = bench::unit_rows<T>(n, d, 3);
   bench::rmat<T> gv(n, d), gu(n, d), ga(n, d);
   contrastive::brownian_bridge_loss_options o;
-  o.random_t = true;
+  o.bridge.random_t = true;
   o.nll_weight = true;
   if (st.range(2) > 0) o.num_threads = static_cast<int>(st.range(2));
   contrastive::brownian_bridge_loss_forward_backward(v, u, a, gv, gu, ga, o);  // warm-up

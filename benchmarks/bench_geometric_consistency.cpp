@@ -69,10 +69,10 @@ void BM_gc_fwd_bwd(benchmark::State& st) {
   const contrastive::workspace w{ws.data(), ws.size()};
   // One untimed call first: the outputs' pages and Eigen's packing buffers are faulted in once
   // per process, not per call (Google Benchmark 1.7 has no warm-up option).
-  contrastive::geometric_consistency_forward_backward(v, u, gv, gu, o, w);
+  contrastive::geometric_consistency_forward_backward(v, u, gv, gu, o, nullptr, w);
   const auto t0 = clock_type::now();
   for (auto _ : st) {
-    benchmark::DoNotOptimize(contrastive::geometric_consistency_forward_backward(v, u, gv, gu, o, w));
+    benchmark::DoNotOptimize(contrastive::geometric_consistency_forward_backward(v, u, gv, gu, o, nullptr, w));
     benchmark::ClobberMemory();
   }
   const double per_iter = std::chrono::duration<double>(clock_type::now() - t0).count() / double(st.iterations());

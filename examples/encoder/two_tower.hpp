@@ -75,12 +75,12 @@ double add_feature_separation(tower_views<T>& a, tower_views<T>& b, double weigh
   return weight * static_cast<double>(s.loss);
 }
 
-/// weight * L_Br(v = V, u = U, a = Va) at fixed t (docs/brownian_bridge.md: the paper's t = 0.25, the bridge
+/// weight * L_Br(a = V, b = U, a_aug = Va) at fixed t (docs/brownian_bridge.md: the paper's t = 0.25, the bridge
 /// mean near U), from contrastive/losses/brownian_bridge.hpp.
 template <class T>
 double add_brownian_bridge(tower_views<T>& a, tower_views<T>& b, double weight, double t = 0.25) {
   contrastive::brownian_bridge_loss_options o;
-  o.t = t;
+  o.bridge.t = t;
   o.accumulate = true;
   const auto s = contrastive::brownian_bridge_loss_forward(a.z, b.z, a.za, o);
   contrastive::brownian_bridge_loss_backward(a.z, b.z, a.za, s, a.gz, b.gz, a.gza, o, weight);

@@ -1,8 +1,8 @@
 #ifndef CONTRASTIVE_CONTRASTIVE_HPP
 #define CONTRASTIVE_CONTRASTIVE_HPP
 
-// Umbrella header: core, raw and Eigen adapters, losses (sampling and state are added as they
-// land). Never includes the xtensor adapter, cuda/ or distributed/.
+// Umbrella header: core, the raw and Eigen adapters, every loss, the samplers and the normaliser
+// state. Never includes the xtensor or torch adapters, cuda/ or distributed/.
 #include "contrastive/version.hpp"
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"

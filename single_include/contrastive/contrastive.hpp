@@ -5,13 +5,13 @@
 //   cmake --build <build-dir> --target contrastive_amalgamate
 // or, from the repository root,
 //   cmake -DSRC=include -DOUT=single_include/contrastive/contrastive.hpp -P cmake/amalgamate.cmake
-// The xtensor adapter, cuda/ and dist/ are not part of it.
+// The xtensor adapter, cuda/ and distributed/ are not part of it.
 
 #ifndef CONTRASTIVE_CONTRASTIVE_HPP
 #define CONTRASTIVE_CONTRASTIVE_HPP
 
-// Umbrella header: core, raw and Eigen adapters, losses (sampling and state are added as they
-// land). Never includes the xtensor adapter, cuda/ or dist/.
+// Umbrella header: core, the raw and Eigen adapters, every loss, the samplers and the normaliser
+// state. Never includes the xtensor or torch adapters, cuda/ or distributed/.
 // ---- begin contrastive/version.hpp ----
 #ifndef CONTRASTIVE_VERSION_HPP
 #define CONTRASTIVE_VERSION_HPP
@@ -65,11 +65,9 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #  define CONTRASTIVE_COLD __attribute__((cold, noinline))
-#  define CONTRASTIVE_LIKELY(x) __builtin_expect(!!(x), 1)
 #  define CONTRASTIVE_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
 #  define CONTRASTIVE_COLD
-#  define CONTRASTIVE_LIKELY(x) (x)
 #  define CONTRASTIVE_UNLIKELY(x) (x)
 #endif
 
@@ -172,6 +170,7 @@ CONTRASTIVE_NAMESPACE_END
 
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 
 CONTRASTIVE_NAMESPACE_BEGIN
@@ -265,13 +264,26 @@ class matrix_view {
 template <class T>
 using device_matrix_view = matrix_view<T, device_memory>;
 
-/// A non-owning 1-D view (statistics, labels).
+/// A non-owning 1-D view: statistics, and the one span type of every option that takes per-row
+/// values (labels, sample ids, log-normalisers). Those option spans must be contiguous
+/// (stride 1); the losses check it. A host view converts implicitly from a whole std::vector.
 template <class T, class Space = host_memory>
 struct vector_view {
   T* data = nullptr;
   index_t size = 0;
   index_t stride = 1;
+
+  constexpr vector_view() noexcept = default;
+  CONTRASTIVE_HOST_DEVICE constexpr vector_view(T* d, index_t n, index_t s = 1) noexcept
+      : data(d), size(n), stride(s) {}
+  template <class Alloc, class S = Space,
+            std::enable_if_t<std::is_same<S, host_memory>::value && std::is_const<T>::value, int> = 0>
+  vector_view(const std::vector<std::remove_const_t<T>, Alloc>& v) noexcept  // NOLINT: implicit
+      : data(v.data()), size(static_cast<index_t>(v.size())) {}
+
   CONTRASTIVE_HOST_DEVICE constexpr T& operator[](index_t i) const noexcept { return data[i * stride]; }
+  /// True when no span is given (a null pointer); a zero-length span is not empty.
+  CONTRASTIVE_HOST_DEVICE constexpr bool empty() const noexcept { return data == nullptr; }
 };
 
 namespace detail {
@@ -766,16 +778,12 @@ CONTRASTIVE_NAMESPACE_BEGIN
 /// their sum.
 enum class loss_reduction { mean, sum };
 
-/// A non-owning span of integer label ids (one per row).
-struct label_span {
-  const std::int64_t* data = nullptr;
-  index_t size = 0;
-
-  constexpr label_span() noexcept = default;
-  constexpr label_span(const std::int64_t* d, index_t n) noexcept : data(d), size(n) {}
-  label_span(const std::vector<std::int64_t>& v) noexcept  // NOLINT: implicit by design
-      : data(v.data()), size(static_cast<index_t>(v.size())) {}
-  constexpr bool empty() const noexcept { return data == nullptr; }
+/// Tile sizes and thread count, embedded the same way in every loss's options (each options
+/// struct derives from it). A loss that has no use for one of them says so on its options.
+struct tiling_options {
+  index_t tile_rows = 256;  // rows per tile (> 0)
+  index_t tile_cols = 256;  // columns per tile (> 0)
+  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
 };
 
 /// Gradient of a loss with respect to its temperature, in the three usual parameterisations:
@@ -899,9 +907,11 @@ void check_writable_layout(const char* fn, const char* name, const matrix_view<T
 }
 
 template <class T>
-void check_labels(const char* fn, const char* name, const label_span& l, index_t n) {
+void check_labels(const char* fn, const char* name, const vector_view<const std::int64_t>& l, index_t n) {
   CONTRASTIVE_CHECK(l.size == n, fn, ": '", name, "' has ", l.size, " labels, expected ", n,
                     " (one per row)");
+  CONTRASTIVE_CHECK(l.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
+                    l.stride);
 }
 
 /// The checks every two-tower loss makes on its inputs: non-null, non-empty, same shape,
@@ -991,7 +1001,7 @@ class gemm_output {
 };
 
 /// Counts, for each x label, how many y labels equal it (O((n + m) log m), no n x m mask).
-inline void count_matches(const label_span& x, const label_span& y, index_t* counts,
+inline void count_matches(const vector_view<const std::int64_t>& x, const vector_view<const std::int64_t>& y, index_t* counts,
                           std::int64_t* sorted_scratch) {
   std::copy(y.data, y.data + y.size, sorted_scratch);
   std::sort(sorted_scratch, sorted_scratch + y.size);
@@ -1290,7 +1300,7 @@ CONTRASTIVE_NAMESPACE_END
 // InfoNCE (one direction, a -> b) and the symmetric CLIP loss, with multiple positives by label
 // id and label smoothing. Logits s_ij = <a_i, b_j> / temperature are streamed in tiles: the
 // forward keeps only per-row and per-column log-sum-exp statistics, the backward recomputes
-// the tiles. Spec: shared/spec/losses.md, section 2.
+// the tiles. Math and gradients: docs/info_nce.md; the sweep: docs/tiled_sweep.md.
 
 #include <cmath>
 #include <cstdint>
@@ -1837,25 +1847,26 @@ CONTRASTIVE_NAMESPACE_END
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
-struct info_nce_options {
+/// Options of InfoNCE / CLIP; tile_rows, tile_cols and num_threads come from tiling_options.
+struct info_nce_options : tiling_options {
   double temperature = 0.07;  // tau > 0; logits are <a_i, b_j> / tau
   bool symmetric = true;      // true: CLIP, the mean of the a->b and b->a losses
   double label_smoothing = 0; // eps in [0, 1)
   // Multiple positives (SupCon style): b_j is a positive of a_i when labels_b[j] == labels_a[i].
   // Give both or neither; without labels the positive of a_i is b_i.
-  label_span labels_a{};
-  label_span labels_b{};
+  vector_view<const std::int64_t> labels_a{};
+  vector_view<const std::int64_t> labels_b{};
   loss_reduction reduction = loss_reduction::mean;
-  index_t tile_rows = 256;
-  index_t tile_cols = 256;
   bool accumulate = false;  // backward adds into the gradients instead of overwriting them
-  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
   // Cached mode: the forward keeps every logit tile in the caller's workspace (sized by the
   // workspace query with this option set, about N^2 elements) and a backward given the same
   // workspace reads them instead of recomputing. forward_backward allocates it when no
   // workspace is given. Inputs must not change between the two calls.
   bool cache_logits = false;
 };
+
+/// What the backward returns besides the input gradients: upstream * dL/dtemperature.
+using info_nce_parameter_gradients = temperature_gradient;
 
 CONTRASTIVE_NAMESPACE_END
 
@@ -2285,7 +2296,7 @@ auto info_nce_forward(const A& a, const B& b, const info_nce_options& o = {}, wo
 /// caller's tensors. Returns upstream * dL/dtemperature in three parameterisations.
 template <class A, class B, class T, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-temperature_gradient info_nce_backward(const A& a, const B& b, const info_nce_saved<T>& saved,
+info_nce_parameter_gradients info_nce_backward(const A& a, const B& b, const info_nce_saved<T>& saved,
                                        GA&& grad_a, GB&& grad_b, const info_nce_options& o = {},
                                        double upstream = 1.0, workspace ws = {}) {
   const auto va = detail::input_view(a);
@@ -2302,7 +2313,7 @@ temperature_gradient info_nce_backward(const A& a, const B& b, const info_nce_sa
 
 /// Backward of a forward run on device views (the CUDA path; needs cuda/info_nce.cuh).
 template <class A, class B, class GA, class GB>
-temperature_gradient info_nce_backward(const A& a, const B& b,
+info_nce_parameter_gradients info_nce_backward(const A& a, const B& b,
                                     const cuda::info_nce_device_saved& saved,
                                     GA&& grad_a, GB&& grad_b, const info_nce_options& o = {},
                                     double upstream = 1.0, workspace = {}) {
@@ -2311,12 +2322,12 @@ temperature_gradient info_nce_backward(const A& a, const B& b,
 }
 
 /// Forward and backward in one call; returns the loss. The temperature gradient is written to
-/// *temperature_grad when given.
+/// *parameter_grads when given.
 template <class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto info_nce_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                                const info_nce_options& o = {},
-                               temperature_gradient* temperature_grad = nullptr,
+                               info_nce_parameter_gradients* parameter_grads = nullptr,
                                workspace ws = {}) {
   std::vector<unsigned char> own;  // cached mode needs one workspace shared by both passes
   if constexpr (!detail::is_device_input<A>::value) {  // no cached mode on the GPU
@@ -2329,7 +2340,7 @@ auto info_nce_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
   const auto saved = info_nce_forward(a, b, o, ws);
   const temperature_gradient tg =
       info_nce_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
-  if (temperature_grad) *temperature_grad = tg;
+  if (parameter_grads) *parameter_grads = tg;
   return saved.loss;
 }
 
@@ -2344,7 +2355,7 @@ CONTRASTIVE_NAMESPACE_END
 // NT-Xent (SimCLR) over 2N views: Z = [a; b], row i of a and row i of b are two views of sample
 // i. Each of the 2N anchors is contrasted with the other 2N - 1 rows (self-similarity masked).
 // S = Z Z^T / tau is symmetric, so the sweep visits only tiles J >= I and uses each tile for
-// the rows of I and of J. Spec: shared/spec/losses.md, section 2.
+// the rows of I and of J. Math and gradients: docs/nt_xent.md; the sweep: docs/tiled_sweep.md.
 
 #include <cmath>
 #include <cstdint>
@@ -2362,19 +2373,20 @@ CONTRASTIVE_NAMESPACE_END
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
-struct nt_xent_options {
+/// Options of NT-Xent; tiles are square, min(tile_rows, tile_cols) (from tiling_options).
+struct nt_xent_options : tiling_options {
   double temperature = 0.1;    // tau > 0; logits are <z_i, z_j> / tau
   double label_smoothing = 0;  // eps in [0, 1); spread over the 2N - 1 candidates
   // Multiple positives: one label per sample (length N), inherited by both views. Without
   // labels the positive of view i is the other view of the same sample.
-  label_span labels{};
+  vector_view<const std::int64_t> labels{};
   loss_reduction reduction = loss_reduction::mean;
-  index_t tile_rows = 256;  // NT-Xent tiles are square: min(tile_rows, tile_cols)
-  index_t tile_cols = 256;
-  bool accumulate = false;
-  int num_threads = 0;        // 0: all OpenMP threads; results do not depend on it
+  bool accumulate = false;    // backward adds into the gradients instead of overwriting them
   bool cache_logits = false;  // cached mode, as in info_nce_options (about 2 N^2 elements)
 };
+
+/// What the backward returns besides the input gradients: upstream * dL/dtemperature.
+using nt_xent_parameter_gradients = temperature_gradient;
 
 CONTRASTIVE_NAMESPACE_END
 
@@ -2497,7 +2509,7 @@ struct stacked_rows {
 };
 
 template <class T>
-void nt_xent_labels(const label_span& y, index_t n, std::int64_t* out) {
+void nt_xent_labels(const vector_view<const std::int64_t>& y, index_t n, std::int64_t* out) {
   for (index_t i = 0; i < 2 * n; ++i) out[i] = y.data[i < n ? i : i - n];
 }
 
@@ -2564,7 +2576,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   saved.logit_cache = cache ? ws.data : nullptr;
   if (labelled) {
     saved.positives.resize(static_cast<std::size_t>(n2));
-    const label_span zl(buf.labels, n2);
+    const vector_view<const std::int64_t> zl(buf.labels, n2);
     count_matches(zl, zl, saved.positives.data(), buf.sort_scratch);
     for (auto& c : saved.positives) --c;  // not itself; the other view is always left
   }
@@ -2723,7 +2735,7 @@ auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, work
 
 template <class A, class B, class T, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-temperature_gradient nt_xent_backward(const A& a, const B& b, const nt_xent_saved<T>& saved,
+nt_xent_parameter_gradients nt_xent_backward(const A& a, const B& b, const nt_xent_saved<T>& saved,
                                       GA&& grad_a, GB&& grad_b, const nt_xent_options& o = {},
                                       double upstream = 1.0, workspace ws = {}) {
   const auto va = detail::input_view(a);
@@ -2740,7 +2752,7 @@ temperature_gradient nt_xent_backward(const A& a, const B& b, const nt_xent_save
 
 /// Backward of a forward run on device views (the CUDA path; needs cuda/nt_xent.cuh).
 template <class A, class B, class GA, class GB>
-temperature_gradient nt_xent_backward(const A& a, const B& b,
+nt_xent_parameter_gradients nt_xent_backward(const A& a, const B& b,
                                     const cuda::nt_xent_device_saved& saved,
                                     GA&& grad_a, GB&& grad_b, const nt_xent_options& o = {},
                                     double upstream = 1.0, workspace = {}) {
@@ -2752,7 +2764,7 @@ template <class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto nt_xent_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                               const nt_xent_options& o = {},
-                              temperature_gradient* temperature_grad = nullptr,
+                              nt_xent_parameter_gradients* parameter_grads = nullptr,
                               workspace ws = {}) {
   std::vector<unsigned char> own;  // cached mode needs one workspace shared by both passes
   if constexpr (!detail::is_device_input<A>::value) {  // no cached mode on the GPU
@@ -2768,7 +2780,7 @@ auto nt_xent_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
   const auto saved = nt_xent_forward(a, b, o, ws);
   const temperature_gradient tg =
       nt_xent_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
-  if (temperature_grad) *temperature_grad = tg;
+  if (parameter_grads) *parameter_grads = tg;
   return saved.loss;
 }
 
@@ -2781,7 +2793,7 @@ CONTRASTIVE_NAMESPACE_END
 #define CONTRASTIVE_LOSSES_FEATURE_SEPARATION_HPP
 
 // Deep feature separation (Jiang et al., "Understanding and Constructing Latent Modality
-// Structures in Multi-modal Representation Learning", CVPR 2023; shared/spec/losses.md 4.1):
+// Structures in Multi-modal Representation Learning", CVPR 2023; docs/feature_separation.md):
 //
 //   L_Sep = w_o L_Ortho + w_c L^i_Con + w_u L^i_Uni     (weights 1, 1, 1 by default)
 //
@@ -2828,7 +2840,7 @@ CONTRASTIVE_NAMESPACE_END
 #ifndef CONTRASTIVE_CORE_MODAL_COMMON_HPP
 #define CONTRASTIVE_CORE_MODAL_COMMON_HPP
 
-// Pieces shared by the modality-structure regularisers (shared/spec/losses.md section 4): the
+// Pieces shared by the modality-structure regularisers (docs/README.md#modality-structure-regularisers): the
 // row check (every value finite, no row of zero norm) and the OpenMP thread count. A zero-norm
 // row is bad input for these losses (their inputs are meant to be L2-normalised embeddings).
 
@@ -2939,18 +2951,21 @@ enum class uniformity_form {
   wang_isola  // sum over modalities of log((1/(N(N-1))) sum_{j != k} G)
 };
 
-struct feature_separation_options {
+/// Options of deep feature separation; tile_rows x tile_cols tiles the uniformity sweep and the
+/// in-modal InfoNCE calls, num_threads the uniformity sweep (tiling_options).
+struct feature_separation_options : tiling_options {
   double orthogonality_weight = 1;
   double contrastive_weight = 1;
   double uniformity_weight = 1;
   double temperature = 0.07;  // in-modal InfoNCE temperature (shared with the base loss)
   double uniformity_t = 2;    // t of G_t(x, y) = exp(-t ||x - y||^2), > 0
   uniformity_form uniformity = uniformity_form::literal;
-  index_t tile_rows = 256;    // tiles of the uniformity sweep and of the InfoNCE calls
-  index_t tile_cols = 256;
   bool accumulate = false;    // backward adds into the gradients instead of overwriting them
-  int num_threads = 0;        // uniformity sweep: 0 = all OpenMP threads (1 without OpenMP)
 };
+
+/// What every backward returns besides the input gradients: upstream * dL/dtemperature (from
+/// the in-modal InfoNCE term; zero for the terms without a temperature).
+using feature_separation_parameter_gradients = temperature_gradient;
 
 template <class T>
 struct feature_orthogonality_saved {
@@ -2961,7 +2976,7 @@ struct feature_orthogonality_saved {
 template <class T>
 struct in_modal_contrastive_saved {
   T loss = 0;
-  info_nce_saved<T> v, u;  // InfoNCE(vi, via) and InfoNCE(ui, uia)
+  info_nce_saved<T> a, b;  // InfoNCE(a_ind, a_ind_aug) and InfoNCE(b_ind, b_ind_aug)
 };
 
 template <class T>
@@ -3274,12 +3289,13 @@ in_modal_contrastive_saved<T> fs_contrastive_forward(const matrix_view<const T>&
                                                      const matrix_view<const T>& ui,
                                                      const matrix_view<const T>& via,
                                                      const matrix_view<const T>& uia,
-                                                     const feature_separation_options& o) {
+                                                     const feature_separation_options& o,
+                                                     workspace ws) {
   const info_nce_options io = fs_info_nce_options(o, vi.rows(), vi.cols());
   in_modal_contrastive_saved<T> s;
-  s.v = info_nce_forward(vi, via, io);
-  s.u = info_nce_forward(ui, uia, io);
-  s.loss = static_cast<T>(double(s.v.loss) + double(s.u.loss));
+  s.a = info_nce_forward(vi, via, io, ws);
+  s.b = info_nce_forward(ui, uia, io, ws);
+  s.loss = static_cast<T>(double(s.a.loss) + double(s.b.loss));
   return s;
 }
 
@@ -3292,215 +3308,253 @@ temperature_gradient fs_contrastive_backward(const matrix_view<const T>& vi,
                                              const in_modal_contrastive_saved<T>& s,
                                              const matrix_view<T>& gvi, const matrix_view<T>& gui,
                                              const matrix_view<T>& gvia, const matrix_view<T>& guia,
-                                             const feature_separation_options& o, double scale) {
+                                             const feature_separation_options& o, double scale,
+                                             workspace ws) {
   const info_nce_options io = fs_info_nce_options(o, vi.rows(), vi.cols());
-  const temperature_gradient a = info_nce_backward(vi, via, s.v, gvi, gvia, io, scale);
-  const temperature_gradient b = info_nce_backward(ui, uia, s.u, gui, guia, io, scale);
+  const temperature_gradient a = info_nce_backward(vi, via, s.a, gvi, gvia, io, scale, ws);
+  const temperature_gradient b = info_nce_backward(ui, uia, s.b, gui, guia, io, scale, ws);
   return temperature_gradient::from_log_scale(a.log_scale + b.log_scale, o.temperature);
 }
 
 }  // namespace detail
 
+/// Bytes of scratch the in-modal InfoNCE calls use for N x D row-major inputs (the workspace of
+/// every feature-separation call serves them; the orthogonality and uniformity terms keep their
+/// O(N + tile^2) scratch themselves). Pass at least this much to make those calls
+/// allocation-free.
+template <class T>
+std::size_t feature_separation_workspace_bytes(index_t n, index_t d,
+                                               const feature_separation_options& o = {}) {
+  return info_nce_workspace_bytes<T>(n, d, detail::fs_info_nce_options(o, n, d));
+}
+
+/// The same for these inputs (the augmented views' layouts add their packing).
+template <class A, class B, class AI, class BI, class AIA, class BIA,
+          std::enable_if_t<is_tensor_like<AI>::value && is_tensor_like<AIA>::value, int> = 0>
+std::size_t feature_separation_workspace_bytes(const A&, const B&, const AI& a_ind, const BI& b_ind,
+                                               const AIA& a_ind_aug, const BIA& b_ind_aug,
+                                               const feature_separation_options& o = {}) {
+  const auto va = detail::input_view(a_ind);
+  const info_nce_options io = detail::fs_info_nce_options(o, va.rows(), va.cols());
+  const std::size_t x = info_nce_workspace_bytes(a_ind, a_ind_aug, io);
+  const std::size_t y = info_nce_workspace_bytes(b_ind, b_ind_aug, io);
+  return x > y ? x : y;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Orthogonality term.
 
 /// L_Ortho = (1/N) sum_j (<v_j, vi_j>^2 + <u_j, ui_j>^2).
-template <class V, class U, class VI, class UI>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>)
-auto feature_orthogonality_forward(const V& v, const U& u, const VI& vi, const UI& ui,
-                                   const feature_separation_options& o = {}) {
+template <class A, class B, class AI, class BI>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>)
+auto feature_orthogonality_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                   const feature_separation_options& o = {}, workspace ws = {}) {
   const char* fn = "feature_orthogonality_forward";
-  const auto a = detail::input_view(v);
-  using T = typename decltype(a)::value_type;
-  const matrix_view<const T> b = detail::input_view(u), c = detail::input_view(vi),
-                             e = detail::input_view(ui);
-  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
-  const char* names[4] = {"v", "u", "vi", "ui"};
+  (void)ws;  // these terms need no caller scratch
+  const auto x0 = detail::input_view(a);
+  using T = typename decltype(x0)::value_type;
+  const matrix_view<const T> x1 = detail::input_view(b), x2 = detail::input_view(a_ind),
+                             x3 = detail::input_view(b_ind);
+  const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
+  const char* names[4] = {"a", "b", "a_ind", "b_ind"};
   detail::fs_check_options(fn, o);
   detail::fs_check_inputs(fn, in, names, 4);
   feature_orthogonality_saved<T> s;
-  s.n = a.rows();
-  s.d = a.cols();
-  s.loss = static_cast<T>(detail::fs_ortho_forward(a, b, c, e));
+  s.n = x0.rows();
+  s.d = x0.cols();
+  s.loss = static_cast<T>(detail::fs_ortho_forward(x0, x1, x2, x3));
   return s;
 }
 
-template <class V, class U, class VI, class UI, class T, class GV, class GU, class GVI, class GUI>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
-                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
-                             writable_tensor<GUI&&>)
-void feature_orthogonality_backward(const V& v, const U& u, const VI& vi, const UI& ui,
-                                    const feature_orthogonality_saved<T>& saved, GV&& grad_v,
-                                    GU&& grad_u, GVI&& grad_vi, GUI&& grad_ui,
+template <class A, class B, class AI, class BI, class T, class GA, class GB, class GAI, class GBI>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
+                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
+                             writable_tensor<GBI&&>)
+feature_separation_parameter_gradients feature_orthogonality_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                    const feature_orthogonality_saved<T>& saved, GA&& grad_a,
+                                    GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind,
                                     const feature_separation_options& o = {},
-                                    double upstream = 1.0) {
+                                    double upstream = 1.0, workspace ws = {}) {
   const char* fn = "feature_orthogonality_backward";
-  const matrix_view<const T> a = detail::input_view(v), b = detail::input_view(u),
-                             c = detail::input_view(vi), e = detail::input_view(ui);
-  const matrix_view<T> g0 = detail::output_view(std::forward<GV>(grad_v)),
-                       g1 = detail::output_view(std::forward<GU>(grad_u)),
-                       g2 = detail::output_view(std::forward<GVI>(grad_vi)),
-                       g3 = detail::output_view(std::forward<GUI>(grad_ui));
-  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
-  const char* names[4] = {"v", "u", "vi", "ui"};
+  (void)ws;  // these terms need no caller scratch
+  const matrix_view<const T> x0 = detail::input_view(a), x1 = detail::input_view(b),
+                             x2 = detail::input_view(a_ind), x3 = detail::input_view(b_ind);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GA>(grad_a)),
+                       g1 = detail::output_view(std::forward<GB>(grad_b)),
+                       g2 = detail::output_view(std::forward<GAI>(grad_a_ind)),
+                       g3 = detail::output_view(std::forward<GBI>(grad_b_ind));
+  const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
+  const char* names[4] = {"a", "b", "a_ind", "b_ind"};
   const matrix_view<T>* out[4] = {&g0, &g1, &g2, &g3};
-  const char* out_names[4] = {"grad_v", "grad_u", "grad_vi", "grad_ui"};
+  const char* out_names[4] = {"grad_a", "grad_b", "grad_a_ind", "grad_b_ind"};
   detail::fs_check_options(fn, o);
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 4);
-  CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
-                    saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
+  CONTRASTIVE_CHECK(saved.n == x0.rows() && saved.d == x0.cols(), fn, ": 'saved' belongs to x0 ",
+                    saved.n, " x ", saved.d, " batch, the inputs are ", x0.rows(), " x ", x0.cols());
   detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
-  detail::fs_ortho_backward(a, b, c, e, g0, g1, g2, g3, upstream);
+  detail::fs_ortho_backward(x0, x1, x2, x3, g0, g1, g2, g3, upstream);
+  return {};
 }
 
-template <class V, class U, class VI, class UI, class GV, class GU, class GVI, class GUI>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
-                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
-                             writable_tensor<GUI&&>)
-auto feature_orthogonality_forward_backward(const V& v, const U& u, const VI& vi, const UI& ui,
-                                            GV&& grad_v, GU&& grad_u, GVI&& grad_vi, GUI&& grad_ui,
-                                            const feature_separation_options& o = {}) {
-  const auto s = feature_orthogonality_forward(v, u, vi, ui, o);
-  feature_orthogonality_backward(v, u, vi, ui, s, std::forward<GV>(grad_v), std::forward<GU>(grad_u),
-                                 std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui), o, 1.0);
+template <class A, class B, class AI, class BI, class GA, class GB, class GAI, class GBI>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
+                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
+                             writable_tensor<GBI&&>)
+auto feature_orthogonality_forward_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                            GA&& grad_a, GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind,
+                                            const feature_separation_options& o = {},
+                                            feature_separation_parameter_gradients* parameter_grads = nullptr,
+                                            workspace ws = {}) {
+  const auto s = feature_orthogonality_forward(a, b, a_ind, b_ind, o, ws);
+  feature_orthogonality_backward(a, b, a_ind, b_ind, s, std::forward<GA>(grad_a), std::forward<GB>(grad_b),
+                                 std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = {};
   return s.loss;
 }
 
 // ---------------------------------------------------------------------------------------------
 // In-modal contrastive term.
 
-/// L^i_Con = InfoNCE(vi, via) + InfoNCE(ui, uia) (one direction each).
-template <class VI, class UI, class VIA, class UIA>
-CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& tensor_like<VIA>&& tensor_like<UIA>)
-auto in_modal_contrastive_forward(const VI& vi, const UI& ui, const VIA& via, const UIA& uia,
-                                  const feature_separation_options& o = {}) {
+/// L^i_Con = InfoNCE(a_ind, a_ind_aug) + InfoNCE(b_ind, b_ind_aug) (one direction each).
+template <class AI, class BI, class AIA, class BIA>
+CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tensor_like<BIA>)
+auto in_modal_contrastive_forward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug, const BIA& b_ind_aug,
+                                  const feature_separation_options& o = {}, workspace ws = {}) {
   const char* fn = "in_modal_contrastive_forward";
-  const auto a = detail::input_view(vi);
-  using T = typename decltype(a)::value_type;
-  const matrix_view<const T> b = detail::input_view(ui), c = detail::input_view(via),
-                             e = detail::input_view(uia);
-  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
-  const char* names[4] = {"vi", "ui", "via", "uia"};
+  const auto x0 = detail::input_view(a_ind);
+  using T = typename decltype(x0)::value_type;
+  const matrix_view<const T> x1 = detail::input_view(b_ind), x2 = detail::input_view(a_ind_aug),
+                             x3 = detail::input_view(b_ind_aug);
+  const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
+  const char* names[4] = {"a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
   detail::fs_check_options(fn, o);
   detail::fs_check_inputs(fn, in, names, 4);
-  return detail::fs_contrastive_forward(a, b, c, e, o);
+  return detail::fs_contrastive_forward(x0, x1, x2, x3, o, ws);
 }
 
-template <class VI, class UI, class VIA, class UIA, class T, class GVI, class GUI, class GVIA, class GUIA>
-CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& tensor_like<VIA>&& tensor_like<UIA>&&
-                         writable_tensor<GVI&&>&& writable_tensor<GUI&&>&&
-                             writable_tensor<GVIA&&>&& writable_tensor<GUIA&&>)
-temperature_gradient in_modal_contrastive_backward(const VI& vi, const UI& ui, const VIA& via,
-                                                   const UIA& uia,
+template <class AI, class BI, class AIA, class BIA, class T, class GAI, class GBI, class GAIA, class GBIA>
+CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tensor_like<BIA>&&
+                         writable_tensor<GAI&&>&& writable_tensor<GBI&&>&&
+                             writable_tensor<GAIA&&>&& writable_tensor<GBIA&&>)
+feature_separation_parameter_gradients in_modal_contrastive_backward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+                                                   const BIA& b_ind_aug,
                                                    const in_modal_contrastive_saved<T>& saved,
-                                                   GVI&& grad_vi, GUI&& grad_ui, GVIA&& grad_via,
-                                                   GUIA&& grad_uia,
+                                                   GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug,
+                                                   GBIA&& grad_b_ind_aug,
                                                    const feature_separation_options& o = {},
-                                                   double upstream = 1.0) {
+                                                   double upstream = 1.0, workspace ws = {}) {
   const char* fn = "in_modal_contrastive_backward";
-  const matrix_view<const T> a = detail::input_view(vi), b = detail::input_view(ui),
-                             c = detail::input_view(via), e = detail::input_view(uia);
-  const matrix_view<T> g0 = detail::output_view(std::forward<GVI>(grad_vi)),
-                       g1 = detail::output_view(std::forward<GUI>(grad_ui)),
-                       g2 = detail::output_view(std::forward<GVIA>(grad_via)),
-                       g3 = detail::output_view(std::forward<GUIA>(grad_uia));
-  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
-  const char* names[4] = {"vi", "ui", "via", "uia"};
+  const matrix_view<const T> x0 = detail::input_view(a_ind), x1 = detail::input_view(b_ind),
+                             x2 = detail::input_view(a_ind_aug), x3 = detail::input_view(b_ind_aug);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GAI>(grad_a_ind)),
+                       g1 = detail::output_view(std::forward<GBI>(grad_b_ind)),
+                       g2 = detail::output_view(std::forward<GAIA>(grad_a_ind_aug)),
+                       g3 = detail::output_view(std::forward<GBIA>(grad_b_ind_aug));
+  const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
+  const char* names[4] = {"a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
   const matrix_view<T>* out[4] = {&g0, &g1, &g2, &g3};
-  const char* out_names[4] = {"grad_vi", "grad_ui", "grad_via", "grad_uia"};
+  const char* out_names[4] = {"grad_a_ind", "grad_b_ind", "grad_a_ind_aug", "grad_b_ind_aug"};
   detail::fs_check_options(fn, o);
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 4);
   detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
-  return detail::fs_contrastive_backward(a, b, c, e, saved, g0, g1, g2, g3, o, upstream);
+  return detail::fs_contrastive_backward(x0, x1, x2, x3, saved, g0, g1, g2, g3, o, upstream, ws);
 }
 
-template <class VI, class UI, class VIA, class UIA, class GVI, class GUI, class GVIA, class GUIA>
-CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& tensor_like<VIA>&& tensor_like<UIA>&&
-                         writable_tensor<GVI&&>&& writable_tensor<GUI&&>&&
-                             writable_tensor<GVIA&&>&& writable_tensor<GUIA&&>)
-auto in_modal_contrastive_forward_backward(const VI& vi, const UI& ui, const VIA& via,
-                                           const UIA& uia, GVI&& grad_vi, GUI&& grad_ui,
-                                           GVIA&& grad_via, GUIA&& grad_uia,
+template <class AI, class BI, class AIA, class BIA, class GAI, class GBI, class GAIA, class GBIA>
+CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tensor_like<BIA>&&
+                         writable_tensor<GAI&&>&& writable_tensor<GBI&&>&&
+                             writable_tensor<GAIA&&>&& writable_tensor<GBIA&&>)
+auto in_modal_contrastive_forward_backward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+                                           const BIA& b_ind_aug, GAI&& grad_a_ind, GBI&& grad_b_ind,
+                                           GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug,
                                            const feature_separation_options& o = {},
-                                           temperature_gradient* temperature_grad = nullptr) {
-  const auto s = in_modal_contrastive_forward(vi, ui, via, uia, o);
+                                           feature_separation_parameter_gradients* parameter_grads = nullptr,
+                                         workspace ws = {}) {
+  const auto s = in_modal_contrastive_forward(a_ind, b_ind, a_ind_aug, b_ind_aug, o, ws);
   const temperature_gradient tg = in_modal_contrastive_backward(
-      vi, ui, via, uia, s, std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui),
-      std::forward<GVIA>(grad_via), std::forward<GUIA>(grad_uia), o, 1.0);
-  if (temperature_grad) *temperature_grad = tg;
+      a_ind, b_ind, a_ind_aug, b_ind_aug, s, std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind),
+      std::forward<GAIA>(grad_a_ind_aug), std::forward<GBIA>(grad_b_ind_aug), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = tg;
   return s.loss;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Uniformity term.
 
-template <class VI, class UI>
-CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>)
-auto feature_uniformity_forward(const VI& vi, const UI& ui, const feature_separation_options& o = {}) {
+template <class AI, class BI>
+CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>)
+auto feature_uniformity_forward(const AI& a_ind, const BI& b_ind, const feature_separation_options& o = {}, workspace ws = {}) {
   const char* fn = "feature_uniformity_forward";
-  const auto a = detail::input_view(vi);
-  using T = typename decltype(a)::value_type;
-  const matrix_view<const T> b = detail::input_view(ui);
-  const matrix_view<const T>* in[2] = {&a, &b};
-  const char* names[2] = {"vi", "ui"};
+  (void)ws;  // these terms need no caller scratch
+  const auto x0 = detail::input_view(a_ind);
+  using T = typename decltype(x0)::value_type;
+  const matrix_view<const T> x1 = detail::input_view(b_ind);
+  const matrix_view<const T>* in[2] = {&x0, &x1};
+  const char* names[2] = {"a_ind", "b_ind"};
   detail::fs_check_options(fn, o);
   detail::fs_check_inputs(fn, in, names, 2);
-  return detail::fs_uniformity_forward(fn, a, b, o);
+  return detail::fs_uniformity_forward(fn, x0, x1, o);
 }
 
-template <class VI, class UI, class T, class GVI, class GUI>
-CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& writable_tensor<GVI&&>&& writable_tensor<GUI&&>)
-void feature_uniformity_backward(const VI& vi, const UI& ui, const feature_uniformity_saved<T>& saved,
-                                 GVI&& grad_vi, GUI&& grad_ui,
-                                 const feature_separation_options& o = {}, double upstream = 1.0) {
+template <class AI, class BI, class T, class GAI, class GBI>
+CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
+feature_separation_parameter_gradients feature_uniformity_backward(const AI& a_ind, const BI& b_ind, const feature_uniformity_saved<T>& saved,
+                                 GAI&& grad_a_ind, GBI&& grad_b_ind,
+                                 const feature_separation_options& o = {}, double upstream = 1.0, workspace ws = {}) {
   const char* fn = "feature_uniformity_backward";
-  const matrix_view<const T> a = detail::input_view(vi), b = detail::input_view(ui);
-  const matrix_view<T> g0 = detail::output_view(std::forward<GVI>(grad_vi)),
-                       g1 = detail::output_view(std::forward<GUI>(grad_ui));
-  const matrix_view<const T>* in[2] = {&a, &b};
-  const char* names[2] = {"vi", "ui"};
+  (void)ws;  // these terms need no caller scratch
+  const matrix_view<const T> x0 = detail::input_view(a_ind), x1 = detail::input_view(b_ind);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GAI>(grad_a_ind)),
+                       g1 = detail::output_view(std::forward<GBI>(grad_b_ind));
+  const matrix_view<const T>* in[2] = {&x0, &x1};
+  const char* names[2] = {"a_ind", "b_ind"};
   const matrix_view<T>* out[2] = {&g0, &g1};
-  const char* out_names[2] = {"grad_vi", "grad_ui"};
+  const char* out_names[2] = {"grad_a_ind", "grad_b_ind"};
   detail::fs_check_options(fn, o);
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 2);
   detail::fs_check_outputs(fn, out, out_names, 2, in, names, 2);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
-  detail::fs_uniformity_backward_both(fn, a, b, saved, o, g0, g1, upstream);
+  detail::fs_uniformity_backward_both(fn, x0, x1, saved, o, g0, g1, upstream);
+  return {};
 }
 
-template <class VI, class UI, class GVI, class GUI>
-CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& writable_tensor<GVI&&>&& writable_tensor<GUI&&>)
-auto feature_uniformity_forward_backward(const VI& vi, const UI& ui, GVI&& grad_vi, GUI&& grad_ui,
-                                         const feature_separation_options& o = {}) {
-  const auto s = feature_uniformity_forward(vi, ui, o);
-  feature_uniformity_backward(vi, ui, s, std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui), o, 1.0);
+template <class AI, class BI, class GAI, class GBI>
+CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
+auto feature_uniformity_forward_backward(const AI& a_ind, const BI& b_ind, GAI&& grad_a_ind, GBI&& grad_b_ind,
+                                         const feature_separation_options& o = {},
+                                         feature_separation_parameter_gradients* parameter_grads = nullptr,
+                                         workspace ws = {}) {
+  const auto s = feature_uniformity_forward(a_ind, b_ind, o, ws);
+  feature_uniformity_backward(a_ind, b_ind, s, std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind), o,
+                              1.0, ws);
+  if (parameter_grads) *parameter_grads = {};
   return s.loss;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Combined loss L_Sep = w_o L_Ortho + w_c L^i_Con + w_u L^i_Uni (a term of weight 0 is skipped).
 
-template <class V, class U, class VI, class UI, class VIA, class UIA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
-                         tensor_like<VIA>&& tensor_like<UIA>)
-auto feature_separation_forward(const V& v, const U& u, const VI& vi, const UI& ui, const VIA& via,
-                                const UIA& uia, const feature_separation_options& o = {}) {
+template <class A, class B, class AI, class BI, class AIA, class BIA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
+                         tensor_like<AIA>&& tensor_like<BIA>)
+auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+                                const BIA& b_ind_aug, const feature_separation_options& o = {}, workspace ws = {}) {
   const char* fn = "feature_separation_forward";
-  const auto a0 = detail::input_view(v);
+  const auto a0 = detail::input_view(a);
   using T = typename decltype(a0)::value_type;
-  const matrix_view<const T> a1 = detail::input_view(u), a2 = detail::input_view(vi),
-                             a3 = detail::input_view(ui), a4 = detail::input_view(via),
-                             a5 = detail::input_view(uia);
+  const matrix_view<const T> a1 = detail::input_view(b), a2 = detail::input_view(a_ind),
+                             a3 = detail::input_view(b_ind), a4 = detail::input_view(a_ind_aug),
+                             a5 = detail::input_view(b_ind_aug);
   const matrix_view<const T>* in[6] = {&a0, &a1, &a2, &a3, &a4, &a5};
-  const char* names[6] = {"v", "u", "vi", "ui", "via", "uia"};
+  const char* names[6] = {"a", "b", "a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
   detail::fs_check_options(fn, o);
   detail::fs_check_inputs(fn, in, names, 6);
   feature_separation_saved<T> s;
@@ -3515,7 +3569,7 @@ auto feature_separation_forward(const V& v, const U& u, const VI& vi, const UI& 
     loss += o.orthogonality_weight * double(s.orthogonality.loss);
   }
   if (o.contrastive_weight != 0) {
-    s.contrastive = detail::fs_contrastive_forward(a2, a3, a4, a5, o);
+    s.contrastive = detail::fs_contrastive_forward(a2, a3, a4, a5, o, ws);
     loss += o.contrastive_weight * double(s.contrastive.loss);
   }
   if (o.uniformity_weight != 0) {
@@ -3528,39 +3582,39 @@ auto feature_separation_forward(const V& v, const U& u, const VI& vi, const UI& 
 
 /// Writes (or adds) upstream * dL_Sep for all six inputs; returns upstream * the temperature
 /// gradient (from L^i_Con).
-template <class V, class U, class VI, class UI, class VIA, class UIA, class T, class GV, class GU,
-          class GVI, class GUI, class GVIA, class GUIA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
-                         tensor_like<VIA>&& tensor_like<UIA>&& writable_tensor<GV&&>&&
-                             writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
-                                 writable_tensor<GUI&&>&& writable_tensor<GVIA&&>&&
-                                     writable_tensor<GUIA&&>)
-temperature_gradient feature_separation_backward(const V& v, const U& u, const VI& vi, const UI& ui,
-                                                 const VIA& via, const UIA& uia,
+template <class A, class B, class AI, class BI, class AIA, class BIA, class T, class GA, class GB,
+          class GAI, class GBI, class GAIA, class GBIA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
+                         tensor_like<AIA>&& tensor_like<BIA>&& writable_tensor<GA&&>&&
+                             writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
+                                 writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&&
+                                     writable_tensor<GBIA&&>)
+feature_separation_parameter_gradients feature_separation_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                                 const AIA& a_ind_aug, const BIA& b_ind_aug,
                                                  const feature_separation_saved<T>& saved,
-                                                 GV&& grad_v, GU&& grad_u, GVI&& grad_vi,
-                                                 GUI&& grad_ui, GVIA&& grad_via, GUIA&& grad_uia,
+                                                 GA&& grad_a, GB&& grad_b, GAI&& grad_a_ind,
+                                                 GBI&& grad_b_ind, GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug,
                                                  const feature_separation_options& o = {},
-                                                 double upstream = 1.0) {
+                                                 double upstream = 1.0, workspace ws = {}) {
   const char* fn = "feature_separation_backward";
-  const matrix_view<const T> a0 = detail::input_view(v), a1 = detail::input_view(u),
-                             a2 = detail::input_view(vi), a3 = detail::input_view(ui),
-                             a4 = detail::input_view(via), a5 = detail::input_view(uia);
-  const matrix_view<T> g0 = detail::output_view(std::forward<GV>(grad_v)),
-                       g1 = detail::output_view(std::forward<GU>(grad_u)),
-                       g2 = detail::output_view(std::forward<GVI>(grad_vi)),
-                       g3 = detail::output_view(std::forward<GUI>(grad_ui)),
-                       g4 = detail::output_view(std::forward<GVIA>(grad_via)),
-                       g5 = detail::output_view(std::forward<GUIA>(grad_uia));
+  const matrix_view<const T> a0 = detail::input_view(a), a1 = detail::input_view(b),
+                             a2 = detail::input_view(a_ind), a3 = detail::input_view(b_ind),
+                             a4 = detail::input_view(a_ind_aug), a5 = detail::input_view(b_ind_aug);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GA>(grad_a)),
+                       g1 = detail::output_view(std::forward<GB>(grad_b)),
+                       g2 = detail::output_view(std::forward<GAI>(grad_a_ind)),
+                       g3 = detail::output_view(std::forward<GBI>(grad_b_ind)),
+                       g4 = detail::output_view(std::forward<GAIA>(grad_a_ind_aug)),
+                       g5 = detail::output_view(std::forward<GBIA>(grad_b_ind_aug));
   const matrix_view<const T>* in[6] = {&a0, &a1, &a2, &a3, &a4, &a5};
-  const char* names[6] = {"v", "u", "vi", "ui", "via", "uia"};
+  const char* names[6] = {"a", "b", "a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
   const matrix_view<T>* out[6] = {&g0, &g1, &g2, &g3, &g4, &g5};
-  const char* out_names[6] = {"grad_v", "grad_u", "grad_vi", "grad_ui", "grad_via", "grad_uia"};
+  const char* out_names[6] = {"grad_a", "grad_b", "grad_a_ind", "grad_b_ind", "grad_a_ind_aug", "grad_b_ind_aug"};
   detail::fs_check_options(fn, o);
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 6);
   CONTRASTIVE_CHECK(saved.orthogonality.n == a0.rows() && saved.orthogonality.d == a0.cols(), fn,
-                    ": 'saved' belongs to a ", saved.orthogonality.n, " x ", saved.orthogonality.d,
+                    ": 'saved' belongs to x0 ", saved.orthogonality.n, " x ", saved.orthogonality.d,
                     " batch, the inputs are ", a0.rows(), " x ", a0.cols());
   CONTRASTIVE_CHECK(saved.orthogonality_weight == o.orthogonality_weight &&
                         saved.contrastive_weight == o.contrastive_weight &&
@@ -3576,31 +3630,32 @@ temperature_gradient feature_separation_backward(const V& v, const U& u, const V
     detail::fs_ortho_backward(a0, a1, a2, a3, g0, g1, g2, g3, upstream * o.orthogonality_weight);
   if (o.contrastive_weight != 0)
     tg = detail::fs_contrastive_backward(a2, a3, a4, a5, saved.contrastive, g2, g3, g4, g5, o,
-                                         upstream * o.contrastive_weight);
+                                         upstream * o.contrastive_weight, ws);
   if (o.uniformity_weight != 0)
     detail::fs_uniformity_backward_both(fn, a2, a3, saved.uniformity, o, g2, g3,
                                         upstream * o.uniformity_weight);
   return tg;
 }
 
-template <class V, class U, class VI, class UI, class VIA, class UIA, class GV, class GU, class GVI,
-          class GUI, class GVIA, class GUIA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
-                         tensor_like<VIA>&& tensor_like<UIA>&& writable_tensor<GV&&>&&
-                             writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
-                                 writable_tensor<GUI&&>&& writable_tensor<GVIA&&>&&
-                                     writable_tensor<GUIA&&>)
-auto feature_separation_forward_backward(const V& v, const U& u, const VI& vi, const UI& ui,
-                                         const VIA& via, const UIA& uia, GV&& grad_v, GU&& grad_u,
-                                         GVI&& grad_vi, GUI&& grad_ui, GVIA&& grad_via,
-                                         GUIA&& grad_uia, const feature_separation_options& o = {},
-                                         temperature_gradient* temperature_grad = nullptr) {
-  const auto s = feature_separation_forward(v, u, vi, ui, via, uia, o);
+template <class A, class B, class AI, class BI, class AIA, class BIA, class GA, class GB, class GAI,
+          class GBI, class GAIA, class GBIA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
+                         tensor_like<AIA>&& tensor_like<BIA>&& writable_tensor<GA&&>&&
+                             writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
+                                 writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&&
+                                     writable_tensor<GBIA&&>)
+auto feature_separation_forward_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                         const AIA& a_ind_aug, const BIA& b_ind_aug, GA&& grad_a, GB&& grad_b,
+                                         GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug,
+                                         GBIA&& grad_b_ind_aug, const feature_separation_options& o = {},
+                                         feature_separation_parameter_gradients* parameter_grads = nullptr,
+                                         workspace ws = {}) {
+  const auto s = feature_separation_forward(a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, o, ws);
   const temperature_gradient tg = feature_separation_backward(
-      v, u, vi, ui, via, uia, s, std::forward<GV>(grad_v), std::forward<GU>(grad_u),
-      std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui), std::forward<GVIA>(grad_via),
-      std::forward<GUIA>(grad_uia), o, 1.0);
-  if (temperature_grad) *temperature_grad = tg;
+      a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, s, std::forward<GA>(grad_a), std::forward<GB>(grad_b),
+      std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind), std::forward<GAIA>(grad_a_ind_aug),
+      std::forward<GBIA>(grad_b_ind_aug), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = tg;
   return s.loss;
 }
 
@@ -3612,7 +3667,7 @@ CONTRASTIVE_NAMESPACE_END
 #ifndef CONTRASTIVE_LOSSES_BROWNIAN_BRIDGE_HPP
 #define CONTRASTIVE_LOSSES_BROWNIAN_BRIDGE_HPP
 
-// Brownian-bridge loss (Jiang et al., CVPR 2023; shared/spec/losses.md section 4.2): pulls the
+// Brownian-bridge loss (Jiang et al., CVPR 2023; docs/brownian_bridge.md#loss): pulls the
 // augmented image embedding a_j = va_j of pair j onto the bridge mean between its image v_j
 // (t = 1) and text u_j (t = 0):
 //
@@ -3649,7 +3704,7 @@ CONTRASTIVE_NAMESPACE_END
 #define CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_HPP
 
 // Brownian-bridge path sampling between paired embeddings (Jiang et al., CVPR 2023, eq. (1);
-// shared/spec/losses.md section 4.2). Row j of V (image, the t = 1 end) and U (text, the t = 0
+// docs/brownian_bridge.md#sampler). Row j of V (image, the t = 1 end) and U (text, the t = 0
 // end) are the endpoints of pair j.
 //
 //   mean    mu(v, u, t) = m / max(||m||, 1e-12),   m = t v + (1 - t) u   (on the unit sphere)
@@ -3660,7 +3715,7 @@ CONTRASTIVE_NAMESPACE_END
 //           X_k = mu(v, u, t_k) + sigma n_k  (k = 1..K-1; `reproject` as above),
 //           so Cov(n_j, n_k) = t_j (1 - t_k) I for j <= k and each X_k has the point's law.
 //
-// Readings and library choices (the spec leaves these open):
+// Readings and library choices (the paper leaves these open):
 // - t: fixed (default 0.25, the paper's value, which puts the mean near the text), or with
 //   `random_t` t_j ~ U(t_min, t_max) (default [0.05, 0.95]): t_j = t_min + (t_max - t_min) u,
 //   u = uniform_open01(word 0 of block 0) of Philox stream 3 (seed, id_j, step).
@@ -3707,7 +3762,7 @@ CONTRASTIVE_NAMESPACE_END
 
 // Philox4x32-10 (Salmon et al., SC 2011), counter-based: every draw is a pure function of
 // (seed, id, step, stream, block), so CPU and GPU, any tiling and any thread count produce the
-// same numbers. Layout (shared/spec/losses.md 3.6):
+// same numbers. Layout (docs/gamma_sampler.md#stream-layout):
 //   key     = (lo32(seed), hi32(seed))
 //   counter = (lo32(id), hi32(id), lo32(step), (stream << 28) | block)
 // Streams: 0 = direction a (or the only one), 1 = direction b, 2 = bridge noise, 3 = bridge t.
@@ -3807,7 +3862,7 @@ struct brownian_bridge_options {
   std::uint64_t seed = 0;     // Philox key
   std::uint32_t step = 0;     // Philox counter word 2 (e.g. the training step)
   std::uint64_t first_id = 0; // Philox id of row j is first_id + j ...
-  label_span ids{};           // ... or ids[j] when given (one per row, >= 0; device memory on the GPU)
+  vector_view<const std::int64_t> ids{};           // ... or ids[j] when given (one per row, >= 0; device memory on the GPU)
   bool accumulate = false;    // backward adds into grad_v / grad_u instead of overwriting them
   int num_threads = 0;        // 0: all OpenMP threads (1 without OpenMP)
 };
@@ -3969,6 +4024,8 @@ inline void bridge_check_ids(const char* fn, const brownian_bridge_options& o, i
   if (o.ids.empty()) return;
   CONTRASTIVE_CHECK(o.ids.size == n, fn, ": 'ids' has ", o.ids.size, " entries, expected ", n,
                     " (one per row)");
+  CONTRASTIVE_CHECK(o.ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
+                    o.ids.stride);
   for (index_t j = 0; j < n; ++j)
     CONTRASTIVE_CHECK(o.ids.data[j] >= 0, fn, ": 'ids' has a negative id (", o.ids.data[j],
                       ") at row ", j);
@@ -3979,22 +4036,22 @@ template <class T>
 void bridge_check_endpoints(const char* fn, const matrix_view<const T>& v,
                             const matrix_view<const T>& u, const brownian_bridge_options& o,
                             bool trajectory) {
-  check_matrix(fn, "v", v);
-  check_matrix(fn, "u", u);
-  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('v' has 0 rows)");
-  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'v' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'u' has ", u.rows(), " rows, expected ", v.rows(),
-                    " (rows of 'v')");
-  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'u' has ", u.cols(), " columns, expected ",
-                    v.cols(), " (columns of 'v')");
+  check_matrix(fn, "a", v);
+  check_matrix(fn, "b", u);
+  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
+  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
+  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'b' has ", u.rows(), " rows, expected ", v.rows(),
+                    " (rows of 'a')");
+  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'b' has ", u.cols(), " columns, expected ",
+                    v.cols(), " (columns of 'a')");
   if (!trajectory) bridge_check_time(fn, o);
   CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
                     ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);
   if (trajectory)
     CONTRASTIVE_CHECK(o.steps >= 1, fn, ": 'steps' must be >= 1, got ", o.steps);
   bridge_check_ids(fn, o, v.rows());
-  check_rows(fn, "v", v);
-  check_rows(fn, "u", u);
+  check_rows(fn, "a", v);
+  check_rows(fn, "b", u);
 }
 
 template <class T>
@@ -4041,12 +4098,12 @@ brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<
                                               const brownian_bridge_options& o) {
   bridge_check_endpoints(fn, v, u, o, false);
   const index_t n = v.rows(), d = v.cols();
-  if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'v'");
+  if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'a'");
   check_matrix(fn, "y", y);
-  check_shape(fn, "y", y, n, d, "the shape of 'v'");
+  check_shape(fn, "y", y, n, d, "the shape of 'a'");
   check_writable_layout(fn, "y", y);
-  check_no_alias(fn, "y", y, "v", v);
-  check_no_alias(fn, "y", y, "u", u);
+  check_no_alias(fn, "y", y, "a", v);
+  check_no_alias(fn, "y", y, "b", u);
   if (eps) check_no_alias(fn, "y", y, "eps", *eps);
 
   brownian_bridge_saved<T> saved;
@@ -4106,23 +4163,23 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
                     fn, ": 'saved' was sampled with other options (noise ", saved.noise,
                     ", reproject ", saved.reproject, ", sigma ", saved.sigma, ", seed ", saved.seed,
                     ", step ", saved.step, ")");
-  if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'v'");
+  if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'a'");
   check_matrix(fn, "grad_y", gy);
-  check_shape(fn, "grad_y", gy, n, d, "the shape of 'v'");
+  check_shape(fn, "grad_y", gy, n, d, "the shape of 'a'");
   check_finite(fn, "grad_y", gy);
-  check_matrix(fn, "grad_v", gv);
-  check_matrix(fn, "grad_u", gu);
-  check_shape(fn, "grad_v", gv, n, d, "the shape of 'v'");
-  check_shape(fn, "grad_u", gu, n, d, "the shape of 'u'");
-  check_writable_layout(fn, "grad_v", gv);
-  check_writable_layout(fn, "grad_u", gu);
-  check_no_alias(fn, "grad_v", gv, "grad_u", gu);
-  check_no_alias(fn, "grad_v", gv, "v", v);
-  check_no_alias(fn, "grad_v", gv, "u", u);
-  check_no_alias(fn, "grad_v", gv, "grad_y", gy);
-  check_no_alias(fn, "grad_u", gu, "v", v);
-  check_no_alias(fn, "grad_u", gu, "u", u);
-  check_no_alias(fn, "grad_u", gu, "grad_y", gy);
+  check_matrix(fn, "grad_a", gv);
+  check_matrix(fn, "grad_b", gu);
+  check_shape(fn, "grad_a", gv, n, d, "the shape of 'a'");
+  check_shape(fn, "grad_b", gu, n, d, "the shape of 'b'");
+  check_writable_layout(fn, "grad_a", gv);
+  check_writable_layout(fn, "grad_b", gu);
+  check_no_alias(fn, "grad_a", gv, "grad_b", gu);
+  check_no_alias(fn, "grad_a", gv, "a", v);
+  check_no_alias(fn, "grad_a", gv, "b", u);
+  check_no_alias(fn, "grad_a", gv, "grad_y", gy);
+  check_no_alias(fn, "grad_b", gu, "a", v);
+  check_no_alias(fn, "grad_b", gu, "b", u);
+  check_no_alias(fn, "grad_b", gu, "grad_y", gy);
 
   brownian_bridge_gradient out;
   out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
@@ -4210,8 +4267,8 @@ brownian_bridge_saved<T> bridge_path_forward(const char* fn, const matrix_view<c
   check_matrix(fn, "x", x);
   check_shape(fn, "x", x, n * (kk + 1), d, "N (steps + 1) x D");
   check_writable_layout(fn, "x", x);
-  check_no_alias(fn, "x", x, "v", v);
-  check_no_alias(fn, "x", x, "u", u);
+  check_no_alias(fn, "x", x, "a", v);
+  check_no_alias(fn, "x", x, "b", u);
   if (xi) check_no_alias(fn, "x", x, "xi", *xi);
 
   brownian_bridge_saved<T> saved;
@@ -4277,19 +4334,19 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
   check_matrix(fn, "grad_x", gx);
   check_shape(fn, "grad_x", gx, n * (kk + 1), d, "N (steps + 1) x D");
   check_finite(fn, "grad_x", gx);
-  check_matrix(fn, "grad_v", gv);
-  check_matrix(fn, "grad_u", gu);
-  check_shape(fn, "grad_v", gv, n, d, "the shape of 'v'");
-  check_shape(fn, "grad_u", gu, n, d, "the shape of 'u'");
-  check_writable_layout(fn, "grad_v", gv);
-  check_writable_layout(fn, "grad_u", gu);
-  check_no_alias(fn, "grad_v", gv, "grad_u", gu);
-  check_no_alias(fn, "grad_v", gv, "v", v);
-  check_no_alias(fn, "grad_v", gv, "u", u);
-  check_no_alias(fn, "grad_v", gv, "grad_x", gx);
-  check_no_alias(fn, "grad_u", gu, "v", v);
-  check_no_alias(fn, "grad_u", gu, "u", u);
-  check_no_alias(fn, "grad_u", gu, "grad_x", gx);
+  check_matrix(fn, "grad_a", gv);
+  check_matrix(fn, "grad_b", gu);
+  check_shape(fn, "grad_a", gv, n, d, "the shape of 'a'");
+  check_shape(fn, "grad_b", gu, n, d, "the shape of 'b'");
+  check_writable_layout(fn, "grad_a", gv);
+  check_writable_layout(fn, "grad_b", gu);
+  check_no_alias(fn, "grad_a", gv, "grad_b", gu);
+  check_no_alias(fn, "grad_a", gv, "a", v);
+  check_no_alias(fn, "grad_a", gv, "b", u);
+  check_no_alias(fn, "grad_a", gv, "grad_x", gx);
+  check_no_alias(fn, "grad_b", gu, "a", v);
+  check_no_alias(fn, "grad_b", gu, "b", u);
+  check_no_alias(fn, "grad_b", gu, "grad_x", gx);
 
   brownian_bridge_gradient out;
   std::vector<double> dsig(static_cast<std::size_t>(n), 0.0);
@@ -4354,11 +4411,11 @@ inline double brownian_bridge_time(const brownian_bridge_options& o, index_t j) 
 }
 
 /// Samples one bridge point per pair into y (N x D), noise from Philox stream 2.
-template <class V, class U, class Y>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<Y&&>)
-auto brownian_bridge_sample(const V& v, const U& u, Y&& y, const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+template <class A, class B, class Y>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<Y&&>)
+auto brownian_bridge_sample(const A& a, const B& b, Y&& y, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto vy = detail::output_view(std::forward<Y>(y));
   using T = typename decltype(vv)::value_type;
   detail::bridge_same_type<T, typename decltype(vu)::value_type>();
@@ -4367,12 +4424,12 @@ auto brownian_bridge_sample(const V& v, const U& u, Y&& y, const brownian_bridge
 }
 
 /// As brownian_bridge_sample, with the caller's standard-normal noise eps (N x D).
-template <class V, class U, class E, class Y>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<E>&& writable_tensor<Y&&>)
-auto brownian_bridge_sample_with_noise(const V& v, const U& u, const E& eps, Y&& y,
+template <class A, class B, class E, class Y>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<E>&& writable_tensor<Y&&>)
+auto brownian_bridge_sample_with_noise(const A& a, const B& b, const E& eps, Y&& y,
                                        const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto ve = detail::input_view(eps);
   const auto vy = detail::output_view(std::forward<Y>(y));
   using T = typename decltype(vv)::value_type;
@@ -4382,20 +4439,20 @@ auto brownian_bridge_sample_with_noise(const V& v, const U& u, const E& eps, Y&&
   return detail::bridge_point_forward<T>("brownian_bridge_sample_with_noise", vv, vu, &ve, vy, o);
 }
 
-/// Backward of brownian_bridge_sample: given grad_y = dL/dy, writes (or adds) dL/dv and dL/du
+/// Backward of brownian_bridge_sample: given grad_y = dL/dy, writes (or adds) dL/da and dL/db
 /// and returns dL/dt (per row and summed) and dL/dsigma.
-template <class V, class U, class T, class GY, class GV, class GU>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<GY>&& writable_tensor<GV&&>&&
-                         writable_tensor<GU&&>)
-brownian_bridge_gradient brownian_bridge_sample_backward(const V& v, const U& u,
+template <class A, class B, class T, class GY, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<GY>&& writable_tensor<GA&&>&&
+                         writable_tensor<GB&&>)
+brownian_bridge_gradient brownian_bridge_sample_backward(const A& a, const B& b,
                                                          const brownian_bridge_saved<T>& saved,
-                                                         const GY& grad_y, GV&& grad_v, GU&& grad_u,
+                                                         const GY& grad_y, GA&& grad_a, GB&& grad_b,
                                                          const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto vg = detail::input_view(grad_y);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto gv = detail::output_view(std::forward<GA>(grad_a));
+  const auto gu = detail::output_view(std::forward<GB>(grad_b));
   detail::bridge_same_type<T, typename decltype(vv)::value_type>();
   detail::bridge_same_type<T, typename decltype(vu)::value_type>();
   detail::bridge_same_type<T, typename decltype(vg)::value_type>();
@@ -4406,18 +4463,18 @@ brownian_bridge_gradient brownian_bridge_sample_backward(const V& v, const U& u,
 }
 
 /// Backward of brownian_bridge_sample_with_noise (pass the same eps).
-template <class V, class U, class E, class T, class GY, class GV, class GU>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<E>&& tensor_like<GY>&&
-                         writable_tensor<GV&&>&& writable_tensor<GU&&>)
+template <class A, class B, class E, class T, class GY, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<E>&& tensor_like<GY>&&
+                         writable_tensor<GA&&>&& writable_tensor<GB&&>)
 brownian_bridge_gradient brownian_bridge_sample_with_noise_backward(
-    const V& v, const U& u, const E& eps, const brownian_bridge_saved<T>& saved, const GY& grad_y,
-    GV&& grad_v, GU&& grad_u, const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+    const A& a, const B& b, const E& eps, const brownian_bridge_saved<T>& saved, const GY& grad_y,
+    GA&& grad_a, GB&& grad_b, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto ve = detail::input_view(eps);
   const auto vg = detail::input_view(grad_y);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto gv = detail::output_view(std::forward<GA>(grad_a));
+  const auto gu = detail::output_view(std::forward<GB>(grad_b));
   detail::bridge_same_type<T, typename decltype(vv)::value_type>();
   detail::bridge_same_type<T, typename decltype(vu)::value_type>();
   detail::bridge_same_type<T, typename decltype(ve)::value_type>();
@@ -4430,11 +4487,11 @@ brownian_bridge_gradient brownian_bridge_sample_with_noise_backward(
 
 /// Samples a K-step trajectory per pair into x (N (K+1) x D; row j (K+1) + k holds X_k), noise
 /// from Philox stream 2.
-template <class V, class U, class X>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<X&&>)
-auto brownian_bridge_trajectory(const V& v, const U& u, X&& x, const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+template <class A, class B, class X>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<X&&>)
+auto brownian_bridge_trajectory(const A& a, const B& b, X&& x, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto vx = detail::output_view(std::forward<X>(x));
   using T = typename decltype(vv)::value_type;
   detail::bridge_same_type<T, typename decltype(vu)::value_type>();
@@ -4444,12 +4501,12 @@ auto brownian_bridge_trajectory(const V& v, const U& u, X&& x, const brownian_br
 
 /// As brownian_bridge_trajectory, with the caller's standard-normal xi (N (K-1) x D; row
 /// j (K-1) + k - 1 holds xi_k of pair j).
-template <class V, class U, class XI, class X>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<XI>&& writable_tensor<X&&>)
-auto brownian_bridge_trajectory_with_noise(const V& v, const U& u, const XI& xi, X&& x,
+template <class A, class B, class XI, class X>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<XI>&& writable_tensor<X&&>)
+auto brownian_bridge_trajectory_with_noise(const A& a, const B& b, const XI& xi, X&& x,
                                            const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto vxi = detail::input_view(xi);
   const auto vx = detail::output_view(std::forward<X>(x));
   using T = typename decltype(vv)::value_type;
@@ -4459,21 +4516,21 @@ auto brownian_bridge_trajectory_with_noise(const V& v, const U& u, const XI& xi,
   return detail::bridge_path_forward<T>("brownian_bridge_trajectory_with_noise", vv, vu, &vxi, vx, o);
 }
 
-/// Backward of brownian_bridge_trajectory: given grad_x = dL/dx, writes (or adds) dL/dv and
-/// dL/du and returns dL/dsigma.
-template <class V, class U, class T, class GX, class GV, class GU>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<GX>&& writable_tensor<GV&&>&&
-                         writable_tensor<GU&&>)
-brownian_bridge_gradient brownian_bridge_trajectory_backward(const V& v, const U& u,
+/// Backward of brownian_bridge_trajectory: given grad_x = dL/dx, writes (or adds) dL/da and
+/// dL/db and returns dL/dsigma.
+template <class A, class B, class T, class GX, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<GX>&& writable_tensor<GA&&>&&
+                         writable_tensor<GB&&>)
+brownian_bridge_gradient brownian_bridge_trajectory_backward(const A& a, const B& b,
                                                              const brownian_bridge_saved<T>& saved,
-                                                             const GX& grad_x, GV&& grad_v,
-                                                             GU&& grad_u,
+                                                             const GX& grad_x, GA&& grad_a,
+                                                             GB&& grad_b,
                                                              const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto vg = detail::input_view(grad_x);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto gv = detail::output_view(std::forward<GA>(grad_a));
+  const auto gu = detail::output_view(std::forward<GB>(grad_b));
   detail::bridge_same_type<T, typename decltype(vv)::value_type>();
   detail::bridge_same_type<T, typename decltype(vu)::value_type>();
   detail::bridge_same_type<T, typename decltype(vg)::value_type>();
@@ -4484,18 +4541,18 @@ brownian_bridge_gradient brownian_bridge_trajectory_backward(const V& v, const U
 }
 
 /// Backward of brownian_bridge_trajectory_with_noise (pass the same xi).
-template <class V, class U, class XI, class T, class GX, class GV, class GU>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<XI>&& tensor_like<GX>&&
-                         writable_tensor<GV&&>&& writable_tensor<GU&&>)
+template <class A, class B, class XI, class T, class GX, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<XI>&& tensor_like<GX>&&
+                         writable_tensor<GA&&>&& writable_tensor<GB&&>)
 brownian_bridge_gradient brownian_bridge_trajectory_with_noise_backward(
-    const V& v, const U& u, const XI& xi, const brownian_bridge_saved<T>& saved, const GX& grad_x,
-    GV&& grad_v, GU&& grad_u, const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+    const A& a, const B& b, const XI& xi, const brownian_bridge_saved<T>& saved, const GX& grad_x,
+    GA&& grad_a, GB&& grad_b, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto vxi = detail::input_view(xi);
   const auto vg = detail::input_view(grad_x);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto gv = detail::output_view(std::forward<GA>(grad_a));
+  const auto gu = detail::output_view(std::forward<GB>(grad_b));
   detail::bridge_same_type<T, typename decltype(vv)::value_type>();
   detail::bridge_same_type<T, typename decltype(vu)::value_type>();
   detail::bridge_same_type<T, typename decltype(vxi)::value_type>();
@@ -4513,19 +4570,21 @@ CONTRASTIVE_NAMESPACE_END
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
-struct brownian_bridge_loss_options {
-  double t = 0.25;             // fixed t in [0, 1]
-  bool random_t = false;       // per-row t_j ~ U(t_min, t_max), as the sampler draws it
-  double t_min = 0.05;
-  double t_max = 0.95;
-  std::uint64_t seed = 0;      // Philox key, counter step and ids of the t draws
-  std::uint32_t step = 0;
-  std::uint64_t first_id = 0;
-  label_span ids{};
+/// Options of the bridge loss. Each row's t comes from the composed sampler options `bridge`
+/// (t, random_t, t_min, t_max, seed, step, first_id, ids: the same t_j the sampler draws); the
+/// sampler's noise, sigma, reproject, steps, accumulate and num_threads are not read. From
+/// tiling_options only num_threads is used (rows are independent; there are no tiles).
+struct brownian_bridge_loss_options : tiling_options {
+  brownian_bridge_options bridge{};
   bool nll_weight = false;     // weight term j by 1 / (2 t_j (1 - t_j))
-  bool detach_a = false;       // no gradient to a (grad_a zeroed, or untouched with accumulate)
+  bool detach_a_aug = false;   // no gradient to a_aug (grad_a_aug zeroed, or untouched with accumulate)
   bool accumulate = false;     // backward adds into the gradients instead of overwriting them
-  int num_threads = 0;         // 0: all OpenMP threads (1 without OpenMP)
+};
+
+/// What the backward returns besides the input gradients: upstream * dL/dt.
+struct brownian_bridge_loss_parameter_gradients {
+  double t = 0;                // dL/dt of a t shared by all rows (the sum of t_rows)
+  std::vector<double> t_rows;  // dL/dt_j per row
 };
 
 template <class T>
@@ -4539,15 +4598,7 @@ struct brownian_bridge_loss_saved {
 namespace detail {
 
 inline brownian_bridge_options bridge_loss_time_options(const brownian_bridge_loss_options& o) {
-  brownian_bridge_options b;
-  b.t = o.t;
-  b.random_t = o.random_t;
-  b.t_min = o.t_min;
-  b.t_max = o.t_max;
-  b.seed = o.seed;
-  b.step = o.step;
-  b.first_id = o.first_id;
-  b.ids = o.ids;
+  brownian_bridge_options b = o.bridge;
   b.noise = false;
   b.num_threads = o.num_threads;
   return b;
@@ -4558,20 +4609,20 @@ void bridge_loss_check(const char* fn, const matrix_view<const T>& v, const matr
                        const matrix_view<const T>& a, const brownian_bridge_loss_options& o) {
   const brownian_bridge_options b = bridge_loss_time_options(o);
   bridge_check_endpoints(fn, v, u, b, false);  // shapes of v/u, t range, ids, rows of v and u
-  check_matrix(fn, "a", a);
-  check_shape(fn, "a", a, v.rows(), v.cols(), "the shape of 'v'");
+  check_matrix(fn, "a_aug", a);
+  check_shape(fn, "a_aug", a, v.rows(), v.cols(), "the shape of 'a'");
   if (o.nll_weight) {
-    if (o.random_t) {
-      CONTRASTIVE_CHECK(o.t_min > 0 && o.t_max < 1, fn,
+    if (b.random_t) {
+      CONTRASTIVE_CHECK(b.t_min > 0 && b.t_max < 1, fn,
                         ": 'nll_weight' needs 0 < t_min and t_max < 1 (the weight 1/(2t(1-t)) is "
-                        "infinite at the ends), got [", o.t_min, ", ", o.t_max, "]");
+                        "infinite at the ends), got [", b.t_min, ", ", b.t_max, "]");
     } else {
-      CONTRASTIVE_CHECK(o.t > 0 && o.t < 1, fn,
+      CONTRASTIVE_CHECK(b.t > 0 && b.t < 1, fn,
                         ": 'nll_weight' needs 0 < t < 1 (the weight 1/(2t(1-t)) is infinite at the "
-                        "ends), got ", o.t);
+                        "ends), got ", b.t);
     }
   }
-  check_rows(fn, "a", a);
+  check_rows(fn, "a_aug", a);
 }
 
 inline double bridge_loss_weight(double t, bool nll) noexcept {
@@ -4614,7 +4665,7 @@ brownian_bridge_loss_saved<T> bridge_loss_forward(const matrix_view<const T>& v,
 }
 
 template <class T>
-brownian_bridge_gradient bridge_loss_backward(const matrix_view<const T>& v,
+brownian_bridge_loss_parameter_gradients bridge_loss_backward(const matrix_view<const T>& v,
                                               const matrix_view<const T>& u,
                                               const matrix_view<const T>& a,
                                               const brownian_bridge_loss_saved<T>& saved,
@@ -4632,19 +4683,19 @@ brownian_bridge_gradient bridge_loss_backward(const matrix_view<const T>& v,
   CONTRASTIVE_CHECK(saved.nll_weight == o.nll_weight, fn,
                     ": 'saved' was computed with nll_weight ", saved.nll_weight, ", these options have ",
                     o.nll_weight);
-  const char* names[3] = {"grad_v", "grad_u", "grad_a"};
+  const char* names[3] = {"grad_a", "grad_b", "grad_a_aug"};
   const matrix_view<T>* outs[3] = {&gv, &gu, &ga};
   for (int k = 0; k < 3; ++k) {
     check_matrix(fn, names[k], *outs[k]);
-    check_shape(fn, names[k], *outs[k], n, d, "the shape of 'v'");
+    check_shape(fn, names[k], *outs[k], n, d, "the shape of 'a'");
     check_writable_layout(fn, names[k], *outs[k]);
-    check_no_alias(fn, names[k], *outs[k], "v", v);
-    check_no_alias(fn, names[k], *outs[k], "u", u);
-    check_no_alias(fn, names[k], *outs[k], "a", a);
+    check_no_alias(fn, names[k], *outs[k], "a", v);
+    check_no_alias(fn, names[k], *outs[k], "b", u);
+    check_no_alias(fn, names[k], *outs[k], "a_aug", a);
     for (int j = 0; j < k; ++j) check_no_alias(fn, names[k], *outs[k], names[j], *outs[j]);
   }
 
-  brownian_bridge_gradient out;
+  brownian_bridge_loss_parameter_gradients out;
   out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
   const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
@@ -4661,7 +4712,7 @@ brownian_bridge_gradient bridge_loss_backward(const matrix_view<const T>& v,
       dist += e * e;
       g[k] = 2 * w * scale * e;  // dL/da
     }
-    if (!o.detach_a) bridge_store_row(ga, j, g, o.accumulate);
+    if (!o.detach_a_aug) bridge_store_row(ga, j, g, o.accumulate);
     for (index_t k = 0; k < d; ++k) g[k] = -g[k];  // dL/dmu
     bridge_mean_backward(mu, r, d, g);             // dL/dm
     double dt = 0;
@@ -4673,7 +4724,7 @@ brownian_bridge_gradient bridge_loss_backward(const matrix_view<const T>& v,
     for (index_t k = 0; k < d; ++k) mu[k] = (1 - t) * g[k];
     bridge_store_row(gu, j, mu, o.accumulate);
   });
-  if (o.detach_a && !o.accumulate) {
+  if (o.detach_a_aug && !o.accumulate) {
     for (index_t i = 0; i < n; ++i)
       for (index_t k = 0; k < d; ++k) ga(i, k) = T(0);
   }
@@ -4683,58 +4734,76 @@ brownian_bridge_gradient bridge_loss_backward(const matrix_view<const T>& v,
 
 }  // namespace detail
 
-/// Forward: returns L_Br and the per-row t the backward reuses.
-template <class V, class U, class A>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<A>)
-auto brownian_bridge_loss_forward(const V& v, const U& u, const A& a,
-                                  const brownian_bridge_loss_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
-  const auto va = detail::input_view(a);
-  using T = typename decltype(vv)::value_type;
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(va)::value_type>();
-  return detail::bridge_loss_forward<T>(vv, vu, va, o);
+/// Scratch bytes: none (per-thread rows are allocated inside; the call takes a workspace only to
+/// share the shape of every loss).
+template <class T>
+std::size_t brownian_bridge_loss_workspace_bytes(index_t, index_t,
+                                                 const brownian_bridge_loss_options& = {}) noexcept {
+  return 0;
 }
 
-/// Backward: writes (or adds) upstream * dL/dv, dL/du and dL/da; returns upstream * dL/dt (per
-/// row and summed).
-template <class V, class U, class A, class T, class GV, class GU, class GA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<A>&& writable_tensor<GV&&>&&
-                         writable_tensor<GU&&>&& writable_tensor<GA&&>)
-brownian_bridge_gradient brownian_bridge_loss_backward(const V& v, const U& u, const A& a,
-                                                       const brownian_bridge_loss_saved<T>& saved,
-                                                       GV&& grad_v, GU&& grad_u, GA&& grad_a,
-                                                       const brownian_bridge_loss_options& o = {},
-                                                       double upstream = 1.0) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+/// The same for these inputs.
+template <class A, class B, class AA,
+          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value &&
+                               is_tensor_like<AA>::value,
+                           int> = 0>
+std::size_t brownian_bridge_loss_workspace_bytes(const A&, const B&, const AA&,
+                                                 const brownian_bridge_loss_options& = {}) noexcept {
+  return 0;
+}
+
+/// Forward: returns L_Br and the per-row t the backward reuses. `a` (image) and `b` (text) are
+/// the pair's endpoints, `a_aug` the augmented image embedding (N x D each).
+template <class A, class B, class AA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>)
+auto brownian_bridge_loss_forward(const A& a, const B& b, const AA& a_aug,
+                                  const brownian_bridge_loss_options& o = {}, workspace = {}) {
   const auto va = detail::input_view(a);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto vb = detail::input_view(b);
+  const auto vaa = detail::input_view(a_aug);
+  using T = typename decltype(va)::value_type;
+  detail::bridge_same_type<T, typename decltype(vb)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vaa)::value_type>();
+  return detail::bridge_loss_forward<T>(va, vb, vaa, o);
+}
+
+/// Backward: writes (or adds) upstream * dL/da, dL/db and dL/da_aug; returns upstream * dL/dt
+/// (per row and summed).
+template <class A, class B, class AA, class T, class GA, class GB, class GAA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& writable_tensor<GA&&>&&
+                         writable_tensor<GB&&>&& writable_tensor<GAA&&>)
+brownian_bridge_loss_parameter_gradients brownian_bridge_loss_backward(
+    const A& a, const B& b, const AA& a_aug, const brownian_bridge_loss_saved<T>& saved,
+    GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug, const brownian_bridge_loss_options& o = {},
+    double upstream = 1.0, workspace = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto vaa = detail::input_view(a_aug);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
-  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  const auto gb = detail::output_view(std::forward<GB>(grad_b));
+  const auto gaa = detail::output_view(std::forward<GAA>(grad_a_aug));
   detail::bridge_same_type<T, typename decltype(va)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vb)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vaa)::value_type>();
   detail::bridge_same_type<T, typename decltype(ga)::value_type>();
-  return detail::bridge_loss_backward<T>(vv, vu, va, saved, gv, gu, ga, o, upstream);
+  detail::bridge_same_type<T, typename decltype(gb)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gaa)::value_type>();
+  return detail::bridge_loss_backward<T>(va, vb, vaa, saved, ga, gb, gaa, o, upstream);
 }
 
-/// Forward and backward in one call; returns the loss (and dL/dt through *t_grad when given).
-template <class V, class U, class A, class GV, class GU, class GA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<A>&& writable_tensor<GV&&>&&
-                         writable_tensor<GU&&>&& writable_tensor<GA&&>)
-auto brownian_bridge_loss_forward_backward(const V& v, const U& u, const A& a, GV&& grad_v,
-                                           GU&& grad_u, GA&& grad_a,
-                                           const brownian_bridge_loss_options& o = {},
-                                           brownian_bridge_gradient* t_grad = nullptr) {
-  const auto saved = brownian_bridge_loss_forward(v, u, a, o);
-  brownian_bridge_gradient g =
-      brownian_bridge_loss_backward(v, u, a, saved, std::forward<GV>(grad_v),
-                                    std::forward<GU>(grad_u), std::forward<GA>(grad_a), o, 1.0);
-  if (t_grad) *t_grad = std::move(g);
+/// Forward and backward in one call; returns the loss (and dL/dt through *parameter_grads).
+template <class A, class B, class AA, class GA, class GB, class GAA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& writable_tensor<GA&&>&&
+                         writable_tensor<GB&&>&& writable_tensor<GAA&&>)
+auto brownian_bridge_loss_forward_backward(
+    const A& a, const B& b, const AA& a_aug, GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug,
+    const brownian_bridge_loss_options& o = {},
+    brownian_bridge_loss_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
+  const auto saved = brownian_bridge_loss_forward(a, b, a_aug, o, ws);
+  auto g = brownian_bridge_loss_backward(a, b, a_aug, saved, std::forward<GA>(grad_a),
+                                         std::forward<GB>(grad_b), std::forward<GAA>(grad_a_aug), o,
+                                         1.0, ws);
+  if (parameter_grads) *parameter_grads = std::move(g);
   return saved.loss;
 }
 
@@ -4747,8 +4816,8 @@ CONTRASTIVE_NAMESPACE_END
 #define CONTRASTIVE_LOSSES_GEOMETRIC_CONSISTENCY_HPP
 
 // Geometric consistency (Jiang et al., "Understanding and Constructing Latent Modality Structures
-// in Multi-modal Representation Learning", CVPR 2023, after CyCLIP). Spec: shared/spec/losses.md
-// section 4.3. Rows j of V (image) and U (text) are the two embeddings of pair j.
+// in Multi-modal Representation Learning", CVPR 2023, after CyCLIP). Math, gradients and
+// options: docs/geometric_consistency.md. Rows j of V (image) and U (text) are the two embeddings of pair j.
 //
 //   L_GC   = (1/N) sum_{j,k} [ w_x (<v_j,u_k> - <v_k,u_j>)^2 + w_i (<v_j,v_k> - <u_j,u_k>)^2 ]
 //   L^a_GC = (1/N) sum_{j,k} [ (<v_j,v_k> - <va_j,va_k>)^2 + (<u_j,u_k> - <ua_j,ua_k>)^2 ]
@@ -4764,9 +4833,9 @@ CONTRASTIVE_NAMESPACE_END
 // - gram: D x D Gram matrices only, O(N D^2) time, O((N/chunk + threads) chunk D + D^2) memory,
 //   never N x N. With equal weights it uses the cancellation-free P = V + U, Q = V - U form
 //   (L_GC = (1/N) tr((P^T P)(Q^T Q)): 6 N D^2 flop for forward + backward with symmetric rank
-//   updates); with unequal weights (or `gram_split`) the spec's three-Gram form (V^T V, U^T U,
+//   updates); with unequal weights (or `gram_split`) the three-Gram form (V^T V, U^T U,
 //   V^T U). The augmented variant uses P = X + Y, Q = X - Y per pair (X, Y) in {(V, Va), (U, Ua)}
-//   (`gram_split`: X^T X, Y^T Y, X^T Y). Rows are processed in chunks of `chunk_rows`; chunks are
+//   (`gram_split`: X^T X, Y^T Y, X^T Y). Rows are processed in chunks of `tile_rows`; chunks are
 //   grouped into a fixed number of slabs (a function of N, D and the element type only), each
 //   with its own Gram accumulators, summed in slab order, so its results are bit-for-bit the
 //   same for any `num_threads`.
@@ -4806,19 +4875,21 @@ enum class gc_algorithm {
   automatic,   // gram when D < N, else naive
   naive,       // N x N similarity matrices (test reference; O(N^2) memory)
   gram,        // D x D Grams, cancellation-free P/Q form (three-Gram form for unequal weights)
-  gram_split   // D x D Grams, the three-Gram form of the spec (cross-check)
+  gram_split   // D x D Grams, the three-Gram form (docs/geometric_consistency.md#gram-form; cross-check)
 };
 
-struct geometric_consistency_options {
+/// Options of geometric consistency. From tiling_options: tile_rows is the rows per block of the
+/// Gram path (512 by default), num_threads its threads; tile_cols is not used.
+struct geometric_consistency_options : tiling_options {
+  geometric_consistency_options() noexcept { tile_rows = 512; }
+
   double cross_modal_weight = 1;  // w_x >= 0 (L_GC only)
   double in_modal_weight = 1;     // w_i >= 0 (L_GC only)
-  // Augmented variant: no gradient to Va / Ua (momentum-encoder features); their gradient
+  // Augmented variant: no gradient to a_aug / b_aug (momentum-encoder features); their gradient
   // outputs are zeroed (left untouched with `accumulate`).
-  bool detach_va = false;
-  bool detach_ua = false;
+  bool detach_a_aug = false;
+  bool detach_b_aug = false;
   gc_algorithm algorithm = gc_algorithm::automatic;
-  index_t chunk_rows = 512;  // rows per block on the gram path
-  int num_threads = 0;       // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
   bool accumulate = false;   // backward adds into the gradients instead of overwriting them
 };
 
@@ -4833,10 +4904,13 @@ inline void gc_check_options(const char* fn, const geometric_consistency_options
                     ": 'cross_modal_weight' must be finite and >= 0, got ", o.cross_modal_weight);
   CONTRASTIVE_CHECK(std::isfinite(o.in_modal_weight) && o.in_modal_weight >= 0, fn,
                     ": 'in_modal_weight' must be finite and >= 0, got ", o.in_modal_weight);
-  CONTRASTIVE_CHECK(o.chunk_rows > 0, fn, ": 'chunk_rows' must be > 0, got ", o.chunk_rows);
+  CONTRASTIVE_CHECK(o.tile_rows > 0, fn, ": 'tile_rows' must be > 0, got ", o.tile_rows);
 }
 
 }  // namespace detail
+
+/// What the backward returns: geometric consistency has no parameters of its own, so nothing.
+struct geometric_consistency_parameter_gradients {};
 
 CONTRASTIVE_NAMESPACE_END
 
@@ -4901,7 +4975,7 @@ gc_plan gc_make_plan(index_t n, index_t d, bool augmented, const geometric_consi
   p.grams = gc_gram_count(p.algorithm, augmented);
   p.threads = modal_threads_for(o.num_threads, double(n) * double(d) * double(d));
   if (p.algorithm == gc_algorithm::naive) return p;
-  p.chunk = o.chunk_rows < n ? o.chunk_rows : n;
+  p.chunk = o.tile_rows < n ? o.tile_rows : n;
   p.chunks = (n + p.chunk - 1) / p.chunk;
   // Slabs: at most 8, and their extra Gram accumulators within 64 MiB. A function of (N, D, T)
   // and the options only, never of the thread count.
@@ -5471,7 +5545,7 @@ template <class T>
 void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
                       const geometric_consistency_saved<T>& saved, const matrix_view<T>* grads,
                       const geometric_consistency_options& o, double upstream, workspace ws) {
-  static const char* const grad_names[4] = {"grad_v", "grad_u", "grad_va", "grad_ua"};
+  static const char* const grad_names[4] = {"grad_a", "grad_b", "grad_a_aug", "grad_b_aug"};
   gc_check_inputs(fn, in, count, o);
   const bool augmented = count == 4;
   CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
@@ -5499,10 +5573,10 @@ void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
   }
   const matrix_view<T>* out[4] = {&grads[0], &grads[1], nullptr, nullptr};
   if (augmented) {
-    out[2] = o.detach_va ? nullptr : &grads[2];
-    out[3] = o.detach_ua ? nullptr : &grads[3];
-    if (o.detach_va) gc_clear(grads[2], o.accumulate);
-    if (o.detach_ua) gc_clear(grads[3], o.accumulate);
+    out[2] = o.detach_a_aug ? nullptr : &grads[2];
+    out[3] = o.detach_b_aug ? nullptr : &grads[3];
+    if (o.detach_a_aug) gc_clear(grads[2], o.accumulate);
+    if (o.detach_b_aug) gc_clear(grads[3], o.accumulate);
   }
   // The path follows `saved` (its Grams); the plan gives the chunking.
   geometric_consistency_options po = o;
@@ -5529,6 +5603,19 @@ std::size_t geometric_consistency_workspace_bytes(index_t n, index_t d,
   const std::size_t f = detail::gc_forward_bytes<T>(p), b = detail::gc_backward_bytes<T>(p);
   return f > b ? f : b;
 }
+
+/// The same for these inputs.
+template <class A, class B,
+          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value, int> = 0>
+std::size_t geometric_consistency_workspace_bytes(const A& a, const B& b,
+                                                  const geometric_consistency_options& o = {}) {
+  const auto va = detail::input_view(a);
+  (void)b;
+  using T = typename decltype(va)::value_type;
+  return geometric_consistency_workspace_bytes<T>(va.rows(), va.cols(), o);
+}
+
+/// Scratch bytes of the augmented variant's gram path.
 template <class T>
 std::size_t geometric_consistency_augmented_workspace_bytes(
     index_t n, index_t d, const geometric_consistency_options& o = {}) {
@@ -5537,120 +5624,137 @@ std::size_t geometric_consistency_augmented_workspace_bytes(
   return f > b ? f : b;
 }
 
-/// L_GC forward. `v` (image) and `u` (text) are N x D; row j of each is pair j.
-template <class V, class U>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>)
-auto geometric_consistency_forward(const V& v, const U& u,
+/// The same for these inputs.
+template <class A, class B, class AA, class BA,
+          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value &&
+                               is_tensor_like<AA>::value && is_tensor_like<BA>::value,
+                           int> = 0>
+std::size_t geometric_consistency_augmented_workspace_bytes(
+    const A& a, const B& b, const AA& a_aug, const BA& b_aug,
+    const geometric_consistency_options& o = {}) {
+  const auto va = detail::input_view(a);
+  (void)b, (void)a_aug, (void)b_aug;
+  using T = typename decltype(va)::value_type;
+  return geometric_consistency_augmented_workspace_bytes<T>(va.rows(), va.cols(), o);
+}
+
+/// L_GC forward. `a` (image) and `b` (text) are N x D; row j of each is pair j.
+template <class A, class B>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
+auto geometric_consistency_forward(const A& a, const B& b,
                                    const geometric_consistency_options& o = {}, workspace ws = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
-  using T = typename decltype(vv)::value_type;
-  static_assert(std::is_same<T, typename decltype(vu)::value_type>::value,
-                "contrastive: 'v' and 'u' must have the same element type");
-  const detail::gc_input<T> in[2] = {{vv, "v"}, {vu, "u"}};
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
+                "contrastive: 'a' and 'b' must have the same element type");
+  const detail::gc_input<T> in[2] = {{va, "a"}, {vb, "b"}};
   return detail::gc_forward_impl<T>(detail::gc_fwd_name, in, 2, o, ws);
 }
 
-/// L_GC backward: writes (or adds) upstream * dL/dv and dL/du.
-template <class V, class U, class T, class GV, class GU>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<GV&&>&& writable_tensor<GU&&>)
-void geometric_consistency_backward(const V& v, const U& u,
-                                    const geometric_consistency_saved<T>& saved, GV&& grad_v,
-                                    GU&& grad_u, const geometric_consistency_options& o = {},
-                                    double upstream = 1.0, workspace ws = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
-  static_assert(std::is_same<T, typename decltype(vv)::value_type>::value &&
-                    std::is_same<T, typename decltype(vu)::value_type>::value &&
-                    std::is_same<T, typename decltype(gv)::value_type>::value &&
-                    std::is_same<T, typename decltype(gu)::value_type>::value,
+/// L_GC backward: writes (or adds) upstream * dL/da and dL/db. Nothing to return: the loss has
+/// no parameters of its own.
+template <class A, class B, class T, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+geometric_consistency_parameter_gradients geometric_consistency_backward(
+    const A& a, const B& b, const geometric_consistency_saved<T>& saved, GA&& grad_a, GB&& grad_b,
+    const geometric_consistency_options& o = {}, double upstream = 1.0, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  const auto gb = detail::output_view(std::forward<GB>(grad_b));
+  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
+                    std::is_same<T, typename decltype(vb)::value_type>::value &&
+                    std::is_same<T, typename decltype(ga)::value_type>::value &&
+                    std::is_same<T, typename decltype(gb)::value_type>::value,
                 "contrastive: inputs, gradients and saved state must share one element type");
-  const detail::gc_input<T> in[2] = {{vv, "v"}, {vu, "u"}};
-  const matrix_view<T> grads[2] = {gv, gu};
+  const detail::gc_input<T> in[2] = {{va, "a"}, {vb, "b"}};
+  const matrix_view<T> grads[2] = {ga, gb};
   detail::gc_backward_impl<T>(detail::gc_bwd_name, in, 2, saved, grads, o, upstream, ws);
+  return {};
 }
 
 /// L_GC forward and backward in one call; returns the loss.
-template <class V, class U, class GV, class GU>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<GV&&>&& writable_tensor<GU&&>)
-auto geometric_consistency_forward_backward(const V& v, const U& u, GV&& grad_v, GU&& grad_u,
-                                            const geometric_consistency_options& o = {},
-                                            workspace ws = {}) {
-  const auto saved = geometric_consistency_forward(v, u, o, ws);
-  geometric_consistency_backward(v, u, saved, std::forward<GV>(grad_v), std::forward<GU>(grad_u), o,
-                                 1.0, ws);
+template <class A, class B, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+auto geometric_consistency_forward_backward(
+    const A& a, const B& b, GA&& grad_a, GB&& grad_b, const geometric_consistency_options& o = {},
+    geometric_consistency_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
+  const auto saved = geometric_consistency_forward(a, b, o, ws);
+  const auto pg = geometric_consistency_backward(a, b, saved, std::forward<GA>(grad_a),
+                                                 std::forward<GB>(grad_b), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = pg;
   return saved.loss;
 }
 
-/// L^a_GC forward: `va`, `ua` are the augmented views' embeddings (N x D each).
-template <class V, class U, class VA, class UA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VA>&& tensor_like<UA>)
-auto geometric_consistency_augmented_forward(const V& v, const U& u, const VA& va, const UA& ua,
+/// L^a_GC forward: `a_aug`, `b_aug` are the augmented views' embeddings (N x D each).
+template <class A, class B, class AA, class BA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>)
+auto geometric_consistency_augmented_forward(const A& a, const B& b, const AA& a_aug,
+                                             const BA& b_aug,
                                              const geometric_consistency_options& o = {},
                                              workspace ws = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
-  const auto vva = detail::input_view(va);
-  const auto vua = detail::input_view(ua);
-  using T = typename decltype(vv)::value_type;
-  static_assert(std::is_same<T, typename decltype(vu)::value_type>::value &&
-                    std::is_same<T, typename decltype(vva)::value_type>::value &&
-                    std::is_same<T, typename decltype(vua)::value_type>::value,
-                "contrastive: 'v', 'u', 'va' and 'ua' must have the same element type");
-  const detail::gc_input<T> in[4] = {{vv, "v"}, {vu, "u"}, {vva, "va"}, {vua, "ua"}};
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto vaa = detail::input_view(a_aug);
+  const auto vba = detail::input_view(b_aug);
+  using T = typename decltype(va)::value_type;
+  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value &&
+                    std::is_same<T, typename decltype(vaa)::value_type>::value &&
+                    std::is_same<T, typename decltype(vba)::value_type>::value,
+                "contrastive: 'a', 'b', 'a_aug' and 'b_aug' must have the same element type");
+  const detail::gc_input<T> in[4] = {{va, "a"}, {vb, "b"}, {vaa, "a_aug"}, {vba, "b_aug"}};
   return detail::gc_forward_impl<T>(detail::gca_fwd_name, in, 4, o, ws);
 }
 
-/// L^a_GC backward: writes (or adds) upstream * the gradients for v, u, va and ua (the last two
-/// zeroed, or left untouched with `accumulate`, when detached).
-template <class V, class U, class VA, class UA, class T, class GV, class GU, class GVA, class GUA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VA>&& tensor_like<UA>&&
-                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVA&&>&&
-                             writable_tensor<GUA&&>)
-void geometric_consistency_augmented_backward(const V& v, const U& u, const VA& va, const UA& ua,
-                                              const geometric_consistency_saved<T>& saved,
-                                              GV&& grad_v, GU&& grad_u, GVA&& grad_va,
-                                              GUA&& grad_ua,
-                                              const geometric_consistency_options& o = {},
-                                              double upstream = 1.0, workspace ws = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
-  const auto vva = detail::input_view(va);
-  const auto vua = detail::input_view(ua);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
-  const auto gva = detail::output_view(std::forward<GVA>(grad_va));
-  const auto gua = detail::output_view(std::forward<GUA>(grad_ua));
-  static_assert(std::is_same<T, typename decltype(vv)::value_type>::value &&
-                    std::is_same<T, typename decltype(vu)::value_type>::value &&
-                    std::is_same<T, typename decltype(vva)::value_type>::value &&
-                    std::is_same<T, typename decltype(vua)::value_type>::value &&
-                    std::is_same<T, typename decltype(gv)::value_type>::value &&
-                    std::is_same<T, typename decltype(gu)::value_type>::value &&
-                    std::is_same<T, typename decltype(gva)::value_type>::value &&
-                    std::is_same<T, typename decltype(gua)::value_type>::value,
+/// L^a_GC backward: writes (or adds) upstream * the gradients for a, b, a_aug and b_aug (the
+/// last two zeroed, or left untouched with `accumulate`, when detached).
+template <class A, class B, class AA, class BA, class T, class GA, class GB, class GAA, class GBA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>&&
+                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAA&&>&&
+                             writable_tensor<GBA&&>)
+geometric_consistency_parameter_gradients geometric_consistency_augmented_backward(
+    const A& a, const B& b, const AA& a_aug, const BA& b_aug,
+    const geometric_consistency_saved<T>& saved, GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug,
+    GBA&& grad_b_aug, const geometric_consistency_options& o = {}, double upstream = 1.0,
+    workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto vaa = detail::input_view(a_aug);
+  const auto vba = detail::input_view(b_aug);
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  const auto gb = detail::output_view(std::forward<GB>(grad_b));
+  const auto gaa = detail::output_view(std::forward<GAA>(grad_a_aug));
+  const auto gba = detail::output_view(std::forward<GBA>(grad_b_aug));
+  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
+                    std::is_same<T, typename decltype(vb)::value_type>::value &&
+                    std::is_same<T, typename decltype(vaa)::value_type>::value &&
+                    std::is_same<T, typename decltype(vba)::value_type>::value &&
+                    std::is_same<T, typename decltype(ga)::value_type>::value &&
+                    std::is_same<T, typename decltype(gb)::value_type>::value &&
+                    std::is_same<T, typename decltype(gaa)::value_type>::value &&
+                    std::is_same<T, typename decltype(gba)::value_type>::value,
                 "contrastive: inputs, gradients and saved state must share one element type");
-  const detail::gc_input<T> in[4] = {{vv, "v"}, {vu, "u"}, {vva, "va"}, {vua, "ua"}};
-  const matrix_view<T> grads[4] = {gv, gu, gva, gua};
+  const detail::gc_input<T> in[4] = {{va, "a"}, {vb, "b"}, {vaa, "a_aug"}, {vba, "b_aug"}};
+  const matrix_view<T> grads[4] = {ga, gb, gaa, gba};
   detail::gc_backward_impl<T>(detail::gca_bwd_name, in, 4, saved, grads, o, upstream, ws);
+  return {};
 }
 
 /// L^a_GC forward and backward in one call; returns the loss.
-template <class V, class U, class VA, class UA, class GV, class GU, class GVA, class GUA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VA>&& tensor_like<UA>&&
-                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVA&&>&&
-                             writable_tensor<GUA&&>)
-auto geometric_consistency_augmented_forward_backward(const V& v, const U& u, const VA& va,
-                                                      const UA& ua, GV&& grad_v, GU&& grad_u,
-                                                      GVA&& grad_va, GUA&& grad_ua,
-                                                      const geometric_consistency_options& o = {},
-                                                      workspace ws = {}) {
-  const auto saved = geometric_consistency_augmented_forward(v, u, va, ua, o, ws);
-  geometric_consistency_augmented_backward(v, u, va, ua, saved, std::forward<GV>(grad_v),
-                                           std::forward<GU>(grad_u), std::forward<GVA>(grad_va),
-                                           std::forward<GUA>(grad_ua), o, 1.0, ws);
+template <class A, class B, class AA, class BA, class GA, class GB, class GAA, class GBA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>&&
+                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAA&&>&&
+                             writable_tensor<GBA&&>)
+auto geometric_consistency_augmented_forward_backward(
+    const A& a, const B& b, const AA& a_aug, const BA& b_aug, GA&& grad_a, GB&& grad_b,
+    GAA&& grad_a_aug, GBA&& grad_b_aug, const geometric_consistency_options& o = {},
+    geometric_consistency_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
+  const auto saved = geometric_consistency_augmented_forward(a, b, a_aug, b_aug, o, ws);
+  const auto pg = geometric_consistency_augmented_backward(
+      a, b, a_aug, b_aug, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b),
+      std::forward<GAA>(grad_a_aug), std::forward<GBA>(grad_b_aug), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = pg;
   return saved.loss;
 }
 
@@ -5665,8 +5769,8 @@ CONTRASTIVE_NAMESPACE_END
 // The gamma-auxiliary decomposable contrastive loss (C. Chen et al., "Why do We Need Large
 // Batchsizes in Contrastive Learning? A Gradient-Bias Perspective", NeurIPS 2022).
 //
-// [RECON] The paper's full text was not available; this implements the reconstruction in
-// shared/spec/losses.md section 3 (3.2-3.4), which is consistent with the paper's abstract and
+// [RECON] The paper's full text was not available; this implements the reconstruction described
+// in docs/gamma_nce.md (tags: docs/README.md#tags), which is consistent with the paper's abstract and
 // its public summary but is not a transcription of the paper's equations or algorithm.
 //
 // Target, per anchor i and direction: l_i = -s_ii + log Z_i with Z_i = E_neg[exp s(x_i, y-)], the
@@ -5710,7 +5814,7 @@ CONTRASTIVE_NAMESPACE_END
 // anchors the same auxiliary draw and two EMA updates of one entry in one step): an out-of-range
 // or repeated id throws contrastive::invalid_argument naming the id and its positions.
 //
-// [LIB] choices (spec 3.2-3.4): the u~ = g/(alpha Zbar) parameterisation, alpha = 1, beta = 0.9,
+// [LIB] choices (docs/gamma_nce.md): the u~ = g/(alpha Zbar) parameterisation, alpha = 1, beta = 0.9,
 // update then sample (it bounds r_i <= g_i/(alpha beta); sample_then_update does not), N_i =
 // negatives only, and the monitoring values.
 
@@ -5725,8 +5829,8 @@ CONTRASTIVE_NAMESPACE_END
 #ifndef CONTRASTIVE_SAMPLING_GAMMA_HPP
 #define CONTRASTIVE_SAMPLING_GAMMA_HPP
 
-// Gamma(alpha, rate) variates on the library's Philox streams (shared/spec/losses.md 3.6, [LIB]:
-// the layout and block usage are the library's own, pinned by the known answers of the spec).
+// Gamma(alpha, rate) variates on the library's Philox streams (docs/gamma_sampler.md, [LIB]:
+// the layout and block usage are the library's own, pinned by the known answers listed there).
 //
 // Marsaglia and Tsang's method (ACM TOMS 26(3), 2000) for alpha >= 1, with the standard boost
 // Gamma(alpha) = Gamma(alpha + 1) * U^(1/alpha) for alpha < 1. Rejection attempt k consumes
@@ -5950,9 +6054,9 @@ CONTRASTIVE_NAMESPACE_END
 #ifndef CONTRASTIVE_STATE_NORMALIZER_STATE_HPP
 #define CONTRASTIVE_STATE_NORMALIZER_STATE_HPP
 
-// Per-sample log-normaliser estimates for the gamma-auxiliary loss (shared/spec/losses.md 3.4,
-// [RECON]: the paper's full text was not available; this implements the reconstruction in the
-// spec).
+// Per-sample log-normaliser estimates for the gamma-auxiliary loss (docs/gamma_nce.md#normaliser-state,
+// [RECON]: the paper's full text was not available; this implements the reconstruction described
+// there).
 //
 // For every dataset sample id and direction (0 = a -> b, 1 = b -> a) the state holds
 // zeta = log Zbar (double) and a visited flag. The moving average runs in the log domain, with
@@ -6012,17 +6116,6 @@ CONTRASTIVE_NAMESPACE_END
 
 
 CONTRASTIVE_NAMESPACE_BEGIN
-
-/// A non-owning span of dataset sample ids (one per batch row).
-struct id_span {
-  const std::int64_t* data = nullptr;
-  index_t size = 0;
-
-  constexpr id_span() noexcept = default;
-  constexpr id_span(const std::int64_t* d, index_t n) noexcept : data(d), size(n) {}
-  id_span(const std::vector<std::int64_t>& v) noexcept  // NOLINT: implicit by design
-      : data(v.data()), size(static_cast<index_t>(v.size())) {}
-};
 
 namespace detail {
 
@@ -6108,7 +6201,7 @@ class normalizer_state {
 
   /// EMA update of every id of a batch in one direction with its log Zhat. beta in (0, 1];
   /// ids in [0, samples()), distinct; log_zhat finite. Nothing is written unless all checks pass.
-  void update(id_span ids, int direction, const double* log_zhat, double beta) {
+  void update(vector_view<const std::int64_t> ids, int direction, const double* log_zhat, double beta) {
     const char* fn = "normalizer_state::update";
     check_beta(fn, beta);
     check_direction(fn, direction);
@@ -6212,9 +6305,11 @@ class normalizer_state {
 
  public:
   /// Range and uniqueness checks of a batch of ids (O(n log n)); throws naming the bad id.
-  void check_ids(const char* fn, id_span ids) const {
+  void check_ids(const char* fn, vector_view<const std::int64_t> ids) const {
     CONTRASTIVE_CHECK(ids.size >= 0, fn, ": 'ids' has a negative size (", ids.size, ")");
     CONTRASTIVE_CHECK(ids.size == 0 || ids.data != nullptr, fn, ": 'ids' is a null pointer");
+    CONTRASTIVE_CHECK(ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
+                      ids.stride);
     for (index_t i = 0; i < ids.size; ++i)
       CONTRASTIVE_CHECK(ids.data[i] >= 0 && ids.data[i] < samples_, fn, ": sample id ", ids.data[i],
                         " at position ", i, " is out of range [0, ", samples_, ")");
@@ -6223,7 +6318,7 @@ class normalizer_state {
   }
 
   /// Duplicate check with caller scratch of ids.size entries (holds the sorted ids afterwards).
-  static void check_distinct(const char* fn, id_span ids, std::int64_t* scratch) {
+  static void check_distinct(const char* fn, vector_view<const std::int64_t> ids, std::int64_t* scratch) {
     std::copy(ids.data, ids.data + ids.size, scratch);
     std::sort(scratch, scratch + ids.size);
     const std::int64_t* dup = std::adjacent_find(scratch, scratch + ids.size);
@@ -6393,19 +6488,8 @@ enum class gamma_rate_source {
 /// r_i <= g_i / (alpha beta)) or after (rate independent of the batch, unbounded weights)?
 enum class gamma_update_order { update_then_sample, sample_then_update };
 
-/// A non-owning span of per-anchor log-normalisers (one per batch row).
-struct log_normalizer_span {
-  const double* data = nullptr;
-  index_t size = 0;
-
-  constexpr log_normalizer_span() noexcept = default;
-  constexpr log_normalizer_span(const double* d, index_t n) noexcept : data(d), size(n) {}
-  log_normalizer_span(const std::vector<double>& v) noexcept  // NOLINT: implicit by design
-      : data(v.data()), size(static_cast<index_t>(v.size())) {}
-  constexpr bool empty() const noexcept { return data == nullptr; }
-};
-
-struct gamma_nce_options {
+/// Options of the gamma loss; tile_rows, tile_cols and num_threads come from tiling_options.
+struct gamma_nce_options : tiling_options {
   /// alpha = deterministic: g/alpha := 1 (alpha -> infinity), which with update_then_sample is
   /// SogCLR's estimator r_i = Zhat_i / Zbar_i (its gamma = beta).
   static constexpr double deterministic = std::numeric_limits<double>::infinity();
@@ -6421,14 +6505,14 @@ struct gamma_nce_options {
   bool positive_in_normaliser = false;  // N_i = whole batch (default: negatives only)
   // rate_source::exact: log Zbar_i per anchor, in the units of log Zhat_i (log of the *mean* of
   // exp(s_ij) over the negatives), for direction a -> b and (symmetric) b -> a.
-  log_normalizer_span exact_log_normalizer_a{};
-  log_normalizer_span exact_log_normalizer_b{};
+  vector_view<const double> exact_log_normalizer_a{};
+  vector_view<const double> exact_log_normalizer_b{};
   loss_reduction reduction = loss_reduction::mean;
-  index_t tile_rows = 256;
-  index_t tile_cols = 256;
   bool accumulate = false;  // backward adds into the gradients instead of overwriting them
-  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
 };
+
+/// What the backward returns besides the input gradients: upstream * dL/dtemperature.
+using gamma_nce_parameter_gradients = temperature_gradient;
 
 /// Per-anchor quantities of one direction (all of length N).
 template <class T>
@@ -6501,11 +6585,13 @@ void gamma_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
   check_finite(fn, "b", b);
 }
 
-inline void gamma_nce_check_exact(const char* fn, const char* name, const log_normalizer_span& s,
+inline void gamma_nce_check_exact(const char* fn, const char* name, const vector_view<const double>& s,
                                   index_t n) {
   CONTRASTIVE_CHECK(!s.empty(), fn, ": rate_source::exact needs '", name, "'");
   CONTRASTIVE_CHECK(s.size == n, fn, ": '", name, "' has ", s.size, " values, expected ", n,
                     " (one per row)");
+  CONTRASTIVE_CHECK(s.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
+                    s.stride);
   for (index_t i = 0; i < n; ++i)
     CONTRASTIVE_CHECK(std::isfinite(s.data[i]), fn, ": '", name, "' has a non-finite value (",
                       s.data[i], ") at position ", i);
@@ -6590,7 +6676,7 @@ inline double gamma_reduction_weight(loss_reduction r, index_t n) noexcept {
 
 template <class T>
 gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
-                                          const matrix_view<const T>& b_in, id_span ids,
+                                          const matrix_view<const T>& b_in, vector_view<const std::int64_t> ids,
                                           normalizer_state* state, const gamma_nce_options& o,
                                           workspace ws) {
   const char* fn = gamma_nce_fwd_name;
@@ -6601,6 +6687,8 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
   CONTRASTIVE_CHECK(ids.size == n, fn, ": 'ids' has ", ids.size, " sample ids, expected ", n,
                     " (one per row)");
   CONTRASTIVE_CHECK(ids.data != nullptr, fn, ": 'ids' is a null pointer");
+  CONTRASTIVE_CHECK(ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
+                    ids.stride);
   for (index_t i = 0; i < n; ++i)
     CONTRASTIVE_CHECK(ids.data[i] >= 0, fn, ": sample id ", ids.data[i], " at position ", i,
                       " is negative");
@@ -6840,7 +6928,7 @@ std::size_t gamma_nce_workspace_bytes(const A& a, const B& b, const gamma_nce_op
 /// < state.samples().
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
-auto gamma_nce_forward(const A& a, const B& b, id_span ids, normalizer_state& state,
+auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids, normalizer_state& state,
                        const gamma_nce_options& o = {}, workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
@@ -6854,7 +6942,7 @@ auto gamma_nce_forward(const A& a, const B& b, id_span ids, normalizer_state& st
 /// gamma draws).
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
-auto gamma_nce_forward(const A& a, const B& b, id_span ids, const gamma_nce_options& o,
+auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids, const gamma_nce_options& o,
                        workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
@@ -6869,7 +6957,7 @@ auto gamma_nce_forward(const A& a, const B& b, id_span ids, const gamma_nce_opti
 /// dL/dtemperature in three parameterisations. Does not touch any state.
 template <class A, class B, class T, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-temperature_gradient gamma_nce_backward(const A& a, const B& b, const gamma_nce_saved<T>& saved,
+gamma_nce_parameter_gradients gamma_nce_backward(const A& a, const B& b, const gamma_nce_saved<T>& saved,
                                         GA&& grad_a, GB&& grad_b, const gamma_nce_options& o = {},
                                         double upstream = 1.0, workspace ws = {}) {
   const auto va = detail::input_view(a);
@@ -6884,34 +6972,35 @@ temperature_gradient gamma_nce_backward(const A& a, const B& b, const gamma_nce_
   return detail::gamma_nce_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
 }
 
-/// Forward and backward in one call. Returns the saved forward (`.loss` is the surrogate,
-/// `.info_nce` the batch InfoNCE for monitoring, `.row.r` the weights); the temperature gradient
-/// is written to *temperature_grad when given.
+/// Forward and backward in one call; returns the surrogate loss (call forward and backward
+/// separately to keep the monitoring values of `saved`). The temperature gradient is written to
+/// *parameter_grads when given.
 template <class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-auto gamma_nce_forward_backward(const A& a, const B& b, id_span ids, normalizer_state& state,
-                                GA&& grad_a, GB&& grad_b, const gamma_nce_options& o = {},
-                                temperature_gradient* temperature_grad = nullptr,
+auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::int64_t> ids,
+                                normalizer_state& state, GA&& grad_a, GB&& grad_b,
+                                const gamma_nce_options& o = {},
+                                gamma_nce_parameter_gradients* parameter_grads = nullptr,
                                 workspace ws = {}) {
-  auto saved = gamma_nce_forward(a, b, ids, state, o, ws);
-  const temperature_gradient tg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
-                                                     std::forward<GB>(grad_b), o, 1.0, ws);
-  if (temperature_grad) *temperature_grad = tg;
-  return saved;
+  const auto saved = gamma_nce_forward(a, b, ids, state, o, ws);
+  const gamma_nce_parameter_gradients pg = gamma_nce_backward(
+      a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = pg;
+  return saved.loss;
 }
 
 /// The same without a state (rate_source same_batch or exact).
 template <class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-auto gamma_nce_forward_backward(const A& a, const B& b, id_span ids, GA&& grad_a, GB&& grad_b,
-                                const gamma_nce_options& o,
-                                temperature_gradient* temperature_grad = nullptr,
+auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::int64_t> ids,
+                                GA&& grad_a, GB&& grad_b, const gamma_nce_options& o,
+                                gamma_nce_parameter_gradients* parameter_grads = nullptr,
                                 workspace ws = {}) {
-  auto saved = gamma_nce_forward(a, b, ids, o, ws);
-  const temperature_gradient tg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
-                                                     std::forward<GB>(grad_b), o, 1.0, ws);
-  if (temperature_grad) *temperature_grad = tg;
-  return saved;
+  const auto saved = gamma_nce_forward(a, b, ids, o, ws);
+  const gamma_nce_parameter_gradients pg = gamma_nce_backward(
+      a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = pg;
+  return saved.loss;
 }
 
 CONTRASTIVE_NAMESPACE_END

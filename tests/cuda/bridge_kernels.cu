@@ -46,7 +46,7 @@ result run(bool path, const std::vector<double>& v, const std::vector<double>& u
   cc::device_buffer dids(ids.size() * sizeof(std::int64_t));
   if (!ids.empty()) {
     check(cudaMemcpy(dids.data(), ids.data(), ids.size() * sizeof(std::int64_t), cudaMemcpyHostToDevice), "cudaMemcpy");
-    o.ids = contrastive::label_span(dids.as<const std::int64_t>(), static_cast<index_t>(ids.size()));
+    o.ids = contrastive::vector_view<const std::int64_t>(dids.as<const std::int64_t>(), static_cast<index_t>(ids.size()));
   }
   const index_t rows = r.out_rows >= 0 ? r.out_rows : (path ? n * (o.steps + 1) : n);
   const index_t stride = r.padded_out ? d + 3 : d;

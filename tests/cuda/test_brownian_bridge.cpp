@@ -129,7 +129,7 @@ TEST_CASE("cuda bridge: points equal brownian_bridge_sample", "[cuda][bridge]") 
         std::vector<std::int64_t> ids;
         if (c % 3 == 0) {  // dataset ids instead of first_id + j
           for (index_t j = 0; j < p.n; ++j) ids.push_back((j * 7919) % 1000 + (std::int64_t(1) << 35));
-          o.ids = contrastive::label_span(ids);
+          o.ids = contrastive::vector_view<const std::int64_t>(ids);
         }
         const std::vector<double> cpu = single ? cpu_run<float>(false, p, o) : cpu_run<double>(false, p, o);
         gpu_bridge::run_options r;
@@ -161,7 +161,7 @@ TEST_CASE("cuda bridge: paths equal brownian_bridge_trajectory", "[cuda][bridge]
           std::vector<std::int64_t> ids;
           if (c % 3 == 0) {
             for (index_t j = 0; j < p.n; ++j) ids.push_back(3 * j + 11);
-            o.ids = contrastive::label_span(ids);
+            o.ids = contrastive::vector_view<const std::int64_t>(ids);
           }
           const std::vector<double> cpu = single ? cpu_run<float>(true, p, o) : cpu_run<double>(true, p, o);
           gpu_bridge::run_options r;
@@ -233,10 +233,10 @@ TEST_CASE("cuda bridge: bad arguments", "[cuda][bridge]") {
     require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, {}, short_ids, plain); }, "'ids' has 3 entries, expected 6");
     std::vector<double> zero_row = p.v;
     for (index_t k = 0; k < p.d; ++k) zero_row[static_cast<std::size_t>(3 * p.d + k)] = 0;
-    require_invalid([&] { gpu_bridge::sample(zero_row, p.u, p.n, p.d, {}, {}, plain); }, "'v' has a row of zero norm (row 3)");
+    require_invalid([&] { gpu_bridge::sample(zero_row, p.u, p.n, p.d, {}, {}, plain); }, "'a' has a row of zero norm (row 3)");
     std::vector<double> nan_u = p.u;
     nan_u[static_cast<std::size_t>(2 * p.d + 1)] = std::nan("");
-    require_invalid([&] { gpu_bridge::trajectory(p.v, nan_u, p.n, p.d, {}, {}, plain); }, "'u' has a non-finite value (nan) at row 2, column 1");
+    require_invalid([&] { gpu_bridge::trajectory(p.v, nan_u, p.n, p.d, {}, {}, plain); }, "'b' has a non-finite value (nan) at row 2, column 1");
   }
   SECTION("async: cudaErrorInvalidValue, no exception") {
     CHECK(gpu_bridge::sample(p.v, p.u, p.n, p.d, t_bad, {}, async).status == invalid);

@@ -231,19 +231,19 @@ TEST_CASE("cuda geometric consistency: bad arguments", "[cuda][gc]") {
   geometric_consistency_options neg;
   neg.cross_modal_weight = -1;
   geometric_consistency_options chunk0;
-  chunk0.chunk_rows = 0;
+  chunk0.tile_rows = 0;
   geometric_consistency_options other;
   other.in_modal_weight = 0.5;
   const gpu_gc::run_options plain;
   SECTION("throwing wrappers: the CPU's messages") {
     require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, neg, plain); }, "'cross_modal_weight' must be finite and >= 0");
-    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, chunk0, plain); }, "'chunk_rows' must be > 0");
+    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, chunk0, plain); }, "'tile_rows' must be > 0");
     std::vector<double> zero = p.u;
     for (index_t k = 0; k < p.d; ++k) zero[static_cast<std::size_t>(5 * p.d + k)] = 0;
-    require_invalid([&] { gpu_gc::run(p.v, zero, p.n, p.d, {}, plain); }, "'u' has a row of zero norm (row 5)");
+    require_invalid([&] { gpu_gc::run(p.v, zero, p.n, p.d, {}, plain); }, "'b' has a row of zero norm (row 5)");
     std::vector<double> inf = p.v;
     inf[static_cast<std::size_t>(2 * p.d + 3)] = std::numeric_limits<double>::infinity();
-    require_invalid([&] { gpu_gc::run(inf, p.u, p.n, p.d, {}, plain); }, "'v' has a non-finite value (inf) at row 2, column 3");
+    require_invalid([&] { gpu_gc::run(inf, p.u, p.n, p.d, {}, plain); }, "'a' has a non-finite value (inf) at row 2, column 3");
     gpu_gc::run_options bad_up;
     bad_up.upstream = std::nan("");
     require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, {}, bad_up); }, "'upstream' must be finite");
@@ -252,7 +252,7 @@ TEST_CASE("cuda geometric consistency: bad arguments", "[cuda][gc]") {
     require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, {}, mismatch); }, "'saved' was computed with other weights");
     gpu_gc::run_options rows;
     rows.grad_rows = p.n - 1;
-    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, {}, rows); }, "'grad_v' is 7 x 4, expected 8 x 4");
+    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, {}, rows); }, "'grad_a' is 7 x 4, expected 8 x 4");
   }
   SECTION("async: cudaErrorInvalidValue, no exception") {
     gpu_gc::run_options a;

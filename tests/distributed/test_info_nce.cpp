@@ -9,7 +9,7 @@
 #include <contrastive/distributed/info_nce.hpp>
 #include <contrastive/distributed/mpi.hpp>
 
-#include "dist/distributed_support.hpp"
+#include "distributed/distributed_support.hpp"
 
 using namespace dtest;
 using contrastive::info_nce_options;

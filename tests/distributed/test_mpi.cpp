@@ -5,7 +5,7 @@
 
 #include <contrastive/distributed/mpi.hpp>
 
-#include "dist/distributed_support.hpp"
+#include "distributed/distributed_support.hpp"
 
 static_assert(contrastive::distributed::is_communicator<contrastive::distributed::mpi_communicator>::value, "");
 static_assert(!contrastive::distributed::is_communicator<int>::value, "");

@@ -7,7 +7,7 @@
 #include <contrastive/distributed/mpi.hpp>
 #include <contrastive/distributed/nt_xent.hpp>
 
-#include "dist/distributed_support.hpp"
+#include "distributed/distributed_support.hpp"
 
 using namespace dtest;
 using contrastive::loss_reduction;

@@ -6,7 +6,7 @@
 #include <contrastive/distributed/mpi.hpp>
 #include <contrastive/distributed/ring.hpp>
 
-#include "dist/distributed_support.hpp"
+#include "distributed/distributed_support.hpp"
 
 using namespace dtest;
 namespace dd = contrastive::distributed::detail;

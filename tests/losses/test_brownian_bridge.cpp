@@ -24,7 +24,7 @@ mat unit(Eigen::Index n, Eigen::Index d, std::uint32_t seed) {
 struct run_result {
   double loss = 0;
   mat gv, gu, ga;
-  contrastive::brownian_bridge_gradient g;
+  contrastive::brownian_bridge_loss_parameter_gradients g;
 };
 
 template <class T>
@@ -62,7 +62,7 @@ TEST_CASE("brownian_bridge_loss: the printed closed form, corrected, equals the 
   const mat v = unit(n, d, 1), u = unit(n, d, 2), a = unit(n, d, 3);
   for (const double t : {0.1, 0.25, 0.5, 0.9}) {
     brownian_bridge_loss_options o;
-    o.t = t;
+    o.bridge.t = t;
     double want = 0;
     for (Eigen::Index j = 0; j < n; ++j) {
       const double den = std::sqrt(t * t + (1 - t) * (1 - t) + 2 * t * (1 - t) * v.row(j).dot(u.row(j)));
@@ -88,16 +88,16 @@ TEST_CASE("brownian_bridge_loss: zero at the bridge mean; mu(0) = u and mu(1) = 
   rmd mu(n, d);
   contrastive::brownian_bridge_sample(vr, ur, mu, so);
   brownian_bridge_loss_options o;
-  o.t = 0.3;
+  o.bridge.t = 0.3;
   const run_result r = run<double>(v, u, mat(mu), o);
   CHECK(r.loss < 1e-30);
   CHECK(r.gv.cwiseAbs().maxCoeff() < 1e-15);
   CHECK(r.ga.cwiseAbs().maxCoeff() < 1e-15);
   CHECK(std::abs(r.g.t) < 1e-15);
-  o.t = 0;
+  o.bridge.t = 0;
   CHECK(loss_of(v, u, u, o) < 1e-30);
   CHECK(loss_of(v, u, v, o) > 0.1);
-  o.t = 1;
+  o.bridge.t = 1;
   CHECK(loss_of(v, u, v, o) < 1e-30);
 }
 
@@ -111,14 +111,14 @@ TEST_CASE("brownian_bridge_loss: finite differences (v, u, a, t)", "[brownian_br
     for (const bool nll : {false, true}) {
       for (const double t : {0.25, 0.7}) {
         brownian_bridge_loss_options o;
-        o.t = t;
+        o.bridge.t = t;
         o.nll_weight = nll;
         CAPTURE(sh.n, sh.d, nll, t);
         const run_result r = run<double>(v, u, a, o);
         CHECK(ref::gradients_agree(r.gv, ref::finite_difference(v, [&](const mat& x) { return loss_of(x, u, a, o); })));
         CHECK(ref::gradients_agree(r.gu, ref::finite_difference(u, [&](const mat& x) { return loss_of(v, x, a, o); })));
         CHECK(ref::gradients_agree(r.ga, ref::finite_difference(a, [&](const mat& x) { return loss_of(v, u, x, o); })));
-        CHECK(scalar_agrees(r.g.t, fd_scalar([&](double tt) { brownian_bridge_loss_options ot = o; ot.t = tt; return loss_of(v, u, a, ot); }, t)));
+        CHECK(scalar_agrees(r.g.t, fd_scalar([&](double tt) { brownian_bridge_loss_options ot = o; ot.bridge.t = tt; return loss_of(v, u, a, ot); }, t)));
       }
     }
   }
@@ -128,11 +128,11 @@ TEST_CASE("brownian_bridge_loss: random t per row, shared with the sampler", "[b
   const Eigen::Index n = 7, d = 4;
   const mat v = ref::random_matrix(n, d, 31), u = ref::random_matrix(n, d, 32), a = ref::random_matrix(n, d, 33);
   brownian_bridge_loss_options o;
-  o.random_t = true;
+  o.bridge.random_t = true;
   o.nll_weight = true;
-  o.seed = 17;
-  o.step = 3;
-  o.first_id = 1000;
+  o.bridge.seed = 17;
+  o.bridge.step = 3;
+  o.bridge.first_id = 1000;
   const rmd vr = v, ur = u, ar = a;
   const auto saved = contrastive::brownian_bridge_loss_forward(vr, ur, ar, o);
   contrastive::brownian_bridge_options so;
@@ -147,10 +147,10 @@ TEST_CASE("brownian_bridge_loss: random t per row, shared with the sampler", "[b
     CHECK(tj == contrastive::brownian_bridge_time(so, j));
     // Row j alone at its t, weighted by 1/N as in the batch.
     brownian_bridge_loss_options oj = o;
-    oj.random_t = false;
-    oj.t = tj;
+    oj.bridge.random_t = false;
+    oj.bridge.t = tj;
     const mat vj = v.row(j), uj = u.row(j), aj = a.row(j);
-    const double fd = fd_scalar([&](double t) { brownian_bridge_loss_options ot = oj; ot.t = t; return loss_of(vj, uj, aj, ot); }, tj) / double(n);
+    const double fd = fd_scalar([&](double t) { brownian_bridge_loss_options ot = oj; ot.bridge.t = t; return loss_of(vj, uj, aj, ot); }, tj) / double(n);
     CHECK(scalar_agrees(r.g.t_rows[static_cast<std::size_t>(j)], fd));
     total += r.g.t_rows[static_cast<std::size_t>(j)];
   }
@@ -163,7 +163,7 @@ TEST_CASE("brownian_bridge_loss: gradients to v and u equal the sampler's backwa
   const Eigen::Index n = 6, d = 5;
   const mat v = unit(n, d, 41), u = unit(n, d, 42), a = unit(n, d, 43);
   brownian_bridge_loss_options o;
-  o.t = 0.4;
+  o.bridge.t = 0.4;
   const run_result r = run<double>(v, u, a, o);
   contrastive::brownian_bridge_options so;
   so.t = 0.4;
@@ -178,12 +178,12 @@ TEST_CASE("brownian_bridge_loss: gradients to v and u equal the sampler's backwa
   CHECK(g.t == Approx(r.g.t).epsilon(1e-13));
 }
 
-TEST_CASE("brownian_bridge_loss: detach_a, accumulate, upstream, float", "[brownian_bridge_loss]") {
+TEST_CASE("brownian_bridge_loss: detach_a_aug, accumulate, upstream, float", "[brownian_bridge_loss]") {
   const Eigen::Index n = 9, d = 4;
   const mat v = unit(n, d, 51), u = unit(n, d, 52), a = unit(n, d, 53);
   brownian_bridge_loss_options o;
   const run_result base = run<double>(v, u, a, o);
-  o.detach_a = true;
+  o.detach_a_aug = true;
   const rmd vr = v, ur = u, ar = a;
   rmd gv = rmd::Constant(n, d, 2), gu = gv, ga = gv;
   const auto saved = contrastive::brownian_bridge_loss_forward(vr, ur, ar, o);
@@ -208,11 +208,11 @@ TEST_CASE("brownian_bridge_loss: column-major tensors give the row-major results
   const Eigen::Index n = 7, d = 3;
   const mat v = unit(n, d, 55), u = unit(n, d, 56), a = unit(n, d, 57);
   brownian_bridge_loss_options o;
-  o.random_t = true;
+  o.bridge.random_t = true;
   const run_result want = run<double>(v, u, a, o);
   const Eigen::MatrixXd vc = v, uc = u, ac = a;
   Eigen::MatrixXd gv(n, d), gu(n, d), ga(n, d);
-  contrastive::brownian_bridge_gradient g;
+  contrastive::brownian_bridge_loss_parameter_gradients g;
   const double loss = contrastive::brownian_bridge_loss_forward_backward(vc, uc, ac, gv, gu, ga, o, &g);
   CHECK(loss == want.loss);
   CHECK(gv == want.gv);
@@ -230,20 +230,20 @@ TEST_CASE("brownian_bridge_loss: bad input throws contrastive::invalid_argument"
   brownian_bridge_loss_options o;
   for (const double t : {-0.5, 1.5, std::numeric_limits<double>::infinity()}) {
     brownian_bridge_loss_options bad = o;
-    bad.t = t;
+    bad.bridge.t = t;
     CHECK_THROWS_AS(contrastive::brownian_bridge_loss_forward(v, u, a, bad), invalid_argument);
   }
   for (const double t : {0.0, 1.0}) {
     brownian_bridge_loss_options bad = o;
-    bad.t = t;
+    bad.bridge.t = t;
     CHECK_NOTHROW(contrastive::brownian_bridge_loss_forward(v, u, a, bad));
     bad.nll_weight = true;
     CHECK_THROWS_AS(contrastive::brownian_bridge_loss_forward(v, u, a, bad), invalid_argument);
   }
   {
     brownian_bridge_loss_options bad = o;
-    bad.random_t = true;
-    bad.t_min = 0.0;
+    bad.bridge.random_t = true;
+    bad.bridge.t_min = 0.0;
     bad.nll_weight = true;
     CHECK_THROWS_AS(contrastive::brownian_bridge_loss_forward(v, u, a, bad), invalid_argument);
   }

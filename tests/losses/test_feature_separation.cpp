@@ -397,7 +397,7 @@ TEST_CASE("feature_separation: bad input throws contrastive::invalid_argument",
   } catch (const invalid_argument& e) {
     const std::string msg = e.what();
     CHECK(msg.find("feature_uniformity_forward") != std::string::npos);
-    CHECK(msg.find("'vi'") != std::string::npos);
+    CHECK(msg.find("'a_ind'") != std::string::npos);
     CHECK(msg.find("row 0") != std::string::npos);
   }
   // Options.

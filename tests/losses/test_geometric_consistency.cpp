@@ -128,7 +128,7 @@ TEMPLATE_TEST_CASE("geometric_consistency: naive, gram and gram_split equal plai
           o.cross_modal_weight = wx;
           o.in_modal_weight = wi;
           o.algorithm = alg;
-          o.chunk_rows = chunk;
+          o.tile_rows = chunk;
           CAPTURE(sh.n, sh.d, wx, wi, int(alg), chunk);
           const run_result got = run_gc<TestType>(v, u, o);
           CHECK(close(got.loss, want.loss, tol));
@@ -156,7 +156,7 @@ TEMPLATE_TEST_CASE("geometric_consistency_augmented: naive, gram and gram_split 
       for (const Eigen::Index chunk : {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), sh.n, sh.n + 5}) {
         geometric_consistency_options o;
         o.algorithm = alg;
-        o.chunk_rows = chunk;
+        o.tile_rows = chunk;
         CAPTURE(sh.n, sh.d, int(alg), chunk);
         const run_result got = run_gca<TestType>(v, u, va, ua, o);
         CHECK(close(got.loss, want.loss, tol));
@@ -179,7 +179,7 @@ TEST_CASE("geometric_consistency: finite differences (double)", "[geometric_cons
     for (const gc_algorithm alg : kAlgorithms) {
       geometric_consistency_options o;
       o.algorithm = alg;
-      o.chunk_rows = 2;
+      o.tile_rows = 2;
       o.cross_modal_weight = 0.6;
       o.in_modal_weight = alg == gc_algorithm::gram ? 0.6 : 1.3;
       CAPTURE(sh.n, sh.d, int(alg));
@@ -205,7 +205,7 @@ TEST_CASE("geometric_consistency_augmented: finite differences (double)",
     for (const gc_algorithm alg : kAlgorithms) {
       geometric_consistency_options o;
       o.algorithm = alg;
-      o.chunk_rows = 4;
+      o.tile_rows = 4;
       CAPTURE(sh.n, sh.d, int(alg));
       const run_result got = run_gca<double>(v, u, va, ua, o);
       auto loss = [&](const mat& a, const mat& b, const mat& c, const mat& e) {
@@ -226,7 +226,7 @@ TEST_CASE("geometric_consistency: identities", "[geometric_consistency]") {
   for (const gc_algorithm alg : kAlgorithms) {
     geometric_consistency_options o;
     o.algorithm = alg;
-    o.chunk_rows = 5;
+    o.tile_rows = 5;
     CAPTURE(int(alg));
     // Identical modalities: zero loss and zero gradients.
     const run_result same = run_gc<double>(v, v, o);
@@ -298,8 +298,8 @@ TEST_CASE("geometric_consistency: detach flags, accumulate and upstream", "[geom
   for (const gc_algorithm alg : kAlgorithms) {
     geometric_consistency_options o;
     o.algorithm = alg;
-    o.chunk_rows = 4;
-    o.detach_va = true;
+    o.tile_rows = 4;
+    o.detach_a_aug = true;
     CAPTURE(int(alg));
     const rmat<double> vr = v, ur = u, var = va, uar = ua;
     rmat<double> gv = rmat<double>::Constant(n, d, 7), gu = gv, gva = gv, gua = gv;
@@ -308,8 +308,8 @@ TEST_CASE("geometric_consistency: detach flags, accumulate and upstream", "[geom
     CHECK(gva.cwiseAbs().maxCoeff() == 0);
     CHECK(ref::max_rel_diff(gv, want.gv) <= 1e-12);
     CHECK(ref::max_rel_diff(gua, want.gua) <= 1e-12);
-    o.detach_va = false;
-    o.detach_ua = true;
+    o.detach_a_aug = false;
+    o.detach_b_aug = true;
     o.accumulate = true;
     gv.setConstant(1);
     gu.setConstant(1);
@@ -329,7 +329,7 @@ TEST_CASE("geometric_consistency: accumulate and upstream (L_GC)", "[geometric_c
     for (const double wi : {1.0, 0.3}) {
       geometric_consistency_options o;
       o.algorithm = alg;
-      o.chunk_rows = 3;
+      o.tile_rows = 3;
       o.in_modal_weight = wi;
       CAPTURE(int(alg), wi);
       const loops_result want = loops_gc(v, u, 1.0, wi);
@@ -356,7 +356,7 @@ TEST_CASE("geometric_consistency: strided and column-major tensors, workspace",
   for (const gc_algorithm alg : kAlgorithms) {
     geometric_consistency_options o;
     o.algorithm = alg;
-    o.chunk_rows = 6;
+    o.tile_rows = 6;
     CAPTURE(int(alg));
     const Eigen::MatrixXd vc = v, uc = u;  // column-major
     Eigen::MatrixXd big_v(n, 2 * d), gu(n, d);
@@ -398,7 +398,7 @@ TEST_CASE("geometric_consistency: results do not depend on the thread count",
   for (const gc_algorithm alg : {gc_algorithm::gram, gc_algorithm::gram_split}) {
     geometric_consistency_options o;
     o.algorithm = alg;
-    o.chunk_rows = 32;
+    o.tile_rows = 32;
     o.num_threads = 1;
     const float l1 = contrastive::geometric_consistency_forward_backward(v, u, ref_gv, ref_gu, o);
     const float m1 = contrastive::geometric_consistency_augmented_forward_backward(v, u, va, ua, a1, a2, a3, a4, o);
@@ -420,7 +420,7 @@ TEST_CASE("geometric_consistency: bad input throws contrastive::invalid_argument
   for (const gc_algorithm alg : kAlgorithms) {
     geometric_consistency_options o;
     o.algorithm = alg;
-    o.chunk_rows = 5;
+    o.tile_rows = 5;
     CAPTURE(int(alg));
     const rmat<double> v = unit(n, d, 91), u = unit(n, d, 92);
     rmat<double> gv(n, d), gu(n, d), gva(n, d), gua(n, d);
@@ -463,7 +463,7 @@ TEST_CASE("geometric_consistency: bad input throws contrastive::invalid_argument
     } catch (const invalid_argument& e) {
       const std::string msg = e.what();
       CHECK(msg.find("geometric_consistency_forward") != std::string::npos);
-      CHECK(msg.find("'u'") != std::string::npos);
+      CHECK(msg.find("'b'") != std::string::npos);
       CHECK(msg.find("row 3") != std::string::npos);
     }
     // Options, upstream, saved state and outputs.
@@ -471,7 +471,7 @@ TEST_CASE("geometric_consistency: bad input throws contrastive::invalid_argument
     bad_o.cross_modal_weight = -1;
     CHECK_THROWS_AS(contrastive::geometric_consistency_forward(v, u, bad_o), invalid_argument);
     bad_o = o;
-    bad_o.chunk_rows = 0;
+    bad_o.tile_rows = 0;
     CHECK_THROWS_AS(contrastive::geometric_consistency_forward(v, u, bad_o), invalid_argument);
     CHECK_THROWS_AS(contrastive::geometric_consistency_backward(v, u, saved, gv, gu, o,
                                                                 std::numeric_limits<double>::infinity()),

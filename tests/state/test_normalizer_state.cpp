@@ -182,7 +182,7 @@ TEST_CASE("normalizer_state: bad batches throw and leave the state unchanged", "
     CHECK(message_of([&] { s.update(ids, 0, bad.data(), 0.9); }) ==
           "normalizer_state::update: 'log_zhat' has a non-finite value (inf) at position 1");
     CHECK_THAT(message_of([&] { s.update(ids, 0, nullptr, 0.9); }), Catch::Contains("'log_zhat' is a null pointer"));
-    CHECK_THAT(message_of([&] { s.update(contrastive::id_span(nullptr, 3), 0, lz.data(), 0.9); }),
+    CHECK_THAT(message_of([&] { s.update(contrastive::vector_view<const std::int64_t>(nullptr, 3), 0, lz.data(), 0.9); }),
                Catch::Contains("'ids' is a null pointer"));
     CHECK_THAT(message_of([&] { s.update(ids, 2, lz.data(), 0.9); }), Catch::Contains("'direction'"));
     CHECK_THAT(message_of([&] { s.set(0, 0, std::nan("")); }), Catch::Contains("'zeta' must be finite"));
@@ -190,7 +190,7 @@ TEST_CASE("normalizer_state: bad batches throw and leave the state unchanged", "
   }
   CHECK(s == before);
   // An empty batch is a no-op.
-  s.update(contrastive::id_span(), 0, nullptr, 0.5);
+  s.update(contrastive::vector_view<const std::int64_t>(), 0, nullptr, 0.5);
   CHECK(s == before);
 }
 

@@ -37,11 +37,9 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #  define CONTRASTIVE_COLD __attribute__((cold, noinline))
-#  define CONTRASTIVE_LIKELY(x) __builtin_expect(!!(x), 1)
 #  define CONTRASTIVE_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
 #  define CONTRASTIVE_COLD
-#  define CONTRASTIVE_LIKELY(x) (x)
 #  define CONTRASTIVE_UNLIKELY(x) (x)
 #endif
 

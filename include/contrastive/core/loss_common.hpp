@@ -104,9 +104,11 @@ void check_writable_layout(const char* fn, const char* name, const matrix_view<T
 }
 
 template <class T>
-void check_labels(const char* fn, const char* name, const label_span& l, index_t n) {
+void check_labels(const char* fn, const char* name, const vector_view<const std::int64_t>& l, index_t n) {
   CONTRASTIVE_CHECK(l.size == n, fn, ": '", name, "' has ", l.size, " labels, expected ", n,
                     " (one per row)");
+  CONTRASTIVE_CHECK(l.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
+                    l.stride);
 }
 
 /// The checks every two-tower loss makes on its inputs: non-null, non-empty, same shape,
@@ -196,7 +198,7 @@ class gemm_output {
 };
 
 /// Counts, for each x label, how many y labels equal it (O((n + m) log m), no n x m mask).
-inline void count_matches(const label_span& x, const label_span& y, index_t* counts,
+inline void count_matches(const vector_view<const std::int64_t>& x, const vector_view<const std::int64_t>& y, index_t* counts,
                           std::int64_t* sorted_scratch) {
   std::copy(y.data, y.data + y.size, sorted_scratch);
   std::sort(sorted_scratch, sorted_scratch + y.size);

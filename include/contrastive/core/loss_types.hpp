@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "contrastive/core/config.hpp"
+#include "contrastive/core/matrix_view.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
@@ -15,16 +16,12 @@ CONTRASTIVE_NAMESPACE_BEGIN
 /// their sum.
 enum class loss_reduction { mean, sum };
 
-/// A non-owning span of integer label ids (one per row).
-struct label_span {
-  const std::int64_t* data = nullptr;
-  index_t size = 0;
-
-  constexpr label_span() noexcept = default;
-  constexpr label_span(const std::int64_t* d, index_t n) noexcept : data(d), size(n) {}
-  label_span(const std::vector<std::int64_t>& v) noexcept  // NOLINT: implicit by design
-      : data(v.data()), size(static_cast<index_t>(v.size())) {}
-  constexpr bool empty() const noexcept { return data == nullptr; }
+/// Tile sizes and thread count, embedded the same way in every loss's options (each options
+/// struct derives from it). A loss that has no use for one of them says so on its options.
+struct tiling_options {
+  index_t tile_rows = 256;  // rows per tile (> 0)
+  index_t tile_cols = 256;  // columns per tile (> 0)
+  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
 };
 
 /// Gradient of a loss with respect to its temperature, in the three usual parameterisations:

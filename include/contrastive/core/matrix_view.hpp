@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "contrastive/core/config.hpp"
 
@@ -97,13 +98,26 @@ class matrix_view {
 template <class T>
 using device_matrix_view = matrix_view<T, device_memory>;
 
-/// A non-owning 1-D view (statistics, labels).
+/// A non-owning 1-D view: statistics, and the one span type of every option that takes per-row
+/// values (labels, sample ids, log-normalisers). Those option spans must be contiguous
+/// (stride 1); the losses check it. A host view converts implicitly from a whole std::vector.
 template <class T, class Space = host_memory>
 struct vector_view {
   T* data = nullptr;
   index_t size = 0;
   index_t stride = 1;
+
+  constexpr vector_view() noexcept = default;
+  CONTRASTIVE_HOST_DEVICE constexpr vector_view(T* d, index_t n, index_t s = 1) noexcept
+      : data(d), size(n), stride(s) {}
+  template <class Alloc, class S = Space,
+            std::enable_if_t<std::is_same<S, host_memory>::value && std::is_const<T>::value, int> = 0>
+  vector_view(const std::vector<std::remove_const_t<T>, Alloc>& v) noexcept  // NOLINT: implicit
+      : data(v.data()), size(static_cast<index_t>(v.size())) {}
+
   CONTRASTIVE_HOST_DEVICE constexpr T& operator[](index_t i) const noexcept { return data[i * stride]; }
+  /// True when no span is given (a null pointer); a zero-length span is not empty.
+  CONTRASTIVE_HOST_DEVICE constexpr bool empty() const noexcept { return data == nullptr; }
 };
 
 namespace detail {

@@ -206,14 +206,14 @@ void bridge_check(const char* fn, const dview<const T>& v, const dview<const T>&
                   const dview<T>& out, const char* out_name, const brownian_bridge_options& o,
                   bool trajectory, cudaStream_t stream) {
   static_assert(std::is_floating_point<T>::value, "contrastive: the bridge sampler needs float or double");
-  check_matrix(fn, "v", v);
-  check_matrix(fn, "u", u);
-  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('v' has 0 rows)");
-  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'v' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'u' has ", u.rows(), " rows, expected ", v.rows(),
-                    " (rows of 'v')");
-  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'u' has ", u.cols(), " columns, expected ",
-                    v.cols(), " (columns of 'v')");
+  check_matrix(fn, "a", v);
+  check_matrix(fn, "b", u);
+  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
+  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
+  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'b' has ", u.rows(), " rows, expected ", v.rows(),
+                    " (rows of 'a')");
+  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'b' has ", u.cols(), " columns, expected ",
+                    v.cols(), " (columns of 'a')");
   if (!trajectory) cd::bridge_check_time(fn, o);
   CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
                     ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);
@@ -227,14 +227,14 @@ void bridge_check(const char* fn, const dview<const T>& v, const dview<const T>&
   if (trajectory) {
     check_shape(fn, out_name, out, n * (o.steps + 1), d, "N (steps + 1) x D");
   } else {
-    check_shape(fn, out_name, out, n, d, "the shape of 'v'");
+    check_shape(fn, out_name, out, n, d, "the shape of 'a'");
   }
   check_writable_layout(fn, out_name, out);
-  check_no_alias(fn, out_name, out, "v", v);
-  check_no_alias(fn, out_name, out, "u", u);
+  check_no_alias(fn, out_name, out, "a", v);
+  check_no_alias(fn, out_name, out, "b", u);
   if (o.ids.data != nullptr) check_ids_nonnegative(fn, o.ids.data, n, "row", stream);
-  check_rows(fn, "v", v, stream);
-  check_rows(fn, "u", u, stream);
+  check_rows(fn, "a", v, stream);
+  check_rows(fn, "b", u, stream);
 }
 
 }  // namespace detail

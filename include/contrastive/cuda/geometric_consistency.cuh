@@ -13,7 +13,7 @@
 //
 // The Grams are what the CPU keeps in geometric_consistency_saved::grams: (A, B) or (Av, Au, C),
 // row-major D x D each. Rows go through in chunks (packed to row-major, any input strides); the
-// chunk is the GPU's own (about 128 MiB of scratch; `chunk_rows` is checked but not used).
+// chunk is the GPU's own (about 128 MiB of scratch; `tile_rows` is checked but not used).
 // `automatic` and `naive` mean the Gram path here; the augmented variant stays on the CPU.
 // Products in T (cuBLAS S/Dgemm, fp32 or fp64 accumulation; a handle set to TF32 math gives TF32),
 // the loss reduced in double with a fixed order (deterministic).
@@ -301,7 +301,7 @@ __global__ void gc_loss_kernel(const T* g, index_t d, bool split, double wx, dou
 
 inline bool gc_options_ok(const geometric_consistency_options& o) noexcept {
   return std::isfinite(o.cross_modal_weight) && o.cross_modal_weight >= 0 &&
-         std::isfinite(o.in_modal_weight) && o.in_modal_weight >= 0 && o.chunk_rows > 0;
+         std::isfinite(o.in_modal_weight) && o.in_modal_weight >= 0 && o.tile_rows > 0;
 }
 
 template <class T>
@@ -446,14 +446,14 @@ void gc_check_inputs(const char* fn, const matrix_view<const T, device_memory>& 
                      const matrix_view<const T, device_memory>& u,
                      const geometric_consistency_options& o) {
   cd::gc_check_options(fn, o);
-  check_matrix(fn, "v", v);
-  check_matrix(fn, "u", u);
-  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('v' has 0 rows)");
-  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'v' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'u' has ", u.rows(), " rows, expected ", v.rows(),
-                    " (rows of 'v')");
-  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'u' has ", u.cols(), " columns, expected ",
-                    v.cols(), " (columns of 'v')");
+  check_matrix(fn, "a", v);
+  check_matrix(fn, "b", u);
+  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
+  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
+  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'b' has ", u.rows(), " rows, expected ", v.rows(),
+                    " (rows of 'a')");
+  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'b' has ", u.cols(), " columns, expected ",
+                    v.cols(), " (columns of 'a')");
   CONTRASTIVE_CHECK(v.cols() <= INT_MAX, fn, ": D = ", v.cols(), " exceeds cuBLAS's int range");
 }
 
@@ -518,8 +518,8 @@ geometric_consistency_device_saved<std::remove_const_t<TV>> geometric_consistenc
   constexpr const char* fn = "cuda::geometric_consistency_forward";
   const matrix_view<const T, device_memory> vv = v;
   detail::gc_check_inputs<T>(fn, vv, u, o);
-  detail::check_rows(fn, "v", vv, stream);
-  detail::check_rows(fn, "u", u, stream);
+  detail::check_rows(fn, "a", vv, stream);
+  detail::check_rows(fn, "b", u, stream);
   const index_t n = vv.rows(), d = vv.cols();
   geometric_consistency_device_saved<T> saved;
   saved.n = n;
@@ -568,19 +568,19 @@ void geometric_consistency_backward(detail::gc_view_t<T> v, detail::gc_view_t<T>
                         saved.grams.data() != nullptr &&
                         saved.grams.bytes() == geometric_consistency_gram_elements(d, po) * sizeof(T),
                     fn, ": 'saved' is incomplete (not produced by the matching forward)");
-  detail::check_matrix(fn, "grad_v", grad_v);
-  detail::check_matrix(fn, "grad_u", grad_u);
-  detail::check_shape(fn, "grad_v", grad_v, n, d, "the shape of the inputs");
-  detail::check_shape(fn, "grad_u", grad_u, n, d, "the shape of the inputs");
-  detail::check_writable_layout(fn, "grad_v", grad_v);
-  detail::check_writable_layout(fn, "grad_u", grad_u);
-  detail::check_no_alias(fn, "grad_v", grad_v, "v", v);
-  detail::check_no_alias(fn, "grad_v", grad_v, "u", u);
-  detail::check_no_alias(fn, "grad_u", grad_u, "v", v);
-  detail::check_no_alias(fn, "grad_u", grad_u, "u", u);
-  detail::check_no_alias(fn, "grad_u", grad_u, "grad_v", grad_v);
-  detail::check_rows(fn, "v", v, stream);
-  detail::check_rows(fn, "u", u, stream);
+  detail::check_matrix(fn, "grad_a", grad_v);
+  detail::check_matrix(fn, "grad_b", grad_u);
+  detail::check_shape(fn, "grad_a", grad_v, n, d, "the shape of the inputs");
+  detail::check_shape(fn, "grad_b", grad_u, n, d, "the shape of the inputs");
+  detail::check_writable_layout(fn, "grad_a", grad_v);
+  detail::check_writable_layout(fn, "grad_b", grad_u);
+  detail::check_no_alias(fn, "grad_a", grad_v, "a", v);
+  detail::check_no_alias(fn, "grad_a", grad_v, "b", u);
+  detail::check_no_alias(fn, "grad_b", grad_u, "a", v);
+  detail::check_no_alias(fn, "grad_b", grad_u, "b", u);
+  detail::check_no_alias(fn, "grad_b", grad_u, "grad_a", grad_v);
+  detail::check_rows(fn, "a", v, stream);
+  detail::check_rows(fn, "b", u, stream);
   device_buffer ws(geometric_consistency_workspace_bytes<T>(n, d, po));
   detail::cublas_handle h(handle);
   throw_on_error(geometric_consistency_backward_async<T>(v, u, saved.grams.template as<const T>(), grad_v,

@@ -324,7 +324,7 @@ info_nce_device_saved info_nce_forward(device_view<T> a, device_view<T> b,
 
 /// Returns upstream * dL/dtemperature in the three parameterisations, like the CPU backward.
 template <class T>
-temperature_gradient info_nce_backward(device_view<T> a, device_view<T> b,
+info_nce_parameter_gradients info_nce_backward(device_view<T> a, device_view<T> b,
                                        const info_nce_device_saved& saved,
                                        device_out_view<T> grad_a, device_out_view<T> grad_b,
                                        const info_nce_options& o = {}, double upstream = 1.0,
@@ -350,15 +350,15 @@ temperature_gradient info_nce_backward(device_view<T> a, device_view<T> b,
   return temperature_gradient::from_log_scale(-dtau * o.temperature, o.temperature);
 }
 
-/// Forward and backward; returns the loss (host). *temperature_grad is written when given.
+/// Forward and backward; returns the loss (host). *parameter_grads is written when given.
 template <class T>
 double info_nce_forward_backward(device_view<T> a, device_view<T> b, device_out_view<T> grad_a,
                                  device_out_view<T> grad_b, const info_nce_options& o = {},
-                                 temperature_gradient* temperature_grad = nullptr,
+                                 info_nce_parameter_gradients* parameter_grads = nullptr,
                                  math_mode m = math_mode::fp32, cudaStream_t stream = nullptr) {
   const info_nce_device_saved saved = info_nce_forward<T>(a, b, o, m, stream);
   const temperature_gradient tg = info_nce_backward<T>(a, b, saved, grad_a, grad_b, o, 1.0, stream);
-  if (temperature_grad != nullptr) *temperature_grad = tg;
+  if (parameter_grads != nullptr) *parameter_grads = tg;
   return saved.loss;
 }
 

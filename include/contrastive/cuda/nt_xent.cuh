@@ -240,7 +240,7 @@ nt_xent_device_saved nt_xent_forward(device_view<T> a, device_view<T> b,
 }
 
 template <class T>
-temperature_gradient nt_xent_backward(device_view<T> a, device_view<T> b,
+nt_xent_parameter_gradients nt_xent_backward(device_view<T> a, device_view<T> b,
                                       const nt_xent_device_saved& saved, device_out_view<T> grad_a,
                                       device_out_view<T> grad_b, const nt_xent_options& o = {},
                                       double upstream = 1.0, cudaStream_t stream = nullptr) {
@@ -267,11 +267,11 @@ temperature_gradient nt_xent_backward(device_view<T> a, device_view<T> b,
 template <class T>
 double nt_xent_forward_backward(device_view<T> a, device_view<T> b, device_out_view<T> grad_a,
                                 device_out_view<T> grad_b, const nt_xent_options& o = {},
-                                temperature_gradient* temperature_grad = nullptr,
+                                nt_xent_parameter_gradients* parameter_grads = nullptr,
                                 math_mode m = math_mode::fp32, cudaStream_t stream = nullptr) {
   const nt_xent_device_saved saved = nt_xent_forward<T>(a, b, o, m, stream);
   const temperature_gradient tg = nt_xent_backward<T>(a, b, saved, grad_a, grad_b, o, 1.0, stream);
-  if (temperature_grad != nullptr) *temperature_grad = tg;
+  if (parameter_grads != nullptr) *parameter_grads = tg;
   return saved.loss;
 }
 

@@ -136,7 +136,7 @@ cd::pairwise_problem<T> gamma_block_problem(const matrix_view<const T>* a,
 
 template <class T, class Comm>
 gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<const T>& a_in,
-                                          const matrix_view<const T>& b_in, id_span ids,
+                                          const matrix_view<const T>& b_in, vector_view<const std::int64_t> ids,
                                           normalizer_state* state, const gamma_nce_options& o) {
   const char* fn = "distributed::gamma_nce_forward";
   const bool use_state = o.rate_source == gamma_rate_source::state;
@@ -163,6 +163,8 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
     CONTRASTIVE_CHECK(ids.size == n, fn, ": 'ids' has ", ids.size, " sample ids, expected ", n,
                       " (one per row)");
     CONTRASTIVE_CHECK(n == 0 || ids.data != nullptr, fn, ": 'ids' is a null pointer");
+    CONTRASTIVE_CHECK(ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
+                      ids.stride);
     for (index_t i = 0; i < n; ++i)
       CONTRASTIVE_CHECK(ids.data[i] >= 0, fn, ": sample id ", ids.data[i], " at position ", i,
                         " is negative");
@@ -193,7 +195,7 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
   const std::vector<std::int64_t> all_ids = gather_rows(comm, l, ids.data);
   {
     std::vector<std::int64_t> sorted(all_ids.size());
-    normalizer_state::check_distinct(fn, id_span(all_ids), sorted.data());
+    normalizer_state::check_distinct(fn, vector_view<const std::int64_t>(all_ids), sorted.data());
   }
 
   cd::arena pack(workspace{}, cd::packing_bytes(a_in) + cd::packing_bytes(b_in), fn);
@@ -407,7 +409,7 @@ void gamma_same_type() {
 /// dataset ids of this rank's rows. Collective.
 template <class Comm, class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
-auto gamma_nce_forward(const Comm& comm, const A& a, const B& b, id_span ids,
+auto gamma_nce_forward(const Comm& comm, const A& a, const B& b, vector_view<const std::int64_t> ids,
                        normalizer_state& state, const gamma_nce_options& o = {}) {
   detail::require_communicator<Comm>();
   const auto va = ::contrastive::detail::input_view(a);
@@ -420,7 +422,7 @@ auto gamma_nce_forward(const Comm& comm, const A& a, const B& b, id_span ids,
 /// Forward without a state (rate_source same_batch or exact). Collective.
 template <class Comm, class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
-auto gamma_nce_forward(const Comm& comm, const A& a, const B& b, id_span ids,
+auto gamma_nce_forward(const Comm& comm, const A& a, const B& b, vector_view<const std::int64_t> ids,
                        const gamma_nce_options& o) {
   detail::require_communicator<Comm>();
   const auto va = ::contrastive::detail::input_view(a);
@@ -434,7 +436,7 @@ auto gamma_nce_forward(const Comm& comm, const A& a, const B& b, id_span ids,
 /// equal on every rank). Collective.
 template <class Comm, class A, class B, class T, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-temperature_gradient gamma_nce_backward(const Comm& comm, const A& a, const B& b,
+gamma_nce_parameter_gradients gamma_nce_backward(const Comm& comm, const A& a, const B& b,
                                         const gamma_nce_saved<T>& saved, GA&& grad_a, GB&& grad_b,
                                         const ::contrastive::gamma_nce_options& o = {},
                                         double upstream = 1.0) {
@@ -451,31 +453,31 @@ temperature_gradient gamma_nce_backward(const Comm& comm, const A& a, const B& b
   return detail::gamma_nce_backward_impl<T>(comm, va, vb, saved, ga, gb, o, upstream);
 }
 
-/// Forward (with the state) and backward; returns the saved forward. Collective.
+/// Forward (with the state) and backward; returns the global surrogate loss. Collective.
 template <class Comm, class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-auto gamma_nce_forward_backward(const Comm& comm, const A& a, const B& b, id_span ids,
+auto gamma_nce_forward_backward(const Comm& comm, const A& a, const B& b, vector_view<const std::int64_t> ids,
                                 normalizer_state& state, GA&& grad_a, GB&& grad_b,
                                 const gamma_nce_options& o = {},
-                                temperature_gradient* temperature_grad = nullptr) {
+                                gamma_nce_parameter_gradients* parameter_grads = nullptr) {
   auto saved = distributed::gamma_nce_forward(comm, a, b, ids, state, o);
   const temperature_gradient tg = distributed::gamma_nce_backward(
       comm, a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0);
-  if (temperature_grad) *temperature_grad = tg;
-  return saved;
+  if (parameter_grads) *parameter_grads = tg;
+  return saved.loss;
 }
 
 /// The same without a state (rate_source same_batch or exact). Collective.
 template <class Comm, class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-auto gamma_nce_forward_backward(const Comm& comm, const A& a, const B& b, id_span ids,
+auto gamma_nce_forward_backward(const Comm& comm, const A& a, const B& b, vector_view<const std::int64_t> ids,
                                 GA&& grad_a, GB&& grad_b, const gamma_nce_options& o,
-                                temperature_gradient* temperature_grad = nullptr) {
+                                gamma_nce_parameter_gradients* parameter_grads = nullptr) {
   auto saved = distributed::gamma_nce_forward(comm, a, b, ids, o);
   const temperature_gradient tg = distributed::gamma_nce_backward(
       comm, a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0);
-  if (temperature_grad) *temperature_grad = tg;
-  return saved;
+  if (parameter_grads) *parameter_grads = tg;
+  return saved.loss;
 }
 
 }  // namespace distributed

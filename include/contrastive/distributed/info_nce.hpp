@@ -197,10 +197,10 @@ info_nce_saved<T> info_nce_forward_impl(const Comm& comm, const matrix_view<cons
   if (labelled) {
     std::vector<std::int64_t> scratch_ids(static_cast<std::size_t>(ng));
     saved.row_positives.resize(static_cast<std::size_t>(n));
-    cd::count_matches(label_span(lab_a.data() + off, n), label_span(lab_b), saved.row_positives.data(), scratch_ids.data());
+    cd::count_matches(vector_view<const std::int64_t>(lab_a.data() + off, n), vector_view<const std::int64_t>(lab_b), saved.row_positives.data(), scratch_ids.data());
     if (sym) {
       saved.col_positives.resize(static_cast<std::size_t>(ng));
-      cd::count_matches(label_span(lab_b), label_span(lab_a), saved.col_positives.data(),
+      cd::count_matches(vector_view<const std::int64_t>(lab_b), vector_view<const std::int64_t>(lab_a), saved.col_positives.data(),
                         scratch_ids.data());
     }
   }
@@ -412,7 +412,7 @@ auto info_nce_forward(const Comm& comm, const A& a, const B& b, const info_nce_o
 /// rank's rows, L the global loss. `upstream` must be the same on every rank. Collective.
 template <class Comm, class A, class B, class T, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-temperature_gradient info_nce_backward(const Comm& comm, const A& a, const B& b,
+info_nce_parameter_gradients info_nce_backward(const Comm& comm, const A& a, const B& b,
                                        const info_nce_saved<T>& saved, GA&& grad_a, GB&& grad_b,
                                        const info_nce_options& o = {}, double upstream = 1.0) {
   detail::require_communicator<Comm>();
@@ -434,11 +434,11 @@ template <class Comm, class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto info_nce_forward_backward(const Comm& comm, const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                                const info_nce_options& o = {},
-                               temperature_gradient* temperature_grad = nullptr) {
+                               info_nce_parameter_gradients* parameter_grads = nullptr) {
   const auto saved = distributed::info_nce_forward(comm, a, b, o);
   const temperature_gradient tg = distributed::info_nce_backward(
       comm, a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0);
-  if (temperature_grad) *temperature_grad = tg;
+  if (parameter_grads) *parameter_grads = tg;
   return saved.loss;
 }
 

@@ -179,7 +179,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const Comm& comm, const matrix_view<const 
   if (labelled) {
     saved.positives.resize(static_cast<std::size_t>(n2));
     std::vector<std::int64_t> sorted(zl.size());
-    cd::count_matches(label_span(zl.data() + 2 * l.local_offset(), n2), label_span(zl),
+    cd::count_matches(vector_view<const std::int64_t>(zl.data() + 2 * l.local_offset(), n2), vector_view<const std::int64_t>(zl),
                       saved.positives.data(), sorted.data());
     for (auto& c : saved.positives) --c;  // not itself; the other view is always left
   }
@@ -336,7 +336,7 @@ auto nt_xent_forward(const Comm& comm, const A& a, const B& b, const nt_xent_opt
 /// Collective.
 template <class Comm, class A, class B, class T, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-temperature_gradient nt_xent_backward(const Comm& comm, const A& a, const B& b,
+nt_xent_parameter_gradients nt_xent_backward(const Comm& comm, const A& a, const B& b,
                                       const nt_xent_saved<T>& saved, GA&& grad_a, GB&& grad_b,
                                       const nt_xent_options& o = {}, double upstream = 1.0) {
   detail::require_communicator<Comm>();
@@ -357,11 +357,11 @@ template <class Comm, class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto nt_xent_forward_backward(const Comm& comm, const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                               const nt_xent_options& o = {},
-                              temperature_gradient* temperature_grad = nullptr) {
+                              nt_xent_parameter_gradients* parameter_grads = nullptr) {
   const auto saved = distributed::nt_xent_forward(comm, a, b, o);
   const temperature_gradient tg = distributed::nt_xent_backward(
       comm, a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0);
-  if (temperature_grad) *temperature_grad = tg;
+  if (parameter_grads) *parameter_grads = tg;
   return saved.loss;
 }
 

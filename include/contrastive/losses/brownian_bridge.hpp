@@ -39,23 +39,26 @@
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/modal_common.hpp"
 #include "contrastive/core/traits.hpp"
+#include "contrastive/core/workspace.hpp"
 #include "contrastive/sampling/brownian_bridge.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
-struct brownian_bridge_loss_options {
-  double t = 0.25;             // fixed t in [0, 1]
-  bool random_t = false;       // per-row t_j ~ U(t_min, t_max), as the sampler draws it
-  double t_min = 0.05;
-  double t_max = 0.95;
-  std::uint64_t seed = 0;      // Philox key, counter step and ids of the t draws
-  std::uint32_t step = 0;
-  std::uint64_t first_id = 0;
-  label_span ids{};
+/// Options of the bridge loss. Each row's t comes from the composed sampler options `bridge`
+/// (t, random_t, t_min, t_max, seed, step, first_id, ids: the same t_j the sampler draws); the
+/// sampler's noise, sigma, reproject, steps, accumulate and num_threads are not read. From
+/// tiling_options only num_threads is used (rows are independent; there are no tiles).
+struct brownian_bridge_loss_options : tiling_options {
+  brownian_bridge_options bridge{};
   bool nll_weight = false;     // weight term j by 1 / (2 t_j (1 - t_j))
-  bool detach_a = false;       // no gradient to a (grad_a zeroed, or untouched with accumulate)
+  bool detach_a_aug = false;   // no gradient to a_aug (grad_a_aug zeroed, or untouched with accumulate)
   bool accumulate = false;     // backward adds into the gradients instead of overwriting them
-  int num_threads = 0;         // 0: all OpenMP threads (1 without OpenMP)
+};
+
+/// What the backward returns besides the input gradients: upstream * dL/dt.
+struct brownian_bridge_loss_parameter_gradients {
+  double t = 0;                // dL/dt of a t shared by all rows (the sum of t_rows)
+  std::vector<double> t_rows;  // dL/dt_j per row
 };
 
 template <class T>
@@ -69,15 +72,7 @@ struct brownian_bridge_loss_saved {
 namespace detail {
 
 inline brownian_bridge_options bridge_loss_time_options(const brownian_bridge_loss_options& o) {
-  brownian_bridge_options b;
-  b.t = o.t;
-  b.random_t = o.random_t;
-  b.t_min = o.t_min;
-  b.t_max = o.t_max;
-  b.seed = o.seed;
-  b.step = o.step;
-  b.first_id = o.first_id;
-  b.ids = o.ids;
+  brownian_bridge_options b = o.bridge;
   b.noise = false;
   b.num_threads = o.num_threads;
   return b;
@@ -88,20 +83,20 @@ void bridge_loss_check(const char* fn, const matrix_view<const T>& v, const matr
                        const matrix_view<const T>& a, const brownian_bridge_loss_options& o) {
   const brownian_bridge_options b = bridge_loss_time_options(o);
   bridge_check_endpoints(fn, v, u, b, false);  // shapes of v/u, t range, ids, rows of v and u
-  check_matrix(fn, "a", a);
-  check_shape(fn, "a", a, v.rows(), v.cols(), "the shape of 'v'");
+  check_matrix(fn, "a_aug", a);
+  check_shape(fn, "a_aug", a, v.rows(), v.cols(), "the shape of 'a'");
   if (o.nll_weight) {
-    if (o.random_t) {
-      CONTRASTIVE_CHECK(o.t_min > 0 && o.t_max < 1, fn,
+    if (b.random_t) {
+      CONTRASTIVE_CHECK(b.t_min > 0 && b.t_max < 1, fn,
                         ": 'nll_weight' needs 0 < t_min and t_max < 1 (the weight 1/(2t(1-t)) is "
-                        "infinite at the ends), got [", o.t_min, ", ", o.t_max, "]");
+                        "infinite at the ends), got [", b.t_min, ", ", b.t_max, "]");
     } else {
-      CONTRASTIVE_CHECK(o.t > 0 && o.t < 1, fn,
+      CONTRASTIVE_CHECK(b.t > 0 && b.t < 1, fn,
                         ": 'nll_weight' needs 0 < t < 1 (the weight 1/(2t(1-t)) is infinite at the "
-                        "ends), got ", o.t);
+                        "ends), got ", b.t);
     }
   }
-  check_rows(fn, "a", a);
+  check_rows(fn, "a_aug", a);
 }
 
 inline double bridge_loss_weight(double t, bool nll) noexcept {
@@ -144,7 +139,7 @@ brownian_bridge_loss_saved<T> bridge_loss_forward(const matrix_view<const T>& v,
 }
 
 template <class T>
-brownian_bridge_gradient bridge_loss_backward(const matrix_view<const T>& v,
+brownian_bridge_loss_parameter_gradients bridge_loss_backward(const matrix_view<const T>& v,
                                               const matrix_view<const T>& u,
                                               const matrix_view<const T>& a,
                                               const brownian_bridge_loss_saved<T>& saved,
@@ -162,19 +157,19 @@ brownian_bridge_gradient bridge_loss_backward(const matrix_view<const T>& v,
   CONTRASTIVE_CHECK(saved.nll_weight == o.nll_weight, fn,
                     ": 'saved' was computed with nll_weight ", saved.nll_weight, ", these options have ",
                     o.nll_weight);
-  const char* names[3] = {"grad_v", "grad_u", "grad_a"};
+  const char* names[3] = {"grad_a", "grad_b", "grad_a_aug"};
   const matrix_view<T>* outs[3] = {&gv, &gu, &ga};
   for (int k = 0; k < 3; ++k) {
     check_matrix(fn, names[k], *outs[k]);
-    check_shape(fn, names[k], *outs[k], n, d, "the shape of 'v'");
+    check_shape(fn, names[k], *outs[k], n, d, "the shape of 'a'");
     check_writable_layout(fn, names[k], *outs[k]);
-    check_no_alias(fn, names[k], *outs[k], "v", v);
-    check_no_alias(fn, names[k], *outs[k], "u", u);
-    check_no_alias(fn, names[k], *outs[k], "a", a);
+    check_no_alias(fn, names[k], *outs[k], "a", v);
+    check_no_alias(fn, names[k], *outs[k], "b", u);
+    check_no_alias(fn, names[k], *outs[k], "a_aug", a);
     for (int j = 0; j < k; ++j) check_no_alias(fn, names[k], *outs[k], names[j], *outs[j]);
   }
 
-  brownian_bridge_gradient out;
+  brownian_bridge_loss_parameter_gradients out;
   out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
   const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
@@ -191,7 +186,7 @@ brownian_bridge_gradient bridge_loss_backward(const matrix_view<const T>& v,
       dist += e * e;
       g[k] = 2 * w * scale * e;  // dL/da
     }
-    if (!o.detach_a) bridge_store_row(ga, j, g, o.accumulate);
+    if (!o.detach_a_aug) bridge_store_row(ga, j, g, o.accumulate);
     for (index_t k = 0; k < d; ++k) g[k] = -g[k];  // dL/dmu
     bridge_mean_backward(mu, r, d, g);             // dL/dm
     double dt = 0;
@@ -203,7 +198,7 @@ brownian_bridge_gradient bridge_loss_backward(const matrix_view<const T>& v,
     for (index_t k = 0; k < d; ++k) mu[k] = (1 - t) * g[k];
     bridge_store_row(gu, j, mu, o.accumulate);
   });
-  if (o.detach_a && !o.accumulate) {
+  if (o.detach_a_aug && !o.accumulate) {
     for (index_t i = 0; i < n; ++i)
       for (index_t k = 0; k < d; ++k) ga(i, k) = T(0);
   }
@@ -213,58 +208,76 @@ brownian_bridge_gradient bridge_loss_backward(const matrix_view<const T>& v,
 
 }  // namespace detail
 
-/// Forward: returns L_Br and the per-row t the backward reuses.
-template <class V, class U, class A>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<A>)
-auto brownian_bridge_loss_forward(const V& v, const U& u, const A& a,
-                                  const brownian_bridge_loss_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
-  const auto va = detail::input_view(a);
-  using T = typename decltype(vv)::value_type;
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(va)::value_type>();
-  return detail::bridge_loss_forward<T>(vv, vu, va, o);
+/// Scratch bytes: none (per-thread rows are allocated inside; the call takes a workspace only to
+/// share the shape of every loss).
+template <class T>
+std::size_t brownian_bridge_loss_workspace_bytes(index_t, index_t,
+                                                 const brownian_bridge_loss_options& = {}) noexcept {
+  return 0;
 }
 
-/// Backward: writes (or adds) upstream * dL/dv, dL/du and dL/da; returns upstream * dL/dt (per
-/// row and summed).
-template <class V, class U, class A, class T, class GV, class GU, class GA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<A>&& writable_tensor<GV&&>&&
-                         writable_tensor<GU&&>&& writable_tensor<GA&&>)
-brownian_bridge_gradient brownian_bridge_loss_backward(const V& v, const U& u, const A& a,
-                                                       const brownian_bridge_loss_saved<T>& saved,
-                                                       GV&& grad_v, GU&& grad_u, GA&& grad_a,
-                                                       const brownian_bridge_loss_options& o = {},
-                                                       double upstream = 1.0) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+/// The same for these inputs.
+template <class A, class B, class AA,
+          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value &&
+                               is_tensor_like<AA>::value,
+                           int> = 0>
+std::size_t brownian_bridge_loss_workspace_bytes(const A&, const B&, const AA&,
+                                                 const brownian_bridge_loss_options& = {}) noexcept {
+  return 0;
+}
+
+/// Forward: returns L_Br and the per-row t the backward reuses. `a` (image) and `b` (text) are
+/// the pair's endpoints, `a_aug` the augmented image embedding (N x D each).
+template <class A, class B, class AA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>)
+auto brownian_bridge_loss_forward(const A& a, const B& b, const AA& a_aug,
+                                  const brownian_bridge_loss_options& o = {}, workspace = {}) {
   const auto va = detail::input_view(a);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto vb = detail::input_view(b);
+  const auto vaa = detail::input_view(a_aug);
+  using T = typename decltype(va)::value_type;
+  detail::bridge_same_type<T, typename decltype(vb)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vaa)::value_type>();
+  return detail::bridge_loss_forward<T>(va, vb, vaa, o);
+}
+
+/// Backward: writes (or adds) upstream * dL/da, dL/db and dL/da_aug; returns upstream * dL/dt
+/// (per row and summed).
+template <class A, class B, class AA, class T, class GA, class GB, class GAA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& writable_tensor<GA&&>&&
+                         writable_tensor<GB&&>&& writable_tensor<GAA&&>)
+brownian_bridge_loss_parameter_gradients brownian_bridge_loss_backward(
+    const A& a, const B& b, const AA& a_aug, const brownian_bridge_loss_saved<T>& saved,
+    GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug, const brownian_bridge_loss_options& o = {},
+    double upstream = 1.0, workspace = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto vaa = detail::input_view(a_aug);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
-  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
+  const auto gb = detail::output_view(std::forward<GB>(grad_b));
+  const auto gaa = detail::output_view(std::forward<GAA>(grad_a_aug));
   detail::bridge_same_type<T, typename decltype(va)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vb)::value_type>();
+  detail::bridge_same_type<T, typename decltype(vaa)::value_type>();
   detail::bridge_same_type<T, typename decltype(ga)::value_type>();
-  return detail::bridge_loss_backward<T>(vv, vu, va, saved, gv, gu, ga, o, upstream);
+  detail::bridge_same_type<T, typename decltype(gb)::value_type>();
+  detail::bridge_same_type<T, typename decltype(gaa)::value_type>();
+  return detail::bridge_loss_backward<T>(va, vb, vaa, saved, ga, gb, gaa, o, upstream);
 }
 
-/// Forward and backward in one call; returns the loss (and dL/dt through *t_grad when given).
-template <class V, class U, class A, class GV, class GU, class GA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<A>&& writable_tensor<GV&&>&&
-                         writable_tensor<GU&&>&& writable_tensor<GA&&>)
-auto brownian_bridge_loss_forward_backward(const V& v, const U& u, const A& a, GV&& grad_v,
-                                           GU&& grad_u, GA&& grad_a,
-                                           const brownian_bridge_loss_options& o = {},
-                                           brownian_bridge_gradient* t_grad = nullptr) {
-  const auto saved = brownian_bridge_loss_forward(v, u, a, o);
-  brownian_bridge_gradient g =
-      brownian_bridge_loss_backward(v, u, a, saved, std::forward<GV>(grad_v),
-                                    std::forward<GU>(grad_u), std::forward<GA>(grad_a), o, 1.0);
-  if (t_grad) *t_grad = std::move(g);
+/// Forward and backward in one call; returns the loss (and dL/dt through *parameter_grads).
+template <class A, class B, class AA, class GA, class GB, class GAA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& writable_tensor<GA&&>&&
+                         writable_tensor<GB&&>&& writable_tensor<GAA&&>)
+auto brownian_bridge_loss_forward_backward(
+    const A& a, const B& b, const AA& a_aug, GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug,
+    const brownian_bridge_loss_options& o = {},
+    brownian_bridge_loss_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
+  const auto saved = brownian_bridge_loss_forward(a, b, a_aug, o, ws);
+  auto g = brownian_bridge_loss_backward(a, b, a_aug, saved, std::forward<GA>(grad_a),
+                                         std::forward<GB>(grad_b), std::forward<GAA>(grad_a_aug), o,
+                                         1.0, ws);
+  if (parameter_grads) *parameter_grads = std::move(g);
   return saved.loss;
 }
 

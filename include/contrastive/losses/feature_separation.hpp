@@ -63,18 +63,21 @@ enum class uniformity_form {
   wang_isola  // sum over modalities of log((1/(N(N-1))) sum_{j != k} G)
 };
 
-struct feature_separation_options {
+/// Options of deep feature separation; tile_rows x tile_cols tiles the uniformity sweep and the
+/// in-modal InfoNCE calls, num_threads the uniformity sweep (tiling_options).
+struct feature_separation_options : tiling_options {
   double orthogonality_weight = 1;
   double contrastive_weight = 1;
   double uniformity_weight = 1;
   double temperature = 0.07;  // in-modal InfoNCE temperature (shared with the base loss)
   double uniformity_t = 2;    // t of G_t(x, y) = exp(-t ||x - y||^2), > 0
   uniformity_form uniformity = uniformity_form::literal;
-  index_t tile_rows = 256;    // tiles of the uniformity sweep and of the InfoNCE calls
-  index_t tile_cols = 256;
   bool accumulate = false;    // backward adds into the gradients instead of overwriting them
-  int num_threads = 0;        // uniformity sweep: 0 = all OpenMP threads (1 without OpenMP)
 };
+
+/// What every backward returns besides the input gradients: upstream * dL/dtemperature (from
+/// the in-modal InfoNCE term; zero for the terms without a temperature).
+using feature_separation_parameter_gradients = temperature_gradient;
 
 template <class T>
 struct feature_orthogonality_saved {
@@ -85,7 +88,7 @@ struct feature_orthogonality_saved {
 template <class T>
 struct in_modal_contrastive_saved {
   T loss = 0;
-  info_nce_saved<T> v, u;  // InfoNCE(vi, via) and InfoNCE(ui, uia)
+  info_nce_saved<T> a, b;  // InfoNCE(a_ind, a_ind_aug) and InfoNCE(b_ind, b_ind_aug)
 };
 
 template <class T>
@@ -398,12 +401,13 @@ in_modal_contrastive_saved<T> fs_contrastive_forward(const matrix_view<const T>&
                                                      const matrix_view<const T>& ui,
                                                      const matrix_view<const T>& via,
                                                      const matrix_view<const T>& uia,
-                                                     const feature_separation_options& o) {
+                                                     const feature_separation_options& o,
+                                                     workspace ws) {
   const info_nce_options io = fs_info_nce_options(o, vi.rows(), vi.cols());
   in_modal_contrastive_saved<T> s;
-  s.v = info_nce_forward(vi, via, io);
-  s.u = info_nce_forward(ui, uia, io);
-  s.loss = static_cast<T>(double(s.v.loss) + double(s.u.loss));
+  s.a = info_nce_forward(vi, via, io, ws);
+  s.b = info_nce_forward(ui, uia, io, ws);
+  s.loss = static_cast<T>(double(s.a.loss) + double(s.b.loss));
   return s;
 }
 
@@ -416,215 +420,253 @@ temperature_gradient fs_contrastive_backward(const matrix_view<const T>& vi,
                                              const in_modal_contrastive_saved<T>& s,
                                              const matrix_view<T>& gvi, const matrix_view<T>& gui,
                                              const matrix_view<T>& gvia, const matrix_view<T>& guia,
-                                             const feature_separation_options& o, double scale) {
+                                             const feature_separation_options& o, double scale,
+                                             workspace ws) {
   const info_nce_options io = fs_info_nce_options(o, vi.rows(), vi.cols());
-  const temperature_gradient a = info_nce_backward(vi, via, s.v, gvi, gvia, io, scale);
-  const temperature_gradient b = info_nce_backward(ui, uia, s.u, gui, guia, io, scale);
+  const temperature_gradient a = info_nce_backward(vi, via, s.a, gvi, gvia, io, scale, ws);
+  const temperature_gradient b = info_nce_backward(ui, uia, s.b, gui, guia, io, scale, ws);
   return temperature_gradient::from_log_scale(a.log_scale + b.log_scale, o.temperature);
 }
 
 }  // namespace detail
 
+/// Bytes of scratch the in-modal InfoNCE calls use for N x D row-major inputs (the workspace of
+/// every feature-separation call serves them; the orthogonality and uniformity terms keep their
+/// O(N + tile^2) scratch themselves). Pass at least this much to make those calls
+/// allocation-free.
+template <class T>
+std::size_t feature_separation_workspace_bytes(index_t n, index_t d,
+                                               const feature_separation_options& o = {}) {
+  return info_nce_workspace_bytes<T>(n, d, detail::fs_info_nce_options(o, n, d));
+}
+
+/// The same for these inputs (the augmented views' layouts add their packing).
+template <class A, class B, class AI, class BI, class AIA, class BIA,
+          std::enable_if_t<is_tensor_like<AI>::value && is_tensor_like<AIA>::value, int> = 0>
+std::size_t feature_separation_workspace_bytes(const A&, const B&, const AI& a_ind, const BI& b_ind,
+                                               const AIA& a_ind_aug, const BIA& b_ind_aug,
+                                               const feature_separation_options& o = {}) {
+  const auto va = detail::input_view(a_ind);
+  const info_nce_options io = detail::fs_info_nce_options(o, va.rows(), va.cols());
+  const std::size_t x = info_nce_workspace_bytes(a_ind, a_ind_aug, io);
+  const std::size_t y = info_nce_workspace_bytes(b_ind, b_ind_aug, io);
+  return x > y ? x : y;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Orthogonality term.
 
 /// L_Ortho = (1/N) sum_j (<v_j, vi_j>^2 + <u_j, ui_j>^2).
-template <class V, class U, class VI, class UI>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>)
-auto feature_orthogonality_forward(const V& v, const U& u, const VI& vi, const UI& ui,
-                                   const feature_separation_options& o = {}) {
+template <class A, class B, class AI, class BI>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>)
+auto feature_orthogonality_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                   const feature_separation_options& o = {}, workspace ws = {}) {
   const char* fn = "feature_orthogonality_forward";
-  const auto a = detail::input_view(v);
-  using T = typename decltype(a)::value_type;
-  const matrix_view<const T> b = detail::input_view(u), c = detail::input_view(vi),
-                             e = detail::input_view(ui);
-  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
-  const char* names[4] = {"v", "u", "vi", "ui"};
+  (void)ws;  // these terms need no caller scratch
+  const auto x0 = detail::input_view(a);
+  using T = typename decltype(x0)::value_type;
+  const matrix_view<const T> x1 = detail::input_view(b), x2 = detail::input_view(a_ind),
+                             x3 = detail::input_view(b_ind);
+  const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
+  const char* names[4] = {"a", "b", "a_ind", "b_ind"};
   detail::fs_check_options(fn, o);
   detail::fs_check_inputs(fn, in, names, 4);
   feature_orthogonality_saved<T> s;
-  s.n = a.rows();
-  s.d = a.cols();
-  s.loss = static_cast<T>(detail::fs_ortho_forward(a, b, c, e));
+  s.n = x0.rows();
+  s.d = x0.cols();
+  s.loss = static_cast<T>(detail::fs_ortho_forward(x0, x1, x2, x3));
   return s;
 }
 
-template <class V, class U, class VI, class UI, class T, class GV, class GU, class GVI, class GUI>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
-                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
-                             writable_tensor<GUI&&>)
-void feature_orthogonality_backward(const V& v, const U& u, const VI& vi, const UI& ui,
-                                    const feature_orthogonality_saved<T>& saved, GV&& grad_v,
-                                    GU&& grad_u, GVI&& grad_vi, GUI&& grad_ui,
+template <class A, class B, class AI, class BI, class T, class GA, class GB, class GAI, class GBI>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
+                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
+                             writable_tensor<GBI&&>)
+feature_separation_parameter_gradients feature_orthogonality_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                    const feature_orthogonality_saved<T>& saved, GA&& grad_a,
+                                    GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind,
                                     const feature_separation_options& o = {},
-                                    double upstream = 1.0) {
+                                    double upstream = 1.0, workspace ws = {}) {
   const char* fn = "feature_orthogonality_backward";
-  const matrix_view<const T> a = detail::input_view(v), b = detail::input_view(u),
-                             c = detail::input_view(vi), e = detail::input_view(ui);
-  const matrix_view<T> g0 = detail::output_view(std::forward<GV>(grad_v)),
-                       g1 = detail::output_view(std::forward<GU>(grad_u)),
-                       g2 = detail::output_view(std::forward<GVI>(grad_vi)),
-                       g3 = detail::output_view(std::forward<GUI>(grad_ui));
-  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
-  const char* names[4] = {"v", "u", "vi", "ui"};
+  (void)ws;  // these terms need no caller scratch
+  const matrix_view<const T> x0 = detail::input_view(a), x1 = detail::input_view(b),
+                             x2 = detail::input_view(a_ind), x3 = detail::input_view(b_ind);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GA>(grad_a)),
+                       g1 = detail::output_view(std::forward<GB>(grad_b)),
+                       g2 = detail::output_view(std::forward<GAI>(grad_a_ind)),
+                       g3 = detail::output_view(std::forward<GBI>(grad_b_ind));
+  const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
+  const char* names[4] = {"a", "b", "a_ind", "b_ind"};
   const matrix_view<T>* out[4] = {&g0, &g1, &g2, &g3};
-  const char* out_names[4] = {"grad_v", "grad_u", "grad_vi", "grad_ui"};
+  const char* out_names[4] = {"grad_a", "grad_b", "grad_a_ind", "grad_b_ind"};
   detail::fs_check_options(fn, o);
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 4);
-  CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
-                    saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
+  CONTRASTIVE_CHECK(saved.n == x0.rows() && saved.d == x0.cols(), fn, ": 'saved' belongs to x0 ",
+                    saved.n, " x ", saved.d, " batch, the inputs are ", x0.rows(), " x ", x0.cols());
   detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
-  detail::fs_ortho_backward(a, b, c, e, g0, g1, g2, g3, upstream);
+  detail::fs_ortho_backward(x0, x1, x2, x3, g0, g1, g2, g3, upstream);
+  return {};
 }
 
-template <class V, class U, class VI, class UI, class GV, class GU, class GVI, class GUI>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
-                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
-                             writable_tensor<GUI&&>)
-auto feature_orthogonality_forward_backward(const V& v, const U& u, const VI& vi, const UI& ui,
-                                            GV&& grad_v, GU&& grad_u, GVI&& grad_vi, GUI&& grad_ui,
-                                            const feature_separation_options& o = {}) {
-  const auto s = feature_orthogonality_forward(v, u, vi, ui, o);
-  feature_orthogonality_backward(v, u, vi, ui, s, std::forward<GV>(grad_v), std::forward<GU>(grad_u),
-                                 std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui), o, 1.0);
+template <class A, class B, class AI, class BI, class GA, class GB, class GAI, class GBI>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
+                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
+                             writable_tensor<GBI&&>)
+auto feature_orthogonality_forward_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                            GA&& grad_a, GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind,
+                                            const feature_separation_options& o = {},
+                                            feature_separation_parameter_gradients* parameter_grads = nullptr,
+                                            workspace ws = {}) {
+  const auto s = feature_orthogonality_forward(a, b, a_ind, b_ind, o, ws);
+  feature_orthogonality_backward(a, b, a_ind, b_ind, s, std::forward<GA>(grad_a), std::forward<GB>(grad_b),
+                                 std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = {};
   return s.loss;
 }
 
 // ---------------------------------------------------------------------------------------------
 // In-modal contrastive term.
 
-/// L^i_Con = InfoNCE(vi, via) + InfoNCE(ui, uia) (one direction each).
-template <class VI, class UI, class VIA, class UIA>
-CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& tensor_like<VIA>&& tensor_like<UIA>)
-auto in_modal_contrastive_forward(const VI& vi, const UI& ui, const VIA& via, const UIA& uia,
-                                  const feature_separation_options& o = {}) {
+/// L^i_Con = InfoNCE(a_ind, a_ind_aug) + InfoNCE(b_ind, b_ind_aug) (one direction each).
+template <class AI, class BI, class AIA, class BIA>
+CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tensor_like<BIA>)
+auto in_modal_contrastive_forward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug, const BIA& b_ind_aug,
+                                  const feature_separation_options& o = {}, workspace ws = {}) {
   const char* fn = "in_modal_contrastive_forward";
-  const auto a = detail::input_view(vi);
-  using T = typename decltype(a)::value_type;
-  const matrix_view<const T> b = detail::input_view(ui), c = detail::input_view(via),
-                             e = detail::input_view(uia);
-  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
-  const char* names[4] = {"vi", "ui", "via", "uia"};
+  const auto x0 = detail::input_view(a_ind);
+  using T = typename decltype(x0)::value_type;
+  const matrix_view<const T> x1 = detail::input_view(b_ind), x2 = detail::input_view(a_ind_aug),
+                             x3 = detail::input_view(b_ind_aug);
+  const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
+  const char* names[4] = {"a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
   detail::fs_check_options(fn, o);
   detail::fs_check_inputs(fn, in, names, 4);
-  return detail::fs_contrastive_forward(a, b, c, e, o);
+  return detail::fs_contrastive_forward(x0, x1, x2, x3, o, ws);
 }
 
-template <class VI, class UI, class VIA, class UIA, class T, class GVI, class GUI, class GVIA, class GUIA>
-CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& tensor_like<VIA>&& tensor_like<UIA>&&
-                         writable_tensor<GVI&&>&& writable_tensor<GUI&&>&&
-                             writable_tensor<GVIA&&>&& writable_tensor<GUIA&&>)
-temperature_gradient in_modal_contrastive_backward(const VI& vi, const UI& ui, const VIA& via,
-                                                   const UIA& uia,
+template <class AI, class BI, class AIA, class BIA, class T, class GAI, class GBI, class GAIA, class GBIA>
+CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tensor_like<BIA>&&
+                         writable_tensor<GAI&&>&& writable_tensor<GBI&&>&&
+                             writable_tensor<GAIA&&>&& writable_tensor<GBIA&&>)
+feature_separation_parameter_gradients in_modal_contrastive_backward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+                                                   const BIA& b_ind_aug,
                                                    const in_modal_contrastive_saved<T>& saved,
-                                                   GVI&& grad_vi, GUI&& grad_ui, GVIA&& grad_via,
-                                                   GUIA&& grad_uia,
+                                                   GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug,
+                                                   GBIA&& grad_b_ind_aug,
                                                    const feature_separation_options& o = {},
-                                                   double upstream = 1.0) {
+                                                   double upstream = 1.0, workspace ws = {}) {
   const char* fn = "in_modal_contrastive_backward";
-  const matrix_view<const T> a = detail::input_view(vi), b = detail::input_view(ui),
-                             c = detail::input_view(via), e = detail::input_view(uia);
-  const matrix_view<T> g0 = detail::output_view(std::forward<GVI>(grad_vi)),
-                       g1 = detail::output_view(std::forward<GUI>(grad_ui)),
-                       g2 = detail::output_view(std::forward<GVIA>(grad_via)),
-                       g3 = detail::output_view(std::forward<GUIA>(grad_uia));
-  const matrix_view<const T>* in[4] = {&a, &b, &c, &e};
-  const char* names[4] = {"vi", "ui", "via", "uia"};
+  const matrix_view<const T> x0 = detail::input_view(a_ind), x1 = detail::input_view(b_ind),
+                             x2 = detail::input_view(a_ind_aug), x3 = detail::input_view(b_ind_aug);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GAI>(grad_a_ind)),
+                       g1 = detail::output_view(std::forward<GBI>(grad_b_ind)),
+                       g2 = detail::output_view(std::forward<GAIA>(grad_a_ind_aug)),
+                       g3 = detail::output_view(std::forward<GBIA>(grad_b_ind_aug));
+  const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
+  const char* names[4] = {"a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
   const matrix_view<T>* out[4] = {&g0, &g1, &g2, &g3};
-  const char* out_names[4] = {"grad_vi", "grad_ui", "grad_via", "grad_uia"};
+  const char* out_names[4] = {"grad_a_ind", "grad_b_ind", "grad_a_ind_aug", "grad_b_ind_aug"};
   detail::fs_check_options(fn, o);
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 4);
   detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
-  return detail::fs_contrastive_backward(a, b, c, e, saved, g0, g1, g2, g3, o, upstream);
+  return detail::fs_contrastive_backward(x0, x1, x2, x3, saved, g0, g1, g2, g3, o, upstream, ws);
 }
 
-template <class VI, class UI, class VIA, class UIA, class GVI, class GUI, class GVIA, class GUIA>
-CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& tensor_like<VIA>&& tensor_like<UIA>&&
-                         writable_tensor<GVI&&>&& writable_tensor<GUI&&>&&
-                             writable_tensor<GVIA&&>&& writable_tensor<GUIA&&>)
-auto in_modal_contrastive_forward_backward(const VI& vi, const UI& ui, const VIA& via,
-                                           const UIA& uia, GVI&& grad_vi, GUI&& grad_ui,
-                                           GVIA&& grad_via, GUIA&& grad_uia,
+template <class AI, class BI, class AIA, class BIA, class GAI, class GBI, class GAIA, class GBIA>
+CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tensor_like<BIA>&&
+                         writable_tensor<GAI&&>&& writable_tensor<GBI&&>&&
+                             writable_tensor<GAIA&&>&& writable_tensor<GBIA&&>)
+auto in_modal_contrastive_forward_backward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+                                           const BIA& b_ind_aug, GAI&& grad_a_ind, GBI&& grad_b_ind,
+                                           GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug,
                                            const feature_separation_options& o = {},
-                                           temperature_gradient* temperature_grad = nullptr) {
-  const auto s = in_modal_contrastive_forward(vi, ui, via, uia, o);
+                                           feature_separation_parameter_gradients* parameter_grads = nullptr,
+                                         workspace ws = {}) {
+  const auto s = in_modal_contrastive_forward(a_ind, b_ind, a_ind_aug, b_ind_aug, o, ws);
   const temperature_gradient tg = in_modal_contrastive_backward(
-      vi, ui, via, uia, s, std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui),
-      std::forward<GVIA>(grad_via), std::forward<GUIA>(grad_uia), o, 1.0);
-  if (temperature_grad) *temperature_grad = tg;
+      a_ind, b_ind, a_ind_aug, b_ind_aug, s, std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind),
+      std::forward<GAIA>(grad_a_ind_aug), std::forward<GBIA>(grad_b_ind_aug), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = tg;
   return s.loss;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Uniformity term.
 
-template <class VI, class UI>
-CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>)
-auto feature_uniformity_forward(const VI& vi, const UI& ui, const feature_separation_options& o = {}) {
+template <class AI, class BI>
+CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>)
+auto feature_uniformity_forward(const AI& a_ind, const BI& b_ind, const feature_separation_options& o = {}, workspace ws = {}) {
   const char* fn = "feature_uniformity_forward";
-  const auto a = detail::input_view(vi);
-  using T = typename decltype(a)::value_type;
-  const matrix_view<const T> b = detail::input_view(ui);
-  const matrix_view<const T>* in[2] = {&a, &b};
-  const char* names[2] = {"vi", "ui"};
+  (void)ws;  // these terms need no caller scratch
+  const auto x0 = detail::input_view(a_ind);
+  using T = typename decltype(x0)::value_type;
+  const matrix_view<const T> x1 = detail::input_view(b_ind);
+  const matrix_view<const T>* in[2] = {&x0, &x1};
+  const char* names[2] = {"a_ind", "b_ind"};
   detail::fs_check_options(fn, o);
   detail::fs_check_inputs(fn, in, names, 2);
-  return detail::fs_uniformity_forward(fn, a, b, o);
+  return detail::fs_uniformity_forward(fn, x0, x1, o);
 }
 
-template <class VI, class UI, class T, class GVI, class GUI>
-CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& writable_tensor<GVI&&>&& writable_tensor<GUI&&>)
-void feature_uniformity_backward(const VI& vi, const UI& ui, const feature_uniformity_saved<T>& saved,
-                                 GVI&& grad_vi, GUI&& grad_ui,
-                                 const feature_separation_options& o = {}, double upstream = 1.0) {
+template <class AI, class BI, class T, class GAI, class GBI>
+CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
+feature_separation_parameter_gradients feature_uniformity_backward(const AI& a_ind, const BI& b_ind, const feature_uniformity_saved<T>& saved,
+                                 GAI&& grad_a_ind, GBI&& grad_b_ind,
+                                 const feature_separation_options& o = {}, double upstream = 1.0, workspace ws = {}) {
   const char* fn = "feature_uniformity_backward";
-  const matrix_view<const T> a = detail::input_view(vi), b = detail::input_view(ui);
-  const matrix_view<T> g0 = detail::output_view(std::forward<GVI>(grad_vi)),
-                       g1 = detail::output_view(std::forward<GUI>(grad_ui));
-  const matrix_view<const T>* in[2] = {&a, &b};
-  const char* names[2] = {"vi", "ui"};
+  (void)ws;  // these terms need no caller scratch
+  const matrix_view<const T> x0 = detail::input_view(a_ind), x1 = detail::input_view(b_ind);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GAI>(grad_a_ind)),
+                       g1 = detail::output_view(std::forward<GBI>(grad_b_ind));
+  const matrix_view<const T>* in[2] = {&x0, &x1};
+  const char* names[2] = {"a_ind", "b_ind"};
   const matrix_view<T>* out[2] = {&g0, &g1};
-  const char* out_names[2] = {"grad_vi", "grad_ui"};
+  const char* out_names[2] = {"grad_a_ind", "grad_b_ind"};
   detail::fs_check_options(fn, o);
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 2);
   detail::fs_check_outputs(fn, out, out_names, 2, in, names, 2);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
-  detail::fs_uniformity_backward_both(fn, a, b, saved, o, g0, g1, upstream);
+  detail::fs_uniformity_backward_both(fn, x0, x1, saved, o, g0, g1, upstream);
+  return {};
 }
 
-template <class VI, class UI, class GVI, class GUI>
-CONTRASTIVE_REQUIRES(tensor_like<VI>&& tensor_like<UI>&& writable_tensor<GVI&&>&& writable_tensor<GUI&&>)
-auto feature_uniformity_forward_backward(const VI& vi, const UI& ui, GVI&& grad_vi, GUI&& grad_ui,
-                                         const feature_separation_options& o = {}) {
-  const auto s = feature_uniformity_forward(vi, ui, o);
-  feature_uniformity_backward(vi, ui, s, std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui), o, 1.0);
+template <class AI, class BI, class GAI, class GBI>
+CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
+auto feature_uniformity_forward_backward(const AI& a_ind, const BI& b_ind, GAI&& grad_a_ind, GBI&& grad_b_ind,
+                                         const feature_separation_options& o = {},
+                                         feature_separation_parameter_gradients* parameter_grads = nullptr,
+                                         workspace ws = {}) {
+  const auto s = feature_uniformity_forward(a_ind, b_ind, o, ws);
+  feature_uniformity_backward(a_ind, b_ind, s, std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind), o,
+                              1.0, ws);
+  if (parameter_grads) *parameter_grads = {};
   return s.loss;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Combined loss L_Sep = w_o L_Ortho + w_c L^i_Con + w_u L^i_Uni (a term of weight 0 is skipped).
 
-template <class V, class U, class VI, class UI, class VIA, class UIA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
-                         tensor_like<VIA>&& tensor_like<UIA>)
-auto feature_separation_forward(const V& v, const U& u, const VI& vi, const UI& ui, const VIA& via,
-                                const UIA& uia, const feature_separation_options& o = {}) {
+template <class A, class B, class AI, class BI, class AIA, class BIA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
+                         tensor_like<AIA>&& tensor_like<BIA>)
+auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+                                const BIA& b_ind_aug, const feature_separation_options& o = {}, workspace ws = {}) {
   const char* fn = "feature_separation_forward";
-  const auto a0 = detail::input_view(v);
+  const auto a0 = detail::input_view(a);
   using T = typename decltype(a0)::value_type;
-  const matrix_view<const T> a1 = detail::input_view(u), a2 = detail::input_view(vi),
-                             a3 = detail::input_view(ui), a4 = detail::input_view(via),
-                             a5 = detail::input_view(uia);
+  const matrix_view<const T> a1 = detail::input_view(b), a2 = detail::input_view(a_ind),
+                             a3 = detail::input_view(b_ind), a4 = detail::input_view(a_ind_aug),
+                             a5 = detail::input_view(b_ind_aug);
   const matrix_view<const T>* in[6] = {&a0, &a1, &a2, &a3, &a4, &a5};
-  const char* names[6] = {"v", "u", "vi", "ui", "via", "uia"};
+  const char* names[6] = {"a", "b", "a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
   detail::fs_check_options(fn, o);
   detail::fs_check_inputs(fn, in, names, 6);
   feature_separation_saved<T> s;
@@ -639,7 +681,7 @@ auto feature_separation_forward(const V& v, const U& u, const VI& vi, const UI& 
     loss += o.orthogonality_weight * double(s.orthogonality.loss);
   }
   if (o.contrastive_weight != 0) {
-    s.contrastive = detail::fs_contrastive_forward(a2, a3, a4, a5, o);
+    s.contrastive = detail::fs_contrastive_forward(a2, a3, a4, a5, o, ws);
     loss += o.contrastive_weight * double(s.contrastive.loss);
   }
   if (o.uniformity_weight != 0) {
@@ -652,39 +694,39 @@ auto feature_separation_forward(const V& v, const U& u, const VI& vi, const UI& 
 
 /// Writes (or adds) upstream * dL_Sep for all six inputs; returns upstream * the temperature
 /// gradient (from L^i_Con).
-template <class V, class U, class VI, class UI, class VIA, class UIA, class T, class GV, class GU,
-          class GVI, class GUI, class GVIA, class GUIA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
-                         tensor_like<VIA>&& tensor_like<UIA>&& writable_tensor<GV&&>&&
-                             writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
-                                 writable_tensor<GUI&&>&& writable_tensor<GVIA&&>&&
-                                     writable_tensor<GUIA&&>)
-temperature_gradient feature_separation_backward(const V& v, const U& u, const VI& vi, const UI& ui,
-                                                 const VIA& via, const UIA& uia,
+template <class A, class B, class AI, class BI, class AIA, class BIA, class T, class GA, class GB,
+          class GAI, class GBI, class GAIA, class GBIA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
+                         tensor_like<AIA>&& tensor_like<BIA>&& writable_tensor<GA&&>&&
+                             writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
+                                 writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&&
+                                     writable_tensor<GBIA&&>)
+feature_separation_parameter_gradients feature_separation_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                                 const AIA& a_ind_aug, const BIA& b_ind_aug,
                                                  const feature_separation_saved<T>& saved,
-                                                 GV&& grad_v, GU&& grad_u, GVI&& grad_vi,
-                                                 GUI&& grad_ui, GVIA&& grad_via, GUIA&& grad_uia,
+                                                 GA&& grad_a, GB&& grad_b, GAI&& grad_a_ind,
+                                                 GBI&& grad_b_ind, GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug,
                                                  const feature_separation_options& o = {},
-                                                 double upstream = 1.0) {
+                                                 double upstream = 1.0, workspace ws = {}) {
   const char* fn = "feature_separation_backward";
-  const matrix_view<const T> a0 = detail::input_view(v), a1 = detail::input_view(u),
-                             a2 = detail::input_view(vi), a3 = detail::input_view(ui),
-                             a4 = detail::input_view(via), a5 = detail::input_view(uia);
-  const matrix_view<T> g0 = detail::output_view(std::forward<GV>(grad_v)),
-                       g1 = detail::output_view(std::forward<GU>(grad_u)),
-                       g2 = detail::output_view(std::forward<GVI>(grad_vi)),
-                       g3 = detail::output_view(std::forward<GUI>(grad_ui)),
-                       g4 = detail::output_view(std::forward<GVIA>(grad_via)),
-                       g5 = detail::output_view(std::forward<GUIA>(grad_uia));
+  const matrix_view<const T> a0 = detail::input_view(a), a1 = detail::input_view(b),
+                             a2 = detail::input_view(a_ind), a3 = detail::input_view(b_ind),
+                             a4 = detail::input_view(a_ind_aug), a5 = detail::input_view(b_ind_aug);
+  const matrix_view<T> g0 = detail::output_view(std::forward<GA>(grad_a)),
+                       g1 = detail::output_view(std::forward<GB>(grad_b)),
+                       g2 = detail::output_view(std::forward<GAI>(grad_a_ind)),
+                       g3 = detail::output_view(std::forward<GBI>(grad_b_ind)),
+                       g4 = detail::output_view(std::forward<GAIA>(grad_a_ind_aug)),
+                       g5 = detail::output_view(std::forward<GBIA>(grad_b_ind_aug));
   const matrix_view<const T>* in[6] = {&a0, &a1, &a2, &a3, &a4, &a5};
-  const char* names[6] = {"v", "u", "vi", "ui", "via", "uia"};
+  const char* names[6] = {"a", "b", "a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
   const matrix_view<T>* out[6] = {&g0, &g1, &g2, &g3, &g4, &g5};
-  const char* out_names[6] = {"grad_v", "grad_u", "grad_vi", "grad_ui", "grad_via", "grad_uia"};
+  const char* out_names[6] = {"grad_a", "grad_b", "grad_a_ind", "grad_b_ind", "grad_a_ind_aug", "grad_b_ind_aug"};
   detail::fs_check_options(fn, o);
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 6);
   CONTRASTIVE_CHECK(saved.orthogonality.n == a0.rows() && saved.orthogonality.d == a0.cols(), fn,
-                    ": 'saved' belongs to a ", saved.orthogonality.n, " x ", saved.orthogonality.d,
+                    ": 'saved' belongs to x0 ", saved.orthogonality.n, " x ", saved.orthogonality.d,
                     " batch, the inputs are ", a0.rows(), " x ", a0.cols());
   CONTRASTIVE_CHECK(saved.orthogonality_weight == o.orthogonality_weight &&
                         saved.contrastive_weight == o.contrastive_weight &&
@@ -700,31 +742,32 @@ temperature_gradient feature_separation_backward(const V& v, const U& u, const V
     detail::fs_ortho_backward(a0, a1, a2, a3, g0, g1, g2, g3, upstream * o.orthogonality_weight);
   if (o.contrastive_weight != 0)
     tg = detail::fs_contrastive_backward(a2, a3, a4, a5, saved.contrastive, g2, g3, g4, g5, o,
-                                         upstream * o.contrastive_weight);
+                                         upstream * o.contrastive_weight, ws);
   if (o.uniformity_weight != 0)
     detail::fs_uniformity_backward_both(fn, a2, a3, saved.uniformity, o, g2, g3,
                                         upstream * o.uniformity_weight);
   return tg;
 }
 
-template <class V, class U, class VI, class UI, class VIA, class UIA, class GV, class GU, class GVI,
-          class GUI, class GVIA, class GUIA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VI>&& tensor_like<UI>&&
-                         tensor_like<VIA>&& tensor_like<UIA>&& writable_tensor<GV&&>&&
-                             writable_tensor<GU&&>&& writable_tensor<GVI&&>&&
-                                 writable_tensor<GUI&&>&& writable_tensor<GVIA&&>&&
-                                     writable_tensor<GUIA&&>)
-auto feature_separation_forward_backward(const V& v, const U& u, const VI& vi, const UI& ui,
-                                         const VIA& via, const UIA& uia, GV&& grad_v, GU&& grad_u,
-                                         GVI&& grad_vi, GUI&& grad_ui, GVIA&& grad_via,
-                                         GUIA&& grad_uia, const feature_separation_options& o = {},
-                                         temperature_gradient* temperature_grad = nullptr) {
-  const auto s = feature_separation_forward(v, u, vi, ui, via, uia, o);
+template <class A, class B, class AI, class BI, class AIA, class BIA, class GA, class GB, class GAI,
+          class GBI, class GAIA, class GBIA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
+                         tensor_like<AIA>&& tensor_like<BIA>&& writable_tensor<GA&&>&&
+                             writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
+                                 writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&&
+                                     writable_tensor<GBIA&&>)
+auto feature_separation_forward_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                         const AIA& a_ind_aug, const BIA& b_ind_aug, GA&& grad_a, GB&& grad_b,
+                                         GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug,
+                                         GBIA&& grad_b_ind_aug, const feature_separation_options& o = {},
+                                         feature_separation_parameter_gradients* parameter_grads = nullptr,
+                                         workspace ws = {}) {
+  const auto s = feature_separation_forward(a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, o, ws);
   const temperature_gradient tg = feature_separation_backward(
-      v, u, vi, ui, via, uia, s, std::forward<GV>(grad_v), std::forward<GU>(grad_u),
-      std::forward<GVI>(grad_vi), std::forward<GUI>(grad_ui), std::forward<GVIA>(grad_via),
-      std::forward<GUIA>(grad_uia), o, 1.0);
-  if (temperature_grad) *temperature_grad = tg;
+      a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, s, std::forward<GA>(grad_a), std::forward<GB>(grad_b),
+      std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind), std::forward<GAIA>(grad_a_ind_aug),
+      std::forward<GBIA>(grad_b_ind_aug), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = tg;
   return s.loss;
 }
 

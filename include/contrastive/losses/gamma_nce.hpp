@@ -85,19 +85,8 @@ enum class gamma_rate_source {
 /// r_i <= g_i / (alpha beta)) or after (rate independent of the batch, unbounded weights)?
 enum class gamma_update_order { update_then_sample, sample_then_update };
 
-/// A non-owning span of per-anchor log-normalisers (one per batch row).
-struct log_normalizer_span {
-  const double* data = nullptr;
-  index_t size = 0;
-
-  constexpr log_normalizer_span() noexcept = default;
-  constexpr log_normalizer_span(const double* d, index_t n) noexcept : data(d), size(n) {}
-  log_normalizer_span(const std::vector<double>& v) noexcept  // NOLINT: implicit by design
-      : data(v.data()), size(static_cast<index_t>(v.size())) {}
-  constexpr bool empty() const noexcept { return data == nullptr; }
-};
-
-struct gamma_nce_options {
+/// Options of the gamma loss; tile_rows, tile_cols and num_threads come from tiling_options.
+struct gamma_nce_options : tiling_options {
   /// alpha = deterministic: g/alpha := 1 (alpha -> infinity), which with update_then_sample is
   /// SogCLR's estimator r_i = Zhat_i / Zbar_i (its gamma = beta).
   static constexpr double deterministic = std::numeric_limits<double>::infinity();
@@ -113,14 +102,14 @@ struct gamma_nce_options {
   bool positive_in_normaliser = false;  // N_i = whole batch (default: negatives only)
   // rate_source::exact: log Zbar_i per anchor, in the units of log Zhat_i (log of the *mean* of
   // exp(s_ij) over the negatives), for direction a -> b and (symmetric) b -> a.
-  log_normalizer_span exact_log_normalizer_a{};
-  log_normalizer_span exact_log_normalizer_b{};
+  vector_view<const double> exact_log_normalizer_a{};
+  vector_view<const double> exact_log_normalizer_b{};
   loss_reduction reduction = loss_reduction::mean;
-  index_t tile_rows = 256;
-  index_t tile_cols = 256;
   bool accumulate = false;  // backward adds into the gradients instead of overwriting them
-  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
 };
+
+/// What the backward returns besides the input gradients: upstream * dL/dtemperature.
+using gamma_nce_parameter_gradients = temperature_gradient;
 
 /// Per-anchor quantities of one direction (all of length N).
 template <class T>
@@ -193,11 +182,13 @@ void gamma_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
   check_finite(fn, "b", b);
 }
 
-inline void gamma_nce_check_exact(const char* fn, const char* name, const log_normalizer_span& s,
+inline void gamma_nce_check_exact(const char* fn, const char* name, const vector_view<const double>& s,
                                   index_t n) {
   CONTRASTIVE_CHECK(!s.empty(), fn, ": rate_source::exact needs '", name, "'");
   CONTRASTIVE_CHECK(s.size == n, fn, ": '", name, "' has ", s.size, " values, expected ", n,
                     " (one per row)");
+  CONTRASTIVE_CHECK(s.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
+                    s.stride);
   for (index_t i = 0; i < n; ++i)
     CONTRASTIVE_CHECK(std::isfinite(s.data[i]), fn, ": '", name, "' has a non-finite value (",
                       s.data[i], ") at position ", i);
@@ -282,7 +273,7 @@ inline double gamma_reduction_weight(loss_reduction r, index_t n) noexcept {
 
 template <class T>
 gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
-                                          const matrix_view<const T>& b_in, id_span ids,
+                                          const matrix_view<const T>& b_in, vector_view<const std::int64_t> ids,
                                           normalizer_state* state, const gamma_nce_options& o,
                                           workspace ws) {
   const char* fn = gamma_nce_fwd_name;
@@ -293,6 +284,8 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
   CONTRASTIVE_CHECK(ids.size == n, fn, ": 'ids' has ", ids.size, " sample ids, expected ", n,
                     " (one per row)");
   CONTRASTIVE_CHECK(ids.data != nullptr, fn, ": 'ids' is a null pointer");
+  CONTRASTIVE_CHECK(ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
+                    ids.stride);
   for (index_t i = 0; i < n; ++i)
     CONTRASTIVE_CHECK(ids.data[i] >= 0, fn, ": sample id ", ids.data[i], " at position ", i,
                       " is negative");
@@ -532,7 +525,7 @@ std::size_t gamma_nce_workspace_bytes(const A& a, const B& b, const gamma_nce_op
 /// < state.samples().
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
-auto gamma_nce_forward(const A& a, const B& b, id_span ids, normalizer_state& state,
+auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids, normalizer_state& state,
                        const gamma_nce_options& o = {}, workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
@@ -546,7 +539,7 @@ auto gamma_nce_forward(const A& a, const B& b, id_span ids, normalizer_state& st
 /// gamma draws).
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
-auto gamma_nce_forward(const A& a, const B& b, id_span ids, const gamma_nce_options& o,
+auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids, const gamma_nce_options& o,
                        workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
@@ -561,7 +554,7 @@ auto gamma_nce_forward(const A& a, const B& b, id_span ids, const gamma_nce_opti
 /// dL/dtemperature in three parameterisations. Does not touch any state.
 template <class A, class B, class T, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-temperature_gradient gamma_nce_backward(const A& a, const B& b, const gamma_nce_saved<T>& saved,
+gamma_nce_parameter_gradients gamma_nce_backward(const A& a, const B& b, const gamma_nce_saved<T>& saved,
                                         GA&& grad_a, GB&& grad_b, const gamma_nce_options& o = {},
                                         double upstream = 1.0, workspace ws = {}) {
   const auto va = detail::input_view(a);
@@ -576,34 +569,35 @@ temperature_gradient gamma_nce_backward(const A& a, const B& b, const gamma_nce_
   return detail::gamma_nce_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
 }
 
-/// Forward and backward in one call. Returns the saved forward (`.loss` is the surrogate,
-/// `.info_nce` the batch InfoNCE for monitoring, `.row.r` the weights); the temperature gradient
-/// is written to *temperature_grad when given.
+/// Forward and backward in one call; returns the surrogate loss (call forward and backward
+/// separately to keep the monitoring values of `saved`). The temperature gradient is written to
+/// *parameter_grads when given.
 template <class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-auto gamma_nce_forward_backward(const A& a, const B& b, id_span ids, normalizer_state& state,
-                                GA&& grad_a, GB&& grad_b, const gamma_nce_options& o = {},
-                                temperature_gradient* temperature_grad = nullptr,
+auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::int64_t> ids,
+                                normalizer_state& state, GA&& grad_a, GB&& grad_b,
+                                const gamma_nce_options& o = {},
+                                gamma_nce_parameter_gradients* parameter_grads = nullptr,
                                 workspace ws = {}) {
-  auto saved = gamma_nce_forward(a, b, ids, state, o, ws);
-  const temperature_gradient tg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
-                                                     std::forward<GB>(grad_b), o, 1.0, ws);
-  if (temperature_grad) *temperature_grad = tg;
-  return saved;
+  const auto saved = gamma_nce_forward(a, b, ids, state, o, ws);
+  const gamma_nce_parameter_gradients pg = gamma_nce_backward(
+      a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = pg;
+  return saved.loss;
 }
 
 /// The same without a state (rate_source same_batch or exact).
 template <class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-auto gamma_nce_forward_backward(const A& a, const B& b, id_span ids, GA&& grad_a, GB&& grad_b,
-                                const gamma_nce_options& o,
-                                temperature_gradient* temperature_grad = nullptr,
+auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::int64_t> ids,
+                                GA&& grad_a, GB&& grad_b, const gamma_nce_options& o,
+                                gamma_nce_parameter_gradients* parameter_grads = nullptr,
                                 workspace ws = {}) {
-  auto saved = gamma_nce_forward(a, b, ids, o, ws);
-  const temperature_gradient tg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
-                                                     std::forward<GB>(grad_b), o, 1.0, ws);
-  if (temperature_grad) *temperature_grad = tg;
-  return saved;
+  const auto saved = gamma_nce_forward(a, b, ids, o, ws);
+  const gamma_nce_parameter_gradients pg = gamma_nce_backward(
+      a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = pg;
+  return saved.loss;
 }
 
 CONTRASTIVE_NAMESPACE_END

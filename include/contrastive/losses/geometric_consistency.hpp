@@ -21,7 +21,7 @@
 //   (L_GC = (1/N) tr((P^T P)(Q^T Q)): 6 N D^2 flop for forward + backward with symmetric rank
 //   updates); with unequal weights (or `gram_split`) the three-Gram form (V^T V, U^T U,
 //   V^T U). The augmented variant uses P = X + Y, Q = X - Y per pair (X, Y) in {(V, Va), (U, Ua)}
-//   (`gram_split`: X^T X, Y^T Y, X^T Y). Rows are processed in chunks of `chunk_rows`; chunks are
+//   (`gram_split`: X^T X, Y^T Y, X^T Y). Rows are processed in chunks of `tile_rows`; chunks are
 //   grouped into a fixed number of slabs (a function of N, D and the element type only), each
 //   with its own Gram accumulators, summed in slab order, so its results are bit-for-bit the
 //   same for any `num_threads`.
@@ -112,7 +112,7 @@ gc_plan gc_make_plan(index_t n, index_t d, bool augmented, const geometric_consi
   p.grams = gc_gram_count(p.algorithm, augmented);
   p.threads = modal_threads_for(o.num_threads, double(n) * double(d) * double(d));
   if (p.algorithm == gc_algorithm::naive) return p;
-  p.chunk = o.chunk_rows < n ? o.chunk_rows : n;
+  p.chunk = o.tile_rows < n ? o.tile_rows : n;
   p.chunks = (n + p.chunk - 1) / p.chunk;
   // Slabs: at most 8, and their extra Gram accumulators within 64 MiB. A function of (N, D, T)
   // and the options only, never of the thread count.
@@ -682,7 +682,7 @@ template <class T>
 void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
                       const geometric_consistency_saved<T>& saved, const matrix_view<T>* grads,
                       const geometric_consistency_options& o, double upstream, workspace ws) {
-  static const char* const grad_names[4] = {"grad_v", "grad_u", "grad_va", "grad_ua"};
+  static const char* const grad_names[4] = {"grad_a", "grad_b", "grad_a_aug", "grad_b_aug"};
   gc_check_inputs(fn, in, count, o);
   const bool augmented = count == 4;
   CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
@@ -710,10 +710,10 @@ void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
   }
   const matrix_view<T>* out[4] = {&grads[0], &grads[1], nullptr, nullptr};
   if (augmented) {
-    out[2] = o.detach_va ? nullptr : &grads[2];
-    out[3] = o.detach_ua ? nullptr : &grads[3];
-    if (o.detach_va) gc_clear(grads[2], o.accumulate);
-    if (o.detach_ua) gc_clear(grads[3], o.accumulate);
+    out[2] = o.detach_a_aug ? nullptr : &grads[2];
+    out[3] = o.detach_b_aug ? nullptr : &grads[3];
+    if (o.detach_a_aug) gc_clear(grads[2], o.accumulate);
+    if (o.detach_b_aug) gc_clear(grads[3], o.accumulate);
   }
   // The path follows `saved` (its Grams); the plan gives the chunking.
   geometric_consistency_options po = o;
@@ -740,6 +740,19 @@ std::size_t geometric_consistency_workspace_bytes(index_t n, index_t d,
   const std::size_t f = detail::gc_forward_bytes<T>(p), b = detail::gc_backward_bytes<T>(p);
   return f > b ? f : b;
 }
+
+/// The same for these inputs.
+template <class A, class B,
+          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value, int> = 0>
+std::size_t geometric_consistency_workspace_bytes(const A& a, const B& b,
+                                                  const geometric_consistency_options& o = {}) {
+  const auto va = detail::input_view(a);
+  (void)b;
+  using T = typename decltype(va)::value_type;
+  return geometric_consistency_workspace_bytes<T>(va.rows(), va.cols(), o);
+}
+
+/// Scratch bytes of the augmented variant's gram path.
 template <class T>
 std::size_t geometric_consistency_augmented_workspace_bytes(
     index_t n, index_t d, const geometric_consistency_options& o = {}) {
@@ -748,120 +761,137 @@ std::size_t geometric_consistency_augmented_workspace_bytes(
   return f > b ? f : b;
 }
 
-/// L_GC forward. `v` (image) and `u` (text) are N x D; row j of each is pair j.
-template <class V, class U>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>)
-auto geometric_consistency_forward(const V& v, const U& u,
+/// The same for these inputs.
+template <class A, class B, class AA, class BA,
+          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value &&
+                               is_tensor_like<AA>::value && is_tensor_like<BA>::value,
+                           int> = 0>
+std::size_t geometric_consistency_augmented_workspace_bytes(
+    const A& a, const B& b, const AA& a_aug, const BA& b_aug,
+    const geometric_consistency_options& o = {}) {
+  const auto va = detail::input_view(a);
+  (void)b, (void)a_aug, (void)b_aug;
+  using T = typename decltype(va)::value_type;
+  return geometric_consistency_augmented_workspace_bytes<T>(va.rows(), va.cols(), o);
+}
+
+/// L_GC forward. `a` (image) and `b` (text) are N x D; row j of each is pair j.
+template <class A, class B>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
+auto geometric_consistency_forward(const A& a, const B& b,
                                    const geometric_consistency_options& o = {}, workspace ws = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
-  using T = typename decltype(vv)::value_type;
-  static_assert(std::is_same<T, typename decltype(vu)::value_type>::value,
-                "contrastive: 'v' and 'u' must have the same element type");
-  const detail::gc_input<T> in[2] = {{vv, "v"}, {vu, "u"}};
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
+                "contrastive: 'a' and 'b' must have the same element type");
+  const detail::gc_input<T> in[2] = {{va, "a"}, {vb, "b"}};
   return detail::gc_forward_impl<T>(detail::gc_fwd_name, in, 2, o, ws);
 }
 
-/// L_GC backward: writes (or adds) upstream * dL/dv and dL/du.
-template <class V, class U, class T, class GV, class GU>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<GV&&>&& writable_tensor<GU&&>)
-void geometric_consistency_backward(const V& v, const U& u,
-                                    const geometric_consistency_saved<T>& saved, GV&& grad_v,
-                                    GU&& grad_u, const geometric_consistency_options& o = {},
-                                    double upstream = 1.0, workspace ws = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
-  static_assert(std::is_same<T, typename decltype(vv)::value_type>::value &&
-                    std::is_same<T, typename decltype(vu)::value_type>::value &&
-                    std::is_same<T, typename decltype(gv)::value_type>::value &&
-                    std::is_same<T, typename decltype(gu)::value_type>::value,
+/// L_GC backward: writes (or adds) upstream * dL/da and dL/db. Nothing to return: the loss has
+/// no parameters of its own.
+template <class A, class B, class T, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+geometric_consistency_parameter_gradients geometric_consistency_backward(
+    const A& a, const B& b, const geometric_consistency_saved<T>& saved, GA&& grad_a, GB&& grad_b,
+    const geometric_consistency_options& o = {}, double upstream = 1.0, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  const auto gb = detail::output_view(std::forward<GB>(grad_b));
+  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
+                    std::is_same<T, typename decltype(vb)::value_type>::value &&
+                    std::is_same<T, typename decltype(ga)::value_type>::value &&
+                    std::is_same<T, typename decltype(gb)::value_type>::value,
                 "contrastive: inputs, gradients and saved state must share one element type");
-  const detail::gc_input<T> in[2] = {{vv, "v"}, {vu, "u"}};
-  const matrix_view<T> grads[2] = {gv, gu};
+  const detail::gc_input<T> in[2] = {{va, "a"}, {vb, "b"}};
+  const matrix_view<T> grads[2] = {ga, gb};
   detail::gc_backward_impl<T>(detail::gc_bwd_name, in, 2, saved, grads, o, upstream, ws);
+  return {};
 }
 
 /// L_GC forward and backward in one call; returns the loss.
-template <class V, class U, class GV, class GU>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<GV&&>&& writable_tensor<GU&&>)
-auto geometric_consistency_forward_backward(const V& v, const U& u, GV&& grad_v, GU&& grad_u,
-                                            const geometric_consistency_options& o = {},
-                                            workspace ws = {}) {
-  const auto saved = geometric_consistency_forward(v, u, o, ws);
-  geometric_consistency_backward(v, u, saved, std::forward<GV>(grad_v), std::forward<GU>(grad_u), o,
-                                 1.0, ws);
+template <class A, class B, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+auto geometric_consistency_forward_backward(
+    const A& a, const B& b, GA&& grad_a, GB&& grad_b, const geometric_consistency_options& o = {},
+    geometric_consistency_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
+  const auto saved = geometric_consistency_forward(a, b, o, ws);
+  const auto pg = geometric_consistency_backward(a, b, saved, std::forward<GA>(grad_a),
+                                                 std::forward<GB>(grad_b), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = pg;
   return saved.loss;
 }
 
-/// L^a_GC forward: `va`, `ua` are the augmented views' embeddings (N x D each).
-template <class V, class U, class VA, class UA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VA>&& tensor_like<UA>)
-auto geometric_consistency_augmented_forward(const V& v, const U& u, const VA& va, const UA& ua,
+/// L^a_GC forward: `a_aug`, `b_aug` are the augmented views' embeddings (N x D each).
+template <class A, class B, class AA, class BA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>)
+auto geometric_consistency_augmented_forward(const A& a, const B& b, const AA& a_aug,
+                                             const BA& b_aug,
                                              const geometric_consistency_options& o = {},
                                              workspace ws = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
-  const auto vva = detail::input_view(va);
-  const auto vua = detail::input_view(ua);
-  using T = typename decltype(vv)::value_type;
-  static_assert(std::is_same<T, typename decltype(vu)::value_type>::value &&
-                    std::is_same<T, typename decltype(vva)::value_type>::value &&
-                    std::is_same<T, typename decltype(vua)::value_type>::value,
-                "contrastive: 'v', 'u', 'va' and 'ua' must have the same element type");
-  const detail::gc_input<T> in[4] = {{vv, "v"}, {vu, "u"}, {vva, "va"}, {vua, "ua"}};
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto vaa = detail::input_view(a_aug);
+  const auto vba = detail::input_view(b_aug);
+  using T = typename decltype(va)::value_type;
+  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value &&
+                    std::is_same<T, typename decltype(vaa)::value_type>::value &&
+                    std::is_same<T, typename decltype(vba)::value_type>::value,
+                "contrastive: 'a', 'b', 'a_aug' and 'b_aug' must have the same element type");
+  const detail::gc_input<T> in[4] = {{va, "a"}, {vb, "b"}, {vaa, "a_aug"}, {vba, "b_aug"}};
   return detail::gc_forward_impl<T>(detail::gca_fwd_name, in, 4, o, ws);
 }
 
-/// L^a_GC backward: writes (or adds) upstream * the gradients for v, u, va and ua (the last two
-/// zeroed, or left untouched with `accumulate`, when detached).
-template <class V, class U, class VA, class UA, class T, class GV, class GU, class GVA, class GUA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VA>&& tensor_like<UA>&&
-                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVA&&>&&
-                             writable_tensor<GUA&&>)
-void geometric_consistency_augmented_backward(const V& v, const U& u, const VA& va, const UA& ua,
-                                              const geometric_consistency_saved<T>& saved,
-                                              GV&& grad_v, GU&& grad_u, GVA&& grad_va,
-                                              GUA&& grad_ua,
-                                              const geometric_consistency_options& o = {},
-                                              double upstream = 1.0, workspace ws = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
-  const auto vva = detail::input_view(va);
-  const auto vua = detail::input_view(ua);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
-  const auto gva = detail::output_view(std::forward<GVA>(grad_va));
-  const auto gua = detail::output_view(std::forward<GUA>(grad_ua));
-  static_assert(std::is_same<T, typename decltype(vv)::value_type>::value &&
-                    std::is_same<T, typename decltype(vu)::value_type>::value &&
-                    std::is_same<T, typename decltype(vva)::value_type>::value &&
-                    std::is_same<T, typename decltype(vua)::value_type>::value &&
-                    std::is_same<T, typename decltype(gv)::value_type>::value &&
-                    std::is_same<T, typename decltype(gu)::value_type>::value &&
-                    std::is_same<T, typename decltype(gva)::value_type>::value &&
-                    std::is_same<T, typename decltype(gua)::value_type>::value,
+/// L^a_GC backward: writes (or adds) upstream * the gradients for a, b, a_aug and b_aug (the
+/// last two zeroed, or left untouched with `accumulate`, when detached).
+template <class A, class B, class AA, class BA, class T, class GA, class GB, class GAA, class GBA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>&&
+                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAA&&>&&
+                             writable_tensor<GBA&&>)
+geometric_consistency_parameter_gradients geometric_consistency_augmented_backward(
+    const A& a, const B& b, const AA& a_aug, const BA& b_aug,
+    const geometric_consistency_saved<T>& saved, GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug,
+    GBA&& grad_b_aug, const geometric_consistency_options& o = {}, double upstream = 1.0,
+    workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto vaa = detail::input_view(a_aug);
+  const auto vba = detail::input_view(b_aug);
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  const auto gb = detail::output_view(std::forward<GB>(grad_b));
+  const auto gaa = detail::output_view(std::forward<GAA>(grad_a_aug));
+  const auto gba = detail::output_view(std::forward<GBA>(grad_b_aug));
+  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
+                    std::is_same<T, typename decltype(vb)::value_type>::value &&
+                    std::is_same<T, typename decltype(vaa)::value_type>::value &&
+                    std::is_same<T, typename decltype(vba)::value_type>::value &&
+                    std::is_same<T, typename decltype(ga)::value_type>::value &&
+                    std::is_same<T, typename decltype(gb)::value_type>::value &&
+                    std::is_same<T, typename decltype(gaa)::value_type>::value &&
+                    std::is_same<T, typename decltype(gba)::value_type>::value,
                 "contrastive: inputs, gradients and saved state must share one element type");
-  const detail::gc_input<T> in[4] = {{vv, "v"}, {vu, "u"}, {vva, "va"}, {vua, "ua"}};
-  const matrix_view<T> grads[4] = {gv, gu, gva, gua};
+  const detail::gc_input<T> in[4] = {{va, "a"}, {vb, "b"}, {vaa, "a_aug"}, {vba, "b_aug"}};
+  const matrix_view<T> grads[4] = {ga, gb, gaa, gba};
   detail::gc_backward_impl<T>(detail::gca_bwd_name, in, 4, saved, grads, o, upstream, ws);
+  return {};
 }
 
 /// L^a_GC forward and backward in one call; returns the loss.
-template <class V, class U, class VA, class UA, class GV, class GU, class GVA, class GUA>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<VA>&& tensor_like<UA>&&
-                         writable_tensor<GV&&>&& writable_tensor<GU&&>&& writable_tensor<GVA&&>&&
-                             writable_tensor<GUA&&>)
-auto geometric_consistency_augmented_forward_backward(const V& v, const U& u, const VA& va,
-                                                      const UA& ua, GV&& grad_v, GU&& grad_u,
-                                                      GVA&& grad_va, GUA&& grad_ua,
-                                                      const geometric_consistency_options& o = {},
-                                                      workspace ws = {}) {
-  const auto saved = geometric_consistency_augmented_forward(v, u, va, ua, o, ws);
-  geometric_consistency_augmented_backward(v, u, va, ua, saved, std::forward<GV>(grad_v),
-                                           std::forward<GU>(grad_u), std::forward<GVA>(grad_va),
-                                           std::forward<GUA>(grad_ua), o, 1.0, ws);
+template <class A, class B, class AA, class BA, class GA, class GB, class GAA, class GBA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>&&
+                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAA&&>&&
+                             writable_tensor<GBA&&>)
+auto geometric_consistency_augmented_forward_backward(
+    const A& a, const B& b, const AA& a_aug, const BA& b_aug, GA&& grad_a, GB&& grad_b,
+    GAA&& grad_a_aug, GBA&& grad_b_aug, const geometric_consistency_options& o = {},
+    geometric_consistency_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
+  const auto saved = geometric_consistency_augmented_forward(a, b, a_aug, b_aug, o, ws);
+  const auto pg = geometric_consistency_augmented_backward(
+      a, b, a_aug, b_aug, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b),
+      std::forward<GAA>(grad_a_aug), std::forward<GBA>(grad_b_aug), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = pg;
   return saved.loss;
 }
 

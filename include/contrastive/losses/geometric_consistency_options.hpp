@@ -8,6 +8,7 @@
 
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
+#include "contrastive/core/loss_types.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
@@ -19,16 +20,18 @@ enum class gc_algorithm {
   gram_split   // D x D Grams, the three-Gram form (docs/geometric_consistency.md#gram-form; cross-check)
 };
 
-struct geometric_consistency_options {
+/// Options of geometric consistency. From tiling_options: tile_rows is the rows per block of the
+/// Gram path (512 by default), num_threads its threads; tile_cols is not used.
+struct geometric_consistency_options : tiling_options {
+  geometric_consistency_options() noexcept { tile_rows = 512; }
+
   double cross_modal_weight = 1;  // w_x >= 0 (L_GC only)
   double in_modal_weight = 1;     // w_i >= 0 (L_GC only)
-  // Augmented variant: no gradient to Va / Ua (momentum-encoder features); their gradient
+  // Augmented variant: no gradient to a_aug / b_aug (momentum-encoder features); their gradient
   // outputs are zeroed (left untouched with `accumulate`).
-  bool detach_va = false;
-  bool detach_ua = false;
+  bool detach_a_aug = false;
+  bool detach_b_aug = false;
   gc_algorithm algorithm = gc_algorithm::automatic;
-  index_t chunk_rows = 512;  // rows per block on the gram path
-  int num_threads = 0;       // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
   bool accumulate = false;   // backward adds into the gradients instead of overwriting them
 };
 
@@ -43,10 +46,13 @@ inline void gc_check_options(const char* fn, const geometric_consistency_options
                     ": 'cross_modal_weight' must be finite and >= 0, got ", o.cross_modal_weight);
   CONTRASTIVE_CHECK(std::isfinite(o.in_modal_weight) && o.in_modal_weight >= 0, fn,
                     ": 'in_modal_weight' must be finite and >= 0, got ", o.in_modal_weight);
-  CONTRASTIVE_CHECK(o.chunk_rows > 0, fn, ": 'chunk_rows' must be > 0, got ", o.chunk_rows);
+  CONTRASTIVE_CHECK(o.tile_rows > 0, fn, ": 'tile_rows' must be > 0, got ", o.tile_rows);
 }
 
 }  // namespace detail
+
+/// What the backward returns: geometric consistency has no parameters of its own, so nothing.
+struct geometric_consistency_parameter_gradients {};
 
 CONTRASTIVE_NAMESPACE_END
 

@@ -445,7 +445,7 @@ auto info_nce_forward(const A& a, const B& b, const info_nce_options& o = {}, wo
 /// caller's tensors. Returns upstream * dL/dtemperature in three parameterisations.
 template <class A, class B, class T, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-temperature_gradient info_nce_backward(const A& a, const B& b, const info_nce_saved<T>& saved,
+info_nce_parameter_gradients info_nce_backward(const A& a, const B& b, const info_nce_saved<T>& saved,
                                        GA&& grad_a, GB&& grad_b, const info_nce_options& o = {},
                                        double upstream = 1.0, workspace ws = {}) {
   const auto va = detail::input_view(a);
@@ -462,7 +462,7 @@ temperature_gradient info_nce_backward(const A& a, const B& b, const info_nce_sa
 
 /// Backward of a forward run on device views (the CUDA path; needs cuda/info_nce.cuh).
 template <class A, class B, class GA, class GB>
-temperature_gradient info_nce_backward(const A& a, const B& b,
+info_nce_parameter_gradients info_nce_backward(const A& a, const B& b,
                                     const cuda::info_nce_device_saved& saved,
                                     GA&& grad_a, GB&& grad_b, const info_nce_options& o = {},
                                     double upstream = 1.0, workspace = {}) {
@@ -471,12 +471,12 @@ temperature_gradient info_nce_backward(const A& a, const B& b,
 }
 
 /// Forward and backward in one call; returns the loss. The temperature gradient is written to
-/// *temperature_grad when given.
+/// *parameter_grads when given.
 template <class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto info_nce_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                                const info_nce_options& o = {},
-                               temperature_gradient* temperature_grad = nullptr,
+                               info_nce_parameter_gradients* parameter_grads = nullptr,
                                workspace ws = {}) {
   std::vector<unsigned char> own;  // cached mode needs one workspace shared by both passes
   if constexpr (!detail::is_device_input<A>::value) {  // no cached mode on the GPU
@@ -489,7 +489,7 @@ auto info_nce_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
   const auto saved = info_nce_forward(a, b, o, ws);
   const temperature_gradient tg =
       info_nce_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
-  if (temperature_grad) *temperature_grad = tg;
+  if (parameter_grads) *parameter_grads = tg;
   return saved.loss;
 }
 

@@ -9,25 +9,26 @@
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
-struct info_nce_options {
+/// Options of InfoNCE / CLIP; tile_rows, tile_cols and num_threads come from tiling_options.
+struct info_nce_options : tiling_options {
   double temperature = 0.07;  // tau > 0; logits are <a_i, b_j> / tau
   bool symmetric = true;      // true: CLIP, the mean of the a->b and b->a losses
   double label_smoothing = 0; // eps in [0, 1)
   // Multiple positives (SupCon style): b_j is a positive of a_i when labels_b[j] == labels_a[i].
   // Give both or neither; without labels the positive of a_i is b_i.
-  label_span labels_a{};
-  label_span labels_b{};
+  vector_view<const std::int64_t> labels_a{};
+  vector_view<const std::int64_t> labels_b{};
   loss_reduction reduction = loss_reduction::mean;
-  index_t tile_rows = 256;
-  index_t tile_cols = 256;
   bool accumulate = false;  // backward adds into the gradients instead of overwriting them
-  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
   // Cached mode: the forward keeps every logit tile in the caller's workspace (sized by the
   // workspace query with this option set, about N^2 elements) and a backward given the same
   // workspace reads them instead of recomputing. forward_backward allocates it when no
   // workspace is given. Inputs must not change between the two calls.
   bool cache_logits = false;
 };
+
+/// What the backward returns besides the input gradients: upstream * dL/dtemperature.
+using info_nce_parameter_gradients = temperature_gradient;
 
 CONTRASTIVE_NAMESPACE_END
 

@@ -138,7 +138,7 @@ struct stacked_rows {
 };
 
 template <class T>
-void nt_xent_labels(const label_span& y, index_t n, std::int64_t* out) {
+void nt_xent_labels(const vector_view<const std::int64_t>& y, index_t n, std::int64_t* out) {
   for (index_t i = 0; i < 2 * n; ++i) out[i] = y.data[i < n ? i : i - n];
 }
 
@@ -205,7 +205,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   saved.logit_cache = cache ? ws.data : nullptr;
   if (labelled) {
     saved.positives.resize(static_cast<std::size_t>(n2));
-    const label_span zl(buf.labels, n2);
+    const vector_view<const std::int64_t> zl(buf.labels, n2);
     count_matches(zl, zl, saved.positives.data(), buf.sort_scratch);
     for (auto& c : saved.positives) --c;  // not itself; the other view is always left
   }
@@ -364,7 +364,7 @@ auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, work
 
 template <class A, class B, class T, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-temperature_gradient nt_xent_backward(const A& a, const B& b, const nt_xent_saved<T>& saved,
+nt_xent_parameter_gradients nt_xent_backward(const A& a, const B& b, const nt_xent_saved<T>& saved,
                                       GA&& grad_a, GB&& grad_b, const nt_xent_options& o = {},
                                       double upstream = 1.0, workspace ws = {}) {
   const auto va = detail::input_view(a);
@@ -381,7 +381,7 @@ temperature_gradient nt_xent_backward(const A& a, const B& b, const nt_xent_save
 
 /// Backward of a forward run on device views (the CUDA path; needs cuda/nt_xent.cuh).
 template <class A, class B, class GA, class GB>
-temperature_gradient nt_xent_backward(const A& a, const B& b,
+nt_xent_parameter_gradients nt_xent_backward(const A& a, const B& b,
                                     const cuda::nt_xent_device_saved& saved,
                                     GA&& grad_a, GB&& grad_b, const nt_xent_options& o = {},
                                     double upstream = 1.0, workspace = {}) {
@@ -393,7 +393,7 @@ template <class A, class B, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto nt_xent_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                               const nt_xent_options& o = {},
-                              temperature_gradient* temperature_grad = nullptr,
+                              nt_xent_parameter_gradients* parameter_grads = nullptr,
                               workspace ws = {}) {
   std::vector<unsigned char> own;  // cached mode needs one workspace shared by both passes
   if constexpr (!detail::is_device_input<A>::value) {  // no cached mode on the GPU
@@ -409,7 +409,7 @@ auto nt_xent_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
   const auto saved = nt_xent_forward(a, b, o, ws);
   const temperature_gradient tg =
       nt_xent_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
-  if (temperature_grad) *temperature_grad = tg;
+  if (parameter_grads) *parameter_grads = tg;
   return saved.loss;
 }
 

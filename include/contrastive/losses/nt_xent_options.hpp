@@ -9,19 +9,20 @@
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
-struct nt_xent_options {
+/// Options of NT-Xent; tiles are square, min(tile_rows, tile_cols) (from tiling_options).
+struct nt_xent_options : tiling_options {
   double temperature = 0.1;    // tau > 0; logits are <z_i, z_j> / tau
   double label_smoothing = 0;  // eps in [0, 1); spread over the 2N - 1 candidates
   // Multiple positives: one label per sample (length N), inherited by both views. Without
   // labels the positive of view i is the other view of the same sample.
-  label_span labels{};
+  vector_view<const std::int64_t> labels{};
   loss_reduction reduction = loss_reduction::mean;
-  index_t tile_rows = 256;  // NT-Xent tiles are square: min(tile_rows, tile_cols)
-  index_t tile_cols = 256;
-  bool accumulate = false;
-  int num_threads = 0;        // 0: all OpenMP threads; results do not depend on it
+  bool accumulate = false;    // backward adds into the gradients instead of overwriting them
   bool cache_logits = false;  // cached mode, as in info_nce_options (about 2 N^2 elements)
 };
+
+/// What the backward returns besides the input gradients: upstream * dL/dtemperature.
+using nt_xent_parameter_gradients = temperature_gradient;
 
 CONTRASTIVE_NAMESPACE_END
 

@@ -118,6 +118,8 @@ inline void bridge_check_ids(const char* fn, const brownian_bridge_options& o, i
   if (o.ids.empty()) return;
   CONTRASTIVE_CHECK(o.ids.size == n, fn, ": 'ids' has ", o.ids.size, " entries, expected ", n,
                     " (one per row)");
+  CONTRASTIVE_CHECK(o.ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
+                    o.ids.stride);
   for (index_t j = 0; j < n; ++j)
     CONTRASTIVE_CHECK(o.ids.data[j] >= 0, fn, ": 'ids' has a negative id (", o.ids.data[j],
                       ") at row ", j);
@@ -128,22 +130,22 @@ template <class T>
 void bridge_check_endpoints(const char* fn, const matrix_view<const T>& v,
                             const matrix_view<const T>& u, const brownian_bridge_options& o,
                             bool trajectory) {
-  check_matrix(fn, "v", v);
-  check_matrix(fn, "u", u);
-  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('v' has 0 rows)");
-  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'v' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'u' has ", u.rows(), " rows, expected ", v.rows(),
-                    " (rows of 'v')");
-  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'u' has ", u.cols(), " columns, expected ",
-                    v.cols(), " (columns of 'v')");
+  check_matrix(fn, "a", v);
+  check_matrix(fn, "b", u);
+  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
+  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
+  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'b' has ", u.rows(), " rows, expected ", v.rows(),
+                    " (rows of 'a')");
+  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'b' has ", u.cols(), " columns, expected ",
+                    v.cols(), " (columns of 'a')");
   if (!trajectory) bridge_check_time(fn, o);
   CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
                     ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);
   if (trajectory)
     CONTRASTIVE_CHECK(o.steps >= 1, fn, ": 'steps' must be >= 1, got ", o.steps);
   bridge_check_ids(fn, o, v.rows());
-  check_rows(fn, "v", v);
-  check_rows(fn, "u", u);
+  check_rows(fn, "a", v);
+  check_rows(fn, "b", u);
 }
 
 template <class T>
@@ -190,12 +192,12 @@ brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<
                                               const brownian_bridge_options& o) {
   bridge_check_endpoints(fn, v, u, o, false);
   const index_t n = v.rows(), d = v.cols();
-  if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'v'");
+  if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'a'");
   check_matrix(fn, "y", y);
-  check_shape(fn, "y", y, n, d, "the shape of 'v'");
+  check_shape(fn, "y", y, n, d, "the shape of 'a'");
   check_writable_layout(fn, "y", y);
-  check_no_alias(fn, "y", y, "v", v);
-  check_no_alias(fn, "y", y, "u", u);
+  check_no_alias(fn, "y", y, "a", v);
+  check_no_alias(fn, "y", y, "b", u);
   if (eps) check_no_alias(fn, "y", y, "eps", *eps);
 
   brownian_bridge_saved<T> saved;
@@ -255,23 +257,23 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
                     fn, ": 'saved' was sampled with other options (noise ", saved.noise,
                     ", reproject ", saved.reproject, ", sigma ", saved.sigma, ", seed ", saved.seed,
                     ", step ", saved.step, ")");
-  if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'v'");
+  if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'a'");
   check_matrix(fn, "grad_y", gy);
-  check_shape(fn, "grad_y", gy, n, d, "the shape of 'v'");
+  check_shape(fn, "grad_y", gy, n, d, "the shape of 'a'");
   check_finite(fn, "grad_y", gy);
-  check_matrix(fn, "grad_v", gv);
-  check_matrix(fn, "grad_u", gu);
-  check_shape(fn, "grad_v", gv, n, d, "the shape of 'v'");
-  check_shape(fn, "grad_u", gu, n, d, "the shape of 'u'");
-  check_writable_layout(fn, "grad_v", gv);
-  check_writable_layout(fn, "grad_u", gu);
-  check_no_alias(fn, "grad_v", gv, "grad_u", gu);
-  check_no_alias(fn, "grad_v", gv, "v", v);
-  check_no_alias(fn, "grad_v", gv, "u", u);
-  check_no_alias(fn, "grad_v", gv, "grad_y", gy);
-  check_no_alias(fn, "grad_u", gu, "v", v);
-  check_no_alias(fn, "grad_u", gu, "u", u);
-  check_no_alias(fn, "grad_u", gu, "grad_y", gy);
+  check_matrix(fn, "grad_a", gv);
+  check_matrix(fn, "grad_b", gu);
+  check_shape(fn, "grad_a", gv, n, d, "the shape of 'a'");
+  check_shape(fn, "grad_b", gu, n, d, "the shape of 'b'");
+  check_writable_layout(fn, "grad_a", gv);
+  check_writable_layout(fn, "grad_b", gu);
+  check_no_alias(fn, "grad_a", gv, "grad_b", gu);
+  check_no_alias(fn, "grad_a", gv, "a", v);
+  check_no_alias(fn, "grad_a", gv, "b", u);
+  check_no_alias(fn, "grad_a", gv, "grad_y", gy);
+  check_no_alias(fn, "grad_b", gu, "a", v);
+  check_no_alias(fn, "grad_b", gu, "b", u);
+  check_no_alias(fn, "grad_b", gu, "grad_y", gy);
 
   brownian_bridge_gradient out;
   out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
@@ -359,8 +361,8 @@ brownian_bridge_saved<T> bridge_path_forward(const char* fn, const matrix_view<c
   check_matrix(fn, "x", x);
   check_shape(fn, "x", x, n * (kk + 1), d, "N (steps + 1) x D");
   check_writable_layout(fn, "x", x);
-  check_no_alias(fn, "x", x, "v", v);
-  check_no_alias(fn, "x", x, "u", u);
+  check_no_alias(fn, "x", x, "a", v);
+  check_no_alias(fn, "x", x, "b", u);
   if (xi) check_no_alias(fn, "x", x, "xi", *xi);
 
   brownian_bridge_saved<T> saved;
@@ -426,19 +428,19 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
   check_matrix(fn, "grad_x", gx);
   check_shape(fn, "grad_x", gx, n * (kk + 1), d, "N (steps + 1) x D");
   check_finite(fn, "grad_x", gx);
-  check_matrix(fn, "grad_v", gv);
-  check_matrix(fn, "grad_u", gu);
-  check_shape(fn, "grad_v", gv, n, d, "the shape of 'v'");
-  check_shape(fn, "grad_u", gu, n, d, "the shape of 'u'");
-  check_writable_layout(fn, "grad_v", gv);
-  check_writable_layout(fn, "grad_u", gu);
-  check_no_alias(fn, "grad_v", gv, "grad_u", gu);
-  check_no_alias(fn, "grad_v", gv, "v", v);
-  check_no_alias(fn, "grad_v", gv, "u", u);
-  check_no_alias(fn, "grad_v", gv, "grad_x", gx);
-  check_no_alias(fn, "grad_u", gu, "v", v);
-  check_no_alias(fn, "grad_u", gu, "u", u);
-  check_no_alias(fn, "grad_u", gu, "grad_x", gx);
+  check_matrix(fn, "grad_a", gv);
+  check_matrix(fn, "grad_b", gu);
+  check_shape(fn, "grad_a", gv, n, d, "the shape of 'a'");
+  check_shape(fn, "grad_b", gu, n, d, "the shape of 'b'");
+  check_writable_layout(fn, "grad_a", gv);
+  check_writable_layout(fn, "grad_b", gu);
+  check_no_alias(fn, "grad_a", gv, "grad_b", gu);
+  check_no_alias(fn, "grad_a", gv, "a", v);
+  check_no_alias(fn, "grad_a", gv, "b", u);
+  check_no_alias(fn, "grad_a", gv, "grad_x", gx);
+  check_no_alias(fn, "grad_b", gu, "a", v);
+  check_no_alias(fn, "grad_b", gu, "b", u);
+  check_no_alias(fn, "grad_b", gu, "grad_x", gx);
 
   brownian_bridge_gradient out;
   std::vector<double> dsig(static_cast<std::size_t>(n), 0.0);
@@ -503,11 +505,11 @@ inline double brownian_bridge_time(const brownian_bridge_options& o, index_t j) 
 }
 
 /// Samples one bridge point per pair into y (N x D), noise from Philox stream 2.
-template <class V, class U, class Y>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<Y&&>)
-auto brownian_bridge_sample(const V& v, const U& u, Y&& y, const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+template <class A, class B, class Y>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<Y&&>)
+auto brownian_bridge_sample(const A& a, const B& b, Y&& y, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto vy = detail::output_view(std::forward<Y>(y));
   using T = typename decltype(vv)::value_type;
   detail::bridge_same_type<T, typename decltype(vu)::value_type>();
@@ -516,12 +518,12 @@ auto brownian_bridge_sample(const V& v, const U& u, Y&& y, const brownian_bridge
 }
 
 /// As brownian_bridge_sample, with the caller's standard-normal noise eps (N x D).
-template <class V, class U, class E, class Y>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<E>&& writable_tensor<Y&&>)
-auto brownian_bridge_sample_with_noise(const V& v, const U& u, const E& eps, Y&& y,
+template <class A, class B, class E, class Y>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<E>&& writable_tensor<Y&&>)
+auto brownian_bridge_sample_with_noise(const A& a, const B& b, const E& eps, Y&& y,
                                        const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto ve = detail::input_view(eps);
   const auto vy = detail::output_view(std::forward<Y>(y));
   using T = typename decltype(vv)::value_type;
@@ -531,20 +533,20 @@ auto brownian_bridge_sample_with_noise(const V& v, const U& u, const E& eps, Y&&
   return detail::bridge_point_forward<T>("brownian_bridge_sample_with_noise", vv, vu, &ve, vy, o);
 }
 
-/// Backward of brownian_bridge_sample: given grad_y = dL/dy, writes (or adds) dL/dv and dL/du
+/// Backward of brownian_bridge_sample: given grad_y = dL/dy, writes (or adds) dL/da and dL/db
 /// and returns dL/dt (per row and summed) and dL/dsigma.
-template <class V, class U, class T, class GY, class GV, class GU>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<GY>&& writable_tensor<GV&&>&&
-                         writable_tensor<GU&&>)
-brownian_bridge_gradient brownian_bridge_sample_backward(const V& v, const U& u,
+template <class A, class B, class T, class GY, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<GY>&& writable_tensor<GA&&>&&
+                         writable_tensor<GB&&>)
+brownian_bridge_gradient brownian_bridge_sample_backward(const A& a, const B& b,
                                                          const brownian_bridge_saved<T>& saved,
-                                                         const GY& grad_y, GV&& grad_v, GU&& grad_u,
+                                                         const GY& grad_y, GA&& grad_a, GB&& grad_b,
                                                          const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto vg = detail::input_view(grad_y);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto gv = detail::output_view(std::forward<GA>(grad_a));
+  const auto gu = detail::output_view(std::forward<GB>(grad_b));
   detail::bridge_same_type<T, typename decltype(vv)::value_type>();
   detail::bridge_same_type<T, typename decltype(vu)::value_type>();
   detail::bridge_same_type<T, typename decltype(vg)::value_type>();
@@ -555,18 +557,18 @@ brownian_bridge_gradient brownian_bridge_sample_backward(const V& v, const U& u,
 }
 
 /// Backward of brownian_bridge_sample_with_noise (pass the same eps).
-template <class V, class U, class E, class T, class GY, class GV, class GU>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<E>&& tensor_like<GY>&&
-                         writable_tensor<GV&&>&& writable_tensor<GU&&>)
+template <class A, class B, class E, class T, class GY, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<E>&& tensor_like<GY>&&
+                         writable_tensor<GA&&>&& writable_tensor<GB&&>)
 brownian_bridge_gradient brownian_bridge_sample_with_noise_backward(
-    const V& v, const U& u, const E& eps, const brownian_bridge_saved<T>& saved, const GY& grad_y,
-    GV&& grad_v, GU&& grad_u, const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+    const A& a, const B& b, const E& eps, const brownian_bridge_saved<T>& saved, const GY& grad_y,
+    GA&& grad_a, GB&& grad_b, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto ve = detail::input_view(eps);
   const auto vg = detail::input_view(grad_y);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto gv = detail::output_view(std::forward<GA>(grad_a));
+  const auto gu = detail::output_view(std::forward<GB>(grad_b));
   detail::bridge_same_type<T, typename decltype(vv)::value_type>();
   detail::bridge_same_type<T, typename decltype(vu)::value_type>();
   detail::bridge_same_type<T, typename decltype(ve)::value_type>();
@@ -579,11 +581,11 @@ brownian_bridge_gradient brownian_bridge_sample_with_noise_backward(
 
 /// Samples a K-step trajectory per pair into x (N (K+1) x D; row j (K+1) + k holds X_k), noise
 /// from Philox stream 2.
-template <class V, class U, class X>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& writable_tensor<X&&>)
-auto brownian_bridge_trajectory(const V& v, const U& u, X&& x, const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+template <class A, class B, class X>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<X&&>)
+auto brownian_bridge_trajectory(const A& a, const B& b, X&& x, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto vx = detail::output_view(std::forward<X>(x));
   using T = typename decltype(vv)::value_type;
   detail::bridge_same_type<T, typename decltype(vu)::value_type>();
@@ -593,12 +595,12 @@ auto brownian_bridge_trajectory(const V& v, const U& u, X&& x, const brownian_br
 
 /// As brownian_bridge_trajectory, with the caller's standard-normal xi (N (K-1) x D; row
 /// j (K-1) + k - 1 holds xi_k of pair j).
-template <class V, class U, class XI, class X>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<XI>&& writable_tensor<X&&>)
-auto brownian_bridge_trajectory_with_noise(const V& v, const U& u, const XI& xi, X&& x,
+template <class A, class B, class XI, class X>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<XI>&& writable_tensor<X&&>)
+auto brownian_bridge_trajectory_with_noise(const A& a, const B& b, const XI& xi, X&& x,
                                            const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto vxi = detail::input_view(xi);
   const auto vx = detail::output_view(std::forward<X>(x));
   using T = typename decltype(vv)::value_type;
@@ -608,21 +610,21 @@ auto brownian_bridge_trajectory_with_noise(const V& v, const U& u, const XI& xi,
   return detail::bridge_path_forward<T>("brownian_bridge_trajectory_with_noise", vv, vu, &vxi, vx, o);
 }
 
-/// Backward of brownian_bridge_trajectory: given grad_x = dL/dx, writes (or adds) dL/dv and
-/// dL/du and returns dL/dsigma.
-template <class V, class U, class T, class GX, class GV, class GU>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<GX>&& writable_tensor<GV&&>&&
-                         writable_tensor<GU&&>)
-brownian_bridge_gradient brownian_bridge_trajectory_backward(const V& v, const U& u,
+/// Backward of brownian_bridge_trajectory: given grad_x = dL/dx, writes (or adds) dL/da and
+/// dL/db and returns dL/dsigma.
+template <class A, class B, class T, class GX, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<GX>&& writable_tensor<GA&&>&&
+                         writable_tensor<GB&&>)
+brownian_bridge_gradient brownian_bridge_trajectory_backward(const A& a, const B& b,
                                                              const brownian_bridge_saved<T>& saved,
-                                                             const GX& grad_x, GV&& grad_v,
-                                                             GU&& grad_u,
+                                                             const GX& grad_x, GA&& grad_a,
+                                                             GB&& grad_b,
                                                              const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto vg = detail::input_view(grad_x);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto gv = detail::output_view(std::forward<GA>(grad_a));
+  const auto gu = detail::output_view(std::forward<GB>(grad_b));
   detail::bridge_same_type<T, typename decltype(vv)::value_type>();
   detail::bridge_same_type<T, typename decltype(vu)::value_type>();
   detail::bridge_same_type<T, typename decltype(vg)::value_type>();
@@ -633,18 +635,18 @@ brownian_bridge_gradient brownian_bridge_trajectory_backward(const V& v, const U
 }
 
 /// Backward of brownian_bridge_trajectory_with_noise (pass the same xi).
-template <class V, class U, class XI, class T, class GX, class GV, class GU>
-CONTRASTIVE_REQUIRES(tensor_like<V>&& tensor_like<U>&& tensor_like<XI>&& tensor_like<GX>&&
-                         writable_tensor<GV&&>&& writable_tensor<GU&&>)
+template <class A, class B, class XI, class T, class GX, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<XI>&& tensor_like<GX>&&
+                         writable_tensor<GA&&>&& writable_tensor<GB&&>)
 brownian_bridge_gradient brownian_bridge_trajectory_with_noise_backward(
-    const V& v, const U& u, const XI& xi, const brownian_bridge_saved<T>& saved, const GX& grad_x,
-    GV&& grad_v, GU&& grad_u, const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(v);
-  const auto vu = detail::input_view(u);
+    const A& a, const B& b, const XI& xi, const brownian_bridge_saved<T>& saved, const GX& grad_x,
+    GA&& grad_a, GB&& grad_b, const brownian_bridge_options& o = {}) {
+  const auto vv = detail::input_view(a);
+  const auto vu = detail::input_view(b);
   const auto vxi = detail::input_view(xi);
   const auto vg = detail::input_view(grad_x);
-  const auto gv = detail::output_view(std::forward<GV>(grad_v));
-  const auto gu = detail::output_view(std::forward<GU>(grad_u));
+  const auto gv = detail::output_view(std::forward<GA>(grad_a));
+  const auto gu = detail::output_view(std::forward<GB>(grad_b));
   detail::bridge_same_type<T, typename decltype(vv)::value_type>();
   detail::bridge_same_type<T, typename decltype(vu)::value_type>();
   detail::bridge_same_type<T, typename decltype(vxi)::value_type>();

@@ -29,7 +29,7 @@ struct brownian_bridge_options {
   std::uint64_t seed = 0;     // Philox key
   std::uint32_t step = 0;     // Philox counter word 2 (e.g. the training step)
   std::uint64_t first_id = 0; // Philox id of row j is first_id + j ...
-  label_span ids{};           // ... or ids[j] when given (one per row, >= 0; device memory on the GPU)
+  vector_view<const std::int64_t> ids{};           // ... or ids[j] when given (one per row, >= 0; device memory on the GPU)
   bool accumulate = false;    // backward adds into grad_v / grad_u instead of overwriting them
   int num_threads = 0;        // 0: all OpenMP threads (1 without OpenMP)
 };

@@ -63,19 +63,9 @@
 
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
+#include "contrastive/core/matrix_view.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-
-/// A non-owning span of dataset sample ids (one per batch row).
-struct id_span {
-  const std::int64_t* data = nullptr;
-  index_t size = 0;
-
-  constexpr id_span() noexcept = default;
-  constexpr id_span(const std::int64_t* d, index_t n) noexcept : data(d), size(n) {}
-  id_span(const std::vector<std::int64_t>& v) noexcept  // NOLINT: implicit by design
-      : data(v.data()), size(static_cast<index_t>(v.size())) {}
-};
 
 namespace detail {
 
@@ -161,7 +151,7 @@ class normalizer_state {
 
   /// EMA update of every id of a batch in one direction with its log Zhat. beta in (0, 1];
   /// ids in [0, samples()), distinct; log_zhat finite. Nothing is written unless all checks pass.
-  void update(id_span ids, int direction, const double* log_zhat, double beta) {
+  void update(vector_view<const std::int64_t> ids, int direction, const double* log_zhat, double beta) {
     const char* fn = "normalizer_state::update";
     check_beta(fn, beta);
     check_direction(fn, direction);
@@ -265,9 +255,11 @@ class normalizer_state {
 
  public:
   /// Range and uniqueness checks of a batch of ids (O(n log n)); throws naming the bad id.
-  void check_ids(const char* fn, id_span ids) const {
+  void check_ids(const char* fn, vector_view<const std::int64_t> ids) const {
     CONTRASTIVE_CHECK(ids.size >= 0, fn, ": 'ids' has a negative size (", ids.size, ")");
     CONTRASTIVE_CHECK(ids.size == 0 || ids.data != nullptr, fn, ": 'ids' is a null pointer");
+    CONTRASTIVE_CHECK(ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
+                      ids.stride);
     for (index_t i = 0; i < ids.size; ++i)
       CONTRASTIVE_CHECK(ids.data[i] >= 0 && ids.data[i] < samples_, fn, ": sample id ", ids.data[i],
                         " at position ", i, " is out of range [0, ", samples_, ")");
@@ -276,7 +268,7 @@ class normalizer_state {
   }
 
   /// Duplicate check with caller scratch of ids.size entries (holds the sorted ids afterwards).
-  static void check_distinct(const char* fn, id_span ids, std::int64_t* scratch) {
+  static void check_distinct(const char* fn, vector_view<const std::int64_t> ids, std::int64_t* scratch) {
     std::copy(ids.data, ids.data + ids.size, scratch);
     std::sort(scratch, scratch + ids.size);
     const std::int64_t* dup = std::adjacent_find(scratch, scratch + ids.size);
