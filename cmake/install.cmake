@@ -12,8 +12,10 @@ else()
           DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 endif()
 
-# The INTERFACE target; its INSTALL_INTERFACE include directory is ${CMAKE_INSTALL_INCLUDEDIR}.
-install(TARGETS contrastive EXPORT contrastiveTargets)
+# The INTERFACE targets; the include directory is ${CMAKE_INSTALL_INCLUDEDIR}. contrastive::cuda
+# and contrastive::mpi are the optional components (the package config finds their dependencies
+# when they are requested).
+install(TARGETS contrastive contrastive_cuda contrastive_mpi EXPORT contrastiveTargets)
 install(EXPORT contrastiveTargets
         NAMESPACE contrastive::
         DESTINATION "${CONTRASTIVE_CMAKE_DIR}")
