@@ -72,8 +72,7 @@ inline at::Tensor loss_tensor(double v, at::ScalarType t) {
 }
 
 inline std::vector<at::Tensor> cast_grads_back(std::vector<at::Tensor> g, const std::vector<at::ScalarType>& t) {
-  for (std::size_t i = 0; i < g.size(); ++i)
-    if (g[i].numel()) g[i] = cast_back(g[i], t[i]);
+  for (std::size_t i = 0; i < g.size(); ++i) g[i] = cast_back(g[i], t[i]);  // empty ones too
   return g;
 }
 
