@@ -62,9 +62,9 @@ def load_anchor():
     path = os.environ.get("CONTRASTIVE_TORCH_ANCHOR")
     if not path:
         return None, "PyTorch loss: mm + F.cross_entropy defined in bench_clip.py ($CONTRASTIVE_TORCH_ANCHOR unset)"
-    spec = importlib.util.spec_from_file_location("torch_clip_anchor", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    module_spec = importlib.util.spec_from_file_location("torch_clip_anchor", path)
+    mod = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(mod)
     return mod, f"PyTorch loss: clip_loss of {os.path.basename(path)}"
 
 
