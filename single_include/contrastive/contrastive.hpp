@@ -1334,10 +1334,70 @@ CONTRASTIVE_NAMESPACE_END
 
 #include <Eigen/Core>
 
+// ---- begin contrastive/core/parallel.hpp ----
+#ifndef CONTRASTIVE_CORE_PARALLEL_HPP
+#define CONTRASTIVE_CORE_PARALLEL_HPP
+
+// The one home of the library's CPU threading (OpenMP when the target is built with it, serial
+// otherwise): how many threads a call gets and the loop that runs on them. Results never depend
+// on the thread count: every caller splits its work into pieces fixed by the problem, not by the
+// team, and merges them in a fixed order. Eigen-free.
+
 #if defined(_OPENMP)
 #  include <omp.h>
 #endif
 
+
+CONTRASTIVE_NAMESPACE_BEGIN
+namespace detail {
+
+/// Work (multiply-adds, roughly) below which a loop runs on one thread: starting a team costs
+/// more than it saves there (the results are the same either way).
+constexpr double parallel_min_work = double(1 << 20);
+
+/// Threads for a parallel loop: `requested` if > 0, else all OpenMP threads; always 1 without
+/// OpenMP.
+inline int resolve_threads(int requested) noexcept {
+#if defined(_OPENMP)
+  const int avail = omp_get_max_threads();
+  return requested > 0 ? requested : (avail > 0 ? avail : 1);
+#else
+  (void)requested;
+  return 1;
+#endif
+}
+
+/// resolve_threads for a loop of about `work` multiply-adds: 1 below parallel_min_work.
+inline int resolve_threads(int requested, double work) noexcept {
+  return work < parallel_min_work ? 1 : resolve_threads(requested);
+}
+
+/// body(i, thread) for i in [0, count), on up to `threads` OpenMP threads (dynamic schedule);
+/// `thread` in [0, threads) indexes per-thread scratch. The body must not throw; each i must
+/// write disjoint memory. Inside, Eigen's GEMM is kept single-threaded (also for one thread),
+/// so every product is computed the same way whatever the thread count.
+template <class F>
+void parallel_for(index_t count, int threads, F&& body) {
+#if defined(_OPENMP)
+  const int nt = threads < 1 ? 1 : (count < index_t(threads) ? (count > 0 ? int(count) : 1) : threads);
+#  pragma omp parallel num_threads(nt)
+  {
+    omp_set_num_threads(1);
+    const int tid = omp_get_thread_num();
+#  pragma omp for schedule(dynamic, 1)
+    for (index_t i = 0; i < count; ++i) body(i, tid);
+  }
+#else
+  (void)threads;
+  for (index_t i = 0; i < count; ++i) body(i, 0);
+#endif
+}
+
+}  // namespace detail
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_CORE_PARALLEL_HPP
+// ---- end contrastive/core/parallel.hpp ----
 
 CONTRASTIVE_NAMESPACE_BEGIN
 namespace detail {
@@ -1376,7 +1436,7 @@ struct pairwise_problem {
   bool mask_diagonal = false;
   T scale = 1;  // lambda = 1 / temperature
   index_t tile_rows = 256, tile_cols = 256;
-  int threads = 1;  // resolved thread count (see resolve_threads)
+  int threads = 1;  // resolved thread count (see resolve_threads in core/parallel.hpp)
   // Optional logit cache (cached mode): one slot of tile_shape() per visited tile, written by
   // the forward and read by the backward instead of recomputing the tile.
   T* cache = nullptr;
@@ -1434,17 +1494,6 @@ std::pair<index_t, index_t> tile_shape(const pairwise_problem<T>& p) noexcept {
 
 /// Fixed number of column chunks per row block (independent of the thread count).
 constexpr int sweep_chunks = 8;
-
-/// Threads a sweep uses: `requested` if > 0, else all OpenMP threads; 1 without OpenMP.
-inline int resolve_threads(int requested) noexcept {
-#if defined(_OPENMP)
-  const int avail = omp_get_max_threads();
-  return requested > 0 ? requested : (avail > 0 ? avail : 1);
-#else
-  (void)requested;
-  return 1;
-#endif
-}
 
 /// Everything the scratch size of a sweep depends on.
 struct sweep_shape {
@@ -1583,31 +1632,12 @@ sweep_plan make_plan(const pairwise_problem<T>& p) {
   return plan;
 }
 
-/// Threads worth starting for this sweep: a team costs microseconds, more than a tiny sweep
-/// (results are the same for any count, so this is only about speed).
+/// Threads worth starting for this sweep (core/parallel.hpp: one thread below parallel_min_work
+/// multiply-adds; results are the same for any count, so this is only about speed).
 template <class T>
 int sweep_threads(const pairwise_problem<T>& p) noexcept {
   const double work = double(p.x_rows()) * double(p.y_rows()) * double(p.dim());
-  return work < 4.0e6 ? 1 : p.threads;
-}
-
-/// Runs body(chunk, thread) for every chunk of one row block, on `threads` threads.
-template <class Body>
-void for_each_chunk(int threads, Body&& body) {
-  (void)threads;
-#if defined(_OPENMP)
-  if (threads > 1) {
-#  pragma omp parallel num_threads(threads)
-    {
-      omp_set_num_threads(1);  // keep Eigen's GEMM single-threaded inside our threads
-      const int t = omp_get_thread_num();
-#  pragma omp for schedule(static, 1)
-      for (int c = 0; c < sweep_chunks; ++c) body(c, t);
-    }
-    return;
-  }
-#endif
-  for (int c = 0; c < sweep_chunks; ++c) body(c, 0);
+  return work < parallel_min_work ? 1 : p.threads;
 }
 
 /// Output of the forward sweep. `row`/`col` may be null (direction not needed); in self mode
@@ -1700,7 +1730,8 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
 
   for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
     const row_block& I = plan.xb[bi];
-    for_each_chunk(threads, [&](int c, int t) {
+    parallel_for(sweep_chunks, threads, [&](index_t ci, int t) {
+      const int c = static_cast<int>(ci);
       online_softmax<double>* rp = row_part + static_cast<std::size_t>(c) * shape.tr;
       double* tp = target_part + static_cast<std::size_t>(c) * shape.tr;
       for (index_t r = 0; r < I.rows; ++r) {
@@ -1795,7 +1826,8 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
   for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
     const row_block& I = plan.xb[bi];
     const matrix_view<const T> xi = p.x[I.segment].middle_rows(I.first, I.rows);
-    for_each_chunk(threads, [&](int c, int t) {
+    parallel_for(sweep_chunks, threads, [&](index_t ci, int t) {
+      const int c = static_cast<int>(ci);
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) return;
       T* part = dx_part + static_cast<std::size_t>(c) * shape.tr * d;
       std::fill(part, part + I.rows * d, T(0));
@@ -2841,14 +2873,10 @@ CONTRASTIVE_NAMESPACE_END
 #define CONTRASTIVE_CORE_MODAL_COMMON_HPP
 
 // Pieces shared by the modality-structure regularisers (docs/README.md#modality-structure-regularisers): the
-// row check (every value finite, no row of zero norm) and the OpenMP thread count. A zero-norm
+// row check (every value finite, no row of zero norm); their threads come from core/parallel.hpp. A zero-norm
 // row is bad input for these losses (their inputs are meant to be L2-normalised embeddings).
 
 #include <cmath>
-
-#if defined(_OPENMP)
-#  include <omp.h>
-#endif
 
 
 CONTRASTIVE_NAMESPACE_BEGIN
@@ -2896,45 +2924,6 @@ void check_rows(const char* fn, const char* name, const matrix_view<const T>& x)
   for (index_t i = 0; i < x.rows(); ++i) {
     if (CONTRASTIVE_UNLIKELY(!row_norm_ok(row_squared_norm(x, i)))) report_bad_row(fn, name, x, i);
   }
-}
-
-/// Threads for the regularisers' parallel loops: `requested` if > 0, else all OpenMP threads;
-/// always 1 without OpenMP. Results never depend on it (the work split is fixed).
-inline int modal_threads(int requested) noexcept {
-#if defined(_OPENMP)
-  const int avail = omp_get_max_threads();
-  return requested > 0 ? requested : (avail > 0 ? avail : 1);
-#else
-  (void)requested;
-  return 1;
-#endif
-}
-
-/// modal_threads for a loop of about `work` multiply-adds: 1 below 2^20, where starting threads
-/// costs more than it saves (the results are the same either way).
-inline int modal_threads_for(int requested, double work) noexcept {
-  return work < double(1 << 20) ? 1 : modal_threads(requested);
-}
-
-/// body(i, thread) for i in [0, count), on up to `threads` OpenMP threads (dynamic schedule);
-/// `thread` in [0, threads) indexes per-thread scratch. The body must not throw; each i must
-/// write disjoint memory. Inside, Eigen's GEMM is kept single-threaded (also for one thread),
-/// so every product is computed the same way whatever the thread count.
-template <class F>
-void modal_parallel_for(index_t count, int threads, F&& body) {
-#if defined(_OPENMP)
-  const int nt = threads < 1 ? 1 : (count < index_t(threads) ? (count > 0 ? int(count) : 1) : threads);
-#  pragma omp parallel num_threads(nt)
-  {
-    omp_set_num_threads(1);
-    const int tid = omp_get_thread_num();
-#  pragma omp for schedule(dynamic, 1)
-    for (index_t i = 0; i < count; ++i) body(i, tid);
-  }
-#else
-  (void)threads;
-  for (index_t i = 0; i < count; ++i) body(i, 0);
-#endif
 }
 
 }  // namespace detail
@@ -3136,12 +3125,12 @@ double fs_uniformity_log_sum(const fs_modality<T>& m, const feature_separation_o
   const index_t n = m.x.rows();
   const index_t tr = std::min(o.tile_rows, n), tc = std::min(o.tile_cols, n);
   const index_t row_tiles = (n + tr - 1) / tr;
-  const int threads = modal_threads_for(o.num_threads, double(n) * double(n) * double(m.x.cols()));
+  const int threads = resolve_threads(o.num_threads, double(n) * double(n) * double(m.x.cols()));
   const int used = threads < row_tiles ? threads : static_cast<int>(row_tiles);
   std::vector<T> s_buf(static_cast<std::size_t>(used * tr * tc));
   std::vector<double> e_buf(static_cast<std::size_t>(used * tr * tc));
   std::vector<online_lse<double>> rows(static_cast<std::size_t>(n));
-  modal_parallel_for(row_tiles, used, [&](index_t it, int tid) {
+  parallel_for(row_tiles, used, [&](index_t it, int tid) {
     T* s = s_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr * tc);
     double* e = e_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr * tc);
     const index_t i0 = it * tr, ni = std::min(tr, n - i0);
@@ -3178,7 +3167,7 @@ void fs_uniformity_backward(const fs_modality<T>& m, const feature_separation_op
   const index_t n = m.x.rows(), d = m.x.cols();
   const index_t tr = std::min(o.tile_rows, n), tc = std::min(o.tile_cols, n);
   const index_t row_tiles = (n + tr - 1) / tr;
-  const int threads = modal_threads_for(o.num_threads, double(n) * double(n) * double(m.x.cols()));
+  const int threads = resolve_threads(o.num_threads, double(n) * double(n) * double(m.x.cols()));
   const int used = threads < row_tiles ? threads : static_cast<int>(row_tiles);
   const std::size_t tile = static_cast<std::size_t>(tr * tc);
   std::vector<T> s_buf(static_cast<std::size_t>(used) * tile);
@@ -3186,7 +3175,7 @@ void fs_uniformity_backward(const fs_modality<T>& m, const feature_separation_op
   std::vector<T> acc_buf(static_cast<std::size_t>(used * tr * d));
   std::vector<double> rs_buf(static_cast<std::size_t>(used * tr));
   const double c = -4 * o.uniformity_t * scale;
-  modal_parallel_for(row_tiles, used, [&](index_t it, int tid) {
+  parallel_for(row_tiles, used, [&](index_t it, int tid) {
     T* s = s_buf.data() + static_cast<std::size_t>(tid) * tile;
     double* e = e_buf.data() + static_cast<std::size_t>(tid) * tile;
     T* acc = acc_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr * d);
@@ -3280,7 +3269,7 @@ inline info_nce_options fs_info_nce_options(const feature_separation_options& o,
   io.tile_cols = o.tile_cols;
   io.accumulate = true;
   // Small problems run on one thread (InfoNCE's results do not depend on it either).
-  io.num_threads = modal_threads_for(o.num_threads, double(n) * double(n) * double(d));
+  io.num_threads = resolve_threads(o.num_threads, double(n) * double(n) * double(d));
   return io;
 }
 
@@ -4076,7 +4065,7 @@ constexpr index_t bridge_rows_per_task = 16;
 template <class F>
 void bridge_for_rows(index_t n, int threads, F&& row_fn) {
   const index_t tasks = (n + bridge_rows_per_task - 1) / bridge_rows_per_task;
-  modal_parallel_for(tasks, threads, [&](index_t task, int tid) {
+  parallel_for(tasks, threads, [&](index_t task, int tid) {
     const index_t j1 = (task + 1) * bridge_rows_per_task < n ? (task + 1) * bridge_rows_per_task : n;
     for (index_t j = task * bridge_rows_per_task; j < j1; ++j) row_fn(j, tid);
   });
@@ -4116,7 +4105,7 @@ brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<
   saved.given_noise = eps != nullptr;
   saved.seed = o.seed;
   saved.step = o.step;
-  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
   const double sigma = saved.sigma;
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
@@ -4184,7 +4173,7 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
   brownian_bridge_gradient out;
   out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
   std::vector<double> dsig(static_cast<std::size_t>(n), 0.0);
-  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 4 * d);
   const double sigma = saved.sigma;
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
@@ -4281,7 +4270,7 @@ brownian_bridge_saved<T> bridge_path_forward(const char* fn, const matrix_view<c
   saved.given_noise = xi != nullptr;
   saved.seed = o.seed;
   saved.step = o.step;
-  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 3 * d);
   const double sigma = saved.sigma;
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
@@ -4350,7 +4339,7 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
 
   brownian_bridge_gradient out;
   std::vector<double> dsig(static_cast<std::size_t>(n), 0.0);
-  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 6 * d);
   const double sigma = saved.sigma;
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
@@ -4644,7 +4633,7 @@ brownian_bridge_loss_saved<T> bridge_loss_forward(const matrix_view<const T>& v,
   saved.nll_weight = o.nll_weight;
   saved.t.resize(static_cast<std::size_t>(n));
   std::vector<double> terms(static_cast<std::size_t>(n));
-  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, d);
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
     double* mu = scratch.get(tid);
@@ -4697,7 +4686,7 @@ brownian_bridge_loss_parameter_gradients bridge_loss_backward(const matrix_view<
 
   brownian_bridge_loss_parameter_gradients out;
   out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
-  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
   const double scale = upstream / double(n);
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
@@ -4973,7 +4962,7 @@ gc_plan gc_make_plan(index_t n, index_t d, bool augmented, const geometric_consi
   p.n = n;
   p.d = d;
   p.grams = gc_gram_count(p.algorithm, augmented);
-  p.threads = modal_threads_for(o.num_threads, double(n) * double(d) * double(d));
+  p.threads = resolve_threads(o.num_threads, double(n) * double(d) * double(d));
   if (p.algorithm == gc_algorithm::naive) return p;
   p.chunk = o.tile_rows < n ? o.tile_rows : n;
   p.chunks = (n + p.chunk - 1) / p.chunk;
@@ -5194,7 +5183,7 @@ double gc_gram_forward(const char* fn, const gc_plan& p, const gc_input<T>* in, 
     scratch[static_cast<std::size_t>(t)] = ar.take<T>(4 * static_cast<std::size_t>(p.chunk * d));
   std::vector<gc_row_flag> flags(static_cast<std::size_t>(p.chunks));
 
-  modal_parallel_for(p.slabs, threads, [&](index_t s, int tid) {
+  parallel_for(p.slabs, threads, [&](index_t s, int tid) {
     T* buf0 = scratch[static_cast<std::size_t>(tid)];
     T* buf1 = buf0 + p.chunk * d;
     T* g = slab[static_cast<std::size_t>(s)];
@@ -5318,7 +5307,7 @@ void gc_gram_backward(const char* fn, const gc_plan& p, const gc_input<T>* in, i
   const double inv_n = 1.0 / double(n);
   const bool acc = o.accumulate;
 
-  modal_parallel_for(p.chunks, threads, [&](index_t ch, int tid) {
+  parallel_for(p.chunks, threads, [&](index_t ch, int tid) {
     T* buf0 = scratch[static_cast<std::size_t>(tid)];
     T* buf1 = buf0 + p.chunk * d;
     T* buf2 = buf1 + p.chunk * d;

@@ -2,14 +2,10 @@
 #define CONTRASTIVE_CORE_MODAL_COMMON_HPP
 
 // Pieces shared by the modality-structure regularisers (docs/README.md#modality-structure-regularisers): the
-// row check (every value finite, no row of zero norm) and the OpenMP thread count. A zero-norm
+// row check (every value finite, no row of zero norm); their threads come from core/parallel.hpp. A zero-norm
 // row is bad input for these losses (their inputs are meant to be L2-normalised embeddings).
 
 #include <cmath>
-
-#if defined(_OPENMP)
-#  include <omp.h>
-#endif
 
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
@@ -60,45 +56,6 @@ void check_rows(const char* fn, const char* name, const matrix_view<const T>& x)
   for (index_t i = 0; i < x.rows(); ++i) {
     if (CONTRASTIVE_UNLIKELY(!row_norm_ok(row_squared_norm(x, i)))) report_bad_row(fn, name, x, i);
   }
-}
-
-/// Threads for the regularisers' parallel loops: `requested` if > 0, else all OpenMP threads;
-/// always 1 without OpenMP. Results never depend on it (the work split is fixed).
-inline int modal_threads(int requested) noexcept {
-#if defined(_OPENMP)
-  const int avail = omp_get_max_threads();
-  return requested > 0 ? requested : (avail > 0 ? avail : 1);
-#else
-  (void)requested;
-  return 1;
-#endif
-}
-
-/// modal_threads for a loop of about `work` multiply-adds: 1 below 2^20, where starting threads
-/// costs more than it saves (the results are the same either way).
-inline int modal_threads_for(int requested, double work) noexcept {
-  return work < double(1 << 20) ? 1 : modal_threads(requested);
-}
-
-/// body(i, thread) for i in [0, count), on up to `threads` OpenMP threads (dynamic schedule);
-/// `thread` in [0, threads) indexes per-thread scratch. The body must not throw; each i must
-/// write disjoint memory. Inside, Eigen's GEMM is kept single-threaded (also for one thread),
-/// so every product is computed the same way whatever the thread count.
-template <class F>
-void modal_parallel_for(index_t count, int threads, F&& body) {
-#if defined(_OPENMP)
-  const int nt = threads < 1 ? 1 : (count < index_t(threads) ? (count > 0 ? int(count) : 1) : threads);
-#  pragma omp parallel num_threads(nt)
-  {
-    omp_set_num_threads(1);
-    const int tid = omp_get_thread_num();
-#  pragma omp for schedule(dynamic, 1)
-    for (index_t i = 0; i < count; ++i) body(i, tid);
-  }
-#else
-  (void)threads;
-  for (index_t i = 0; i < count; ++i) body(i, 0);
-#endif
 }
 
 }  // namespace detail

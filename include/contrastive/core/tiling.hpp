@@ -23,14 +23,11 @@
 
 #include <Eigen/Core>
 
-#if defined(_OPENMP)
-#  include <omp.h>
-#endif
-
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/gemm.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/math.hpp"
+#include "contrastive/core/parallel.hpp"
 #include "contrastive/core/workspace.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
@@ -70,7 +67,7 @@ struct pairwise_problem {
   bool mask_diagonal = false;
   T scale = 1;  // lambda = 1 / temperature
   index_t tile_rows = 256, tile_cols = 256;
-  int threads = 1;  // resolved thread count (see resolve_threads)
+  int threads = 1;  // resolved thread count (see resolve_threads in core/parallel.hpp)
   // Optional logit cache (cached mode): one slot of tile_shape() per visited tile, written by
   // the forward and read by the backward instead of recomputing the tile.
   T* cache = nullptr;
@@ -128,17 +125,6 @@ std::pair<index_t, index_t> tile_shape(const pairwise_problem<T>& p) noexcept {
 
 /// Fixed number of column chunks per row block (independent of the thread count).
 constexpr int sweep_chunks = 8;
-
-/// Threads a sweep uses: `requested` if > 0, else all OpenMP threads; 1 without OpenMP.
-inline int resolve_threads(int requested) noexcept {
-#if defined(_OPENMP)
-  const int avail = omp_get_max_threads();
-  return requested > 0 ? requested : (avail > 0 ? avail : 1);
-#else
-  (void)requested;
-  return 1;
-#endif
-}
 
 /// Everything the scratch size of a sweep depends on.
 struct sweep_shape {
@@ -277,31 +263,12 @@ sweep_plan make_plan(const pairwise_problem<T>& p) {
   return plan;
 }
 
-/// Threads worth starting for this sweep: a team costs microseconds, more than a tiny sweep
-/// (results are the same for any count, so this is only about speed).
+/// Threads worth starting for this sweep (core/parallel.hpp: one thread below parallel_min_work
+/// multiply-adds; results are the same for any count, so this is only about speed).
 template <class T>
 int sweep_threads(const pairwise_problem<T>& p) noexcept {
   const double work = double(p.x_rows()) * double(p.y_rows()) * double(p.dim());
-  return work < 4.0e6 ? 1 : p.threads;
-}
-
-/// Runs body(chunk, thread) for every chunk of one row block, on `threads` threads.
-template <class Body>
-void for_each_chunk(int threads, Body&& body) {
-  (void)threads;
-#if defined(_OPENMP)
-  if (threads > 1) {
-#  pragma omp parallel num_threads(threads)
-    {
-      omp_set_num_threads(1);  // keep Eigen's GEMM single-threaded inside our threads
-      const int t = omp_get_thread_num();
-#  pragma omp for schedule(static, 1)
-      for (int c = 0; c < sweep_chunks; ++c) body(c, t);
-    }
-    return;
-  }
-#endif
-  for (int c = 0; c < sweep_chunks; ++c) body(c, 0);
+  return work < parallel_min_work ? 1 : p.threads;
 }
 
 /// Output of the forward sweep. `row`/`col` may be null (direction not needed); in self mode
@@ -394,7 +361,8 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
 
   for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
     const row_block& I = plan.xb[bi];
-    for_each_chunk(threads, [&](int c, int t) {
+    parallel_for(sweep_chunks, threads, [&](index_t ci, int t) {
+      const int c = static_cast<int>(ci);
       online_softmax<double>* rp = row_part + static_cast<std::size_t>(c) * shape.tr;
       double* tp = target_part + static_cast<std::size_t>(c) * shape.tr;
       for (index_t r = 0; r < I.rows; ++r) {
@@ -489,7 +457,8 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
   for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
     const row_block& I = plan.xb[bi];
     const matrix_view<const T> xi = p.x[I.segment].middle_rows(I.first, I.rows);
-    for_each_chunk(threads, [&](int c, int t) {
+    parallel_for(sweep_chunks, threads, [&](index_t ci, int t) {
+      const int c = static_cast<int>(ci);
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) return;
       T* part = dx_part + static_cast<std::size_t>(c) * shape.tr * d;
       std::fill(part, part + I.rows * d, T(0));

@@ -38,6 +38,7 @@
 #include "contrastive/core/loss_common.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/modal_common.hpp"
+#include "contrastive/core/parallel.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/core/workspace.hpp"
 #include "contrastive/sampling/brownian_bridge.hpp"
@@ -118,7 +119,7 @@ brownian_bridge_loss_saved<T> bridge_loss_forward(const matrix_view<const T>& v,
   saved.nll_weight = o.nll_weight;
   saved.t.resize(static_cast<std::size_t>(n));
   std::vector<double> terms(static_cast<std::size_t>(n));
-  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, d);
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
     double* mu = scratch.get(tid);
@@ -171,7 +172,7 @@ brownian_bridge_loss_parameter_gradients bridge_loss_backward(const matrix_view<
 
   brownian_bridge_loss_parameter_gradients out;
   out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
-  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
   const double scale = upstream / double(n);
   bridge_for_rows(n, threads, [&](index_t j, int tid) {

@@ -52,6 +52,7 @@
 #include "contrastive/core/math.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/modal_common.hpp"
+#include "contrastive/core/parallel.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/losses/info_nce.hpp"
 
@@ -248,12 +249,12 @@ double fs_uniformity_log_sum(const fs_modality<T>& m, const feature_separation_o
   const index_t n = m.x.rows();
   const index_t tr = std::min(o.tile_rows, n), tc = std::min(o.tile_cols, n);
   const index_t row_tiles = (n + tr - 1) / tr;
-  const int threads = modal_threads_for(o.num_threads, double(n) * double(n) * double(m.x.cols()));
+  const int threads = resolve_threads(o.num_threads, double(n) * double(n) * double(m.x.cols()));
   const int used = threads < row_tiles ? threads : static_cast<int>(row_tiles);
   std::vector<T> s_buf(static_cast<std::size_t>(used * tr * tc));
   std::vector<double> e_buf(static_cast<std::size_t>(used * tr * tc));
   std::vector<online_lse<double>> rows(static_cast<std::size_t>(n));
-  modal_parallel_for(row_tiles, used, [&](index_t it, int tid) {
+  parallel_for(row_tiles, used, [&](index_t it, int tid) {
     T* s = s_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr * tc);
     double* e = e_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr * tc);
     const index_t i0 = it * tr, ni = std::min(tr, n - i0);
@@ -290,7 +291,7 @@ void fs_uniformity_backward(const fs_modality<T>& m, const feature_separation_op
   const index_t n = m.x.rows(), d = m.x.cols();
   const index_t tr = std::min(o.tile_rows, n), tc = std::min(o.tile_cols, n);
   const index_t row_tiles = (n + tr - 1) / tr;
-  const int threads = modal_threads_for(o.num_threads, double(n) * double(n) * double(m.x.cols()));
+  const int threads = resolve_threads(o.num_threads, double(n) * double(n) * double(m.x.cols()));
   const int used = threads < row_tiles ? threads : static_cast<int>(row_tiles);
   const std::size_t tile = static_cast<std::size_t>(tr * tc);
   std::vector<T> s_buf(static_cast<std::size_t>(used) * tile);
@@ -298,7 +299,7 @@ void fs_uniformity_backward(const fs_modality<T>& m, const feature_separation_op
   std::vector<T> acc_buf(static_cast<std::size_t>(used * tr * d));
   std::vector<double> rs_buf(static_cast<std::size_t>(used * tr));
   const double c = -4 * o.uniformity_t * scale;
-  modal_parallel_for(row_tiles, used, [&](index_t it, int tid) {
+  parallel_for(row_tiles, used, [&](index_t it, int tid) {
     T* s = s_buf.data() + static_cast<std::size_t>(tid) * tile;
     double* e = e_buf.data() + static_cast<std::size_t>(tid) * tile;
     T* acc = acc_buf.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(tr * d);
@@ -392,7 +393,7 @@ inline info_nce_options fs_info_nce_options(const feature_separation_options& o,
   io.tile_cols = o.tile_cols;
   io.accumulate = true;
   // Small problems run on one thread (InfoNCE's results do not depend on it either).
-  io.num_threads = modal_threads_for(o.num_threads, double(n) * double(n) * double(d));
+  io.num_threads = resolve_threads(o.num_threads, double(n) * double(n) * double(d));
   return io;
 }
 

@@ -50,6 +50,7 @@
 #include "contrastive/core/loss_common.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/modal_common.hpp"
+#include "contrastive/core/parallel.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/core/workspace.hpp"
 #include "contrastive/losses/geometric_consistency_options.hpp"
@@ -110,7 +111,7 @@ gc_plan gc_make_plan(index_t n, index_t d, bool augmented, const geometric_consi
   p.n = n;
   p.d = d;
   p.grams = gc_gram_count(p.algorithm, augmented);
-  p.threads = modal_threads_for(o.num_threads, double(n) * double(d) * double(d));
+  p.threads = resolve_threads(o.num_threads, double(n) * double(d) * double(d));
   if (p.algorithm == gc_algorithm::naive) return p;
   p.chunk = o.tile_rows < n ? o.tile_rows : n;
   p.chunks = (n + p.chunk - 1) / p.chunk;
@@ -331,7 +332,7 @@ double gc_gram_forward(const char* fn, const gc_plan& p, const gc_input<T>* in, 
     scratch[static_cast<std::size_t>(t)] = ar.take<T>(4 * static_cast<std::size_t>(p.chunk * d));
   std::vector<gc_row_flag> flags(static_cast<std::size_t>(p.chunks));
 
-  modal_parallel_for(p.slabs, threads, [&](index_t s, int tid) {
+  parallel_for(p.slabs, threads, [&](index_t s, int tid) {
     T* buf0 = scratch[static_cast<std::size_t>(tid)];
     T* buf1 = buf0 + p.chunk * d;
     T* g = slab[static_cast<std::size_t>(s)];
@@ -455,7 +456,7 @@ void gc_gram_backward(const char* fn, const gc_plan& p, const gc_input<T>* in, i
   const double inv_n = 1.0 / double(n);
   const bool acc = o.accumulate;
 
-  modal_parallel_for(p.chunks, threads, [&](index_t ch, int tid) {
+  parallel_for(p.chunks, threads, [&](index_t ch, int tid) {
     T* buf0 = scratch[static_cast<std::size_t>(tid)];
     T* buf1 = buf0 + p.chunk * d;
     T* buf2 = buf1 + p.chunk * d;

@@ -46,6 +46,7 @@
 #include "contrastive/core/loss_common.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/modal_common.hpp"
+#include "contrastive/core/parallel.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/sampling/brownian_bridge_options.hpp"
 #include "contrastive/sampling/philox.hpp"
@@ -170,7 +171,7 @@ constexpr index_t bridge_rows_per_task = 16;
 template <class F>
 void bridge_for_rows(index_t n, int threads, F&& row_fn) {
   const index_t tasks = (n + bridge_rows_per_task - 1) / bridge_rows_per_task;
-  modal_parallel_for(tasks, threads, [&](index_t task, int tid) {
+  parallel_for(tasks, threads, [&](index_t task, int tid) {
     const index_t j1 = (task + 1) * bridge_rows_per_task < n ? (task + 1) * bridge_rows_per_task : n;
     for (index_t j = task * bridge_rows_per_task; j < j1; ++j) row_fn(j, tid);
   });
@@ -210,7 +211,7 @@ brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<
   saved.given_noise = eps != nullptr;
   saved.seed = o.seed;
   saved.step = o.step;
-  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
   const double sigma = saved.sigma;
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
@@ -278,7 +279,7 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
   brownian_bridge_gradient out;
   out.t_rows.assign(static_cast<std::size_t>(n), 0.0);
   std::vector<double> dsig(static_cast<std::size_t>(n), 0.0);
-  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 4 * d);
   const double sigma = saved.sigma;
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
@@ -375,7 +376,7 @@ brownian_bridge_saved<T> bridge_path_forward(const char* fn, const matrix_view<c
   saved.given_noise = xi != nullptr;
   saved.seed = o.seed;
   saved.step = o.step;
-  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 3 * d);
   const double sigma = saved.sigma;
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
@@ -444,7 +445,7 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
 
   brownian_bridge_gradient out;
   std::vector<double> dsig(static_cast<std::size_t>(n), 0.0);
-  const int threads = modal_threads_for(o.num_threads, 64.0 * double(n) * double(d));
+  const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 6 * d);
   const double sigma = saved.sigma;
   bridge_for_rows(n, threads, [&](index_t j, int tid) {
