@@ -5,6 +5,7 @@ themselves, so that ``torch.compile(fullgraph=True)`` and ``torch.library.opchec
 torch: a ``torch.autograd.Function`` per op with the same backward body.
 """
 import torch
+from torch.autograd.function import once_differentiable
 
 from . import _loader
 
@@ -23,6 +24,13 @@ def _version():
 NEW_API = _version() >= (2, 4) and hasattr(torch.library, "register_autograd")
 
 
+def _mark_statistics(ctx, output):
+    """Outputs past the loss are statistics or saved gradients: not differentiable (torch >= 2.4;
+    older torch marks them in the Function's forward)."""
+    if NEW_API:
+        ctx.mark_non_differentiable(*output[1:])
+
+
 def _stat_dtype(x):
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
@@ -34,6 +42,7 @@ def _info_nce_setup(ctx, inputs, output):
     _, row_lse, col_lse, row_pos, col_pos = output
     ctx.save_for_backward(a, b, row_lse, col_lse, row_pos, col_pos, labels_a, labels_b)
     ctx.args = (temperature, label_smoothing, symmetric, reduction)
+    _mark_statistics(ctx, output)
 
 
 def _info_nce_backward(ctx, grad_loss, *unused):
@@ -64,6 +73,7 @@ def _nt_xent_setup(ctx, inputs, output):
     _, lse, pos = output
     ctx.save_for_backward(a, b, lse, pos, labels)
     ctx.args = (temperature, label_smoothing, reduction)
+    _mark_statistics(ctx, output)
 
 
 def _nt_xent_backward(ctx, grad_loss, *unused):
@@ -86,6 +96,7 @@ def _gamma_setup(ctx, inputs, output):
     temperature, symmetric, pin, reduction = inputs[5], inputs[6], inputs[13], inputs[16]
     ctx.save_for_backward(a, b, output[3], output[4], output[5], output[6])
     ctx.args = (temperature, symmetric, pin, reduction)
+    _mark_statistics(ctx, output)
 
 
 def _gamma_backward(ctx, grad_loss, *unused):
@@ -114,6 +125,7 @@ def _fused(n_inputs, n_args):
 
     def setup(ctx, inputs, output):
         ctx.save_for_backward(*output[1:])
+        _mark_statistics(ctx, output)
 
     def backward(ctx, grad_loss, *unused):
         grads = []
@@ -204,8 +216,10 @@ def _make_function(name, setup, backward):
         ctx.mark_non_differentiable(*out[1:])
         return tuple(out)
 
+    # First derivatives only: a second backward raises instead of returning wrong values.
     return type("_" + name, (torch.autograd.Function,),
-                {"forward": staticmethod(forward), "backward": staticmethod(backward)})
+                {"forward": staticmethod(forward),
+                 "backward": staticmethod(once_differentiable(backward))})
 
 
 for _name, (_setup, _bwd, _fake, _bwd_name, _bwd_fake) in _TABLE.items():

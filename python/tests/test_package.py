@@ -56,3 +56,18 @@ def test_fake_kernels_match_real_outputs():
     for name, fake, args in _fake_cases():
         real = getattr(torch.ops.contrastive, name)(*args)
         assert _meta_list(fake(*args)) == _meta_list(real), name
+
+
+def test_double_backward_is_refused():
+    """The ops give first derivatives only; create_graph must not silently return wrong values."""
+    import contrastive_torch as ct
+    a = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    for loss in (ct.clip_loss(a, b, 2.0), ct.geometric_consistency_loss(a, b)):
+        (g,) = torch.autograd.grad(loss, (a,), create_graph=True)
+        if g.requires_grad:
+            try:
+                torch.autograd.grad(g.sum(), (a,))
+            except RuntimeError:
+                continue
+            raise AssertionError("second derivative should raise")
