@@ -239,6 +239,14 @@ TEST_CASE("nt_xent: layouts, workspace, accumulate", "[nt_xent][api]") {
   CHECK_THROWS_AS(contrastive::nt_xent_forward(ar, br, o, {buf.data(), 64}), contrastive::invalid_argument);
   CHECK_THROWS_AS(contrastive::nt_xent_backward(ar, br, saved, ga2, gb2, acc, 1.0, {buf.data(), 64}),
                   contrastive::invalid_argument);
+
+  // The inputs overload: row-major inputs need exactly the row-major query; for the halves of z
+  // it sizes a workspace that serves a call on them.
+  CHECK(contrastive::nt_xent_workspace_bytes(ar, br, o) == bytes);
+  const std::size_t zbytes = contrastive::nt_xent_workspace_bytes(z.topRows(n), z.bottomRows(n), o);
+  CHECK(zbytes >= bytes);
+  std::vector<unsigned char> zbuf(zbytes);
+  CHECK(contrastive::nt_xent_forward(z.topRows(n), z.bottomRows(n), o, {zbuf.data(), zbuf.size()}).loss == want);
 }
 
 TEST_CASE("nt_xent: bad input throws contrastive::invalid_argument", "[nt_xent][errors]") {

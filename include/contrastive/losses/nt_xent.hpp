@@ -345,6 +345,19 @@ std::size_t nt_xent_workspace_bytes(index_t n, index_t d, const nt_xent_options&
   return f > b ? f : b;
 }
 
+/// Exact bytes for these inputs, packing included (gradients assumed row-major).
+template <class A, class B,
+          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value, int> = 0>
+std::size_t nt_xent_workspace_bytes(const A& a, const B& b, const nt_xent_options& o = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  const std::size_t pack = detail::packing_bytes(va) + detail::packing_bytes(vb);
+  const std::size_t f = detail::nt_xent_forward_bytes<T>(va.rows(), va.cols(), o, pack);
+  const std::size_t bw = detail::nt_xent_backward_bytes<T>(va.rows(), va.cols(), o, pack);
+  return f > bw ? f : bw;
+}
+
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, workspace ws = {}) {
