@@ -65,15 +65,15 @@ TORCH_LIBRARY(contrastive, m) {
 }
 
 TORCH_LIBRARY_IMPL(contrastive, CPU, m) {
-  m.impl("info_nce_fwd", &contrastive::torch::info_nce_forward_cpu);
-  m.impl("info_nce_bwd", &contrastive::torch::info_nce_backward_cpu);
-  m.impl("nt_xent_fwd", &contrastive::torch::nt_xent_forward_cpu);
-  m.impl("nt_xent_bwd", &contrastive::torch::nt_xent_backward_cpu);
-  m.impl("gamma_nce_fwd", &contrastive::torch::gamma_nce_forward_cpu);
-  m.impl("gamma_nce_bwd", &contrastive::torch::gamma_nce_backward_cpu);
-  m.impl("feature_separation_fwd", &contrastive::torch::feature_separation_forward_cpu);
-  m.impl("brownian_bridge_loss_fwd", &contrastive::torch::brownian_bridge_loss_forward_cpu);
-  m.impl("geometric_consistency_fwd", &contrastive::torch::geometric_consistency_forward_cpu);
-  m.impl("brownian_bridge_sample_fwd", &contrastive::torch::brownian_bridge_sample_forward_cpu);
-  m.impl("brownian_bridge_sample_bwd", &contrastive::torch::brownian_bridge_sample_backward_cpu);
+  m.impl("info_nce_fwd", &contrastive::libtorch::info_nce_forward_cpu);
+  m.impl("info_nce_bwd", &contrastive::libtorch::info_nce_backward_cpu);
+  m.impl("nt_xent_fwd", &contrastive::libtorch::nt_xent_forward_cpu);
+  m.impl("nt_xent_bwd", &contrastive::libtorch::nt_xent_backward_cpu);
+  m.impl("gamma_nce_fwd", &contrastive::libtorch::gamma_nce_forward_cpu);
+  m.impl("gamma_nce_bwd", &contrastive::libtorch::gamma_nce_backward_cpu);
+  m.impl("feature_separation_fwd", &contrastive::libtorch::feature_separation_forward_cpu);
+  m.impl("brownian_bridge_loss_fwd", &contrastive::libtorch::brownian_bridge_loss_forward_cpu);
+  m.impl("geometric_consistency_fwd", &contrastive::libtorch::geometric_consistency_forward_cpu);
+  m.impl("brownian_bridge_sample_fwd", &contrastive::libtorch::brownian_bridge_sample_forward_cpu);
+  m.impl("brownian_bridge_sample_bwd", &contrastive::libtorch::brownian_bridge_sample_backward_cpu);
 }

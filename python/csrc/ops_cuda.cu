@@ -5,8 +5,8 @@
 #include "contrastive/torch/info_nce_cuda.cuh"
 
 TORCH_LIBRARY_IMPL(contrastive, CUDA, m) {
-  m.impl("info_nce_fwd", &contrastive::torch::info_nce_forward_cuda);
-  m.impl("info_nce_bwd", &contrastive::torch::info_nce_backward_cuda);
-  m.impl("nt_xent_fwd", &contrastive::torch::nt_xent_forward_cuda);
-  m.impl("nt_xent_bwd", &contrastive::torch::nt_xent_backward_cuda);
+  m.impl("info_nce_fwd", &contrastive::libtorch::info_nce_forward_cuda);
+  m.impl("info_nce_bwd", &contrastive::libtorch::info_nce_backward_cuda);
+  m.impl("nt_xent_fwd", &contrastive::libtorch::nt_xent_forward_cuda);
+  m.impl("nt_xent_bwd", &contrastive::libtorch::nt_xent_backward_cuda);
 }

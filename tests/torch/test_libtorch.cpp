@@ -15,7 +15,14 @@
 #include "contrastive/losses/info_nce.hpp"
 #include "contrastive/torch/autograd.hpp"
 
-namespace ct = contrastive::torch;
+namespace ct = contrastive::libtorch;
+
+// The front ends live in contrastive::libtorch, so `using namespace contrastive;` leaves ::torch
+// unambiguous.
+namespace using_directive_check {
+using namespace contrastive;
+inline torch::autograd::variable_list pass(torch::autograd::variable_list v) { return v; }
+}  // namespace using_directive_check
 
 namespace {
 

@@ -5,7 +5,7 @@
 //
 //   #include <contrastive/torch/autograd.hpp>
 //   auto logit_scale = torch::full({}, std::log(1 / 0.07), torch::requires_grad());
-//   at::Tensor loss = contrastive::torch::clip_loss(img, txt, logit_scale.exp());
+//   at::Tensor loss = contrastive::libtorch::clip_loss(img, txt, logit_scale.exp());
 //   loss.backward();   // gradients for img, txt and logit_scale
 //
 // The library runs on the tensors' own memory (CPU: any strides; float and double, float16 and
@@ -32,7 +32,7 @@
 #endif
 
 CONTRASTIVE_NAMESPACE_BEGIN
-namespace torch {
+namespace libtorch {
 
 /// How the losses combine per-anchor values.
 enum class reduction { mean, sum };
@@ -505,7 +505,7 @@ inline at::Tensor gamma_nce_loss(const at::Tensor& a, const at::Tensor& b, const
   return GammaNCEFunction::apply(a, b, detail::opt(ids), state, o);
 }
 
-}  // namespace torch
+}  // namespace libtorch
 CONTRASTIVE_NAMESPACE_END
 
 #endif  // has ATen and the autograd headers

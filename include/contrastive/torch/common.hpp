@@ -22,7 +22,7 @@
 #include "contrastive/core/loss_types.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-namespace torch {
+namespace libtorch {
 
 /// Reduction codes of the ops' `int reduction` argument (Python passes "mean" / "sum").
 enum reduction_id : std::int64_t { reduction_mean = 0, reduction_sum = 1 };
@@ -144,7 +144,7 @@ std::vector<T> tensor_to_vector(const at::Tensor& x) {
 /// The CPU thread count: torch.set_num_threads / at::set_num_threads governs the library too.
 inline int cpu_threads() noexcept { return at::get_num_threads(); }
 
-}  // namespace torch
+}  // namespace libtorch
 CONTRASTIVE_NAMESPACE_END
 
 #endif  // __has_include(<ATen/ATen.h>)

@@ -29,7 +29,7 @@
 #include "contrastive/losses/nt_xent.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-namespace torch {
+namespace libtorch {
 
 namespace detail {
 
@@ -235,7 +235,7 @@ inline std::tuple<at::Tensor, at::Tensor> nt_xent_backward_cpu(
                          cast_back(std::get<1>(g), b.scalar_type()));
 }
 
-}  // namespace torch
+}  // namespace libtorch
 CONTRASTIVE_NAMESPACE_END
 
 #endif  // __has_include(<ATen/ATen.h>)

@@ -27,7 +27,7 @@
 #include "contrastive/torch/common.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-namespace torch {
+namespace libtorch {
 namespace cuda_detail {
 
 /// The CUDA element type of an ATen dtype.
@@ -260,7 +260,7 @@ inline std::tuple<at::Tensor, at::Tensor> nt_xent_backward_cuda(
   return std::make_tuple(ga, gb);
 }
 
-}  // namespace torch
+}  // namespace libtorch
 CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_TORCH_INFO_NCE_CUDA_CUH

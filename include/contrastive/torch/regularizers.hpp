@@ -37,7 +37,7 @@
 #include "contrastive/state/normalizer_state.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-namespace torch {
+namespace libtorch {
 
 namespace detail {
 
@@ -518,7 +518,7 @@ inline std::tuple<at::Tensor, at::Tensor> gamma_nce_backward_cpu(
   return std::make_tuple(cast_back(ga, a.scalar_type()), cast_back(gb, b.scalar_type()));
 }
 
-}  // namespace torch
+}  // namespace libtorch
 CONTRASTIVE_NAMESPACE_END
 
 #endif  // __has_include(<ATen/ATen.h>)
