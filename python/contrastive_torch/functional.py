@@ -63,6 +63,36 @@ def _check_tensor(x, name):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
 
 
+def _cuda_kernels():
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key("contrastive::info_nce_fwd", "CUDA")
+    except (AttributeError, RuntimeError):
+        return True  # cannot tell: let the dispatcher decide
+
+
+# Known at import (a constant for torch.compile): were the CUDA kernels built?
+HAS_CUDA_KERNELS = _cuda_kernels()
+
+
+def _check_devices(fn, named, cpu_only=False):
+    """All inputs on one device, of a kind the ops support (ValueError otherwise)."""
+    first_name, first = named[0]
+    dev = first.device
+    for name, x in named[1:]:
+        if x is not None and x.device != dev:
+            raise ValueError(f"{fn}: '{name}' is on {x.device} but '{first_name}' is on {dev} "
+                             "(all inputs must be on one device)")
+    if dev.type == "cuda":
+        if cpu_only:
+            raise ValueError(f"{fn}: CUDA tensors are not supported (this loss runs on the CPU); "
+                             "move the inputs to the CPU")
+        if not HAS_CUDA_KERNELS:
+            raise ValueError(f"{fn}: contrastive_torch was built without its CUDA kernels "
+                             "(rebuild with a CUDA torch and a matching nvcc)")
+    elif dev.type != "cpu":
+        raise ValueError(f"{fn}: tensors on {dev} are not supported (CPU or CUDA)")
+
+
 def info_nce_loss(query, key, temperature=0.07, *, logit_scale=None, labels=None,
                   key_labels=None, label_smoothing=0.0, reduction="mean", symmetric=False):
     """InfoNCE of ``query`` (N x D) against ``key`` (N x D): row i's positive is key i, or, with
@@ -75,6 +105,7 @@ def info_nce_loss(query, key, temperature=0.07, *, logit_scale=None, labels=None
     lb = _labels(key_labels, "key_labels") if key_labels is not None else la
     if (la is None) != (lb is None):
         raise ValueError("give labels for both sides or for neither")
+    _check_devices("info_nce_loss", [("query", query), ("key", key)])
     a, b, t = _scaled(query, key, logit_scale, temperature)
     out = _ops.call("info_nce_fwd", a, b, la, lb, t, float(label_smoothing), bool(symmetric),
                     _reduction(reduction))
@@ -93,6 +124,7 @@ def clip_loss(image_features, text_features, logit_scale=None, *, labels=None,
         la, lb = _labels(labels[0], "labels[0]"), _labels(labels[1], "labels[1]")
     else:
         la = lb = _labels(labels, "labels")
+    _check_devices("clip_loss", [("image_features", image_features), ("text_features", text_features)])
     a, b, t = _scaled(image_features, text_features, logit_scale, 1.0)
     out = _ops.call("info_nce_fwd", a, b, la, lb, t, float(label_smoothing), True,
                     _reduction(reduction))
@@ -107,6 +139,7 @@ def nt_xent_loss(a, b, temperature=0.1, *, logit_scale=None, labels=None, label_
     _check_tensor(a, "a")
     _check_tensor(b, "b")
     lab = _labels(labels, "labels")
+    _check_devices("nt_xent_loss", [("a", a), ("b", b)])
     a2, b2, t = _scaled(a, b, logit_scale, temperature, quadratic=True)
     out = _ops.call("nt_xent_fwd", a2, b2, lab, t, float(label_smoothing), _reduction(reduction))
     return out[0]
@@ -141,6 +174,7 @@ def gamma_nce_loss(a, b, ids, state=None, *, temperature=0.07, logit_scale=None,
     except KeyError:
         raise ValueError(f"rate_source must be one of {list(_RATE_SOURCES)} and order one of "
                          f"{list(_ORDERS)}, got {rate_source!r}, {order!r}") from None
+    _check_devices("gamma_nce_loss", [("a", a), ("b", b)], cpu_only=True)
     ids_t = _labels(ids, "ids")
     if ids_t is None:
         raise ValueError("ids (one dataset id per row) are required")
@@ -181,6 +215,9 @@ def feature_separation_loss(a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, *, tempera
         _check_tensor(x, nm)
     if uniformity not in ("literal", "wang_isola"):
         raise ValueError(f"uniformity must be 'literal' or 'wang_isola', got {uniformity!r}")
+    _check_devices("feature_separation_loss", [("a", a), ("b", b), ("a_ind", a_ind), ("b_ind", b_ind),
+                                               ("a_ind_aug", a_ind_aug), ("b_ind_aug", b_ind_aug)],
+                   cpu_only=True)
     wg = _needs_grad(a, b, a_ind, b_ind, a_ind_aug, b_ind_aug)
     out = _ops.call("feature_separation_fwd", a, b, a_ind, b_ind, a_ind_aug, b_ind_aug,
                     float(orthogonality_weight), float(contrastive_weight),
@@ -201,6 +238,7 @@ def brownian_bridge_loss(a, b, a_aug, *, t=0.25, random_t=False, t_range=(0.05, 
     b (t = 0) to a (t = 1) (docs/brownian_bridge.md)."""
     for x, nm in ((a, "a"), (b, "b"), (a_aug, "a_aug")):
         _check_tensor(x, nm)
+    _check_devices("brownian_bridge_loss", [("a", a), ("b", b), ("a_aug", a_aug)], cpu_only=True)
     wg = _needs_grad(a, b, a_aug)
     t_, rt, lo, hi, sd, st, fi, ids_t = _bridge_args(t, random_t, t_range, seed, step, first_id, ids)
     out = _ops.call("brownian_bridge_loss_fwd", a, b, a_aug, t_, rt, lo, hi, sd, st, fi, ids_t,
@@ -217,6 +255,7 @@ def brownian_bridge_sample(a, b, t=0.25, *, steps=0, noise=True, sigma=0.0, repr
     points, N (K-1) x D for trajectories); ``sigma=0`` means 1/sqrt(D)."""
     _check_tensor(a, "a")
     _check_tensor(b, "b")
+    _check_devices("brownian_bridge_sample", [("a", a), ("b", b), ("eps", eps)], cpu_only=True)
     t_, rt, lo, hi, sd, st, fi, ids_t = _bridge_args(t, random_t, t_range, seed, step, first_id, ids)
     k = int(steps)
     y = _ops.call("brownian_bridge_sample_fwd", a, b, eps, k, t_, rt, lo, hi, bool(noise),
@@ -232,6 +271,8 @@ def geometric_consistency_loss(a, b, a_aug=None, b_aug=None, *, cross_modal_weig
     ``a_aug`` and ``b_aug``, the augmented variant L^a_GC."""
     _check_tensor(a, "a")
     _check_tensor(b, "b")
+    _check_devices("geometric_consistency_loss", [("a", a), ("b", b), ("a_aug", a_aug), ("b_aug", b_aug)],
+                   cpu_only=True)
     wg = _needs_grad(a, b, a_aug, b_aug)
     out = _ops.call("geometric_consistency_fwd", a, b, a_aug, b_aug, float(cross_modal_weight),
                     float(in_modal_weight), bool(detach_a_aug), bool(detach_b_aug), wg)

@@ -288,14 +288,20 @@ def test_bad_input_raises_value_error(name, fn, word):
 
 
 def test_unsupported_device_raises():
-    with pytest.raises((RuntimeError, NotImplementedError, ValueError)):
+    with pytest.raises(ValueError, match="not supported"):
         ct.clip_loss(_A.to("meta"), _B.to("meta"))
+    with pytest.raises(ValueError, match="one device"):
+        ct.clip_loss(_A, _B.to("meta"))
+    with pytest.raises(ValueError, match="not supported"):
+        ct.geometric_consistency_loss(_A.to("meta"), _B.to("meta"))
 
 
 @needs_cuda
 def test_cpu_cuda_mix_raises():
-    with pytest.raises((ValueError, RuntimeError)):
+    with pytest.raises(ValueError, match="one device"):
         ct.clip_loss(_A.cuda(), _B)
+    with pytest.raises(ValueError, match="CPU"):
+        ct.geometric_consistency_loss(_A.cuda(), _B.cuda())
 
 
 # ---- torch >= 2.4: opcheck and torch.compile ----------------------------------------------------
