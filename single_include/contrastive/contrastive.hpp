@@ -610,9 +610,9 @@ CONTRASTIVE_NAMESPACE_END
 #ifndef CONTRASTIVE_CORE_LOSS_COMMON_HPP
 #define CONTRASTIVE_CORE_LOSS_COMMON_HPP
 
-// Pieces every loss entry point shares: option types, argument checks with messages that name
-// the function, the argument and the bad value, and the packing of layouts Eigen cannot take
-// directly.
+// Pieces every CPU loss entry point shares: the argument checks that read elements on the host
+// (the others, which read no element, live in core/checks.hpp and come with this header), the
+// input/output view helpers, and the packing of layouts Eigen cannot take directly.
 
 #include <algorithm>
 #include <cmath>
@@ -620,6 +620,145 @@ CONTRASTIVE_NAMESPACE_END
 #include <type_traits>
 #include <vector>
 
+// ---- begin contrastive/core/checks.hpp ----
+#ifndef CONTRASTIVE_CORE_CHECKS_HPP
+#define CONTRASTIVE_CORE_CHECKS_HPP
+
+// The argument checks that read no element: extents, null pointers, shapes, strides, aliasing,
+// scalar options and spans. One home for the CPU losses (through core/loss_common.hpp, which adds
+// the scans that read elements) and the CUDA functions (through cuda/checks.cuh, which adds the
+// device-side scans): the same messages on both paths, naming the function, the argument and the
+// bad value. Host-only, Eigen-free; views of either memory space (only their extents, strides and
+// addresses are read). The `*_ok` predicates are the noexcept forms for the `_async` entry points.
+
+#include <cmath>
+#include <cstdint>
+
+
+CONTRASTIVE_NAMESPACE_BEGIN
+namespace detail {
+
+// ---- noexcept predicates ----
+
+/// Extents >= 0 and a non-null pointer unless empty (the condition of check_matrix).
+template <class T, class S>
+bool matrix_ok(const matrix_view<T, S>& v) noexcept {
+  return v.rows() >= 0 && v.cols() >= 0 && (v.empty() || v.data() != nullptr);
+}
+
+/// No two elements of an output share memory (the condition of check_writable_layout).
+template <class T, class S>
+bool writable_ok(const matrix_view<T, S>& v) noexcept {
+  const index_t rs = v.row_stride() < 0 ? -v.row_stride() : v.row_stride();
+  const index_t cs = v.col_stride() < 0 ? -v.col_stride() : v.col_stride();
+  const bool row_major_ok = (v.cols() <= 1 || cs >= 1) && (v.rows() <= 1 || rs >= v.cols() * cs);
+  const bool col_major_ok = (v.rows() <= 1 || rs >= 1) && (v.cols() <= 1 || cs >= v.rows() * rs);
+  return v.empty() || row_major_ok || col_major_ok;
+}
+
+// ---- scalar options ----
+
+inline void check_temperature(const char* fn, double tau) {
+  CONTRASTIVE_CHECK(std::isfinite(tau) && tau > 0, fn,
+                    ": 'temperature' must be finite and > 0, got ", tau);
+}
+
+inline void check_smoothing(const char* fn, double eps) {
+  CONTRASTIVE_CHECK(std::isfinite(eps) && eps >= 0 && eps < 1, fn,
+                    ": 'label_smoothing' must lie in [0, 1), got ", eps);
+}
+
+inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {
+  CONTRASTIVE_CHECK(tile_rows > 0 && tile_cols > 0, fn, ": tile sizes must be > 0, got ",
+                    tile_rows, " x ", tile_cols);
+}
+
+// ---- views ----
+
+template <class T, class S>
+void check_matrix(const char* fn, const char* name, const matrix_view<T, S>& v) {
+  CONTRASTIVE_CHECK(v.rows() >= 0 && v.cols() >= 0, fn, ": '", name, "' has a negative extent (",
+                    v.rows(), " x ", v.cols(), ")");
+  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, fn, ": '", name,
+                    "' is a null pointer with shape ", v.rows(), " x ", v.cols());
+}
+
+template <class T, class S>
+void check_shape(const char* fn, const char* name, const matrix_view<T, S>& v, index_t rows,
+                 index_t cols, const char* expected_what) {
+  CONTRASTIVE_CHECK(v.rows() == rows && v.cols() == cols, fn, ": '", name, "' is ", v.rows(),
+                    " x ", v.cols(), ", expected ", rows, " x ", cols, " (", expected_what, ")");
+}
+
+/// 'b' has the rows and columns of 'a'.
+template <class T, class U, class S>
+void check_same_shape(const char* fn, const matrix_view<T, S>& a, const matrix_view<U, S>& b) {
+  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
+                    a.rows(), " (rows of 'a')");
+  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
+                    a.cols(), " (columns of 'a')");
+}
+
+/// The shapes of a pair of inputs 'a', 'b' (two towers, a bridge's endpoints, the two spaces of
+/// geometric consistency): 'a' is N x D with N > 0 and D > 0, 'b' has its shape.
+template <class T, class U, class S>
+void check_pair_shape(const char* fn, const matrix_view<T, S>& a, const matrix_view<U, S>& b) {
+  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
+  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
+  check_same_shape(fn, a, b);
+}
+
+/// Outputs must not share memory with inputs or with each other.
+template <class T, class U, class S1, class S2>
+void check_no_alias(const char* fn, const char* out_name, const matrix_view<T, S1>& out,
+                    const char* in_name, const matrix_view<U, S2>& in) {
+  CONTRASTIVE_CHECK(!views_overlap(out, in), fn, ": output '", out_name,
+                    "' overlaps the memory of '", in_name, "'");
+}
+
+/// An output whose rows or columns overlap each other (e.g. stride 0) cannot be written.
+template <class T, class S>
+void check_writable_layout(const char* fn, const char* name, const matrix_view<T, S>& v) {
+  CONTRASTIVE_CHECK(writable_ok(v), fn, ": output '", name, "' has self-overlapping strides (",
+                    v.row_stride(), ", ", v.col_stride(), ")");
+}
+
+/// The checks on the gradient outputs of a two-tower backward: a finite upstream, shapes,
+/// writable strides, and no memory shared with the inputs or with each other.
+template <class T>
+void check_pair_gradients(const char* fn, const matrix_view<const T>& a,
+                          const matrix_view<const T>& b, const matrix_view<T>& ga,
+                          const matrix_view<T>& gb, double upstream) {
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  check_matrix(fn, "grad_a", ga);
+  check_matrix(fn, "grad_b", gb);
+  check_shape(fn, "grad_a", ga, a.rows(), a.cols(), "the shape of 'a'");
+  check_shape(fn, "grad_b", gb, b.rows(), b.cols(), "the shape of 'b'");
+  check_writable_layout(fn, "grad_a", ga);
+  check_writable_layout(fn, "grad_b", gb);
+  check_no_alias(fn, "grad_a", ga, "a", a);
+  check_no_alias(fn, "grad_a", ga, "b", b);
+  check_no_alias(fn, "grad_b", gb, "a", a);
+  check_no_alias(fn, "grad_b", gb, "b", b);
+  check_no_alias(fn, "grad_a", ga, "grad_b", gb);
+}
+
+// ---- spans ----
+
+/// Per-row labels: one per row, contiguous.
+template <class T>
+void check_labels(const char* fn, const char* name, const vector_view<const std::int64_t>& l, index_t n) {
+  CONTRASTIVE_CHECK(l.size == n, fn, ": '", name, "' has ", l.size, " labels, expected ", n,
+                    " (one per row)");
+  CONTRASTIVE_CHECK(l.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
+                    l.stride);
+}
+
+}  // namespace detail
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_CORE_CHECKS_HPP
+// ---- end contrastive/core/checks.hpp ----
 // ---- begin contrastive/core/gemm.hpp ----
 #ifndef CONTRASTIVE_CORE_GEMM_HPP
 #define CONTRASTIVE_CORE_GEMM_HPP
@@ -834,36 +973,6 @@ matrix_view<const T, S> const_view(const matrix_view<T, S>& v) noexcept {
   return matrix_view<const T, S>(v.data(), v.rows(), v.cols(), v.row_stride(), v.col_stride());
 }
 
-inline void check_temperature(const char* fn, double tau) {
-  CONTRASTIVE_CHECK(std::isfinite(tau) && tau > 0, fn,
-                    ": 'temperature' must be finite and > 0, got ", tau);
-}
-
-inline void check_smoothing(const char* fn, double eps) {
-  CONTRASTIVE_CHECK(std::isfinite(eps) && eps >= 0 && eps < 1, fn,
-                    ": 'label_smoothing' must lie in [0, 1), got ", eps);
-}
-
-inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {
-  CONTRASTIVE_CHECK(tile_rows > 0 && tile_cols > 0, fn, ": tile sizes must be > 0, got ",
-                    tile_rows, " x ", tile_cols);
-}
-
-template <class T, class S>
-void check_matrix(const char* fn, const char* name, const matrix_view<T, S>& v) {
-  CONTRASTIVE_CHECK(v.rows() >= 0 && v.cols() >= 0, fn, ": '", name, "' has a negative extent (",
-                    v.rows(), " x ", v.cols(), ")");
-  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, fn, ": '", name,
-                    "' is a null pointer with shape ", v.rows(), " x ", v.cols());
-}
-
-template <class T, class S>
-void check_shape(const char* fn, const char* name, const matrix_view<T, S>& v, index_t rows,
-                 index_t cols, const char* expected_what) {
-  CONTRASTIVE_CHECK(v.rows() == rows && v.cols() == cols, fn, ": '", name, "' is ", v.rows(),
-                    " x ", v.cols(), ", expected ", rows, " x ", cols, " (", expected_what, ")");
-}
-
 /// One O(N D) pass: NaN or Inf anywhere in an input is an error, reported with its position.
 template <class T, class S>
 void check_finite(const char* fn, const char* name, const matrix_view<const T, S>& v) {
@@ -887,33 +996,6 @@ void check_finite(const char* fn, const char* name, const matrix_view<const T, S
   }
 }
 
-/// Outputs must not share memory with inputs or with each other.
-template <class T, class U>
-void check_no_alias(const char* fn, const char* out_name, const matrix_view<T>& out,
-                    const char* in_name, const matrix_view<U>& in) {
-  CONTRASTIVE_CHECK(!views_overlap(out, in), fn, ": output '", out_name,
-                    "' overlaps the memory of '", in_name, "'");
-}
-
-/// An output whose rows or columns overlap each other (e.g. stride 0) cannot be written.
-template <class T>
-void check_writable_layout(const char* fn, const char* name, const matrix_view<T>& v) {
-  const index_t rs = v.row_stride() < 0 ? -v.row_stride() : v.row_stride();
-  const index_t cs = v.col_stride() < 0 ? -v.col_stride() : v.col_stride();
-  const bool row_major_ok = (v.cols() <= 1 || cs >= 1) && (v.rows() <= 1 || rs >= v.cols() * cs);
-  const bool col_major_ok = (v.rows() <= 1 || rs >= 1) && (v.cols() <= 1 || cs >= v.rows() * rs);
-  CONTRASTIVE_CHECK(v.empty() || row_major_ok || col_major_ok, fn, ": output '", name,
-                    "' has self-overlapping strides (", v.row_stride(), ", ", v.col_stride(), ")");
-}
-
-template <class T>
-void check_labels(const char* fn, const char* name, const vector_view<const std::int64_t>& l, index_t n) {
-  CONTRASTIVE_CHECK(l.size == n, fn, ": '", name, "' has ", l.size, " labels, expected ", n,
-                    " (one per row)");
-  CONTRASTIVE_CHECK(l.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
-                    l.stride);
-}
-
 /// The checks every two-tower loss makes on its inputs: non-null, non-empty, same shape,
 /// finite values, a valid temperature and tiles.
 template <class T>
@@ -923,34 +1005,9 @@ void check_pair_inputs(const char* fn, const matrix_view<const T>& a, const matr
   check_matrix(fn, "b", b);
   check_temperature(fn, temperature);
   check_tiles(fn, tile_rows, tile_cols);
-  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
-  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
-                    a.rows(), " (rows of 'a')");
-  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
-                    a.cols(), " (columns of 'a')");
+  check_pair_shape(fn, a, b);
   check_finite(fn, "a", a);
   check_finite(fn, "b", b);
-}
-
-/// The checks on the gradient outputs of a two-tower backward: shapes, writable strides, and no
-/// memory shared with the inputs or with each other.
-template <class T>
-void check_pair_gradients(const char* fn, const matrix_view<const T>& a,
-                          const matrix_view<const T>& b, const matrix_view<T>& ga,
-                          const matrix_view<T>& gb, double upstream) {
-  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
-  check_matrix(fn, "grad_a", ga);
-  check_matrix(fn, "grad_b", gb);
-  check_shape(fn, "grad_a", ga, a.rows(), a.cols(), "the shape of 'a'");
-  check_shape(fn, "grad_b", gb, b.rows(), b.cols(), "the shape of 'b'");
-  check_writable_layout(fn, "grad_a", ga);
-  check_writable_layout(fn, "grad_b", gb);
-  check_no_alias(fn, "grad_a", ga, "a", a);
-  check_no_alias(fn, "grad_a", ga, "b", b);
-  check_no_alias(fn, "grad_b", gb, "a", a);
-  check_no_alias(fn, "grad_b", gb, "b", b);
-  check_no_alias(fn, "grad_a", ga, "grad_b", gb);
 }
 
 /// Bytes to pack a view that Eigen cannot take in place (0 when it can).
@@ -2748,6 +2805,19 @@ std::size_t nt_xent_workspace_bytes(index_t n, index_t d, const nt_xent_options&
   return f > b ? f : b;
 }
 
+/// Exact bytes for these inputs, packing included (gradients assumed row-major).
+template <class A, class B,
+          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value, int> = 0>
+std::size_t nt_xent_workspace_bytes(const A& a, const B& b, const nt_xent_options& o = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  const std::size_t pack = detail::packing_bytes(va) + detail::packing_bytes(vb);
+  const std::size_t f = detail::nt_xent_forward_bytes<T>(va.rows(), va.cols(), o, pack);
+  const std::size_t bw = detail::nt_xent_backward_bytes<T>(va.rows(), va.cols(), o, pack);
+  return f > bw ? f : bw;
+}
+
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, workspace ws = {}) {
@@ -3938,6 +4008,14 @@ inline void bridge_check_time(const char* fn, const brownian_bridge_options& o) 
   }
 }
 
+/// The scalar options of a bridge call: the time (points only), sigma, and steps (trajectories).
+inline void bridge_check_scalars(const char* fn, const brownian_bridge_options& o, bool trajectory) {
+  if (!trajectory) bridge_check_time(fn, o);
+  CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
+                    ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);
+  if (trajectory) CONTRASTIVE_CHECK(o.steps >= 1, fn, ": 'steps' must be >= 1, got ", o.steps);
+}
+
 }  // namespace detail
 
 CONTRASTIVE_NAMESPACE_END
@@ -4027,17 +4105,8 @@ void bridge_check_endpoints(const char* fn, const matrix_view<const T>& v,
                             bool trajectory) {
   check_matrix(fn, "a", v);
   check_matrix(fn, "b", u);
-  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
-  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'b' has ", u.rows(), " rows, expected ", v.rows(),
-                    " (rows of 'a')");
-  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'b' has ", u.cols(), " columns, expected ",
-                    v.cols(), " (columns of 'a')");
-  if (!trajectory) bridge_check_time(fn, o);
-  CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
-                    ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);
-  if (trajectory)
-    CONTRASTIVE_CHECK(o.steps >= 1, fn, ": 'steps' must be >= 1, got ", o.steps);
+  check_pair_shape(fn, v, u);
+  bridge_check_scalars(fn, o, trajectory);
   bridge_check_ids(fn, o, v.rows());
   check_rows(fn, "a", v);
   check_rows(fn, "b", u);
@@ -6562,12 +6631,7 @@ void gamma_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
   check_matrix(fn, "a", a);
   check_matrix(fn, "b", b);
   gamma_nce_check_options(fn, o);
-  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
-  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
-                    a.rows(), " (rows of 'a')");
-  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
-                    a.cols(), " (columns of 'a')");
+  check_pair_shape(fn, a, b);
   CONTRASTIVE_CHECK(a.rows() > 1 || o.positive_in_normaliser, fn,
                     ": a batch of 1 has no negatives (use N >= 2 or positive_in_normaliser)");
   check_finite(fn, "a", a);

@@ -1,9 +1,9 @@
 #ifndef CONTRASTIVE_CORE_LOSS_COMMON_HPP
 #define CONTRASTIVE_CORE_LOSS_COMMON_HPP
 
-// Pieces every loss entry point shares: option types, argument checks with messages that name
-// the function, the argument and the bad value, and the packing of layouts Eigen cannot take
-// directly.
+// Pieces every CPU loss entry point shares: the argument checks that read elements on the host
+// (the others, which read no element, live in core/checks.hpp and come with this header), the
+// input/output view helpers, and the packing of layouts Eigen cannot take directly.
 
 #include <algorithm>
 #include <cmath>
@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "contrastive/core/checks.hpp"
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
 #include "contrastive/core/gemm.hpp"
@@ -29,36 +30,6 @@ constexpr bool is_supported_scalar = std::is_same<T, float>::value || std::is_sa
 template <class T, class S>
 matrix_view<const T, S> const_view(const matrix_view<T, S>& v) noexcept {
   return matrix_view<const T, S>(v.data(), v.rows(), v.cols(), v.row_stride(), v.col_stride());
-}
-
-inline void check_temperature(const char* fn, double tau) {
-  CONTRASTIVE_CHECK(std::isfinite(tau) && tau > 0, fn,
-                    ": 'temperature' must be finite and > 0, got ", tau);
-}
-
-inline void check_smoothing(const char* fn, double eps) {
-  CONTRASTIVE_CHECK(std::isfinite(eps) && eps >= 0 && eps < 1, fn,
-                    ": 'label_smoothing' must lie in [0, 1), got ", eps);
-}
-
-inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {
-  CONTRASTIVE_CHECK(tile_rows > 0 && tile_cols > 0, fn, ": tile sizes must be > 0, got ",
-                    tile_rows, " x ", tile_cols);
-}
-
-template <class T, class S>
-void check_matrix(const char* fn, const char* name, const matrix_view<T, S>& v) {
-  CONTRASTIVE_CHECK(v.rows() >= 0 && v.cols() >= 0, fn, ": '", name, "' has a negative extent (",
-                    v.rows(), " x ", v.cols(), ")");
-  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, fn, ": '", name,
-                    "' is a null pointer with shape ", v.rows(), " x ", v.cols());
-}
-
-template <class T, class S>
-void check_shape(const char* fn, const char* name, const matrix_view<T, S>& v, index_t rows,
-                 index_t cols, const char* expected_what) {
-  CONTRASTIVE_CHECK(v.rows() == rows && v.cols() == cols, fn, ": '", name, "' is ", v.rows(),
-                    " x ", v.cols(), ", expected ", rows, " x ", cols, " (", expected_what, ")");
 }
 
 /// One O(N D) pass: NaN or Inf anywhere in an input is an error, reported with its position.
@@ -84,33 +55,6 @@ void check_finite(const char* fn, const char* name, const matrix_view<const T, S
   }
 }
 
-/// Outputs must not share memory with inputs or with each other.
-template <class T, class U>
-void check_no_alias(const char* fn, const char* out_name, const matrix_view<T>& out,
-                    const char* in_name, const matrix_view<U>& in) {
-  CONTRASTIVE_CHECK(!views_overlap(out, in), fn, ": output '", out_name,
-                    "' overlaps the memory of '", in_name, "'");
-}
-
-/// An output whose rows or columns overlap each other (e.g. stride 0) cannot be written.
-template <class T>
-void check_writable_layout(const char* fn, const char* name, const matrix_view<T>& v) {
-  const index_t rs = v.row_stride() < 0 ? -v.row_stride() : v.row_stride();
-  const index_t cs = v.col_stride() < 0 ? -v.col_stride() : v.col_stride();
-  const bool row_major_ok = (v.cols() <= 1 || cs >= 1) && (v.rows() <= 1 || rs >= v.cols() * cs);
-  const bool col_major_ok = (v.rows() <= 1 || rs >= 1) && (v.cols() <= 1 || cs >= v.rows() * rs);
-  CONTRASTIVE_CHECK(v.empty() || row_major_ok || col_major_ok, fn, ": output '", name,
-                    "' has self-overlapping strides (", v.row_stride(), ", ", v.col_stride(), ")");
-}
-
-template <class T>
-void check_labels(const char* fn, const char* name, const vector_view<const std::int64_t>& l, index_t n) {
-  CONTRASTIVE_CHECK(l.size == n, fn, ": '", name, "' has ", l.size, " labels, expected ", n,
-                    " (one per row)");
-  CONTRASTIVE_CHECK(l.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
-                    l.stride);
-}
-
 /// The checks every two-tower loss makes on its inputs: non-null, non-empty, same shape,
 /// finite values, a valid temperature and tiles.
 template <class T>
@@ -120,34 +64,9 @@ void check_pair_inputs(const char* fn, const matrix_view<const T>& a, const matr
   check_matrix(fn, "b", b);
   check_temperature(fn, temperature);
   check_tiles(fn, tile_rows, tile_cols);
-  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
-  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
-                    a.rows(), " (rows of 'a')");
-  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
-                    a.cols(), " (columns of 'a')");
+  check_pair_shape(fn, a, b);
   check_finite(fn, "a", a);
   check_finite(fn, "b", b);
-}
-
-/// The checks on the gradient outputs of a two-tower backward: shapes, writable strides, and no
-/// memory shared with the inputs or with each other.
-template <class T>
-void check_pair_gradients(const char* fn, const matrix_view<const T>& a,
-                          const matrix_view<const T>& b, const matrix_view<T>& ga,
-                          const matrix_view<T>& gb, double upstream) {
-  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
-  check_matrix(fn, "grad_a", ga);
-  check_matrix(fn, "grad_b", gb);
-  check_shape(fn, "grad_a", ga, a.rows(), a.cols(), "the shape of 'a'");
-  check_shape(fn, "grad_b", gb, b.rows(), b.cols(), "the shape of 'b'");
-  check_writable_layout(fn, "grad_a", ga);
-  check_writable_layout(fn, "grad_b", gb);
-  check_no_alias(fn, "grad_a", ga, "a", a);
-  check_no_alias(fn, "grad_a", ga, "b", b);
-  check_no_alias(fn, "grad_b", gb, "a", a);
-  check_no_alias(fn, "grad_b", gb, "b", b);
-  check_no_alias(fn, "grad_a", ga, "grad_b", gb);
 }
 
 /// Bytes to pack a view that Eigen cannot take in place (0 when it can).

@@ -208,16 +208,8 @@ void bridge_check(const char* fn, const dview<const T>& v, const dview<const T>&
   static_assert(std::is_floating_point<T>::value, "contrastive: the bridge sampler needs float or double");
   check_matrix(fn, "a", v);
   check_matrix(fn, "b", u);
-  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
-  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'b' has ", u.rows(), " rows, expected ", v.rows(),
-                    " (rows of 'a')");
-  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'b' has ", u.cols(), " columns, expected ",
-                    v.cols(), " (columns of 'a')");
-  if (!trajectory) cd::bridge_check_time(fn, o);
-  CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
-                    ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);
-  if (trajectory) CONTRASTIVE_CHECK(o.steps >= 1, fn, ": 'steps' must be >= 1, got ", o.steps);
+  check_pair_shape(fn, v, u);
+  cd::bridge_check_scalars(fn, o, trajectory);
   const index_t n = v.rows(), d = v.cols();
   if (o.ids.data != nullptr) {
     CONTRASTIVE_CHECK(o.ids.size == n, fn, ": 'ids' has ", o.ids.size, " entries, expected ", n,

@@ -4,11 +4,12 @@
 // Argument checks shared by the CUDA samplers and regularisers (gamma.cuh, brownian_bridge.cuh,
 // geometric_consistency.cuh). nvcc only; never in the umbrella.
 //
-// The host checks repeat the messages of core/loss_common.hpp (which nvcc never sees: it includes
-// Eigen through core/gemm.hpp); the `*_ok` predicates are their noexcept forms for the `_async`
-// entry points. The data checks (non-finite values, zero-norm rows, negative ids) run on the
-// device, flag the first bad index with atomicMin and copy back one number, so the throwing
-// wrappers report the same errors as the CPU path at the cost of one extra read of the input.
+// The host checks (shapes, strides, aliasing) and their noexcept `*_ok` forms for the `_async`
+// entry points are those of core/checks.hpp (Eigen-free, so nvcc sees it), brought into this
+// namespace; this header adds only the data checks. Those (non-finite values, zero-norm rows,
+// negative ids) run on the device, flag the first bad index with atomicMin and copy back one
+// number, so the throwing wrappers report the same errors as the CPU path at the cost of one
+// extra read of the input.
 
 #include <cuda_runtime.h>
 
@@ -17,6 +18,7 @@
 #include <limits>
 #include <vector>
 
+#include "contrastive/core/checks.hpp"
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
 #include "contrastive/core/matrix_view.hpp"
@@ -37,52 +39,14 @@ inline unsigned grid_for(index_t count, int block = sampler_block) noexcept {
   return static_cast<unsigned>(b < 1 ? 1 : (b > 65536 ? 65536 : b));
 }
 
-// ---- noexcept predicates (for the _async functions) ----
-
-template <class T>
-bool matrix_ok(const matrix_view<T, device_memory>& v) noexcept {
-  return v.rows() >= 0 && v.cols() >= 0 && (v.empty() || v.data() != nullptr);
-}
-
-/// No two elements of an output share memory (the condition of check_writable_layout).
-template <class T>
-bool writable_ok(const matrix_view<T, device_memory>& v) noexcept {
-  const index_t rs = v.row_stride() < 0 ? -v.row_stride() : v.row_stride();
-  const index_t cs = v.col_stride() < 0 ? -v.col_stride() : v.col_stride();
-  const bool row_major_ok = (v.cols() <= 1 || cs >= 1) && (v.rows() <= 1 || rs >= v.cols() * cs);
-  const bool col_major_ok = (v.rows() <= 1 || rs >= 1) && (v.cols() <= 1 || cs >= v.rows() * rs);
-  return v.empty() || row_major_ok || col_major_ok;
-}
-
-// ---- throwing checks, with the CPU's messages ----
-
-template <class T>
-void check_matrix(const char* fn, const char* name, const matrix_view<T, device_memory>& v) {
-  CONTRASTIVE_CHECK(v.rows() >= 0 && v.cols() >= 0, fn, ": '", name, "' has a negative extent (",
-                    v.rows(), " x ", v.cols(), ")");
-  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, fn, ": '", name,
-                    "' is a null pointer with shape ", v.rows(), " x ", v.cols());
-}
-
-template <class T>
-void check_shape(const char* fn, const char* name, const matrix_view<T, device_memory>& v,
-                 index_t rows, index_t cols, const char* expected_what) {
-  CONTRASTIVE_CHECK(v.rows() == rows && v.cols() == cols, fn, ": '", name, "' is ", v.rows(),
-                    " x ", v.cols(), ", expected ", rows, " x ", cols, " (", expected_what, ")");
-}
-
-template <class T>
-void check_writable_layout(const char* fn, const char* name, const matrix_view<T, device_memory>& v) {
-  CONTRASTIVE_CHECK(writable_ok(v), fn, ": output '", name, "' has self-overlapping strides (",
-                    v.row_stride(), ", ", v.col_stride(), ")");
-}
-
-template <class T, class U>
-void check_no_alias(const char* fn, const char* out_name, const matrix_view<T, device_memory>& out,
-                    const char* in_name, const matrix_view<U, device_memory>& in) {
-  CONTRASTIVE_CHECK(!contrastive::detail::views_overlap(out, in), fn, ": output '", out_name,
-                    "' overlaps the memory of '", in_name, "'");
-}
+// The host checks and their noexcept predicates: one home, core/checks.hpp.
+using contrastive::detail::check_matrix;
+using contrastive::detail::check_no_alias;
+using contrastive::detail::check_pair_shape;
+using contrastive::detail::check_shape;
+using contrastive::detail::check_writable_layout;
+using contrastive::detail::matrix_ok;
+using contrastive::detail::writable_ok;
 
 // ---- device data checks ----
 

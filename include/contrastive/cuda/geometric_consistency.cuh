@@ -448,12 +448,7 @@ void gc_check_inputs(const char* fn, const matrix_view<const T, device_memory>& 
   cd::gc_check_options(fn, o);
   check_matrix(fn, "a", v);
   check_matrix(fn, "b", u);
-  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
-  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'b' has ", u.rows(), " rows, expected ", v.rows(),
-                    " (rows of 'a')");
-  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'b' has ", u.cols(), " columns, expected ",
-                    v.cols(), " (columns of 'a')");
+  check_pair_shape(fn, v, u);
   CONTRASTIVE_CHECK(v.cols() <= INT_MAX, fn, ": D = ", v.cols(), " exceeds cuBLAS's int range");
 }
 

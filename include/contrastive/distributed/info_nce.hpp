@@ -85,10 +85,7 @@ void info_nce_local_checks(const char* fn, const matrix_view<const T>& a,
                     ": 'reduction' has an invalid value (", static_cast<int>(o.reduction), ")");
   CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0; a rank without rows "
                     "passes 0 x D)");
-  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
-                    a.rows(), " (rows of 'a')");
-  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
-                    a.cols(), " (columns of 'a')");
+  cd::check_same_shape(fn, a, b);
   cd::check_finite(fn, "a", a);
   cd::check_finite(fn, "b", b);
   if (labelled && a.rows() > 0) {

@@ -170,12 +170,7 @@ void gamma_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
   check_matrix(fn, "a", a);
   check_matrix(fn, "b", b);
   gamma_nce_check_options(fn, o);
-  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
-  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
-                    a.rows(), " (rows of 'a')");
-  CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
-                    a.cols(), " (columns of 'a')");
+  check_pair_shape(fn, a, b);
   CONTRASTIVE_CHECK(a.rows() > 1 || o.positive_in_normaliser, fn,
                     ": a batch of 1 has no negatives (use N >= 2 or positive_in_normaliser)");
   check_finite(fn, "a", a);

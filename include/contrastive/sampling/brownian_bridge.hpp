@@ -133,17 +133,8 @@ void bridge_check_endpoints(const char* fn, const matrix_view<const T>& v,
                             bool trajectory) {
   check_matrix(fn, "a", v);
   check_matrix(fn, "b", u);
-  CONTRASTIVE_CHECK(v.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
-  CONTRASTIVE_CHECK(v.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
-  CONTRASTIVE_CHECK(u.rows() == v.rows(), fn, ": 'b' has ", u.rows(), " rows, expected ", v.rows(),
-                    " (rows of 'a')");
-  CONTRASTIVE_CHECK(u.cols() == v.cols(), fn, ": 'b' has ", u.cols(), " columns, expected ",
-                    v.cols(), " (columns of 'a')");
-  if (!trajectory) bridge_check_time(fn, o);
-  CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
-                    ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);
-  if (trajectory)
-    CONTRASTIVE_CHECK(o.steps >= 1, fn, ": 'steps' must be >= 1, got ", o.steps);
+  check_pair_shape(fn, v, u);
+  bridge_check_scalars(fn, o, trajectory);
   bridge_check_ids(fn, o, v.rows());
   check_rows(fn, "a", v);
   check_rows(fn, "b", u);

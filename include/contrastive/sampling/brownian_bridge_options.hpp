@@ -116,6 +116,14 @@ inline void bridge_check_time(const char* fn, const brownian_bridge_options& o) 
   }
 }
 
+/// The scalar options of a bridge call: the time (points only), sigma, and steps (trajectories).
+inline void bridge_check_scalars(const char* fn, const brownian_bridge_options& o, bool trajectory) {
+  if (!trajectory) bridge_check_time(fn, o);
+  CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
+                    ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);
+  if (trajectory) CONTRASTIVE_CHECK(o.steps >= 1, fn, ": 'steps' must be >= 1, got ", o.steps);
+}
+
 }  // namespace detail
 
 CONTRASTIVE_NAMESPACE_END
