@@ -214,7 +214,6 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
 
   const double lambda = 1.0 / o.temperature;
   const double log_count = std::log(double(o.positive_in_normaliser ? ng : ng - 1));
-  const bool deterministic = !(o.alpha < infinity<double>());
   const double cw = (sym ? 0.5 : 1.0) * cd::gamma_reduction_weight(o.reduction, ng);
 
   gamma_nce_saved<T> saved;
@@ -228,47 +227,16 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
   saved.reduction = o.reduction;
 
   double sums[4] = {0, 0, 0, 0};  // loss, info_nce, rate_loss, dtheta (weighted, local anchors)
+  const normalizer_state* rate_state = use_state ? state : nullptr;
   auto direction = [&](int dir, const online_softmax<double>* stats, const double* exact,
                        gamma_nce_direction<T>& out) {
-    const auto un = static_cast<std::size_t>(n);
-    out.lse.resize(un);
-    out.log_zhat.resize(un);
-    out.zeta.resize(un);
-    out.g.resize(un);
-    out.r.resize(un);
-    for (index_t i = 0; i < n; ++i) {
-      const std::int64_t id = ids.data[i];
-      const double s_ii = lambda * cd::dot_rows(a, i, b, i);
-      const double lse = stats[i].lse();
-      const double log_zhat = lse - log_count;
-      double zeta = log_zhat;
-      if (use_state) {
-        const bool seen = cd::normalizer_state_access::visited(*state, id, dir);
-        const double old = cd::normalizer_state_access::zeta(*state, id, dir);
-        zeta = o.order == gamma_update_order::update_then_sample
-                   ? normalizer_state::ema(old, seen, log_zhat, o.beta)
-                   : (seen ? old : log_zhat);
-      } else if (exact) {
-        zeta = exact[i];
-      }
-      double g = 1.0;
-      if (!deterministic) {
-        const philox_stream s{o.seed, static_cast<std::uint64_t>(id), o.step,
-                              static_cast<std::uint32_t>(dir)};
-        g = gamma_standard(o.alpha, s) / o.alpha;
-      }
-      const double r = g * std::exp(log_zhat - zeta);
-      out.lse[i] = static_cast<T>(lse);
-      out.log_zhat[i] = log_zhat;
-      out.zeta[i] = zeta;
-      out.g[i] = g;
-      out.r[i] = r;
-      const double lse_all = o.positive_in_normaliser ? lse : cd::logaddexp(lse, s_ii);
-      sums[0] += cw * (r - s_ii);
-      sums[1] += cw * (lse_all - s_ii);
-      sums[2] += cw * (zeta - s_ii);
-      sums[3] += cw * (r * stats[i].mean() - s_ii);
-    }
+    cd::gamma_nce_direction_step(dir, n, ids.data, a, b, lambda, log_count, stats, exact, rate_state,
+                                 o, out, [&](double l, double in, double ra, double dt) {
+                                   sums[0] += cw * l;
+                                   sums[1] += cw * in;
+                                   sums[2] += cw * ra;
+                                   sums[3] += cw * dt;
+                                 });
   };
   const bool use_exact = o.rate_source == gamma_rate_source::exact;
   direction(0, row.data(), use_exact ? o.exact_log_normalizer_a.data : nullptr, saved.row);

@@ -266,6 +266,58 @@ inline double gamma_reduction_weight(loss_reduction r, index_t n) noexcept {
   return r == loss_reduction::mean ? 1.0 / double(n) : 1.0;
 }
 
+/// The gamma step of one direction, for anchors i in [0, n) (docs/gamma_nce.md): log Zhat_i from
+/// the row statistics, the rate zeta_i (the state's EMA or last value, the exact value, or
+/// log Zhat_i itself), the draw g_i ~ Gamma(alpha)/alpha (Philox stream (seed, id, step, dir);
+/// 1 when deterministic) and the weight r_i = g_i exp(log Zhat_i - zeta_i), written to `out`.
+/// add(loss, info_nce, rate_loss, dtheta) receives each anchor's unweighted terms; the caller
+/// sums them in its own order. `state` is used only when non-null (rate_source::state); `exact`
+/// only when non-null (rate_source::exact). Shared by the single-process and distributed losses.
+template <class T, class Add>
+void gamma_nce_direction_step(int dir, index_t n, const std::int64_t* ids, const matrix_view<const T>& a,
+                              const matrix_view<const T>& b, double lambda, double log_count,
+                              const online_softmax<double>* stats, const double* exact,
+                              const normalizer_state* state, const gamma_nce_options& o,
+                              gamma_nce_direction<T>& out, Add&& add) {
+  const bool deterministic = !(o.alpha < infinity<double>());
+  const auto un = static_cast<std::size_t>(n);
+  out.lse.resize(un);
+  out.log_zhat.resize(un);
+  out.zeta.resize(un);
+  out.g.resize(un);
+  out.r.resize(un);
+  for (index_t i = 0; i < n; ++i) {
+    const std::int64_t id = ids[i];
+    const double s_ii = lambda * dot_rows(a, i, b, i);
+    const double lse = stats[i].lse();
+    const double log_zhat = lse - log_count;
+    double zeta = log_zhat;
+    if (state) {
+      const bool seen = normalizer_state_access::visited(*state, id, dir);
+      const double old = normalizer_state_access::zeta(*state, id, dir);
+      zeta = o.order == gamma_update_order::update_then_sample
+                 ? normalizer_state::ema(old, seen, log_zhat, o.beta)
+                 : (seen ? old : log_zhat);
+    } else if (exact) {
+      zeta = exact[i];
+    }
+    double g = 1.0;
+    if (!deterministic) {
+      const philox_stream s{o.seed, static_cast<std::uint64_t>(id), o.step,
+                            static_cast<std::uint32_t>(dir)};
+      g = gamma_standard(o.alpha, s) / o.alpha;
+    }
+    const double r = g * std::exp(log_zhat - zeta);
+    out.lse[i] = static_cast<T>(lse);
+    out.log_zhat[i] = log_zhat;
+    out.zeta[i] = zeta;
+    out.g[i] = g;
+    out.r[i] = r;
+    const double lse_all = o.positive_in_normaliser ? lse : logaddexp(lse, s_ii);
+    add(r - s_ii, lse_all - s_ii, zeta - s_ii, r * stats[i].mean() - s_ii);
+  }
+}
+
 template <class T>
 gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
                                           const matrix_view<const T>& b_in, vector_view<const std::int64_t> ids,
@@ -321,7 +373,6 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
 
   const double lambda_d = 1.0 / o.temperature;
   const double log_count = std::log(double(o.positive_in_normaliser ? n : n - 1));
-  const bool deterministic = !(o.alpha < infinity<double>());
   const double w = gamma_reduction_weight(o.reduction, n);
   const double c = sym ? 0.5 : 1.0;
 
@@ -334,48 +385,17 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
   saved.reduction = o.reduction;
 
   double loss = 0, info = 0, rate = 0, dtheta = 0;
+  const normalizer_state* rate_state = use_state ? state : nullptr;
   auto direction = [&](int dir, const online_softmax<double>* stats, const double* exact,
                        gamma_nce_direction<T>& out) {
-    const auto un = static_cast<std::size_t>(n);
-    out.lse.resize(un);
-    out.log_zhat.resize(un);
-    out.zeta.resize(un);
-    out.g.resize(un);
-    out.r.resize(un);
     double l_sum = 0, info_sum = 0, rate_sum = 0, dt_sum = 0;
-    for (index_t i = 0; i < n; ++i) {
-      const std::int64_t id = ids.data[i];
-      const double s_ii = lambda_d * dot_rows(a, i, b, i);
-      const double lse = stats[i].lse();
-      const double log_zhat = lse - log_count;
-      double zeta = log_zhat;
-      if (use_state) {
-        const bool seen = normalizer_state_access::visited(*state, id, dir);
-        const double old = normalizer_state_access::zeta(*state, id, dir);
-        zeta = o.order == gamma_update_order::update_then_sample
-                   ? normalizer_state::ema(old, seen, log_zhat, o.beta)
-                   : (seen ? old : log_zhat);
-      } else if (exact) {
-        zeta = exact[i];
-      }
-      double g = 1.0;
-      if (!deterministic) {
-        const philox_stream s{o.seed, static_cast<std::uint64_t>(id), o.step,
-                              static_cast<std::uint32_t>(dir)};
-        g = gamma_standard(o.alpha, s) / o.alpha;
-      }
-      const double r = g * std::exp(log_zhat - zeta);
-      out.lse[i] = static_cast<T>(lse);
-      out.log_zhat[i] = log_zhat;
-      out.zeta[i] = zeta;
-      out.g[i] = g;
-      out.r[i] = r;
-      l_sum += r - s_ii;
-      const double lse_all = o.positive_in_normaliser ? lse : logaddexp(lse, s_ii);
-      info_sum += lse_all - s_ii;
-      rate_sum += zeta - s_ii;
-      dt_sum += r * stats[i].mean() - s_ii;
-    }
+    gamma_nce_direction_step(dir, n, ids.data, a, b, lambda_d, log_count, stats, exact, rate_state,
+                             o, out, [&](double l, double in, double ra, double dt) {
+                               l_sum += l;
+                               info_sum += in;
+                               rate_sum += ra;
+                               dt_sum += dt;
+                             });
     loss += c * w * l_sum;
     info += c * w * info_sum;
     rate += c * w * rate_sum;
