@@ -1514,6 +1514,25 @@ struct pairwise_problem {
   }
 };
 
+/// The setup every loss's sweep shares: X and Y as segments, the scale 1/temperature, the tiles
+/// and the resolved thread count of the loss's tiling_options. The caller adds what is its own
+/// (self mode, the diagonal mask, labels, the logit cache).
+template <class T>
+pairwise_problem<T> make_pairwise_problem(const matrix_view<const T>* x, int x_segments,
+                                          const matrix_view<const T>* y, int y_segments,
+                                          double temperature, const tiling_options& o) {
+  pairwise_problem<T> p;
+  p.x = x;
+  p.x_segments = x_segments;
+  p.y = y;
+  p.y_segments = y_segments;
+  p.scale = static_cast<T>(1.0 / temperature);
+  p.tile_rows = o.tile_rows;
+  p.tile_cols = o.tile_cols;
+  p.threads = resolve_threads(o.num_threads);
+  return p;
+}
+
 /// Row blocks of X and of Y. In self mode one blocking serves both sides (square tiles of
 /// min(tile_rows, tile_cols)), so that diagonal tiles are exactly the pairs I == J.
 template <class T>
@@ -1558,6 +1577,13 @@ struct sweep_shape {
   index_t d = 0;
   int threads = 1;
 };
+
+/// The sweep shape of a loss's tiling_options for segments of at most the given rows.
+inline sweep_shape make_sweep_shape(const tiling_options& o, bool self, index_t max_x_segment,
+                                    index_t max_y_segment, index_t d) noexcept {
+  const auto t = tile_shape(o.tile_rows, o.tile_cols, self, max_x_segment, max_y_segment);
+  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
+}
 
 /// Per-thread scratch: one logit tile, four tile-length vectors and the GEMM packing buffers.
 template <class T>
@@ -2052,8 +2078,7 @@ struct info_nce_backward_buffers {
 
 template <class T>
 sweep_shape info_nce_sweep(index_t n, index_t d, const info_nce_options& o) noexcept {
-  const auto t = tile_shape(o.tile_rows, o.tile_cols, false, n, n);
-  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
+  return make_sweep_shape(o, false, n, n, d);
 }
 
 template <class T>
@@ -2104,15 +2129,7 @@ struct direction_sums {
 template <class T>
 pairwise_problem<T> info_nce_problem(const matrix_view<const T>* a, const matrix_view<const T>* b,
                                      const info_nce_options& o, T* cache) {
-  pairwise_problem<T> p;
-  p.x = a;
-  p.x_segments = 1;
-  p.y = b;
-  p.y_segments = 1;
-  p.scale = static_cast<T>(1.0 / o.temperature);
-  p.tile_rows = o.tile_rows;
-  p.tile_cols = o.tile_cols;
-  p.threads = resolve_threads(o.num_threads);
+  pairwise_problem<T> p = make_pairwise_problem(a, 1, b, 1, o.temperature, o);
   p.cache = cache;
   if (!o.labels_a.empty()) {
     p.label_x = o.labels_a.data;
@@ -2555,8 +2572,7 @@ struct nt_xent_backward_buffers {
 
 template <class T>
 sweep_shape nt_xent_sweep(index_t n, index_t d, const nt_xent_options& o) noexcept {
-  const auto t = tile_shape(o.tile_rows, o.tile_cols, true, n, n);
-  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
+  return make_sweep_shape(o, true, n, n, d);
 }
 
 template <class T>
@@ -2605,16 +2621,8 @@ void nt_xent_labels(const vector_view<const std::int64_t>& y, index_t n, std::in
 template <class T>
 pairwise_problem<T> nt_xent_problem(const matrix_view<const T>* segments, const nt_xent_options& o,
                                     const std::int64_t* labels, T* cache) {
-  pairwise_problem<T> p;
-  p.x = segments;
-  p.x_segments = 2;
-  p.y = segments;
-  p.y_segments = 2;
+  pairwise_problem<T> p = make_pairwise_problem(segments, 2, segments, 2, o.temperature, o);
   p.self = true;
-  p.scale = static_cast<T>(1.0 / o.temperature);
-  p.tile_rows = o.tile_rows;
-  p.tile_cols = o.tile_cols;
-  p.threads = resolve_threads(o.num_threads);
   p.cache = cache;
   p.label_x = labels;
   p.label_y = labels;
@@ -6683,8 +6691,7 @@ struct gamma_nce_backward_buffers {
 };
 
 inline sweep_shape gamma_nce_sweep(index_t n, index_t d, const gamma_nce_options& o) noexcept {
-  const auto t = tile_shape(o.tile_rows, o.tile_cols, false, n, n);
-  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
+  return make_sweep_shape(o, false, n, n, d);
 }
 
 template <class T>
@@ -6710,16 +6717,8 @@ std::size_t gamma_nce_backward_bytes(index_t n, index_t d, const gamma_nce_optio
 template <class T>
 pairwise_problem<T> gamma_nce_problem(const matrix_view<const T>& a, const matrix_view<const T>& b,
                                       const gamma_nce_options& o) {
-  pairwise_problem<T> p;
-  p.x = &a;
-  p.x_segments = 1;
-  p.y = &b;
-  p.y_segments = 1;
+  pairwise_problem<T> p = make_pairwise_problem(&a, 1, &b, 1, o.temperature, o);
   p.mask_diagonal = !o.positive_in_normaliser;
-  p.scale = static_cast<T>(1.0 / o.temperature);
-  p.tile_rows = o.tile_rows;
-  p.tile_cols = o.tile_cols;
-  p.threads = resolve_threads(o.num_threads);
   return p;
 }
 

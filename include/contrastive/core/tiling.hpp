@@ -25,6 +25,7 @@
 
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/gemm.hpp"
+#include "contrastive/core/loss_types.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/math.hpp"
 #include "contrastive/core/parallel.hpp"
@@ -88,6 +89,25 @@ struct pairwise_problem {
   }
 };
 
+/// The setup every loss's sweep shares: X and Y as segments, the scale 1/temperature, the tiles
+/// and the resolved thread count of the loss's tiling_options. The caller adds what is its own
+/// (self mode, the diagonal mask, labels, the logit cache).
+template <class T>
+pairwise_problem<T> make_pairwise_problem(const matrix_view<const T>* x, int x_segments,
+                                          const matrix_view<const T>* y, int y_segments,
+                                          double temperature, const tiling_options& o) {
+  pairwise_problem<T> p;
+  p.x = x;
+  p.x_segments = x_segments;
+  p.y = y;
+  p.y_segments = y_segments;
+  p.scale = static_cast<T>(1.0 / temperature);
+  p.tile_rows = o.tile_rows;
+  p.tile_cols = o.tile_cols;
+  p.threads = resolve_threads(o.num_threads);
+  return p;
+}
+
 /// Row blocks of X and of Y. In self mode one blocking serves both sides (square tiles of
 /// min(tile_rows, tile_cols)), so that diagonal tiles are exactly the pairs I == J.
 template <class T>
@@ -132,6 +152,13 @@ struct sweep_shape {
   index_t d = 0;
   int threads = 1;
 };
+
+/// The sweep shape of a loss's tiling_options for segments of at most the given rows.
+inline sweep_shape make_sweep_shape(const tiling_options& o, bool self, index_t max_x_segment,
+                                    index_t max_y_segment, index_t d) noexcept {
+  const auto t = tile_shape(o.tile_rows, o.tile_cols, self, max_x_segment, max_y_segment);
+  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
+}
 
 /// Per-thread scratch: one logit tile, four tile-length vectors and the GEMM packing buffers.
 template <class T>

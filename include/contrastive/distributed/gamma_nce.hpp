@@ -118,16 +118,8 @@ cd::pairwise_problem<T> gamma_block_problem(const matrix_view<const T>* a,
                                             const matrix_view<const T>* block,
                                             const base_gamma_options& o, const shard_layout& l,
                                             int owner) {
-  cd::pairwise_problem<T> p;
-  p.x = a;
-  p.x_segments = 1;
-  p.y = block;
-  p.y_segments = 1;
+  cd::pairwise_problem<T> p = cd::make_pairwise_problem(a, 1, block, 1, o.temperature, o);
   p.mask_diagonal = !o.positive_in_normaliser && owner == l.rank;  // s_ii lies in the own block
-  p.scale = static_cast<T>(1.0 / o.temperature);
-  p.tile_rows = o.tile_rows;
-  p.tile_cols = o.tile_cols;
-  p.threads = cd::resolve_threads(o.num_threads);
   return p;
 }
 
@@ -201,7 +193,7 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
   std::vector<online_softmax<double>> row(static_cast<std::size_t>(n));
   std::vector<online_softmax<double>> col(sym ? static_cast<std::size_t>(ng) : 0);
   const step_scratch scratch(cd::pairwise_forward_bytes<T>(
-      ring_sweep_shape(l, d, o.tile_rows, o.tile_cols, o.num_threads)));
+      ring_sweep_shape(l, d, o)));
   ring_visit<T>(comm, l, &b, 1, d, [&](int owner, const matrix_view<const T>* block) {
     const cd::pairwise_problem<T> p = gamma_block_problem<T>(&a, block, o, l, owner);
     cd::pairwise_stats<T> st;
@@ -333,7 +325,7 @@ temperature_gradient gamma_nce_backward_impl(const Comm& comm, const matrix_view
 
   const matrix_view<T> dA = ga.view(), dB = gb.view();
   const step_scratch scratch(cd::pairwise_backward_bytes<T>(
-      ring_sweep_shape(l, d, o.tile_rows, o.tile_cols, o.num_threads)));
+      ring_sweep_shape(l, d, o)));
   ring_visit_accumulate<T>(
       comm, l, &b, &dB, 1, d,
       [&](int owner, const matrix_view<const T>* block, const matrix_view<T>* dblock) {

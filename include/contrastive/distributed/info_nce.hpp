@@ -118,15 +118,7 @@ cd::pairwise_problem<T> info_nce_block_problem(const matrix_view<const T>* a,
                                                const info_nce_options& o, const shard_layout& l,
                                                int owner, const std::int64_t* lab_a,
                                                const std::int64_t* lab_b) {
-  cd::pairwise_problem<T> p;
-  p.x = a;
-  p.x_segments = 1;
-  p.y = block;
-  p.y_segments = 1;
-  p.scale = static_cast<T>(1.0 / o.temperature);
-  p.tile_rows = o.tile_rows;
-  p.tile_cols = o.tile_cols;
-  p.threads = cd::resolve_threads(o.num_threads);
+  cd::pairwise_problem<T> p = cd::make_pairwise_problem(a, 1, block, 1, o.temperature, o);
   if (lab_a) {
     p.label_x = lab_a + l.local_offset();
     p.label_y = lab_b + l.offset(owner);
@@ -162,7 +154,7 @@ info_nce_saved<T> info_nce_forward_impl(const Comm& comm, const matrix_view<cons
   std::vector<double> col_t(labelled && sym ? static_cast<std::size_t>(ng) : 0);
 
   const step_scratch scratch(cd::pairwise_forward_bytes<T>(
-      ring_sweep_shape(l, d, o.tile_rows, o.tile_cols, o.num_threads)));
+      ring_sweep_shape(l, d, o)));
   ring_visit<T>(comm, l, &b, 1, d, [&](int owner, const matrix_view<const T>* block) {
     const cd::pairwise_problem<T> p = info_nce_block_problem<T>(
         &a, block, o, l, owner, labelled ? lab_a.data() : nullptr, lab_b.data());
@@ -333,7 +325,7 @@ temperature_gradient info_nce_backward_impl(const Comm& comm, const matrix_view<
 
   const matrix_view<T> dA = ga.view(), dB = gb.view();
   const step_scratch scratch(cd::pairwise_backward_bytes<T>(
-      ring_sweep_shape(l, d, o.tile_rows, o.tile_cols, o.num_threads)));
+      ring_sweep_shape(l, d, o)));
   ring_visit_accumulate<T>(
       comm, l, &b, &dB, 1, d,
       [&](int owner, const matrix_view<const T>* block, const matrix_view<T>* dblock) {

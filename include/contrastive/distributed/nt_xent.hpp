@@ -115,16 +115,8 @@ cd::pairwise_problem<T> nt_xent_block_problem(const matrix_view<const T>* z_loca
                                               const matrix_view<const T>* block,
                                               const nt_xent_options& o, const shard_layout& l,
                                               int owner, const std::int64_t* block_labels) {
-  cd::pairwise_problem<T> p;
-  p.x = z_local;
-  p.x_segments = 2;
-  p.y = block;
-  p.y_segments = 2;
+  cd::pairwise_problem<T> p = cd::make_pairwise_problem(z_local, 2, block, 2, o.temperature, o);
   p.mask_diagonal = owner == l.rank;  // the own block holds the self-similarities
-  p.scale = static_cast<T>(1.0 / o.temperature);
-  p.tile_rows = o.tile_rows;
-  p.tile_cols = o.tile_cols;
-  p.threads = cd::resolve_threads(o.num_threads);
   if (block_labels) {
     p.label_x = block_labels + 2 * l.local_offset();
     p.label_y = block_labels + 2 * l.offset(owner);
@@ -153,7 +145,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const Comm& comm, const matrix_view<const 
   std::vector<double> target(labelled ? static_cast<std::size_t>(n2) : 0);
 
   const step_scratch scratch(cd::pairwise_forward_bytes<T>(
-      ring_sweep_shape(l, d, o.tile_rows, o.tile_cols, o.num_threads)));
+      ring_sweep_shape(l, d, o)));
   ring_visit<T>(comm, l, seg, 2, d, [&](int owner, const matrix_view<const T>* block) {
     const cd::pairwise_problem<T> p =
         nt_xent_block_problem<T>(seg, block, o, l, owner, labelled ? zl.data() : nullptr);
@@ -271,7 +263,7 @@ temperature_gradient nt_xent_backward_impl(const Comm& comm, const matrix_view<c
   if (labelled) k.row_q = q.data();
 
   const step_scratch scratch(cd::pairwise_backward_bytes<T>(
-      ring_sweep_shape(l, d, o.tile_rows, o.tile_cols, o.num_threads)));
+      ring_sweep_shape(l, d, o)));
   ring_visit_accumulate<T>(
       comm, l, seg, dz, 2, d,
       [&](int owner, const matrix_view<const T>* block, const matrix_view<T>* dblock) {

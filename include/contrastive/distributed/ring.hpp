@@ -261,11 +261,10 @@ class step_scratch {
 };
 
 /// The largest sweep of any ring step: local rows (or a segment of them) against one block.
-inline cd::sweep_shape ring_sweep_shape(const shard_layout& l, index_t d, index_t tile_rows,
-                                        index_t tile_cols, int num_threads) noexcept {
-  const index_t m = l.max_count();
-  const auto t = cd::tile_shape(tile_rows, tile_cols, false, m > 0 ? m : 1, m > 0 ? m : 1);
-  return cd::sweep_shape{t.first, t.second, d, cd::resolve_threads(num_threads)};
+inline cd::sweep_shape ring_sweep_shape(const shard_layout& l, index_t d,
+                                        const tiling_options& o) noexcept {
+  const index_t m = l.max_count() > 0 ? l.max_count() : 1;
+  return cd::make_sweep_shape(o, false, m, m, d);
 }
 
 /// Messages must fit MPI's int counts (checked alike on every rank before any transfer).

@@ -222,8 +222,7 @@ struct gamma_nce_backward_buffers {
 };
 
 inline sweep_shape gamma_nce_sweep(index_t n, index_t d, const gamma_nce_options& o) noexcept {
-  const auto t = tile_shape(o.tile_rows, o.tile_cols, false, n, n);
-  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
+  return make_sweep_shape(o, false, n, n, d);
 }
 
 template <class T>
@@ -249,16 +248,8 @@ std::size_t gamma_nce_backward_bytes(index_t n, index_t d, const gamma_nce_optio
 template <class T>
 pairwise_problem<T> gamma_nce_problem(const matrix_view<const T>& a, const matrix_view<const T>& b,
                                       const gamma_nce_options& o) {
-  pairwise_problem<T> p;
-  p.x = &a;
-  p.x_segments = 1;
-  p.y = &b;
-  p.y_segments = 1;
+  pairwise_problem<T> p = make_pairwise_problem(&a, 1, &b, 1, o.temperature, o);
   p.mask_diagonal = !o.positive_in_normaliser;
-  p.scale = static_cast<T>(1.0 / o.temperature);
-  p.tile_rows = o.tile_rows;
-  p.tile_cols = o.tile_cols;
-  p.threads = resolve_threads(o.num_threads);
   return p;
 }
 

@@ -112,8 +112,7 @@ struct info_nce_backward_buffers {
 
 template <class T>
 sweep_shape info_nce_sweep(index_t n, index_t d, const info_nce_options& o) noexcept {
-  const auto t = tile_shape(o.tile_rows, o.tile_cols, false, n, n);
-  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
+  return make_sweep_shape(o, false, n, n, d);
 }
 
 template <class T>
@@ -164,15 +163,7 @@ struct direction_sums {
 template <class T>
 pairwise_problem<T> info_nce_problem(const matrix_view<const T>* a, const matrix_view<const T>* b,
                                      const info_nce_options& o, T* cache) {
-  pairwise_problem<T> p;
-  p.x = a;
-  p.x_segments = 1;
-  p.y = b;
-  p.y_segments = 1;
-  p.scale = static_cast<T>(1.0 / o.temperature);
-  p.tile_rows = o.tile_rows;
-  p.tile_cols = o.tile_cols;
-  p.threads = resolve_threads(o.num_threads);
+  pairwise_problem<T> p = make_pairwise_problem(a, 1, b, 1, o.temperature, o);
   p.cache = cache;
   if (!o.labels_a.empty()) {
     p.label_x = o.labels_a.data;

@@ -95,8 +95,7 @@ struct nt_xent_backward_buffers {
 
 template <class T>
 sweep_shape nt_xent_sweep(index_t n, index_t d, const nt_xent_options& o) noexcept {
-  const auto t = tile_shape(o.tile_rows, o.tile_cols, true, n, n);
-  return sweep_shape{t.first, t.second, d, resolve_threads(o.num_threads)};
+  return make_sweep_shape(o, true, n, n, d);
 }
 
 template <class T>
@@ -145,16 +144,8 @@ void nt_xent_labels(const vector_view<const std::int64_t>& y, index_t n, std::in
 template <class T>
 pairwise_problem<T> nt_xent_problem(const matrix_view<const T>* segments, const nt_xent_options& o,
                                     const std::int64_t* labels, T* cache) {
-  pairwise_problem<T> p;
-  p.x = segments;
-  p.x_segments = 2;
-  p.y = segments;
-  p.y_segments = 2;
+  pairwise_problem<T> p = make_pairwise_problem(segments, 2, segments, 2, o.temperature, o);
   p.self = true;
-  p.scale = static_cast<T>(1.0 / o.temperature);
-  p.tile_rows = o.tile_rows;
-  p.tile_cols = o.tile_cols;
-  p.threads = resolve_threads(o.num_threads);
   p.cache = cache;
   p.label_x = labels;
   p.label_y = labels;
