@@ -383,6 +383,19 @@ struct is_writable_tensor<T, std::void_t<decltype(as_view(std::declval<T>()))>>
 template <class T>
 using tensor_value_t = typename decltype(as_view(std::declval<const remove_cvref_t<T>&>()))::value_type;
 
+namespace detail {
+
+/// The element-type check of a public function: every view in Views (as returned by as_view,
+/// input_view or output_view) has element type T. A compile-time check only.
+template <class T, class... Views>
+constexpr void require_same_value_type() noexcept {
+  static_assert((std::is_same<T, typename Views::value_type>::value && ...),
+                "contrastive: the tensor arguments (inputs, gradients, noise, saved state) must "
+                "share one element type");
+}
+
+}  // namespace detail
+
 #if CONTRASTIVE_HAS_CONCEPTS
 template <class T>
 concept tensor_like = is_tensor_like<remove_cvref_t<T>>::value;
@@ -1181,8 +1194,7 @@ void l2_normalize(const X& x, Y&& y, double eps = 1e-12) {
   const auto vx = detail::input_view(x);
   const auto vy = detail::output_view(std::forward<Y>(y));
   using T = typename decltype(vx)::value_type;
-  static_assert(std::is_same<T, typename decltype(vy)::value_type>::value,
-                "contrastive: 'x' and 'y' must have the same element type");
+  detail::require_same_value_type<T, decltype(vy)>();
   detail::check_matrix(fn, "x", vx);
   detail::check_shape(fn, "y", vy, vx.rows(), vx.cols(), "the shape of 'x'");
   detail::check_writable_layout(fn, "y", vy);
@@ -1205,9 +1217,7 @@ void l2_normalize_backward(const X& x, const G& grad_y, GX&& grad_x, double eps 
   const auto vg = detail::input_view(grad_y);
   const auto vgx = detail::output_view(std::forward<GX>(grad_x));
   using T = typename decltype(vx)::value_type;
-  static_assert(std::is_same<T, typename decltype(vg)::value_type>::value &&
-                    std::is_same<T, typename decltype(vgx)::value_type>::value,
-                "contrastive: 'x', 'grad_y' and 'grad_x' must have the same element type");
+  detail::require_same_value_type<T, decltype(vg), decltype(vgx)>();
   detail::check_matrix(fn, "x", vx);
   detail::check_shape(fn, "grad_y", vg, vx.rows(), vx.cols(), "the shape of 'x'");
   detail::check_shape(fn, "grad_x", vgx, vx.rows(), vx.cols(), "the shape of 'x'");
@@ -2392,8 +2402,7 @@ auto info_nce_forward(const A& a, const B& b, const info_nce_options& o = {}, wo
     const auto va = detail::input_view(a);
     const auto vb = detail::input_view(b);
     using T = typename decltype(va)::value_type;
-    static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                  "contrastive: 'a' and 'b' must have the same element type");
+    detail::require_same_value_type<T, decltype(vb)>();
     return detail::info_nce_forward_impl<T>(va, vb, o, ws);
   }
 }
@@ -2409,11 +2418,7 @@ info_nce_parameter_gradients info_nce_backward(const A& a, const B& b, const inf
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
-  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
-                    std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(ga)::value_type>::value &&
-                    std::is_same<T, typename decltype(gb)::value_type>::value,
-                "contrastive: inputs, gradients and saved statistics must share one element type");
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga), decltype(gb)>();
   return detail::info_nce_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
 }
 
@@ -2837,8 +2842,7 @@ auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, work
     const auto va = detail::input_view(a);
     const auto vb = detail::input_view(b);
     using T = typename decltype(va)::value_type;
-    static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                  "contrastive: 'a' and 'b' must have the same element type");
+    detail::require_same_value_type<T, decltype(vb)>();
     return detail::nt_xent_forward_impl<T>(va, vb, o, ws);
   }
 }
@@ -2852,11 +2856,7 @@ nt_xent_parameter_gradients nt_xent_backward(const A& a, const B& b, const nt_xe
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
-  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
-                    std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(ga)::value_type>::value &&
-                    std::is_same<T, typename decltype(gb)::value_type>::value,
-                "contrastive: inputs, gradients and saved statistics must share one element type");
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga), decltype(gb)>();
   return detail::nt_xent_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
 }
 
@@ -4462,12 +4462,6 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
   return out;
 }
 
-template <class A, class B>
-void bridge_same_type() {
-  static_assert(std::is_same<A, B>::value,
-                "contrastive: inputs, noise, outputs and saved state must share one element type");
-}
-
 }  // namespace detail
 
 /// The t of row j under these options: o.t, or the row's draw on Philox stream 3.
@@ -4484,8 +4478,7 @@ auto brownian_bridge_sample(const A& a, const B& b, Y&& y, const brownian_bridge
   const auto vu = detail::input_view(b);
   const auto vy = detail::output_view(std::forward<Y>(y));
   using T = typename decltype(vv)::value_type;
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vy)::value_type>();
+  detail::require_same_value_type<T, decltype(vu), decltype(vy)>();
   return detail::bridge_point_forward<T>("brownian_bridge_sample", vv, vu, nullptr, vy, o);
 }
 
@@ -4499,9 +4492,7 @@ auto brownian_bridge_sample_with_noise(const A& a, const B& b, const E& eps, Y&&
   const auto ve = detail::input_view(eps);
   const auto vy = detail::output_view(std::forward<Y>(y));
   using T = typename decltype(vv)::value_type;
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(ve)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vy)::value_type>();
+  detail::require_same_value_type<T, decltype(vu), decltype(ve), decltype(vy)>();
   return detail::bridge_point_forward<T>("brownian_bridge_sample_with_noise", vv, vu, &ve, vy, o);
 }
 
@@ -4519,11 +4510,8 @@ brownian_bridge_gradient brownian_bridge_sample_backward(const A& a, const B& b,
   const auto vg = detail::input_view(grad_y);
   const auto gv = detail::output_view(std::forward<GA>(grad_a));
   const auto gu = detail::output_view(std::forward<GB>(grad_b));
-  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vg), decltype(gv),
+                                  decltype(gu)>();
   return detail::bridge_point_backward<T>("brownian_bridge_sample_backward", vv, vu, nullptr, saved,
                                           vg, gv, gu, o);
 }
@@ -4541,12 +4529,8 @@ brownian_bridge_gradient brownian_bridge_sample_with_noise_backward(
   const auto vg = detail::input_view(grad_y);
   const auto gv = detail::output_view(std::forward<GA>(grad_a));
   const auto gu = detail::output_view(std::forward<GB>(grad_b));
-  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(ve)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(ve), decltype(vg),
+                                  decltype(gv), decltype(gu)>();
   return detail::bridge_point_backward<T>("brownian_bridge_sample_with_noise_backward", vv, vu, &ve,
                                           saved, vg, gv, gu, o);
 }
@@ -4560,8 +4544,7 @@ auto brownian_bridge_trajectory(const A& a, const B& b, X&& x, const brownian_br
   const auto vu = detail::input_view(b);
   const auto vx = detail::output_view(std::forward<X>(x));
   using T = typename decltype(vv)::value_type;
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vx)::value_type>();
+  detail::require_same_value_type<T, decltype(vu), decltype(vx)>();
   return detail::bridge_path_forward<T>("brownian_bridge_trajectory", vv, vu, nullptr, vx, o);
 }
 
@@ -4576,9 +4559,7 @@ auto brownian_bridge_trajectory_with_noise(const A& a, const B& b, const XI& xi,
   const auto vxi = detail::input_view(xi);
   const auto vx = detail::output_view(std::forward<X>(x));
   using T = typename decltype(vv)::value_type;
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vxi)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vx)::value_type>();
+  detail::require_same_value_type<T, decltype(vu), decltype(vxi), decltype(vx)>();
   return detail::bridge_path_forward<T>("brownian_bridge_trajectory_with_noise", vv, vu, &vxi, vx, o);
 }
 
@@ -4597,11 +4578,8 @@ brownian_bridge_gradient brownian_bridge_trajectory_backward(const A& a, const B
   const auto vg = detail::input_view(grad_x);
   const auto gv = detail::output_view(std::forward<GA>(grad_a));
   const auto gu = detail::output_view(std::forward<GB>(grad_b));
-  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vg), decltype(gv),
+                                  decltype(gu)>();
   return detail::bridge_path_backward<T>("brownian_bridge_trajectory_backward", vv, vu, nullptr,
                                          saved, vg, gv, gu, o);
 }
@@ -4619,12 +4597,8 @@ brownian_bridge_gradient brownian_bridge_trajectory_with_noise_backward(
   const auto vg = detail::input_view(grad_x);
   const auto gv = detail::output_view(std::forward<GA>(grad_a));
   const auto gu = detail::output_view(std::forward<GB>(grad_b));
-  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vxi)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vxi), decltype(vg),
+                                  decltype(gv), decltype(gu)>();
   return detail::bridge_path_backward<T>("brownian_bridge_trajectory_with_noise_backward", vv, vu,
                                          &vxi, saved, vg, gv, gu, o);
 }
@@ -4828,8 +4802,7 @@ auto brownian_bridge_loss_forward(const A& a, const B& b, const AA& a_aug,
   const auto vb = detail::input_view(b);
   const auto vaa = detail::input_view(a_aug);
   using T = typename decltype(va)::value_type;
-  detail::bridge_same_type<T, typename decltype(vb)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vaa)::value_type>();
+  detail::require_same_value_type<T, decltype(vb), decltype(vaa)>();
   return detail::bridge_loss_forward<T>(va, vb, vaa, o);
 }
 
@@ -4848,12 +4821,8 @@ brownian_bridge_loss_parameter_gradients brownian_bridge_loss_backward(
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
   const auto gaa = detail::output_view(std::forward<GAA>(grad_a_aug));
-  detail::bridge_same_type<T, typename decltype(va)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vb)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vaa)::value_type>();
-  detail::bridge_same_type<T, typename decltype(ga)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gb)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gaa)::value_type>();
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(vaa), decltype(ga),
+                                  decltype(gb), decltype(gaa)>();
   return detail::bridge_loss_backward<T>(va, vb, vaa, saved, ga, gb, gaa, o, upstream);
 }
 
@@ -5712,8 +5681,7 @@ auto geometric_consistency_forward(const A& a, const B& b,
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
-  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                "contrastive: 'a' and 'b' must have the same element type");
+  detail::require_same_value_type<T, decltype(vb)>();
   const detail::gc_input<T> in[2] = {{va, "a"}, {vb, "b"}};
   return detail::gc_forward_impl<T>(detail::gc_fwd_name, in, 2, o, ws);
 }
@@ -5729,11 +5697,7 @@ geometric_consistency_parameter_gradients geometric_consistency_backward(
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
-  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
-                    std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(ga)::value_type>::value &&
-                    std::is_same<T, typename decltype(gb)::value_type>::value,
-                "contrastive: inputs, gradients and saved state must share one element type");
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga), decltype(gb)>();
   const detail::gc_input<T> in[2] = {{va, "a"}, {vb, "b"}};
   const matrix_view<T> grads[2] = {ga, gb};
   detail::gc_backward_impl<T>(detail::gc_bwd_name, in, 2, saved, grads, o, upstream, ws);
@@ -5765,10 +5729,7 @@ auto geometric_consistency_augmented_forward(const A& a, const B& b, const AA& a
   const auto vaa = detail::input_view(a_aug);
   const auto vba = detail::input_view(b_aug);
   using T = typename decltype(va)::value_type;
-  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(vaa)::value_type>::value &&
-                    std::is_same<T, typename decltype(vba)::value_type>::value,
-                "contrastive: 'a', 'b', 'a_aug' and 'b_aug' must have the same element type");
+  detail::require_same_value_type<T, decltype(vb), decltype(vaa), decltype(vba)>();
   const detail::gc_input<T> in[4] = {{va, "a"}, {vb, "b"}, {vaa, "a_aug"}, {vba, "b_aug"}};
   return detail::gc_forward_impl<T>(detail::gca_fwd_name, in, 4, o, ws);
 }
@@ -5792,15 +5753,8 @@ geometric_consistency_parameter_gradients geometric_consistency_augmented_backwa
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
   const auto gaa = detail::output_view(std::forward<GAA>(grad_a_aug));
   const auto gba = detail::output_view(std::forward<GBA>(grad_b_aug));
-  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
-                    std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(vaa)::value_type>::value &&
-                    std::is_same<T, typename decltype(vba)::value_type>::value &&
-                    std::is_same<T, typename decltype(ga)::value_type>::value &&
-                    std::is_same<T, typename decltype(gb)::value_type>::value &&
-                    std::is_same<T, typename decltype(gaa)::value_type>::value &&
-                    std::is_same<T, typename decltype(gba)::value_type>::value,
-                "contrastive: inputs, gradients and saved state must share one element type");
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(vaa), decltype(vba),
+                                  decltype(ga), decltype(gb), decltype(gaa), decltype(gba)>();
   const detail::gc_input<T> in[4] = {{va, "a"}, {vb, "b"}, {vaa, "a_aug"}, {vba, "b_aug"}};
   const matrix_view<T> grads[4] = {ga, gb, gaa, gba};
   detail::gc_backward_impl<T>(detail::gca_bwd_name, in, 4, saved, grads, o, upstream, ws);
@@ -7005,8 +6959,7 @@ auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> i
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
-  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                "contrastive: 'a' and 'b' must have the same element type");
+  detail::require_same_value_type<T, decltype(vb)>();
   return detail::gamma_nce_forward_impl<T>(va, vb, ids, &state, o, ws);
 }
 
@@ -7019,8 +6972,7 @@ auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> i
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
-  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                "contrastive: 'a' and 'b' must have the same element type");
+  detail::require_same_value_type<T, decltype(vb)>();
   return detail::gamma_nce_forward_impl<T>(va, vb, ids, nullptr, o, ws);
 }
 
@@ -7036,11 +6988,7 @@ gamma_nce_parameter_gradients gamma_nce_backward(const A& a, const B& b, const g
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
-  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
-                    std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(ga)::value_type>::value &&
-                    std::is_same<T, typename decltype(gb)::value_type>::value,
-                "contrastive: inputs, gradients and saved statistics must share one element type");
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga), decltype(gb)>();
   return detail::gamma_nce_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
 }
 

@@ -44,8 +44,7 @@ void l2_normalize(const X& x, Y&& y, double eps = 1e-12) {
   const auto vx = detail::input_view(x);
   const auto vy = detail::output_view(std::forward<Y>(y));
   using T = typename decltype(vx)::value_type;
-  static_assert(std::is_same<T, typename decltype(vy)::value_type>::value,
-                "contrastive: 'x' and 'y' must have the same element type");
+  detail::require_same_value_type<T, decltype(vy)>();
   detail::check_matrix(fn, "x", vx);
   detail::check_shape(fn, "y", vy, vx.rows(), vx.cols(), "the shape of 'x'");
   detail::check_writable_layout(fn, "y", vy);
@@ -68,9 +67,7 @@ void l2_normalize_backward(const X& x, const G& grad_y, GX&& grad_x, double eps 
   const auto vg = detail::input_view(grad_y);
   const auto vgx = detail::output_view(std::forward<GX>(grad_x));
   using T = typename decltype(vx)::value_type;
-  static_assert(std::is_same<T, typename decltype(vg)::value_type>::value &&
-                    std::is_same<T, typename decltype(vgx)::value_type>::value,
-                "contrastive: 'x', 'grad_y' and 'grad_x' must have the same element type");
+  detail::require_same_value_type<T, decltype(vg), decltype(vgx)>();
   detail::check_matrix(fn, "x", vx);
   detail::check_shape(fn, "grad_y", vg, vx.rows(), vx.cols(), "the shape of 'x'");
   detail::check_shape(fn, "grad_x", vgx, vx.rows(), vx.cols(), "the shape of 'x'");

@@ -55,6 +55,19 @@ struct is_writable_tensor<T, std::void_t<decltype(as_view(std::declval<T>()))>>
 template <class T>
 using tensor_value_t = typename decltype(as_view(std::declval<const remove_cvref_t<T>&>()))::value_type;
 
+namespace detail {
+
+/// The element-type check of a public function: every view in Views (as returned by as_view,
+/// input_view or output_view) has element type T. A compile-time check only.
+template <class T, class... Views>
+constexpr void require_same_value_type() noexcept {
+  static_assert((std::is_same<T, typename Views::value_type>::value && ...),
+                "contrastive: the tensor arguments (inputs, gradients, noise, saved state) must "
+                "share one element type");
+}
+
+}  // namespace detail
+
 #if CONTRASTIVE_HAS_CONCEPTS
 template <class T>
 concept tensor_like = is_tensor_like<remove_cvref_t<T>>::value;

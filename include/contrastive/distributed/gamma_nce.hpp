@@ -354,12 +354,6 @@ temperature_gradient gamma_nce_backward_impl(const Comm& comm, const matrix_view
   return temperature_gradient::from_log_scale(saved.grad_log_scale * upstream, o.temperature);
 }
 
-template <class T, class A, class B>
-void gamma_same_type() {
-  static_assert(std::is_same<T, typename B::value_type>::value,
-                "contrastive: 'a' and 'b' must have the same element type");
-}
-
 }  // namespace detail
 
 /// Forward with a normalizer_state (updated by the call; see state modes above). `ids` are the
@@ -372,7 +366,7 @@ auto gamma_nce_forward(const Comm& comm, const A& a, const B& b, vector_view<con
   const auto va = ::contrastive::detail::input_view(a);
   const auto vb = ::contrastive::detail::input_view(b);
   using T = typename decltype(va)::value_type;
-  detail::gamma_same_type<T, decltype(va), decltype(vb)>();
+  ::contrastive::detail::require_same_value_type<T, decltype(vb)>();
   return detail::gamma_nce_forward_impl<T>(comm, va, vb, ids, &state, o);
 }
 
@@ -385,7 +379,7 @@ auto gamma_nce_forward(const Comm& comm, const A& a, const B& b, vector_view<con
   const auto va = ::contrastive::detail::input_view(a);
   const auto vb = ::contrastive::detail::input_view(b);
   using T = typename decltype(va)::value_type;
-  detail::gamma_same_type<T, decltype(va), decltype(vb)>();
+  ::contrastive::detail::require_same_value_type<T, decltype(vb)>();
   return detail::gamma_nce_forward_impl<T>(comm, va, vb, ids, nullptr, o);
 }
 
@@ -402,11 +396,8 @@ gamma_nce_parameter_gradients gamma_nce_backward(const Comm& comm, const A& a, c
   const auto vb = ::contrastive::detail::input_view(b);
   const auto ga = ::contrastive::detail::output_view(std::forward<GA>(grad_a));
   const auto gb = ::contrastive::detail::output_view(std::forward<GB>(grad_b));
-  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
-                    std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(ga)::value_type>::value &&
-                    std::is_same<T, typename decltype(gb)::value_type>::value,
-                "contrastive: inputs, gradients and saved statistics must share one element type");
+  ::contrastive::detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga),
+                                                 decltype(gb)>();
   return detail::gamma_nce_backward_impl<T>(comm, va, vb, saved, ga, gb, o, upstream);
 }
 

@@ -392,8 +392,7 @@ auto info_nce_forward(const Comm& comm, const A& a, const B& b, const info_nce_o
   const auto va = ::contrastive::detail::input_view(a);
   const auto vb = ::contrastive::detail::input_view(b);
   using T = typename decltype(va)::value_type;
-  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                "contrastive: 'a' and 'b' must have the same element type");
+  ::contrastive::detail::require_same_value_type<T, decltype(vb)>();
   return detail::info_nce_forward_impl<T>(comm, va, vb, o);
 }
 
@@ -409,11 +408,8 @@ info_nce_parameter_gradients info_nce_backward(const Comm& comm, const A& a, con
   const auto vb = ::contrastive::detail::input_view(b);
   const auto ga = ::contrastive::detail::output_view(std::forward<GA>(grad_a));
   const auto gb = ::contrastive::detail::output_view(std::forward<GB>(grad_b));
-  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
-                    std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(ga)::value_type>::value &&
-                    std::is_same<T, typename decltype(gb)::value_type>::value,
-                "contrastive: inputs, gradients and saved statistics must share one element type");
+  ::contrastive::detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga),
+                                                 decltype(gb)>();
   return detail::info_nce_backward_impl<T>(comm, va, vb, saved, ga, gb, o, upstream);
 }
 

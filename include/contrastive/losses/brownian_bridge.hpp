@@ -237,8 +237,7 @@ auto brownian_bridge_loss_forward(const A& a, const B& b, const AA& a_aug,
   const auto vb = detail::input_view(b);
   const auto vaa = detail::input_view(a_aug);
   using T = typename decltype(va)::value_type;
-  detail::bridge_same_type<T, typename decltype(vb)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vaa)::value_type>();
+  detail::require_same_value_type<T, decltype(vb), decltype(vaa)>();
   return detail::bridge_loss_forward<T>(va, vb, vaa, o);
 }
 
@@ -257,12 +256,8 @@ brownian_bridge_loss_parameter_gradients brownian_bridge_loss_backward(
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
   const auto gaa = detail::output_view(std::forward<GAA>(grad_a_aug));
-  detail::bridge_same_type<T, typename decltype(va)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vb)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vaa)::value_type>();
-  detail::bridge_same_type<T, typename decltype(ga)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gb)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gaa)::value_type>();
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(vaa), decltype(ga),
+                                  decltype(gb), decltype(gaa)>();
   return detail::bridge_loss_backward<T>(va, vb, vaa, saved, ga, gb, gaa, o, upstream);
 }
 

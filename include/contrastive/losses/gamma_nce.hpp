@@ -536,8 +536,7 @@ auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> i
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
-  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                "contrastive: 'a' and 'b' must have the same element type");
+  detail::require_same_value_type<T, decltype(vb)>();
   return detail::gamma_nce_forward_impl<T>(va, vb, ids, &state, o, ws);
 }
 
@@ -550,8 +549,7 @@ auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> i
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
-  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                "contrastive: 'a' and 'b' must have the same element type");
+  detail::require_same_value_type<T, decltype(vb)>();
   return detail::gamma_nce_forward_impl<T>(va, vb, ids, nullptr, o, ws);
 }
 
@@ -567,11 +565,7 @@ gamma_nce_parameter_gradients gamma_nce_backward(const A& a, const B& b, const g
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
-  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
-                    std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(ga)::value_type>::value &&
-                    std::is_same<T, typename decltype(gb)::value_type>::value,
-                "contrastive: inputs, gradients and saved statistics must share one element type");
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga), decltype(gb)>();
   return detail::gamma_nce_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
 }
 

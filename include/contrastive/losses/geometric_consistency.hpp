@@ -784,8 +784,7 @@ auto geometric_consistency_forward(const A& a, const B& b,
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
-  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                "contrastive: 'a' and 'b' must have the same element type");
+  detail::require_same_value_type<T, decltype(vb)>();
   const detail::gc_input<T> in[2] = {{va, "a"}, {vb, "b"}};
   return detail::gc_forward_impl<T>(detail::gc_fwd_name, in, 2, o, ws);
 }
@@ -801,11 +800,7 @@ geometric_consistency_parameter_gradients geometric_consistency_backward(
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
-  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
-                    std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(ga)::value_type>::value &&
-                    std::is_same<T, typename decltype(gb)::value_type>::value,
-                "contrastive: inputs, gradients and saved state must share one element type");
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga), decltype(gb)>();
   const detail::gc_input<T> in[2] = {{va, "a"}, {vb, "b"}};
   const matrix_view<T> grads[2] = {ga, gb};
   detail::gc_backward_impl<T>(detail::gc_bwd_name, in, 2, saved, grads, o, upstream, ws);
@@ -837,10 +832,7 @@ auto geometric_consistency_augmented_forward(const A& a, const B& b, const AA& a
   const auto vaa = detail::input_view(a_aug);
   const auto vba = detail::input_view(b_aug);
   using T = typename decltype(va)::value_type;
-  static_assert(std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(vaa)::value_type>::value &&
-                    std::is_same<T, typename decltype(vba)::value_type>::value,
-                "contrastive: 'a', 'b', 'a_aug' and 'b_aug' must have the same element type");
+  detail::require_same_value_type<T, decltype(vb), decltype(vaa), decltype(vba)>();
   const detail::gc_input<T> in[4] = {{va, "a"}, {vb, "b"}, {vaa, "a_aug"}, {vba, "b_aug"}};
   return detail::gc_forward_impl<T>(detail::gca_fwd_name, in, 4, o, ws);
 }
@@ -864,15 +856,8 @@ geometric_consistency_parameter_gradients geometric_consistency_augmented_backwa
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
   const auto gaa = detail::output_view(std::forward<GAA>(grad_a_aug));
   const auto gba = detail::output_view(std::forward<GBA>(grad_b_aug));
-  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
-                    std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(vaa)::value_type>::value &&
-                    std::is_same<T, typename decltype(vba)::value_type>::value &&
-                    std::is_same<T, typename decltype(ga)::value_type>::value &&
-                    std::is_same<T, typename decltype(gb)::value_type>::value &&
-                    std::is_same<T, typename decltype(gaa)::value_type>::value &&
-                    std::is_same<T, typename decltype(gba)::value_type>::value,
-                "contrastive: inputs, gradients and saved state must share one element type");
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(vaa), decltype(vba),
+                                  decltype(ga), decltype(gb), decltype(gaa), decltype(gba)>();
   const detail::gc_input<T> in[4] = {{va, "a"}, {vb, "b"}, {vaa, "a_aug"}, {vba, "b_aug"}};
   const matrix_view<T> grads[4] = {ga, gb, gaa, gba};
   detail::gc_backward_impl<T>(detail::gca_bwd_name, in, 4, saved, grads, o, upstream, ws);

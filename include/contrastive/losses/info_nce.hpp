@@ -426,8 +426,7 @@ auto info_nce_forward(const A& a, const B& b, const info_nce_options& o = {}, wo
     const auto va = detail::input_view(a);
     const auto vb = detail::input_view(b);
     using T = typename decltype(va)::value_type;
-    static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                  "contrastive: 'a' and 'b' must have the same element type");
+    detail::require_same_value_type<T, decltype(vb)>();
     return detail::info_nce_forward_impl<T>(va, vb, o, ws);
   }
 }
@@ -443,11 +442,7 @@ info_nce_parameter_gradients info_nce_backward(const A& a, const B& b, const inf
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
-  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
-                    std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(ga)::value_type>::value &&
-                    std::is_same<T, typename decltype(gb)::value_type>::value,
-                "contrastive: inputs, gradients and saved statistics must share one element type");
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga), decltype(gb)>();
   return detail::info_nce_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
 }
 

@@ -360,8 +360,7 @@ auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, work
     const auto va = detail::input_view(a);
     const auto vb = detail::input_view(b);
     using T = typename decltype(va)::value_type;
-    static_assert(std::is_same<T, typename decltype(vb)::value_type>::value,
-                  "contrastive: 'a' and 'b' must have the same element type");
+    detail::require_same_value_type<T, decltype(vb)>();
     return detail::nt_xent_forward_impl<T>(va, vb, o, ws);
   }
 }
@@ -375,11 +374,7 @@ nt_xent_parameter_gradients nt_xent_backward(const A& a, const B& b, const nt_xe
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
-  static_assert(std::is_same<T, typename decltype(va)::value_type>::value &&
-                    std::is_same<T, typename decltype(vb)::value_type>::value &&
-                    std::is_same<T, typename decltype(ga)::value_type>::value &&
-                    std::is_same<T, typename decltype(gb)::value_type>::value,
-                "contrastive: inputs, gradients and saved statistics must share one element type");
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga), decltype(gb)>();
   return detail::nt_xent_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
 }
 

@@ -482,12 +482,6 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
   return out;
 }
 
-template <class A, class B>
-void bridge_same_type() {
-  static_assert(std::is_same<A, B>::value,
-                "contrastive: inputs, noise, outputs and saved state must share one element type");
-}
-
 }  // namespace detail
 
 /// The t of row j under these options: o.t, or the row's draw on Philox stream 3.
@@ -504,8 +498,7 @@ auto brownian_bridge_sample(const A& a, const B& b, Y&& y, const brownian_bridge
   const auto vu = detail::input_view(b);
   const auto vy = detail::output_view(std::forward<Y>(y));
   using T = typename decltype(vv)::value_type;
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vy)::value_type>();
+  detail::require_same_value_type<T, decltype(vu), decltype(vy)>();
   return detail::bridge_point_forward<T>("brownian_bridge_sample", vv, vu, nullptr, vy, o);
 }
 
@@ -519,9 +512,7 @@ auto brownian_bridge_sample_with_noise(const A& a, const B& b, const E& eps, Y&&
   const auto ve = detail::input_view(eps);
   const auto vy = detail::output_view(std::forward<Y>(y));
   using T = typename decltype(vv)::value_type;
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(ve)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vy)::value_type>();
+  detail::require_same_value_type<T, decltype(vu), decltype(ve), decltype(vy)>();
   return detail::bridge_point_forward<T>("brownian_bridge_sample_with_noise", vv, vu, &ve, vy, o);
 }
 
@@ -539,11 +530,8 @@ brownian_bridge_gradient brownian_bridge_sample_backward(const A& a, const B& b,
   const auto vg = detail::input_view(grad_y);
   const auto gv = detail::output_view(std::forward<GA>(grad_a));
   const auto gu = detail::output_view(std::forward<GB>(grad_b));
-  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vg), decltype(gv),
+                                  decltype(gu)>();
   return detail::bridge_point_backward<T>("brownian_bridge_sample_backward", vv, vu, nullptr, saved,
                                           vg, gv, gu, o);
 }
@@ -561,12 +549,8 @@ brownian_bridge_gradient brownian_bridge_sample_with_noise_backward(
   const auto vg = detail::input_view(grad_y);
   const auto gv = detail::output_view(std::forward<GA>(grad_a));
   const auto gu = detail::output_view(std::forward<GB>(grad_b));
-  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(ve)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(ve), decltype(vg),
+                                  decltype(gv), decltype(gu)>();
   return detail::bridge_point_backward<T>("brownian_bridge_sample_with_noise_backward", vv, vu, &ve,
                                           saved, vg, gv, gu, o);
 }
@@ -580,8 +564,7 @@ auto brownian_bridge_trajectory(const A& a, const B& b, X&& x, const brownian_br
   const auto vu = detail::input_view(b);
   const auto vx = detail::output_view(std::forward<X>(x));
   using T = typename decltype(vv)::value_type;
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vx)::value_type>();
+  detail::require_same_value_type<T, decltype(vu), decltype(vx)>();
   return detail::bridge_path_forward<T>("brownian_bridge_trajectory", vv, vu, nullptr, vx, o);
 }
 
@@ -596,9 +579,7 @@ auto brownian_bridge_trajectory_with_noise(const A& a, const B& b, const XI& xi,
   const auto vxi = detail::input_view(xi);
   const auto vx = detail::output_view(std::forward<X>(x));
   using T = typename decltype(vv)::value_type;
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vxi)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vx)::value_type>();
+  detail::require_same_value_type<T, decltype(vu), decltype(vxi), decltype(vx)>();
   return detail::bridge_path_forward<T>("brownian_bridge_trajectory_with_noise", vv, vu, &vxi, vx, o);
 }
 
@@ -617,11 +598,8 @@ brownian_bridge_gradient brownian_bridge_trajectory_backward(const A& a, const B
   const auto vg = detail::input_view(grad_x);
   const auto gv = detail::output_view(std::forward<GA>(grad_a));
   const auto gu = detail::output_view(std::forward<GB>(grad_b));
-  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vg), decltype(gv),
+                                  decltype(gu)>();
   return detail::bridge_path_backward<T>("brownian_bridge_trajectory_backward", vv, vu, nullptr,
                                          saved, vg, gv, gu, o);
 }
@@ -639,12 +617,8 @@ brownian_bridge_gradient brownian_bridge_trajectory_with_noise_backward(
   const auto vg = detail::input_view(grad_x);
   const auto gv = detail::output_view(std::forward<GA>(grad_a));
   const auto gu = detail::output_view(std::forward<GB>(grad_b));
-  detail::bridge_same_type<T, typename decltype(vv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vu)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vxi)::value_type>();
-  detail::bridge_same_type<T, typename decltype(vg)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gv)::value_type>();
-  detail::bridge_same_type<T, typename decltype(gu)::value_type>();
+  detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vxi), decltype(vg),
+                                  decltype(gv), decltype(gu)>();
   return detail::bridge_path_backward<T>("brownian_bridge_trajectory_with_noise_backward", vv, vu,
                                          &vxi, saved, vg, gv, gu, o);
 }
