@@ -5,9 +5,12 @@
 #include <vector>
 
 #include <contrastive/contrastive.hpp>
+#include <contrastive/testing/gradcheck.hpp>
 #include <contrastive/losses/brownian_bridge.hpp>
 
 #include "support/reference.hpp"
+
+namespace ct = contrastive::testing;
 
 namespace {
 
@@ -115,9 +118,9 @@ TEST_CASE("brownian_bridge_loss: finite differences (v, u, a, t)", "[brownian_br
         o.nll_weight = nll;
         CAPTURE(sh.n, sh.d, nll, t);
         const run_result r = run<double>(v, u, a, o);
-        CHECK(ref::gradients_agree(r.gv, ref::finite_difference(v, [&](const mat& x) { return loss_of(x, u, a, o); })));
-        CHECK(ref::gradients_agree(r.gu, ref::finite_difference(u, [&](const mat& x) { return loss_of(v, x, a, o); })));
-        CHECK(ref::gradients_agree(r.ga, ref::finite_difference(a, [&](const mat& x) { return loss_of(v, u, x, o); })));
+        CHECK(ct::gradcheck(ref::mat(v), r.gv, [&](const mat& x) { return loss_of(x, u, a, o); }));
+        CHECK(ct::gradcheck(ref::mat(u), r.gu, [&](const mat& x) { return loss_of(v, x, a, o); }));
+        CHECK(ct::gradcheck(ref::mat(a), r.ga, [&](const mat& x) { return loss_of(v, u, x, o); }));
         CHECK(scalar_agrees(r.g.t, fd_scalar([&](double tt) { brownian_bridge_loss_options ot = o; ot.bridge.t = tt; return loss_of(v, u, a, ot); }, t)));
       }
     }
@@ -155,7 +158,7 @@ TEST_CASE("brownian_bridge_loss: random t per row, shared with the sampler", "[b
     total += r.g.t_rows[static_cast<std::size_t>(j)];
   }
   CHECK(r.g.t == Approx(total).epsilon(1e-14));
-  CHECK(ref::gradients_agree(r.gv, ref::finite_difference(v, [&](const mat& x) { return loss_of(x, u, a, o); })));
+  CHECK(ct::gradcheck(ref::mat(v), r.gv, [&](const mat& x) { return loss_of(x, u, a, o); }));
 }
 
 TEST_CASE("brownian_bridge_loss: gradients to v and u equal the sampler's backward through mu",

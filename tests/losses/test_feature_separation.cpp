@@ -5,10 +5,13 @@
 #include <vector>
 
 #include <contrastive/contrastive.hpp>
+#include <contrastive/testing/gradcheck.hpp>
 #include <contrastive/losses/feature_separation.hpp>
 #include <Eigen/QR>
 
 #include "support/reference.hpp"
+
+namespace ct = contrastive::testing;
 
 namespace {
 
@@ -117,10 +120,10 @@ TEST_CASE("feature_orthogonality: value, finite differences, zero for orthogonal
     const rmd ar = a, br = b, cr = c, er = e;
     return contrastive::feature_orthogonality_forward(ar, br, cr, er, o).loss;
   };
-  CHECK(ref::gradients_agree(gv, ref::finite_difference(x.v, [&](const mat& m) { return f(m, x.u, x.vi, x.ui); })));
-  CHECK(ref::gradients_agree(gu, ref::finite_difference(x.u, [&](const mat& m) { return f(x.v, m, x.vi, x.ui); })));
-  CHECK(ref::gradients_agree(gvi, ref::finite_difference(x.vi, [&](const mat& m) { return f(x.v, x.u, m, x.ui); })));
-  CHECK(ref::gradients_agree(gui, ref::finite_difference(x.ui, [&](const mat& m) { return f(x.v, x.u, x.vi, m); })));
+  CHECK(ct::gradcheck(ref::mat(x.v), gv, [&](const mat& m) { return f(m, x.u, x.vi, x.ui); }));
+  CHECK(ct::gradcheck(ref::mat(x.u), gu, [&](const mat& m) { return f(x.v, m, x.vi, x.ui); }));
+  CHECK(ct::gradcheck(ref::mat(x.vi), gvi, [&](const mat& m) { return f(x.v, x.u, m, x.ui); }));
+  CHECK(ct::gradcheck(ref::mat(x.ui), gui, [&](const mat& m) { return f(x.v, x.u, x.vi, m); }));
   // Orthogonal heads: zero loss and zero gradients.
   mat vo = x.vi, uo = x.ui;
   for (Eigen::Index j = 0; j < n; ++j) {
@@ -231,8 +234,8 @@ TEST_CASE("feature_uniformity: identities and finite differences", "[feature_sep
       return contrastive::feature_uniformity_forward(xr, yr, of).loss;
     };
     CAPTURE(wang);
-    CHECK(ref::gradients_agree(ga, ref::finite_difference(vi, [&](const mat& m) { return f(m, ui); })));
-    CHECK(ref::gradients_agree(gb, ref::finite_difference(ui, [&](const mat& m) { return f(vi, m); })));
+    CHECK(ct::gradcheck(ref::mat(vi), ga, [&](const mat& m) { return f(m, ui); }));
+    CHECK(ct::gradcheck(ref::mat(ui), gb, [&](const mat& m) { return f(vi, m); }));
   }
 }
 
@@ -260,13 +263,12 @@ TEST_CASE("feature_separation: the weighted sum of its terms, finite differences
                           0.4 * contrastive::feature_uniformity_forward(vi, ui, o).loss;
       CHECK(r.loss == Approx(want).epsilon(1e-13));
       for (int k = 0; k < 6; ++k) {
-        const mat fd = ref::finite_difference(member(x, k), [&](const mat& m) {
+        CAPTURE(k);
+        CHECK(ct::gradcheck(mat(member(x, k)), r.g[k], [&](const mat& m) {
           all_inputs y = x;
           member(y, k) = m;
           return sep_loss(y, o);
-        });
-        CAPTURE(k);
-        CHECK(ref::gradients_agree(r.g[k], fd));
+        }));
       }
     }
   }

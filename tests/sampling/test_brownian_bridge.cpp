@@ -5,9 +5,12 @@
 #include <vector>
 
 #include <contrastive/contrastive.hpp>
+#include <contrastive/testing/gradcheck.hpp>
 #include <contrastive/sampling/brownian_bridge.hpp>
 
 #include "support/reference.hpp"
+
+namespace ct = contrastive::testing;
 
 namespace {
 
@@ -204,8 +207,8 @@ TEST_CASE("brownian_bridge_sample: finite differences through a sampled point",
         o.seed = 5;
         CAPTURE(sh.n, sh.d, noise, reproject);
         const point_run r = run_point(v, u, w, o);
-        CHECK(ref::gradients_agree(r.gv, ref::finite_difference(v, [&](const mat& x) { return point_loss(x, u, w, o); })));
-        CHECK(ref::gradients_agree(r.gu, ref::finite_difference(u, [&](const mat& x) { return point_loss(v, x, w, o); })));
+        CHECK(ct::gradcheck(ref::mat(v), r.gv, [&](const mat& x) { return point_loss(x, u, w, o); }));
+        CHECK(ct::gradcheck(ref::mat(u), r.gu, [&](const mat& x) { return point_loss(v, x, w, o); }));
         brownian_bridge_options ot = o;
         CHECK(scalar_agrees(r.g.t, fd_scalar([&](double t) { ot.t = t; return point_loss(v, u, w, ot); }, o.t)));
         brownian_bridge_options os = o;
@@ -343,8 +346,8 @@ TEST_CASE("brownian_bridge_trajectory: finite differences (v, u, sigma; with and
       o.seed = 6;
       CAPTURE(sh.n, sh.d, sh.k, reproject);
       const path_run r = run_path(v, u, w, o);
-      CHECK(ref::gradients_agree(r.gv, ref::finite_difference(v, [&](const mat& x) { return path_loss(x, u, w, o); })));
-      CHECK(ref::gradients_agree(r.gu, ref::finite_difference(u, [&](const mat& x) { return path_loss(v, x, w, o); })));
+      CHECK(ct::gradcheck(ref::mat(v), r.gv, [&](const mat& x) { return path_loss(x, u, w, o); }));
+      CHECK(ct::gradcheck(ref::mat(u), r.gu, [&](const mat& x) { return path_loss(v, x, w, o); }));
       brownian_bridge_options os = o;
       CHECK(scalar_agrees(r.g.sigma, fd_scalar([&](double s) { os.sigma = s; return path_loss(v, u, w, os); }, o.sigma)));
       if (sh.k > 1 && !(reproject && sh.d == 1)) CHECK(std::abs(r.g.sigma) > 1e-6);  // 1-D unit points do not move

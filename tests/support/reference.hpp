@@ -128,30 +128,6 @@ inline result nt_xent(const mat& a, const mat& b, double temperature, double eps
   return r;
 }
 
-/// Central finite differences of f over every entry of x (h = 1e-6 max(1, |x|)).
-inline mat finite_difference(mat x, const std::function<double(const mat&)>& f) {
-  mat g(x.rows(), x.cols());
-  for (Eigen::Index i = 0; i < x.rows(); ++i) {
-    for (Eigen::Index j = 0; j < x.cols(); ++j) {
-      const double x0 = x(i, j);
-      const double h = 1e-6 * std::max(1.0, std::abs(x0));
-      x(i, j) = x0 + h;
-      const double fp = f(x);
-      x(i, j) = x0 - h;
-      const double fm = f(x);
-      x(i, j) = x0;
-      g(i, j) = (fp - fm) / (2 * h);
-    }
-  }
-  return g;
-}
-
-/// The finite-difference pass rule of docs/README.md#testing-oracles: max |g - g_fd| <= tol * max(1, max |g_fd|).
-inline bool gradients_agree(const mat& g, const mat& fd, double tol = 1e-6) {
-  const double scale = std::max(1.0, fd.cwiseAbs().maxCoeff());
-  return (g - fd).cwiseAbs().maxCoeff() <= tol * scale;
-}
-
 inline mat random_matrix(Eigen::Index rows, Eigen::Index cols, std::uint32_t seed,
                          double scale = 1.0) {
   std::mt19937 gen(seed);
