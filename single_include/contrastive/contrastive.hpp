@@ -686,6 +686,14 @@ inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {
                     tile_rows, " x ", tile_cols);
 }
 
+/// The loss of a sweep is finite (it is the same value on every rank of a distributed call, so
+/// every rank throws or none does).
+inline void check_loss_finite(const char* fn, double loss, double temperature) {
+  CONTRASTIVE_CHECK(std::isfinite(loss), fn,
+                    ": the logits overflow (loss is not finite) at temperature ", temperature,
+                    "; scale the inputs down or normalise them");
+}
+
 // ---- views ----
 
 template <class T, class S>
@@ -2242,9 +2250,7 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
     loss += c * cs.weight(o.reduction) * cs.loss;
     dtheta += c * cs.weight(o.reduction) * cs.dtheta;
   }
-  CONTRASTIVE_CHECK(std::isfinite(loss), fn,
-                    ": the logits overflow (loss is not finite) at temperature ", o.temperature,
-                    "; scale the inputs down or normalise them");
+  check_loss_finite(fn, loss, o.temperature);
   saved.loss = static_cast<T>(loss);
   saved.grad_log_scale = dtheta;
   return saved;
@@ -2708,9 +2714,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   const double w = o.reduction == loss_reduction::mean ? 1.0 / double(n2) : 1.0;
   loss *= w;
   dtheta *= w;
-  CONTRASTIVE_CHECK(std::isfinite(loss), fn,
-                    ": the logits overflow (loss is not finite) at temperature ", o.temperature,
-                    "; scale the inputs down or normalise them");
+  check_loss_finite(fn, loss, o.temperature);
   saved.loss = static_cast<T>(loss);
   saved.grad_log_scale = dtheta;
   return saved;
@@ -6732,26 +6736,23 @@ void gamma_nce_direction_step(int dir, index_t n, const std::int64_t* ids, const
   }
 }
 
-template <class T>
-gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
-                                          const matrix_view<const T>& b_in, vector_view<const std::int64_t> ids,
-                                          normalizer_state* state, const gamma_nce_options& o,
-                                          workspace ws) {
-  const char* fn = gamma_nce_fwd_name;
-  gamma_nce_check_inputs(fn, a_in, b_in, o);
-  const index_t n = a_in.rows(), d = a_in.cols();
+/// The sample ids (one per row, contiguous, >= 0) and the rate source's inputs: the state
+/// (present, enough directions, ids in range) or the exact log-normalisers. `n` rows; a rank of
+/// a distributed call may have none.
+inline void gamma_nce_check_ids_and_rates(const char* fn, vector_view<const std::int64_t> ids,
+                                          index_t n, const normalizer_state* state,
+                                          const gamma_nce_options& o) {
   const bool sym = o.symmetric;
   const int dirs = sym ? 2 : 1;
   CONTRASTIVE_CHECK(ids.size == n, fn, ": 'ids' has ", ids.size, " sample ids, expected ", n,
                     " (one per row)");
-  CONTRASTIVE_CHECK(ids.data != nullptr, fn, ": 'ids' is a null pointer");
+  CONTRASTIVE_CHECK(n == 0 || ids.data != nullptr, fn, ": 'ids' is a null pointer");
   CONTRASTIVE_CHECK(ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
                     ids.stride);
   for (index_t i = 0; i < n; ++i)
     CONTRASTIVE_CHECK(ids.data[i] >= 0, fn, ": sample id ", ids.data[i], " at position ", i,
                       " is negative");
-  const bool use_state = o.rate_source == gamma_rate_source::state;
-  if (use_state) {
+  if (o.rate_source == gamma_rate_source::state) {
     CONTRASTIVE_CHECK(state != nullptr, fn,
                       ": rate_source::state needs a normalizer_state (pass one, or choose "
                       "rate_source::same_batch or ::exact)");
@@ -6763,10 +6764,45 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
                         " at position ", i, " is out of range [0, ", state->samples(),
                         ") of the normalizer_state");
   }
-  if (o.rate_source == gamma_rate_source::exact) {
+  if (o.rate_source == gamma_rate_source::exact && n > 0) {
     gamma_nce_check_exact(fn, "exact_log_normalizer_a", o.exact_log_normalizer_a, n);
     if (sym) gamma_nce_check_exact(fn, "exact_log_normalizer_b", o.exact_log_normalizer_b, n);
   }
+}
+
+/// The forward's loss and its d/dtheta are finite.
+inline void gamma_nce_check_loss(const char* fn, double loss, double dtheta, double temperature) {
+  CONTRASTIVE_CHECK(std::isfinite(loss) && std::isfinite(dtheta), fn,
+                    ": the loss is not finite (", loss, ") at temperature ", temperature,
+                    "; the logits overflow or a weight r_i = (g_i/alpha) Zhat_i/Zbar_i does (check "
+                    "the rates; sample_then_update does not bound r_i)");
+}
+
+/// The -s_ii terms of the backward, O(N D): G_ii -= coef per direction, i.e. dA_i -= coef b_i and
+/// dB_i -= coef a_i for the local rows (coef = lambda c w up, twice when symmetric).
+template <class T>
+void gamma_nce_diagonal_backward(const matrix_view<const T>& a, const matrix_view<const T>& b,
+                                 const matrix_view<T>& dA, const matrix_view<T>& dB, T coef) {
+  for (index_t i = 0; i < a.rows(); ++i) {
+    for (index_t k2 = 0; k2 < a.cols(); ++k2) {
+      dA(i, k2) -= coef * b(i, k2);
+      dB(i, k2) -= coef * a(i, k2);
+    }
+  }
+}
+
+template <class T>
+gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
+                                          const matrix_view<const T>& b_in, vector_view<const std::int64_t> ids,
+                                          normalizer_state* state, const gamma_nce_options& o,
+                                          workspace ws) {
+  const char* fn = gamma_nce_fwd_name;
+  gamma_nce_check_inputs(fn, a_in, b_in, o);
+  const index_t n = a_in.rows(), d = a_in.cols();
+  const bool sym = o.symmetric;
+  const int dirs = sym ? 2 : 1;
+  gamma_nce_check_ids_and_rates(fn, ids, n, state, o);
+  const bool use_state = o.rate_source == gamma_rate_source::state;
 
   arena ar(ws, gamma_nce_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
                    workspace_alignment,
@@ -6820,10 +6856,7 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
   // b -> a: the anchors are the rows of b; s_ii is the same diagonal.
   if (sym) direction(1, buf.col, use_exact ? o.exact_log_normalizer_b.data : nullptr, saved.col);
 
-  CONTRASTIVE_CHECK(std::isfinite(loss) && std::isfinite(dtheta), fn,
-                    ": the loss is not finite (", loss, ") at temperature ", o.temperature,
-                    "; the logits overflow or a weight r_i = (g_i/alpha) Zhat_i/Zbar_i does (check "
-                    "the rates; sample_then_update does not bound r_i)");
+  gamma_nce_check_loss(fn, loss, dtheta, o.temperature);
   saved.loss = static_cast<T>(loss);
   saved.info_nce = info;
   saved.rate_loss = rate;
@@ -6909,14 +6942,7 @@ temperature_gradient gamma_nce_backward_impl(const matrix_view<const T>& a_in,
   const matrix_view<T> dA = ga.view(), dB = gb.view();
   pairwise_backward(p, k, &dA, &dB, ar);
 
-  // The -s_ii terms, O(N D): G_ii -= c w up per direction.
-  const T coef = static_cast<T>(lambda_d * cw * (sym ? 2.0 : 1.0));
-  for (index_t i = 0; i < n; ++i) {
-    for (index_t k2 = 0; k2 < d; ++k2) {
-      dA(i, k2) -= coef * b(i, k2);
-      dB(i, k2) -= coef * a(i, k2);
-    }
-  }
+  gamma_nce_diagonal_backward(a, b, dA, dB, static_cast<T>(lambda_d * cw * (sym ? 2.0 : 1.0)));
   ga.finish();
   gb.finish();
   return temperature_gradient::from_log_scale(saved.grad_log_scale * upstream, o.temperature);

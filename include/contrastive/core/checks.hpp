@@ -53,6 +53,14 @@ inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {
                     tile_rows, " x ", tile_cols);
 }
 
+/// The loss of a sweep is finite (it is the same value on every rank of a distributed call, so
+/// every rank throws or none does).
+inline void check_loss_finite(const char* fn, double loss, double temperature) {
+  CONTRASTIVE_CHECK(std::isfinite(loss), fn,
+                    ": the logits overflow (loss is not finite) at temperature ", temperature,
+                    "; scale the inputs down or normalise them");
+}
+
 // ---- views ----
 
 template <class T, class S>

@@ -149,30 +149,7 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
   const index_t n = a_in.rows();
   agree_checks(comm, [&] {
     gamma_nce_local_checks(fn, a_in, b_in, o);
-    CONTRASTIVE_CHECK(ids.size == n, fn, ": 'ids' has ", ids.size, " sample ids, expected ", n,
-                      " (one per row)");
-    CONTRASTIVE_CHECK(n == 0 || ids.data != nullptr, fn, ": 'ids' is a null pointer");
-    CONTRASTIVE_CHECK(ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
-                      ids.stride);
-    for (index_t i = 0; i < n; ++i)
-      CONTRASTIVE_CHECK(ids.data[i] >= 0, fn, ": sample id ", ids.data[i], " at position ", i,
-                        " is negative");
-    if (use_state) {
-      CONTRASTIVE_CHECK(state != nullptr, fn,
-                        ": rate_source::state needs a normalizer_state (pass one, or choose "
-                        "rate_source::same_batch or ::exact)");
-      CONTRASTIVE_CHECK(state->directions() >= dirs, fn, ": the normalizer_state has ",
-                        state->directions(), " direction(s), a ",
-                        sym ? "symmetric" : "one-direction", " loss needs ", dirs);
-      for (index_t i = 0; i < n; ++i)
-        CONTRASTIVE_CHECK(ids.data[i] < state->samples(), fn, ": sample id ", ids.data[i],
-                          " at position ", i, " is out of range [0, ", state->samples(),
-                          ") of the normalizer_state");
-    }
-    if (o.rate_source == gamma_rate_source::exact && n > 0) {
-      cd::gamma_nce_check_exact(fn, "exact_log_normalizer_a", o.exact_log_normalizer_a, n);
-      if (sym) cd::gamma_nce_check_exact(fn, "exact_log_normalizer_b", o.exact_log_normalizer_b, n);
-    }
+    cd::gamma_nce_check_ids_and_rates(fn, ids, n, state, o);
   });
   const shard_layout l = make_layout(comm, n);
   const index_t ng = l.total(), d = a_in.cols(), off = l.local_offset();
@@ -234,10 +211,7 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
   direction(0, row.data(), use_exact ? o.exact_log_normalizer_a.data : nullptr, saved.row);
   if (sym) direction(1, col.data() + off, use_exact ? o.exact_log_normalizer_b.data : nullptr, saved.col);
   sum_in_rank_order(comm, sums, 4);
-  CONTRASTIVE_CHECK(std::isfinite(sums[0]) && std::isfinite(sums[3]), fn,
-                    ": the loss is not finite (", sums[0], ") at temperature ", o.temperature,
-                    "; the logits overflow or a weight r_i = (g_i/alpha) Zhat_i/Zbar_i does (check "
-                    "the rates; sample_then_update does not bound r_i)");
+  cd::gamma_nce_check_loss(fn, sums[0], sums[3], o.temperature);
   saved.loss = static_cast<T>(sums[0]);
   saved.info_nce = sums[1];
   saved.rate_loss = sums[2];
@@ -341,14 +315,8 @@ temperature_gradient gamma_nce_backward_impl(const Comm& comm, const matrix_view
         cd::pairwise_backward(p, k, &dA, dblock, ar);
       });
 
-  // The -s_ii terms, O(N_local D): G_ii -= c w up per direction.
-  const T coef = static_cast<T>(lambda * cw * (sym ? 2.0 : 1.0));
-  for (index_t i = 0; i < n; ++i) {
-    for (index_t k2 = 0; k2 < d; ++k2) {
-      dA(i, k2) -= coef * b(i, k2);
-      dB(i, k2) -= coef * a(i, k2);
-    }
-  }
+  // The -s_ii terms of the local rows.
+  cd::gamma_nce_diagonal_backward(a, b, dA, dB, static_cast<T>(lambda * cw * (sym ? 2.0 : 1.0)));
   ga.finish();
   gb.finish();
   return temperature_gradient::from_log_scale(saved.grad_log_scale * upstream, o.temperature);

@@ -248,10 +248,7 @@ info_nce_saved<T> info_nce_forward_impl(const Comm& comm, const matrix_view<cons
     saved.col_lse.resize(static_cast<std::size_t>(ng));
     for (index_t j = 0; j < ng; ++j) saved.col_lse[j] = static_cast<T>(col[j].lse());
   }
-  // The same value on every rank, so every rank throws or none does.
-  CONTRASTIVE_CHECK(std::isfinite(loss), fn,
-                    ": the logits overflow (loss is not finite) at temperature ", o.temperature,
-                    "; scale the inputs down or normalise them");
+  cd::check_loss_finite(fn, loss, o.temperature);  // the same value on every rank
   saved.loss = static_cast<T>(loss);
   saved.grad_log_scale = dtheta;
   return saved;

@@ -199,9 +199,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const Comm& comm, const matrix_view<const 
   sum_in_rank_order(comm, sums, 2);
   const double w = o.reduction == loss_reduction::mean ? 1.0 / double(2 * ng) : 1.0;
   const double loss = w * sums[0];
-  CONTRASTIVE_CHECK(std::isfinite(loss), fn,
-                    ": the logits overflow (loss is not finite) at temperature ", o.temperature,
-                    "; scale the inputs down or normalise them");
+  cd::check_loss_finite(fn, loss, o.temperature);  // the same value on every rank
   saved.loss = static_cast<T>(loss);
   saved.grad_log_scale = w * sums[1];
   return saved;

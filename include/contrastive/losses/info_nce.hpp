@@ -266,9 +266,7 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
     loss += c * cs.weight(o.reduction) * cs.loss;
     dtheta += c * cs.weight(o.reduction) * cs.dtheta;
   }
-  CONTRASTIVE_CHECK(std::isfinite(loss), fn,
-                    ": the logits overflow (loss is not finite) at temperature ", o.temperature,
-                    "; scale the inputs down or normalise them");
+  check_loss_finite(fn, loss, o.temperature);
   saved.loss = static_cast<T>(loss);
   saved.grad_log_scale = dtheta;
   return saved;

@@ -226,9 +226,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   const double w = o.reduction == loss_reduction::mean ? 1.0 / double(n2) : 1.0;
   loss *= w;
   dtheta *= w;
-  CONTRASTIVE_CHECK(std::isfinite(loss), fn,
-                    ": the logits overflow (loss is not finite) at temperature ", o.temperature,
-                    "; scale the inputs down or normalise them");
+  check_loss_finite(fn, loss, o.temperature);
   saved.loss = static_cast<T>(loss);
   saved.grad_log_scale = dtheta;
   return saved;
