@@ -775,6 +775,11 @@ void check_labels(const char* fn, const char* name, const vector_view<const std:
                     l.stride);
 }
 
+/// One sample id, found at position/row `index` (`where`: "position" or "row"), is >= 0.
+inline void check_id_nonnegative(const char* fn, std::int64_t id, const char* where, index_t index) {
+  CONTRASTIVE_CHECK(id >= 0, fn, ": 'ids' has a negative id (", id, ") at ", where, " ", index);
+}
+
 }  // namespace detail
 CONTRASTIVE_NAMESPACE_END
 
@@ -2980,19 +2985,26 @@ double row_squared_norm(const matrix_view<const T>& x, index_t i) noexcept {
 
 /// Called for a row whose squared norm is not finite and positive: reports a non-finite value
 /// or a zero-norm row. Returns when the row is fine after all (a finite row whose squared norm
-/// overflowed double).
+/// overflowed double). Row i of '`name`' is given as `cols` host values at `values`, `stride`
+/// apart (the CUDA check_rows passes its host copy of a device row).
 template <class T>
-CONTRASTIVE_COLD void report_bad_row(const char* fn, const char* name, const matrix_view<const T>& x,
-                                     index_t i) {
+CONTRASTIVE_COLD void report_bad_row_values(const char* fn, const char* name, index_t i,
+                                            const T* values, index_t cols, index_t stride) {
   bool all_zero = true;
-  for (index_t k = 0; k < x.cols(); ++k) {
-    const T v = x(i, k);
+  for (index_t k = 0; k < cols; ++k) {
+    const T v = values[k * stride];
     CONTRASTIVE_CHECK(std::isfinite(v), fn, ": '", name, "' has a non-finite value (", v,
                       ") at row ", i, ", column ", k);
     all_zero = all_zero && v == T(0);
   }
   CONTRASTIVE_CHECK(!all_zero, fn, ": '", name, "' has a row of zero norm (row ", i,
                     "); the inputs must be non-zero embeddings (L2-normalise them first)");
+}
+
+template <class T>
+CONTRASTIVE_COLD void report_bad_row(const char* fn, const char* name, const matrix_view<const T>& x,
+                                     index_t i) {
+  report_bad_row_values(fn, name, i, x.row_ptr(i), x.cols(), x.col_stride());
 }
 
 /// Fast test of one row's squared norm (computed by the caller while it reads the row anyway).
@@ -4105,9 +4117,7 @@ inline void bridge_check_ids(const char* fn, const brownian_bridge_options& o, i
                     " (one per row)");
   CONTRASTIVE_CHECK(o.ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
                     o.ids.stride);
-  for (index_t j = 0; j < n; ++j)
-    CONTRASTIVE_CHECK(o.ids.data[j] >= 0, fn, ": 'ids' has a negative id (", o.ids.data[j],
-                      ") at row ", j);
+  for (index_t j = 0; j < n; ++j) check_id_nonnegative(fn, o.ids.data[j], "row", j);
 }
 
 /// v, u: N x D, N > 0, D > 0, finite, no zero-norm row; options valid.
@@ -6054,8 +6064,7 @@ void fill_gamma(Out&& out, const gamma_params& p, const std::int64_t* ids, index
   CONTRASTIVE_CHECK(count == 0 || ids != nullptr, "fill_gamma: 'ids' is a null pointer");
   CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, "fill_gamma: 'out' is a null pointer with shape ",
                     v.rows(), " x ", v.cols());
-  for (index_t k = 0; k < count; ++k)
-    CONTRASTIVE_CHECK(ids[k] >= 0, "fill_gamma: 'ids' has a negative id (", ids[k], ") at position ", k);
+  for (index_t k = 0; k < count; ++k) detail::check_id_nonnegative("fill_gamma", ids[k], "position", k);
   const detail::gamma_constants k = detail::gamma_setup(p.alpha);
   for (index_t i = 0; i < v.rows(); ++i) {
     for (index_t j = 0; j < v.cols(); ++j) {

@@ -142,6 +142,11 @@ void check_labels(const char* fn, const char* name, const vector_view<const std:
                     l.stride);
 }
 
+/// One sample id, found at position/row `index` (`where`: "position" or "row"), is >= 0.
+inline void check_id_nonnegative(const char* fn, std::int64_t id, const char* where, index_t index) {
+  CONTRASTIVE_CHECK(id >= 0, fn, ": 'ids' has a negative id (", id, ") at ", where, " ", index);
+}
+
 }  // namespace detail
 CONTRASTIVE_NAMESPACE_END
 

@@ -30,19 +30,26 @@ double row_squared_norm(const matrix_view<const T>& x, index_t i) noexcept {
 
 /// Called for a row whose squared norm is not finite and positive: reports a non-finite value
 /// or a zero-norm row. Returns when the row is fine after all (a finite row whose squared norm
-/// overflowed double).
+/// overflowed double). Row i of '`name`' is given as `cols` host values at `values`, `stride`
+/// apart (the CUDA check_rows passes its host copy of a device row).
 template <class T>
-CONTRASTIVE_COLD void report_bad_row(const char* fn, const char* name, const matrix_view<const T>& x,
-                                     index_t i) {
+CONTRASTIVE_COLD void report_bad_row_values(const char* fn, const char* name, index_t i,
+                                            const T* values, index_t cols, index_t stride) {
   bool all_zero = true;
-  for (index_t k = 0; k < x.cols(); ++k) {
-    const T v = x(i, k);
+  for (index_t k = 0; k < cols; ++k) {
+    const T v = values[k * stride];
     CONTRASTIVE_CHECK(std::isfinite(v), fn, ": '", name, "' has a non-finite value (", v,
                       ") at row ", i, ", column ", k);
     all_zero = all_zero && v == T(0);
   }
   CONTRASTIVE_CHECK(!all_zero, fn, ": '", name, "' has a row of zero norm (row ", i,
                     "); the inputs must be non-zero embeddings (L2-normalise them first)");
+}
+
+template <class T>
+CONTRASTIVE_COLD void report_bad_row(const char* fn, const char* name, const matrix_view<const T>& x,
+                                     index_t i) {
+  report_bad_row_values(fn, name, i, x.row_ptr(i), x.cols(), x.col_stride());
 }
 
 /// Fast test of one row's squared norm (computed by the caller while it reads the row anyway).

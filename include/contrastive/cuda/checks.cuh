@@ -22,6 +22,7 @@
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
 #include "contrastive/core/matrix_view.hpp"
+#include "contrastive/core/modal_common.hpp"
 #include "contrastive/cuda/error.cuh"
 
 CONTRASTIVE_NAMESPACE_BEGIN
@@ -118,15 +119,7 @@ void check_rows(const char* fn, const char* name, const matrix_view<const T, dev
     for (index_t k = 0; k < x.cols(); ++k)
       throw_on_error(cudaMemcpy(&row[static_cast<std::size_t>(k)], &x(i, k), sizeof(T), cudaMemcpyDeviceToHost),
                      "cudaMemcpy");
-    bool all_zero = true;
-    for (index_t k = 0; k < x.cols(); ++k) {
-      const T v = row[static_cast<std::size_t>(k)];
-      CONTRASTIVE_CHECK(std::isfinite(v), fn, ": '", name, "' has a non-finite value (", v,
-                        ") at row ", i, ", column ", k);
-      all_zero = all_zero && v == T(0);
-    }
-    CONTRASTIVE_CHECK(!all_zero, fn, ": '", name, "' has a row of zero norm (row ", i,
-                      "); the inputs must be non-zero embeddings (L2-normalise them first)");
+    contrastive::detail::report_bad_row_values(fn, name, i, row.data(), x.cols(), index_t(1));
     start = i + 1;  // a finite row whose squared norm overflowed double: look further
   }
 }
@@ -143,8 +136,7 @@ inline void check_ids_nonnegative(const char* fn, const std::int64_t* ids, index
   if (bad == no_bad_index) return;
   std::int64_t id = 0;
   throw_on_error(cudaMemcpy(&id, ids + bad, sizeof(id), cudaMemcpyDeviceToHost), "cudaMemcpy");
-  CONTRASTIVE_CHECK(id >= 0, fn, ": 'ids' has a negative id (", id, ") at ", where, " ",
-                    static_cast<index_t>(bad));
+  contrastive::detail::check_id_nonnegative(fn, id, where, static_cast<index_t>(bad));
 }
 
 }  // namespace detail

@@ -121,9 +121,7 @@ inline void bridge_check_ids(const char* fn, const brownian_bridge_options& o, i
                     " (one per row)");
   CONTRASTIVE_CHECK(o.ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
                     o.ids.stride);
-  for (index_t j = 0; j < n; ++j)
-    CONTRASTIVE_CHECK(o.ids.data[j] >= 0, fn, ": 'ids' has a negative id (", o.ids.data[j],
-                      ") at row ", j);
+  for (index_t j = 0; j < n; ++j) check_id_nonnegative(fn, o.ids.data[j], "row", j);
 }
 
 /// v, u: N x D, N > 0, D > 0, finite, no zero-norm row; options valid.

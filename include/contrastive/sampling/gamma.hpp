@@ -36,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "contrastive/core/checks.hpp"
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
 #include "contrastive/core/matrix_view.hpp"
@@ -207,8 +208,7 @@ void fill_gamma(Out&& out, const gamma_params& p, const std::int64_t* ids, index
   CONTRASTIVE_CHECK(count == 0 || ids != nullptr, "fill_gamma: 'ids' is a null pointer");
   CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, "fill_gamma: 'out' is a null pointer with shape ",
                     v.rows(), " x ", v.cols());
-  for (index_t k = 0; k < count; ++k)
-    CONTRASTIVE_CHECK(ids[k] >= 0, "fill_gamma: 'ids' has a negative id (", ids[k], ") at position ", k);
+  for (index_t k = 0; k < count; ++k) detail::check_id_nonnegative("fill_gamma", ids[k], "position", k);
   const detail::gamma_constants k = detail::gamma_setup(p.alpha);
   for (index_t i = 0; i < v.rows(); ++i) {
     for (index_t j = 0; j < v.cols(); ++j) {
