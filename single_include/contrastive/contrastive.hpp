@@ -767,8 +767,7 @@ void check_pair_gradients(const char* fn, const matrix_view<const T>& a,
 // ---- spans ----
 
 /// Per-row labels: one per row, contiguous.
-template <class T>
-void check_labels(const char* fn, const char* name, const vector_view<const std::int64_t>& l, index_t n) {
+inline void check_labels(const char* fn, const char* name, const vector_view<const std::int64_t>& l, index_t n) {
   CONTRASTIVE_CHECK(l.size == n, fn, ": '", name, "' has ", l.size, " labels, expected ", n,
                     " (one per row)");
   CONTRASTIVE_CHECK(l.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
@@ -2049,8 +2048,8 @@ void info_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
                     ": give both 'labels_a' and 'labels_b' or neither");
   check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
   if (!o.labels_a.empty()) {
-    check_labels<T>(fn, "labels_a", o.labels_a, a.rows());
-    check_labels<T>(fn, "labels_b", o.labels_b, b.rows());
+    check_labels(fn, "labels_a", o.labels_a, a.rows());
+    check_labels(fn, "labels_b", o.labels_b, b.rows());
   }
 }
 
@@ -2099,8 +2098,7 @@ struct info_nce_backward_buffers {
   }
 };
 
-template <class T>
-sweep_shape info_nce_sweep(index_t n, index_t d, const info_nce_options& o) noexcept {
+inline sweep_shape info_nce_sweep(index_t n, index_t d, const info_nce_options& o) noexcept {
   return make_sweep_shape(o, false, n, n, d);
 }
 
@@ -2116,7 +2114,7 @@ std::size_t info_nce_forward_bytes(index_t n, index_t d, const info_nce_options&
   const info_nce_forward_buffers<T, size_counter> sized(c, n, o.symmetric, !o.labels_a.empty());
   (void)sized;
   return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
-         pairwise_forward_bytes<T>(info_nce_sweep<T>(n, d, o)) + workspace_alignment;
+         pairwise_forward_bytes<T>(info_nce_sweep(n, d, o)) + workspace_alignment;
 }
 
 template <class T>
@@ -2127,7 +2125,7 @@ std::size_t info_nce_backward_bytes(index_t n, index_t d, const info_nce_options
                                                          !o.labels_a.empty(), o.label_smoothing > 0);
   (void)sized;
   return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
-         pairwise_backward_bytes<T>(info_nce_sweep<T>(n, d, o)) + workspace_alignment;
+         pairwise_backward_bytes<T>(info_nce_sweep(n, d, o)) + workspace_alignment;
 }
 
 template <class T>
@@ -2545,7 +2543,7 @@ void nt_xent_check_inputs(const char* fn, const matrix_view<const T>& a,
                           const matrix_view<const T>& b, const nt_xent_options& o) {
   check_smoothing(fn, o.label_smoothing);
   check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
-  if (!o.labels.empty()) check_labels<T>(fn, "labels", o.labels, a.rows());
+  if (!o.labels.empty()) check_labels(fn, "labels", o.labels, a.rows());
 }
 
 template <class T, class Alloc>
@@ -2586,8 +2584,7 @@ struct nt_xent_backward_buffers {
   }
 };
 
-template <class T>
-sweep_shape nt_xent_sweep(index_t n, index_t d, const nt_xent_options& o) noexcept {
+inline sweep_shape nt_xent_sweep(index_t n, index_t d, const nt_xent_options& o) noexcept {
   return make_sweep_shape(o, true, n, n, d);
 }
 
@@ -2605,7 +2602,7 @@ std::size_t nt_xent_forward_bytes(index_t n, index_t d, const nt_xent_options& o
   const nt_xent_forward_buffers<T, size_counter> sized(c, n, !o.labels.empty());
   (void)sized;
   return nt_xent_cache_bytes<T>(n, o) + c.bytes + packing +
-         pairwise_forward_bytes<T>(nt_xent_sweep<T>(n, d, o)) + workspace_alignment;
+         pairwise_forward_bytes<T>(nt_xent_sweep(n, d, o)) + workspace_alignment;
 }
 
 template <class T>
@@ -2616,7 +2613,7 @@ std::size_t nt_xent_backward_bytes(index_t n, index_t d, const nt_xent_options& 
                                                         o.label_smoothing > 0);
   (void)sized;
   return nt_xent_cache_bytes<T>(n, o) + c.bytes + packing +
-         pairwise_backward_bytes<T>(nt_xent_sweep<T>(n, d, o)) + workspace_alignment;
+         pairwise_backward_bytes<T>(nt_xent_sweep(n, d, o)) + workspace_alignment;
 }
 
 /// Views of Z = [a; b] row by row.
@@ -2629,8 +2626,7 @@ struct stacked_rows {
   T operator()(index_t i, index_t k) const noexcept { return half(i)(local(i), k); }
 };
 
-template <class T>
-void nt_xent_labels(const vector_view<const std::int64_t>& y, index_t n, std::int64_t* out) {
+inline void nt_xent_labels(const vector_view<const std::int64_t>& y, index_t n, std::int64_t* out) {
   for (index_t i = 0; i < 2 * n; ++i) out[i] = y.data[i < n ? i : i - n];
 }
 
@@ -2669,7 +2665,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
     buf.stats[i] = online_softmax<double>();
     if (labelled) buf.target[i] = 0;
   }
-  if (labelled) nt_xent_labels<T>(o.labels, n, buf.labels);
+  if (labelled) nt_xent_labels(o.labels, n, buf.labels);
 
   const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels, cache);
   pairwise_stats<T> st;
@@ -2770,7 +2766,7 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
     buf.lse[i] = saved.lse[i];
     if (labelled) buf.q[i] = static_cast<T>(wv * (1 - eps) / double(saved.positives[i]));
   }
-  if (labelled) nt_xent_labels<T>(o.labels, n, buf.labels);
+  if (labelled) nt_xent_labels(o.labels, n, buf.labels);
 
   const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels, use_cache ? cache : nullptr);
   pairwise_coefficients<T> k;
@@ -5474,7 +5470,7 @@ row_major_matrix<T> gc_dense(const matrix_view<const T>& x) {
   return m;
 }
 
-template <class T, class M>
+template <class M>
 double gc_squared_norm(const M& m) {
   double s = 0;
   for (index_t i = 0; i < m.rows(); ++i)
@@ -5499,13 +5495,13 @@ double gc_naive_forward(const gc_plan& p, const gc_input<T>* in,
     const row_major_matrix<T> m = v * u.transpose();
     const row_major_matrix<T> k = m - m.transpose();
     const row_major_matrix<T> e = v * v.transpose() - u * u.transpose();
-    return inv_n * (o.cross_modal_weight * gc_squared_norm<T>(k) +
-                    o.in_modal_weight * gc_squared_norm<T>(e));
+    return inv_n * (o.cross_modal_weight * gc_squared_norm(k) +
+                    o.in_modal_weight * gc_squared_norm(e));
   }
   const row_major_matrix<T> va = gc_dense(in[2].view), ua = gc_dense(in[3].view);
   const row_major_matrix<T> ev = v * v.transpose() - va * va.transpose();
   const row_major_matrix<T> eu = u * u.transpose() - ua * ua.transpose();
-  double f = gc_squared_norm<T>(ev) + gc_squared_norm<T>(eu);
+  double f = gc_squared_norm(ev) + gc_squared_norm(eu);
   saved.delta.assign(static_cast<std::size_t>(p.n), 0.0);
   for (index_t j = 0; j < p.n; ++j) {
     const double dl = dot_rows(in[0].view, j, in[1].view, j) - dot_rows(in[2].view, j, in[3].view, j);

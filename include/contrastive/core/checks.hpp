@@ -134,8 +134,7 @@ void check_pair_gradients(const char* fn, const matrix_view<const T>& a,
 // ---- spans ----
 
 /// Per-row labels: one per row, contiguous.
-template <class T>
-void check_labels(const char* fn, const char* name, const vector_view<const std::int64_t>& l, index_t n) {
+inline void check_labels(const char* fn, const char* name, const vector_view<const std::int64_t>& l, index_t n) {
   CONTRASTIVE_CHECK(l.size == n, fn, ": '", name, "' has ", l.size, " labels, expected ", n,
                     " (one per row)");
   CONTRASTIVE_CHECK(l.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",

@@ -89,8 +89,8 @@ void info_nce_local_checks(const char* fn, const matrix_view<const T>& a,
   cd::check_finite(fn, "a", a);
   cd::check_finite(fn, "b", b);
   if (labelled && a.rows() > 0) {
-    cd::check_labels<T>(fn, "labels_a", o.labels_a, a.rows());
-    cd::check_labels<T>(fn, "labels_b", o.labels_b, b.rows());
+    cd::check_labels(fn, "labels_a", o.labels_a, a.rows());
+    cd::check_labels(fn, "labels_b", o.labels_b, b.rows());
   }
 }
 

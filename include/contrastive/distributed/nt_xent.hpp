@@ -79,7 +79,7 @@ void nt_xent_local_checks(const char* fn, const matrix_view<const T>& a,
   cd::check_same_shape(fn, a, b);
   cd::check_finite(fn, "a", a);
   cd::check_finite(fn, "b", b);
-  if (labelled && a.rows() > 0) cd::check_labels<T>(fn, "labels", o.labels, a.rows());
+  if (labelled && a.rows() > 0) cd::check_labels(fn, "labels", o.labels, a.rows());
 }
 
 template <class T, class Comm>

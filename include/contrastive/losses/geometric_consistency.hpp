@@ -563,7 +563,7 @@ row_major_matrix<T> gc_dense(const matrix_view<const T>& x) {
   return m;
 }
 
-template <class T, class M>
+template <class M>
 double gc_squared_norm(const M& m) {
   double s = 0;
   for (index_t i = 0; i < m.rows(); ++i)
@@ -588,13 +588,13 @@ double gc_naive_forward(const gc_plan& p, const gc_input<T>* in,
     const row_major_matrix<T> m = v * u.transpose();
     const row_major_matrix<T> k = m - m.transpose();
     const row_major_matrix<T> e = v * v.transpose() - u * u.transpose();
-    return inv_n * (o.cross_modal_weight * gc_squared_norm<T>(k) +
-                    o.in_modal_weight * gc_squared_norm<T>(e));
+    return inv_n * (o.cross_modal_weight * gc_squared_norm(k) +
+                    o.in_modal_weight * gc_squared_norm(e));
   }
   const row_major_matrix<T> va = gc_dense(in[2].view), ua = gc_dense(in[3].view);
   const row_major_matrix<T> ev = v * v.transpose() - va * va.transpose();
   const row_major_matrix<T> eu = u * u.transpose() - ua * ua.transpose();
-  double f = gc_squared_norm<T>(ev) + gc_squared_norm<T>(eu);
+  double f = gc_squared_norm(ev) + gc_squared_norm(eu);
   saved.delta.assign(static_cast<std::size_t>(p.n), 0.0);
   for (index_t j = 0; j < p.n; ++j) {
     const double dl = dot_rows(in[0].view, j, in[1].view, j) - dot_rows(in[2].view, j, in[3].view, j);

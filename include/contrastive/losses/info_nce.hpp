@@ -60,8 +60,8 @@ void info_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
                     ": give both 'labels_a' and 'labels_b' or neither");
   check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
   if (!o.labels_a.empty()) {
-    check_labels<T>(fn, "labels_a", o.labels_a, a.rows());
-    check_labels<T>(fn, "labels_b", o.labels_b, b.rows());
+    check_labels(fn, "labels_a", o.labels_a, a.rows());
+    check_labels(fn, "labels_b", o.labels_b, b.rows());
   }
 }
 
@@ -110,8 +110,7 @@ struct info_nce_backward_buffers {
   }
 };
 
-template <class T>
-sweep_shape info_nce_sweep(index_t n, index_t d, const info_nce_options& o) noexcept {
+inline sweep_shape info_nce_sweep(index_t n, index_t d, const info_nce_options& o) noexcept {
   return make_sweep_shape(o, false, n, n, d);
 }
 
@@ -127,7 +126,7 @@ std::size_t info_nce_forward_bytes(index_t n, index_t d, const info_nce_options&
   const info_nce_forward_buffers<T, size_counter> sized(c, n, o.symmetric, !o.labels_a.empty());
   (void)sized;
   return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
-         pairwise_forward_bytes<T>(info_nce_sweep<T>(n, d, o)) + workspace_alignment;
+         pairwise_forward_bytes<T>(info_nce_sweep(n, d, o)) + workspace_alignment;
 }
 
 template <class T>
@@ -138,7 +137,7 @@ std::size_t info_nce_backward_bytes(index_t n, index_t d, const info_nce_options
                                                          !o.labels_a.empty(), o.label_smoothing > 0);
   (void)sized;
   return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
-         pairwise_backward_bytes<T>(info_nce_sweep<T>(n, d, o)) + workspace_alignment;
+         pairwise_backward_bytes<T>(info_nce_sweep(n, d, o)) + workspace_alignment;
 }
 
 template <class T>

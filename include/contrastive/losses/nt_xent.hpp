@@ -52,7 +52,7 @@ void nt_xent_check_inputs(const char* fn, const matrix_view<const T>& a,
                           const matrix_view<const T>& b, const nt_xent_options& o) {
   check_smoothing(fn, o.label_smoothing);
   check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
-  if (!o.labels.empty()) check_labels<T>(fn, "labels", o.labels, a.rows());
+  if (!o.labels.empty()) check_labels(fn, "labels", o.labels, a.rows());
 }
 
 template <class T, class Alloc>
@@ -93,8 +93,7 @@ struct nt_xent_backward_buffers {
   }
 };
 
-template <class T>
-sweep_shape nt_xent_sweep(index_t n, index_t d, const nt_xent_options& o) noexcept {
+inline sweep_shape nt_xent_sweep(index_t n, index_t d, const nt_xent_options& o) noexcept {
   return make_sweep_shape(o, true, n, n, d);
 }
 
@@ -112,7 +111,7 @@ std::size_t nt_xent_forward_bytes(index_t n, index_t d, const nt_xent_options& o
   const nt_xent_forward_buffers<T, size_counter> sized(c, n, !o.labels.empty());
   (void)sized;
   return nt_xent_cache_bytes<T>(n, o) + c.bytes + packing +
-         pairwise_forward_bytes<T>(nt_xent_sweep<T>(n, d, o)) + workspace_alignment;
+         pairwise_forward_bytes<T>(nt_xent_sweep(n, d, o)) + workspace_alignment;
 }
 
 template <class T>
@@ -123,7 +122,7 @@ std::size_t nt_xent_backward_bytes(index_t n, index_t d, const nt_xent_options& 
                                                         o.label_smoothing > 0);
   (void)sized;
   return nt_xent_cache_bytes<T>(n, o) + c.bytes + packing +
-         pairwise_backward_bytes<T>(nt_xent_sweep<T>(n, d, o)) + workspace_alignment;
+         pairwise_backward_bytes<T>(nt_xent_sweep(n, d, o)) + workspace_alignment;
 }
 
 /// Views of Z = [a; b] row by row.
@@ -136,8 +135,7 @@ struct stacked_rows {
   T operator()(index_t i, index_t k) const noexcept { return half(i)(local(i), k); }
 };
 
-template <class T>
-void nt_xent_labels(const vector_view<const std::int64_t>& y, index_t n, std::int64_t* out) {
+inline void nt_xent_labels(const vector_view<const std::int64_t>& y, index_t n, std::int64_t* out) {
   for (index_t i = 0; i < 2 * n; ++i) out[i] = y.data[i < n ? i : i - n];
 }
 
@@ -176,7 +174,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
     buf.stats[i] = online_softmax<double>();
     if (labelled) buf.target[i] = 0;
   }
-  if (labelled) nt_xent_labels<T>(o.labels, n, buf.labels);
+  if (labelled) nt_xent_labels(o.labels, n, buf.labels);
 
   const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels, cache);
   pairwise_stats<T> st;
@@ -277,7 +275,7 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
     buf.lse[i] = saved.lse[i];
     if (labelled) buf.q[i] = static_cast<T>(wv * (1 - eps) / double(saved.positives[i]));
   }
-  if (labelled) nt_xent_labels<T>(o.labels, n, buf.labels);
+  if (labelled) nt_xent_labels(o.labels, n, buf.labels);
 
   const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels, use_cache ? cache : nullptr);
   pairwise_coefficients<T> k;
