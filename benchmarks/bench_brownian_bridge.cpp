@@ -32,8 +32,10 @@ void BM_bridge_sample(benchmark::State& st) {
     benchmark::DoNotOptimize(contrastive::brownian_bridge_sample(v, u, y, o).sigma);
     benchmark::ClobberMemory();
   }
-  st.counters["pairs/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
-  st.counters["normals/s"] = benchmark::Counter(double(n) * double(d), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["pairs/s"] =
+      benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["normals/s"] =
+      benchmark::Counter(double(n) * double(d), benchmark::Counter::kIsIterationInvariantRate);
   st.SetBytesProcessed(st.iterations() * n * d * static_cast<int64_t>(sizeof(T)));
 }
 
@@ -50,7 +52,8 @@ void BM_bridge_mean(benchmark::State& st) {
     benchmark::DoNotOptimize(contrastive::brownian_bridge_sample(v, u, y, o).sigma);
     benchmark::ClobberMemory();
   }
-  st.counters["pairs/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["pairs/s"] =
+      benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
   st.SetBytesProcessed(st.iterations() * n * d * static_cast<int64_t>(sizeof(T)));
 }
 
@@ -64,10 +67,12 @@ void BM_bridge_sample_backward(benchmark::State& st) {
   const auto saved = contrastive::brownian_bridge_sample(v, u, y, o);
   contrastive::brownian_bridge_sample_backward(v, u, saved, g, gv, gu, o);  // warm-up
   for (auto _ : st) {
-    benchmark::DoNotOptimize(contrastive::brownian_bridge_sample_backward(v, u, saved, g, gv, gu, o).t);
+    benchmark::DoNotOptimize(
+        contrastive::brownian_bridge_sample_backward(v, u, saved, g, gv, gu, o).t);
     benchmark::ClobberMemory();
   }
-  st.counters["pairs/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["pairs/s"] =
+      benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 /// Args: N, D, threads, K.
@@ -84,7 +89,8 @@ void BM_bridge_trajectory(benchmark::State& st) {
     benchmark::DoNotOptimize(contrastive::brownian_bridge_trajectory(v, u, x, o).sigma);
     benchmark::ClobberMemory();
   }
-  st.counters["paths/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["paths/s"] =
+      benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
   st.counters["normals/s"] = benchmark::Counter(double(n) * double(k - 1) * double(d),
                                                 benchmark::Counter::kIsIterationInvariantRate);
   st.SetBytesProcessed(st.iterations() * n * (k + 1) * d * static_cast<int64_t>(sizeof(T)));
@@ -101,10 +107,12 @@ void BM_bridge_trajectory_backward(benchmark::State& st) {
   const auto saved = contrastive::brownian_bridge_trajectory(v, u, x, o);
   contrastive::brownian_bridge_trajectory_backward(v, u, saved, g, gv, gu, o);  // warm-up
   for (auto _ : st) {
-    benchmark::DoNotOptimize(contrastive::brownian_bridge_trajectory_backward(v, u, saved, g, gv, gu, o).sigma);
+    benchmark::DoNotOptimize(
+        contrastive::brownian_bridge_trajectory_backward(v, u, saved, g, gv, gu, o).sigma);
     benchmark::ClobberMemory();
   }
-  st.counters["paths/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["paths/s"] =
+      benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 /// L_Br forward+backward (random t, nll weight).
@@ -120,23 +128,60 @@ void BM_bridge_loss_fwd_bwd(benchmark::State& st) {
   if (st.range(2) > 0) o.num_threads = static_cast<int>(st.range(2));
   contrastive::brownian_bridge_loss_forward_backward(v, u, a, gv, gu, ga, o);  // warm-up
   for (auto _ : st) {
-    benchmark::DoNotOptimize(contrastive::brownian_bridge_loss_forward_backward(v, u, a, gv, gu, ga, o));
+    benchmark::DoNotOptimize(
+        contrastive::brownian_bridge_loss_forward_backward(v, u, a, gv, gu, ga, o));
     benchmark::ClobberMemory();
   }
-  st.counters["pairs/s"] = benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["pairs/s"] =
+      benchmark::Counter(double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 }  // namespace
 
-BENCHMARK_TEMPLATE(BM_bridge_sample, float)->ArgNames({"N", "D", "threads"})->ArgsProduct({{8192, 65536}, {128, 512}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_bridge_sample, double)->ArgNames({"N", "D", "threads"})->ArgsProduct({{65536}, {512}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_bridge_sample, float)->Name("BM_bridge_sample_threads<float>")->ArgNames({"N", "D", "threads"})->ArgsProduct({{65536}, {512}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_bridge_mean, float)->ArgNames({"N", "D", "threads"})->ArgsProduct({{65536}, {512}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_bridge_sample_backward, float)->ArgNames({"N", "D", "threads"})->ArgsProduct({{65536}, {512}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_bridge_trajectory, float)->ArgNames({"N", "D", "threads", "K"})->ArgsProduct({{8192}, {512}, {0}, {8}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_bridge_trajectory_backward, float)->ArgNames({"N", "D", "threads", "K"})->ArgsProduct({{8192}, {512}, {0}, {8}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_bridge_loss_fwd_bwd, float)->ArgNames({"N", "D", "threads"})->ArgsProduct({{65536}, {512}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_bridge_sample, float)
+    ->ArgNames({"N", "D", "threads"})
+    ->ArgsProduct({{8192, 65536}, {128, 512}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_bridge_sample, double)
+    ->ArgNames({"N", "D", "threads"})
+    ->ArgsProduct({{65536}, {512}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_bridge_sample, float)
+    ->Name("BM_bridge_sample_threads<float>")
+    ->ArgNames({"N", "D", "threads"})
+    ->ArgsProduct({{65536}, {512}, {1, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_bridge_mean, float)
+    ->ArgNames({"N", "D", "threads"})
+    ->ArgsProduct({{65536}, {512}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_bridge_sample_backward, float)
+    ->ArgNames({"N", "D", "threads"})
+    ->ArgsProduct({{65536}, {512}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_bridge_trajectory, float)
+    ->ArgNames({"N", "D", "threads", "K"})
+    ->ArgsProduct({{8192}, {512}, {0}, {8}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_bridge_trajectory_backward, float)
+    ->ArgNames({"N", "D", "threads", "K"})
+    ->ArgsProduct({{8192}, {512}, {0}, {8}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_bridge_loss_fwd_bwd, float)
+    ->ArgNames({"N", "D", "threads"})
+    ->ArgsProduct({{65536}, {512}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 // CI smoke: tiny sizes.
 BENCHMARK_TEMPLATE(BM_bridge_sample, float)->Name("smoke/bridge_sample")->Args({256, 32, 0});
-BENCHMARK_TEMPLATE(BM_bridge_trajectory, double)->Name("smoke/bridge_trajectory")->Args({64, 32, 0, 8});
+BENCHMARK_TEMPLATE(BM_bridge_trajectory, double)
+    ->Name("smoke/bridge_trajectory")
+    ->Args({64, 32, 0, 8});
 BENCHMARK_TEMPLATE(BM_bridge_loss_fwd_bwd, float)->Name("smoke/bridge_loss")->Args({256, 32, 0});

@@ -44,7 +44,8 @@ void BM_philox_block(benchmark::State& st) {
   std::uint64_t id = 0;
   std::uint32_t acc = 0;
   for (auto _ : st) {
-    for (int k = 0; k < kDrawsPerIter; ++k) acc ^= contrastive::philox_stream{42, id++, 7, 0}.block(0).w[0];
+    for (int k = 0; k < kDrawsPerIter; ++k)
+      acc ^= contrastive::philox_stream{42, id++, 7, 0}.block(0).w[0];
     benchmark::DoNotOptimize(acc);
   }
   st.SetItemsProcessed(st.iterations() * kDrawsPerIter);

@@ -28,8 +28,7 @@ void BM_gamma_nce_fwd_bwd(benchmark::State& st) {
   for (auto _ : st) {
     o.step = step++;
     benchmark::DoNotOptimize(contrastive::gamma_nce_forward_backward(
-                                 a, b, ids, state, ga, gb, o, nullptr,
-                                 contrastive::workspace{ws.data(), ws.size()}));
+        a, b, ids, state, ga, gb, o, nullptr, contrastive::workspace{ws.data(), ws.size()}));
     benchmark::ClobberMemory();
   }
   st.counters["FLOP/s"] = benchmark::Counter(6.0 * double(n) * double(n) * double(d),
@@ -56,8 +55,20 @@ void BM_gamma_nce_baseline_clip(benchmark::State& st) {
 
 }  // namespace
 
-BENCHMARK_TEMPLATE(BM_gamma_nce_fwd_bwd, float)->ArgNames({"N", "D"})->ArgsProduct({{1024, 4096, 8192}, {128, 512}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_gamma_nce_baseline_clip, float)->ArgNames({"N", "D"})->ArgsProduct({{1024, 4096, 8192}, {128, 512}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_gamma_nce_fwd_bwd, double)->ArgNames({"N", "D"})->ArgsProduct({{1024, 4096}, {128}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gamma_nce_fwd_bwd, float)
+    ->ArgNames({"N", "D"})
+    ->ArgsProduct({{1024, 4096, 8192}, {128, 512}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gamma_nce_baseline_clip, float)
+    ->ArgNames({"N", "D"})
+    ->ArgsProduct({{1024, 4096, 8192}, {128, 512}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gamma_nce_fwd_bwd, double)
+    ->ArgNames({"N", "D"})
+    ->ArgsProduct({{1024, 4096}, {128}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 // CI smoke.
 BENCHMARK_TEMPLATE(BM_gamma_nce_fwd_bwd, float)->Name("smoke/gamma_nce_fwd_bwd")->Args({256, 32});

@@ -72,10 +72,12 @@ void BM_gc_fwd_bwd(benchmark::State& st) {
   contrastive::geometric_consistency_forward_backward(v, u, gv, gu, o, nullptr, w);
   const auto t0 = clock_type::now();
   for (auto _ : st) {
-    benchmark::DoNotOptimize(contrastive::geometric_consistency_forward_backward(v, u, gv, gu, o, nullptr, w));
+    benchmark::DoNotOptimize(
+        contrastive::geometric_consistency_forward_backward(v, u, gv, gu, o, nullptr, w));
     benchmark::ClobberMemory();
   }
-  const double per_iter = std::chrono::duration<double>(clock_type::now() - t0).count() / double(st.iterations());
+  const double per_iter =
+      std::chrono::duration<double>(clock_type::now() - t0).count() / double(st.iterations());
   st.counters["FLOP/s"] = benchmark::Counter(6.0 * double(n) * double(d) * double(d),
                                              benchmark::Counter::kIsIterationInvariantRate);
   if (st.range(3)) {
@@ -111,8 +113,10 @@ void BM_gc_augmented_fwd_bwd(benchmark::State& st) {
   const auto v = bench::unit_rows<T>(n, d, 1), u = bench::unit_rows<T>(n, d, 2);
   const auto va = bench::unit_rows<T>(n, d, 3), ua = bench::unit_rows<T>(n, d, 4);
   bench::rmat<T> gv(n, d), gu(n, d), gva(n, d), gua(n, d);
-  const auto o = gc_options(st, st.range(3) ? contrastive::gc_algorithm::naive : contrastive::gc_algorithm::gram);
-  contrastive::geometric_consistency_augmented_forward_backward(v, u, va, ua, gv, gu, gva, gua, o);  // warm-up
+  const auto o = gc_options(
+      st, st.range(3) ? contrastive::gc_algorithm::naive : contrastive::gc_algorithm::gram);
+  contrastive::geometric_consistency_augmented_forward_backward(v, u, va, ua, gv, gu, gva, gua,
+                                                                o);  // warm-up
   for (auto _ : st) {
     benchmark::DoNotOptimize(contrastive::geometric_consistency_augmented_forward_backward(
         v, u, va, ua, gv, gu, gva, gua, o));
@@ -120,24 +124,55 @@ void BM_gc_augmented_fwd_bwd(benchmark::State& st) {
   }
   // Useful work: naive 16 N^2 D (four N x N Grams, four products); Gram path 24 N D^2 (per pair
   // two symmetric rank updates, one D x D product, four N x D x D products).
-  st.counters["FLOP/s"] = benchmark::Counter(
-      st.range(3) ? 16.0 * double(n) * double(n) * double(d) : 24.0 * double(n) * double(d) * double(d),
-      benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["FLOP/s"] = benchmark::Counter(st.range(3) ? 16.0 * double(n) * double(n) * double(d)
+                                                         : 24.0 * double(n) * double(d) * double(d),
+                                             benchmark::Counter::kIsIterationInvariantRate);
 }
 
 }  // namespace
 
 // The target and a grid (threads 0 = all OpenMP threads); x_floor against the same-run
 // Eigen products of the Gram path at the target shape.
-BENCHMARK_TEMPLATE(BM_gc_fwd_bwd, float)->ArgNames({"N", "D", "threads", "floor"})->Args({65536, 512, 0, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_gc_fwd_bwd, float)->ArgNames({"N", "D", "threads", "floor"})->ArgsProduct({{4096, 8192, 16384, 65536}, {128, 512, 1024}, {0}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_gc_fwd_bwd, double)->ArgNames({"N", "D", "threads", "floor"})->ArgsProduct({{8192, 65536}, {512}, {0}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_gc_fwd_bwd, float)->Name("BM_gc_threads<float>")->ArgNames({"N", "D", "threads", "floor"})->ArgsProduct({{65536}, {512}, {1, 2}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gc_fwd_bwd, float)
+    ->ArgNames({"N", "D", "threads", "floor"})
+    ->Args({65536, 512, 0, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gc_fwd_bwd, float)
+    ->ArgNames({"N", "D", "threads", "floor"})
+    ->ArgsProduct({{4096, 8192, 16384, 65536}, {128, 512, 1024}, {0}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gc_fwd_bwd, double)
+    ->ArgNames({"N", "D", "threads", "floor"})
+    ->ArgsProduct({{8192, 65536}, {512}, {0}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gc_fwd_bwd, float)
+    ->Name("BM_gc_threads<float>")
+    ->ArgNames({"N", "D", "threads", "floor"})
+    ->ArgsProduct({{65536}, {512}, {1, 2}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 // The naive path where N x N fits.
-BENCHMARK_TEMPLATE(BM_gc_naive, float)->ArgNames({"N", "D", "threads", "floor"})->ArgsProduct({{2048, 4096, 8192}, {128, 512}, {0}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_gc_augmented_fwd_bwd, float)->ArgNames({"N", "D", "threads", "naive"})->ArgsProduct({{8192, 65536}, {512}, {0}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_gc_augmented_fwd_bwd, float)->ArgNames({"N", "D", "threads", "naive"})->Args({8192, 512, 0, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gc_naive, float)
+    ->ArgNames({"N", "D", "threads", "floor"})
+    ->ArgsProduct({{2048, 4096, 8192}, {128, 512}, {0}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gc_augmented_fwd_bwd, float)
+    ->ArgNames({"N", "D", "threads", "naive"})
+    ->ArgsProduct({{8192, 65536}, {512}, {0}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gc_augmented_fwd_bwd, float)
+    ->ArgNames({"N", "D", "threads", "naive"})
+    ->Args({8192, 512, 0, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 // CI smoke: tiny sizes.
 BENCHMARK_TEMPLATE(BM_gc_fwd_bwd, float)->Name("smoke/gc_fwd_bwd")->Args({512, 32, 0, 1});
 BENCHMARK_TEMPLATE(BM_gc_naive, float)->Name("smoke/gc_naive")->Args({256, 32, 0, 0});
-BENCHMARK_TEMPLATE(BM_gc_augmented_fwd_bwd, double)->Name("smoke/gc_augmented")->Args({256, 32, 0, 0});
+BENCHMARK_TEMPLATE(BM_gc_augmented_fwd_bwd, double)
+    ->Name("smoke/gc_augmented")
+    ->Args({256, 32, 0, 0});

@@ -36,7 +36,8 @@ void BM_clip_fwd_bwd(benchmark::State& st) {
         a, b, ga, gb, o, nullptr, contrastive::workspace{ws.data(), ws.size()}));
     benchmark::ClobberMemory();
   }
-  const double per_iter = std::chrono::duration<double>(clock_type::now() - t0).count() / double(st.iterations());
+  const double per_iter =
+      std::chrono::duration<double>(clock_type::now() - t0).count() / double(st.iterations());
   bench::set_counters(st, double(n), double(d), floor_s, 6.0 * double(n) * double(n) * double(d));
   bench::set_floor_ratio(st, per_iter, floor_s);
   st.counters["ws_MiB"] = double(ws.size()) / (1 << 20);
@@ -82,8 +83,10 @@ void BM_naive_clip_fwd_bwd(benchmark::State& st) {
   const double floor_s = bench::gemm_floor_seconds<T>(n, d);
   const auto t0 = clock_type::now();
   for (auto _ : st)
-    benchmark::DoNotOptimize(bench::naive_clip_forward_backward<T>(a, b, T(1 / 0.07), ga, gb, s, p, q));
-  const double per_iter = std::chrono::duration<double>(clock_type::now() - t0).count() / double(st.iterations());
+    benchmark::DoNotOptimize(
+        bench::naive_clip_forward_backward<T>(a, b, T(1 / 0.07), ga, gb, s, p, q));
+  const double per_iter =
+      std::chrono::duration<double>(clock_type::now() - t0).count() / double(st.iterations());
   bench::set_counters(st, double(n), double(d), floor_s, 6.0 * double(n) * double(n) * double(d));
   bench::set_floor_ratio(st, per_iter, floor_s);
   st.counters["ws_MiB"] = 3.0 * double(n) * double(n) * sizeof(T) / (1 << 20);
@@ -99,7 +102,8 @@ void BM_gemm_floor(benchmark::State& st) {
     benchmark::DoNotOptimize(t0);
   }
   st.counters["floor_ms"] = bench::gemm_floor_seconds<T>(n, d) * 1e3;
-  st.counters["FLOP/s"] = 6.0 * double(n) * double(n) * double(d) / bench::gemm_floor_seconds<T>(n, d);
+  st.counters["FLOP/s"] =
+      6.0 * double(n) * double(n) * double(d) / bench::gemm_floor_seconds<T>(n, d);
 }
 
 template <class T>
@@ -125,24 +129,86 @@ const std::vector<int64_t> kD = {128, 512, 1024};
 }  // namespace
 
 // Full grid (filter it: --benchmark_filter='BM_clip_fwd_bwd<float>/N:8192/D:512').
-BENCHMARK_TEMPLATE(BM_clip_fwd_bwd, float)->ArgNames({"N", "D", "threads", "cached"})->ArgsProduct({kN, kD, {0}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_clip_fwd_bwd, double)->ArgNames({"N", "D", "threads", "cached"})->ArgsProduct({kN, kD, {0}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_clip_fwd, float)->ArgNames({"N", "D", "threads", "cached"})->ArgsProduct({kN, kD, {0}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_clip_fwd, double)->ArgNames({"N", "D", "threads", "cached"})->ArgsProduct({kN, kD, {0}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_clip_bwd, float)->ArgNames({"N", "D", "threads", "cached"})->ArgsProduct({kN, kD, {0}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_clip_bwd, double)->ArgNames({"N", "D", "threads", "cached"})->ArgsProduct({kN, kD, {0}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_nt_xent_fwd_bwd, float)->ArgNames({"N", "D", "threads"})->ArgsProduct({kN, kD, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_nt_xent_fwd_bwd, double)->ArgNames({"N", "D", "threads"})->ArgsProduct({kN, kD, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_clip_fwd_bwd, float)
+    ->ArgNames({"N", "D", "threads", "cached"})
+    ->ArgsProduct({kN, kD, {0}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_clip_fwd_bwd, double)
+    ->ArgNames({"N", "D", "threads", "cached"})
+    ->ArgsProduct({kN, kD, {0}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_clip_fwd, float)
+    ->ArgNames({"N", "D", "threads", "cached"})
+    ->ArgsProduct({kN, kD, {0}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_clip_fwd, double)
+    ->ArgNames({"N", "D", "threads", "cached"})
+    ->ArgsProduct({kN, kD, {0}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_clip_bwd, float)
+    ->ArgNames({"N", "D", "threads", "cached"})
+    ->ArgsProduct({kN, kD, {0}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_clip_bwd, double)
+    ->ArgNames({"N", "D", "threads", "cached"})
+    ->ArgsProduct({kN, kD, {0}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_nt_xent_fwd_bwd, float)
+    ->ArgNames({"N", "D", "threads"})
+    ->ArgsProduct({kN, kD, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_nt_xent_fwd_bwd, double)
+    ->ArgNames({"N", "D", "threads"})
+    ->ArgsProduct({kN, kD, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 // Cached mode (N^2 logits kept) where it fits, thread scaling, the floor and the naive baseline.
-BENCHMARK_TEMPLATE(BM_clip_fwd_bwd, float)->Name("BM_clip_cached<float>")->ArgNames({"N", "D", "threads", "cached"})->ArgsProduct({{1024, 4096, 8192}, kD, {0}, {1}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_clip_fwd_bwd, float)->Name("BM_clip_threads<float>")->ArgNames({"N", "D", "threads", "cached"})->ArgsProduct({{4096, 8192}, {512}, {1, 2}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_gemm_floor, float)->ArgNames({"N", "D"})->ArgsProduct({kN, kD})->Unit(benchmark::kMillisecond)->Iterations(1);
-BENCHMARK_TEMPLATE(BM_naive_clip_fwd_bwd, float)->ArgNames({"N", "D"})->ArgsProduct({{1024, 4096, 8192}, kD})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_naive_clip_fwd_bwd, double)->ArgNames({"N", "D"})->ArgsProduct({{1024, 4096}, kD})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_clip_fwd_bwd, float)
+    ->Name("BM_clip_cached<float>")
+    ->ArgNames({"N", "D", "threads", "cached"})
+    ->ArgsProduct({{1024, 4096, 8192}, kD, {0}, {1}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_clip_fwd_bwd, float)
+    ->Name("BM_clip_threads<float>")
+    ->ArgNames({"N", "D", "threads", "cached"})
+    ->ArgsProduct({{4096, 8192}, {512}, {1, 2}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_gemm_floor, float)
+    ->ArgNames({"N", "D"})
+    ->ArgsProduct({kN, kD})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
+BENCHMARK_TEMPLATE(BM_naive_clip_fwd_bwd, float)
+    ->ArgNames({"N", "D"})
+    ->ArgsProduct({{1024, 4096, 8192}, kD})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_TEMPLATE(BM_naive_clip_fwd_bwd, double)
+    ->ArgNames({"N", "D"})
+    ->ArgsProduct({{1024, 4096}, kD})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 // O(N^2) fit.
-BENCHMARK_TEMPLATE(BM_clip_fwd_bwd, float)->Name("BM_clip_complexity<float>")->ArgNames({"N", "D", "threads", "cached"})->ArgsProduct({{1024, 2048, 4096, 8192}, {128}, {0}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime()->Complexity(benchmark::oNSquared);
+BENCHMARK_TEMPLATE(BM_clip_fwd_bwd, float)
+    ->Name("BM_clip_complexity<float>")
+    ->ArgNames({"N", "D", "threads", "cached"})
+    ->ArgsProduct({{1024, 2048, 4096, 8192}, {128}, {0}, {0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Complexity(benchmark::oNSquared);
 // CI smoke: tiny sizes.
 BENCHMARK_TEMPLATE(BM_clip_fwd_bwd, float)->Name("smoke/clip_fwd_bwd")->Args({256, 32, 0, 0});
-BENCHMARK_TEMPLATE(BM_clip_fwd_bwd, double)->Name("smoke/clip_fwd_bwd_cached")->Args({256, 32, 0, 1});
+BENCHMARK_TEMPLATE(BM_clip_fwd_bwd, double)
+    ->Name("smoke/clip_fwd_bwd_cached")
+    ->Args({256, 32, 0, 1});
 BENCHMARK_TEMPLATE(BM_nt_xent_fwd_bwd, float)->Name("smoke/nt_xent_fwd_bwd")->Args({256, 32, 0});
 BENCHMARK_TEMPLATE(BM_naive_clip_fwd_bwd, float)->Name("smoke/naive_clip")->Args({256, 32});

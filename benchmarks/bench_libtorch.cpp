@@ -33,8 +33,12 @@ void BM_libtorch_clip_fwd_bwd(benchmark::State& st) {
   const auto a = bench::unit_rows<float>(n, d, 1), b = bench::unit_rows<float>(n, d, 2);
   const double ours = contrastive_seconds(a, b);
   // Same data in torch tensors (copied, so torch owns its memory).
-  auto ta = torch::from_blob(const_cast<float*>(a.data()), {n, d}, torch::kFloat32).clone().requires_grad_(true);
-  auto tb = torch::from_blob(const_cast<float*>(b.data()), {n, d}, torch::kFloat32).clone().requires_grad_(true);
+  auto ta = torch::from_blob(const_cast<float*>(a.data()), {n, d}, torch::kFloat32)
+                .clone()
+                .requires_grad_(true);
+  auto tb = torch::from_blob(const_cast<float*>(b.data()), {n, d}, torch::kFloat32)
+                .clone()
+                .requires_grad_(true);
   const auto labels = torch::arange(n, torch::kLong);
   const double scale = 1.0 / 0.07;
   double loss_value = 0;
@@ -48,7 +52,8 @@ void BM_libtorch_clip_fwd_bwd(benchmark::State& st) {
     ta.mutable_grad().zero_();
     tb.mutable_grad().zero_();
   }
-  const double torch_s = std::chrono::duration<double>(clock_type::now() - t0).count() / double(st.iterations());
+  const double torch_s =
+      std::chrono::duration<double>(clock_type::now() - t0).count() / double(st.iterations());
   st.counters["contrastive_ms"] = ours * 1e3;
   st.counters["speedup"] = torch_s / ours;
   st.counters["loss"] = loss_value;
@@ -58,5 +63,12 @@ void BM_libtorch_clip_fwd_bwd(benchmark::State& st) {
 
 }  // namespace
 
-BENCHMARK(BM_libtorch_clip_fwd_bwd)->ArgNames({"N", "D"})->ArgsProduct({{1024, 4096, 8192}, {128, 512}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_libtorch_clip_fwd_bwd)->Name("smoke/libtorch_clip")->Args({256, 32})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_libtorch_clip_fwd_bwd)
+    ->ArgNames({"N", "D"})
+    ->ArgsProduct({{1024, 4096, 8192}, {128, 512}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_libtorch_clip_fwd_bwd)
+    ->Name("smoke/libtorch_clip")
+    ->Args({256, 32})
+    ->Unit(benchmark::kMillisecond);

@@ -145,8 +145,10 @@ cell run_cell(const std::string& type, index_t n, index_t d, int reps, cublasHan
     check(cudaDeviceSynchronize(), "fill");
   }
   const std::size_t ws_bytes = cc::info_nce_workspace_bytes<T>(n, d, o, mode);
-  cc::device_buffer ws(ws_bytes), stats(sizeof(float) * 2 * n), loss(sizeof(double)), gt(sizeof(double));
-  c.extra_mib = static_cast<double>(ws_bytes + sizeof(float) * 2 * n + 2 * sizeof(double)) / (1 << 20);
+  cc::device_buffer ws(ws_bytes), stats(sizeof(float) * 2 * n), loss(sizeof(double)),
+      gt(sizeof(double));
+  c.extra_mib =
+      static_cast<double>(ws_bytes + sizeof(float) * 2 * n + 2 * sizeof(double)) / (1 << 20);
   const auto va = contrastive::make_device_view(a.as<const T>(), n, d);
   const auto vb = contrastive::make_device_view(b.as<const T>(), n, d);
   const auto vga = contrastive::make_device_view(ga.as<T>(), n, d);
@@ -154,12 +156,13 @@ cell run_cell(const std::string& type, index_t n, index_t d, int reps, cublasHan
   const cc::device_stats row{stats.as<float>(), n, 1}, col{stats.as<float>() + n, n, 1};
   const contrastive::workspace w{ws.data(), ws.bytes()};
   auto fwd = [&] {
-    check(cc::info_nce_forward_async<T>(va, vb, row, col, loss.as<double>(), o, w, nullptr, mode), "forward");
+    check(cc::info_nce_forward_async<T>(va, vb, row, col, loss.as<double>(), o, w, nullptr, mode),
+          "forward");
   };
   auto both = [&] {
     fwd();
-    check(cc::info_nce_backward_async<T>(va, vb, {row.data, n, 1}, {col.data, n, 1}, vga, vgb, o, 1.0,
-                                         gt.as<double>(), w, nullptr, mode),
+    check(cc::info_nce_backward_async<T>(va, vb, {row.data, n, 1}, {col.data, n, 1}, vga, vgb, o,
+                                         1.0, gt.as<double>(), w, nullptr, mode),
           "backward");
   };
   c.fwd_ms = time_ms(fwd, reps);
@@ -187,10 +190,14 @@ int main(int argc, char** argv) {
   int max_reps = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--d") d = std::atoll(v.c_str());
-    else if (k == "--n") ns = parse_list(v);
-    else if (k == "--cell-budget") budget_s = std::atof(v.c_str());
-    else if (k == "--reps") max_reps = std::atoi(v.c_str());
+    if (k == "--d")
+      d = std::atoll(v.c_str());
+    else if (k == "--n")
+      ns = parse_list(v);
+    else if (k == "--cell-budget")
+      budget_s = std::atof(v.c_str());
+    else if (k == "--reps")
+      max_reps = std::atoi(v.c_str());
     else if (k == "--types") {
       types.clear();
       std::stringstream ss(v);
@@ -222,19 +229,24 @@ int main(int argc, char** argv) {
     long long last_n = 0;
     for (long long n : ns) {
       cell c;
-      const double est_s = last_n > 0 ? last_total / 1e3 * (double(n) / last_n) * (double(n) / last_n) : 0;
+      const double est_s =
+          last_n > 0 ? last_total / 1e3 * (double(n) / last_n) * (double(n) / last_n) : 0;
       if (est_s > budget_s) {
         char buf[96];
-        std::snprintf(buf, sizeof buf, "skipped: about %.0f s per call, over the %.0f s cell budget",
-                      est_s, budget_s);
+        std::snprintf(buf, sizeof buf,
+                      "skipped: about %.0f s per call, over the %.0f s cell budget", est_s,
+                      budget_s);
         c.note = buf;
       } else {
         // Fewer repetitions as the calls get long; one run (no warm-up) above 2 s.
         const int reps = est_s > 2 ? 1 : est_s > 0.3 ? 3 : max_reps;
         try {
-          if (type == "bf16") c = run_cell<__nv_bfloat16>(type, n, d, reps, h);
-          else if (type == "fp16") c = run_cell<__half>(type, n, d, reps, h);
-          else c = run_cell<float>(type, n, d, reps, h);
+          if (type == "bf16")
+            c = run_cell<__nv_bfloat16>(type, n, d, reps, h);
+          else if (type == "fp16")
+            c = run_cell<__half>(type, n, d, reps, h);
+          else
+            c = run_cell<float>(type, n, d, reps, h);
           last_total = c.total_ms;
           last_n = n;
         } catch (const std::exception& e) {
@@ -242,7 +254,8 @@ int main(int argc, char** argv) {
           cudaGetLastError();
         }
       }
-      std::fprintf(stderr, "[table] %s N=%lld: %s%.2f ms\n", type.c_str(), n, c.note.c_str(), c.total_ms);
+      std::fprintf(stderr, "[table] %s N=%lld: %s%.2f ms\n", type.c_str(), n, c.note.c_str(),
+                   c.total_ms);
       rows.push_back({type, n, c});
     }
   }
@@ -250,8 +263,11 @@ int main(int argc, char** argv) {
 
   std::printf("\nSymmetric CLIP loss, forward + backward, D = %lld, tau = 0.07, on %s (%d SMs)\n",
               static_cast<long long>(d), prop.name, prop.multiProcessorCount);
-  std::printf("ms: median of CUDA-event timings; floor: three cuBLAS GEMMs of the same shapes in this run\n\n");
-  std::printf("| dtype | N | forward ms | fwd+bwd ms | cuBLAS floor ms | ratio | extra MiB | loss |\n");
+  std::printf(
+      "ms: median of CUDA-event timings; floor: three cuBLAS GEMMs of the same shapes in this "
+      "run\n\n");
+  std::printf(
+      "| dtype | N | forward ms | fwd+bwd ms | cuBLAS floor ms | ratio | extra MiB | loss |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   for (const row& r : rows) {
     if (!r.c.note.empty()) {
@@ -259,7 +275,8 @@ int main(int argc, char** argv) {
       continue;
     }
     std::printf("| %s | %lld | %.3f | %.3f | %.3f | %.2f | %.1f | %.6f |\n", r.type.c_str(), r.n,
-                r.c.fwd_ms, r.c.total_ms, r.c.floor, r.c.total_ms / r.c.floor, r.c.extra_mib, r.c.loss);
+                r.c.fwd_ms, r.c.total_ms, r.c.floor, r.c.total_ms / r.c.floor, r.c.extra_mib,
+                r.c.loss);
   }
   return 0;
 }

@@ -11,8 +11,8 @@
 namespace bench {
 
 template <class T>
-T naive_clip_forward_backward(const rmat<T>& a, const rmat<T>& b, T scale, rmat<T>& ga,
-                              rmat<T>& gb, rmat<T>& s, rmat<T>& p, rmat<T>& q) {
+T naive_clip_forward_backward(const rmat<T>& a, const rmat<T>& b, T scale, rmat<T>& ga, rmat<T>& gb,
+                              rmat<T>& s, rmat<T>& p, rmat<T>& q) {
   const Eigen::Index n = a.rows();
   s.noalias() = scale * (a * b.transpose());
   const Eigen::Array<T, Eigen::Dynamic, 1> rmax = s.rowwise().maxCoeff();

@@ -18,7 +18,9 @@ struct my_matrix {
 
   my_matrix(std::ptrdiff_t r, std::ptrdiff_t c)
       : values(static_cast<std::size_t>(r * c)), rows(r), cols(c) {}
-  float& at(std::ptrdiff_t i, std::ptrdiff_t j) { return values[static_cast<std::size_t>(i * cols + j)]; }
+  float& at(std::ptrdiff_t i, std::ptrdiff_t j) {
+    return values[static_cast<std::size_t>(i * cols + j)];
+  }
 };
 
 // The customisation point. view(T&) gives a writable view (used for outputs such as gradients),

@@ -65,7 +65,8 @@ void make_views(const std::vector<index_t>& ids, std::uint64_t seed, fmat& xa, f
   auto proj = [&](index_t rows, std::uint64_t id) {
     fmat w(rows, latent_dim);
     encoder::rng r(seed, id, 0, encoder::stream_init);
-    for (index_t i = 0; i < w.size(); ++i) w.data()[i] = static_cast<float>(r.normal() / std::sqrt(double(latent_dim)));
+    for (index_t i = 0; i < w.size(); ++i)
+      w.data()[i] = static_cast<float>(r.normal() / std::sqrt(double(latent_dim)));
     return w;
   };
   const fmat wa = proj(dim_a, 1), wb = proj(dim_b, 2);
@@ -76,8 +77,10 @@ void make_views(const std::vector<index_t>& ids, std::uint64_t seed, fmat& xa, f
     Eigen::VectorXf z(latent_dim);
     for (index_t k = 0; k < latent_dim; ++k) z(k) = static_cast<float>(r.normal());
     const Eigen::VectorXf a = wa * z, b = wb * z;
-    for (index_t k = 0; k < dim_a; ++k) xa(static_cast<index_t>(i), k) = a(k) + static_cast<float>(0.3 * r.normal());
-    for (index_t k = 0; k < dim_b; ++k) xb(static_cast<index_t>(i), k) = b(k) + static_cast<float>(0.3 * r.normal());
+    for (index_t k = 0; k < dim_a; ++k)
+      xa(static_cast<index_t>(i), k) = a(k) + static_cast<float>(0.3 * r.normal());
+    for (index_t k = 0; k < dim_b; ++k)
+      xb(static_cast<index_t>(i), k) = b(k) + static_cast<float>(0.3 * r.normal());
   }
 }
 
@@ -111,19 +114,21 @@ struct model {
 /// The global batch of a step (ids in global row order).
 std::vector<index_t> batch_ids(index_t batch, int step) {
   std::vector<index_t> ids(static_cast<std::size_t>(batch));
-  for (index_t i = 0; i < batch; ++i) ids[static_cast<std::size_t>(i)] = (step * batch + i * 37) % samples;
+  for (index_t i = 0; i < batch; ++i)
+    ids[static_cast<std::size_t>(i)] = (step * batch + i * 37) % samples;
   return ids;
 }
 
 /// Sums the parameter gradients over the ranks: one all-reduce of one packed buffer.
-void all_reduce_gradients(const mpi_communicator& comm, const std::vector<encoder::parameter<float>*>& params) {
+void all_reduce_gradients(const mpi_communicator& comm,
+                          const std::vector<encoder::parameter<float>*>& params) {
   std::vector<float> buf;
   for (auto* p : params) buf.insert(buf.end(), p->grad.data(), p->grad.data() + p->grad.size());
   comm.all_reduce(buf.data(), buf.size(), reduce_op::sum);
   std::size_t at = 0;
   for (auto* p : params) {
-    std::copy(buf.begin() + static_cast<std::ptrdiff_t>(at), buf.begin() + static_cast<std::ptrdiff_t>(at + p->grad.size()),
-              p->grad.data());
+    std::copy(buf.begin() + static_cast<std::ptrdiff_t>(at),
+              buf.begin() + static_cast<std::ptrdiff_t>(at + p->grad.size()), p->grad.data());
     at += static_cast<std::size_t>(p->grad.size());
   }
 }
@@ -140,12 +145,14 @@ int train(const mpi_communicator& comm, const settings& s) {
     index_t first_row = 0, count = 0;
     shard(s.batch, p, r, first_row, count);
     fmat xa, xb;
-    make_views(std::vector<index_t>(ids.begin() + first_row, ids.begin() + first_row + count), s.seed, xa, xb);
+    make_views(std::vector<index_t>(ids.begin() + first_row, ids.begin() + first_row + count),
+               s.seed, xa, xb);
 
     m.opt.zero_grad();
     const fmat za = m.a.forward(xa), zb = m.b.forward(xb);
     fmat ga(za.rows(), za.cols()), gb(zb.rows(), zb.cols());
-    const float loss = contrastive::distributed::info_nce_forward_backward(comm, za, zb, ga, gb, opt);
+    const float loss =
+        contrastive::distributed::info_nce_forward_backward(comm, za, zb, ga, gb, opt);
     m.a.backward(ga);
     m.b.backward(gb);
     all_reduce_gradients(comm, m.params);  // SUM: the loss is already global
@@ -192,10 +199,12 @@ int train(const mpi_communicator& comm, const settings& s) {
     const bool same = worst_loss < 1e-3 && worst_grad < 1e-3 && worst_param < 1e-3;
     const bool fell = last < 0.8 * first;
     if (r == 0)
-      std::printf("check: loss %.4f -> %.4f (%s); vs one process, max rel. diff: loss %.2e, gradients %.2e, "
-                  "weights %.2e (%s)\n",
-                  first, last, fell ? "fell" : "did NOT fall", worst_loss, worst_grad, worst_param,
-                  same ? "equal" : "DIFFERENT");
+      std::printf(
+          "check: loss %.4f -> %.4f (%s); vs one process, max rel. diff: loss %.2e, gradients "
+          "%.2e, "
+          "weights %.2e (%s)\n",
+          first, last, fell ? "fell" : "did NOT fall", worst_loss, worst_grad, worst_param,
+          same ? "equal" : "DIFFERENT");
     failed = same && fell ? 0 : 1;
   }
   std::int64_t f = failed;
@@ -252,15 +261,17 @@ int bench(const mpi_communicator& comm, const settings& s) {
   comm.all_gather(&mine, 1, rss.data());
   if (r == 0) {
     const char* threads = std::getenv("OMP_NUM_THREADS");
-    std::printf("%s CLIP forward+backward, fp32, N = %lld, D = %lld, %d rank(s), OMP_NUM_THREADS=%s\n",
-                s.plain ? "single-process" : "distributed", static_cast<long long>(n),
-                static_cast<long long>(d), p, threads ? threads : "(unset)");
+    std::printf(
+        "%s CLIP forward+backward, fp32, N = %lld, D = %lld, %d rank(s), OMP_NUM_THREADS=%s\n",
+        s.plain ? "single-process" : "distributed", static_cast<long long>(n),
+        static_cast<long long>(d), p, threads ? threads : "(unset)");
     std::printf("  loss %.6f; time median %.3f s (min %.3f, max %.3f over %d runs)\n", double(loss),
                 times[times.size() / 2], times.front(), times.back(), s.reps);
     for (int k = 0; k < p; ++k)
-      std::printf("  rank %d: peak RSS %.1f MiB (its inputs and gradients: %.1f MiB)\n", k,
-                  double(rss[static_cast<std::size_t>(k)]) / 1024.0,
-                  4.0 * double((n / p + (k < n % p ? 1 : 0)) * d) * sizeof(float) / (1024.0 * 1024.0));
+      std::printf(
+          "  rank %d: peak RSS %.1f MiB (its inputs and gradients: %.1f MiB)\n", k,
+          double(rss[static_cast<std::size_t>(k)]) / 1024.0,
+          4.0 * double((n / p + (k < n % p ? 1 : 0)) * d) * sizeof(float) / (1024.0 * 1024.0));
   }
   return 0;
 }
@@ -272,23 +283,32 @@ bool parse(int argc, char** argv, settings& s, int rank) {
       if (i + 1 >= argc) throw std::runtime_error(std::string(a) + " needs " + what);
       return argv[++i];
     };
-    if (a == "--steps") s.steps = std::atoi(next("a count"));
-    else if (a == "--batch") s.batch = std::atoll(next("a size"));
-    else if (a == "--check") s.check = true;
+    if (a == "--steps")
+      s.steps = std::atoi(next("a count"));
+    else if (a == "--batch")
+      s.batch = std::atoll(next("a size"));
+    else if (a == "--check")
+      s.check = true;
     else if (a == "--bench") {
       s.bench_n = std::atoll(next("N and D"));
       s.bench_d = std::atoll(next("D"));
-    } else if (a == "--reps") s.reps = std::atoi(next("a count"));
-    else if (a == "--plain") s.plain = true;
-    else if (a == "--seed") s.seed = std::strtoull(next("a number"), nullptr, 10);
+    } else if (a == "--reps")
+      s.reps = std::atoi(next("a count"));
+    else if (a == "--plain")
+      s.plain = true;
+    else if (a == "--seed")
+      s.seed = std::strtoull(next("a number"), nullptr, 10);
     else {
       if (rank == 0)
-        std::printf("usage: mpirun -np P distributed_clip [--steps S] [--batch N] [--check] [--seed K]\n"
-                    "       mpirun -np P distributed_clip --bench N D [--reps R] [--plain (1 rank)]\n");
-      return a == "--help" || a == "-h" ? false : (throw std::runtime_error("unknown option " + a), false);
+        std::printf(
+            "usage: mpirun -np P distributed_clip [--steps S] [--batch N] [--check] [--seed K]\n"
+            "       mpirun -np P distributed_clip --bench N D [--reps R] [--plain (1 rank)]\n");
+      return a == "--help" || a == "-h" ? false
+                                        : (throw std::runtime_error("unknown option " + a), false);
     }
   }
-  if (s.steps < 1 || s.batch < 2 || s.reps < 1 || (s.bench_n != 0 && (s.bench_n < 1 || s.bench_d < 1)))
+  if (s.steps < 1 || s.batch < 2 || s.reps < 1 ||
+      (s.bench_n != 0 && (s.bench_n < 1 || s.bench_d < 1)))
     throw std::runtime_error("need --steps >= 1, --batch >= 2, --reps >= 1 and N, D >= 1");
   return true;
 }
@@ -305,7 +325,8 @@ int main(int argc, char** argv) {
       MPI_Finalize();
       return 0;
     }
-    if (s.batch < comm.size()) throw std::runtime_error("--batch must be at least the number of ranks");
+    if (s.batch < comm.size())
+      throw std::runtime_error("--batch must be at least the number of ranks");
     rc = s.bench_n > 0 ? bench(comm, s) : train(comm, s);
   } catch (const std::exception& e) {
     // Options are parsed alike on every rank, and the library agrees on its errors, so every

@@ -45,11 +45,11 @@ namespace {
 using rmat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 enum method { infonce, log_mean_exp, sem_same, sem_exact, sem_ema1, sem_ema16, method_count };
-const char* const method_name[method_count] = {"InfoNCE",    "log-mean-exp", "SEM same batch",
-                                               "SEM exact a=1", "SEM EMA a=1", "SEM EMA a=16"};
-const char* const method_header[method_count] = {"InfoNCE (pos. in denom.)", "log-mean-exp (neg. only)",
-                                                 "SEM, rate same batch",     "SEM, exact rate, alpha=1",
-                                                 "SEM, EMA, alpha=1",        "SEM, EMA, alpha=16"};
+const char* const method_name[method_count] = {"InfoNCE",       "log-mean-exp", "SEM same batch",
+                                               "SEM exact a=1", "SEM EMA a=1",  "SEM EMA a=16"};
+const char* const method_header[method_count] = {
+    "InfoNCE (pos. in denom.)", "log-mean-exp (neg. only)", "SEM, rate same batch",
+    "SEM, exact rate, alpha=1", "SEM, EMA, alpha=1",        "SEM, EMA, alpha=16"};
 
 const double mu = 1.0 / std::tanh(1.0) - 1.0;  // coth(1) - 1 = 0.3130352855
 
@@ -82,7 +82,8 @@ struct data_source {
   std::uint64_t key;
   explicit data_source(int seed) : key((std::uint64_t(seed) << 32) | 0xDA7Au) {}
   double theta0() const {
-    return 2.0 * contrastive::uniform_open01(contrastive::philox_stream{key, 0, 0, 5}.block(0).w[0]);
+    return 2.0 *
+           contrastive::uniform_open01(contrastive::philox_stream{key, 0, 0, 5}.block(0).w[0]);
   }
   void step(int t, int b, double* out) const {  // out[0] = x+, out[1..b] = negatives
     const contrastive::philox_stream s{key, std::uint64_t(t), 0, 4};
@@ -139,8 +140,9 @@ run_result train(method m, int batch, int seed, const config& cfg) {
     default:
       break;
   }
-  std::vector<unsigned char> ws_buf(std::max(contrastive::info_nce_workspace_bytes<double>(n, 1, io),
-                                             contrastive::gamma_nce_workspace_bytes<double>(n, 1, go)));
+  std::vector<unsigned char> ws_buf(
+      std::max(contrastive::info_nce_workspace_bytes<double>(n, 1, io),
+               contrastive::gamma_nce_workspace_bytes<double>(n, 1, go)));
   const contrastive::workspace ws{ws_buf.data(), ws_buf.size()};
 
   run_result r;
@@ -220,9 +222,12 @@ void write_svg(const std::string& path, const config& cfg,
   o << "<text x=\"" << ml << "\" y=\"24\" font-size=\"15\">theta over " << cfg.steps
     << " SGD steps: running estimate at step t = mean of the iterates after steps t/2 .. t; "
     << cfg.seeds << " runs per panel; dashed: theta* = 1</text>\n";
-  o << "<text x=\"" << ml << "\" y=\"42\" font-size=\"12\">blue: in-batch losses; orange: gamma "
-       "SEM with the same-batch rate (biased); red: gamma SEM with the exact or moving-average rate; "
-       "panel titles: final theta (mean of the second-half iterates), mean +- sd over runs</text>\n";
+  o << "<text x=\"" << ml
+    << "\" y=\"42\" font-size=\"12\">blue: in-batch losses; orange: gamma "
+       "SEM with the same-batch rate (biased); red: gamma SEM with the exact or moving-average "
+       "rate; "
+       "panel titles: final theta (mean of the second-half iterates), mean +- sd over "
+       "runs</text>\n";
   for (int ri = 0; ri < rows; ++ri) {
     for (int m = 0; m < cols; ++m) {
       const auto& rs = runs[ri][m];
@@ -234,23 +239,28 @@ void write_svg(const std::string& path, const config& cfg,
       hi = std::ceil(std::min(hi, 12.0) * 2) / 2;
       lo = std::floor(std::max(lo, -2.0) * 2) / 2;
       const double span = hi - lo;
-      auto ypix = [&](double v) { return y0 + ph - (std::min(std::max(v, lo), hi) - lo) / span * ph; };
+      auto ypix = [&](double v) {
+        return y0 + ph - (std::min(std::max(v, lo), hi) - lo) / span * ph;
+      };
       o << "<rect x=\"" << x0 << "\" y=\"" << y0 << "\" width=\"" << pw << "\" height=\"" << ph
         << "\" fill=\"none\" stroke=\"#444\"/>\n";
       if (ri == 0)
-        o << "<text x=\"" << x0 + pw / 2 << "\" y=\"" << y0 - 22 << "\" font-size=\"12\" text-anchor=\"middle\">"
-          << method_name[m] << "</text>\n";
-      o << "<text x=\"" << x0 + pw / 2 << "\" y=\"" << y0 - 6 << "\" font-size=\"11\" text-anchor=\"middle\">B = "
-        << cfg.batch_sizes[ri] << ": " << fmt(summarise(rs).mean, 3) << " +- " << fmt(summarise(rs).sd, 3)
-        << "</text>\n";
+        o << "<text x=\"" << x0 + pw / 2 << "\" y=\"" << y0 - 22
+          << "\" font-size=\"12\" text-anchor=\"middle\">" << method_name[m] << "</text>\n";
+      o << "<text x=\"" << x0 + pw / 2 << "\" y=\"" << y0 - 6
+        << "\" font-size=\"11\" text-anchor=\"middle\">B = " << cfg.batch_sizes[ri] << ": "
+        << fmt(summarise(rs).mean, 3) << " +- " << fmt(summarise(rs).sd, 3) << "</text>\n";
       for (const double tick : {lo, 1.0, hi}) {
         if (tick == 1.0 && (ypix(lo) - ypix(1.0) < 16 || ypix(1.0) - ypix(hi) < 16)) continue;
         o << "<text x=\"" << x0 - 4 << "\" y=\"" << ypix(tick) + 4
           << "\" font-size=\"10\" text-anchor=\"end\">" << fmt(tick, 1) << "</text>\n";
       }
-      const char* colour = (m == infonce || m == log_mean_exp) ? "#1f5fbf" : m == sem_same ? "#e08a00" : "#d62728";
+      const char* colour = (m == infonce || m == log_mean_exp) ? "#1f5fbf"
+                           : m == sem_same                     ? "#e08a00"
+                                                               : "#d62728";
       for (const auto& r : rs) {
-        o << "<polyline fill=\"none\" stroke=\"" << colour << "\" stroke-opacity=\"0.6\" stroke-width=\"1\" points=\"";
+        o << "<polyline fill=\"none\" stroke=\"" << colour
+          << "\" stroke-opacity=\"0.6\" stroke-width=\"1\" points=\"";
         const std::size_t k = r.trace.size();
         for (std::size_t p = 0; p < k; ++p) {
           if (!std::isfinite(r.trace[p])) break;
@@ -259,8 +269,8 @@ void write_svg(const std::string& path, const config& cfg,
         }
         o << "\"/>\n";
       }
-      o << "<line x1=\"" << x0 << "\" x2=\"" << x0 + pw << "\" y1=\"" << ypix(1.0) << "\" y2=\"" << ypix(1.0)
-        << "\" stroke=\"#000\" stroke-dasharray=\"5,3\"/>\n";
+      o << "<line x1=\"" << x0 << "\" x2=\"" << x0 + pw << "\" y1=\"" << ypix(1.0) << "\" y2=\""
+        << ypix(1.0) << "\" stroke=\"#000\" stroke-dasharray=\"5,3\"/>\n";
       if (ri == rows - 1)
         o << "<text x=\"" << x0 + pw / 2 << "\" y=\"" << y0 + ph + 16
           << "\" font-size=\"10\" text-anchor=\"middle\">step (0 .. " << cfg.steps << ")</text>\n";
@@ -282,10 +292,11 @@ struct checker {
 };
 
 int usage(const char* argv0) {
-  std::fprintf(stderr,
-               "usage: %s [--quick] [--steps N] [--seeds K] [--batch-sizes 2,4,16,64] [--threads T] "
-               "[--svg PATH] [--check]\n",
-               argv0);
+  std::fprintf(
+      stderr,
+      "usage: %s [--quick] [--steps N] [--seeds K] [--batch-sizes 2,4,16,64] [--threads T] "
+      "[--svg PATH] [--check]\n",
+      argv0);
   return 2;
 }
 
@@ -325,7 +336,8 @@ int main(int argc, char** argv) {
   }
   if (cfg.steps < 100 || cfg.seeds < 1 || cfg.batch_sizes.empty() ||
       *std::min_element(cfg.batch_sizes.begin(), cfg.batch_sizes.end()) < 1) {
-    std::fprintf(stderr, "gamma_synthetic: need --steps >= 100, --seeds >= 1 and batch sizes >= 1\n");
+    std::fprintf(stderr,
+                 "gamma_synthetic: need --steps >= 100, --seeds >= 1 and batch sizes >= 1\n");
     return 2;
   }
   cfg.trace_points = std::min(cfg.trace_points, cfg.steps);
@@ -345,18 +357,22 @@ int main(int argc, char** argv) {
   auto worker = [&]() {
     for (std::size_t j; (j = next_job.fetch_add(1)) < jobs.size();) {
       const int id = jobs[j];
-      const int s = id % cfg.seeds, m = (id / cfg.seeds) % method_count, bi = id / cfg.seeds / method_count;
+      const int s = id % cfg.seeds, m = (id / cfg.seeds) % method_count,
+                bi = id / cfg.seeds / method_count;
       runs[bi][m][s] = train(method(m), cfg.batch_sizes[bi], s, cfg);
     }
   };
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
   for (auto& t : pool) t.join();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  std::printf("gamma_synthetic: theta* = 1.0 (mu = coth(1) - 1 = %.10f), %d SGD steps, eta_t = 0.5/(1 + t/2000),\n"
-              "final theta = mean of the iterates of steps %d..%d, mean +- sd over seeds 0..%d\n\n",
-              mu, cfg.steps, cfg.steps / 2, cfg.steps - 1, cfg.seeds - 1);
+  std::printf(
+      "gamma_synthetic: theta* = 1.0 (mu = coth(1) - 1 = %.10f), %d SGD steps, eta_t = 0.5/(1 + "
+      "t/2000),\n"
+      "final theta = mean of the iterates of steps %d..%d, mean +- sd over seeds 0..%d\n\n",
+      mu, cfg.steps, cfg.steps / 2, cfg.steps - 1, cfg.seeds - 1);
   std::printf("| B |");
   for (int m = 0; m < method_count; ++m) std::printf(" %s |", method_header[m]);
   std::printf("\n|---|");
@@ -373,7 +389,8 @@ int main(int argc, char** argv) {
     }
     std::printf("\n");
   }
-  std::printf("\n%d runs in %.1f s on %d thread(s)\n", nb * method_count * cfg.seeds, seconds, threads);
+  std::printf("\n%d runs in %.1f s on %d thread(s)\n", nb * method_count * cfg.seeds, seconds,
+              threads);
   if (!cfg.svg.empty()) {
     write_svg(cfg.svg, cfg, runs);
     std::printf("plot: %s\n", cfg.svg.c_str());
@@ -395,33 +412,41 @@ int main(int argc, char** argv) {
   for (int bi = 0; bi < nb; ++bi) {
     const int b = cfg.batch_sizes[bi];
     const double e = table[bi][sem_exact].mean;
-    c.expect(std::abs(e - 1) < 0.03 * widen, "B = " + std::to_string(b) + ": exact rate |" + fmt(e, 3) +
-                                                  " - 1| < " + fmt(0.03 * widen, 3));
+    c.expect(std::abs(e - 1) < 0.03 * widen, "B = " + std::to_string(b) + ": exact rate |" +
+                                                 fmt(e, 3) + " - 1| < " + fmt(0.03 * widen, 3));
   }
-  if (const cell* x = col(2, infonce)) c.expect(x->mean > 1.1, "B = 2: InfoNCE " + fmt(x->mean, 3) + " > 1.1");
-  if (const cell* x = col(4, infonce)) c.expect(x->mean > 1.1, "B = 4: InfoNCE " + fmt(x->mean, 3) + " > 1.1");
   if (const cell* x = col(2, infonce))
-    c.expect(std::abs(x->mean - 1.29) < 0.03 * widen, "B = 2: InfoNCE within " + fmt(0.03 * widen, 3) + " of 1.29");
+    c.expect(x->mean > 1.1, "B = 2: InfoNCE " + fmt(x->mean, 3) + " > 1.1");
   if (const cell* x = col(4, infonce))
-    c.expect(std::abs(x->mean - 1.16) < 0.02 * widen, "B = 4: InfoNCE within " + fmt(0.02 * widen, 3) + " of 1.16");
+    c.expect(x->mean > 1.1, "B = 4: InfoNCE " + fmt(x->mean, 3) + " > 1.1");
+  if (const cell* x = col(2, infonce))
+    c.expect(std::abs(x->mean - 1.29) < 0.03 * widen,
+             "B = 2: InfoNCE within " + fmt(0.03 * widen, 3) + " of 1.29");
+  if (const cell* x = col(4, infonce))
+    c.expect(std::abs(x->mean - 1.16) < 0.02 * widen,
+             "B = 4: InfoNCE within " + fmt(0.02 * widen, 3) + " of 1.16");
   if (const cell* x = col(16, infonce))
-    c.expect(std::abs(x->mean - 1.04) < 0.015 * widen, "B = 16: InfoNCE within " + fmt(0.015 * widen, 3) + " of 1.04");
-  if (const cell* x = col(2, log_mean_exp)) c.expect(x->mean > 3, "B = 2: log-mean-exp " + fmt(x->mean, 3) + " > 3");
-  if (const cell* x = col(2, sem_same)) c.expect(x->mean > 3, "B = 2: SEM same batch " + fmt(x->mean, 3) + " > 3");
+    c.expect(std::abs(x->mean - 1.04) < 0.015 * widen,
+             "B = 16: InfoNCE within " + fmt(0.015 * widen, 3) + " of 1.04");
+  if (const cell* x = col(2, log_mean_exp))
+    c.expect(x->mean > 3, "B = 2: log-mean-exp " + fmt(x->mean, 3) + " > 3");
+  if (const cell* x = col(2, sem_same))
+    c.expect(x->mean > 3, "B = 2: SEM same batch " + fmt(x->mean, 3) + " > 3");
   for (const int b : {4, 16}) {
     const cell* x = col(b, log_mean_exp);
     const cell* y = col(b, sem_same);
     if (x && y)
       c.expect(std::abs(x->mean - y->mean) < 0.05 * widen,
-               "B = " + std::to_string(b) + ": same-batch SEM and log-mean-exp within " + fmt(0.05 * widen, 3));
+               "B = " + std::to_string(b) + ": same-batch SEM and log-mean-exp within " +
+                   fmt(0.05 * widen, 3));
   }
   for (int bi = 0; bi < nb; ++bi) {
     const int b = cfg.batch_sizes[bi];
     const double band = (b == 2 ? 0.10 : 0.05) * widen;
     for (const method m : {sem_ema1, sem_ema16}) {
       const double e = table[bi][m].mean;
-      c.expect(std::abs(e - 1) < band, "B = " + std::to_string(b) + ": " + method_name[m] + " " + fmt(e, 3) +
-                                           " within " + fmt(band, 3) + " of 1");
+      c.expect(std::abs(e - 1) < band, "B = " + std::to_string(b) + ": " + method_name[m] + " " +
+                                           fmt(e, 3) + " within " + fmt(band, 3) + " of 1");
     }
   }
   std::printf("%s\n", c.ok ? "all acceptance checks passed" : "SOME ACCEPTANCE CHECKS FAILED");

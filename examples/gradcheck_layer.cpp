@@ -29,7 +29,8 @@ int main() {
   const Mat r = Mat::Random(n, d_out);
   Mat gx, gw;
   layer.backward(x, r, gx, gw);
-  const auto dx = ct::gradcheck(x, gx, [&](const Mat& xp) { return ct::weighted_sum(layer.forward(xp), r); });
+  const auto dx =
+      ct::gradcheck(x, gx, [&](const Mat& xp) { return ct::weighted_sum(layer.forward(xp), r); });
   const auto dw = ct::gradcheck(layer.w, gw, [&] { return ct::weighted_sum(layer.forward(x), r); });
 
   // 2. In a graph: the CLIP loss of (layer(x), b), its dL/dy from the library, then the layer.
@@ -46,7 +47,8 @@ int main() {
 
   // 3. A wrong backward (tanh' forgotten) must fail, at the entries it gets wrong.
   const Mat wrong = r * layer.w.transpose();
-  const auto bad = ct::gradcheck(x, wrong, [&](const Mat& xp) { return ct::weighted_sum(layer.forward(xp), r); });
+  const auto bad = ct::gradcheck(
+      x, wrong, [&](const Mat& xp) { return ct::weighted_sum(layer.forward(xp), r); });
 
   std::cout << "dL/dx:        " << dx << "\n\ndL/dW:        " << dw << "\n\nthrough CLIP: " << graph
             << "\n\nwrong dL/dx:  " << bad << "\n";

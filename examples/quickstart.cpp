@@ -15,7 +15,7 @@ int main() {
   contrastive::temperature_gradient dtemp;
   const float loss = contrastive::info_nce_forward_backward(img, txt, g_img, g_txt, opt, &dtemp);
   std::cout << "CLIP loss " << loss << " (chance level log N = " << std::log(float(n)) << ")\n"
-            << "|dL/dimg| " << g_img.norm() << ", |dL/dtxt| " << g_txt.norm()
-            << ", dL/dlog(1/tau) " << dtemp.log_scale << "\n";
+            << "|dL/dimg| " << g_img.norm() << ", |dL/dtxt| " << g_txt.norm() << ", dL/dlog(1/tau) "
+            << dtemp.log_scale << "\n";
   return std::isfinite(loss) && loss < std::log(float(n)) ? 0 : 1;
 }

@@ -26,8 +26,8 @@ int run(Eigen::Index n, Eigen::Index d) {
   const T loss = contrastive::info_nce_forward_backward(a, b, ga, gb, opt);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cout << "N " << n << ", D " << d << ", " << (sizeof(T) == 4 ? "float" : "double")
-            << ": loss " << loss << ", " << s << " s, " << 6.0 * double(n) * double(n) * double(d) / s / 1e9
-            << " GFLOP/s (6 N^2 D model)\n"
+            << ": loss " << loss << ", " << s << " s, "
+            << 6.0 * double(n) * double(n) * double(d) / s / 1e9 << " GFLOP/s (6 N^2 D model)\n"
             << "inputs + gradients " << in_out_mib << " MiB, workspace " << ws_mib
             << " MiB; one N x N logit matrix would be " << nxn_mib << " MiB\n";
   return std::isfinite(double(loss)) ? 0 : 1;

@@ -40,10 +40,13 @@ using encoder::add_l_con;
 const char* const setting_text =
     "The two modalities come from one Fashion-MNIST image, cut at row 14:\n"
     "  A (\"top view\"):    the top 14 rows (14x28 pixels), clean;\n"
-    "  B (\"bottom view\"): the bottom 14 rows plus Gaussian noise (std --noise-b, redrawn every epoch in\n"
+    "  B (\"bottom view\"): the bottom 14 rows plus Gaussian noise (std --noise-b, redrawn every "
+    "epoch in\n"
     "                     training, fixed per image for evaluation).\n"
-    "Each modality holds class evidence the other lacks (collars and sleeves are on top, soles and hems at\n"
-    "the bottom) and B is noisier: an information gap. Contrastive alignment keeps only what A and B share,\n"
+    "Each modality holds class evidence the other lacks (collars and sleeves are on top, soles and "
+    "hems at\n"
+    "the bottom) and B is noisier: an information gap. Contrastive alignment keeps only what A and "
+    "B share,\n"
     "so a linear probe on the aligned embeddings of A, of B and of both (A+B) shows how much\n"
     "modality-specific information each method keeps; raw-pixel probes give the reference.";
 
@@ -60,7 +63,7 @@ struct settings {
   std::vector<index_t> hidden{256, 128};
   index_t head_hidden = 128, embed = 64;
   double lambda_sep = 1, lambda_br = 1;
-  double gamma_alpha = 1, gamma_beta = 0.9;  // the library's defaults (docs/gamma_nce.md)
+  double gamma_alpha = 1, gamma_beta = 0.9;   // the library's defaults (docs/gamma_nce.md)
   std::vector<double> lambda_gc{0.25, 0.01};  // one row per weight
   int probe_epochs = 20;
   double probe_lr = 3e-3;
@@ -88,7 +91,8 @@ struct modalities {
 };
 
 /// id_offset keeps train and test noise streams apart.
-modalities split_modalities(const encoder::image_dataset& d, const settings& s, std::uint32_t eval_step) {
+modalities split_modalities(const encoder::image_dataset& d, const settings& s,
+                            std::uint32_t eval_step) {
   if (d.height != 28 || d.width != 28) throw encoder::error("train_two_tower expects 28x28 images");
   modalities m;
   m.a = d.images.leftCols(half_h * half_w);
@@ -96,14 +100,16 @@ modalities split_modalities(const encoder::image_dataset& d, const settings& s, 
   m.b_eval = m.b_clean;
   for (index_t i = 0; i < d.size(); ++i) {
     encoder::rng r(s.seed, static_cast<std::uint64_t>(i), eval_step, encoder::stream_eval);
-    for (index_t k = 0; k < m.b_eval.cols(); ++k) m.b_eval(i, k) += static_cast<float>(s.noise_b * r.normal());
+    for (index_t k = 0; k < m.b_eval.cols(); ++k)
+      m.b_eval(i, k) += static_cast<float>(s.noise_b * r.normal());
   }
   m.labels = d.labels;
   return m;
 }
 
 /// Rows ids of b_clean with this epoch's training noise.
-fmat noisy_b(const modalities& m, const std::vector<index_t>& ids, const settings& s, std::uint32_t epoch) {
+fmat noisy_b(const modalities& m, const std::vector<index_t>& ids, const settings& s,
+             std::uint32_t epoch) {
   fmat out = encoder::gather_rows(m.b_clean, ids);
   for (std::size_t i = 0; i < ids.size(); ++i) {
     encoder::rng r(s.seed, static_cast<std::uint64_t>(ids[i]), epoch, encoder::stream_modality);
@@ -124,7 +130,8 @@ struct tower {
   tower(const std::string& name, index_t in, const settings& s, std::uint64_t seed)
       : backbone(encoder::make_mlp_encoder<float>(name + ".backbone", in, s.hidden, seed,
                                                   encoder::activation::gelu, false)),
-        head(encoder::make_projection_head<float>(name + ".head", s.hidden.back(), s.head_hidden, s.embed, seed)),
+        head(encoder::make_projection_head<float>(name + ".head", s.hidden.back(), s.head_hidden,
+                                                  s.embed, seed)),
         independent(name + ".independent") {
     independent.add<encoder::linear<float>>(s.hidden.back(), s.embed, seed);
   }
@@ -148,9 +155,9 @@ struct step_info {
 using loss_fn = std::function<double(views& a, views& b, const step_info&)>;
 
 struct method {
-  std::string key;    // --methods selects by key
-  std::string name;   // table row
-  std::string note;   // --help and README
+  std::string key;   // --methods selects by key
+  std::string name;  // table row
+  std::string note;  // --help and README
   bool small_batch = false;
   bool needs_aug = false;
   bool needs_independent = false;
@@ -160,19 +167,22 @@ struct method {
 std::vector<method> make_methods(const settings& s) {
   const double tau = s.temperature;
   std::vector<method> m;
-  m.push_back({"clip", "CLIP", "symmetric InfoNCE between A and B (the CLIP loss)", false, false, false,
-               [tau](index_t) -> loss_fn {
+  m.push_back({"clip", "CLIP", "symmetric InfoNCE between A and B (the CLIP loss)", false, false,
+               false, [tau](index_t) -> loss_fn {
                  return [tau](views& a, views& b, const step_info&) {
                    return add_info_nce(a.z, b.z, a.gz, b.gz, 1.0, true, tau);
                  };
                }});
   m.push_back({"lcon", "L_Con (CLIP + in-modal)",
-               "the regularisers' base loss: (1/4)(InfoNCE(A,B) + InfoNCE(B,A) + InfoNCE(A,A') + InfoNCE(B,B'))",
+               "the regularisers' base loss: (1/4)(InfoNCE(A,B) + InfoNCE(B,A) + InfoNCE(A,A') + "
+               "InfoNCE(B,B'))",
                false, true, false, [tau](index_t) -> loss_fn {
-                 return [tau](views& a, views& b, const step_info&) { return add_l_con(a, b, tau); };
+                 return
+                     [tau](views& a, views& b, const step_info&) { return add_l_con(a, b, tau); };
                }});
   m.push_back({"sep", "L_Con + L_Sep",
-               "L_Con + lambda_sep L_Sep: feature separation (orthogonal independent features, their in-modal "
+               "L_Con + lambda_sep L_Sep: feature separation (orthogonal independent features, "
+               "their in-modal "
                "InfoNCE and uniformity)",
                false, true, true, [tau, lambda = s.lambda_sep](index_t) -> loss_fn {
                  return [tau, lambda](views& a, views& b, const step_info&) {
@@ -180,7 +190,8 @@ std::vector<method> make_methods(const settings& s) {
                  };
                }});
   m.push_back({"br", "L_Con + L_Br",
-               "L_Con + lambda_br L_Br: Brownian bridge, A's augmented view pulled onto the A-B bridge at t = 0.25",
+               "L_Con + lambda_br L_Br: Brownian bridge, A's augmented view pulled onto the A-B "
+               "bridge at t = 0.25",
                false, true, false, [tau, lambda = s.lambda_br](index_t) -> loss_fn {
                  return [tau, lambda](views& a, views& b, const step_info&) {
                    return add_l_con(a, b, tau) + add_brownian_bridge(a, b, lambda);
@@ -190,37 +201,42 @@ std::vector<method> make_methods(const settings& s) {
     const double lambda = s.lambda_gc[k];
     std::ostringstream w;
     w << lambda;
-    m.push_back({k == 0 ? std::string("gc") : "gc" + std::to_string(k + 1), "L_Con + L_GC (weight " + w.str() + ")",
-                 "L_Con + " + w.str() + " (L_GC + L^a_GC): geometric consistency of cross- and in-modal similarities",
+    m.push_back({k == 0 ? std::string("gc") : "gc" + std::to_string(k + 1),
+                 "L_Con + L_GC (weight " + w.str() + ")",
+                 "L_Con + " + w.str() +
+                     " (L_GC + L^a_GC): geometric consistency of cross- and in-modal similarities",
                  false, true, false, [tau, lambda](index_t) -> loss_fn {
                    return [tau, lambda](views& a, views& b, const step_info&) {
                      return add_l_con(a, b, tau) + add_geometric_consistency(a, b, lambda);
                    };
                  }});
   }
-  m.push_back({"clip-small", "CLIP, small batch", "the CLIP loss at --small-batch (the gamma loss's baseline)",
-               true, false, false, [tau](index_t) -> loss_fn {
+  m.push_back({"clip-small", "CLIP, small batch",
+               "the CLIP loss at --small-batch (the gamma loss's baseline)", true, false, false,
+               [tau](index_t) -> loss_fn {
                  return [tau](views& a, views& b, const step_info&) {
                    return add_info_nce(a.z, b.z, a.gz, b.gz, 1.0, true, tau);
                  };
                }});
-  m.push_back({"gamma-small", "gamma loss, small batch",
-               "the gamma-auxiliary decomposable loss (alpha --gamma-alpha, rate EMA beta --gamma-beta) at "
-               "--small-batch; the objective is its surrogate, not comparable to InfoNCE",
-               true, false, false,
-               [tau, alpha = s.gamma_alpha, beta = s.gamma_beta, seed = s.seed](index_t n_train) -> loss_fn {
-                 auto state = std::make_shared<contrastive::normalizer_state>(n_train, 2);
-                 contrastive::gamma_nce_options o;
-                 o.temperature = tau;
-                 o.alpha = alpha;
-                 o.beta = beta;
-                 o.seed = seed;
-                 return [state, o](views& a, views& b, const step_info& info) mutable {
-                   o.step = static_cast<std::uint32_t>(info.step);
-                   const std::vector<std::int64_t> ids(info.ids->begin(), info.ids->end());
-                   return add_gamma_nce(a, b, ids, *state, o, 1.0);
-                 };
-               }});
+  m.push_back(
+      {"gamma-small", "gamma loss, small batch",
+       "the gamma-auxiliary decomposable loss (alpha --gamma-alpha, rate EMA beta --gamma-beta) at "
+       "--small-batch; the objective is its surrogate, not comparable to InfoNCE",
+       true, false, false,
+       [tau, alpha = s.gamma_alpha, beta = s.gamma_beta,
+        seed = s.seed](index_t n_train) -> loss_fn {
+         auto state = std::make_shared<contrastive::normalizer_state>(n_train, 2);
+         contrastive::gamma_nce_options o;
+         o.temperature = tau;
+         o.alpha = alpha;
+         o.beta = beta;
+         o.seed = seed;
+         return [state, o](views& a, views& b, const step_info& info) mutable {
+           o.step = static_cast<std::uint32_t>(info.step);
+           const std::vector<std::int64_t> ids(info.ids->begin(), info.ids->end());
+           return add_gamma_nce(a, b, ids, *state, o, 1.0);
+         };
+       }});
   return m;
 }
 
@@ -243,7 +259,8 @@ double clip_value(const fmat& a, const fmat& b, double tau) {
   return static_cast<double>(contrastive::info_nce_forward(a, b, o).loss);
 }
 
-run_result train_method(const method& meth, const modalities& train, const modalities& test, const settings& s) {
+run_result train_method(const method& meth, const modalities& train, const modalities& test,
+                        const settings& s) {
   run_result r;
   r.name = meth.name;
   encoder::stopwatch clock;
@@ -256,7 +273,8 @@ run_result train_method(const method& meth, const modalities& train, const modal
   auto params = ta.parameters(meth.needs_independent);
   for (auto* p : tb.parameters(meth.needs_independent)) params.push_back(p);
   encoder::adamw<float> opt(params, encoder::adamw_options{0.9, 0.999, 1e-8, s.weight_decay});
-  const encoder::cosine_schedule sched{s.lr, static_cast<long>(s.warmup * static_cast<double>(total)), total, 0};
+  const encoder::cosine_schedule sched{
+      s.lr, static_cast<long>(s.warmup * static_cast<double>(total)), total, 0};
   loss_fn loss = meth.make(n);
   encoder::progress_bar bar(meth.key, total, s.epochs, "pairs");
 
@@ -318,8 +336,10 @@ run_result train_method(const method& meth, const modalities& train, const modal
       const fmat xb = noisy_b(train, ids, s, ep);
       fmat xaa, xba;
       if (meth.needs_aug) {
-        xaa = encoder::augment_each(xa, ids, half_h, half_w, s.aug, s.seed, ep, encoder::stream_view_a);
-        xba = encoder::augment_each(xb, ids, half_h, half_w, s.aug, s.seed, ep, encoder::stream_view_b);
+        xaa = encoder::augment_each(xa, ids, half_h, half_w, s.aug, s.seed, ep,
+                                    encoder::stream_view_a);
+        xba = encoder::augment_each(xb, ids, half_h, half_w, s.aug, s.seed, ep,
+                                    encoder::stream_view_b);
       }
       opt.zero_grad();
       views va, vb;
@@ -354,7 +374,8 @@ fmat concat(const fmat& x, const fmat& y) {
 }
 
 /// Mean CLIP loss and A->B top-1 retrieval over consecutive test chunks of `chunk` pairs.
-void alignment_metrics(const fmat& za, const fmat& zb, double tau, index_t chunk, double& clip, double& top1) {
+void alignment_metrics(const fmat& za, const fmat& zb, double tau, index_t chunk, double& clip,
+                       double& top1) {
   double loss = 0, hits = 0;
   int chunks = 0;
   for (index_t r = 0; r + chunk <= za.rows(); r += chunk, ++chunks) {
@@ -397,22 +418,31 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   settings s;
   std::string methods_help = "comma-separated method keys, or all:";
-  for (const auto& m : make_methods(s)) methods_help += "\n  " + m.key + ": " + m.name + " -- " + m.note;
-  CLI::App app{std::string("Two-tower contrastive training on Fashion-MNIST with an information gap.\n\n") +
-               setting_text +
-               "\n\nEach method trains two MLP towers (linear -> LayerNorm -> GELU, projection head, L2) from the same\n"
-               "initialisation; its row reports the test CLIP loss and A->B top-1 retrieval (test chunks of 256)\n"
-               "and linear-probe accuracy (logistic regression, AdamW) on the embeddings of A, B and A+B.\n"
-               "Data: Debian package dataset-fashion-mnist."};
+  for (const auto& m : make_methods(s))
+    methods_help += "\n  " + m.key + ": " + m.name + " -- " + m.note;
+  CLI::App app{
+      std::string("Two-tower contrastive training on Fashion-MNIST with an information gap.\n\n") +
+      setting_text +
+      "\n\nEach method trains two MLP towers (linear -> LayerNorm -> GELU, projection head, L2) "
+      "from the same\n"
+      "initialisation; its row reports the test CLIP loss and A->B top-1 retrieval (test chunks of "
+      "256)\n"
+      "and linear-probe accuracy (logistic regression, AdamW) on the embeddings of A, B and A+B.\n"
+      "Data: Debian package dataset-fashion-mnist."};
   app.option_defaults()->always_capture_default();
-  app.add_option("--data-dir", s.data_dir,
-                 std::string("directory of the IDX .gz files (default: $CONTRASTIVE_FASHION_MNIST_DIR or ") +
-                     encoder::fashion_mnist_default_dir + ")");
-  app.add_option("--out-dir", s.out_dir, "where the CSV and SVG go (default: <executable dir>/runs)");
+  app.add_option(
+      "--data-dir", s.data_dir,
+      std::string("directory of the IDX .gz files (default: $CONTRASTIVE_FASHION_MNIST_DIR or ") +
+          encoder::fashion_mnist_default_dir + ")");
+  app.add_option("--out-dir", s.out_dir,
+                 "where the CSV and SVG go (default: <executable dir>/runs)");
   app.add_option("--methods", s.methods, methods_help);
-  app.add_flag("--quick", s.quick, "demo setting: 10000 training images, 3 epochs, 10 probe epochs");
-  app.add_flag("--smoke", s.smoke, "test setting: 512 images, tiny towers, a few steps; implies --check");
-  app.add_flag("--check", s.check, "exit with 2 unless every loss fell and the CLIP probe on A+B beat chance");
+  app.add_flag("--quick", s.quick,
+               "demo setting: 10000 training images, 3 epochs, 10 probe epochs");
+  app.add_flag("--smoke", s.smoke,
+               "test setting: 512 images, tiny towers, a few steps; implies --check");
+  app.add_flag("--check", s.check,
+               "exit with 2 unless every loss fell and the CLIP probe on A+B beat chance");
   app.add_flag("--no-progress", s.no_progress, "no progress bar");
   app.add_option("--threads", s.threads,
                  "threads for Eigen's GEMMs and the loss tile sweeps (OpenMP; 0 = all cores)")
@@ -422,27 +452,39 @@ int main(int argc, char** argv) {
   app.add_option("--epochs", s.epochs, "training epochs (every method sees the same data passes)")
       ->check(CLI::PositiveNumber);
   app.add_option("--batch", s.batch, "pairs per batch")->check(CLI::Range(2, 1 << 20));
-  app.add_option("--small-batch", s.small_batch, "pairs per batch of the small-batch rows")->check(CLI::Range(2, 1 << 20));
+  app.add_option("--small-batch", s.small_batch, "pairs per batch of the small-batch rows")
+      ->check(CLI::Range(2, 1 << 20));
   app.add_option("--lr", s.lr, "peak AdamW learning rate")->check(CLI::NonNegativeNumber);
-  app.add_option("--weight-decay", s.weight_decay, "AdamW decoupled weight decay")->check(CLI::NonNegativeNumber);
-  app.add_option("--warmup", s.warmup, "warm-up, fraction of the steps")->check(CLI::Range(0.0, 1.0));
-  app.add_option("--temperature", s.temperature, "temperature of every InfoNCE term")->check(CLI::PositiveNumber);
-  app.add_option("--noise-b", s.noise_b, "std of the Gaussian noise on modality B")->check(CLI::NonNegativeNumber);
+  app.add_option("--weight-decay", s.weight_decay, "AdamW decoupled weight decay")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--warmup", s.warmup, "warm-up, fraction of the steps")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--temperature", s.temperature, "temperature of every InfoNCE term")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--noise-b", s.noise_b, "std of the Gaussian noise on modality B")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--hidden", s.hidden, "backbone widths of each tower")->delimiter(',');
-  app.add_option("--head-hidden", s.head_hidden, "projection head hidden width")->check(CLI::PositiveNumber);
+  app.add_option("--head-hidden", s.head_hidden, "projection head hidden width")
+      ->check(CLI::PositiveNumber);
   app.add_option("--embed", s.embed, "embedding width")->check(CLI::PositiveNumber);
-  app.add_option("--lambda-sep", s.lambda_sep, "weight of L_Sep (library default 1, docs/README.md)");
+  app.add_option("--lambda-sep", s.lambda_sep,
+                 "weight of L_Sep (library default 1, docs/README.md)");
   app.add_option("--lambda-br", s.lambda_br, "weight of L_Br (library default 1, docs/README.md)");
   app.add_option("--lambda-gc", s.lambda_gc,
-                 "weights of L_GC + L^a_GC, one table row (method gc, gc2, ...) each; 0.25 is the library's and "
+                 "weights of L_GC + L^a_GC, one table row (method gc, gc2, ...) each; 0.25 is the "
+                 "library's and "
                  "CyCLIP's default")
       ->delimiter(',');
-  app.add_option("--gamma-alpha", s.gamma_alpha, "gamma loss: shape alpha of the auxiliary variables")
+  app.add_option("--gamma-alpha", s.gamma_alpha,
+                 "gamma loss: shape alpha of the auxiliary variables")
       ->check(CLI::PositiveNumber);
-  app.add_option("--gamma-beta", s.gamma_beta, "gamma loss: weight of the new estimate in the rate EMA")
+  app.add_option("--gamma-beta", s.gamma_beta,
+                 "gamma loss: weight of the new estimate in the rate EMA")
       ->check(CLI::Range(1e-9, 1.0));
-  app.add_option("--probe-epochs", s.probe_epochs, "linear probe epochs")->check(CLI::PositiveNumber);
-  app.add_option("--probe-lr", s.probe_lr, "linear probe peak learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--probe-epochs", s.probe_epochs, "linear probe epochs")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--probe-lr", s.probe_lr, "linear probe peak learning rate")
+      ->check(CLI::PositiveNumber);
   app.add_option("--seed", s.seed, "seed of every random draw");
   CLI11_PARSE(app, argc, argv);
   apply_presets(s, app);
@@ -457,7 +499,8 @@ int main(int argc, char** argv) {
   std::vector<method> methods;
   for (const auto& m : make_methods(s)) {
     const std::string list = "," + s.methods + ",";
-    if (s.methods == "all" || list.find("," + m.key + ",") != std::string::npos) methods.push_back(m);
+    if (s.methods == "all" || list.find("," + m.key + ",") != std::string::npos)
+      methods.push_back(m);
   }
   if (methods.empty()) {
     std::cerr << "train_two_tower: no method matches --methods " << s.methods << " (see --help)\n";
@@ -473,17 +516,21 @@ int main(int argc, char** argv) {
       test_img = encoder::load_fashion_mnist(dir, encoder::split::test, s.test_size);
     } catch (const encoder::data_error& e) {
       std::cerr << "train_two_tower: " << e.what() << "\n";
-      if (e.missing) std::cerr << "train_two_tower: skipped (exit code " << encoder::exit_skipped << ")\n";
+      if (e.missing)
+        std::cerr << "train_two_tower: skipped (exit code " << encoder::exit_skipped << ")\n";
       return e.missing ? encoder::exit_skipped : 1;
     }
     std::filesystem::create_directories(s.out_dir);
-    const modalities train = split_modalities(train_img, s, 0), test = split_modalities(test_img, s, 1);
-    std::printf("Two towers on Fashion-MNIST: %ld training / %ld test pairs from %s\n"
-                "A = top half (clean), B = bottom half + N(0, %g^2) noise; %d epochs, batch %ld (small %ld), "
-                "temperature %g, seed %llu, %d thread(s)\n",
-                static_cast<long>(train.a.rows()), static_cast<long>(test.a.rows()), dir.c_str(), s.noise_b,
-                s.epochs, static_cast<long>(s.batch), static_cast<long>(s.small_batch), s.temperature,
-                static_cast<unsigned long long>(s.seed), threads);
+    const modalities train = split_modalities(train_img, s, 0),
+                     test = split_modalities(test_img, s, 1);
+    std::printf(
+        "Two towers on Fashion-MNIST: %ld training / %ld test pairs from %s\n"
+        "A = top half (clean), B = bottom half + N(0, %g^2) noise; %d epochs, batch %ld (small "
+        "%ld), "
+        "temperature %g, seed %llu, %d thread(s)\n",
+        static_cast<long>(train.a.rows()), static_cast<long>(test.a.rows()), dir.c_str(), s.noise_b,
+        s.epochs, static_cast<long>(s.batch), static_cast<long>(s.small_batch), s.temperature,
+        static_cast<unsigned long long>(s.seed), threads);
 
     auto probe = [&](const fmat& tr, const fmat& te, const std::string& label, std::uint64_t seed) {
       encoder::probe_options po;
@@ -496,15 +543,17 @@ int main(int argc, char** argv) {
     };
 
     encoder::text_table table;
-    table.header = {"method", "batch", "steps", "train s", "test CLIP loss", "A->B top-1", "probe A", "probe B",
-                    "probe A+B"};
+    table.header = {"method",     "batch",   "steps",   "train s",  "test CLIP loss",
+                    "A->B top-1", "probe A", "probe B", "probe A+B"};
     {
       const double pa = probe(train.a, test.a, "raw A", s.seed + 10);
       const double pb = probe(train.b_eval, test.b_eval, "raw B", s.seed + 11);
-      const double pab = probe(concat(train.a, train.b_eval), concat(test.a, test.b_eval), "raw A+B", s.seed + 12);
-      table.add({"raw pixels (no training)", "-", "-", "-", "-", "-", encoder::percent(pa), encoder::percent(pb),
-                 encoder::percent(pab)});
-      std::printf("raw-pixel probes: A %.2f%%, B %.2f%%, A+B %.2f%%\n", 100 * pa, 100 * pb, 100 * pab);
+      const double pab =
+          probe(concat(train.a, train.b_eval), concat(test.a, test.b_eval), "raw A+B", s.seed + 12);
+      table.add({"raw pixels (no training)", "-", "-", "-", "-", "-", encoder::percent(pa),
+                 encoder::percent(pb), encoder::percent(pab)});
+      std::printf("raw-pixel probes: A %.2f%%, B %.2f%%, A+B %.2f%%\n", 100 * pa, 100 * pb,
+                  100 * pab);
     }
 
     std::vector<encoder::curve> curves;
@@ -515,18 +564,23 @@ int main(int argc, char** argv) {
       std::printf("[%zu/%zu] %s: %s\n", k + 1, methods.size(), m.name.c_str(), m.note.c_str());
       const run_result r = train_method(m, train, test, s);
       double test_clip = 0, top1 = 0;
-      alignment_metrics(r.za_te, r.zb_te, s.temperature, std::min<index_t>(256, r.za_te.rows()), test_clip, top1);
+      alignment_metrics(r.za_te, r.zb_te, s.temperature, std::min<index_t>(256, r.za_te.rows()),
+                        test_clip, top1);
       const double pa = probe(r.za_tr, r.za_te, m.key + " A", s.seed + 20);
       const double pb = probe(r.zb_tr, r.zb_te, m.key + " B", s.seed + 21);
-      const double pab = probe(concat(r.za_tr, r.zb_tr), concat(r.za_te, r.zb_te), m.key + " A+B", s.seed + 22);
+      const double pab =
+          probe(concat(r.za_tr, r.zb_tr), concat(r.za_te, r.zb_te), m.key + " A+B", s.seed + 22);
       if (m.key == "clip") clip_probe_ab = pab;
-      table.add({m.name, std::to_string(r.batch), std::to_string(r.steps), encoder::fixed(r.seconds, 1),
-                 encoder::fixed(test_clip, 3), encoder::percent(top1, 1), encoder::percent(pa), encoder::percent(pb),
+      table.add({m.name, std::to_string(r.batch), std::to_string(r.steps),
+                 encoder::fixed(r.seconds, 1), encoder::fixed(test_clip, 3),
+                 encoder::percent(top1, 1), encoder::percent(pa), encoder::percent(pb),
                  encoder::percent(pab)});
-      std::printf("    %ld steps in %.1f s; objective %.4f -> %.4f; test CLIP loss %.3f, A->B top-1 %.1f%%; "
-                  "probes A %.2f%%, B %.2f%%, A+B %.2f%%\n",
-                  r.steps, r.seconds, r.losses.front(), r.losses.back(), test_clip, 100 * top1, 100 * pa, 100 * pb,
-                  100 * pab);
+      std::printf(
+          "    %ld steps in %.1f s; objective %.4f -> %.4f; test CLIP loss %.3f, A->B top-1 "
+          "%.1f%%; "
+          "probes A %.2f%%, B %.2f%%, A+B %.2f%%\n",
+          r.steps, r.seconds, r.losses.front(), r.losses.back(), test_clip, 100 * top1, 100 * pa,
+          100 * pb, 100 * pab);
       encoder::curve c, cc;
       c.run = cc.run = m.name + " (batch " + std::to_string(r.batch) + ")";
       c.phase = "training objective of each method";
@@ -542,26 +596,32 @@ int main(int argc, char** argv) {
       if (s.check) {
         double first = 0, last = 0;
         const bool fell = encoder::loss_fell(r.losses, &first, &last);
-        std::printf("check: %s objective fell (first-quarter mean %.4f, last-quarter mean %.4f): %s\n",
-                    m.name.c_str(), first, last, fell ? "yes" : "NO");
+        std::printf(
+            "check: %s objective fell (first-quarter mean %.4f, last-quarter mean %.4f): %s\n",
+            m.name.c_str(), first, last, fell ? "yes" : "NO");
         ok = ok && fell;
       }
     }
 
     // Curves: objectives and batch CLIP losses in separate panels.
-    std::stable_sort(curves.begin(), curves.end(),
-                     [](const encoder::curve& x, const encoder::curve& y) { return x.phase > y.phase; });
+    std::stable_sort(
+        curves.begin(), curves.end(),
+        [](const encoder::curve& x, const encoder::curve& y) { return x.phase > y.phase; });
     const std::string csv = s.out_dir + "/two_tower_curves.csv", svg = s.out_dir + "/two_tower.svg";
     encoder::write_curves_csv(csv, curves);
     encoder::write_curves_svg(svg,
                               "Two towers on Fashion-MNIST: A = top half, B = noisy bottom half (" +
-                                  std::to_string(train.a.rows()) + " pairs, " + std::to_string(s.epochs) + " epochs)",
+                                  std::to_string(train.a.rows()) + " pairs, " +
+                                  std::to_string(s.epochs) + " epochs)",
                               curves, &table);
 
-    std::printf("\nTwo-tower results on the Fashion-MNIST test set (%ld pairs; chance 10%%); probes are linear on the "
-                "L2-normalised embeddings:\n%s",
-                static_cast<long>(test.a.rows()), table.str().c_str());
-    std::printf("curves: %s\nplot:   %s\ntotal time %.1f s\n", csv.c_str(), svg.c_str(), total.seconds());
+    std::printf(
+        "\nTwo-tower results on the Fashion-MNIST test set (%ld pairs; chance 10%%); probes are "
+        "linear on the "
+        "L2-normalised embeddings:\n%s",
+        static_cast<long>(test.a.rows()), table.str().c_str());
+    std::printf("curves: %s\nplot:   %s\ntotal time %.1f s\n", csv.c_str(), svg.c_str(),
+                total.seconds());
 
     if (s.check) {
       if (clip_probe_ab >= 0) {

@@ -13,7 +13,7 @@
 #include "common.hpp"
 
 #ifdef _OPENMP
-#include <omp.h>
+#  include <omp.h>
 #endif
 
 namespace encoder {
@@ -49,7 +49,8 @@ inline double mean_of(const std::vector<double>& v, std::size_t from, std::size_
 /// quarter by at least 1% and by three standard errors of the difference, the batch-to-batch
 /// noise being estimated from the last quarter (the first one also holds the initial descent).
 /// Noise alone, e.g. at learning rate 0, does not pass.
-inline bool loss_fell(const std::vector<double>& losses, double* first = nullptr, double* last = nullptr) {
+inline bool loss_fell(const std::vector<double>& losses, double* first = nullptr,
+                      double* last = nullptr) {
   const std::size_t n = losses.size();
   const std::size_t q = n / 4;
   if (first) *first = q ? mean_of(losses, 0, q) : 0;
@@ -87,7 +88,9 @@ inline int set_threads(int n) {
 
 class stopwatch {
  public:
-  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count(); }
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
 
  private:
   std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();

@@ -21,7 +21,7 @@ struct augment_options {
   double flip_prob = 0.5;       // horizontal flip
   double cutout_prob = 0.5;     // zero a square of cutout_size (clipped at the border)
   int cutout_size = 8;
-  double noise_std = 0.05;      // additive Gaussian noise, then clamp to [0, 1]
+  double noise_std = 0.05;  // additive Gaussian noise, then clamp to [0, 1]
 };
 
 /// out(y, x) = in(y - dy, x - dx), zero outside.
@@ -41,8 +41,8 @@ inline void hflip_image(const float* in, float* out, int h, int w) {
 
 /// The crop [top, top + ch) x [left, left + cw) of `in`, resized to h x w (bilinear, pixel
 /// centres aligned, edge pixels clamped).
-inline void resized_crop_image(const float* in, float* out, int h, int w, double top, double left, double ch,
-                               double cw) {
+inline void resized_crop_image(const float* in, float* out, int h, int w, double top, double left,
+                               double ch, double cw) {
   for (int y = 0; y < h; ++y) {
     const double fy = std::min(std::max(top + (y + 0.5) * ch / h - 0.5, 0.0), double(h - 1));
     const int y0 = static_cast<int>(fy);
@@ -67,7 +67,8 @@ inline void cutout_image(float* img, int h, int w, int y0, int x0, int size) {
 }
 
 /// One random view of `in` (h x w) into `out`, all draws from `r` in a fixed order.
-inline void augment_image(const float* in, float* out, int h, int w, const augment_options& o, rng& r) {
+inline void augment_image(const float* in, float* out, int h, int w, const augment_options& o,
+                          rng& r) {
   std::vector<float> a(in, in + h * w), b(static_cast<std::size_t>(h * w));
   // Resized crop: a square-ish window of area fraction s in [min, 1].
   const double s = o.crop_scale_min + (1 - o.crop_scale_min) * r.uniform();
@@ -100,14 +101,15 @@ inline void augment_image(const float* in, float* out, int h, int w, const augme
 
 /// Augmented views of the rows of `rows` (each h x w); row i's randomness is the Philox stream
 /// (seed, ids[i], epoch, stream), ids being dataset indices.
-inline matrix<float> augment_each(const matrix<float>& rows, const std::vector<index_t>& ids, int h, int w,
-                                  const augment_options& o, std::uint64_t seed, std::uint32_t epoch,
-                                  std::uint32_t stream) {
+inline matrix<float> augment_each(const matrix<float>& rows, const std::vector<index_t>& ids, int h,
+                                  int w, const augment_options& o, std::uint64_t seed,
+                                  std::uint32_t epoch, std::uint32_t stream) {
   if (rows.cols() != static_cast<index_t>(h) * w)
-    throw error("augment: images have " + std::to_string(rows.cols()) + " columns, expected " + std::to_string(h) +
-                "x" + std::to_string(w));
+    throw error("augment: images have " + std::to_string(rows.cols()) + " columns, expected " +
+                std::to_string(h) + "x" + std::to_string(w));
   if (rows.rows() != static_cast<index_t>(ids.size()))
-    throw error("augment: " + std::to_string(rows.rows()) + " images but " + std::to_string(ids.size()) + " ids");
+    throw error("augment: " + std::to_string(rows.rows()) + " images but " +
+                std::to_string(ids.size()) + " ids");
   matrix<float> out(rows.rows(), rows.cols());
   for (index_t i = 0; i < rows.rows(); ++i) {
     rng r(seed, static_cast<std::uint64_t>(ids[static_cast<std::size_t>(i)]), epoch, stream);
@@ -118,12 +120,12 @@ inline matrix<float> augment_each(const matrix<float>& rows, const std::vector<i
 
 /// Augmented views of rows `idx` of `images`; row i's randomness is the Philox stream
 /// (seed, idx[i], epoch, stream).
-inline matrix<float> augment_batch(const matrix<float>& images, const std::vector<index_t>& idx, int h, int w,
-                                   const augment_options& o, std::uint64_t seed, std::uint32_t epoch,
-                                   std::uint32_t stream) {
+inline matrix<float> augment_batch(const matrix<float>& images, const std::vector<index_t>& idx,
+                                   int h, int w, const augment_options& o, std::uint64_t seed,
+                                   std::uint32_t epoch, std::uint32_t stream) {
   if (images.cols() != static_cast<index_t>(h) * w)
-    throw error("augment: images have " + std::to_string(images.cols()) + " columns, expected " + std::to_string(h) +
-                "x" + std::to_string(w));
+    throw error("augment: images have " + std::to_string(images.cols()) + " columns, expected " +
+                std::to_string(h) + "x" + std::to_string(w));
   return augment_each(gather_rows(images, idx), idx, h, w, o, seed, epoch, stream);
 }
 

@@ -40,7 +40,9 @@ class hashing_writer {
     }
   }
   template <class U>
-  void pod(const U& v) { bytes(&v, sizeof(U)); }
+  void pod(const U& v) {
+    bytes(&v, sizeof(U));
+  }
   std::uint64_t hash() const { return h_; }
 
  private:
@@ -50,11 +52,13 @@ class hashing_writer {
 
 class checkpoint_reader {
  public:
-  checkpoint_reader(const std::string& path, std::vector<char> data) : path_(path), d_(std::move(data)) {}
+  checkpoint_reader(const std::string& path, std::vector<char> data)
+      : path_(path), d_(std::move(data)) {}
   void bytes(void* p, std::size_t n, const char* what) {
     if (d_.size() - pos_ < n)
       fail(std::string("truncated while reading ") + what + " (needs " + std::to_string(n) +
-           " more bytes at offset " + std::to_string(pos_) + ", file has " + std::to_string(d_.size()) + ")");
+           " more bytes at offset " + std::to_string(pos_) + ", file has " +
+           std::to_string(d_.size()) + ")");
     std::memcpy(p, d_.data() + pos_, n);
     pos_ += n;
   }
@@ -129,28 +133,33 @@ void load_checkpoint(const std::string& path, const std::vector<parameter<T>*>& 
            std::to_string(8 * sizeof(T)) + "-bit scalars");
   const auto count = r.pod<std::uint64_t>("the tensor count");
   if (count != params.size())
-    r.fail("holds " + std::to_string(count) + " tensors, the model has " + std::to_string(params.size()));
+    r.fail("holds " + std::to_string(count) + " tensors, the model has " +
+           std::to_string(params.size()));
 
   std::vector<matrix<T>> values;
   values.reserve(params.size());
   for (std::size_t k = 0; k < params.size(); ++k) {
     const auto len = r.pod<std::uint32_t>("a tensor name length");
-    if (len > 4096) r.fail("tensor " + std::to_string(k) + " has an implausible name length " + std::to_string(len));
+    if (len > 4096)
+      r.fail("tensor " + std::to_string(k) + " has an implausible name length " +
+             std::to_string(len));
     std::string name(len, '\0');
     r.bytes(&name[0], len, "a tensor name");
     const auto rows = r.pod<std::int64_t>("a tensor shape");
     const auto cols = r.pod<std::int64_t>("a tensor shape");
     const parameter<T>& p = *params[k];
     if (name != p.name || rows != p.value.rows() || cols != p.value.cols())
-      r.fail("tensor " + std::to_string(k) + " is '" + name + "' (" + detail::shape_str(rows, cols) +
-             "), the model expects '" + p.name + "' (" + detail::shape_str(p.value.rows(), p.value.cols()) + ")");
+      r.fail("tensor " + std::to_string(k) + " is '" + name + "' (" +
+             detail::shape_str(rows, cols) + "), the model expects '" + p.name + "' (" +
+             detail::shape_str(p.value.rows(), p.value.cols()) + ")");
     values.emplace_back(rows, cols);
     r.bytes(values.back().data(), sizeof(T) * static_cast<std::size_t>(rows * cols),
             ("the values of '" + name + "'").c_str());
   }
   const std::size_t end = r.pos();
   const auto stored = r.pod<std::uint64_t>("the checksum");
-  if (stored != r.hash(sizeof checkpoint_magic, end)) r.fail("checksum mismatch (the file is corrupted)");
+  if (stored != r.hash(sizeof checkpoint_magic, end))
+    r.fail("checksum mismatch (the file is corrupted)");
   if (r.pos() != r.size())
     r.fail(std::to_string(r.size() - r.pos()) + " unexpected trailing bytes");
   for (std::size_t k = 0; k < params.size(); ++k) params[k]->value = std::move(values[k]);

@@ -34,7 +34,9 @@ struct parameter {
   bool decay = true;
 
   parameter(std::string n, index_t rows, index_t cols, bool d)
-      : name(std::move(n)), value(matrix<T>::Zero(rows, cols)), grad(matrix<T>::Zero(rows, cols)),
+      : name(std::move(n)),
+        value(matrix<T>::Zero(rows, cols)),
+        grad(matrix<T>::Zero(rows, cols)),
         decay(d) {}
 };
 
@@ -66,9 +68,9 @@ class layer {
   }
   void check_grad(const matrix<T>& g, index_t rows, index_t cols) const {
     if (g.rows() != rows || g.cols() != cols)
-      throw error(kind() + " '" + name_ + "': backward got a " + detail::shape_str(g.rows(), g.cols()) +
-                  " gradient, expected " + detail::shape_str(rows, cols) +
-                  " (the shape of the last forward output)");
+      throw error(kind() + " '" + name_ + "': backward got a " +
+                  detail::shape_str(g.rows(), g.cols()) + " gradient, expected " +
+                  detail::shape_str(rows, cols) + " (the shape of the last forward output)");
   }
   std::string name_;
 };
@@ -153,7 +155,8 @@ class gelu final : public layer<T> {
  public:
   matrix<T> forward(const matrix<T>& x) override {
     x_ = x;
-    cdf_ = x.unaryExpr([](T v) { return T(0.5) * (T(1) + std::erf(v * T(0.70710678118654752440))); });
+    cdf_ =
+        x.unaryExpr([](T v) { return T(0.5) * (T(1) + std::erf(v * T(0.70710678118654752440))); });
     return x.cwiseProduct(cdf_);
   }
   matrix<T> backward(const matrix<T>& gy) override {
@@ -321,8 +324,9 @@ enum class activation { relu, gelu };
 /// With input_grad = false the first linear layer skips dL/dx (the input is data), and backward
 /// returns an empty matrix.
 template <class T>
-sequential<T> make_mlp_encoder(const std::string& name, index_t in, const std::vector<index_t>& hidden,
-                               std::uint64_t seed, activation act = activation::gelu, bool input_grad = true) {
+sequential<T> make_mlp_encoder(const std::string& name, index_t in,
+                               const std::vector<index_t>& hidden, std::uint64_t seed,
+                               activation act = activation::gelu, bool input_grad = true) {
   if (hidden.empty()) throw error("make_mlp_encoder: at least one hidden width is needed");
   sequential<T> s(name);
   index_t prev = in;

@@ -27,7 +27,8 @@ struct adamw_options {
 template <class T>
 class adamw {
  public:
-  adamw(std::vector<parameter<T>*> params, adamw_options o = {}) : params_(std::move(params)), o_(o) {
+  adamw(std::vector<parameter<T>*> params, adamw_options o = {})
+      : params_(std::move(params)), o_(o) {
     if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) || !(o.eps > 0) ||
         !(o.weight_decay >= 0))
       throw error("adamw: need 0 <= beta1, beta2 < 1, eps > 0 and weight_decay >= 0");
@@ -40,7 +41,8 @@ class adamw {
   void zero_grad() { encoder::zero_grad(params_); }
 
   void step(double lr) {
-    if (!(lr >= 0) || !std::isfinite(lr)) throw error("adamw: learning rate must be finite and >= 0");
+    if (!(lr >= 0) || !std::isfinite(lr))
+      throw error("adamw: learning rate must be finite and >= 0");
     ++t_;
     const double bc1 = 1 - std::pow(o_.beta1, static_cast<double>(t_));
     const double bc2 = 1 - std::pow(o_.beta2, static_cast<double>(t_));
@@ -53,8 +55,7 @@ class adamw {
       if (p.decay && o_.weight_decay > 0) p.value *= T(1 - lr * o_.weight_decay);
       m_[k] = b1 * m_[k] + (T(1) - b1) * p.grad;
       v_[k] = b2 * v_[k] + (T(1) - b2) * p.grad.cwiseProduct(p.grad);
-      p.value.array() -=
-          step_size * m_[k].array() / (v_[k].array().sqrt() * inv_sqrt_bc2 + eps);
+      p.value.array() -= step_size * m_[k].array() / (v_[k].array().sqrt() * inv_sqrt_bc2 + eps);
     }
   }
 
@@ -78,7 +79,8 @@ struct cosine_schedule {
   double min_lr = 0;
 
   double operator()(long step) const {
-    if (step < warmup_steps) return base_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
+    if (step < warmup_steps)
+      return base_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
     const long span = total_steps - warmup_steps - 1;
     if (span <= 0) return base_lr;
     double progress = static_cast<double>(step - warmup_steps) / static_cast<double>(span);

@@ -20,17 +20,19 @@ namespace encoder {
 /// Mean softmax cross-entropy of `logits` (N x C) against `labels`; writes dL/dlogits (of the
 /// mean) into *grad when given and the number of argmax hits into *correct.
 template <class T>
-double softmax_cross_entropy(const matrix<T>& logits, const std::vector<int>& labels, matrix<T>* grad = nullptr,
-                             index_t* correct = nullptr) {
+double softmax_cross_entropy(const matrix<T>& logits, const std::vector<int>& labels,
+                             matrix<T>* grad = nullptr, index_t* correct = nullptr) {
   const index_t n = logits.rows(), c = logits.cols();
   if (static_cast<index_t>(labels.size()) != n)
-    throw error("softmax_cross_entropy: " + std::to_string(labels.size()) + " labels for " + std::to_string(n) + " rows");
+    throw error("softmax_cross_entropy: " + std::to_string(labels.size()) + " labels for " +
+                std::to_string(n) + " rows");
   if (grad) grad->resize(n, c);
   double loss = 0;
   index_t hits = 0;
   for (index_t i = 0; i < n; ++i) {
     const int y = labels[static_cast<std::size_t>(i)];
-    if (y < 0 || y >= c) throw error("softmax_cross_entropy: label " + std::to_string(y) + " out of range");
+    if (y < 0 || y >= c)
+      throw error("softmax_cross_entropy: label " + std::to_string(y) + " out of range");
     index_t arg = 0;
     const double m = static_cast<double>(logits.row(i).maxCoeff(&arg));
     double s = 0;
@@ -40,7 +42,8 @@ double softmax_cross_entropy(const matrix<T>& logits, const std::vector<int>& la
     hits += arg == y;
     if (grad) {
       for (index_t k = 0; k < c; ++k)
-        (*grad)(i, k) = static_cast<T>((std::exp(static_cast<double>(logits(i, k)) - lse) - (k == y)) / n);
+        (*grad)(i, k) =
+            static_cast<T>((std::exp(static_cast<double>(logits(i, k)) - lse) - (k == y)) / n);
     }
   }
   if (correct) *correct = hits;
@@ -98,10 +101,11 @@ inline double accuracy(linear<float>& head, const matrix<float>& x, const std::v
 }
 
 /// Trains a logistic-regression head on standardised `xtr` and reports train/test accuracy.
-inline probe_result linear_probe(const matrix<float>& xtr, const std::vector<int>& ytr, const matrix<float>& xte,
-                                 const std::vector<int>& yte, const probe_options& o) {
-  if (xtr.rows() == 0 || xtr.rows() != static_cast<index_t>(ytr.size()) || xte.rows() != static_cast<index_t>(yte.size()) ||
-      xtr.cols() != xte.cols())
+inline probe_result linear_probe(const matrix<float>& xtr, const std::vector<int>& ytr,
+                                 const matrix<float>& xte, const std::vector<int>& yte,
+                                 const probe_options& o) {
+  if (xtr.rows() == 0 || xtr.rows() != static_cast<index_t>(ytr.size()) ||
+      xte.rows() != static_cast<index_t>(yte.size()) || xtr.cols() != xte.cols())
     throw error("linear_probe: inconsistent feature and label sizes");
   probe_result res;
   const auto t0 = progress_bar::clock::now();
@@ -118,7 +122,8 @@ inline probe_result linear_probe(const matrix<float>& xtr, const std::vector<int
   const index_t batch = std::min(o.batch, n);
   res.steps_per_epoch = (n + batch - 1) / batch;
   const long total = res.steps_per_epoch * o.epochs;
-  cosine_schedule sched{o.lr, static_cast<long>(o.warmup_fraction * static_cast<double>(total)), total, 0};
+  cosine_schedule sched{o.lr, static_cast<long>(o.warmup_fraction * static_cast<double>(total)),
+                        total, 0};
   progress_bar bar(o.label, total, o.epochs, "ex");
   long step = 0;
   matrix<float> grad;

@@ -30,9 +30,15 @@ class progress_bar {
   using clock = std::chrono::steady_clock;
 
   /// total_steps over `epochs` epochs; `unit` names what update()'s item counts are (images).
-  progress_bar(std::string label, long total_steps, int epochs, std::string unit = "img", FILE* out = stderr)
-      : label_(std::move(label)), unit_(std::move(unit)), total_(total_steps > 0 ? total_steps : 1),
-        epochs_(epochs > 0 ? epochs : 1), out_(out), tty_(::isatty(::fileno(out)) != 0), start_(clock::now()),
+  progress_bar(std::string label, long total_steps, int epochs, std::string unit = "img",
+               FILE* out = stderr)
+      : label_(std::move(label)),
+        unit_(std::move(unit)),
+        total_(total_steps > 0 ? total_steps : 1),
+        epochs_(epochs > 0 ? epochs : 1),
+        out_(out),
+        tty_(::isatty(::fileno(out)) != 0),
+        start_(clock::now()),
         last_draw_(start_) {}
 
   /// Forces plain-line mode (or the in-place mode) regardless of the terminal.
@@ -79,15 +85,17 @@ class progress_bar {
   void draw(clock::time_point now, bool in_place) {
     const double secs = std::chrono::duration<double>(now - start_).count();
     const double rate = secs > 0 ? static_cast<double>(items_) / secs : 0;
-    const double eta = step_ > 0 ? secs * static_cast<double>(total_ - step_) / static_cast<double>(step_) : -1;
+    const double eta =
+        step_ > 0 ? secs * static_cast<double>(total_ - step_) / static_cast<double>(step_) : -1;
     const int width = 24;
     const double frac = static_cast<double>(step_) / static_cast<double>(total_);
     const int filled = static_cast<int>(frac * width + 0.5);
     std::string bar(static_cast<std::size_t>(filled), '#');
     bar += std::string(static_cast<std::size_t>(width - filled), '.');
     std::fprintf(out_, "%s%s epoch %d/%d step %ld/%ld [%s] %3.0f%% loss %.4f %.0f %s/s ETA %s%s",
-                 in_place ? "\r" : "", label_.c_str(), epoch_, epochs_, step_, total_, bar.c_str(), 100 * frac,
-                 loss_, rate, unit_.c_str(), format_duration(eta).c_str(), in_place ? "\033[K" : "\n");
+                 in_place ? "\r" : "", label_.c_str(), epoch_, epochs_, step_, total_, bar.c_str(),
+                 100 * frac, loss_, rate, unit_.c_str(), format_duration(eta).c_str(),
+                 in_place ? "\033[K" : "\n");
     std::fflush(out_);
   }
 

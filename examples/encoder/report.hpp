@@ -22,7 +22,8 @@ struct curve {
   std::string phase;  // e.g. "pretraining (NT-Xent)"; one SVG panel per phase
   std::vector<double> step, loss, lr;
   std::vector<int> epoch;
-  double steps_per_epoch = 0;  // > 0: the SVG's x axis is epochs (runs of different batch sizes align)
+  double steps_per_epoch =
+      0;  // > 0: the SVG's x axis is epochs (runs of different batch sizes align)
   void push(double s, int e, double l, double r) {
     step.push_back(s);
     epoch.push_back(e);
@@ -85,8 +86,8 @@ inline void write_curves_csv(const std::string& path, const std::vector<curve>& 
   os.precision(8);
   for (const auto& c : curves)
     for (std::size_t i = 0; i < c.step.size(); ++i)
-      os << q(c.run) << ',' << q(c.phase) << ',' << c.step[i] << ',' << c.epoch[i] << ',' << c.loss[i] << ','
-         << c.lr[i] << '\n';
+      os << q(c.run) << ',' << q(c.phase) << ',' << c.step[i] << ',' << c.epoch[i] << ','
+         << c.loss[i] << ',' << c.lr[i] << '\n';
   if (!os) throw error("write failed: '" + path + "'");
 }
 
@@ -96,11 +97,20 @@ inline std::string xml_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
+      case '&':
+        o += "&amp;";
+        break;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      default:
+        o += c;
     }
   }
   return o;
@@ -118,7 +128,8 @@ inline std::vector<double> ticks(double lo, double hi, int target = 5) {
       step = m * mag;
       break;
     }
-  for (double v = std::ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) t.push_back(std::abs(v) < 1e-12 * step ? 0 : v);
+  for (double v = std::ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step)
+    t.push_back(std::abs(v) < 1e-12 * step ? 0 : v);
   return t;
 }
 
@@ -147,8 +158,8 @@ inline std::vector<double> smooth(const std::vector<double>& y, double beta) {
 
 /// Writes an SVG: one panel per phase (loss against step, every run of that phase; faint raw
 /// values and a smoothed line), then `table` in monospace.
-inline void write_curves_svg(const std::string& path, const std::string& title, const std::vector<curve>& curves,
-                             const text_table* table = nullptr) {
+inline void write_curves_svg(const std::string& path, const std::string& title,
+                             const std::vector<curve>& curves, const text_table* table = nullptr) {
   static const char* palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                   "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
   std::vector<std::string> phases;
@@ -164,12 +175,14 @@ inline void write_curves_svg(const std::string& path, const std::string& title, 
   const double mr = std::max(120.0, 50 + 6.6 * static_cast<double>(longest_run));
   const double W = std::max(ml + panel_w + mr, 2 * ml + 7.3 * static_cast<double>(longest_line));
   const double line_h = 15;
-  const double H = top0 + phases.size() * (panel_h + 20) + (tab.empty() ? 10 : tab.size() * line_h + 40);
+  const double H =
+      top0 + phases.size() * (panel_h + 20) + (tab.empty() ? 10 : tab.size() * line_h + 40);
   std::ostringstream s;
-  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H << "\" viewBox=\"0 0 "
-    << W << ' ' << H << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
+    << "\" viewBox=\"0 0 " << W << ' ' << H << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
     << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    << "<text x=\"" << W / 2 << "\" y=\"28\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\">"
+    << "<text x=\"" << W / 2
+    << "\" y=\"28\" text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\">"
     << detail::xml_escape(title) << "</text>\n";
 
   for (std::size_t p = 0; p < phases.size(); ++p) {
@@ -180,7 +193,9 @@ inline void write_curves_svg(const std::string& path, const std::string& title, 
     bool epochs = true;
     for (const auto& c : curves)
       if (c.phase == phases[p] && !c.step.empty()) epochs = epochs && c.steps_per_epoch > 0;
-    auto xval = [epochs](const curve& c, std::size_t i) { return epochs ? c.step[i] / c.steps_per_epoch : c.step[i]; };
+    auto xval = [epochs](const curve& c, std::size_t i) {
+      return epochs ? c.step[i] / c.steps_per_epoch : c.step[i];
+    };
     for (const auto& c : curves)
       if (c.phase == phases[p] && !c.step.empty()) {
         cs.push_back(&c);
@@ -201,19 +216,20 @@ inline void write_curves_svg(const std::string& path, const std::string& title, 
     auto Y = [&](double v) { return py1 - (py1 - py0) * (v - ymin) / (ymax - ymin); };
     s << "<text x=\"" << px0 << "\" y=\"" << y0 + 25 << "\" font-size=\"14\" font-weight=\"bold\">"
       << detail::xml_escape(phases[p]) << "</text>\n";
-    s << "<rect x=\"" << px0 << "\" y=\"" << py0 << "\" width=\"" << px1 - px0 << "\" height=\"" << py1 - py0
-      << "\" fill=\"none\" stroke=\"#444\"/>\n";
+    s << "<rect x=\"" << px0 << "\" y=\"" << py0 << "\" width=\"" << px1 - px0 << "\" height=\""
+      << py1 - py0 << "\" fill=\"none\" stroke=\"#444\"/>\n";
     for (double t : detail::ticks(0, xmax)) {
       s << "<line x1=\"" << X(t) << "\" y1=\"" << py0 << "\" x2=\"" << X(t) << "\" y2=\"" << py1
-        << "\" stroke=\"#ddd\"/>\n<text x=\"" << X(t) << "\" y=\"" << py1 + 16 << "\" text-anchor=\"middle\">"
-        << detail::num(t) << "</text>\n";
+        << "\" stroke=\"#ddd\"/>\n<text x=\"" << X(t) << "\" y=\"" << py1 + 16
+        << "\" text-anchor=\"middle\">" << detail::num(t) << "</text>\n";
     }
     for (double t : detail::ticks(ymin, ymax)) {
       s << "<line x1=\"" << px0 << "\" y1=\"" << Y(t) << "\" x2=\"" << px1 << "\" y2=\"" << Y(t)
-        << "\" stroke=\"#ddd\"/>\n<text x=\"" << px0 - 6 << "\" y=\"" << Y(t) + 4 << "\" text-anchor=\"end\">"
-        << detail::num(t) << "</text>\n";
+        << "\" stroke=\"#ddd\"/>\n<text x=\"" << px0 - 6 << "\" y=\"" << Y(t) + 4
+        << "\" text-anchor=\"end\">" << detail::num(t) << "</text>\n";
     }
-    s << "<text x=\"" << (px0 + px1) / 2 << "\" y=\"" << py1 + 34 << "\" text-anchor=\"middle\">" << (epochs ? "epoch" : "step") << "</text>\n"
+    s << "<text x=\"" << (px0 + px1) / 2 << "\" y=\"" << py1 + 34 << "\" text-anchor=\"middle\">"
+      << (epochs ? "epoch" : "step") << "</text>\n"
       << "<text transform=\"translate(" << px0 - 50 << ',' << (py0 + py1) / 2
       << ") rotate(-90)\" text-anchor=\"middle\">loss</text>\n";
     for (std::size_t k = 0; k < cs.size(); ++k) {
@@ -224,24 +240,26 @@ inline void write_curves_svg(const std::string& path, const std::string& title, 
       const std::vector<double> sm = detail::smooth(c.loss, n > 50 ? 0.9 : 0.5);
       for (int pass = 0; pass < 2; ++pass) {
         const std::vector<double>& v = pass == 0 ? c.loss : sm;
-        s << "<polyline fill=\"none\" stroke=\"" << col << "\" stroke-width=\"" << (pass == 0 ? 0.8 : 1.8)
-          << "\" stroke-opacity=\"" << (pass == 0 ? 0.25 : 1.0) << "\" points=\"";
+        s << "<polyline fill=\"none\" stroke=\"" << col << "\" stroke-width=\""
+          << (pass == 0 ? 0.8 : 1.8) << "\" stroke-opacity=\"" << (pass == 0 ? 0.25 : 1.0)
+          << "\" points=\"";
         for (std::size_t i = 0; i < n; i += every)
           if (std::isfinite(v[i])) s << X(xval(c, i)) << ',' << Y(v[i]) << ' ';
         if (std::isfinite(v[n - 1])) s << X(xval(c, n - 1)) << ',' << Y(v[n - 1]);
         s << "\"/>\n";
       }
       const double ly = py0 + 14 + 18 * k;
-      s << "<line x1=\"" << px1 + 12 << "\" y1=\"" << ly - 4 << "\" x2=\"" << px1 + 32 << "\" y2=\"" << ly - 4
-        << "\" stroke=\"" << col << "\" stroke-width=\"2.5\"/>\n<text x=\"" << px1 + 38 << "\" y=\"" << ly << "\">"
-        << detail::xml_escape(c.run) << "</text>\n";
+      s << "<line x1=\"" << px1 + 12 << "\" y1=\"" << ly - 4 << "\" x2=\"" << px1 + 32 << "\" y2=\""
+        << ly - 4 << "\" stroke=\"" << col << "\" stroke-width=\"2.5\"/>\n<text x=\"" << px1 + 38
+        << "\" y=\"" << ly << "\">" << detail::xml_escape(c.run) << "</text>\n";
     }
   }
   if (!tab.empty()) {
     double y = top0 + phases.size() * (panel_h + 20) + 20;
     for (const auto& l : tab) {
-      s << "<text x=\"" << ml << "\" y=\"" << y << "\" font-family=\"monospace\" xml:space=\"preserve\">"
-        << detail::xml_escape(l) << "</text>\n";
+      s << "<text x=\"" << ml << "\" y=\"" << y
+        << "\" font-family=\"monospace\" xml:space=\"preserve\">" << detail::xml_escape(l)
+        << "</text>\n";
       y += line_h;
     }
   }

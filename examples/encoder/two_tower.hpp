@@ -27,8 +27,8 @@ struct tower_views {
 
 /// weight * InfoNCE(x -> y) (symmetric: the CLIP loss), temperature tau.
 template <class T>
-double add_info_nce(const matrix<T>& x, const matrix<T>& y, matrix<T>& gx, matrix<T>& gy, double weight,
-                    bool symmetric, double tau) {
+double add_info_nce(const matrix<T>& x, const matrix<T>& y, matrix<T>& gx, matrix<T>& gy,
+                    double weight, bool symmetric, double tau) {
   contrastive::info_nce_options o;
   o.temperature = tau;
   o.symmetric = symmetric;
@@ -57,8 +57,8 @@ double add_geometric_consistency(tower_views<T>& a, tower_views<T>& b, double we
   const auto s1 = contrastive::geometric_consistency_forward(a.z, b.z, o);
   contrastive::geometric_consistency_backward(a.z, b.z, s1, a.gz, b.gz, o, weight);
   const auto s2 = contrastive::geometric_consistency_augmented_forward(a.z, b.z, a.za, b.za, o);
-  contrastive::geometric_consistency_augmented_backward(a.z, b.z, a.za, b.za, s2, a.gz, b.gz, a.gza, b.gza, o,
-                                                        weight);
+  contrastive::geometric_consistency_augmented_backward(a.z, b.z, a.za, b.za, s2, a.gz, b.gz, a.gza,
+                                                        b.gza, o, weight);
   return weight * (static_cast<double>(s1.loss) + static_cast<double>(s2.loss));
 }
 
@@ -70,8 +70,8 @@ double add_feature_separation(tower_views<T>& a, tower_views<T>& b, double weigh
   o.temperature = tau;
   o.accumulate = true;
   const auto s = contrastive::feature_separation_forward(a.z, b.z, a.zi, b.zi, a.zia, b.zia, o);
-  contrastive::feature_separation_backward(a.z, b.z, a.zi, b.zi, a.zia, b.zia, s, a.gz, b.gz, a.gzi, b.gzi, a.gzia,
-                                           b.gzia, o, weight);
+  contrastive::feature_separation_backward(a.z, b.z, a.zi, b.zi, a.zia, b.zia, s, a.gz, b.gz, a.gzi,
+                                           b.gzi, a.gzia, b.gzia, o, weight);
   return weight * static_cast<double>(s.loss);
 }
 
@@ -93,8 +93,8 @@ double add_brownian_bridge(tower_views<T>& a, tower_views<T>& b, double weight, 
 /// the derivative of the returned surrogate value. *info_nce gets the plain batch CLIP value.
 template <class T>
 double add_gamma_nce(tower_views<T>& a, tower_views<T>& b, const std::vector<std::int64_t>& ids,
-                     contrastive::normalizer_state& state, contrastive::gamma_nce_options o, double weight,
-                     double* info_nce = nullptr) {
+                     contrastive::normalizer_state& state, contrastive::gamma_nce_options o,
+                     double weight, double* info_nce = nullptr) {
   o.accumulate = true;
   const auto saved = contrastive::gamma_nce_forward(a.z, b.z, ids, state, o);
   contrastive::gamma_nce_backward(a.z, b.z, saved, a.gz, b.gz, o, weight);

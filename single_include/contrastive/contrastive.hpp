@@ -156,10 +156,10 @@ CONTRASTIVE_COLD void report_violation(const char* file, int line, const Args&..
 CONTRASTIVE_NAMESPACE_END
 
 /// Always-on argument check: CONTRASTIVE_CHECK(cond, "fn: 'x' has ", n, " rows").
-#define CONTRASTIVE_CHECK(cond, ...)                                                 \
-  do {                                                                               \
-    if (CONTRASTIVE_UNLIKELY(!(cond)))                                               \
-      ::contrastive::detail::report_violation(__FILE__, __LINE__, __VA_ARGS__);      \
+#define CONTRASTIVE_CHECK(cond, ...)                                            \
+  do {                                                                          \
+    if (CONTRASTIVE_UNLIKELY(!(cond)))                                          \
+      ::contrastive::detail::report_violation(__FILE__, __LINE__, __VA_ARGS__); \
   } while (0)
 
 #endif  // CONTRASTIVE_CORE_ERROR_HPP
@@ -202,8 +202,8 @@ class matrix_view {
       : matrix_view(data, rows, cols, cols, 1) {}
 
   /// Adds const (only from a non-const view: a const-to-const "conversion" would be a copy).
-  template <class U, std::enable_if_t<!std::is_const<U>::value &&
-                                          std::is_same<const U, T>::value, int> = 0>
+  template <class U,
+            std::enable_if_t<!std::is_const<U>::value && std::is_same<const U, T>::value, int> = 0>
   CONTRASTIVE_HOST_DEVICE constexpr matrix_view(const matrix_view<U, Space>& o) noexcept
       : matrix_view(o.data(), o.rows(), o.cols(), o.row_stride(), o.col_stride()) {}
 
@@ -242,12 +242,14 @@ class matrix_view {
   }
 
   /// Rows [first, first + count).
-  CONTRASTIVE_HOST_DEVICE constexpr matrix_view middle_rows(index_t first, index_t count) const noexcept {
+  CONTRASTIVE_HOST_DEVICE constexpr matrix_view middle_rows(index_t first,
+                                                            index_t count) const noexcept {
     return matrix_view(data_ + first * row_stride_, count, cols_, row_stride_, col_stride_);
   }
   CONTRASTIVE_HOST_DEVICE constexpr matrix_view block(index_t r0, index_t c0, index_t nr,
                                                       index_t nc) const noexcept {
-    return matrix_view(data_ + r0 * row_stride_ + c0 * col_stride_, nr, nc, row_stride_, col_stride_);
+    return matrix_view(data_ + r0 * row_stride_ + c0 * col_stride_, nr, nc, row_stride_,
+                       col_stride_);
   }
 
   CONTRASTIVE_HOST_DEVICE constexpr bool is_row_major_contiguous() const noexcept {
@@ -255,7 +257,9 @@ class matrix_view {
   }
 
  private:
-  CONTRASTIVE_HOST_DEVICE static constexpr index_t abs_(index_t x) noexcept { return x < 0 ? -x : x; }
+  CONTRASTIVE_HOST_DEVICE static constexpr index_t abs_(index_t x) noexcept {
+    return x < 0 ? -x : x;
+  }
 
   T* data_ = nullptr;
   index_t rows_ = 0, cols_ = 0, row_stride_ = 0, col_stride_ = 0;
@@ -276,12 +280,15 @@ struct vector_view {
   constexpr vector_view() noexcept = default;
   CONTRASTIVE_HOST_DEVICE constexpr vector_view(T* d, index_t n, index_t s = 1) noexcept
       : data(d), size(n), stride(s) {}
-  template <class Alloc, class S = Space,
-            std::enable_if_t<std::is_same<S, host_memory>::value && std::is_const<T>::value, int> = 0>
+  template <
+      class Alloc, class S = Space,
+      std::enable_if_t<std::is_same<S, host_memory>::value && std::is_const<T>::value, int> = 0>
   vector_view(const std::vector<std::remove_const_t<T>, Alloc>& v) noexcept  // NOLINT: implicit
       : data(v.data()), size(static_cast<index_t>(v.size())) {}
 
-  CONTRASTIVE_HOST_DEVICE constexpr T& operator[](index_t i) const noexcept { return data[i * stride]; }
+  CONTRASTIVE_HOST_DEVICE constexpr T& operator[](index_t i) const noexcept {
+    return data[i * stride];
+  }
   /// True when no span is given (a null pointer); a zero-length span is not empty.
   CONTRASTIVE_HOST_DEVICE constexpr bool empty() const noexcept { return data == nullptr; }
 };
@@ -370,7 +377,8 @@ using view_t = decltype(as_view(std::declval<T>()));
 template <class T, class = void>
 struct is_tensor_like : std::false_type {};
 template <class T>
-struct is_tensor_like<T, std::void_t<decltype(as_view(std::declval<const T&>()))>> : std::true_type {};
+struct is_tensor_like<T, std::void_t<decltype(as_view(std::declval<const T&>()))>>
+    : std::true_type {};
 
 /// A tensor whose view (from the expression type T, e.g. `M&` or a Map temporary) is writable.
 template <class T, class = void>
@@ -381,7 +389,8 @@ struct is_writable_tensor<T, std::void_t<decltype(as_view(std::declval<T>()))>>
 
 /// Element type of a tensor (without const).
 template <class T>
-using tensor_value_t = typename decltype(as_view(std::declval<const remove_cvref_t<T>&>()))::value_type;
+using tensor_value_t =
+    typename decltype(as_view(std::declval<const remove_cvref_t<T>&>()))::value_type;
 
 namespace detail {
 
@@ -588,8 +597,10 @@ class arena {
     const std::size_t bytes = array_bytes<T>(count);
     // Always on (one comparison per array): a size query that disagrees with the carving would
     // otherwise write past the caller's buffer.
-    CONTRASTIVE_CHECK(offset_ + bytes <= size_, "contrastive: internal error: workspace layout "
-                      "needs more than the ", size_, " bytes its size query reported");
+    CONTRASTIVE_CHECK(offset_ + bytes <= size_,
+                      "contrastive: internal error: workspace layout "
+                      "needs more than the ",
+                      size_, " bytes its size query reported");
     T* p = reinterpret_cast<T*>(base_ + offset_);
     offset_ += bytes;
     return p;
@@ -682,8 +693,8 @@ inline void check_smoothing(const char* fn, double eps) {
 }
 
 inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {
-  CONTRASTIVE_CHECK(tile_rows > 0 && tile_cols > 0, fn, ": tile sizes must be > 0, got ",
-                    tile_rows, " x ", tile_cols);
+  CONTRASTIVE_CHECK(tile_rows > 0 && tile_cols > 0, fn, ": tile sizes must be > 0, got ", tile_rows,
+                    " x ", tile_cols);
 }
 
 /// The loss of a sweep is finite (it is the same value on every rank of a distributed call, so
@@ -707,15 +718,15 @@ void check_matrix(const char* fn, const char* name, const matrix_view<T, S>& v) 
 template <class T, class S>
 void check_shape(const char* fn, const char* name, const matrix_view<T, S>& v, index_t rows,
                  index_t cols, const char* expected_what) {
-  CONTRASTIVE_CHECK(v.rows() == rows && v.cols() == cols, fn, ": '", name, "' is ", v.rows(),
-                    " x ", v.cols(), ", expected ", rows, " x ", cols, " (", expected_what, ")");
+  CONTRASTIVE_CHECK(v.rows() == rows && v.cols() == cols, fn, ": '", name, "' is ", v.rows(), " x ",
+                    v.cols(), ", expected ", rows, " x ", cols, " (", expected_what, ")");
 }
 
 /// 'b' has the rows and columns of 'a'.
 template <class T, class U, class S>
 void check_same_shape(const char* fn, const matrix_view<T, S>& a, const matrix_view<U, S>& b) {
-  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
-                    a.rows(), " (rows of 'a')");
+  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ", a.rows(),
+                    " (rows of 'a')");
   CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
                     a.cols(), " (columns of 'a')");
 }
@@ -767,7 +778,8 @@ void check_pair_gradients(const char* fn, const matrix_view<const T>& a,
 // ---- spans ----
 
 /// Per-row labels: one per row, contiguous.
-inline void check_labels(const char* fn, const char* name, const vector_view<const std::int64_t>& l, index_t n) {
+inline void check_labels(const char* fn, const char* name, const vector_view<const std::int64_t>& l,
+                         index_t n) {
   CONTRASTIVE_CHECK(l.size == n, fn, ": '", name, "' has ", l.size, " labels, expected ", n,
                     " (one per row)");
   CONTRASTIVE_CHECK(l.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
@@ -775,7 +787,8 @@ inline void check_labels(const char* fn, const char* name, const vector_view<con
 }
 
 /// One sample id, found at position/row `index` (`where`: "position" or "row"), is >= 0.
-inline void check_id_nonnegative(const char* fn, std::int64_t id, const char* where, index_t index) {
+inline void check_id_nonnegative(const char* fn, std::int64_t id, const char* where,
+                                 index_t index) {
   CONTRASTIVE_CHECK(id >= 0, fn, ": 'ids' has a negative id (", id, ") at ", where, " ", index);
 }
 
@@ -833,7 +846,8 @@ template <class T>
 class tile_blocking : public Eigen::internal::level3_blocking<T, T> {
  public:
   /// Eigen's blocking sizes (kc, mc, nc) for a column-major rows x cols result of this depth.
-  static void sizes(index_t rows, index_t cols, index_t depth, index_t& kc, index_t& mc, index_t& nc) {
+  static void sizes(index_t rows, index_t cols, index_t depth, index_t& kc, index_t& mc,
+                    index_t& nc) {
     kc = depth;
     mc = rows;
     nc = cols;
@@ -864,8 +878,9 @@ class tile_blocking : public Eigen::internal::level3_blocking<T, T> {
 template <class T>
 class tile_gemm {
   template <int LhsOrder, int RhsOrder>
-  using kernel = Eigen::internal::general_matrix_matrix_product<index_t, T, LhsOrder, false, T,
-                                                                RhsOrder, false, Eigen::ColMajor, 1>;
+  using kernel =
+      Eigen::internal::general_matrix_matrix_product<index_t, T, LhsOrder, false, T, RhsOrder,
+                                                     false, Eigen::ColMajor, 1>;
 
  public:
   /// Buffer elements for tiles of at most tr x tc logits and embedding dimension d.
@@ -991,7 +1006,8 @@ CONTRASTIVE_NAMESPACE_BEGIN
 namespace detail {
 
 template <class T>
-constexpr bool is_supported_scalar = std::is_same<T, float>::value || std::is_same<T, double>::value;
+constexpr bool is_supported_scalar =
+    std::is_same<T, float>::value || std::is_same<T, double>::value;
 
 template <class T, class S>
 matrix_view<const T, S> const_view(const matrix_view<T, S>& v) noexcept {
@@ -1038,7 +1054,8 @@ void check_pair_inputs(const char* fn, const matrix_view<const T>& a, const matr
 /// Bytes to pack a view that Eigen cannot take in place (0 when it can).
 template <class T, class S>
 std::size_t packing_bytes(const matrix_view<T, S>& v) noexcept {
-  return gemm_ready(v) ? 0 : array_bytes<std::remove_const_t<T>>(static_cast<std::size_t>(v.size()));
+  return gemm_ready(v) ? 0
+                       : array_bytes<std::remove_const_t<T>>(static_cast<std::size_t>(v.size()));
 }
 
 /// The input itself when gemm_ready, else a row-major copy carved from the arena.
@@ -1083,7 +1100,8 @@ class gemm_output {
 };
 
 /// Counts, for each x label, how many y labels equal it (O((n + m) log m), no n x m mask).
-inline void count_matches(const vector_view<const std::int64_t>& x, const vector_view<const std::int64_t>& y, index_t* counts,
+inline void count_matches(const vector_view<const std::int64_t>& x,
+                          const vector_view<const std::int64_t>& y, index_t* counts,
                           std::int64_t* sorted_scratch) {
   std::copy(y.data, y.data + y.size, sorted_scratch);
   std::sort(sorted_scratch, sorted_scratch + y.size);
@@ -1282,14 +1300,16 @@ constexpr matrix_view<T> make_view(T* data, index_t rows, index_t cols, index_t 
 
 /// A view of device memory (for the CUDA specialisations); made explicitly, never guessed.
 template <class T>
-constexpr matrix_view<T, device_memory> make_device_view(T* data, index_t rows, index_t cols) noexcept {
+constexpr matrix_view<T, device_memory> make_device_view(T* data, index_t rows,
+                                                         index_t cols) noexcept {
   return matrix_view<T, device_memory>(data, rows, cols, cols, 1);
 }
 
 /// A device view with explicit strides, in elements.
 template <class T>
 constexpr matrix_view<T, device_memory> make_device_view(T* data, index_t rows, index_t cols,
-                                                         index_t row_stride, index_t col_stride) noexcept {
+                                                         index_t row_stride,
+                                                         index_t col_stride) noexcept {
   return matrix_view<T, device_memory>(data, rows, cols, row_stride, col_stride);
 }
 
@@ -1458,7 +1478,8 @@ inline int resolve_threads(int requested, double work) noexcept {
 template <class F>
 void parallel_for(index_t count, int threads, F&& body) {
 #if defined(_OPENMP)
-  const int nt = threads < 1 ? 1 : (count < index_t(threads) ? (count > 0 ? int(count) : 1) : threads);
+  const int nt =
+      threads < 1 ? 1 : (count < index_t(threads) ? (count > 0 ? int(count) : 1) : threads);
 #  pragma omp parallel num_threads(nt)
   {
     omp_set_num_threads(1);
@@ -1483,10 +1504,10 @@ namespace detail {
 
 /// One tile-sized block of rows of a virtual matrix.
 struct row_block {
-  int segment;        // which segment it lies in
-  index_t first;      // first row inside that segment
-  index_t rows;       // number of rows
-  index_t global;     // index of its first row in the virtual matrix
+  int segment;     // which segment it lies in
+  index_t first;   // first row inside that segment
+  index_t rows;    // number of rows
+  index_t global;  // index of its first row in the virtual matrix
 };
 
 /// Cuts segments of the given row counts into blocks of at most `tile` rows (never straddling).
@@ -1558,7 +1579,8 @@ pairwise_problem<T> make_pairwise_problem(const matrix_view<const T>* x, int x_s
 /// Row blocks of X and of Y. In self mode one blocking serves both sides (square tiles of
 /// min(tile_rows, tile_cols)), so that diagonal tiles are exactly the pairs I == J.
 template <class T>
-std::pair<std::vector<row_block>, std::vector<row_block>> make_tiling(const pairwise_problem<T>& p) {
+std::pair<std::vector<row_block>, std::vector<row_block>> make_tiling(
+    const pairwise_problem<T>& p) {
   std::vector<index_t> xr(p.x_segments), yr(p.y_segments);
   for (int s = 0; s < p.x_segments; ++s) xr[s] = p.x[s].rows();
   for (int s = 0; s < p.y_segments; ++s) yr[s] = p.y[s].rows();
@@ -1573,7 +1595,8 @@ std::pair<std::vector<row_block>, std::vector<row_block>> make_tiling(const pair
 
 /// The largest tile a sweep visits, given the largest segment of X and of Y.
 inline std::pair<index_t, index_t> tile_shape(index_t tile_rows, index_t tile_cols, bool self,
-                                              index_t max_x_segment, index_t max_y_segment) noexcept {
+                                              index_t max_x_segment,
+                                              index_t max_y_segment) noexcept {
   auto lo = [](index_t a, index_t b) { return a < b ? a : b; };
   if (self) {
     const index_t t = lo(lo(tile_rows, tile_cols), max_x_segment);
@@ -1643,7 +1666,8 @@ inline std::size_t tile_count(index_t nx_blocks, index_t ny_blocks, bool self) n
 /// Cache elements for an n_x x n_y problem of single segments (self: one segment of n_x rows
 /// split in two equal halves is bounded by the same count).
 inline std::size_t cache_elements(index_t tile_rows, index_t tile_cols, bool self, index_t nx,
-                                  index_t ny, index_t max_x_segment, index_t max_y_segment) noexcept {
+                                  index_t ny, index_t max_x_segment,
+                                  index_t max_y_segment) noexcept {
   const auto t = tile_shape(tile_rows, tile_cols, self, max_x_segment, max_y_segment);
   auto blocks = [](index_t n, index_t seg, index_t tile) {
     // Blocks never straddle segments: ceil per segment; equal segments of `seg` rows.
@@ -1686,7 +1710,8 @@ struct tile_mask {
 };
 
 template <class T>
-tile_mask diagonal_mask(const pairwise_problem<T>& p, const row_block& I, const row_block& J) noexcept {
+tile_mask diagonal_mask(const pairwise_problem<T>& p, const row_block& I,
+                        const row_block& J) noexcept {
   tile_mask m;
   if (!(p.self || p.mask_diagonal)) return m;
   // Global row g is masked in column g: local row r = g - I.global, column g - J.global.
@@ -1828,7 +1853,8 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
   const sweep_plan plan = make_plan(p);
   const sweep_shape shape = sweep_shape_of(p);
   auto scratch = carve_thread_scratch<T>(ar, shape);
-  auto* row_part = ar.take<online_softmax<double>>(sweep_chunks * static_cast<std::size_t>(shape.tr));
+  auto* row_part =
+      ar.take<online_softmax<double>>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   auto* target_part = ar.take<double>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
   const int threads = sweep_threads(p);
@@ -1855,8 +1881,10 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
     for (int c = 0; c < sweep_chunks; ++c) {  // fixed merge order
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) continue;
       for (index_t r = 0; r < I.rows; ++r) {
-        if (out.row) out.row[I.global + r].merge(row_part[static_cast<std::size_t>(c) * shape.tr + r]);
-        if (out.row_target) out.row_target[I.global + r] += target_part[static_cast<std::size_t>(c) * shape.tr + r];
+        if (out.row)
+          out.row[I.global + r].merge(row_part[static_cast<std::size_t>(c) * shape.tr + r]);
+        if (out.row_target)
+          out.row_target[I.global + r] += target_part[static_cast<std::size_t>(c) * shape.tr + r];
       }
     }
   }
@@ -1986,9 +2014,9 @@ CONTRASTIVE_NAMESPACE_BEGIN
 
 /// Options of InfoNCE / CLIP; tile_rows, tile_cols and num_threads come from tiling_options.
 struct info_nce_options : tiling_options {
-  double temperature = 0.07;  // tau > 0; logits are <a_i, b_j> / tau
-  bool symmetric = true;      // true: CLIP, the mean of the a->b and b->a losses
-  double label_smoothing = 0; // eps in [0, 1)
+  double temperature = 0.07;   // tau > 0; logits are <a_i, b_j> / tau
+  bool symmetric = true;       // true: CLIP, the mean of the a->b and b->a losses
+  double label_smoothing = 0;  // eps in [0, 1)
   // Multiple positives (SupCon style): b_j is a positive of a_i when labels_b[j] == labels_a[i].
   // Give both or neither; without labels the positive of a_i is b_i.
   vector_view<const std::int64_t> labels_a{};
@@ -2016,9 +2044,9 @@ CONTRASTIVE_NAMESPACE_BEGIN
 template <class T>
 struct info_nce_saved {
   T loss = 0;
-  double grad_log_scale = 0;  // dL/dtheta, theta = log(1/tau), at upstream 1
-  std::vector<T> row_lse;     // LSE_j s_ij (a -> b)
-  std::vector<T> col_lse;     // LSE_i s_ij (b -> a); empty unless symmetric
+  double grad_log_scale = 0;           // dL/dtheta, theta = log(1/tau), at upstream 1
+  std::vector<T> row_lse;              // LSE_j s_ij (a -> b)
+  std::vector<T> col_lse;              // LSE_i s_ij (b -> a); empty unless symmetric
   std::vector<index_t> row_positives;  // |P_i| with labels (else empty)
   std::vector<index_t> col_positives;
   index_t n = 0, d = 0;
@@ -2104,7 +2132,9 @@ inline sweep_shape info_nce_sweep(index_t n, index_t d, const info_nce_options& 
 
 template <class T>
 std::size_t info_nce_cache_bytes(index_t n, const info_nce_options& o) noexcept {
-  return o.cache_logits ? array_bytes<T>(cache_elements(o.tile_rows, o.tile_cols, false, n, n, n, n)) : 0;
+  return o.cache_logits
+             ? array_bytes<T>(cache_elements(o.tile_rows, o.tile_cols, false, n, n, n, n))
+             : 0;
 }
 
 template <class T>
@@ -2121,8 +2151,8 @@ template <class T>
 std::size_t info_nce_backward_bytes(index_t n, index_t d, const info_nce_options& o,
                                     std::size_t packing) {
   size_counter c;
-  const info_nce_backward_buffers<T, size_counter> sized(c, n, d, o.symmetric,
-                                                         !o.labels_a.empty(), o.label_smoothing > 0);
+  const info_nce_backward_buffers<T, size_counter> sized(c, n, d, o.symmetric, !o.labels_a.empty(),
+                                                         o.label_smoothing > 0);
   (void)sized;
   return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
          pairwise_backward_bytes<T>(info_nce_sweep(n, d, o)) + workspace_alignment;
@@ -2172,8 +2202,9 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
   const double eps = o.label_smoothing;
   const double lambda_d = 1.0 / o.temperature;
 
-  arena ar(ws, info_nce_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
-                   workspace_alignment,
+  arena ar(ws,
+           info_nce_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+               workspace_alignment,
            fn);
   // The cache comes first, so that the backward finds it at the same place.
   T* cache = o.cache_logits ? ar.take<T>(info_nce_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
@@ -2232,7 +2263,8 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
       const double lse = stats[i].lse();
       lse_out[i] = static_cast<T>(lse);
       if (labelled && positives[i] == 0) continue;  // no positive: excluded (l_i = 0)
-      const double hard = labelled ? target[i] / double(positives[i]) : lambda_d * dot_rows(x, i, y, i);
+      const double hard =
+          labelled ? target[i] / double(positives[i]) : lambda_d * dot_rows(x, i, y, i);
       const double soft = eps > 0 ? lambda_d * dot_row_vec(x, i, mean_y.data()) : 0.0;
       const double t = (1 - eps) * hard + eps * soft;
       sums.loss += lse - t;
@@ -2270,21 +2302,18 @@ void info_nce_check_backward(const char* fn, const matrix_view<const T>& a,
   CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
                         saved.label_smoothing == o.label_smoothing &&
                         saved.labelled == !o.labels_a.empty() && saved.reduction == o.reduction,
-                    fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
-                    ", symmetric ", saved.symmetric, ", label_smoothing ", saved.label_smoothing,
-                    ") than these (temperature ", o.temperature, ", symmetric ", o.symmetric,
-                    ", label_smoothing ", o.label_smoothing, ")");
+                    fn, ": 'saved' was computed with other options (temperature ",
+                    saved.temperature, ", symmetric ", saved.symmetric, ", label_smoothing ",
+                    saved.label_smoothing, ") than these (temperature ", o.temperature,
+                    ", symmetric ", o.symmetric, ", label_smoothing ", o.label_smoothing, ")");
   check_pair_gradients(fn, a, b, ga, gb, upstream);
 }
 
 template <class T>
-temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
-                                            const matrix_view<const T>& b_in,
-                                            const info_nce_saved<T>& saved,
-                                            const matrix_view<T>& grad_a,
-                                            const matrix_view<T>& grad_b,
-                                            const info_nce_options& o_in, double upstream,
-                                            workspace ws) {
+temperature_gradient info_nce_backward_impl(
+    const matrix_view<const T>& a_in, const matrix_view<const T>& b_in,
+    const info_nce_saved<T>& saved, const matrix_view<T>& grad_a, const matrix_view<T>& grad_b,
+    const info_nce_options& o_in, double upstream, workspace ws) {
   const char* fn = info_nce_bwd_name;
   info_nce_check_backward(fn, a_in, b_in, saved, grad_a, grad_b, o_in, upstream);
   info_nce_options o = o_in;
@@ -2293,11 +2322,12 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
   const bool sym = o.symmetric, labelled = saved.labelled;
   const double eps = o.label_smoothing;
   const double lambda_d = 1.0 / o.temperature;
-  const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) +
-                              packing_bytes(grad_a) + packing_bytes(grad_b);
+  const std::size_t packing =
+      packing_bytes(a_in) + packing_bytes(b_in) + packing_bytes(grad_a) + packing_bytes(grad_b);
   arena ar(ws, info_nce_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
   T* cache = o.cache_logits ? ar.take<T>(info_nce_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
-  const bool use_cache = cache != nullptr && saved.logit_cache != nullptr && saved.logit_cache == ws.data;
+  const bool use_cache =
+      cache != nullptr && saved.logit_cache != nullptr && saved.logit_cache == ws.data;
   const matrix_view<const T> a = gemm_input(a_in, ar);
   const matrix_view<const T> b = gemm_input(b_in, ar);
   const gemm_output<T> ga(grad_a, o.accumulate, ar);
@@ -2314,7 +2344,8 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
       valid = 0;
       for (index_t i = 0; i < n; ++i) valid += positives[i] > 0;
     }
-    const double wv = valid == 0 ? 0.0 : c * (o.reduction == loss_reduction::mean ? 1.0 / double(valid) : 1.0);
+    const double wv =
+        valid == 0 ? 0.0 : c * (o.reduction == loss_reduction::mean ? 1.0 / double(valid) : 1.0);
     for (index_t i = 0; i < n; ++i) {
       const bool ok = !labelled || positives[i] > 0;
       w[i] = static_cast<T>(ok ? wv : 0.0);
@@ -2363,7 +2394,8 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
     }
     for (index_t i = 0; i < n; ++i) {
       for (index_t k2 = 0; k2 < d; ++k2) {
-        dA(i, k2) -= static_cast<T>(lambda_d * eps * (double(buf.row_w[i]) * mean_b[k2] + wb[k2] / double(n)));
+        dA(i, k2) -= static_cast<T>(lambda_d * eps *
+                                    (double(buf.row_w[i]) * mean_b[k2] + wb[k2] / double(n)));
         dB(i, k2) -= static_cast<T>(lambda_d * eps * (wc(i) * mean_a[k2] + wa[k2] / double(n)));
       }
     }
@@ -2405,8 +2437,8 @@ CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto info_nce_forward(const A& a, const B& b, const info_nce_options& o = {}, workspace ws = {}) {
   if constexpr (detail::is_device_input<A>::value) {  // cuda/info_nce.cuh; ws is the CPU's
     (void)ws;
-    return detail::device_backend_of<detail::info_nce_tag, A>::type::forward(as_view(a),
-                                                                          as_view(b), o);
+    return detail::device_backend_of<detail::info_nce_tag, A>::type::forward(as_view(a), as_view(b),
+                                                                             o);
   } else {
     const auto va = detail::input_view(a);
     const auto vb = detail::input_view(b);
@@ -2419,10 +2451,12 @@ auto info_nce_forward(const A& a, const B& b, const info_nce_options& o = {}, wo
 /// Backward pass: writes (or, with options.accumulate, adds) upstream * dL/da and dL/db into the
 /// caller's tensors. Returns upstream * dL/dtemperature in three parameterisations.
 template <class A, class B, class T, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-info_nce_parameter_gradients info_nce_backward(const A& a, const B& b, const info_nce_saved<T>& saved,
-                                       GA&& grad_a, GB&& grad_b, const info_nce_options& o = {},
-                                       double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+info_nce_parameter_gradients
+    info_nce_backward(const A& a, const B& b, const info_nce_saved<T>& saved, GA&& grad_a,
+                      GB&& grad_b, const info_nce_options& o = {}, double upstream = 1.0,
+                      workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
@@ -2434,9 +2468,10 @@ info_nce_parameter_gradients info_nce_backward(const A& a, const B& b, const inf
 /// Backward of a forward run on device views (the CUDA path; needs cuda/info_nce.cuh).
 template <class A, class B, class GA, class GB>
 info_nce_parameter_gradients info_nce_backward(const A& a, const B& b,
-                                    const cuda::info_nce_device_saved& saved,
-                                    GA&& grad_a, GB&& grad_b, const info_nce_options& o = {},
-                                    double upstream = 1.0, workspace = {}) {
+                                               const cuda::info_nce_device_saved& saved,
+                                               GA&& grad_a, GB&& grad_b,
+                                               const info_nce_options& o = {},
+                                               double upstream = 1.0, workspace = {}) {
   return detail::device_backend_of<detail::info_nce_tag, A>::type::backward(
       as_view(a), as_view(b), saved, as_view(grad_a), as_view(grad_b), o, upstream);
 }
@@ -2444,7 +2479,8 @@ info_nce_parameter_gradients info_nce_backward(const A& a, const B& b,
 /// Forward and backward in one call; returns the loss. The temperature gradient is written to
 /// *parameter_grads when given.
 template <class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto info_nce_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                                const info_nce_options& o = {},
                                info_nce_parameter_gradients* parameter_grads = nullptr,
@@ -2458,8 +2494,8 @@ auto info_nce_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
     }
   }
   const auto saved = info_nce_forward(a, b, o, ws);
-  const temperature_gradient tg =
-      info_nce_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
+  const temperature_gradient tg = info_nce_backward(a, b, saved, std::forward<GA>(grad_a),
+                                                    std::forward<GB>(grad_b), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = tg;
   return saved.loss;
 }
@@ -2643,8 +2679,8 @@ pairwise_problem<T> nt_xent_problem(const matrix_view<const T>* segments, const 
 
 template <class T>
 nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
-                                      const matrix_view<const T>& b_in,
-                                      const nt_xent_options& o_in, workspace ws) {
+                                      const matrix_view<const T>& b_in, const nt_xent_options& o_in,
+                                      workspace ws) {
   const char* fn = nt_xent_fwd_name;
   nt_xent_check_inputs(fn, a_in, b_in, o_in);
   nt_xent_options o = o_in;
@@ -2654,8 +2690,9 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   const double eps = o.label_smoothing;
   const double lambda_d = 1.0 / o.temperature;
 
-  arena ar(ws, nt_xent_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
-                   workspace_alignment,
+  arena ar(ws,
+           nt_xent_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+               workspace_alignment,
            fn);
   T* cache = o.cache_logits ? ar.take<T>(nt_xent_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
   const matrix_view<const T> seg[2] = {gemm_input(a_in, ar), gemm_input(b_in, ar)};
@@ -2722,35 +2759,31 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
 }
 
 template <class T>
-temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
-                                           const matrix_view<const T>& b_in,
-                                           const nt_xent_saved<T>& saved,
-                                           const matrix_view<T>& grad_a,
-                                           const matrix_view<T>& grad_b,
-                                           const nt_xent_options& o_in, double upstream,
-                                           workspace ws) {
+temperature_gradient nt_xent_backward_impl(
+    const matrix_view<const T>& a_in, const matrix_view<const T>& b_in,
+    const nt_xent_saved<T>& saved, const matrix_view<T>& grad_a, const matrix_view<T>& grad_b,
+    const nt_xent_options& o_in, double upstream, workspace ws) {
   const char* fn = nt_xent_bwd_name;
   nt_xent_check_inputs(fn, a_in, b_in, o_in);
   nt_xent_options o = o_in;
   o.cache_logits = o.cache_logits && ws.data != nullptr;
-  CONTRASTIVE_CHECK(saved.n == a_in.rows() && saved.d == a_in.cols(), fn,
-                    ": 'saved' belongs to a ", saved.n, " x ", saved.d, " batch, the inputs are ",
-                    a_in.rows(), " x ", a_in.cols());
-  CONTRASTIVE_CHECK(saved.temperature == o.temperature &&
-                        saved.label_smoothing == o.label_smoothing &&
-                        saved.labelled == !o.labels.empty() && saved.reduction == o.reduction,
-                    fn, ": 'saved' was computed with other options (temperature ",
-                    saved.temperature, ", label_smoothing ", saved.label_smoothing,
-                    ") than these (temperature ", o.temperature, ", label_smoothing ",
-                    o.label_smoothing, ")");
+  CONTRASTIVE_CHECK(saved.n == a_in.rows() && saved.d == a_in.cols(), fn, ": 'saved' belongs to a ",
+                    saved.n, " x ", saved.d, " batch, the inputs are ", a_in.rows(), " x ",
+                    a_in.cols());
+  CONTRASTIVE_CHECK(
+      saved.temperature == o.temperature && saved.label_smoothing == o.label_smoothing &&
+          saved.labelled == !o.labels.empty() && saved.reduction == o.reduction,
+      fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
+      ", label_smoothing ", saved.label_smoothing, ") than these (temperature ", o.temperature,
+      ", label_smoothing ", o.label_smoothing, ")");
   check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
 
   const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
   const bool labelled = saved.labelled;
   const double eps = o.label_smoothing;
   const double lambda_d = 1.0 / o.temperature;
-  const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) +
-                              packing_bytes(grad_a) + packing_bytes(grad_b);
+  const std::size_t packing =
+      packing_bytes(a_in) + packing_bytes(b_in) + packing_bytes(grad_a) + packing_bytes(grad_b);
   arena ar(ws, nt_xent_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
   T* cache = o.cache_logits ? ar.take<T>(nt_xent_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
   const bool use_cache = cache != nullptr && saved.logit_cache == ws.data;
@@ -2781,7 +2814,8 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
   // dL/dz_i gets -(w_i + w_p(i)) lambda z_p(i) (as anchor and as candidate).
   if (!labelled) {
     for (index_t i = 0; i < n; ++i) {
-      const T coef = static_cast<T>(lambda_d * (1 - eps) * (double(buf.w[i]) + double(buf.w[i + n])));
+      const T coef =
+          static_cast<T>(lambda_d * (1 - eps) * (double(buf.w[i]) + double(buf.w[i + n])));
       for (index_t c = 0; c < d; ++c) {
         dz[0](i, c) -= coef * seg[1](i, c);
         dz[1](i, c) -= coef * seg[0](i, c);
@@ -2841,8 +2875,8 @@ CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, workspace ws = {}) {
   if constexpr (detail::is_device_input<A>::value) {  // cuda/nt_xent.cuh; ws is the CPU's
     (void)ws;
-    return detail::device_backend_of<detail::nt_xent_tag, A>::type::forward(as_view(a),
-                                                                          as_view(b), o);
+    return detail::device_backend_of<detail::nt_xent_tag, A>::type::forward(as_view(a), as_view(b),
+                                                                            o);
   } else {
     const auto va = detail::input_view(a);
     const auto vb = detail::input_view(b);
@@ -2853,10 +2887,12 @@ auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, work
 }
 
 template <class A, class B, class T, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-nt_xent_parameter_gradients nt_xent_backward(const A& a, const B& b, const nt_xent_saved<T>& saved,
-                                      GA&& grad_a, GB&& grad_b, const nt_xent_options& o = {},
-                                      double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+nt_xent_parameter_gradients
+    nt_xent_backward(const A& a, const B& b, const nt_xent_saved<T>& saved, GA&& grad_a,
+                     GB&& grad_b, const nt_xent_options& o = {}, double upstream = 1.0,
+                     workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
@@ -2868,15 +2904,16 @@ nt_xent_parameter_gradients nt_xent_backward(const A& a, const B& b, const nt_xe
 /// Backward of a forward run on device views (the CUDA path; needs cuda/nt_xent.cuh).
 template <class A, class B, class GA, class GB>
 nt_xent_parameter_gradients nt_xent_backward(const A& a, const B& b,
-                                    const cuda::nt_xent_device_saved& saved,
-                                    GA&& grad_a, GB&& grad_b, const nt_xent_options& o = {},
-                                    double upstream = 1.0, workspace = {}) {
+                                             const cuda::nt_xent_device_saved& saved, GA&& grad_a,
+                                             GB&& grad_b, const nt_xent_options& o = {},
+                                             double upstream = 1.0, workspace = {}) {
   return detail::device_backend_of<detail::nt_xent_tag, A>::type::backward(
       as_view(a), as_view(b), saved, as_view(grad_a), as_view(grad_b), o, upstream);
 }
 
 template <class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto nt_xent_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                               const nt_xent_options& o = {},
                               nt_xent_parameter_gradients* parameter_grads = nullptr,
@@ -2998,8 +3035,8 @@ CONTRASTIVE_COLD void report_bad_row_values(const char* fn, const char* name, in
 }
 
 template <class T>
-CONTRASTIVE_COLD void report_bad_row(const char* fn, const char* name, const matrix_view<const T>& x,
-                                     index_t i) {
+CONTRASTIVE_COLD void report_bad_row(const char* fn, const char* name,
+                                     const matrix_view<const T>& x, index_t i) {
   report_bad_row_values(fn, name, i, x.row_ptr(i), x.cols(), x.col_stride());
 }
 
@@ -3039,7 +3076,7 @@ struct feature_separation_options : tiling_options {
   double temperature = 0.07;  // in-modal InfoNCE temperature (shared with the base loss)
   double uniformity_t = 2;    // t of G_t(x, y) = exp(-t ||x - y||^2), > 0
   uniformity_form uniformity = uniformity_form::literal;
-  bool accumulate = false;    // backward adds into the gradients instead of overwriting them
+  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
 };
 
 /// What every backward returns besides the input gradients: upstream * dL/dtemperature (from
@@ -3084,14 +3121,14 @@ void fs_check_same_shape(const char* fn, const char* name, const matrix_view<con
   check_matrix(fn, name, x);
   CONTRASTIVE_CHECK(x.rows() == r.rows(), fn, ": '", name, "' has ", x.rows(), " rows, expected ",
                     r.rows(), " (rows of '", ref_name, "')");
-  CONTRASTIVE_CHECK(x.cols() == r.cols(), fn, ": '", name, "' has ", x.cols(), " columns, expected ",
-                    r.cols(), " (columns of '", ref_name, "')");
+  CONTRASTIVE_CHECK(x.cols() == r.cols(), fn, ": '", name, "' has ", x.cols(),
+                    " columns, expected ", r.cols(), " (columns of '", ref_name, "')");
 }
 
 /// Inputs named in `names`: all the shape of the first, N > 0, D > 0, finite, no zero-norm row.
 template <class T>
-void fs_check_inputs(const char* fn, const matrix_view<const T>* const* in, const char* const* names,
-                     int count) {
+void fs_check_inputs(const char* fn, const matrix_view<const T>* const* in,
+                     const char* const* names, int count) {
   check_matrix(fn, names[0], *in[0]);
   CONTRASTIVE_CHECK(in[0]->rows() > 0, fn, ": empty batch ('", names[0], "' has 0 rows)");
   CONTRASTIVE_CHECK(in[0]->cols() > 0, fn, ": '", names[0], "' has 0 columns (D must be > 0)");
@@ -3100,22 +3137,25 @@ void fs_check_inputs(const char* fn, const matrix_view<const T>* const* in, cons
 }
 
 template <class T>
-void fs_check_outputs(const char* fn, const matrix_view<T>* const* out, const char* const* out_names,
-                      int count, const matrix_view<const T>* const* in, const char* const* in_names,
+void fs_check_outputs(const char* fn, const matrix_view<T>* const* out,
+                      const char* const* out_names, int count,
+                      const matrix_view<const T>* const* in, const char* const* in_names,
                       int in_count) {
   const index_t n = in[0]->rows(), d = in[0]->cols();
   for (int k = 0; k < count; ++k) {
     check_matrix(fn, out_names[k], *out[k]);
     check_shape(fn, out_names[k], *out[k], n, d, "the shape of the inputs");
     check_writable_layout(fn, out_names[k], *out[k]);
-    for (int j = 0; j < in_count; ++j) check_no_alias(fn, out_names[k], *out[k], in_names[j], *in[j]);
+    for (int j = 0; j < in_count; ++j)
+      check_no_alias(fn, out_names[k], *out[k], in_names[j], *in[j]);
     for (int j = 0; j < k; ++j) check_no_alias(fn, out_names[k], *out[k], out_names[j], *out[j]);
   }
 }
 
 inline void fs_check_options(const char* fn, const feature_separation_options& o) {
   CONTRASTIVE_CHECK(std::isfinite(o.orthogonality_weight) && o.orthogonality_weight >= 0, fn,
-                    ": 'orthogonality_weight' must be finite and >= 0, got ", o.orthogonality_weight);
+                    ": 'orthogonality_weight' must be finite and >= 0, got ",
+                    o.orthogonality_weight);
   CONTRASTIVE_CHECK(std::isfinite(o.contrastive_weight) && o.contrastive_weight >= 0, fn,
                     ": 'contrastive_weight' must be finite and >= 0, got ", o.contrastive_weight);
   CONTRASTIVE_CHECK(std::isfinite(o.uniformity_weight) && o.uniformity_weight >= 0, fn,
@@ -3187,7 +3227,8 @@ struct fs_modality {
       x = matrix_view<const T>(packed.data(), in.rows(), in.cols(), in.cols(), 1);
     }
     sq.resize(static_cast<std::size_t>(in.rows()));
-    for (index_t i = 0; i < in.rows(); ++i) sq[static_cast<std::size_t>(i)] = row_squared_norm(in, i);
+    for (index_t i = 0; i < in.rows(); ++i)
+      sq[static_cast<std::size_t>(i)] = row_squared_norm(in, i);
   }
 };
 
@@ -3294,7 +3335,8 @@ void fs_uniformity_backward(const fs_modality<T>& m, const feature_separation_op
     }
     for (index_t a = 0; a < ni; ++a)
       for (index_t k = 0; k < d; ++k)
-        g(i0 + a, k) += static_cast<T>(c * (rs[a] * double(m.x(i0 + a, k)) - double(acc[a * d + k])));
+        g(i0 + a, k) +=
+            static_cast<T>(c * (rs[a] * double(m.x(i0 + a, k)) - double(acc[a * d + k])));
   });
 }
 
@@ -3337,11 +3379,11 @@ void fs_uniformity_backward_both(const char* fn, const matrix_view<const T>& vi,
                                  const feature_uniformity_saved<T>& s,
                                  const feature_separation_options& o, const matrix_view<T>& gvi,
                                  const matrix_view<T>& gui, double scale) {
-  CONTRASTIVE_CHECK(s.n == vi.rows() && s.d == vi.cols() && s.form == o.uniformity &&
-                        s.t == o.uniformity_t,
-                    fn, ": 'saved' (uniformity) was computed for a ", s.n, " x ", s.d,
-                    " batch with t = ", s.t, ", these are ", vi.rows(), " x ", vi.cols(),
-                    " with t = ", o.uniformity_t, " (or another uniformity form)");
+  CONTRASTIVE_CHECK(
+      s.n == vi.rows() && s.d == vi.cols() && s.form == o.uniformity && s.t == o.uniformity_t, fn,
+      ": 'saved' (uniformity) was computed for a ", s.n, " x ", s.d, " batch with t = ", s.t,
+      ", these are ", vi.rows(), " x ", vi.cols(), " with t = ", o.uniformity_t,
+      " (or another uniformity form)");
   const bool wang = o.uniformity == uniformity_form::wang_isola;
   const double lv = wang ? s.log_sum_v : fs_log_add(s.log_sum_v, s.log_sum_u);
   const double lu = wang ? s.log_sum_u : lv;
@@ -3351,7 +3393,8 @@ void fs_uniformity_backward_both(const char* fn, const matrix_view<const T>& vi,
 
 // ---- in-modal contrastive ----
 
-inline info_nce_options fs_info_nce_options(const feature_separation_options& o, index_t n, index_t d) {
+inline info_nce_options fs_info_nce_options(const feature_separation_options& o, index_t n,
+                                            index_t d) {
   info_nce_options io;
   io.temperature = o.temperature;
   io.symmetric = false;
@@ -3364,12 +3407,9 @@ inline info_nce_options fs_info_nce_options(const feature_separation_options& o,
 }
 
 template <class T>
-in_modal_contrastive_saved<T> fs_contrastive_forward(const matrix_view<const T>& vi,
-                                                     const matrix_view<const T>& ui,
-                                                     const matrix_view<const T>& via,
-                                                     const matrix_view<const T>& uia,
-                                                     const feature_separation_options& o,
-                                                     workspace ws) {
+in_modal_contrastive_saved<T> fs_contrastive_forward(
+    const matrix_view<const T>& vi, const matrix_view<const T>& ui, const matrix_view<const T>& via,
+    const matrix_view<const T>& uia, const feature_separation_options& o, workspace ws) {
   const info_nce_options io = fs_info_nce_options(o, vi.rows(), vi.cols());
   in_modal_contrastive_saved<T> s;
   s.a = info_nce_forward(vi, via, io, ws);
@@ -3380,15 +3420,11 @@ in_modal_contrastive_saved<T> fs_contrastive_forward(const matrix_view<const T>&
 
 /// Adds scale * dL^i_Con into the four outputs; returns scale * the temperature gradient.
 template <class T>
-temperature_gradient fs_contrastive_backward(const matrix_view<const T>& vi,
-                                             const matrix_view<const T>& ui,
-                                             const matrix_view<const T>& via,
-                                             const matrix_view<const T>& uia,
-                                             const in_modal_contrastive_saved<T>& s,
-                                             const matrix_view<T>& gvi, const matrix_view<T>& gui,
-                                             const matrix_view<T>& gvia, const matrix_view<T>& guia,
-                                             const feature_separation_options& o, double scale,
-                                             workspace ws) {
+temperature_gradient fs_contrastive_backward(
+    const matrix_view<const T>& vi, const matrix_view<const T>& ui, const matrix_view<const T>& via,
+    const matrix_view<const T>& uia, const in_modal_contrastive_saved<T>& s,
+    const matrix_view<T>& gvi, const matrix_view<T>& gui, const matrix_view<T>& gvia,
+    const matrix_view<T>& guia, const feature_separation_options& o, double scale, workspace ws) {
   const info_nce_options io = fs_info_nce_options(o, vi.rows(), vi.cols());
   const temperature_gradient a = info_nce_backward(vi, via, s.a, gvi, gvia, io, scale, ws);
   const temperature_gradient b = info_nce_backward(ui, uia, s.b, gui, guia, io, scale, ws);
@@ -3446,14 +3482,15 @@ auto feature_orthogonality_forward(const A& a, const B& b, const AI& a_ind, cons
 }
 
 template <class A, class B, class AI, class BI, class T, class GA, class GB, class GAI, class GBI>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
-                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
-                             writable_tensor<GBI&&>)
-feature_separation_parameter_gradients feature_orthogonality_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
-                                    const feature_orthogonality_saved<T>& saved, GA&& grad_a,
-                                    GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind,
-                                    const feature_separation_options& o = {},
-                                    double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GA&&>&&
+        writable_tensor<GB&&>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
+feature_separation_parameter_gradients
+    feature_orthogonality_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                   const feature_orthogonality_saved<T>& saved, GA&& grad_a,
+                                   GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind,
+                                   const feature_separation_options& o = {}, double upstream = 1.0,
+                                   workspace ws = {}) {
   const char* fn = "feature_orthogonality_backward";
   (void)ws;  // these terms need no caller scratch
   const matrix_view<const T> x0 = detail::input_view(a), x1 = detail::input_view(b),
@@ -3470,7 +3507,8 @@ feature_separation_parameter_gradients feature_orthogonality_backward(const A& a
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 4);
   CONTRASTIVE_CHECK(saved.n == x0.rows() && saved.d == x0.cols(), fn, ": 'saved' belongs to x0 ",
-                    saved.n, " x ", saved.d, " batch, the inputs are ", x0.rows(), " x ", x0.cols());
+                    saved.n, " x ", saved.d, " batch, the inputs are ", x0.rows(), " x ",
+                    x0.cols());
   detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
@@ -3479,17 +3517,17 @@ feature_separation_parameter_gradients feature_orthogonality_backward(const A& a
 }
 
 template <class A, class B, class AI, class BI, class GA, class GB, class GAI, class GBI>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
-                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
-                             writable_tensor<GBI&&>)
-auto feature_orthogonality_forward_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
-                                            GA&& grad_a, GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind,
-                                            const feature_separation_options& o = {},
-                                            feature_separation_parameter_gradients* parameter_grads = nullptr,
-                                            workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GA&&>&&
+        writable_tensor<GB&&>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
+auto feature_orthogonality_forward_backward(
+    const A& a, const B& b, const AI& a_ind, const BI& b_ind, GA&& grad_a, GB&& grad_b,
+    GAI&& grad_a_ind, GBI&& grad_b_ind, const feature_separation_options& o = {},
+    feature_separation_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
   const auto s = feature_orthogonality_forward(a, b, a_ind, b_ind, o, ws);
-  feature_orthogonality_backward(a, b, a_ind, b_ind, s, std::forward<GA>(grad_a), std::forward<GB>(grad_b),
-                                 std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind), o, 1.0, ws);
+  feature_orthogonality_backward(a, b, a_ind, b_ind, s, std::forward<GA>(grad_a),
+                                 std::forward<GB>(grad_b), std::forward<GAI>(grad_a_ind),
+                                 std::forward<GBI>(grad_b_ind), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = {};
   return s.loss;
 }
@@ -3500,8 +3538,9 @@ auto feature_orthogonality_forward_backward(const A& a, const B& b, const AI& a_
 /// L^i_Con = InfoNCE(a_ind, a_ind_aug) + InfoNCE(b_ind, b_ind_aug) (one direction each).
 template <class AI, class BI, class AIA, class BIA>
 CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tensor_like<BIA>)
-auto in_modal_contrastive_forward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug, const BIA& b_ind_aug,
-                                  const feature_separation_options& o = {}, workspace ws = {}) {
+auto in_modal_contrastive_forward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+                                  const BIA& b_ind_aug, const feature_separation_options& o = {},
+                                  workspace ws = {}) {
   const char* fn = "in_modal_contrastive_forward";
   const auto x0 = detail::input_view(a_ind);
   using T = typename decltype(x0)::value_type;
@@ -3514,17 +3553,17 @@ auto in_modal_contrastive_forward(const AI& a_ind, const BI& b_ind, const AIA& a
   return detail::fs_contrastive_forward(x0, x1, x2, x3, o, ws);
 }
 
-template <class AI, class BI, class AIA, class BIA, class T, class GAI, class GBI, class GAIA, class GBIA>
+template <class AI, class BI, class AIA, class BIA, class T, class GAI, class GBI, class GAIA,
+          class GBIA>
 CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tensor_like<BIA>&&
-                         writable_tensor<GAI&&>&& writable_tensor<GBI&&>&&
-                             writable_tensor<GAIA&&>&& writable_tensor<GBIA&&>)
-feature_separation_parameter_gradients in_modal_contrastive_backward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
-                                                   const BIA& b_ind_aug,
-                                                   const in_modal_contrastive_saved<T>& saved,
-                                                   GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug,
-                                                   GBIA&& grad_b_ind_aug,
-                                                   const feature_separation_options& o = {},
-                                                   double upstream = 1.0, workspace ws = {}) {
+                         writable_tensor<GAI&&>&& writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&&
+                             writable_tensor<GBIA&&>)
+feature_separation_parameter_gradients
+    in_modal_contrastive_backward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+                                  const BIA& b_ind_aug, const in_modal_contrastive_saved<T>& saved,
+                                  GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug,
+                                  GBIA&& grad_b_ind_aug, const feature_separation_options& o = {},
+                                  double upstream = 1.0, workspace ws = {}) {
   const char* fn = "in_modal_contrastive_backward";
   const matrix_view<const T> x0 = detail::input_view(a_ind), x1 = detail::input_view(b_ind),
                              x2 = detail::input_view(a_ind_aug), x3 = detail::input_view(b_ind_aug);
@@ -3547,18 +3586,18 @@ feature_separation_parameter_gradients in_modal_contrastive_backward(const AI& a
 
 template <class AI, class BI, class AIA, class BIA, class GAI, class GBI, class GAIA, class GBIA>
 CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tensor_like<BIA>&&
-                         writable_tensor<GAI&&>&& writable_tensor<GBI&&>&&
-                             writable_tensor<GAIA&&>&& writable_tensor<GBIA&&>)
-auto in_modal_contrastive_forward_backward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
-                                           const BIA& b_ind_aug, GAI&& grad_a_ind, GBI&& grad_b_ind,
-                                           GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug,
-                                           const feature_separation_options& o = {},
-                                           feature_separation_parameter_gradients* parameter_grads = nullptr,
-                                         workspace ws = {}) {
+                         writable_tensor<GAI&&>&& writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&&
+                             writable_tensor<GBIA&&>)
+auto in_modal_contrastive_forward_backward(
+    const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug, const BIA& b_ind_aug, GAI&& grad_a_ind,
+    GBI&& grad_b_ind, GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug,
+    const feature_separation_options& o = {},
+    feature_separation_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
   const auto s = in_modal_contrastive_forward(a_ind, b_ind, a_ind_aug, b_ind_aug, o, ws);
   const temperature_gradient tg = in_modal_contrastive_backward(
-      a_ind, b_ind, a_ind_aug, b_ind_aug, s, std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind),
-      std::forward<GAIA>(grad_a_ind_aug), std::forward<GBIA>(grad_b_ind_aug), o, 1.0, ws);
+      a_ind, b_ind, a_ind_aug, b_ind_aug, s, std::forward<GAI>(grad_a_ind),
+      std::forward<GBI>(grad_b_ind), std::forward<GAIA>(grad_a_ind_aug),
+      std::forward<GBIA>(grad_b_ind_aug), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = tg;
   return s.loss;
 }
@@ -3568,7 +3607,8 @@ auto in_modal_contrastive_forward_backward(const AI& a_ind, const BI& b_ind, con
 
 template <class AI, class BI>
 CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>)
-auto feature_uniformity_forward(const AI& a_ind, const BI& b_ind, const feature_separation_options& o = {}, workspace ws = {}) {
+auto feature_uniformity_forward(const AI& a_ind, const BI& b_ind,
+                                const feature_separation_options& o = {}, workspace ws = {}) {
   const char* fn = "feature_uniformity_forward";
   (void)ws;  // these terms need no caller scratch
   const auto x0 = detail::input_view(a_ind);
@@ -3582,10 +3622,13 @@ auto feature_uniformity_forward(const AI& a_ind, const BI& b_ind, const feature_
 }
 
 template <class AI, class BI, class T, class GAI, class GBI>
-CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
-feature_separation_parameter_gradients feature_uniformity_backward(const AI& a_ind, const BI& b_ind, const feature_uniformity_saved<T>& saved,
-                                 GAI&& grad_a_ind, GBI&& grad_b_ind,
-                                 const feature_separation_options& o = {}, double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
+feature_separation_parameter_gradients
+    feature_uniformity_backward(const AI& a_ind, const BI& b_ind,
+                                const feature_uniformity_saved<T>& saved, GAI&& grad_a_ind,
+                                GBI&& grad_b_ind, const feature_separation_options& o = {},
+                                double upstream = 1.0, workspace ws = {}) {
   const char* fn = "feature_uniformity_backward";
   (void)ws;  // these terms need no caller scratch
   const matrix_view<const T> x0 = detail::input_view(a_ind), x1 = detail::input_view(b_ind);
@@ -3606,14 +3649,15 @@ feature_separation_parameter_gradients feature_uniformity_backward(const AI& a_i
 }
 
 template <class AI, class BI, class GAI, class GBI>
-CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
-auto feature_uniformity_forward_backward(const AI& a_ind, const BI& b_ind, GAI&& grad_a_ind, GBI&& grad_b_ind,
-                                         const feature_separation_options& o = {},
-                                         feature_separation_parameter_gradients* parameter_grads = nullptr,
-                                         workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
+auto feature_uniformity_forward_backward(
+    const AI& a_ind, const BI& b_ind, GAI&& grad_a_ind, GBI&& grad_b_ind,
+    const feature_separation_options& o = {},
+    feature_separation_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
   const auto s = feature_uniformity_forward(a_ind, b_ind, o, ws);
-  feature_uniformity_backward(a_ind, b_ind, s, std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind), o,
-                              1.0, ws);
+  feature_uniformity_backward(a_ind, b_ind, s, std::forward<GAI>(grad_a_ind),
+                              std::forward<GBI>(grad_b_ind), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = {};
   return s.loss;
 }
@@ -3624,8 +3668,9 @@ auto feature_uniformity_forward_backward(const AI& a_ind, const BI& b_ind, GAI&&
 template <class A, class B, class AI, class BI, class AIA, class BIA>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
                          tensor_like<AIA>&& tensor_like<BIA>)
-auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
-                                const BIA& b_ind_aug, const feature_separation_options& o = {}, workspace ws = {}) {
+auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                const AIA& a_ind_aug, const BIA& b_ind_aug,
+                                const feature_separation_options& o = {}, workspace ws = {}) {
   const char* fn = "feature_separation_forward";
   const auto a0 = detail::input_view(a);
   using T = typename decltype(a0)::value_type;
@@ -3663,18 +3708,17 @@ auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const B
 /// gradient (from L^i_Con).
 template <class A, class B, class AI, class BI, class AIA, class BIA, class T, class GA, class GB,
           class GAI, class GBI, class GAIA, class GBIA>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
-                         tensor_like<AIA>&& tensor_like<BIA>&& writable_tensor<GA&&>&&
-                             writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
-                                 writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&&
-                                     writable_tensor<GBIA&&>)
-feature_separation_parameter_gradients feature_separation_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
-                                                 const AIA& a_ind_aug, const BIA& b_ind_aug,
-                                                 const feature_separation_saved<T>& saved,
-                                                 GA&& grad_a, GB&& grad_b, GAI&& grad_a_ind,
-                                                 GBI&& grad_b_ind, GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug,
-                                                 const feature_separation_options& o = {},
-                                                 double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&&
+        tensor_like<BIA>&& writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
+            writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&& writable_tensor<GBIA&&>)
+feature_separation_parameter_gradients
+    feature_separation_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                const AIA& a_ind_aug, const BIA& b_ind_aug,
+                                const feature_separation_saved<T>& saved, GA&& grad_a, GB&& grad_b,
+                                GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug,
+                                GBIA&& grad_b_ind_aug, const feature_separation_options& o = {},
+                                double upstream = 1.0, workspace ws = {}) {
   const char* fn = "feature_separation_backward";
   const matrix_view<const T> a0 = detail::input_view(a), a1 = detail::input_view(b),
                              a2 = detail::input_view(a_ind), a3 = detail::input_view(b_ind),
@@ -3688,7 +3732,8 @@ feature_separation_parameter_gradients feature_separation_backward(const A& a, c
   const matrix_view<const T>* in[6] = {&a0, &a1, &a2, &a3, &a4, &a5};
   const char* names[6] = {"a", "b", "a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
   const matrix_view<T>* out[6] = {&g0, &g1, &g2, &g3, &g4, &g5};
-  const char* out_names[6] = {"grad_a", "grad_b", "grad_a_ind", "grad_b_ind", "grad_a_ind_aug", "grad_b_ind_aug"};
+  const char* out_names[6] = {"grad_a",     "grad_b",         "grad_a_ind",
+                              "grad_b_ind", "grad_a_ind_aug", "grad_b_ind_aug"};
   detail::fs_check_options(fn, o);
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 6);
@@ -3700,7 +3745,8 @@ feature_separation_parameter_gradients feature_separation_backward(const A& a, c
                         saved.uniformity_weight == o.uniformity_weight,
                     fn, ": 'saved' was computed with other weights (", saved.orthogonality_weight,
                     ", ", saved.contrastive_weight, ", ", saved.uniformity_weight, ") than these (",
-                    o.orthogonality_weight, ", ", o.contrastive_weight, ", ", o.uniformity_weight, ")");
+                    o.orthogonality_weight, ", ", o.contrastive_weight, ", ", o.uniformity_weight,
+                    ")");
   detail::fs_check_outputs(fn, out, out_names, 6, in, names, 6);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
@@ -3718,22 +3764,20 @@ feature_separation_parameter_gradients feature_separation_backward(const A& a, c
 
 template <class A, class B, class AI, class BI, class AIA, class BIA, class GA, class GB, class GAI,
           class GBI, class GAIA, class GBIA>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
-                         tensor_like<AIA>&& tensor_like<BIA>&& writable_tensor<GA&&>&&
-                             writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
-                                 writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&&
-                                     writable_tensor<GBIA&&>)
-auto feature_separation_forward_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
-                                         const AIA& a_ind_aug, const BIA& b_ind_aug, GA&& grad_a, GB&& grad_b,
-                                         GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug,
-                                         GBIA&& grad_b_ind_aug, const feature_separation_options& o = {},
-                                         feature_separation_parameter_gradients* parameter_grads = nullptr,
-                                         workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&&
+        tensor_like<BIA>&& writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
+            writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&& writable_tensor<GBIA&&>)
+auto feature_separation_forward_backward(
+    const A& a, const B& b, const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+    const BIA& b_ind_aug, GA&& grad_a, GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind,
+    GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug, const feature_separation_options& o = {},
+    feature_separation_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
   const auto s = feature_separation_forward(a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, o, ws);
   const temperature_gradient tg = feature_separation_backward(
-      a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, s, std::forward<GA>(grad_a), std::forward<GB>(grad_b),
-      std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind), std::forward<GAIA>(grad_a_ind_aug),
-      std::forward<GBIA>(grad_b_ind_aug), o, 1.0, ws);
+      a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, s, std::forward<GA>(grad_a),
+      std::forward<GB>(grad_b), std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind),
+      std::forward<GAIA>(grad_a_ind_aug), std::forward<GBIA>(grad_b_ind_aug), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = tg;
   return s.loss;
 }
@@ -3896,9 +3940,10 @@ struct philox_stream {
   std::uint32_t stream = 0;
 
   CONTRASTIVE_HOST_DEVICE philox_block block(std::uint32_t k) const noexcept {
-    const philox_block c{{static_cast<std::uint32_t>(id), static_cast<std::uint32_t>(id >> 32), step,
-                          (stream << 28) | (k & 0x0FFFFFFFu)}};
-    return philox4x32_10(c, static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+    const philox_block c{{static_cast<std::uint32_t>(id), static_cast<std::uint32_t>(id >> 32),
+                          step, (stream << 28) | (k & 0x0FFFFFFFu)}};
+    return philox4x32_10(c, static_cast<std::uint32_t>(seed),
+                         static_cast<std::uint32_t>(seed >> 32));
   }
 
   /// The m-th standard normal of the stream: block m/2, words (0, 1) or (2, 3), Box-Muller
@@ -3930,20 +3975,21 @@ CONTRASTIVE_NAMESPACE_END
 CONTRASTIVE_NAMESPACE_BEGIN
 
 struct brownian_bridge_options {
-  double t = 0.25;            // fixed t in [0, 1] (t = 0: u, t = 1: v)
-  bool random_t = false;      // per-row t_j ~ U(t_min, t_max) on Philox stream 3
+  double t = 0.25;        // fixed t in [0, 1] (t = 0: u, t = 1: v)
+  bool random_t = false;  // per-row t_j ~ U(t_min, t_max) on Philox stream 3
   double t_min = 0.05;
   double t_max = 0.95;
-  bool noise = true;          // add sigma sqrt(t(1-t)) eps (points) / sigma n_k (paths)
-  double sigma = 0;           // noise scale >= 0; 0 (default) means 1/sqrt(D)
-  bool reproject = false;     // divide each sampled point by its norm
-  index_t steps = 8;          // K, the number of steps of a trajectory (>= 1)
-  std::uint64_t seed = 0;     // Philox key
-  std::uint32_t step = 0;     // Philox counter word 2 (e.g. the training step)
-  std::uint64_t first_id = 0; // Philox id of row j is first_id + j ...
-  vector_view<const std::int64_t> ids{};           // ... or ids[j] when given (one per row, >= 0; device memory on the GPU)
-  bool accumulate = false;    // backward adds into grad_v / grad_u instead of overwriting them
-  int num_threads = 0;        // 0: all OpenMP threads (1 without OpenMP)
+  bool noise = true;           // add sigma sqrt(t(1-t)) eps (points) / sigma n_k (paths)
+  double sigma = 0;            // noise scale >= 0; 0 (default) means 1/sqrt(D)
+  bool reproject = false;      // divide each sampled point by its norm
+  index_t steps = 8;           // K, the number of steps of a trajectory (>= 1)
+  std::uint64_t seed = 0;      // Philox key
+  std::uint32_t step = 0;      // Philox counter word 2 (e.g. the training step)
+  std::uint64_t first_id = 0;  // Philox id of row j is first_id + j ...
+  vector_view<const std::int64_t>
+      ids{};  // ... or ids[j] when given (one per row, >= 0; device memory on the GPU)
+  bool accumulate = false;  // backward adds into grad_v / grad_u instead of overwriting them
+  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP)
 };
 
 namespace detail {
@@ -3958,7 +4004,8 @@ CONTRASTIVE_HOST_DEVICE inline std::uint64_t bridge_id(const brownian_bridge_opt
 }
 
 /// The t of row j (unchecked options).
-CONTRASTIVE_HOST_DEVICE inline double bridge_t(const brownian_bridge_options& o, index_t j) noexcept {
+CONTRASTIVE_HOST_DEVICE inline double bridge_t(const brownian_bridge_options& o,
+                                               index_t j) noexcept {
   if (!o.random_t) return o.t;
   const philox_stream s{o.seed, bridge_id(o, j), o.step,
                         static_cast<std::uint32_t>(philox_stream_id::bridge_t)};
@@ -3972,7 +4019,8 @@ CONTRASTIVE_HOST_DEVICE inline philox_stream bridge_noise_stream(const brownian_
                        static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
 }
 
-CONTRASTIVE_HOST_DEVICE inline double bridge_sigma(const brownian_bridge_options& o, index_t d) noexcept {
+CONTRASTIVE_HOST_DEVICE inline double bridge_sigma(const brownian_bridge_options& o,
+                                                   index_t d) noexcept {
   return o.sigma > 0 ? o.sigma : 1.0 / ::sqrt(double(d));
 }
 
@@ -4029,7 +4077,8 @@ inline void bridge_check_time(const char* fn, const brownian_bridge_options& o) 
 }
 
 /// The scalar options of a bridge call: the time (points only), sigma, and steps (trajectories).
-inline void bridge_check_scalars(const char* fn, const brownian_bridge_options& o, bool trajectory) {
+inline void bridge_check_scalars(const char* fn, const brownian_bridge_options& o,
+                                 bool trajectory) {
   if (!trajectory) bridge_check_time(fn, o);
   CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
                     ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);
@@ -4049,9 +4098,9 @@ CONTRASTIVE_NAMESPACE_BEGIN
 template <class T>
 struct brownian_bridge_saved {
   index_t n = 0, d = 0;
-  index_t steps = 0;          // K for trajectories, 0 for points
-  std::vector<double> t;      // per-row t (points)
-  double sigma = 0;           // the resolved noise scale
+  index_t steps = 0;      // K for trajectories, 0 for points
+  std::vector<double> t;  // per-row t (points)
+  double sigma = 0;       // the resolved noise scale
   bool noise = true, reproject = false, given_noise = false;
   std::uint64_t seed = 0;
   std::uint32_t step = 0;
@@ -4142,9 +4191,12 @@ void bridge_check_noise(const char* fn, const char* name, const matrix_view<cons
 struct bridge_scratch {
   std::vector<double> data;
   index_t stride = 0;
-  double* get(int tid) noexcept { return data.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(stride); }
+  double* get(int tid) noexcept {
+    return data.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(stride);
+  }
   bridge_scratch(int threads, index_t per_thread)
-      : data(static_cast<std::size_t>(threads) * static_cast<std::size_t>(per_thread)), stride(per_thread) {}
+      : data(static_cast<std::size_t>(threads) * static_cast<std::size_t>(per_thread)),
+        stride(per_thread) {}
 };
 
 constexpr index_t bridge_rows_per_task = 16;
@@ -4153,7 +4205,8 @@ template <class F>
 void bridge_for_rows(index_t n, int threads, F&& row_fn) {
   const index_t tasks = (n + bridge_rows_per_task - 1) / bridge_rows_per_task;
   parallel_for(tasks, threads, [&](index_t task, int tid) {
-    const index_t j1 = (task + 1) * bridge_rows_per_task < n ? (task + 1) * bridge_rows_per_task : n;
+    const index_t j1 =
+        (task + 1) * bridge_rows_per_task < n ? (task + 1) * bridge_rows_per_task : n;
     for (index_t j = task * bridge_rows_per_task; j < j1; ++j) row_fn(j, tid);
   });
 }
@@ -4229,10 +4282,12 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
   CONTRASTIVE_CHECK(saved.steps == 0 && saved.n == n && saved.d == d &&
                         saved.t.size() == static_cast<std::size_t>(n),
                     fn, ": 'saved' belongs to a ", saved.n, " x ", saved.d,
-                    saved.steps ? " trajectory" : " point", " sample, the inputs are ", n, " x ", d);
+                    saved.steps ? " trajectory" : " point", " sample, the inputs are ", n, " x ",
+                    d);
   CONTRASTIVE_CHECK(saved.given_noise == (eps != nullptr), fn,
-                    saved.given_noise ? ": 'saved' was sampled with caller noise: pass the same 'eps'"
-                                      : ": 'saved' was sampled on the Philox stream: pass no 'eps'");
+                    saved.given_noise
+                        ? ": 'saved' was sampled with caller noise: pass the same 'eps'"
+                        : ": 'saved' was sampled on the Philox stream: pass no 'eps'");
   CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
                         saved.sigma == bridge_sigma(o, d) &&
                         (eps || (saved.seed == o.seed && saved.step == o.step)),
@@ -4313,7 +4368,8 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
 // ---- trajectories ----
 
 /// n_k from n_{k-1} and xi_k (k = 1..K-1).
-inline void bridge_step_noise(double* nk, const double* xi, index_t d, index_t k, index_t kk) noexcept {
+inline void bridge_step_noise(double* nk, const double* xi, index_t d, index_t k,
+                              index_t kk) noexcept {
   double a, b;
   bridge_step_coefficients(k, kk, a, b);
   for (index_t i = 0; i < d; ++i) nk[i] = nk[i] * a + b * xi[i];
@@ -4395,11 +4451,12 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
   bridge_check_endpoints(fn, v, u, o, true);
   const index_t n = v.rows(), d = v.cols(), kk = o.steps;
   CONTRASTIVE_CHECK(saved.steps == kk && saved.n == n && saved.d == d, fn,
-                    ": 'saved' belongs to a ", saved.n, " x ", saved.d, " sample with ", saved.steps,
-                    " steps, the inputs are ", n, " x ", d, " with 'steps' = ", kk);
+                    ": 'saved' belongs to a ", saved.n, " x ", saved.d, " sample with ",
+                    saved.steps, " steps, the inputs are ", n, " x ", d, " with 'steps' = ", kk);
   CONTRASTIVE_CHECK(saved.given_noise == (xi != nullptr), fn,
-                    saved.given_noise ? ": 'saved' was sampled with caller noise: pass the same 'xi'"
-                                      : ": 'saved' was sampled on the Philox stream: pass no 'xi'");
+                    saved.given_noise
+                        ? ": 'saved' was sampled with caller noise: pass the same 'xi'"
+                        : ": 'saved' was sampled on the Philox stream: pass no 'xi'");
   CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
                         saved.sigma == bridge_sigma(o, d) &&
                         (xi || (saved.seed == o.seed && saved.step == o.step)),
@@ -4438,7 +4495,7 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
     double* du = dv + d;
     const index_t base = j * (kk + 1);
     for (index_t i = 0; i < d; ++i) {
-      du[i] = double(gx(base, i));  // X_0 = u
+      du[i] = double(gx(base, i));       // X_0 = u
       dv[i] = double(gx(base + kk, i));  // X_K = v
       nk[i] = 0;
     }
@@ -4511,10 +4568,10 @@ auto brownian_bridge_sample_with_noise(const A& a, const B& b, const E& eps, Y&&
 template <class A, class B, class T, class GY, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<GY>&& writable_tensor<GA&&>&&
                          writable_tensor<GB&&>)
-brownian_bridge_gradient brownian_bridge_sample_backward(const A& a, const B& b,
-                                                         const brownian_bridge_saved<T>& saved,
-                                                         const GY& grad_y, GA&& grad_a, GB&& grad_b,
-                                                         const brownian_bridge_options& o = {}) {
+brownian_bridge_gradient
+    brownian_bridge_sample_backward(const A& a, const B& b, const brownian_bridge_saved<T>& saved,
+                                    const GY& grad_y, GA&& grad_a, GB&& grad_b,
+                                    const brownian_bridge_options& o = {}) {
   const auto vv = detail::input_view(a);
   const auto vu = detail::input_view(b);
   const auto vg = detail::input_view(grad_y);
@@ -4530,9 +4587,11 @@ brownian_bridge_gradient brownian_bridge_sample_backward(const A& a, const B& b,
 template <class A, class B, class E, class T, class GY, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<E>&& tensor_like<GY>&&
                          writable_tensor<GA&&>&& writable_tensor<GB&&>)
-brownian_bridge_gradient brownian_bridge_sample_with_noise_backward(
-    const A& a, const B& b, const E& eps, const brownian_bridge_saved<T>& saved, const GY& grad_y,
-    GA&& grad_a, GB&& grad_b, const brownian_bridge_options& o = {}) {
+brownian_bridge_gradient
+    brownian_bridge_sample_with_noise_backward(const A& a, const B& b, const E& eps,
+                                               const brownian_bridge_saved<T>& saved,
+                                               const GY& grad_y, GA&& grad_a, GB&& grad_b,
+                                               const brownian_bridge_options& o = {}) {
   const auto vv = detail::input_view(a);
   const auto vu = detail::input_view(b);
   const auto ve = detail::input_view(eps);
@@ -4549,7 +4608,8 @@ brownian_bridge_gradient brownian_bridge_sample_with_noise_backward(
 /// from Philox stream 2.
 template <class A, class B, class X>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<X&&>)
-auto brownian_bridge_trajectory(const A& a, const B& b, X&& x, const brownian_bridge_options& o = {}) {
+auto brownian_bridge_trajectory(const A& a, const B& b, X&& x,
+                                const brownian_bridge_options& o = {}) {
   const auto vv = detail::input_view(a);
   const auto vu = detail::input_view(b);
   const auto vx = detail::output_view(std::forward<X>(x));
@@ -4570,7 +4630,8 @@ auto brownian_bridge_trajectory_with_noise(const A& a, const B& b, const XI& xi,
   const auto vx = detail::output_view(std::forward<X>(x));
   using T = typename decltype(vv)::value_type;
   detail::require_same_value_type<T, decltype(vu), decltype(vxi), decltype(vx)>();
-  return detail::bridge_path_forward<T>("brownian_bridge_trajectory_with_noise", vv, vu, &vxi, vx, o);
+  return detail::bridge_path_forward<T>("brownian_bridge_trajectory_with_noise", vv, vu, &vxi, vx,
+                                        o);
 }
 
 /// Backward of brownian_bridge_trajectory: given grad_x = dL/dx, writes (or adds) dL/da and
@@ -4578,11 +4639,11 @@ auto brownian_bridge_trajectory_with_noise(const A& a, const B& b, const XI& xi,
 template <class A, class B, class T, class GX, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<GX>&& writable_tensor<GA&&>&&
                          writable_tensor<GB&&>)
-brownian_bridge_gradient brownian_bridge_trajectory_backward(const A& a, const B& b,
-                                                             const brownian_bridge_saved<T>& saved,
-                                                             const GX& grad_x, GA&& grad_a,
-                                                             GB&& grad_b,
-                                                             const brownian_bridge_options& o = {}) {
+brownian_bridge_gradient
+    brownian_bridge_trajectory_backward(const A& a, const B& b,
+                                        const brownian_bridge_saved<T>& saved, const GX& grad_x,
+                                        GA&& grad_a, GB&& grad_b,
+                                        const brownian_bridge_options& o = {}) {
   const auto vv = detail::input_view(a);
   const auto vu = detail::input_view(b);
   const auto vg = detail::input_view(grad_x);
@@ -4598,9 +4659,11 @@ brownian_bridge_gradient brownian_bridge_trajectory_backward(const A& a, const B
 template <class A, class B, class XI, class T, class GX, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<XI>&& tensor_like<GX>&&
                          writable_tensor<GA&&>&& writable_tensor<GB&&>)
-brownian_bridge_gradient brownian_bridge_trajectory_with_noise_backward(
-    const A& a, const B& b, const XI& xi, const brownian_bridge_saved<T>& saved, const GX& grad_x,
-    GA&& grad_a, GB&& grad_b, const brownian_bridge_options& o = {}) {
+brownian_bridge_gradient
+    brownian_bridge_trajectory_with_noise_backward(const A& a, const B& b, const XI& xi,
+                                                   const brownian_bridge_saved<T>& saved,
+                                                   const GX& grad_x, GA&& grad_a, GB&& grad_b,
+                                                   const brownian_bridge_options& o = {}) {
   const auto vv = detail::input_view(a);
   const auto vu = detail::input_view(b);
   const auto vxi = detail::input_view(xi);
@@ -4626,9 +4689,10 @@ CONTRASTIVE_NAMESPACE_BEGIN
 /// tiling_options only num_threads is used (rows are independent; there are no tiles).
 struct brownian_bridge_loss_options : tiling_options {
   brownian_bridge_options bridge{};
-  bool nll_weight = false;     // weight term j by 1 / (2 t_j (1 - t_j))
-  bool detach_a_aug = false;   // no gradient to a_aug (grad_a_aug zeroed, or untouched with accumulate)
-  bool accumulate = false;     // backward adds into the gradients instead of overwriting them
+  bool nll_weight = false;  // weight term j by 1 / (2 t_j (1 - t_j))
+  bool detach_a_aug =
+      false;  // no gradient to a_aug (grad_a_aug zeroed, or untouched with accumulate)
+  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
 };
 
 /// What the backward returns besides the input gradients: upstream * dL/dt.
@@ -4665,11 +4729,13 @@ void bridge_loss_check(const char* fn, const matrix_view<const T>& v, const matr
     if (b.random_t) {
       CONTRASTIVE_CHECK(b.t_min > 0 && b.t_max < 1, fn,
                         ": 'nll_weight' needs 0 < t_min and t_max < 1 (the weight 1/(2t(1-t)) is "
-                        "infinite at the ends), got [", b.t_min, ", ", b.t_max, "]");
+                        "infinite at the ends), got [",
+                        b.t_min, ", ", b.t_max, "]");
     } else {
       CONTRASTIVE_CHECK(b.t > 0 && b.t < 1, fn,
                         ": 'nll_weight' needs 0 < t < 1 (the weight 1/(2t(1-t)) is infinite at the "
-                        "ends), got ", b.t);
+                        "ends), got ",
+                        b.t);
     }
   }
   check_rows(fn, "a_aug", a);
@@ -4715,14 +4781,10 @@ brownian_bridge_loss_saved<T> bridge_loss_forward(const matrix_view<const T>& v,
 }
 
 template <class T>
-brownian_bridge_loss_parameter_gradients bridge_loss_backward(const matrix_view<const T>& v,
-                                              const matrix_view<const T>& u,
-                                              const matrix_view<const T>& a,
-                                              const brownian_bridge_loss_saved<T>& saved,
-                                              const matrix_view<T>& gv, const matrix_view<T>& gu,
-                                              const matrix_view<T>& ga,
-                                              const brownian_bridge_loss_options& o,
-                                              double upstream) {
+brownian_bridge_loss_parameter_gradients bridge_loss_backward(
+    const matrix_view<const T>& v, const matrix_view<const T>& u, const matrix_view<const T>& a,
+    const brownian_bridge_loss_saved<T>& saved, const matrix_view<T>& gv, const matrix_view<T>& gu,
+    const matrix_view<T>& ga, const brownian_bridge_loss_options& o, double upstream) {
   const char* fn = "brownian_bridge_loss_backward";
   bridge_loss_check(fn, v, u, a, o);
   CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
@@ -4730,9 +4792,8 @@ brownian_bridge_loss_parameter_gradients bridge_loss_backward(const matrix_view<
   CONTRASTIVE_CHECK(saved.n == n && saved.d == d && saved.t.size() == static_cast<std::size_t>(n),
                     fn, ": 'saved' belongs to a ", saved.n, " x ", saved.d,
                     " batch, the inputs are ", n, " x ", d);
-  CONTRASTIVE_CHECK(saved.nll_weight == o.nll_weight, fn,
-                    ": 'saved' was computed with nll_weight ", saved.nll_weight, ", these options have ",
-                    o.nll_weight);
+  CONTRASTIVE_CHECK(saved.nll_weight == o.nll_weight, fn, ": 'saved' was computed with nll_weight ",
+                    saved.nll_weight, ", these options have ", o.nll_weight);
   const char* names[3] = {"grad_a", "grad_b", "grad_a_aug"};
   const matrix_view<T>* outs[3] = {&gv, &gu, &ga};
   for (int k = 0; k < 3; ++k) {
@@ -4787,18 +4848,18 @@ brownian_bridge_loss_parameter_gradients bridge_loss_backward(const matrix_view<
 /// Scratch bytes: none (per-thread rows are allocated inside; the call takes a workspace only to
 /// share the shape of every loss).
 template <class T>
-std::size_t brownian_bridge_loss_workspace_bytes(index_t, index_t,
-                                                 const brownian_bridge_loss_options& = {}) noexcept {
+std::size_t brownian_bridge_loss_workspace_bytes(
+    index_t, index_t, const brownian_bridge_loss_options& = {}) noexcept {
   return 0;
 }
 
 /// The same for these inputs.
-template <class A, class B, class AA,
-          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value &&
-                               is_tensor_like<AA>::value,
-                           int> = 0>
-std::size_t brownian_bridge_loss_workspace_bytes(const A&, const B&, const AA&,
-                                                 const brownian_bridge_loss_options& = {}) noexcept {
+template <
+    class A, class B, class AA,
+    std::enable_if_t<
+        is_tensor_like<A>::value && is_tensor_like<B>::value && is_tensor_like<AA>::value, int> = 0>
+std::size_t brownian_bridge_loss_workspace_bytes(
+    const A&, const B&, const AA&, const brownian_bridge_loss_options& = {}) noexcept {
   return 0;
 }
 
@@ -4821,10 +4882,12 @@ auto brownian_bridge_loss_forward(const A& a, const B& b, const AA& a_aug,
 template <class A, class B, class AA, class T, class GA, class GB, class GAA>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& writable_tensor<GA&&>&&
                          writable_tensor<GB&&>&& writable_tensor<GAA&&>)
-brownian_bridge_loss_parameter_gradients brownian_bridge_loss_backward(
-    const A& a, const B& b, const AA& a_aug, const brownian_bridge_loss_saved<T>& saved,
-    GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug, const brownian_bridge_loss_options& o = {},
-    double upstream = 1.0, workspace = {}) {
+brownian_bridge_loss_parameter_gradients
+    brownian_bridge_loss_backward(const A& a, const B& b, const AA& a_aug,
+                                  const brownian_bridge_loss_saved<T>& saved, GA&& grad_a,
+                                  GB&& grad_b, GAA&& grad_a_aug,
+                                  const brownian_bridge_loss_options& o = {}, double upstream = 1.0,
+                                  workspace = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   const auto vaa = detail::input_view(a_aug);
@@ -4917,10 +4980,10 @@ CONTRASTIVE_NAMESPACE_BEGIN
 
 /// Which algorithm computes the geometric-consistency losses.
 enum class gc_algorithm {
-  automatic,   // gram when D < N, else naive
-  naive,       // N x N similarity matrices (test reference; O(N^2) memory)
-  gram,        // D x D Grams, cancellation-free P/Q form (three-Gram form for unequal weights)
-  gram_split   // D x D Grams, the three-Gram form (docs/geometric_consistency.md#gram-form; cross-check)
+  automatic,  // gram when D < N, else naive
+  naive,      // N x N similarity matrices (test reference; O(N^2) memory)
+  gram,       // D x D Grams, cancellation-free P/Q form (three-Gram form for unequal weights)
+  gram_split  // D x D Grams, the three-Gram form (docs/geometric_consistency.md#gram-form; cross-check)
 };
 
 /// Options of geometric consistency. From tiling_options: tile_rows is the rows per block of the
@@ -4935,7 +4998,7 @@ struct geometric_consistency_options : tiling_options {
   bool detach_a_aug = false;
   bool detach_b_aug = false;
   gc_algorithm algorithm = gc_algorithm::automatic;
-  bool accumulate = false;   // backward adds into the gradients instead of overwriting them
+  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
 };
 
 namespace detail {
@@ -4973,8 +5036,8 @@ struct geometric_consistency_saved {
   bool augmented = false;
   gc_algorithm algorithm = gc_algorithm::naive;  // never automatic
   double cross_modal_weight = 1, in_modal_weight = 1;
-  std::vector<T> grams;        // gram paths: row-major D x D matrices, see detail::gc_gram_count
-  std::vector<double> delta;   // augmented: <v_j,u_j> - <va_j,ua_j>
+  std::vector<T> grams;       // gram paths: row-major D x D matrices, see detail::gc_gram_count
+  std::vector<double> delta;  // augmented: <v_j,u_j> - <va_j,ua_j>
 };
 
 namespace detail {
@@ -4996,8 +5059,8 @@ inline gc_algorithm gc_resolve(index_t n, index_t d, bool augmented,
 /// D x D matrices kept by the gram paths.
 inline int gc_gram_count(gc_algorithm a, bool augmented) noexcept {
   if (a == gc_algorithm::naive) return 0;
-  if (augmented) return 6;                      // per pair: (P^TP, Q^TQ, P^TQ) or (X^TX, Y^TY, X^TY)
-  return a == gc_algorithm::gram ? 2 : 3;       // (P^TP, Q^TQ) or (V^TV, U^TU, V^TU)
+  if (augmented) return 6;                 // per pair: (P^TP, Q^TQ, P^TQ) or (X^TX, Y^TY, X^TY)
+  return a == gc_algorithm::gram ? 2 : 3;  // (P^TP, Q^TQ) or (V^TV, U^TU, V^TU)
 }
 
 /// The fixed work split of the gram path.
@@ -5043,7 +5106,8 @@ std::size_t gc_forward_bytes(const gc_plan& p) noexcept {
   if (p.algorithm == gc_algorithm::naive) return workspace_alignment;
   const int threads = p.threads < p.slabs ? p.threads : static_cast<int>(p.slabs);
   const std::size_t dd = static_cast<std::size_t>(p.d * p.d);
-  return static_cast<std::size_t>(p.slabs - 1) * array_bytes<T>(dd * static_cast<std::size_t>(p.grams)) +
+  return static_cast<std::size_t>(p.slabs - 1) *
+             array_bytes<T>(dd * static_cast<std::size_t>(p.grams)) +
          static_cast<std::size_t>(threads) * gc_thread_bytes<T>(p) + workspace_alignment;
 }
 
@@ -5092,8 +5156,8 @@ void gc_load(const matrix_view<const T>& x, index_t r0, index_t c, T* dst, gc_ro
 
 /// P = X + Y and Q = X - Y for rows [r0, r0 + c), flagging a bad row of X or Y.
 template <class T>
-void gc_load_pq(const matrix_view<const T>& x, const matrix_view<const T>& y, index_t r0,
-                index_t c, T* p, T* q, gc_row_flag& flag) {
+void gc_load_pq(const matrix_view<const T>& x, const matrix_view<const T>& y, index_t r0, index_t c,
+                T* p, T* q, gc_row_flag& flag) {
   const index_t d = x.cols(), xs = x.col_stride(), ys = y.col_stride();
   for (index_t r = 0; r < c; ++r) {
     const T* xr = x.row_ptr(r0 + r);
@@ -5132,7 +5196,8 @@ void gc_report_flags(const char* fn, const std::vector<gc_row_flag>& flags, cons
     if (flags[static_cast<std::size_t>(c)].row < 0) continue;
     const index_t r0 = c * p.chunk;
     const index_t rows = p.n - r0 < p.chunk ? p.n - r0 : p.chunk;
-    for (int k = 0; k < count; ++k) check_rows(fn, inputs[k].name, inputs[k].view.middle_rows(r0, rows));
+    for (int k = 0; k < count; ++k)
+      check_rows(fn, inputs[k].name, inputs[k].view.middle_rows(r0, rows));
   }
 }
 
@@ -5221,8 +5286,8 @@ inline bool gc_gram_is_symmetric(const gc_plan& p, int g) noexcept {
 /// The forward sweep of the gram paths: fills saved.grams (and saved.delta) and returns the loss.
 template <class T>
 double gc_gram_forward(const char* fn, const gc_plan& p, const gc_input<T>* in, int inputs,
-                       const geometric_consistency_options& o, geometric_consistency_saved<T>& saved,
-                       workspace ws) {
+                       const geometric_consistency_options& o,
+                       geometric_consistency_saved<T>& saved, workspace ws) {
   const index_t n = p.n, d = p.d, dd = d * d;
   arena ar(ws, gc_forward_bytes<T>(p) - workspace_alignment, fn);
   saved.grams.assign(static_cast<std::size_t>(p.grams * dd), T(0));
@@ -5231,7 +5296,8 @@ double gc_gram_forward(const char* fn, const gc_plan& p, const gc_input<T>* in, 
   slab[0] = saved.grams.data();
   for (index_t s = 1; s < p.slabs; ++s) {
     slab[static_cast<std::size_t>(s)] = ar.take<T>(static_cast<std::size_t>(p.grams * dd));
-    std::fill(slab[static_cast<std::size_t>(s)], slab[static_cast<std::size_t>(s)] + p.grams * dd, T(0));
+    std::fill(slab[static_cast<std::size_t>(s)], slab[static_cast<std::size_t>(s)] + p.grams * dd,
+              T(0));
   }
   const int threads = p.threads < p.slabs ? p.threads : static_cast<int>(p.slabs);
   std::vector<T*> scratch(static_cast<std::size_t>(threads));
@@ -5298,7 +5364,8 @@ double gc_gram_forward(const char* fn, const gc_plan& p, const gc_input<T>* in, 
     const T* au = g + dd;
     const T* cc = g + 2 * dd;  // V^T U
     const double cross = 2 * gc_frobenius(av, au, d) - 2 * gc_trace_product(cc, cc, d);
-    const double inmod = gc_frobenius(av, av, d) + gc_frobenius(au, au, d) - 2 * gc_frobenius(cc, cc, d);
+    const double inmod =
+        gc_frobenius(av, av, d) + gc_frobenius(au, au, d) - 2 * gc_frobenius(cc, cc, d);
     return inv_n * (o.cross_modal_weight * cross + o.in_modal_weight * inmod);
   }
   double f = 0;
@@ -5332,17 +5399,18 @@ void gc_gram_backward(const char* fn, const gc_plan& p, const gc_input<T>* in, i
   } else if (!p.augmented) {
     const double wx = o.cross_modal_weight, wi = o.in_modal_weight;
     for (int k = 0; k < 4; ++k) f[k] = ar.take<T>(static_cast<std::size_t>(dd));
-    const auto av = cm(g), au = cm(g + dd), c = cm(g + 2 * dd);  // c = V^T U
+    const auto av = cm(g), au = cm(g + dd), c = cm(g + 2 * dd);   // c = V^T U
     gc_map<T>(f[0], d, d) = (T(wx) * au + T(wi) * av);            // Mv
     gc_map<T>(f[1], d, d) = (T(wx) * c + T(wi) * c.transpose());  // Nv
     gc_map<T>(f[2], d, d) = (T(wx) * av + T(wi) * au);            // Mu
     gc_map<T>(f[3], d, d) = (T(wx) * c.transpose() + T(wi) * c);  // Nu
   } else {
     for (int pr = 0; pr < 2; ++pr) {
-      const auto a = cm(g + 3 * pr * dd), b = cm(g + (3 * pr + 1) * dd), c = cm(g + (3 * pr + 2) * dd);
+      const auto a = cm(g + 3 * pr * dd), b = cm(g + (3 * pr + 1) * dd),
+                 c = cm(g + (3 * pr + 2) * dd);
       T* const* fp = f + 4 * pr;
       for (int k = 0; k < 4; ++k) f[4 * pr + k] = ar.take<T>(static_cast<std::size_t>(dd));
-      if (p.algorithm == gc_algorithm::gram) {  // c = P^T Q
+      if (p.algorithm == gc_algorithm::gram) {       // c = P^T Q
         gc_map<T>(fp[0], d, d) = b + c.transpose();  // dX = P G1 + Q G2
         gc_map<T>(fp[1], d, d) = c + a;
         gc_map<T>(fp[2], d, d) = b - c.transpose();  // dY = P G3 + Q G4
@@ -5495,8 +5563,8 @@ double gc_naive_forward(const gc_plan& p, const gc_input<T>* in,
     const row_major_matrix<T> m = v * u.transpose();
     const row_major_matrix<T> k = m - m.transpose();
     const row_major_matrix<T> e = v * v.transpose() - u * u.transpose();
-    return inv_n * (o.cross_modal_weight * gc_squared_norm(k) +
-                    o.in_modal_weight * gc_squared_norm(e));
+    return inv_n *
+           (o.cross_modal_weight * gc_squared_norm(k) + o.in_modal_weight * gc_squared_norm(e));
   }
   const row_major_matrix<T> va = gc_dense(in[2].view), ua = gc_dense(in[3].view);
   const row_major_matrix<T> ev = v * v.transpose() - va * va.transpose();
@@ -5504,7 +5572,8 @@ double gc_naive_forward(const gc_plan& p, const gc_input<T>* in,
   double f = gc_squared_norm(ev) + gc_squared_norm(eu);
   saved.delta.assign(static_cast<std::size_t>(p.n), 0.0);
   for (index_t j = 0; j < p.n; ++j) {
-    const double dl = dot_rows(in[0].view, j, in[1].view, j) - dot_rows(in[2].view, j, in[3].view, j);
+    const double dl =
+        dot_rows(in[0].view, j, in[1].view, j) - dot_rows(in[2].view, j, in[3].view, j);
     saved.delta[static_cast<std::size_t>(j)] = dl;
     f += dl * dl;
   }
@@ -5513,8 +5582,9 @@ double gc_naive_forward(const gc_plan& p, const gc_input<T>* in,
 
 template <class T>
 void gc_naive_backward(const gc_plan& p, const gc_input<T>* in,
-                       const geometric_consistency_saved<T>& saved, const matrix_view<T>* const* out,
-                       const geometric_consistency_options& o, double upstream) {
+                       const geometric_consistency_saved<T>& saved,
+                       const matrix_view<T>* const* out, const geometric_consistency_options& o,
+                       double upstream) {
   const T s = static_cast<T>(4 * upstream / double(p.n));
   const row_major_matrix<T> v = gc_dense(in[0].view), u = gc_dense(in[1].view);
   if (!p.augmented) {
@@ -5537,7 +5607,8 @@ void gc_naive_backward(const gc_plan& p, const gc_input<T>* in,
   const double sign[4] = {1, 1, -1, -1};
   for (index_t j = 0; j < p.n; ++j) {
     const double dl = 2 * upstream / double(p.n) * saved.delta[static_cast<std::size_t>(j)];
-    for (int k = 0; k < 4; ++k) g[k].row(j) += static_cast<T>(sign[k] * dl) * xs[partner[k]]->row(j);
+    for (int k = 0; k < 4; ++k)
+      g[k].row(j) += static_cast<T>(sign[k] * dl) * xs[partner[k]]->row(j);
   }
   for (int k = 0; k < 4; ++k)
     if (out[k]) gc_store_dense(*out[k], g[k], o.accumulate);
@@ -5554,7 +5625,8 @@ void gc_check_inputs(const char* fn, const gc_input<T>* in, int count,
   CONTRASTIVE_CHECK(a.cols() > 0, fn, ": '", in[0].name, "' has 0 columns (D must be > 0)");
   for (int k = 1; k < count; ++k) {
     CONTRASTIVE_CHECK(in[k].view.rows() == a.rows(), fn, ": '", in[k].name, "' has ",
-                      in[k].view.rows(), " rows, expected ", a.rows(), " (rows of '", in[0].name, "')");
+                      in[k].view.rows(), " rows, expected ", a.rows(), " (rows of '", in[0].name,
+                      "')");
     CONTRASTIVE_CHECK(in[k].view.cols() == a.cols(), fn, ": '", in[k].name, "' has ",
                       in[k].view.cols(), " columns, expected ", a.cols(), " (columns of '",
                       in[0].name, "')");
@@ -5600,7 +5672,7 @@ void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
                     saved.augmented ? " augmented" : "", " problem, the inputs are ", n, " x ", d,
                     augmented ? " (augmented)" : "");
   CONTRASTIVE_CHECK(augmented || (saved.cross_modal_weight == o.cross_modal_weight &&
-                                   saved.in_modal_weight == o.in_modal_weight),
+                                  saved.in_modal_weight == o.in_modal_weight),
                     fn, ": 'saved' was computed with other weights (", saved.cross_modal_weight,
                     ", ", saved.in_modal_weight, ") than these (", o.cross_modal_weight, ", ",
                     o.in_modal_weight, ")");
@@ -5613,8 +5685,10 @@ void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
     check_matrix(fn, grad_names[k], grads[k]);
     check_shape(fn, grad_names[k], grads[k], n, d, "the shape of the inputs");
     check_writable_layout(fn, grad_names[k], grads[k]);
-    for (int j = 0; j < count; ++j) check_no_alias(fn, grad_names[k], grads[k], in[j].name, in[j].view);
-    for (int j = 0; j < k; ++j) check_no_alias(fn, grad_names[k], grads[k], grad_names[j], grads[j]);
+    for (int j = 0; j < count; ++j)
+      check_no_alias(fn, grad_names[k], grads[k], in[j].name, in[j].view);
+    for (int j = 0; j < k; ++j)
+      check_no_alias(fn, grad_names[k], grads[k], grad_names[j], grads[j]);
   }
   const matrix_view<T>* out[4] = {&grads[0], &grads[1], nullptr, nullptr};
   if (augmented) {
@@ -5699,10 +5773,13 @@ auto geometric_consistency_forward(const A& a, const B& b,
 /// L_GC backward: writes (or adds) upstream * dL/da and dL/db. Nothing to return: the loss has
 /// no parameters of its own.
 template <class A, class B, class T, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-geometric_consistency_parameter_gradients geometric_consistency_backward(
-    const A& a, const B& b, const geometric_consistency_saved<T>& saved, GA&& grad_a, GB&& grad_b,
-    const geometric_consistency_options& o = {}, double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+geometric_consistency_parameter_gradients
+    geometric_consistency_backward(const A& a, const B& b,
+                                   const geometric_consistency_saved<T>& saved, GA&& grad_a,
+                                   GB&& grad_b, const geometric_consistency_options& o = {},
+                                   double upstream = 1.0, workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
@@ -5716,7 +5793,8 @@ geometric_consistency_parameter_gradients geometric_consistency_backward(
 
 /// L_GC forward and backward in one call; returns the loss.
 template <class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto geometric_consistency_forward_backward(
     const A& a, const B& b, GA&& grad_a, GB&& grad_b, const geometric_consistency_options& o = {},
     geometric_consistency_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
@@ -5747,14 +5825,17 @@ auto geometric_consistency_augmented_forward(const A& a, const B& b, const AA& a
 /// L^a_GC backward: writes (or adds) upstream * the gradients for a, b, a_aug and b_aug (the
 /// last two zeroed, or left untouched with `accumulate`, when detached).
 template <class A, class B, class AA, class BA, class T, class GA, class GB, class GAA, class GBA>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>&&
-                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAA&&>&&
-                             writable_tensor<GBA&&>)
-geometric_consistency_parameter_gradients geometric_consistency_augmented_backward(
-    const A& a, const B& b, const AA& a_aug, const BA& b_aug,
-    const geometric_consistency_saved<T>& saved, GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug,
-    GBA&& grad_b_aug, const geometric_consistency_options& o = {}, double upstream = 1.0,
-    workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>&& writable_tensor<GA&&>&&
+        writable_tensor<GB&&>&& writable_tensor<GAA&&>&& writable_tensor<GBA&&>)
+geometric_consistency_parameter_gradients
+    geometric_consistency_augmented_backward(const A& a, const B& b, const AA& a_aug,
+                                             const BA& b_aug,
+                                             const geometric_consistency_saved<T>& saved,
+                                             GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug,
+                                             GBA&& grad_b_aug,
+                                             const geometric_consistency_options& o = {},
+                                             double upstream = 1.0, workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   const auto vaa = detail::input_view(a_aug);
@@ -5773,9 +5854,9 @@ geometric_consistency_parameter_gradients geometric_consistency_augmented_backwa
 
 /// L^a_GC forward and backward in one call; returns the loss.
 template <class A, class B, class AA, class BA, class GA, class GB, class GAA, class GBA>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>&&
-                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAA&&>&&
-                             writable_tensor<GBA&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>&& writable_tensor<GA&&>&&
+        writable_tensor<GB&&>&& writable_tensor<GAA&&>&& writable_tensor<GBA&&>)
 auto geometric_consistency_augmented_forward_backward(
     const A& a, const B& b, const AA& a_aug, const BA& b_aug, GA&& grad_a, GB&& grad_b,
     GAA&& grad_a_aug, GBA&& grad_b_aug, const geometric_consistency_options& o = {},
@@ -5900,8 +5981,8 @@ CONTRASTIVE_NAMESPACE_BEGIN
 /// One accepted Marsaglia-Tsang draw, kept in two factors so that tiny shapes can be handled in
 /// the log domain: g = dv * exp(log_boost) (log_boost = log(u(w3)) / alpha for alpha < 1, else 0).
 struct gamma_draw {
-  double dv = 0;           // d v^3 of the accepted attempt
-  double log_boost = 0;    // 0 when alpha >= 1
+  double dv = 0;             // d v^3 of the accepted attempt
+  double log_boost = 0;      // 0 when alpha >= 1
   std::uint32_t blocks = 0;  // Philox blocks consumed (attempts made)
 };
 
@@ -5957,33 +6038,35 @@ CONTRASTIVE_HOST_DEVICE inline double gamma_value(const gamma_draw& g) noexcept 
 
 /// The accepted draw of Gamma(alpha, 1) on stream s, in factored form. Unchecked: alpha must be
 /// finite and > 0.
-CONTRASTIVE_HOST_DEVICE inline gamma_draw gamma_variate(double alpha, const philox_stream& s) noexcept {
+CONTRASTIVE_HOST_DEVICE inline gamma_draw gamma_variate(double alpha,
+                                                        const philox_stream& s) noexcept {
   return detail::gamma_run(detail::gamma_setup(alpha), s);
 }
 
 /// Gamma(alpha, 1) on stream s. Unchecked (alpha finite and > 0). For alpha < 1 the boost
 /// u^(1/alpha) underflows to 0 once alpha is below about 0.0015; use gamma_log_standard there.
 /// `blocks_used`, when given, receives the number of Philox blocks consumed.
-CONTRASTIVE_HOST_DEVICE inline double gamma_standard(double alpha, const philox_stream& s,
-                                                     std::uint32_t* blocks_used = nullptr) noexcept {
+CONTRASTIVE_HOST_DEVICE inline double gamma_standard(
+    double alpha, const philox_stream& s, std::uint32_t* blocks_used = nullptr) noexcept {
   const gamma_draw g = gamma_variate(alpha, s);
   if (blocks_used) *blocks_used = g.blocks;
   return detail::gamma_value(g);
 }
 
 /// log of the same draw as gamma_standard, without underflow for tiny shapes.
-CONTRASTIVE_HOST_DEVICE inline double gamma_log_standard(double alpha, const philox_stream& s) noexcept {
+CONTRASTIVE_HOST_DEVICE inline double gamma_log_standard(double alpha,
+                                                         const philox_stream& s) noexcept {
   const gamma_draw g = gamma_variate(alpha, s);
   return ::log(g.dv) + g.log_boost;
 }
 
 /// Parameters of a family of gamma draws; the sample id selects the member.
 struct gamma_params {
-  double alpha = 1.0;         // shape, finite and > 0
-  double rate = 1.0;          // rate lambda, finite and > 0 (the draw is Gamma(alpha, 1) / rate)
-  std::uint64_t seed = 0;     // Philox key
-  std::uint32_t step = 0;     // counter word 2
-  std::uint32_t stream = 0;   // 0..15, see philox_stream_id
+  double alpha = 1.0;        // shape, finite and > 0
+  double rate = 1.0;         // rate lambda, finite and > 0 (the draw is Gamma(alpha, 1) / rate)
+  std::uint64_t seed = 0;    // Philox key
+  std::uint32_t step = 0;    // counter word 2
+  std::uint32_t stream = 0;  // 0..15, see philox_stream_id
 };
 
 namespace detail {
@@ -6000,8 +6083,8 @@ inline void check_gamma_params(const char* fn, const gamma_params& p) {
                     ": 'alpha' must be finite and > 0, got ", p.alpha);
   CONTRASTIVE_CHECK(p.rate > 0 && p.rate < std::numeric_limits<double>::infinity(), fn,
                     ": 'rate' must be finite and > 0, got ", p.rate);
-  CONTRASTIVE_CHECK(p.stream < 16u, fn, ": 'stream' must be in [0, 15] (4 bits of the counter), got ",
-                    p.stream);
+  CONTRASTIVE_CHECK(p.stream < 16u, fn,
+                    ": 'stream' must be in [0, 15] (4 bits of the counter), got ", p.stream);
 }
 
 template <class Out>
@@ -6037,8 +6120,8 @@ void fill_gamma(Out&& out, const gamma_params& p, std::uint64_t first_id = 0) {
   const auto v = detail::gamma_output_view(std::forward<Out>(out));
   using T = typename decltype(v)::value_type;
   detail::check_gamma_params("fill_gamma", p);
-  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, "fill_gamma: 'out' is a null pointer with shape ",
-                    v.rows(), " x ", v.cols());
+  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr,
+                    "fill_gamma: 'out' is a null pointer with shape ", v.rows(), " x ", v.cols());
   const detail::gamma_constants k = detail::gamma_setup(p.alpha);
   for (index_t i = 0; i < v.rows(); ++i) {
     for (index_t j = 0; j < v.cols(); ++j) {
@@ -6058,9 +6141,10 @@ void fill_gamma(Out&& out, const gamma_params& p, const std::int64_t* ids, index
   CONTRASTIVE_CHECK(count == v.size(), "fill_gamma: 'ids' has ", count, " entries, expected ",
                     v.size(), " (one per element of 'out', ", v.rows(), " x ", v.cols(), ")");
   CONTRASTIVE_CHECK(count == 0 || ids != nullptr, "fill_gamma: 'ids' is a null pointer");
-  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, "fill_gamma: 'out' is a null pointer with shape ",
-                    v.rows(), " x ", v.cols());
-  for (index_t k = 0; k < count; ++k) detail::check_id_nonnegative("fill_gamma", ids[k], "position", k);
+  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr,
+                    "fill_gamma: 'out' is a null pointer with shape ", v.rows(), " x ", v.cols());
+  for (index_t k = 0; k < count; ++k)
+    detail::check_id_nonnegative("fill_gamma", ids[k], "position", k);
   const detail::gamma_constants k = detail::gamma_setup(p.alpha);
   for (index_t i = 0; i < v.rows(); ++i) {
     for (index_t j = 0; j < v.cols(); ++j) {
@@ -6211,7 +6295,8 @@ class normalizer_state {
   /// Sets zeta (finite) and marks the entry visited.
   void set(std::int64_t id, int direction, double zeta) {
     const std::size_t k = index("normalizer_state::set", id, direction);
-    CONTRASTIVE_CHECK(std::isfinite(zeta), "normalizer_state::set: 'zeta' must be finite, got ", zeta);
+    CONTRASTIVE_CHECK(std::isfinite(zeta), "normalizer_state::set: 'zeta' must be finite, got ",
+                      zeta);
     zeta_[k] = zeta;
     visited_[k] = 1;
   }
@@ -6230,7 +6315,8 @@ class normalizer_state {
 
   /// EMA update of every id of a batch in one direction with its log Zhat. beta in (0, 1];
   /// ids in [0, samples()), distinct; log_zhat finite. Nothing is written unless all checks pass.
-  void update(vector_view<const std::int64_t> ids, int direction, const double* log_zhat, double beta) {
+  void update(vector_view<const std::int64_t> ids, int direction, const double* log_zhat,
+              double beta) {
     const char* fn = "normalizer_state::update";
     check_beta(fn, beta);
     check_direction(fn, direction);
@@ -6280,8 +6366,8 @@ class normalizer_state {
     if (std::rename(tmp.c_str(), path.c_str()) != 0) {
       const int rerr = errno;
       std::remove(tmp.c_str());
-      CONTRASTIVE_CHECK(false, fn, ": cannot rename '", tmp, "' to '", path, "': ",
-                        std::strerror(rerr));
+      CONTRASTIVE_CHECK(false, fn, ": cannot rename '", tmp, "' to '", path,
+                        "': ", std::strerror(rerr));
     }
 #if CONTRASTIVE_STATE_POSIX
     sync_directory(path);
@@ -6309,7 +6395,7 @@ class normalizer_state {
 
   std::int64_t samples_ = 0;
   int directions_ = 1;
-  std::vector<double> zeta_;           // direction-major: [direction * samples + id]
+  std::vector<double> zeta_;  // direction-major: [direction * samples + id]
   std::vector<std::uint8_t> visited_;
 
   static constexpr std::size_t header_bytes = 32;
@@ -6319,8 +6405,8 @@ class normalizer_state {
            static_cast<std::size_t>(id);
   }
   void check_direction(const char* fn, int direction) const {
-    CONTRASTIVE_CHECK(direction >= 0 && direction < directions_, fn, ": 'direction' must be in [0, ",
-                      directions_, "), got ", direction);
+    CONTRASTIVE_CHECK(direction >= 0 && direction < directions_, fn,
+                      ": 'direction' must be in [0, ", directions_, "), got ", direction);
   }
   std::size_t index(const char* fn, std::int64_t id, int direction) const {
     check_direction(fn, direction);
@@ -6347,7 +6433,8 @@ class normalizer_state {
   }
 
   /// Duplicate check with caller scratch of ids.size entries (holds the sorted ids afterwards).
-  static void check_distinct(const char* fn, vector_view<const std::int64_t> ids, std::int64_t* scratch) {
+  static void check_distinct(const char* fn, vector_view<const std::int64_t> ids,
+                             std::int64_t* scratch) {
     std::copy(ids.data, ids.data + ids.size, scratch);
     std::sort(scratch, scratch + ids.size);
     const std::int64_t* dup = std::adjacent_find(scratch, scratch + ids.size);
@@ -6407,7 +6494,8 @@ class normalizer_state {
     // Makes the rename itself durable; failure here is not an error (the data is already safe
     // from a process crash, only a power loss could undo the rename).
     const std::size_t slash = path.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    const std::string dir =
+        slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
     const int fd = ::open(dir.c_str(), O_RDONLY);
     if (fd >= 0) {
       (void)::fsync(fd);
@@ -6467,7 +6555,8 @@ class normalizer_state {
     const unsigned char* z = p + header_bytes;
     if (entries > 0) {
       std::memcpy(s.zeta_.data(), z, static_cast<std::size_t>(entries) * sizeof(double));
-      std::memcpy(s.visited_.data(), z + entries * sizeof(double), static_cast<std::size_t>(entries));
+      std::memcpy(s.visited_.data(), z + entries * sizeof(double),
+                  static_cast<std::size_t>(entries));
     }
     for (std::size_t k = 0; k < s.zeta_.size(); ++k) {
       CONTRASTIVE_CHECK(s.visited_[k] <= 1, fn, ": '", path, "' is corrupted (visited flag ",
@@ -6556,10 +6645,10 @@ struct gamma_nce_direction {
 /// What the forward keeps for the backward (O(N), never N x N), plus monitoring values.
 template <class T>
 struct gamma_nce_saved {
-  T loss = 0;                 // surrogate: mean (or sum) of -s_ii + r_i, averaged over directions
-  double info_nce = 0;        // plain batch InfoNCE / CLIP value, same reduction (monitoring)
-  double rate_loss = 0;       // mean (or sum) of -s_ii + zeta_i, averaged over directions
-  double grad_log_scale = 0;  // dL/dtheta of the surrogate, theta = log(1/tau), r held fixed
+  T loss = 0;                  // surrogate: mean (or sum) of -s_ii + r_i, averaged over directions
+  double info_nce = 0;         // plain batch InfoNCE / CLIP value, same reduction (monitoring)
+  double rate_loss = 0;        // mean (or sum) of -s_ii + zeta_i, averaged over directions
+  double grad_log_scale = 0;   // dL/dtheta of the surrogate, theta = log(1/tau), r held fixed
   gamma_nce_direction<T> row;  // a -> b (state direction 0, Philox stream 0)
   gamma_nce_direction<T> col;  // b -> a (direction 1, stream 1); empty unless symmetric
   index_t n = 0, d = 0;
@@ -6585,10 +6674,10 @@ inline void gamma_nce_check_options(const char* fn, const gamma_nce_options& o) 
   CONTRASTIVE_CHECK(o.alpha > 0, fn,
                     ": 'alpha' must be > 0 (or gamma_nce_options::deterministic), got ", o.alpha);
   CONTRASTIVE_CHECK(o.beta > 0 && o.beta <= 1, fn, ": 'beta' must lie in (0, 1], got ", o.beta);
-  CONTRASTIVE_CHECK(o.rate_source == gamma_rate_source::state ||
-                        o.rate_source == gamma_rate_source::same_batch ||
-                        o.rate_source == gamma_rate_source::exact,
-                    fn, ": 'rate_source' has an invalid value (", static_cast<int>(o.rate_source), ")");
+  CONTRASTIVE_CHECK(
+      o.rate_source == gamma_rate_source::state || o.rate_source == gamma_rate_source::same_batch ||
+          o.rate_source == gamma_rate_source::exact,
+      fn, ": 'rate_source' has an invalid value (", static_cast<int>(o.rate_source), ")");
   CONTRASTIVE_CHECK(o.order == gamma_update_order::update_then_sample ||
                         o.order == gamma_update_order::sample_then_update,
                     fn, ": 'order' has an invalid value (", static_cast<int>(o.order), ")");
@@ -6609,8 +6698,8 @@ void gamma_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
   check_finite(fn, "b", b);
 }
 
-inline void gamma_nce_check_exact(const char* fn, const char* name, const vector_view<const double>& s,
-                                  index_t n) {
+inline void gamma_nce_check_exact(const char* fn, const char* name,
+                                  const vector_view<const double>& s, index_t n) {
   CONTRASTIVE_CHECK(!s.empty(), fn, ": rate_source::exact needs '", name, "'");
   CONTRASTIVE_CHECK(s.size == n, fn, ": '", name, "' has ", s.size, " values, expected ", n,
                     " (one per row)");
@@ -6697,11 +6786,11 @@ inline double gamma_reduction_weight(loss_reduction r, index_t n) noexcept {
 /// sums them in its own order. `state` is used only when non-null (rate_source::state); `exact`
 /// only when non-null (rate_source::exact). Shared by the single-process and distributed losses.
 template <class T, class Add>
-void gamma_nce_direction_step(int dir, index_t n, const std::int64_t* ids, const matrix_view<const T>& a,
-                              const matrix_view<const T>& b, double lambda, double log_count,
-                              const online_softmax<double>* stats, const double* exact,
-                              const normalizer_state* state, const gamma_nce_options& o,
-                              gamma_nce_direction<T>& out, Add&& add) {
+void gamma_nce_direction_step(int dir, index_t n, const std::int64_t* ids,
+                              const matrix_view<const T>& a, const matrix_view<const T>& b,
+                              double lambda, double log_count, const online_softmax<double>* stats,
+                              const double* exact, const normalizer_state* state,
+                              const gamma_nce_options& o, gamma_nce_direction<T>& out, Add&& add) {
   const bool deterministic = !(o.alpha < infinity<double>());
   const auto un = static_cast<std::size_t>(n);
   out.lse.resize(un);
@@ -6777,8 +6866,8 @@ inline void gamma_nce_check_ids_and_rates(const char* fn, vector_view<const std:
 
 /// The forward's loss and its d/dtheta are finite.
 inline void gamma_nce_check_loss(const char* fn, double loss, double dtheta, double temperature) {
-  CONTRASTIVE_CHECK(std::isfinite(loss) && std::isfinite(dtheta), fn,
-                    ": the loss is not finite (", loss, ") at temperature ", temperature,
+  CONTRASTIVE_CHECK(std::isfinite(loss) && std::isfinite(dtheta), fn, ": the loss is not finite (",
+                    loss, ") at temperature ", temperature,
                     "; the logits overflow or a weight r_i = (g_i/alpha) Zhat_i/Zbar_i does (check "
                     "the rates; sample_then_update does not bound r_i)");
 }
@@ -6798,7 +6887,8 @@ void gamma_nce_diagonal_backward(const matrix_view<const T>& a, const matrix_vie
 
 template <class T>
 gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
-                                          const matrix_view<const T>& b_in, vector_view<const std::int64_t> ids,
+                                          const matrix_view<const T>& b_in,
+                                          vector_view<const std::int64_t> ids,
                                           normalizer_state* state, const gamma_nce_options& o,
                                           workspace ws) {
   const char* fn = gamma_nce_fwd_name;
@@ -6809,8 +6899,9 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
   gamma_nce_check_ids_and_rates(fn, ids, n, state, o);
   const bool use_state = o.rate_source == gamma_rate_source::state;
 
-  arena ar(ws, gamma_nce_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
-                   workspace_alignment,
+  arena ar(ws,
+           gamma_nce_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+               workspace_alignment,
            fn);
   gamma_nce_forward_buffers<arena> buf(ar, n, sym);
   normalizer_state::check_distinct(fn, ids, buf.sorted_ids);
@@ -6873,9 +6964,9 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
       const gamma_nce_direction<T>& dd = dir == 0 ? saved.row : saved.col;
       for (index_t i = 0; i < n; ++i) {
         const std::int64_t id = ids.data[i];
-        const double updated = normalizer_state::ema(normalizer_state_access::zeta(*state, id, dir),
-                                                     normalizer_state_access::visited(*state, id, dir),
-                                                     dd.log_zhat[i], o.beta);
+        const double updated = normalizer_state::ema(
+            normalizer_state_access::zeta(*state, id, dir),
+            normalizer_state_access::visited(*state, id, dir), dd.log_zhat[i], o.beta);
         normalizer_state_access::set(*state, id, dir, updated);
       }
     }
@@ -6894,33 +6985,31 @@ void gamma_nce_check_backward(const char* fn, const matrix_view<const T>& a,
   CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
                         saved.positive_in_normaliser == o.positive_in_normaliser &&
                         saved.reduction == o.reduction,
-                    fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
-                    ", symmetric ", saved.symmetric, ", positive_in_normaliser ",
+                    fn, ": 'saved' was computed with other options (temperature ",
+                    saved.temperature, ", symmetric ", saved.symmetric, ", positive_in_normaliser ",
                     saved.positive_in_normaliser, ") than these (temperature ", o.temperature,
                     ", symmetric ", o.symmetric, ", positive_in_normaliser ",
                     o.positive_in_normaliser, ")");
   const auto un = static_cast<std::size_t>(saved.n);
-  CONTRASTIVE_CHECK(saved.row.r.size() == un && saved.row.lse.size() == un &&
-                        (!saved.symmetric || (saved.col.r.size() == un && saved.col.lse.size() == un)),
-                    fn, ": 'saved' is incomplete (not produced by gamma_nce_forward)");
+  CONTRASTIVE_CHECK(
+      saved.row.r.size() == un && saved.row.lse.size() == un &&
+          (!saved.symmetric || (saved.col.r.size() == un && saved.col.lse.size() == un)),
+      fn, ": 'saved' is incomplete (not produced by gamma_nce_forward)");
   check_pair_gradients(fn, a, b, ga, gb, upstream);
 }
 
 template <class T>
-temperature_gradient gamma_nce_backward_impl(const matrix_view<const T>& a_in,
-                                             const matrix_view<const T>& b_in,
-                                             const gamma_nce_saved<T>& saved,
-                                             const matrix_view<T>& grad_a,
-                                             const matrix_view<T>& grad_b,
-                                             const gamma_nce_options& o, double upstream,
-                                             workspace ws) {
+temperature_gradient gamma_nce_backward_impl(
+    const matrix_view<const T>& a_in, const matrix_view<const T>& b_in,
+    const gamma_nce_saved<T>& saved, const matrix_view<T>& grad_a, const matrix_view<T>& grad_b,
+    const gamma_nce_options& o, double upstream, workspace ws) {
   const char* fn = gamma_nce_bwd_name;
   gamma_nce_check_backward(fn, a_in, b_in, saved, grad_a, grad_b, o, upstream);
   const index_t n = a_in.rows(), d = a_in.cols();
   const bool sym = o.symmetric;
   const double lambda_d = 1.0 / o.temperature;
-  const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) +
-                              packing_bytes(grad_a) + packing_bytes(grad_b);
+  const std::size_t packing =
+      packing_bytes(a_in) + packing_bytes(b_in) + packing_bytes(grad_a) + packing_bytes(grad_b);
   arena ar(ws, gamma_nce_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
   const matrix_view<const T> a = gemm_input(a_in, ar);
   const matrix_view<const T> b = gemm_input(b_in, ar);
@@ -6985,8 +7074,9 @@ std::size_t gamma_nce_workspace_bytes(const A& a, const B& b, const gamma_nce_op
 /// < state.samples().
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
-auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids, normalizer_state& state,
-                       const gamma_nce_options& o = {}, workspace ws = {}) {
+auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids,
+                       normalizer_state& state, const gamma_nce_options& o = {},
+                       workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
@@ -6998,8 +7088,8 @@ auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> i
 /// gamma draws).
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
-auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids, const gamma_nce_options& o,
-                       workspace ws = {}) {
+auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids,
+                       const gamma_nce_options& o, workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
@@ -7011,10 +7101,12 @@ auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> i
 /// surrogate, with r_i (hence the gamma draws and the state) held fixed. Returns upstream *
 /// dL/dtemperature in three parameterisations. Does not touch any state.
 template <class A, class B, class T, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-gamma_nce_parameter_gradients gamma_nce_backward(const A& a, const B& b, const gamma_nce_saved<T>& saved,
-                                        GA&& grad_a, GB&& grad_b, const gamma_nce_options& o = {},
-                                        double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+gamma_nce_parameter_gradients
+    gamma_nce_backward(const A& a, const B& b, const gamma_nce_saved<T>& saved, GA&& grad_a,
+                       GB&& grad_b, const gamma_nce_options& o = {}, double upstream = 1.0,
+                       workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
@@ -7027,29 +7119,31 @@ gamma_nce_parameter_gradients gamma_nce_backward(const A& a, const B& b, const g
 /// separately to keep the monitoring values of `saved`). The temperature gradient is written to
 /// *parameter_grads when given.
 template <class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::int64_t> ids,
                                 normalizer_state& state, GA&& grad_a, GB&& grad_b,
                                 const gamma_nce_options& o = {},
                                 gamma_nce_parameter_gradients* parameter_grads = nullptr,
                                 workspace ws = {}) {
   const auto saved = gamma_nce_forward(a, b, ids, state, o, ws);
-  const gamma_nce_parameter_gradients pg = gamma_nce_backward(
-      a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
+  const gamma_nce_parameter_gradients pg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
+                                                              std::forward<GB>(grad_b), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = pg;
   return saved.loss;
 }
 
 /// The same without a state (rate_source same_batch or exact).
 template <class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::int64_t> ids,
                                 GA&& grad_a, GB&& grad_b, const gamma_nce_options& o,
                                 gamma_nce_parameter_gradients* parameter_grads = nullptr,
                                 workspace ws = {}) {
   const auto saved = gamma_nce_forward(a, b, ids, o, ws);
-  const gamma_nce_parameter_gradients pg = gamma_nce_backward(
-      a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
+  const gamma_nce_parameter_gradients pg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
+                                                              std::forward<GB>(grad_b), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = pg;
   return saved.loss;
 }

@@ -27,7 +27,8 @@ void fill_distinct(M& m) {
 
 // Shape, strides and data pointer as given, and every element equal to the expression's.
 template <class V, class M>
-void check_view(const V& v, const M& expr, const void* data, index_t row_stride, index_t col_stride) {
+void check_view(const V& v, const M& expr, const void* data, index_t row_stride,
+                index_t col_stride) {
   CHECK(static_cast<const void*>(v.data()) == data);
   REQUIRE(v.rows() == static_cast<index_t>(expr.rows()));
   REQUIRE(v.cols() == static_cast<index_t>(expr.cols()));
@@ -251,7 +252,7 @@ TEST_CASE("eigen: what is (writable) tensor-like", "[eigen]") {
   STATIC_REQUIRE_FALSE(is_tensor_like<decltype(Eigen::MatrixXf::Zero(2, 2))>::value);
 
   STATIC_REQUIRE(is_writable_tensor<Eigen::MatrixXf&>::value);
-  STATIC_REQUIRE(is_writable_tensor<Eigen::Map<Eigen::MatrixXf>>::value);   // rvalue Map
+  STATIC_REQUIRE(is_writable_tensor<Eigen::Map<Eigen::MatrixXf>>::value);    // rvalue Map
   STATIC_REQUIRE(is_writable_tensor<Eigen::Block<Eigen::MatrixXf>>::value);  // rvalue Block
   STATIC_REQUIRE(is_writable_tensor<Eigen::Ref<Eigen::MatrixXf>>::value);
   STATIC_REQUIRE(is_writable_tensor<RowArrayXXd&>::value);

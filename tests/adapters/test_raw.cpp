@@ -67,8 +67,8 @@ TEST_CASE("raw: device views carry the device tag", "[raw]") {
   const auto v = contrastive::make_device_view(fake_device_ptr, 4, 8, 8, 1);
   STATIC_REQUIRE(std::is_same<std::remove_const_t<decltype(v)>,
                               contrastive::device_matrix_view<float>>::value);
-  STATIC_REQUIRE_FALSE(std::is_convertible<contrastive::device_matrix_view<float>,
-                                           matrix_view<const float>>::value);
+  STATIC_REQUIRE_FALSE(
+      std::is_convertible<contrastive::device_matrix_view<float>, matrix_view<const float>>::value);
   CHECK(v.rows() == 4);
   CHECK(v.cols() == 8);
   CHECK(v.row_stride() == 8);
@@ -81,7 +81,8 @@ TEST_CASE("raw: make_view of a std::span", "[raw]") {
   const auto v = contrastive::make_view(std::span<float>(buf), 2, 3);
   CHECK(v.data() == buf.data());
   CHECK(v.row_stride() == 3);
-  REQUIRE_THROWS_AS(contrastive::make_view(std::span<float>(buf), 2, 4), contrastive::invalid_argument);
+  REQUIRE_THROWS_AS(contrastive::make_view(std::span<float>(buf), 2, 4),
+                    contrastive::invalid_argument);
   REQUIRE_THROWS_AS(contrastive::make_view(std::span<float>(buf), -2, -3),
                     contrastive::invalid_argument);
 }

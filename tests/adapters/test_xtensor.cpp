@@ -49,7 +49,8 @@ void fill_distinct(E& e) {
 
 // Shape, strides and data pointer as given, and every element equal to the expression's.
 template <class V, class E>
-void check_view(const V& v, const E& expr, const void* data, index_t row_stride, index_t col_stride) {
+void check_view(const V& v, const E& expr, const void* data, index_t row_stride,
+                index_t col_stride) {
   CHECK(static_cast<const void*>(v.data()) == data);
   REQUIRE(v.rows() == static_cast<index_t>(expr.shape()[0]));
   REQUIRE(v.cols() == static_cast<index_t>(expr.shape()[1]));
@@ -227,8 +228,8 @@ TEST_CASE("xtensor: what is (writable) tensor-like", "[xtensor]") {
   using lvalue_view = decltype(xt::view(std::declval<tensor_f&>(), xt::all(), xt::all()));
   using pointer_adaptor =
       decltype(xt::adapt(std::declval<float*>(), std::size_t{4}, xt::no_ownership(), shape2{}));
-  using owning_pointer_adaptor =
-      decltype(xt::adapt(std::declval<float*>(), std::size_t{4}, xt::acquire_ownership(), shape2{}));
+  using owning_pointer_adaptor = decltype(xt::adapt(std::declval<float*>(), std::size_t{4},
+                                                    xt::acquire_ownership(), shape2{}));
   using vector_ref_adaptor = decltype(xt::adapt(std::declval<std::vector<float>&>(), shape2{}));
   using vector_owning_adaptor = decltype(xt::adapt(std::declval<std::vector<float>>(), shape2{}));
   using lvalue_transpose = decltype(xt::transpose(std::declval<tensor_f&>()));
@@ -276,7 +277,8 @@ TEST_CASE("xtensor: views equal the raw view of the same memory", "[xtensor]") {
 #include "contrastive/losses/info_nce.hpp"
 #include "contrastive/losses/nt_xent.hpp"
 
-TEST_CASE("xtensor, Eigen and raw inputs give bitwise identical losses and gradients", "[xtensor][info_nce]") {
+TEST_CASE("xtensor, Eigen and raw inputs give bitwise identical losses and gradients",
+          "[xtensor][info_nce]") {
   const std::size_t n = 29, d = 7;
   xt::xtensor<float, 2> a = xt::zeros<float>({n, d}), b = xt::zeros<float>({n, d});
   for (std::size_t i = 0; i < n; ++i)
@@ -290,8 +292,10 @@ TEST_CASE("xtensor, Eigen and raw inputs give bitwise identical losses and gradi
   o.tile_cols = 5;
   // Raw memory.
   std::vector<float> gar(n * d), gbr(n * d);
-  const auto va = contrastive::make_view(static_cast<const float*>(a.data()), index_t(n), index_t(d));
-  const auto vb = contrastive::make_view(static_cast<const float*>(b.data()), index_t(n), index_t(d));
+  const auto va =
+      contrastive::make_view(static_cast<const float*>(a.data()), index_t(n), index_t(d));
+  const auto vb =
+      contrastive::make_view(static_cast<const float*>(b.data()), index_t(n), index_t(d));
   const float raw = contrastive::info_nce_forward_backward(
       va, vb, contrastive::make_view(gar.data(), index_t(n), index_t(d)),
       contrastive::make_view(gbr.data(), index_t(n), index_t(d)), o);
@@ -299,7 +303,8 @@ TEST_CASE("xtensor, Eigen and raw inputs give bitwise identical losses and gradi
   xt::xtensor<float, 2> gax = xt::zeros<float>({n, d}), gbx = xt::zeros<float>({n, d});
   CHECK(contrastive::info_nce_forward_backward(a, b, gax, gbx, o) == raw);
   xt::xtensor<float, 2, xt::layout_type::column_major> ac = a, bc = b;
-  xt::xtensor<float, 2, xt::layout_type::column_major> gac = xt::zeros<float>({n, d}), gbc = xt::zeros<float>({n, d});
+  xt::xtensor<float, 2, xt::layout_type::column_major> gac = xt::zeros<float>({n, d}),
+                                                       gbc = xt::zeros<float>({n, d});
   CHECK(contrastive::info_nce_forward_backward(ac, bc, gac, gbc, o) == raw);
   // Eigen.
   using emat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;

@@ -51,7 +51,8 @@ TEST_CASE("l2_normalize_backward: finite differences", "[l2_normalize][gradcheck
   CHECK((gin.array() == gx.array()).all());
 }
 
-TEST_CASE("l2_normalize composed with InfoNCE: gradients w.r.t. the raw inputs", "[l2_normalize][gradcheck]") {
+TEST_CASE("l2_normalize composed with InfoNCE: gradients w.r.t. the raw inputs",
+          "[l2_normalize][gradcheck]") {
   const ref::mat a = ref::random_matrix(6, 4, 11), b = ref::random_matrix(6, 4, 12);
   contrastive::info_nce_options o;
   o.temperature = 0.2;

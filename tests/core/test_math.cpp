@@ -96,8 +96,9 @@ TEST_CASE("softmax_gradient_entry: the CLIP and InfoNCE logit gradients", "[math
         // CLIP: (P + Q - 2T) / 2N up to the weight 1/2N; InfoNCE: P - T.
         CHECK(contrastive::softmax_gradient_entry(s[i * n + j], row_lse[i], col_lse[j], 1.0, 1.0,
                                                   t) == Approx(p + q - 2 * t).margin(1e-15));
-        CHECK(contrastive::softmax_gradient_entry(s[i * n + j], row_lse[i], std::numeric_limits<double>::quiet_NaN(), 1.0, 0.0,
-                                                  t) == Approx(p - t).margin(1e-15));
+        CHECK(contrastive::softmax_gradient_entry(s[i * n + j], row_lse[i],
+                                                  std::numeric_limits<double>::quiet_NaN(), 1.0,
+                                                  0.0, t) == Approx(p - t).margin(1e-15));
         // The transposed call (rows of B against A) sees the same entry.
         CHECK(contrastive::softmax_gradient_entry(s[i * n + j], col_lse[j], row_lse[i], 1.0, 1.0,
                                                   t) == Approx(p + q - 2 * t).margin(1e-15));
@@ -107,6 +108,7 @@ TEST_CASE("softmax_gradient_entry: the CLIP and InfoNCE logit gradients", "[math
   // Rows sum to zero for InfoNCE: sum_j (p_ij - t_ij) = 1 - 1.
   double row0 = 0;
   for (int j = 0; j < n; ++j)
-    row0 += contrastive::softmax_gradient_entry(s[j], row_lse[0], 0.0, 1.0, 0.0, j == 0 ? 1.0 : 0.0);
+    row0 +=
+        contrastive::softmax_gradient_entry(s[j], row_lse[0], 0.0, 1.0, 0.0, j == 0 ? 1.0 : 0.0);
   CHECK(row0 == Approx(0.0).margin(1e-14));
 }

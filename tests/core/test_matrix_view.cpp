@@ -81,7 +81,9 @@ TEST_CASE("matrix_view: column-major strides address the right elements", "[matr
 
 TEST_CASE("matrix_view: required_span_size", "[matrix_view]") {
   float buf[64] = {};
-  SECTION("contiguous row-major") { CHECK(matrix_view<float>(buf, 3, 4).required_span_size() == 12); }
+  SECTION("contiguous row-major") {
+    CHECK(matrix_view<float>(buf, 3, 4).required_span_size() == 12);
+  }
   SECTION("padded rows: the last row ends before the padding") {
     CHECK(matrix_view<float>(buf, 3, 4, 6, 1).required_span_size() == 1 + 2 * 6 + 3);
   }

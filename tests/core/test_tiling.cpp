@@ -21,8 +21,10 @@ TEST_CASE("make_blocks: tiles never straddle segments and cover every row once",
 
 TEST_CASE("tile_shape and workspace size have no N x N term", "[tiling]") {
   using contrastive::detail::tile_shape;
-  CHECK(tile_shape(256, 128, false, 1000, 50) == std::make_pair<contrastive::index_t, contrastive::index_t>(256, 50));
-  CHECK(tile_shape(256, 128, true, 1000, 1000) == std::make_pair<contrastive::index_t, contrastive::index_t>(128, 128));
+  CHECK(tile_shape(256, 128, false, 1000, 50) ==
+        std::make_pair<contrastive::index_t, contrastive::index_t>(256, 50));
+  CHECK(tile_shape(256, 128, true, 1000, 1000) ==
+        std::make_pair<contrastive::index_t, contrastive::index_t>(128, 128));
   using contrastive::detail::sweep_shape;
   auto bytes = [](contrastive::index_t n) {
     const auto t = tile_shape(256, 256, false, n, n);
@@ -42,7 +44,8 @@ TEST_CASE("tile_shape and workspace size have no N x N term", "[tiling]") {
 
 #include "support/reference.hpp"
 
-TEST_CASE("pairwise sweep with mask_diagonal: negatives-only statistics and gradients", "[tiling]") {
+TEST_CASE("pairwise sweep with mask_diagonal: negatives-only statistics and gradients",
+          "[tiling]") {
   using namespace contrastive;
   using rmat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   const index_t n = 11, d = 4;
@@ -66,7 +69,8 @@ TEST_CASE("pairwise sweep with mask_diagonal: negatives-only statistics and grad
   rmat g = rmat::Zero(n, n);
   for (index_t i = 0; i < n; ++i)
     for (index_t j = 0; j < n; ++j)
-      if (i != j) g(i, j) = wr[i] * std::exp(s(i, j) - row_lse[i]) + wc[j] * std::exp(s(i, j) - col_lse[j]);
+      if (i != j)
+        g(i, j) = wr[i] * std::exp(s(i, j) - row_lse[i]) + wc[j] * std::exp(s(i, j) - col_lse[j]);
   const rmat want_dx = lambda * g * b, want_dy = lambda * g.transpose() * a;
 
   for (const index_t tr : {index_t(1), index_t(3), index_t(5), index_t(16)}) {
@@ -86,7 +90,8 @@ TEST_CASE("pairwise sweep with mask_diagonal: negatives-only statistics and grad
       detail::pairwise_stats<double> st;
       st.row = rs.data();
       st.col = cs.data();
-      detail::arena ar1({}, detail::pairwise_forward_bytes<double>(detail::sweep_shape_of(p)), "test");
+      detail::arena ar1({}, detail::pairwise_forward_bytes<double>(detail::sweep_shape_of(p)),
+                        "test");
       detail::pairwise_forward(p, st, ar1);
       for (index_t i = 0; i < n; ++i) {
         CHECK(rs[i].lse() == Approx(row_lse[i]).epsilon(1e-13));
@@ -99,7 +104,8 @@ TEST_CASE("pairwise sweep with mask_diagonal: negatives-only statistics and grad
       k.col_lse = col_lse.data();
       rmat dx = rmat::Zero(n, d), dy = rmat::Zero(n, d);
       const matrix_view<double> vdx(dx.data(), n, d), vdy(dy.data(), n, d);
-      detail::arena ar2({}, detail::pairwise_backward_bytes<double>(detail::sweep_shape_of(p)), "test");
+      detail::arena ar2({}, detail::pairwise_backward_bytes<double>(detail::sweep_shape_of(p)),
+                        "test");
       detail::pairwise_backward(p, k, &vdx, &vdy, ar2);
       CHECK(ref::max_rel_diff(dx, want_dx) < 1e-12);
       CHECK(ref::max_rel_diff(dy, want_dy) < 1e-12);

@@ -25,28 +25,36 @@ cc::device_buffer upload(const std::vector<double>& x, index_t n, index_t d, boo
   std::vector<T> h(x.size());
   for (index_t i = 0; i < n; ++i)
     for (index_t k = 0; k < d; ++k)
-      h[static_cast<std::size_t>(col_major ? k * n + i : i * d + k)] = static_cast<T>(x[static_cast<std::size_t>(i * d + k)]);
+      h[static_cast<std::size_t>(col_major ? k * n + i : i * d + k)] =
+          static_cast<T>(x[static_cast<std::size_t>(i * d + k)]);
   cc::device_buffer b(h.size() * sizeof(T));
-  if (!h.empty()) check(cudaMemcpy(b.data(), h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy");
+  if (!h.empty())
+    check(cudaMemcpy(b.data(), h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice),
+          "cudaMemcpy");
   return b;
 }
 
 template <class T>
-contrastive::matrix_view<const T, contrastive::device_memory> in_view(const cc::device_buffer& b, index_t n,
-                                                                    index_t d, bool col_major) {
+contrastive::matrix_view<const T, contrastive::device_memory> in_view(const cc::device_buffer& b,
+                                                                      index_t n, index_t d,
+                                                                      bool col_major) {
   return col_major ? contrastive::make_device_view(b.as<const T>(), n, d, index_t(1), n)
                    : contrastive::make_device_view(b.as<const T>(), n, d, d, index_t(1));
 }
 
 template <class T>
-result run(bool path, const std::vector<double>& v, const std::vector<double>& u, index_t n, index_t d,
-           brownian_bridge_options o, const std::vector<std::int64_t>& ids, const run_options& r) {
+result run(bool path, const std::vector<double>& v, const std::vector<double>& u, index_t n,
+           index_t d, brownian_bridge_options o, const std::vector<std::int64_t>& ids,
+           const run_options& r) {
   const cc::device_buffer dv = upload<T>(v, n, d, r.col_major_in);
   const cc::device_buffer du = upload<T>(u, n, d, r.col_major_in);
   cc::device_buffer dids(ids.size() * sizeof(std::int64_t));
   if (!ids.empty()) {
-    check(cudaMemcpy(dids.data(), ids.data(), ids.size() * sizeof(std::int64_t), cudaMemcpyHostToDevice), "cudaMemcpy");
-    o.ids = contrastive::vector_view<const std::int64_t>(dids.as<const std::int64_t>(), static_cast<index_t>(ids.size()));
+    check(cudaMemcpy(dids.data(), ids.data(), ids.size() * sizeof(std::int64_t),
+                     cudaMemcpyHostToDevice),
+          "cudaMemcpy");
+    o.ids = contrastive::vector_view<const std::int64_t>(dids.as<const std::int64_t>(),
+                                                         static_cast<index_t>(ids.size()));
   }
   const index_t rows = r.out_rows >= 0 ? r.out_rows : (path ? n * (o.steps + 1) : n);
   const index_t stride = r.padded_out ? d + 3 : d;
@@ -77,7 +85,8 @@ result run(bool path, const std::vector<double>& v, const std::vector<double>& u
     cc::brownian_bridge_sample<T>(vv, vu, y, o);
   }
   std::vector<T> h(span);
-  if (span > 0) check(cudaMemcpy(h.data(), dy.data(), span * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  if (span > 0)
+    check(cudaMemcpy(h.data(), dy.data(), span * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
   res.out.resize(static_cast<std::size_t>(rows * d));
   for (index_t i = 0; i < rows; ++i) {
     for (index_t k = 0; k < stride; ++k) {
@@ -97,13 +106,17 @@ result run(bool path, const std::vector<double>& v, const std::vector<double>& u
 int invalid_value_code() { return static_cast<int>(cudaErrorInvalidValue); }
 
 result sample(const std::vector<double>& v, const std::vector<double>& u, index_t n, index_t d,
-              brownian_bridge_options o, const std::vector<std::int64_t>& ids, const run_options& r) {
-  return r.single ? run<float>(false, v, u, n, d, o, ids, r) : run<double>(false, v, u, n, d, o, ids, r);
+              brownian_bridge_options o, const std::vector<std::int64_t>& ids,
+              const run_options& r) {
+  return r.single ? run<float>(false, v, u, n, d, o, ids, r)
+                  : run<double>(false, v, u, n, d, o, ids, r);
 }
 
 result trajectory(const std::vector<double>& v, const std::vector<double>& u, index_t n, index_t d,
-                  brownian_bridge_options o, const std::vector<std::int64_t>& ids, const run_options& r) {
-  return r.single ? run<float>(true, v, u, n, d, o, ids, r) : run<double>(true, v, u, n, d, o, ids, r);
+                  brownian_bridge_options o, const std::vector<std::int64_t>& ids,
+                  const run_options& r) {
+  return r.single ? run<float>(true, v, u, n, d, o, ids, r)
+                  : run<double>(true, v, u, n, d, o, ids, r);
 }
 
 }  // namespace gpu_bridge

@@ -15,18 +15,18 @@ namespace gpu_bridge {
 using contrastive::index_t;
 
 struct run_options {
-  bool single = false;       // float instead of double
-  bool async = false;        // *_async + synchronise instead of the throwing wrapper
-  bool col_major_in = false; // v and u stored column-major on the device
-  bool padded_out = false;   // output rows padded by 3 elements (must stay untouched)
-  index_t out_rows = -1;     // output rows (-1: the right number)
-  std::int64_t ws_delta = 0; // trajectory workspace bytes given minus needed (async only)
+  bool single = false;        // float instead of double
+  bool async = false;         // *_async + synchronise instead of the throwing wrapper
+  bool col_major_in = false;  // v and u stored column-major on the device
+  bool padded_out = false;    // output rows padded by 3 elements (must stay untouched)
+  index_t out_rows = -1;      // output rows (-1: the right number)
+  std::int64_t ws_delta = 0;  // trajectory workspace bytes given minus needed (async only)
 };
 
 struct result {
-  std::vector<double> out;   // row-major, the output's shape
-  int padding_written = 0;   // padding elements that are no longer NaN
-  int status = 0;            // the *_async status (async runs)
+  std::vector<double> out;  // row-major, the output's shape
+  int padding_written = 0;  // padding elements that are no longer NaN
+  int status = 0;           // the *_async status (async runs)
 };
 
 /// v, u: n x d row-major host values (converted to float when single). `ids` (if not empty) is

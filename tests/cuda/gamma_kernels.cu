@@ -26,7 +26,8 @@ void check(cudaError_t s, const char* what) { cc::throw_on_error(s, what); }
 
 __global__ void philox_kernel(contrastive::philox_stream s, std::uint32_t count,
                               contrastive::philox_block* out) {
-  for (std::uint32_t k = blockIdx.x * blockDim.x + threadIdx.x; k < count; k += blockDim.x * gridDim.x)
+  for (std::uint32_t k = blockIdx.x * blockDim.x + threadIdx.x; k < count;
+       k += blockDim.x * gridDim.x)
     out[k] = s.block(k);
 }
 
@@ -34,34 +35,41 @@ __global__ void draws_kernel(gamma_params p, const std::uint64_t* ids, index_t n
                              contrastive::gamma_draw* out) {
   for (index_t k = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; k < n;
        k += static_cast<index_t>(blockDim.x) * gridDim.x)
-    out[k] = contrastive::gamma_variate(p.alpha, contrastive::philox_stream{p.seed, ids[k], p.step, p.stream});
+    out[k] = contrastive::gamma_variate(
+        p.alpha, contrastive::philox_stream{p.seed, ids[k], p.step, p.stream});
 }
 
 /// n elements of T set to NaN (all bytes 0xFF is a NaN for float and double).
 template <class T>
 cc::device_buffer poisoned(index_t n) {
   cc::device_buffer b(static_cast<std::size_t>(n) * sizeof(T));
-  if (n > 0) check(cudaMemset(b.data(), 0xFF, static_cast<std::size_t>(n) * sizeof(T)), "cudaMemset");
+  if (n > 0)
+    check(cudaMemset(b.data(), 0xFF, static_cast<std::size_t>(n) * sizeof(T)), "cudaMemset");
   return b;
 }
 
 template <class T>
 std::vector<double> back(const cc::device_buffer& b, index_t n) {
   std::vector<T> h(static_cast<std::size_t>(n));
-  if (n > 0) check(cudaMemcpy(h.data(), b.data(), static_cast<std::size_t>(n) * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  if (n > 0)
+    check(cudaMemcpy(h.data(), b.data(), static_cast<std::size_t>(n) * sizeof(T),
+                     cudaMemcpyDeviceToHost),
+          "cudaMemcpy");
   return std::vector<double>(h.begin(), h.end());
 }
 
 cc::device_buffer upload_ids(const std::vector<std::int64_t>& ids) {
   cc::device_buffer b(ids.size() * sizeof(std::int64_t));
   if (!ids.empty())
-    check(cudaMemcpy(b.data(), ids.data(), ids.size() * sizeof(std::int64_t), cudaMemcpyHostToDevice), "cudaMemcpy");
+    check(
+        cudaMemcpy(b.data(), ids.data(), ids.size() * sizeof(std::int64_t), cudaMemcpyHostToDevice),
+        "cudaMemcpy");
   return b;
 }
 
 template <class T>
-filled fill_matrix_t(index_t rows, index_t cols, layout l, const gamma_params& p, std::uint64_t first_id,
-                     bool async) {
+filled fill_matrix_t(index_t rows, index_t cols, layout l, const gamma_params& p,
+                     std::uint64_t first_id, bool async) {
   filled f;
   index_t span = rows * cols;
   if (l == layout::row_major) {
@@ -129,22 +137,26 @@ std::vector<contrastive::philox_block> philox_blocks(const contrastive::philox_s
   philox_kernel<<<cc::detail::grid_for(count), 256>>>(s, count, b.as<contrastive::philox_block>());
   check(cudaGetLastError(), "philox_kernel");
   std::vector<contrastive::philox_block> h(count);
-  check(cudaMemcpy(h.data(), b.data(), count * sizeof(contrastive::philox_block), cudaMemcpyDeviceToHost),
+  check(cudaMemcpy(h.data(), b.data(), count * sizeof(contrastive::philox_block),
+                   cudaMemcpyDeviceToHost),
         "cudaMemcpy");
   return h;
 }
 
-std::vector<contrastive::gamma_draw> gamma_draws(const gamma_params& p, const std::vector<std::uint64_t>& ids) {
+std::vector<contrastive::gamma_draw> gamma_draws(const gamma_params& p,
+                                                 const std::vector<std::uint64_t>& ids) {
   const index_t n = static_cast<index_t>(ids.size());
   cc::device_buffer d_ids(ids.size() * sizeof(std::uint64_t));
-  check(cudaMemcpy(d_ids.data(), ids.data(), ids.size() * sizeof(std::uint64_t), cudaMemcpyHostToDevice),
+  check(cudaMemcpy(d_ids.data(), ids.data(), ids.size() * sizeof(std::uint64_t),
+                   cudaMemcpyHostToDevice),
         "cudaMemcpy");
   cc::device_buffer out(ids.size() * sizeof(contrastive::gamma_draw));
   draws_kernel<<<cc::detail::grid_for(n), 256>>>(p, d_ids.as<const std::uint64_t>(), n,
                                                  out.as<contrastive::gamma_draw>());
   check(cudaGetLastError(), "draws_kernel");
   std::vector<contrastive::gamma_draw> h(ids.size());
-  check(cudaMemcpy(h.data(), out.data(), ids.size() * sizeof(contrastive::gamma_draw), cudaMemcpyDeviceToHost),
+  check(cudaMemcpy(h.data(), out.data(), ids.size() * sizeof(contrastive::gamma_draw),
+                   cudaMemcpyDeviceToHost),
         "cudaMemcpy");
   return h;
 }
@@ -161,8 +173,9 @@ std::vector<double> fill_vector(bool single, index_t n, index_t stride, const ga
                 : fill_vector_t<double>(n, stride, p, first_id, async);
 }
 
-std::vector<double> fill_ids(bool single, index_t rows, index_t cols, const std::vector<std::int64_t>& ids,
-                             const gamma_params& p, bool async, index_t count, bool null_ids) {
+std::vector<double> fill_ids(bool single, index_t rows, index_t cols,
+                             const std::vector<std::int64_t>& ids, const gamma_params& p,
+                             bool async, index_t count, bool null_ids) {
   return single ? fill_ids_t<float>(rows, cols, ids, p, async, count, null_ids)
                 : fill_ids_t<double>(rows, cols, ids, p, async, count, null_ids);
 }
@@ -180,8 +193,8 @@ int fill_ids_async_status(const gamma_params& p, index_t n, const std::vector<st
   cc::device_buffer b = poisoned<double>(n);
   const cc::device_buffer d_ids = upload_ids(ids);
   const vector_view<double, device_memory> out{b.as<double>(), n, 1};
-  const cudaError_t s = cc::fill_gamma_async(out, p, null_ids ? nullptr : d_ids.as<const std::int64_t>(),
-                                             count, nullptr);
+  const cudaError_t s = cc::fill_gamma_async(
+      out, p, null_ids ? nullptr : d_ids.as<const std::int64_t>(), count, nullptr);
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   return static_cast<int>(s);
 }

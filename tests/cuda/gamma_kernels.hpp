@@ -33,7 +33,9 @@ enum class layout { row_major, col_major, padded };
 struct filled {
   std::vector<double> data;
   index_t row_stride = 0, col_stride = 0;
-  double at(index_t i, index_t j) const { return data[static_cast<std::size_t>(i * row_stride + j * col_stride)]; }
+  double at(index_t i, index_t j) const {
+    return data[static_cast<std::size_t>(i * row_stride + j * col_stride)];
+  }
 };
 
 /// cuda::fill_gamma (or fill_gamma_async + synchronise when `async`) on a rows x cols device
@@ -49,8 +51,9 @@ std::vector<double> fill_vector(bool single, index_t n, index_t stride,
 /// The ids overload on a rows x cols row-major matrix (ids copied to the device; count = ids.size()
 /// unless count >= 0 is given; null_ids passes a null pointer).
 std::vector<double> fill_ids(bool single, index_t rows, index_t cols,
-                             const std::vector<std::int64_t>& ids, const contrastive::gamma_params& p,
-                             bool async, index_t count = -1, bool null_ids = false);
+                             const std::vector<std::int64_t>& ids,
+                             const contrastive::gamma_params& p, bool async, index_t count = -1,
+                             bool null_ids = false);
 
 /// fill_gamma_async's status for an n-element double vector (out null when null_out), no sync.
 int fill_async_status(const contrastive::gamma_params& p, index_t n, bool null_out);

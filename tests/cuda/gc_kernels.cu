@@ -30,14 +30,17 @@ cc::device_buffer upload(const std::vector<double>& x, index_t rows, index_t d, 
       h[static_cast<std::size_t>(col_major ? k * rows + i : i * d + k)] =
           static_cast<T>(x[static_cast<std::size_t>(i * d + k)]);
   cc::device_buffer b(h.size() * sizeof(T));
-  if (!h.empty()) check(cudaMemcpy(b.data(), h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy");
+  if (!h.empty())
+    check(cudaMemcpy(b.data(), h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice),
+          "cudaMemcpy");
   return b;
 }
 
 template <class T>
 std::vector<double> download(const void* p, std::size_t count) {
   std::vector<T> h(count);
-  if (count > 0) check(cudaMemcpy(h.data(), p, count * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  if (count > 0)
+    check(cudaMemcpy(h.data(), p, count * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
   return std::vector<double>(h.begin(), h.end());
 }
 
@@ -64,17 +67,22 @@ result run_t(const std::vector<double>& v, const std::vector<double>& u, index_t
   const geometric_consistency_options& ob = r.backward_options ? *r.backward_options : o;
   const cc::device_buffer dv = upload<T>(v, n, d, r.col_major_in);
   const cc::device_buffer du = upload<T>(u, n, d, r.col_major_in);
-  const auto vv = r.col_major_in ? contrastive::make_device_view(dv.as<const T>(), n, d, index_t(1), n)
-                                 : contrastive::make_device_view(dv.as<const T>(), n, d, d, index_t(1));
-  const auto vu = r.col_major_in ? contrastive::make_device_view(du.as<const T>(), n, d, index_t(1), n)
-                                 : contrastive::make_device_view(du.as<const T>(), n, d, d, index_t(1));
+  const auto vv = r.col_major_in
+                      ? contrastive::make_device_view(dv.as<const T>(), n, d, index_t(1), n)
+                      : contrastive::make_device_view(dv.as<const T>(), n, d, d, index_t(1));
+  const auto vu = r.col_major_in
+                      ? contrastive::make_device_view(du.as<const T>(), n, d, index_t(1), n)
+                      : contrastive::make_device_view(du.as<const T>(), n, d, d, index_t(1));
   const index_t gr = r.grad_rows >= 0 ? r.grad_rows : n;
   const std::size_t gcount = static_cast<std::size_t>(gr * d);
   cc::device_buffer dgv(gcount * sizeof(T)), dgu(gcount * sizeof(T));
   if (ob.accumulate) {
-    const cc::device_buffer iv = upload<T>(r.init_v, gr, d, false), iu = upload<T>(r.init_u, gr, d, false);
-    check(cudaMemcpy(dgv.data(), iv.data(), gcount * sizeof(T), cudaMemcpyDeviceToDevice), "cudaMemcpy");
-    check(cudaMemcpy(dgu.data(), iu.data(), gcount * sizeof(T), cudaMemcpyDeviceToDevice), "cudaMemcpy");
+    const cc::device_buffer iv = upload<T>(r.init_v, gr, d, false),
+                            iu = upload<T>(r.init_u, gr, d, false);
+    check(cudaMemcpy(dgv.data(), iv.data(), gcount * sizeof(T), cudaMemcpyDeviceToDevice),
+          "cudaMemcpy");
+    check(cudaMemcpy(dgu.data(), iu.data(), gcount * sizeof(T), cudaMemcpyDeviceToDevice),
+          "cudaMemcpy");
   } else if (gcount > 0) {
     check(cudaMemset(dgv.data(), 0xFF, gcount * sizeof(T)), "cudaMemset");  // NaN
     check(cudaMemset(dgu.data(), 0xFF, gcount * sizeof(T)), "cudaMemset");
@@ -92,21 +100,23 @@ result run_t(const std::vector<double>& v, const std::vector<double>& u, index_t
     cc::device_buffer loss(sizeof(T));
     const std::size_t ge = cc::geometric_consistency_gram_elements(d, o);
     cc::device_buffer grams(ge * sizeof(T));
-    cudaError_t s = r.chunk > 0
-                        ? cc::detail::gc_forward_run<T>(vv, vu, loss.as<T>(), grams.as<T>(), o, ws.data(),
-                                                        ws.bytes(), h.get(), nullptr, r.chunk)
-                        : cc::geometric_consistency_forward_async<T>(vv, vu, loss.as<T>(), grams.as<T>(), o,
-                                                                     ws.data(), ws.bytes(), h.get(), nullptr);
+    cudaError_t s =
+        r.chunk > 0
+            ? cc::detail::gc_forward_run<T>(vv, vu, loss.as<T>(), grams.as<T>(), o, ws.data(),
+                                            ws.bytes(), h.get(), nullptr, r.chunk)
+            : cc::geometric_consistency_forward_async<T>(vv, vu, loss.as<T>(), grams.as<T>(), o,
+                                                         ws.data(), ws.bytes(), h.get(), nullptr);
     check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     res.status_forward = static_cast<int>(s);
     if (s != cudaSuccess) return res;
     res.loss = download<T>(loss.data(), 1)[0];
     res.grams = download<T>(grams.data(), ge);
-    s = r.chunk > 0 ? cc::detail::gc_backward_run<T>(vv, vu, grams.as<const T>(), gv, gu, ob, r.upstream,
-                                                     ws.data(), ws.bytes(), h.get(), nullptr, r.chunk)
-                    : cc::geometric_consistency_backward_async<T>(vv, vu, grams.as<const T>(), gv, gu, ob,
-                                                                  r.upstream, ws.data(), ws.bytes(), h.get(),
-                                                                  nullptr);
+    s = r.chunk > 0
+            ? cc::detail::gc_backward_run<T>(vv, vu, grams.as<const T>(), gv, gu, ob, r.upstream,
+                                             ws.data(), ws.bytes(), h.get(), nullptr, r.chunk)
+            : cc::geometric_consistency_backward_async<T>(vv, vu, grams.as<const T>(), gv, gu, ob,
+                                                          r.upstream, ws.data(), ws.bytes(),
+                                                          h.get(), nullptr);
     check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     res.status_backward = static_cast<int>(s);
     if (s != cudaSuccess) return res;

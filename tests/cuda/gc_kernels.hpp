@@ -18,13 +18,13 @@ struct run_options {
   bool single = false;        // float instead of double
   bool async = false;         // *_async + synchronise instead of the throwing wrappers
   bool col_major_in = false;  // v and u column-major on the device
-  bool own_handle = true;     // pass a cuBLAS handle (else the wrappers create one; async needs one)
-  index_t chunk = 0;          // async only: rows per chunk (0: the library's choice)
+  bool own_handle = true;  // pass a cuBLAS handle (else the wrappers create one; async needs one)
+  index_t chunk = 0;       // async only: rows per chunk (0: the library's choice)
   double upstream = 1.0;
   std::vector<double> init_v, init_u;  // with o.accumulate: the gradients' initial values
   const contrastive::geometric_consistency_options* backward_options = nullptr;  // else o
-  index_t grad_rows = -1;     // rows of the gradient outputs (-1: N)
-  long long ws_delta = 0;     // async: workspace bytes given minus needed
+  index_t grad_rows = -1;  // rows of the gradient outputs (-1: N)
+  long long ws_delta = 0;  // async: workspace bytes given minus needed
 };
 
 struct result {
@@ -32,7 +32,7 @@ struct result {
   std::vector<double> grams;   // as the CPU's saved.grams
   std::vector<double> gv, gu;  // N x D row-major
   int status_forward = 0, status_backward = 0;
-  bool split = false;          // the three-Gram form ran
+  bool split = false;  // the three-Gram form ran
 };
 
 /// v, u: n x d row-major host values (converted to float when single). Gradients are filled with

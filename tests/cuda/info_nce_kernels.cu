@@ -57,7 +57,8 @@ struct device_matrix {
   }
   std::vector<double> download() const {
     std::vector<T> h(static_cast<std::size_t>(n * d));
-    check(cudaMemcpy(h.data(), buf.data(), sizeof(T) * h.size(), cudaMemcpyDeviceToHost), "download");
+    check(cudaMemcpy(h.data(), buf.data(), sizeof(T) * h.size(), cudaMemcpyDeviceToHost),
+          "download");
     std::vector<double> r(h.size());
     for (std::size_t i = 0; i < h.size(); ++i) r[i] = to_d(h[i]);
     return r;
@@ -83,7 +84,8 @@ loss_result clip(const loss_case& c, const std::vector<double>& a, const std::ve
     o.temperature = c.temperature;
     o.symmetric = c.symmetric;
     o.label_smoothing = c.label_smoothing;
-    o.reduction = c.sum_reduction ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
+    o.reduction =
+        c.sum_reduction ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
     o.accumulate = c.accumulate;
     const cc::info_nce_device_saved saved = cc::info_nce_forward<T>(da.in(), db.in(), o, m);
     r.loss = saved.loss;
@@ -112,7 +114,8 @@ loss_result simclr(const loss_case& c, const std::vector<double>& a, const std::
     contrastive::nt_xent_options o;
     o.temperature = c.temperature;
     o.label_smoothing = c.label_smoothing;
-    o.reduction = c.sum_reduction ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
+    o.reduction =
+        c.sum_reduction ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
     o.accumulate = c.accumulate;
     const cc::nt_xent_device_saved saved = cc::nt_xent_forward<T>(da.in(), db.in(), o, m);
     r.loss = saved.loss;
@@ -132,10 +135,14 @@ loss_result simclr(const loss_case& c, const std::vector<double>& a, const std::
 
 const char* name(dtype t) {
   switch (t) {
-    case dtype::f32: return "fp32";
-    case dtype::tf32: return "tf32";
-    case dtype::f16: return "fp16";
-    case dtype::bf16: return "bf16";
+    case dtype::f32:
+      return "fp32";
+    case dtype::tf32:
+      return "tf32";
+    case dtype::f16:
+      return "fp16";
+    case dtype::bf16:
+      return "bf16";
   }
   return "?";
 }
@@ -145,9 +152,15 @@ std::vector<double> round_to(dtype t, const std::vector<double>& x) {
   for (std::size_t i = 0; i < x.size(); ++i) {
     switch (t) {
       case dtype::f32:
-      case dtype::tf32: r[i] = static_cast<float>(x[i]); break;
-      case dtype::f16: r[i] = to_d(to_t<__half>(x[i])); break;
-      case dtype::bf16: r[i] = to_d(to_t<__nv_bfloat16>(x[i])); break;
+      case dtype::tf32:
+        r[i] = static_cast<float>(x[i]);
+        break;
+      case dtype::f16:
+        r[i] = to_d(to_t<__half>(x[i]));
+        break;
+      case dtype::bf16:
+        r[i] = to_d(to_t<__nv_bfloat16>(x[i]));
+        break;
     }
   }
   return r;
@@ -156,10 +169,14 @@ std::vector<double> round_to(dtype t, const std::vector<double>& x) {
 loss_result run_info_nce(dtype t, const loss_case& c, const std::vector<double>& a,
                          const std::vector<double>& b) {
   switch (t) {
-    case dtype::f32: return clip<float>(c, a, b, cc::math_mode::fp32);
-    case dtype::tf32: return clip<float>(c, a, b, cc::math_mode::tf32);
-    case dtype::f16: return clip<__half>(c, a, b, cc::math_mode::fp32);
-    case dtype::bf16: return clip<__nv_bfloat16>(c, a, b, cc::math_mode::fp32);
+    case dtype::f32:
+      return clip<float>(c, a, b, cc::math_mode::fp32);
+    case dtype::tf32:
+      return clip<float>(c, a, b, cc::math_mode::tf32);
+    case dtype::f16:
+      return clip<__half>(c, a, b, cc::math_mode::fp32);
+    case dtype::bf16:
+      return clip<__nv_bfloat16>(c, a, b, cc::math_mode::fp32);
   }
   return {};
 }
@@ -167,10 +184,14 @@ loss_result run_info_nce(dtype t, const loss_case& c, const std::vector<double>&
 loss_result run_nt_xent(dtype t, const loss_case& c, const std::vector<double>& a,
                         const std::vector<double>& b) {
   switch (t) {
-    case dtype::f32: return simclr<float>(c, a, b, cc::math_mode::fp32);
-    case dtype::tf32: return simclr<float>(c, a, b, cc::math_mode::tf32);
-    case dtype::f16: return simclr<__half>(c, a, b, cc::math_mode::fp32);
-    case dtype::bf16: return simclr<__nv_bfloat16>(c, a, b, cc::math_mode::fp32);
+    case dtype::f32:
+      return simclr<float>(c, a, b, cc::math_mode::fp32);
+    case dtype::tf32:
+      return simclr<float>(c, a, b, cc::math_mode::tf32);
+    case dtype::f16:
+      return simclr<__half>(c, a, b, cc::math_mode::fp32);
+    case dtype::bf16:
+      return simclr<__nv_bfloat16>(c, a, b, cc::math_mode::fp32);
   }
   return {};
 }
@@ -219,11 +240,14 @@ std::vector<int> async_bad_argument_statuses() {
   const contrastive::workspace w{ws.data(), ws.bytes()};
   const cc::device_stats row{lse.as<float>(), n, 1}, col{lse.as<float>() + n, n, 1};
   // Shape mismatch, bad temperature, missing statistics, short workspace, null loss, labels.
-  out.push_back(cc::info_nce_forward_async<float>(va, vshort, row, col, loss.as<double>(), o, w, nullptr));
+  out.push_back(
+      cc::info_nce_forward_async<float>(va, vshort, row, col, loss.as<double>(), o, w, nullptr));
   contrastive::info_nce_options bad = o;
   bad.temperature = -1;
-  out.push_back(cc::info_nce_forward_async<float>(va, vb, row, col, loss.as<double>(), bad, w, nullptr));
-  out.push_back(cc::info_nce_forward_async<float>(va, vb, {}, col, loss.as<double>(), o, w, nullptr));
+  out.push_back(
+      cc::info_nce_forward_async<float>(va, vb, row, col, loss.as<double>(), bad, w, nullptr));
+  out.push_back(
+      cc::info_nce_forward_async<float>(va, vb, {}, col, loss.as<double>(), o, w, nullptr));
   out.push_back(cc::info_nce_forward_async<float>(va, vb, row, col, loss.as<double>(), o,
                                                   {ws.data(), bytes / 2}, nullptr));
   out.push_back(cc::info_nce_forward_async<float>(va, vb, row, col, nullptr, o, w, nullptr));
@@ -231,7 +255,8 @@ std::vector<int> async_bad_argument_statuses() {
   bad = o;
   bad.labels_a = labels;
   bad.labels_b = labels;
-  out.push_back(cc::info_nce_forward_async<float>(va, vb, row, col, loss.as<double>(), bad, w, nullptr));
+  out.push_back(
+      cc::info_nce_forward_async<float>(va, vb, row, col, loss.as<double>(), bad, w, nullptr));
   out.push_back(cc::info_nce_forward_async<__half>(
       contrastive::make_device_view(a.as<const __half>(), n, d),
       contrastive::make_device_view(b.as<const __half>(), n, d), row, col, loss.as<double>(), o, w,

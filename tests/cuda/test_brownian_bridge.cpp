@@ -71,7 +71,8 @@ std::vector<double> cpu_run(bool path, const pair_data& p, const brownian_bridge
   return std::vector<double>(y.begin(), y.end());
 }
 
-void compare(const std::vector<double>& gpu, const std::vector<double>& cpu, index_t d, bool single) {
+void compare(const std::vector<double>& gpu, const std::vector<double>& cpu, index_t d,
+             bool single) {
   REQUIRE(gpu.size() == cpu.size());
   const double tol = single ? 1e-6 : 1e-12;
   int bad = 0;
@@ -81,8 +82,9 @@ void compare(const std::vector<double>& gpu, const std::vector<double>& cpu, ind
     const bool ok = std::isfinite(gpu[e]) && diff <= tol * std::max(1.0, std::abs(cpu[e]));
     if (std::isfinite(diff)) worst = std::max(worst, diff);
     if (!ok && ++bad <= 5)
-      FAIL_CHECK("row " << e / static_cast<std::size_t>(d) << ", column " << e % static_cast<std::size_t>(d)
-                        << ": GPU " << gpu[e] << ", CPU " << cpu[e]);
+      FAIL_CHECK("row " << e / static_cast<std::size_t>(d) << ", column "
+                        << e % static_cast<std::size_t>(d) << ": GPU " << gpu[e] << ", CPU "
+                        << cpu[e]);
   }
   INFO("largest difference " << worst);
   CHECK(bad == 0);
@@ -128,19 +130,22 @@ TEST_CASE("cuda bridge: points equal brownian_bridge_sample", "[cuda][bridge]") 
         brownian_bridge_options o = options_for(c);
         std::vector<std::int64_t> ids;
         if (c % 3 == 0) {  // dataset ids instead of first_id + j
-          for (index_t j = 0; j < p.n; ++j) ids.push_back((j * 7919) % 1000 + (std::int64_t(1) << 35));
+          for (index_t j = 0; j < p.n; ++j)
+            ids.push_back((j * 7919) % 1000 + (std::int64_t(1) << 35));
           o.ids = contrastive::vector_view<const std::int64_t>(ids);
         }
-        const std::vector<double> cpu = single ? cpu_run<float>(false, p, o) : cpu_run<double>(false, p, o);
+        const std::vector<double> cpu =
+            single ? cpu_run<float>(false, p, o) : cpu_run<double>(false, p, o);
         gpu_bridge::run_options r;
         r.single = single;
         r.async = c % 2 == 1;
         r.col_major_in = c % 4 == 2;
         r.padded_out = c % 5 == 1;
-        INFO((single ? "float" : "double") << ", D = " << d << ", case " << c << " (random_t " << o.random_t
-                                           << ", noise " << o.noise << ", reproject " << o.reproject
-                                           << ", sigma " << o.sigma << ", ids " << !ids.empty() << ", async "
-                                           << r.async << ", column-major inputs " << r.col_major_in << ")");
+        INFO((single ? "float" : "double")
+             << ", D = " << d << ", case " << c << " (random_t " << o.random_t << ", noise "
+             << o.noise << ", reproject " << o.reproject << ", sigma " << o.sigma << ", ids "
+             << !ids.empty() << ", async " << r.async << ", column-major inputs " << r.col_major_in
+             << ")");
         const gpu_bridge::result g = gpu_bridge::sample(p.v, p.u, p.n, d, o, ids, r);
         CHECK(g.status == 0);
         compare(g.out, cpu, d, single);
@@ -163,16 +168,17 @@ TEST_CASE("cuda bridge: paths equal brownian_bridge_trajectory", "[cuda][bridge]
             for (index_t j = 0; j < p.n; ++j) ids.push_back(3 * j + 11);
             o.ids = contrastive::vector_view<const std::int64_t>(ids);
           }
-          const std::vector<double> cpu = single ? cpu_run<float>(true, p, o) : cpu_run<double>(true, p, o);
+          const std::vector<double> cpu =
+              single ? cpu_run<float>(true, p, o) : cpu_run<double>(true, p, o);
           gpu_bridge::run_options r;
           r.single = single;
           r.async = c % 4 == 2;
           r.col_major_in = c % 8 == 4;
           r.padded_out = c % 6 == 0;
-          INFO((single ? "float" : "double") << ", D = " << d << ", K = " << steps << ", case " << c
-                                             << " (noise " << o.noise << ", reproject " << o.reproject
-                                             << ", sigma " << o.sigma << ", ids " << !ids.empty() << ", async "
-                                             << r.async << ")");
+          INFO((single ? "float" : "double")
+               << ", D = " << d << ", K = " << steps << ", case " << c << " (noise " << o.noise
+               << ", reproject " << o.reproject << ", sigma " << o.sigma << ", ids " << !ids.empty()
+               << ", async " << r.async << ")");
           const gpu_bridge::result g = gpu_bridge::trajectory(p.v, p.u, p.n, d, o, ids, r);
           CHECK(g.status == 0);
           compare(g.out, cpu, d, single);
@@ -183,8 +189,7 @@ TEST_CASE("cuda bridge: paths equal brownian_bridge_trajectory", "[cuda][bridge]
   }
 }
 
-TEST_CASE("cuda bridge: many rows, every row written",
-          "[cuda][bridge]") {
+TEST_CASE("cuda bridge: many rows, every row written", "[cuda][bridge]") {
   const pair_data p = make_pairs(20000, 8, 3u, false);
   brownian_bridge_options o;
   o.random_t = true;
@@ -218,25 +223,34 @@ TEST_CASE("cuda bridge: bad arguments", "[cuda][bridge]") {
   const brownian_bridge_options steps_bad = opt([](brownian_bridge_options& o) { o.steps = 0; });
 
   SECTION("throwing wrappers: the CPU's messages") {
-    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, t_bad, {}, plain); }, "'t' must lie in [0, 1], got 1.5");
+    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, t_bad, {}, plain); },
+                    "'t' must lie in [0, 1], got 1.5");
     require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, range_bad, {}, plain); },
                     "'t_min' and 't_max' must satisfy 0 <= t_min <= t_max <= 1");
-    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, sigma_bad, {}, plain); }, "'sigma' must be finite and >= 0");
-    require_invalid([&] { gpu_bridge::trajectory(p.v, p.u, p.n, p.d, steps_bad, {}, plain); }, "'steps' must be >= 1, got 0");
+    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, sigma_bad, {}, plain); },
+                    "'sigma' must be finite and >= 0");
+    require_invalid([&] { gpu_bridge::trajectory(p.v, p.u, p.n, p.d, steps_bad, {}, plain); },
+                    "'steps' must be >= 1, got 0");
     gpu_bridge::run_options wrong_rows;
     wrong_rows.out_rows = p.n + 1;
-    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, {}, {}, wrong_rows); }, "'y' is 7 x 4, expected 6 x 4");
-    require_invalid([&] { gpu_bridge::trajectory(p.v, p.u, p.n, p.d, {}, {}, wrong_rows); }, "'x' is 7 x 4, expected 54 x 4");
+    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, {}, {}, wrong_rows); },
+                    "'y' is 7 x 4, expected 6 x 4");
+    require_invalid([&] { gpu_bridge::trajectory(p.v, p.u, p.n, p.d, {}, {}, wrong_rows); },
+                    "'x' is 7 x 4, expected 54 x 4");
     const std::vector<std::int64_t> neg = {0, -4, 2, 3, 4, 5};
-    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, {}, neg, plain); }, "'ids' has a negative id (-4) at row 1");
+    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, {}, neg, plain); },
+                    "'ids' has a negative id (-4) at row 1");
     const std::vector<std::int64_t> short_ids = {0, 1, 2};
-    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, {}, short_ids, plain); }, "'ids' has 3 entries, expected 6");
+    require_invalid([&] { gpu_bridge::sample(p.v, p.u, p.n, p.d, {}, short_ids, plain); },
+                    "'ids' has 3 entries, expected 6");
     std::vector<double> zero_row = p.v;
     for (index_t k = 0; k < p.d; ++k) zero_row[static_cast<std::size_t>(3 * p.d + k)] = 0;
-    require_invalid([&] { gpu_bridge::sample(zero_row, p.u, p.n, p.d, {}, {}, plain); }, "'a' has a row of zero norm (row 3)");
+    require_invalid([&] { gpu_bridge::sample(zero_row, p.u, p.n, p.d, {}, {}, plain); },
+                    "'a' has a row of zero norm (row 3)");
     std::vector<double> nan_u = p.u;
     nan_u[static_cast<std::size_t>(2 * p.d + 1)] = std::nan("");
-    require_invalid([&] { gpu_bridge::trajectory(p.v, nan_u, p.n, p.d, {}, {}, plain); }, "'b' has a non-finite value (nan) at row 2, column 1");
+    require_invalid([&] { gpu_bridge::trajectory(p.v, nan_u, p.n, p.d, {}, {}, plain); },
+                    "'b' has a non-finite value (nan) at row 2, column 1");
   }
   SECTION("async: cudaErrorInvalidValue, no exception") {
     CHECK(gpu_bridge::sample(p.v, p.u, p.n, p.d, t_bad, {}, async).status == invalid);

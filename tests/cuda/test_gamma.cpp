@@ -43,7 +43,8 @@ void require_invalid(F&& f, const std::string& needle) {
   CHECK(thrown);
 }
 
-std::vector<double> cpu_fill(index_t rows, index_t cols, const gamma_params& p, std::uint64_t first_id) {
+std::vector<double> cpu_fill(index_t rows, index_t cols, const gamma_params& p,
+                             std::uint64_t first_id) {
   std::vector<double> out(static_cast<std::size_t>(rows * cols));
   contrastive::fill_gamma(contrastive::make_view(out.data(), rows, cols), p, first_id);
   return out;
@@ -56,13 +57,14 @@ void compare(const gpu_gamma::filled& g, const std::vector<double>& cpu, index_t
   int bad = 0;
   for (index_t i = 0; i < rows; ++i) {
     for (index_t j = 0; j < cols; ++j) {
-      const double c = single ? double(static_cast<float>(cpu[static_cast<std::size_t>(i * cols + j)]))
-                              : cpu[static_cast<std::size_t>(i * cols + j)];
+      const double c = single
+                           ? double(static_cast<float>(cpu[static_cast<std::size_t>(i * cols + j)]))
+                           : cpu[static_cast<std::size_t>(i * cols + j)];
       const double x = g.at(i, j);
       if (!(std::isfinite(x) && close_rel(x, c, rel))) {
         if (++bad <= 5)
-          FAIL_CHECK(what << ": element (" << i << ", " << j << ") is " << x << " on the GPU, "
-                          << c << " on the CPU");
+          FAIL_CHECK(what << ": element (" << i << ", " << j << ") is " << x << " on the GPU, " << c
+                          << " on the CPU");
       }
     }
   }
@@ -104,11 +106,13 @@ TEST_CASE("cuda gamma: device draws take the CPU's rejection path and values", "
           contrastive::gamma_variate(alpha, philox_stream{p.seed, ids[k], p.step, p.stream});
       rejections += c.blocks > 1;
       bad_blocks += gpu[k].blocks != c.blocks;
-      const bool ok = close_rel(gpu[k].dv, c.dv, 1e-12) &&
-                      std::abs(gpu[k].log_boost - c.log_boost) <= 1e-12 * std::max(1.0, std::abs(c.log_boost));
+      const bool ok =
+          close_rel(gpu[k].dv, c.dv, 1e-12) &&
+          std::abs(gpu[k].log_boost - c.log_boost) <= 1e-12 * std::max(1.0, std::abs(c.log_boost));
       if (!ok && ++bad_values <= 5)
-        FAIL_CHECK("alpha " << alpha << ", id " << ids[k] << ": GPU (dv " << gpu[k].dv << ", log_boost "
-                            << gpu[k].log_boost << "), CPU (" << c.dv << ", " << c.log_boost << ")");
+        FAIL_CHECK("alpha " << alpha << ", id " << ids[k] << ": GPU (dv " << gpu[k].dv
+                            << ", log_boost " << gpu[k].log_boost << "), CPU (" << c.dv << ", "
+                            << c.log_boost << ")");
     }
     INFO("alpha " << alpha << ": " << rejections << " draws needed more than one block");
     CHECK(rejections > 0);  // the rejection branch is exercised
@@ -130,15 +134,18 @@ TEST_CASE("cuda gamma: fill_gamma equals the CPU element for element, every elem
   const std::vector<double> cpu = cpu_fill(rows, cols, p, first_id);
   for (const bool single : {false, true}) {
     for (const bool async : {false, true}) {
-      for (const auto l : {gpu_gamma::layout::row_major, gpu_gamma::layout::col_major, gpu_gamma::layout::padded}) {
-        INFO((single ? "float" : "double") << (async ? ", async" : ", throwing wrapper") << ", layout "
-                                           << static_cast<int>(l));
-        const gpu_gamma::filled g = gpu_gamma::fill_matrix(single, rows, cols, l, p, first_id, async);
+      for (const auto l : {gpu_gamma::layout::row_major, gpu_gamma::layout::col_major,
+                           gpu_gamma::layout::padded}) {
+        INFO((single ? "float" : "double")
+             << (async ? ", async" : ", throwing wrapper") << ", layout " << static_cast<int>(l));
+        const gpu_gamma::filled g =
+            gpu_gamma::fill_matrix(single, rows, cols, l, p, first_id, async);
         compare(g, cpu, rows, cols, single, "fill_gamma");
         if (l == gpu_gamma::layout::padded) {
           int written = 0;  // the 3 padding columns of each row stay NaN
           for (index_t i = 0; i < rows; ++i)
-            for (index_t j = cols; j < cols + 3; ++j) written += !std::isnan(g.data[static_cast<std::size_t>(i * (cols + 3) + j)]);
+            for (index_t j = cols; j < cols + 3; ++j)
+              written += !std::isnan(g.data[static_cast<std::size_t>(i * (cols + 3) + j)]);
           CHECK(written == 0);
         }
       }
@@ -157,7 +164,9 @@ TEST_CASE("cuda gamma: strided vectors and large shapes", "[cuda][gamma]") {
     for (index_t k = 0; k < n; ++k) {
       const double c = contrastive::sample_gamma(17 + static_cast<std::uint64_t>(k), p);
       bad += !close_rel(g[static_cast<std::size_t>(3 * k)], c, 1e-12);
-      if (k + 1 < n) gaps += !std::isnan(g[static_cast<std::size_t>(3 * k + 1)]) + !std::isnan(g[static_cast<std::size_t>(3 * k + 2)]);
+      if (k + 1 < n)
+        gaps += !std::isnan(g[static_cast<std::size_t>(3 * k + 1)]) +
+                !std::isnan(g[static_cast<std::size_t>(3 * k + 2)]);
     }
     CHECK(bad == 0);
     CHECK(gaps == 0);
@@ -167,7 +176,8 @@ TEST_CASE("cuda gamma: strided vectors and large shapes", "[cuda][gamma]") {
   const auto g = gpu_gamma::fill_matrix(true, rows, cols, gpu_gamma::layout::row_major, p, 0, true);
   int bad = 0;
   for (const index_t e : {index_t(0), index_t(1) << 24, (index_t(1) << 24) + 1, rows * cols - 1}) {
-    const double c = double(static_cast<float>(contrastive::sample_gamma(static_cast<std::uint64_t>(e), p)));
+    const double c =
+        double(static_cast<float>(contrastive::sample_gamma(static_cast<std::uint64_t>(e), p)));
     bad += !close_rel(g.data[static_cast<std::size_t>(e)], c, 1.2e-7);
   }
   int nan = 0;
@@ -220,16 +230,24 @@ TEST_CASE("cuda gamma: bad arguments", "[cuda][gamma]") {
   };
   const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
   SECTION("throwing wrapper: the CPU's messages") {
-    require_invalid([&] { gpu_gamma::fill_checked(with(0, 1, 0), 4, false); }, "'alpha' must be finite and > 0");
-    require_invalid([&] { gpu_gamma::fill_checked(with(inf, 1, 0), 4, false); }, "'alpha' must be finite and > 0");
-    require_invalid([&] { gpu_gamma::fill_checked(with(nan, 1, 0), 4, false); }, "'alpha' must be finite and > 0");
-    require_invalid([&] { gpu_gamma::fill_checked(with(1, -1, 0), 4, false); }, "'rate' must be finite and > 0");
-    require_invalid([&] { gpu_gamma::fill_checked(with(1, 1, 16), 4, false); }, "'stream' must be in [0, 15]");
+    require_invalid([&] { gpu_gamma::fill_checked(with(0, 1, 0), 4, false); },
+                    "'alpha' must be finite and > 0");
+    require_invalid([&] { gpu_gamma::fill_checked(with(inf, 1, 0), 4, false); },
+                    "'alpha' must be finite and > 0");
+    require_invalid([&] { gpu_gamma::fill_checked(with(nan, 1, 0), 4, false); },
+                    "'alpha' must be finite and > 0");
+    require_invalid([&] { gpu_gamma::fill_checked(with(1, -1, 0), 4, false); },
+                    "'rate' must be finite and > 0");
+    require_invalid([&] { gpu_gamma::fill_checked(with(1, 1, 16), 4, false); },
+                    "'stream' must be in [0, 15]");
     require_invalid([&] { gpu_gamma::fill_checked(ok, 4, true); }, "'out' is a null pointer");
     const std::vector<std::int64_t> ids = {0, 1, 2, -7, 4, 5};
-    require_invalid([&] { gpu_gamma::fill_ids(false, 2, 3, ids, ok, false); }, "'ids' has a negative id (-7) at position 3");
-    require_invalid([&] { gpu_gamma::fill_ids(false, 2, 3, ids, ok, false, 5); }, "'ids' has 5 entries, expected 6");
-    require_invalid([&] { gpu_gamma::fill_ids(false, 2, 3, ids, ok, false, -1, true); }, "'ids' is a null pointer");
+    require_invalid([&] { gpu_gamma::fill_ids(false, 2, 3, ids, ok, false); },
+                    "'ids' has a negative id (-7) at position 3");
+    require_invalid([&] { gpu_gamma::fill_ids(false, 2, 3, ids, ok, false, 5); },
+                    "'ids' has 5 entries, expected 6");
+    require_invalid([&] { gpu_gamma::fill_ids(false, 2, 3, ids, ok, false, -1, true); },
+                    "'ids' is a null pointer");
     CHECK_NOTHROW(gpu_gamma::fill_checked(ok, 0, true));  // empty output, null allowed
   }
   SECTION("async: cudaErrorInvalidValue, no exception") {

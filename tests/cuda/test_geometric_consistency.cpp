@@ -42,7 +42,8 @@ problem make_problem(index_t n, index_t d, unsigned seed, bool single) {
     x->resize(static_cast<std::size_t>(n * d));
     for (index_t i = 0; i < n; ++i) {
       double s = 0;
-      for (index_t k = 0; k < d; ++k) s += std::pow((*x)[static_cast<std::size_t>(i * d + k)] = nd(g), 2);
+      for (index_t k = 0; k < d; ++k)
+        s += std::pow((*x)[static_cast<std::size_t>(i * d + k)] = nd(g), 2);
       for (index_t k = 0; k < d; ++k) {
         double& a = (*x)[static_cast<std::size_t>(i * d + k)];
         a /= std::sqrt(s);
@@ -59,7 +60,8 @@ struct reference {
 };
 
 /// The CPU in double, on the Gram form the GPU runs for these options.
-reference cpu_reference(const problem& p, geometric_consistency_options o, bool split, double upstream) {
+reference cpu_reference(const problem& p, geometric_consistency_options o, bool split,
+                        double upstream) {
   o.algorithm = split ? gc_algorithm::gram_split : gc_algorithm::gram;
   o.accumulate = false;
   const auto vv = contrastive::make_view(p.v.data(), p.n, p.d);
@@ -70,14 +72,15 @@ reference cpu_reference(const problem& p, geometric_consistency_options o, bool 
   r.grams = saved.grams;
   r.gv.resize(p.v.size());
   r.gu.resize(p.u.size());
-  contrastive::geometric_consistency_backward(vv, vu, saved, contrastive::make_view(r.gv.data(), p.n, p.d),
-                                              contrastive::make_view(r.gu.data(), p.n, p.d), o, upstream);
+  contrastive::geometric_consistency_backward(
+      vv, vu, saved, contrastive::make_view(r.gv.data(), p.n, p.d),
+      contrastive::make_view(r.gu.data(), p.n, p.d), o, upstream);
   return r;
 }
 
 /// max |gpu - cpu| <= tol * max(scale_floor, max |cpu|) (norm-wise relative), every element finite.
-void compare(const char* what, const std::vector<double>& gpu, const std::vector<double>& cpu, double tol,
-             double scale_floor) {
+void compare(const char* what, const std::vector<double>& gpu, const std::vector<double>& cpu,
+             double tol, double scale_floor) {
   REQUIRE(gpu.size() == cpu.size());
   double scale = scale_floor, worst = 0;
   int nonfinite = 0;
@@ -94,8 +97,9 @@ void compare(const char* what, const std::vector<double>& gpu, const std::vector
       at = e;
     }
   }
-  INFO(what << ": " << nonfinite << " non-finite elements; largest difference " << worst << " at " << at
-            << " (GPU " << gpu[at] << ", CPU " << cpu[at] << "), scale " << scale << ", tolerance " << tol);
+  INFO(what << ": " << nonfinite << " non-finite elements; largest difference " << worst << " at "
+            << at << " (GPU " << gpu[at] << ", CPU " << cpu[at] << "), scale " << scale
+            << ", tolerance " << tol);
   CHECK(nonfinite == 0);
   CHECK(worst <= tol * scale);
 }
@@ -143,7 +147,8 @@ TEST_CASE("cuda geometric consistency: loss, Grams and gradients equal the CPU's
     double wx, wi;
     bool force_split;
   };
-  const weights ws[] = {{1, 1, false}, {1, 1, true}, {1, 0.3, false}, {0, 1, false}, {1, 0, false}, {0.5, 0.5, false}};
+  const weights ws[] = {{1, 1, false}, {1, 1, true},  {1, 0.3, false},
+                        {0, 1, false}, {1, 0, false}, {0.5, 0.5, false}};
   struct shape {
     index_t n, d;
   };
@@ -164,10 +169,11 @@ TEST_CASE("cuda geometric consistency: loss, Grams and gradients equal the CPU's
           r.chunk = mode == 2 ? 64 : (mode == 3 ? 7 : 0);  // several chunks, with a remainder
           r.col_major_in = mode == 1 || mode == 3;
           r.own_handle = mode != 0 || sh.n != 300;  // the wrapper creates its own handle once
-          INFO((single ? "float" : "double") << ", N = " << sh.n << ", D = " << sh.d << ", weights (" << w.wx
-                                             << ", " << w.wi << ")" << (w.force_split ? ", gram_split" : "")
-                                             << ", mode " << mode << " (async " << r.async << ", chunk "
-                                             << r.chunk << ", column-major inputs " << r.col_major_in << ")");
+          INFO((single ? "float" : "double")
+               << ", N = " << sh.n << ", D = " << sh.d << ", weights (" << w.wx << ", " << w.wi
+               << ")" << (w.force_split ? ", gram_split" : "") << ", mode " << mode << " (async "
+               << r.async << ", chunk " << r.chunk << ", column-major inputs " << r.col_major_in
+               << ")");
           const gpu_gc::result g = gpu_gc::run(p.v, p.u, p.n, p.d, o, r);
           REQUIRE(g.status_forward == 0);
           REQUIRE(g.status_backward == 0);
@@ -236,23 +242,30 @@ TEST_CASE("cuda geometric consistency: bad arguments", "[cuda][gc]") {
   other.in_modal_weight = 0.5;
   const gpu_gc::run_options plain;
   SECTION("throwing wrappers: the CPU's messages") {
-    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, neg, plain); }, "'cross_modal_weight' must be finite and >= 0");
-    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, chunk0, plain); }, "'tile_rows' must be > 0");
+    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, neg, plain); },
+                    "'cross_modal_weight' must be finite and >= 0");
+    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, chunk0, plain); },
+                    "'tile_rows' must be > 0");
     std::vector<double> zero = p.u;
     for (index_t k = 0; k < p.d; ++k) zero[static_cast<std::size_t>(5 * p.d + k)] = 0;
-    require_invalid([&] { gpu_gc::run(p.v, zero, p.n, p.d, {}, plain); }, "'b' has a row of zero norm (row 5)");
+    require_invalid([&] { gpu_gc::run(p.v, zero, p.n, p.d, {}, plain); },
+                    "'b' has a row of zero norm (row 5)");
     std::vector<double> inf = p.v;
     inf[static_cast<std::size_t>(2 * p.d + 3)] = std::numeric_limits<double>::infinity();
-    require_invalid([&] { gpu_gc::run(inf, p.u, p.n, p.d, {}, plain); }, "'a' has a non-finite value (inf) at row 2, column 3");
+    require_invalid([&] { gpu_gc::run(inf, p.u, p.n, p.d, {}, plain); },
+                    "'a' has a non-finite value (inf) at row 2, column 3");
     gpu_gc::run_options bad_up;
     bad_up.upstream = std::nan("");
-    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, {}, bad_up); }, "'upstream' must be finite");
+    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, {}, bad_up); },
+                    "'upstream' must be finite");
     gpu_gc::run_options mismatch;
     mismatch.backward_options = &other;
-    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, {}, mismatch); }, "'saved' was computed with other weights");
+    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, {}, mismatch); },
+                    "'saved' was computed with other weights");
     gpu_gc::run_options rows;
     rows.grad_rows = p.n - 1;
-    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, {}, rows); }, "'grad_a' is 7 x 4, expected 8 x 4");
+    require_invalid([&] { gpu_gc::run(p.v, p.u, p.n, p.d, {}, rows); },
+                    "'grad_a' is 7 x 4, expected 8 x 4");
   }
   SECTION("async: cudaErrorInvalidValue, no exception") {
     gpu_gc::run_options a;

@@ -44,10 +44,14 @@ struct tolerance {
 // the reference, but the gradient tile G and the outputs are stored in the input type.
 tolerance tolerance_for(dtype t) {
   switch (t) {
-    case dtype::f32: return {2e-5, 2e-5, 2e-4, 2e-4};
-    case dtype::tf32: return {2e-2, 2e-2, 3e-2, 5e-2};
-    case dtype::f16: return {2e-5, 2e-5, 6e-3, 1e-3};
-    case dtype::bf16: return {2e-5, 2e-5, 2.5e-2, 1e-3};
+    case dtype::f32:
+      return {2e-5, 2e-5, 2e-4, 2e-4};
+    case dtype::tf32:
+      return {2e-2, 2e-2, 3e-2, 5e-2};
+    case dtype::f16:
+      return {2e-5, 2e-5, 6e-3, 1e-3};
+    case dtype::bf16:
+      return {2e-5, 2e-5, 2.5e-2, 1e-3};
   }
   return {};
 }
@@ -74,12 +78,14 @@ struct reference {
   std::vector<double> row_lse, col_lse, grad_a, grad_b;
 };
 
-reference cpu_info_nce(const loss_case& c, const std::vector<double>& a, const std::vector<double>& b) {
+reference cpu_info_nce(const loss_case& c, const std::vector<double>& a,
+                       const std::vector<double>& b) {
   contrastive::info_nce_options o;
   o.temperature = c.temperature;
   o.symmetric = c.symmetric;
   o.label_smoothing = c.label_smoothing;
-  o.reduction = c.sum_reduction ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
+  o.reduction =
+      c.sum_reduction ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
   reference r;
   r.grad_a.assign(a.size(), 0);
   r.grad_b.assign(a.size(), 0);
@@ -88,18 +94,21 @@ reference cpu_info_nce(const loss_case& c, const std::vector<double>& a, const s
   const auto saved = contrastive::info_nce_forward(va, vb, o);
   auto ga = contrastive::make_view(r.grad_a.data(), c.n, c.d);
   auto gb = contrastive::make_view(r.grad_b.data(), c.n, c.d);
-  r.grad_temperature = contrastive::info_nce_backward(va, vb, saved, ga, gb, o, c.upstream).temperature;
+  r.grad_temperature =
+      contrastive::info_nce_backward(va, vb, saved, ga, gb, o, c.upstream).temperature;
   r.loss = saved.loss;
   r.row_lse = saved.row_lse;
   r.col_lse = saved.col_lse;
   return r;
 }
 
-reference cpu_nt_xent(const loss_case& c, const std::vector<double>& a, const std::vector<double>& b) {
+reference cpu_nt_xent(const loss_case& c, const std::vector<double>& a,
+                      const std::vector<double>& b) {
   contrastive::nt_xent_options o;
   o.temperature = c.temperature;
   o.label_smoothing = c.label_smoothing;
-  o.reduction = c.sum_reduction ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
+  o.reduction =
+      c.sum_reduction ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
   reference r;
   r.grad_a.assign(a.size(), 0);
   r.grad_b.assign(a.size(), 0);
@@ -108,7 +117,8 @@ reference cpu_nt_xent(const loss_case& c, const std::vector<double>& a, const st
   const auto saved = contrastive::nt_xent_forward(va, vb, o);
   auto ga = contrastive::make_view(r.grad_a.data(), c.n, c.d);
   auto gb = contrastive::make_view(r.grad_b.data(), c.n, c.d);
-  r.grad_temperature = contrastive::nt_xent_backward(va, vb, saved, ga, gb, o, c.upstream).temperature;
+  r.grad_temperature =
+      contrastive::nt_xent_backward(va, vb, saved, ga, gb, o, c.upstream).temperature;
   r.loss = saved.loss;
   r.row_lse = saved.lse;
   return r;
@@ -236,7 +246,9 @@ TEST_CASE("cuda info_nce: bad arguments", "[cuda][info_nce][errors]") {
     CHECK(status == cuda_test::invalid_value_status());
   const auto messages = cuda_test::wrapper_bad_argument_messages();
   REQUIRE(messages.size() == 3);
-  CHECK_THAT(messages[0], Catch::Contains("cuda::info_nce_forward") && Catch::Contains("'b' is 8 x 8"));
+  CHECK_THAT(messages[0],
+             Catch::Contains("cuda::info_nce_forward") && Catch::Contains("'b' is 8 x 8"));
   CHECK_THAT(messages[1], Catch::Contains("label_smoothing"));
-  CHECK_THAT(messages[2], Catch::Contains("cuda::nt_xent_forward") && Catch::Contains("temperature"));
+  CHECK_THAT(messages[2],
+             Catch::Contains("cuda::nt_xent_forward") && Catch::Contains("temperature"));
 }

@@ -11,9 +11,9 @@
 #include "distributed/distributed_support.hpp"
 
 using namespace dtest;
+using Catch::Matchers::Contains;
 using contrastive::gamma_rate_source;
 using contrastive::normalizer_state;
-using Catch::Matchers::Contains;
 
 namespace {
 
@@ -51,7 +51,9 @@ TEMPLATE_TEST_CASE("distributed::gamma_nce equals one process, state replicated 
           // (id -> rank) in sharded mode, any placement when replicated.
           const rmat<T> A = unit_rows<T>(n, d, 100 + step), B = unit_rows<T>(n, d, 200 + step);
           std::vector<std::int64_t> ids(static_cast<std::size_t>(n));
-          for (Index i = 0; i < n; ++i) ids[i] = 7 * i + (mode == contrastive::distributed::gamma_state_mode::replicated ? step : 0);
+          for (Index i = 0; i < n; ++i)
+            ids[i] =
+                7 * i + (mode == contrastive::distributed::gamma_state_mode::replicated ? step : 0);
           contrastive::distributed::gamma_nce_options o;
           o.state_mode = mode;
           o.symmetric = sym;
@@ -67,8 +69,11 @@ TEMPLATE_TEST_CASE("distributed::gamma_nce equals one process, state replicated 
           const auto L = contrastive::gamma_nce_forward(A, B, ids, ref_state, o);
           tg = contrastive::gamma_nce_backward(A, B, L, GA, GB, o);
           const shard s = step == 1 ? shard::empty_rank : shard::uneven;
-          const auto cnt = shard_counts(p, n, mode == contrastive::distributed::gamma_state_mode::sharded ? shard::uneven : s);
-          INFO((mode == contrastive::distributed::gamma_state_mode::replicated ? "replicated" : "sharded")
+          const auto cnt = shard_counts(
+              p, n,
+              mode == contrastive::distributed::gamma_state_mode::sharded ? shard::uneven : s);
+          INFO((mode == contrastive::distributed::gamma_state_mode::replicated ? "replicated"
+                                                                               : "sharded")
                << ", symmetric " << sym << ", positive_in_normaliser " << pin << ", step " << step
                << ", rank " << r << " of " << p);
           const rmat<T> a = rows_of(A, cnt, r), b = rows_of(B, cnt, r);
@@ -83,16 +88,19 @@ TEMPLATE_TEST_CASE("distributed::gamma_nce equals one process, state replicated 
           CHECK(rel(dtg.log_scale, tg.log_scale) <= tolerance<T>() * 10);
           CHECK(rel_rows(ga, GA, cnt, r) <= tolerance<T>());
           CHECK(rel_rows(gb, GB, cnt, r) <= tolerance<T>());
-          for (Index i = 0; i < a.rows(); ++i) CHECK(l.row.r[i] == Approx(L.row.r[offset_of(cnt, r) + i]).epsilon(1e-5));
+          for (Index i = 0; i < a.rows(); ++i)
+            CHECK(l.row.r[i] == Approx(L.row.r[offset_of(cnt, r) + i]).epsilon(1e-5));
           const bool replicated = mode == contrastive::distributed::gamma_state_mode::replicated;
-          CHECK(states_agree(state, ref_state, replicated, std::is_same<T, float>::value ? 1e-5 : 1e-12));
+          CHECK(states_agree(state, ref_state, replicated,
+                             std::is_same<T, float>::value ? 1e-5 : 1e-12));
         }
       }
     }
   }
 }
 
-TEST_CASE("distributed::gamma_nce: same-batch and exact rates, deterministic alpha, no state", "[dist][gamma_nce]") {
+TEST_CASE("distributed::gamma_nce: same-batch and exact rates, deterministic alpha, no state",
+          "[dist][gamma_nce]") {
   const contrastive::distributed::mpi_communicator comm;
   const int p = comm.size(), r = comm.rank();
   const Index n = 19, d = 4;
@@ -147,7 +155,8 @@ TEST_CASE("distributed::gamma_nce: every rank throws the same error", "[dist][ga
     if (p > 1) {
       std::vector<std::int64_t> li = slice(ids, cnt, r);
       if (r == p - 1) li[0] = 0;  // rank 0 holds id 0 as well
-      const std::string e = error_of([&] { contrastive::distributed::gamma_nce_forward(comm, a, b, li, state, o); });
+      const std::string e =
+          error_of([&] { contrastive::distributed::gamma_nce_forward(comm, a, b, li, state, o); });
       CHECK_THAT(e, Contains("distributed::gamma_nce_forward") && Contains("sample id 0"));
       CHECK(same_on_all_ranks(e));
       CHECK(!state.visited(0, 0));  // nothing was written
@@ -156,7 +165,8 @@ TEST_CASE("distributed::gamma_nce: every rank throws the same error", "[dist][ga
   SECTION("an id out of the state's range on the last rank") {
     std::vector<std::int64_t> li = slice(ids, cnt, r);
     if (r == p - 1) li.back() = 1000;
-    const std::string e = error_of([&] { contrastive::distributed::gamma_nce_forward(comm, a, b, li, state, o); });
+    const std::string e =
+        error_of([&] { contrastive::distributed::gamma_nce_forward(comm, a, b, li, state, o); });
     CHECK_THAT(e, Contains("out of range") && Contains("on rank " + std::to_string(p - 1)));
     CHECK(same_on_all_ranks(e));
   }
@@ -165,7 +175,8 @@ TEST_CASE("distributed::gamma_nce: every rank throws the same error", "[dist][ga
       contrastive::distributed::gamma_nce_options o2 = o;
       o2.seed = r == 0 ? 1 : 2;
       const auto li = slice(ids, cnt, r);
-      const std::string e = error_of([&] { contrastive::distributed::gamma_nce_forward(comm, a, b, li, state, o2); });
+      const std::string e =
+          error_of([&] { contrastive::distributed::gamma_nce_forward(comm, a, b, li, state, o2); });
       CHECK_THAT(e, Contains("'seed' (low 32 bits) differs across ranks"));
       CHECK(same_on_all_ranks(e));
     }
@@ -174,7 +185,8 @@ TEST_CASE("distributed::gamma_nce: every rank throws the same error", "[dist][ga
     if (p > 1) {
       normalizer_state s2(r == 0 ? n : n + 1, 2);
       const auto li = slice(ids, cnt, r);
-      const std::string e = error_of([&] { contrastive::distributed::gamma_nce_forward(comm, a, b, li, s2, o); });
+      const std::string e =
+          error_of([&] { contrastive::distributed::gamma_nce_forward(comm, a, b, li, s2, o); });
       CHECK_THAT(e, Contains("samples (replicated mode) differs across ranks"));
       CHECK(same_on_all_ranks(e));
     }

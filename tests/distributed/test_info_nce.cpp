@@ -12,9 +12,9 @@
 #include "distributed/distributed_support.hpp"
 
 using namespace dtest;
+using Catch::Matchers::Contains;
 using contrastive::info_nce_options;
 using contrastive::loss_reduction;
-using Catch::Matchers::Contains;
 
 namespace {
 
@@ -38,8 +38,8 @@ const config configs[] = {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("distributed::info_nce equals one process on the concatenated batch", "[dist][info_nce]",
-                   float, double) {
+TEMPLATE_TEST_CASE("distributed::info_nce equals one process on the concatenated batch",
+                   "[dist][info_nce]", float, double) {
   using T = TestType;
   const contrastive::distributed::mpi_communicator comm;
   const int p = comm.size(), r = comm.rank();
@@ -73,7 +73,8 @@ TEMPLATE_TEST_CASE("distributed::info_nce equals one process on the concatenated
       }
       rmat<T> ga(a.rows(), d), gb(b.rows(), d);
       contrastive::temperature_gradient dtg;
-      const double l = contrastive::distributed::info_nce_forward_backward(comm, a, b, ga, gb, lo, &dtg);
+      const double l =
+          contrastive::distributed::info_nce_forward_backward(comm, a, b, ga, gb, lo, &dtg);
       CHECK(rel(l, L) <= tolerance<T>());
       CHECK(rel(dtg.log_scale, tg.log_scale) <= tolerance<T>() * 10);
       CHECK(rel_rows(ga, GA, cnt, r) <= tolerance<T>());
@@ -82,7 +83,8 @@ TEMPLATE_TEST_CASE("distributed::info_nce equals one process on the concatenated
   }
 }
 
-TEST_CASE("distributed::info_nce: two passes, upstream, accumulate, column-major input", "[dist][info_nce]") {
+TEST_CASE("distributed::info_nce: two passes, upstream, accumulate, column-major input",
+          "[dist][info_nce]") {
   using T = double;
   const contrastive::distributed::mpi_communicator comm;
   const int p = comm.size(), r = comm.rank();
@@ -109,7 +111,8 @@ TEST_CASE("distributed::info_nce: two passes, upstream, accumulate, column-major
   CHECK(rel_rows(gb, GB, cnt, r) <= 1e-12);
 }
 
-TEST_CASE("distributed::info_nce: every rank throws the same error, none hangs", "[dist][info_nce][errors]") {
+TEST_CASE("distributed::info_nce: every rank throws the same error, none hangs",
+          "[dist][info_nce][errors]") {
   const contrastive::distributed::mpi_communicator comm;
   const int p = comm.size(), r = comm.rank();
   const Index n = 12, d = 4;
@@ -122,7 +125,8 @@ TEST_CASE("distributed::info_nce: every rank throws the same error, none hangs",
     if (p > 1) {
       const Index dr = r == p - 1 ? d + 1 : d;
       const rmat<double> a2 = rmat<double>::Ones(cnt[r], dr), b2 = rmat<double>::Ones(cnt[r], dr);
-      const std::string e = error_of([&] { contrastive::distributed::info_nce_forward(comm, a2, b2, o); });
+      const std::string e =
+          error_of([&] { contrastive::distributed::info_nce_forward(comm, a2, b2, o); });
       CHECK_THAT(e, Contains("differs across ranks") && Contains("D (the columns of 'a')"));
       CHECK(same_on_all_ranks(e));
     }
@@ -131,7 +135,8 @@ TEST_CASE("distributed::info_nce: every rank throws the same error, none hangs",
     if (p > 1) {
       info_nce_options o2 = o;
       if (r == p - 1) o2.temperature = 0.5;
-      const std::string e = error_of([&] { contrastive::distributed::info_nce_forward(comm, a, b, o2); });
+      const std::string e =
+          error_of([&] { contrastive::distributed::info_nce_forward(comm, a, b, o2); });
       CHECK_THAT(e, Contains("'temperature' differs across ranks"));
       CHECK(same_on_all_ranks(e));
     }
@@ -139,21 +144,24 @@ TEST_CASE("distributed::info_nce: every rank throws the same error, none hangs",
   SECTION("a local error on the last rank only: NaN input") {
     rmat<double> a2 = a;
     if (r == p - 1) a2(0, 1) = std::nan("");
-    const std::string e = error_of([&] { contrastive::distributed::info_nce_forward(comm, a2, b, o); });
+    const std::string e =
+        error_of([&] { contrastive::distributed::info_nce_forward(comm, a2, b, o); });
     CHECK_THAT(e, Contains("distributed::info_nce_forward: 'a' has a non-finite value") &&
                       Contains("on rank " + std::to_string(p - 1)));
     CHECK(same_on_all_ranks(e));
   }
   SECTION("local shape error on rank 0 only: b has other rows") {
     const rmat<double> b2 = r == 0 ? rmat<double>(rmat<double>::Ones(cnt[r] + 1, d)) : b;
-    const std::string e = error_of([&] { contrastive::distributed::info_nce_forward(comm, a, b2, o); });
+    const std::string e =
+        error_of([&] { contrastive::distributed::info_nce_forward(comm, a, b2, o); });
     CHECK_THAT(e, Contains("'b' has") && Contains("on rank 0"));
     CHECK(same_on_all_ranks(e));
   }
   SECTION("backward: wrong gradient shape on the last rank") {
     const auto saved = contrastive::distributed::info_nce_forward(comm, a, b, o);
     rmat<double> ga(a.rows(), d), gb(r == p - 1 ? b.rows() + 1 : b.rows(), d);
-    const std::string e = error_of([&] { contrastive::distributed::info_nce_backward(comm, a, b, saved, ga, gb, o); });
+    const std::string e = error_of(
+        [&] { contrastive::distributed::info_nce_backward(comm, a, b, saved, ga, gb, o); });
     CHECK_THAT(e, Contains("distributed::info_nce_backward: 'grad_b' is"));
     CHECK(same_on_all_ranks(e));
   }
@@ -161,8 +169,10 @@ TEST_CASE("distributed::info_nce: every rank throws the same error, none hangs",
     if (p > 1) {
       const auto saved = contrastive::distributed::info_nce_forward(comm, a, b, o);
       rmat<double> ga(a.rows(), d), gb(b.rows(), d);
-      const std::string e = error_of(
-          [&] { contrastive::distributed::info_nce_backward(comm, a, b, saved, ga, gb, o, r == 0 ? 1.0 : 2.0); });
+      const std::string e = error_of([&] {
+        contrastive::distributed::info_nce_backward(comm, a, b, saved, ga, gb, o,
+                                                    r == 0 ? 1.0 : 2.0);
+      });
       CHECK_THAT(e, Contains("'upstream' differs across ranks"));
       CHECK(same_on_all_ranks(e));
     }
@@ -175,7 +185,8 @@ TEST_CASE("distributed::info_nce: every rank throws the same error, none hangs",
         o2.labels_a = y;
         o2.labels_b = y;
       }
-      const std::string e = error_of([&] { contrastive::distributed::info_nce_forward(comm, a, b, o2); });
+      const std::string e =
+          error_of([&] { contrastive::distributed::info_nce_forward(comm, a, b, o2); });
       CHECK_THAT(e, Contains("labels are given on rank 0 but not on rank 1"));
       CHECK(same_on_all_ranks(e));
     }
@@ -183,13 +194,15 @@ TEST_CASE("distributed::info_nce: every rank throws the same error, none hangs",
   SECTION("cached mode is refused") {
     info_nce_options o2 = o;
     o2.cache_logits = true;
-    const std::string e = error_of([&] { contrastive::distributed::info_nce_forward(comm, a, b, o2); });
+    const std::string e =
+        error_of([&] { contrastive::distributed::info_nce_forward(comm, a, b, o2); });
     CHECK_THAT(e, Contains("'cache_logits' is not supported"));
     CHECK(same_on_all_ranks(e));
   }
   SECTION("an empty global batch") {
     const rmat<double> e0(0, d);
-    const std::string e = error_of([&] { contrastive::distributed::info_nce_forward(comm, e0, e0, o); });
+    const std::string e =
+        error_of([&] { contrastive::distributed::info_nce_forward(comm, e0, e0, o); });
     CHECK_THAT(e, Contains("empty global batch"));
   }
   // Still in step afterwards: a collective that every rank reaches.

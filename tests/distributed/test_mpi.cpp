@@ -7,10 +7,13 @@
 
 #include "distributed/distributed_support.hpp"
 
-static_assert(contrastive::distributed::is_communicator<contrastive::distributed::mpi_communicator>::value, "");
+static_assert(
+    contrastive::distributed::is_communicator<contrastive::distributed::mpi_communicator>::value,
+    "");
 static_assert(!contrastive::distributed::is_communicator<int>::value, "");
 
-TEMPLATE_TEST_CASE("mpi_communicator: collectives", "[dist][mpi]", char, std::int64_t, float, double) {
+TEMPLATE_TEST_CASE("mpi_communicator: collectives", "[dist][mpi]", char, std::int64_t, float,
+                   double) {
   using T = TestType;
   const contrastive::distributed::mpi_communicator comm;
   const int p = comm.size(), r = comm.rank();

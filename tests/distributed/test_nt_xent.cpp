@@ -10,12 +10,12 @@
 #include "distributed/distributed_support.hpp"
 
 using namespace dtest;
+using Catch::Matchers::Contains;
 using contrastive::loss_reduction;
 using contrastive::nt_xent_options;
-using Catch::Matchers::Contains;
 
-TEMPLATE_TEST_CASE("distributed::nt_xent equals one process on the concatenated batch", "[dist][nt_xent]",
-                   float, double) {
+TEMPLATE_TEST_CASE("distributed::nt_xent equals one process on the concatenated batch",
+                   "[dist][nt_xent]", float, double) {
   using T = TestType;
   const contrastive::distributed::mpi_communicator comm;
   const int p = comm.size(), r = comm.rank();
@@ -51,7 +51,8 @@ TEMPLATE_TEST_CASE("distributed::nt_xent equals one process on the concatenated 
       if (c.labelled) lo.labels = yl;
       rmat<T> ga(a.rows(), d), gb(b.rows(), d);
       contrastive::temperature_gradient dtg;
-      const double l = contrastive::distributed::nt_xent_forward_backward(comm, a, b, ga, gb, lo, &dtg);
+      const double l =
+          contrastive::distributed::nt_xent_forward_backward(comm, a, b, ga, gb, lo, &dtg);
       CHECK(rel(l, L) <= tolerance<T>());
       CHECK(rel(dtg.log_scale, tg.log_scale) <= tolerance<T>() * 10);
       CHECK(rel_rows(ga, GA, cnt, r) <= tolerance<T>());
@@ -73,7 +74,8 @@ TEST_CASE("distributed::nt_xent: two passes with upstream and accumulate", "[dis
   contrastive::nt_xent_backward(A, B, saved, GA, GB, o, -1.5);
   const auto cnt = shard_counts(p, n, shard::empty_rank);
   const rmat<double> a = rows_of(A, cnt, r), b = rows_of(B, cnt, r);
-  rmat<double> ga = rmat<double>::Constant(a.rows(), d, 1.0), gb = rmat<double>::Constant(b.rows(), d, 2.0);
+  rmat<double> ga = rmat<double>::Constant(a.rows(), d, 1.0),
+               gb = rmat<double>::Constant(b.rows(), d, 2.0);
   const auto ds = contrastive::distributed::nt_xent_forward(comm, a, b, o);
   contrastive::distributed::nt_xent_backward(comm, a, b, ds, ga, gb, o, -1.5);
   CHECK(rel(ds.loss, saved.loss) <= 1e-12);
@@ -93,8 +95,10 @@ TEST_CASE("distributed::nt_xent: every rank throws the same error", "[dist][nt_x
     if (p > 1) {
       const Index dr = r == p - 1 ? d + 2 : d;
       const rmat<double> a2 = rmat<double>::Ones(cnt[r], dr);
-      const std::string e = error_of([&] { contrastive::distributed::nt_xent_forward(comm, a2, a2, o); });
-      CHECK_THAT(e, Contains("distributed::nt_xent_forward: D (the columns of 'a') differs across ranks"));
+      const std::string e =
+          error_of([&] { contrastive::distributed::nt_xent_forward(comm, a2, a2, o); });
+      CHECK_THAT(
+          e, Contains("distributed::nt_xent_forward: D (the columns of 'a') differs across ranks"));
       CHECK(same_on_all_ranks(e));
     }
   }
@@ -102,7 +106,8 @@ TEST_CASE("distributed::nt_xent: every rank throws the same error", "[dist][nt_x
     const auto y = labels(r == p - 1 ? cnt[r] + 1 : cnt[r], 3);
     nt_xent_options o2 = o;
     o2.labels = y;
-    const std::string e = error_of([&] { contrastive::distributed::nt_xent_forward(comm, a, b, o2); });
+    const std::string e =
+        error_of([&] { contrastive::distributed::nt_xent_forward(comm, a, b, o2); });
     CHECK_THAT(e, Contains("'labels' has") && Contains("on rank " + std::to_string(p - 1)));
     CHECK(same_on_all_ranks(e));
   }
@@ -110,7 +115,8 @@ TEST_CASE("distributed::nt_xent: every rank throws the same error", "[dist][nt_x
     if (p > 1) {
       nt_xent_options o2 = o;
       o2.label_smoothing = r == 1 ? 0.1 : 0.0;
-      const std::string e = error_of([&] { contrastive::distributed::nt_xent_forward(comm, a, b, o2); });
+      const std::string e =
+          error_of([&] { contrastive::distributed::nt_xent_forward(comm, a, b, o2); });
       CHECK_THAT(e, Contains("'label_smoothing' differs across ranks (rank 0: 0, rank 1: 0.1"));
       CHECK(same_on_all_ranks(e));
     }

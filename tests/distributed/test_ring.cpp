@@ -30,12 +30,14 @@ TEST_CASE("dist ring: layout, visiting order and accumulators", "[dist][ring]") 
   const contrastive::matrix_view<const double> v(x.data(), mine, d);
   std::vector<int> seen;
   bool contents_ok = true;
-  dd::ring_visit<double>(comm, l, &v, 1, d, [&](int owner, const contrastive::matrix_view<const double>* blk) {
-    seen.push_back(owner);
-    if (blk[0].rows() != l.count(owner)) contents_ok = false;
-    for (Index i = 0; i < blk[0].rows(); ++i)
-      for (Index k = 0; k < d; ++k) contents_ok = contents_ok && blk[0](i, k) == 1000.0 * owner + double(i);
-  });
+  dd::ring_visit<double>(
+      comm, l, &v, 1, d, [&](int owner, const contrastive::matrix_view<const double>* blk) {
+        seen.push_back(owner);
+        if (blk[0].rows() != l.count(owner)) contents_ok = false;
+        for (Index i = 0; i < blk[0].rows(); ++i)
+          for (Index k = 0; k < d; ++k)
+            contents_ok = contents_ok && blk[0](i, k) == 1000.0 * owner + double(i);
+      });
   CHECK(contents_ok);
   REQUIRE(seen.size() == static_cast<std::size_t>(p));  // no collective follows in this case
   for (int t = 0; t < p; ++t) CHECK(seen[t] == (r - t + p) % p);
@@ -65,13 +67,15 @@ TEST_CASE("dist ring: agreement on values, flags and local errors", "[dist][ring
   CHECK(s[0] == double(p) * double(p - 1) / 2);
   CHECK(s[1] == double(p));
   if (p > 1) {
-    const std::string e = error_of([&] { dd::agree_values(comm, "f", {{"'x'", 1.0}, {"'y'", double(r)}}); });
+    const std::string e = error_of([&] {
+      dd::agree_values(comm, "f", {{"'x'", 1.0}, {"'y'", double(r)}});
+    });
     CHECK_THAT(e, Contains("f: 'y' differs across ranks (rank 0: 0, rank 1: 1)"));
     CHECK(same_on_all_ranks(e));
-    const std::string e2 = error_of([&] {
-      dd::agree_checks(comm, [&] { CONTRASTIVE_CHECK(r == 0, "g: bad on rank ", r); });
-    });
-    CHECK_THAT(e2, Contains("g: bad on rank 1 (on rank 1 of " + std::to_string(p) + (p > 2 ? ", and on 1 more rank(s))" : ")")));
+    const std::string e2 = error_of(
+        [&] { dd::agree_checks(comm, [&] { CONTRASTIVE_CHECK(r == 0, "g: bad on rank ", r); }); });
+    CHECK_THAT(e2, Contains("g: bad on rank 1 (on rank 1 of " + std::to_string(p) +
+                            (p > 2 ? ", and on 1 more rank(s))" : ")")));
     CHECK(same_on_all_ranks(e2));
   }
 }

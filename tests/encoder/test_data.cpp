@@ -18,7 +18,8 @@ using encoder::index_t;
 namespace {
 
 fs::path temp_dir(const std::string& name) {
-  const auto dir = fs::temp_directory_path() / ("encoder_data_tests_" + std::to_string(::getpid())) / name;
+  const auto dir =
+      fs::temp_directory_path() / ("encoder_data_tests_" + std::to_string(::getpid())) / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -28,13 +29,15 @@ void be32(std::vector<unsigned char>& v, std::uint32_t x) {
   for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<unsigned char>(x >> s));
 }
 
-std::vector<unsigned char> idx_images(std::uint32_t n, std::uint32_t h, std::uint32_t w, std::uint32_t magic = 0x803) {
+std::vector<unsigned char> idx_images(std::uint32_t n, std::uint32_t h, std::uint32_t w,
+                                      std::uint32_t magic = 0x803) {
   std::vector<unsigned char> v;
   be32(v, magic);
   be32(v, n);
   be32(v, h);
   be32(v, w);
-  for (std::uint32_t k = 0; k < n * h * w; ++k) v.push_back(static_cast<unsigned char>((k * 7) % 256));
+  for (std::uint32_t k = 0; k < n * h * w; ++k)
+    v.push_back(static_cast<unsigned char>((k * 7) % 256));
   return v;
 }
 
@@ -84,7 +87,8 @@ TEST_CASE("Fashion-MNIST loader: missing files name the Debian package", "[encod
     FAIL("no exception");
   } catch (const encoder::data_error& e) {
     CHECK(e.missing);
-    CHECK_THAT(e.what(), Catch::Contains("dataset-fashion-mnist") && Catch::Contains("apt-get install") &&
+    CHECK_THAT(e.what(), Catch::Contains("dataset-fashion-mnist") &&
+                             Catch::Contains("apt-get install") &&
                              Catch::Contains("train-images-idx3-ubyte.gz"));
   }
 }
@@ -159,10 +163,10 @@ TEST_CASE("augmentation primitives", "[encoder][augment]") {
   for (int k = 0; k < h * w; ++k) in[static_cast<std::size_t>(k)] = static_cast<float>(k + 1);
   SECTION("shift") {
     encoder::shift_image(in.data(), out.data(), h, w, 1, -2);
-    CHECK(out[0 * w + 0] == 0.0f);                 // row 0 comes from row -1: zero fill
-    CHECK(out[1 * w + 0] == in[0 * w + 2]);        // (1, 0) <- (0, 2)
-    CHECK(out[3 * w + 2] == in[2 * w + 4]);        // (3, 2) <- (2, 4)
-    CHECK(out[3 * w + 3] == 0.0f);                 // from column 5: outside
+    CHECK(out[0 * w + 0] == 0.0f);           // row 0 comes from row -1: zero fill
+    CHECK(out[1 * w + 0] == in[0 * w + 2]);  // (1, 0) <- (0, 2)
+    CHECK(out[3 * w + 2] == in[2 * w + 4]);  // (3, 2) <- (2, 4)
+    CHECK(out[3 * w + 3] == 0.0f);           // from column 5: outside
   }
   SECTION("flip twice is the identity") {
     encoder::hflip_image(in.data(), out.data(), h, w);
@@ -172,7 +176,8 @@ TEST_CASE("augmentation primitives", "[encoder][augment]") {
   }
   SECTION("full-window resized crop is the identity; half window magnifies") {
     encoder::resized_crop_image(in.data(), out.data(), h, w, 0, 0, h, w);
-    for (int k = 0; k < h * w; ++k) CHECK(out[static_cast<std::size_t>(k)] == Approx(in[static_cast<std::size_t>(k)]));
+    for (int k = 0; k < h * w; ++k)
+      CHECK(out[static_cast<std::size_t>(k)] == Approx(in[static_cast<std::size_t>(k)]));
     encoder::resized_crop_image(in.data(), out.data(), h, w, 0, 0, h / 2.0, w);
     CHECK(out[0] == Approx(in[0]));
     CHECK(out[static_cast<std::size_t>((h - 1) * w)] <= in[static_cast<std::size_t>(2 * w)]);

@@ -55,7 +55,8 @@ TEST_CASE("linear: backward accumulates parameter gradients", "[encoder][linear]
 TEST_CASE("linear: shape errors are reported", "[encoder][linear]") {
   encoder::linear<double> l(3, 2, 1);
   l.set_name("enc.0");
-  CHECK_THROWS_WITH(l.forward(random_matrix(2, 4, 1)), Catch::Contains("linear 'enc.0'") && Catch::Contains("4 columns, expected 3"));
+  CHECK_THROWS_WITH(l.forward(random_matrix(2, 4, 1)),
+                    Catch::Contains("linear 'enc.0'") && Catch::Contains("4 columns, expected 3"));
   l.forward(random_matrix(2, 3, 1));
   CHECK_THROWS_AS(l.backward(random_matrix(3, 2, 1)), encoder::error);
 }
@@ -103,7 +104,8 @@ TEST_CASE("l2_norm: unit rows and gradients through contrastive::l2_normalize", 
   CHECK(check_layer(l2, x, 32).input_error < tol);
 }
 
-TEST_CASE("sequential MLP encoder and projection head: gradients of every parameter", "[encoder][mlp]") {
+TEST_CASE("sequential MLP encoder and projection head: gradients of every parameter",
+          "[encoder][mlp]") {
   encoder::sequential<double> net("net");
   net.add<encoder::linear<double>>(6, 8, 5);
   net.add<encoder::layer_norm<double>>(8);
@@ -156,10 +158,13 @@ TEST_CASE("softmax cross-entropy: value and gradient", "[encoder][probe]") {
   index_t hits = 0;
   const double loss = encoder::softmax_cross_entropy(logits, labels, &grad, &hits);
   double ref = 0;
-  for (index_t i = 0; i < 5; ++i) ref += std::log(logits.row(i).array().exp().sum()) - logits(i, labels[static_cast<std::size_t>(i)]);
+  for (index_t i = 0; i < 5; ++i)
+    ref += std::log(logits.row(i).array().exp().sum()) -
+           logits(i, labels[static_cast<std::size_t>(i)]);
   CHECK(loss == Approx(ref / 5).epsilon(1e-12));
   mat x = logits;
-  CHECK(enc_test::ct::gradcheck(x, grad, [&] { return encoder::softmax_cross_entropy(x, labels); }));
+  CHECK(
+      enc_test::ct::gradcheck(x, grad, [&] { return encoder::softmax_cross_entropy(x, labels); }));
   CHECK_THROWS_AS(encoder::softmax_cross_entropy(logits, std::vector<int>{0, 1}), encoder::error);
 }
 
@@ -179,13 +184,15 @@ TEST_CASE("whole SimCLR model: gradients through NT-Xent, head, backbone", "[enc
   auto loss_of = [&]() {
     const mat z = net.forward(x);
     mat ga(4, 5), gb(4, 5);
-    return static_cast<double>(contrastive::nt_xent_forward_backward(z.topRows(4), z.bottomRows(4), ga, gb, o));
+    return static_cast<double>(
+        contrastive::nt_xent_forward_backward(z.topRows(4), z.bottomRows(4), ga, gb, o));
   };
   auto params = net.parameters();
   encoder::zero_grad(params);
   const mat z = net.forward(x);
   mat g(8, 5);
-  contrastive::nt_xent_forward_backward(z.topRows(4), z.bottomRows(4), g.topRows(4), g.bottomRows(4), o);
+  contrastive::nt_xent_forward_backward(z.topRows(4), z.bottomRows(4), g.topRows(4),
+                                        g.bottomRows(4), o);
   const mat gx = net.backward(g);
   CHECK(enc_test::ct::gradcheck(x, gx, loss_of));
   for (auto* p : params) {

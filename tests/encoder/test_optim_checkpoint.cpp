@@ -20,7 +20,8 @@ using enc_test::random_matrix;
 namespace {
 
 std::string temp_path(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("encoder_tests_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("encoder_tests_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   return (dir / name).string();
 }
@@ -56,17 +57,20 @@ TEST_CASE("adamw matches a scalar reference over several steps", "[encoder][adam
     rw *= 1 - lr * o.weight_decay;  // decoupled decay (weights only)
     mw = o.beta1 * mw + (1 - o.beta1) * gw;
     vw = o.beta2 * vw + (1 - o.beta2) * gw * gw;
-    rw -= lr * (mw / (1 - std::pow(o.beta1, t))) / (std::sqrt(vw / (1 - std::pow(o.beta2, t))) + o.eps);
+    rw -= lr * (mw / (1 - std::pow(o.beta1, t))) /
+          (std::sqrt(vw / (1 - std::pow(o.beta2, t))) + o.eps);
     mb = o.beta1 * mb + (1 - o.beta1) * gb;
     vb = o.beta2 * vb + (1 - o.beta2) * gb * gb;
-    rb -= lr * (mb / (1 - std::pow(o.beta1, t))) / (std::sqrt(vb / (1 - std::pow(o.beta2, t))) + o.eps);
+    rb -= lr * (mb / (1 - std::pow(o.beta1, t))) /
+          (std::sqrt(vb / (1 - std::pow(o.beta2, t))) + o.eps);
     CHECK(w.value(1, 2) == Approx(rw).epsilon(1e-12));
     CHECK(b.value(0, 1) == Approx(rb).epsilon(1e-12));
   }
   CHECK(opt.steps() == 3);
 }
 
-TEST_CASE("adamw: first step moves each weight by lr against its gradient's sign", "[encoder][adamw]") {
+TEST_CASE("adamw: first step moves each weight by lr against its gradient's sign",
+          "[encoder][adamw]") {
   encoder::parameter<double> w("w", 1, 2, false);
   w.value << 1.0, -1.0;
   w.grad << 3.0, -0.5;
@@ -112,7 +116,8 @@ TEST_CASE("checkpoint round trip restores every parameter bit for bit", "[encode
   encoder::save_checkpoint(path, a.parameters());
   REQUIRE(a.parameters()[0]->value != b.parameters()[0]->value);
   encoder::load_checkpoint(path, b.parameters());
-  for (std::size_t k = 0; k < a.parameters().size(); ++k) CHECK(a.parameters()[k]->value == b.parameters()[k]->value);
+  for (std::size_t k = 0; k < a.parameters().size(); ++k)
+    CHECK(a.parameters()[k]->value == b.parameters()[k]->value);
 }
 
 TEST_CASE("checkpoint errors are clear and leave the model untouched", "[encoder][checkpoint]") {
@@ -122,7 +127,9 @@ TEST_CASE("checkpoint errors are clear and leave the model untouched", "[encoder
   const auto good = read_all(path);
   auto target = encoder::make_mlp_encoder<float>("enc", 12, {8, 6}, 9);
   const mat before = target.parameters()[0]->value.cast<double>();
-  auto unchanged = [&] { return (target.parameters()[0]->value.cast<double>() - before).cwiseAbs().maxCoeff() == 0; };
+  auto unchanged = [&] {
+    return (target.parameters()[0]->value.cast<double>() - before).cwiseAbs().maxCoeff() == 0;
+  };
 
   SECTION("missing file") {
     CHECK_THROWS_WITH(encoder::load_checkpoint(temp_path("nope.ckpt"), target.parameters()),
@@ -132,37 +139,43 @@ TEST_CASE("checkpoint errors are clear and leave the model untouched", "[encoder
     auto d = good;
     d[0] = 'X';
     write_all(path, d);
-    CHECK_THROWS_WITH(encoder::load_checkpoint(path, target.parameters()), Catch::Contains("bad magic"));
+    CHECK_THROWS_WITH(encoder::load_checkpoint(path, target.parameters()),
+                      Catch::Contains("bad magic"));
   }
   SECTION("newer version") {
     auto d = good;
     d[8] = 2;
     write_all(path, d);
-    CHECK_THROWS_WITH(encoder::load_checkpoint(path, target.parameters()), Catch::Contains("format version 2"));
+    CHECK_THROWS_WITH(encoder::load_checkpoint(path, target.parameters()),
+                      Catch::Contains("format version 2"));
   }
   SECTION("truncated") {
     auto d = good;
     d.resize(d.size() - 100);
     write_all(path, d);
-    CHECK_THROWS_WITH(encoder::load_checkpoint(path, target.parameters()), Catch::Contains("truncated"));
+    CHECK_THROWS_WITH(encoder::load_checkpoint(path, target.parameters()),
+                      Catch::Contains("truncated"));
   }
   SECTION("corrupted value") {
     auto d = good;
     d[d.size() - 9] ^= 0x10;  // the last value byte, before the checksum
     write_all(path, d);
-    CHECK_THROWS_WITH(encoder::load_checkpoint(path, target.parameters()), Catch::Contains("checksum mismatch"));
+    CHECK_THROWS_WITH(encoder::load_checkpoint(path, target.parameters()),
+                      Catch::Contains("checksum mismatch"));
   }
   SECTION("trailing bytes") {
     auto d = good;
     d.push_back(0);
     write_all(path, d);
-    CHECK_THROWS_WITH(encoder::load_checkpoint(path, target.parameters()), Catch::Contains("trailing"));
+    CHECK_THROWS_WITH(encoder::load_checkpoint(path, target.parameters()),
+                      Catch::Contains("trailing"));
   }
   SECTION("other architecture") {
     auto other = encoder::make_mlp_encoder<float>("enc", 12, {8, 5}, 1);
     encoder::save_checkpoint(path, other.parameters());
-    CHECK_THROWS_WITH(encoder::load_checkpoint(path, target.parameters()),
-                      Catch::Contains("'enc.3.weight' (8x5)") && Catch::Contains("expects 'enc.3.weight' (8x6)"));
+    CHECK_THROWS_WITH(
+        encoder::load_checkpoint(path, target.parameters()),
+        Catch::Contains("'enc.3.weight' (8x5)") && Catch::Contains("expects 'enc.3.weight' (8x6)"));
   }
   SECTION("other tensor count") {
     auto other = encoder::make_mlp_encoder<float>("enc", 12, {8}, 1);

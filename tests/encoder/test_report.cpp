@@ -45,9 +45,11 @@ TEST_CASE("progress bar: plain lines off a terminal", "[encoder][progress]") {
   const std::string out = captured(f);
   std::fclose(f);
   CHECK(out.find('\r') == std::string::npos);
-  CHECK_THAT(out, Catch::Contains("train epoch 1/2 step 10/20") && Catch::Contains("train epoch 2/2 step 20/20") &&
-                      Catch::Contains("loss 3.0000") && Catch::Contains("img/s") && Catch::Contains("ETA") &&
-                      Catch::Contains("100%") && Catch::Contains("train: done, 20 steps"));
+  CHECK_THAT(out, Catch::Contains("train epoch 1/2 step 10/20") &&
+                      Catch::Contains("train epoch 2/2 step 20/20") &&
+                      Catch::Contains("loss 3.0000") && Catch::Contains("img/s") &&
+                      Catch::Contains("ETA") && Catch::Contains("100%") &&
+                      Catch::Contains("train: done, 20 steps"));
   const auto lines = std::count(out.begin(), out.end(), '\n');
   CHECK(lines >= 10);
   CHECK(lines <= 12);
@@ -89,7 +91,8 @@ TEST_CASE("text table aligns columns", "[encoder][report]") {
 }
 
 TEST_CASE("curves are written as CSV and SVG", "[encoder][report]") {
-  const auto dir = fs::temp_directory_path() / ("encoder_report_tests_" + std::to_string(::getpid()));
+  const auto dir =
+      fs::temp_directory_path() / ("encoder_report_tests_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::vector<encoder::curve> cs(2);
   cs[0].run = "CLIP";
@@ -107,20 +110,23 @@ TEST_CASE("curves are written as CSV and SVG", "[encoder][report]") {
   encoder::write_curves_svg((dir / "c.svg").string(), "title", cs, &t);
   const std::string csv = slurp(dir / "c.csv");
   CHECK(std::count(csv.begin(), csv.end(), '\n') == 201);
-  CHECK(csv.rfind("run,phase,step,epoch,loss,lr\n\"CLIP\",\"two-tower <training>\",0,1,5,", 0) == 0);
+  CHECK(csv.rfind("run,phase,step,epoch,loss,lr\n\"CLIP\",\"two-tower <training>\",0,1,5,", 0) ==
+        0);
   CHECK_THAT(csv, Catch::Contains("\"probe, \"\"raw\"\"\""));
   const std::string svg = slurp(dir / "c.svg");
   CHECK(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0) == 0);
   CHECK(std::count(svg.begin(), svg.end(), '<') - std::count(svg.begin(), svg.end(), '>') == 0);
-  CHECK_THAT(svg, Catch::Contains("two-tower &lt;training&gt;") && Catch::Contains("CLIP &amp; co") &&
-                      Catch::Contains("<polyline") && Catch::EndsWith("</svg>\n"));
+  CHECK_THAT(svg, Catch::Contains("two-tower &lt;training&gt;") &&
+                      Catch::Contains("CLIP &amp; co") && Catch::Contains("<polyline") &&
+                      Catch::EndsWith("</svg>\n"));
   CHECK_THAT(svg, Catch::Contains(">step</text>"));
   // With steps per epoch on every curve of a panel, its x axis is epochs.
   for (auto& c : cs) c.steps_per_epoch = 50;
   encoder::write_curves_svg((dir / "e.svg").string(), "title", cs, nullptr);
   const std::string esvg = slurp(dir / "e.svg");
   CHECK_THAT(esvg, Catch::Contains(">epoch</text>") && !Catch::Contains(">step</text>"));
-  CHECK_THROWS_AS(encoder::write_curves_csv((dir / "no/such/dir/c.csv").string(), cs), encoder::error);
+  CHECK_THROWS_AS(encoder::write_curves_csv((dir / "no/such/dir/c.csv").string(), cs),
+                  encoder::error);
 }
 
 TEST_CASE("loss_fell needs a clear drop, not noise", "[encoder][app]") {

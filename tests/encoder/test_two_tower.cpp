@@ -8,7 +8,8 @@ using enc_test::random_matrix;
 
 namespace {
 
-encoder::tower_views<double> make_views(std::uint64_t seed, encoder::index_t n, encoder::index_t d) {
+encoder::tower_views<double> make_views(std::uint64_t seed, encoder::index_t n,
+                                        encoder::index_t d) {
   encoder::tower_views<double> v;
   v.z = random_matrix(n, d, seed);
   v.za = random_matrix(n, d, seed + 1);
@@ -23,7 +24,8 @@ encoder::tower_views<double> make_views(std::uint64_t seed, encoder::index_t n, 
 
 }  // namespace
 
-TEST_CASE("two-tower objectives: L_Con + weight (L_GC + L^a_GC) gradients", "[encoder][two_tower]") {
+TEST_CASE("two-tower objectives: L_Con + weight (L_GC + L^a_GC) gradients",
+          "[encoder][two_tower]") {
   const double tau = 0.5, w = 0.3;
   auto a = make_views(1, 6, 4), b = make_views(3, 6, 4);
   auto objective = [&](encoder::tower_views<double>& x, encoder::tower_views<double>& y) {
@@ -34,11 +36,12 @@ TEST_CASE("two-tower objectives: L_Con + weight (L_GC + L^a_GC) gradients", "[en
   contrastive::info_nce_options sym, one;
   sym.temperature = one.temperature = tau;
   one.symmetric = false;
-  const double ref = 0.5 * contrastive::info_nce_forward(a.z, b.z, sym).loss +
-                     0.25 * contrastive::info_nce_forward(a.z, a.za, one).loss +
-                     0.25 * contrastive::info_nce_forward(b.z, b.za, one).loss +
-                     w * contrastive::geometric_consistency_forward(a.z, b.z).loss +
-                     w * contrastive::geometric_consistency_augmented_forward(a.z, b.z, a.za, b.za).loss;
+  const double ref =
+      0.5 * contrastive::info_nce_forward(a.z, b.z, sym).loss +
+      0.25 * contrastive::info_nce_forward(a.z, a.za, one).loss +
+      0.25 * contrastive::info_nce_forward(b.z, b.za, one).loss +
+      w * contrastive::geometric_consistency_forward(a.z, b.z).loss +
+      w * contrastive::geometric_consistency_augmented_forward(a.z, b.z, a.za, b.za).loss;
   CHECK(value == Approx(ref).epsilon(1e-12));
 
   auto f = [&]() {
@@ -49,7 +52,8 @@ TEST_CASE("two-tower objectives: L_Con + weight (L_GC + L^a_GC) gradients", "[en
     mat* value;
     const mat* grad;
     const char* name;
-  } inputs[] = {{&a.z, &a.gz, "V"}, {&a.za, &a.gza, "Va"}, {&b.z, &b.gz, "U"}, {&b.za, &b.gza, "Ua"}};
+  } inputs[] = {
+      {&a.z, &a.gz, "V"}, {&a.za, &a.gza, "Va"}, {&b.z, &b.gz, "U"}, {&b.za, &b.gza, "Ua"}};
   for (auto& in : inputs) {
     INFO(in.name);
     const mat analytic = *in.grad;
@@ -57,7 +61,8 @@ TEST_CASE("two-tower objectives: L_Con + weight (L_GC + L^a_GC) gradients", "[en
   }
 }
 
-TEST_CASE("two-tower objectives: L_Con + L_Sep and L_Con + L_Br gradients", "[encoder][two_tower]") {
+TEST_CASE("two-tower objectives: L_Con + L_Sep and L_Con + L_Br gradients",
+          "[encoder][two_tower]") {
   const double tau = 0.4;
   auto a = make_views(11, 5, 3), b = make_views(13, 5, 3);
   // L_Br's closed form holds for unit rows; normalise V, U and Va as the towers do.
@@ -71,11 +76,13 @@ TEST_CASE("two-tower objectives: L_Con + L_Sep and L_Con + L_Br gradients", "[en
   const double value = objective(a, b);
   contrastive::feature_separation_options fo;
   fo.temperature = tau;
-  const double sep = contrastive::feature_separation_forward(a.z, b.z, a.zi, b.zi, a.zia, b.zia, fo).loss;
+  const double sep =
+      contrastive::feature_separation_forward(a.z, b.z, a.zi, b.zi, a.zia, b.zia, fo).loss;
   const double br = contrastive::brownian_bridge_loss_forward(a.z, b.z, a.za).loss;
   auto fresh_a = make_views(11, 5, 3), fresh_b = make_views(13, 5, 3);
   fresh_a.z = a.z, fresh_b.z = b.z, fresh_a.za = a.za;
-  CHECK(value == Approx(encoder::add_l_con(fresh_a, fresh_b, tau) + 0.7 * sep + 1.3 * br).epsilon(1e-12));
+  CHECK(value ==
+        Approx(encoder::add_l_con(fresh_a, fresh_b, tau) + 0.7 * sep + 1.3 * br).epsilon(1e-12));
   auto f = [&]() {
     auto x = a, y = b;
     return objective(x, y);
@@ -84,9 +91,9 @@ TEST_CASE("two-tower objectives: L_Con + L_Sep and L_Con + L_Br gradients", "[en
     mat* value;
     const mat* grad;
     const char* name;
-  } inputs[] = {{&a.z, &a.gz, "V"},    {&a.za, &a.gza, "Va"},   {&a.zi, &a.gzi, "Vi"},
-                {&a.zia, &a.gzia, "Via"}, {&b.z, &b.gz, "U"},   {&b.za, &b.gza, "Ua"},
-                {&b.zi, &b.gzi, "Ui"},  {&b.zia, &b.gzia, "Uia"}};
+  } inputs[] = {{&a.z, &a.gz, "V"},       {&a.za, &a.gza, "Va"},   {&a.zi, &a.gzi, "Vi"},
+                {&a.zia, &a.gzia, "Via"}, {&b.z, &b.gz, "U"},      {&b.za, &b.gza, "Ua"},
+                {&b.zi, &b.gzi, "Ui"},    {&b.zia, &b.gzia, "Uia"}};
   for (auto& in : inputs) {
     INFO(in.name);
     const mat analytic = *in.grad;
@@ -102,7 +109,8 @@ TEST_CASE("two-tower objectives add into existing gradients", "[encoder][two_tow
   CHECK((a.gz - 3 * once).cwiseAbs().maxCoeff() < 1e-12);
 }
 
-TEST_CASE("two-tower gamma objective: the library's gamma loss, weighted and added", "[encoder][two_tower]") {
+TEST_CASE("two-tower gamma objective: the library's gamma loss, weighted and added",
+          "[encoder][two_tower]") {
   auto a = make_views(21, 6, 4), b = make_views(23, 6, 4);
   contrastive::l2_normalize(a.z, a.z);
   contrastive::l2_normalize(b.z, b.z);

@@ -55,7 +55,9 @@ double fd_scalar(const std::function<double(double)>& f, double x0) {
   return (f(x0 + h) - f(x0 - h)) / (2 * h);
 }
 
-bool scalar_agrees(double g, double fd) { return std::abs(g - fd) <= 1e-6 * std::max(1.0, std::abs(fd)); }
+bool scalar_agrees(double g, double fd) {
+  return std::abs(g - fd) <= 1e-6 * std::max(1.0, std::abs(fd));
+}
 
 }  // namespace
 
@@ -68,7 +70,8 @@ TEST_CASE("brownian_bridge_loss: the printed closed form, corrected, equals the 
     o.bridge.t = t;
     double want = 0;
     for (Eigen::Index j = 0; j < n; ++j) {
-      const double den = std::sqrt(t * t + (1 - t) * (1 - t) + 2 * t * (1 - t) * v.row(j).dot(u.row(j)));
+      const double den =
+          std::sqrt(t * t + (1 - t) * (1 - t) + 2 * t * (1 - t) * v.row(j).dot(u.row(j)));
       want += 2 - 2 * (t * v.row(j).dot(a.row(j)) + (1 - t) * u.row(j).dot(a.row(j))) / den;
     }
     want /= double(n);
@@ -104,7 +107,8 @@ TEST_CASE("brownian_bridge_loss: zero at the bridge mean; mu(0) = u and mu(1) = 
   CHECK(loss_of(v, u, v, o) < 1e-30);
 }
 
-TEST_CASE("brownian_bridge_loss: finite differences (v, u, a, t)", "[brownian_bridge_loss][gradient]") {
+TEST_CASE("brownian_bridge_loss: finite differences (v, u, a, t)",
+          "[brownian_bridge_loss][gradient]") {
   struct shape {
     Eigen::Index n, d;
   };
@@ -121,15 +125,23 @@ TEST_CASE("brownian_bridge_loss: finite differences (v, u, a, t)", "[brownian_br
         CHECK(ct::gradcheck(ref::mat(v), r.gv, [&](const mat& x) { return loss_of(x, u, a, o); }));
         CHECK(ct::gradcheck(ref::mat(u), r.gu, [&](const mat& x) { return loss_of(v, x, a, o); }));
         CHECK(ct::gradcheck(ref::mat(a), r.ga, [&](const mat& x) { return loss_of(v, u, x, o); }));
-        CHECK(scalar_agrees(r.g.t, fd_scalar([&](double tt) { brownian_bridge_loss_options ot = o; ot.bridge.t = tt; return loss_of(v, u, a, ot); }, t)));
+        CHECK(scalar_agrees(r.g.t, fd_scalar(
+                                       [&](double tt) {
+                                         brownian_bridge_loss_options ot = o;
+                                         ot.bridge.t = tt;
+                                         return loss_of(v, u, a, ot);
+                                       },
+                                       t)));
       }
     }
   }
 }
 
-TEST_CASE("brownian_bridge_loss: random t per row, shared with the sampler", "[brownian_bridge_loss][gradient]") {
+TEST_CASE("brownian_bridge_loss: random t per row, shared with the sampler",
+          "[brownian_bridge_loss][gradient]") {
   const Eigen::Index n = 7, d = 4;
-  const mat v = ref::random_matrix(n, d, 31), u = ref::random_matrix(n, d, 32), a = ref::random_matrix(n, d, 33);
+  const mat v = ref::random_matrix(n, d, 31), u = ref::random_matrix(n, d, 32),
+            a = ref::random_matrix(n, d, 33);
   brownian_bridge_loss_options o;
   o.bridge.random_t = true;
   o.nll_weight = true;
@@ -153,7 +165,14 @@ TEST_CASE("brownian_bridge_loss: random t per row, shared with the sampler", "[b
     oj.bridge.random_t = false;
     oj.bridge.t = tj;
     const mat vj = v.row(j), uj = u.row(j), aj = a.row(j);
-    const double fd = fd_scalar([&](double t) { brownian_bridge_loss_options ot = oj; ot.bridge.t = t; return loss_of(vj, uj, aj, ot); }, tj) / double(n);
+    const double fd = fd_scalar(
+                          [&](double t) {
+                            brownian_bridge_loss_options ot = oj;
+                            ot.bridge.t = t;
+                            return loss_of(vj, uj, aj, ot);
+                          },
+                          tj) /
+                      double(n);
     CHECK(scalar_agrees(r.g.t_rows[static_cast<std::size_t>(j)], fd));
     total += r.g.t_rows[static_cast<std::size_t>(j)];
   }
@@ -181,7 +200,8 @@ TEST_CASE("brownian_bridge_loss: gradients to v and u equal the sampler's backwa
   CHECK(g.t == Approx(r.g.t).epsilon(1e-13));
 }
 
-TEST_CASE("brownian_bridge_loss: detach_a_aug, accumulate, upstream, float", "[brownian_bridge_loss]") {
+TEST_CASE("brownian_bridge_loss: detach_a_aug, accumulate, upstream, float",
+          "[brownian_bridge_loss]") {
   const Eigen::Index n = 9, d = 4;
   const mat v = unit(n, d, 51), u = unit(n, d, 52), a = unit(n, d, 53);
   brownian_bridge_loss_options o;
@@ -207,7 +227,8 @@ TEST_CASE("brownian_bridge_loss: detach_a_aug, accumulate, upstream, float", "[b
   CHECK(ref::max_rel_diff(f.ga, base.ga) < 1e-5);
 }
 
-TEST_CASE("brownian_bridge_loss: column-major tensors give the row-major results", "[brownian_bridge_loss]") {
+TEST_CASE("brownian_bridge_loss: column-major tensors give the row-major results",
+          "[brownian_bridge_loss]") {
   const Eigen::Index n = 7, d = 3;
   const mat v = unit(n, d, 55), u = unit(n, d, 56), a = unit(n, d, 57);
   brownian_bridge_loss_options o;
@@ -216,7 +237,8 @@ TEST_CASE("brownian_bridge_loss: column-major tensors give the row-major results
   const Eigen::MatrixXd vc = v, uc = u, ac = a;
   Eigen::MatrixXd gv(n, d), gu(n, d), ga(n, d);
   contrastive::brownian_bridge_loss_parameter_gradients g;
-  const double loss = contrastive::brownian_bridge_loss_forward_backward(vc, uc, ac, gv, gu, ga, o, &g);
+  const double loss =
+      contrastive::brownian_bridge_loss_forward_backward(vc, uc, ac, gv, gu, ga, o, &g);
   CHECK(loss == want.loss);
   CHECK(gv == want.gv);
   CHECK(gu == want.gu);
@@ -262,22 +284,26 @@ TEST_CASE("brownian_bridge_loss: bad input throws contrastive::invalid_argument"
         x(1, 2) = bad;
       }
       CAPTURE(which, bad);
-      CHECK_THROWS_AS(contrastive::brownian_bridge_loss_forward(which == 0 ? x : v, which == 1 ? x : u,
-                                                                which == 2 ? x : a, o),
+      CHECK_THROWS_AS(contrastive::brownian_bridge_loss_forward(
+                          which == 0 ? x : v, which == 1 ? x : u, which == 2 ? x : a, o),
                       invalid_argument);
     }
   }
   const auto saved = contrastive::brownian_bridge_loss_forward(v, u, a, o);
-  CHECK_THROWS_AS(contrastive::brownian_bridge_loss_backward(v, u, a, saved, gv, gu, ga, o,
-                                                             std::numeric_limits<double>::quiet_NaN()),
+  CHECK_THROWS_AS(contrastive::brownian_bridge_loss_backward(
+                      v, u, a, saved, gv, gu, ga, o, std::numeric_limits<double>::quiet_NaN()),
                   invalid_argument);
   brownian_bridge_loss_options other = o;
   other.nll_weight = true;
-  CHECK_THROWS_AS(contrastive::brownian_bridge_loss_backward(v, u, a, saved, gv, gu, ga, other), invalid_argument);
-  CHECK_THROWS_AS(contrastive::brownian_bridge_loss_backward(v, u, a, saved, gv, gv, ga, o), invalid_argument);
+  CHECK_THROWS_AS(contrastive::brownian_bridge_loss_backward(v, u, a, saved, gv, gu, ga, other),
+                  invalid_argument);
+  CHECK_THROWS_AS(contrastive::brownian_bridge_loss_backward(v, u, a, saved, gv, gv, ga, o),
+                  invalid_argument);
   rmd aa = a;
-  CHECK_THROWS_AS(contrastive::brownian_bridge_loss_backward(v, u, aa, saved, gv, gu, aa, o), invalid_argument);
+  CHECK_THROWS_AS(contrastive::brownian_bridge_loss_backward(v, u, aa, saved, gv, gu, aa, o),
+                  invalid_argument);
   const rmd v2 = unit(n + 1, d, 66), u2 = unit(n + 1, d, 67), a2 = unit(n + 1, d, 68);
   rmd gv2(n + 1, d), gu2(n + 1, d), ga2(n + 1, d);
-  CHECK_THROWS_AS(contrastive::brownian_bridge_loss_backward(v2, u2, a2, saved, gv2, gu2, ga2, o), invalid_argument);
+  CHECK_THROWS_AS(contrastive::brownian_bridge_loss_backward(v2, u2, a2, saved, gv2, gu2, ga2, o),
+                  invalid_argument);
 }

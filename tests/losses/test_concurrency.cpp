@@ -119,23 +119,25 @@ std::vector<std::pair<std::string, job>> jobs() {
   });
   out.emplace_back("feature separation", [](std::uint32_t seed) {
     const Eigen::Index n = 40, d = 12;
-    const rmf v = unit_rows(n, d, seed), u = unit_rows(n, d, seed + 1), vi = unit_rows(n, d, seed + 2),
-              ui = unit_rows(n, d, seed + 3), via = unit_rows(n, d, seed + 4), uia = unit_rows(n, d, seed + 5);
+    const rmf v = unit_rows(n, d, seed), u = unit_rows(n, d, seed + 1),
+              vi = unit_rows(n, d, seed + 2), ui = unit_rows(n, d, seed + 3),
+              via = unit_rows(n, d, seed + 4), uia = unit_rows(n, d, seed + 5);
     rmf g[6];
     for (auto& m : g) m.resize(n, d);
     contrastive::feature_separation_options o;
     o.num_threads = 2;
     contrastive::temperature_gradient tg;
     record r;
-    r.add(contrastive::feature_separation_forward_backward(v, u, vi, ui, via, uia, g[0], g[1], g[2], g[3],
-                                                           g[4], g[5], o, &tg));
+    r.add(contrastive::feature_separation_forward_backward(v, u, vi, ui, via, uia, g[0], g[1], g[2],
+                                                           g[3], g[4], g[5], o, &tg));
     for (const auto& m : g) r.add(m);
     r.add(tg);
     return r;
   });
   out.emplace_back("brownian bridge loss (random t)", [](std::uint32_t seed) {
     const Eigen::Index n = 64, d = 20;
-    const rmf v = unit_rows(n, d, seed), u = unit_rows(n, d, seed + 1), va = unit_rows(n, d, seed + 2);
+    const rmf v = unit_rows(n, d, seed), u = unit_rows(n, d, seed + 1),
+              va = unit_rows(n, d, seed + 2);
     rmf gv(n, d), gu(n, d), ga(n, d);
     contrastive::brownian_bridge_loss_options o;
     o.bridge.random_t = true;
@@ -150,8 +152,8 @@ std::vector<std::pair<std::string, job>> jobs() {
   });
   out.emplace_back("geometric consistency (naive, gram, augmented)", [](std::uint32_t seed) {
     const Eigen::Index n = 50, d = 10;
-    const rmf v = unit_rows(n, d, seed), u = unit_rows(n, d, seed + 1), va = unit_rows(n, d, seed + 2),
-              ua = unit_rows(n, d, seed + 3);
+    const rmf v = unit_rows(n, d, seed), u = unit_rows(n, d, seed + 1),
+              va = unit_rows(n, d, seed + 2), ua = unit_rows(n, d, seed + 3);
     record r;
     for (const auto alg : {contrastive::gc_algorithm::naive, contrastive::gc_algorithm::gram}) {
       contrastive::geometric_consistency_options o;
@@ -160,7 +162,8 @@ std::vector<std::pair<std::string, job>> jobs() {
       rmf gv(n, d), gu(n, d), gva(n, d), gua(n, d);
       r.add(contrastive::geometric_consistency_forward_backward(v, u, gv, gu, o));
       r.add(gv), r.add(gu);
-      r.add(contrastive::geometric_consistency_augmented_forward_backward(v, u, va, ua, gv, gu, gva, gua, o));
+      r.add(contrastive::geometric_consistency_augmented_forward_backward(v, u, va, ua, gv, gu, gva,
+                                                                          gua, o));
       r.add(gv), r.add(gu), r.add(gva), r.add(gua);
     }
     return r;

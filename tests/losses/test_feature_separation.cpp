@@ -47,7 +47,8 @@ uni_result uniformity_ref(const mat& vi, const mat& ui, double t, bool wang) {
   auto grad = [&](const mat& x, const mat& g, double s) {
     mat out = mat::Zero(n, x.cols());
     for (Eigen::Index j = 0; j < n; ++j)
-      for (Eigen::Index k = 0; k < n; ++k) out.row(j) += -4 * t / s * g(j, k) * (x.row(j) - x.row(k));
+      for (Eigen::Index k = 0; k < n; ++k)
+        out.row(j) += -4 * t / s * g(j, k) * (x.row(j) - x.row(k));
     return out;
   };
   if (wang) {
@@ -68,7 +69,9 @@ struct all_inputs {
 };
 
 all_inputs make_inputs(Eigen::Index n, Eigen::Index d, std::uint32_t seed, bool normalise = true) {
-  auto m = [&](std::uint32_t s) { return normalise ? unit(n, d, seed + s) : ref::random_matrix(n, d, seed + s); };
+  auto m = [&](std::uint32_t s) {
+    return normalise ? unit(n, d, seed + s) : ref::random_matrix(n, d, seed + s);
+  };
   return {m(0), m(1), m(2), m(3), m(4), m(5)};
 }
 
@@ -86,8 +89,8 @@ sep_result run_sep(const all_inputs& x, const feature_separation_options& o) {
   rmat<T> g[6];
   for (auto& gi : g) gi.resize(n, d);
   sep_result r;
-  r.loss = double(contrastive::feature_separation_forward_backward(a0, a1, a2, a3, a4, a5, g[0], g[1], g[2],
-                                                                   g[3], g[4], g[5], o, &r.tg));
+  r.loss = double(contrastive::feature_separation_forward_backward(
+      a0, a1, a2, a3, a4, a5, g[0], g[1], g[2], g[3], g[4], g[5], o, &r.tg));
   for (int k = 0; k < 6; ++k) r.g[k] = g[k].template cast<double>();
   return r;
 }
@@ -111,10 +114,12 @@ TEST_CASE("feature_orthogonality: value, finite differences, zero for orthogonal
   feature_separation_options o;
   const rmd v = x.v, u = x.u, vi = x.vi, ui = x.ui;
   rmd gv(n, d), gu(n, d), gvi(n, d), gui(n, d);
-  const double loss = contrastive::feature_orthogonality_forward_backward(v, u, vi, ui, gv, gu, gvi, gui, o);
+  const double loss =
+      contrastive::feature_orthogonality_forward_backward(v, u, vi, ui, gv, gu, gvi, gui, o);
   double want = 0;
   for (Eigen::Index j = 0; j < n; ++j)
-    want += (std::pow(x.v.row(j).dot(x.vi.row(j)), 2) + std::pow(x.u.row(j).dot(x.ui.row(j)), 2)) / double(n);
+    want += (std::pow(x.v.row(j).dot(x.vi.row(j)), 2) + std::pow(x.u.row(j).dot(x.ui.row(j)), 2)) /
+            double(n);
   CHECK(loss == Approx(want).epsilon(1e-14));
   auto f = [&](const mat& a, const mat& b, const mat& c, const mat& e) {
     const rmd ar = a, br = b, cr = c, er = e;
@@ -131,12 +136,14 @@ TEST_CASE("feature_orthogonality: value, finite differences, zero for orthogonal
     uo.row(j) -= uo.row(j).dot(x.u.row(j)) / x.u.row(j).squaredNorm() * x.u.row(j);
   }
   const rmd vor = vo, uor = uo;
-  CHECK(contrastive::feature_orthogonality_forward_backward(v, u, vor, uor, gv, gu, gvi, gui, o) < 1e-30);
+  CHECK(contrastive::feature_orthogonality_forward_backward(v, u, vor, uor, gv, gu, gvi, gui, o) <
+        1e-30);
   CHECK(gv.cwiseAbs().maxCoeff() < 1e-15);
   CHECK(gvi.cwiseAbs().maxCoeff() < 1e-15);
 }
 
-TEST_CASE("in_modal_contrastive: the sum of two one-direction InfoNCE losses", "[feature_separation]") {
+TEST_CASE("in_modal_contrastive: the sum of two one-direction InfoNCE losses",
+          "[feature_separation]") {
   const Eigen::Index n = 13, d = 5;
   const all_inputs x = make_inputs(n, d, 20);
   for (const double tau : {std::exp(-0.3), std::exp(-2.0)}) {
@@ -151,7 +158,8 @@ TEST_CASE("in_modal_contrastive: the sum of two one-direction InfoNCE losses", "
     const rmd vi = x.vi, ui = x.ui, via = x.via, uia = x.uia;
     rmd g0(n, d), g1(n, d), g2(n, d), g3(n, d);
     contrastive::temperature_gradient tg;
-    const double loss = contrastive::in_modal_contrastive_forward_backward(vi, ui, via, uia, g0, g1, g2, g3, o, &tg);
+    const double loss = contrastive::in_modal_contrastive_forward_backward(vi, ui, via, uia, g0, g1,
+                                                                           g2, g3, o, &tg);
     CAPTURE(tau);
     CHECK(loss == Approx(rv.loss + ru.loss).epsilon(1e-12));
     CHECK(ref::max_rel_diff(g0, rv.grad_a) < 1e-11);
@@ -171,19 +179,21 @@ TEST_CASE("in_modal_contrastive: the sum of two one-direction InfoNCE losses", "
   }
 }
 
-TEMPLATE_TEST_CASE("feature_uniformity: tiled sweep equals the dense reference", "[feature_separation]",
-                   float, double) {
+TEMPLATE_TEST_CASE("feature_uniformity: tiled sweep equals the dense reference",
+                   "[feature_separation]", float, double) {
   const double tol = std::is_same<TestType, float>::value ? 2e-5 : 1e-12;
   struct shape {
     Eigen::Index n, d;
   };
   for (const shape sh : {shape{1, 1}, shape{2, 3}, shape{5, 4}, shape{37, 8}, shape{70, 3}}) {
-    const mat vi = unit(sh.n, sh.d, 30 + std::uint32_t(sh.n)), ui = unit(sh.n, sh.d, 31 + std::uint32_t(sh.n));
+    const mat vi = unit(sh.n, sh.d, 30 + std::uint32_t(sh.n)),
+              ui = unit(sh.n, sh.d, 31 + std::uint32_t(sh.n));
     for (const bool wang : {false, true}) {
       if (wang && sh.n < 2) continue;
       for (const double t : {2.0, 0.5}) {
         const uni_result want = uniformity_ref(vi, ui, t, wang);
-        for (const Eigen::Index tile : {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), sh.n, sh.n + 5}) {
+        for (const Eigen::Index tile :
+             {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), sh.n, sh.n + 5}) {
           feature_separation_options o;
           o.uniformity_t = t;
           o.uniformity = wang ? uniformity_form::wang_isola : uniformity_form::literal;
@@ -191,7 +201,8 @@ TEMPLATE_TEST_CASE("feature_uniformity: tiled sweep equals the dense reference",
           o.tile_cols = tile == 3 ? 7 : tile;
           const rmat<TestType> a = vi.cast<TestType>(), b = ui.cast<TestType>();
           rmat<TestType> ga(sh.n, sh.d), gb(sh.n, sh.d);
-          const double loss = double(contrastive::feature_uniformity_forward_backward(a, b, ga, gb, o));
+          const double loss =
+              double(contrastive::feature_uniformity_forward_backward(a, b, ga, gb, o));
           CAPTURE(sh.n, sh.d, wang, t, tile);
           CHECK(std::abs(loss - want.loss) <= tol * std::max(1.0, std::abs(want.loss)));
           CHECK(ref::max_rel_diff(ga.template cast<double>(), want.gvi) <= tol * 10);
@@ -202,14 +213,16 @@ TEMPLATE_TEST_CASE("feature_uniformity: tiled sweep equals the dense reference",
   }
 }
 
-TEST_CASE("feature_uniformity: identities and finite differences", "[feature_separation][gradient]") {
+TEST_CASE("feature_uniformity: identities and finite differences",
+          "[feature_separation][gradient]") {
   // Identical points: log(2N) (literal) and 0 (wang_isola).
   const Eigen::Index n = 9, d = 4;
   const mat one = unit(1, d, 40);
   const rmd same = one.replicate(n, 1);
   feature_separation_options o;
   o.tile_rows = o.tile_cols = 4;
-  CHECK(contrastive::feature_uniformity_forward(same, same, o).loss == Approx(std::log(2.0 * n)).epsilon(1e-14));
+  CHECK(contrastive::feature_uniformity_forward(same, same, o).loss ==
+        Approx(std::log(2.0 * n)).epsilon(1e-14));
   o.uniformity = uniformity_form::wang_isola;
   CHECK(std::abs(contrastive::feature_uniformity_forward(same, same, o).loss) < 1e-14);
   // Far-apart, non-normalised points (every off-diagonal G underflows in a naive sum).
@@ -239,8 +252,9 @@ TEST_CASE("feature_uniformity: identities and finite differences", "[feature_sep
   }
 }
 
-TEST_CASE("feature_separation: the weighted sum of its terms, finite differences for all six inputs",
-          "[feature_separation][gradient]") {
+TEST_CASE(
+    "feature_separation: the weighted sum of its terms, finite differences for all six inputs",
+    "[feature_separation][gradient]") {
   struct shape {
     Eigen::Index n, d;
   };
@@ -258,9 +272,10 @@ TEST_CASE("feature_separation: the weighted sum of its terms, finite differences
       CAPTURE(sh.n, sh.d, wang);
       const sep_result r = run_sep<double>(x, o);
       const rmd v = x.v, u = x.u, vi = x.vi, ui = x.ui, via = x.via, uia = x.uia;
-      const double want = 0.7 * contrastive::feature_orthogonality_forward(v, u, vi, ui, o).loss +
-                          1.3 * contrastive::in_modal_contrastive_forward(vi, ui, via, uia, o).loss +
-                          0.4 * contrastive::feature_uniformity_forward(vi, ui, o).loss;
+      const double want =
+          0.7 * contrastive::feature_orthogonality_forward(v, u, vi, ui, o).loss +
+          1.3 * contrastive::in_modal_contrastive_forward(vi, ui, via, uia, o).loss +
+          0.4 * contrastive::feature_uniformity_forward(vi, ui, o).loss;
       CHECK(r.loss == Approx(want).epsilon(1e-13));
       for (int k = 0; k < 6; ++k) {
         CAPTURE(k);
@@ -289,7 +304,8 @@ TEST_CASE("feature_separation: invariance under a joint rotation; weights, accum
     CHECK(contrastive::feature_orthogonality_forward(rv, ru, rvi, rui, o).loss ==
           Approx(contrastive::feature_orthogonality_forward(v, u, vi, ui, o).loss).epsilon(1e-12));
     CHECK(contrastive::in_modal_contrastive_forward(rvi, rui, rvia, ruia, o).loss ==
-          Approx(contrastive::in_modal_contrastive_forward(vi, ui, rmd(x.via), rmd(x.uia), o).loss).epsilon(1e-12));
+          Approx(contrastive::in_modal_contrastive_forward(vi, ui, rmd(x.via), rmd(x.uia), o).loss)
+              .epsilon(1e-12));
     CHECK(contrastive::feature_uniformity_forward(rvi, rui, o).loss ==
           Approx(contrastive::feature_uniformity_forward(vi, ui, o).loss).epsilon(1e-12));
     CHECK(sep_loss(xr, o) == Approx(sep_loss(x, o)).epsilon(1e-12));
@@ -305,7 +321,8 @@ TEST_CASE("feature_separation: invariance under a joint rotation; weights, accum
   CHECK(ortho.g[4].cwiseAbs().maxCoeff() == 0);  // via: only the contrastive term
   CHECK(ortho.tg.log_scale == 0);
   const rmd v = x.v, u = x.u, vi = x.vi, ui = x.ui;
-  CHECK(ortho.loss == Approx(contrastive::feature_orthogonality_forward(v, u, vi, ui, o).loss).epsilon(1e-14));
+  CHECK(ortho.loss ==
+        Approx(contrastive::feature_orthogonality_forward(v, u, vi, ui, o).loss).epsilon(1e-14));
   {
     const rmd a0 = x.v, a1 = x.u, a2 = x.vi, a3 = x.ui, a4 = x.via, a5 = x.uia;
     rmd g[6];
@@ -313,9 +330,10 @@ TEST_CASE("feature_separation: invariance under a joint rotation; weights, accum
     feature_separation_options acc = o;
     acc.accumulate = true;
     const auto saved = contrastive::feature_separation_forward(a0, a1, a2, a3, a4, a5, acc);
-    const auto tg = contrastive::feature_separation_backward(a0, a1, a2, a3, a4, a5, saved, g[0], g[1], g[2], g[3],
-                                                             g[4], g[5], acc, 0.5);
-    for (int k = 0; k < 6; ++k) CHECK(ref::max_rel_diff(mat(g[k].array() - 1), 0.5 * full.g[k]) < 1e-12);
+    const auto tg = contrastive::feature_separation_backward(
+        a0, a1, a2, a3, a4, a5, saved, g[0], g[1], g[2], g[3], g[4], g[5], acc, 0.5);
+    for (int k = 0; k < 6; ++k)
+      CHECK(ref::max_rel_diff(mat(g[k].array() - 1), 0.5 * full.g[k]) < 1e-12);
     CHECK(tg.log_scale == Approx(0.5 * full.tg.log_scale).epsilon(1e-12));
   }
   const sep_result f = run_sep<float>(x, o);
@@ -330,12 +348,13 @@ TEST_CASE("feature_separation: column-major and strided tensors give the row-maj
   feature_separation_options o;
   o.tile_rows = o.tile_cols = 4;
   const sep_result want = run_sep<double>(x, o);
-  const Eigen::MatrixXd a0 = x.v, a1 = x.u, a2 = x.vi, a3 = x.ui, a4 = x.via, a5 = x.uia;  // column-major
+  const Eigen::MatrixXd a0 = x.v, a1 = x.u, a2 = x.vi, a3 = x.ui, a4 = x.via,
+                        a5 = x.uia;  // column-major
   Eigen::MatrixXd big(n, 3 * d);
   big.setConstant(5);
   Eigen::MatrixXd g0(n, d), g1(n, d), g3(n, d), g4(n, d), g5(n, d);
-  const double loss = contrastive::feature_separation_forward_backward(a0, a1, a2, a3, a4, a5, g0, g1,
-                                                                       big.middleCols(d, d), g3, g4, g5, o);
+  const double loss = contrastive::feature_separation_forward_backward(
+      a0, a1, a2, a3, a4, a5, g0, g1, big.middleCols(d, d), g3, g4, g5, o);
   CHECK(loss == Approx(want.loss).epsilon(1e-13));
   CHECK(ref::max_rel_diff(g0, want.g[0]) < 1e-13);
   CHECK(ref::max_rel_diff(big.middleCols(d, d), want.g[2]) < 1e-13);
@@ -370,14 +389,19 @@ TEST_CASE("feature_separation: bad input throws contrastive::invalid_argument",
   feature_separation_options o;
   // Shapes.
   const rmd short_u = unit(n - 1, d, 81), wide_ui = unit(n, d + 1, 82);
-  CHECK_THROWS_AS(contrastive::feature_separation_forward(v, short_u, vi, ui, via, uia, o), invalid_argument);
-  CHECK_THROWS_AS(contrastive::feature_separation_forward(v, u, vi, wide_ui, via, uia, o), invalid_argument);
-  CHECK_THROWS_AS(contrastive::feature_orthogonality_forward(v, short_u, vi, ui, o), invalid_argument);
-  CHECK_THROWS_AS(contrastive::in_modal_contrastive_forward(vi, ui, via, short_u, o), invalid_argument);
+  CHECK_THROWS_AS(contrastive::feature_separation_forward(v, short_u, vi, ui, via, uia, o),
+                  invalid_argument);
+  CHECK_THROWS_AS(contrastive::feature_separation_forward(v, u, vi, wide_ui, via, uia, o),
+                  invalid_argument);
+  CHECK_THROWS_AS(contrastive::feature_orthogonality_forward(v, short_u, vi, ui, o),
+                  invalid_argument);
+  CHECK_THROWS_AS(contrastive::in_modal_contrastive_forward(vi, ui, via, short_u, o),
+                  invalid_argument);
   CHECK_THROWS_AS(contrastive::feature_uniformity_forward(vi, wide_ui, o), invalid_argument);
   // Zero-norm rows and non-finite values in each input.
   for (int k = 0; k < 6; ++k) {
-    for (const double bad : {0.0, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+    for (const double bad :
+         {0.0, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
       all_inputs y = x;
       if (bad == 0.0) {
         member(y, k).row(4).setZero();
@@ -391,8 +415,10 @@ TEST_CASE("feature_separation: bad input throws contrastive::invalid_argument",
   rmd zero_vi = vi;
   zero_vi.row(0).setZero();
   CHECK_THROWS_AS(contrastive::feature_uniformity_forward(zero_vi, ui, o), invalid_argument);
-  CHECK_THROWS_AS(contrastive::feature_orthogonality_forward(v, u, zero_vi, ui, o), invalid_argument);
-  CHECK_THROWS_AS(contrastive::in_modal_contrastive_forward(zero_vi, ui, via, uia, o), invalid_argument);
+  CHECK_THROWS_AS(contrastive::feature_orthogonality_forward(v, u, zero_vi, ui, o),
+                  invalid_argument);
+  CHECK_THROWS_AS(contrastive::in_modal_contrastive_forward(zero_vi, ui, via, uia, o),
+                  invalid_argument);
   try {
     contrastive::feature_uniformity_forward(zero_vi, ui, o);
     FAIL("no exception");
@@ -411,7 +437,8 @@ TEST_CASE("feature_separation: bad input throws contrastive::invalid_argument",
     if (which == 3) bad.tile_rows = 0;
     if (which == 4) bad.contrastive_weight = std::numeric_limits<double>::quiet_NaN();
     CAPTURE(which);
-    CHECK_THROWS_AS(contrastive::feature_separation_forward(v, u, vi, ui, via, uia, bad), invalid_argument);
+    CHECK_THROWS_AS(contrastive::feature_separation_forward(v, u, vi, ui, via, uia, bad),
+                    invalid_argument);
   }
   feature_separation_options wang = o;
   wang.uniformity = uniformity_form::wang_isola;
@@ -419,24 +446,31 @@ TEST_CASE("feature_separation: bad input throws contrastive::invalid_argument",
   CHECK_THROWS_AS(contrastive::feature_uniformity_forward(one_vi, one_ui, wang), invalid_argument);
   // Backward: saved state, upstream, outputs.
   const auto saved = contrastive::feature_separation_forward(v, u, vi, ui, via, uia, o);
-  CHECK_NOTHROW(contrastive::feature_separation_backward(v, u, vi, ui, via, uia, saved, g0, g1, g2, g3, g4, g5, o));
+  CHECK_NOTHROW(contrastive::feature_separation_backward(v, u, vi, ui, via, uia, saved, g0, g1, g2,
+                                                         g3, g4, g5, o));
   feature_separation_options other = o;
   other.uniformity_weight = 2;
-  CHECK_THROWS_AS(contrastive::feature_separation_backward(v, u, vi, ui, via, uia, saved, g0, g1, g2, g3, g4, g5, other),
+  CHECK_THROWS_AS(contrastive::feature_separation_backward(v, u, vi, ui, via, uia, saved, g0, g1,
+                                                           g2, g3, g4, g5, other),
                   invalid_argument);
   other = o;
   other.uniformity = uniformity_form::wang_isola;
-  CHECK_THROWS_AS(contrastive::feature_separation_backward(v, u, vi, ui, via, uia, saved, g0, g1, g2, g3, g4, g5, other),
+  CHECK_THROWS_AS(contrastive::feature_separation_backward(v, u, vi, ui, via, uia, saved, g0, g1,
+                                                           g2, g3, g4, g5, other),
                   invalid_argument);
-  CHECK_THROWS_AS(contrastive::feature_separation_backward(v, u, vi, ui, via, uia, saved, g0, g1, g2, g3, g4, g5, o,
-                                                           std::numeric_limits<double>::infinity()),
-                  invalid_argument);
-  CHECK_THROWS_AS(contrastive::feature_separation_backward(v, u, vi, ui, via, uia, saved, g0, g0, g2, g3, g4, g5, o),
+  CHECK_THROWS_AS(
+      contrastive::feature_separation_backward(v, u, vi, ui, via, uia, saved, g0, g1, g2, g3, g4,
+                                               g5, o, std::numeric_limits<double>::infinity()),
+      invalid_argument);
+  CHECK_THROWS_AS(contrastive::feature_separation_backward(v, u, vi, ui, via, uia, saved, g0, g0,
+                                                           g2, g3, g4, g5, o),
                   invalid_argument);
   rmd vv = v;
-  CHECK_THROWS_AS(contrastive::feature_separation_backward(vv, u, vi, ui, via, uia, saved, vv, g1, g2, g3, g4, g5, o),
+  CHECK_THROWS_AS(contrastive::feature_separation_backward(vv, u, vi, ui, via, uia, saved, vv, g1,
+                                                           g2, g3, g4, g5, o),
                   invalid_argument);
   rmd small(n, d - 1);
-  CHECK_THROWS_AS(contrastive::feature_separation_backward(v, u, vi, ui, via, uia, saved, g0, g1, g2, g3, g4, small, o),
+  CHECK_THROWS_AS(contrastive::feature_separation_backward(v, u, vi, ui, via, uia, saved, g0, g1,
+                                                           g2, g3, g4, small, o),
                   invalid_argument);
 }

@@ -109,8 +109,8 @@ dense_result dense_surrogate(const mat& a, const mat& b, const dense_setup& o,
   return r;
 }
 
-double dense_loss_only(const mat& a, const mat& b, const dense_setup& o, const std::vector<double>& ur,
-                       const std::vector<double>& uc) {
+double dense_loss_only(const mat& a, const mat& b, const dense_setup& o,
+                       const std::vector<double>& ur, const std::vector<double>& uc) {
   return dense_surrogate(a, b, o, ur, uc).loss;
 }
 
@@ -182,7 +182,8 @@ TEMPLATE_TEST_CASE("gamma_nce: tiled equals the dense reference", "[gamma_nce]",
     const auto ids = iota_ids(sh.n, 1000);
     for (const bool sym : {false, true}) {
       for (const bool pos_in : {false, true}) {
-        for (const auto src : {gamma_rate_source::same_batch, gamma_rate_source::exact, gamma_rate_source::state}) {
+        for (const auto src :
+             {gamma_rate_source::same_batch, gamma_rate_source::exact, gamma_rate_source::state}) {
           for (const double alpha : {1.0, 0.5, deterministic}) {
             gamma_nce_options o;
             o.temperature = 0.4;
@@ -192,34 +193,43 @@ TEMPLATE_TEST_CASE("gamma_nce: tiled equals the dense reference", "[gamma_nce]",
             o.alpha = alpha;
             o.seed = 99;
             o.step = 7;
-            o.reduction = sh.n == 5 ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
+            o.reduction =
+                sh.n == 5 ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
             o.exact_log_normalizer_a = exact_a;
             o.exact_log_normalizer_b = exact_b;
             // Independent reference: own log Zhat, own zeta, draws from the sampler.
-            dense_setup ds{1.0 / o.temperature, sym, pos_in, o.reduction == contrastive::loss_reduction::mean};
+            dense_setup ds{1.0 / o.temperature, sym, pos_in,
+                           o.reduction == contrastive::loss_reduction::mean};
             std::vector<double> lzr, lzc;
             dense_log_zhat(ds.lambda * a * b.transpose(), pos_in, lzr, lzc);
             std::vector<double> ur(sh.n), uc(sh.n);
             for (Eigen::Index i = 0; i < sh.n; ++i) {
-              const double zr = src == gamma_rate_source::exact ? exact_a[i] : lzr[i];  // fresh state: first visit
+              const double zr = src == gamma_rate_source::exact
+                                    ? exact_a[i]
+                                    : lzr[i];  // fresh state: first visit
               const double zc = src == gamma_rate_source::exact ? exact_b[i] : lzc[i];
               ur[i] = draw(alpha, 99, ids[i], 7, 0) * std::exp(-zr);
               uc[i] = draw(alpha, 99, ids[i], 7, 1) * std::exp(-zc);
             }
             const dense_result want = dense_surrogate(a, b, ds, ur, uc);
-            for (const Eigen::Index tile : {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), sh.n + 5}) {
+            for (const Eigen::Index tile :
+                 {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), sh.n + 5}) {
               o.tile_rows = tile;
               o.tile_cols = tile == 3 ? 64 : tile;
-              o.num_threads = 1;  // thread teams cost more than these tiny sweeps (threads: see below)
+              o.num_threads =
+                  1;  // thread teams cost more than these tiny sweeps (threads: see below)
               CAPTURE(sh.n, sh.d, sym, pos_in, int(src), alpha, tile);
               normalizer_state st(2000, 2);
-              const auto got = run<TestType>(a, b, ids, src == gamma_rate_source::state ? &st : nullptr, o);
-              CHECK(std::abs(double(got.saved.loss) - want.loss) <= tol * std::max(1.0, std::abs(want.loss)));
+              const auto got =
+                  run<TestType>(a, b, ids, src == gamma_rate_source::state ? &st : nullptr, o);
+              CHECK(std::abs(double(got.saved.loss) - want.loss) <=
+                    tol * std::max(1.0, std::abs(want.loss)));
               ct::gradcheck_options cmp;
               cmp.rtol = tol * 10;  // relative to max(1, max |g|)
               CHECK(ct::compare_gradients(got.ga, want.ga, cmp));
               CHECK(ct::compare_gradients(got.gb, want.gb, cmp));
-              CHECK(std::abs(got.dtheta - want.dtheta) <= tol * 10 * std::max(1.0, std::abs(want.dtheta)));
+              CHECK(std::abs(got.dtheta - want.dtheta) <=
+                    tol * 10 * std::max(1.0, std::abs(want.dtheta)));
               for (Eigen::Index i = 0; i < sh.n; ++i) {
                 CHECK(got.saved.row.log_zhat[i] == Approx(lzr[i]).epsilon(tol).margin(tol));
                 CHECK(got.saved.row.g[i] == draw(alpha, 99, ids[i], 7, 0));
@@ -232,7 +242,8 @@ TEMPLATE_TEST_CASE("gamma_nce: tiled equals the dense reference", "[gamma_nce]",
   }
 }
 
-TEST_CASE("gamma_nce: the r-form G equals the direct derivative of -s_ii + u~ Zhat", "[gamma_nce]") {
+TEST_CASE("gamma_nce: the r-form G equals the direct derivative of -s_ii + u~ Zhat",
+          "[gamma_nce]") {
   // r_i pn_ij with r_i = u~_i Zhat_i and pn from a stable log-sum-exp, against u~_i e^{s_ij}/|N_i|.
   const Eigen::Index n = 9;
   const mat a = ref::random_matrix(n, 4, 3), b = ref::random_matrix(n, 4, 4);
@@ -265,17 +276,20 @@ TEST_CASE("gamma_nce: the r-form G equals the direct derivative of -s_ii + u~ Zh
   o.alpha = 4.0;
   const auto ids = iota_ids(n);
   const auto got = run<double>(a, b, ids, nullptr, o);
-  const dense_result want = dense_surrogate(a, b, dense_setup{1.3, false, false, true}, fixed_u(got.saved.row), {});
+  const dense_result want =
+      dense_surrogate(a, b, dense_setup{1.3, false, false, true}, fixed_u(got.saved.row), {});
   CHECK(ref::max_rel_diff(got.ga, want.ga) < 1e-14);
   CHECK(ref::max_rel_diff(got.gb, want.gb) < 1e-14);
 }
 
-TEST_CASE("gamma_nce: finite differences with the auxiliary variables held fixed", "[gamma_nce][fd]") {
+TEST_CASE("gamma_nce: finite differences with the auxiliary variables held fixed",
+          "[gamma_nce][fd]") {
   struct shape {
     Eigen::Index n, d;
   };
   int cases = 0;
-  for (const shape sh : {shape{1, 3}, shape{2, 1}, shape{2, 4}, shape{5, 3}, shape{5, 1}, shape{13, 4}}) {
+  for (const shape sh :
+       {shape{1, 3}, shape{2, 1}, shape{2, 4}, shape{5, 3}, shape{5, 1}, shape{13, 4}}) {
     for (const double theta : {0.3, 2.0}) {
       for (const bool sym : {false, true}) {
         for (const bool pos_in : {false, true}) {
@@ -295,19 +309,23 @@ TEST_CASE("gamma_nce: finite differences with the auxiliary variables held fixed
           // State source, second visit, so that zeta is an EMA and not just log Zhat.
           normalizer_state st(sh.n + 3, 2);
           const auto ids = iota_ids(sh.n, 2);
-          (void)run<double>(ref::random_matrix(sh.n, sh.d, 1), ref::random_matrix(sh.n, sh.d, 2), ids, &st, o);
+          (void)run<double>(ref::random_matrix(sh.n, sh.d, 1), ref::random_matrix(sh.n, sh.d, 2),
+                            ids, &st, o);
           o.step = 12;
           const auto got = run<double>(a, b, ids, &st, o);
           const std::vector<double> ur = fixed_u(got.saved.row);
           const std::vector<double> uc = sym ? fixed_u(got.saved.col) : std::vector<double>();
           dense_setup ds{std::exp(theta), sym, pos_in, true};
-          CHECK(ct::gradcheck(mat(a), got.ga, [&](const mat& x) { return dense_loss_only(x, b, ds, ur, uc); }));
-          CHECK(ct::gradcheck(mat(b), got.gb, [&](const mat& x) { return dense_loss_only(a, x, ds, ur, uc); }));
+          CHECK(ct::gradcheck(mat(a), got.ga,
+                              [&](const mat& x) { return dense_loss_only(x, b, ds, ur, uc); }));
+          CHECK(ct::gradcheck(mat(b), got.gb,
+                              [&](const mat& x) { return dense_loss_only(a, x, ds, ur, uc); }));
           const double h = 1e-6 * std::max(1.0, theta);
           dense_setup dp = ds, dm = ds;
           dp.lambda = std::exp(theta + h);
           dm.lambda = std::exp(theta - h);
-          const double ft = (dense_loss_only(a, b, dp, ur, uc) - dense_loss_only(a, b, dm, ur, uc)) / (2 * h);
+          const double ft =
+              (dense_loss_only(a, b, dp, ur, uc) - dense_loss_only(a, b, dm, ur, uc)) / (2 * h);
           CHECK(std::abs(got.dtheta - ft) <= 1e-6 * std::max(1.0, std::abs(ft)));
           CHECK(got.saved.temperature_grad().temperature == Approx(-got.dtheta / o.temperature));
           CHECK(double(got.saved.loss) == Approx(dense_loss_only(a, b, ds, ur, uc)).epsilon(1e-13));
@@ -357,7 +375,8 @@ struct population {
   Eigen::RowVectorXd batch_gradient(int j, int k) const {
     const double ej = std::exp(lambda * anchor.row(0).dot(negatives.row(j)));
     const double ek = std::exp(lambda * anchor.row(0).dot(negatives.row(k)));
-    return -lambda * positive.row(0) + lambda * (ej * negatives.row(j) + ek * negatives.row(k)) / (ej + ek);
+    return -lambda * positive.row(0) +
+           lambda * (ej * negatives.row(j) + ek * negatives.row(k)) / (ej + ek);
   }
   void batch(int j, int k, mat& a, mat& b) const {
     a = mat(3, 3);
@@ -395,7 +414,8 @@ TEST_CASE("gamma_nce 3.5.1: the exact rate gives an unbiased gradient", "[gamma_
   CHECK(err < 1e-12);
 }
 
-TEST_CASE("gamma_nce 3.5.2: the same-batch rate gives the in-batch (biased) gradient", "[gamma_nce][recon]") {
+TEST_CASE("gamma_nce 3.5.2: the same-batch rate gives the in-batch (biased) gradient",
+          "[gamma_nce][recon]") {
   const population pop;
   gamma_nce_options o;
   o.temperature = 1 / pop.lambda;
@@ -409,7 +429,8 @@ TEST_CASE("gamma_nce 3.5.2: the same-batch rate gives the in-batch (biased) grad
     mat a, b;
     pop.batch(pr.first, pr.second, a, b);
     const auto got = run<double>(a, b, {0, 1, 2}, nullptr, o);
-    worst = std::max(worst, (got.ga.row(0) - pop.batch_gradient(pr.first, pr.second)).cwiseAbs().maxCoeff());
+    worst = std::max(
+        worst, (got.ga.row(0) - pop.batch_gradient(pr.first, pr.second)).cwiseAbs().maxCoeff());
     mean += got.ga.row(0) / double(pop.pairs.size());
     CHECK(got.saved.row.r[0] == 1.0);  // r = exp(log Zhat - log Zhat)
   }
@@ -467,7 +488,9 @@ TEST_CASE("gamma_nce: the reported InfoNCE and rate losses", "[gamma_nce]") {
     contrastive::info_nce_options io;
     io.temperature = 0.3;
     io.symmetric = sym;
-    CHECK(got.saved.info_nce == Approx(contrastive::info_nce_forward(rmat<double>(a), rmat<double>(b), io).loss).epsilon(1e-13));
+    CHECK(got.saved.info_nce ==
+          Approx(contrastive::info_nce_forward(rmat<double>(a), rmat<double>(b), io).loss)
+              .epsilon(1e-13));
     const mat s = (a * b.transpose()) / 0.3;
     double want = 0;
     for (Eigen::Index i = 0; i < n; ++i) {
@@ -478,8 +501,9 @@ TEST_CASE("gamma_nce: the reported InfoNCE and rate losses", "[gamma_nce]") {
   }
 }
 
-TEST_CASE("gamma_nce 3.5.3: stochastic draws with the exact rate average to the population gradient",
-          "[gamma_nce][recon][statistics]") {
+TEST_CASE(
+    "gamma_nce 3.5.3: stochastic draws with the exact rate average to the population gradient",
+    "[gamma_nce][recon][statistics]") {
   const population pop;
   const Eigen::RowVectorXd want = pop.gradient();
   const std::vector<double> exact = {pop.log_z(), 0.0, 0.0};
@@ -495,7 +519,8 @@ TEST_CASE("gamma_nce 3.5.3: stochastic draws with the exact rate average to the 
     o.rate_source = gamma_rate_source::exact;
     o.exact_log_normalizer_a = exact;
     std::vector<mat> as(pop.pairs.size()), bs(pop.pairs.size());
-    for (std::size_t k = 0; k < pop.pairs.size(); ++k) pop.batch(pop.pairs[k].first, pop.pairs[k].second, as[k], bs[k]);
+    for (std::size_t k = 0; k < pop.pairs.size(); ++k)
+      pop.batch(pop.pairs[k].first, pop.pairs[k].second, as[k], bs[k]);
     std::vector<rmat<double>> ar(as.begin(), as.end()), br(bs.begin(), bs.end());
     rmat<double> ga(3, 3), gb(3, 3);
     const std::vector<std::int64_t> ids = {0, 1, 2};
@@ -512,7 +537,8 @@ TEST_CASE("gamma_nce 3.5.3: stochastic draws with the exact rate average to the 
       sum2 += g.cwiseProduct(g);
     }
     const Eigen::RowVectorXd mean = sum / draws;
-    const Eigen::RowVectorXd var = (sum2 / draws - mean.cwiseProduct(mean)) * (double(draws) / (draws - 1));
+    const Eigen::RowVectorXd var =
+        (sum2 / draws - mean.cwiseProduct(mean)) * (double(draws) / (draws - 1));
     for (int c = 0; c < 3; ++c) {
       const double se = std::sqrt(var(c) / draws);
       CAPTURE(c, mean(c), want(c), se);
@@ -521,7 +547,8 @@ TEST_CASE("gamma_nce 3.5.3: stochastic draws with the exact rate average to the 
   }
 }
 
-TEST_CASE("gamma_nce 3.4: alpha -> infinity with update-then-sample is SogCLR", "[gamma_nce][recon]") {
+TEST_CASE("gamma_nce 3.4: alpha -> infinity with update-then-sample is SogCLR",
+          "[gamma_nce][recon]") {
   // A direct SogCLR computation: linear state u <- (1 - beta) u + beta Zhat (Zhat on the first
   // visit), r = Zhat / u, gradient -grad s_ii + r grad log Zhat (negatives only).
   const std::int64_t data = 12;
@@ -595,10 +622,13 @@ TEST_CASE("gamma_nce 3.4: alpha -> infinity with update-then-sample is SogCLR", 
 
 TEST_CASE("gamma_nce: state updates, update order and first visits", "[gamma_nce][state]") {
   const Eigen::Index n = 6, d = 3;
-  const mat a1 = ref::normalized_rows(ref::random_matrix(n, d, 90)), b1 = ref::normalized_rows(ref::random_matrix(n, d, 91));
-  const mat a2 = ref::normalized_rows(ref::random_matrix(n, d, 92)), b2 = ref::normalized_rows(ref::random_matrix(n, d, 93));
+  const mat a1 = ref::normalized_rows(ref::random_matrix(n, d, 90)),
+            b1 = ref::normalized_rows(ref::random_matrix(n, d, 91));
+  const mat a2 = ref::normalized_rows(ref::random_matrix(n, d, 92)),
+            b2 = ref::normalized_rows(ref::random_matrix(n, d, 93));
   const std::vector<std::int64_t> ids = {8, 2, 5, 0, 9, 3};
-  for (const auto order : {gamma_update_order::update_then_sample, gamma_update_order::sample_then_update}) {
+  for (const auto order :
+       {gamma_update_order::update_then_sample, gamma_update_order::sample_then_update}) {
     CAPTURE(int(order));
     gamma_nce_options o;
     o.temperature = 0.5;
@@ -625,7 +655,9 @@ TEST_CASE("gamma_nce: state updates, update order and first visits", "[gamma_nce
       CHECK(st.log_normalizer(ids[i], 0) == updated);
       const double used = order == gamma_update_order::update_then_sample ? updated : old_r;
       CHECK(second.saved.row.zeta[i] == used);
-      CHECK(second.saved.row.r[i] == Approx(second.saved.row.g[i] * std::exp(second.saved.row.log_zhat[i] - used)).epsilon(1e-15));
+      CHECK(second.saved.row.r[i] ==
+            Approx(second.saved.row.g[i] * std::exp(second.saved.row.log_zhat[i] - used))
+                .epsilon(1e-15));
       CHECK(second.saved.row.g[i] == draw(2.0, 0, ids[i], 1, 0));
       CHECK(second.saved.col.g[i] == draw(2.0, 0, ids[i], 1, 1));
     }
@@ -641,7 +673,8 @@ TEST_CASE("gamma_nce: state updates, update order and first visits", "[gamma_nce
 TEST_CASE("gamma_nce: determinism across tiles, threads and calls; draws change with the step",
           "[gamma_nce]") {
   const Eigen::Index n = 40, d = 8;
-  const mat a = ref::normalized_rows(ref::random_matrix(n, d, 100)), b = ref::normalized_rows(ref::random_matrix(n, d, 101));
+  const mat a = ref::normalized_rows(ref::random_matrix(n, d, 100)),
+            b = ref::normalized_rows(ref::random_matrix(n, d, 101));
   const auto ids = iota_ids(n, 17);
   gamma_nce_options o;
   o.temperature = 0.2;
@@ -712,7 +745,8 @@ TEST_CASE("gamma_nce: float at tau = 1e-3 with logits up to 1e3 stays finite", "
   }
 }
 
-TEST_CASE("gamma_nce: forward, backward, upstream, accumulate, workspace and layouts", "[gamma_nce][api]") {
+TEST_CASE("gamma_nce: forward, backward, upstream, accumulate, workspace and layouts",
+          "[gamma_nce][api]") {
   const Eigen::Index n = 12, d = 5;
   const rmat<double> a = ref::random_matrix(n, d, 120), b = ref::random_matrix(n, d, 121);
   const auto ids = iota_ids(n);
@@ -757,10 +791,15 @@ TEST_CASE("gamma_nce: forward, backward, upstream, accumulate, workspace and lay
     const contrastive::workspace small{buf.data(), 64};
     CHECK_THAT(message_of([&] { contrastive::gamma_nce_forward(a, b, ids, o, small); }),
                Catch::Contains("workspace has 64 bytes, the call needs"));
-    CHECK_THROWS_AS(contrastive::gamma_nce_backward(a, b, s2, ga2, gb2, o, 1.0, small), contrastive::invalid_argument);
+    CHECK_THROWS_AS(contrastive::gamma_nce_backward(a, b, s2, ga2, gb2, o, 1.0, small),
+                    contrastive::invalid_argument);
     const contrastive::workspace one_short{buf.data(), bytes - 1};  // the larger of the two fails
-    const bool fwd_fails = message_of([&] { contrastive::gamma_nce_forward(a, b, ids, o, one_short); }) != "no exception";
-    const bool bwd_fails = message_of([&] { contrastive::gamma_nce_backward(a, b, s2, ga2, gb2, o, 1.0, one_short); }) != "no exception";
+    const bool fwd_fails = message_of([&] {
+                             contrastive::gamma_nce_forward(a, b, ids, o, one_short);
+                           }) != "no exception";
+    const bool bwd_fails = message_of([&] {
+                             contrastive::gamma_nce_backward(a, b, s2, ga2, gb2, o, 1.0, one_short);
+                           }) != "no exception";
     CHECK((fwd_fails || bwd_fails));
   }
   SECTION("workspace grows linearly in N (no N x N term)") {
@@ -803,21 +842,29 @@ TEST_CASE("gamma_nce: bad input throws and leaves the state unchanged", "[gamma_
   gamma_nce_options o;
   const auto saved = contrastive::gamma_nce_forward(a, b, ids, st, o);
   st = before;
-  auto fwd = [&](const gamma_nce_options& opt) { return message_of([&] { contrastive::gamma_nce_forward(a, b, ids, st, opt); }); };
+  auto fwd = [&](const gamma_nce_options& opt) {
+    return message_of([&] { contrastive::gamma_nce_forward(a, b, ids, st, opt); });
+  };
 
   SECTION("shapes, empty batch, D = 0, a single row without negatives") {
     const rmat<double> b2 = ref::random_matrix(n, d + 1, 3);
     CHECK(message_of([&] { contrastive::gamma_nce_forward(a, b2, ids, st); }) ==
           "gamma_nce_forward: 'b' has 4 columns, expected 3 (columns of 'a')");
     const rmat<double> b3 = ref::random_matrix(n + 1, d, 3);
-    CHECK_THAT(message_of([&] { contrastive::gamma_nce_forward(a, b3, ids, st); }), Catch::Contains("'b' has 5 rows"));
+    CHECK_THAT(message_of([&] { contrastive::gamma_nce_forward(a, b3, ids, st); }),
+               Catch::Contains("'b' has 5 rows"));
     const rmat<double> e0(0, d), e1(n, 0);
-    CHECK_THAT(message_of([&] { contrastive::gamma_nce_forward(e0, e0, std::vector<std::int64_t>{}, st); }),
+    CHECK_THAT(message_of([&] {
+                 contrastive::gamma_nce_forward(e0, e0, std::vector<std::int64_t>{}, st);
+               }),
                Catch::Contains("empty batch"));
-    CHECK_THAT(message_of([&] { contrastive::gamma_nce_forward(e1, e1, ids, st); }), Catch::Contains("0 columns"));
+    CHECK_THAT(message_of([&] { contrastive::gamma_nce_forward(e1, e1, ids, st); }),
+               Catch::Contains("0 columns"));
     const rmat<double> one = ref::random_matrix(1, d, 4);
-    CHECK(message_of([&] { contrastive::gamma_nce_forward(one, one, std::vector<std::int64_t>{0}, st); }) ==
-          "gamma_nce_forward: a batch of 1 has no negatives (use N >= 2 or positive_in_normaliser)");
+    CHECK(
+        message_of(
+            [&] { contrastive::gamma_nce_forward(one, one, std::vector<std::int64_t>{0}, st); }) ==
+        "gamma_nce_forward: a batch of 1 has no negatives (use N >= 2 or positive_in_normaliser)");
   }
   SECTION("scalar options") {
     for (const double t : {0.0, -1.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
@@ -854,17 +901,24 @@ TEST_CASE("gamma_nce: bad input throws and leaves the state unchanged", "[gamma_
           "gamma_nce_forward: 'ids' has 3 sample ids, expected 4 (one per row)");
     const std::vector<std::int64_t> out = {0, 1, 5, 2};
     CHECK(message_of([&] { contrastive::gamma_nce_forward(a, b, out, st); }) ==
-          "gamma_nce_forward: sample id 5 at position 2 is out of range [0, 5) of the normalizer_state");
+          "gamma_nce_forward: sample id 5 at position 2 is out of range [0, 5) of the "
+          "normalizer_state");
     const std::vector<std::int64_t> neg = {0, -1, 3, 2};
-    CHECK_THAT(message_of([&] { contrastive::gamma_nce_forward(a, b, neg, st); }), Catch::Contains("sample id -1 at position 1 is negative"));
+    CHECK_THAT(message_of([&] { contrastive::gamma_nce_forward(a, b, neg, st); }),
+               Catch::Contains("sample id -1 at position 1 is negative"));
     const std::vector<std::int64_t> dup = {0, 2, 3, 2};
     CHECK(message_of([&] { contrastive::gamma_nce_forward(a, b, dup, st); }) ==
-          "gamma_nce_forward: sample id 2 appears twice in the batch (positions 1 and 3); ids must be "
+          "gamma_nce_forward: sample id 2 appears twice in the batch (positions 1 and 3); ids must "
+          "be "
           "distinct within a batch");
     gamma_nce_options sb = o;
     sb.rate_source = gamma_rate_source::same_batch;
-    CHECK_THROWS_AS(contrastive::gamma_nce_forward(a, b, dup, sb), invalid_argument);  // also without a state
-    CHECK_THAT(message_of([&] { contrastive::gamma_nce_forward(a, b, contrastive::vector_view<const std::int64_t>(nullptr, 4), st); }),
+    CHECK_THROWS_AS(contrastive::gamma_nce_forward(a, b, dup, sb),
+                    invalid_argument);  // also without a state
+    CHECK_THAT(message_of([&] {
+                 contrastive::gamma_nce_forward(
+                     a, b, contrastive::vector_view<const std::int64_t>(nullptr, 4), st);
+               }),
                Catch::Contains("'ids' is a null pointer"));
   }
   SECTION("rate sources") {
@@ -884,7 +938,8 @@ TEST_CASE("gamma_nce: bad input throws and leaves the state unchanged", "[gamma_
     ex.exact_log_normalizer_a = four;
     CHECK_THAT(fwd(ex), Catch::Contains("'exact_log_normalizer_b'"));
     ex.exact_log_normalizer_b = bad4;
-    CHECK(fwd(ex) == "gamma_nce_forward: 'exact_log_normalizer_b' has a non-finite value (nan) at position 1");
+    CHECK(fwd(ex) ==
+          "gamma_nce_forward: 'exact_log_normalizer_b' has a non-finite value (nan) at position 1");
     ex.symmetric = false;  // b is not needed for one direction
     CHECK(fwd(ex) == "no exception");
   }
@@ -904,7 +959,9 @@ TEST_CASE("gamma_nce: bad input throws and leaves the state unchanged", "[gamma_
                Catch::Contains("the loss is not finite"));
     CHECK(tiny == tiny_before);
     const rmat<float> big = rmat<float>::Constant(3, 2, 1e19f);
-    CHECK_THAT(message_of([&] { contrastive::gamma_nce_forward(big, big, std::vector<std::int64_t>{0, 1, 2}, st); }),
+    CHECK_THAT(message_of([&] {
+                 contrastive::gamma_nce_forward(big, big, std::vector<std::int64_t>{0, 1, 2}, st);
+               }),
                Catch::Contains("not finite"));
   }
   SECTION("backward: outputs, upstream, saved from another call") {
@@ -912,13 +969,16 @@ TEST_CASE("gamma_nce: bad input throws and leaves the state unchanged", "[gamma_
     CHECK(message_of([&] { contrastive::gamma_nce_backward(a, b, saved, g2, gb, o); }) ==
           "gamma_nce_backward: 'grad_a' is 4 x 4, expected 4 x 3 (the shape of 'a')");
     rmat<double> x = a;
-    CHECK_THAT(message_of([&] { contrastive::gamma_nce_backward(x, b, saved, x, gb, o); }), Catch::Contains("overlaps"));
+    CHECK_THAT(message_of([&] { contrastive::gamma_nce_backward(x, b, saved, x, gb, o); }),
+               Catch::Contains("overlaps"));
     CHECK_THROWS_AS(contrastive::gamma_nce_backward(a, b, saved, ga, ga, o), invalid_argument);
     std::vector<double> one(d);
     const auto v = contrastive::make_view(one.data(), n, d, 0, 1);
-    CHECK_THAT(message_of([&] { contrastive::gamma_nce_backward(a, b, saved, v, gb, o); }), Catch::Contains("self-overlapping"));
-    CHECK_THAT(message_of([&] { contrastive::gamma_nce_backward(a, b, saved, ga, gb, o, std::nan("")); }),
-               Catch::Contains("'upstream' must be finite"));
+    CHECK_THAT(message_of([&] { contrastive::gamma_nce_backward(a, b, saved, v, gb, o); }),
+               Catch::Contains("self-overlapping"));
+    CHECK_THAT(
+        message_of([&] { contrastive::gamma_nce_backward(a, b, saved, ga, gb, o, std::nan("")); }),
+        Catch::Contains("'upstream' must be finite"));
     gamma_nce_options other = o;
     other.positive_in_normaliser = true;
     CHECK_THAT(message_of([&] { contrastive::gamma_nce_backward(a, b, saved, ga, gb, other); }),
@@ -934,7 +994,8 @@ TEST_CASE("gamma_nce: bad input throws and leaves the state unchanged", "[gamma_
   }
   SECTION("null data") {
     const auto nv = contrastive::make_view(static_cast<const double*>(nullptr), n, d);
-    CHECK_THAT(message_of([&] { contrastive::gamma_nce_forward(nv, b, ids, st); }), Catch::Contains("null"));
+    CHECK_THAT(message_of([&] { contrastive::gamma_nce_forward(nv, b, ids, st); }),
+               Catch::Contains("null"));
   }
   CHECK(st == before);
 }

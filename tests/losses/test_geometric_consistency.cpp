@@ -96,8 +96,9 @@ run_result run_gca(const mat& v, const mat& u, const mat& va, const mat& ua,
   rmat<T> gv(v.rows(), v.cols()), gu(v.rows(), v.cols()), gva(v.rows(), v.cols()),
       gua(v.rows(), v.cols());
   const auto saved = contrastive::geometric_consistency_augmented_forward(vt, ut, vat, uat, o);
-  contrastive::geometric_consistency_augmented_backward(vt, ut, vat, uat, saved, gv, gu, gva, gua, o);
-  return {double(saved.loss), gv.template cast<double>(), gu.template cast<double>(),
+  contrastive::geometric_consistency_augmented_backward(vt, ut, vat, uat, saved, gv, gu, gva, gua,
+                                                        o);
+  return {double(saved.loss),          gv.template cast<double>(),  gu.template cast<double>(),
           gva.template cast<double>(), gua.template cast<double>(), saved.algorithm};
 }
 
@@ -109,7 +110,8 @@ bool close(double got, double want, double tol) {
   return std::abs(got - want) <= tol * std::max(1.0, std::abs(want));
 }
 
-const gc_algorithm kAlgorithms[] = {gc_algorithm::naive, gc_algorithm::gram, gc_algorithm::gram_split};
+const gc_algorithm kAlgorithms[] = {gc_algorithm::naive, gc_algorithm::gram,
+                                    gc_algorithm::gram_split};
 
 }  // namespace
 
@@ -119,14 +121,16 @@ TEMPLATE_TEST_CASE("geometric_consistency: naive, gram and gram_split equal plai
   struct shape {
     Eigen::Index n, d;
   };
-  for (const shape sh : {shape{1, 1}, shape{2, 3}, shape{5, 4}, shape{37, 8}, shape{130, 17}, shape{9, 40}}) {
+  for (const shape sh :
+       {shape{1, 1}, shape{2, 3}, shape{5, 4}, shape{37, 8}, shape{130, 17}, shape{9, 40}}) {
     const mat v = unit(sh.n, sh.d, 3 + std::uint32_t(sh.n));
     const mat u = unit(sh.n, sh.d, 71 + std::uint32_t(sh.n));
     for (const double wx : {1.0, 0.0, 0.7}) {
       const double wi = wx == 0.7 ? 0.2 : 1.0;
       const loops_result want = loops_gc(v, u, wx, wi);
       for (const gc_algorithm alg : kAlgorithms) {
-        for (const Eigen::Index chunk : {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), sh.n, sh.n + 5}) {
+        for (const Eigen::Index chunk :
+             {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), sh.n, sh.n + 5}) {
           geometric_consistency_options o;
           o.cross_modal_weight = wx;
           o.in_modal_weight = wi;
@@ -137,7 +141,8 @@ TEMPLATE_TEST_CASE("geometric_consistency: naive, gram and gram_split equal plai
           CHECK(close(got.loss, want.loss, tol));
           CHECK(ref::max_rel_diff(got.gv, want.gv) <= tol * 10);
           CHECK(ref::max_rel_diff(got.gu, want.gu) <= tol * 10);
-          if (alg == gc_algorithm::gram && wx != wi) CHECK(got.algorithm == gc_algorithm::gram_split);
+          if (alg == gc_algorithm::gram && wx != wi)
+            CHECK(got.algorithm == gc_algorithm::gram_split);
           if (alg != gc_algorithm::gram) CHECK(got.algorithm == alg);
         }
       }
@@ -151,12 +156,14 @@ TEMPLATE_TEST_CASE("geometric_consistency_augmented: naive, gram and gram_split 
   struct shape {
     Eigen::Index n, d;
   };
-  for (const shape sh : {shape{1, 1}, shape{2, 3}, shape{5, 4}, shape{37, 8}, shape{70, 17}, shape{6, 20}}) {
+  for (const shape sh :
+       {shape{1, 1}, shape{2, 3}, shape{5, 4}, shape{37, 8}, shape{70, 17}, shape{6, 20}}) {
     const mat v = unit(sh.n, sh.d, 5), u = unit(sh.n, sh.d, 6);
     const mat va = unit(sh.n, sh.d, 7), ua = unit(sh.n, sh.d, 8);
     const loops_result want = loops_gca(v, u, va, ua);
     for (const gc_algorithm alg : kAlgorithms) {
-      for (const Eigen::Index chunk : {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), sh.n, sh.n + 5}) {
+      for (const Eigen::Index chunk :
+           {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), sh.n, sh.n + 5}) {
         geometric_consistency_options o;
         o.algorithm = alg;
         o.tile_rows = chunk;
@@ -172,7 +179,8 @@ TEMPLATE_TEST_CASE("geometric_consistency_augmented: naive, gram and gram_split 
   }
 }
 
-TEST_CASE("geometric_consistency: finite differences (double)", "[geometric_consistency][gradient]") {
+TEST_CASE("geometric_consistency: finite differences (double)",
+          "[geometric_consistency][gradient]") {
   struct shape {
     Eigen::Index n, d;
   };
@@ -260,7 +268,8 @@ TEST_CASE("geometric_consistency: identities", "[geometric_consistency]") {
     CHECK(aug0.gua.cwiseAbs().maxCoeff() < 1e-13);
     const run_result aug = run_gca<double>(v, u, va, ua, o);
     CHECK(aug.loss > 0.1);
-    CHECK(run_gca<double>(v * rot, u * rot, va * rot, ua * rot, o).loss == Approx(aug.loss).epsilon(1e-12));
+    CHECK(run_gca<double>(v * rot, u * rot, va * rot, ua * rot, o).loss ==
+          Approx(aug.loss).epsilon(1e-12));
   }
 }
 
@@ -277,8 +286,8 @@ TEST_CASE("geometric_consistency: automatic choice by shape, forcing either path
   o.algorithm = gc_algorithm::gram;
   o.cross_modal_weight = 1;
   CHECK(run_gc<double>(unit(4, 20, 1), unit(4, 20, 2), o).algorithm == gc_algorithm::gram);
-  CHECK(run_gca<double>(unit(4, 20, 1), unit(4, 20, 2), unit(4, 20, 3), unit(4, 20, 4), o).algorithm ==
-        gc_algorithm::gram);
+  CHECK(run_gca<double>(unit(4, 20, 1), unit(4, 20, 2), unit(4, 20, 3), unit(4, 20, 4), o)
+            .algorithm == gc_algorithm::gram);
 }
 
 TEST_CASE("geometric_consistency: the P/Q form keeps float accuracy when V is close to U",
@@ -294,7 +303,8 @@ TEST_CASE("geometric_consistency: the P/Q form keeps float accuracy when V is cl
   CHECK(ref::max_rel_diff(got.gv, want.gv) <= 1e-4);
 }
 
-TEST_CASE("geometric_consistency: detach flags, accumulate and upstream", "[geometric_consistency]") {
+TEST_CASE("geometric_consistency: detach flags, accumulate and upstream",
+          "[geometric_consistency]") {
   const Eigen::Index n = 9, d = 4;
   const mat v = unit(n, d, 61), u = unit(n, d, 62), va = unit(n, d, 63), ua = unit(n, d, 64);
   const loops_result want = loops_gca(v, u, va, ua);
@@ -307,7 +317,8 @@ TEST_CASE("geometric_consistency: detach flags, accumulate and upstream", "[geom
     const rmat<double> vr = v, ur = u, var = va, uar = ua;
     rmat<double> gv = rmat<double>::Constant(n, d, 7), gu = gv, gva = gv, gua = gv;
     const auto saved = contrastive::geometric_consistency_augmented_forward(vr, ur, var, uar, o);
-    contrastive::geometric_consistency_augmented_backward(vr, ur, var, uar, saved, gv, gu, gva, gua, o);
+    contrastive::geometric_consistency_augmented_backward(vr, ur, var, uar, saved, gv, gu, gva, gua,
+                                                          o);
     CHECK(gva.cwiseAbs().maxCoeff() == 0);
     CHECK(ref::max_rel_diff(gv, want.gv) <= 1e-12);
     CHECK(ref::max_rel_diff(gua, want.gua) <= 1e-12);
@@ -318,7 +329,8 @@ TEST_CASE("geometric_consistency: detach flags, accumulate and upstream", "[geom
     gu.setConstant(1);
     gva.setConstant(1);
     gua.setConstant(1);
-    contrastive::geometric_consistency_augmented_backward(vr, ur, var, uar, saved, gv, gu, gva, gua, o, 2.5);
+    contrastive::geometric_consistency_augmented_backward(vr, ur, var, uar, saved, gv, gu, gva, gua,
+                                                          o, 2.5);
     CHECK(ref::max_rel_diff(mat(gv.array() - 1), 2.5 * want.gv) <= 1e-12);
     CHECK(ref::max_rel_diff(mat(gva.array() - 1), 2.5 * want.gva) <= 1e-12);
     CHECK((gua.array() == 1).all());
@@ -404,14 +416,16 @@ TEST_CASE("geometric_consistency: results do not depend on the thread count",
     o.tile_rows = 32;
     o.num_threads = 1;
     const float l1 = contrastive::geometric_consistency_forward_backward(v, u, ref_gv, ref_gu, o);
-    const float m1 = contrastive::geometric_consistency_augmented_forward_backward(v, u, va, ua, a1, a2, a3, a4, o);
+    const float m1 = contrastive::geometric_consistency_augmented_forward_backward(v, u, va, ua, a1,
+                                                                                   a2, a3, a4, o);
     for (const int threads : {2, 3, 4}) {
       o.num_threads = threads;
       CAPTURE(int(alg), threads);
       CHECK(contrastive::geometric_consistency_forward_backward(v, u, gv, gu, o) == l1);
       CHECK(gv == ref_gv);
       CHECK(gu == ref_gu);
-      CHECK(contrastive::geometric_consistency_augmented_forward_backward(v, u, va, ua, b1, b2, b3, b4, o) == m1);
+      CHECK(contrastive::geometric_consistency_augmented_forward_backward(v, u, va, ua, b1, b2, b3,
+                                                                          b4, o) == m1);
       CHECK((b1 == a1 && b2 == a2 && b3 == a3 && b4 == a4));
     }
   }
@@ -432,7 +446,8 @@ TEST_CASE("geometric_consistency: bad input throws contrastive::invalid_argument
     const rmat<double> short_u = unit(n - 1, d, 93), narrow_u = unit(n, d - 1, 94);
     CHECK_THROWS_AS(contrastive::geometric_consistency_forward(v, short_u, o), invalid_argument);
     CHECK_THROWS_AS(contrastive::geometric_consistency_forward(v, narrow_u, o), invalid_argument);
-    CHECK_THROWS_AS(contrastive::geometric_consistency_augmented_forward(v, u, v, short_u, o), invalid_argument);
+    CHECK_THROWS_AS(contrastive::geometric_consistency_augmented_forward(v, u, v, short_u, o),
+                    invalid_argument);
     const rmat<double> empty(0, d);
     CHECK_THROWS_AS(contrastive::geometric_consistency_forward(empty, empty, o), invalid_argument);
     // Zero-norm rows and non-finite values, in every input, on both passes.
@@ -451,9 +466,12 @@ TEST_CASE("geometric_consistency: bad input throws contrastive::invalid_argument
         const rmat<double>& b = which == 0 ? u : x;
         CAPTURE(which, bad);
         CHECK_THROWS_AS(contrastive::geometric_consistency_forward(a, b, o), invalid_argument);
-        CHECK_THROWS_AS(contrastive::geometric_consistency_backward(a, b, saved, gv, gu, o), invalid_argument);
-        CHECK_THROWS_AS(contrastive::geometric_consistency_augmented_forward(v, u, a, b, o), invalid_argument);
-        CHECK_THROWS_AS(contrastive::geometric_consistency_augmented_backward(v, u, a, b, saved_a, gv, gu, gva, gua, o),
+        CHECK_THROWS_AS(contrastive::geometric_consistency_backward(a, b, saved, gv, gu, o),
+                        invalid_argument);
+        CHECK_THROWS_AS(contrastive::geometric_consistency_augmented_forward(v, u, a, b, o),
+                        invalid_argument);
+        CHECK_THROWS_AS(contrastive::geometric_consistency_augmented_backward(v, u, a, b, saved_a,
+                                                                              gv, gu, gva, gua, o),
                         invalid_argument);
       }
     }
@@ -476,19 +494,25 @@ TEST_CASE("geometric_consistency: bad input throws contrastive::invalid_argument
     bad_o = o;
     bad_o.tile_rows = 0;
     CHECK_THROWS_AS(contrastive::geometric_consistency_forward(v, u, bad_o), invalid_argument);
-    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(v, u, saved, gv, gu, o,
-                                                                std::numeric_limits<double>::infinity()),
+    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(
+                        v, u, saved, gv, gu, o, std::numeric_limits<double>::infinity()),
                     invalid_argument);
-    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(v, u, saved_a, gv, gu, o), invalid_argument);
+    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(v, u, saved_a, gv, gu, o),
+                    invalid_argument);
     bad_o = o;
     bad_o.in_modal_weight = 0.5;
-    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(v, u, saved, gv, gu, bad_o), invalid_argument);
+    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(v, u, saved, gv, gu, bad_o),
+                    invalid_argument);
     const rmat<double> v2 = unit(n + 1, d, 95), u2 = unit(n + 1, d, 96);
-    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(v2, u2, saved, gv, gu, o), invalid_argument);
+    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(v2, u2, saved, gv, gu, o),
+                    invalid_argument);
     rmat<double> small_g(n, d + 1);
-    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(v, u, saved, small_g, gu, o), invalid_argument);
-    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(v, u, saved, gv, gv, o), invalid_argument);
+    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(v, u, saved, small_g, gu, o),
+                    invalid_argument);
+    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(v, u, saved, gv, gv, o),
+                    invalid_argument);
     rmat<double> vv = v;
-    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(vv, u, saved, vv, gu, o), invalid_argument);
+    CHECK_THROWS_AS(contrastive::geometric_consistency_backward(vv, u, saved, vv, gu, o),
+                    invalid_argument);
   }
 }

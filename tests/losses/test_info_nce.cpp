@@ -63,14 +63,16 @@ TEMPLATE_TEST_CASE("info_nce: tiled equals the naive reference", "[info_nce]", f
     const ref::mat b = ref::normalized_rows(ref::random_matrix(sh.n, sh.d, 97 + sh.n));
     for (const bool sym : {false, true}) {
       for (const double eps : {0.0, 0.1}) {
-        for (const auto red : {contrastive::loss_reduction::mean, contrastive::loss_reduction::sum}) {
+        for (const auto red :
+             {contrastive::loss_reduction::mean, contrastive::loss_reduction::sum}) {
           info_nce_options o;
           o.temperature = 0.2;
           o.symmetric = sym;
           o.label_smoothing = eps;
           o.reduction = red;
           const ref::result want = ref::info_nce(a, b, to_ref(o));
-          for (const Eigen::Index tile : {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), sh.n, sh.n + 5}) {
+          for (const Eigen::Index tile :
+               {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), sh.n, sh.n + 5}) {
             o.tile_rows = tile;
             o.tile_cols = tile == 3 ? 64 : tile;  // also non-square tiles
             CAPTURE(sh.n, sh.d, sym, eps, tile);
@@ -78,7 +80,8 @@ TEMPLATE_TEST_CASE("info_nce: tiled equals the naive reference", "[info_nce]", f
             CHECK(std::abs(got.loss - want.loss) <= tol * std::max(1.0, std::abs(want.loss)));
             CHECK(ref::max_rel_diff(got.ga, want.grad_a) <= tol * 10);
             CHECK(ref::max_rel_diff(got.gb, want.grad_b) <= tol * 10);
-            CHECK(std::abs(got.dtheta - want.dtheta) <= tol * 10 * std::max(1.0, std::abs(want.dtheta)));
+            CHECK(std::abs(got.dtheta - want.dtheta) <=
+                  tol * 10 * std::max(1.0, std::abs(want.dtheta)));
           }
         }
       }
@@ -166,8 +169,10 @@ TEST_CASE("info_nce: finite-difference gradients in double", "[info_nce][gradche
           o.tile_cols = 4;
           CAPTURE(sh.n, sh.d, theta, sym, eps);
           const run_result r = run<double>(a, b, o);
-          CHECK(ct::gradcheck(ref::mat(a), r.ga, [&](const ref::mat& x) { return loss_only(x, b, o); }));
-          CHECK(ct::gradcheck(ref::mat(b), r.gb, [&](const ref::mat& x) { return loss_only(a, x, o); }));
+          CHECK(ct::gradcheck(ref::mat(a), r.ga,
+                              [&](const ref::mat& x) { return loss_only(x, b, o); }));
+          CHECK(ct::gradcheck(ref::mat(b), r.gb,
+                              [&](const ref::mat& x) { return loss_only(a, x, o); }));
           // dL/dtheta by differencing the temperature through theta = -log tau.
           const double h = 1e-6;
           info_nce_options op = o, om = o;
@@ -283,7 +288,8 @@ TEST_CASE("info_nce: identities", "[info_nce][identity]") {
   }
 }
 
-TEST_CASE("info_nce: float is stable at tau = 1e-3 with logits up to 1e3", "[info_nce][stability]") {
+TEST_CASE("info_nce: float is stable at tau = 1e-3 with logits up to 1e3",
+          "[info_nce][stability]") {
   const Eigen::Index n = 50, d = 16;
   const ref::mat a = ref::normalized_rows(ref::random_matrix(n, d, 70));
   ref::mat b = ref::normalized_rows(a + 0.3 * ref::random_matrix(n, d, 71));
@@ -479,7 +485,8 @@ TEST_CASE("info_nce: bad input throws contrastive::invalid_argument", "[info_nce
     info_nce_options bad = o;
     bad.labels_a = l3;
     bad.labels_b = l4;
-    CHECK_THAT(msg_of([&] { contrastive::info_nce_forward(a, b, bad); }), Catch::Contains("'labels_a' has 3 labels"));
+    CHECK_THAT(msg_of([&] { contrastive::info_nce_forward(a, b, bad); }),
+               Catch::Contains("'labels_a' has 3 labels"));
     bad.labels_a = l4;
     bad.labels_b = {};
     CHECK_THROWS_AS(contrastive::info_nce_forward(a, b, bad), invalid_argument);
@@ -491,7 +498,8 @@ TEST_CASE("info_nce: bad input throws contrastive::invalid_argument", "[info_nce
     bad = o;
     bad.tile_rows = 0;
     CHECK_THROWS_AS(contrastive::info_nce_forward(a, b, bad), invalid_argument);
-    CHECK_THROWS_AS(contrastive::info_nce_backward(a, b, saved, ga, gb, o, std::nan("")), invalid_argument);
+    CHECK_THROWS_AS(contrastive::info_nce_backward(a, b, saved, ga, gb, o, std::nan("")),
+                    invalid_argument);
   }
   SECTION("saved statistics from another call") {
     info_nce_options other = o;
@@ -504,7 +512,8 @@ TEST_CASE("info_nce: bad input throws contrastive::invalid_argument", "[info_nce
   }
   SECTION("overflowing logits") {
     const rmat<float> big = rmat<float>::Constant(3, 2, 1e19f);
-    CHECK_THAT(msg_of([&] { contrastive::info_nce_forward(big, big, o); }), Catch::Contains("overflow"));
+    CHECK_THAT(msg_of([&] { contrastive::info_nce_forward(big, big, o); }),
+               Catch::Contains("overflow"));
   }
   SECTION("null data") {
     const auto v = contrastive::make_view(static_cast<const double*>(nullptr), n, d);
@@ -512,7 +521,8 @@ TEST_CASE("info_nce: bad input throws contrastive::invalid_argument", "[info_nce
   }
 }
 
-TEST_CASE("info_nce: bitwise identical for any thread count, across runs, and in cached mode", "[info_nce][threads]") {
+TEST_CASE("info_nce: bitwise identical for any thread count, across runs, and in cached mode",
+          "[info_nce][threads]") {
   const Eigen::Index n = 301, d = 48;  // above the size where the sweep starts threads
   const rmat<float> a = ref::normalized_rows(ref::random_matrix(n, d, 5)).cast<float>();
   const rmat<float> b = ref::normalized_rows(ref::random_matrix(n, d, 6)).cast<float>();
@@ -560,7 +570,8 @@ TEST_CASE("info_nce: cached mode through a caller workspace", "[info_nce][cache]
   info_nce_options plain = o;
   plain.cache_logits = false;
   // The query reports the N^2 cache on top of the streaming scratch.
-  CHECK(cached >= contrastive::info_nce_workspace_bytes<double>(n, d, plain) + n * n * sizeof(double));
+  CHECK(cached >=
+        contrastive::info_nce_workspace_bytes<double>(n, d, plain) + n * n * sizeof(double));
   std::vector<unsigned char> buf(cached);
   const contrastive::workspace ws{buf.data(), buf.size()};
   const auto saved = contrastive::info_nce_forward(a, b, o, ws);
@@ -575,7 +586,7 @@ TEST_CASE("info_nce: cached mode through a caller workspace", "[info_nce][cache]
   rmat<double> ga3(n, d), gb3(n, d);
   contrastive::info_nce_backward(a, b, saved2, ga3, gb3, o, 1.0, ws);
   CHECK((ga3.array() == ga.array()).all());
-  contrastive::info_nce_forward(a_other, b, plain, {});  // does not touch buf
+  contrastive::info_nce_forward(a_other, b, plain, {});                  // does not touch buf
   const auto saved3 = contrastive::info_nce_forward(a_other, b, o, ws);  // overwrites the cache
   rmat<double> ga4(n, d), gb4(n, d);
   contrastive::info_nce_backward(a, b, saved2, ga4, gb4, o, 1.0, ws);  // stale cache: other logits

@@ -30,11 +30,13 @@ TEST_CASE("large shapes: workspace sizes past 2^32 elements are exact", "[large]
   const std::size_t packed = 2 * (std::size_t(1) << 32) * sizeof(float);
   const std::size_t plain = contrastive::info_nce_workspace_bytes(a, b);
   CHECK(plain >= packed);
-  CHECK(plain < packed + (std::size_t(1) << 30));  // the sweep scratch is O(tile N + tile D), not O(N D)
+  CHECK(plain <
+        packed + (std::size_t(1) << 30));  // the sweep scratch is O(tile N + tile D), not O(N D)
   contrastive::info_nce_options cached;
   cached.cache_logits = true;
   // The logit cache holds all N^2 = 2^32 logits.
-  CHECK(contrastive::info_nce_workspace_bytes(a, b, cached) - plain >= (std::size_t(1) << 32) * sizeof(float));
+  CHECK(contrastive::info_nce_workspace_bytes(a, b, cached) - plain >=
+        (std::size_t(1) << 32) * sizeof(float));
   CHECK(contrastive::nt_xent_workspace_bytes(a, b) >= packed);
   CHECK(contrastive::gamma_nce_workspace_bytes(a, b) >= packed);
   CHECK(contrastive::feature_separation_workspace_bytes(a, b, a, b, a, b) >= packed);
@@ -42,7 +44,8 @@ TEST_CASE("large shapes: workspace sizes past 2^32 elements are exact", "[large]
   CHECK(contrastive::info_nce_workspace_bytes<float>(big, big) + packed == plain);
 }
 
-TEST_CASE("large shapes: outputs with zero strides are rejected before any element is read", "[large]") {
+TEST_CASE("large shapes: outputs with zero strides are rejected before any element is read",
+          "[large]") {
   const float in[1] = {1.0f};
   float out[1] = {0.0f};
   const auto x = broadcast(in, big, big);
@@ -51,8 +54,9 @@ TEST_CASE("large shapes: outputs with zero strides are rejected before any eleme
   CHECK_THROWS_WITH(contrastive::l2_normalize(x, y), Catch::Contains("self-overlapping strides"));
   // Row-major strides over one row: the rows alias each other.
   std::vector<float> row(static_cast<std::size_t>(big));
-  CHECK_THROWS_WITH(contrastive::l2_normalize(x, contrastive::make_view(row.data(), big, big, 0, 1)),
-                    Catch::Contains("self-overlapping strides"));
+  CHECK_THROWS_WITH(
+      contrastive::l2_normalize(x, contrastive::make_view(row.data(), big, big, 0, 1)),
+      Catch::Contains("self-overlapping strides"));
 }
 
 // [!mayfail]: today these wrap silently. With N = D = 2^31 the packed copy of one input needs
@@ -60,7 +64,8 @@ TEST_CASE("large shapes: outputs with zero strides are rejected before any eleme
 // (core/loss_common.hpp) multiplies count * sizeof(T) in detail::array_bytes (core/workspace.hpp)
 // without a check, and the logit cache (tiling.hpp cache_elements) likewise, so the size query
 // returns a small wrapped number instead of rejecting the shape. Expected: invalid_argument.
-TEST_CASE("large shapes: a workspace that does not fit in size_t is rejected", "[large][!mayfail]") {
+TEST_CASE("large shapes: a workspace that does not fit in size_t is rejected",
+          "[large][!mayfail]") {
   const float buf[2] = {0.5f, -0.25f};
   const index_t huge = index_t(1) << 31;
   const auto a = broadcast(buf, huge, huge), b = broadcast(buf + 1, huge, huge);
@@ -68,7 +73,8 @@ TEST_CASE("large shapes: a workspace that does not fit in size_t is rejected", "
   CHECK_THROWS_AS(contrastive::nt_xent_workspace_bytes(a, b), contrastive::invalid_argument);
   contrastive::info_nce_options cached;
   cached.cache_logits = true;
-  CHECK_THROWS_AS(contrastive::info_nce_workspace_bytes<float>(huge, 8, cached), contrastive::invalid_argument);
+  CHECK_THROWS_AS(contrastive::info_nce_workspace_bytes<float>(huge, 8, cached),
+                  contrastive::invalid_argument);
 }
 
 // [!mayfail]: a Philox stream has 2^28 blocks (2^29 normals); philox_stream::normal takes a

@@ -61,14 +61,16 @@ TEMPLATE_TEST_CASE("nt_xent: tiled equals the naive reference", "[nt_xent]", flo
         o.reduction = red;
         const ref::result want = reference(a, b, o);
         // Tiles of 1 and 3 split the A and B halves raggedly; N + 5 covers a tile larger than N.
-        for (const Eigen::Index tile : {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), sh.n, sh.n + 5}) {
+        for (const Eigen::Index tile :
+             {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), sh.n, sh.n + 5}) {
           o.tile_rows = o.tile_cols = tile;
           CAPTURE(sh.n, sh.d, eps, tile);
           const run_result got = run<TestType>(a, b, o);
           CHECK(std::abs(got.loss - want.loss) <= tol * std::max(1.0, std::abs(want.loss)));
           CHECK(ref::max_rel_diff(got.ga, want.grad_a) <= tol * 10);
           CHECK(ref::max_rel_diff(got.gb, want.grad_b) <= tol * 10);
-          CHECK(std::abs(got.dtheta - want.dtheta) <= tol * 10 * std::max(1.0, std::abs(want.dtheta)));
+          CHECK(std::abs(got.dtheta - want.dtheta) <=
+                tol * 10 * std::max(1.0, std::abs(want.dtheta)));
         }
       }
     }
@@ -130,8 +132,10 @@ TEST_CASE("nt_xent: finite-difference gradients in double", "[nt_xent][gradcheck
         o.tile_rows = o.tile_cols = 3;
         CAPTURE(sh.n, sh.d, theta, eps);
         const run_result r = run<double>(a, b, o);
-        CHECK(ct::gradcheck(ref::mat(a), r.ga, [&](const ref::mat& x) { return loss_only(x, b, o); }));
-        CHECK(ct::gradcheck(ref::mat(b), r.gb, [&](const ref::mat& x) { return loss_only(a, x, o); }));
+        CHECK(ct::gradcheck(ref::mat(a), r.ga,
+                            [&](const ref::mat& x) { return loss_only(x, b, o); }));
+        CHECK(ct::gradcheck(ref::mat(b), r.gb,
+                            [&](const ref::mat& x) { return loss_only(a, x, o); }));
         const double h = 1e-6;
         nt_xent_options op = o, om = o;
         op.temperature = std::exp(-(theta + h));
@@ -239,9 +243,11 @@ TEST_CASE("nt_xent: layouts, workspace, accumulate", "[nt_xent][api]") {
   CHECK(saved.lse.size() == std::size_t(2 * n));
   contrastive::nt_xent_backward(ar, br, saved, ga2, gb2, acc, 1.0, {buf.data(), buf.size()});
   CHECK(ref::max_rel_diff(ga2.array() - 1.0, ga) < 1e-14);
-  CHECK_THROWS_AS(contrastive::nt_xent_forward(ar, br, o, {buf.data(), 64}), contrastive::invalid_argument);
-  CHECK_THROWS_AS(contrastive::nt_xent_backward(ar, br, saved, ga2, gb2, acc, 1.0, {buf.data(), 64}),
+  CHECK_THROWS_AS(contrastive::nt_xent_forward(ar, br, o, {buf.data(), 64}),
                   contrastive::invalid_argument);
+  CHECK_THROWS_AS(
+      contrastive::nt_xent_backward(ar, br, saved, ga2, gb2, acc, 1.0, {buf.data(), 64}),
+      contrastive::invalid_argument);
 
   // The inputs overload: row-major inputs need exactly the row-major query; for the halves of z
   // it sizes a workspace that serves a call on them.
@@ -249,7 +255,8 @@ TEST_CASE("nt_xent: layouts, workspace, accumulate", "[nt_xent][api]") {
   const std::size_t zbytes = contrastive::nt_xent_workspace_bytes(z.topRows(n), z.bottomRows(n), o);
   CHECK(zbytes >= bytes);
   std::vector<unsigned char> zbuf(zbytes);
-  CHECK(contrastive::nt_xent_forward(z.topRows(n), z.bottomRows(n), o, {zbuf.data(), zbuf.size()}).loss == want);
+  CHECK(contrastive::nt_xent_forward(z.topRows(n), z.bottomRows(n), o, {zbuf.data(), zbuf.size()})
+            .loss == want);
 }
 
 TEST_CASE("nt_xent: bad input throws contrastive::invalid_argument", "[nt_xent][errors]") {
@@ -259,7 +266,8 @@ TEST_CASE("nt_xent: bad input throws contrastive::invalid_argument", "[nt_xent][
   rmat<double> ga(n, d), gb(n, d);
   nt_xent_options o;
   const auto saved = contrastive::nt_xent_forward(a, b, o);
-  const rmat<double> wrong_rows = ref::random_matrix(n + 1, d, 3), wrong_cols = ref::random_matrix(n, d + 2, 3);
+  const rmat<double> wrong_rows = ref::random_matrix(n + 1, d, 3),
+                     wrong_cols = ref::random_matrix(n, d + 2, 3);
   CHECK_THROWS_AS(contrastive::nt_xent_forward(a, wrong_rows, o), invalid_argument);
   CHECK_THROWS_AS(contrastive::nt_xent_forward(a, wrong_cols, o), invalid_argument);
   const rmat<double> e0(0, d), e1(n, 0);
@@ -288,7 +296,8 @@ TEST_CASE("nt_xent: bad input throws contrastive::invalid_argument", "[nt_xent][
   CHECK_THROWS_AS(contrastive::nt_xent_backward(a, b, saved, ga, gb, bad), invalid_argument);
 }
 
-TEST_CASE("nt_xent: bitwise identical for any thread count and in cached mode", "[nt_xent][threads]") {
+TEST_CASE("nt_xent: bitwise identical for any thread count and in cached mode",
+          "[nt_xent][threads]") {
   const Eigen::Index n = 157, d = 48;  // above the size where the sweep starts threads
   const rmat<float> a = ref::normalized_rows(ref::random_matrix(n, d, 5)).cast<float>();
   const rmat<float> b = ref::normalized_rows(ref::random_matrix(n, d, 6)).cast<float>();

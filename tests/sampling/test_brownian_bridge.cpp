@@ -37,7 +37,8 @@ Eigen::RowVectorXd mean_of(const mat& v, const mat& u, Eigen::Index j, double t)
 double layout_normal(std::uint64_t seed, std::uint64_t id, std::uint32_t step, std::uint64_t m) {
   const philox_stream s{seed, id, step, 2};
   const contrastive::philox_block b = s.block(static_cast<std::uint32_t>(m / 2));
-  return m % 2 == 0 ? contrastive::box_muller(b.w[0], b.w[1]) : contrastive::box_muller(b.w[2], b.w[3]);
+  return m % 2 == 0 ? contrastive::box_muller(b.w[0], b.w[1])
+                    : contrastive::box_muller(b.w[2], b.w[3]);
 }
 
 struct point_run {
@@ -85,7 +86,8 @@ path_run run_path(const mat& v, const mat& u, const mat& w, const brownian_bridg
   if (xi) {
     const rmd xr = *xi;
     const auto saved = contrastive::brownian_bridge_trajectory_with_noise(vr, ur, xr, x, o);
-    r.g = contrastive::brownian_bridge_trajectory_with_noise_backward(vr, ur, xr, saved, wr, gv, gu, o);
+    r.g = contrastive::brownian_bridge_trajectory_with_noise_backward(vr, ur, xr, saved, wr, gv, gu,
+                                                                      o);
   } else {
     const auto saved = contrastive::brownian_bridge_trajectory(vr, ur, x, o);
     r.g = contrastive::brownian_bridge_trajectory_backward(vr, ur, saved, wr, gv, gu, o);
@@ -108,11 +110,14 @@ double fd_scalar(const std::function<double(double)>& f, double x0) {
   return (f(x0 + h) - f(x0 - h)) / (2 * h);
 }
 
-bool scalar_agrees(double g, double fd) { return std::abs(g - fd) <= 1e-6 * std::max(1.0, std::abs(fd)); }
+bool scalar_agrees(double g, double fd) {
+  return std::abs(g - fd) <= 1e-6 * std::max(1.0, std::abs(fd));
+}
 
 }  // namespace
 
-TEST_CASE("brownian_bridge_sample: the mean, its endpoints and the noise layout", "[brownian_bridge]") {
+TEST_CASE("brownian_bridge_sample: the mean, its endpoints and the noise layout",
+          "[brownian_bridge]") {
   const Eigen::Index n = 7, d = 5;
   const mat v = unit(n, d, 1), u = unit(n, d, 2);
   const mat w = mat::Zero(n, d);
@@ -146,7 +151,8 @@ TEST_CASE("brownian_bridge_sample: the mean, its endpoints and the noise layout"
   // The same noise passed in gives the same bits; so do explicit ids.
   mat eps(n, d);
   for (Eigen::Index j = 0; j < n; ++j)
-    for (Eigen::Index k = 0; k < d; ++k) eps(j, k) = layout_normal(1234, 100 + std::uint64_t(j), 9, std::uint64_t(k));
+    for (Eigen::Index k = 0; k < d; ++k)
+      eps(j, k) = layout_normal(1234, 100 + std::uint64_t(j), 9, std::uint64_t(k));
   CHECK(run_point(v, u, w, o, &eps).y == r.y);
   std::vector<std::int64_t> ids(static_cast<std::size_t>(n));
   for (Eigen::Index j = 0; j < n; ++j) ids[static_cast<std::size_t>(j)] = 100 + j;
@@ -207,18 +213,31 @@ TEST_CASE("brownian_bridge_sample: finite differences through a sampled point",
         o.seed = 5;
         CAPTURE(sh.n, sh.d, noise, reproject);
         const point_run r = run_point(v, u, w, o);
-        CHECK(ct::gradcheck(ref::mat(v), r.gv, [&](const mat& x) { return point_loss(x, u, w, o); }));
-        CHECK(ct::gradcheck(ref::mat(u), r.gu, [&](const mat& x) { return point_loss(v, x, w, o); }));
+        CHECK(
+            ct::gradcheck(ref::mat(v), r.gv, [&](const mat& x) { return point_loss(x, u, w, o); }));
+        CHECK(
+            ct::gradcheck(ref::mat(u), r.gu, [&](const mat& x) { return point_loss(v, x, w, o); }));
         brownian_bridge_options ot = o;
-        CHECK(scalar_agrees(r.g.t, fd_scalar([&](double t) { ot.t = t; return point_loss(v, u, w, ot); }, o.t)));
+        CHECK(scalar_agrees(r.g.t, fd_scalar(
+                                       [&](double t) {
+                                         ot.t = t;
+                                         return point_loss(v, u, w, ot);
+                                       },
+                                       o.t)));
         brownian_bridge_options os = o;
-        const double fds = fd_scalar([&](double s) { os.sigma = s; return point_loss(v, u, w, os); }, o.sigma);
+        const double fds = fd_scalar(
+            [&](double s) {
+              os.sigma = s;
+              return point_loss(v, u, w, os);
+            },
+            o.sigma);
         CHECK(scalar_agrees(r.g.sigma, fds));
         if (!noise) CHECK(r.g.sigma == 0);
         // Caller noise: the same gradients (eps is what the stream would give).
         mat eps(sh.n, sh.d);
         for (Eigen::Index j = 0; j < sh.n; ++j)
-          for (Eigen::Index k = 0; k < sh.d; ++k) eps(j, k) = layout_normal(5, std::uint64_t(j), 0, std::uint64_t(k));
+          for (Eigen::Index k = 0; k < sh.d; ++k)
+            eps(j, k) = layout_normal(5, std::uint64_t(j), 0, std::uint64_t(k));
         const point_run re = run_point(v, u, w, o, &eps);
         CHECK(re.y == r.y);
         CHECK(re.gv == r.gv);
@@ -228,9 +247,11 @@ TEST_CASE("brownian_bridge_sample: finite differences through a sampled point",
   }
 }
 
-TEST_CASE("brownian_bridge_sample: per-row t gradients with random t", "[brownian_bridge][gradient]") {
+TEST_CASE("brownian_bridge_sample: per-row t gradients with random t",
+          "[brownian_bridge][gradient]") {
   const Eigen::Index n = 6, d = 3;
-  const mat v = ref::random_matrix(n, d, 21), u = ref::random_matrix(n, d, 22), w = ref::random_matrix(n, d, 23);
+  const mat v = ref::random_matrix(n, d, 21), u = ref::random_matrix(n, d, 22),
+            w = ref::random_matrix(n, d, 23);
   brownian_bridge_options o;
   o.random_t = true;
   o.seed = 8;
@@ -245,7 +266,13 @@ TEST_CASE("brownian_bridge_sample: per-row t gradients with random t", "[brownia
     oj.first_id = 40 + std::uint64_t(j);
     const mat vj = v.row(j), uj = u.row(j), wj = w.row(j);
     CHECK(run_point(vj, uj, wj, oj).y == mat(r.y.row(j)));
-    const double fd = fd_scalar([&](double t) { brownian_bridge_options ot = oj; ot.t = t; return point_loss(vj, uj, wj, ot); }, oj.t);
+    const double fd = fd_scalar(
+        [&](double t) {
+          brownian_bridge_options ot = oj;
+          ot.t = t;
+          return point_loss(vj, uj, wj, ot);
+        },
+        oj.t);
     CHECK(scalar_agrees(r.g.t_rows[static_cast<std::size_t>(j)], fd));
     total += r.g.t_rows[static_cast<std::size_t>(j)];
   }
@@ -283,10 +310,12 @@ TEST_CASE("brownian_bridge_sample: mean and covariance of sampled points at seve
   }
 }
 
-TEST_CASE("brownian_bridge_trajectory: exact endpoints, means and the noise layout", "[brownian_bridge]") {
+TEST_CASE("brownian_bridge_trajectory: exact endpoints, means and the noise layout",
+          "[brownian_bridge]") {
   const Eigen::Index n = 4, d = 3;
   const mat v = unit(n, d, 41), u = unit(n, d, 42);
-  for (const Eigen::Index kk : {Eigen::Index(1), Eigen::Index(2), Eigen::Index(5), Eigen::Index(8)}) {
+  for (const Eigen::Index kk :
+       {Eigen::Index(1), Eigen::Index(2), Eigen::Index(5), Eigen::Index(8)}) {
     brownian_bridge_options o;
     o.steps = kk;
     o.seed = 3;
@@ -298,7 +327,8 @@ TEST_CASE("brownian_bridge_trajectory: exact endpoints, means and the noise layo
     for (Eigen::Index j = 0; j < n; ++j) {
       CHECK(r.x.row(j * (kk + 1)) == u.row(j));       // bitwise
       CHECK(r.x.row(j * (kk + 1) + kk) == v.row(j));  // bitwise
-      for (Eigen::Index k = 1; k < kk; ++k) CHECK(std::abs(r.x.row(j * (kk + 1) + k).norm() - 1) < 1e-14);
+      for (Eigen::Index k = 1; k < kk; ++k)
+        CHECK(std::abs(r.x.row(j * (kk + 1) + k).norm() - 1) < 1e-14);
     }
     // Without noise the interior points are the bridge means.
     o.noise = false;
@@ -306,7 +336,9 @@ TEST_CASE("brownian_bridge_trajectory: exact endpoints, means and the noise layo
     const path_run m = run_path(v, u, w, o);
     for (Eigen::Index j = 0; j < n; ++j)
       for (Eigen::Index k = 1; k < kk; ++k)
-        CHECK((m.x.row(j * (kk + 1) + k) - mean_of(v, u, j, double(k) / double(kk))).cwiseAbs().maxCoeff() < 1e-15);
+        CHECK((m.x.row(j * (kk + 1) + k) - mean_of(v, u, j, double(k) / double(kk)))
+                  .cwiseAbs()
+                  .maxCoeff() < 1e-15);
     // xi from the layout (m = (k-1) D + d) gives the same bits as the stream.
     o.noise = true;
     const path_run s = run_path(v, u, w, o);
@@ -314,7 +346,8 @@ TEST_CASE("brownian_bridge_trajectory: exact endpoints, means and the noise layo
     for (Eigen::Index j = 0; j < n; ++j)
       for (Eigen::Index k = 1; k < kk; ++k)
         for (Eigen::Index i = 0; i < d; ++i)
-          xi(j * (kk - 1) + k - 1, i) = layout_normal(3, std::uint64_t(j), 4, std::uint64_t((k - 1) * d + i));
+          xi(j * (kk - 1) + k - 1, i) =
+              layout_normal(3, std::uint64_t(j), 4, std::uint64_t((k - 1) * d + i));
     CHECK(run_path(v, u, w, o, &xi).x == s.x);
     // Hand-written recurrence for the last pair.
     const Eigen::Index j = n - 1;
@@ -330,8 +363,9 @@ TEST_CASE("brownian_bridge_trajectory: exact endpoints, means and the noise layo
   }
 }
 
-TEST_CASE("brownian_bridge_trajectory: finite differences (v, u, sigma; with and without reproject)",
-          "[brownian_bridge][gradient]") {
+TEST_CASE(
+    "brownian_bridge_trajectory: finite differences (v, u, sigma; with and without reproject)",
+    "[brownian_bridge][gradient]") {
   struct shape {
     Eigen::Index n, d, k;
   };
@@ -349,8 +383,14 @@ TEST_CASE("brownian_bridge_trajectory: finite differences (v, u, sigma; with and
       CHECK(ct::gradcheck(ref::mat(v), r.gv, [&](const mat& x) { return path_loss(x, u, w, o); }));
       CHECK(ct::gradcheck(ref::mat(u), r.gu, [&](const mat& x) { return path_loss(v, x, w, o); }));
       brownian_bridge_options os = o;
-      CHECK(scalar_agrees(r.g.sigma, fd_scalar([&](double s) { os.sigma = s; return path_loss(v, u, w, os); }, o.sigma)));
-      if (sh.k > 1 && !(reproject && sh.d == 1)) CHECK(std::abs(r.g.sigma) > 1e-6);  // 1-D unit points do not move
+      CHECK(scalar_agrees(r.g.sigma, fd_scalar(
+                                         [&](double s) {
+                                           os.sigma = s;
+                                           return path_loss(v, u, w, os);
+                                         },
+                                         o.sigma)));
+      if (sh.k > 1 && !(reproject && sh.d == 1))
+        CHECK(std::abs(r.g.sigma) > 1e-6);  // 1-D unit points do not move
     }
   }
 }
@@ -375,7 +415,8 @@ TEST_CASE("brownian_bridge_trajectory: Monte Carlo covariance t_j (1 - t_k) of 2
   for (Eigen::Index j = 0; j < n; ++j) {
     for (Eigen::Index a = 0; a <= kk; ++a) {
       const double na = x(j * (kk + 1) + a, 0) - mu[static_cast<std::size_t>(a)];
-      for (Eigen::Index b = a; b <= kk; ++b) cov(a, b) += na * (x(j * (kk + 1) + b, 0) - mu[static_cast<std::size_t>(b)]);
+      for (Eigen::Index b = a; b <= kk; ++b)
+        cov(a, b) += na * (x(j * (kk + 1) + b, 0) - mu[static_cast<std::size_t>(b)]);
     }
   }
   cov /= double(n);
@@ -438,7 +479,8 @@ TEST_CASE("brownian_bridge: column-major tensors give the row-major results", "[
   CHECK(gu == p.gu);
   CHECK(g.t == p.g.t);
   const auto saved_path = contrastive::brownian_bridge_trajectory(vc, uc, x, o);
-  const auto gp = contrastive::brownian_bridge_trajectory_backward(vc, uc, saved_path, wpc, hv, hu, o);
+  const auto gp =
+      contrastive::brownian_bridge_trajectory_backward(vc, uc, saved_path, wpc, hv, hu, o);
   CHECK(x == q.x);
   CHECK(hv == q.gv);
   CHECK(hu == q.gu);
@@ -496,13 +538,16 @@ TEST_CASE("brownian_bridge: bad input throws contrastive::invalid_argument",
   CHECK_THROWS_AS(contrastive::brownian_bridge_sample(v, u, bad_y, o), invalid_argument);
   CHECK_THROWS_AS(contrastive::brownian_bridge_trajectory(v, u, bad_x, o), invalid_argument);
   const rmd bad_eps = rmd::Zero(n, d + 1), bad_xi = rmd::Zero(n * 6, d);
-  CHECK_THROWS_AS(contrastive::brownian_bridge_sample_with_noise(v, u, bad_eps, y, o), invalid_argument);
-  CHECK_THROWS_AS(contrastive::brownian_bridge_trajectory_with_noise(v, u, bad_xi, x, o), invalid_argument);
+  CHECK_THROWS_AS(contrastive::brownian_bridge_sample_with_noise(v, u, bad_eps, y, o),
+                  invalid_argument);
+  CHECK_THROWS_AS(contrastive::brownian_bridge_trajectory_with_noise(v, u, bad_xi, x, o),
+                  invalid_argument);
   const rmd empty(0, d);
   rmd empty_y(0, d);
   CHECK_THROWS_AS(contrastive::brownian_bridge_sample(empty, empty, empty_y, o), invalid_argument);
   // Zero-norm rows and non-finite values.
-  for (const double bad : {0.0, std::numeric_limits<double>::quiet_NaN(), -std::numeric_limits<double>::infinity()}) {
+  for (const double bad :
+       {0.0, std::numeric_limits<double>::quiet_NaN(), -std::numeric_limits<double>::infinity()}) {
     rmd b = u;
     if (bad == 0.0) {
       b.row(2).setZero();
@@ -516,7 +561,8 @@ TEST_CASE("brownian_bridge: bad input throws contrastive::invalid_argument",
     if (bad != 0.0) {
       rmd eps = rmd::Zero(n, d);
       eps(1, 1) = bad;
-      CHECK_THROWS_AS(contrastive::brownian_bridge_sample_with_noise(v, u, eps, y, o), invalid_argument);
+      CHECK_THROWS_AS(contrastive::brownian_bridge_sample_with_noise(v, u, eps, y, o),
+                      invalid_argument);
     }
   }
   // Options.
@@ -541,24 +587,32 @@ TEST_CASE("brownian_bridge: bad input throws contrastive::invalid_argument",
   CHECK_NOTHROW(contrastive::brownian_bridge_sample_backward(v, u, saved, gy, gv, gu, o));
   brownian_bridge_options other = o;
   other.seed = 1;
-  CHECK_THROWS_AS(contrastive::brownian_bridge_sample_backward(v, u, saved, gy, gv, gu, other), invalid_argument);
+  CHECK_THROWS_AS(contrastive::brownian_bridge_sample_backward(v, u, saved, gy, gv, gu, other),
+                  invalid_argument);
   other = o;
   other.reproject = true;
-  CHECK_THROWS_AS(contrastive::brownian_bridge_sample_backward(v, u, saved, gy, gv, gu, other), invalid_argument);
-  CHECK_THROWS_AS(contrastive::brownian_bridge_trajectory_backward(v, u, saved, gx, gv, gu, o), invalid_argument);
+  CHECK_THROWS_AS(contrastive::brownian_bridge_sample_backward(v, u, saved, gy, gv, gu, other),
+                  invalid_argument);
+  CHECK_THROWS_AS(contrastive::brownian_bridge_trajectory_backward(v, u, saved, gx, gv, gu, o),
+                  invalid_argument);
   other = o;
   other.steps = 4;
-  CHECK_THROWS_AS(contrastive::brownian_bridge_trajectory_backward(v, u, saved_path, gx, gv, gu, other),
-                  invalid_argument);
+  CHECK_THROWS_AS(
+      contrastive::brownian_bridge_trajectory_backward(v, u, saved_path, gx, gv, gu, other),
+      invalid_argument);
   const rmd eps = rmd::Zero(n, d);
-  CHECK_THROWS_AS(contrastive::brownian_bridge_sample_with_noise_backward(v, u, eps, saved, gy, gv, gu, o),
-                  invalid_argument);
+  CHECK_THROWS_AS(
+      contrastive::brownian_bridge_sample_with_noise_backward(v, u, eps, saved, gy, gv, gu, o),
+      invalid_argument);
   rmd nan_gy = gy;
   nan_gy(0, 0) = std::numeric_limits<double>::quiet_NaN();
-  CHECK_THROWS_AS(contrastive::brownian_bridge_sample_backward(v, u, saved, nan_gy, gv, gu, o), invalid_argument);
-  CHECK_THROWS_AS(contrastive::brownian_bridge_sample_backward(v, u, saved, gy, gv, gv, o), invalid_argument);
+  CHECK_THROWS_AS(contrastive::brownian_bridge_sample_backward(v, u, saved, nan_gy, gv, gu, o),
+                  invalid_argument);
+  CHECK_THROWS_AS(contrastive::brownian_bridge_sample_backward(v, u, saved, gy, gv, gv, o),
+                  invalid_argument);
   rmd small(n, d - 1);
-  CHECK_THROWS_AS(contrastive::brownian_bridge_sample_backward(v, u, saved, gy, small, gu, o), invalid_argument);
+  CHECK_THROWS_AS(contrastive::brownian_bridge_sample_backward(v, u, saved, gy, small, gu, o),
+                  invalid_argument);
   // Output aliasing an input.
   rmd vv = v;
   CHECK_THROWS_AS(contrastive::brownian_bridge_sample(vv, u, vv, o), invalid_argument);

@@ -100,7 +100,8 @@ TEST_CASE("gamma sampler: the rejection path at id 17 uses block 1", "[gamma]") 
   bool accepted = false;
   if (v0 > 0) {
     const double v = v0 * v0 * v0, u = contrastive::uniform_open01(w.w[2]);
-    accepted = u < 1 - 0.0331 * x * x * x * x || std::log(u) < 0.5 * x * x + d * (1 - v + std::log(v));
+    accepted =
+        u < 1 - 0.0331 * x * x * x * x || std::log(u) < 0.5 * x * x + d * (1 - v + std::log(v));
   }
   CHECK_FALSE(accepted);
 }
@@ -212,7 +213,8 @@ TEST_CASE("gamma sampler: log form for tiny shapes", "[gamma]") {
   }
   // Shape 1e-4: most draws underflow in the linear form, never in the log form.
   int zeros = 0;
-  for (std::uint64_t id = 0; id < 200; ++id) zeros += contrastive::gamma_standard(1e-4, philox_stream{1, id, 0, 0}) == 0.0;
+  for (std::uint64_t id = 0; id < 200; ++id)
+    zeros += contrastive::gamma_standard(1e-4, philox_stream{1, id, 0, 0}) == 0.0;
   CHECK(zeros > 100);
 }
 
@@ -261,19 +263,26 @@ TEST_CASE("gamma sampler: bad input throws contrastive::invalid_argument", "[gam
   const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
   for (const double a : {0.0, -1.0, nan, inf}) {
     CAPTURE(a);
-    CHECK_THAT(message_of([&] { contrastive::sample_gamma(0, gamma_params{a, 1, 0, 0, 0}); }),
+    CHECK_THAT(message_of([&] {
+                 contrastive::sample_gamma(0, gamma_params{a, 1, 0, 0, 0});
+               }),
                Catch::StartsWith("sample_gamma: 'alpha' must be finite and > 0"));
     Eigen::MatrixXd m(2, 2);
-    CHECK_THAT(message_of([&] { contrastive::fill_gamma(m, gamma_params{a, 1, 0, 0, 0}); }),
+    CHECK_THAT(message_of([&] {
+                 contrastive::fill_gamma(m, gamma_params{a, 1, 0, 0, 0});
+               }),
                Catch::StartsWith("fill_gamma: 'alpha'"));
   }
   for (const double rate : {0.0, -2.0, nan, inf}) {
     CAPTURE(rate);
-    CHECK_THAT(message_of([&] { contrastive::sample_gamma(0, gamma_params{1, rate, 0, 0, 0}); }),
+    CHECK_THAT(message_of([&] {
+                 contrastive::sample_gamma(0, gamma_params{1, rate, 0, 0, 0});
+               }),
                Catch::StartsWith("sample_gamma: 'rate' must be finite and > 0"));
   }
-  CHECK(message_of([&] { contrastive::sample_gamma(0, gamma_params{1, 1, 0, 0, 16}); }) ==
-        "sample_gamma: 'stream' must be in [0, 15] (4 bits of the counter), got 16");
+  CHECK(message_of([&] {
+          contrastive::sample_gamma(0, gamma_params{1, 1, 0, 0, 16});
+        }) == "sample_gamma: 'stream' must be in [0, 15] (4 bits of the counter), got 16");
   Eigen::MatrixXd m(2, 3);
   const std::vector<std::int64_t> five = {0, 1, 2, 3, 4};
   CHECK(message_of([&] { contrastive::fill_gamma(m, gamma_params{}, five); }) ==

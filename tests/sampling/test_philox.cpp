@@ -21,14 +21,14 @@ void check_block(const philox_block& got, std::uint32_t a, std::uint32_t b, std:
 TEST_CASE("philox4x32_10: Random123 known-answer vectors", "[philox]") {
   check_block(contrastive::philox4x32_10(philox_block{{0, 0, 0, 0}}, 0, 0), 0x6627e8d5u,
               0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u);
-  check_block(contrastive::philox4x32_10(
-                  philox_block{{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}}, 0xffffffffu,
-                  0xffffffffu),
-              0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu);
-  check_block(contrastive::philox4x32_10(
-                  philox_block{{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}}, 0xa4093822u,
-                  0x299f31d0u),
-              0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u);
+  check_block(
+      contrastive::philox4x32_10(philox_block{{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}},
+                                 0xffffffffu, 0xffffffffu),
+      0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu);
+  check_block(
+      contrastive::philox4x32_10(philox_block{{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}},
+                                 0xa4093822u, 0x299f31d0u),
+      0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u);
 }
 
 TEST_CASE("philox_stream: the library layout's known answer", "[philox]") {
@@ -36,9 +36,9 @@ TEST_CASE("philox_stream: the library layout's known answer", "[philox]") {
   check_block(s.block(0), 0x9ceaf053u, 0x77f5493bu, 0x12bf50adu, 0x5742b3d7u);
   // Different ids, steps, streams and blocks give different blocks.
   const philox_block base = s.block(0);
-  for (const philox_stream other : {philox_stream{42, 1, 0, 0}, philox_stream{42, 0, 1, 0},
-                                    philox_stream{42, 0, 0, 1}, philox_stream{43, 0, 0, 0},
-                                    philox_stream{42, std::uint64_t(1) << 32, 0, 0}}) {
+  for (const philox_stream other :
+       {philox_stream{42, 1, 0, 0}, philox_stream{42, 0, 1, 0}, philox_stream{42, 0, 0, 1},
+        philox_stream{43, 0, 0, 0}, philox_stream{42, std::uint64_t(1) << 32, 0, 0}}) {
     CHECK(other.block(0).w[0] != base.w[0]);
   }
   CHECK(s.block(1).w[0] != base.w[0]);

@@ -89,13 +89,16 @@ TEST_CASE("normalizer_state: construction and accessors", "[state]") {
   const normalizer_state one(3, 1);
   CHECK(one.directions() == 1);
   CHECK(normalizer_state().samples() == 0);
-  CHECK_THAT(message_of([] { normalizer_state(-1, 2); }), Catch::Contains("'samples' must be >= 0"));
+  CHECK_THAT(message_of([] { normalizer_state(-1, 2); }),
+             Catch::Contains("'samples' must be >= 0"));
   CHECK(message_of([] { normalizer_state(4, 3); }) ==
         "normalizer_state: 'directions' must be 1 or 2, got 3");
   CHECK(message_of([&] { (void)s.visited(5, 0); }) ==
         "normalizer_state::visited: sample id 5 is out of range [0, 5)");
-  CHECK_THAT(message_of([&] { (void)s.log_normalizer(0, 2); }), Catch::Contains("'direction' must be in [0, 2)"));
-  CHECK_THAT(message_of([&] { (void)one.log_normalizer(0, 1); }), Catch::Contains("'direction' must be in [0, 1)"));
+  CHECK_THAT(message_of([&] { (void)s.log_normalizer(0, 2); }),
+             Catch::Contains("'direction' must be in [0, 2)"));
+  CHECK_THAT(message_of([&] { (void)one.log_normalizer(0, 1); }),
+             Catch::Contains("'direction' must be in [0, 1)"));
 }
 
 TEST_CASE("normalizer_state: first visit sets zeta = log Zhat, then the log-domain EMA",
@@ -111,8 +114,10 @@ TEST_CASE("normalizer_state: first visit sets zeta = log Zhat, then the log-doma
   // Second visit: zeta = log((1 - beta) e^zeta + beta Zhat).
   const std::vector<double> lz2 = {0.5, 2.0};
   s.update(ids, 1, lz2.data(), 0.25);
-  CHECK(s.log_normalizer(2, 1) == Approx(std::log(0.75 * std::exp(1.5) + 0.25 * std::exp(0.5))).epsilon(1e-15));
-  CHECK(s.log_normalizer(0, 1) == Approx(std::log(0.75 * std::exp(-0.25) + 0.25 * std::exp(2.0))).epsilon(1e-15));
+  CHECK(s.log_normalizer(2, 1) ==
+        Approx(std::log(0.75 * std::exp(1.5) + 0.25 * std::exp(0.5))).epsilon(1e-15));
+  CHECK(s.log_normalizer(0, 1) ==
+        Approx(std::log(0.75 * std::exp(-0.25) + 0.25 * std::exp(2.0))).epsilon(1e-15));
   // beta = 1 keeps only the newest estimate.
   s.update(ids, 1, lz.data(), 1.0);
   CHECK(s.log_normalizer(2, 1) == 1.5);
@@ -144,10 +149,12 @@ TEST_CASE("normalizer_state: the log-domain EMA equals the linear EMA (double)",
   const double huge = 2000.0, huger = 2001.0;
   big.update(id, 0, &huge, 0.5);
   big.update(id, 0, &huger, 0.5);
-  CHECK(big.log_normalizer(0, 0) == Approx(2000.0 + std::log(0.5 + 0.5 * std::exp(1.0))).epsilon(1e-15));
+  CHECK(big.log_normalizer(0, 0) ==
+        Approx(2000.0 + std::log(0.5 + 0.5 * std::exp(1.0))).epsilon(1e-15));
   // The static helper is the same rule.
   CHECK(normalizer_state::ema(0.3, false, 1.7, 0.4) == 1.7);
-  CHECK(normalizer_state::ema(0.3, true, 1.7, 0.4) == Approx(std::log(0.6 * std::exp(0.3) + 0.4 * std::exp(1.7))).epsilon(1e-15));
+  CHECK(normalizer_state::ema(0.3, true, 1.7, 0.4) ==
+        Approx(std::log(0.6 * std::exp(0.3) + 0.4 * std::exp(1.7))).epsilon(1e-15));
 }
 
 TEST_CASE("normalizer_state: bad batches throw and leave the state unchanged", "[state][errors]") {
@@ -181,11 +188,17 @@ TEST_CASE("normalizer_state: bad batches throw and leave the state unchanged", "
     const std::vector<double> bad = {0.1, std::numeric_limits<double>::infinity(), 0.3};
     CHECK(message_of([&] { s.update(ids, 0, bad.data(), 0.9); }) ==
           "normalizer_state::update: 'log_zhat' has a non-finite value (inf) at position 1");
-    CHECK_THAT(message_of([&] { s.update(ids, 0, nullptr, 0.9); }), Catch::Contains("'log_zhat' is a null pointer"));
-    CHECK_THAT(message_of([&] { s.update(contrastive::vector_view<const std::int64_t>(nullptr, 3), 0, lz.data(), 0.9); }),
+    CHECK_THAT(message_of([&] { s.update(ids, 0, nullptr, 0.9); }),
+               Catch::Contains("'log_zhat' is a null pointer"));
+    CHECK_THAT(message_of([&] {
+                 s.update(contrastive::vector_view<const std::int64_t>(nullptr, 3), 0, lz.data(),
+                          0.9);
+               }),
                Catch::Contains("'ids' is a null pointer"));
-    CHECK_THAT(message_of([&] { s.update(ids, 2, lz.data(), 0.9); }), Catch::Contains("'direction'"));
-    CHECK_THAT(message_of([&] { s.set(0, 0, std::nan("")); }), Catch::Contains("'zeta' must be finite"));
+    CHECK_THAT(message_of([&] { s.update(ids, 2, lz.data(), 0.9); }),
+               Catch::Contains("'direction'"));
+    CHECK_THAT(message_of([&] { s.set(0, 0, std::nan("")); }),
+               Catch::Contains("'zeta' must be finite"));
     CHECK_THAT(message_of([&] { s.set(9, 0, 1.0); }), Catch::Contains("out of range"));
   }
   CHECK(s == before);
@@ -262,7 +275,8 @@ TEST_CASE("normalizer_state: bad files are rejected and the state is left unchan
   SECTION("truncated at every length") {
     for (std::size_t len = 0; len < good.size(); ++len) {
       CAPTURE(len);
-      write_bytes(q, std::vector<unsigned char>(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(len)));
+      write_bytes(q, std::vector<unsigned char>(good.begin(),
+                                                good.begin() + static_cast<std::ptrdiff_t>(len)));
       const std::string m = message_of([&] { target.load(q); });
       CHECK(m != "no exception");
       if (len >= 36) CHECK_THAT(m, Catch::Contains("is truncated"));

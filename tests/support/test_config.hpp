@@ -12,12 +12,12 @@ struct assertion_failure : std::logic_error {
 };
 }  // namespace contrastive_test
 
-#define CONTRASTIVE_ASSERT(cond)                                                            \
-  do {                                                                                      \
-    if (!(cond))                                                                            \
-      throw ::contrastive_test::assertion_failure(std::string("CONTRASTIVE_ASSERT(" #cond   \
-                                                              ") failed at ") +             \
-                                                  __FILE__ + ":" + std::to_string(__LINE__)); \
+#define CONTRASTIVE_ASSERT(cond)                                                     \
+  do {                                                                               \
+    if (!(cond))                                                                     \
+      throw ::contrastive_test::assertion_failure(                                   \
+          std::string("CONTRASTIVE_ASSERT(" #cond ") failed at ") + __FILE__ + ":" + \
+          std::to_string(__LINE__));                                                 \
   } while (0)
 #define eigen_assert(x) CONTRASTIVE_ASSERT(x)
 

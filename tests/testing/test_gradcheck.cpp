@@ -60,7 +60,8 @@ TEST_CASE("gradcheck: a correct gradient passes, on any tensor type", "[gradchec
     const Eigen::MatrixXf gf = g.cast<float>();
     ct::gradcheck_options o;
     o.rtol = 1e-6;  // float rounding of g is ~1e-7 relative to the scale
-    CHECK(ct::gradcheck(xr, gf, [&](const rmd& m) { return f(mat(m)); }, o));
+    CHECK(ct::gradcheck(
+        xr, gf, [&](const rmd& m) { return f(mat(m)); }, o));
     std::vector<double> buf(x.data(), x.data() + x.size());  // column-major storage
     CHECK(ct::gradcheck(Eigen::Map<mat>(buf.data(), 4, 3), g, f));
   }
@@ -72,7 +73,8 @@ TEST_CASE("gradcheck: a correct gradient passes, on any tensor type", "[gradchec
     const std::vector<double> before = buf;
     const auto r = ct::gradcheck(v, g, [&] { return f(v); });
     CHECK(r.passed);
-    CHECK(std::memcmp(before.data(), buf.data(), buf.size() * sizeof(double)) == 0);  // restored bit for bit
+    CHECK(std::memcmp(before.data(), buf.data(), buf.size() * sizeof(double)) ==
+          0);  // restored bit for bit
   }
   SECTION("an owning temporary is checked at a copy; the original is untouched") {
     const mat x0 = x;
@@ -99,7 +101,8 @@ TEST_CASE("gradcheck: one wrong entry is caught and reported at its index", "[gr
   CHECK(r.worst[0].rel_error == Approx(r.worst[0].abs_error / r.scale));
   CHECK(r.max_abs_error == r.worst[0].abs_error);
   CHECK(r.worst[1].abs_error < 1e-8);  // the others are right
-  for (std::size_t k = 1; k < r.worst.size(); ++k) CHECK(r.worst[k - 1].abs_error >= r.worst[k].abs_error);
+  for (std::size_t k = 1; k < r.worst.size(); ++k)
+    CHECK(r.worst[k - 1].abs_error >= r.worst[k].abs_error);
   const std::string s = r.summary();
   CHECK(s.find("FAILED") != std::string::npos);
   CHECK(s.find("1 entry over the bound") != std::string::npos);
@@ -136,7 +139,8 @@ TEST_CASE("gradcheck: non-finite gradients fail", "[gradcheck]") {
   CHECK(r.worst[0].col == 0);
   CHECK(std::isinf(r.worst[0].abs_error));
   g = f.grad(x);
-  const auto nan_loss = ct::gradcheck(x, g, [](const mat&) { return std::numeric_limits<double>::quiet_NaN(); });
+  const auto nan_loss =
+      ct::gradcheck(x, g, [](const mat&) { return std::numeric_limits<double>::quiet_NaN(); });
   CHECK_FALSE(nan_loss.passed);
   CHECK(nan_loss.failures == 4);
 }
@@ -213,7 +217,8 @@ TEST_CASE("gradcheck: bad arguments throw contrastive::invalid_argument", "[grad
   mat out(2, 2);
   CHECK_THROWS_AS(ct::numeric_gradient(x, f, out), contrastive::invalid_argument);
   std::vector<double> one(1, 0.0);
-  CHECK_THROWS_WITH(ct::gradcheck(contrastive::make_view(one.data(), 2, 2, 0, 0), g.topLeftCorner(2, 2).eval(), f),
+  CHECK_THROWS_WITH(ct::gradcheck(contrastive::make_view(one.data(), 2, 2, 0, 0),
+                                  g.topLeftCorner(2, 2).eval(), f),
                     Catch::Contains("self-overlapping"));
   mat empty(0, 4);
   CHECK(ct::gradcheck(empty, mat(0, 4), [](const mat&) { return 0.0; }).passed);

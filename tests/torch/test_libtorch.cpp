@@ -78,7 +78,8 @@ CATCH_TEST_CASE("adapter: torch_matrix views the tensor's memory with its stride
   CATCH_CHECK(va.data() == x.data_ptr<float>());
   CATCH_CHECK(va(1, 2) == 6.0f);
   CATCH_CHECK_THROWS_AS(contrastive::torch_matrix<double>(x), contrastive::invalid_argument);
-  CATCH_CHECK_THROWS_AS(contrastive::torch_matrix<float>(at::zeros({2, 2, 2})), contrastive::invalid_argument);
+  CATCH_CHECK_THROWS_AS(contrastive::torch_matrix<float>(at::zeros({2, 2, 2})),
+                        contrastive::invalid_argument);
 }
 
 CATCH_TEST_CASE("adapter: the library runs on ATen tensors directly") {
@@ -96,7 +97,8 @@ CATCH_TEST_CASE("clip_loss: parity with mm + cross_entropy, gradients incl. logi
   at::manual_seed(2);
   const at::Tensor a = randn(9, 5).set_requires_grad(true);
   const at::Tensor b = randn(9, 5).set_requires_grad(true);
-  const at::Tensor theta = at::scalar_tensor(std::log(1 / 0.07), at::kDouble).set_requires_grad(true);
+  const at::Tensor theta =
+      at::scalar_tensor(std::log(1 / 0.07), at::kDouble).set_requires_grad(true);
   const at::Tensor loss = ct::clip_loss(a, b, theta.exp());
   const at::Tensor want = clip_reference(a, b, theta.exp());
   CATCH_CHECK(max_diff(loss, want) < 1e-10);
@@ -201,7 +203,8 @@ at::Tensor gc_reference(const at::Tensor& a, const at::Tensor& b) {
   return ((m - m.t()).pow(2).sum() + e.pow(2).sum()) / a.size(0);
 }
 
-at::Tensor bridge_reference(const at::Tensor& a, const at::Tensor& b, const at::Tensor& aa, double t) {
+at::Tensor bridge_reference(const at::Tensor& a, const at::Tensor& b, const at::Tensor& aa,
+                            double t) {
   const at::Tensor m = t * a + (1 - t) * b;
   const at::Tensor mu = m / m.norm(2, {1}, true);
   return (aa - mu).pow(2).sum(1).mean();
@@ -296,6 +299,7 @@ CATCH_TEST_CASE("feature_separation_loss and gamma_nce_loss: values, gradients, 
   CATCH_CHECK(state.visited.select(0, 0).index({batch}).all().item<bool>());
   ls.backward();
   CATCH_CHECK(x[0].grad().defined());
-  CATCH_CHECK_THROWS_AS(ct::gamma_nce_loss(x[0], x[1], at::tensor({0, 0, 1, 2, 3}, at::kLong), &state, so),
-                        c10::ValueError);
+  CATCH_CHECK_THROWS_AS(
+      ct::gamma_nce_loss(x[0], x[1], at::tensor({0, 0, 1, 2, 3}, at::kLong), &state, so),
+      c10::ValueError);
 }

@@ -27,14 +27,16 @@ constexpr matrix_view<T> make_view(T* data, index_t rows, index_t cols, index_t 
 
 /// A view of device memory (for the CUDA specialisations); made explicitly, never guessed.
 template <class T>
-constexpr matrix_view<T, device_memory> make_device_view(T* data, index_t rows, index_t cols) noexcept {
+constexpr matrix_view<T, device_memory> make_device_view(T* data, index_t rows,
+                                                         index_t cols) noexcept {
   return matrix_view<T, device_memory>(data, rows, cols, cols, 1);
 }
 
 /// A device view with explicit strides, in elements.
 template <class T>
 constexpr matrix_view<T, device_memory> make_device_view(T* data, index_t rows, index_t cols,
-                                                         index_t row_stride, index_t col_stride) noexcept {
+                                                         index_t row_stride,
+                                                         index_t col_stride) noexcept {
   return matrix_view<T, device_memory>(data, rows, cols, row_stride, col_stride);
 }
 

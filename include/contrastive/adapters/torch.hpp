@@ -17,20 +17,20 @@
 
 #if __has_include(<ATen/ATen.h>)  // without ATen this header declares nothing
 
-#include <ATen/ATen.h>
+#  include <ATen/ATen.h>
 
-#include <type_traits>
-#include <utility>
+#  include <type_traits>
+#  include <utility>
 
-#include "contrastive/core/config.hpp"
-#include "contrastive/core/error.hpp"
-#include "contrastive/core/matrix_view.hpp"
-#include "contrastive/core/traits.hpp"
+#  include "contrastive/core/config.hpp"
+#  include "contrastive/core/error.hpp"
+#  include "contrastive/core/matrix_view.hpp"
+#  include "contrastive/core/traits.hpp"
 
-#if defined(__CUDACC__)
-#  include <cuda_bf16.h>
-#  include <cuda_fp16.h>
-#endif
+#  if defined(__CUDACC__)
+#    include <cuda_bf16.h>
+#    include <cuda_fp16.h>
+#  endif
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
@@ -55,7 +55,7 @@ template <>
 struct torch_scalar_type<at::BFloat16> {
   static constexpr at::ScalarType value = at::kBFloat16;
 };
-#if defined(__CUDACC__)
+#  if defined(__CUDACC__)
 template <>
 struct torch_scalar_type<__half> {
   static constexpr at::ScalarType value = at::kHalf;
@@ -64,7 +64,7 @@ template <>
 struct torch_scalar_type<__nv_bfloat16> {
   static constexpr at::ScalarType value = at::kBFloat16;
 };
-#endif
+#  endif
 
 /// Checks rank and element type; the device is checked by the caller.
 template <class T>
@@ -114,12 +114,13 @@ struct tensor_traits<torch_matrix<T>> {
 template <class T, template <class> class PtrTraits, class I>
 struct tensor_traits<at::TensorAccessor<T, 2, PtrTraits, I>> {
   static matrix_view<T> view(const at::TensorAccessor<T, 2, PtrTraits, I>& a) {
-    return matrix_view<T>(a.data(), static_cast<index_t>(a.size(0)), static_cast<index_t>(a.size(1)),
-                          static_cast<index_t>(a.stride(0)), static_cast<index_t>(a.stride(1)));
+    return matrix_view<T>(a.data(), static_cast<index_t>(a.size(0)),
+                          static_cast<index_t>(a.size(1)), static_cast<index_t>(a.stride(0)),
+                          static_cast<index_t>(a.stride(1)));
   }
 };
 
-#if defined(__CUDACC__)
+#  if defined(__CUDACC__)
 /// A typed handle of a 2-D CUDA at::Tensor: views device memory (matrix_view<T, device_memory>),
 /// so the generic entry points take the CUDA path (include the loss's cuda/ header). T is float,
 /// __half (at::kHalf) or __nv_bfloat16 (at::kBFloat16), optionally const.
@@ -128,8 +129,8 @@ class torch_cuda_matrix {
  public:
   explicit torch_cuda_matrix(at::Tensor t) : t_(std::move(t)) {
     detail::torch_check_matrix<T>(t_, "torch_cuda_matrix");
-    CONTRASTIVE_CHECK(t_.device().is_cuda(), "torch_cuda_matrix: tensor is on ",
-                      t_.device().str(), ", expected a CUDA device");
+    CONTRASTIVE_CHECK(t_.device().is_cuda(), "torch_cuda_matrix: tensor is on ", t_.device().str(),
+                      ", expected a CUDA device");
   }
   const at::Tensor& tensor() const noexcept { return t_; }
   matrix_view<T, device_memory> view() const {
@@ -144,7 +145,7 @@ template <class T>
 struct tensor_traits<torch_cuda_matrix<T>> {
   static matrix_view<T, device_memory> view(const torch_cuda_matrix<T>& t) { return t.view(); }
 };
-#endif
+#  endif
 
 /// The host view of a 2-D CPU tensor of element type T, checked (no handle kept: the caller keeps
 /// the tensor alive).
@@ -156,7 +157,7 @@ matrix_view<T> torch_view(const at::Tensor& t) {
   return detail::torch_matrix_view<T, host_memory>(t);
 }
 
-#if defined(__CUDACC__)
+#  if defined(__CUDACC__)
 /// The device view of a 2-D CUDA tensor of element type T, checked.
 template <class T>
 matrix_view<T, device_memory> torch_device_view(const at::Tensor& t) {
@@ -165,7 +166,7 @@ matrix_view<T, device_memory> torch_device_view(const at::Tensor& t) {
                     ", expected a CUDA device");
   return detail::torch_matrix_view<T, device_memory>(t);
 }
-#endif
+#  endif
 
 CONTRASTIVE_NAMESPACE_END
 

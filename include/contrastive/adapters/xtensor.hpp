@@ -112,8 +112,8 @@ struct tensor_traits<E, std::enable_if_t<detail::is_xtensor_strided<E>::value>> 
   static auto make(Obj& e) {
     constexpr bool const_storage = detail::xt_storage_is_const<remove_cvref_t<Obj>>::value;
     using value_type = typename E::value_type;
-    using element =
-        std::conditional_t<std::is_const<Obj>::value || const_storage, const value_type, value_type>;
+    using element = std::conditional_t<std::is_const<Obj>::value || const_storage, const value_type,
+                                       value_type>;
     CONTRASTIVE_CHECK(e.dimension() == 2, "as_view: xtensor expression has ", e.dimension(),
                       " dimensions, expected 2");
     element* base;

@@ -49,8 +49,8 @@ inline void check_smoothing(const char* fn, double eps) {
 }
 
 inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {
-  CONTRASTIVE_CHECK(tile_rows > 0 && tile_cols > 0, fn, ": tile sizes must be > 0, got ",
-                    tile_rows, " x ", tile_cols);
+  CONTRASTIVE_CHECK(tile_rows > 0 && tile_cols > 0, fn, ": tile sizes must be > 0, got ", tile_rows,
+                    " x ", tile_cols);
 }
 
 /// The loss of a sweep is finite (it is the same value on every rank of a distributed call, so
@@ -74,15 +74,15 @@ void check_matrix(const char* fn, const char* name, const matrix_view<T, S>& v) 
 template <class T, class S>
 void check_shape(const char* fn, const char* name, const matrix_view<T, S>& v, index_t rows,
                  index_t cols, const char* expected_what) {
-  CONTRASTIVE_CHECK(v.rows() == rows && v.cols() == cols, fn, ": '", name, "' is ", v.rows(),
-                    " x ", v.cols(), ", expected ", rows, " x ", cols, " (", expected_what, ")");
+  CONTRASTIVE_CHECK(v.rows() == rows && v.cols() == cols, fn, ": '", name, "' is ", v.rows(), " x ",
+                    v.cols(), ", expected ", rows, " x ", cols, " (", expected_what, ")");
 }
 
 /// 'b' has the rows and columns of 'a'.
 template <class T, class U, class S>
 void check_same_shape(const char* fn, const matrix_view<T, S>& a, const matrix_view<U, S>& b) {
-  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ",
-                    a.rows(), " (rows of 'a')");
+  CONTRASTIVE_CHECK(b.rows() == a.rows(), fn, ": 'b' has ", b.rows(), " rows, expected ", a.rows(),
+                    " (rows of 'a')");
   CONTRASTIVE_CHECK(b.cols() == a.cols(), fn, ": 'b' has ", b.cols(), " columns, expected ",
                     a.cols(), " (columns of 'a')");
 }
@@ -134,7 +134,8 @@ void check_pair_gradients(const char* fn, const matrix_view<const T>& a,
 // ---- spans ----
 
 /// Per-row labels: one per row, contiguous.
-inline void check_labels(const char* fn, const char* name, const vector_view<const std::int64_t>& l, index_t n) {
+inline void check_labels(const char* fn, const char* name, const vector_view<const std::int64_t>& l,
+                         index_t n) {
   CONTRASTIVE_CHECK(l.size == n, fn, ": '", name, "' has ", l.size, " labels, expected ", n,
                     " (one per row)");
   CONTRASTIVE_CHECK(l.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
@@ -142,7 +143,8 @@ inline void check_labels(const char* fn, const char* name, const vector_view<con
 }
 
 /// One sample id, found at position/row `index` (`where`: "position" or "row"), is >= 0.
-inline void check_id_nonnegative(const char* fn, std::int64_t id, const char* where, index_t index) {
+inline void check_id_nonnegative(const char* fn, std::int64_t id, const char* where,
+                                 index_t index) {
   CONTRASTIVE_CHECK(id >= 0, fn, ": 'ids' has a negative id (", id, ") at ", where, " ", index);
 }
 

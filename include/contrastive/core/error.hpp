@@ -60,10 +60,10 @@ CONTRASTIVE_COLD void report_violation(const char* file, int line, const Args&..
 CONTRASTIVE_NAMESPACE_END
 
 /// Always-on argument check: CONTRASTIVE_CHECK(cond, "fn: 'x' has ", n, " rows").
-#define CONTRASTIVE_CHECK(cond, ...)                                                 \
-  do {                                                                               \
-    if (CONTRASTIVE_UNLIKELY(!(cond)))                                               \
-      ::contrastive::detail::report_violation(__FILE__, __LINE__, __VA_ARGS__);      \
+#define CONTRASTIVE_CHECK(cond, ...)                                            \
+  do {                                                                          \
+    if (CONTRASTIVE_UNLIKELY(!(cond)))                                          \
+      ::contrastive::detail::report_violation(__FILE__, __LINE__, __VA_ARGS__); \
   } while (0)
 
 #endif  // CONTRASTIVE_CORE_ERROR_HPP

@@ -48,7 +48,8 @@ template <class T>
 class tile_blocking : public Eigen::internal::level3_blocking<T, T> {
  public:
   /// Eigen's blocking sizes (kc, mc, nc) for a column-major rows x cols result of this depth.
-  static void sizes(index_t rows, index_t cols, index_t depth, index_t& kc, index_t& mc, index_t& nc) {
+  static void sizes(index_t rows, index_t cols, index_t depth, index_t& kc, index_t& mc,
+                    index_t& nc) {
     kc = depth;
     mc = rows;
     nc = cols;
@@ -79,8 +80,9 @@ class tile_blocking : public Eigen::internal::level3_blocking<T, T> {
 template <class T>
 class tile_gemm {
   template <int LhsOrder, int RhsOrder>
-  using kernel = Eigen::internal::general_matrix_matrix_product<index_t, T, LhsOrder, false, T,
-                                                                RhsOrder, false, Eigen::ColMajor, 1>;
+  using kernel =
+      Eigen::internal::general_matrix_matrix_product<index_t, T, LhsOrder, false, T, RhsOrder,
+                                                     false, Eigen::ColMajor, 1>;
 
  public:
   /// Buffer elements for tiles of at most tr x tc logits and embedding dimension d.

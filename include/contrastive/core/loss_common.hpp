@@ -25,7 +25,8 @@ CONTRASTIVE_NAMESPACE_BEGIN
 namespace detail {
 
 template <class T>
-constexpr bool is_supported_scalar = std::is_same<T, float>::value || std::is_same<T, double>::value;
+constexpr bool is_supported_scalar =
+    std::is_same<T, float>::value || std::is_same<T, double>::value;
 
 template <class T, class S>
 matrix_view<const T, S> const_view(const matrix_view<T, S>& v) noexcept {
@@ -72,7 +73,8 @@ void check_pair_inputs(const char* fn, const matrix_view<const T>& a, const matr
 /// Bytes to pack a view that Eigen cannot take in place (0 when it can).
 template <class T, class S>
 std::size_t packing_bytes(const matrix_view<T, S>& v) noexcept {
-  return gemm_ready(v) ? 0 : array_bytes<std::remove_const_t<T>>(static_cast<std::size_t>(v.size()));
+  return gemm_ready(v) ? 0
+                       : array_bytes<std::remove_const_t<T>>(static_cast<std::size_t>(v.size()));
 }
 
 /// The input itself when gemm_ready, else a row-major copy carved from the arena.
@@ -117,7 +119,8 @@ class gemm_output {
 };
 
 /// Counts, for each x label, how many y labels equal it (O((n + m) log m), no n x m mask).
-inline void count_matches(const vector_view<const std::int64_t>& x, const vector_view<const std::int64_t>& y, index_t* counts,
+inline void count_matches(const vector_view<const std::int64_t>& x,
+                          const vector_view<const std::int64_t>& y, index_t* counts,
                           std::int64_t* sorted_scratch) {
   std::copy(y.data, y.data + y.size, sorted_scratch);
   std::sort(sorted_scratch, sorted_scratch + y.size);

@@ -36,8 +36,8 @@ class matrix_view {
       : matrix_view(data, rows, cols, cols, 1) {}
 
   /// Adds const (only from a non-const view: a const-to-const "conversion" would be a copy).
-  template <class U, std::enable_if_t<!std::is_const<U>::value &&
-                                          std::is_same<const U, T>::value, int> = 0>
+  template <class U,
+            std::enable_if_t<!std::is_const<U>::value && std::is_same<const U, T>::value, int> = 0>
   CONTRASTIVE_HOST_DEVICE constexpr matrix_view(const matrix_view<U, Space>& o) noexcept
       : matrix_view(o.data(), o.rows(), o.cols(), o.row_stride(), o.col_stride()) {}
 
@@ -76,12 +76,14 @@ class matrix_view {
   }
 
   /// Rows [first, first + count).
-  CONTRASTIVE_HOST_DEVICE constexpr matrix_view middle_rows(index_t first, index_t count) const noexcept {
+  CONTRASTIVE_HOST_DEVICE constexpr matrix_view middle_rows(index_t first,
+                                                            index_t count) const noexcept {
     return matrix_view(data_ + first * row_stride_, count, cols_, row_stride_, col_stride_);
   }
   CONTRASTIVE_HOST_DEVICE constexpr matrix_view block(index_t r0, index_t c0, index_t nr,
                                                       index_t nc) const noexcept {
-    return matrix_view(data_ + r0 * row_stride_ + c0 * col_stride_, nr, nc, row_stride_, col_stride_);
+    return matrix_view(data_ + r0 * row_stride_ + c0 * col_stride_, nr, nc, row_stride_,
+                       col_stride_);
   }
 
   CONTRASTIVE_HOST_DEVICE constexpr bool is_row_major_contiguous() const noexcept {
@@ -89,7 +91,9 @@ class matrix_view {
   }
 
  private:
-  CONTRASTIVE_HOST_DEVICE static constexpr index_t abs_(index_t x) noexcept { return x < 0 ? -x : x; }
+  CONTRASTIVE_HOST_DEVICE static constexpr index_t abs_(index_t x) noexcept {
+    return x < 0 ? -x : x;
+  }
 
   T* data_ = nullptr;
   index_t rows_ = 0, cols_ = 0, row_stride_ = 0, col_stride_ = 0;
@@ -110,12 +114,15 @@ struct vector_view {
   constexpr vector_view() noexcept = default;
   CONTRASTIVE_HOST_DEVICE constexpr vector_view(T* d, index_t n, index_t s = 1) noexcept
       : data(d), size(n), stride(s) {}
-  template <class Alloc, class S = Space,
-            std::enable_if_t<std::is_same<S, host_memory>::value && std::is_const<T>::value, int> = 0>
+  template <
+      class Alloc, class S = Space,
+      std::enable_if_t<std::is_same<S, host_memory>::value && std::is_const<T>::value, int> = 0>
   vector_view(const std::vector<std::remove_const_t<T>, Alloc>& v) noexcept  // NOLINT: implicit
       : data(v.data()), size(static_cast<index_t>(v.size())) {}
 
-  CONTRASTIVE_HOST_DEVICE constexpr T& operator[](index_t i) const noexcept { return data[i * stride]; }
+  CONTRASTIVE_HOST_DEVICE constexpr T& operator[](index_t i) const noexcept {
+    return data[i * stride];
+  }
   /// True when no span is given (a null pointer); a zero-length span is not empty.
   CONTRASTIVE_HOST_DEVICE constexpr bool empty() const noexcept { return data == nullptr; }
 };

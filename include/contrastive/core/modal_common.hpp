@@ -47,8 +47,8 @@ CONTRASTIVE_COLD void report_bad_row_values(const char* fn, const char* name, in
 }
 
 template <class T>
-CONTRASTIVE_COLD void report_bad_row(const char* fn, const char* name, const matrix_view<const T>& x,
-                                     index_t i) {
+CONTRASTIVE_COLD void report_bad_row(const char* fn, const char* name,
+                                     const matrix_view<const T>& x, index_t i) {
   report_bad_row_values(fn, name, i, x.row_ptr(i), x.cols(), x.col_stride());
 }
 

@@ -43,7 +43,8 @@ inline int resolve_threads(int requested, double work) noexcept {
 template <class F>
 void parallel_for(index_t count, int threads, F&& body) {
 #if defined(_OPENMP)
-  const int nt = threads < 1 ? 1 : (count < index_t(threads) ? (count > 0 ? int(count) : 1) : threads);
+  const int nt =
+      threads < 1 ? 1 : (count < index_t(threads) ? (count > 0 ? int(count) : 1) : threads);
 #  pragma omp parallel num_threads(nt)
   {
     omp_set_num_threads(1);

@@ -36,10 +36,10 @@ namespace detail {
 
 /// One tile-sized block of rows of a virtual matrix.
 struct row_block {
-  int segment;        // which segment it lies in
-  index_t first;      // first row inside that segment
-  index_t rows;       // number of rows
-  index_t global;     // index of its first row in the virtual matrix
+  int segment;     // which segment it lies in
+  index_t first;   // first row inside that segment
+  index_t rows;    // number of rows
+  index_t global;  // index of its first row in the virtual matrix
 };
 
 /// Cuts segments of the given row counts into blocks of at most `tile` rows (never straddling).
@@ -111,7 +111,8 @@ pairwise_problem<T> make_pairwise_problem(const matrix_view<const T>* x, int x_s
 /// Row blocks of X and of Y. In self mode one blocking serves both sides (square tiles of
 /// min(tile_rows, tile_cols)), so that diagonal tiles are exactly the pairs I == J.
 template <class T>
-std::pair<std::vector<row_block>, std::vector<row_block>> make_tiling(const pairwise_problem<T>& p) {
+std::pair<std::vector<row_block>, std::vector<row_block>> make_tiling(
+    const pairwise_problem<T>& p) {
   std::vector<index_t> xr(p.x_segments), yr(p.y_segments);
   for (int s = 0; s < p.x_segments; ++s) xr[s] = p.x[s].rows();
   for (int s = 0; s < p.y_segments; ++s) yr[s] = p.y[s].rows();
@@ -126,7 +127,8 @@ std::pair<std::vector<row_block>, std::vector<row_block>> make_tiling(const pair
 
 /// The largest tile a sweep visits, given the largest segment of X and of Y.
 inline std::pair<index_t, index_t> tile_shape(index_t tile_rows, index_t tile_cols, bool self,
-                                              index_t max_x_segment, index_t max_y_segment) noexcept {
+                                              index_t max_x_segment,
+                                              index_t max_y_segment) noexcept {
   auto lo = [](index_t a, index_t b) { return a < b ? a : b; };
   if (self) {
     const index_t t = lo(lo(tile_rows, tile_cols), max_x_segment);
@@ -196,7 +198,8 @@ inline std::size_t tile_count(index_t nx_blocks, index_t ny_blocks, bool self) n
 /// Cache elements for an n_x x n_y problem of single segments (self: one segment of n_x rows
 /// split in two equal halves is bounded by the same count).
 inline std::size_t cache_elements(index_t tile_rows, index_t tile_cols, bool self, index_t nx,
-                                  index_t ny, index_t max_x_segment, index_t max_y_segment) noexcept {
+                                  index_t ny, index_t max_x_segment,
+                                  index_t max_y_segment) noexcept {
   const auto t = tile_shape(tile_rows, tile_cols, self, max_x_segment, max_y_segment);
   auto blocks = [](index_t n, index_t seg, index_t tile) {
     // Blocks never straddle segments: ceil per segment; equal segments of `seg` rows.
@@ -239,7 +242,8 @@ struct tile_mask {
 };
 
 template <class T>
-tile_mask diagonal_mask(const pairwise_problem<T>& p, const row_block& I, const row_block& J) noexcept {
+tile_mask diagonal_mask(const pairwise_problem<T>& p, const row_block& I,
+                        const row_block& J) noexcept {
   tile_mask m;
   if (!(p.self || p.mask_diagonal)) return m;
   // Global row g is masked in column g: local row r = g - I.global, column g - J.global.
@@ -381,7 +385,8 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
   const sweep_plan plan = make_plan(p);
   const sweep_shape shape = sweep_shape_of(p);
   auto scratch = carve_thread_scratch<T>(ar, shape);
-  auto* row_part = ar.take<online_softmax<double>>(sweep_chunks * static_cast<std::size_t>(shape.tr));
+  auto* row_part =
+      ar.take<online_softmax<double>>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   auto* target_part = ar.take<double>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
   const int threads = sweep_threads(p);
@@ -408,8 +413,10 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
     for (int c = 0; c < sweep_chunks; ++c) {  // fixed merge order
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) continue;
       for (index_t r = 0; r < I.rows; ++r) {
-        if (out.row) out.row[I.global + r].merge(row_part[static_cast<std::size_t>(c) * shape.tr + r]);
-        if (out.row_target) out.row_target[I.global + r] += target_part[static_cast<std::size_t>(c) * shape.tr + r];
+        if (out.row)
+          out.row[I.global + r].merge(row_part[static_cast<std::size_t>(c) * shape.tr + r]);
+        if (out.row_target)
+          out.row_target[I.global + r] += target_part[static_cast<std::size_t>(c) * shape.tr + r];
       }
     }
   }

@@ -42,7 +42,8 @@ using view_t = decltype(as_view(std::declval<T>()));
 template <class T, class = void>
 struct is_tensor_like : std::false_type {};
 template <class T>
-struct is_tensor_like<T, std::void_t<decltype(as_view(std::declval<const T&>()))>> : std::true_type {};
+struct is_tensor_like<T, std::void_t<decltype(as_view(std::declval<const T&>()))>>
+    : std::true_type {};
 
 /// A tensor whose view (from the expression type T, e.g. `M&` or a Map temporary) is writable.
 template <class T, class = void>
@@ -53,7 +54,8 @@ struct is_writable_tensor<T, std::void_t<decltype(as_view(std::declval<T>()))>>
 
 /// Element type of a tensor (without const).
 template <class T>
-using tensor_value_t = typename decltype(as_view(std::declval<const remove_cvref_t<T>&>()))::value_type;
+using tensor_value_t =
+    typename decltype(as_view(std::declval<const remove_cvref_t<T>&>()))::value_type;
 
 namespace detail {
 

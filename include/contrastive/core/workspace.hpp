@@ -58,8 +58,10 @@ class arena {
     const std::size_t bytes = array_bytes<T>(count);
     // Always on (one comparison per array): a size query that disagrees with the carving would
     // otherwise write past the caller's buffer.
-    CONTRASTIVE_CHECK(offset_ + bytes <= size_, "contrastive: internal error: workspace layout "
-                      "needs more than the ", size_, " bytes its size query reported");
+    CONTRASTIVE_CHECK(offset_ + bytes <= size_,
+                      "contrastive: internal error: workspace layout "
+                      "needs more than the ",
+                      size_, " bytes its size query reported");
     T* p = reinterpret_cast<T*>(base_ + offset_);
     offset_ += bytes;
     return p;

@@ -51,16 +51,18 @@ struct nondeduced {
 template <class T>
 using nondeduced_t = typename nondeduced<T>::type;
 
-CONTRASTIVE_HOST_DEVICE inline bool bridge_bad_id(const brownian_bridge_options& o, index_t j) noexcept {
+CONTRASTIVE_HOST_DEVICE inline bool bridge_bad_id(const brownian_bridge_options& o,
+                                                  index_t j) noexcept {
   return o.ids.data != nullptr && o.ids.data[j] < 0;
 }
 
 /// The sampled point before any re-projection, coordinate k of row j:
 /// m_k / rm (+ c eps_k), as in the CPU's bridge_point_forward.
 template <class T>
-CONTRASTIVE_HOST_DEVICE inline double bridge_point_value(const dview<const T>& v, const dview<const T>& u,
-                                            index_t j, index_t k, double t, double rm, bool noise,
-                                            double c, const philox_stream& ns) {
+CONTRASTIVE_HOST_DEVICE inline double bridge_point_value(const dview<const T>& v,
+                                                         const dview<const T>& u, index_t j,
+                                                         index_t k, double t, double rm, bool noise,
+                                                         double c, const philox_stream& ns) {
   double y = cd::bridge_mix(double(v(j, k)), double(u(j, k)), t) / rm;
   if (noise) y += c * ns.normal(static_cast<std::uint64_t>(k));
   return y;
@@ -154,8 +156,9 @@ CONTRASTIVE_HOST_DEVICE void bridge_path_row(const dview<const T>& v, const dvie
         if (o.noise) {
           double a, b;
           cd::bridge_step_coefficients(k, kk, a, b);
-          const double xi = ns.normal(static_cast<std::uint64_t>(k - 1) * static_cast<std::uint64_t>(d) +
-                                      static_cast<std::uint64_t>(i));
+          const double xi =
+              ns.normal(static_cast<std::uint64_t>(k - 1) * static_cast<std::uint64_t>(d) +
+                        static_cast<std::uint64_t>(i));
           nz = nz * a + b * xi;
           y += sigma * nz;
         }
@@ -178,7 +181,8 @@ __global__ void bridge_path_kernel(dview<const T> v, dview<const T> u, dview<T> 
 }
 
 /// The CPU's option checks without exceptions (time only for points).
-inline bool bridge_options_ok(const brownian_bridge_options& o, index_t n, bool trajectory) noexcept {
+inline bool bridge_options_ok(const brownian_bridge_options& o, index_t n,
+                              bool trajectory) noexcept {
   if (!trajectory) {
     const bool time_ok = o.random_t ? (std::isfinite(o.t_min) && std::isfinite(o.t_max) &&
                                        o.t_min >= 0 && o.t_max <= 1 && o.t_min <= o.t_max)
@@ -205,7 +209,8 @@ template <class T>
 void bridge_check(const char* fn, const dview<const T>& v, const dview<const T>& u,
                   const dview<T>& out, const char* out_name, const brownian_bridge_options& o,
                   bool trajectory, cudaStream_t stream) {
-  static_assert(std::is_floating_point<T>::value, "contrastive: the bridge sampler needs float or double");
+  static_assert(std::is_floating_point<T>::value,
+                "contrastive: the bridge sampler needs float or double");
   check_matrix(fn, "a", v);
   check_matrix(fn, "b", u);
   check_pair_shape(fn, v, u);
@@ -232,8 +237,8 @@ void bridge_check(const char* fn, const dview<const T>& v, const dview<const T>&
 }  // namespace detail
 
 /// Device workspace of brownian_bridge_trajectory_async, in bytes (0 when K = 1).
-inline std::size_t brownian_bridge_trajectory_workspace_bytes(index_t n, index_t d,
-                                                              const brownian_bridge_options& o = {}) noexcept {
+inline std::size_t brownian_bridge_trajectory_workspace_bytes(
+    index_t n, index_t d, const brownian_bridge_options& o = {}) noexcept {
   (void)d;
   if (n <= 0 || o.steps < 2) return 0;
   return static_cast<std::size_t>(o.steps - 1) * static_cast<std::size_t>(n) * sizeof(double) *
@@ -244,12 +249,12 @@ inline std::size_t brownian_bridge_trajectory_workspace_bytes(index_t n, index_t
 
 /// One bridge point per pair into y (N x D); noise from Philox stream 2.
 template <class T>
-cudaError_t brownian_bridge_sample_async(detail::nondeduced_t<matrix_view<const T, device_memory>> v,
-                                         detail::nondeduced_t<matrix_view<const T, device_memory>> u,
-                                         matrix_view<T, device_memory> y,
-                                         const brownian_bridge_options& o,
-                                         cudaStream_t stream) noexcept {
-  static_assert(std::is_floating_point<T>::value, "contrastive: the bridge sampler needs float or double");
+cudaError_t brownian_bridge_sample_async(
+    detail::nondeduced_t<matrix_view<const T, device_memory>> v,
+    detail::nondeduced_t<matrix_view<const T, device_memory>> u, matrix_view<T, device_memory> y,
+    const brownian_bridge_options& o, cudaStream_t stream) noexcept {
+  static_assert(std::is_floating_point<T>::value,
+                "contrastive: the bridge sampler needs float or double");
   if (!detail::bridge_args_ok<T>(v, u, y, v.rows(), o, false)) return cudaErrorInvalidValue;
   detail::bridge_point_kernel<T><<<detail::grid_for(v.rows()), detail::sampler_block, 0, stream>>>(
       v, u, y, o, contrastive::detail::bridge_sigma(o, v.cols()));
@@ -265,7 +270,8 @@ cudaError_t brownian_bridge_trajectory_async(
     detail::nondeduced_t<matrix_view<const T, device_memory>> u, matrix_view<T, device_memory> x,
     const brownian_bridge_options& o, void* workspace, std::size_t workspace_bytes,
     cudaStream_t stream) noexcept {
-  static_assert(std::is_floating_point<T>::value, "contrastive: the bridge sampler needs float or double");
+  static_assert(std::is_floating_point<T>::value,
+                "contrastive: the bridge sampler needs float or double");
   if (o.steps < 1 || !detail::bridge_args_ok<T>(v, u, x, v.rows() * (o.steps + 1), o, true))
     return cudaErrorInvalidValue;
   const std::size_t need = brownian_bridge_trajectory_workspace_bytes(v.rows(), v.cols(), o);
@@ -286,7 +292,8 @@ void brownian_bridge_sample(detail::nondeduced_t<matrix_view<const T, device_mem
                             cudaStream_t stream = 0) {
   constexpr const char* fn = "cuda::brownian_bridge_sample";
   detail::bridge_check<T>(fn, v, u, y, "y", o, false, stream);
-  throw_on_error(brownian_bridge_sample_async<T>(v, u, y, o, stream), "cuda::brownian_bridge_sample_async");
+  throw_on_error(brownian_bridge_sample_async<T>(v, u, y, o, stream),
+                 "cuda::brownian_bridge_sample_async");
   throw_on_error(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
 }
 

@@ -71,7 +71,7 @@ __global__ void first_bad_row_kernel(matrix_view<const T, device_memory> x, inde
 /// unit may instantiate it.)
 template <int = 0>
 __global__ void first_negative_id_kernel(const std::int64_t* ids, index_t count,
-                                                device_index* first) {
+                                         device_index* first) {
   for (index_t k = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; k < count;
        k += static_cast<index_t>(blockDim.x) * gridDim.x)
     if (ids[k] < 0) atomicMin(first, static_cast<device_index>(k));
@@ -84,12 +84,14 @@ class device_flag {
   device_index* get() const noexcept { return buf_.as<device_index>(); }
   void reset() const {
     // 0xFF bytes: no_bad_index.
-    throw_on_error(cudaMemsetAsync(buf_.data(), 0xFF, sizeof(device_index), stream_), "cudaMemsetAsync");
+    throw_on_error(cudaMemsetAsync(buf_.data(), 0xFF, sizeof(device_index), stream_),
+                   "cudaMemsetAsync");
   }
   device_index read() const {
     device_index h = no_bad_index;
-    throw_on_error(cudaMemcpyAsync(&h, buf_.data(), sizeof(device_index), cudaMemcpyDeviceToHost, stream_),
-                   "cudaMemcpyAsync");
+    throw_on_error(
+        cudaMemcpyAsync(&h, buf_.data(), sizeof(device_index), cudaMemcpyDeviceToHost, stream_),
+        "cudaMemcpyAsync");
     throw_on_error(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
     return h;
   }
@@ -110,14 +112,16 @@ void check_rows(const char* fn, const char* name, const matrix_view<const T, dev
   index_t start = 0;
   while (start < x.rows()) {
     flag.reset();
-    first_bad_row_kernel<T><<<grid_for(x.rows() - start), sampler_block, 0, stream>>>(x, start, flag.get());
+    first_bad_row_kernel<T>
+        <<<grid_for(x.rows() - start), sampler_block, 0, stream>>>(x, start, flag.get());
     throw_on_error(cudaGetLastError(), "first_bad_row_kernel");
     const device_index bad = flag.read();
     if (bad == no_bad_index) return;
     const auto i = static_cast<index_t>(bad);
     // The row, element by element (any strides), to the host.
     for (index_t k = 0; k < x.cols(); ++k)
-      throw_on_error(cudaMemcpy(&row[static_cast<std::size_t>(k)], &x(i, k), sizeof(T), cudaMemcpyDeviceToHost),
+      throw_on_error(cudaMemcpy(&row[static_cast<std::size_t>(k)], &x(i, k), sizeof(T),
+                                cudaMemcpyDeviceToHost),
                      "cudaMemcpy");
     contrastive::detail::report_bad_row_values(fn, name, i, row.data(), x.cols(), index_t(1));
     start = i + 1;  // a finite row whose squared norm overflowed double: look further

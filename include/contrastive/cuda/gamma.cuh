@@ -125,8 +125,8 @@ cudaError_t fill_gamma_async(vector_view<T, device_memory> out, const gamma_para
 // ---- checked and synchronised ----
 
 template <class T>
-void fill_gamma(matrix_view<T, device_memory> out, const gamma_params& p, std::uint64_t first_id = 0,
-                cudaStream_t stream = 0) {
+void fill_gamma(matrix_view<T, device_memory> out, const gamma_params& p,
+                std::uint64_t first_id = 0, cudaStream_t stream = 0) {
   constexpr const char* fn = "cuda::fill_gamma";
   contrastive::detail::check_gamma_params(fn, p);
   detail::check_gamma_output(fn, out);
@@ -135,8 +135,8 @@ void fill_gamma(matrix_view<T, device_memory> out, const gamma_params& p, std::u
 }
 
 template <class T>
-void fill_gamma(vector_view<T, device_memory> out, const gamma_params& p, std::uint64_t first_id = 0,
-                cudaStream_t stream = 0) {
+void fill_gamma(vector_view<T, device_memory> out, const gamma_params& p,
+                std::uint64_t first_id = 0, cudaStream_t stream = 0) {
   fill_gamma(detail::as_column(out), p, first_id, stream);
 }
 

@@ -74,14 +74,19 @@ using gc_view_t = typename gc_nondeduced<matrix_view<const T, device_memory>>::t
 
 /// gram (P/Q) for equal weights unless gram_split is asked for; gram_split otherwise.
 inline gc_algorithm gc_cuda_form(const geometric_consistency_options& o) noexcept {
-  return (o.algorithm == gc_algorithm::gram_split || !cd::gc_equal_weights(o)) ? gc_algorithm::gram_split
-                                                                               : gc_algorithm::gram;
+  return (o.algorithm == gc_algorithm::gram_split || !cd::gc_equal_weights(o))
+             ? gc_algorithm::gram_split
+             : gc_algorithm::gram;
 }
 
-inline int gc_cuda_gram_count(gc_algorithm form) noexcept { return form == gc_algorithm::gram ? 2 : 3; }
+inline int gc_cuda_gram_count(gc_algorithm form) noexcept {
+  return form == gc_algorithm::gram ? 2 : 3;
+}
 
 constexpr std::size_t gc_align = 256;
-inline std::size_t gc_round(std::size_t b) noexcept { return (b + gc_align - 1) / gc_align * gc_align; }
+inline std::size_t gc_round(std::size_t b) noexcept {
+  return (b + gc_align - 1) / gc_align * gc_align;
+}
 
 /// Rows per chunk: four chunk x D buffers within 128 MiB, at least 256 rows, at most N.
 template <class T>
@@ -109,8 +114,10 @@ struct gc_scratch {
 template <class T>
 gc_scratch gc_carve(void* ws, index_t d, index_t chunk) noexcept {
   char* p = static_cast<char*>(ws);
-  const std::size_t cd_ = gc_round(static_cast<std::size_t>(chunk) * static_cast<std::size_t>(d) * sizeof(T));
-  const std::size_t dd = gc_round(static_cast<std::size_t>(d) * static_cast<std::size_t>(d) * sizeof(T));
+  const std::size_t cd_ =
+      gc_round(static_cast<std::size_t>(chunk) * static_cast<std::size_t>(d) * sizeof(T));
+  const std::size_t dd =
+      gc_round(static_cast<std::size_t>(d) * static_cast<std::size_t>(d) * sizeof(T));
   gc_scratch s;
   for (int k = 0; k < 4; ++k) s.buf[k] = p + k * cd_;
   for (int k = 0; k < 4; ++k) s.fac[k] = p + 4 * cd_ + k * dd;
@@ -132,17 +139,23 @@ inline cublasStatus_t gc_gemm(cublasHandle_t h, cublasOperation_t ta, cublasOper
 
 inline cudaError_t from_cublas(cublasStatus_t s) noexcept {
   switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return cudaSuccess;
-    case CUBLAS_STATUS_ALLOC_FAILED: return cudaErrorMemoryAllocation;
-    case CUBLAS_STATUS_INVALID_VALUE: return cudaErrorInvalidValue;
-    case CUBLAS_STATUS_NOT_INITIALIZED: return cudaErrorInitializationError;
+    case CUBLAS_STATUS_SUCCESS:
+      return cudaSuccess;
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return cudaErrorMemoryAllocation;
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return cudaErrorInvalidValue;
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return cudaErrorInitializationError;
     case CUBLAS_STATUS_ARCH_MISMATCH:
-    case CUBLAS_STATUS_NOT_SUPPORTED: return cudaErrorNotSupported;
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return cudaErrorNotSupported;
     case CUBLAS_STATUS_EXECUTION_FAILED: {
       const cudaError_t e = cudaGetLastError();
       return e != cudaSuccess ? e : cudaErrorLaunchFailure;
     }
-    default: return cudaErrorUnknown;
+    default:
+      return cudaErrorUnknown;
   }
 }
 
@@ -185,7 +198,8 @@ class cublas_handle {
       const cublasStatus_t s = cublasCreate(&h_);
       if (s != CUBLAS_STATUS_SUCCESS) {
         h_ = nullptr;
-        throw_on_error(from_cublas(s) == cudaSuccess ? cudaErrorUnknown : from_cublas(s), "cublasCreate");
+        throw_on_error(from_cublas(s) == cudaSuccess ? cudaErrorUnknown : from_cublas(s),
+                       "cublasCreate");
       }
       owned_ = true;
     }
@@ -207,8 +221,8 @@ class cublas_handle {
 /// Rows [r0, r0 + c) packed row-major: (V + U, V - U) when `pq`, else (V, U).
 template <class T>
 __global__ void gc_pack_kernel(matrix_view<const T, device_memory> v,
-                               matrix_view<const T, device_memory> u, index_t r0, index_t c,
-                               T* b0, T* b1, bool pq) {
+                               matrix_view<const T, device_memory> u, index_t r0, index_t c, T* b0,
+                               T* b1, bool pq) {
   const index_t d = v.cols(), count = c * d;
   for (index_t e = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; e < count;
        e += static_cast<index_t>(blockDim.x) * gridDim.x) {
@@ -238,8 +252,8 @@ __global__ void gc_factor_kernel(const T* g, index_t d, T wx, T wi, T* f0, T* f1
 /// (s (x2 + x3), s (x2 - x3)) when `sum_diff`, else (s x2, s x3); added with `accumulate`.
 template <class T>
 __global__ void gc_store_kernel(matrix_view<T, device_memory> gv, matrix_view<T, device_memory> gu,
-                                index_t r0, index_t c, const T* x2, const T* x3, T s,
-                                bool sum_diff, bool accumulate) {
+                                index_t r0, index_t c, const T* x2, const T* x3, T s, bool sum_diff,
+                                bool accumulate) {
   const index_t d = gv.cols(), count = c * d;
   for (index_t e = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; e < count;
        e += static_cast<index_t>(blockDim.x) * gridDim.x) {
@@ -399,8 +413,8 @@ cudaError_t gc_backward_run(const matrix_view<const T, device_memory>& v,
   if (scope.status() != cudaSuccess) return scope.status();
   if (!pq) {
     gc_factor_kernel<T><<<grid_for(dd), sampler_block, 0, stream>>>(
-        grams, d, static_cast<T>(o.cross_modal_weight), static_cast<T>(o.in_modal_weight), f[0], f[1],
-        f[2], f[3]);
+        grams, d, static_cast<T>(o.cross_modal_weight), static_cast<T>(o.in_modal_weight), f[0],
+        f[1], f[2], f[3]);
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
@@ -422,13 +436,17 @@ cudaError_t gc_backward_run(const matrix_view<const T, device_memory>& v,
                     b[3], di);
     } else {
       // b2 = V Mv - U Nv, b3 = U Mu - V Nu
-      s = gc_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, di, ci, di, T(1), f[0], di, b[0], di, T(0), b[2], di);
+      s = gc_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, di, ci, di, T(1), f[0], di, b[0], di, T(0),
+                  b[2], di);
       if (s == CUBLAS_STATUS_SUCCESS)
-        s = gc_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, di, ci, di, T(-1), f[1], di, b[1], di, T(1), b[2], di);
+        s = gc_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, di, ci, di, T(-1), f[1], di, b[1], di, T(1),
+                    b[2], di);
       if (s == CUBLAS_STATUS_SUCCESS)
-        s = gc_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, di, ci, di, T(1), f[2], di, b[1], di, T(0), b[3], di);
+        s = gc_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, di, ci, di, T(1), f[2], di, b[1], di, T(0),
+                    b[3], di);
       if (s == CUBLAS_STATUS_SUCCESS)
-        s = gc_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, di, ci, di, T(-1), f[3], di, b[0], di, T(1), b[3], di);
+        s = gc_gemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, di, ci, di, T(-1), f[3], di, b[0], di, T(1),
+                    b[3], di);
     }
     if (s != CUBLAS_STATUS_SUCCESS) return from_cublas(s);
     gc_store_kernel<T><<<grid_for(c * d), sampler_block, 0, stream>>>(
@@ -456,16 +474,16 @@ void gc_check_inputs(const char* fn, const matrix_view<const T, device_memory>& 
 
 /// Bytes of device scratch the _async calls need for an N x D problem.
 template <class T>
-std::size_t geometric_consistency_workspace_bytes(index_t n, index_t d,
-                                                  const geometric_consistency_options& o = {}) noexcept {
+std::size_t geometric_consistency_workspace_bytes(
+    index_t n, index_t d, const geometric_consistency_options& o = {}) noexcept {
   (void)o;
   if (n <= 0 || d <= 0) return 0;
   return detail::gc_cuda_bytes<T>(d, detail::gc_cuda_chunk_rows<T>(n, d));
 }
 
 /// Elements of the Gram array (2 D^2 for the P/Q form, 3 D^2 for the three-Gram form).
-inline std::size_t geometric_consistency_gram_elements(index_t d,
-                                                       const geometric_consistency_options& o = {}) noexcept {
+inline std::size_t geometric_consistency_gram_elements(
+    index_t d, const geometric_consistency_options& o = {}) noexcept {
   return static_cast<std::size_t>(detail::gc_cuda_gram_count(detail::gc_cuda_form(o))) *
          static_cast<std::size_t>(d) * static_cast<std::size_t>(d);
 }
@@ -479,7 +497,8 @@ cudaError_t geometric_consistency_forward_async(detail::gc_view_t<T> v, detail::
                                                 T* loss, T* grams,
                                                 const geometric_consistency_options& o,
                                                 void* workspace, std::size_t workspace_bytes,
-                                                cublasHandle_t handle, cudaStream_t stream) noexcept {
+                                                cublasHandle_t handle,
+                                                cudaStream_t stream) noexcept {
   if (!detail::gc_inputs_ok(v, u)) return cudaErrorInvalidValue;
   return detail::gc_forward_run<T>(v, u, loss, grams, o, workspace, workspace_bytes, handle, stream,
                                    detail::gc_cuda_chunk_rows<T>(v.rows(), v.cols()));
@@ -488,13 +507,11 @@ cudaError_t geometric_consistency_forward_async(detail::gc_view_t<T> v, detail::
 /// L_GC backward: writes (or, with o.accumulate, adds) upstream * dL/dv and dL/du, from the Grams
 /// of a forward with the same options.
 template <class T>
-cudaError_t geometric_consistency_backward_async(detail::gc_view_t<T> v, detail::gc_view_t<T> u,
-                                                 const T* grams, matrix_view<T, device_memory> grad_v,
-                                                 matrix_view<T, device_memory> grad_u,
-                                                 const geometric_consistency_options& o,
-                                                 double upstream, void* workspace,
-                                                 std::size_t workspace_bytes, cublasHandle_t handle,
-                                                 cudaStream_t stream) noexcept {
+cudaError_t geometric_consistency_backward_async(
+    detail::gc_view_t<T> v, detail::gc_view_t<T> u, const T* grams,
+    matrix_view<T, device_memory> grad_v, matrix_view<T, device_memory> grad_u,
+    const geometric_consistency_options& o, double upstream, void* workspace,
+    std::size_t workspace_bytes, cublasHandle_t handle, cudaStream_t stream) noexcept {
   if (!detail::gc_inputs_ok(v, u)) return cudaErrorInvalidValue;
   return detail::gc_backward_run<T>(v, u, grams, grad_v, grad_u, o, upstream, workspace,
                                     workspace_bytes, handle, stream,
@@ -526,11 +543,13 @@ geometric_consistency_device_saved<std::remove_const_t<TV>> geometric_consistenc
   device_buffer loss(sizeof(T));
   device_buffer ws(geometric_consistency_workspace_bytes<T>(n, d, o));
   detail::cublas_handle h(handle);
-  throw_on_error(geometric_consistency_forward_async<T>(vv, u, loss.as<T>(), saved.grams.template as<T>(), o,
-                                                        ws.data(), ws.bytes(), h.get(), stream),
-                 "cuda::geometric_consistency_forward_async");
-  throw_on_error(cudaMemcpyAsync(&saved.loss, loss.data(), sizeof(T), cudaMemcpyDeviceToHost, stream),
-                 "cudaMemcpyAsync");
+  throw_on_error(
+      geometric_consistency_forward_async<T>(vv, u, loss.as<T>(), saved.grams.template as<T>(), o,
+                                             ws.data(), ws.bytes(), h.get(), stream),
+      "cuda::geometric_consistency_forward_async");
+  throw_on_error(
+      cudaMemcpyAsync(&saved.loss, loss.data(), sizeof(T), cudaMemcpyDeviceToHost, stream),
+      "cudaMemcpyAsync");
   throw_on_error(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   return saved;
 }
@@ -558,11 +577,11 @@ void geometric_consistency_backward(detail::gc_view_t<T> v, detail::gc_view_t<T>
   // The form follows `saved` (its Grams).
   geometric_consistency_options po = o;
   po.algorithm = saved.algorithm;
-  CONTRASTIVE_CHECK((saved.algorithm == gc_algorithm::gram || saved.algorithm == gc_algorithm::gram_split) &&
-                        detail::gc_cuda_form(po) == saved.algorithm &&
-                        saved.grams.data() != nullptr &&
-                        saved.grams.bytes() == geometric_consistency_gram_elements(d, po) * sizeof(T),
-                    fn, ": 'saved' is incomplete (not produced by the matching forward)");
+  CONTRASTIVE_CHECK(
+      (saved.algorithm == gc_algorithm::gram || saved.algorithm == gc_algorithm::gram_split) &&
+          detail::gc_cuda_form(po) == saved.algorithm && saved.grams.data() != nullptr &&
+          saved.grams.bytes() == geometric_consistency_gram_elements(d, po) * sizeof(T),
+      fn, ": 'saved' is incomplete (not produced by the matching forward)");
   detail::check_matrix(fn, "grad_a", grad_v);
   detail::check_matrix(fn, "grad_b", grad_u);
   detail::check_shape(fn, "grad_a", grad_v, n, d, "the shape of the inputs");
@@ -578,9 +597,9 @@ void geometric_consistency_backward(detail::gc_view_t<T> v, detail::gc_view_t<T>
   detail::check_rows(fn, "b", u, stream);
   device_buffer ws(geometric_consistency_workspace_bytes<T>(n, d, po));
   detail::cublas_handle h(handle);
-  throw_on_error(geometric_consistency_backward_async<T>(v, u, saved.grams.template as<const T>(), grad_v,
-                                                         grad_u, po, upstream, ws.data(), ws.bytes(),
-                                                         h.get(), stream),
+  throw_on_error(geometric_consistency_backward_async<T>(v, u, saved.grams.template as<const T>(),
+                                                         grad_v, grad_u, po, upstream, ws.data(),
+                                                         ws.bytes(), h.get(), stream),
                  "cuda::geometric_consistency_backward_async");
   throw_on_error(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
 }

@@ -126,16 +126,18 @@ cudaError_t info_nce_forward_run(const device_view<T>& a, const device_view<T>& 
     if (eps > 0) launch_column_sum(ba.y, n, d, sum_a, s);
     launch_loss_terms(ba, col_lse.data, col_lse.stride, 0, on, off, sum_a, terms + n, s);
   }
-  sum_kernel<><<<1, 1024, 0, s>>>(terms, o.symmetric ? 2 * n : n, info_nce_weight(n, o), loss, false);
+  sum_kernel<>
+      <<<1, 1024, 0, s>>>(terms, o.symmetric ? 2 * n : n, info_nce_weight(n, o), loss, false);
   return cudaGetLastError();
 }
 
 template <class T, bool Tf32>
 cudaError_t info_nce_backward_run(const device_view<T>& a, const device_view<T>& b,
                                   device_const_stats row_lse, device_const_stats col_lse,
-                                  const device_out_view<T>& grad_a, const device_out_view<T>& grad_b,
-                                  const info_nce_options& o, double upstream,
-                                  double* grad_temperature, workspace ws, cudaStream_t s) {
+                                  const device_out_view<T>& grad_a,
+                                  const device_out_view<T>& grad_b, const info_nce_options& o,
+                                  double upstream, double* grad_temperature, workspace ws,
+                                  cudaStream_t s) {
   device_limits lim;
   cudaError_t e = query_limits(lim);
   if (e != cudaSuccess) return e;
@@ -217,8 +219,9 @@ std::size_t info_nce_workspace_bytes(index_t n, index_t d, const info_nce_option
   detail::device_limits lim;
   throw_on_error(detail::query_limits(lim), "info_nce_workspace_bytes");
   const bool tf32 = m == math_mode::tf32 && std::is_same<T, float>::value;
-  const detail::sweep_plan p = tf32 ? detail::make_plan<float>(n, n, d, lim)
-                                    : detail::make_plan<typename detail::policy_for<T, false>::elem>(n, n, d, lim);
+  const detail::sweep_plan p =
+      tf32 ? detail::make_plan<float>(n, n, d, lim)
+           : detail::make_plan<typename detail::policy_for<T, false>::elem>(n, n, d, lim);
   const std::size_t f = detail::forward_bytes(n, n, d, o.symmetric);
   const std::size_t b = detail::backward_bytes(p);
   return f > b ? f : b;
@@ -297,7 +300,8 @@ struct info_nce_device_saved {
 template <class T>
 info_nce_device_saved info_nce_forward(device_view<T> a, device_view<T> b,
                                        const info_nce_options& o = {},
-                                       math_mode m = math_mode::fp32, cudaStream_t stream = nullptr) {
+                                       math_mode m = math_mode::fp32,
+                                       cudaStream_t stream = nullptr) {
   const char* fn = "cuda::info_nce_forward";
   const std::string err = detail::info_nce_problem<T>(fn, a, b, o, m);
   CONTRASTIVE_CHECK(err.empty(), err);
@@ -325,19 +329,22 @@ info_nce_device_saved info_nce_forward(device_view<T> a, device_view<T> b,
 /// Returns upstream * dL/dtemperature in the three parameterisations, like the CPU backward.
 template <class T>
 info_nce_parameter_gradients info_nce_backward(device_view<T> a, device_view<T> b,
-                                       const info_nce_device_saved& saved,
-                                       device_out_view<T> grad_a, device_out_view<T> grad_b,
-                                       const info_nce_options& o = {}, double upstream = 1.0,
-                                       cudaStream_t stream = nullptr) {
+                                               const info_nce_device_saved& saved,
+                                               device_out_view<T> grad_a, device_out_view<T> grad_b,
+                                               const info_nce_options& o = {},
+                                               double upstream = 1.0,
+                                               cudaStream_t stream = nullptr) {
   const char* fn = "cuda::info_nce_backward";
   CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
-                    saved.n, " x ", saved.d, " problem, the inputs are ", a.rows(), " x ", a.cols());
+                    saved.n, " x ", saved.d, " problem, the inputs are ", a.rows(), " x ",
+                    a.cols());
   CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
-                        saved.label_smoothing == o.label_smoothing && saved.reduction == o.reduction,
-                    fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
-                    ", symmetric ", saved.symmetric, ", label_smoothing ", saved.label_smoothing,
-                    ") than these (temperature ", o.temperature, ", symmetric ", o.symmetric,
-                    ", label_smoothing ", o.label_smoothing, ")");
+                        saved.label_smoothing == o.label_smoothing &&
+                        saved.reduction == o.reduction,
+                    fn, ": 'saved' was computed with other options (temperature ",
+                    saved.temperature, ", symmetric ", saved.symmetric, ", label_smoothing ",
+                    saved.label_smoothing, ") than these (temperature ", o.temperature,
+                    ", symmetric ", o.symmetric, ", label_smoothing ", o.label_smoothing, ")");
   const std::string err = detail::info_nce_backward_problem<T>(
       fn, a, b, saved.row(), saved.col(), grad_a, grad_b, o, upstream, saved.math);
   CONTRASTIVE_CHECK(err.empty(), err);

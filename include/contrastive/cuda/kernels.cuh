@@ -105,9 +105,12 @@ template <class E, class FragE, int K>
 struct wmma_policy {
   using L = tile_layout<E>;
   using acc_frag = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, K, float>;
-  using a_row = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, K, FragE, nvcuda::wmma::row_major>;
-  using b_col = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, K, FragE, nvcuda::wmma::col_major>;
-  using b_row = nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, K, FragE, nvcuda::wmma::row_major>;
+  using a_row =
+      nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, K, FragE, nvcuda::wmma::row_major>;
+  using b_col =
+      nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, K, FragE, nvcuda::wmma::col_major>;
+  using b_row =
+      nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, K, FragE, nvcuda::wmma::row_major>;
 
   struct state {
     acc_frag c[2];
@@ -331,7 +334,8 @@ template <int G>
 __device__ inline online_lse<float> group_merge(online_lse<float> v) {
 #pragma unroll
   for (int off = 1; off < G; off *= 2) {
-    online_lse<float> o{__shfl_xor_sync(0xffffffffu, v.max, off), __shfl_xor_sync(0xffffffffu, v.sum, off)};
+    online_lse<float> o{__shfl_xor_sync(0xffffffffu, v.max, off),
+                        __shfl_xor_sync(0xffffffffu, v.sum, off)};
     v.merge(o);
   }
   return v;
@@ -345,9 +349,9 @@ struct sweep_args {
   rows2<const In> x, y;
   index_t nx = 0, ny = 0, d = 0;
   float scale = 1.f;
-  bool mask_self = false;  // NT-Xent: j == i is not a candidate
-  bool vec = false;        // 16-byte loads are aligned
-  int tiles_per_split = 0; // Y tiles per CTA along grid.y
+  bool mask_self = false;   // NT-Xent: j == i is not a candidate
+  bool vec = false;         // 16-byte loads are aligned
+  int tiles_per_split = 0;  // Y tiles per CTA along grid.y
 };
 
 template <class E>
@@ -449,8 +453,8 @@ struct gradient_args {
   float* scratch = nullptr;      // fp32 nx x d: atomics (split mode) or the accumulator (large D)
   bool split = false;            // several CTAs per row block: atomically add into scratch
   bool acc_in_smem = true;
-  int ld_acc = 0;                // accumulator leading dimension (>= d rounded up to kBD)
-  double* moment = nullptr;      // sum of G_ij <x_i, y_j> (for the temperature gradient)
+  int ld_acc = 0;            // accumulator leading dimension (>= d rounded up to kBD)
+  double* moment = nullptr;  // sum of G_ij <x_i, y_j> (for the temperature gradient)
   float moment_weight = 0.f;
 };
 
@@ -465,8 +469,8 @@ struct gradient_smem_fixed {
 };
 // yd (a D chunk of Y rows) reuses xs/ys, which are idle while the gradient product runs.
 template <class E>
-struct yd_fits_in_staging
-    : std::integral_constant<bool, kBN * tile_layout<E>::ld_g <= (kBM + kBN) * tile_layout<E>::ld_k> {};
+struct yd_fits_in_staging : std::integral_constant<bool, kBN * tile_layout<E>::ld_g <=
+                                                             (kBM + kBN) * tile_layout<E>::ld_k> {};
 
 template <class In, bool Tf32, class Out>
 __global__ void __launch_bounds__(kThreads)
@@ -480,7 +484,8 @@ __global__ void __launch_bounds__(kThreads)
   E* yd = sm.xs;  // contiguous with ys
   const index_t i0 = static_cast<index_t>(blockIdx.x) * kBM;
   constexpr std::size_t fixed = (sizeof(gradient_smem_fixed<E>) + 127) / 128 * 128;
-  float* acc = g.acc_in_smem ? reinterpret_cast<float*>(smem_raw + fixed) : g.scratch + i0 * g.ld_acc;
+  float* acc =
+      g.acc_in_smem ? reinterpret_cast<float*>(smem_raw + fixed) : g.scratch + i0 * g.ld_acc;
   const index_t d_round = (p.d + kBD - 1) / kBD * kBD;
 
   for (index_t e = threadIdx.x; e < kBM * d_round; e += kThreads) {
@@ -572,13 +577,14 @@ __global__ void __launch_bounds__(kThreads)
 
 constexpr int kRThreads = 512;  // 16 warps
 constexpr int kRMaxD = 512;
-static_assert(kRThreads / 64 * 64 == kRThreads && kRMaxD <= 64 * 8, "issue_rows covers 512 columns per pass");
+static_assert(kRThreads / 64 * 64 == kRThreads && kRMaxD <= 64 * 8,
+              "issue_rows covers 512 columns per pass");
 
 /// Shared-memory bytes of the resident kernel for padded width dp (a multiple of 64).
 __host__ __device__ constexpr std::size_t resident_smem_bytes(index_t dp) {
   return sizeof(std::uint16_t) * 3 * kBM * static_cast<std::size_t>(dp + 8) +  // xs, ys[2]
-         sizeof(float) * kBM * (kBN + 4) +                                       // sf
-         sizeof(std::uint16_t) * kBM * (kBN + 8) +                               // gs
+         sizeof(float) * kBM * (kBN + 4) +                                     // sf
+         sizeof(std::uint16_t) * kBM * (kBN + 8) +                             // gs
          sizeof(float) * kBM + sizeof(double) * (kRThreads / 32) + 256;
 }
 
@@ -597,8 +603,8 @@ __device__ inline void cp_async_wait() {
 /// outside the matrix. Needs d % 8 == 0 and 16-byte aligned rows. Thread t copies the 16 bytes at
 /// column 8 (t % 64) of rows t / 64, t / 64 + 8, ...: one row pointer per row, no division.
 template <class E>
-__device__ inline void issue_rows(E* dst, int ld, const rows2<const E>& src, index_t n, index_t row0,
-                                  index_t d, int dp) {
+__device__ inline void issue_rows(E* dst, int ld, const rows2<const E>& src, index_t n,
+                                  index_t row0, index_t d, int dp) {
   const int c = (threadIdx.x % 64) * 8;
   if (c >= dp) return;
   const int rows_left = n - row0 < kBM ? static_cast<int>(n - row0) : kBM;
@@ -638,7 +644,8 @@ __global__ void __launch_bounds__(kRThreads, 1)
   const index_t shift = Grad || count == 0 ? 0 : stagger(count);
 
   if (Grad && threadIdx.x < kBM)
-    lse_x[threadIdx.x] = g.lse_x != nullptr && i0 + threadIdx.x < p.nx ? g.lse_x[i0 + threadIdx.x] : 0.f;
+    lse_x[threadIdx.x] =
+        g.lse_x != nullptr && i0 + threadIdx.x < p.nx ? g.lse_x[i0 + threadIdx.x] : 0.f;
   online_lse<float> row_acc;  // statistics: thread (slot, lane8)'s part of row slot
 
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kRMaxD / 64];
@@ -787,7 +794,8 @@ __global__ void __launch_bounds__(kRThreads, 1)
 #pragma unroll
   for (int j = 0; j < kRMaxD / 64; ++j)
     if (j < nf)
-      wmma::store_matrix_sync(out + 16 * fr * ld_o + 16 * (fq + 4 * j), acc[j], ld_o, wmma::mem_row_major);
+      wmma::store_matrix_sync(out + 16 * fr * ld_o + 16 * (fq + 4 * j), acc[j], ld_o,
+                              wmma::mem_row_major);
   __syncthreads();
   for (index_t e = threadIdx.x; e < kBM * p.d; e += kRThreads) {
     const index_t r = e / p.d, c = e % p.d, gi = i0 + r;
@@ -805,8 +813,8 @@ __global__ void __launch_bounds__(kRThreads, 1)
 /// out = scratch (+ out when accumulating), converted to Out. Scratch rows have leading dimension
 /// ld (d in split mode, the accumulator's ld otherwise).
 template <class Out>
-__global__ void finish_kernel(rows2<Out> out, const float* scratch, index_t n, index_t d, index_t ld,
-                              bool accumulate) {
+__global__ void finish_kernel(rows2<Out> out, const float* scratch, index_t n, index_t d,
+                              index_t ld, bool accumulate) {
   const index_t total = n * d;
   for (index_t e = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; e < total;
        e += static_cast<index_t>(gridDim.x) * blockDim.x) {
@@ -827,7 +835,7 @@ __global__ void init_stats_kernel(unsigned long long* s, index_t n) {
 /// lse[i] = max + log(sum) of the packed statistics (-inf for an empty set).
 template <class Unused = void>  // a template, so the header defines it once per program
 __global__ void finish_stats_kernel(const unsigned long long* s, float* lse, index_t n,
-                                           index_t stride) {
+                                    index_t stride) {
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<index_t>(gridDim.x) * blockDim.x) {
     const online_lse<float> v{__uint_as_float(static_cast<unsigned>(s[i])),
@@ -879,8 +887,7 @@ __global__ void loss_terms_kernel(sweep_args<In> p, const float* lse, index_t ls
 
 /// *out = weight * sum(terms), in one block with a fixed order (deterministic).
 template <class Unused = void>  // a template, so the header defines it once per program
-__global__ void sum_kernel(const double* terms, index_t n, double weight, double* out,
-                                  bool add) {
+__global__ void sum_kernel(const double* terms, index_t n, double weight, double* out, bool add) {
   __shared__ double red[1024];
   double s = 0;
   for (index_t i = threadIdx.x; i < n; i += blockDim.x) s += terms[i];
@@ -896,7 +903,7 @@ __global__ void sum_kernel(const double* terms, index_t n, double weight, double
 /// grad_temperature = -scale^2 * weight * moment (d tau of a loss of logits scale * dot).
 template <class Unused = void>  // a template, so the header defines it once per program
 __global__ void temperature_kernel(const double* moment, double weight, double scale,
-                                          double* grad_temperature) {
+                                   double* grad_temperature) {
   *grad_temperature = -scale * scale * weight * *moment;
 }
 

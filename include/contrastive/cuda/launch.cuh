@@ -23,9 +23,9 @@ namespace detail {
 
 /// Element types with fused kernels: float (fp32 or tf32 math), __half and __nv_bfloat16.
 template <class T>
-struct supported_type
-    : std::integral_constant<bool, std::is_same<T, float>::value || std::is_same<T, __half>::value ||
-                                       std::is_same<T, __nv_bfloat16>::value> {};
+struct supported_type : std::integral_constant<bool, std::is_same<T, float>::value ||
+                                                         std::is_same<T, __half>::value ||
+                                                         std::is_same<T, __nv_bfloat16>::value> {};
 
 constexpr std::size_t kWsAlign = 256;
 constexpr std::size_t ws_round(std::size_t b) { return (b + kWsAlign - 1) / kWsAlign * kWsAlign; }
@@ -80,8 +80,8 @@ sweep_plan make_plan(index_t nx, index_t ny, index_t d, const device_limits& lim
   // The stats kernel fits several CTAs per multiprocessor: aim for four waves' worth of CTAs.
   const index_t dp = (d + 63) / 64 * 64;
   p.resident_smem = resident_smem_bytes(dp);
-  p.resident = sizeof(E) == 2 && d <= kRMaxD &&
-               p.resident_smem <= static_cast<std::size_t>(lim.smem_optin);
+  p.resident =
+      sizeof(E) == 2 && d <= kRMaxD && p.resident_smem <= static_cast<std::size_t>(lim.smem_optin);
   // Several streaming stats CTAs fit on a multiprocessor, one resident CTA: aim for four waves
   // or two.
   split_range(tiles, p.grid_x, (p.resident ? 2u : 4u) * static_cast<unsigned>(lim.sms),
@@ -96,8 +96,9 @@ sweep_plan make_plan(index_t nx, index_t ny, index_t d, const device_limits& lim
     p.ld_acc = ld_smem;
     p.grad_smem = fixed + sizeof(float) * kBM * static_cast<std::size_t>(ld_smem);
     split_range(tiles, p.grid_x, static_cast<unsigned>(lim.sms), p.grad_splits, p.grad_tiles);
-    p.scratch_bytes =
-        p.grad_splits > 1 ? sizeof(float) * static_cast<std::size_t>(nx) * static_cast<std::size_t>(d) : 0;
+    p.scratch_bytes = p.grad_splits > 1 ? sizeof(float) * static_cast<std::size_t>(nx) *
+                                              static_cast<std::size_t>(d)
+                                        : 0;
   } else {  // the accumulator lives in global scratch, one 64-row slab per CTA; no split
     p.ld_acc = static_cast<int>(d_round);
     p.grad_smem = fixed;
@@ -165,11 +166,13 @@ inline unsigned blocks_for(index_t n, unsigned threads, unsigned cap = 65535u * 
 /// Launches the stats kernel and converts the packed words into lse (row stride 1) and, when
 /// col_lse is given, the column lse.
 template <class T, bool Tf32>
-cudaError_t launch_stats(const sweep_args<T>& a, const sweep_plan& p, unsigned long long* row_packed,
-                         unsigned long long* col_packed, float* row_lse, index_t row_stride,
-                         float* col_lse, index_t col_stride, cudaStream_t s) {
+cudaError_t launch_stats(const sweep_args<T>& a, const sweep_plan& p,
+                         unsigned long long* row_packed, unsigned long long* col_packed,
+                         float* row_lse, index_t row_stride, float* col_lse, index_t col_stride,
+                         cudaStream_t s) {
   init_stats_kernel<><<<blocks_for(p.nx, 256), 256, 0, s>>>(row_packed, p.nx);
-  if (col_packed != nullptr) init_stats_kernel<><<<blocks_for(p.ny, 256), 256, 0, s>>>(col_packed, p.ny);
+  if (col_packed != nullptr)
+    init_stats_kernel<><<<blocks_for(p.ny, 256), 256, 0, s>>>(col_packed, p.ny);
   sweep_args<T> args = a;
   args.tiles_per_split = static_cast<int>(p.stats_tiles);
   cudaError_t e = cudaSuccess;
@@ -188,11 +191,14 @@ cudaError_t launch_stats(const sweep_args<T>& a, const sweep_plan& p, unsigned l
     e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(p.stats_smem));
     if (e != cudaSuccess) return e;
-    kernel<<<dim3(p.grid_x, p.stats_splits), kThreads, p.stats_smem, s>>>(args, row_packed, col_packed);
+    kernel<<<dim3(p.grid_x, p.stats_splits), kThreads, p.stats_smem, s>>>(args, row_packed,
+                                                                          col_packed);
   }
-  finish_stats_kernel<><<<blocks_for(p.nx, 256), 256, 0, s>>>(row_packed, row_lse, p.nx, row_stride);
+  finish_stats_kernel<>
+      <<<blocks_for(p.nx, 256), 256, 0, s>>>(row_packed, row_lse, p.nx, row_stride);
   if (col_packed != nullptr)
-    finish_stats_kernel<><<<blocks_for(p.ny, 256), 256, 0, s>>>(col_packed, col_lse, p.ny, col_stride);
+    finish_stats_kernel<>
+        <<<blocks_for(p.ny, 256), 256, 0, s>>>(col_packed, col_lse, p.ny, col_stride);
   return cudaGetLastError();
 }
 
@@ -201,7 +207,8 @@ template <class T>
 void launch_column_sum(const rows2<const T>& y, index_t n, index_t d, double* sum, cudaStream_t s) {
   cudaMemsetAsync(sum, 0, sizeof(double) * static_cast<std::size_t>(d), s);
   const index_t chunk = 1024;
-  const dim3 grid(static_cast<unsigned>((d + 255) / 256), static_cast<unsigned>((n + chunk - 1) / chunk));
+  const dim3 grid(static_cast<unsigned>((d + 255) / 256),
+                  static_cast<unsigned>((n + chunk - 1) / chunk));
   column_sum_kernel<T><<<grid, 256, 0, s>>>(y, n, d, chunk, sum);
 }
 
@@ -246,8 +253,8 @@ cudaError_t launch_gradient(const sweep_args<T>& a, gradient_args<T> g, const sw
   }
   if (g.split || !g.acc_in_smem) {
     const index_t ld = g.split ? p.d : p.ld_acc;
-    finish_kernel<T><<<blocks_for(p.nx * p.d, 256), 256, 0, s>>>(g.out, g.scratch, p.nx, p.d, ld,
-                                                                 g.accumulate);
+    finish_kernel<T>
+        <<<blocks_for(p.nx * p.d, 256), 256, 0, s>>>(g.out, g.scratch, p.nx, p.d, ld, g.accumulate);
   }
   return cudaGetLastError();
 }

@@ -35,7 +35,8 @@ std::string nt_xent_problem(const char* fn, const device_view<T>& a, const devic
   io.label_smoothing = o.label_smoothing;
   std::string err = info_nce_problem<T>(fn, a, b, io, m);
   if (err.empty() && !o.labels.empty())
-    err = std::string(fn) + ": labels (multiple positives) are not supported on the GPU yet; use the CPU path";
+    err = std::string(fn) +
+          ": labels (multiple positives) are not supported on the GPU yet; use the CPU path";
   return err;
 }
 
@@ -241,26 +242,29 @@ nt_xent_device_saved nt_xent_forward(device_view<T> a, device_view<T> b,
 
 template <class T>
 nt_xent_parameter_gradients nt_xent_backward(device_view<T> a, device_view<T> b,
-                                      const nt_xent_device_saved& saved, device_out_view<T> grad_a,
-                                      device_out_view<T> grad_b, const nt_xent_options& o = {},
-                                      double upstream = 1.0, cudaStream_t stream = nullptr) {
+                                             const nt_xent_device_saved& saved,
+                                             device_out_view<T> grad_a, device_out_view<T> grad_b,
+                                             const nt_xent_options& o = {}, double upstream = 1.0,
+                                             cudaStream_t stream = nullptr) {
   const char* fn = "cuda::nt_xent_backward";
   CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
-                    saved.n, " x ", saved.d, " problem, the inputs are ", a.rows(), " x ", a.cols());
-  CONTRASTIVE_CHECK(saved.temperature == o.temperature &&
-                        saved.label_smoothing == o.label_smoothing && saved.reduction == o.reduction,
-                    fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
-                    ", label_smoothing ", saved.label_smoothing, ") than these (temperature ",
-                    o.temperature, ", label_smoothing ", o.label_smoothing, ")");
+                    saved.n, " x ", saved.d, " problem, the inputs are ", a.rows(), " x ",
+                    a.cols());
+  CONTRASTIVE_CHECK(
+      saved.temperature == o.temperature && saved.label_smoothing == o.label_smoothing &&
+          saved.reduction == o.reduction,
+      fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
+      ", label_smoothing ", saved.label_smoothing, ") than these (temperature ", o.temperature,
+      ", label_smoothing ", o.label_smoothing, ")");
   const std::string err = detail::nt_xent_backward_problem<T>(fn, a, b, saved.stats(), grad_a,
                                                               grad_b, o, upstream, saved.math);
   CONTRASTIVE_CHECK(err.empty(), err);
-  const double dtau = detail::run_owned(
-      fn, nt_xent_workspace_bytes<T>(saved.n, saved.d, o, saved.math), stream,
-      [&](workspace ws, double* gt) {
-        return nt_xent_backward_async<T>(a, b, saved.stats(), grad_a, grad_b, o, upstream, gt, ws,
-                                         stream, saved.math);
-      });
+  const double dtau =
+      detail::run_owned(fn, nt_xent_workspace_bytes<T>(saved.n, saved.d, o, saved.math), stream,
+                        [&](workspace ws, double* gt) {
+                          return nt_xent_backward_async<T>(a, b, saved.stats(), grad_a, grad_b, o,
+                                                           upstream, gt, ws, stream, saved.math);
+                        });
   return temperature_gradient::from_log_scale(-dtau * o.temperature, o.temperature);
 }
 

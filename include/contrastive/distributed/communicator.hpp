@@ -88,21 +88,23 @@ struct has_collectives_for<
     C, T,
     std::void_t<decltype(std::declval<const C&>().all_reduce(std::declval<T*>(), std::size_t{},
                                                              reduce_op::sum)),
-                decltype(std::declval<const C&>().all_gather(std::declval<const T*>(), std::size_t{},
-                                                             std::declval<T*>())),
-                decltype(std::declval<const C&>().all_gather_v(std::declval<const T*>(), std::size_t{},
-                                                               std::declval<T*>(),
+                decltype(std::declval<const C&>().all_gather(std::declval<const T*>(),
+                                                             std::size_t{}, std::declval<T*>())),
+                decltype(std::declval<const C&>().all_gather_v(std::declval<const T*>(),
+                                                               std::size_t{}, std::declval<T*>(),
                                                                std::declval<const std::size_t*>())),
-                decltype(std::declval<const C&>().ring_shift(std::declval<const T*>(), std::size_t{},
-                                                             std::declval<T*>(), std::size_t{}))>>
+                decltype(std::declval<const C&>().ring_shift(
+                    std::declval<const T*>(), std::size_t{}, std::declval<T*>(), std::size_t{}))>>
     : std::true_type {};
 
 template <class C, class = void>
 struct has_rank_size : std::false_type {};
 
 template <class C>
-struct has_rank_size<C, std::enable_if_t<std::is_convertible<decltype(std::declval<const C&>().rank()), int>::value &&
-                                         std::is_convertible<decltype(std::declval<const C&>().size()), int>::value>>
+struct has_rank_size<
+    C,
+    std::enable_if_t<std::is_convertible<decltype(std::declval<const C&>().rank()), int>::value &&
+                     std::is_convertible<decltype(std::declval<const C&>().size()), int>::value>>
     : std::true_type {};
 
 }  // namespace detail

@@ -63,14 +63,14 @@ struct gamma_nce_options : ::contrastive::gamma_nce_options {
 
 template <class T>
 struct gamma_nce_saved {
-  T loss = 0;                  // global surrogate (the same on every rank)
-  double info_nce = 0;         // global batch InfoNCE / CLIP (monitoring)
-  double rate_loss = 0;        // global (1/N) sum (-s_ii + zeta_i), averaged over directions
-  double grad_log_scale = 0;   // dL/dtheta of the surrogate at upstream 1
-  gamma_nce_direction<T> row;  // this rank's anchors a_i (direction 0)
-  gamma_nce_direction<T> col;  // this rank's anchors b_i (direction 1); empty unless symmetric
-  std::vector<T> col_lse_all;      // all N columns (symmetric): for the travelling blocks
-  std::vector<double> col_r_all;   // all N columns' r (symmetric)
+  T loss = 0;                     // global surrogate (the same on every rank)
+  double info_nce = 0;            // global batch InfoNCE / CLIP (monitoring)
+  double rate_loss = 0;           // global (1/N) sum (-s_ii + zeta_i), averaged over directions
+  double grad_log_scale = 0;      // dL/dtheta of the surrogate at upstream 1
+  gamma_nce_direction<T> row;     // this rank's anchors a_i (direction 0)
+  gamma_nce_direction<T> col;     // this rank's anchors b_i (direction 1); empty unless symmetric
+  std::vector<T> col_lse_all;     // all N columns (symmetric): for the travelling blocks
+  std::vector<double> col_r_all;  // all N columns' r (symmetric)
   index_t n = 0, n_global = 0, d = 0;
   std::vector<index_t> counts;  // rows per rank
   double temperature = 0;
@@ -93,7 +93,8 @@ void gamma_nce_local_checks(const char* fn, const matrix_view<const T>& a,
   cd::check_matrix(fn, "a", a);
   cd::check_matrix(fn, "b", b);
   cd::gamma_nce_check_options(fn, o);
-  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0; a rank without rows "
+  CONTRASTIVE_CHECK(a.cols() > 0, fn,
+                    ": 'a' has 0 columns (D must be > 0; a rank without rows "
                     "passes 0 x D)");
   cd::check_same_shape(fn, a, b);
   cd::check_finite(fn, "a", a);
@@ -125,7 +126,8 @@ cd::pairwise_problem<T> gamma_block_problem(const matrix_view<const T>* a,
 
 template <class T, class Comm>
 gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<const T>& a_in,
-                                          const matrix_view<const T>& b_in, vector_view<const std::int64_t> ids,
+                                          const matrix_view<const T>& b_in,
+                                          vector_view<const std::int64_t> ids,
                                           normalizer_state* state, const gamma_nce_options& o) {
   const char* fn = "distributed::gamma_nce_forward";
   const bool use_state = o.rate_source == gamma_rate_source::state;
@@ -154,8 +156,9 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
   const shard_layout l = make_layout(comm, n);
   const index_t ng = l.total(), d = a_in.cols(), off = l.local_offset();
   CONTRASTIVE_CHECK(ng > 0, fn, ": empty global batch (every rank has 0 rows)");
-  CONTRASTIVE_CHECK(ng > 1 || o.positive_in_normaliser, fn,
-                    ": a global batch of 1 has no negatives (use N >= 2 or positive_in_normaliser)");
+  CONTRASTIVE_CHECK(
+      ng > 1 || o.positive_in_normaliser, fn,
+      ": a global batch of 1 has no negatives (use N >= 2 or positive_in_normaliser)");
   check_block_size(fn, l, 1, d);
   // Distinct over the global batch; every rank checks the same gathered ids.
   const std::vector<std::int64_t> all_ids = gather_rows(comm, l, ids.data);
@@ -169,8 +172,7 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
   const matrix_view<const T> b = cd::gemm_input(b_in, pack);
   std::vector<online_softmax<double>> row(static_cast<std::size_t>(n));
   std::vector<online_softmax<double>> col(sym ? static_cast<std::size_t>(ng) : 0);
-  const step_scratch scratch(cd::pairwise_forward_bytes<T>(
-      ring_sweep_shape(l, d, o)));
+  const step_scratch scratch(cd::pairwise_forward_bytes<T>(ring_sweep_shape(l, d, o)));
   ring_visit<T>(comm, l, &b, 1, d, [&](int owner, const matrix_view<const T>* block) {
     const cd::pairwise_problem<T> p = gamma_block_problem<T>(&a, block, o, l, owner);
     cd::pairwise_stats<T> st;
@@ -199,8 +201,9 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
   const normalizer_state* rate_state = use_state ? state : nullptr;
   auto direction = [&](int dir, const online_softmax<double>* stats, const double* exact,
                        gamma_nce_direction<T>& out) {
-    cd::gamma_nce_direction_step(dir, n, ids.data, a, b, lambda, log_count, stats, exact, rate_state,
-                                 o, out, [&](double l, double in, double ra, double dt) {
+    cd::gamma_nce_direction_step(dir, n, ids.data, a, b, lambda, log_count, stats, exact,
+                                 rate_state, o, out,
+                                 [&](double l, double in, double ra, double dt) {
                                    sums[0] += cw * l;
                                    sums[1] += cw * in;
                                    sums[2] += cw * ra;
@@ -209,7 +212,8 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
   };
   const bool use_exact = o.rate_source == gamma_rate_source::exact;
   direction(0, row.data(), use_exact ? o.exact_log_normalizer_a.data : nullptr, saved.row);
-  if (sym) direction(1, col.data() + off, use_exact ? o.exact_log_normalizer_b.data : nullptr, saved.col);
+  if (sym)
+    direction(1, col.data() + off, use_exact ? o.exact_log_normalizer_b.data : nullptr, saved.col);
   sum_in_rank_order(comm, sums, 4);
   cd::gamma_nce_check_loss(fn, sums[0], sums[3], o.temperature);
   saved.loss = static_cast<T>(sums[0]);
@@ -270,11 +274,12 @@ temperature_gradient gamma_nce_backward_impl(const Comm& comm, const matrix_view
                       ", positive_in_normaliser ", saved.positive_in_normaliser,
                       ") than these (temperature ", o.temperature, ", symmetric ", o.symmetric,
                       ", positive_in_normaliser ", o.positive_in_normaliser, ")");
-    const auto un = static_cast<std::size_t>(saved.n), ug = static_cast<std::size_t>(saved.n_global);
-    CONTRASTIVE_CHECK(saved.row.r.size() == un && saved.row.lse.size() == un &&
-                          (!saved.symmetric ||
-                           (saved.col_r_all.size() == ug && saved.col_lse_all.size() == ug)),
-                      fn, ": 'saved' is incomplete (not produced by distributed::gamma_nce_forward)");
+    const auto un = static_cast<std::size_t>(saved.n),
+               ug = static_cast<std::size_t>(saved.n_global);
+    CONTRASTIVE_CHECK(
+        saved.row.r.size() == un && saved.row.lse.size() == un &&
+            (!saved.symmetric || (saved.col_r_all.size() == ug && saved.col_lse_all.size() == ug)),
+        fn, ": 'saved' is incomplete (not produced by distributed::gamma_nce_forward)");
     ::contrastive::detail::check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
   });
 
@@ -298,8 +303,7 @@ temperature_gradient gamma_nce_backward_impl(const Comm& comm, const matrix_view
     col_w[j] = static_cast<T>(cw * saved.col_r_all[j]);
 
   const matrix_view<T> dA = ga.view(), dB = gb.view();
-  const step_scratch scratch(cd::pairwise_backward_bytes<T>(
-      ring_sweep_shape(l, d, o)));
+  const step_scratch scratch(cd::pairwise_backward_bytes<T>(ring_sweep_shape(l, d, o)));
   ring_visit_accumulate<T>(
       comm, l, &b, &dB, 1, d,
       [&](int owner, const matrix_view<const T>* block, const matrix_view<T>* dblock) {
@@ -328,8 +332,9 @@ temperature_gradient gamma_nce_backward_impl(const Comm& comm, const matrix_view
 /// dataset ids of this rank's rows. Collective.
 template <class Comm, class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
-auto gamma_nce_forward(const Comm& comm, const A& a, const B& b, vector_view<const std::int64_t> ids,
-                       normalizer_state& state, const gamma_nce_options& o = {}) {
+auto gamma_nce_forward(const Comm& comm, const A& a, const B& b,
+                       vector_view<const std::int64_t> ids, normalizer_state& state,
+                       const gamma_nce_options& o = {}) {
   detail::require_communicator<Comm>();
   const auto va = ::contrastive::detail::input_view(a);
   const auto vb = ::contrastive::detail::input_view(b);
@@ -341,8 +346,8 @@ auto gamma_nce_forward(const Comm& comm, const A& a, const B& b, vector_view<con
 /// Forward without a state (rate_source same_batch or exact). Collective.
 template <class Comm, class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
-auto gamma_nce_forward(const Comm& comm, const A& a, const B& b, vector_view<const std::int64_t> ids,
-                       const gamma_nce_options& o) {
+auto gamma_nce_forward(const Comm& comm, const A& a, const B& b,
+                       vector_view<const std::int64_t> ids, const gamma_nce_options& o) {
   detail::require_communicator<Comm>();
   const auto va = ::contrastive::detail::input_view(a);
   const auto vb = ::contrastive::detail::input_view(b);
@@ -354,11 +359,12 @@ auto gamma_nce_forward(const Comm& comm, const A& a, const B& b, vector_view<con
 /// Backward of the surrogate for this rank's rows (r, draws and states held fixed; upstream
 /// equal on every rank). Collective.
 template <class Comm, class A, class B, class T, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-gamma_nce_parameter_gradients gamma_nce_backward(const Comm& comm, const A& a, const B& b,
-                                        const gamma_nce_saved<T>& saved, GA&& grad_a, GB&& grad_b,
-                                        const ::contrastive::gamma_nce_options& o = {},
-                                        double upstream = 1.0) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+gamma_nce_parameter_gradients
+    gamma_nce_backward(const Comm& comm, const A& a, const B& b, const gamma_nce_saved<T>& saved,
+                       GA&& grad_a, GB&& grad_b, const ::contrastive::gamma_nce_options& o = {},
+                       double upstream = 1.0) {
   detail::require_communicator<Comm>();
   const auto va = ::contrastive::detail::input_view(a);
   const auto vb = ::contrastive::detail::input_view(b);
@@ -371,10 +377,11 @@ gamma_nce_parameter_gradients gamma_nce_backward(const Comm& comm, const A& a, c
 
 /// Forward (with the state) and backward; returns the global surrogate loss. Collective.
 template <class Comm, class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-auto gamma_nce_forward_backward(const Comm& comm, const A& a, const B& b, vector_view<const std::int64_t> ids,
-                                normalizer_state& state, GA&& grad_a, GB&& grad_b,
-                                const gamma_nce_options& o = {},
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+auto gamma_nce_forward_backward(const Comm& comm, const A& a, const B& b,
+                                vector_view<const std::int64_t> ids, normalizer_state& state,
+                                GA&& grad_a, GB&& grad_b, const gamma_nce_options& o = {},
                                 gamma_nce_parameter_gradients* parameter_grads = nullptr) {
   auto saved = distributed::gamma_nce_forward(comm, a, b, ids, state, o);
   const temperature_gradient tg = distributed::gamma_nce_backward(
@@ -385,9 +392,11 @@ auto gamma_nce_forward_backward(const Comm& comm, const A& a, const B& b, vector
 
 /// The same without a state (rate_source same_batch or exact). Collective.
 template <class Comm, class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-auto gamma_nce_forward_backward(const Comm& comm, const A& a, const B& b, vector_view<const std::int64_t> ids,
-                                GA&& grad_a, GB&& grad_b, const gamma_nce_options& o,
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+auto gamma_nce_forward_backward(const Comm& comm, const A& a, const B& b,
+                                vector_view<const std::int64_t> ids, GA&& grad_a, GB&& grad_b,
+                                const gamma_nce_options& o,
                                 gamma_nce_parameter_gradients* parameter_grads = nullptr) {
   auto saved = distributed::gamma_nce_forward(comm, a, b, ids, o);
   const temperature_gradient tg = distributed::gamma_nce_backward(

@@ -45,12 +45,12 @@ namespace distributed {
 /// What the forward keeps for the backward: O(N_local) row and O(N) column statistics.
 template <class T>
 struct info_nce_saved {
-  T loss = 0;                 // the global loss (the same on every rank)
-  double grad_log_scale = 0;  // dL/dtheta of the global loss at upstream 1
-  std::vector<T> row_lse;     // local anchors a_i: LSE over all N columns
-  std::vector<T> col_lse;     // all N columns (symmetric only): LSE over all N rows
-  std::vector<index_t> row_positives;  // local, with labels
-  std::vector<index_t> col_positives;  // all N, with labels (symmetric)
+  T loss = 0;                              // the global loss (the same on every rank)
+  double grad_log_scale = 0;               // dL/dtheta of the global loss at upstream 1
+  std::vector<T> row_lse;                  // local anchors a_i: LSE over all N columns
+  std::vector<T> col_lse;                  // all N columns (symmetric only): LSE over all N rows
+  std::vector<index_t> row_positives;      // local, with labels
+  std::vector<index_t> col_positives;      // all N, with labels (symmetric)
   index_t valid_rows = 0, valid_cols = 0;  // global counts of anchors with a positive
   index_t n = 0, n_global = 0, d = 0;
   std::vector<index_t> counts;  // rows per rank
@@ -83,7 +83,8 @@ void info_nce_local_checks(const char* fn, const matrix_view<const T>& a,
   cd::check_tiles(fn, o.tile_rows, o.tile_cols);
   CONTRASTIVE_CHECK(o.reduction == loss_reduction::mean || o.reduction == loss_reduction::sum, fn,
                     ": 'reduction' has an invalid value (", static_cast<int>(o.reduction), ")");
-  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0; a rank without rows "
+  CONTRASTIVE_CHECK(a.cols() > 0, fn,
+                    ": 'a' has 0 columns (D must be > 0; a rank without rows "
                     "passes 0 x D)");
   cd::check_same_shape(fn, a, b);
   cd::check_finite(fn, "a", a);
@@ -153,8 +154,7 @@ info_nce_saved<T> info_nce_forward_impl(const Comm& comm, const matrix_view<cons
   std::vector<double> row_t(labelled ? static_cast<std::size_t>(n) : 0);
   std::vector<double> col_t(labelled && sym ? static_cast<std::size_t>(ng) : 0);
 
-  const step_scratch scratch(cd::pairwise_forward_bytes<T>(
-      ring_sweep_shape(l, d, o)));
+  const step_scratch scratch(cd::pairwise_forward_bytes<T>(ring_sweep_shape(l, d, o)));
   ring_visit<T>(comm, l, &b, 1, d, [&](int owner, const matrix_view<const T>* block) {
     const cd::pairwise_problem<T> p = info_nce_block_problem<T>(
         &a, block, o, l, owner, labelled ? lab_a.data() : nullptr, lab_b.data());
@@ -186,10 +186,13 @@ info_nce_saved<T> info_nce_forward_impl(const Comm& comm, const matrix_view<cons
   if (labelled) {
     std::vector<std::int64_t> scratch_ids(static_cast<std::size_t>(ng));
     saved.row_positives.resize(static_cast<std::size_t>(n));
-    cd::count_matches(vector_view<const std::int64_t>(lab_a.data() + off, n), vector_view<const std::int64_t>(lab_b), saved.row_positives.data(), scratch_ids.data());
+    cd::count_matches(vector_view<const std::int64_t>(lab_a.data() + off, n),
+                      vector_view<const std::int64_t>(lab_b), saved.row_positives.data(),
+                      scratch_ids.data());
     if (sym) {
       saved.col_positives.resize(static_cast<std::size_t>(ng));
-      cd::count_matches(vector_view<const std::int64_t>(lab_b), vector_view<const std::int64_t>(lab_a), saved.col_positives.data(),
+      cd::count_matches(vector_view<const std::int64_t>(lab_b),
+                        vector_view<const std::int64_t>(lab_a), saved.col_positives.data(),
                         scratch_ids.data());
     }
   }
@@ -215,7 +218,8 @@ info_nce_saved<T> info_nce_forward_impl(const Comm& comm, const matrix_view<cons
       const double lse = stats[i].lse();
       lse_out[i] = static_cast<T>(lse);
       if (labelled && positives[i] == 0) continue;  // no positive: excluded (l_i = 0)
-      const double hard = labelled ? target[i] / double(positives[i]) : lambda * cd::dot_rows(x, i, y, i);
+      const double hard =
+          labelled ? target[i] / double(positives[i]) : lambda * cd::dot_rows(x, i, y, i);
       const double soft = eps > 0 ? lambda * cd::dot_row_vec(x, i, mean_y) : 0.0;
       const double t = (1 - eps) * hard + eps * soft;
       out[0] += lse - t;
@@ -259,8 +263,8 @@ temperature_gradient info_nce_backward_impl(const Comm& comm, const matrix_view<
                                             const matrix_view<const T>& b_in,
                                             const info_nce_saved<T>& saved,
                                             const matrix_view<T>& grad_a,
-                                            const matrix_view<T>& grad_b,
-                                            const info_nce_options& o, double upstream) {
+                                            const matrix_view<T>& grad_b, const info_nce_options& o,
+                                            double upstream) {
   const char* fn = "distributed::info_nce_backward";
   const bool labels_given = info_nce_agree(comm, fn, a_in, b_in, o, upstream);
   const shard_layout l = make_layout(comm, a_in.rows());
@@ -276,9 +280,11 @@ temperature_gradient info_nce_backward_impl(const Comm& comm, const matrix_view<
                       saved.temperature, ", symmetric ", saved.symmetric, ", label_smoothing ",
                       saved.label_smoothing, ") than these (temperature ", o.temperature,
                       ", symmetric ", o.symmetric, ", label_smoothing ", o.label_smoothing, ")");
-    const auto un = static_cast<std::size_t>(saved.n), ug = static_cast<std::size_t>(saved.n_global);
-    CONTRASTIVE_CHECK(saved.row_lse.size() == un && (!saved.symmetric || saved.col_lse.size() == ug),
-                      fn, ": 'saved' is incomplete (not produced by distributed::info_nce_forward)");
+    const auto un = static_cast<std::size_t>(saved.n),
+               ug = static_cast<std::size_t>(saved.n_global);
+    CONTRASTIVE_CHECK(
+        saved.row_lse.size() == un && (!saved.symmetric || saved.col_lse.size() == ug), fn,
+        ": 'saved' is incomplete (not produced by distributed::info_nce_forward)");
     ::contrastive::detail::check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
   });
 
@@ -321,8 +327,7 @@ temperature_gradient info_nce_backward_impl(const Comm& comm, const matrix_view<
   if (sym) weights(ng, saved.col_positives, wv(saved.valid_cols), col_w, col_q);
 
   const matrix_view<T> dA = ga.view(), dB = gb.view();
-  const step_scratch scratch(cd::pairwise_backward_bytes<T>(
-      ring_sweep_shape(l, d, o)));
+  const step_scratch scratch(cd::pairwise_backward_bytes<T>(ring_sweep_shape(l, d, o)));
   ring_visit_accumulate<T>(
       comm, l, &b, &dB, 1, d,
       [&](int owner, const matrix_view<const T>* block, const matrix_view<T>* dblock) {
@@ -367,8 +372,10 @@ temperature_gradient info_nce_backward_impl(const Comm& comm, const matrix_view<
     const double* wb = s.data() + 3 * d;
     for (index_t i = 0; i < n; ++i) {
       for (index_t k2 = 0; k2 < d; ++k2) {
-        dA(i, k2) -= static_cast<T>(lambda * eps * (double(row_w[i]) * sum_b[k2] / double(ng) + wb[k2] / double(ng)));
-        dB(i, k2) -= static_cast<T>(lambda * eps * (wc(i) * sum_a[k2] / double(ng) + wa[k2] / double(ng)));
+        dA(i, k2) -= static_cast<T>(
+            lambda * eps * (double(row_w[i]) * sum_b[k2] / double(ng) + wb[k2] / double(ng)));
+        dB(i, k2) -=
+            static_cast<T>(lambda * eps * (wc(i) * sum_a[k2] / double(ng) + wa[k2] / double(ng)));
       }
     }
   }
@@ -396,10 +403,12 @@ auto info_nce_forward(const Comm& comm, const A& a, const B& b, const info_nce_o
 /// Backward: writes (or, with options.accumulate, adds) upstream * dL/da and dL/db for this
 /// rank's rows, L the global loss. `upstream` must be the same on every rank. Collective.
 template <class Comm, class A, class B, class T, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-info_nce_parameter_gradients info_nce_backward(const Comm& comm, const A& a, const B& b,
-                                       const info_nce_saved<T>& saved, GA&& grad_a, GB&& grad_b,
-                                       const info_nce_options& o = {}, double upstream = 1.0) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+info_nce_parameter_gradients
+    info_nce_backward(const Comm& comm, const A& a, const B& b, const info_nce_saved<T>& saved,
+                      GA&& grad_a, GB&& grad_b, const info_nce_options& o = {},
+                      double upstream = 1.0) {
   detail::require_communicator<Comm>();
   const auto va = ::contrastive::detail::input_view(a);
   const auto vb = ::contrastive::detail::input_view(b);
@@ -413,7 +422,8 @@ info_nce_parameter_gradients info_nce_backward(const Comm& comm, const A& a, con
 /// Forward and backward in one call; returns the global loss (temperature gradient into
 /// *temperature_grad when given). Collective.
 template <class Comm, class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto info_nce_forward_backward(const Comm& comm, const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                                const info_nce_options& o = {},
                                info_nce_parameter_gradients* parameter_grads = nullptr) {

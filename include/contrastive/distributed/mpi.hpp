@@ -62,8 +62,9 @@ inline void mpi_check(int rc, const char* what) {
 
 inline int mpi_count(std::size_t n, const char* what) {
   if (n > static_cast<std::size_t>(INT_MAX))
-    throw std::length_error(std::string("contrastive::distributed::mpi_communicator: ") + what + " of " +
-                            std::to_string(n) + " elements exceeds MPI's int count (INT_MAX)");
+    throw std::length_error(std::string("contrastive::distributed::mpi_communicator: ") + what +
+                            " of " + std::to_string(n) +
+                            " elements exceeds MPI's int count (INT_MAX)");
   return static_cast<int>(n);
 }
 
@@ -76,8 +77,9 @@ class mpi_communicator {
     int initialised = 0;
     MPI_Initialized(&initialised);
     if (!initialised)
-      throw std::logic_error("contrastive::distributed::mpi_communicator: MPI is not initialised (call "
-                             "MPI_Init first; the communicator does not own MPI's lifetime)");
+      throw std::logic_error(
+          "contrastive::distributed::mpi_communicator: MPI is not initialised (call "
+          "MPI_Init first; the communicator does not own MPI's lifetime)");
     detail::mpi_check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     detail::mpi_check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
   }
@@ -113,21 +115,20 @@ class mpi_communicator {
       displs[static_cast<std::size_t>(k)] = detail::mpi_count(total, "all_gather_v (offset)");
       total += counts[k];
     }
-    detail::mpi_check(MPI_Allgatherv(send, detail::mpi_count(count, "all_gather_v"),
-                                     detail::mpi_type<T>::get(), recv, cs.data(), displs.data(),
-                                     detail::mpi_type<T>::get(), comm_),
-                      "MPI_Allgatherv");
+    detail::mpi_check(
+        MPI_Allgatherv(send, detail::mpi_count(count, "all_gather_v"), detail::mpi_type<T>::get(),
+                       recv, cs.data(), displs.data(), detail::mpi_type<T>::get(), comm_),
+        "MPI_Allgatherv");
   }
 
   template <class T>
   void ring_shift(const T* send, std::size_t send_count, T* recv, std::size_t recv_count) const {
     const int next = (rank_ + 1) % size_, prev = (rank_ - 1 + size_) % size_;
-    detail::mpi_check(MPI_Sendrecv(send, detail::mpi_count(send_count, "ring_shift"),
-                                   detail::mpi_type<T>::get(), next, ring_tag, recv,
-                                   detail::mpi_count(recv_count, "ring_shift"),
-                                   detail::mpi_type<T>::get(), prev, ring_tag, comm_,
-                                   MPI_STATUS_IGNORE),
-                      "MPI_Sendrecv");
+    detail::mpi_check(
+        MPI_Sendrecv(send, detail::mpi_count(send_count, "ring_shift"), detail::mpi_type<T>::get(),
+                     next, ring_tag, recv, detail::mpi_count(recv_count, "ring_shift"),
+                     detail::mpi_type<T>::get(), prev, ring_tag, comm_, MPI_STATUS_IGNORE),
+        "MPI_Sendrecv");
   }
 
  private:

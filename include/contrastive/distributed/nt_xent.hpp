@@ -74,7 +74,8 @@ void nt_xent_local_checks(const char* fn, const matrix_view<const T>& a,
   cd::check_tiles(fn, o.tile_rows, o.tile_cols);
   CONTRASTIVE_CHECK(o.reduction == loss_reduction::mean || o.reduction == loss_reduction::sum, fn,
                     ": 'reduction' has an invalid value (", static_cast<int>(o.reduction), ")");
-  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0; a rank without rows "
+  CONTRASTIVE_CHECK(a.cols() > 0, fn,
+                    ": 'a' has 0 columns (D must be > 0; a rank without rows "
                     "passes 0 x D)");
   cd::check_same_shape(fn, a, b);
   cd::check_finite(fn, "a", a);
@@ -144,8 +145,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const Comm& comm, const matrix_view<const 
   std::vector<online_softmax<double>> stats(static_cast<std::size_t>(n2));
   std::vector<double> target(labelled ? static_cast<std::size_t>(n2) : 0);
 
-  const step_scratch scratch(cd::pairwise_forward_bytes<T>(
-      ring_sweep_shape(l, d, o)));
+  const step_scratch scratch(cd::pairwise_forward_bytes<T>(ring_sweep_shape(l, d, o)));
   ring_visit<T>(comm, l, seg, 2, d, [&](int owner, const matrix_view<const T>* block) {
     const cd::pairwise_problem<T> p =
         nt_xent_block_problem<T>(seg, block, o, l, owner, labelled ? zl.data() : nullptr);
@@ -168,8 +168,8 @@ nt_xent_saved<T> nt_xent_forward_impl(const Comm& comm, const matrix_view<const 
   if (labelled) {
     saved.positives.resize(static_cast<std::size_t>(n2));
     std::vector<std::int64_t> sorted(zl.size());
-    cd::count_matches(vector_view<const std::int64_t>(zl.data() + 2 * l.local_offset(), n2), vector_view<const std::int64_t>(zl),
-                      saved.positives.data(), sorted.data());
+    cd::count_matches(vector_view<const std::int64_t>(zl.data() + 2 * l.local_offset(), n2),
+                      vector_view<const std::int64_t>(zl), saved.positives.data(), sorted.data());
     for (auto& c : saved.positives) --c;  // not itself; the other view is always left
   }
   std::vector<double> sum_z;
@@ -210,8 +210,8 @@ temperature_gradient nt_xent_backward_impl(const Comm& comm, const matrix_view<c
                                            const matrix_view<const T>& b_in,
                                            const nt_xent_saved<T>& saved,
                                            const matrix_view<T>& grad_a,
-                                           const matrix_view<T>& grad_b,
-                                           const nt_xent_options& o, double upstream) {
+                                           const matrix_view<T>& grad_b, const nt_xent_options& o,
+                                           double upstream) {
   const char* fn = "distributed::nt_xent_backward";
   const bool labels_given = nt_xent_agree(comm, fn, a_in, b_in, o, upstream);
   const shard_layout l = make_layout(comm, a_in.rows());
@@ -220,13 +220,12 @@ temperature_gradient nt_xent_backward_impl(const Comm& comm, const matrix_view<c
                       fn, ": 'saved' belongs to another batch (", saved.n, " x ", saved.d,
                       " rows here, ", saved.n_global, " in all) than these inputs (", a_in.rows(),
                       " x ", a_in.cols(), ", ", l.total(), " in all)");
-    CONTRASTIVE_CHECK(saved.temperature == o.temperature &&
-                          saved.label_smoothing == o.label_smoothing &&
-                          saved.labelled == labels_given && saved.reduction == o.reduction,
-                      fn, ": 'saved' was computed with other options (temperature ",
-                      saved.temperature, ", label_smoothing ", saved.label_smoothing,
-                      ") than these (temperature ", o.temperature, ", label_smoothing ",
-                      o.label_smoothing, ")");
+    CONTRASTIVE_CHECK(
+        saved.temperature == o.temperature && saved.label_smoothing == o.label_smoothing &&
+            saved.labelled == labels_given && saved.reduction == o.reduction,
+        fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
+        ", label_smoothing ", saved.label_smoothing, ") than these (temperature ", o.temperature,
+        ", label_smoothing ", o.label_smoothing, ")");
     CONTRASTIVE_CHECK(saved.lse.size() == 2 * static_cast<std::size_t>(saved.n) &&
                           (!saved.labelled || saved.positives.size() == saved.lse.size()),
                       fn, ": 'saved' is incomplete (not produced by distributed::nt_xent_forward)");
@@ -252,7 +251,8 @@ temperature_gradient nt_xent_backward_impl(const Comm& comm, const matrix_view<c
   std::vector<T> w(static_cast<std::size_t>(n2), static_cast<T>(wv)), q;
   if (labelled) {
     q.resize(static_cast<std::size_t>(n2));
-    for (index_t i = 0; i < n2; ++i) q[i] = static_cast<T>(wv * (1 - eps) / double(saved.positives[i]));
+    for (index_t i = 0; i < n2; ++i)
+      q[i] = static_cast<T>(wv * (1 - eps) / double(saved.positives[i]));
   }
   // Row coefficients only: each (anchor, candidate) pair is visited once, on the anchor's rank.
   cd::pairwise_coefficients<T> k;
@@ -260,8 +260,7 @@ temperature_gradient nt_xent_backward_impl(const Comm& comm, const matrix_view<c
   k.row_lse = saved.lse.data();
   if (labelled) k.row_q = q.data();
 
-  const step_scratch scratch(cd::pairwise_backward_bytes<T>(
-      ring_sweep_shape(l, d, o)));
+  const step_scratch scratch(cd::pairwise_backward_bytes<T>(ring_sweep_shape(l, d, o)));
   ring_visit_accumulate<T>(
       comm, l, seg, dz, 2, d,
       [&](int owner, const matrix_view<const T>* block, const matrix_view<T>* dblock) {
@@ -321,10 +320,12 @@ auto nt_xent_forward(const Comm& comm, const A& a, const B& b, const nt_xent_opt
 /// Backward: upstream * dL/da, dL/db for this rank's rows (upstream equal on every rank).
 /// Collective.
 template <class Comm, class A, class B, class T, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-nt_xent_parameter_gradients nt_xent_backward(const Comm& comm, const A& a, const B& b,
-                                      const nt_xent_saved<T>& saved, GA&& grad_a, GB&& grad_b,
-                                      const nt_xent_options& o = {}, double upstream = 1.0) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+nt_xent_parameter_gradients
+    nt_xent_backward(const Comm& comm, const A& a, const B& b, const nt_xent_saved<T>& saved,
+                     GA&& grad_a, GB&& grad_b, const nt_xent_options& o = {},
+                     double upstream = 1.0) {
   detail::require_communicator<Comm>();
   const auto va = ::contrastive::detail::input_view(a);
   const auto vb = ::contrastive::detail::input_view(b);
@@ -337,7 +338,8 @@ nt_xent_parameter_gradients nt_xent_backward(const Comm& comm, const A& a, const
 
 /// Forward and backward; returns the global loss. Collective.
 template <class Comm, class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto nt_xent_forward_backward(const Comm& comm, const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                               const nt_xent_options& o = {},
                               nt_xent_parameter_gradients* parameter_grads = nullptr) {

@@ -66,7 +66,8 @@ void agree_errors(const Comm& comm, const std::string& local_error) {
   std::vector<std::size_t> counts(static_cast<std::size_t>(p));
   std::size_t total = 0, at = 0;
   for (int k = 0; k < p; ++k) {
-    counts[static_cast<std::size_t>(k)] = static_cast<std::size_t>(lens[static_cast<std::size_t>(k)]);
+    counts[static_cast<std::size_t>(k)] =
+        static_cast<std::size_t>(lens[static_cast<std::size_t>(k)]);
     if (lens[static_cast<std::size_t>(k)] > 0) {
       if (first < 0) {
         first = k;
@@ -127,8 +128,8 @@ void agree_values(const Comm& comm, const char* fn, std::initializer_list<agreed
     for (std::size_t r = 1; r < p; ++r) {
       const double vr = all[r * k + i];
       const bool same = vr == v0 || (std::isnan(vr) && std::isnan(v0));
-      CONTRASTIVE_CHECK(same, fn, ": ", v.name, " differs across ranks (rank 0: ", v0, ", rank ",
-                        r, ": ", vr, "); every rank must pass the same");
+      CONTRASTIVE_CHECK(same, fn, ": ", v.name, " differs across ranks (rank 0: ", v0, ", rank ", r,
+                        ": ", vr, "); every rank must pass the same");
     }
     ++i;
   }
@@ -270,8 +271,8 @@ inline cd::sweep_shape ring_sweep_shape(const shard_layout& l, index_t d,
 /// Messages must fit MPI's int counts (checked alike on every rank before any transfer).
 inline void check_block_size(const char* fn, const shard_layout& l, int segments, index_t d) {
   const double elems = 2.0 * segments * double(l.max_count()) * double(d);
-  CONTRASTIVE_CHECK(elems <= double(INT_MAX), fn, ": a ring message of ", elems,
-                    " elements (2 x ", segments, " x ", l.max_count(), " rows x ", d,
+  CONTRASTIVE_CHECK(elems <= double(INT_MAX), fn, ": a ring message of ", elems, " elements (2 x ",
+                    segments, " x ", l.max_count(), " rows x ", d,
                     " columns) exceeds 2^31 - 1; use more ranks");
 }
 
@@ -354,7 +355,8 @@ void ring_visit_accumulate(const Comm& comm, const shard_layout& l,
   for (int s = 0; s < segments; ++s) {
     const matrix_view<T>& g = local_grad[s];
     for (index_t i = 0; i < g.rows(); ++i)
-      for (index_t k = 0; k < d; ++k) g(i, k) += back[s * own + static_cast<std::size_t>(i * d + k)];
+      for (index_t k = 0; k < d; ++k)
+        g(i, k) += back[s * own + static_cast<std::size_t>(i * d + k)];
   }
 }
 

@@ -51,9 +51,10 @@ CONTRASTIVE_NAMESPACE_BEGIN
 /// tiling_options only num_threads is used (rows are independent; there are no tiles).
 struct brownian_bridge_loss_options : tiling_options {
   brownian_bridge_options bridge{};
-  bool nll_weight = false;     // weight term j by 1 / (2 t_j (1 - t_j))
-  bool detach_a_aug = false;   // no gradient to a_aug (grad_a_aug zeroed, or untouched with accumulate)
-  bool accumulate = false;     // backward adds into the gradients instead of overwriting them
+  bool nll_weight = false;  // weight term j by 1 / (2 t_j (1 - t_j))
+  bool detach_a_aug =
+      false;  // no gradient to a_aug (grad_a_aug zeroed, or untouched with accumulate)
+  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
 };
 
 /// What the backward returns besides the input gradients: upstream * dL/dt.
@@ -90,11 +91,13 @@ void bridge_loss_check(const char* fn, const matrix_view<const T>& v, const matr
     if (b.random_t) {
       CONTRASTIVE_CHECK(b.t_min > 0 && b.t_max < 1, fn,
                         ": 'nll_weight' needs 0 < t_min and t_max < 1 (the weight 1/(2t(1-t)) is "
-                        "infinite at the ends), got [", b.t_min, ", ", b.t_max, "]");
+                        "infinite at the ends), got [",
+                        b.t_min, ", ", b.t_max, "]");
     } else {
       CONTRASTIVE_CHECK(b.t > 0 && b.t < 1, fn,
                         ": 'nll_weight' needs 0 < t < 1 (the weight 1/(2t(1-t)) is infinite at the "
-                        "ends), got ", b.t);
+                        "ends), got ",
+                        b.t);
     }
   }
   check_rows(fn, "a_aug", a);
@@ -140,14 +143,10 @@ brownian_bridge_loss_saved<T> bridge_loss_forward(const matrix_view<const T>& v,
 }
 
 template <class T>
-brownian_bridge_loss_parameter_gradients bridge_loss_backward(const matrix_view<const T>& v,
-                                              const matrix_view<const T>& u,
-                                              const matrix_view<const T>& a,
-                                              const brownian_bridge_loss_saved<T>& saved,
-                                              const matrix_view<T>& gv, const matrix_view<T>& gu,
-                                              const matrix_view<T>& ga,
-                                              const brownian_bridge_loss_options& o,
-                                              double upstream) {
+brownian_bridge_loss_parameter_gradients bridge_loss_backward(
+    const matrix_view<const T>& v, const matrix_view<const T>& u, const matrix_view<const T>& a,
+    const brownian_bridge_loss_saved<T>& saved, const matrix_view<T>& gv, const matrix_view<T>& gu,
+    const matrix_view<T>& ga, const brownian_bridge_loss_options& o, double upstream) {
   const char* fn = "brownian_bridge_loss_backward";
   bridge_loss_check(fn, v, u, a, o);
   CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
@@ -155,9 +154,8 @@ brownian_bridge_loss_parameter_gradients bridge_loss_backward(const matrix_view<
   CONTRASTIVE_CHECK(saved.n == n && saved.d == d && saved.t.size() == static_cast<std::size_t>(n),
                     fn, ": 'saved' belongs to a ", saved.n, " x ", saved.d,
                     " batch, the inputs are ", n, " x ", d);
-  CONTRASTIVE_CHECK(saved.nll_weight == o.nll_weight, fn,
-                    ": 'saved' was computed with nll_weight ", saved.nll_weight, ", these options have ",
-                    o.nll_weight);
+  CONTRASTIVE_CHECK(saved.nll_weight == o.nll_weight, fn, ": 'saved' was computed with nll_weight ",
+                    saved.nll_weight, ", these options have ", o.nll_weight);
   const char* names[3] = {"grad_a", "grad_b", "grad_a_aug"};
   const matrix_view<T>* outs[3] = {&gv, &gu, &ga};
   for (int k = 0; k < 3; ++k) {
@@ -212,18 +210,18 @@ brownian_bridge_loss_parameter_gradients bridge_loss_backward(const matrix_view<
 /// Scratch bytes: none (per-thread rows are allocated inside; the call takes a workspace only to
 /// share the shape of every loss).
 template <class T>
-std::size_t brownian_bridge_loss_workspace_bytes(index_t, index_t,
-                                                 const brownian_bridge_loss_options& = {}) noexcept {
+std::size_t brownian_bridge_loss_workspace_bytes(
+    index_t, index_t, const brownian_bridge_loss_options& = {}) noexcept {
   return 0;
 }
 
 /// The same for these inputs.
-template <class A, class B, class AA,
-          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value &&
-                               is_tensor_like<AA>::value,
-                           int> = 0>
-std::size_t brownian_bridge_loss_workspace_bytes(const A&, const B&, const AA&,
-                                                 const brownian_bridge_loss_options& = {}) noexcept {
+template <
+    class A, class B, class AA,
+    std::enable_if_t<
+        is_tensor_like<A>::value && is_tensor_like<B>::value && is_tensor_like<AA>::value, int> = 0>
+std::size_t brownian_bridge_loss_workspace_bytes(
+    const A&, const B&, const AA&, const brownian_bridge_loss_options& = {}) noexcept {
   return 0;
 }
 
@@ -246,10 +244,12 @@ auto brownian_bridge_loss_forward(const A& a, const B& b, const AA& a_aug,
 template <class A, class B, class AA, class T, class GA, class GB, class GAA>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& writable_tensor<GA&&>&&
                          writable_tensor<GB&&>&& writable_tensor<GAA&&>)
-brownian_bridge_loss_parameter_gradients brownian_bridge_loss_backward(
-    const A& a, const B& b, const AA& a_aug, const brownian_bridge_loss_saved<T>& saved,
-    GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug, const brownian_bridge_loss_options& o = {},
-    double upstream = 1.0, workspace = {}) {
+brownian_bridge_loss_parameter_gradients
+    brownian_bridge_loss_backward(const A& a, const B& b, const AA& a_aug,
+                                  const brownian_bridge_loss_saved<T>& saved, GA&& grad_a,
+                                  GB&& grad_b, GAA&& grad_a_aug,
+                                  const brownian_bridge_loss_options& o = {}, double upstream = 1.0,
+                                  workspace = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   const auto vaa = detail::input_view(a_aug);

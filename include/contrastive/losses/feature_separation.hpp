@@ -73,7 +73,7 @@ struct feature_separation_options : tiling_options {
   double temperature = 0.07;  // in-modal InfoNCE temperature (shared with the base loss)
   double uniformity_t = 2;    // t of G_t(x, y) = exp(-t ||x - y||^2), > 0
   uniformity_form uniformity = uniformity_form::literal;
-  bool accumulate = false;    // backward adds into the gradients instead of overwriting them
+  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
 };
 
 /// What every backward returns besides the input gradients: upstream * dL/dtemperature (from
@@ -118,14 +118,14 @@ void fs_check_same_shape(const char* fn, const char* name, const matrix_view<con
   check_matrix(fn, name, x);
   CONTRASTIVE_CHECK(x.rows() == r.rows(), fn, ": '", name, "' has ", x.rows(), " rows, expected ",
                     r.rows(), " (rows of '", ref_name, "')");
-  CONTRASTIVE_CHECK(x.cols() == r.cols(), fn, ": '", name, "' has ", x.cols(), " columns, expected ",
-                    r.cols(), " (columns of '", ref_name, "')");
+  CONTRASTIVE_CHECK(x.cols() == r.cols(), fn, ": '", name, "' has ", x.cols(),
+                    " columns, expected ", r.cols(), " (columns of '", ref_name, "')");
 }
 
 /// Inputs named in `names`: all the shape of the first, N > 0, D > 0, finite, no zero-norm row.
 template <class T>
-void fs_check_inputs(const char* fn, const matrix_view<const T>* const* in, const char* const* names,
-                     int count) {
+void fs_check_inputs(const char* fn, const matrix_view<const T>* const* in,
+                     const char* const* names, int count) {
   check_matrix(fn, names[0], *in[0]);
   CONTRASTIVE_CHECK(in[0]->rows() > 0, fn, ": empty batch ('", names[0], "' has 0 rows)");
   CONTRASTIVE_CHECK(in[0]->cols() > 0, fn, ": '", names[0], "' has 0 columns (D must be > 0)");
@@ -134,22 +134,25 @@ void fs_check_inputs(const char* fn, const matrix_view<const T>* const* in, cons
 }
 
 template <class T>
-void fs_check_outputs(const char* fn, const matrix_view<T>* const* out, const char* const* out_names,
-                      int count, const matrix_view<const T>* const* in, const char* const* in_names,
+void fs_check_outputs(const char* fn, const matrix_view<T>* const* out,
+                      const char* const* out_names, int count,
+                      const matrix_view<const T>* const* in, const char* const* in_names,
                       int in_count) {
   const index_t n = in[0]->rows(), d = in[0]->cols();
   for (int k = 0; k < count; ++k) {
     check_matrix(fn, out_names[k], *out[k]);
     check_shape(fn, out_names[k], *out[k], n, d, "the shape of the inputs");
     check_writable_layout(fn, out_names[k], *out[k]);
-    for (int j = 0; j < in_count; ++j) check_no_alias(fn, out_names[k], *out[k], in_names[j], *in[j]);
+    for (int j = 0; j < in_count; ++j)
+      check_no_alias(fn, out_names[k], *out[k], in_names[j], *in[j]);
     for (int j = 0; j < k; ++j) check_no_alias(fn, out_names[k], *out[k], out_names[j], *out[j]);
   }
 }
 
 inline void fs_check_options(const char* fn, const feature_separation_options& o) {
   CONTRASTIVE_CHECK(std::isfinite(o.orthogonality_weight) && o.orthogonality_weight >= 0, fn,
-                    ": 'orthogonality_weight' must be finite and >= 0, got ", o.orthogonality_weight);
+                    ": 'orthogonality_weight' must be finite and >= 0, got ",
+                    o.orthogonality_weight);
   CONTRASTIVE_CHECK(std::isfinite(o.contrastive_weight) && o.contrastive_weight >= 0, fn,
                     ": 'contrastive_weight' must be finite and >= 0, got ", o.contrastive_weight);
   CONTRASTIVE_CHECK(std::isfinite(o.uniformity_weight) && o.uniformity_weight >= 0, fn,
@@ -221,7 +224,8 @@ struct fs_modality {
       x = matrix_view<const T>(packed.data(), in.rows(), in.cols(), in.cols(), 1);
     }
     sq.resize(static_cast<std::size_t>(in.rows()));
-    for (index_t i = 0; i < in.rows(); ++i) sq[static_cast<std::size_t>(i)] = row_squared_norm(in, i);
+    for (index_t i = 0; i < in.rows(); ++i)
+      sq[static_cast<std::size_t>(i)] = row_squared_norm(in, i);
   }
 };
 
@@ -328,7 +332,8 @@ void fs_uniformity_backward(const fs_modality<T>& m, const feature_separation_op
     }
     for (index_t a = 0; a < ni; ++a)
       for (index_t k = 0; k < d; ++k)
-        g(i0 + a, k) += static_cast<T>(c * (rs[a] * double(m.x(i0 + a, k)) - double(acc[a * d + k])));
+        g(i0 + a, k) +=
+            static_cast<T>(c * (rs[a] * double(m.x(i0 + a, k)) - double(acc[a * d + k])));
   });
 }
 
@@ -371,11 +376,11 @@ void fs_uniformity_backward_both(const char* fn, const matrix_view<const T>& vi,
                                  const feature_uniformity_saved<T>& s,
                                  const feature_separation_options& o, const matrix_view<T>& gvi,
                                  const matrix_view<T>& gui, double scale) {
-  CONTRASTIVE_CHECK(s.n == vi.rows() && s.d == vi.cols() && s.form == o.uniformity &&
-                        s.t == o.uniformity_t,
-                    fn, ": 'saved' (uniformity) was computed for a ", s.n, " x ", s.d,
-                    " batch with t = ", s.t, ", these are ", vi.rows(), " x ", vi.cols(),
-                    " with t = ", o.uniformity_t, " (or another uniformity form)");
+  CONTRASTIVE_CHECK(
+      s.n == vi.rows() && s.d == vi.cols() && s.form == o.uniformity && s.t == o.uniformity_t, fn,
+      ": 'saved' (uniformity) was computed for a ", s.n, " x ", s.d, " batch with t = ", s.t,
+      ", these are ", vi.rows(), " x ", vi.cols(), " with t = ", o.uniformity_t,
+      " (or another uniformity form)");
   const bool wang = o.uniformity == uniformity_form::wang_isola;
   const double lv = wang ? s.log_sum_v : fs_log_add(s.log_sum_v, s.log_sum_u);
   const double lu = wang ? s.log_sum_u : lv;
@@ -385,7 +390,8 @@ void fs_uniformity_backward_both(const char* fn, const matrix_view<const T>& vi,
 
 // ---- in-modal contrastive ----
 
-inline info_nce_options fs_info_nce_options(const feature_separation_options& o, index_t n, index_t d) {
+inline info_nce_options fs_info_nce_options(const feature_separation_options& o, index_t n,
+                                            index_t d) {
   info_nce_options io;
   io.temperature = o.temperature;
   io.symmetric = false;
@@ -398,12 +404,9 @@ inline info_nce_options fs_info_nce_options(const feature_separation_options& o,
 }
 
 template <class T>
-in_modal_contrastive_saved<T> fs_contrastive_forward(const matrix_view<const T>& vi,
-                                                     const matrix_view<const T>& ui,
-                                                     const matrix_view<const T>& via,
-                                                     const matrix_view<const T>& uia,
-                                                     const feature_separation_options& o,
-                                                     workspace ws) {
+in_modal_contrastive_saved<T> fs_contrastive_forward(
+    const matrix_view<const T>& vi, const matrix_view<const T>& ui, const matrix_view<const T>& via,
+    const matrix_view<const T>& uia, const feature_separation_options& o, workspace ws) {
   const info_nce_options io = fs_info_nce_options(o, vi.rows(), vi.cols());
   in_modal_contrastive_saved<T> s;
   s.a = info_nce_forward(vi, via, io, ws);
@@ -414,15 +417,11 @@ in_modal_contrastive_saved<T> fs_contrastive_forward(const matrix_view<const T>&
 
 /// Adds scale * dL^i_Con into the four outputs; returns scale * the temperature gradient.
 template <class T>
-temperature_gradient fs_contrastive_backward(const matrix_view<const T>& vi,
-                                             const matrix_view<const T>& ui,
-                                             const matrix_view<const T>& via,
-                                             const matrix_view<const T>& uia,
-                                             const in_modal_contrastive_saved<T>& s,
-                                             const matrix_view<T>& gvi, const matrix_view<T>& gui,
-                                             const matrix_view<T>& gvia, const matrix_view<T>& guia,
-                                             const feature_separation_options& o, double scale,
-                                             workspace ws) {
+temperature_gradient fs_contrastive_backward(
+    const matrix_view<const T>& vi, const matrix_view<const T>& ui, const matrix_view<const T>& via,
+    const matrix_view<const T>& uia, const in_modal_contrastive_saved<T>& s,
+    const matrix_view<T>& gvi, const matrix_view<T>& gui, const matrix_view<T>& gvia,
+    const matrix_view<T>& guia, const feature_separation_options& o, double scale, workspace ws) {
   const info_nce_options io = fs_info_nce_options(o, vi.rows(), vi.cols());
   const temperature_gradient a = info_nce_backward(vi, via, s.a, gvi, gvia, io, scale, ws);
   const temperature_gradient b = info_nce_backward(ui, uia, s.b, gui, guia, io, scale, ws);
@@ -480,14 +479,15 @@ auto feature_orthogonality_forward(const A& a, const B& b, const AI& a_ind, cons
 }
 
 template <class A, class B, class AI, class BI, class T, class GA, class GB, class GAI, class GBI>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
-                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
-                             writable_tensor<GBI&&>)
-feature_separation_parameter_gradients feature_orthogonality_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
-                                    const feature_orthogonality_saved<T>& saved, GA&& grad_a,
-                                    GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind,
-                                    const feature_separation_options& o = {},
-                                    double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GA&&>&&
+        writable_tensor<GB&&>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
+feature_separation_parameter_gradients
+    feature_orthogonality_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                   const feature_orthogonality_saved<T>& saved, GA&& grad_a,
+                                   GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind,
+                                   const feature_separation_options& o = {}, double upstream = 1.0,
+                                   workspace ws = {}) {
   const char* fn = "feature_orthogonality_backward";
   (void)ws;  // these terms need no caller scratch
   const matrix_view<const T> x0 = detail::input_view(a), x1 = detail::input_view(b),
@@ -504,7 +504,8 @@ feature_separation_parameter_gradients feature_orthogonality_backward(const A& a
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 4);
   CONTRASTIVE_CHECK(saved.n == x0.rows() && saved.d == x0.cols(), fn, ": 'saved' belongs to x0 ",
-                    saved.n, " x ", saved.d, " batch, the inputs are ", x0.rows(), " x ", x0.cols());
+                    saved.n, " x ", saved.d, " batch, the inputs are ", x0.rows(), " x ",
+                    x0.cols());
   detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
@@ -513,17 +514,17 @@ feature_separation_parameter_gradients feature_orthogonality_backward(const A& a
 }
 
 template <class A, class B, class AI, class BI, class GA, class GB, class GAI, class GBI>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
-                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
-                             writable_tensor<GBI&&>)
-auto feature_orthogonality_forward_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
-                                            GA&& grad_a, GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind,
-                                            const feature_separation_options& o = {},
-                                            feature_separation_parameter_gradients* parameter_grads = nullptr,
-                                            workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GA&&>&&
+        writable_tensor<GB&&>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
+auto feature_orthogonality_forward_backward(
+    const A& a, const B& b, const AI& a_ind, const BI& b_ind, GA&& grad_a, GB&& grad_b,
+    GAI&& grad_a_ind, GBI&& grad_b_ind, const feature_separation_options& o = {},
+    feature_separation_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
   const auto s = feature_orthogonality_forward(a, b, a_ind, b_ind, o, ws);
-  feature_orthogonality_backward(a, b, a_ind, b_ind, s, std::forward<GA>(grad_a), std::forward<GB>(grad_b),
-                                 std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind), o, 1.0, ws);
+  feature_orthogonality_backward(a, b, a_ind, b_ind, s, std::forward<GA>(grad_a),
+                                 std::forward<GB>(grad_b), std::forward<GAI>(grad_a_ind),
+                                 std::forward<GBI>(grad_b_ind), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = {};
   return s.loss;
 }
@@ -534,8 +535,9 @@ auto feature_orthogonality_forward_backward(const A& a, const B& b, const AI& a_
 /// L^i_Con = InfoNCE(a_ind, a_ind_aug) + InfoNCE(b_ind, b_ind_aug) (one direction each).
 template <class AI, class BI, class AIA, class BIA>
 CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tensor_like<BIA>)
-auto in_modal_contrastive_forward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug, const BIA& b_ind_aug,
-                                  const feature_separation_options& o = {}, workspace ws = {}) {
+auto in_modal_contrastive_forward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+                                  const BIA& b_ind_aug, const feature_separation_options& o = {},
+                                  workspace ws = {}) {
   const char* fn = "in_modal_contrastive_forward";
   const auto x0 = detail::input_view(a_ind);
   using T = typename decltype(x0)::value_type;
@@ -548,17 +550,17 @@ auto in_modal_contrastive_forward(const AI& a_ind, const BI& b_ind, const AIA& a
   return detail::fs_contrastive_forward(x0, x1, x2, x3, o, ws);
 }
 
-template <class AI, class BI, class AIA, class BIA, class T, class GAI, class GBI, class GAIA, class GBIA>
+template <class AI, class BI, class AIA, class BIA, class T, class GAI, class GBI, class GAIA,
+          class GBIA>
 CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tensor_like<BIA>&&
-                         writable_tensor<GAI&&>&& writable_tensor<GBI&&>&&
-                             writable_tensor<GAIA&&>&& writable_tensor<GBIA&&>)
-feature_separation_parameter_gradients in_modal_contrastive_backward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
-                                                   const BIA& b_ind_aug,
-                                                   const in_modal_contrastive_saved<T>& saved,
-                                                   GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug,
-                                                   GBIA&& grad_b_ind_aug,
-                                                   const feature_separation_options& o = {},
-                                                   double upstream = 1.0, workspace ws = {}) {
+                         writable_tensor<GAI&&>&& writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&&
+                             writable_tensor<GBIA&&>)
+feature_separation_parameter_gradients
+    in_modal_contrastive_backward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+                                  const BIA& b_ind_aug, const in_modal_contrastive_saved<T>& saved,
+                                  GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug,
+                                  GBIA&& grad_b_ind_aug, const feature_separation_options& o = {},
+                                  double upstream = 1.0, workspace ws = {}) {
   const char* fn = "in_modal_contrastive_backward";
   const matrix_view<const T> x0 = detail::input_view(a_ind), x1 = detail::input_view(b_ind),
                              x2 = detail::input_view(a_ind_aug), x3 = detail::input_view(b_ind_aug);
@@ -581,18 +583,18 @@ feature_separation_parameter_gradients in_modal_contrastive_backward(const AI& a
 
 template <class AI, class BI, class AIA, class BIA, class GAI, class GBI, class GAIA, class GBIA>
 CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tensor_like<BIA>&&
-                         writable_tensor<GAI&&>&& writable_tensor<GBI&&>&&
-                             writable_tensor<GAIA&&>&& writable_tensor<GBIA&&>)
-auto in_modal_contrastive_forward_backward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
-                                           const BIA& b_ind_aug, GAI&& grad_a_ind, GBI&& grad_b_ind,
-                                           GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug,
-                                           const feature_separation_options& o = {},
-                                           feature_separation_parameter_gradients* parameter_grads = nullptr,
-                                         workspace ws = {}) {
+                         writable_tensor<GAI&&>&& writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&&
+                             writable_tensor<GBIA&&>)
+auto in_modal_contrastive_forward_backward(
+    const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug, const BIA& b_ind_aug, GAI&& grad_a_ind,
+    GBI&& grad_b_ind, GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug,
+    const feature_separation_options& o = {},
+    feature_separation_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
   const auto s = in_modal_contrastive_forward(a_ind, b_ind, a_ind_aug, b_ind_aug, o, ws);
   const temperature_gradient tg = in_modal_contrastive_backward(
-      a_ind, b_ind, a_ind_aug, b_ind_aug, s, std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind),
-      std::forward<GAIA>(grad_a_ind_aug), std::forward<GBIA>(grad_b_ind_aug), o, 1.0, ws);
+      a_ind, b_ind, a_ind_aug, b_ind_aug, s, std::forward<GAI>(grad_a_ind),
+      std::forward<GBI>(grad_b_ind), std::forward<GAIA>(grad_a_ind_aug),
+      std::forward<GBIA>(grad_b_ind_aug), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = tg;
   return s.loss;
 }
@@ -602,7 +604,8 @@ auto in_modal_contrastive_forward_backward(const AI& a_ind, const BI& b_ind, con
 
 template <class AI, class BI>
 CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>)
-auto feature_uniformity_forward(const AI& a_ind, const BI& b_ind, const feature_separation_options& o = {}, workspace ws = {}) {
+auto feature_uniformity_forward(const AI& a_ind, const BI& b_ind,
+                                const feature_separation_options& o = {}, workspace ws = {}) {
   const char* fn = "feature_uniformity_forward";
   (void)ws;  // these terms need no caller scratch
   const auto x0 = detail::input_view(a_ind);
@@ -616,10 +619,13 @@ auto feature_uniformity_forward(const AI& a_ind, const BI& b_ind, const feature_
 }
 
 template <class AI, class BI, class T, class GAI, class GBI>
-CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
-feature_separation_parameter_gradients feature_uniformity_backward(const AI& a_ind, const BI& b_ind, const feature_uniformity_saved<T>& saved,
-                                 GAI&& grad_a_ind, GBI&& grad_b_ind,
-                                 const feature_separation_options& o = {}, double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
+feature_separation_parameter_gradients
+    feature_uniformity_backward(const AI& a_ind, const BI& b_ind,
+                                const feature_uniformity_saved<T>& saved, GAI&& grad_a_ind,
+                                GBI&& grad_b_ind, const feature_separation_options& o = {},
+                                double upstream = 1.0, workspace ws = {}) {
   const char* fn = "feature_uniformity_backward";
   (void)ws;  // these terms need no caller scratch
   const matrix_view<const T> x0 = detail::input_view(a_ind), x1 = detail::input_view(b_ind);
@@ -640,14 +646,15 @@ feature_separation_parameter_gradients feature_uniformity_backward(const AI& a_i
 }
 
 template <class AI, class BI, class GAI, class GBI>
-CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
-auto feature_uniformity_forward_backward(const AI& a_ind, const BI& b_ind, GAI&& grad_a_ind, GBI&& grad_b_ind,
-                                         const feature_separation_options& o = {},
-                                         feature_separation_parameter_gradients* parameter_grads = nullptr,
-                                         workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<AI>&& tensor_like<BI>&& writable_tensor<GAI&&>&& writable_tensor<GBI&&>)
+auto feature_uniformity_forward_backward(
+    const AI& a_ind, const BI& b_ind, GAI&& grad_a_ind, GBI&& grad_b_ind,
+    const feature_separation_options& o = {},
+    feature_separation_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
   const auto s = feature_uniformity_forward(a_ind, b_ind, o, ws);
-  feature_uniformity_backward(a_ind, b_ind, s, std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind), o,
-                              1.0, ws);
+  feature_uniformity_backward(a_ind, b_ind, s, std::forward<GAI>(grad_a_ind),
+                              std::forward<GBI>(grad_b_ind), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = {};
   return s.loss;
 }
@@ -658,8 +665,9 @@ auto feature_uniformity_forward_backward(const AI& a_ind, const BI& b_ind, GAI&&
 template <class A, class B, class AI, class BI, class AIA, class BIA>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
                          tensor_like<AIA>&& tensor_like<BIA>)
-auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
-                                const BIA& b_ind_aug, const feature_separation_options& o = {}, workspace ws = {}) {
+auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                const AIA& a_ind_aug, const BIA& b_ind_aug,
+                                const feature_separation_options& o = {}, workspace ws = {}) {
   const char* fn = "feature_separation_forward";
   const auto a0 = detail::input_view(a);
   using T = typename decltype(a0)::value_type;
@@ -697,18 +705,17 @@ auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const B
 /// gradient (from L^i_Con).
 template <class A, class B, class AI, class BI, class AIA, class BIA, class T, class GA, class GB,
           class GAI, class GBI, class GAIA, class GBIA>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
-                         tensor_like<AIA>&& tensor_like<BIA>&& writable_tensor<GA&&>&&
-                             writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
-                                 writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&&
-                                     writable_tensor<GBIA&&>)
-feature_separation_parameter_gradients feature_separation_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
-                                                 const AIA& a_ind_aug, const BIA& b_ind_aug,
-                                                 const feature_separation_saved<T>& saved,
-                                                 GA&& grad_a, GB&& grad_b, GAI&& grad_a_ind,
-                                                 GBI&& grad_b_ind, GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug,
-                                                 const feature_separation_options& o = {},
-                                                 double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&&
+        tensor_like<BIA>&& writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
+            writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&& writable_tensor<GBIA&&>)
+feature_separation_parameter_gradients
+    feature_separation_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                const AIA& a_ind_aug, const BIA& b_ind_aug,
+                                const feature_separation_saved<T>& saved, GA&& grad_a, GB&& grad_b,
+                                GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug,
+                                GBIA&& grad_b_ind_aug, const feature_separation_options& o = {},
+                                double upstream = 1.0, workspace ws = {}) {
   const char* fn = "feature_separation_backward";
   const matrix_view<const T> a0 = detail::input_view(a), a1 = detail::input_view(b),
                              a2 = detail::input_view(a_ind), a3 = detail::input_view(b_ind),
@@ -722,7 +729,8 @@ feature_separation_parameter_gradients feature_separation_backward(const A& a, c
   const matrix_view<const T>* in[6] = {&a0, &a1, &a2, &a3, &a4, &a5};
   const char* names[6] = {"a", "b", "a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
   const matrix_view<T>* out[6] = {&g0, &g1, &g2, &g3, &g4, &g5};
-  const char* out_names[6] = {"grad_a", "grad_b", "grad_a_ind", "grad_b_ind", "grad_a_ind_aug", "grad_b_ind_aug"};
+  const char* out_names[6] = {"grad_a",     "grad_b",         "grad_a_ind",
+                              "grad_b_ind", "grad_a_ind_aug", "grad_b_ind_aug"};
   detail::fs_check_options(fn, o);
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 6);
@@ -734,7 +742,8 @@ feature_separation_parameter_gradients feature_separation_backward(const A& a, c
                         saved.uniformity_weight == o.uniformity_weight,
                     fn, ": 'saved' was computed with other weights (", saved.orthogonality_weight,
                     ", ", saved.contrastive_weight, ", ", saved.uniformity_weight, ") than these (",
-                    o.orthogonality_weight, ", ", o.contrastive_weight, ", ", o.uniformity_weight, ")");
+                    o.orthogonality_weight, ", ", o.contrastive_weight, ", ", o.uniformity_weight,
+                    ")");
   detail::fs_check_outputs(fn, out, out_names, 6, in, names, 6);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
@@ -752,22 +761,20 @@ feature_separation_parameter_gradients feature_separation_backward(const A& a, c
 
 template <class A, class B, class AI, class BI, class AIA, class BIA, class GA, class GB, class GAI,
           class GBI, class GAIA, class GBIA>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
-                         tensor_like<AIA>&& tensor_like<BIA>&& writable_tensor<GA&&>&&
-                             writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
-                                 writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&&
-                                     writable_tensor<GBIA&&>)
-auto feature_separation_forward_backward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
-                                         const AIA& a_ind_aug, const BIA& b_ind_aug, GA&& grad_a, GB&& grad_b,
-                                         GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug,
-                                         GBIA&& grad_b_ind_aug, const feature_separation_options& o = {},
-                                         feature_separation_parameter_gradients* parameter_grads = nullptr,
-                                         workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&&
+        tensor_like<BIA>&& writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAI&&>&&
+            writable_tensor<GBI&&>&& writable_tensor<GAIA&&>&& writable_tensor<GBIA&&>)
+auto feature_separation_forward_backward(
+    const A& a, const B& b, const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+    const BIA& b_ind_aug, GA&& grad_a, GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind,
+    GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug, const feature_separation_options& o = {},
+    feature_separation_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
   const auto s = feature_separation_forward(a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, o, ws);
   const temperature_gradient tg = feature_separation_backward(
-      a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, s, std::forward<GA>(grad_a), std::forward<GB>(grad_b),
-      std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind), std::forward<GAIA>(grad_a_ind_aug),
-      std::forward<GBIA>(grad_b_ind_aug), o, 1.0, ws);
+      a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, s, std::forward<GA>(grad_a),
+      std::forward<GB>(grad_b), std::forward<GAI>(grad_a_ind), std::forward<GBI>(grad_b_ind),
+      std::forward<GAIA>(grad_a_ind_aug), std::forward<GBIA>(grad_b_ind_aug), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = tg;
   return s.loss;
 }

@@ -124,10 +124,10 @@ struct gamma_nce_direction {
 /// What the forward keeps for the backward (O(N), never N x N), plus monitoring values.
 template <class T>
 struct gamma_nce_saved {
-  T loss = 0;                 // surrogate: mean (or sum) of -s_ii + r_i, averaged over directions
-  double info_nce = 0;        // plain batch InfoNCE / CLIP value, same reduction (monitoring)
-  double rate_loss = 0;       // mean (or sum) of -s_ii + zeta_i, averaged over directions
-  double grad_log_scale = 0;  // dL/dtheta of the surrogate, theta = log(1/tau), r held fixed
+  T loss = 0;                  // surrogate: mean (or sum) of -s_ii + r_i, averaged over directions
+  double info_nce = 0;         // plain batch InfoNCE / CLIP value, same reduction (monitoring)
+  double rate_loss = 0;        // mean (or sum) of -s_ii + zeta_i, averaged over directions
+  double grad_log_scale = 0;   // dL/dtheta of the surrogate, theta = log(1/tau), r held fixed
   gamma_nce_direction<T> row;  // a -> b (state direction 0, Philox stream 0)
   gamma_nce_direction<T> col;  // b -> a (direction 1, stream 1); empty unless symmetric
   index_t n = 0, d = 0;
@@ -153,10 +153,10 @@ inline void gamma_nce_check_options(const char* fn, const gamma_nce_options& o) 
   CONTRASTIVE_CHECK(o.alpha > 0, fn,
                     ": 'alpha' must be > 0 (or gamma_nce_options::deterministic), got ", o.alpha);
   CONTRASTIVE_CHECK(o.beta > 0 && o.beta <= 1, fn, ": 'beta' must lie in (0, 1], got ", o.beta);
-  CONTRASTIVE_CHECK(o.rate_source == gamma_rate_source::state ||
-                        o.rate_source == gamma_rate_source::same_batch ||
-                        o.rate_source == gamma_rate_source::exact,
-                    fn, ": 'rate_source' has an invalid value (", static_cast<int>(o.rate_source), ")");
+  CONTRASTIVE_CHECK(
+      o.rate_source == gamma_rate_source::state || o.rate_source == gamma_rate_source::same_batch ||
+          o.rate_source == gamma_rate_source::exact,
+      fn, ": 'rate_source' has an invalid value (", static_cast<int>(o.rate_source), ")");
   CONTRASTIVE_CHECK(o.order == gamma_update_order::update_then_sample ||
                         o.order == gamma_update_order::sample_then_update,
                     fn, ": 'order' has an invalid value (", static_cast<int>(o.order), ")");
@@ -177,8 +177,8 @@ void gamma_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
   check_finite(fn, "b", b);
 }
 
-inline void gamma_nce_check_exact(const char* fn, const char* name, const vector_view<const double>& s,
-                                  index_t n) {
+inline void gamma_nce_check_exact(const char* fn, const char* name,
+                                  const vector_view<const double>& s, index_t n) {
   CONTRASTIVE_CHECK(!s.empty(), fn, ": rate_source::exact needs '", name, "'");
   CONTRASTIVE_CHECK(s.size == n, fn, ": '", name, "' has ", s.size, " values, expected ", n,
                     " (one per row)");
@@ -265,11 +265,11 @@ inline double gamma_reduction_weight(loss_reduction r, index_t n) noexcept {
 /// sums them in its own order. `state` is used only when non-null (rate_source::state); `exact`
 /// only when non-null (rate_source::exact). Shared by the single-process and distributed losses.
 template <class T, class Add>
-void gamma_nce_direction_step(int dir, index_t n, const std::int64_t* ids, const matrix_view<const T>& a,
-                              const matrix_view<const T>& b, double lambda, double log_count,
-                              const online_softmax<double>* stats, const double* exact,
-                              const normalizer_state* state, const gamma_nce_options& o,
-                              gamma_nce_direction<T>& out, Add&& add) {
+void gamma_nce_direction_step(int dir, index_t n, const std::int64_t* ids,
+                              const matrix_view<const T>& a, const matrix_view<const T>& b,
+                              double lambda, double log_count, const online_softmax<double>* stats,
+                              const double* exact, const normalizer_state* state,
+                              const gamma_nce_options& o, gamma_nce_direction<T>& out, Add&& add) {
   const bool deterministic = !(o.alpha < infinity<double>());
   const auto un = static_cast<std::size_t>(n);
   out.lse.resize(un);
@@ -345,8 +345,8 @@ inline void gamma_nce_check_ids_and_rates(const char* fn, vector_view<const std:
 
 /// The forward's loss and its d/dtheta are finite.
 inline void gamma_nce_check_loss(const char* fn, double loss, double dtheta, double temperature) {
-  CONTRASTIVE_CHECK(std::isfinite(loss) && std::isfinite(dtheta), fn,
-                    ": the loss is not finite (", loss, ") at temperature ", temperature,
+  CONTRASTIVE_CHECK(std::isfinite(loss) && std::isfinite(dtheta), fn, ": the loss is not finite (",
+                    loss, ") at temperature ", temperature,
                     "; the logits overflow or a weight r_i = (g_i/alpha) Zhat_i/Zbar_i does (check "
                     "the rates; sample_then_update does not bound r_i)");
 }
@@ -366,7 +366,8 @@ void gamma_nce_diagonal_backward(const matrix_view<const T>& a, const matrix_vie
 
 template <class T>
 gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
-                                          const matrix_view<const T>& b_in, vector_view<const std::int64_t> ids,
+                                          const matrix_view<const T>& b_in,
+                                          vector_view<const std::int64_t> ids,
                                           normalizer_state* state, const gamma_nce_options& o,
                                           workspace ws) {
   const char* fn = gamma_nce_fwd_name;
@@ -377,8 +378,9 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
   gamma_nce_check_ids_and_rates(fn, ids, n, state, o);
   const bool use_state = o.rate_source == gamma_rate_source::state;
 
-  arena ar(ws, gamma_nce_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
-                   workspace_alignment,
+  arena ar(ws,
+           gamma_nce_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+               workspace_alignment,
            fn);
   gamma_nce_forward_buffers<arena> buf(ar, n, sym);
   normalizer_state::check_distinct(fn, ids, buf.sorted_ids);
@@ -441,9 +443,9 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
       const gamma_nce_direction<T>& dd = dir == 0 ? saved.row : saved.col;
       for (index_t i = 0; i < n; ++i) {
         const std::int64_t id = ids.data[i];
-        const double updated = normalizer_state::ema(normalizer_state_access::zeta(*state, id, dir),
-                                                     normalizer_state_access::visited(*state, id, dir),
-                                                     dd.log_zhat[i], o.beta);
+        const double updated = normalizer_state::ema(
+            normalizer_state_access::zeta(*state, id, dir),
+            normalizer_state_access::visited(*state, id, dir), dd.log_zhat[i], o.beta);
         normalizer_state_access::set(*state, id, dir, updated);
       }
     }
@@ -462,33 +464,31 @@ void gamma_nce_check_backward(const char* fn, const matrix_view<const T>& a,
   CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
                         saved.positive_in_normaliser == o.positive_in_normaliser &&
                         saved.reduction == o.reduction,
-                    fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
-                    ", symmetric ", saved.symmetric, ", positive_in_normaliser ",
+                    fn, ": 'saved' was computed with other options (temperature ",
+                    saved.temperature, ", symmetric ", saved.symmetric, ", positive_in_normaliser ",
                     saved.positive_in_normaliser, ") than these (temperature ", o.temperature,
                     ", symmetric ", o.symmetric, ", positive_in_normaliser ",
                     o.positive_in_normaliser, ")");
   const auto un = static_cast<std::size_t>(saved.n);
-  CONTRASTIVE_CHECK(saved.row.r.size() == un && saved.row.lse.size() == un &&
-                        (!saved.symmetric || (saved.col.r.size() == un && saved.col.lse.size() == un)),
-                    fn, ": 'saved' is incomplete (not produced by gamma_nce_forward)");
+  CONTRASTIVE_CHECK(
+      saved.row.r.size() == un && saved.row.lse.size() == un &&
+          (!saved.symmetric || (saved.col.r.size() == un && saved.col.lse.size() == un)),
+      fn, ": 'saved' is incomplete (not produced by gamma_nce_forward)");
   check_pair_gradients(fn, a, b, ga, gb, upstream);
 }
 
 template <class T>
-temperature_gradient gamma_nce_backward_impl(const matrix_view<const T>& a_in,
-                                             const matrix_view<const T>& b_in,
-                                             const gamma_nce_saved<T>& saved,
-                                             const matrix_view<T>& grad_a,
-                                             const matrix_view<T>& grad_b,
-                                             const gamma_nce_options& o, double upstream,
-                                             workspace ws) {
+temperature_gradient gamma_nce_backward_impl(
+    const matrix_view<const T>& a_in, const matrix_view<const T>& b_in,
+    const gamma_nce_saved<T>& saved, const matrix_view<T>& grad_a, const matrix_view<T>& grad_b,
+    const gamma_nce_options& o, double upstream, workspace ws) {
   const char* fn = gamma_nce_bwd_name;
   gamma_nce_check_backward(fn, a_in, b_in, saved, grad_a, grad_b, o, upstream);
   const index_t n = a_in.rows(), d = a_in.cols();
   const bool sym = o.symmetric;
   const double lambda_d = 1.0 / o.temperature;
-  const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) +
-                              packing_bytes(grad_a) + packing_bytes(grad_b);
+  const std::size_t packing =
+      packing_bytes(a_in) + packing_bytes(b_in) + packing_bytes(grad_a) + packing_bytes(grad_b);
   arena ar(ws, gamma_nce_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
   const matrix_view<const T> a = gemm_input(a_in, ar);
   const matrix_view<const T> b = gemm_input(b_in, ar);
@@ -553,8 +553,9 @@ std::size_t gamma_nce_workspace_bytes(const A& a, const B& b, const gamma_nce_op
 /// < state.samples().
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
-auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids, normalizer_state& state,
-                       const gamma_nce_options& o = {}, workspace ws = {}) {
+auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids,
+                       normalizer_state& state, const gamma_nce_options& o = {},
+                       workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
@@ -566,8 +567,8 @@ auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> i
 /// gamma draws).
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
-auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids, const gamma_nce_options& o,
-                       workspace ws = {}) {
+auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids,
+                       const gamma_nce_options& o, workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
@@ -579,10 +580,12 @@ auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> i
 /// surrogate, with r_i (hence the gamma draws and the state) held fixed. Returns upstream *
 /// dL/dtemperature in three parameterisations. Does not touch any state.
 template <class A, class B, class T, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-gamma_nce_parameter_gradients gamma_nce_backward(const A& a, const B& b, const gamma_nce_saved<T>& saved,
-                                        GA&& grad_a, GB&& grad_b, const gamma_nce_options& o = {},
-                                        double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+gamma_nce_parameter_gradients
+    gamma_nce_backward(const A& a, const B& b, const gamma_nce_saved<T>& saved, GA&& grad_a,
+                       GB&& grad_b, const gamma_nce_options& o = {}, double upstream = 1.0,
+                       workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
@@ -595,29 +598,31 @@ gamma_nce_parameter_gradients gamma_nce_backward(const A& a, const B& b, const g
 /// separately to keep the monitoring values of `saved`). The temperature gradient is written to
 /// *parameter_grads when given.
 template <class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::int64_t> ids,
                                 normalizer_state& state, GA&& grad_a, GB&& grad_b,
                                 const gamma_nce_options& o = {},
                                 gamma_nce_parameter_gradients* parameter_grads = nullptr,
                                 workspace ws = {}) {
   const auto saved = gamma_nce_forward(a, b, ids, state, o, ws);
-  const gamma_nce_parameter_gradients pg = gamma_nce_backward(
-      a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
+  const gamma_nce_parameter_gradients pg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
+                                                              std::forward<GB>(grad_b), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = pg;
   return saved.loss;
 }
 
 /// The same without a state (rate_source same_batch or exact).
 template <class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::int64_t> ids,
                                 GA&& grad_a, GB&& grad_b, const gamma_nce_options& o,
                                 gamma_nce_parameter_gradients* parameter_grads = nullptr,
                                 workspace ws = {}) {
   const auto saved = gamma_nce_forward(a, b, ids, o, ws);
-  const gamma_nce_parameter_gradients pg = gamma_nce_backward(
-      a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
+  const gamma_nce_parameter_gradients pg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
+                                                              std::forward<GB>(grad_b), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = pg;
   return saved.loss;
 }

@@ -66,8 +66,8 @@ struct geometric_consistency_saved {
   bool augmented = false;
   gc_algorithm algorithm = gc_algorithm::naive;  // never automatic
   double cross_modal_weight = 1, in_modal_weight = 1;
-  std::vector<T> grams;        // gram paths: row-major D x D matrices, see detail::gc_gram_count
-  std::vector<double> delta;   // augmented: <v_j,u_j> - <va_j,ua_j>
+  std::vector<T> grams;       // gram paths: row-major D x D matrices, see detail::gc_gram_count
+  std::vector<double> delta;  // augmented: <v_j,u_j> - <va_j,ua_j>
 };
 
 namespace detail {
@@ -89,8 +89,8 @@ inline gc_algorithm gc_resolve(index_t n, index_t d, bool augmented,
 /// D x D matrices kept by the gram paths.
 inline int gc_gram_count(gc_algorithm a, bool augmented) noexcept {
   if (a == gc_algorithm::naive) return 0;
-  if (augmented) return 6;                      // per pair: (P^TP, Q^TQ, P^TQ) or (X^TX, Y^TY, X^TY)
-  return a == gc_algorithm::gram ? 2 : 3;       // (P^TP, Q^TQ) or (V^TV, U^TU, V^TU)
+  if (augmented) return 6;                 // per pair: (P^TP, Q^TQ, P^TQ) or (X^TX, Y^TY, X^TY)
+  return a == gc_algorithm::gram ? 2 : 3;  // (P^TP, Q^TQ) or (V^TV, U^TU, V^TU)
 }
 
 /// The fixed work split of the gram path.
@@ -136,7 +136,8 @@ std::size_t gc_forward_bytes(const gc_plan& p) noexcept {
   if (p.algorithm == gc_algorithm::naive) return workspace_alignment;
   const int threads = p.threads < p.slabs ? p.threads : static_cast<int>(p.slabs);
   const std::size_t dd = static_cast<std::size_t>(p.d * p.d);
-  return static_cast<std::size_t>(p.slabs - 1) * array_bytes<T>(dd * static_cast<std::size_t>(p.grams)) +
+  return static_cast<std::size_t>(p.slabs - 1) *
+             array_bytes<T>(dd * static_cast<std::size_t>(p.grams)) +
          static_cast<std::size_t>(threads) * gc_thread_bytes<T>(p) + workspace_alignment;
 }
 
@@ -185,8 +186,8 @@ void gc_load(const matrix_view<const T>& x, index_t r0, index_t c, T* dst, gc_ro
 
 /// P = X + Y and Q = X - Y for rows [r0, r0 + c), flagging a bad row of X or Y.
 template <class T>
-void gc_load_pq(const matrix_view<const T>& x, const matrix_view<const T>& y, index_t r0,
-                index_t c, T* p, T* q, gc_row_flag& flag) {
+void gc_load_pq(const matrix_view<const T>& x, const matrix_view<const T>& y, index_t r0, index_t c,
+                T* p, T* q, gc_row_flag& flag) {
   const index_t d = x.cols(), xs = x.col_stride(), ys = y.col_stride();
   for (index_t r = 0; r < c; ++r) {
     const T* xr = x.row_ptr(r0 + r);
@@ -225,7 +226,8 @@ void gc_report_flags(const char* fn, const std::vector<gc_row_flag>& flags, cons
     if (flags[static_cast<std::size_t>(c)].row < 0) continue;
     const index_t r0 = c * p.chunk;
     const index_t rows = p.n - r0 < p.chunk ? p.n - r0 : p.chunk;
-    for (int k = 0; k < count; ++k) check_rows(fn, inputs[k].name, inputs[k].view.middle_rows(r0, rows));
+    for (int k = 0; k < count; ++k)
+      check_rows(fn, inputs[k].name, inputs[k].view.middle_rows(r0, rows));
   }
 }
 
@@ -314,8 +316,8 @@ inline bool gc_gram_is_symmetric(const gc_plan& p, int g) noexcept {
 /// The forward sweep of the gram paths: fills saved.grams (and saved.delta) and returns the loss.
 template <class T>
 double gc_gram_forward(const char* fn, const gc_plan& p, const gc_input<T>* in, int inputs,
-                       const geometric_consistency_options& o, geometric_consistency_saved<T>& saved,
-                       workspace ws) {
+                       const geometric_consistency_options& o,
+                       geometric_consistency_saved<T>& saved, workspace ws) {
   const index_t n = p.n, d = p.d, dd = d * d;
   arena ar(ws, gc_forward_bytes<T>(p) - workspace_alignment, fn);
   saved.grams.assign(static_cast<std::size_t>(p.grams * dd), T(0));
@@ -324,7 +326,8 @@ double gc_gram_forward(const char* fn, const gc_plan& p, const gc_input<T>* in, 
   slab[0] = saved.grams.data();
   for (index_t s = 1; s < p.slabs; ++s) {
     slab[static_cast<std::size_t>(s)] = ar.take<T>(static_cast<std::size_t>(p.grams * dd));
-    std::fill(slab[static_cast<std::size_t>(s)], slab[static_cast<std::size_t>(s)] + p.grams * dd, T(0));
+    std::fill(slab[static_cast<std::size_t>(s)], slab[static_cast<std::size_t>(s)] + p.grams * dd,
+              T(0));
   }
   const int threads = p.threads < p.slabs ? p.threads : static_cast<int>(p.slabs);
   std::vector<T*> scratch(static_cast<std::size_t>(threads));
@@ -391,7 +394,8 @@ double gc_gram_forward(const char* fn, const gc_plan& p, const gc_input<T>* in, 
     const T* au = g + dd;
     const T* cc = g + 2 * dd;  // V^T U
     const double cross = 2 * gc_frobenius(av, au, d) - 2 * gc_trace_product(cc, cc, d);
-    const double inmod = gc_frobenius(av, av, d) + gc_frobenius(au, au, d) - 2 * gc_frobenius(cc, cc, d);
+    const double inmod =
+        gc_frobenius(av, av, d) + gc_frobenius(au, au, d) - 2 * gc_frobenius(cc, cc, d);
     return inv_n * (o.cross_modal_weight * cross + o.in_modal_weight * inmod);
   }
   double f = 0;
@@ -425,17 +429,18 @@ void gc_gram_backward(const char* fn, const gc_plan& p, const gc_input<T>* in, i
   } else if (!p.augmented) {
     const double wx = o.cross_modal_weight, wi = o.in_modal_weight;
     for (int k = 0; k < 4; ++k) f[k] = ar.take<T>(static_cast<std::size_t>(dd));
-    const auto av = cm(g), au = cm(g + dd), c = cm(g + 2 * dd);  // c = V^T U
+    const auto av = cm(g), au = cm(g + dd), c = cm(g + 2 * dd);   // c = V^T U
     gc_map<T>(f[0], d, d) = (T(wx) * au + T(wi) * av);            // Mv
     gc_map<T>(f[1], d, d) = (T(wx) * c + T(wi) * c.transpose());  // Nv
     gc_map<T>(f[2], d, d) = (T(wx) * av + T(wi) * au);            // Mu
     gc_map<T>(f[3], d, d) = (T(wx) * c.transpose() + T(wi) * c);  // Nu
   } else {
     for (int pr = 0; pr < 2; ++pr) {
-      const auto a = cm(g + 3 * pr * dd), b = cm(g + (3 * pr + 1) * dd), c = cm(g + (3 * pr + 2) * dd);
+      const auto a = cm(g + 3 * pr * dd), b = cm(g + (3 * pr + 1) * dd),
+                 c = cm(g + (3 * pr + 2) * dd);
       T* const* fp = f + 4 * pr;
       for (int k = 0; k < 4; ++k) f[4 * pr + k] = ar.take<T>(static_cast<std::size_t>(dd));
-      if (p.algorithm == gc_algorithm::gram) {  // c = P^T Q
+      if (p.algorithm == gc_algorithm::gram) {       // c = P^T Q
         gc_map<T>(fp[0], d, d) = b + c.transpose();  // dX = P G1 + Q G2
         gc_map<T>(fp[1], d, d) = c + a;
         gc_map<T>(fp[2], d, d) = b - c.transpose();  // dY = P G3 + Q G4
@@ -588,8 +593,8 @@ double gc_naive_forward(const gc_plan& p, const gc_input<T>* in,
     const row_major_matrix<T> m = v * u.transpose();
     const row_major_matrix<T> k = m - m.transpose();
     const row_major_matrix<T> e = v * v.transpose() - u * u.transpose();
-    return inv_n * (o.cross_modal_weight * gc_squared_norm(k) +
-                    o.in_modal_weight * gc_squared_norm(e));
+    return inv_n *
+           (o.cross_modal_weight * gc_squared_norm(k) + o.in_modal_weight * gc_squared_norm(e));
   }
   const row_major_matrix<T> va = gc_dense(in[2].view), ua = gc_dense(in[3].view);
   const row_major_matrix<T> ev = v * v.transpose() - va * va.transpose();
@@ -597,7 +602,8 @@ double gc_naive_forward(const gc_plan& p, const gc_input<T>* in,
   double f = gc_squared_norm(ev) + gc_squared_norm(eu);
   saved.delta.assign(static_cast<std::size_t>(p.n), 0.0);
   for (index_t j = 0; j < p.n; ++j) {
-    const double dl = dot_rows(in[0].view, j, in[1].view, j) - dot_rows(in[2].view, j, in[3].view, j);
+    const double dl =
+        dot_rows(in[0].view, j, in[1].view, j) - dot_rows(in[2].view, j, in[3].view, j);
     saved.delta[static_cast<std::size_t>(j)] = dl;
     f += dl * dl;
   }
@@ -606,8 +612,9 @@ double gc_naive_forward(const gc_plan& p, const gc_input<T>* in,
 
 template <class T>
 void gc_naive_backward(const gc_plan& p, const gc_input<T>* in,
-                       const geometric_consistency_saved<T>& saved, const matrix_view<T>* const* out,
-                       const geometric_consistency_options& o, double upstream) {
+                       const geometric_consistency_saved<T>& saved,
+                       const matrix_view<T>* const* out, const geometric_consistency_options& o,
+                       double upstream) {
   const T s = static_cast<T>(4 * upstream / double(p.n));
   const row_major_matrix<T> v = gc_dense(in[0].view), u = gc_dense(in[1].view);
   if (!p.augmented) {
@@ -630,7 +637,8 @@ void gc_naive_backward(const gc_plan& p, const gc_input<T>* in,
   const double sign[4] = {1, 1, -1, -1};
   for (index_t j = 0; j < p.n; ++j) {
     const double dl = 2 * upstream / double(p.n) * saved.delta[static_cast<std::size_t>(j)];
-    for (int k = 0; k < 4; ++k) g[k].row(j) += static_cast<T>(sign[k] * dl) * xs[partner[k]]->row(j);
+    for (int k = 0; k < 4; ++k)
+      g[k].row(j) += static_cast<T>(sign[k] * dl) * xs[partner[k]]->row(j);
   }
   for (int k = 0; k < 4; ++k)
     if (out[k]) gc_store_dense(*out[k], g[k], o.accumulate);
@@ -647,7 +655,8 @@ void gc_check_inputs(const char* fn, const gc_input<T>* in, int count,
   CONTRASTIVE_CHECK(a.cols() > 0, fn, ": '", in[0].name, "' has 0 columns (D must be > 0)");
   for (int k = 1; k < count; ++k) {
     CONTRASTIVE_CHECK(in[k].view.rows() == a.rows(), fn, ": '", in[k].name, "' has ",
-                      in[k].view.rows(), " rows, expected ", a.rows(), " (rows of '", in[0].name, "')");
+                      in[k].view.rows(), " rows, expected ", a.rows(), " (rows of '", in[0].name,
+                      "')");
     CONTRASTIVE_CHECK(in[k].view.cols() == a.cols(), fn, ": '", in[k].name, "' has ",
                       in[k].view.cols(), " columns, expected ", a.cols(), " (columns of '",
                       in[0].name, "')");
@@ -693,7 +702,7 @@ void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
                     saved.augmented ? " augmented" : "", " problem, the inputs are ", n, " x ", d,
                     augmented ? " (augmented)" : "");
   CONTRASTIVE_CHECK(augmented || (saved.cross_modal_weight == o.cross_modal_weight &&
-                                   saved.in_modal_weight == o.in_modal_weight),
+                                  saved.in_modal_weight == o.in_modal_weight),
                     fn, ": 'saved' was computed with other weights (", saved.cross_modal_weight,
                     ", ", saved.in_modal_weight, ") than these (", o.cross_modal_weight, ", ",
                     o.in_modal_weight, ")");
@@ -706,8 +715,10 @@ void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
     check_matrix(fn, grad_names[k], grads[k]);
     check_shape(fn, grad_names[k], grads[k], n, d, "the shape of the inputs");
     check_writable_layout(fn, grad_names[k], grads[k]);
-    for (int j = 0; j < count; ++j) check_no_alias(fn, grad_names[k], grads[k], in[j].name, in[j].view);
-    for (int j = 0; j < k; ++j) check_no_alias(fn, grad_names[k], grads[k], grad_names[j], grads[j]);
+    for (int j = 0; j < count; ++j)
+      check_no_alias(fn, grad_names[k], grads[k], in[j].name, in[j].view);
+    for (int j = 0; j < k; ++j)
+      check_no_alias(fn, grad_names[k], grads[k], grad_names[j], grads[j]);
   }
   const matrix_view<T>* out[4] = {&grads[0], &grads[1], nullptr, nullptr};
   if (augmented) {
@@ -792,10 +803,13 @@ auto geometric_consistency_forward(const A& a, const B& b,
 /// L_GC backward: writes (or adds) upstream * dL/da and dL/db. Nothing to return: the loss has
 /// no parameters of its own.
 template <class A, class B, class T, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-geometric_consistency_parameter_gradients geometric_consistency_backward(
-    const A& a, const B& b, const geometric_consistency_saved<T>& saved, GA&& grad_a, GB&& grad_b,
-    const geometric_consistency_options& o = {}, double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+geometric_consistency_parameter_gradients
+    geometric_consistency_backward(const A& a, const B& b,
+                                   const geometric_consistency_saved<T>& saved, GA&& grad_a,
+                                   GB&& grad_b, const geometric_consistency_options& o = {},
+                                   double upstream = 1.0, workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
@@ -809,7 +823,8 @@ geometric_consistency_parameter_gradients geometric_consistency_backward(
 
 /// L_GC forward and backward in one call; returns the loss.
 template <class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto geometric_consistency_forward_backward(
     const A& a, const B& b, GA&& grad_a, GB&& grad_b, const geometric_consistency_options& o = {},
     geometric_consistency_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
@@ -840,14 +855,17 @@ auto geometric_consistency_augmented_forward(const A& a, const B& b, const AA& a
 /// L^a_GC backward: writes (or adds) upstream * the gradients for a, b, a_aug and b_aug (the
 /// last two zeroed, or left untouched with `accumulate`, when detached).
 template <class A, class B, class AA, class BA, class T, class GA, class GB, class GAA, class GBA>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>&&
-                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAA&&>&&
-                             writable_tensor<GBA&&>)
-geometric_consistency_parameter_gradients geometric_consistency_augmented_backward(
-    const A& a, const B& b, const AA& a_aug, const BA& b_aug,
-    const geometric_consistency_saved<T>& saved, GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug,
-    GBA&& grad_b_aug, const geometric_consistency_options& o = {}, double upstream = 1.0,
-    workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>&& writable_tensor<GA&&>&&
+        writable_tensor<GB&&>&& writable_tensor<GAA&&>&& writable_tensor<GBA&&>)
+geometric_consistency_parameter_gradients
+    geometric_consistency_augmented_backward(const A& a, const B& b, const AA& a_aug,
+                                             const BA& b_aug,
+                                             const geometric_consistency_saved<T>& saved,
+                                             GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug,
+                                             GBA&& grad_b_aug,
+                                             const geometric_consistency_options& o = {},
+                                             double upstream = 1.0, workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   const auto vaa = detail::input_view(a_aug);
@@ -866,9 +884,9 @@ geometric_consistency_parameter_gradients geometric_consistency_augmented_backwa
 
 /// L^a_GC forward and backward in one call; returns the loss.
 template <class A, class B, class AA, class BA, class GA, class GB, class GAA, class GBA>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>&&
-                         writable_tensor<GA&&>&& writable_tensor<GB&&>&& writable_tensor<GAA&&>&&
-                             writable_tensor<GBA&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& tensor_like<AA>&& tensor_like<BA>&& writable_tensor<GA&&>&&
+        writable_tensor<GB&&>&& writable_tensor<GAA&&>&& writable_tensor<GBA&&>)
 auto geometric_consistency_augmented_forward_backward(
     const A& a, const B& b, const AA& a_aug, const BA& b_aug, GA&& grad_a, GB&& grad_b,
     GAA&& grad_a_aug, GBA&& grad_b_aug, const geometric_consistency_options& o = {},

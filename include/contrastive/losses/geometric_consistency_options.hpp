@@ -14,10 +14,10 @@ CONTRASTIVE_NAMESPACE_BEGIN
 
 /// Which algorithm computes the geometric-consistency losses.
 enum class gc_algorithm {
-  automatic,   // gram when D < N, else naive
-  naive,       // N x N similarity matrices (test reference; O(N^2) memory)
-  gram,        // D x D Grams, cancellation-free P/Q form (three-Gram form for unequal weights)
-  gram_split   // D x D Grams, the three-Gram form (docs/geometric_consistency.md#gram-form; cross-check)
+  automatic,  // gram when D < N, else naive
+  naive,      // N x N similarity matrices (test reference; O(N^2) memory)
+  gram,       // D x D Grams, cancellation-free P/Q form (three-Gram form for unequal weights)
+  gram_split  // D x D Grams, the three-Gram form (docs/geometric_consistency.md#gram-form; cross-check)
 };
 
 /// Options of geometric consistency. From tiling_options: tile_rows is the rows per block of the
@@ -32,7 +32,7 @@ struct geometric_consistency_options : tiling_options {
   bool detach_a_aug = false;
   bool detach_b_aug = false;
   gc_algorithm algorithm = gc_algorithm::automatic;
-  bool accumulate = false;   // backward adds into the gradients instead of overwriting them
+  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
 };
 
 namespace detail {

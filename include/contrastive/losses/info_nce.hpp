@@ -28,9 +28,9 @@ CONTRASTIVE_NAMESPACE_BEGIN
 template <class T>
 struct info_nce_saved {
   T loss = 0;
-  double grad_log_scale = 0;  // dL/dtheta, theta = log(1/tau), at upstream 1
-  std::vector<T> row_lse;     // LSE_j s_ij (a -> b)
-  std::vector<T> col_lse;     // LSE_i s_ij (b -> a); empty unless symmetric
+  double grad_log_scale = 0;           // dL/dtheta, theta = log(1/tau), at upstream 1
+  std::vector<T> row_lse;              // LSE_j s_ij (a -> b)
+  std::vector<T> col_lse;              // LSE_i s_ij (b -> a); empty unless symmetric
   std::vector<index_t> row_positives;  // |P_i| with labels (else empty)
   std::vector<index_t> col_positives;
   index_t n = 0, d = 0;
@@ -116,7 +116,9 @@ inline sweep_shape info_nce_sweep(index_t n, index_t d, const info_nce_options& 
 
 template <class T>
 std::size_t info_nce_cache_bytes(index_t n, const info_nce_options& o) noexcept {
-  return o.cache_logits ? array_bytes<T>(cache_elements(o.tile_rows, o.tile_cols, false, n, n, n, n)) : 0;
+  return o.cache_logits
+             ? array_bytes<T>(cache_elements(o.tile_rows, o.tile_cols, false, n, n, n, n))
+             : 0;
 }
 
 template <class T>
@@ -133,8 +135,8 @@ template <class T>
 std::size_t info_nce_backward_bytes(index_t n, index_t d, const info_nce_options& o,
                                     std::size_t packing) {
   size_counter c;
-  const info_nce_backward_buffers<T, size_counter> sized(c, n, d, o.symmetric,
-                                                         !o.labels_a.empty(), o.label_smoothing > 0);
+  const info_nce_backward_buffers<T, size_counter> sized(c, n, d, o.symmetric, !o.labels_a.empty(),
+                                                         o.label_smoothing > 0);
   (void)sized;
   return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
          pairwise_backward_bytes<T>(info_nce_sweep(n, d, o)) + workspace_alignment;
@@ -184,8 +186,9 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
   const double eps = o.label_smoothing;
   const double lambda_d = 1.0 / o.temperature;
 
-  arena ar(ws, info_nce_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
-                   workspace_alignment,
+  arena ar(ws,
+           info_nce_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+               workspace_alignment,
            fn);
   // The cache comes first, so that the backward finds it at the same place.
   T* cache = o.cache_logits ? ar.take<T>(info_nce_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
@@ -244,7 +247,8 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
       const double lse = stats[i].lse();
       lse_out[i] = static_cast<T>(lse);
       if (labelled && positives[i] == 0) continue;  // no positive: excluded (l_i = 0)
-      const double hard = labelled ? target[i] / double(positives[i]) : lambda_d * dot_rows(x, i, y, i);
+      const double hard =
+          labelled ? target[i] / double(positives[i]) : lambda_d * dot_rows(x, i, y, i);
       const double soft = eps > 0 ? lambda_d * dot_row_vec(x, i, mean_y.data()) : 0.0;
       const double t = (1 - eps) * hard + eps * soft;
       sums.loss += lse - t;
@@ -282,21 +286,18 @@ void info_nce_check_backward(const char* fn, const matrix_view<const T>& a,
   CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
                         saved.label_smoothing == o.label_smoothing &&
                         saved.labelled == !o.labels_a.empty() && saved.reduction == o.reduction,
-                    fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
-                    ", symmetric ", saved.symmetric, ", label_smoothing ", saved.label_smoothing,
-                    ") than these (temperature ", o.temperature, ", symmetric ", o.symmetric,
-                    ", label_smoothing ", o.label_smoothing, ")");
+                    fn, ": 'saved' was computed with other options (temperature ",
+                    saved.temperature, ", symmetric ", saved.symmetric, ", label_smoothing ",
+                    saved.label_smoothing, ") than these (temperature ", o.temperature,
+                    ", symmetric ", o.symmetric, ", label_smoothing ", o.label_smoothing, ")");
   check_pair_gradients(fn, a, b, ga, gb, upstream);
 }
 
 template <class T>
-temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
-                                            const matrix_view<const T>& b_in,
-                                            const info_nce_saved<T>& saved,
-                                            const matrix_view<T>& grad_a,
-                                            const matrix_view<T>& grad_b,
-                                            const info_nce_options& o_in, double upstream,
-                                            workspace ws) {
+temperature_gradient info_nce_backward_impl(
+    const matrix_view<const T>& a_in, const matrix_view<const T>& b_in,
+    const info_nce_saved<T>& saved, const matrix_view<T>& grad_a, const matrix_view<T>& grad_b,
+    const info_nce_options& o_in, double upstream, workspace ws) {
   const char* fn = info_nce_bwd_name;
   info_nce_check_backward(fn, a_in, b_in, saved, grad_a, grad_b, o_in, upstream);
   info_nce_options o = o_in;
@@ -305,11 +306,12 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
   const bool sym = o.symmetric, labelled = saved.labelled;
   const double eps = o.label_smoothing;
   const double lambda_d = 1.0 / o.temperature;
-  const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) +
-                              packing_bytes(grad_a) + packing_bytes(grad_b);
+  const std::size_t packing =
+      packing_bytes(a_in) + packing_bytes(b_in) + packing_bytes(grad_a) + packing_bytes(grad_b);
   arena ar(ws, info_nce_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
   T* cache = o.cache_logits ? ar.take<T>(info_nce_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
-  const bool use_cache = cache != nullptr && saved.logit_cache != nullptr && saved.logit_cache == ws.data;
+  const bool use_cache =
+      cache != nullptr && saved.logit_cache != nullptr && saved.logit_cache == ws.data;
   const matrix_view<const T> a = gemm_input(a_in, ar);
   const matrix_view<const T> b = gemm_input(b_in, ar);
   const gemm_output<T> ga(grad_a, o.accumulate, ar);
@@ -326,7 +328,8 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
       valid = 0;
       for (index_t i = 0; i < n; ++i) valid += positives[i] > 0;
     }
-    const double wv = valid == 0 ? 0.0 : c * (o.reduction == loss_reduction::mean ? 1.0 / double(valid) : 1.0);
+    const double wv =
+        valid == 0 ? 0.0 : c * (o.reduction == loss_reduction::mean ? 1.0 / double(valid) : 1.0);
     for (index_t i = 0; i < n; ++i) {
       const bool ok = !labelled || positives[i] > 0;
       w[i] = static_cast<T>(ok ? wv : 0.0);
@@ -375,7 +378,8 @@ temperature_gradient info_nce_backward_impl(const matrix_view<const T>& a_in,
     }
     for (index_t i = 0; i < n; ++i) {
       for (index_t k2 = 0; k2 < d; ++k2) {
-        dA(i, k2) -= static_cast<T>(lambda_d * eps * (double(buf.row_w[i]) * mean_b[k2] + wb[k2] / double(n)));
+        dA(i, k2) -= static_cast<T>(lambda_d * eps *
+                                    (double(buf.row_w[i]) * mean_b[k2] + wb[k2] / double(n)));
         dB(i, k2) -= static_cast<T>(lambda_d * eps * (wc(i) * mean_a[k2] + wa[k2] / double(n)));
       }
     }
@@ -417,8 +421,8 @@ CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto info_nce_forward(const A& a, const B& b, const info_nce_options& o = {}, workspace ws = {}) {
   if constexpr (detail::is_device_input<A>::value) {  // cuda/info_nce.cuh; ws is the CPU's
     (void)ws;
-    return detail::device_backend_of<detail::info_nce_tag, A>::type::forward(as_view(a),
-                                                                          as_view(b), o);
+    return detail::device_backend_of<detail::info_nce_tag, A>::type::forward(as_view(a), as_view(b),
+                                                                             o);
   } else {
     const auto va = detail::input_view(a);
     const auto vb = detail::input_view(b);
@@ -431,10 +435,12 @@ auto info_nce_forward(const A& a, const B& b, const info_nce_options& o = {}, wo
 /// Backward pass: writes (or, with options.accumulate, adds) upstream * dL/da and dL/db into the
 /// caller's tensors. Returns upstream * dL/dtemperature in three parameterisations.
 template <class A, class B, class T, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-info_nce_parameter_gradients info_nce_backward(const A& a, const B& b, const info_nce_saved<T>& saved,
-                                       GA&& grad_a, GB&& grad_b, const info_nce_options& o = {},
-                                       double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+info_nce_parameter_gradients
+    info_nce_backward(const A& a, const B& b, const info_nce_saved<T>& saved, GA&& grad_a,
+                      GB&& grad_b, const info_nce_options& o = {}, double upstream = 1.0,
+                      workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
@@ -446,9 +452,10 @@ info_nce_parameter_gradients info_nce_backward(const A& a, const B& b, const inf
 /// Backward of a forward run on device views (the CUDA path; needs cuda/info_nce.cuh).
 template <class A, class B, class GA, class GB>
 info_nce_parameter_gradients info_nce_backward(const A& a, const B& b,
-                                    const cuda::info_nce_device_saved& saved,
-                                    GA&& grad_a, GB&& grad_b, const info_nce_options& o = {},
-                                    double upstream = 1.0, workspace = {}) {
+                                               const cuda::info_nce_device_saved& saved,
+                                               GA&& grad_a, GB&& grad_b,
+                                               const info_nce_options& o = {},
+                                               double upstream = 1.0, workspace = {}) {
   return detail::device_backend_of<detail::info_nce_tag, A>::type::backward(
       as_view(a), as_view(b), saved, as_view(grad_a), as_view(grad_b), o, upstream);
 }
@@ -456,7 +463,8 @@ info_nce_parameter_gradients info_nce_backward(const A& a, const B& b,
 /// Forward and backward in one call; returns the loss. The temperature gradient is written to
 /// *parameter_grads when given.
 template <class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto info_nce_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                                const info_nce_options& o = {},
                                info_nce_parameter_gradients* parameter_grads = nullptr,
@@ -470,8 +478,8 @@ auto info_nce_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
     }
   }
   const auto saved = info_nce_forward(a, b, o, ws);
-  const temperature_gradient tg =
-      info_nce_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
+  const temperature_gradient tg = info_nce_backward(a, b, saved, std::forward<GA>(grad_a),
+                                                    std::forward<GB>(grad_b), o, 1.0, ws);
   if (parameter_grads) *parameter_grads = tg;
   return saved.loss;
 }

@@ -11,9 +11,9 @@ CONTRASTIVE_NAMESPACE_BEGIN
 
 /// Options of InfoNCE / CLIP; tile_rows, tile_cols and num_threads come from tiling_options.
 struct info_nce_options : tiling_options {
-  double temperature = 0.07;  // tau > 0; logits are <a_i, b_j> / tau
-  bool symmetric = true;      // true: CLIP, the mean of the a->b and b->a losses
-  double label_smoothing = 0; // eps in [0, 1)
+  double temperature = 0.07;   // tau > 0; logits are <a_i, b_j> / tau
+  bool symmetric = true;       // true: CLIP, the mean of the a->b and b->a losses
+  double label_smoothing = 0;  // eps in [0, 1)
   // Multiple positives (SupCon style): b_j is a positive of a_i when labels_b[j] == labels_a[i].
   // Give both or neither; without labels the positive of a_i is b_i.
   vector_view<const std::int64_t> labels_a{};

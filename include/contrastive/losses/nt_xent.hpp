@@ -152,8 +152,8 @@ pairwise_problem<T> nt_xent_problem(const matrix_view<const T>* segments, const 
 
 template <class T>
 nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
-                                      const matrix_view<const T>& b_in,
-                                      const nt_xent_options& o_in, workspace ws) {
+                                      const matrix_view<const T>& b_in, const nt_xent_options& o_in,
+                                      workspace ws) {
   const char* fn = nt_xent_fwd_name;
   nt_xent_check_inputs(fn, a_in, b_in, o_in);
   nt_xent_options o = o_in;
@@ -163,8 +163,9 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   const double eps = o.label_smoothing;
   const double lambda_d = 1.0 / o.temperature;
 
-  arena ar(ws, nt_xent_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
-                   workspace_alignment,
+  arena ar(ws,
+           nt_xent_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+               workspace_alignment,
            fn);
   T* cache = o.cache_logits ? ar.take<T>(nt_xent_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
   const matrix_view<const T> seg[2] = {gemm_input(a_in, ar), gemm_input(b_in, ar)};
@@ -231,35 +232,31 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
 }
 
 template <class T>
-temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
-                                           const matrix_view<const T>& b_in,
-                                           const nt_xent_saved<T>& saved,
-                                           const matrix_view<T>& grad_a,
-                                           const matrix_view<T>& grad_b,
-                                           const nt_xent_options& o_in, double upstream,
-                                           workspace ws) {
+temperature_gradient nt_xent_backward_impl(
+    const matrix_view<const T>& a_in, const matrix_view<const T>& b_in,
+    const nt_xent_saved<T>& saved, const matrix_view<T>& grad_a, const matrix_view<T>& grad_b,
+    const nt_xent_options& o_in, double upstream, workspace ws) {
   const char* fn = nt_xent_bwd_name;
   nt_xent_check_inputs(fn, a_in, b_in, o_in);
   nt_xent_options o = o_in;
   o.cache_logits = o.cache_logits && ws.data != nullptr;
-  CONTRASTIVE_CHECK(saved.n == a_in.rows() && saved.d == a_in.cols(), fn,
-                    ": 'saved' belongs to a ", saved.n, " x ", saved.d, " batch, the inputs are ",
-                    a_in.rows(), " x ", a_in.cols());
-  CONTRASTIVE_CHECK(saved.temperature == o.temperature &&
-                        saved.label_smoothing == o.label_smoothing &&
-                        saved.labelled == !o.labels.empty() && saved.reduction == o.reduction,
-                    fn, ": 'saved' was computed with other options (temperature ",
-                    saved.temperature, ", label_smoothing ", saved.label_smoothing,
-                    ") than these (temperature ", o.temperature, ", label_smoothing ",
-                    o.label_smoothing, ")");
+  CONTRASTIVE_CHECK(saved.n == a_in.rows() && saved.d == a_in.cols(), fn, ": 'saved' belongs to a ",
+                    saved.n, " x ", saved.d, " batch, the inputs are ", a_in.rows(), " x ",
+                    a_in.cols());
+  CONTRASTIVE_CHECK(
+      saved.temperature == o.temperature && saved.label_smoothing == o.label_smoothing &&
+          saved.labelled == !o.labels.empty() && saved.reduction == o.reduction,
+      fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
+      ", label_smoothing ", saved.label_smoothing, ") than these (temperature ", o.temperature,
+      ", label_smoothing ", o.label_smoothing, ")");
   check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
 
   const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
   const bool labelled = saved.labelled;
   const double eps = o.label_smoothing;
   const double lambda_d = 1.0 / o.temperature;
-  const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) +
-                              packing_bytes(grad_a) + packing_bytes(grad_b);
+  const std::size_t packing =
+      packing_bytes(a_in) + packing_bytes(b_in) + packing_bytes(grad_a) + packing_bytes(grad_b);
   arena ar(ws, nt_xent_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
   T* cache = o.cache_logits ? ar.take<T>(nt_xent_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
   const bool use_cache = cache != nullptr && saved.logit_cache == ws.data;
@@ -290,7 +287,8 @@ temperature_gradient nt_xent_backward_impl(const matrix_view<const T>& a_in,
   // dL/dz_i gets -(w_i + w_p(i)) lambda z_p(i) (as anchor and as candidate).
   if (!labelled) {
     for (index_t i = 0; i < n; ++i) {
-      const T coef = static_cast<T>(lambda_d * (1 - eps) * (double(buf.w[i]) + double(buf.w[i + n])));
+      const T coef =
+          static_cast<T>(lambda_d * (1 - eps) * (double(buf.w[i]) + double(buf.w[i + n])));
       for (index_t c = 0; c < d; ++c) {
         dz[0](i, c) -= coef * seg[1](i, c);
         dz[1](i, c) -= coef * seg[0](i, c);
@@ -350,8 +348,8 @@ CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, workspace ws = {}) {
   if constexpr (detail::is_device_input<A>::value) {  // cuda/nt_xent.cuh; ws is the CPU's
     (void)ws;
-    return detail::device_backend_of<detail::nt_xent_tag, A>::type::forward(as_view(a),
-                                                                          as_view(b), o);
+    return detail::device_backend_of<detail::nt_xent_tag, A>::type::forward(as_view(a), as_view(b),
+                                                                            o);
   } else {
     const auto va = detail::input_view(a);
     const auto vb = detail::input_view(b);
@@ -362,10 +360,12 @@ auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, work
 }
 
 template <class A, class B, class T, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
-nt_xent_parameter_gradients nt_xent_backward(const A& a, const B& b, const nt_xent_saved<T>& saved,
-                                      GA&& grad_a, GB&& grad_b, const nt_xent_options& o = {},
-                                      double upstream = 1.0, workspace ws = {}) {
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+nt_xent_parameter_gradients
+    nt_xent_backward(const A& a, const B& b, const nt_xent_saved<T>& saved, GA&& grad_a,
+                     GB&& grad_b, const nt_xent_options& o = {}, double upstream = 1.0,
+                     workspace ws = {}) {
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   const auto ga = detail::output_view(std::forward<GA>(grad_a));
@@ -377,15 +377,16 @@ nt_xent_parameter_gradients nt_xent_backward(const A& a, const B& b, const nt_xe
 /// Backward of a forward run on device views (the CUDA path; needs cuda/nt_xent.cuh).
 template <class A, class B, class GA, class GB>
 nt_xent_parameter_gradients nt_xent_backward(const A& a, const B& b,
-                                    const cuda::nt_xent_device_saved& saved,
-                                    GA&& grad_a, GB&& grad_b, const nt_xent_options& o = {},
-                                    double upstream = 1.0, workspace = {}) {
+                                             const cuda::nt_xent_device_saved& saved, GA&& grad_a,
+                                             GB&& grad_b, const nt_xent_options& o = {},
+                                             double upstream = 1.0, workspace = {}) {
   return detail::device_backend_of<detail::nt_xent_tag, A>::type::backward(
       as_view(a), as_view(b), saved, as_view(grad_a), as_view(grad_b), o, upstream);
 }
 
 template <class A, class B, class GA, class GB>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
 auto nt_xent_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
                               const nt_xent_options& o = {},
                               nt_xent_parameter_gradients* parameter_grads = nullptr,

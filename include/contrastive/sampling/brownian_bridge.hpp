@@ -57,9 +57,9 @@ CONTRASTIVE_NAMESPACE_BEGIN
 template <class T>
 struct brownian_bridge_saved {
   index_t n = 0, d = 0;
-  index_t steps = 0;          // K for trajectories, 0 for points
-  std::vector<double> t;      // per-row t (points)
-  double sigma = 0;           // the resolved noise scale
+  index_t steps = 0;      // K for trajectories, 0 for points
+  std::vector<double> t;  // per-row t (points)
+  double sigma = 0;       // the resolved noise scale
   bool noise = true, reproject = false, given_noise = false;
   std::uint64_t seed = 0;
   std::uint32_t step = 0;
@@ -150,9 +150,12 @@ void bridge_check_noise(const char* fn, const char* name, const matrix_view<cons
 struct bridge_scratch {
   std::vector<double> data;
   index_t stride = 0;
-  double* get(int tid) noexcept { return data.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(stride); }
+  double* get(int tid) noexcept {
+    return data.data() + static_cast<std::size_t>(tid) * static_cast<std::size_t>(stride);
+  }
   bridge_scratch(int threads, index_t per_thread)
-      : data(static_cast<std::size_t>(threads) * static_cast<std::size_t>(per_thread)), stride(per_thread) {}
+      : data(static_cast<std::size_t>(threads) * static_cast<std::size_t>(per_thread)),
+        stride(per_thread) {}
 };
 
 constexpr index_t bridge_rows_per_task = 16;
@@ -161,7 +164,8 @@ template <class F>
 void bridge_for_rows(index_t n, int threads, F&& row_fn) {
   const index_t tasks = (n + bridge_rows_per_task - 1) / bridge_rows_per_task;
   parallel_for(tasks, threads, [&](index_t task, int tid) {
-    const index_t j1 = (task + 1) * bridge_rows_per_task < n ? (task + 1) * bridge_rows_per_task : n;
+    const index_t j1 =
+        (task + 1) * bridge_rows_per_task < n ? (task + 1) * bridge_rows_per_task : n;
     for (index_t j = task * bridge_rows_per_task; j < j1; ++j) row_fn(j, tid);
   });
 }
@@ -237,10 +241,12 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
   CONTRASTIVE_CHECK(saved.steps == 0 && saved.n == n && saved.d == d &&
                         saved.t.size() == static_cast<std::size_t>(n),
                     fn, ": 'saved' belongs to a ", saved.n, " x ", saved.d,
-                    saved.steps ? " trajectory" : " point", " sample, the inputs are ", n, " x ", d);
+                    saved.steps ? " trajectory" : " point", " sample, the inputs are ", n, " x ",
+                    d);
   CONTRASTIVE_CHECK(saved.given_noise == (eps != nullptr), fn,
-                    saved.given_noise ? ": 'saved' was sampled with caller noise: pass the same 'eps'"
-                                      : ": 'saved' was sampled on the Philox stream: pass no 'eps'");
+                    saved.given_noise
+                        ? ": 'saved' was sampled with caller noise: pass the same 'eps'"
+                        : ": 'saved' was sampled on the Philox stream: pass no 'eps'");
   CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
                         saved.sigma == bridge_sigma(o, d) &&
                         (eps || (saved.seed == o.seed && saved.step == o.step)),
@@ -321,7 +327,8 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
 // ---- trajectories ----
 
 /// n_k from n_{k-1} and xi_k (k = 1..K-1).
-inline void bridge_step_noise(double* nk, const double* xi, index_t d, index_t k, index_t kk) noexcept {
+inline void bridge_step_noise(double* nk, const double* xi, index_t d, index_t k,
+                              index_t kk) noexcept {
   double a, b;
   bridge_step_coefficients(k, kk, a, b);
   for (index_t i = 0; i < d; ++i) nk[i] = nk[i] * a + b * xi[i];
@@ -403,11 +410,12 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
   bridge_check_endpoints(fn, v, u, o, true);
   const index_t n = v.rows(), d = v.cols(), kk = o.steps;
   CONTRASTIVE_CHECK(saved.steps == kk && saved.n == n && saved.d == d, fn,
-                    ": 'saved' belongs to a ", saved.n, " x ", saved.d, " sample with ", saved.steps,
-                    " steps, the inputs are ", n, " x ", d, " with 'steps' = ", kk);
+                    ": 'saved' belongs to a ", saved.n, " x ", saved.d, " sample with ",
+                    saved.steps, " steps, the inputs are ", n, " x ", d, " with 'steps' = ", kk);
   CONTRASTIVE_CHECK(saved.given_noise == (xi != nullptr), fn,
-                    saved.given_noise ? ": 'saved' was sampled with caller noise: pass the same 'xi'"
-                                      : ": 'saved' was sampled on the Philox stream: pass no 'xi'");
+                    saved.given_noise
+                        ? ": 'saved' was sampled with caller noise: pass the same 'xi'"
+                        : ": 'saved' was sampled on the Philox stream: pass no 'xi'");
   CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
                         saved.sigma == bridge_sigma(o, d) &&
                         (xi || (saved.seed == o.seed && saved.step == o.step)),
@@ -446,7 +454,7 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
     double* du = dv + d;
     const index_t base = j * (kk + 1);
     for (index_t i = 0; i < d; ++i) {
-      du[i] = double(gx(base, i));  // X_0 = u
+      du[i] = double(gx(base, i));       // X_0 = u
       dv[i] = double(gx(base + kk, i));  // X_K = v
       nk[i] = 0;
     }
@@ -519,10 +527,10 @@ auto brownian_bridge_sample_with_noise(const A& a, const B& b, const E& eps, Y&&
 template <class A, class B, class T, class GY, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<GY>&& writable_tensor<GA&&>&&
                          writable_tensor<GB&&>)
-brownian_bridge_gradient brownian_bridge_sample_backward(const A& a, const B& b,
-                                                         const brownian_bridge_saved<T>& saved,
-                                                         const GY& grad_y, GA&& grad_a, GB&& grad_b,
-                                                         const brownian_bridge_options& o = {}) {
+brownian_bridge_gradient
+    brownian_bridge_sample_backward(const A& a, const B& b, const brownian_bridge_saved<T>& saved,
+                                    const GY& grad_y, GA&& grad_a, GB&& grad_b,
+                                    const brownian_bridge_options& o = {}) {
   const auto vv = detail::input_view(a);
   const auto vu = detail::input_view(b);
   const auto vg = detail::input_view(grad_y);
@@ -538,9 +546,11 @@ brownian_bridge_gradient brownian_bridge_sample_backward(const A& a, const B& b,
 template <class A, class B, class E, class T, class GY, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<E>&& tensor_like<GY>&&
                          writable_tensor<GA&&>&& writable_tensor<GB&&>)
-brownian_bridge_gradient brownian_bridge_sample_with_noise_backward(
-    const A& a, const B& b, const E& eps, const brownian_bridge_saved<T>& saved, const GY& grad_y,
-    GA&& grad_a, GB&& grad_b, const brownian_bridge_options& o = {}) {
+brownian_bridge_gradient
+    brownian_bridge_sample_with_noise_backward(const A& a, const B& b, const E& eps,
+                                               const brownian_bridge_saved<T>& saved,
+                                               const GY& grad_y, GA&& grad_a, GB&& grad_b,
+                                               const brownian_bridge_options& o = {}) {
   const auto vv = detail::input_view(a);
   const auto vu = detail::input_view(b);
   const auto ve = detail::input_view(eps);
@@ -557,7 +567,8 @@ brownian_bridge_gradient brownian_bridge_sample_with_noise_backward(
 /// from Philox stream 2.
 template <class A, class B, class X>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<X&&>)
-auto brownian_bridge_trajectory(const A& a, const B& b, X&& x, const brownian_bridge_options& o = {}) {
+auto brownian_bridge_trajectory(const A& a, const B& b, X&& x,
+                                const brownian_bridge_options& o = {}) {
   const auto vv = detail::input_view(a);
   const auto vu = detail::input_view(b);
   const auto vx = detail::output_view(std::forward<X>(x));
@@ -578,7 +589,8 @@ auto brownian_bridge_trajectory_with_noise(const A& a, const B& b, const XI& xi,
   const auto vx = detail::output_view(std::forward<X>(x));
   using T = typename decltype(vv)::value_type;
   detail::require_same_value_type<T, decltype(vu), decltype(vxi), decltype(vx)>();
-  return detail::bridge_path_forward<T>("brownian_bridge_trajectory_with_noise", vv, vu, &vxi, vx, o);
+  return detail::bridge_path_forward<T>("brownian_bridge_trajectory_with_noise", vv, vu, &vxi, vx,
+                                        o);
 }
 
 /// Backward of brownian_bridge_trajectory: given grad_x = dL/dx, writes (or adds) dL/da and
@@ -586,11 +598,11 @@ auto brownian_bridge_trajectory_with_noise(const A& a, const B& b, const XI& xi,
 template <class A, class B, class T, class GX, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<GX>&& writable_tensor<GA&&>&&
                          writable_tensor<GB&&>)
-brownian_bridge_gradient brownian_bridge_trajectory_backward(const A& a, const B& b,
-                                                             const brownian_bridge_saved<T>& saved,
-                                                             const GX& grad_x, GA&& grad_a,
-                                                             GB&& grad_b,
-                                                             const brownian_bridge_options& o = {}) {
+brownian_bridge_gradient
+    brownian_bridge_trajectory_backward(const A& a, const B& b,
+                                        const brownian_bridge_saved<T>& saved, const GX& grad_x,
+                                        GA&& grad_a, GB&& grad_b,
+                                        const brownian_bridge_options& o = {}) {
   const auto vv = detail::input_view(a);
   const auto vu = detail::input_view(b);
   const auto vg = detail::input_view(grad_x);
@@ -606,9 +618,11 @@ brownian_bridge_gradient brownian_bridge_trajectory_backward(const A& a, const B
 template <class A, class B, class XI, class T, class GX, class GA, class GB>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<XI>&& tensor_like<GX>&&
                          writable_tensor<GA&&>&& writable_tensor<GB&&>)
-brownian_bridge_gradient brownian_bridge_trajectory_with_noise_backward(
-    const A& a, const B& b, const XI& xi, const brownian_bridge_saved<T>& saved, const GX& grad_x,
-    GA&& grad_a, GB&& grad_b, const brownian_bridge_options& o = {}) {
+brownian_bridge_gradient
+    brownian_bridge_trajectory_with_noise_backward(const A& a, const B& b, const XI& xi,
+                                                   const brownian_bridge_saved<T>& saved,
+                                                   const GX& grad_x, GA&& grad_a, GB&& grad_b,
+                                                   const brownian_bridge_options& o = {}) {
   const auto vv = detail::input_view(a);
   const auto vu = detail::input_view(b);
   const auto vxi = detail::input_view(xi);

@@ -18,20 +18,21 @@
 CONTRASTIVE_NAMESPACE_BEGIN
 
 struct brownian_bridge_options {
-  double t = 0.25;            // fixed t in [0, 1] (t = 0: u, t = 1: v)
-  bool random_t = false;      // per-row t_j ~ U(t_min, t_max) on Philox stream 3
+  double t = 0.25;        // fixed t in [0, 1] (t = 0: u, t = 1: v)
+  bool random_t = false;  // per-row t_j ~ U(t_min, t_max) on Philox stream 3
   double t_min = 0.05;
   double t_max = 0.95;
-  bool noise = true;          // add sigma sqrt(t(1-t)) eps (points) / sigma n_k (paths)
-  double sigma = 0;           // noise scale >= 0; 0 (default) means 1/sqrt(D)
-  bool reproject = false;     // divide each sampled point by its norm
-  index_t steps = 8;          // K, the number of steps of a trajectory (>= 1)
-  std::uint64_t seed = 0;     // Philox key
-  std::uint32_t step = 0;     // Philox counter word 2 (e.g. the training step)
-  std::uint64_t first_id = 0; // Philox id of row j is first_id + j ...
-  vector_view<const std::int64_t> ids{};           // ... or ids[j] when given (one per row, >= 0; device memory on the GPU)
-  bool accumulate = false;    // backward adds into grad_v / grad_u instead of overwriting them
-  int num_threads = 0;        // 0: all OpenMP threads (1 without OpenMP)
+  bool noise = true;           // add sigma sqrt(t(1-t)) eps (points) / sigma n_k (paths)
+  double sigma = 0;            // noise scale >= 0; 0 (default) means 1/sqrt(D)
+  bool reproject = false;      // divide each sampled point by its norm
+  index_t steps = 8;           // K, the number of steps of a trajectory (>= 1)
+  std::uint64_t seed = 0;      // Philox key
+  std::uint32_t step = 0;      // Philox counter word 2 (e.g. the training step)
+  std::uint64_t first_id = 0;  // Philox id of row j is first_id + j ...
+  vector_view<const std::int64_t>
+      ids{};  // ... or ids[j] when given (one per row, >= 0; device memory on the GPU)
+  bool accumulate = false;  // backward adds into grad_v / grad_u instead of overwriting them
+  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP)
 };
 
 namespace detail {
@@ -46,7 +47,8 @@ CONTRASTIVE_HOST_DEVICE inline std::uint64_t bridge_id(const brownian_bridge_opt
 }
 
 /// The t of row j (unchecked options).
-CONTRASTIVE_HOST_DEVICE inline double bridge_t(const brownian_bridge_options& o, index_t j) noexcept {
+CONTRASTIVE_HOST_DEVICE inline double bridge_t(const brownian_bridge_options& o,
+                                               index_t j) noexcept {
   if (!o.random_t) return o.t;
   const philox_stream s{o.seed, bridge_id(o, j), o.step,
                         static_cast<std::uint32_t>(philox_stream_id::bridge_t)};
@@ -60,7 +62,8 @@ CONTRASTIVE_HOST_DEVICE inline philox_stream bridge_noise_stream(const brownian_
                        static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
 }
 
-CONTRASTIVE_HOST_DEVICE inline double bridge_sigma(const brownian_bridge_options& o, index_t d) noexcept {
+CONTRASTIVE_HOST_DEVICE inline double bridge_sigma(const brownian_bridge_options& o,
+                                                   index_t d) noexcept {
   return o.sigma > 0 ? o.sigma : 1.0 / ::sqrt(double(d));
 }
 
@@ -117,7 +120,8 @@ inline void bridge_check_time(const char* fn, const brownian_bridge_options& o) 
 }
 
 /// The scalar options of a bridge call: the time (points only), sigma, and steps (trajectories).
-inline void bridge_check_scalars(const char* fn, const brownian_bridge_options& o, bool trajectory) {
+inline void bridge_check_scalars(const char* fn, const brownian_bridge_options& o,
+                                 bool trajectory) {
   if (!trajectory) bridge_check_time(fn, o);
   CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
                     ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);

@@ -48,8 +48,8 @@ CONTRASTIVE_NAMESPACE_BEGIN
 /// One accepted Marsaglia-Tsang draw, kept in two factors so that tiny shapes can be handled in
 /// the log domain: g = dv * exp(log_boost) (log_boost = log(u(w3)) / alpha for alpha < 1, else 0).
 struct gamma_draw {
-  double dv = 0;           // d v^3 of the accepted attempt
-  double log_boost = 0;    // 0 when alpha >= 1
+  double dv = 0;             // d v^3 of the accepted attempt
+  double log_boost = 0;      // 0 when alpha >= 1
   std::uint32_t blocks = 0;  // Philox blocks consumed (attempts made)
 };
 
@@ -105,33 +105,35 @@ CONTRASTIVE_HOST_DEVICE inline double gamma_value(const gamma_draw& g) noexcept 
 
 /// The accepted draw of Gamma(alpha, 1) on stream s, in factored form. Unchecked: alpha must be
 /// finite and > 0.
-CONTRASTIVE_HOST_DEVICE inline gamma_draw gamma_variate(double alpha, const philox_stream& s) noexcept {
+CONTRASTIVE_HOST_DEVICE inline gamma_draw gamma_variate(double alpha,
+                                                        const philox_stream& s) noexcept {
   return detail::gamma_run(detail::gamma_setup(alpha), s);
 }
 
 /// Gamma(alpha, 1) on stream s. Unchecked (alpha finite and > 0). For alpha < 1 the boost
 /// u^(1/alpha) underflows to 0 once alpha is below about 0.0015; use gamma_log_standard there.
 /// `blocks_used`, when given, receives the number of Philox blocks consumed.
-CONTRASTIVE_HOST_DEVICE inline double gamma_standard(double alpha, const philox_stream& s,
-                                                     std::uint32_t* blocks_used = nullptr) noexcept {
+CONTRASTIVE_HOST_DEVICE inline double gamma_standard(
+    double alpha, const philox_stream& s, std::uint32_t* blocks_used = nullptr) noexcept {
   const gamma_draw g = gamma_variate(alpha, s);
   if (blocks_used) *blocks_used = g.blocks;
   return detail::gamma_value(g);
 }
 
 /// log of the same draw as gamma_standard, without underflow for tiny shapes.
-CONTRASTIVE_HOST_DEVICE inline double gamma_log_standard(double alpha, const philox_stream& s) noexcept {
+CONTRASTIVE_HOST_DEVICE inline double gamma_log_standard(double alpha,
+                                                         const philox_stream& s) noexcept {
   const gamma_draw g = gamma_variate(alpha, s);
   return ::log(g.dv) + g.log_boost;
 }
 
 /// Parameters of a family of gamma draws; the sample id selects the member.
 struct gamma_params {
-  double alpha = 1.0;         // shape, finite and > 0
-  double rate = 1.0;          // rate lambda, finite and > 0 (the draw is Gamma(alpha, 1) / rate)
-  std::uint64_t seed = 0;     // Philox key
-  std::uint32_t step = 0;     // counter word 2
-  std::uint32_t stream = 0;   // 0..15, see philox_stream_id
+  double alpha = 1.0;        // shape, finite and > 0
+  double rate = 1.0;         // rate lambda, finite and > 0 (the draw is Gamma(alpha, 1) / rate)
+  std::uint64_t seed = 0;    // Philox key
+  std::uint32_t step = 0;    // counter word 2
+  std::uint32_t stream = 0;  // 0..15, see philox_stream_id
 };
 
 namespace detail {
@@ -148,8 +150,8 @@ inline void check_gamma_params(const char* fn, const gamma_params& p) {
                     ": 'alpha' must be finite and > 0, got ", p.alpha);
   CONTRASTIVE_CHECK(p.rate > 0 && p.rate < std::numeric_limits<double>::infinity(), fn,
                     ": 'rate' must be finite and > 0, got ", p.rate);
-  CONTRASTIVE_CHECK(p.stream < 16u, fn, ": 'stream' must be in [0, 15] (4 bits of the counter), got ",
-                    p.stream);
+  CONTRASTIVE_CHECK(p.stream < 16u, fn,
+                    ": 'stream' must be in [0, 15] (4 bits of the counter), got ", p.stream);
 }
 
 template <class Out>
@@ -185,8 +187,8 @@ void fill_gamma(Out&& out, const gamma_params& p, std::uint64_t first_id = 0) {
   const auto v = detail::gamma_output_view(std::forward<Out>(out));
   using T = typename decltype(v)::value_type;
   detail::check_gamma_params("fill_gamma", p);
-  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, "fill_gamma: 'out' is a null pointer with shape ",
-                    v.rows(), " x ", v.cols());
+  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr,
+                    "fill_gamma: 'out' is a null pointer with shape ", v.rows(), " x ", v.cols());
   const detail::gamma_constants k = detail::gamma_setup(p.alpha);
   for (index_t i = 0; i < v.rows(); ++i) {
     for (index_t j = 0; j < v.cols(); ++j) {
@@ -206,9 +208,10 @@ void fill_gamma(Out&& out, const gamma_params& p, const std::int64_t* ids, index
   CONTRASTIVE_CHECK(count == v.size(), "fill_gamma: 'ids' has ", count, " entries, expected ",
                     v.size(), " (one per element of 'out', ", v.rows(), " x ", v.cols(), ")");
   CONTRASTIVE_CHECK(count == 0 || ids != nullptr, "fill_gamma: 'ids' is a null pointer");
-  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr, "fill_gamma: 'out' is a null pointer with shape ",
-                    v.rows(), " x ", v.cols());
-  for (index_t k = 0; k < count; ++k) detail::check_id_nonnegative("fill_gamma", ids[k], "position", k);
+  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr,
+                    "fill_gamma: 'out' is a null pointer with shape ", v.rows(), " x ", v.cols());
+  for (index_t k = 0; k < count; ++k)
+    detail::check_id_nonnegative("fill_gamma", ids[k], "position", k);
   const detail::gamma_constants k = detail::gamma_setup(p.alpha);
   for (index_t i = 0; i < v.rows(); ++i) {
     for (index_t j = 0; j < v.cols(); ++j) {

@@ -59,9 +59,10 @@ struct philox_stream {
   std::uint32_t stream = 0;
 
   CONTRASTIVE_HOST_DEVICE philox_block block(std::uint32_t k) const noexcept {
-    const philox_block c{{static_cast<std::uint32_t>(id), static_cast<std::uint32_t>(id >> 32), step,
-                          (stream << 28) | (k & 0x0FFFFFFFu)}};
-    return philox4x32_10(c, static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+    const philox_block c{{static_cast<std::uint32_t>(id), static_cast<std::uint32_t>(id >> 32),
+                          step, (stream << 28) | (k & 0x0FFFFFFFu)}};
+    return philox4x32_10(c, static_cast<std::uint32_t>(seed),
+                         static_cast<std::uint32_t>(seed >> 32));
   }
 
   /// The m-th standard normal of the stream: block m/2, words (0, 1) or (2, 3), Box-Muller

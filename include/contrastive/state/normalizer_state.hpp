@@ -132,7 +132,8 @@ class normalizer_state {
   /// Sets zeta (finite) and marks the entry visited.
   void set(std::int64_t id, int direction, double zeta) {
     const std::size_t k = index("normalizer_state::set", id, direction);
-    CONTRASTIVE_CHECK(std::isfinite(zeta), "normalizer_state::set: 'zeta' must be finite, got ", zeta);
+    CONTRASTIVE_CHECK(std::isfinite(zeta), "normalizer_state::set: 'zeta' must be finite, got ",
+                      zeta);
     zeta_[k] = zeta;
     visited_[k] = 1;
   }
@@ -151,7 +152,8 @@ class normalizer_state {
 
   /// EMA update of every id of a batch in one direction with its log Zhat. beta in (0, 1];
   /// ids in [0, samples()), distinct; log_zhat finite. Nothing is written unless all checks pass.
-  void update(vector_view<const std::int64_t> ids, int direction, const double* log_zhat, double beta) {
+  void update(vector_view<const std::int64_t> ids, int direction, const double* log_zhat,
+              double beta) {
     const char* fn = "normalizer_state::update";
     check_beta(fn, beta);
     check_direction(fn, direction);
@@ -201,8 +203,8 @@ class normalizer_state {
     if (std::rename(tmp.c_str(), path.c_str()) != 0) {
       const int rerr = errno;
       std::remove(tmp.c_str());
-      CONTRASTIVE_CHECK(false, fn, ": cannot rename '", tmp, "' to '", path, "': ",
-                        std::strerror(rerr));
+      CONTRASTIVE_CHECK(false, fn, ": cannot rename '", tmp, "' to '", path,
+                        "': ", std::strerror(rerr));
     }
 #if CONTRASTIVE_STATE_POSIX
     sync_directory(path);
@@ -230,7 +232,7 @@ class normalizer_state {
 
   std::int64_t samples_ = 0;
   int directions_ = 1;
-  std::vector<double> zeta_;           // direction-major: [direction * samples + id]
+  std::vector<double> zeta_;  // direction-major: [direction * samples + id]
   std::vector<std::uint8_t> visited_;
 
   static constexpr std::size_t header_bytes = 32;
@@ -240,8 +242,8 @@ class normalizer_state {
            static_cast<std::size_t>(id);
   }
   void check_direction(const char* fn, int direction) const {
-    CONTRASTIVE_CHECK(direction >= 0 && direction < directions_, fn, ": 'direction' must be in [0, ",
-                      directions_, "), got ", direction);
+    CONTRASTIVE_CHECK(direction >= 0 && direction < directions_, fn,
+                      ": 'direction' must be in [0, ", directions_, "), got ", direction);
   }
   std::size_t index(const char* fn, std::int64_t id, int direction) const {
     check_direction(fn, direction);
@@ -268,7 +270,8 @@ class normalizer_state {
   }
 
   /// Duplicate check with caller scratch of ids.size entries (holds the sorted ids afterwards).
-  static void check_distinct(const char* fn, vector_view<const std::int64_t> ids, std::int64_t* scratch) {
+  static void check_distinct(const char* fn, vector_view<const std::int64_t> ids,
+                             std::int64_t* scratch) {
     std::copy(ids.data, ids.data + ids.size, scratch);
     std::sort(scratch, scratch + ids.size);
     const std::int64_t* dup = std::adjacent_find(scratch, scratch + ids.size);
@@ -328,7 +331,8 @@ class normalizer_state {
     // Makes the rename itself durable; failure here is not an error (the data is already safe
     // from a process crash, only a power loss could undo the rename).
     const std::size_t slash = path.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+    const std::string dir =
+        slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
     const int fd = ::open(dir.c_str(), O_RDONLY);
     if (fd >= 0) {
       (void)::fsync(fd);
@@ -388,7 +392,8 @@ class normalizer_state {
     const unsigned char* z = p + header_bytes;
     if (entries > 0) {
       std::memcpy(s.zeta_.data(), z, static_cast<std::size_t>(entries) * sizeof(double));
-      std::memcpy(s.visited_.data(), z + entries * sizeof(double), static_cast<std::size_t>(entries));
+      std::memcpy(s.visited_.data(), z + entries * sizeof(double),
+                  static_cast<std::size_t>(entries));
     }
     for (std::size_t k = 0; k < s.zeta_.size(); ++k) {
       CONTRASTIVE_CHECK(s.visited_[k] <= 1, fn, ": '", path, "' is corrupted (visited flag ",

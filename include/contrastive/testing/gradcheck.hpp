@@ -49,24 +49,24 @@ struct gradcheck_options {
 
 /// One entry of a gradient comparison.
 struct gradcheck_entry {
-  index_t row = 0;          ///< Row of the entry.
-  index_t col = 0;          ///< Column of the entry.
-  double analytic = 0;      ///< The gradient under test, g_k.
-  double numeric = 0;       ///< The reference (central differences), n_k.
-  double abs_error = 0;     ///< |g_k - n_k| (infinity when either is not finite).
-  double rel_error = 0;     ///< abs_error / scale, the quantity bounded by `rtol` (with atol = 0).
+  index_t row = 0;       ///< Row of the entry.
+  index_t col = 0;       ///< Column of the entry.
+  double analytic = 0;   ///< The gradient under test, g_k.
+  double numeric = 0;    ///< The reference (central differences), n_k.
+  double abs_error = 0;  ///< |g_k - n_k| (infinity when either is not finite).
+  double rel_error = 0;  ///< abs_error / scale, the quantity bounded by `rtol` (with atol = 0).
 };
 
 /// The outcome of a gradient check: pass/fail, the error measures and the worst entries.
 struct gradcheck_result {
-  bool passed = true;             ///< Every entry is within the bound (and finite).
-  index_t rows = 0;               ///< Rows of the checked gradient.
-  index_t cols = 0;               ///< Columns of the checked gradient.
-  double scale = 1;               ///< max(scale_floor, max_k |n_k|).
-  double bound = 0;               ///< The allowed error, atol + rtol * scale.
-  double max_abs_error = 0;       ///< max_k |g_k - n_k|.
-  double max_rel_error = 0;       ///< max_abs_error / scale.
-  index_t failures = 0;           ///< Number of entries over the bound.
+  bool passed = true;                  ///< Every entry is within the bound (and finite).
+  index_t rows = 0;                    ///< Rows of the checked gradient.
+  index_t cols = 0;                    ///< Columns of the checked gradient.
+  double scale = 1;                    ///< max(scale_floor, max_k |n_k|).
+  double bound = 0;                    ///< The allowed error, atol + rtol * scale.
+  double max_abs_error = 0;            ///< max_k |g_k - n_k|.
+  double max_rel_error = 0;            ///< max_abs_error / scale.
+  index_t failures = 0;                ///< Number of entries over the bound.
   std::vector<gradcheck_entry> worst;  ///< The worst entries, largest error first.
 
   /// True when the check passed.
@@ -77,8 +77,8 @@ struct gradcheck_result {
     std::ostringstream os;
     os.precision(6);
     os << "gradcheck " << (passed ? "passed" : "FAILED") << " on " << rows << " x " << cols
-       << ": max abs error " << max_abs_error << ", max rel error " << max_rel_error
-       << " (scale " << scale << ", bound " << bound << "), " << failures
+       << ": max abs error " << max_abs_error << ", max rel error " << max_rel_error << " (scale "
+       << scale << ", bound " << bound << "), " << failures
        << (failures == 1 ? " entry" : " entries") << " over the bound";
     for (const auto& e : worst) {
       os << "\n  (" << e.row << ", " << e.col << "): analytic " << e.analytic << ", numeric "
@@ -134,8 +134,9 @@ auto writable_double_view(X& x) {
   static_assert(is_tensor_like<remove_cvref_t<X>>::value,
                 "contrastive::testing: 'x' is not a tensor: include contrastive/adapters/<lib>.hpp "
                 "or specialise contrastive::tensor_traits");
-  static_assert(is_writable_tensor<X&>::value,
-                "contrastive::testing: 'x' must be writable (it is perturbed in place and restored)");
+  static_assert(
+      is_writable_tensor<X&>::value,
+      "contrastive::testing: 'x' must be writable (it is perturbed in place and restored)");
   auto v = as_view(x);
   static_assert(std::is_same<typename decltype(v)::value_type, double>::value,
                 "contrastive::testing: finite differences need double ('x' must hold double)");
@@ -295,7 +296,8 @@ gradcheck_result gradcheck(X&& x, const G& analytic, F&& f, const gradcheck_opti
   // A copy of the gradient under test: it may be a view into memory the forward overwrites.
   std::vector<double> g(static_cast<std::size_t>(vx.rows() * vx.cols()));
   for (index_t i = 0; i < vx.rows(); ++i)
-    for (index_t j = 0; j < vx.cols(); ++j) g[static_cast<std::size_t>(i * vx.cols() + j)] = double(vg(i, j));
+    for (index_t j = 0; j < vx.cols(); ++j)
+      g[static_cast<std::size_t>(i * vx.cols() + j)] = double(vg(i, j));
   std::vector<double> n(g.size());
   detail::numeric_gradient_into(f, vx, opt, x, n.data(), vx.cols(), 1);
   return detail::compare(matrix_view<const double>(g.data(), vx.rows(), vx.cols()),

@@ -20,16 +20,16 @@
 
 #if __has_include(<ATen/ATen.h>) && __has_include(<torch/csrc/autograd/custom_function.h>)
 
-#include <torch/csrc/autograd/custom_function.h>
+#  include <torch/csrc/autograd/custom_function.h>
 
-#include <cmath>
-#include <limits>
-#include <string>
-#include <vector>
+#  include <cmath>
+#  include <limits>
+#  include <string>
+#  include <vector>
 
-#if defined(__CUDACC__)
-#  include "contrastive/torch/info_nce_cuda.cuh"
-#endif
+#  if defined(__CUDACC__)
+#    include "contrastive/torch/info_nce_cuda.cuh"
+#  endif
 
 CONTRASTIVE_NAMESPACE_BEGIN
 namespace libtorch {
@@ -64,18 +64,21 @@ inline c10::optional<at::Tensor> opt(const at::Tensor& t) {
   return t.defined() ? c10::optional<at::Tensor>(t) : c10::nullopt;
 }
 
-inline std::int64_t code(reduction r) { return r == reduction::mean ? reduction_mean : reduction_sum; }
+inline std::int64_t code(reduction r) {
+  return r == reduction::mean ? reduction_mean : reduction_sum;
+}
 
 // Device dispatch of the kernels (CPU always; CUDA when compiled by nvcc).
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> info_nce_fwd(
     const at::Tensor& a, const at::Tensor& b, const c10::optional<at::Tensor>& la,
     const c10::optional<at::Tensor>& lb, double t, double eps, bool sym, std::int64_t red) {
-#if defined(__CUDACC__)
+#  if defined(__CUDACC__)
   if (a.is_cuda()) return info_nce_forward_cuda(a, b, la, lb, t, eps, sym, red);
-#else
-  TORCH_CHECK_VALUE(!a.is_cuda(), "info_nce_forward: CUDA tensors need contrastive/torch/"
+#  else
+  TORCH_CHECK_VALUE(!a.is_cuda(),
+                    "info_nce_forward: CUDA tensors need contrastive/torch/"
                     "autograd.hpp compiled by nvcc (or the contrastive_torch ops)");
-#endif
+#  endif
   return info_nce_forward_cpu(a, b, la, lb, t, eps, sym, red);
 }
 
@@ -84,31 +87,34 @@ inline std::tuple<at::Tensor, at::Tensor> info_nce_bwd(
     const at::Tensor& col, const at::Tensor& rp, const at::Tensor& cp,
     const c10::optional<at::Tensor>& la, const c10::optional<at::Tensor>& lb, double t, double eps,
     bool sym, std::int64_t red) {
-#if defined(__CUDACC__)
-  if (a.is_cuda()) return info_nce_backward_cuda(g, a, b, row, col, rp, cp, la, lb, t, eps, sym, red);
-#endif
+#  if defined(__CUDACC__)
+  if (a.is_cuda())
+    return info_nce_backward_cuda(g, a, b, row, col, rp, cp, la, lb, t, eps, sym, red);
+#  endif
   return info_nce_backward_cpu(g, a, b, row, col, rp, cp, la, lb, t, eps, sym, red);
 }
 
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor> nt_xent_fwd(
     const at::Tensor& a, const at::Tensor& b, const c10::optional<at::Tensor>& l, double t,
     double eps, std::int64_t red) {
-#if defined(__CUDACC__)
+#  if defined(__CUDACC__)
   if (a.is_cuda()) return nt_xent_forward_cuda(a, b, l, t, eps, red);
-#else
-  TORCH_CHECK_VALUE(!a.is_cuda(), "nt_xent_forward: CUDA tensors need contrastive/torch/"
+#  else
+  TORCH_CHECK_VALUE(!a.is_cuda(),
+                    "nt_xent_forward: CUDA tensors need contrastive/torch/"
                     "autograd.hpp compiled by nvcc (or the contrastive_torch ops)");
-#endif
+#  endif
   return nt_xent_forward_cpu(a, b, l, t, eps, red);
 }
 
-inline std::tuple<at::Tensor, at::Tensor> nt_xent_bwd(
-    const at::Tensor& g, const at::Tensor& a, const at::Tensor& b, const at::Tensor& lse,
-    const at::Tensor& pos, const c10::optional<at::Tensor>& l, double t, double eps,
-    std::int64_t red) {
-#if defined(__CUDACC__)
+inline std::tuple<at::Tensor, at::Tensor> nt_xent_bwd(const at::Tensor& g, const at::Tensor& a,
+                                                      const at::Tensor& b, const at::Tensor& lse,
+                                                      const at::Tensor& pos,
+                                                      const c10::optional<at::Tensor>& l, double t,
+                                                      double eps, std::int64_t red) {
+#  if defined(__CUDACC__)
   if (a.is_cuda()) return nt_xent_backward_cuda(g, a, b, lse, pos, l, t, eps, red);
-#endif
+#  endif
   return nt_xent_backward_cpu(g, a, b, lse, pos, l, t, eps, red);
 }
 
@@ -134,8 +140,8 @@ class InfoNCEFunction : public ::torch::autograd::Function<InfoNCEFunction> {
                             double label_smoothing, bool symmetric, std::int64_t reduction_arg) {
     auto out = detail::info_nce_fwd(a, b, labels_a, labels_b, temperature, label_smoothing,
                                     symmetric, reduction_arg);
-    ctx->save_for_backward({a, b, std::get<1>(out), std::get<2>(out), std::get<3>(out),
-                            std::get<4>(out)});
+    ctx->save_for_backward(
+        {a, b, std::get<1>(out), std::get<2>(out), std::get<3>(out), std::get<4>(out)});
     ctx->saved_data["labels_a"] = labels_a;  // no gradient: kept as values
     ctx->saved_data["labels_b"] = labels_b;
     ctx->saved_data["temperature"] = temperature;
@@ -148,15 +154,14 @@ class InfoNCEFunction : public ::torch::autograd::Function<InfoNCEFunction> {
   static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
                                                    ::torch::autograd::variable_list grads) {
     const auto s = ctx->get_saved_variables();
-    auto g = detail::info_nce_bwd(grads[0], s[0], s[1], s[2], s[3], s[4], s[5],
-                                  ctx->saved_data["labels_a"].toOptional<at::Tensor>(),
-                                  ctx->saved_data["labels_b"].toOptional<at::Tensor>(),
-                                  ctx->saved_data["temperature"].toDouble(),
-                                  ctx->saved_data["label_smoothing"].toDouble(),
-                                  ctx->saved_data["symmetric"].toBool(),
-                                  ctx->saved_data["reduction"].toInt());
-    return {std::get<0>(g), std::get<1>(g), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor()};
+    auto g = detail::info_nce_bwd(
+        grads[0], s[0], s[1], s[2], s[3], s[4], s[5],
+        ctx->saved_data["labels_a"].toOptional<at::Tensor>(),
+        ctx->saved_data["labels_b"].toOptional<at::Tensor>(),
+        ctx->saved_data["temperature"].toDouble(), ctx->saved_data["label_smoothing"].toDouble(),
+        ctx->saved_data["symmetric"].toBool(), ctx->saved_data["reduction"].toInt());
+    return {std::get<0>(g), std::get<1>(g), at::Tensor(), at::Tensor(),
+            at::Tensor(),   at::Tensor(),   at::Tensor(), at::Tensor()};
   }
 };
 
@@ -165,8 +170,8 @@ class NTXentFunction : public ::torch::autograd::Function<NTXentFunction> {
  public:
   static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& a,
                             const at::Tensor& b, const c10::optional<at::Tensor>& labels,
-                            double temperature,
-                            double label_smoothing, std::int64_t reduction_arg) {
+                            double temperature, double label_smoothing,
+                            std::int64_t reduction_arg) {
     auto out = detail::nt_xent_fwd(a, b, labels, temperature, label_smoothing, reduction_arg);
     ctx->save_for_backward({a, b, std::get<1>(out), std::get<2>(out)});
     ctx->saved_data["labels"] = labels;
@@ -179,11 +184,10 @@ class NTXentFunction : public ::torch::autograd::Function<NTXentFunction> {
   static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
                                                    ::torch::autograd::variable_list grads) {
     const auto s = ctx->get_saved_variables();
-    auto g = detail::nt_xent_bwd(grads[0], s[0], s[1], s[2], s[3],
-                                 ctx->saved_data["labels"].toOptional<at::Tensor>(),
-                                 ctx->saved_data["temperature"].toDouble(),
-                                 ctx->saved_data["label_smoothing"].toDouble(),
-                                 ctx->saved_data["reduction"].toInt());
+    auto g = detail::nt_xent_bwd(
+        grads[0], s[0], s[1], s[2], s[3], ctx->saved_data["labels"].toOptional<at::Tensor>(),
+        ctx->saved_data["temperature"].toDouble(), ctx->saved_data["label_smoothing"].toDouble(),
+        ctx->saved_data["reduction"].toInt());
     return {std::get<0>(g), std::get<1>(g), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -197,10 +201,11 @@ inline at::Tensor info_nce_loss(const at::Tensor& a, const at::Tensor& b,
   check_matrix(fn, "a", a);
   if (logit_scale.defined())
     return InfoNCEFunction::apply(detail::scale_input(fn, a, logit_scale, false), b,
-                                  detail::opt(o.labels_a), detail::opt(o.labels_b), 1.0, o.label_smoothing, o.symmetric,
-                                  detail::code(o.reduce));
-  return InfoNCEFunction::apply(a, b, detail::opt(o.labels_a), detail::opt(o.labels_b), o.temperature, o.label_smoothing,
-                                o.symmetric, detail::code(o.reduce));
+                                  detail::opt(o.labels_a), detail::opt(o.labels_b), 1.0,
+                                  o.label_smoothing, o.symmetric, detail::code(o.reduce));
+  return InfoNCEFunction::apply(a, b, detail::opt(o.labels_a), detail::opt(o.labels_b),
+                                o.temperature, o.label_smoothing, o.symmetric,
+                                detail::code(o.reduce));
 }
 
 /// The CLIP loss of open_clip's ClipLoss: mean of the image->text and text->image
@@ -227,12 +232,12 @@ inline at::Tensor nt_xent_loss(const at::Tensor& a, const at::Tensor& b,
   check_matrix(fn, "b", b);
   if (logit_scale.defined())
     return NTXentFunction::apply(detail::scale_input(fn, a, logit_scale, true),
-                                 detail::scale_input(fn, b, logit_scale, true), detail::opt(o.labels), 1.0,
-                                 o.label_smoothing, detail::code(o.reduce));
+                                 detail::scale_input(fn, b, logit_scale, true),
+                                 detail::opt(o.labels), 1.0, o.label_smoothing,
+                                 detail::code(o.reduce));
   return NTXentFunction::apply(a, b, detail::opt(o.labels), o.temperature, o.label_smoothing,
                                detail::code(o.reduce));
 }
-
 
 // ---- Regularisers and the gamma loss -------------------------------------------------------------
 
@@ -271,10 +276,9 @@ class FeatureSeparationFunction : public ::torch::autograd::Function<FeatureSepa
                             const at::Tensor& b, const at::Tensor& a_ind, const at::Tensor& b_ind,
                             const at::Tensor& a_ind_aug, const at::Tensor& b_ind_aug,
                             const feature_separation_loss_options& o, bool with_grad) {
-    auto r = feature_separation_forward_cpu(a, b, a_ind, b_ind, a_ind_aug, b_ind_aug,
-                                            o.orthogonality_weight, o.contrastive_weight,
-                                            o.uniformity_weight, o.temperature, o.uniformity_t,
-                                            o.wang_isola, with_grad);
+    auto r = feature_separation_forward_cpu(
+        a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, o.orthogonality_weight, o.contrastive_weight,
+        o.uniformity_weight, o.temperature, o.uniformity_t, o.wang_isola, with_grad);
     ctx->save_for_backward({std::get<1>(r), std::get<2>(r), std::get<3>(r), std::get<4>(r),
                             std::get<5>(r), std::get<6>(r)});
     return std::get<0>(r);
@@ -309,9 +313,9 @@ class BrownianBridgeLossFunction : public ::torch::autograd::Function<BrownianBr
   static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& a,
                             const at::Tensor& b, const at::Tensor& a_aug,
                             const brownian_bridge_loss_options_t& o, bool with_grad) {
-    auto r = brownian_bridge_loss_forward_cpu(a, b, a_aug, o.t, o.random_t, o.t_min, o.t_max, o.seed,
-                                              o.step, o.first_id, detail::opt(o.ids), o.nll_weight,
-                                              o.detach_a_aug, with_grad);
+    auto r = brownian_bridge_loss_forward_cpu(a, b, a_aug, o.t, o.random_t, o.t_min, o.t_max,
+                                              o.seed, o.step, o.first_id, detail::opt(o.ids),
+                                              o.nll_weight, o.detach_a_aug, with_grad);
     ctx->save_for_backward({std::get<1>(r), std::get<2>(r), std::get<3>(r)});
     return std::get<0>(r);
   }
@@ -321,7 +325,8 @@ class BrownianBridgeLossFunction : public ::torch::autograd::Function<BrownianBr
   }
 };
 
-inline at::Tensor brownian_bridge_loss(const at::Tensor& a, const at::Tensor& b, const at::Tensor& a_aug,
+inline at::Tensor brownian_bridge_loss(const at::Tensor& a, const at::Tensor& b,
+                                       const at::Tensor& a_aug,
                                        const brownian_bridge_loss_options_t& o = {}) {
   return BrownianBridgeLossFunction::apply(a, b, a_aug, o, detail::wants_grad({&a, &b, &a_aug}));
 }
@@ -340,7 +345,8 @@ struct brownian_bridge_sample_options {
 };
 
 /// Bridge samples, differentiable in a and b (the noise is held fixed).
-class BrownianBridgeSampleFunction : public ::torch::autograd::Function<BrownianBridgeSampleFunction> {
+class BrownianBridgeSampleFunction
+    : public ::torch::autograd::Function<BrownianBridgeSampleFunction> {
  public:
   static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& a,
                             const at::Tensor& b, const brownian_bridge_sample_options& o) {
@@ -387,14 +393,15 @@ struct geometric_consistency_loss_options {
 };
 
 /// L_GC (fused).
-class GeometricConsistencyFunction : public ::torch::autograd::Function<GeometricConsistencyFunction> {
+class GeometricConsistencyFunction
+    : public ::torch::autograd::Function<GeometricConsistencyFunction> {
  public:
   static at::Tensor forward(::torch::autograd::AutogradContext* ctx, const at::Tensor& a,
                             const at::Tensor& b, const geometric_consistency_loss_options& o,
                             bool with_grad) {
-    auto r = geometric_consistency_forward_cpu(a, b, c10::nullopt, c10::nullopt, o.cross_modal_weight,
-                                               o.in_modal_weight, o.detach_a_aug, o.detach_b_aug,
-                                               with_grad);
+    auto r = geometric_consistency_forward_cpu(a, b, c10::nullopt, c10::nullopt,
+                                               o.cross_modal_weight, o.in_modal_weight,
+                                               o.detach_a_aug, o.detach_b_aug, with_grad);
     ctx->save_for_backward({std::get<1>(r), std::get<2>(r)});
     return std::get<0>(r);
   }
@@ -464,11 +471,11 @@ class GammaNCEFunction : public ::torch::autograd::Function<GammaNCEFunction> {
                             const at::Tensor& b, const c10::optional<at::Tensor>& ids,
                             gamma_state* state, const gamma_nce_loss_options& o) {
     const std::int64_t source = state ? 0 : 1;  // state, else same batch
-    auto r = gamma_nce_forward_cpu(a, b, *ids, state ? c10::optional<at::Tensor>(state->zeta) : c10::nullopt,
-                                   state ? c10::optional<at::Tensor>(state->visited) : c10::nullopt,
-                                   o.temperature, o.symmetric, o.alpha, o.beta, o.seed, o.step, source,
-                                   o.sample_then_update, o.positive_in_normaliser, c10::nullopt,
-                                   c10::nullopt, detail::code(o.reduce));
+    auto r = gamma_nce_forward_cpu(
+        a, b, *ids, state ? c10::optional<at::Tensor>(state->zeta) : c10::nullopt,
+        state ? c10::optional<at::Tensor>(state->visited) : c10::nullopt, o.temperature,
+        o.symmetric, o.alpha, o.beta, o.seed, o.step, source, o.sample_then_update,
+        o.positive_in_normaliser, c10::nullopt, c10::nullopt, detail::code(o.reduce));
     if (state) {  // write the batch's updated entries back
       const at::Tensor nz = std::get<7>(r);
       const at::Tensor id = ids->to(at::kLong);
@@ -489,11 +496,10 @@ class GammaNCEFunction : public ::torch::autograd::Function<GammaNCEFunction> {
   static ::torch::autograd::variable_list backward(::torch::autograd::AutogradContext* ctx,
                                                    ::torch::autograd::variable_list grads) {
     const auto s = ctx->get_saved_variables();
-    auto g = gamma_nce_backward_cpu(grads[0], s[0], s[1], s[2], s[3], s[4], s[5],
-                                    ctx->saved_data["temperature"].toDouble(),
-                                    ctx->saved_data["symmetric"].toBool(),
-                                    ctx->saved_data["pin"].toBool(),
-                                    ctx->saved_data["reduction"].toInt());
+    auto g = gamma_nce_backward_cpu(
+        grads[0], s[0], s[1], s[2], s[3], s[4], s[5], ctx->saved_data["temperature"].toDouble(),
+        ctx->saved_data["symmetric"].toBool(), ctx->saved_data["pin"].toBool(),
+        ctx->saved_data["reduction"].toInt());
     return {std::get<0>(g), std::get<1>(g), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };

@@ -6,20 +6,20 @@
 
 #if __has_include(<ATen/ATen.h>)
 
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <c10/util/Exception.h>
-#include <c10/util/Optional.h>
+#  include <ATen/ATen.h>
+#  include <ATen/Parallel.h>
+#  include <c10/util/Exception.h>
+#  include <c10/util/Optional.h>
 
-#include <cstdint>
-#include <string>
-#include <utility>
-#include <vector>
+#  include <cstdint>
+#  include <string>
+#  include <utility>
+#  include <vector>
 
-#include "contrastive/adapters/torch.hpp"
-#include "contrastive/core/config.hpp"
-#include "contrastive/core/error.hpp"
-#include "contrastive/core/loss_types.hpp"
+#  include "contrastive/adapters/torch.hpp"
+#  include "contrastive/core/config.hpp"
+#  include "contrastive/core/error.hpp"
+#  include "contrastive/core/loss_types.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
 namespace libtorch {
@@ -62,9 +62,8 @@ inline void check_matrix(const char* fn, const char* name, const at::Tensor& x) 
 /// Checks that every tensor is on the device of `first` (all CPU, or one CUDA device).
 inline void check_same_device(const char* fn, const at::Tensor& first, const char* first_name,
                               const at::Tensor& x, const char* name) {
-  TORCH_CHECK_VALUE(x.device() == first.device(), fn, ": '", name, "' is on ", x.device(),
-                    " but '", first_name, "' is on ", first.device(),
-                    " (all inputs must be on one device)");
+  TORCH_CHECK_VALUE(x.device() == first.device(), fn, ": '", name, "' is on ", x.device(), " but '",
+                    first_name, "' is on ", first.device(), " (all inputs must be on one device)");
 }
 
 inline void check_same_dtype(const char* fn, const at::Tensor& first, const char* first_name,
@@ -101,7 +100,8 @@ inline at::Tensor cast_back(const at::Tensor& g, at::ScalarType t) {
 }
 
 /// Integer labels (one per row) as contiguous int64 CPU memory; an undefined result when absent.
-inline at::Tensor labels_int64(const char* fn, const char* name, const c10::optional<at::Tensor>& l) {
+inline at::Tensor labels_int64(const char* fn, const char* name,
+                               const c10::optional<at::Tensor>& l) {
   if (!l.has_value() || !l->defined()) return {};
   const at::Tensor& x = *l;
   TORCH_CHECK_VALUE(x.dim() == 1, fn, ": '", name, "' must be 1-D (one label per row), got ",

@@ -23,10 +23,10 @@
 
 #if __has_include(<ATen/ATen.h>)
 
-#include <tuple>
+#  include <tuple>
 
-#include "contrastive/losses/info_nce.hpp"
-#include "contrastive/losses/nt_xent.hpp"
+#  include "contrastive/losses/info_nce.hpp"
+#  include "contrastive/losses/nt_xent.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
 namespace libtorch {
@@ -41,8 +41,8 @@ inline void check_pair(const char* fn, const at::Tensor& a, const at::Tensor& b)
 }
 
 inline info_nce_options info_nce_opts(const char* fn, double temperature, double label_smoothing,
-                                      bool symmetric, std::int64_t reduction,
-                                      const at::Tensor& la, const at::Tensor& lb) {
+                                      bool symmetric, std::int64_t reduction, const at::Tensor& la,
+                                      const at::Tensor& lb) {
   info_nce_options o;
   o.temperature = temperature;
   o.label_smoothing = label_smoothing;
@@ -74,10 +74,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> info_nce_
     return ::contrastive::info_nce_forward(torch_matrix<const T>(a), torch_matrix<const T>(b), o);
   });
   const at::ScalarType st = c10::CppTypeToScalarType<T>::value;
-  return std::make_tuple(at::scalar_tensor(static_cast<double>(s.loss), at::TensorOptions().dtype(st)),
-                         vector_to_tensor(s.row_lse, st), vector_to_tensor(s.col_lse, st),
-                         vector_to_tensor(s.row_positives, at::kLong),
-                         vector_to_tensor(s.col_positives, at::kLong));
+  return std::make_tuple(
+      at::scalar_tensor(static_cast<double>(s.loss), at::TensorOptions().dtype(st)),
+      vector_to_tensor(s.row_lse, st), vector_to_tensor(s.col_lse, st),
+      vector_to_tensor(s.row_positives, at::kLong), vector_to_tensor(s.col_positives, at::kLong));
 }
 
 template <class T>
@@ -122,8 +122,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> nt_xent_forward_typed(const at::T
     return ::contrastive::nt_xent_forward(torch_matrix<const T>(a), torch_matrix<const T>(b), o);
   });
   const at::ScalarType st = c10::CppTypeToScalarType<T>::value;
-  return std::make_tuple(at::scalar_tensor(static_cast<double>(s.loss), at::TensorOptions().dtype(st)),
-                         vector_to_tensor(s.lse, st), vector_to_tensor(s.positives, at::kLong));
+  return std::make_tuple(
+      at::scalar_tensor(static_cast<double>(s.loss), at::TensorOptions().dtype(st)),
+      vector_to_tensor(s.lse, st), vector_to_tensor(s.positives, at::kLong));
 }
 
 template <class T>
@@ -195,9 +196,10 @@ inline std::tuple<at::Tensor, at::Tensor> info_nce_backward_cpu(
   const double up = detail::upstream_value(fn, grad);
   const at::Tensor ca = cpu_compute(a), cb = cpu_compute(b);
   std::tuple<at::Tensor, at::Tensor> g =
-      ca.scalar_type() == at::kDouble
-          ? detail::info_nce_backward_typed<double>(up, ca, cb, row_lse, col_lse, row_pos, col_pos, o)
-          : detail::info_nce_backward_typed<float>(up, ca, cb, row_lse, col_lse, row_pos, col_pos, o);
+      ca.scalar_type() == at::kDouble ? detail::info_nce_backward_typed<double>(
+                                            up, ca, cb, row_lse, col_lse, row_pos, col_pos, o)
+                                      : detail::info_nce_backward_typed<float>(
+                                            up, ca, cb, row_lse, col_lse, row_pos, col_pos, o);
   return std::make_tuple(cast_back(std::get<0>(g), a.scalar_type()),
                          cast_back(std::get<1>(g), b.scalar_type()));
 }
@@ -229,8 +231,9 @@ inline std::tuple<at::Tensor, at::Tensor> nt_xent_backward_cpu(
   const double up = detail::upstream_value(fn, grad);
   const at::Tensor ca = cpu_compute(a), cb = cpu_compute(b);
   std::tuple<at::Tensor, at::Tensor> g =
-      ca.scalar_type() == at::kDouble ? detail::nt_xent_backward_typed<double>(up, ca, cb, lse, pos, o)
-                                      : detail::nt_xent_backward_typed<float>(up, ca, cb, lse, pos, o);
+      ca.scalar_type() == at::kDouble
+          ? detail::nt_xent_backward_typed<double>(up, ca, cb, lse, pos, o)
+          : detail::nt_xent_backward_typed<float>(up, ca, cb, lse, pos, o);
   return std::make_tuple(cast_back(std::get<0>(g), a.scalar_type()),
                          cast_back(std::get<1>(g), b.scalar_type()));
 }

@@ -34,9 +34,15 @@ namespace cuda_detail {
 template <class F>
 void dispatch_cuda_type(const char* fn, at::ScalarType t, F&& f) {
   switch (t) {
-    case at::kFloat: f(float{}); break;
-    case at::kHalf: f(__half{}); break;
-    case at::kBFloat16: f(__nv_bfloat16{}); break;
+    case at::kFloat:
+      f(float{});
+      break;
+    case at::kHalf:
+      f(__half{});
+      break;
+    case at::kBFloat16:
+      f(__nv_bfloat16{});
+      break;
     default:
       TORCH_CHECK_VALUE(false, fn, ": dtype ", c10::toString(t),
                         " is not supported on CUDA (float32, float16, bfloat16)");
@@ -172,8 +178,8 @@ inline std::tuple<at::Tensor, at::Tensor> info_nce_backward_cuda(
     const cuda::math_mode m = cuda_detail::math_for<T>();
     const auto vrow = cuda_detail::const_stats_view(row);
     const auto vcol = symmetric ? cuda_detail::const_stats_view(col) : cuda::device_const_stats{};
-    const std::string problem = cuda::detail::info_nce_backward_problem<T>(
-        fn, va, vb, vrow, vcol, vga, vgb, o, 1.0, m);
+    const std::string problem =
+        cuda::detail::info_nce_backward_problem<T>(fn, va, vb, vrow, vcol, vga, vgb, o, 1.0, m);
     TORCH_CHECK_VALUE(problem.empty(), problem);
     const std::size_t bytes = cuda::info_nce_workspace_bytes<T>(a.size(0), a.size(1), o, m);
     at::Tensor ws = cuda_detail::workspace_tensor(bytes, a);
@@ -214,18 +220,19 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor> nt_xent_forward_cuda(
     TORCH_CHECK_VALUE(problem.empty(), problem);
     const std::size_t bytes = cuda::nt_xent_workspace_bytes<T>(n, a.size(1), o, m);
     at::Tensor ws = cuda_detail::workspace_tensor(bytes, a);
-    const cudaError_t st = cuda::nt_xent_forward_async<T>(va, vb, cuda_detail::stats_view(lse),
-                                                          loss64.data_ptr<double>(), o,
-                                                          workspace{ws.data_ptr(), bytes}, stream, m);
+    const cudaError_t st = cuda::nt_xent_forward_async<T>(
+        va, vb, cuda_detail::stats_view(lse), loss64.data_ptr<double>(), o,
+        workspace{ws.data_ptr(), bytes}, stream, m);
     cuda_detail::check_status(fn, {}, st);
   });
   return std::make_tuple(loss64.to(at::kFloat), lse, at::empty({0}, a.options().dtype(at::kLong)));
 }
 
 inline std::tuple<at::Tensor, at::Tensor> nt_xent_backward_cuda(
-    const at::Tensor& grad, const at::Tensor& a_in, const at::Tensor& b_in, const at::Tensor& lse_in,
-    const at::Tensor& /*positives*/, const c10::optional<at::Tensor>& labels, double temperature,
-    double label_smoothing, std::int64_t reduction) {
+    const at::Tensor& grad, const at::Tensor& a_in, const at::Tensor& b_in,
+    const at::Tensor& lse_in, const at::Tensor& /*positives*/,
+    const c10::optional<at::Tensor>& labels, double temperature, double label_smoothing,
+    std::int64_t reduction) {
   const char* fn = "nt_xent_backward";
   cuda_detail::check_pair_cuda(fn, a_in, b_in);
   cuda_detail::check_no_labels(fn, labels);

@@ -24,17 +24,17 @@
 
 #if __has_include(<ATen/ATen.h>)
 
-#include <cmath>
-#include <limits>
-#include <tuple>
-#include <vector>
+#  include <cmath>
+#  include <limits>
+#  include <tuple>
+#  include <vector>
 
-#include "contrastive/losses/brownian_bridge.hpp"
-#include "contrastive/losses/feature_separation.hpp"
-#include "contrastive/losses/gamma_nce.hpp"
-#include "contrastive/losses/geometric_consistency.hpp"
-#include "contrastive/sampling/brownian_bridge.hpp"
-#include "contrastive/state/normalizer_state.hpp"
+#  include "contrastive/losses/brownian_bridge.hpp"
+#  include "contrastive/losses/feature_separation.hpp"
+#  include "contrastive/losses/gamma_nce.hpp"
+#  include "contrastive/losses/geometric_consistency.hpp"
+#  include "contrastive/sampling/brownian_bridge.hpp"
+#  include "contrastive/state/normalizer_state.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
 namespace libtorch {
@@ -47,7 +47,8 @@ template <class T>
 using out_t = torch_matrix<T>;
 
 /// Checks the inputs of a multi-input loss (2-D, one dtype, all on the CPU).
-inline void check_inputs_cpu(const char* fn, std::initializer_list<std::pair<const char*, const at::Tensor*>> in) {
+inline void check_inputs_cpu(const char* fn,
+                             std::initializer_list<std::pair<const char*, const at::Tensor*>> in) {
   const at::Tensor* first = nullptr;
   const char* first_name = nullptr;
   for (const auto& p : in) {
@@ -71,7 +72,8 @@ inline at::Tensor loss_tensor(double v, at::ScalarType t) {
   return at::scalar_tensor(v, at::TensorOptions().dtype(t));
 }
 
-inline std::vector<at::Tensor> cast_grads_back(std::vector<at::Tensor> g, const std::vector<at::ScalarType>& t) {
+inline std::vector<at::Tensor> cast_grads_back(std::vector<at::Tensor> g,
+                                               const std::vector<at::ScalarType>& t) {
   for (std::size_t i = 0; i < g.size(); ++i) g[i] = cast_back(g[i], t[i]);  // empty ones too
   return g;
 }
@@ -82,12 +84,14 @@ template <class T>
 double lib_feature_separation(const std::vector<at::Tensor>& x, std::vector<at::Tensor>& g,
                               const feature_separation_options& o, bool with_grad) {
   if (!with_grad)
-    return double(::contrastive::feature_separation_forward(in_t<T>(x[0]), in_t<T>(x[1]), in_t<T>(x[2]),
-                                                            in_t<T>(x[3]), in_t<T>(x[4]), in_t<T>(x[5]), o)
+    return double(::contrastive::feature_separation_forward(in_t<T>(x[0]), in_t<T>(x[1]),
+                                                            in_t<T>(x[2]), in_t<T>(x[3]),
+                                                            in_t<T>(x[4]), in_t<T>(x[5]), o)
                       .loss);
   return double(::contrastive::feature_separation_forward_backward(
       in_t<T>(x[0]), in_t<T>(x[1]), in_t<T>(x[2]), in_t<T>(x[3]), in_t<T>(x[4]), in_t<T>(x[5]),
-      out_t<T>(g[0]), out_t<T>(g[1]), out_t<T>(g[2]), out_t<T>(g[3]), out_t<T>(g[4]), out_t<T>(g[5]), o));
+      out_t<T>(g[0]), out_t<T>(g[1]), out_t<T>(g[2]), out_t<T>(g[3]), out_t<T>(g[4]),
+      out_t<T>(g[5]), o));
 }
 
 // ---- Library calls: Brownian bridge loss and sampler -------------------------------------------
@@ -96,16 +100,19 @@ template <class T>
 double lib_bridge_loss(const std::vector<at::Tensor>& x, std::vector<at::Tensor>& g,
                        const brownian_bridge_loss_options& o, bool with_grad) {
   if (!with_grad)
-    return double(::contrastive::brownian_bridge_loss_forward(in_t<T>(x[0]), in_t<T>(x[1]), in_t<T>(x[2]), o).loss);
+    return double(
+        ::contrastive::brownian_bridge_loss_forward(in_t<T>(x[0]), in_t<T>(x[1]), in_t<T>(x[2]), o)
+            .loss);
   return double(::contrastive::brownian_bridge_loss_forward_backward(
-      in_t<T>(x[0]), in_t<T>(x[1]), in_t<T>(x[2]), out_t<T>(g[0]), out_t<T>(g[1]), out_t<T>(g[2]), o));
+      in_t<T>(x[0]), in_t<T>(x[1]), in_t<T>(x[2]), out_t<T>(g[0]), out_t<T>(g[1]), out_t<T>(g[2]),
+      o));
 }
 
 /// Samples into y; with `grad_y` defined, also runs the backward into ga, gb.
 template <class T>
 void lib_bridge_sample(const at::Tensor& a, const at::Tensor& b, const at::Tensor& noise, bool path,
-                       const at::Tensor& y, const brownian_bridge_options& o, const at::Tensor& grad_y,
-                       const at::Tensor& ga, const at::Tensor& gb) {
+                       const at::Tensor& y, const brownian_bridge_options& o,
+                       const at::Tensor& grad_y, const at::Tensor& ga, const at::Tensor& gb) {
   const in_t<T> va(a), vb(b);
   if (!path) {
     if (noise.defined()) {
@@ -123,10 +130,11 @@ void lib_bridge_sample(const at::Tensor& a, const at::Tensor& b, const at::Tenso
   } else {
     if (noise.defined()) {
       const in_t<T> vxi(noise);
-      const auto s = ::contrastive::brownian_bridge_trajectory_with_noise(va, vb, vxi, out_t<T>(y), o);
+      const auto s =
+          ::contrastive::brownian_bridge_trajectory_with_noise(va, vb, vxi, out_t<T>(y), o);
       if (grad_y.defined())
-        ::contrastive::brownian_bridge_trajectory_with_noise_backward(va, vb, vxi, s, in_t<T>(grad_y),
-                                                                      out_t<T>(ga), out_t<T>(gb), o);
+        ::contrastive::brownian_bridge_trajectory_with_noise_backward(
+            va, vb, vxi, s, in_t<T>(grad_y), out_t<T>(ga), out_t<T>(gb), o);
     } else {
       const auto s = ::contrastive::brownian_bridge_trajectory(va, vb, out_t<T>(y), o);
       if (grad_y.defined())
@@ -143,7 +151,8 @@ double lib_geometric_consistency(const std::vector<at::Tensor>& x, std::vector<a
                                  const geometric_consistency_options& o, bool with_grad) {
   if (x.size() == 2) {
     if (!with_grad)
-      return double(::contrastive::geometric_consistency_forward(in_t<T>(x[0]), in_t<T>(x[1]), o).loss);
+      return double(
+          ::contrastive::geometric_consistency_forward(in_t<T>(x[0]), in_t<T>(x[1]), o).loss);
     return double(::contrastive::geometric_consistency_forward_backward(
         in_t<T>(x[0]), in_t<T>(x[1]), out_t<T>(g[0]), out_t<T>(g[1]), o));
   }
@@ -188,7 +197,8 @@ gamma_forward_out lib_gamma_forward(const at::Tensor& a, const at::Tensor& b, co
     new_zeta = at::empty({dirs, ids.numel()}, at::TensorOptions().dtype(at::kDouble));
     double* out = new_zeta.data_ptr<double>();
     for (int d = 0; d < dirs; ++d)
-      for (std::int64_t i = 0; i < ids.numel(); ++i) out[d * ids.numel() + i] = state.log_normalizer(id[i], d);
+      for (std::int64_t i = 0; i < ids.numel(); ++i)
+        out[d * ids.numel() + i] = state.log_normalizer(id[i], d);
   } else {
     s = ::contrastive::gamma_nce_forward(in_t<T>(a), in_t<T>(b), id_view, o);
   }
@@ -207,9 +217,9 @@ gamma_forward_out lib_gamma_forward(const at::Tensor& a, const at::Tensor& b, co
 
 template <class T>
 void lib_gamma_backward(double upstream, const at::Tensor& a, const at::Tensor& b,
-                        const at::Tensor& row_lse, const at::Tensor& row_r, const at::Tensor& col_lse,
-                        const at::Tensor& col_r, const gamma_nce_options& o, const at::Tensor& ga,
-                        const at::Tensor& gb) {
+                        const at::Tensor& row_lse, const at::Tensor& row_r,
+                        const at::Tensor& col_lse, const at::Tensor& col_r,
+                        const gamma_nce_options& o, const at::Tensor& ga, const at::Tensor& gb) {
   gamma_nce_saved<T> s;  // what the backward reads, rebuilt from the forward's statistics
   s.n = a.size(0);
   s.d = a.size(1);
@@ -223,7 +233,8 @@ void lib_gamma_backward(double upstream, const at::Tensor& a, const at::Tensor& 
     s.col.lse = tensor_to_vector<T, T>(col_lse);
     s.col.r = tensor_to_vector<double, double>(col_r);
   }
-  ::contrastive::gamma_nce_backward(in_t<T>(a), in_t<T>(b), s, out_t<T>(ga), out_t<T>(gb), o, upstream);
+  ::contrastive::gamma_nce_backward(in_t<T>(a), in_t<T>(b), s, out_t<T>(ga), out_t<T>(gb), o,
+                                    upstream);
 }
 
 /// Runs F<float> or F<double> by the compute dtype of x.
@@ -236,7 +247,8 @@ R by_type(const at::Tensor& x, FF&& f_float, FD&& f_double) {
 
 // ---- Feature separation ------------------------------------------------------------------------
 
-inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                  at::Tensor>
 feature_separation_forward_cpu(const at::Tensor& a, const at::Tensor& b, const at::Tensor& a_ind,
                                const at::Tensor& b_ind, const at::Tensor& a_ind_aug,
                                const at::Tensor& b_ind_aug, double orthogonality_weight,
@@ -244,8 +256,12 @@ feature_separation_forward_cpu(const at::Tensor& a, const at::Tensor& b, const a
                                double temperature, double uniformity_t, bool wang_isola,
                                bool with_grad) {
   const char* fn = "feature_separation_forward";
-  detail::check_inputs_cpu(fn, {{"a", &a}, {"b", &b}, {"a_ind", &a_ind}, {"b_ind", &b_ind},
-                                {"a_ind_aug", &a_ind_aug}, {"b_ind_aug", &b_ind_aug}});
+  detail::check_inputs_cpu(fn, {{"a", &a},
+                                {"b", &b},
+                                {"a_ind", &a_ind},
+                                {"b_ind", &b_ind},
+                                {"a_ind_aug", &a_ind_aug},
+                                {"b_ind_aug", &b_ind_aug}});
   feature_separation_options o;
   o.orthogonality_weight = orthogonality_weight;
   o.contrastive_weight = contrastive_weight;
@@ -254,8 +270,9 @@ feature_separation_forward_cpu(const at::Tensor& a, const at::Tensor& b, const a
   o.uniformity_t = uniformity_t;
   o.uniformity = wang_isola ? uniformity_form::wang_isola : uniformity_form::literal;
   o.num_threads = cpu_threads();
-  const std::vector<at::Tensor> x = {cpu_compute(a), cpu_compute(b), cpu_compute(a_ind),
-                                     cpu_compute(b_ind), cpu_compute(a_ind_aug), cpu_compute(b_ind_aug)};
+  const std::vector<at::Tensor> x = {cpu_compute(a),         cpu_compute(b),
+                                     cpu_compute(a_ind),     cpu_compute(b_ind),
+                                     cpu_compute(a_ind_aug), cpu_compute(b_ind_aug)};
   std::vector<at::Tensor> g;
   for (const auto& t : x) g.push_back(detail::grad_buffer(t, with_grad));
   const double loss = call_library([&] {
@@ -263,10 +280,11 @@ feature_separation_forward_cpu(const at::Tensor& a, const at::Tensor& b, const a
         x[0], [&] { return detail::lib_feature_separation<float>(x, g, o, with_grad); },
         [&] { return detail::lib_feature_separation<double>(x, g, o, with_grad); });
   });
-  g = detail::cast_grads_back(g, {a.scalar_type(), b.scalar_type(), a_ind.scalar_type(),
-                                  b_ind.scalar_type(), a_ind_aug.scalar_type(), b_ind_aug.scalar_type()});
-  return std::make_tuple(detail::loss_tensor(loss, loss_type(a.scalar_type())), g[0], g[1], g[2], g[3],
-                         g[4], g[5]);
+  g = detail::cast_grads_back(
+      g, {a.scalar_type(), b.scalar_type(), a_ind.scalar_type(), b_ind.scalar_type(),
+          a_ind_aug.scalar_type(), b_ind_aug.scalar_type()});
+  return std::make_tuple(detail::loss_tensor(loss, loss_type(a.scalar_type())), g[0], g[1], g[2],
+                         g[3], g[4], g[5]);
 }
 
 // ---- Brownian bridge ---------------------------------------------------------------------------
@@ -338,8 +356,8 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor> bridge_sample_run(
   at::Tensor y = at::empty({rows, a.size(1)}, ca.options());
   at::Tensor gy, ga, gb;
   if (grad_y.defined()) {
-    TORCH_CHECK_VALUE(grad_y.dim() == 2 && grad_y.size(0) == rows && grad_y.size(1) == a.size(1), fn,
-                      ": 'grad' must be ", rows, " x ", a.size(1), ", got ", grad_y.sizes());
+    TORCH_CHECK_VALUE(grad_y.dim() == 2 && grad_y.size(0) == rows && grad_y.size(1) == a.size(1),
+                      fn, ": 'grad' must be ", rows, " x ", a.size(1), ", got ", grad_y.sizes());
     gy = grad_y.to(ca.scalar_type());
     ga = at::empty(ca.sizes(), ca.options());
     gb = at::empty(cb.sizes(), cb.options());
@@ -351,7 +369,8 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor> bridge_sample_run(
       lib_bridge_sample<float>(ca, cb, ce, path, y, o, gy, ga, gb);
     return 0;
   });
-  if (grad_y.defined()) return std::make_tuple(y, cast_back(ga, a.scalar_type()), cast_back(gb, b.scalar_type()));
+  if (grad_y.defined())
+    return std::make_tuple(y, cast_back(ga, a.scalar_type()), cast_back(gb, b.scalar_type()));
   return std::make_tuple(cast_back(y, a.scalar_type()), at::Tensor(), at::Tensor());
 }
 
@@ -438,7 +457,8 @@ inline gamma_nce_options gamma_options(const char* fn, double temperature, bool 
   o.seed = static_cast<std::uint64_t>(seed);
   o.step = static_cast<std::uint32_t>(step);
   TORCH_CHECK_VALUE(rate_source >= 0 && rate_source <= 2, fn,
-                    ": rate_source must be 0 (state), 1 (same_batch) or 2 (exact), got ", rate_source);
+                    ": rate_source must be 0 (state), 1 (same_batch) or 2 (exact), got ",
+                    rate_source);
   o.rate_source = rate_source == 0   ? gamma_rate_source::state
                   : rate_source == 1 ? gamma_rate_source::same_batch
                                      : gamma_rate_source::exact;
@@ -451,24 +471,27 @@ inline gamma_nce_options gamma_options(const char* fn, double temperature, bool 
 }
 
 /// -> (loss, info_nce, rate_loss, row_lse, row_r, col_lse, col_r, new_zeta)
-inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                  at::Tensor, at::Tensor>
 gamma_nce_forward_cpu(const at::Tensor& a, const at::Tensor& b, const at::Tensor& ids,
-                      const c10::optional<at::Tensor>& zeta, const c10::optional<at::Tensor>& visited,
-                      double temperature, bool symmetric, double alpha, double beta,
-                      std::int64_t seed, std::int64_t step, std::int64_t rate_source,
-                      bool sample_then_update, bool positive_in_normaliser,
-                      const c10::optional<at::Tensor>& exact_a, const c10::optional<at::Tensor>& exact_b,
-                      std::int64_t reduction) {
+                      const c10::optional<at::Tensor>& zeta,
+                      const c10::optional<at::Tensor>& visited, double temperature, bool symmetric,
+                      double alpha, double beta, std::int64_t seed, std::int64_t step,
+                      std::int64_t rate_source, bool sample_then_update,
+                      bool positive_in_normaliser, const c10::optional<at::Tensor>& exact_a,
+                      const c10::optional<at::Tensor>& exact_b, std::int64_t reduction) {
   const char* fn = "gamma_nce_forward";
   detail::check_inputs_cpu(fn, {{"a", &a}, {"b", &b}});
-  gamma_nce_options o = gamma_options(fn, temperature, symmetric, alpha, beta, seed, step, rate_source,
-                                      sample_then_update, positive_in_normaliser, reduction);
+  gamma_nce_options o =
+      gamma_options(fn, temperature, symmetric, alpha, beta, seed, step, rate_source,
+                    sample_then_update, positive_in_normaliser, reduction);
   const at::Tensor id = labels_int64(fn, "ids", ids);
   TORCH_CHECK_VALUE(id.defined(), fn, ": 'ids' (one dataset id per row) is required");
   at::Tensor z, v;
   if (o.rate_source == gamma_rate_source::state) {
-    TORCH_CHECK_VALUE(zeta.has_value() && zeta->defined() && visited.has_value() && visited->defined(),
-                      fn, ": rate_source 'state' needs the state (zeta and visited)");
+    TORCH_CHECK_VALUE(
+        zeta.has_value() && zeta->defined() && visited.has_value() && visited->defined(), fn,
+        ": rate_source 'state' needs the state (zeta and visited)");
     TORCH_CHECK_VALUE(zeta->dim() == 2 && visited->sizes() == zeta->sizes() && zeta->size(0) >= 1 &&
                           zeta->size(0) <= 2,
                       fn, ": the state must be [directions (1 or 2), samples], got zeta ",
@@ -479,11 +502,13 @@ gamma_nce_forward_cpu(const at::Tensor& a, const at::Tensor& b, const at::Tensor
   at::Tensor ea, eb;
   if (exact_a.has_value() && exact_a->defined()) {
     ea = exact_a->to(at::kCPU, at::kDouble).contiguous();
-    o.exact_log_normalizer_a = decltype(o.exact_log_normalizer_a)(ea.data_ptr<double>(), ea.numel());
+    o.exact_log_normalizer_a =
+        decltype(o.exact_log_normalizer_a)(ea.data_ptr<double>(), ea.numel());
   }
   if (exact_b.has_value() && exact_b->defined()) {
     eb = exact_b->to(at::kCPU, at::kDouble).contiguous();
-    o.exact_log_normalizer_b = decltype(o.exact_log_normalizer_b)(eb.data_ptr<double>(), eb.numel());
+    o.exact_log_normalizer_b =
+        decltype(o.exact_log_normalizer_b)(eb.data_ptr<double>(), eb.numel());
   }
   const at::Tensor ca = cpu_compute(a), cb = cpu_compute(b);
   const detail::gamma_forward_out r = call_library([&] {
@@ -492,8 +517,8 @@ gamma_nce_forward_cpu(const at::Tensor& a, const at::Tensor& b, const at::Tensor
   });
   const at::ScalarType lt = loss_type(a.scalar_type());
   return std::make_tuple(detail::loss_tensor(r.loss, lt), detail::loss_tensor(r.info_nce, lt),
-                         detail::loss_tensor(r.rate_loss, lt), r.row_lse, r.row_r, r.col_lse, r.col_r,
-                         r.new_zeta);
+                         detail::loss_tensor(r.rate_loss, lt), r.row_lse, r.row_r, r.col_lse,
+                         r.col_r, r.new_zeta);
 }
 
 inline std::tuple<at::Tensor, at::Tensor> gamma_nce_backward_cpu(
@@ -502,9 +527,10 @@ inline std::tuple<at::Tensor, at::Tensor> gamma_nce_backward_cpu(
     bool symmetric, bool positive_in_normaliser, std::int64_t reduction) {
   const char* fn = "gamma_nce_backward";
   detail::check_inputs_cpu(fn, {{"a", &a}, {"b", &b}});
-  const gamma_nce_options o =
-      gamma_options(fn, temperature, symmetric, 1.0, 0.9, 0, 0, 1, false, positive_in_normaliser, reduction);
-  TORCH_CHECK_VALUE(grad.defined() && grad.numel() == 1, fn, ": the upstream gradient must be a scalar");
+  const gamma_nce_options o = gamma_options(fn, temperature, symmetric, 1.0, 0.9, 0, 0, 1, false,
+                                            positive_in_normaliser, reduction);
+  TORCH_CHECK_VALUE(grad.defined() && grad.numel() == 1, fn,
+                    ": the upstream gradient must be a scalar");
   const double up = grad.item<double>();
   const at::Tensor ca = cpu_compute(a), cb = cpu_compute(b);
   at::Tensor ga = at::empty(ca.sizes(), ca.options()), gb = at::empty(cb.sizes(), cb.options());

@@ -18,7 +18,9 @@ template <class T>
 using rmat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using contrastive::distributed::self_communicator;
 
-double max_diff(const rmat<double>& x, const rmat<double>& y) { return (x - y).cwiseAbs().maxCoeff(); }
+double max_diff(const rmat<double>& x, const rmat<double>& y) {
+  return (x - y).cwiseAbs().maxCoeff();
+}
 
 struct not_a_communicator {
   int rank() const { return 0; }
@@ -84,7 +86,8 @@ TEST_CASE("dist losses on self_communicator equal the single-process losses", "[
     contrastive::distributed::gamma_nce_options o;
     o.seed = 9;
     const auto l = contrastive::gamma_nce_forward_backward(a, b, ids, s1, ga, gb, o);
-    const auto dl = contrastive::distributed::gamma_nce_forward_backward(comm, a, b, ids, s2, da, db, o);
+    const auto dl =
+        contrastive::distributed::gamma_nce_forward_backward(comm, a, b, ids, s2, da, db, o);
     CHECK(dl == Approx(l).epsilon(1e-14));
     CHECK(max_diff(da, ga) <= 1e-15);
     CHECK(max_diff(db, gb) <= 1e-15);
