@@ -658,6 +658,66 @@ CONTRASTIVE_NAMESPACE_END
 #include <cmath>
 #include <cstdint>
 
+// ---- begin contrastive/core/loss_types.hpp ----
+#ifndef CONTRASTIVE_CORE_LOSS_TYPES_HPP
+#define CONTRASTIVE_CORE_LOSS_TYPES_HPP
+
+// Option and result types shared by the losses, free of Eigen so that the CUDA path (nvcc) can
+// use them too.
+
+#include <cstdint>
+#include <vector>
+
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// How per-anchor losses are combined: the mean over valid anchors (those with a positive), or
+/// their sum.
+enum class loss_reduction { mean, sum };
+
+/// Tile sizes and thread count, embedded the same way in every loss's options (each options
+/// struct derives from it). A loss that has no use for one of them says so on its options.
+struct tiling_options {
+  index_t tile_rows = 256;  // rows per tile (> 0)
+  index_t tile_cols = 256;  // columns per tile (> 0)
+  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
+};
+
+/// Gradient of a loss with respect to its temperature, in the three usual parameterisations:
+/// theta = log(1/tau) (CLIP's learnable logit scale), tau itself and lambda = 1/tau.
+struct temperature_gradient {
+  double log_scale = 0;    // dL/dtheta
+  double temperature = 0;  // dL/dtau = -dL/dtheta / tau
+  double scale = 0;        // dL/dlambda = tau dL/dtheta
+
+  static temperature_gradient from_log_scale(double dtheta, double tau) noexcept {
+    return temperature_gradient{dtheta, -dtheta / tau, dtheta * tau};
+  }
+};
+
+namespace detail {
+/// Hook of the generic front-end functions for device views (memory-space tag device_memory):
+/// cuda/<loss>.cuh specialises it for its loss tag; without that header it is unavailable and
+/// the front-end says which header to include.
+template <class LossTag, class View>
+struct device_backend {
+  static constexpr bool available = false;
+};
+struct info_nce_tag {};
+struct nt_xent_tag {};
+}  // namespace detail
+
+namespace cuda {
+// What the CUDA forwards return (cuda/info_nce.cuh, cuda/nt_xent.cuh); declared here so that the
+// generic backward has an overload for them.
+struct info_nce_device_saved;
+struct nt_xent_device_saved;
+}  // namespace cuda
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_CORE_LOSS_TYPES_HPP
+// ---- end contrastive/core/loss_types.hpp ----
 
 CONTRASTIVE_NAMESPACE_BEGIN
 namespace detail {
@@ -690,6 +750,11 @@ inline void check_temperature(const char* fn, double tau) {
 inline void check_smoothing(const char* fn, double eps) {
   CONTRASTIVE_CHECK(std::isfinite(eps) && eps >= 0 && eps < 1, fn,
                     ": 'label_smoothing' must lie in [0, 1), got ", eps);
+}
+
+inline void check_reduction(const char* fn, loss_reduction r) {
+  CONTRASTIVE_CHECK(r == loss_reduction::mean || r == loss_reduction::sum, fn,
+                    ": 'reduction' has an invalid value (", static_cast<int>(r), ")");
 }
 
 inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {
@@ -940,66 +1005,6 @@ CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_CORE_GEMM_HPP
 // ---- end contrastive/core/gemm.hpp ----
-// ---- begin contrastive/core/loss_types.hpp ----
-#ifndef CONTRASTIVE_CORE_LOSS_TYPES_HPP
-#define CONTRASTIVE_CORE_LOSS_TYPES_HPP
-
-// Option and result types shared by the losses, free of Eigen so that the CUDA path (nvcc) can
-// use them too.
-
-#include <cstdint>
-#include <vector>
-
-
-CONTRASTIVE_NAMESPACE_BEGIN
-
-/// How per-anchor losses are combined: the mean over valid anchors (those with a positive), or
-/// their sum.
-enum class loss_reduction { mean, sum };
-
-/// Tile sizes and thread count, embedded the same way in every loss's options (each options
-/// struct derives from it). A loss that has no use for one of them says so on its options.
-struct tiling_options {
-  index_t tile_rows = 256;  // rows per tile (> 0)
-  index_t tile_cols = 256;  // columns per tile (> 0)
-  int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
-};
-
-/// Gradient of a loss with respect to its temperature, in the three usual parameterisations:
-/// theta = log(1/tau) (CLIP's learnable logit scale), tau itself and lambda = 1/tau.
-struct temperature_gradient {
-  double log_scale = 0;    // dL/dtheta
-  double temperature = 0;  // dL/dtau = -dL/dtheta / tau
-  double scale = 0;        // dL/dlambda = tau dL/dtheta
-
-  static temperature_gradient from_log_scale(double dtheta, double tau) noexcept {
-    return temperature_gradient{dtheta, -dtheta / tau, dtheta * tau};
-  }
-};
-
-namespace detail {
-/// Hook of the generic front-end functions for device views (memory-space tag device_memory):
-/// cuda/<loss>.cuh specialises it for its loss tag; without that header it is unavailable and
-/// the front-end says which header to include.
-template <class LossTag, class View>
-struct device_backend {
-  static constexpr bool available = false;
-};
-struct info_nce_tag {};
-struct nt_xent_tag {};
-}  // namespace detail
-
-namespace cuda {
-// What the CUDA forwards return (cuda/info_nce.cuh, cuda/nt_xent.cuh); declared here so that the
-// generic backward has an overload for them.
-struct info_nce_device_saved;
-struct nt_xent_device_saved;
-}  // namespace cuda
-
-CONTRASTIVE_NAMESPACE_END
-
-#endif  // CONTRASTIVE_CORE_LOSS_TYPES_HPP
-// ---- end contrastive/core/loss_types.hpp ----
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
@@ -2072,6 +2077,7 @@ template <class T>
 void info_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
                            const matrix_view<const T>& b, const info_nce_options& o) {
   check_smoothing(fn, o.label_smoothing);
+  check_reduction(fn, o.reduction);
   CONTRASTIVE_CHECK(o.labels_a.empty() == o.labels_b.empty(), fn,
                     ": give both 'labels_a' and 'labels_b' or neither");
   check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
@@ -2578,6 +2584,7 @@ template <class T>
 void nt_xent_check_inputs(const char* fn, const matrix_view<const T>& a,
                           const matrix_view<const T>& b, const nt_xent_options& o) {
   check_smoothing(fn, o.label_smoothing);
+  check_reduction(fn, o.reduction);
   check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
   if (!o.labels.empty()) check_labels(fn, "labels", o.labels, a.rows());
 }
@@ -4950,9 +4957,8 @@ CONTRASTIVE_NAMESPACE_END
 // `automatic` picks gram when D < N (it then costs less than naive) and naive otherwise.
 //
 // Inputs are used as given (normalise them with l2_normalize); a row of zero norm or a
-// non-finite value is bad input (contrastive::invalid_argument). On the gram path the backward
-// finds such rows while it packs them, so on that error the gradient outputs may have been
-// partly written.
+// non-finite value is bad input (contrastive::invalid_argument). The backward checks every row
+// before it writes anything, so a throwing call leaves the gradient outputs untouched.
 //
 // Threads: OpenMP when compiled with it (`num_threads`, 0 = omp_get_max_threads()); serial
 // otherwise.
@@ -5690,12 +5696,13 @@ void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
     for (int j = 0; j < k; ++j)
       check_no_alias(fn, grad_names[k], grads[k], grad_names[j], grads[j]);
   }
+  // Every value and row norm is checked before any output is written (one O(N D) pass, next to
+  // the O(N D^2) products), so a throwing call leaves all gradients untouched.
+  for (int k = 0; k < count; ++k) check_rows(fn, in[k].name, in[k].view);
   const matrix_view<T>* out[4] = {&grads[0], &grads[1], nullptr, nullptr};
   if (augmented) {
     out[2] = o.detach_a_aug ? nullptr : &grads[2];
     out[3] = o.detach_b_aug ? nullptr : &grads[3];
-    if (o.detach_a_aug) gc_clear(grads[2], o.accumulate);
-    if (o.detach_b_aug) gc_clear(grads[3], o.accumulate);
   }
   // The path follows `saved` (its Grams); the plan gives the chunking.
   geometric_consistency_options po = o;
@@ -5703,11 +5710,13 @@ void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
   gc_plan p = gc_make_plan<T>(n, d, augmented, po);
   p.algorithm = saved.algorithm;
   if (p.algorithm == gc_algorithm::naive) {
-    for (int k = 0; k < count; ++k) check_rows(fn, in[k].name, in[k].view);
     gc_naive_backward(p, in, saved, out, o, upstream);
   } else {
     gc_gram_backward(fn, p, in, count, saved, out, o, upstream, ws);
   }
+  // Detached outputs are cleared last, once nothing can throw any more.
+  if (augmented && o.detach_a_aug) gc_clear(grads[2], o.accumulate);
+  if (augmented && o.detach_b_aug) gc_clear(grads[3], o.accumulate);
 }
 
 }  // namespace detail
@@ -6681,8 +6690,7 @@ inline void gamma_nce_check_options(const char* fn, const gamma_nce_options& o) 
   CONTRASTIVE_CHECK(o.order == gamma_update_order::update_then_sample ||
                         o.order == gamma_update_order::sample_then_update,
                     fn, ": 'order' has an invalid value (", static_cast<int>(o.order), ")");
-  CONTRASTIVE_CHECK(o.reduction == loss_reduction::mean || o.reduction == loss_reduction::sum, fn,
-                    ": 'reduction' has an invalid value (", static_cast<int>(o.reduction), ")");
+  check_reduction(fn, o.reduction);
 }
 
 template <class T>

@@ -465,6 +465,8 @@ TEST_CASE("geometric_consistency: bad input throws contrastive::invalid_argument
         const rmat<double>& a = which == 0 ? x : v;
         const rmat<double>& b = which == 0 ? u : x;
         CAPTURE(which, bad);
+        // A throwing backward leaves every gradient output as it was (poisoned here).
+        for (rmat<double>* g : {&gv, &gu, &gva, &gua}) g->setConstant(7.25);
         CHECK_THROWS_AS(contrastive::geometric_consistency_forward(a, b, o), invalid_argument);
         CHECK_THROWS_AS(contrastive::geometric_consistency_backward(a, b, saved, gv, gu, o),
                         invalid_argument);
@@ -473,6 +475,7 @@ TEST_CASE("geometric_consistency: bad input throws contrastive::invalid_argument
         CHECK_THROWS_AS(contrastive::geometric_consistency_augmented_backward(v, u, a, b, saved_a,
                                                                               gv, gu, gva, gua, o),
                         invalid_argument);
+        for (const rmat<double>* g : {&gv, &gu, &gva, &gua}) CHECK((g->array() == 7.25).all());
       }
     }
     // The message names the function, the argument and the row.

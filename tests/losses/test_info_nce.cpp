@@ -425,6 +425,19 @@ TEST_CASE("info_nce: bad input throws contrastive::invalid_argument", "[info_nce
     }
     return "no exception";
   };
+  SECTION("reduction outside the enum: rejected, outputs untouched") {
+    info_nce_options bad = o;
+    bad.reduction = static_cast<contrastive::loss_reduction>(7);
+    CHECK(msg_of([&] { contrastive::info_nce_forward(a, b, bad); }) ==
+          "info_nce_forward: 'reduction' has an invalid value (7)");
+    rmat<double> pa = rmat<double>::Constant(n, d, 3.5), pb = pa;
+    CHECK(msg_of([&] { contrastive::info_nce_forward_backward(a, b, pa, pb, bad); }) ==
+          "info_nce_forward: 'reduction' has an invalid value (7)");
+    CHECK(msg_of([&] { contrastive::info_nce_backward(a, b, saved, pa, pb, bad); }) ==
+          "info_nce_backward: 'reduction' has an invalid value (7)");
+    CHECK((pa.array() == 3.5).all());
+    CHECK((pb.array() == 3.5).all());
+  }
   SECTION("shape mismatch") {
     const rmat<double> b2 = ref::random_matrix(n, d + 1, 3);
     CHECK(msg_of([&] { contrastive::info_nce_forward(a, b2, o); }) ==

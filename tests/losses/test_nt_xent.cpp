@@ -273,6 +273,14 @@ TEST_CASE("nt_xent: bad input throws contrastive::invalid_argument", "[nt_xent][
   const rmat<double> e0(0, d), e1(n, 0);
   CHECK_THROWS_AS(contrastive::nt_xent_forward(e0, e0, o), invalid_argument);
   CHECK_THROWS_AS(contrastive::nt_xent_forward(e1, e1, o), invalid_argument);
+  nt_xent_options bad_reduction = o;
+  bad_reduction.reduction = static_cast<contrastive::loss_reduction>(-1);
+  rmat<double> pa = rmat<double>::Constant(n, d, 3.5), pb = pa;
+  CHECK_THROWS_WITH(contrastive::nt_xent_forward_backward(a, b, pa, pb, bad_reduction),
+                    "nt_xent_forward: 'reduction' has an invalid value (-1)");
+  CHECK_THROWS_WITH(contrastive::nt_xent_backward(a, b, saved, pa, pb, bad_reduction),
+                    "nt_xent_backward: 'reduction' has an invalid value (-1)");
+  CHECK(((pa.array() == 3.5).all() && (pb.array() == 3.5).all()));
   nt_xent_options bad = o;
   bad.temperature = -0.1;
   CHECK_THROWS_WITH(contrastive::nt_xent_forward(a, b, bad),

@@ -13,6 +13,7 @@
 
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
+#include "contrastive/core/loss_types.hpp"
 #include "contrastive/core/matrix_view.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
@@ -46,6 +47,11 @@ inline void check_temperature(const char* fn, double tau) {
 inline void check_smoothing(const char* fn, double eps) {
   CONTRASTIVE_CHECK(std::isfinite(eps) && eps >= 0 && eps < 1, fn,
                     ": 'label_smoothing' must lie in [0, 1), got ", eps);
+}
+
+inline void check_reduction(const char* fn, loss_reduction r) {
+  CONTRASTIVE_CHECK(r == loss_reduction::mean || r == loss_reduction::sum, fn,
+                    ": 'reduction' has an invalid value (", static_cast<int>(r), ")");
 }
 
 inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {

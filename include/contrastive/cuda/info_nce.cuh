@@ -62,6 +62,9 @@ std::string info_nce_problem(const char* fn, const device_view<T>& a, const devi
     return msg("temperature must be positive and finite, got " + std::to_string(o.temperature));
   if (!(o.label_smoothing >= 0 && o.label_smoothing < 1))
     return msg("label_smoothing must be in [0, 1), got " + std::to_string(o.label_smoothing));
+  if (o.reduction != loss_reduction::mean && o.reduction != loss_reduction::sum)
+    return msg("'reduction' has an invalid value (" +
+               std::to_string(static_cast<int>(o.reduction)) + ")");
   if (!o.labels_a.empty() || !o.labels_b.empty())
     return msg("labels (multiple positives) are not supported on the GPU yet; use the CPU path");
   if (m == math_mode::tf32 && !std::is_same<T, float>::value)

@@ -33,6 +33,7 @@ std::string nt_xent_problem(const char* fn, const device_view<T>& a, const devic
   info_nce_options io;
   io.temperature = o.temperature;
   io.label_smoothing = o.label_smoothing;
+  io.reduction = o.reduction;
   std::string err = info_nce_problem<T>(fn, a, b, io, m);
   if (err.empty() && !o.labels.empty())
     err = std::string(fn) +

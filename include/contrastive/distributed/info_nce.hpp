@@ -81,8 +81,7 @@ void info_nce_local_checks(const char* fn, const matrix_view<const T>& a,
   cd::check_matrix(fn, "b", b);
   cd::check_temperature(fn, o.temperature);
   cd::check_tiles(fn, o.tile_rows, o.tile_cols);
-  CONTRASTIVE_CHECK(o.reduction == loss_reduction::mean || o.reduction == loss_reduction::sum, fn,
-                    ": 'reduction' has an invalid value (", static_cast<int>(o.reduction), ")");
+  cd::check_reduction(fn, o.reduction);
   CONTRASTIVE_CHECK(a.cols() > 0, fn,
                     ": 'a' has 0 columns (D must be > 0; a rank without rows "
                     "passes 0 x D)");

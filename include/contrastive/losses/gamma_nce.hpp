@@ -160,8 +160,7 @@ inline void gamma_nce_check_options(const char* fn, const gamma_nce_options& o) 
   CONTRASTIVE_CHECK(o.order == gamma_update_order::update_then_sample ||
                         o.order == gamma_update_order::sample_then_update,
                     fn, ": 'order' has an invalid value (", static_cast<int>(o.order), ")");
-  CONTRASTIVE_CHECK(o.reduction == loss_reduction::mean || o.reduction == loss_reduction::sum, fn,
-                    ": 'reduction' has an invalid value (", static_cast<int>(o.reduction), ")");
+  check_reduction(fn, o.reduction);
 }
 
 template <class T>

@@ -28,9 +28,8 @@
 // `automatic` picks gram when D < N (it then costs less than naive) and naive otherwise.
 //
 // Inputs are used as given (normalise them with l2_normalize); a row of zero norm or a
-// non-finite value is bad input (contrastive::invalid_argument). On the gram path the backward
-// finds such rows while it packs them, so on that error the gradient outputs may have been
-// partly written.
+// non-finite value is bad input (contrastive::invalid_argument). The backward checks every row
+// before it writes anything, so a throwing call leaves the gradient outputs untouched.
 //
 // Threads: OpenMP when compiled with it (`num_threads`, 0 = omp_get_max_threads()); serial
 // otherwise.
@@ -720,12 +719,13 @@ void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
     for (int j = 0; j < k; ++j)
       check_no_alias(fn, grad_names[k], grads[k], grad_names[j], grads[j]);
   }
+  // Every value and row norm is checked before any output is written (one O(N D) pass, next to
+  // the O(N D^2) products), so a throwing call leaves all gradients untouched.
+  for (int k = 0; k < count; ++k) check_rows(fn, in[k].name, in[k].view);
   const matrix_view<T>* out[4] = {&grads[0], &grads[1], nullptr, nullptr};
   if (augmented) {
     out[2] = o.detach_a_aug ? nullptr : &grads[2];
     out[3] = o.detach_b_aug ? nullptr : &grads[3];
-    if (o.detach_a_aug) gc_clear(grads[2], o.accumulate);
-    if (o.detach_b_aug) gc_clear(grads[3], o.accumulate);
   }
   // The path follows `saved` (its Grams); the plan gives the chunking.
   geometric_consistency_options po = o;
@@ -733,11 +733,13 @@ void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
   gc_plan p = gc_make_plan<T>(n, d, augmented, po);
   p.algorithm = saved.algorithm;
   if (p.algorithm == gc_algorithm::naive) {
-    for (int k = 0; k < count; ++k) check_rows(fn, in[k].name, in[k].view);
     gc_naive_backward(p, in, saved, out, o, upstream);
   } else {
     gc_gram_backward(fn, p, in, count, saved, out, o, upstream, ws);
   }
+  // Detached outputs are cleared last, once nothing can throw any more.
+  if (augmented && o.detach_a_aug) gc_clear(grads[2], o.accumulate);
+  if (augmented && o.detach_b_aug) gc_clear(grads[3], o.accumulate);
 }
 
 }  // namespace detail

@@ -56,6 +56,7 @@ template <class T>
 void info_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
                            const matrix_view<const T>& b, const info_nce_options& o) {
   check_smoothing(fn, o.label_smoothing);
+  check_reduction(fn, o.reduction);
   CONTRASTIVE_CHECK(o.labels_a.empty() == o.labels_b.empty(), fn,
                     ": give both 'labels_a' and 'labels_b' or neither");
   check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);

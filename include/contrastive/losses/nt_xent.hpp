@@ -51,6 +51,7 @@ template <class T>
 void nt_xent_check_inputs(const char* fn, const matrix_view<const T>& a,
                           const matrix_view<const T>& b, const nt_xent_options& o) {
   check_smoothing(fn, o.label_smoothing);
+  check_reduction(fn, o.reduction);
   check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
   if (!o.labels.empty()) check_labels(fn, "labels", o.labels, a.rows());
 }
