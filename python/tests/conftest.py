@@ -11,18 +11,8 @@ if _PKG not in sys.path:
     sys.path.insert(0, _PKG)
 
 import contrastive_torch  # noqa: E402  (loads the ops)
+from contrastive_torch._ops import NEW_API as HAS_NEW_API  # noqa: E402  (the package's own gate)
 
-
-def _version():
-    parts = []
-    for p in torch.__version__.split("+")[0].split(".")[:2]:
-        digits = "".join(c for c in p if c.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
-TORCH_VERSION = _version()
-HAS_NEW_API = TORCH_VERSION >= (2, 4)
 HAS_CUDA = torch.cuda.is_available()
 
 
