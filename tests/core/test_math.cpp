@@ -1,6 +1,7 @@
 #include "support/test_config.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <random>
 #include <vector>
@@ -111,4 +112,83 @@ TEST_CASE("softmax_gradient_entry: the CLIP and InfoNCE logit gradients", "[math
     row0 +=
         contrastive::softmax_gradient_entry(s[j], row_lse[0], 0.0, 1.0, 0.0, j == 0 ? 1.0 : 0.0);
   CHECK(row0 == Approx(0.0).margin(1e-14));
+}
+
+TEST_CASE("pairwise_partial: segment partials merged in any split give the row's statistics",
+          "[math][block_sweep]") {
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<double> u(-40, 40);
+  const contrastive::index_t n = 23;
+  std::vector<double> s(n);
+  for (auto& v : s) v = u(gen);
+  contrastive::pairwise_epilogue_args<double> a;
+  a.ny = n;
+  a.positive_shift = 5;  // row 2's positive is column 7
+  std::vector<double> coff(n, 0.0);
+  coff[11] = -INFINITY;  // an offset of -inf masks a candidate
+  a.col_offset = coff.data();
+  using contrastive::pairwise_segment_partial;
+  const auto whole = pairwise_segment_partial(a, s.data(), 1, 2, 0, n, false);
+  std::vector<double> cand;
+  for (contrastive::index_t j = 0; j < n; ++j)
+    if (j != 11) cand.push_back(s[j]);
+  CHECK(whole.lse() == Approx(direct_lse(cand)).epsilon(1e-14));
+  CHECK(whole.count == 1);
+  CHECK(whole.pos == s[7]);
+  double total = 0;
+  for (double v : cand) total += v;
+  CHECK(whole.total == Approx(total).epsilon(1e-14));
+  for (contrastive::index_t cut : {1, 4, 11, 12, 22}) {
+    auto p = pairwise_segment_partial(a, s.data(), 1, 2, 0, cut, false);
+    p.merge(pairwise_segment_partial(a, s.data() + cut, 1, 2, cut, n - cut, false));
+    CHECK(p.lse() == Approx(whole.lse()).epsilon(1e-14));
+    CHECK(p.count == whole.count);
+  }
+  // A segment whose every candidate is masked is the identity.
+  contrastive::pairwise_partial<double> id =
+      pairwise_segment_partial(a, s.data() + 11, 1, 2, 11, 1, false);
+  CHECK(id.max == -INFINITY);
+  auto w = whole;
+  w.merge(id);
+  CHECK(w.lse() == whole.lse());
+}
+
+TEST_CASE("pairwise_gradient and pairwise_positive_count: masks, labels, targets",
+          "[math][block_sweep]") {
+  contrastive::pairwise_epilogue_args<double> a;
+  a.ny = 6;
+  a.mask_diagonal = true;
+  a.positive_shift = 3;  // NT-Xent with n = 3
+  const double w[6] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6}, l[6] = {1, 2, 3, 4, 5, 6};
+  const double q[6] = {0.01, 0.02, 0.03, 0.04, 0.05, 0.06};
+  a.row_w = a.col_w = w;
+  a.row_lse = a.col_lse = l;
+  a.row_q = a.col_q = q;
+  a.off_target = 0.05;
+  using contrastive::pairwise_gradient;
+  using contrastive::pairwise_logit;
+  CHECK(pairwise_logit(a, 2.0, 4, 4) == -INFINITY);
+  CHECK(pairwise_gradient(a, pairwise_logit(a, 2.0, 4, 4), 4, 4) == 0.0);
+  const double s = 0.7;
+  const double neg = w[1] * std::exp(s - l[1]) + w[2] * std::exp(s - l[2]) - (w[1] + w[2]) * 0.05;
+  CHECK(pairwise_gradient(a, s, 1, 2) == Approx(neg).epsilon(1e-15));
+  const double pos =
+      w[1] * std::exp(s - l[1]) + w[4] * std::exp(s - l[4]) - (q[1] + q[4]) - (w[1] + w[4]) * 0.05;
+  CHECK(pairwise_gradient(a, s, 1, 4) == Approx(pos).epsilon(1e-15));
+  for (contrastive::index_t i = 0; i < 6; ++i) {
+    CHECK(contrastive::pairwise_positive_count(a, i, 6, false) == 1);
+    CHECK(contrastive::pairwise_positive_count(a, i, 6, true) == 1);
+  }
+  const std::int64_t labels[3] = {7, 7, 9};  // NT-Xent labels, period 3
+  a.label_x = a.label_y = labels;
+  a.label_period = 3;
+  CHECK(contrastive::pairwise_positive_count(a, 0, 6, false) == 3);  // 1, 3, 4 (not itself)
+  CHECK(contrastive::pairwise_positive_count(a, 2, 6, false) == 1);  // its other view
+  double wt = 0, qt = 0;
+  contrastive::pairwise_anchor_coefficients(3.0, 0.5, 0.1, &wt, &qt);
+  CHECK(wt == 0.5);
+  CHECK(qt == Approx(0.5 * 0.9 / 3));
+  contrastive::pairwise_anchor_coefficients(0.0, 0.5, 0.1, &wt, &qt);
+  CHECK(wt == 0.0);
+  CHECK(qt == 0.0);
 }

@@ -1,0 +1,332 @@
+#ifndef CONTRASTIVE_CORE_BLOCK_SWEEP_EMULATOR_HPP
+#define CONTRASTIVE_CORE_BLOCK_SWEEP_EMULATOR_HPP
+
+// The host emulator of the GPU block sweep (cuda/block_sweep.cuh): the same plan
+// (core/block_sweep.hpp: blocks, order, chunked partials, merge order, masks, G scaling), the
+// same driver loop and the same per-entry epilogue functions (core/math.hpp pairwise_*), with
+// plain host loops in place of the GEMMs and kernels. It exists so that the CPU tests check the
+// GPU design against the CPU losses on every run, without a GPU. Host-only, Eigen-free.
+//
+// T is the type of the logits, statistics and accumulators (double for the 1e-12 checks; float
+// is close to the device's fp32 blocks); G is the stored type of the gradient blocks.
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "contrastive/core/block_sweep.hpp"
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/math.hpp"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+namespace detail {
+
+/// Inputs of one emulated sweep: X (nx x d) and Y (ny x d) row-major; labels of the rows of X
+/// and Y (with label_period as in the problem); optional per-row / per-column logit offsets.
+template <class T>
+struct block_emulator_inputs {
+  const T* x = nullptr;
+  const T* y = nullptr;
+  const std::int64_t* label_x = nullptr;
+  const std::int64_t* label_y = nullptr;
+  const T* row_offset = nullptr;
+  const T* col_offset = nullptr;
+};
+
+template <class T>
+pairwise_epilogue_args<T> block_epilogue_args(const block_problem& q,
+                                              const block_emulator_inputs<T>& in) {
+  pairwise_epilogue_args<T> a;
+  a.ny = q.ny;
+  a.mask_diagonal = q.mask_diagonal;
+  a.positive_shift = q.positive_shift;
+  if (q.labelled) {
+    a.label_x = in.label_x;
+    a.label_y = in.label_y;
+    a.label_period = q.label_period;
+  }
+  a.row_offset = in.row_offset;
+  a.col_offset = in.col_offset;
+  return a;
+}
+
+/// The executor of run_block_forward / run_block_backward on the host.
+template <class T, class G = T>
+class block_emulator {
+ public:
+  block_emulator(const block_plan& p, const block_emulator_inputs<T>& in,
+                 const pairwise_epilogue_args<T>& ep)
+      : p_(p), in_(in), ep_(ep) {
+    const auto blk = static_cast<std::size_t>(p.br * p.bc);
+    s_.assign(static_cast<std::size_t>(p.slots) * blk, T(0));
+  }
+
+  // ---- forward ----
+  void begin_forward() {
+    const block_problem& q = p_.problem;
+    row_part_.assign(static_cast<std::size_t>(p_.row_chunks() * p_.br), {});
+    col_part_.assign(static_cast<std::size_t>(p_.col_chunks() * p_.bc), {});
+    row_stats_.assign(static_cast<std::size_t>(q.nx), {});
+    col_stats_.assign(q.columns && !q.self ? static_cast<std::size_t>(q.ny) : 0, {});
+  }
+
+  void logits(const sweep_block& b, int slot) {
+    T* s = slot_ptr(slot);
+    const index_t d = p_.problem.d;
+    const T scale = static_cast<T>(p_.problem.scale);
+    for (index_t r = 0; r < b.rows; ++r)
+      for (index_t c = 0; c < b.cols; ++c) {
+        T acc = 0;
+        for (index_t k = 0; k < d; ++k)
+          acc += in_.x[(b.row0 + r) * d + k] * in_.y[(b.col0 + c) * d + k];
+        s[r * p_.bc + c] = scale * acc;
+      }
+  }
+
+  void forward_epilogue(const sweep_block& b, int slot) {
+    const T* s = slot_ptr(slot);
+    const index_t ch = p_.chunk;
+    for (index_t cc = 0; cc * ch < b.cols; ++cc)
+      for (index_t r = 0; r < b.rows; ++r) {
+        const index_t n = b.cols - cc * ch < ch ? b.cols - cc * ch : ch;
+        row_part_[cc * p_.br + r] = pairwise_segment_partial(
+            ep_, s + r * p_.bc + cc * ch, index_t(1), b.row0 + r, b.col0 + cc * ch, n, false);
+      }
+    if (!column_partials(b)) return;
+    for (index_t rc = 0; rc * ch < b.rows; ++rc)
+      for (index_t c = 0; c < b.cols; ++c) {
+        const index_t n = b.rows - rc * ch < ch ? b.rows - rc * ch : ch;
+        col_part_[rc * p_.bc + c] = pairwise_segment_partial(ep_, s + rc * ch * p_.bc + c, p_.bc,
+                                                             b.row0 + rc * ch, b.col0 + c, n, true);
+      }
+  }
+
+  /// Row partials in chunk order into the row statistics, then column partials in chunk order
+  /// into the column statistics (self mode: the same array). One thread per row / column on
+  /// the GPU, the same order.
+  void merge(const sweep_block& b) {
+    const index_t ch = p_.chunk;
+    for (index_t r = 0; r < b.rows; ++r)
+      for (index_t cc = 0; cc * ch < b.cols; ++cc)
+        row_stats_[b.row0 + r].merge(row_part_[cc * p_.br + r]);
+    if (!column_partials(b)) return;
+    std::vector<pairwise_partial<T>>& cs = p_.problem.self ? row_stats_ : col_stats_;
+    for (index_t c = 0; c < b.cols; ++c)
+      for (index_t rc = 0; rc * ch < b.rows; ++rc) cs[b.col0 + c].merge(col_part_[rc * p_.bc + c]);
+  }
+
+  const std::vector<pairwise_partial<T>>& row_stats() const noexcept { return row_stats_; }
+  const std::vector<pairwise_partial<T>>& col_stats() const noexcept { return col_stats_; }
+
+  // ---- backward ----
+  /// ep must hold the coefficients; g_exponent is k of the 2^k scaling of G.
+  void begin_backward(const pairwise_epilogue_args<T>& ep, int g_exponent) {
+    ep_ = ep;
+    g_scale_ = std::ldexp(T(1), g_exponent);
+    const auto blk = static_cast<std::size_t>(p_.br * p_.bc);
+    g_.assign(static_cast<std::size_t>(p_.slots) * blk, G(0));
+    const auto d = static_cast<std::size_t>(p_.problem.d);
+    dx_.assign(p_.problem.self ? 0 : static_cast<std::size_t>(p_.br) * d, T(0));
+    dy_.assign(static_cast<std::size_t>(p_.problem.ny) * d, T(0));
+    moment_ = 0;
+  }
+
+  void gradient_epilogue(const sweep_block& b, int slot) {
+    const T* s = slot_ptr(slot);
+    G* g = g_.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(p_.br * p_.bc);
+    // Moment partials per row, then summed in row order into the running moment (a fixed tree
+    // on the GPU); diagonal blocks of self mode count half (G there holds both (i, j) and (j, i)).
+    double block_moment = 0;
+    for (index_t r = 0; r < b.rows; ++r) {
+      double row = 0;
+      for (index_t c = 0; c < b.cols; ++c) {
+        const T raw = s[r * p_.bc + c];
+        const T v = pairwise_logit(ep_, raw, b.row0 + r, b.col0 + c);
+        const T gv = pairwise_gradient(ep_, v, b.row0 + r, b.col0 + c);
+        g[r * p_.bc + c] = static_cast<G>(gv * g_scale_);
+        row += static_cast<double>(gv) * static_cast<double>(raw);
+      }
+      block_moment += row;
+    }
+    moment_ += b.diag ? 0.5 * block_moment : block_moment;
+  }
+
+  void products(const sweep_block& b, int slot) {
+    const G* g =
+        g_.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(p_.br * p_.bc);
+    const index_t d = p_.problem.d;
+    const T alpha = static_cast<T>(p_.problem.scale) / g_scale_;
+    const bool self = p_.problem.self;
+    // dX_I += alpha G Y_J (self: rows I of the one accumulator).
+    for (index_t r = 0; r < b.rows; ++r) {
+      T* out = self ? &dy_[(b.row0 + r) * d] : &dx_[r * d];
+      for (index_t k = 0; k < d; ++k) {
+        T acc = 0;
+        for (index_t c = 0; c < b.cols; ++c)
+          acc += static_cast<T>(g[r * p_.bc + c]) * in_.y[(b.col0 + c) * d + k];
+        out[k] += alpha * acc;
+      }
+    }
+    if (b.diag) return;
+    // dY_J += alpha G^T X_I.
+    for (index_t c = 0; c < b.cols; ++c)
+      for (index_t k = 0; k < d; ++k) {
+        T acc = 0;
+        for (index_t r = 0; r < b.rows; ++r)
+          acc += static_cast<T>(g[r * p_.bc + c]) * in_.x[(b.row0 + r) * d + k];
+        dy_[(b.col0 + c) * d + k] += alpha * acc;
+      }
+  }
+
+  void finish_band(const sweep_block& b) {
+    if (p_.problem.self) return;
+    const index_t d = p_.problem.d;
+    for (index_t r = 0; r < b.rows; ++r)
+      for (index_t k = 0; k < d; ++k) {
+        out_x_[(b.row0 + r) * d + k] = dx_[r * d + k];
+        dx_[r * d + k] = 0;
+      }
+  }
+
+  /// Where the finished gradients go (nx x d and ny x d; self mode: dy holds dZ).
+  void set_dx_output(std::vector<T>* dx) { out_x_ = dx->data(); }
+  const std::vector<T>& dy() const noexcept { return dy_; }
+  double moment() const noexcept { return moment_; }
+
+ private:
+  bool column_partials(const sweep_block& b) const noexcept {
+    return (p_.problem.columns || p_.problem.self) && !b.diag;
+  }
+  T* slot_ptr(int slot) {
+    return s_.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(p_.br * p_.bc);
+  }
+
+  const block_plan& p_;
+  block_emulator_inputs<T> in_;
+  pairwise_epilogue_args<T> ep_;
+  std::vector<T> s_;
+  std::vector<G> g_;
+  std::vector<pairwise_partial<T>> row_part_, col_part_, row_stats_, col_stats_;
+  std::vector<T> dx_, dy_;
+  T* out_x_ = nullptr;
+  T g_scale_ = 1;
+  double moment_ = 0;
+};
+
+/// What an emulated forward returns: the loss and the log-normalisers (self mode: row_lse holds
+/// every anchor's).
+struct block_forward_result {
+  double loss = 0;
+  std::vector<double> row_lse, col_lse;
+};
+
+/// The loss of a forward sweep's statistics: per-anchor terms summed in anchor order, each
+/// direction over its valid anchors.
+template <class T>
+double block_loss(const block_problem& q, const std::vector<pairwise_partial<T>>& rows,
+                  const std::vector<pairwise_partial<T>>& cols) {
+  auto direction = [&](const std::vector<pairwise_partial<T>>& st, double candidates) {
+    double sum = 0, valid = 0;
+    for (const auto& s : st) {
+      bool ok = false;
+      sum += pairwise_anchor_term(s, q.eps, candidates, &ok);
+      valid += ok ? 1 : 0;
+    }
+    return block_anchor_weight(q, valid, 1.0) * sum;
+  };
+  double loss = direction(rows, q.row_candidates);
+  if (q.columns && !q.self) loss += direction(cols, q.col_candidates);
+  return loss;
+}
+
+template <class T, class G = T>
+block_forward_result emulate_block_forward(const block_problem& q,
+                                           const block_emulator_inputs<T>& in,
+                                           const block_element_sizes& sizes = {},
+                                           const block_sweep_options& o = {}) {
+  const block_plan p = make_block_plan(q, sizes, o);
+  block_emulator<T, G> ex(p, in, block_epilogue_args(q, in));
+  ex.begin_forward();
+  run_block_forward(p, ex);
+  block_forward_result r;
+  r.loss = block_loss(q, ex.row_stats(), ex.col_stats());
+  for (const auto& s : ex.row_stats()) r.row_lse.push_back(static_cast<double>(s.lse()));
+  for (const auto& s : ex.col_stats()) r.col_lse.push_back(static_cast<double>(s.lse()));
+  return r;
+}
+
+/// The backward coefficients of one direction from its log-normalisers: counts of positives,
+/// the valid anchors' weight, w, lse and q per anchor.
+template <class T>
+void block_coefficients(const block_problem& q, const pairwise_epilogue_args<T>& ep,
+                        const std::vector<double>& lse, bool column, double upstream,
+                        std::vector<T>& w, std::vector<T>& l, std::vector<T>& qv) {
+  const index_t n = static_cast<index_t>(lse.size());
+  const index_t candidates = column ? q.nx : q.ny;
+  std::vector<T> count(static_cast<std::size_t>(n));
+  double valid = 0;
+  for (index_t i = 0; i < n; ++i) {
+    count[i] = pairwise_positive_count(ep, i, candidates, column);
+    valid += count[i] > T(0) ? 1 : 0;
+  }
+  const double wv = block_anchor_weight(q, valid, upstream);
+  w.resize(static_cast<std::size_t>(n));
+  l.resize(static_cast<std::size_t>(n));
+  qv.resize(static_cast<std::size_t>(n));
+  for (index_t i = 0; i < n; ++i) {
+    pairwise_anchor_coefficients(count[i], wv, q.eps, &w[i], &qv[i]);
+    l[i] = static_cast<T>(lse[i]);
+  }
+}
+
+/// What an emulated backward returns: upstream * dL/dX, dL/dY (self mode: dL/dZ in dx, 2n rows)
+/// and upstream * dL/dtheta, theta = log(1 / temperature).
+template <class T>
+struct block_backward_result {
+  std::vector<T> dx, dy;
+  double grad_log_scale = 0;
+};
+
+template <class T, class G = T>
+block_backward_result<T> emulate_block_backward(const block_problem& q,
+                                                const block_emulator_inputs<T>& in,
+                                                const block_forward_result& fwd, double upstream,
+                                                const block_element_sizes& sizes = {},
+                                                const block_sweep_options& o = {}) {
+  const block_plan p = make_block_plan(q, sizes, o);
+  pairwise_epilogue_args<T> ep = block_epilogue_args(q, in);
+  std::vector<T> rw, rl, rq, cw, cl, cq;
+  block_coefficients(q, ep, fwd.row_lse, false, upstream, rw, rl, rq);
+  ep.row_w = rw.data();
+  ep.row_lse = rl.data();
+  ep.row_q = rq.data();
+  if (q.self) {  // the same anchors: G_ij = Gfull_ij + Gfull_ji
+    ep.col_w = ep.row_w;
+    ep.col_lse = ep.row_lse;
+    ep.col_q = ep.row_q;
+  } else if (q.columns) {
+    block_coefficients(q, ep, fwd.col_lse, true, upstream, cw, cl, cq);
+    ep.col_w = cw.data();
+    ep.col_lse = cl.data();
+    ep.col_q = cq.data();
+  }
+  ep.off_target = static_cast<T>(q.eps / q.row_candidates);
+
+  block_emulator<T, G> ex(p, in, ep);
+  ex.begin_backward(ep, gradient_scale_exponent(gradient_bound(q, upstream)));
+  block_backward_result<T> r;
+  r.dx.assign(static_cast<std::size_t>(q.nx * q.d), T(0));
+  ex.set_dx_output(&r.dx);
+  run_block_backward(p, ex);
+  if (q.self)
+    r.dx = ex.dy();
+  else
+    r.dy = ex.dy();
+  r.grad_log_scale = ex.moment();
+  return r;
+}
+
+}  // namespace detail
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_CORE_BLOCK_SWEEP_EMULATOR_HPP
