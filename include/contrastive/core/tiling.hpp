@@ -66,7 +66,16 @@ struct pairwise_problem {
   // Exclude s_ii (global row == global column) from every statistic and gradient. Implied by
   // `self`; on its own it gives negatives-only normalisers for two-tower losses.
   bool mask_diagonal = false;
+  // Also exclude each row's partner: in self mode over [A; B] with partner_offset = N, global row
+  // g < N loses column g + N and row g >= N loses column g - N (the other view of the same
+  // sample). Used by the losses whose denominators hold negatives only (DCL, debiased NT-Xent).
+  index_t partner_offset = 0;
   T scale = 1;  // lambda = 1 / temperature
+  // Extra statistics at scaled logits: besides the row/column softmax of s, the forward can keep
+  // the online softmax of gamma_k s (k < extra_scales, gamma_k > 0; moments stay in units of s)
+  // and the backward add w_k exp(gamma_k s - lse_k) terms (the hard-negative loss).
+  int extra_scales = 0;
+  T gamma[2] = {T(1), T(1)};
   index_t tile_rows = 256, tile_cols = 256;
   int threads = 1;  // resolved thread count (see resolve_threads in core/parallel.hpp)
   // Optional logit cache (cached mode): one slot of tile_shape() per visited tile, written by
@@ -170,11 +179,14 @@ std::size_t thread_scratch_bytes(const sweep_shape& s) {
          array_bytes<T>(tile_gemm<T>::elements(s.tr, s.tc, s.d));
 }
 
+/// Forward scratch; `extra_scales` adds the chunk partials of the scaled-logit statistics.
 template <class T>
-std::size_t pairwise_forward_bytes(const sweep_shape& s) {
+std::size_t pairwise_forward_bytes(const sweep_shape& s, int extra_scales = 0) {
   const auto tr = static_cast<std::size_t>(s.tr);
   return static_cast<std::size_t>(s.threads) * thread_scratch_bytes<T>(s) +
-         sweep_chunks * (array_bytes<online_softmax<double>>(tr) + array_bytes<double>(tr));
+         sweep_chunks * (array_bytes<online_softmax<double>>(tr) + array_bytes<double>(tr)) +
+         static_cast<std::size_t>(extra_scales) *
+             array_bytes<online_softmax<double>>(sweep_chunks * tr);
 }
 
 template <class T>
@@ -234,25 +246,84 @@ std::vector<thread_scratch<T>> carve_thread_scratch(arena& ar, const sweep_shape
   return out;
 }
 
-/// The masked entries of tile (I, J): local (r, r + offset) for r in [first, last).
-struct tile_mask {
+/// One band of masked entries of a tile: local (r, r + offset) for r in [first, last).
+struct mask_band {
   index_t first = 0, last = 0, offset = 0;
   /// Masked column of local row r, or -1.
   index_t col(index_t r) const noexcept { return r >= first && r < last ? r + offset : -1; }
 };
 
+/// The masked entries of tile (I, J): the diagonal band and up to two partner bands. A row meets
+/// at most one partner band, and partner columns never fall on the diagonal.
+struct tile_mask {
+  mask_band band[3];
+  int bands = 0;
+  index_t first = 0, last = 0;  // hull of the rows of all bands
+  /// The first masked column of local row r, or -1.
+  index_t col(index_t r) const noexcept {
+    for (int k = 0; k < bands; ++k)
+      if (band[k].col(r) >= 0) return band[k].col(r);
+    return -1;
+  }
+  /// Is local entry (r, c) masked?
+  bool masked(index_t r, index_t c) const noexcept {
+    for (int k = 0; k < bands; ++k)
+      if (band[k].col(r) == c) return true;
+    return false;
+  }
+  /// Zeroes the masked entries of row r in e (indexed by column); true when there were any.
+  template <class V>
+  bool zero_row(index_t r, V& e) const noexcept {
+    bool any = false;
+    for (int k = 0; k < bands; ++k) {
+      const index_t c = band[k].col(r);
+      if (c >= 0) {
+        e(c) = 0;
+        any = true;
+      }
+    }
+    return any;
+  }
+  /// Applies f(r, c) to every masked entry.
+  template <class F>
+  void for_each(F&& f) const {
+    for (int k = 0; k < bands; ++k)
+      for (index_t r = band[k].first; r < band[k].last; ++r) f(r, r + band[k].offset);
+  }
+};
+
+namespace tiling_detail {
+/// Adds the band of global entries (g, g + shift) for g in [row_lo, row_hi) that falls in (I, J).
+inline void add_band(tile_mask& m, const row_block& I, const row_block& J, index_t shift,
+                     index_t row_lo, index_t row_hi) noexcept {
+  // Rows g with g in I, g + shift in J and g in [row_lo, row_hi).
+  auto mx = [](index_t a, index_t b) { return a > b ? a : b; };
+  auto mn = [](index_t a, index_t b) { return a < b ? a : b; };
+  const index_t lo = mx(mx(I.global, J.global - shift), row_lo);
+  const index_t hi = mn(mn(I.global + I.rows, J.global + J.rows - shift), row_hi);
+  if (hi <= lo) return;
+  mask_band& b = m.band[m.bands];
+  b.first = lo - I.global;
+  b.last = hi - I.global;
+  b.offset = I.global + shift - J.global;
+  if (m.bands == 0 || b.first < m.first) m.first = b.first;
+  if (m.bands == 0 || b.last > m.last) m.last = b.last;
+  ++m.bands;
+}
+}  // namespace tiling_detail
+
 template <class T>
 tile_mask diagonal_mask(const pairwise_problem<T>& p, const row_block& I,
                         const row_block& J) noexcept {
   tile_mask m;
-  if (!(p.self || p.mask_diagonal)) return m;
+  constexpr index_t any = std::numeric_limits<index_t>::max();
   // Global row g is masked in column g: local row r = g - I.global, column g - J.global.
-  const index_t lo = I.global > J.global ? I.global : J.global;
-  const index_t hi = I.global + I.rows < J.global + J.rows ? I.global + I.rows : J.global + J.rows;
-  if (hi <= lo) return m;
-  m.first = lo - I.global;
-  m.last = hi - I.global;
-  m.offset = I.global - J.global;
+  if (p.self || p.mask_diagonal) tiling_detail::add_band(m, I, J, 0, -any, any);
+  if (p.partner_offset > 0) {
+    const index_t off = p.partner_offset;
+    tiling_detail::add_band(m, I, J, off, 0, off);
+    tiling_detail::add_band(m, I, J, -off, off, 2 * off);
+  }
   return m;
 }
 
@@ -264,7 +335,7 @@ void compute_logits(const pairwise_problem<T>& p, const row_block& bi, const row
   const matrix_view<const T> yj = p.y[bj.segment].middle_rows(bj.first, bj.rows);
   gemm.abt(bi.rows, bj.rows, p.dim(), p.scale, xi.data(), leading_dim(xi), yj.data(),
            leading_dim(yj), s.data(), s.outerStride());
-  for (index_t r = mask.first; r < mask.last; ++r) s(r, r + mask.offset) = -infinity<T>();
+  mask.for_each([&](index_t r, index_t c) { s(r, c) = -infinity<T>(); });
 }
 
 /// The visiting order: row blocks in order; for each, its column blocks [lo, hi) cut into
@@ -310,6 +381,10 @@ struct pairwise_stats {
   online_softmax<double>* col = nullptr;
   double* row_target = nullptr;
   double* col_target = nullptr;
+  // With p.extra_scales: the statistics of gamma_k s per row and per column (null: not needed;
+  // in self mode the same arrays). Their max is in units of gamma_k s, their moment in units of s.
+  online_softmax<double>* row_scaled[2] = {nullptr, nullptr};
+  online_softmax<double>* col_scaled[2] = {nullptr, nullptr};
 };
 
 /// Folds one logit tile into statistics: rows into row_part (this chunk's partial for block I),
@@ -318,7 +393,7 @@ template <class T>
 void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, const row_block& I,
                   const row_block& J, const tile_mask& mask, bool diag, const tile_map<T>& s,
                   const thread_scratch<T>& ws, online_softmax<double>* row_part,
-                  double* row_target_part) {
+                  double* row_target_part, online_softmax<double>* const* row_scaled_part) {
   constexpr T lowest = std::numeric_limits<T>::lowest();
   tile_vec<T> e(ws.v[0], J.rows);
   if (out.row) {
@@ -328,15 +403,30 @@ void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, co
       if (m == -infinity<T>()) continue;  // a 1-column tile whose entry is masked
       e = (sr - m).exp();
       // Eigen's vectorised exp clamps its argument, so exp(-inf) is tiny, not 0: zero the
-      // masked entry explicitly, and clamp its -inf so that 0 * s stays 0.
-      const index_t mc = mask.col(r);
-      if (mc >= 0) e(mc) = 0;
-      const T mom = mc >= 0 ? (e * sr.max(lowest)).sum() : (e * sr).sum();
+      // masked entries explicitly, and clamp their -inf so that 0 * s stays 0.
+      const bool masked = mask.zero_row(r, e);
+      const T mom = masked ? (e * sr.max(lowest)).sum() : (e * sr).sum();
       online_softmax<double> t;
       t.max = m;
       t.sum = e.sum();
       t.moment = mom;
       row_part[r].merge(t);
+    }
+  }
+  for (int k = 0; k < p.extra_scales; ++k) {
+    if (!out.row_scaled[k]) continue;
+    const T gk = p.gamma[k];
+    for (index_t r = 0; r < I.rows; ++r) {
+      const auto sr = s.row(r).array();
+      const T m = sr.maxCoeff();
+      if (m == -infinity<T>()) continue;
+      e = (gk * sr - gk * m).exp();
+      mask.zero_row(r, e);
+      online_softmax<double> t;
+      t.max = gk * m;
+      t.sum = e.sum();
+      t.moment = (e * sr.max(lowest)).sum();
+      row_scaled_part[k][r].merge(t);
     }
   }
   if (out.col && !diag) {
@@ -348,9 +438,7 @@ void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, co
     for (index_t r = 0; r < I.rows; ++r) {
       const auto sr = s.row(r).array();
       e = (sr - cmax).exp();
-      const index_t mc = mask.col(r);
-      if (mc >= 0) {
-        e(mc) = 0;
+      if (mask.zero_row(r, e)) {
         csum += e;
         cmom += e * sr.max(lowest);
       } else {
@@ -359,7 +447,7 @@ void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, co
       }
     }
     for (index_t c = 0; c < J.rows; ++c) {
-      if (cmax(c) == -infinity<T>()) continue;  // a 1-row tile whose entry is masked
+      if (cmax(c) == -infinity<T>()) continue;  // a 1-row tile whose entries are masked
       online_softmax<double> t;
       t.max = cmax(c);
       t.sum = csum(c);
@@ -367,11 +455,35 @@ void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, co
       out.col[J.global + c].merge(t);
     }
   }
+  for (int k = 0; k < p.extra_scales; ++k) {
+    if (!out.col_scaled[k] || diag) continue;
+    const T gk = p.gamma[k];
+    tile_vec<T> cmax(ws.v[1], J.rows), csum(ws.v[2], J.rows), cmom(ws.v[3], J.rows);
+    cmax = s.row(0).array();
+    for (index_t r = 1; r < I.rows; ++r) cmax = cmax.max(s.row(r).array());
+    csum.setZero();
+    cmom.setZero();
+    for (index_t r = 0; r < I.rows; ++r) {
+      const auto sr = s.row(r).array();
+      e = (gk * sr - gk * cmax).exp();
+      mask.zero_row(r, e);
+      csum += e;
+      cmom += e * sr.max(lowest);
+    }
+    for (index_t c = 0; c < J.rows; ++c) {
+      if (cmax(c) == -infinity<T>()) continue;
+      online_softmax<double> t;
+      t.max = gk * cmax(c);
+      t.sum = csum(c);
+      t.moment = cmom(c);
+      out.col_scaled[k][J.global + c].merge(t);
+    }
+  }
   if (p.label_x) {
     for (index_t r = 0; r < I.rows; ++r) {
       const std::int64_t li = p.label_x[I.global + r];
       for (index_t c = 0; c < J.rows; ++c) {
-        if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
+        if (p.label_y[J.global + c] != li || mask.masked(r, c)) continue;
         if (out.row_target) row_target_part[r] += s(r, c);
         if (out.col_target && !diag) out.col_target[J.global + c] += s(r, c);
       }
@@ -388,6 +500,10 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
   auto* row_part =
       ar.take<online_softmax<double>>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   auto* target_part = ar.take<double>(sweep_chunks * static_cast<std::size_t>(shape.tr));
+  online_softmax<double>* scaled_part[2] = {nullptr, nullptr};
+  for (int k = 0; k < p.extra_scales; ++k)
+    scaled_part[k] =
+        ar.take<online_softmax<double>>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
   const int threads = sweep_threads(p);
 
@@ -397,9 +513,13 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
       const int c = static_cast<int>(ci);
       online_softmax<double>* rp = row_part + static_cast<std::size_t>(c) * shape.tr;
       double* tp = target_part + static_cast<std::size_t>(c) * shape.tr;
+      online_softmax<double>* sp[2] = {nullptr, nullptr};
+      for (int k = 0; k < p.extra_scales; ++k)
+        sp[k] = scaled_part[k] + static_cast<std::size_t>(c) * shape.tr;
       for (index_t r = 0; r < I.rows; ++r) {
         rp[r] = online_softmax<double>();
         tp[r] = 0;
+        for (int k = 0; k < p.extra_scales; ++k) sp[k][r] = online_softmax<double>();
       }
       for (std::size_t bj = plan.chunk_begin(bi, c); bj < plan.chunk_begin(bi, c + 1); ++bj) {
         const row_block& J = plan.yb[bj];
@@ -407,7 +527,7 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
         T* buf = p.cache ? p.cache + plan.slot(bi, bj) * slot_elems : scratch[t].tile;
         tile_map<T> s(buf, I.rows, J.rows, Eigen::OuterStride<>(shape.tc));
         compute_logits(p, I, J, mask, scratch[t].gemm, s);
-        forward_tile(p, out, I, J, mask, p.self && bi == bj, s, scratch[t], rp, tp);
+        forward_tile(p, out, I, J, mask, p.self && bi == bj, s, scratch[t], rp, tp, sp);
       }
     });
     for (int c = 0; c < sweep_chunks; ++c) {  // fixed merge order
@@ -417,6 +537,10 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
           out.row[I.global + r].merge(row_part[static_cast<std::size_t>(c) * shape.tr + r]);
         if (out.row_target)
           out.row_target[I.global + r] += target_part[static_cast<std::size_t>(c) * shape.tr + r];
+        for (int k = 0; k < p.extra_scales; ++k)
+          if (out.row_scaled[k])
+            out.row_scaled[k][I.global + r].merge(
+                scaled_part[k][static_cast<std::size_t>(c) * shape.tr + r]);
       }
     }
   }
@@ -435,6 +559,12 @@ struct pairwise_coefficients {
   const T* col_w = nullptr;
   const T* row_q = nullptr;  // label targets only (with labels)
   const T* col_q = nullptr;
+  // With p.extra_scales: + row_scaled_w_i exp(gamma_k s_ij - row_scaled_lse_i) + the same per
+  // column (null: that term is absent).
+  const T* row_scaled_w[2] = {nullptr, nullptr};
+  const T* row_scaled_lse[2] = {nullptr, nullptr};
+  const T* col_scaled_w[2] = {nullptr, nullptr};
+  const T* col_scaled_lse[2] = {nullptr, nullptr};
 };
 
 /// G for one tile, from the logits `s` into `g` (which may be the same memory).
@@ -455,18 +585,30 @@ void gradient_tile(const pairwise_problem<T>& p, const pairwise_coefficients<T>&
         gr = wr * (sr - lr).exp() + wc * (sr - lc).exp();
       else
         gr = wc * (sr - lc).exp();
-    } else {
+    } else if (has_row) {
       gr = wr * (sr - lr).exp();
+    } else {
+      gr.setZero();
+    }
+    for (int e = 0; e < p.extra_scales; ++e) {
+      const T gk = p.gamma[e];
+      if (k.row_scaled_w[e])
+        gr += k.row_scaled_w[e][I.global + r] * (gk * sr - k.row_scaled_lse[e][I.global + r]).exp();
+      if (k.col_scaled_w[e]) {
+        const cvec wc(k.col_scaled_w[e] + J.global, J.rows),
+            lc(k.col_scaled_lse[e] + J.global, J.rows);
+        gr += wc * (gk * sr - lc).exp();
+      }
     }
   }
   // exp(-inf) is not exactly 0 in Eigen's exp.
-  for (index_t r = mask.first; r < mask.last; ++r) g(r, r + mask.offset) = 0;
+  mask.for_each([&](index_t r, index_t c) { g(r, c) = 0; });
   if (p.label_x) {
     for (index_t r = 0; r < I.rows; ++r) {
       const std::int64_t li = p.label_x[I.global + r];
       const T qr = k.row_q ? k.row_q[I.global + r] : T(0);
       for (index_t c = 0; c < J.rows; ++c) {
-        if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
+        if (p.label_y[J.global + c] != li || mask.masked(r, c)) continue;
         g(r, c) -= qr + (k.col_q ? k.col_q[J.global + c] : T(0));
       }
     }
