@@ -2,10 +2,13 @@
 // through cuda::info_nce_forward_async / _backward_async at D = 512 for each element type and
 // N in {4096, ..., 1048576}: the median of CUDA-event timings, the ratio to three cuBLAS GEMMs of
 // the loss's shapes timed in the same run (the floor: S = A B^T, dA = G B, dB = G^T A), and the
-// extra device memory (workspace plus statistics; inputs and gradients excluded).
+// extra device memory (workspace plus statistics; inputs and gradients excluded). Each cell is
+// run on both paths (cuda::sweep_mode): the fused kernels and the blocked cuBLASLt sweep
+// (cuda/block_sweep.cuh; compiled, not yet run on a GPU when this option was added), beside the
+// same floor.
 //
 //   contrastive_cuda_table [--d 512] [--n 4096,16384,...] [--types fp32,tf32,fp16,bf16]
-//                          [--cell-budget 75] [--reps 5]
+//                          [--paths fused,blocked] [--cell-budget 75] [--reps 5]
 // A cell whose estimated time (from the previous N, scaled by N^2) exceeds --cell-budget seconds
 // is skipped and marked so. Returns 77 without a GPU.
 
@@ -130,7 +133,8 @@ struct cell {
 };
 
 template <class T>
-cell run_cell(const std::string& type, index_t n, index_t d, int reps, cublasHandle_t h) {
+cell run_cell(const std::string& type, index_t n, index_t d, int reps, cublasHandle_t h,
+              cc::sweep_mode path, double floor) {
   cell c;
   const cc::math_mode mode = type == "tf32" ? cc::math_mode::tf32 : cc::math_mode::fp32;
   contrastive::info_nce_options o;  // CLIP, tau = 0.07, mean
@@ -144,7 +148,7 @@ cell run_cell(const std::string& type, index_t n, index_t d, int reps, cublasHan
     convert<T><<<4096, 256>>>(tmp.as<float>(), b.as<T>(), static_cast<index_t>(nd));
     check(cudaDeviceSynchronize(), "fill");
   }
-  const std::size_t ws_bytes = cc::info_nce_workspace_bytes<T>(n, d, o, mode);
+  const std::size_t ws_bytes = cc::info_nce_workspace_bytes<T>(n, d, o, mode, path);
   cc::device_buffer ws(ws_bytes), stats(sizeof(float) * 2 * n), loss(sizeof(double)),
       gt(sizeof(double));
   c.extra_mib =
@@ -156,19 +160,20 @@ cell run_cell(const std::string& type, index_t n, index_t d, int reps, cublasHan
   const cc::device_stats row{stats.as<float>(), n, 1}, col{stats.as<float>() + n, n, 1};
   const contrastive::workspace w{ws.data(), ws.bytes()};
   auto fwd = [&] {
-    check(cc::info_nce_forward_async<T>(va, vb, row, col, loss.as<double>(), o, w, nullptr, mode),
+    check(cc::info_nce_forward_async<T>(va, vb, row, col, loss.as<double>(), o, w, nullptr, mode,
+                                        path),
           "forward");
   };
   auto both = [&] {
     fwd();
     check(cc::info_nce_backward_async<T>(va, vb, {row.data, n, 1}, {col.data, n, 1}, vga, vgb, o,
-                                         1.0, gt.as<double>(), w, nullptr, mode),
+                                         1.0, gt.as<double>(), w, nullptr, mode, path),
           "backward");
   };
   c.fwd_ms = time_ms(fwd, reps);
   c.total_ms = time_ms(both, reps);
   check(cudaMemcpy(&c.loss, loss.data(), sizeof(double), cudaMemcpyDeviceToHost), "loss");
-  c.floor = floor_ms(h, type, n, d, std::max(reps, 3));
+  c.floor = floor > 0 ? floor : floor_ms(h, type, n, d, std::max(reps, 3));
   return c;
 }
 
@@ -185,6 +190,7 @@ std::vector<long long> parse_list(const std::string& s) {
 int main(int argc, char** argv) {
   std::vector<long long> ns = {4096, 16384, 32768, 65536, 262144, 1048576};
   std::vector<std::string> types = {"bf16", "fp16", "tf32", "fp32"};
+  std::vector<std::string> paths = {"fused", "blocked"};
   index_t d = 512;
   double budget_s = 75;  // N = 1048576 in bf16 and fp16 fits; fp32 and tf32 would take minutes
   int max_reps = 5;
@@ -198,11 +204,12 @@ int main(int argc, char** argv) {
       budget_s = std::atof(v.c_str());
     else if (k == "--reps")
       max_reps = std::atoi(v.c_str());
-    else if (k == "--types") {
-      types.clear();
+    else if (k == "--types" || k == "--paths") {
+      std::vector<std::string>& list = k == "--types" ? types : paths;
+      list.clear();
       std::stringstream ss(v);
       std::string t;
-      while (std::getline(ss, t, ',')) types.push_back(t);
+      while (std::getline(ss, t, ',')) list.push_back(t);
     } else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -219,44 +226,51 @@ int main(int argc, char** argv) {
   check(cublasCreate(&h), "cublasCreate");
 
   struct row {
-    std::string type;
+    std::string type, path;
     long long n;
     cell c;
   };
   std::vector<row> rows;
   for (const std::string& type : types) {
-    double last_total = 0;
-    long long last_n = 0;
-    for (long long n : ns) {
-      cell c;
-      const double est_s =
-          last_n > 0 ? last_total / 1e3 * (double(n) / last_n) * (double(n) / last_n) : 0;
-      if (est_s > budget_s) {
-        char buf[96];
-        std::snprintf(buf, sizeof buf,
-                      "skipped: about %.0f s per call, over the %.0f s cell budget", est_s,
-                      budget_s);
-        c.note = buf;
-      } else {
-        // Fewer repetitions as the calls get long; one run (no warm-up) above 2 s.
-        const int reps = est_s > 2 ? 1 : est_s > 0.3 ? 3 : max_reps;
-        try {
-          if (type == "bf16")
-            c = run_cell<__nv_bfloat16>(type, n, d, reps, h);
-          else if (type == "fp16")
-            c = run_cell<__half>(type, n, d, reps, h);
-          else
-            c = run_cell<float>(type, n, d, reps, h);
-          last_total = c.total_ms;
-          last_n = n;
-        } catch (const std::exception& e) {
-          c.note = e.what();
-          cudaGetLastError();
+    for (const std::string& path : paths) {
+      const cc::sweep_mode sm = path == "blocked" ? cc::sweep_mode::blocked : cc::sweep_mode::fused;
+      double last_total = 0;
+      long long last_n = 0;
+      for (long long n : ns) {
+        cell c;
+        const double est_s =
+            last_n > 0 ? last_total / 1e3 * (double(n) / last_n) * (double(n) / last_n) : 0;
+        if (est_s > budget_s) {
+          char buf[96];
+          std::snprintf(buf, sizeof buf,
+                        "skipped: about %.0f s per call, over the %.0f s cell budget", est_s,
+                        budget_s);
+          c.note = buf;
+        } else {
+          // Fewer repetitions as the calls get long; one run (no warm-up) above 2 s.
+          const int reps = est_s > 2 ? 1 : est_s > 0.3 ? 3 : max_reps;
+          // The floor of (type, N) is timed once, with the first path.
+          double floor = 0;
+          for (const row& r : rows)
+            if (r.type == type && r.n == n && r.c.floor > 0) floor = r.c.floor;
+          try {
+            if (type == "bf16")
+              c = run_cell<__nv_bfloat16>(type, n, d, reps, h, sm, floor);
+            else if (type == "fp16")
+              c = run_cell<__half>(type, n, d, reps, h, sm, floor);
+            else
+              c = run_cell<float>(type, n, d, reps, h, sm, floor);
+            last_total = c.total_ms;
+            last_n = n;
+          } catch (const std::exception& e) {
+            c.note = e.what();
+            cudaGetLastError();
+          }
         }
+        std::fprintf(stderr, "[table] %s %s N=%lld: %s%.2f ms\n", type.c_str(), path.c_str(), n,
+                     c.note.c_str(), c.total_ms);
+        rows.push_back({type, path, n, c});
       }
-      std::fprintf(stderr, "[table] %s N=%lld: %s%.2f ms\n", type.c_str(), n, c.note.c_str(),
-                   c.total_ms);
-      rows.push_back({type, n, c});
     }
   }
   cublasDestroy(h);
@@ -267,16 +281,18 @@ int main(int argc, char** argv) {
       "ms: median of CUDA-event timings; floor: three cuBLAS GEMMs of the same shapes in this "
       "run\n\n");
   std::printf(
-      "| dtype | N | forward ms | fwd+bwd ms | cuBLAS floor ms | ratio | extra MiB | loss |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+      "| dtype | path | N | forward ms | fwd+bwd ms | cuBLAS floor ms | ratio | extra MiB | loss "
+      "|\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (const row& r : rows) {
     if (!r.c.note.empty()) {
-      std::printf("| %s | %lld | %s | | | | | |\n", r.type.c_str(), r.n, r.c.note.c_str());
+      std::printf("| %s | %s | %lld | %s | | | | | |\n", r.type.c_str(), r.path.c_str(), r.n,
+                  r.c.note.c_str());
       continue;
     }
-    std::printf("| %s | %lld | %.3f | %.3f | %.3f | %.2f | %.1f | %.6f |\n", r.type.c_str(), r.n,
-                r.c.fwd_ms, r.c.total_ms, r.c.floor, r.c.total_ms / r.c.floor, r.c.extra_mib,
-                r.c.loss);
+    std::printf("| %s | %s | %lld | %.3f | %.3f | %.3f | %.2f | %.1f | %.6f |\n", r.type.c_str(),
+                r.path.c_str(), r.n, r.c.fwd_ms, r.c.total_ms, r.c.floor, r.c.total_ms / r.c.floor,
+                r.c.extra_mib, r.c.loss);
   }
   return 0;
 }

@@ -246,8 +246,8 @@ TEST_CASE("cuda info_nce: bad arguments", "[cuda][info_nce][errors]") {
     CHECK(status == cuda_test::invalid_value_status());
   const auto messages = cuda_test::wrapper_bad_argument_messages();
   REQUIRE(messages.size() == 3);
-  CHECK_THAT(messages[0],
-             Catch::Contains("cuda::info_nce_forward") && Catch::Contains("'b' is 8 x 8"));
+  CHECK_THAT(messages[0], Catch::Contains("cuda::info_nce_forward") &&
+                              Catch::Contains("'b' has 8 columns, expected 16 (columns of 'a')"));
   CHECK_THAT(messages[1], Catch::Contains("label_smoothing"));
   CHECK_THAT(messages[2],
              Catch::Contains("cuda::nt_xent_forward") && Catch::Contains("temperature"));

@@ -41,6 +41,7 @@ struct block_sweep_options {
   index_t chunk = 64;  // candidates per epilogue partial (rows of a column partial, and so on)
   std::size_t memory_budget = std::size_t(1) << 28;  // bytes of workspace
   int slots = 2;  // logit / gradient block buffers in flight (GEMM of block k+1 || epilogue of k)
+  std::size_t gemm_workspace = std::size_t(8) << 20;  // per GEMM stream (cuBLASLt), bytes
 };
 
 /// Byte sizes of the elements the workspace holds.
@@ -132,6 +133,7 @@ struct block_plan {
   index_t br = 0, bc = 0;  // block extents (the largest block)
   index_t chunk = 64;
   int slots = 2;
+  std::size_t gemm_workspace = 0;  // bytes per GEMM stream
   std::vector<block_range> xb, yb;
   std::vector<sweep_block> blocks;  // visiting order: row bands in order, columns ascending
   block_element_sizes sizes;
@@ -143,6 +145,7 @@ struct block_plan {
   ws_region f_row_stats;  // nx merged row statistics (self mode: every anchor)
   ws_region f_col_stats;  // ny column statistics (columns && !self)
   ws_region f_terms;      // nx + ny doubles (per-anchor loss terms) and 2 doubles of counts
+  ws_region f_gemm;       // the logit GEMMs' workspace
   // Backward regions.
   ws_region b_logits;  // slots x br x bc logits
   ws_region b_grad;    // slots x br x bc G entries
@@ -150,6 +153,7 @@ struct block_plan {
   ws_region b_dx;      // br x d fp32: dX of the current band (two-tower)
   ws_region b_dy;      // ny x d fp32: dY (self mode: dZ, every row)
   ws_region b_moment;  // br doubles of one block's moment partials, and the running sum
+  ws_region b_gemm;    // three GEMM streams' workspaces (logits, dX, dY)
   std::size_t forward_bytes = 0, backward_bytes = 0, bytes = 0;
 
   index_t row_chunks() const noexcept { return (bc + chunk - 1) / chunk; }
@@ -193,6 +197,7 @@ inline void block_layout(block_plan& p) {
   take(p.f_row_stats, nx * p.partial_bytes());
   take(p.f_col_stats, q.columns && !q.self ? ny * p.partial_bytes() : 0);
   take(p.f_terms, (nx + ny + 2) * sizeof(double));
+  take(p.f_gemm, p.gemm_workspace);
   p.forward_bytes = at + block_ws_align;
   at = 0;
   take(p.b_logits, slots * br * bc * z.logit);
@@ -201,6 +206,7 @@ inline void block_layout(block_plan& p) {
   take(p.b_dx, q.self ? 0 : br * d * z.acc);
   take(p.b_dy, ny * d * z.acc);
   take(p.b_moment, (br + 1) * sizeof(double));
+  take(p.b_gemm, 3 * p.gemm_workspace);
   p.backward_bytes = at + block_ws_align;
   p.bytes = p.forward_bytes > p.backward_bytes ? p.forward_bytes : p.backward_bytes;
 }
@@ -241,6 +247,7 @@ inline block_plan make_block_plan(const block_problem& q, const block_element_si
   p.sizes = sizes;
   p.chunk = o.chunk > 0 ? o.chunk : 64;
   p.slots = o.slots > 0 ? o.slots : 1;
+  p.gemm_workspace = o.gemm_workspace;
   auto lo = [](index_t a, index_t b) { return a < b ? a : b; };
   const index_t min_block = o.min_block > 0 ? o.min_block : 1;
   const index_t xmax =

@@ -54,6 +54,11 @@ inline void check_reduction(const char* fn, loss_reduction r) {
                     ": 'reduction' has an invalid value (", static_cast<int>(r), ")");
 }
 
+/// The upstream gradient of a backward is finite.
+inline void check_upstream(const char* fn, double upstream) {
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+}
+
 inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {
   CONTRASTIVE_CHECK(tile_rows > 0 && tile_cols > 0, fn, ": tile sizes must be > 0, got ", tile_rows,
                     " x ", tile_cols);
@@ -123,7 +128,7 @@ template <class T>
 void check_pair_gradients(const char* fn, const matrix_view<const T>& a,
                           const matrix_view<const T>& b, const matrix_view<T>& ga,
                           const matrix_view<T>& gb, double upstream) {
-  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  check_upstream(fn, upstream);
   check_matrix(fn, "grad_a", ga);
   check_matrix(fn, "grad_b", gb);
   check_shape(fn, "grad_a", ga, a.rows(), a.cols(), "the shape of 'a'");
@@ -146,6 +151,13 @@ inline void check_labels(const char* fn, const char* name, const vector_view<con
                     " (one per row)");
   CONTRASTIVE_CHECK(l.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
                     l.stride);
+}
+
+/// Two-tower labels (InfoNCE's labels_a / labels_b) come both or neither.
+inline void check_label_pair(const char* fn, const vector_view<const std::int64_t>& la,
+                             const vector_view<const std::int64_t>& lb) {
+  CONTRASTIVE_CHECK(la.empty() == lb.empty(), fn,
+                    ": give both 'labels_a' and 'labels_b' or neither");
 }
 
 /// One sample id, found at position/row `index` (`where`: "position" or "row"), is >= 0.

@@ -163,12 +163,15 @@ template <class T>
 CONTRASTIVE_HOST_DEVICE inline bool pairwise_positive(const pairwise_epilogue_args<T>& a, index_t i,
                                                       index_t j) noexcept {
   if (a.mask_diagonal && i == j) return false;
+  // Subtractions instead of 64-bit divisions (this runs once per logit on the GPU): rows and
+  // columns lie in [0, ny), the shift in [0, ny) and, with a period, indices in [0, 2 period).
   if (a.label_x != nullptr) {
-    const index_t li = a.label_period > 0 ? i % a.label_period : i;
-    const index_t lj = a.label_period > 0 ? j % a.label_period : j;
+    const index_t li = a.label_period > 0 && i >= a.label_period ? i - a.label_period : i;
+    const index_t lj = a.label_period > 0 && j >= a.label_period ? j - a.label_period : j;
     return a.label_x[li] == a.label_y[lj];
   }
-  return (i + a.positive_shift) % a.ny == j;
+  const index_t k = i + a.positive_shift;
+  return (k >= a.ny ? k - a.ny : k) == j;
 }
 
 /// The statistics of one anchor (a row or a column of the logit matrix) over some of its

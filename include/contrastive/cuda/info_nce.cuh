@@ -13,7 +13,13 @@
 // Inputs: float (fp32 FMAs, or TF32 tensor cores with math_mode::tf32), __half or __nv_bfloat16
 // (tensor cores), row-major with unit column stride, accumulation in fp32; statistics in float,
 // the loss and the temperature gradient in double. Supported options: temperature, symmetric,
-// label_smoothing, reduction, accumulate; labels (multiple positives) are CPU-only for now.
+// label_smoothing, reduction, accumulate; labels (multiple positives, device int64 arrays) with
+// sweep_mode::blocked only.
+//
+// Two implementations (sweep_mode, cuda/block_sweep.cuh): the fused streaming kernels
+// (cuda/kernels.cuh; minimal memory) and the blocked sweep (cuBLASLt logit and gradient blocks
+// with fused epilogues; compiled, not yet run on a GPU). sweep_mode::automatic picks the fused
+// kernels until the blocked path has passed on a GPU.
 
 #include <cuda_runtime.h>
 
@@ -21,11 +27,14 @@
 #include <cstddef>
 #include <string>
 
+#include "contrastive/core/block_sweep.hpp"
+#include "contrastive/core/checks.hpp"
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
 #include "contrastive/core/loss_types.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/workspace.hpp"
+#include "contrastive/cuda/block_sweep.cuh"
 #include "contrastive/cuda/error.cuh"
 #include "contrastive/cuda/launch.cuh"
 #include "contrastive/losses/info_nce_options.hpp"
@@ -42,34 +51,53 @@ using device_const_stats = vector_view<const float, device_memory>;
 
 namespace detail {
 
-/// Everything the CUDA path rejects, as a message (empty when the arguments are fine). Shared
-/// by the _async functions (which return cudaErrorInvalidValue) and the throwing wrappers.
+/// What only the GPU path requires of a pair of inputs (after the CPU's checks): element type,
+/// layout, labels only on the blocked sweep, tf32 only for float.
 template <class T>
-std::string info_nce_problem(const char* fn, const device_view<T>& a, const device_view<T>& b,
-                             const info_nce_options& o, math_mode m) {
+std::string device_pair_problem(const char* fn, const device_view<T>& a, const device_view<T>& b,
+                                math_mode m, bool labelled, sweep_mode mode) {
   auto msg = [&](const std::string& s) { return std::string(fn) + ": " + s; };
   if (!supported_type<T>::value) return msg("element type must be float, __half or __nv_bfloat16");
-  if (a.rows() < 1 || a.cols() < 1) return msg("'a' must have at least one row and one column");
-  if (b.rows() != a.rows() || b.cols() != a.cols())
-    return msg("'b' is " + std::to_string(b.rows()) + " x " + std::to_string(b.cols()) +
-               ", expected " + std::to_string(a.rows()) + " x " + std::to_string(a.cols()) +
-               " (the shape of 'a')");
   if (a.col_stride() != 1 || b.col_stride() != 1)
     return msg("device inputs must be row-major with unit column stride");
   if (a.rows() > 1 && (a.row_stride() < a.cols() || b.row_stride() < b.cols()))
     return msg("device inputs need a row stride of at least the number of columns");
-  if (!(o.temperature > 0) || !std::isfinite(o.temperature))
-    return msg("temperature must be positive and finite, got " + std::to_string(o.temperature));
-  if (!(o.label_smoothing >= 0 && o.label_smoothing < 1))
-    return msg("label_smoothing must be in [0, 1), got " + std::to_string(o.label_smoothing));
-  if (o.reduction != loss_reduction::mean && o.reduction != loss_reduction::sum)
-    return msg("'reduction' has an invalid value (" +
-               std::to_string(static_cast<int>(o.reduction)) + ")");
-  if (!o.labels_a.empty() || !o.labels_b.empty())
-    return msg("labels (multiple positives) are not supported on the GPU yet; use the CPU path");
+  if (labelled && mode != sweep_mode::blocked)
+    return msg(
+        "labels (multiple positives) on the GPU need sweep_mode::blocked (device arrays); the "
+        "fused kernels have none");
   if (m == math_mode::tf32 && !std::is_same<T, float>::value)
     return msg("math_mode::tf32 applies to float inputs only");
   return {};
+}
+
+/// Everything the CUDA path rejects, as a message (empty when the arguments are fine). Shared
+/// by the _async functions (which return cudaErrorInvalidValue) and the throwing wrappers. The
+/// checks the CPU makes come first, in the CPU's order and through the CPU's functions
+/// (core/checks.hpp), so the same bad input gives the same message after the function name;
+/// then what only the GPU path requires.
+template <class T>
+std::string info_nce_problem(const char* fn, const device_view<T>& a, const device_view<T>& b,
+                             const info_nce_options& o, math_mode m,
+                             sweep_mode mode = sweep_mode::automatic) {
+  namespace cd = contrastive::detail;
+  try {
+    cd::check_smoothing(fn, o.label_smoothing);
+    cd::check_reduction(fn, o.reduction);
+    cd::check_label_pair(fn, o.labels_a, o.labels_b);
+    cd::check_matrix(fn, "a", a);
+    cd::check_matrix(fn, "b", b);
+    cd::check_temperature(fn, o.temperature);
+    cd::check_tiles(fn, o.tile_rows, o.tile_cols);
+    cd::check_pair_shape(fn, a, b);
+    if (!o.labels_a.empty()) {
+      cd::check_labels(fn, "labels_a", o.labels_a, a.rows());
+      cd::check_labels(fn, "labels_b", o.labels_b, b.rows());
+    }
+  } catch (const invalid_argument& e) {
+    return e.what();
+  }
+  return device_pair_problem<T>(fn, a, b, m, !o.labels_a.empty(), mode);
 }
 
 inline std::string stats_problem(const char* fn, const char* name, index_t size, index_t n,
@@ -193,8 +221,16 @@ std::string info_nce_backward_problem(const char* fn, const device_view<T>& a,
                                       const device_view<T>& b, device_const_stats row_lse,
                                       device_const_stats col_lse, const device_out_view<T>& ga,
                                       const device_out_view<T>& gb, const info_nce_options& o,
-                                      double upstream, math_mode m) {
-  std::string err = info_nce_problem<T>(fn, a, b, o, m);
+                                      double upstream, math_mode m,
+                                      sweep_mode mode = sweep_mode::automatic) {
+  std::string err = info_nce_problem<T>(fn, a, b, o, m, mode);
+  if (err.empty()) {
+    try {
+      contrastive::detail::check_upstream(fn, upstream);
+    } catch (const invalid_argument& e) {
+      err = e.what();
+    }
+  }
   if (err.empty()) err = stats_problem(fn, "row_lse", row_lse.size, a.rows(), row_lse.data);
   if (err.empty() && o.symmetric)
     err = stats_problem(fn, "col_lse", col_lse.size, a.rows(), col_lse.data);
@@ -207,18 +243,51 @@ std::string info_nce_backward_problem(const char* fn, const device_view<T>& a,
   if (err.empty() && (ga.col_stride() != 1 || gb.col_stride() != 1 ||
                       (a.rows() > 1 && (ga.row_stride() < a.cols() || gb.row_stride() < a.cols()))))
     err = std::string(fn) + ": device gradients must be row-major with unit column stride";
-  if (err.empty() && !std::isfinite(upstream))
-    err = std::string(fn) + ": upstream must be finite, got " + std::to_string(upstream);
   return err;
+}
+
+/// Whether a call runs the blocked sweep (cuda/block_sweep.cuh). *e = cudaErrorNotSupported when
+/// sweep_mode::blocked is asked for where cuBLASLt cannot serve (D or a row stride not a multiple
+/// of 16 bytes, rows not 16-byte aligned, strided statistics).
+template <class T>
+bool use_blocked(const device_view<T>& a, const device_view<T>& b, bool stats_contiguous,
+                 sweep_mode mode, cudaError_t* e) {
+  const bool servable = lt_rows_ok<T>(a.data(), a.row_stride(), a.rows(), a.cols()) &&
+                        lt_rows_ok<T>(b.data(), b.row_stride(), b.rows(), b.cols()) &&
+                        stats_contiguous;
+  *e = mode == sweep_mode::blocked && !servable ? cudaErrorNotSupported : cudaSuccess;
+  return *e == cudaSuccess && blocked_wanted(mode, servable);
+}
+
+template <class T>
+block_plan info_nce_block_plan(index_t n, index_t d, const info_nce_options& o) {
+  return contrastive::detail::make_block_plan(contrastive::detail::info_nce_block_problem(n, d, o),
+                                              block_sizes<T>());
+}
+
+template <class T>
+block_inputs<T> info_nce_block_inputs(const device_view<T>& a, const device_view<T>& b,
+                                      const info_nce_options& o) {
+  block_inputs<T> in;
+  in.x = rows_of(a);
+  in.y = rows_of(b);
+  in.label_x = o.labels_a.data;  // device memory
+  in.label_y = o.labels_b.data;
+  return in;
 }
 
 }  // namespace detail
 
 /// Device workspace bytes of the forward and backward of an n x d problem (the larger of the
-/// two; one buffer serves both). Depends on the current device (multiprocessors, shared memory).
+/// two; one buffer serves both) for the given sweep mode. The fused kernels' size depends on the
+/// current device (multiprocessors, shared memory); the blocked sweep's is its plan's
+/// (core/block_sweep.hpp: at most about 0.25 GiB at N = 32768, D = 512).
 template <class T>
 std::size_t info_nce_workspace_bytes(index_t n, index_t d, const info_nce_options& o = {},
-                                     math_mode m = math_mode::fp32) {
+                                     math_mode m = math_mode::fp32,
+                                     sweep_mode mode = sweep_mode::automatic) {
+  const std::size_t blocked = detail::info_nce_block_plan<T>(n, d, o).bytes;
+  if (mode == sweep_mode::blocked) return blocked;
   detail::device_limits lim;
   throw_on_error(detail::query_limits(lim), "info_nce_workspace_bytes");
   const bool tf32 = m == math_mode::tf32 && std::is_same<T, float>::value;
@@ -227,23 +296,41 @@ std::size_t info_nce_workspace_bytes(index_t n, index_t d, const info_nce_option
            : detail::make_plan<typename detail::policy_for<T, false>::elem>(n, n, d, lim);
   const std::size_t f = detail::forward_bytes(n, n, d, o.symmetric);
   const std::size_t b = detail::backward_bytes(p);
-  return f > b ? f : b;
+  std::size_t fused = f > b ? f : b;
+  if (mode == sweep_mode::automatic && detail::blocked_by_default && blocked > fused)
+    fused = blocked;
+  return fused;
 }
 
 /// Forward: writes row_lse (and, when symmetric, col_lse), n floats each, and *loss (device).
 template <class T>
 cudaError_t info_nce_forward_async(device_view<T> a, device_view<T> b, device_stats row_lse,
                                    device_stats col_lse, double* loss, const info_nce_options& o,
-                                   workspace ws, cudaStream_t stream,
-                                   math_mode m = math_mode::fp32) noexcept {
+                                   workspace ws, cudaStream_t stream, math_mode m = math_mode::fp32,
+                                   sweep_mode mode = sweep_mode::automatic) noexcept {
   try {
     const char* fn = "cuda::info_nce_forward_async";
-    if (!detail::info_nce_problem<T>(fn, a, b, o, m).empty() || loss == nullptr ||
+    if (!detail::info_nce_problem<T>(fn, a, b, o, m, mode).empty() || loss == nullptr ||
         !detail::stats_problem(fn, "row_lse", row_lse.size, a.rows(), row_lse.data).empty() ||
         (o.symmetric &&
          !detail::stats_problem(fn, "col_lse", col_lse.size, a.rows(), col_lse.data).empty()) ||
-        ws.data == nullptr || ws.bytes < info_nce_workspace_bytes<T>(a.rows(), a.cols(), o, m))
+        ws.data == nullptr ||
+        ws.bytes < info_nce_workspace_bytes<T>(a.rows(), a.cols(), o, m, mode))
       return cudaErrorInvalidValue;
+    cudaError_t e = cudaSuccess;
+    const bool contiguous = row_lse.stride == 1 && (!o.symmetric || col_lse.stride == 1);
+    if (detail::use_blocked(a, b, contiguous, mode, &e)) {
+      const detail::block_plan plan = detail::info_nce_block_plan<T>(a.rows(), a.cols(), o);
+      const detail::block_inputs<T> in = detail::info_nce_block_inputs(a, b, o);
+      if constexpr (std::is_same<T, float>::value) {
+        if (m == math_mode::tf32)
+          return detail::block_forward_run<T, true>(plan, in, row_lse.data, col_lse.data, loss, ws,
+                                                    stream);
+      }
+      return detail::block_forward_run<T, false>(plan, in, row_lse.data, col_lse.data, loss, ws,
+                                                 stream);
+    }
+    if (e != cudaSuccess) return e;
     if constexpr (std::is_same<T, float>::value) {
       if (m == math_mode::tf32)
         return detail::info_nce_forward_run<T, true>(a, b, row_lse, col_lse, loss, o, ws, stream);
@@ -263,13 +350,32 @@ cudaError_t info_nce_backward_async(device_view<T> a, device_view<T> b, device_c
                                     device_const_stats col_lse, device_out_view<T> grad_a,
                                     device_out_view<T> grad_b, const info_nce_options& o,
                                     double upstream, double* grad_temperature, workspace ws,
-                                    cudaStream_t stream, math_mode m = math_mode::fp32) noexcept {
+                                    cudaStream_t stream, math_mode m = math_mode::fp32,
+                                    sweep_mode mode = sweep_mode::automatic) noexcept {
   try {
     if (!detail::info_nce_backward_problem<T>("cuda::info_nce_backward_async", a, b, row_lse,
-                                              col_lse, grad_a, grad_b, o, upstream, m)
+                                              col_lse, grad_a, grad_b, o, upstream, m, mode)
              .empty() ||
-        ws.data == nullptr || ws.bytes < info_nce_workspace_bytes<T>(a.rows(), a.cols(), o, m))
+        ws.data == nullptr ||
+        ws.bytes < info_nce_workspace_bytes<T>(a.rows(), a.cols(), o, m, mode))
       return cudaErrorInvalidValue;
+    cudaError_t e = cudaSuccess;
+    const bool contiguous = row_lse.stride == 1 && (!o.symmetric || col_lse.stride == 1);
+    if (detail::use_blocked(a, b, contiguous, mode, &e)) {
+      const detail::block_plan plan = detail::info_nce_block_plan<T>(a.rows(), a.cols(), o);
+      const detail::block_inputs<T> in = detail::info_nce_block_inputs(a, b, o);
+      const auto ox = detail::rows_of(grad_a), oy = detail::rows_of(grad_b);
+      if constexpr (std::is_same<T, float>::value) {
+        if (m == math_mode::tf32)
+          return detail::block_backward_run<T, true>(plan, in, row_lse.data, col_lse.data, ox, oy,
+                                                     o.accumulate, upstream, grad_temperature, ws,
+                                                     stream);
+      }
+      return detail::block_backward_run<T, false>(plan, in, row_lse.data, col_lse.data, ox, oy,
+                                                  o.accumulate, upstream, grad_temperature, ws,
+                                                  stream);
+    }
+    if (e != cudaSuccess) return e;
     if constexpr (std::is_same<T, float>::value) {
       if (m == math_mode::tf32)
         return detail::info_nce_backward_run<T, true>(a, b, row_lse, col_lse, grad_a, grad_b, o,
@@ -293,6 +399,7 @@ struct info_nce_device_saved {
   bool symmetric = true;
   loss_reduction reduction = loss_reduction::mean;
   math_mode math = math_mode::fp32;
+  sweep_mode mode = sweep_mode::automatic;
 
   device_const_stats row() const noexcept { return {row_lse.as<const float>(), n, 1}; }
   device_const_stats col() const noexcept {
@@ -303,10 +410,10 @@ struct info_nce_device_saved {
 template <class T>
 info_nce_device_saved info_nce_forward(device_view<T> a, device_view<T> b,
                                        const info_nce_options& o = {},
-                                       math_mode m = math_mode::fp32,
-                                       cudaStream_t stream = nullptr) {
+                                       math_mode m = math_mode::fp32, cudaStream_t stream = nullptr,
+                                       sweep_mode mode = sweep_mode::automatic) {
   const char* fn = "cuda::info_nce_forward";
-  const std::string err = detail::info_nce_problem<T>(fn, a, b, o, m);
+  const std::string err = detail::info_nce_problem<T>(fn, a, b, o, m, mode);
   CONTRASTIVE_CHECK(err.empty(), err);
   info_nce_device_saved saved;
   saved.n = a.rows();
@@ -316,14 +423,15 @@ info_nce_device_saved info_nce_forward(device_view<T> a, device_view<T> b,
   saved.symmetric = o.symmetric;
   saved.reduction = o.reduction;
   saved.math = m;
+  saved.mode = mode;
   saved.row_lse = device_buffer(sizeof(float) * static_cast<std::size_t>(saved.n));
   if (o.symmetric) saved.col_lse = device_buffer(sizeof(float) * static_cast<std::size_t>(saved.n));
-  saved.loss = detail::run_owned(fn, info_nce_workspace_bytes<T>(saved.n, saved.d, o, m), stream,
-                                 [&](workspace ws, double* loss) {
+  saved.loss = detail::run_owned(fn, info_nce_workspace_bytes<T>(saved.n, saved.d, o, m, mode),
+                                 stream, [&](workspace ws, double* loss) {
                                    return info_nce_forward_async<T>(
                                        a, b, {saved.row_lse.as<float>(), saved.n, 1},
                                        {saved.col_lse.as<float>(), o.symmetric ? saved.n : 0, 1},
-                                       loss, o, ws, stream, m);
+                                       loss, o, ws, stream, m, mode);
                                  });
   detail::check_finite_loss(fn, saved.loss, o.temperature);
   return saved;
@@ -349,13 +457,13 @@ info_nce_parameter_gradients info_nce_backward(device_view<T> a, device_view<T> 
                     saved.label_smoothing, ") than these (temperature ", o.temperature,
                     ", symmetric ", o.symmetric, ", label_smoothing ", o.label_smoothing, ")");
   const std::string err = detail::info_nce_backward_problem<T>(
-      fn, a, b, saved.row(), saved.col(), grad_a, grad_b, o, upstream, saved.math);
+      fn, a, b, saved.row(), saved.col(), grad_a, grad_b, o, upstream, saved.math, saved.mode);
   CONTRASTIVE_CHECK(err.empty(), err);
   const double dtau = detail::run_owned(
-      fn, info_nce_workspace_bytes<T>(saved.n, saved.d, o, saved.math), stream,
+      fn, info_nce_workspace_bytes<T>(saved.n, saved.d, o, saved.math, saved.mode), stream,
       [&](workspace ws, double* gt) {
         return info_nce_backward_async<T>(a, b, saved.row(), saved.col(), grad_a, grad_b, o,
-                                          upstream, gt, ws, stream, saved.math);
+                                          upstream, gt, ws, stream, saved.math, saved.mode);
       });
   return temperature_gradient::from_log_scale(-dtau * o.temperature, o.temperature);
 }
@@ -365,8 +473,9 @@ template <class T>
 double info_nce_forward_backward(device_view<T> a, device_view<T> b, device_out_view<T> grad_a,
                                  device_out_view<T> grad_b, const info_nce_options& o = {},
                                  info_nce_parameter_gradients* parameter_grads = nullptr,
-                                 math_mode m = math_mode::fp32, cudaStream_t stream = nullptr) {
-  const info_nce_device_saved saved = info_nce_forward<T>(a, b, o, m, stream);
+                                 math_mode m = math_mode::fp32, cudaStream_t stream = nullptr,
+                                 sweep_mode mode = sweep_mode::automatic) {
+  const info_nce_device_saved saved = info_nce_forward<T>(a, b, o, m, stream, mode);
   const temperature_gradient tg = info_nce_backward<T>(a, b, saved, grad_a, grad_b, o, 1.0, stream);
   if (parameter_grads != nullptr) *parameter_grads = tg;
   return saved.loss;

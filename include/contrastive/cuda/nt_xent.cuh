@@ -13,6 +13,8 @@
 #include <cstddef>
 #include <string>
 
+#include "contrastive/core/block_sweep.hpp"
+#include "contrastive/core/checks.hpp"
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
 #include "contrastive/core/loss_types.hpp"
@@ -27,18 +29,25 @@ CONTRASTIVE_NAMESPACE_BEGIN
 namespace cuda {
 namespace detail {
 
+/// As info_nce_problem: the CPU's checks in the CPU's order (core/checks.hpp), then the GPU's.
 template <class T>
 std::string nt_xent_problem(const char* fn, const device_view<T>& a, const device_view<T>& b,
-                            const nt_xent_options& o, math_mode m) {
-  info_nce_options io;
-  io.temperature = o.temperature;
-  io.label_smoothing = o.label_smoothing;
-  io.reduction = o.reduction;
-  std::string err = info_nce_problem<T>(fn, a, b, io, m);
-  if (err.empty() && !o.labels.empty())
-    err = std::string(fn) +
-          ": labels (multiple positives) are not supported on the GPU yet; use the CPU path";
-  return err;
+                            const nt_xent_options& o, math_mode m,
+                            sweep_mode mode = sweep_mode::automatic) {
+  namespace cd = contrastive::detail;
+  try {
+    cd::check_smoothing(fn, o.label_smoothing);
+    cd::check_reduction(fn, o.reduction);
+    cd::check_matrix(fn, "a", a);
+    cd::check_matrix(fn, "b", b);
+    cd::check_temperature(fn, o.temperature);
+    cd::check_tiles(fn, o.tile_rows, o.tile_cols);
+    cd::check_pair_shape(fn, a, b);
+    if (!o.labels.empty()) cd::check_labels(fn, "labels", o.labels, a.rows());
+  } catch (const invalid_argument& e) {
+    return e.what();
+  }
+  return device_pair_problem<T>(fn, a, b, m, !o.labels.empty(), mode);
 }
 
 /// Z = [a; b] as one sweep's X and Y, the diagonal masked.
@@ -127,13 +136,23 @@ template <class T>
 std::string nt_xent_backward_problem(const char* fn, const device_view<T>& a,
                                      const device_view<T>& b, device_const_stats lse,
                                      const device_out_view<T>& ga, const device_out_view<T>& gb,
-                                     const nt_xent_options& o, double upstream, math_mode m) {
-  std::string err = nt_xent_problem<T>(fn, a, b, o, m);
+                                     const nt_xent_options& o, double upstream, math_mode m,
+                                     sweep_mode mode = sweep_mode::automatic) {
+  std::string err = nt_xent_problem<T>(fn, a, b, o, m, mode);
+  if (err.empty()) {  // the CPU checks the upstream gradient first, then the outputs
+    try {
+      contrastive::detail::check_upstream(fn, upstream);
+    } catch (const invalid_argument& e) {
+      err = e.what();
+    }
+  }
   if (err.empty()) err = stats_problem(fn, "lse", lse.size, 2 * a.rows(), lse.data);
   if (err.empty() && lse.stride != 1) err = std::string(fn) + ": 'lse' must be contiguous";
   if (err.empty()) {
     info_nce_options io;
     io.temperature = o.temperature;
+    io.label_smoothing = o.label_smoothing;
+    io.reduction = o.reduction;
     io.symmetric = false;
     err = info_nce_backward_problem<T>(fn, a, b, {lse.data, a.rows(), 1}, {}, ga, gb, io, upstream,
                                        m);
@@ -141,11 +160,32 @@ std::string nt_xent_backward_problem(const char* fn, const device_view<T>& a,
   return err;
 }
 
+template <class T>
+block_plan nt_xent_block_plan(index_t n, index_t d, const nt_xent_options& o) {
+  return contrastive::detail::make_block_plan(contrastive::detail::nt_xent_block_problem(n, d, o),
+                                              block_sizes<T>());
+}
+
+/// Z = [a; b] as X and Y of the blocked sweep; labels (n, device memory) serve both views.
+template <class T>
+block_inputs<T> nt_xent_block_inputs(const device_view<T>& a, const device_view<T>& b,
+                                     const nt_xent_options& o) {
+  block_inputs<T> in;
+  in.x = rows2<const T>{a.data(), a.row_stride(), a.rows(), b.data(), b.row_stride(), b.rows()};
+  in.y = in.x;
+  in.label_x = in.label_y = o.labels.data;
+  return in;
+}
+
 }  // namespace detail
 
+/// Device workspace bytes of both passes for the given sweep mode (see info_nce_workspace_bytes).
 template <class T>
-std::size_t nt_xent_workspace_bytes(index_t n, index_t d, const nt_xent_options& = {},
-                                    math_mode m = math_mode::fp32) {
+std::size_t nt_xent_workspace_bytes(index_t n, index_t d, const nt_xent_options& o = {},
+                                    math_mode m = math_mode::fp32,
+                                    sweep_mode mode = sweep_mode::automatic) {
+  const std::size_t blocked = detail::nt_xent_block_plan<T>(n, d, o).bytes;
+  if (mode == sweep_mode::blocked) return blocked;
   detail::device_limits lim;
   throw_on_error(detail::query_limits(lim), "nt_xent_workspace_bytes");
   const bool tf32 = m == math_mode::tf32 && std::is_same<T, float>::value;
@@ -154,20 +194,35 @@ std::size_t nt_xent_workspace_bytes(index_t n, index_t d, const nt_xent_options&
            : detail::make_plan<typename detail::policy_for<T, false>::elem>(2 * n, 2 * n, d, lim);
   const std::size_t f = detail::forward_bytes(2 * n, 2 * n, d, false);
   const std::size_t b = detail::backward_bytes(p);
-  return f > b ? f : b;
+  std::size_t fused = f > b ? f : b;
+  if (mode == sweep_mode::automatic && detail::blocked_by_default && blocked > fused)
+    fused = blocked;
+  return fused;
 }
 
 /// Forward: writes lse (2n floats: the rows of a, then those of b) and *loss (device).
 template <class T>
 cudaError_t nt_xent_forward_async(device_view<T> a, device_view<T> b, device_stats lse,
                                   double* loss, const nt_xent_options& o, workspace ws,
-                                  cudaStream_t stream, math_mode m = math_mode::fp32) noexcept {
+                                  cudaStream_t stream, math_mode m = math_mode::fp32,
+                                  sweep_mode mode = sweep_mode::automatic) noexcept {
   try {
     const char* fn = "cuda::nt_xent_forward_async";
-    if (!detail::nt_xent_problem<T>(fn, a, b, o, m).empty() || loss == nullptr ||
+    if (!detail::nt_xent_problem<T>(fn, a, b, o, m, mode).empty() || loss == nullptr ||
         !detail::stats_problem(fn, "lse", lse.size, 2 * a.rows(), lse.data).empty() ||
-        ws.data == nullptr || ws.bytes < nt_xent_workspace_bytes<T>(a.rows(), a.cols(), o, m))
+        ws.data == nullptr || ws.bytes < nt_xent_workspace_bytes<T>(a.rows(), a.cols(), o, m, mode))
       return cudaErrorInvalidValue;
+    cudaError_t e = cudaSuccess;
+    if (detail::use_blocked(a, b, lse.stride == 1, mode, &e)) {
+      const detail::block_plan plan = detail::nt_xent_block_plan<T>(a.rows(), a.cols(), o);
+      const detail::block_inputs<T> in = detail::nt_xent_block_inputs(a, b, o);
+      if constexpr (std::is_same<T, float>::value) {
+        if (m == math_mode::tf32)
+          return detail::block_forward_run<T, true>(plan, in, lse.data, nullptr, loss, ws, stream);
+      }
+      return detail::block_forward_run<T, false>(plan, in, lse.data, nullptr, loss, ws, stream);
+    }
+    if (e != cudaSuccess) return e;
     if constexpr (std::is_same<T, float>::value) {
       if (m == math_mode::tf32)
         return detail::nt_xent_forward_run<T, true>(a, b, lse, loss, o, ws, stream);
@@ -185,13 +240,30 @@ cudaError_t nt_xent_backward_async(device_view<T> a, device_view<T> b, device_co
                                    device_out_view<T> grad_a, device_out_view<T> grad_b,
                                    const nt_xent_options& o, double upstream,
                                    double* grad_temperature, workspace ws, cudaStream_t stream,
-                                   math_mode m = math_mode::fp32) noexcept {
+                                   math_mode m = math_mode::fp32,
+                                   sweep_mode mode = sweep_mode::automatic) noexcept {
   try {
     if (!detail::nt_xent_backward_problem<T>("cuda::nt_xent_backward_async", a, b, lse, grad_a,
-                                             grad_b, o, upstream, m)
+                                             grad_b, o, upstream, m, mode)
              .empty() ||
-        ws.data == nullptr || ws.bytes < nt_xent_workspace_bytes<T>(a.rows(), a.cols(), o, m))
+        ws.data == nullptr || ws.bytes < nt_xent_workspace_bytes<T>(a.rows(), a.cols(), o, m, mode))
       return cudaErrorInvalidValue;
+    cudaError_t e = cudaSuccess;
+    if (detail::use_blocked(a, b, lse.stride == 1, mode, &e)) {
+      const detail::block_plan plan = detail::nt_xent_block_plan<T>(a.rows(), a.cols(), o);
+      const detail::block_inputs<T> in = detail::nt_xent_block_inputs(a, b, o);
+      const detail::rows2<T> oz{grad_a.data(), grad_a.row_stride(), a.rows(),
+                                grad_b.data(), grad_b.row_stride(), b.rows()};
+      if constexpr (std::is_same<T, float>::value) {
+        if (m == math_mode::tf32)
+          return detail::block_backward_run<T, true>(plan, in, lse.data, nullptr, oz, oz,
+                                                     o.accumulate, upstream, grad_temperature, ws,
+                                                     stream);
+      }
+      return detail::block_backward_run<T, false>(plan, in, lse.data, nullptr, oz, oz, o.accumulate,
+                                                  upstream, grad_temperature, ws, stream);
+    }
+    if (e != cudaSuccess) return e;
     if constexpr (std::is_same<T, float>::value) {
       if (m == math_mode::tf32)
         return detail::nt_xent_backward_run<T, true>(a, b, lse, grad_a, grad_b, o, upstream,
@@ -213,15 +285,17 @@ struct nt_xent_device_saved {
   double temperature = 0, label_smoothing = 0;
   loss_reduction reduction = loss_reduction::mean;
   math_mode math = math_mode::fp32;
+  sweep_mode mode = sweep_mode::automatic;
   device_const_stats stats() const noexcept { return {lse.as<const float>(), 2 * n, 1}; }
 };
 
 template <class T>
 nt_xent_device_saved nt_xent_forward(device_view<T> a, device_view<T> b,
                                      const nt_xent_options& o = {}, math_mode m = math_mode::fp32,
-                                     cudaStream_t stream = nullptr) {
+                                     cudaStream_t stream = nullptr,
+                                     sweep_mode mode = sweep_mode::automatic) {
   const char* fn = "cuda::nt_xent_forward";
-  const std::string err = detail::nt_xent_problem<T>(fn, a, b, o, m);
+  const std::string err = detail::nt_xent_problem<T>(fn, a, b, o, m, mode);
   CONTRASTIVE_CHECK(err.empty(), err);
   nt_xent_device_saved saved;
   saved.n = a.rows();
@@ -230,12 +304,13 @@ nt_xent_device_saved nt_xent_forward(device_view<T> a, device_view<T> b,
   saved.label_smoothing = o.label_smoothing;
   saved.reduction = o.reduction;
   saved.math = m;
+  saved.mode = mode;
   saved.lse = device_buffer(sizeof(float) * 2 * static_cast<std::size_t>(saved.n));
-  saved.loss = detail::run_owned(fn, nt_xent_workspace_bytes<T>(saved.n, saved.d, o, m), stream,
-                                 [&](workspace ws, double* loss) {
+  saved.loss = detail::run_owned(fn, nt_xent_workspace_bytes<T>(saved.n, saved.d, o, m, mode),
+                                 stream, [&](workspace ws, double* loss) {
                                    return nt_xent_forward_async<T>(
                                        a, b, {saved.lse.as<float>(), 2 * saved.n, 1}, loss, o, ws,
-                                       stream, m);
+                                       stream, m, mode);
                                  });
   detail::check_finite_loss(fn, saved.loss, o.temperature);
   return saved;
@@ -257,15 +332,15 @@ nt_xent_parameter_gradients nt_xent_backward(device_view<T> a, device_view<T> b,
       fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
       ", label_smoothing ", saved.label_smoothing, ") than these (temperature ", o.temperature,
       ", label_smoothing ", o.label_smoothing, ")");
-  const std::string err = detail::nt_xent_backward_problem<T>(fn, a, b, saved.stats(), grad_a,
-                                                              grad_b, o, upstream, saved.math);
+  const std::string err = detail::nt_xent_backward_problem<T>(
+      fn, a, b, saved.stats(), grad_a, grad_b, o, upstream, saved.math, saved.mode);
   CONTRASTIVE_CHECK(err.empty(), err);
-  const double dtau =
-      detail::run_owned(fn, nt_xent_workspace_bytes<T>(saved.n, saved.d, o, saved.math), stream,
-                        [&](workspace ws, double* gt) {
-                          return nt_xent_backward_async<T>(a, b, saved.stats(), grad_a, grad_b, o,
-                                                           upstream, gt, ws, stream, saved.math);
-                        });
+  const double dtau = detail::run_owned(
+      fn, nt_xent_workspace_bytes<T>(saved.n, saved.d, o, saved.math, saved.mode), stream,
+      [&](workspace ws, double* gt) {
+        return nt_xent_backward_async<T>(a, b, saved.stats(), grad_a, grad_b, o, upstream, gt, ws,
+                                         stream, saved.math, saved.mode);
+      });
   return temperature_gradient::from_log_scale(-dtau * o.temperature, o.temperature);
 }
 
@@ -273,8 +348,9 @@ template <class T>
 double nt_xent_forward_backward(device_view<T> a, device_view<T> b, device_out_view<T> grad_a,
                                 device_out_view<T> grad_b, const nt_xent_options& o = {},
                                 nt_xent_parameter_gradients* parameter_grads = nullptr,
-                                math_mode m = math_mode::fp32, cudaStream_t stream = nullptr) {
-  const nt_xent_device_saved saved = nt_xent_forward<T>(a, b, o, m, stream);
+                                math_mode m = math_mode::fp32, cudaStream_t stream = nullptr,
+                                sweep_mode mode = sweep_mode::automatic) {
+  const nt_xent_device_saved saved = nt_xent_forward<T>(a, b, o, m, stream, mode);
   const temperature_gradient tg = nt_xent_backward<T>(a, b, saved, grad_a, grad_b, o, 1.0, stream);
   if (parameter_grads != nullptr) *parameter_grads = tg;
   return saved.loss;

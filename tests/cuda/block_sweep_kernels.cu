@@ -1,0 +1,307 @@
+// Runs the blocked sweep (cuda/block_sweep.cuh) for tests/cuda/test_block_sweep.cpp, and the CUDA
+// argument checks for the message census (see block_sweep_kernels.hpp).
+
+#include "cuda/block_sweep_kernels.hpp"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include <contrastive/adapters/raw.hpp>
+#include <contrastive/cuda/block_sweep.cuh>
+#include <contrastive/cuda/info_nce.cuh>
+#include <contrastive/cuda/nt_xent.cuh>
+
+namespace cuda_test {
+namespace {
+
+using contrastive::index_t;
+namespace cc = contrastive::cuda;
+
+void check(cudaError_t e, const char* what) { cc::throw_on_error(e, what); }
+
+template <class T>
+T to_t(double x) {
+  return static_cast<T>(x);
+}
+template <>
+__half to_t<__half>(double x) {
+  return __float2half_rn(static_cast<float>(x));
+}
+template <>
+__nv_bfloat16 to_t<__nv_bfloat16>(double x) {
+  return __float2bfloat16_rn(static_cast<float>(x));
+}
+double to_d(float x) { return x; }
+double to_d(__half x) { return __half2float(x); }
+double to_d(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <class T>
+struct device_matrix {
+  cc::device_buffer buf;
+  index_t n = 0, d = 0;
+  device_matrix(const std::vector<double>& host, index_t rows, index_t cols)
+      : buf(sizeof(T) * static_cast<std::size_t>(rows * cols)), n(rows), d(cols) {
+    std::vector<T> h(host.size());
+    for (std::size_t i = 0; i < host.size(); ++i) h[i] = to_t<T>(host[i]);
+    check(cudaMemcpy(buf.data(), h.data(), sizeof(T) * h.size(), cudaMemcpyHostToDevice), "upload");
+  }
+  contrastive::matrix_view<const T, contrastive::device_memory> in() const {
+    return contrastive::make_device_view(buf.as<const T>(), n, d);
+  }
+  contrastive::matrix_view<T, contrastive::device_memory> out() const {
+    return contrastive::make_device_view(buf.as<T>(), n, d);
+  }
+  std::vector<double> download() const {
+    std::vector<T> h(static_cast<std::size_t>(n * d));
+    check(cudaMemcpy(h.data(), buf.data(), sizeof(T) * h.size(), cudaMemcpyDeviceToHost),
+          "download");
+    return convert(h);
+  }
+  static std::vector<double> convert(const std::vector<T>& h) {
+    std::vector<double> r(h.size());
+    for (std::size_t i = 0; i < h.size(); ++i) r[i] = to_d(h[i]);
+    return r;
+  }
+};
+
+std::vector<double> download_floats(const void* p, index_t n) {
+  std::vector<float> h(static_cast<std::size_t>(n));
+  check(cudaMemcpy(h.data(), p, sizeof(float) * h.size(), cudaMemcpyDeviceToHost), "download");
+  return std::vector<double>(h.begin(), h.end());
+}
+
+struct device_labels {
+  cc::device_buffer buf;
+  index_t n = 0;
+  explicit device_labels(const std::vector<std::int64_t>& h)
+      : buf(sizeof(std::int64_t) * h.size()), n(static_cast<index_t>(h.size())) {
+    if (!h.empty())
+      check(
+          cudaMemcpy(buf.data(), h.data(), sizeof(std::int64_t) * h.size(), cudaMemcpyHostToDevice),
+          "upload labels");
+  }
+  contrastive::vector_view<const std::int64_t> view() const {
+    return n > 0 ? contrastive::vector_view<const std::int64_t>(buf.as<const std::int64_t>(), n)
+                 : contrastive::vector_view<const std::int64_t>();
+  }
+};
+
+cc::sweep_mode mode_of(sweep s) {
+  return s == sweep::blocked ? cc::sweep_mode::blocked
+         : s == sweep::fused ? cc::sweep_mode::fused
+                             : cc::sweep_mode::automatic;
+}
+
+template <class T>
+loss_result run(const block_case& c, const std::vector<double>& a, const std::vector<double>& b,
+                cc::math_mode m) {
+  loss_result r;
+  try {
+    device_matrix<T> da(a, c.n, c.d), db(b, c.n, c.d);
+    const double init = c.accumulate ? 0.5 : std::numeric_limits<double>::quiet_NaN();
+    device_matrix<T> ga(std::vector<double>(a.size(), init), c.n, c.d);
+    device_matrix<T> gb(std::vector<double>(a.size(), init), c.n, c.d);
+    device_labels la(c.labels_a), lb(c.labels_b);
+    const auto red =
+        c.sum_reduction ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
+    if (!c.nt_xent) {
+      contrastive::info_nce_options o;
+      o.temperature = c.temperature;
+      o.symmetric = c.symmetric;
+      o.label_smoothing = c.label_smoothing;
+      o.reduction = red;
+      o.accumulate = c.accumulate;
+      o.labels_a = la.view();
+      o.labels_b = lb.view();
+      const cc::info_nce_device_saved saved =
+          cc::info_nce_forward<T>(da.in(), db.in(), o, m, nullptr, mode_of(c.mode));
+      r.loss = saved.loss;
+      r.row_lse = download_floats(saved.row_lse.data(), c.n);
+      if (c.symmetric) r.col_lse = download_floats(saved.col_lse.data(), c.n);
+      r.grad_temperature =
+          cc::info_nce_backward<T>(da.in(), db.in(), saved, ga.out(), gb.out(), o, c.upstream)
+              .temperature;
+    } else {
+      contrastive::nt_xent_options o;
+      o.temperature = c.temperature;
+      o.label_smoothing = c.label_smoothing;
+      o.reduction = red;
+      o.accumulate = c.accumulate;
+      o.labels = la.view();
+      const cc::nt_xent_device_saved saved =
+          cc::nt_xent_forward<T>(da.in(), db.in(), o, m, nullptr, mode_of(c.mode));
+      r.loss = saved.loss;
+      r.row_lse = download_floats(saved.lse.data(), 2 * c.n);
+      r.grad_temperature =
+          cc::nt_xent_backward<T>(da.in(), db.in(), saved, ga.out(), gb.out(), o, c.upstream)
+              .temperature;
+    }
+    r.grad_a = ga.download();
+    r.grad_b = gb.download();
+  } catch (const std::exception& e) {
+    r.error = e.what();
+  }
+  return r;
+}
+
+/// A device pointer that is never dereferenced: the checks read only shapes and addresses.
+template <class T>
+contrastive::matrix_view<const T, contrastive::device_memory> fake(int n, int d) {
+  static double storage[1];
+  return contrastive::matrix_view<const T, contrastive::device_memory>(
+      n * d > 0 ? reinterpret_cast<const T*>(storage) : nullptr, n, d, d, 1);
+}
+
+}  // namespace
+
+loss_result run_block(dtype t, const block_case& c, const std::vector<double>& a,
+                      const std::vector<double>& b) {
+  switch (t) {
+    case dtype::f32:
+      return run<float>(c, a, b, cc::math_mode::fp32);
+    case dtype::tf32:
+      return run<float>(c, a, b, cc::math_mode::tf32);
+    case dtype::f16:
+      return run<__half>(c, a, b, cc::math_mode::fp32);
+    case dtype::bf16:
+      return run<__nv_bfloat16>(c, a, b, cc::math_mode::fp32);
+  }
+  return {};
+}
+
+std::size_t blocked_workspace_bytes(dtype t, bool nt_xent, int n, int d) {
+  const auto m = t == dtype::tf32 ? cc::math_mode::tf32 : cc::math_mode::fp32;
+  const auto b = cc::sweep_mode::blocked;
+  auto one = [&](auto tag) -> std::size_t {
+    using T = decltype(tag);
+    return nt_xent ? cc::nt_xent_workspace_bytes<T>(n, d, {}, m, b)
+                   : cc::info_nce_workspace_bytes<T>(n, d, {}, m, b);
+  };
+  switch (t) {
+    case dtype::f32:
+    case dtype::tf32:
+      return one(float{});
+    case dtype::f16:
+      return one(__half{});
+    case dtype::bf16:
+      return one(__nv_bfloat16{});
+  }
+  return 0;
+}
+
+std::vector<bad_input> bad_inputs() {
+  std::vector<bad_input> v;
+  auto add = [&](const char* what) -> bad_input& {
+    v.push_back(bad_input{what});
+    return v.back();
+  };
+  add("b narrower").d_b = 8;
+  add("b shorter").n_b = 5;
+  add("empty batch").n_a = 0;
+  add("no columns").d_a = 0;
+  add("temperature 0").temperature = 0;
+  add("temperature NaN").temperature = std::numeric_limits<double>::quiet_NaN();
+  add("smoothing 1.5").label_smoothing = 1.5;
+  add("smoothing -0.1").label_smoothing = -0.1;
+  add("bad reduction").reduction = 7;
+  add("tile rows 0").tile_rows = 0;
+  {
+    bad_input& b = add("labels_a only");
+    b.labels_a = 8;
+  }
+  {
+    bad_input& b = add("labels_a too short");
+    b.labels_a = 7;
+    b.labels_b = 8;
+  }
+  add("upstream NaN").upstream = std::numeric_limits<double>::quiet_NaN();
+  v.back().backward = true;
+  // NT-Xent: the same classes through its own checks.
+  const std::size_t k = v.size();
+  for (std::size_t i = 0; i < k; ++i) {
+    if (v[i].labels_a >= 0 && v[i].labels_b < 0) continue;  // a two-tower rule
+    bad_input x = v[i];
+    x.nt_xent = true;
+    if (x.labels_b >= 0) x.labels_b = -1;  // NT-Xent has one label array
+    v.push_back(x);
+  }
+  return v;
+}
+
+std::vector<std::string> cuda_messages(const std::vector<bad_input>& cases) {
+  std::vector<std::string> out;
+  static const std::int64_t labels[64] = {};
+  for (const bad_input& c : cases) {
+    std::string msg = "no exception";
+    try {
+      const auto a = fake<float>(c.n_a, c.d_a);
+      const auto b = fake<float>(c.n_b, c.d_b);
+      const auto red = c.reduction == 0   ? contrastive::loss_reduction::mean
+                       : c.reduction == 1 ? contrastive::loss_reduction::sum
+                                          : static_cast<contrastive::loss_reduction>(c.reduction);
+      const contrastive::vector_view<const std::int64_t> la =
+          c.labels_a >= 0 ? contrastive::vector_view<const std::int64_t>(labels, c.labels_a)
+                          : contrastive::vector_view<const std::int64_t>();
+      const contrastive::vector_view<const std::int64_t> lb =
+          c.labels_b >= 0 ? contrastive::vector_view<const std::int64_t>(labels, c.labels_b)
+                          : contrastive::vector_view<const std::int64_t>();
+      auto g = contrastive::matrix_view<float, contrastive::device_memory>(
+          reinterpret_cast<float*>(const_cast<std::int64_t*>(labels)), c.n_a, c.d_a, c.d_a, 1);
+      if (!c.nt_xent) {
+        contrastive::info_nce_options o;
+        o.temperature = c.temperature;
+        o.label_smoothing = c.label_smoothing;
+        o.reduction = red;
+        o.tile_rows = c.tile_rows;
+        o.labels_a = la;
+        o.labels_b = lb;
+        if (!c.backward) {
+          cc::info_nce_forward<float>(a, b, o, cc::math_mode::fp32, nullptr,
+                                      cc::sweep_mode::blocked);
+        } else {
+          cc::info_nce_device_saved saved;
+          saved.n = c.n_a;
+          saved.d = c.d_a;
+          saved.temperature = o.temperature;
+          saved.label_smoothing = o.label_smoothing;
+          saved.reduction = o.reduction;
+          saved.mode = cc::sweep_mode::blocked;
+          cc::info_nce_backward<float>(a, b, saved, g, g, o, c.upstream);
+        }
+      } else {
+        contrastive::nt_xent_options o;
+        o.temperature = c.temperature;
+        o.label_smoothing = c.label_smoothing;
+        o.reduction = red;
+        o.tile_rows = c.tile_rows;
+        o.labels = la;
+        if (!c.backward) {
+          cc::nt_xent_forward<float>(a, b, o, cc::math_mode::fp32, nullptr,
+                                     cc::sweep_mode::blocked);
+        } else {
+          cc::nt_xent_device_saved saved;
+          saved.n = c.n_a;
+          saved.d = c.d_a;
+          saved.temperature = o.temperature;
+          saved.label_smoothing = o.label_smoothing;
+          saved.reduction = o.reduction;
+          saved.mode = cc::sweep_mode::blocked;
+          cc::nt_xent_backward<float>(a, b, saved, g, g, o, c.upstream);
+        }
+      }
+    } catch (const contrastive::invalid_argument& e) {
+      msg = e.what();
+    } catch (const std::exception& e) {
+      msg = std::string("wrong exception type: ") + e.what();
+    }
+    out.push_back(msg);
+  }
+  return out;
+}
+
+}  // namespace cuda_test
