@@ -166,6 +166,11 @@ TEST_CASE("block plan: small problems use one block, the layout is disjoint and 
   CHECK(disjoint(f, 6, p.forward_bytes));
   CHECK(disjoint(b, 6, p.backward_bytes));
   CHECK(p.bytes == std::max(p.forward_bytes, p.backward_bytes));
+  // Buffer rows start 16-byte aligned for cuBLASLt even when the block width is odd.
+  const block_plan odd = make_block_plan(two_tower(129, 16), {});
+  CHECK(odd.bc == 129);
+  CHECK(odd.ld == 136);
+  CHECK(odd.b_grad.bytes >= 2 * 129 * 136 * 4);
   CHECK(p.f_col_stats.bytes > 0);
   CHECK(make_block_plan(two_tower(100, 16, false), {}).f_col_stats.bytes == 0);
 }

@@ -131,6 +131,8 @@ inline block_problem nt_xent_block_problem(index_t n, index_t d, const nt_xent_o
 struct block_plan {
   block_problem problem;
   index_t br = 0, bc = 0;  // block extents (the largest block)
+  index_t ld = 0;          // row stride of the S and G block buffers: bc rounded up to 8, so
+                           // that every buffer row starts 16-byte aligned (cuBLASLt)
   index_t chunk = 64;
   int slots = 2;
   std::size_t gemm_workspace = 0;  // bytes per GEMM stream
@@ -139,7 +141,7 @@ struct block_plan {
   block_element_sizes sizes;
 
   // Forward regions.
-  ws_region f_logits;     // slots x br x bc logits
+  ws_region f_logits;     // slots x br x ld logits
   ws_region f_row_part;   // row partials of one block: row_chunks() x br (5 fields each)
   ws_region f_col_part;   // column partials: col_chunks() x bc
   ws_region f_row_stats;  // nx merged row statistics (self mode: every anchor)
@@ -147,8 +149,8 @@ struct block_plan {
   ws_region f_terms;      // nx + ny doubles (per-anchor loss terms) and 2 doubles of counts
   ws_region f_gemm;       // the logit GEMMs' workspace
   // Backward regions.
-  ws_region b_logits;  // slots x br x bc logits
-  ws_region b_grad;    // slots x br x bc G entries
+  ws_region b_logits;  // slots x br x ld logits
+  ws_region b_grad;    // slots x br x ld G entries
   ws_region b_coef;    // row_w, row_lse, row_q (nx each), col_* (ny each), 2 valid counts
   ws_region b_dx;      // br x d fp32: dX of the current band (two-tower)
   ws_region b_dy;      // ny x d fp32: dY (self mode: dZ, every row)
@@ -180,7 +182,9 @@ inline std::vector<block_range> block_ranges(index_t n, index_t split, index_t t
 inline void block_layout(block_plan& p) {
   const block_problem& q = p.problem;
   const block_element_sizes& z = p.sizes;
+  p.ld = (p.bc + 7) / 8 * 8;
   const auto br = static_cast<std::size_t>(p.br), bc = static_cast<std::size_t>(p.bc);
+  const auto ld = static_cast<std::size_t>(p.ld);
   const auto nx = static_cast<std::size_t>(q.nx), ny = static_cast<std::size_t>(q.ny);
   const auto d = static_cast<std::size_t>(q.d);
   const auto slots = static_cast<std::size_t>(p.slots);
@@ -191,7 +195,7 @@ inline void block_layout(block_plan& p) {
     r.bytes = block_ws_round(bytes);
     at += r.bytes;
   };
-  take(p.f_logits, slots * br * bc * z.logit);
+  take(p.f_logits, slots * br * ld * z.logit);
   take(p.f_row_part, static_cast<std::size_t>(p.row_chunks()) * br * p.partial_bytes());
   take(p.f_col_part, cols ? static_cast<std::size_t>(p.col_chunks()) * bc * p.partial_bytes() : 0);
   take(p.f_row_stats, nx * p.partial_bytes());
@@ -200,8 +204,8 @@ inline void block_layout(block_plan& p) {
   take(p.f_gemm, p.gemm_workspace);
   p.forward_bytes = at + block_ws_align;
   at = 0;
-  take(p.b_logits, slots * br * bc * z.logit);
-  take(p.b_grad, slots * br * bc * z.grad);
+  take(p.b_logits, slots * br * ld * z.logit);
+  take(p.b_grad, slots * br * ld * z.grad);
   take(p.b_coef, (3 * (nx + ny) + 2) * z.stat);
   take(p.b_dx, q.self ? 0 : br * d * z.acc);
   take(p.b_dy, ny * d * z.acc);

@@ -57,7 +57,7 @@ class block_emulator {
   block_emulator(const block_plan& p, const block_emulator_inputs<T>& in,
                  const pairwise_epilogue_args<T>& ep)
       : p_(p), in_(in), ep_(ep) {
-    const auto blk = static_cast<std::size_t>(p.br * p.bc);
+    const auto blk = static_cast<std::size_t>(p.br * p.ld);
     s_.assign(static_cast<std::size_t>(p.slots) * blk, T(0));
   }
 
@@ -79,7 +79,7 @@ class block_emulator {
         T acc = 0;
         for (index_t k = 0; k < d; ++k)
           acc += in_.x[(b.row0 + r) * d + k] * in_.y[(b.col0 + c) * d + k];
-        s[r * p_.bc + c] = scale * acc;
+        s[r * p_.ld + c] = scale * acc;
       }
   }
 
@@ -90,13 +90,13 @@ class block_emulator {
       for (index_t r = 0; r < b.rows; ++r) {
         const index_t n = b.cols - cc * ch < ch ? b.cols - cc * ch : ch;
         row_part_[cc * p_.br + r] = pairwise_segment_partial(
-            ep_, s + r * p_.bc + cc * ch, index_t(1), b.row0 + r, b.col0 + cc * ch, n, false);
+            ep_, s + r * p_.ld + cc * ch, index_t(1), b.row0 + r, b.col0 + cc * ch, n, false);
       }
     if (!column_partials(b)) return;
     for (index_t rc = 0; rc * ch < b.rows; ++rc)
       for (index_t c = 0; c < b.cols; ++c) {
         const index_t n = b.rows - rc * ch < ch ? b.rows - rc * ch : ch;
-        col_part_[rc * p_.bc + c] = pairwise_segment_partial(ep_, s + rc * ch * p_.bc + c, p_.bc,
+        col_part_[rc * p_.bc + c] = pairwise_segment_partial(ep_, s + rc * ch * p_.ld + c, p_.ld,
                                                              b.row0 + rc * ch, b.col0 + c, n, true);
       }
   }
@@ -123,7 +123,7 @@ class block_emulator {
   void begin_backward(const pairwise_epilogue_args<T>& ep, int g_exponent) {
     ep_ = ep;
     g_scale_ = std::ldexp(T(1), g_exponent);
-    const auto blk = static_cast<std::size_t>(p_.br * p_.bc);
+    const auto blk = static_cast<std::size_t>(p_.br * p_.ld);
     g_.assign(static_cast<std::size_t>(p_.slots) * blk, G(0));
     const auto d = static_cast<std::size_t>(p_.problem.d);
     dx_.assign(p_.problem.self ? 0 : static_cast<std::size_t>(p_.br) * d, T(0));
@@ -133,17 +133,17 @@ class block_emulator {
 
   void gradient_epilogue(const sweep_block& b, int slot) {
     const T* s = slot_ptr(slot);
-    G* g = g_.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(p_.br * p_.bc);
+    G* g = g_.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(p_.br * p_.ld);
     // Moment partials per row, then summed in row order into the running moment (a fixed tree
     // on the GPU); diagonal blocks of self mode count half (G there holds both (i, j) and (j, i)).
     double block_moment = 0;
     for (index_t r = 0; r < b.rows; ++r) {
       double row = 0;
       for (index_t c = 0; c < b.cols; ++c) {
-        const T raw = s[r * p_.bc + c];
+        const T raw = s[r * p_.ld + c];
         const T v = pairwise_logit(ep_, raw, b.row0 + r, b.col0 + c);
         const T gv = pairwise_gradient(ep_, v, b.row0 + r, b.col0 + c);
-        g[r * p_.bc + c] = static_cast<G>(gv * g_scale_);
+        g[r * p_.ld + c] = static_cast<G>(gv * g_scale_);
         row += static_cast<double>(gv) * static_cast<double>(raw);
       }
       block_moment += row;
@@ -153,7 +153,7 @@ class block_emulator {
 
   void products(const sweep_block& b, int slot) {
     const G* g =
-        g_.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(p_.br * p_.bc);
+        g_.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(p_.br * p_.ld);
     const index_t d = p_.problem.d;
     const T alpha = static_cast<T>(p_.problem.scale) / g_scale_;
     const bool self = p_.problem.self;
@@ -163,7 +163,7 @@ class block_emulator {
       for (index_t k = 0; k < d; ++k) {
         T acc = 0;
         for (index_t c = 0; c < b.cols; ++c)
-          acc += static_cast<T>(g[r * p_.bc + c]) * in_.y[(b.col0 + c) * d + k];
+          acc += static_cast<T>(g[r * p_.ld + c]) * in_.y[(b.col0 + c) * d + k];
         out[k] += alpha * acc;
       }
     }
@@ -173,7 +173,7 @@ class block_emulator {
       for (index_t k = 0; k < d; ++k) {
         T acc = 0;
         for (index_t r = 0; r < b.rows; ++r)
-          acc += static_cast<T>(g[r * p_.bc + c]) * in_.x[(b.row0 + r) * d + k];
+          acc += static_cast<T>(g[r * p_.ld + c]) * in_.x[(b.row0 + r) * d + k];
         dy_[(b.col0 + c) * d + k] += alpha * acc;
       }
   }
@@ -198,7 +198,7 @@ class block_emulator {
     return (p_.problem.columns || p_.problem.self) && !b.diag;
   }
   T* slot_ptr(int slot) {
-    return s_.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(p_.br * p_.bc);
+    return s_.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(p_.br * p_.ld);
   }
 
   const block_plan& p_;

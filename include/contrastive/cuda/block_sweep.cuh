@@ -456,7 +456,7 @@ class block_device_exec {
   void logits(const sweep_block& b, int slot) {
     cudaStream_t s = st_.s[0];
     ok(cudaStreamWaitEvent(s, st_.s_free[slot], 0));
-    // Column-major view: S^T (cols x rows, ld bc) = Y_J X_I^T: A = Y_J (op T), B = X_I (op N).
+    // Column-major view: S^T (cols x rows, stride ld) = Y_J X_I^T: A = Y_J (op T), B = X_I (op N).
     lt_gemm g;
     g.transa = CUBLAS_OP_T;
     g.transb = CUBLAS_OP_N;
@@ -466,7 +466,7 @@ class block_device_exec {
     g.ta = g.tb = lt_type<T>::value;
     g.lda = ld_of(in_.y, b.col0);
     g.ldb = ld_of(in_.x, b.row0);
-    g.ldd = p_.bc;
+    g.ldd = p_.ld;
     g.tf32 = Tf32;
     ok(g.run(h_, static_cast<float>(p_.problem.scale), row_ptr(in_.y, b.col0),
              row_ptr(in_.x, b.row0), 0.f, slot_s(slot), gemm_ws(0), gemm_ws_bytes(), s));
@@ -479,11 +479,11 @@ class block_device_exec {
     const index_t ch = p_.chunk;
     block_row_partials_kernel<>
         <<<block_grid(b.rows * ((b.cols + ch - 1) / ch)), kBlockThreads, 0, s>>>(
-            ep_, slot_s(slot), p_.bc, b.row0, b.rows, b.col0, b.cols, ch, p_.br, row_part_);
+            ep_, slot_s(slot), p_.ld, b.row0, b.rows, b.col0, b.cols, ch, p_.br, row_part_);
     if (column_partials(b))
       block_col_partials_kernel<>
           <<<block_grid(b.cols * ((b.rows + ch - 1) / ch)), kBlockThreads, 0, s>>>(
-              ep_, slot_s(slot), p_.bc, b.row0, b.rows, b.col0, b.cols, ch, p_.bc, col_part_);
+              ep_, slot_s(slot), p_.ld, b.row0, b.rows, b.col0, b.cols, ch, p_.bc, col_part_);
     ok(cudaGetLastError());
     ok(cudaEventRecord(st_.s_free[slot], s));
   }
@@ -506,7 +506,7 @@ class block_device_exec {
     ok(cudaStreamWaitEvent(s, st_.g_free_dy[slot], 0));
     if (b.rows > 0)
       block_gradient_kernel<Gt><<<static_cast<unsigned>(b.rows), kBlockThreads, 0, s>>>(
-          ep_, slot_s(slot), p_.bc, b.row0, b.col0, b.cols, g_scale_, slot_g(slot), moment_);
+          ep_, slot_s(slot), p_.ld, b.row0, b.col0, b.cols, g_scale_, slot_g(slot), moment_);
     block_moment_kernel<>
         <<<1, kBlockThreads, 0, s>>>(moment_, b.rows, b.diag ? 0.5 : 1.0, moment_total());
     ok(cudaGetLastError());
@@ -519,7 +519,7 @@ class block_device_exec {
     const index_t d = p_.problem.d;
     const float alpha = static_cast<float>(p_.problem.scale) / g_scale_;
     // dX_I (+)= alpha G Y_J. Column-major: dX^T (d x rows) = Y_J^T G^T: A = Y_J (op N, d x cols),
-    // B = G (op N, cols x rows, ld bc).
+    // B = G (op N, cols x rows, stride ld).
     {
       cudaStream_t s = st_.s[2];
       ok(cudaStreamWaitEvent(s, st_.g_ready[slot], 0));
@@ -530,7 +530,7 @@ class block_device_exec {
       g.ta = lt_type<T>::value;
       g.tb = lt_type<Gt>::value;
       g.lda = ld_of(in_.y, b.col0);
-      g.ldb = p_.bc;
+      g.ldb = p_.ld;
       g.ldd = d;
       g.tf32 = Tf32;
       float* out = self ? dy_ + b.row0 * d : dx_;
@@ -541,7 +541,7 @@ class block_device_exec {
     }
     if (b.diag) return;
     // dY_J += alpha G^T X_I. Column-major: dY^T (d x cols) = X_I^T G: A = X_I (op N, d x rows),
-    // B = G^T viewed (cols x rows, ld bc), op T. Self mode: on the dX stream (one accumulator).
+    // B = G^T viewed (cols x rows, stride ld), op T. Self mode: on the dX stream (one accumulator).
     cudaStream_t s = self ? st_.s[2] : st_.s[3];
     ok(cudaStreamWaitEvent(s, st_.g_ready[slot], 0));
     lt_gemm g;
@@ -552,7 +552,7 @@ class block_device_exec {
     g.ta = lt_type<T>::value;
     g.tb = lt_type<Gt>::value;
     g.lda = ld_of(in_.x, b.row0);
-    g.ldb = p_.bc;
+    g.ldb = p_.ld;
     g.ldd = d;
     g.tf32 = Tf32;
     ok(g.run(h_, alpha, row_ptr(in_.x, b.row0), slot_g(slot), 1.f, dy_ + b.col0 * d,
@@ -582,10 +582,10 @@ class block_device_exec {
     return (p_.problem.columns || p_.problem.self) && !b.diag;
   }
   float* slot_s(int slot) const noexcept {
-    return s_ + static_cast<std::size_t>(slot) * p_.br * p_.bc;
+    return s_ + static_cast<std::size_t>(slot) * p_.br * p_.ld;
   }
   Gt* slot_g(int slot) const noexcept {
-    return g_ + static_cast<std::size_t>(slot) * p_.br * p_.bc;
+    return g_ + static_cast<std::size_t>(slot) * p_.br * p_.ld;
   }
   static const T* row_ptr(const rows2<const T>& r, index_t i) {
     return i < r.n0 ? r.p0 + i * r.ld0 : r.p1 + (i - r.n0) * r.ld1;
