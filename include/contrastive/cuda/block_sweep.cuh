@@ -107,8 +107,7 @@ inline cublasLtHandle_t lt_handle(cudaError_t& e) {
 }
 
 /// D (column-major m x n, ldd, fp32) = alpha op(A) op(B) + beta D, A and B of types ta / tb,
-/// fp32 accumulation (tf32 tensor cores when asked). The algorithm is the heuristic's first
-/// with a non-atomic reduction scheme; for one shape it is always the same.
+/// fp32 accumulation (tf32 tensor cores when asked). The shape of one product.
 struct lt_gemm {
   cublasOperation_t transa = CUBLAS_OP_N, transb = CUBLAS_OP_N;
   int m = 0, n = 0, k = 0;
@@ -116,28 +115,79 @@ struct lt_gemm {
   std::int64_t lda = 0, ldb = 0, ldd = 0;
   bool tf32 = false;
 
-  cudaError_t run(cublasLtHandle_t h, float alpha, const void* a, const void* b, float beta,
-                  float* d, void* ws, std::size_t ws_bytes, cudaStream_t s) const {
-    if (m == 0 || n == 0) return cudaSuccess;
+  bool operator==(const lt_gemm& o) const noexcept {
+    return transa == o.transa && transb == o.transb && m == o.m && n == o.n && k == o.k &&
+           ta == o.ta && tb == o.tb && lda == o.lda && ldb == o.ldb && ldd == o.ldd &&
+           tf32 == o.tf32;
+  }
+};
+
+/// The descriptors and the pinned algorithm of each product shape of one call: the heuristic is
+/// asked once per shape (a sweep has at most a few, from its ragged edges), for its first
+/// algorithm with a non-atomic reduction scheme, so every block of a shape runs the same kernel
+/// and the host cost per GEMM is one cublasLtMatmul.
+class lt_cache {
+ public:
+  lt_cache(cublasLtHandle_t h, std::size_t ws_bytes) : h_(h), ws_bytes_(ws_bytes) {}
+  lt_cache(const lt_cache&) = delete;
+  lt_cache& operator=(const lt_cache&) = delete;
+  ~lt_cache() {
+    for (int i = 0; i < used_; ++i) release(e_[i]);
+  }
+
+  cudaError_t run(const lt_gemm& g, float alpha, const void* a, const void* b, float beta, float* d,
+                  void* ws, cudaStream_t s) {
+    if (g.m == 0 || g.n == 0) return cudaSuccess;
+    entry* e = nullptr;
+    for (int i = 0; i < used_ && e == nullptr; ++i)
+      if (e_[i].key == g) e = &e_[i];
+    if (e == nullptr) {
+      if (used_ == kMax) return cudaErrorNotSupported;  // never: a plan has at most 4 widths
+      e = &e_[used_];
+      const cublasStatus_t st = prepare(g, *e);
+      if (st != CUBLAS_STATUS_SUCCESS) {
+        release(*e);
+        *e = entry{};
+        return lt_status(st);
+      }
+      ++used_;
+    }
+    return lt_status(cublasLtMatmul(h_, e->op, &alpha, a, e->la, b, e->lb, &beta, d, e->ld, d,
+                                    e->ld, &e->algo, ws, ws_bytes_, s));
+  }
+
+ private:
+  struct entry {
+    lt_gemm key;
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
-    cublasLtMatmulPreference_t pref = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  static constexpr int kMax = 24;
+
+  cublasStatus_t prepare(const lt_gemm& g, entry& e) {
+    e.key = g;
     cublasStatus_t st = cublasLtMatmulDescCreate(
-        &op, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F);
+        &e.op, g.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F);
     if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &transa, sizeof(transa));
+      st = cublasLtMatmulDescSetAttribute(e.op, CUBLASLT_MATMUL_DESC_TRANSA, &g.transa,
+                                          sizeof(g.transa));
     if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &transb, sizeof(transb));
-    const std::uint64_t ar = transa == CUBLAS_OP_N ? m : k, ac = transa == CUBLAS_OP_N ? k : m;
-    const std::uint64_t br = transb == CUBLAS_OP_N ? k : n, bc = transb == CUBLAS_OP_N ? n : k;
-    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&la, ta, ar, ac, lda);
-    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&lb, tb, br, bc, ldb);
-    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, m, n, ldd);
+      st = cublasLtMatmulDescSetAttribute(e.op, CUBLASLT_MATMUL_DESC_TRANSB, &g.transb,
+                                          sizeof(g.transb));
+    const bool na = g.transa == CUBLAS_OP_N, nb = g.transb == CUBLAS_OP_N;
+    const std::uint64_t ar = na ? g.m : g.k, ac = na ? g.k : g.m;
+    const std::uint64_t br = nb ? g.k : g.n, bc = nb ? g.n : g.k;
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&e.la, g.ta, ar, ac, g.lda);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&e.lb, g.tb, br, bc, g.ldb);
+    if (st == CUBLAS_STATUS_SUCCESS)
+      st = cublasLtMatrixLayoutCreate(&e.ld, CUDA_R_32F, g.m, g.n, g.ldd);
+    cublasLtMatmulPreference_t pref = nullptr;
     if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceCreate(&pref);
     if (st == CUBLAS_STATUS_SUCCESS)
       st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                &ws_bytes, sizeof(ws_bytes));
-    // Deterministic: no split-K scheme that reduces with atomics.
+                                                &ws_bytes_, sizeof(ws_bytes_));
+    // Deterministic: no split-K scheme that reduces in place with atomics.
     const std::uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_NONE |
                                   CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE |
                                   CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
@@ -147,18 +197,23 @@ struct lt_gemm {
     cublasLtMatmulHeuristicResult_t heur{};
     int found = 0;
     if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, ld, ld, pref, 1, &heur, &found);
-    if (st == CUBLAS_STATUS_SUCCESS && found == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
-    if (st == CUBLAS_STATUS_SUCCESS)
-      st = cublasLtMatmul(h, op, &alpha, a, la, b, lb, &beta, d, ld, d, ld, &heur.algo, ws,
-                          ws_bytes, s);
+      st = cublasLtMatmulAlgoGetHeuristic(h_, e.op, e.la, e.lb, e.ld, e.ld, pref, 1, &heur, &found);
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (ld) cublasLtMatrixLayoutDestroy(ld);
-    if (lb) cublasLtMatrixLayoutDestroy(lb);
-    if (la) cublasLtMatrixLayoutDestroy(la);
-    if (op) cublasLtMatmulDescDestroy(op);
-    return lt_status(st);
+    if (st == CUBLAS_STATUS_SUCCESS && found == 0) st = CUBLAS_STATUS_NOT_SUPPORTED;
+    if (st == CUBLAS_STATUS_SUCCESS) e.algo = heur.algo;
+    return st;
   }
+  static void release(entry& e) {
+    if (e.ld) cublasLtMatrixLayoutDestroy(e.ld);
+    if (e.lb) cublasLtMatrixLayoutDestroy(e.lb);
+    if (e.la) cublasLtMatrixLayoutDestroy(e.la);
+    if (e.op) cublasLtMatmulDescDestroy(e.op);
+  }
+
+  cublasLtHandle_t h_;
+  std::size_t ws_bytes_;
+  entry e_[kMax];
+  int used_ = 0;
 };
 
 // ---- epilogue kernels ------------------------------------------------------------------------
@@ -422,7 +477,7 @@ class block_device_exec {
   block_device_exec(const block_plan& p, const block_inputs<T>& in,
                     const pairwise_epilogue_args<stat_t>& ep, unsigned char* base, bool backward,
                     block_streams& st, cublasLtHandle_t h)
-      : p_(p), in_(in), ep_(ep), st_(st), h_(h) {
+      : p_(p), in_(in), ep_(ep), st_(st), lt_(h, p.gemm_workspace) {
     const auto& r = backward ? p.b_logits : p.f_logits;
     s_ = reinterpret_cast<float*>(base + r.offset);
     if (backward) {
@@ -468,8 +523,8 @@ class block_device_exec {
     g.ldb = ld_of(in_.x, b.row0);
     g.ldd = p_.ld;
     g.tf32 = Tf32;
-    ok(g.run(h_, static_cast<float>(p_.problem.scale), row_ptr(in_.y, b.col0),
-             row_ptr(in_.x, b.row0), 0.f, slot_s(slot), gemm_ws(0), gemm_ws_bytes(), s));
+    ok(lt_.run(g, static_cast<float>(p_.problem.scale), row_ptr(in_.y, b.col0),
+               row_ptr(in_.x, b.row0), 0.f, slot_s(slot), gemm_ws(0), s));
     ok(cudaEventRecord(st_.s_ready[slot], s));
   }
 
@@ -535,8 +590,7 @@ class block_device_exec {
       g.tf32 = Tf32;
       float* out = self ? dy_ + b.row0 * d : dx_;
       const float beta = self || b.bj > 0 ? 1.f : 0.f;  // the band's first block starts dX_I
-      ok(g.run(h_, alpha, row_ptr(in_.y, b.col0), slot_g(slot), beta, out, gemm_ws(1),
-               gemm_ws_bytes(), s));
+      ok(lt_.run(g, alpha, row_ptr(in_.y, b.col0), slot_g(slot), beta, out, gemm_ws(1), s));
       ok(cudaEventRecord(st_.g_free_dx[slot], s));
     }
     if (b.diag) return;
@@ -555,8 +609,8 @@ class block_device_exec {
     g.ldb = p_.ld;
     g.ldd = d;
     g.tf32 = Tf32;
-    ok(g.run(h_, alpha, row_ptr(in_.x, b.row0), slot_g(slot), 1.f, dy_ + b.col0 * d,
-             gemm_ws(self ? 1 : 2), gemm_ws_bytes(), s));
+    ok(lt_.run(g, alpha, row_ptr(in_.x, b.row0), slot_g(slot), 1.f, dy_ + b.col0 * d,
+               gemm_ws(self ? 1 : 2), s));
     ok(cudaEventRecord(st_.g_free_dy[slot], s));
   }
 
@@ -600,7 +654,7 @@ class block_device_exec {
   block_inputs<T> in_;
   pairwise_epilogue_args<stat_t> ep_;
   block_streams& st_;
-  cublasLtHandle_t h_;
+  lt_cache lt_;  // each GEMM stream has its own workspace (gemm_ws(0..2))
   cudaError_t e_ = cudaSuccess;
   float* s_ = nullptr;
   Gt* g_ = nullptr;
