@@ -305,3 +305,79 @@ TEST_CASE("block emulator: per-row / per-column offsets and -inf masks match a d
       CHECK(g.dy[i * d + k] == Approx((dense(x0, yp) - dense(x0, ym)) / (2 * h)).margin(1e-7));
     }
 }
+
+TEST_CASE("block emulator: a masked diagonal crossing non-square blocks, with labels",
+          "[block_sweep][emulator]") {
+  // Two towers whose s_ii are no candidates (negatives-only normalisers, SupCon-style positives
+  // by label among the others), blocks of 4 x 3 so that the diagonal crosses blocks of every
+  // kind. Dense double reference of the loss; its gradient by central differences.
+  const index_t n = 11, d = 3;
+  const double tau = 0.4, eps = 0.15;
+  const rmat x0 = ref::random_matrix(n, d, 91), y0 = ref::random_matrix(n, d, 92);
+  std::vector<std::int64_t> lx(n), ly(n);
+  for (index_t i = 0; i < n; ++i) {
+    lx[i] = i % 3;
+    ly[i] = (i + 1) % 4;
+  }
+  c::info_nce_options o;
+  o.temperature = tau;
+  o.label_smoothing = eps;
+  auto q = c::detail::info_nce_block_problem(n, d, o);
+  q.mask_diagonal = true;
+  q.labelled = true;
+  q.row_candidates = q.col_candidates = double(n - 1);
+  auto dense = [&](const rmat& x, const rmat& y) {
+    double loss[2] = {0, 0}, valid[2] = {0, 0};
+    for (int dir = 0; dir < 2; ++dir)
+      for (index_t i = 0; i < n; ++i) {
+        auto s = [&](index_t j) {
+          return dir == 0 ? x.row(i).dot(y.row(j)) / tau : x.row(j).dot(y.row(i)) / tau;
+        };
+        double m = -INFINITY, sum = 0, total = 0, pos = 0;
+        int cnt = 0;
+        for (index_t j = 0; j < n; ++j)
+          if (j != i) m = std::max(m, s(j));
+        for (index_t j = 0; j < n; ++j) {
+          if (j == i) continue;
+          sum += std::exp(s(j) - m);
+          total += s(j);
+          if ((dir == 0 ? lx[i] == ly[j] : ly[i] == lx[j])) {
+            pos += s(j);
+            ++cnt;
+          }
+        }
+        if (cnt == 0) continue;
+        loss[dir] += m + std::log(sum) - ((1 - eps) * pos / cnt + eps * total / double(n - 1));
+        valid[dir] += 1;
+      }
+    return 0.5 * loss[0] / valid[0] + 0.5 * loss[1] / valid[1];
+  };
+  c::detail::block_emulator_inputs<double> in;
+  in.x = x0.data();
+  in.y = y0.data();
+  in.label_x = lx.data();
+  in.label_y = ly.data();
+  const auto bo = blocks(4, 3, 2);
+  const auto f = c::detail::emulate_block_forward<double>(q, in, {}, bo);
+  CHECK(f.loss == Approx(dense(x0, y0)).epsilon(1e-13));
+  const auto g = c::detail::emulate_block_backward<double>(q, in, f, 1.0, {}, bo);
+  const double h = 1e-6;
+  for (index_t i = 0; i < n; ++i)
+    for (index_t k = 0; k < d; ++k) {
+      rmat xp = x0, xm = x0, yp = y0, ym = y0;
+      xp(i, k) += h;
+      xm(i, k) -= h;
+      yp(i, k) += h;
+      ym(i, k) -= h;
+      CHECK(g.dx[i * d + k] == Approx((dense(xp, y0) - dense(xm, y0)) / (2 * h)).margin(1e-7));
+      CHECK(g.dy[i * d + k] == Approx((dense(x0, yp) - dense(x0, ym)) / (2 * h)).margin(1e-7));
+    }
+  // The temperature gradient: d loss / d log(1/tau) by central differences in tau.
+  const double ht = 1e-6;
+  auto at_tau = [&](double t) {
+    rmat xs = x0 * std::sqrt(tau / t), ys = y0 * std::sqrt(tau / t);  // s scales as 1/t
+    return dense(xs, ys);
+  };
+  const double dtheta = -(at_tau(tau * (1 + ht)) - at_tau(tau * (1 - ht))) / (2 * ht);
+  CHECK(g.grad_log_scale == Approx(dtheta).margin(1e-7));
+}
