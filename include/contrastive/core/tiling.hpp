@@ -559,13 +559,43 @@ struct pairwise_coefficients {
   const T* col_w = nullptr;
   const T* row_q = nullptr;  // label targets only (with labels)
   const T* col_q = nullptr;
-  // With p.extra_scales: + row_scaled_w_i exp(gamma_k s_ij - row_scaled_lse_i) + the same per
-  // column (null: that term is absent).
+  // With p.extra_scales == 2 and no plain term (row_w and col_w null) the logit gradient is
+  // sum_k row_scaled_w_k,i exp(gamma_k s_ij - row_scaled_lse_k,i) + the same per column (null:
+  // that term is absent).
   const T* row_scaled_w[2] = {nullptr, nullptr};
   const T* row_scaled_lse[2] = {nullptr, nullptr};
   const T* col_scaled_w[2] = {nullptr, nullptr};
   const T* col_scaled_lse[2] = {nullptr, nullptr};
 };
+
+/// The scaled terms of one gradient row (p.extra_scales == 2, no plain row/column term):
+///   sum_k row_scaled_w_k,i exp(gamma_k s_ij - row_scaled_lse_k,i) + the same per column,
+/// written in one expression, so that `gr` may be the memory of `sr`.
+template <class T, class SR, class GR>
+void scaled_gradient_row(const pairwise_problem<T>& p, const pairwise_coefficients<T>& k,
+                         const row_block& I, const row_block& J, index_t r, const SR& sr, GR& gr) {
+  using cvec = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
+  if (p.extra_scales != 2) {
+    gr.setZero();
+    return;
+  }
+  const T g0 = p.gamma[0], g1 = p.gamma[1];
+  const index_t i = I.global + r;
+  const T w0 = k.row_scaled_w[0] ? k.row_scaled_w[0][i] : T(0);
+  const T w1 = k.row_scaled_w[1] ? k.row_scaled_w[1][i] : T(0);
+  const T l0 = k.row_scaled_w[0] ? k.row_scaled_lse[0][i] : T(0);
+  const T l1 = k.row_scaled_w[1] ? k.row_scaled_lse[1][i] : T(0);
+  if (k.col_scaled_w[0] && k.col_scaled_w[1]) {
+    const cvec wc0(k.col_scaled_w[0] + J.global, J.rows),
+        lc0(k.col_scaled_lse[0] + J.global, J.rows);
+    const cvec wc1(k.col_scaled_w[1] + J.global, J.rows),
+        lc1(k.col_scaled_lse[1] + J.global, J.rows);
+    gr = w0 * (g0 * sr - l0).exp() + w1 * (g1 * sr - l1).exp() + wc0 * (g0 * sr - lc0).exp() +
+         wc1 * (g1 * sr - lc1).exp();
+  } else {
+    gr = w0 * (g0 * sr - l0).exp() + w1 * (g1 * sr - l1).exp();
+  }
+}
 
 /// G for one tile, from the logits `s` into `g` (which may be the same memory).
 template <class T>
@@ -588,17 +618,7 @@ void gradient_tile(const pairwise_problem<T>& p, const pairwise_coefficients<T>&
     } else if (has_row) {
       gr = wr * (sr - lr).exp();
     } else {
-      gr.setZero();
-    }
-    for (int e = 0; e < p.extra_scales; ++e) {
-      const T gk = p.gamma[e];
-      if (k.row_scaled_w[e])
-        gr += k.row_scaled_w[e][I.global + r] * (gk * sr - k.row_scaled_lse[e][I.global + r]).exp();
-      if (k.col_scaled_w[e]) {
-        const cvec wc(k.col_scaled_w[e] + J.global, J.rows),
-            lc(k.col_scaled_lse[e] + J.global, J.rows);
-        gr += wc * (gk * sr - lc).exp();
-      }
+      scaled_gradient_row(p, k, I, J, r, sr, gr);  // g may alias s: one expression per row
     }
   }
   // exp(-inf) is not exactly 0 in Eigen's exp.

@@ -20,6 +20,7 @@
 #include "contrastive/core/tiling.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/core/workspace.hpp"
+#include "contrastive/losses/debiased_negatives.hpp"
 #include "contrastive/losses/info_nce_options.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
@@ -41,6 +42,10 @@ struct info_nce_saved {
   bool labelled = false;
   loss_reduction reduction = loss_reduction::mean;
   const void* logit_cache = nullptr;  // the workspace holding the cached tiles (cached mode)
+  double debias_tau_plus = 0;         // the debiased / hard-negative options of the forward
+  double hard_negative_beta = 0;
+  negative_weighting_saved<T> row_weighting;  // with debias_tau_plus or hard_negative_beta
+  negative_weighting_saved<T> col_weighting;  // (the column direction, when symmetric)
 
   temperature_gradient temperature_grad() const noexcept {
     return temperature_gradient::from_log_scale(grad_log_scale, temperature);
@@ -59,6 +64,8 @@ void info_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
   check_reduction(fn, o.reduction);
   CONTRASTIVE_CHECK(o.labels_a.empty() == o.labels_b.empty(), fn,
                     ": give both 'labels_a' and 'labels_b' or neither");
+  check_negative_weighting(fn, o.debias_tau_plus, o.hard_negative_beta, !o.labels_a.empty(),
+                           o.label_smoothing, a.rows() - 1);
   check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
   if (!o.labels_a.empty()) {
     check_labels(fn, "labels_a", o.labels_a, a.rows());
@@ -74,10 +81,17 @@ struct info_nce_forward_buffers {
   double* row_target = nullptr;
   double* col_target = nullptr;
   std::int64_t* sort_scratch = nullptr;
+  online_softmax<double>* row_scaled[2] = {nullptr, nullptr};  // hard negatives
+  online_softmax<double>* col_scaled[2] = {nullptr, nullptr};
 
-  info_nce_forward_buffers(Alloc& al, index_t n, bool symmetric, bool labelled) {
+  info_nce_forward_buffers(Alloc& al, index_t n, bool symmetric, bool labelled, bool hard = false) {
     row = al.template take<online_softmax<double>>(static_cast<std::size_t>(n));
     if (symmetric) col = al.template take<online_softmax<double>>(static_cast<std::size_t>(n));
+    for (int k = 0; k < 2 && hard; ++k) {
+      row_scaled[k] = al.template take<online_softmax<double>>(static_cast<std::size_t>(n));
+      if (symmetric)
+        col_scaled[k] = al.template take<online_softmax<double>>(static_cast<std::size_t>(n));
+    }
     if (labelled) {
       row_target = al.template take<double>(static_cast<std::size_t>(n));
       if (symmetric) col_target = al.template take<double>(static_cast<std::size_t>(n));
@@ -95,10 +109,22 @@ struct info_nce_backward_buffers {
   T* col_lse = nullptr;
   T* col_q = nullptr;
   double* sums = nullptr;  // 4 D: mean a, mean b, sum_i w_r a_i, sum_j w_c b_j (smoothing)
+  T* row_scaled_w[2] = {nullptr, nullptr};  // hard negatives
+  T* row_scaled_lse[2] = {nullptr, nullptr};
+  T* col_scaled_w[2] = {nullptr, nullptr};
+  T* col_scaled_lse[2] = {nullptr, nullptr};
 
   info_nce_backward_buffers(Alloc& al, index_t n, index_t d, bool symmetric, bool labelled,
-                            bool smoothing) {
+                            bool smoothing, bool hard = false) {
     const auto un = static_cast<std::size_t>(n);
+    for (int k = 0; k < 2 && hard; ++k) {
+      row_scaled_w[k] = al.template take<T>(un);
+      row_scaled_lse[k] = al.template take<T>(un);
+      if (symmetric) {
+        col_scaled_w[k] = al.template take<T>(un);
+        col_scaled_lse[k] = al.template take<T>(un);
+      }
+    }
     row_w = al.template take<T>(un);
     row_lse = al.template take<T>(un);
     if (labelled) row_q = al.template take<T>(un);
@@ -126,18 +152,20 @@ template <class T>
 std::size_t info_nce_forward_bytes(index_t n, index_t d, const info_nce_options& o,
                                    std::size_t packing) {
   size_counter c;
-  const info_nce_forward_buffers<T, size_counter> sized(c, n, o.symmetric, !o.labels_a.empty());
+  const bool hard = o.hard_negative_beta > 0;
+  const info_nce_forward_buffers<T, size_counter> sized(c, n, o.symmetric, !o.labels_a.empty(),
+                                                        hard);
   (void)sized;
   return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
-         pairwise_forward_bytes<T>(info_nce_sweep(n, d, o)) + workspace_alignment;
+         pairwise_forward_bytes<T>(info_nce_sweep(n, d, o), hard ? 2 : 0) + workspace_alignment;
 }
 
 template <class T>
 std::size_t info_nce_backward_bytes(index_t n, index_t d, const info_nce_options& o,
                                     std::size_t packing) {
   size_counter c;
-  const info_nce_backward_buffers<T, size_counter> sized(c, n, d, o.symmetric, !o.labels_a.empty(),
-                                                         o.label_smoothing > 0);
+  const info_nce_backward_buffers<T, size_counter> sized(
+      c, n, d, o.symmetric, !o.labels_a.empty(), o.label_smoothing > 0, o.hard_negative_beta > 0);
   (void)sized;
   return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
          pairwise_backward_bytes<T>(info_nce_sweep(n, d, o)) + workspace_alignment;
@@ -171,6 +199,13 @@ pairwise_problem<T> info_nce_problem(const matrix_view<const T>* a, const matrix
     p.label_x = o.labels_a.data;
     p.label_y = o.labels_b.data;
   }
+  // Debiased / hard negatives: normalisers over the negatives only.
+  if (negative_weighting_active(o.debias_tau_plus, o.hard_negative_beta)) p.mask_diagonal = true;
+  if (o.hard_negative_beta > 0) {
+    p.extra_scales = 2;
+    p.gamma[0] = static_cast<T>(1 + o.hard_negative_beta);
+    p.gamma[1] = static_cast<T>(o.hard_negative_beta);
+  }
   return p;
 }
 
@@ -196,10 +231,16 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
   const bool keep_cache = cache != nullptr && ws.data != nullptr;
   const matrix_view<const T> a = gemm_input(a_in, ar);
   const matrix_view<const T> b = gemm_input(b_in, ar);
-  info_nce_forward_buffers<T, arena> buf(ar, n, sym, labelled);
+  const bool weighted_neg = negative_weighting_active(o.debias_tau_plus, o.hard_negative_beta);
+  const bool hard = o.hard_negative_beta > 0;
+  info_nce_forward_buffers<T, arena> buf(ar, n, sym, labelled, hard);
   for (index_t i = 0; i < n; ++i) {
     buf.row[i] = online_softmax<double>();
     if (sym) buf.col[i] = online_softmax<double>();
+    for (int k = 0; k < 2 && hard; ++k) {
+      buf.row_scaled[k][i] = online_softmax<double>();
+      if (sym) buf.col_scaled[k][i] = online_softmax<double>();
+    }
     if (labelled) {
       buf.row_target[i] = 0;
       if (sym) buf.col_target[i] = 0;
@@ -212,6 +253,10 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
   st.col = buf.col;
   st.row_target = buf.row_target;
   st.col_target = buf.col_target;
+  for (int k = 0; k < 2; ++k) {
+    st.row_scaled[k] = buf.row_scaled[k];
+    st.col_scaled[k] = buf.col_scaled[k];
+  }
   pairwise_forward(p, st, ar);
 
   info_nce_saved<T> saved;
@@ -223,6 +268,8 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
   saved.labelled = labelled;
   saved.reduction = o.reduction;
   saved.logit_cache = keep_cache ? ws.data : nullptr;
+  saved.debias_tau_plus = o.debias_tau_plus;
+  saved.hard_negative_beta = o.hard_negative_beta;
   if (labelled) {
     saved.row_positives.resize(static_cast<std::size_t>(n));
     count_matches(o.labels_a, o.labels_b, saved.row_positives.data(), buf.sort_scratch);
@@ -259,14 +306,50 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
     return sums;
   };
 
+  // Debiased / hard negatives (docs/debiased.md): the same per-anchor reduction, other terms.
+  auto weighted_direction = [&](const online_softmax<double>* stats,
+                                online_softmax<double>* const* scaled, std::vector<T>& lse_out,
+                                negative_weighting_saved<T>& nw) {
+    direction_sums sums;
+    lse_out.resize(static_cast<std::size_t>(n));
+    nw.negative.resize(static_cast<std::size_t>(n));
+    nw.positive.resize(static_cast<std::size_t>(n));
+    if (hard) {
+      nw.lse_hi.resize(static_cast<std::size_t>(n));
+      nw.lse_lo.resize(static_cast<std::size_t>(n));
+    }
+    for (index_t i = 0; i < n; ++i) {
+      lse_out[i] = static_cast<T>(stats[i].lse());
+      const double s_p = lambda_d * dot_rows(a, i, b, i);
+      const debiased_anchor t = debiased_anchor_terms(
+          s_p, stats[i], hard ? &scaled[0][i] : nullptr, hard ? &scaled[1][i] : nullptr,
+          double(n - 1), lambda_d, o.debias_tau_plus, o.hard_negative_beta);
+      if (hard) {
+        nw.lse_hi[i] = static_cast<T>(scaled[0][i].lse());
+        nw.lse_lo[i] = static_cast<T>(scaled[1][i].lse());
+      }
+      nw.negative[i] = static_cast<T>(t.negative);
+      nw.positive[i] = static_cast<T>(t.positive);
+      nw.clamped += t.clamped;
+      sums.loss += t.loss;
+      sums.dtheta += t.dtheta;
+      ++sums.valid;
+    }
+    return sums;
+  };
+
   const double c = sym ? 0.5 : 1.0;
   const direction_sums r =
-      direction(a, b, buf.row, buf.row_target, saved.row_positives, mean_b, saved.row_lse);
+      weighted_neg
+          ? weighted_direction(buf.row, buf.row_scaled, saved.row_lse, saved.row_weighting)
+          : direction(a, b, buf.row, buf.row_target, saved.row_positives, mean_b, saved.row_lse);
   double loss = c * r.weight(o.reduction) * r.loss;
   double dtheta = c * r.weight(o.reduction) * r.dtheta;
   if (sym) {
     const direction_sums cs =
-        direction(b, a, buf.col, buf.col_target, saved.col_positives, mean_a, saved.col_lse);
+        weighted_neg
+            ? weighted_direction(buf.col, buf.col_scaled, saved.col_lse, saved.col_weighting)
+            : direction(b, a, buf.col, buf.col_target, saved.col_positives, mean_a, saved.col_lse);
     loss += c * cs.weight(o.reduction) * cs.loss;
     dtheta += c * cs.weight(o.reduction) * cs.dtheta;
   }
@@ -286,7 +369,9 @@ void info_nce_check_backward(const char* fn, const matrix_view<const T>& a,
                     saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
   CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
                         saved.label_smoothing == o.label_smoothing &&
-                        saved.labelled == !o.labels_a.empty() && saved.reduction == o.reduction,
+                        saved.labelled == !o.labels_a.empty() && saved.reduction == o.reduction &&
+                        saved.debias_tau_plus == o.debias_tau_plus &&
+                        saved.hard_negative_beta == o.hard_negative_beta,
                     fn, ": 'saved' was computed with other options (temperature ",
                     saved.temperature, ", symmetric ", saved.symmetric, ", label_smoothing ",
                     saved.label_smoothing, ") than these (temperature ", o.temperature,
@@ -317,7 +402,9 @@ temperature_gradient info_nce_backward_impl(
   const matrix_view<const T> b = gemm_input(b_in, ar);
   const gemm_output<T> ga(grad_a, o.accumulate, ar);
   const gemm_output<T> gb(grad_b, o.accumulate, ar);
-  info_nce_backward_buffers<T, arena> buf(ar, n, d, sym, labelled, eps > 0);
+  const bool weighted_neg = negative_weighting_active(o.debias_tau_plus, o.hard_negative_beta);
+  const bool hard = o.hard_negative_beta > 0;
+  info_nce_backward_buffers<T, arena> buf(ar, n, d, sym, labelled, eps > 0, hard);
 
   // Per-anchor weights: 1/|V| (mean) or 1, times 1/2 when symmetric, times upstream; 0 for
   // anchors without a positive.
@@ -340,17 +427,59 @@ temperature_gradient info_nce_backward_impl(
   };
   weights(saved.row_positives, saved.row_lse, buf.row_w, buf.row_lse, buf.row_q);
   if (sym) weights(saved.col_positives, saved.col_lse, buf.col_w, buf.col_lse, buf.col_q);
+  // Weighted negatives: kappa_i on the softmax over the negatives (beta = 0), or kappa_i
+  // ((1 + beta) p1 - beta p0) through the scaled terms; buf.*_w keeps the plain weight w_v.
+  const double wdir = c * (o.reduction == loss_reduction::mean ? 1.0 / double(n) : 1.0);
+  auto negative_weights = [&](const negative_weighting_saved<T>& nw, T* w, T* const* sw,
+                              T* const* slse) {
+    for (index_t i = 0; i < n; ++i) {
+      const double kw = wdir * double(nw.negative[i]);
+      w[i] = static_cast<T>(kw);
+      if (hard) {
+        const double beta = o.hard_negative_beta;
+        sw[0][i] = static_cast<T>(kw * (1 + beta));
+        sw[1][i] = static_cast<T>(-kw * beta);
+        slse[0][i] = nw.lse_hi[i];
+        slse[1][i] = nw.lse_lo[i];
+      }
+    }
+  };
+  if (weighted_neg) {
+    negative_weights(saved.row_weighting, buf.row_w, buf.row_scaled_w, buf.row_scaled_lse);
+    if (sym) negative_weights(saved.col_weighting, buf.col_w, buf.col_scaled_w, buf.col_scaled_lse);
+  }
 
   const pairwise_problem<T> p = info_nce_problem<T>(&a, &b, o, use_cache ? cache : nullptr);
   pairwise_coefficients<T> k;
-  k.row_w = buf.row_w;
+  k.row_w = hard ? nullptr : buf.row_w;
   k.row_lse = buf.row_lse;
   k.row_q = buf.row_q;
-  k.col_w = buf.col_w;
+  k.col_w = hard ? nullptr : buf.col_w;
   k.col_lse = buf.col_lse;
   k.col_q = buf.col_q;
+  for (int e = 0; e < 2; ++e) {
+    k.row_scaled_w[e] = buf.row_scaled_w[e];
+    k.row_scaled_lse[e] = buf.row_scaled_lse[e];
+    k.col_scaled_w[e] = buf.col_scaled_w[e];
+    k.col_scaled_lse[e] = buf.col_scaled_lse[e];
+  }
   const matrix_view<T> dA = ga.view(), dB = gb.view();
   pairwise_backward(p, k, &dA, &dB, ar);
+
+  if (weighted_neg) {  // the positive logit s_ii = lambda <a_i, b_i>, both directions
+    for (index_t i = 0; i < n; ++i) {
+      const double pr = double(saved.row_weighting.positive[i]);
+      const double pc = sym ? double(saved.col_weighting.positive[i]) : 0.0;
+      const T coef = static_cast<T>(lambda_d * wdir * (pr + pc));
+      for (index_t k2 = 0; k2 < d; ++k2) {
+        dA(i, k2) += coef * b(i, k2);
+        dB(i, k2) += coef * a(i, k2);
+      }
+    }
+    ga.finish();
+    gb.finish();
+    return temperature_gradient::from_log_scale(saved.grad_log_scale * upstream, o.temperature);
+  }
 
   // Target terms, O(N D): the one-hot positives (without labels) and label smoothing.
   auto wc = [&](index_t i) -> double { return sym ? double(buf.col_w[i]) : 0.0; };

@@ -25,6 +25,12 @@ struct info_nce_options : tiling_options {
   // workspace reads them instead of recomputing. forward_backward allocates it when no
   // workspace is given. Inputs must not change between the two calls.
   bool cache_logits = false;
+  // Debiased negatives (Chuang et al. 2020): the class prior tau+ in [0, 1); 0 is off.
+  // Hard negatives (Robinson et al. 2021): the concentration beta >= 0; 0 is off. Either one
+  // selects l_i = log(e^{s_p} + Ng) - s_p over the negatives only, Ng clamped below at
+  // M e^{-1/tau} (docs/debiased.md); one positive per anchor (no labels, no smoothing).
+  double debias_tau_plus = 0;
+  double hard_negative_beta = 0;
 };
 
 /// What the backward returns besides the input gradients: upstream * dL/dtemperature.

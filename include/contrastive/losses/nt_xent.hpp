@@ -20,6 +20,7 @@
 #include "contrastive/core/tiling.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/core/workspace.hpp"
+#include "contrastive/losses/debiased_negatives.hpp"
 #include "contrastive/losses/nt_xent_options.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
@@ -36,6 +37,9 @@ struct nt_xent_saved {
   bool labelled = false;
   loss_reduction reduction = loss_reduction::mean;
   const void* logit_cache = nullptr;  // the workspace holding the cached tiles (cached mode)
+  double debias_tau_plus = 0;         // the debiased / hard-negative options of the forward
+  double hard_negative_beta = 0;
+  negative_weighting_saved<T> weighting;  // with debias_tau_plus or hard_negative_beta (2N)
 
   temperature_gradient temperature_grad() const noexcept {
     return temperature_gradient::from_log_scale(grad_log_scale, temperature);
@@ -52,8 +56,14 @@ void nt_xent_check_inputs(const char* fn, const matrix_view<const T>& a,
                           const matrix_view<const T>& b, const nt_xent_options& o) {
   check_smoothing(fn, o.label_smoothing);
   check_reduction(fn, o.reduction);
+  check_negative_weighting(fn, o.debias_tau_plus, o.hard_negative_beta, !o.labels.empty(),
+                           o.label_smoothing, 2 * a.rows() - 2);
   check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
   if (!o.labels.empty()) check_labels(fn, "labels", o.labels, a.rows());
+}
+
+inline bool nt_xent_weighted_negatives(const nt_xent_options& o) noexcept {
+  return negative_weighting_active(o.debias_tau_plus, o.hard_negative_beta);
 }
 
 template <class T, class Alloc>
@@ -62,10 +72,13 @@ struct nt_xent_forward_buffers {
   double* target = nullptr;
   std::int64_t* labels = nullptr;  // 2N
   std::int64_t* sort_scratch = nullptr;
+  online_softmax<double>* scaled[2] = {nullptr, nullptr};  // hard negatives: (1+beta) s, beta s
 
-  nt_xent_forward_buffers(Alloc& al, index_t n, bool labelled) {
+  nt_xent_forward_buffers(Alloc& al, index_t n, bool labelled, bool hard = false) {
     const auto n2 = 2 * static_cast<std::size_t>(n);
     stats = al.template take<online_softmax<double>>(n2);
+    if (hard)
+      for (auto& s : scaled) s = al.template take<online_softmax<double>>(n2);
     if (labelled) {
       target = al.template take<double>(n2);
       labels = al.template take<std::int64_t>(n2);
@@ -80,12 +93,21 @@ struct nt_xent_backward_buffers {
   T* lse = nullptr;
   T* q = nullptr;
   std::int64_t* labels = nullptr;
-  double* sums = nullptr;  // 2 D: sum_i z_i and sum_i w_i z_i (smoothing)
+  double* sums = nullptr;               // 2 D: sum_i z_i and sum_i w_i z_i (smoothing)
+  T* scaled_w[2] = {nullptr, nullptr};  // hard negatives
+  T* scaled_lse[2] = {nullptr, nullptr};
 
-  nt_xent_backward_buffers(Alloc& al, index_t n, index_t d, bool labelled, bool smoothing) {
+  nt_xent_backward_buffers(Alloc& al, index_t n, index_t d, bool labelled, bool smoothing,
+                           bool hard = false) {
     const auto n2 = 2 * static_cast<std::size_t>(n);
     w = al.template take<T>(n2);
     lse = al.template take<T>(n2);
+    if (hard) {
+      for (int k = 0; k < 2; ++k) {
+        scaled_w[k] = al.template take<T>(n2);
+        scaled_lse[k] = al.template take<T>(n2);
+      }
+    }
     if (labelled) {
       q = al.template take<T>(n2);
       labels = al.template take<std::int64_t>(n2);
@@ -109,18 +131,19 @@ template <class T>
 std::size_t nt_xent_forward_bytes(index_t n, index_t d, const nt_xent_options& o,
                                   std::size_t packing) {
   size_counter c;
-  const nt_xent_forward_buffers<T, size_counter> sized(c, n, !o.labels.empty());
+  const bool hard = o.hard_negative_beta > 0;
+  const nt_xent_forward_buffers<T, size_counter> sized(c, n, !o.labels.empty(), hard);
   (void)sized;
   return nt_xent_cache_bytes<T>(n, o) + c.bytes + packing +
-         pairwise_forward_bytes<T>(nt_xent_sweep(n, d, o)) + workspace_alignment;
+         pairwise_forward_bytes<T>(nt_xent_sweep(n, d, o), hard ? 2 : 0) + workspace_alignment;
 }
 
 template <class T>
 std::size_t nt_xent_backward_bytes(index_t n, index_t d, const nt_xent_options& o,
                                    std::size_t packing) {
   size_counter c;
-  const nt_xent_backward_buffers<T, size_counter> sized(c, n, d, !o.labels.empty(),
-                                                        o.label_smoothing > 0);
+  const nt_xent_backward_buffers<T, size_counter> sized(
+      c, n, d, !o.labels.empty(), o.label_smoothing > 0, o.hard_negative_beta > 0);
   (void)sized;
   return nt_xent_cache_bytes<T>(n, o) + c.bytes + packing +
          pairwise_backward_bytes<T>(nt_xent_sweep(n, d, o)) + workspace_alignment;
@@ -148,6 +171,12 @@ pairwise_problem<T> nt_xent_problem(const matrix_view<const T>* segments, const 
   p.cache = cache;
   p.label_x = labels;
   p.label_y = labels;
+  if (nt_xent_weighted_negatives(o)) p.partner_offset = segments[0].rows();  // negatives only
+  if (o.hard_negative_beta > 0) {
+    p.extra_scales = 2;
+    p.gamma[0] = static_cast<T>(1 + o.hard_negative_beta);
+    p.gamma[1] = static_cast<T>(o.hard_negative_beta);
+  }
   return p;
 }
 
@@ -171,10 +200,12 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   T* cache = o.cache_logits ? ar.take<T>(nt_xent_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
   const matrix_view<const T> seg[2] = {gemm_input(a_in, ar), gemm_input(b_in, ar)};
   const stacked_rows<T> z{seg[0], seg[1]};
-  nt_xent_forward_buffers<T, arena> buf(ar, n, labelled);
+  const bool weighted_neg = nt_xent_weighted_negatives(o), hard = o.hard_negative_beta > 0;
+  nt_xent_forward_buffers<T, arena> buf(ar, n, labelled, hard);
   for (index_t i = 0; i < n2; ++i) {
     buf.stats[i] = online_softmax<double>();
     if (labelled) buf.target[i] = 0;
+    if (hard) buf.scaled[0][i] = buf.scaled[1][i] = online_softmax<double>();
   }
   if (labelled) nt_xent_labels(o.labels, n, buf.labels);
 
@@ -184,6 +215,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   st.col = buf.stats;  // the same anchors: S is symmetric
   st.row_target = buf.target;
   st.col_target = buf.target;
+  for (int k = 0; k < 2; ++k) st.row_scaled[k] = st.col_scaled[k] = buf.scaled[k];
   pairwise_forward(p, st, ar);
 
   nt_xent_saved<T> saved;
@@ -194,6 +226,8 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   saved.labelled = labelled;
   saved.reduction = o.reduction;
   saved.logit_cache = cache ? ws.data : nullptr;
+  saved.debias_tau_plus = o.debias_tau_plus;
+  saved.hard_negative_beta = o.hard_negative_beta;
   if (labelled) {
     saved.positives.resize(static_cast<std::size_t>(n2));
     const vector_view<const std::int64_t> zl(buf.labels, n2);
@@ -209,7 +243,32 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
 
   double loss = 0, dtheta = 0;
   saved.lse.resize(static_cast<std::size_t>(n2));
-  for (index_t i = 0; i < n2; ++i) {
+  if (weighted_neg) {  // debiased / hard negatives: docs/debiased.md
+    negative_weighting_saved<T>& nw = saved.weighting;
+    nw.negative.resize(static_cast<std::size_t>(n2));
+    nw.positive.resize(static_cast<std::size_t>(n2));
+    if (hard) {
+      nw.lse_hi.resize(static_cast<std::size_t>(n2));
+      nw.lse_lo.resize(static_cast<std::size_t>(n2));
+    }
+    for (index_t i = 0; i < n2; ++i) {
+      saved.lse[i] = static_cast<T>(buf.stats[i].lse());
+      const double s_p = lambda_d * dot_rows(seg[0], z.local(i), seg[1], z.local(i));
+      const debiased_anchor t = debiased_anchor_terms(
+          s_p, buf.stats[i], hard ? &buf.scaled[0][i] : nullptr, hard ? &buf.scaled[1][i] : nullptr,
+          double(n2 - 2), lambda_d, o.debias_tau_plus, o.hard_negative_beta);
+      if (hard) {
+        nw.lse_hi[i] = static_cast<T>(buf.scaled[0][i].lse());
+        nw.lse_lo[i] = static_cast<T>(buf.scaled[1][i].lse());
+      }
+      nw.negative[i] = static_cast<T>(t.negative);
+      nw.positive[i] = static_cast<T>(t.positive);
+      nw.clamped += t.clamped;
+      loss += t.loss;
+      dtheta += t.dtheta;
+    }
+  }
+  for (index_t i = 0; i < n2 && !weighted_neg; ++i) {
     const double lse = buf.stats[i].lse();
     saved.lse[i] = static_cast<T>(lse);
     const double hard = labelled ? buf.target[i] / double(saved.positives[i])
@@ -246,7 +305,9 @@ temperature_gradient nt_xent_backward_impl(
                     a_in.cols());
   CONTRASTIVE_CHECK(
       saved.temperature == o.temperature && saved.label_smoothing == o.label_smoothing &&
-          saved.labelled == !o.labels.empty() && saved.reduction == o.reduction,
+          saved.labelled == !o.labels.empty() && saved.reduction == o.reduction &&
+          saved.debias_tau_plus == o.debias_tau_plus &&
+          saved.hard_negative_beta == o.hard_negative_beta,
       fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
       ", label_smoothing ", saved.label_smoothing, ") than these (temperature ", o.temperature,
       ", label_smoothing ", o.label_smoothing, ")");
@@ -265,21 +326,34 @@ temperature_gradient nt_xent_backward_impl(
   const stacked_rows<T> z{seg[0], seg[1]};
   const gemm_output<T> ga(grad_a, o.accumulate, ar);
   const gemm_output<T> gb(grad_b, o.accumulate, ar);
-  nt_xent_backward_buffers<T, arena> buf(ar, n, d, labelled, eps > 0);
+  const bool weighted_neg = nt_xent_weighted_negatives(o), hard = o.hard_negative_beta > 0;
+  nt_xent_backward_buffers<T, arena> buf(ar, n, d, labelled, eps > 0, hard);
 
   const double wv = upstream * (o.reduction == loss_reduction::mean ? 1.0 / double(n2) : 1.0);
+  const negative_weighting_saved<T>& nw = saved.weighting;
   for (index_t i = 0; i < n2; ++i) {
-    buf.w[i] = static_cast<T>(wv);
+    buf.w[i] = static_cast<T>(weighted_neg ? wv * double(nw.negative[i]) : wv);
     buf.lse[i] = saved.lse[i];
     if (labelled) buf.q[i] = static_cast<T>(wv * (1 - eps) / double(saved.positives[i]));
+    if (hard) {  // kappa ((1 + beta) p1 - beta p0)
+      const double beta = o.hard_negative_beta;
+      buf.scaled_w[0][i] = static_cast<T>(wv * double(nw.negative[i]) * (1 + beta));
+      buf.scaled_w[1][i] = static_cast<T>(-wv * double(nw.negative[i]) * beta);
+      buf.scaled_lse[0][i] = nw.lse_hi[i];
+      buf.scaled_lse[1][i] = nw.lse_lo[i];
+    }
   }
   if (labelled) nt_xent_labels(o.labels, n, buf.labels);
 
   const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels, use_cache ? cache : nullptr);
   pairwise_coefficients<T> k;
-  k.row_w = k.col_w = buf.w;
+  k.row_w = k.col_w = hard ? nullptr : buf.w;
   k.row_lse = k.col_lse = buf.lse;
   k.row_q = k.col_q = buf.q;
+  for (int e = 0; e < 2; ++e) {
+    k.row_scaled_w[e] = k.col_scaled_w[e] = buf.scaled_w[e];
+    k.row_scaled_lse[e] = k.col_scaled_lse[e] = buf.scaled_lse[e];
+  }
   const matrix_view<T> dz[2] = {ga.view(), gb.view()};
   pairwise_backward(p, k, dz, dz, ar);
 
@@ -288,8 +362,10 @@ temperature_gradient nt_xent_backward_impl(
   // dL/dz_i gets -(w_i + w_p(i)) lambda z_p(i) (as anchor and as candidate).
   if (!labelled) {
     for (index_t i = 0; i < n; ++i) {
-      const T coef =
-          static_cast<T>(lambda_d * (1 - eps) * (double(buf.w[i]) + double(buf.w[i + n])));
+      // Weighted negatives: dl_i/ds_ip is saved per anchor instead of -1.
+      const T coef = static_cast<T>(
+          weighted_neg ? -lambda_d * wv * (double(nw.positive[i]) + double(nw.positive[i + n]))
+                       : lambda_d * (1 - eps) * (double(buf.w[i]) + double(buf.w[i + n])));
       for (index_t c = 0; c < d; ++c) {
         dz[0](i, c) -= coef * seg[1](i, c);
         dz[1](i, c) -= coef * seg[0](i, c);
