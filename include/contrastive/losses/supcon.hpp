@@ -1,0 +1,275 @@
+#ifndef CONTRASTIVE_LOSSES_SUPCON_HPP
+#define CONTRASTIVE_LOSSES_SUPCON_HPP
+
+// Supervised contrastive loss over one labelled set (Khosla et al. 2020, the L_out form, as
+// pytorch-metric-learning's SupConLoss computes it): M x D features and M labels, anchor i's
+// positives are the other rows with its label, its denominator all other rows, the loss the mean
+// over its positives of -log softmax. Anchors without positives are skipped and counted. The
+// symmetric logits S = A A^T / tau are swept in self mode over one segment (only tiles J >= I),
+// label matches tested inside the tiles. Math and gradients: docs/supcon.md.
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "contrastive/core/config.hpp"
+#include "contrastive/core/error.hpp"
+#include "contrastive/core/loss_common.hpp"
+#include "contrastive/core/math.hpp"
+#include "contrastive/core/matrix_view.hpp"
+#include "contrastive/core/tiling.hpp"
+#include "contrastive/core/traits.hpp"
+#include "contrastive/core/workspace.hpp"
+#include "contrastive/losses/supcon_options.hpp"
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// What the SupCon forward keeps for the backward: O(M) statistics.
+template <class T>
+struct supcon_saved {
+  T loss = 0;                      ///< the loss
+  double grad_log_scale = 0;       ///< dL/dtheta, theta = log(1/tau), at upstream 1
+  std::vector<T> lse;              ///< M: log-sum-exp over the other M - 1 rows
+  std::vector<index_t> positives;  ///< M: |P_i|, the other rows with the anchor's label
+  index_t skipped = 0;             ///< anchors without positives (no loss, no gradient)
+  index_t m = 0;                   ///< rows M
+  index_t d = 0;                   ///< feature dimension D
+  double temperature = 0;          ///< the options the statistics belong to
+  double base_temperature = 0;     ///< see supcon_options
+  loss_reduction reduction = loss_reduction::mean;  ///< reduction of the forward
+
+  /// dL/dtemperature in the three parameterisations, at upstream 1.
+  temperature_gradient temperature_grad() const noexcept {
+    return temperature_gradient::from_log_scale(grad_log_scale, temperature);
+  }
+};
+
+namespace detail {
+
+constexpr const char* supcon_fwd_name = "supcon_forward";
+constexpr const char* supcon_bwd_name = "supcon_backward";
+
+template <class T>
+void supcon_check_inputs(const char* fn, const matrix_view<const T>& a, const supcon_options& o) {
+  check_reduction(fn, o.reduction);
+  check_matrix(fn, "a", a);
+  check_temperature(fn, o.temperature);
+  CONTRASTIVE_CHECK(std::isfinite(o.base_temperature) && o.base_temperature >= 0, fn,
+                    ": 'base_temperature' must be finite and >= 0 (0: off), got ",
+                    o.base_temperature);
+  check_tiles(fn, o.tile_rows, o.tile_cols);
+  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
+  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
+  CONTRASTIVE_CHECK(!o.labels.empty(), fn, ": 'labels' are required (one per row of 'a')");
+  check_labels(fn, "labels", o.labels, a.rows());
+  check_finite(fn, "a", a);
+}
+
+inline sweep_shape supcon_sweep(index_t m, index_t d, const supcon_options& o) noexcept {
+  return make_sweep_shape(o, true, m, m, d);
+}
+
+template <class T>
+std::size_t supcon_forward_bytes(index_t m, index_t d, const supcon_options& o,
+                                 std::size_t packing) {
+  const auto um = static_cast<std::size_t>(m);
+  return array_bytes<online_softmax<double>>(um) + array_bytes<double>(um) +
+         array_bytes<std::int64_t>(um) + packing +
+         pairwise_forward_bytes<T>(supcon_sweep(m, d, o)) + workspace_alignment;
+}
+
+template <class T>
+std::size_t supcon_backward_bytes(index_t m, index_t d, const supcon_options& o,
+                                  std::size_t packing) {
+  const auto um = static_cast<std::size_t>(m);
+  return 3 * array_bytes<T>(um) + packing + pairwise_backward_bytes<T>(supcon_sweep(m, d, o)) +
+         workspace_alignment;
+}
+
+template <class T>
+pairwise_problem<T> supcon_problem(const matrix_view<const T>* a, const supcon_options& o) {
+  pairwise_problem<T> p = make_pairwise_problem(a, 1, a, 1, o.temperature, o);
+  p.self = true;
+  p.label_x = p.label_y = o.labels.data;
+  return p;
+}
+
+/// The factor of the authors' reference code: tau / base_tau, or 1.
+inline double supcon_factor(const supcon_options& o) noexcept {
+  return o.base_temperature > 0 ? o.temperature / o.base_temperature : 1.0;
+}
+
+template <class T>
+supcon_saved<T> supcon_forward_impl(const matrix_view<const T>& a_in, const supcon_options& o,
+                                    workspace ws) {
+  const char* fn = supcon_fwd_name;
+  supcon_check_inputs(fn, a_in, o);
+  const index_t m = a_in.rows(), d = a_in.cols();
+  arena ar(ws, supcon_forward_bytes<T>(m, d, o, packing_bytes(a_in)) - workspace_alignment, fn);
+  const matrix_view<const T> a = gemm_input(a_in, ar);
+  auto* stats = ar.take<online_softmax<double>>(static_cast<std::size_t>(m));
+  auto* target = ar.take<double>(static_cast<std::size_t>(m));
+  auto* sort_scratch = ar.take<std::int64_t>(static_cast<std::size_t>(m));
+  for (index_t i = 0; i < m; ++i) {
+    stats[i] = online_softmax<double>();
+    target[i] = 0;
+  }
+  const pairwise_problem<T> p = supcon_problem<T>(&a, o);
+  pairwise_stats<T> st;
+  st.row = st.col = stats;
+  st.row_target = st.col_target = target;
+  pairwise_forward(p, st, ar);
+
+  supcon_saved<T> saved;
+  saved.m = m;
+  saved.d = d;
+  saved.temperature = o.temperature;
+  saved.base_temperature = o.base_temperature;
+  saved.reduction = o.reduction;
+  saved.positives.resize(static_cast<std::size_t>(m));
+  count_matches(o.labels, o.labels, saved.positives.data(), sort_scratch);
+  saved.lse.resize(static_cast<std::size_t>(m));
+  double loss = 0, dtheta = 0;
+  index_t valid = 0;
+  for (index_t i = 0; i < m; ++i) {
+    --saved.positives[i];  // not itself
+    const double lse = stats[i].lse();
+    saved.lse[i] = static_cast<T>(lse);
+    if (saved.positives[i] == 0) {
+      ++saved.skipped;
+      continue;
+    }
+    const double t = target[i] / double(saved.positives[i]);
+    loss += lse - t;
+    dtheta += stats[i].mean() - t;
+    ++valid;
+  }
+  const double w =
+      valid == 0 ? 0.0 : (o.reduction == loss_reduction::mean ? 1.0 / double(valid) : 1.0);
+  // L' = c L with c = tau / base_tau = e^{-theta} / base_tau: dL'/dtheta = c (dL/dtheta - L).
+  const double c = supcon_factor(o);
+  loss *= w;
+  dtheta *= w;
+  check_loss_finite(fn, c * loss, o.temperature);
+  saved.loss = static_cast<T>(c * loss);
+  saved.grad_log_scale = o.base_temperature > 0 ? c * (dtheta - loss) : dtheta;
+  return saved;
+}
+
+template <class T>
+temperature_gradient supcon_backward_impl(const matrix_view<const T>& a_in,
+                                          const supcon_saved<T>& saved,
+                                          const matrix_view<T>& grad_a, const supcon_options& o,
+                                          double upstream, workspace ws) {
+  const char* fn = supcon_bwd_name;
+  supcon_check_inputs(fn, a_in, o);
+  CONTRASTIVE_CHECK(saved.m == a_in.rows() && saved.d == a_in.cols() &&
+                        saved.lse.size() == static_cast<std::size_t>(saved.m) &&
+                        saved.positives.size() == static_cast<std::size_t>(saved.m),
+                    fn, ": 'saved' belongs to a ", saved.m, " x ", saved.d, " batch, 'a' is ",
+                    a_in.rows(), " x ", a_in.cols());
+  CONTRASTIVE_CHECK(
+      saved.temperature == o.temperature && saved.base_temperature == o.base_temperature &&
+          saved.reduction == o.reduction,
+      fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
+      ", base_temperature ", saved.base_temperature, ") than these (temperature ", o.temperature,
+      ", base_temperature ", o.base_temperature, ")");
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  check_matrix(fn, "grad_a", grad_a);
+  check_shape(fn, "grad_a", grad_a, a_in.rows(), a_in.cols(), "the shape of 'a'");
+  check_writable_layout(fn, "grad_a", grad_a);
+  check_no_alias(fn, "grad_a", grad_a, "a", a_in);
+
+  const index_t m = a_in.rows(), d = a_in.cols();
+  arena ar(ws,
+           supcon_backward_bytes<T>(m, d, o, packing_bytes(a_in) + packing_bytes(grad_a)) -
+               workspace_alignment,
+           fn);
+  const matrix_view<const T> a = gemm_input(a_in, ar);
+  const gemm_output<T> ga(grad_a, o.accumulate, ar);
+  T* w = ar.take<T>(static_cast<std::size_t>(m));
+  T* lse = ar.take<T>(static_cast<std::size_t>(m));
+  T* q = ar.take<T>(static_cast<std::size_t>(m));
+  const index_t valid = m - saved.skipped;
+  const double wv = valid == 0
+                        ? 0.0
+                        : upstream * supcon_factor(o) *
+                              (o.reduction == loss_reduction::mean ? 1.0 / double(valid) : 1.0);
+  for (index_t i = 0; i < m; ++i) {
+    const bool ok = saved.positives[i] > 0;
+    w[i] = static_cast<T>(ok ? wv : 0.0);
+    lse[i] = saved.lse[i];
+    q[i] = static_cast<T>(ok ? wv / double(saved.positives[i]) : 0.0);
+  }
+  const pairwise_problem<T> p = supcon_problem<T>(&a, o);
+  pairwise_coefficients<T> k;
+  k.row_w = k.col_w = w;
+  k.row_lse = k.col_lse = lse;
+  k.row_q = k.col_q = q;
+  const matrix_view<T> da = ga.view();
+  pairwise_backward(p, k, &da, &da, ar);
+  ga.finish();
+  return temperature_gradient::from_log_scale(saved.grad_log_scale * upstream, o.temperature);
+}
+
+}  // namespace detail
+
+/// Scratch bytes for a row-major M x D view (see info_nce_workspace_bytes).
+template <class T>
+std::size_t supcon_workspace_bytes(index_t m, index_t d, const supcon_options& o = {}) {
+  const std::size_t f = detail::supcon_forward_bytes<T>(m, d, o, 0);
+  const std::size_t b = detail::supcon_backward_bytes<T>(m, d, o, 0);
+  return f > b ? f : b;
+}
+
+/// Exact bytes for this input, packing included (the gradient assumed row-major).
+template <class A, std::enable_if_t<is_tensor_like<A>::value, int> = 0>
+std::size_t supcon_workspace_bytes(const A& a, const supcon_options& o = {}) {
+  const auto va = detail::input_view(a);
+  using T = typename decltype(va)::value_type;
+  const std::size_t pack = detail::packing_bytes(va);
+  const std::size_t f = detail::supcon_forward_bytes<T>(va.rows(), va.cols(), o, pack);
+  const std::size_t bw = detail::supcon_backward_bytes<T>(va.rows(), va.cols(), o, pack);
+  return f > bw ? f : bw;
+}
+
+/// Forward pass: the loss, O(M) statistics and the count of anchors without positives.
+template <class A>
+CONTRASTIVE_REQUIRES(tensor_like<A>)
+auto supcon_forward(const A& a, const supcon_options& o, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  using T = typename decltype(va)::value_type;
+  return detail::supcon_forward_impl<T>(va, o, ws);
+}
+
+/// Backward pass: writes (or, with options.accumulate, adds) upstream * dL/da. Returns
+/// upstream * dL/dtemperature.
+template <class A, class T, class GA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& writable_tensor<GA&&>)
+supcon_parameter_gradients
+    supcon_backward(const A& a, const supcon_saved<T>& saved, GA&& grad_a, const supcon_options& o,
+                    double upstream = 1.0, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  detail::require_same_value_type<T, decltype(va), decltype(ga)>();
+  return detail::supcon_backward_impl<T>(va, saved, ga, o, upstream, ws);
+}
+
+/// Forward and backward in one call; returns the loss. The temperature gradient is written to
+/// *parameter_grads when given.
+template <class A, class GA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& writable_tensor<GA&&>)
+auto supcon_forward_backward(const A& a, GA&& grad_a, const supcon_options& o,
+                             supcon_parameter_gradients* parameter_grads = nullptr,
+                             workspace ws = {}) {
+  const auto saved = supcon_forward(a, o, ws);
+  const temperature_gradient tg = supcon_backward(a, saved, std::forward<GA>(grad_a), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = tg;
+  return saved.loss;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_SUPCON_HPP
