@@ -17,6 +17,7 @@
 #include "contrastive/losses/nt_xent.hpp"
 #include "contrastive/losses/dcl.hpp"
 #include "contrastive/losses/supcon.hpp"
+#include "contrastive/losses/siglip.hpp"
 #include "contrastive/losses/feature_separation.hpp"
 #include "contrastive/losses/brownian_bridge.hpp"
 #include "contrastive/losses/geometric_consistency.hpp"

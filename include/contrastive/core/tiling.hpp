@@ -635,12 +635,17 @@ void gradient_tile(const pairwise_problem<T>& p, const pairwise_coefficients<T>&
   }
 }
 
-/// Adds scale * G Y into the segments of dX and scale * G^T X into those of dY (in self mode
-/// dY == dX and G is symmetrised on the fly). The outputs must be gemm_ready. With p.cache set,
-/// the tiles written by pairwise_forward are read instead of recomputed.
-template <class T>
-void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients<T>& k,
-                       const matrix_view<T>* dx, const matrix_view<T>* dy, arena& ar) {
+/// The backward sweep with any gradient kernel: for every visited tile (the logits recomputed, or
+/// read from p.cache) kernel(I, J, mask, s, g, chunk) writes the logit gradient G_IJ into g (which
+/// is the memory of s when not cached; the kernel must read s[r, c] before writing g[r, c]);
+/// `chunk` in [0, sweep_chunks) is the column chunk, owned by one thread at a time and visited in
+/// the same order for any thread count, so per-chunk accumulators are deterministic. Then adds
+/// scale * G Y into the segments of dX and scale * G^T X into those of dY (in self mode dY == dX
+/// and G is symmetrised on the fly); with dx null no product is formed (a forward that only
+/// folds tiles). The outputs must be gemm_ready.
+template <class T, class Kernel>
+void pairwise_sweep_tiles(const pairwise_problem<T>& p, Kernel&& kernel, const matrix_view<T>* dx,
+                          const matrix_view<T>* dy, arena& ar) {
   if (p.x_rows() == 0 || p.y_rows() == 0) return;
   const sweep_plan plan = make_plan(p);
   const sweep_shape shape = sweep_shape_of(p);
@@ -649,6 +654,7 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
   const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
   const index_t d = shape.d;
   const int threads = sweep_threads(p);
+  const bool products = dx != nullptr;
 
   for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
     const row_block& I = plan.xb[bi];
@@ -657,7 +663,7 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
       const int c = static_cast<int>(ci);
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) return;
       T* part = dx_part + static_cast<std::size_t>(c) * shape.tr * d;
-      std::fill(part, part + I.rows * d, T(0));
+      if (products) std::fill(part, part + I.rows * d, T(0));
       tile_gemm<T>& gemm = scratch[t].gemm;
       for (std::size_t bj = plan.chunk_begin(bi, c); bj < plan.chunk_begin(bi, c + 1); ++bj) {
         const row_block& J = plan.yb[bj];
@@ -667,11 +673,12 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
         if (p.cache) {
           const tile_map<T> s(p.cache + plan.slot(bi, bj) * slot_elems, I.rows, J.rows,
                               Eigen::OuterStride<>(shape.tc));
-          gradient_tile(p, k, I, J, mask, s, g);
+          kernel(I, J, mask, s, g, c);
         } else {
           compute_logits(p, I, J, mask, gemm, g);
-          gradient_tile(p, k, I, J, mask, g, g);  // in place: coefficient-wise
+          kernel(I, J, mask, g, g, c);  // in place: coefficient-wise
         }
+        if (!products) continue;
         const matrix_view<const T> yj = p.y[J.segment].middle_rows(J.first, J.rows);
         gemm.ab_add(I.rows, d, J.rows, p.scale, g.data(), g.outerStride(), yj.data(),
                     leading_dim(yj), part, d);
@@ -682,6 +689,7 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
         }
       }
     });
+    if (!products) continue;
     auto dxi = map_rows_mut<T>(dx[I.segment].middle_rows(I.first, I.rows));
     for (int c = 0; c < sweep_chunks; ++c) {  // fixed reduction order
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) continue;
@@ -689,6 +697,20 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
                         Eigen::OuterStride<>(d));
     }
   }
+}
+
+/// Adds scale * G Y into the segments of dX and scale * G^T X into those of dY (in self mode
+/// dY == dX and G is symmetrised on the fly), G from the softmax coefficients k (gradient_tile).
+/// The outputs must be gemm_ready. With p.cache set, the tiles written by pairwise_forward are
+/// read instead of recomputed.
+template <class T>
+void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients<T>& k,
+                       const matrix_view<T>* dx, const matrix_view<T>* dy, arena& ar) {
+  pairwise_sweep_tiles(
+      p,
+      [&](const row_block& I, const row_block& J, const tile_mask& mask, const tile_map<T>& s,
+          tile_map<T>& g, int) { gradient_tile(p, k, I, J, mask, s, g); },
+      dx, dy, ar);
 }
 
 }  // namespace detail
