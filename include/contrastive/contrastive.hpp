@@ -18,6 +18,7 @@
 #include "contrastive/losses/dcl.hpp"
 #include "contrastive/losses/supcon.hpp"
 #include "contrastive/losses/siglip.hpp"
+#include "contrastive/losses/moco.hpp"
 #include "contrastive/losses/feature_separation.hpp"
 #include "contrastive/losses/brownian_bridge.hpp"
 #include "contrastive/losses/geometric_consistency.hpp"
@@ -26,5 +27,6 @@
 #include "contrastive/sampling/brownian_bridge.hpp"
 #include "contrastive/sampling/gamma.hpp"
 #include "contrastive/state/normalizer_state.hpp"
+#include "contrastive/state/negative_queue.hpp"
 
 #endif  // CONTRASTIVE_CONTRASTIVE_HPP

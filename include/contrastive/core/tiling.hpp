@@ -642,7 +642,8 @@ void gradient_tile(const pairwise_problem<T>& p, const pairwise_coefficients<T>&
 /// the same order for any thread count, so per-chunk accumulators are deterministic. Then adds
 /// scale * G Y into the segments of dX and scale * G^T X into those of dY (in self mode dY == dX
 /// and G is symmetrised on the fly); with dx null no product is formed (a forward that only
-/// folds tiles). The outputs must be gemm_ready.
+/// folds tiles), and a dY segment with a null data pointer (or dy null) gets no product (an input
+/// that is not differentiated, e.g. a queue of negatives). The outputs must be gemm_ready.
 template <class T, class Kernel>
 void pairwise_sweep_tiles(const pairwise_problem<T>& p, Kernel&& kernel, const matrix_view<T>* dx,
                           const matrix_view<T>* dy, arena& ar) {
@@ -682,7 +683,7 @@ void pairwise_sweep_tiles(const pairwise_problem<T>& p, Kernel&& kernel, const m
         const matrix_view<const T> yj = p.y[J.segment].middle_rows(J.first, J.rows);
         gemm.ab_add(I.rows, d, J.rows, p.scale, g.data(), g.outerStride(), yj.data(),
                     leading_dim(yj), part, d);
-        if (!diag) {
+        if (!diag && dy != nullptr && dy[J.segment].data() != nullptr) {  // null: no dY
           const matrix_view<T> dyj = dy[J.segment].middle_rows(J.first, J.rows);
           gemm.atb_add(J.rows, d, I.rows, p.scale, g.data(), g.outerStride(), xi.data(),
                        leading_dim(xi), dyj.data(), leading_dim(dyj));

@@ -96,6 +96,77 @@ inline double logaddexp(double x, double y) noexcept {
 
 struct normalizer_state_access;
 
+/// A distinct temporary name next to `path` (for concurrent saves in one process too).
+inline std::string state_temporary_name(const std::string& path) {
+  static std::atomic<unsigned> counter{0};
+  std::string t = path + ".tmp.";
+#if CONTRASTIVE_STATE_POSIX
+  t += std::to_string(static_cast<long long>(::getpid())) + ".";
+#endif
+  t += std::to_string(++counter);
+  return t;
+}
+
+#if CONTRASTIVE_STATE_POSIX
+/// Makes a rename durable; failure here is not an error (the data is already safe from a process
+/// crash, only a power loss could undo the rename).
+inline void state_sync_directory(const std::string& path) {
+  const std::size_t slash = path.find_last_of('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int fd = ::open(dir.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    (void)::fsync(fd);
+    (void)::close(fd);
+  }
+}
+#endif
+
+/// The one atomic write of the state files (normalizer_state, negative_queue): a temporary file
+/// in the same directory, flush, fsync, rename over `path`, fsync of the directory. Throws
+/// contrastive::invalid_argument on any failure, leaving the old file (if any) and no temporary.
+inline void state_write_atomically(const char* fn, const std::string& path,
+                                   const std::vector<unsigned char>& bytes) {
+  CONTRASTIVE_CHECK(!path.empty(), fn, ": 'path' is empty");
+  const std::string tmp = state_temporary_name(path);
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  CONTRASTIVE_CHECK(f != nullptr, fn, ": cannot create '", tmp, "': ", std::strerror(errno));
+  const bool written = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  bool flushed = std::fflush(f) == 0;
+#if CONTRASTIVE_STATE_POSIX
+  flushed = flushed && ::fsync(::fileno(f)) == 0;
+#endif
+  const int err = errno;
+  const bool closed = std::fclose(f) == 0;
+  if (!(written && flushed && closed)) {
+    std::remove(tmp.c_str());
+    CONTRASTIVE_CHECK(false, fn, ": writing '", tmp, "' failed: ", std::strerror(err));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int rerr = errno;
+    std::remove(tmp.c_str());
+    CONTRASTIVE_CHECK(false, fn, ": cannot rename '", tmp, "' to '", path,
+                      "': ", std::strerror(rerr));
+  }
+#if CONTRASTIVE_STATE_POSIX
+  state_sync_directory(path);
+#endif
+}
+
+/// The whole file, or a throw naming it.
+inline std::vector<unsigned char> state_read_file(const char* fn, const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  CONTRASTIVE_CHECK(f != nullptr, fn, ": cannot open '", path, "': ", std::strerror(errno));
+  std::vector<unsigned char> bytes;
+  unsigned char buf[1 << 16];
+  std::size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) bytes.insert(bytes.end(), buf, buf + got);
+  const bool read_error = std::ferror(f) != 0;
+  std::fclose(f);
+  CONTRASTIVE_CHECK(!read_error, fn, ": reading '", path, "' failed");
+  return bytes;
+}
+
 }  // namespace detail
 
 /// Per-sample, per-direction log-domain normaliser estimates indexed by dataset sample id.
@@ -185,30 +256,7 @@ class normalizer_state {
   void save(const std::string& path) const {
     const char* fn = "normalizer_state::save";
     CONTRASTIVE_CHECK(!path.empty(), fn, ": 'path' is empty");
-    const std::vector<unsigned char> bytes = serialize();
-    const std::string tmp = temporary_name(path);
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    CONTRASTIVE_CHECK(f != nullptr, fn, ": cannot create '", tmp, "': ", std::strerror(errno));
-    const bool written = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-    bool flushed = std::fflush(f) == 0;
-#if CONTRASTIVE_STATE_POSIX
-    flushed = flushed && ::fsync(::fileno(f)) == 0;
-#endif
-    const int err = errno;
-    const bool closed = std::fclose(f) == 0;
-    if (!(written && flushed && closed)) {
-      std::remove(tmp.c_str());
-      CONTRASTIVE_CHECK(false, fn, ": writing '", tmp, "' failed: ", std::strerror(err));
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      const int rerr = errno;
-      std::remove(tmp.c_str());
-      CONTRASTIVE_CHECK(false, fn, ": cannot rename '", tmp, "' to '", path,
-                        "': ", std::strerror(rerr));
-    }
-#if CONTRASTIVE_STATE_POSIX
-    sync_directory(path);
-#endif
+    detail::state_write_atomically(fn, path, serialize());
   }
 
   /// Replaces the state with the one in `path`, which must have the same samples() and
@@ -316,41 +364,8 @@ class normalizer_state {
     return out;
   }
 
-  static std::string temporary_name(const std::string& path) {
-    static std::atomic<unsigned> counter{0};  // distinct names for concurrent saves in a process
-    std::string t = path + ".tmp.";
-#if CONTRASTIVE_STATE_POSIX
-    t += std::to_string(static_cast<long long>(::getpid())) + ".";
-#endif
-    t += std::to_string(++counter);
-    return t;
-  }
-
-#if CONTRASTIVE_STATE_POSIX
-  static void sync_directory(const std::string& path) {
-    // Makes the rename itself durable; failure here is not an error (the data is already safe
-    // from a process crash, only a power loss could undo the rename).
-    const std::size_t slash = path.find_last_of('/');
-    const std::string dir =
-        slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-    const int fd = ::open(dir.c_str(), O_RDONLY);
-    if (fd >= 0) {
-      (void)::fsync(fd);
-      (void)::close(fd);
-    }
-  }
-#endif
-
   static normalizer_state read_file(const char* fn, const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    CONTRASTIVE_CHECK(f != nullptr, fn, ": cannot open '", path, "': ", std::strerror(errno));
-    std::vector<unsigned char> bytes;
-    unsigned char buf[1 << 16];
-    std::size_t got;
-    while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) bytes.insert(bytes.end(), buf, buf + got);
-    const bool read_error = std::ferror(f) != 0;
-    std::fclose(f);
-    CONTRASTIVE_CHECK(!read_error, fn, ": reading '", path, "' failed");
+    const std::vector<unsigned char> bytes = detail::state_read_file(fn, path);
 
     const std::size_t size = bytes.size();
     CONTRASTIVE_CHECK(size >= header_bytes + 4, fn, ": '", path, "' is truncated (", size,
