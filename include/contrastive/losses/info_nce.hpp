@@ -551,6 +551,8 @@ CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto info_nce_forward(const A& a, const B& b, const info_nce_options& o = {}, workspace ws = {}) {
   if constexpr (detail::is_device_input<A>::value) {  // cuda/info_nce.cuh; ws is the CPU's
     (void)ws;
+    CONTRASTIVE_CHECK(!detail::negative_weighting_active(o.debias_tau_plus, o.hard_negative_beta),
+                      "info_nce_forward: 'debias_tau_plus' / 'hard_negative_beta' are CPU-only");
     return detail::device_backend_of<detail::info_nce_tag, A>::type::forward(as_view(a), as_view(b),
                                                                              o);
   } else {

@@ -425,6 +425,8 @@ CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, workspace ws = {}) {
   if constexpr (detail::is_device_input<A>::value) {  // cuda/nt_xent.cuh; ws is the CPU's
     (void)ws;
+    CONTRASTIVE_CHECK(!detail::negative_weighting_active(o.debias_tau_plus, o.hard_negative_beta),
+                      "nt_xent_forward: 'debias_tau_plus' / 'hard_negative_beta' are CPU-only");
     return detail::device_backend_of<detail::nt_xent_tag, A>::type::forward(as_view(a), as_view(b),
                                                                             o);
   } else {
