@@ -149,12 +149,12 @@ loss_result run(const block_case& c, const std::vector<double>& a, const std::ve
   return r;
 }
 
-/// A device pointer that is never dereferenced: the checks read only shapes and addresses.
-template <class T>
-contrastive::matrix_view<const T, contrastive::device_memory> fake(int n, int d) {
-  static double storage[1];
-  return contrastive::matrix_view<const T, contrastive::device_memory>(
-      n * d > 0 ? reinterpret_cast<const T*>(storage) : nullptr, n, d, d, 1);
+/// Device pointers that are never dereferenced: the checks read only shapes and addresses.
+/// Four disjoint host arrays stand for a, b, grad_a and grad_b (at most 8 x 16 floats each).
+float fake_storage[4][256];
+contrastive::matrix_view<float, contrastive::device_memory> fake(int which, int n, int d) {
+  return contrastive::matrix_view<float, contrastive::device_memory>(
+      n * d > 0 ? fake_storage[which] : nullptr, n, d, d, 1);
 }
 
 }  // namespace
@@ -221,6 +221,10 @@ std::vector<bad_input> bad_inputs() {
   }
   add("upstream NaN").upstream = std::numeric_limits<double>::quiet_NaN();
   v.back().backward = true;
+  add("grad_a narrower").grad_cols = 12;
+  v.back().backward = true;
+  add("grad_a is a").grad_a_is_a = true;
+  v.back().backward = true;
   // NT-Xent: the same classes through its own checks.
   const std::size_t k = v.size();
   for (std::size_t i = 0; i < k; ++i) {
@@ -239,8 +243,13 @@ std::vector<std::string> cuda_messages(const std::vector<bad_input>& cases) {
   for (const bad_input& c : cases) {
     std::string msg = "no exception";
     try {
-      const auto a = fake<float>(c.n_a, c.d_a);
-      const auto b = fake<float>(c.n_b, c.d_b);
+      const contrastive::matrix_view<const float, contrastive::device_memory> a =
+          fake(0, c.n_a, c.d_a);
+      const contrastive::matrix_view<const float, contrastive::device_memory> b =
+          fake(1, c.n_b, c.d_b);
+      const auto ga = c.grad_a_is_a ? fake(0, c.n_a, c.d_a)
+                                    : fake(2, c.n_a, c.grad_cols >= 0 ? c.grad_cols : c.d_a);
+      const auto gb = fake(3, c.n_a, c.d_a);
       const auto red = c.reduction == 0   ? contrastive::loss_reduction::mean
                        : c.reduction == 1 ? contrastive::loss_reduction::sum
                                           : static_cast<contrastive::loss_reduction>(c.reduction);
@@ -250,8 +259,6 @@ std::vector<std::string> cuda_messages(const std::vector<bad_input>& cases) {
       const contrastive::vector_view<const std::int64_t> lb =
           c.labels_b >= 0 ? contrastive::vector_view<const std::int64_t>(labels, c.labels_b)
                           : contrastive::vector_view<const std::int64_t>();
-      auto g = contrastive::matrix_view<float, contrastive::device_memory>(
-          reinterpret_cast<float*>(const_cast<std::int64_t*>(labels)), c.n_a, c.d_a, c.d_a, 1);
       if (!c.nt_xent) {
         contrastive::info_nce_options o;
         o.temperature = c.temperature;
@@ -271,7 +278,7 @@ std::vector<std::string> cuda_messages(const std::vector<bad_input>& cases) {
           saved.label_smoothing = o.label_smoothing;
           saved.reduction = o.reduction;
           saved.mode = cc::sweep_mode::blocked;
-          cc::info_nce_backward<float>(a, b, saved, g, g, o, c.upstream);
+          cc::info_nce_backward<float>(a, b, saved, ga, gb, o, c.upstream);
         }
       } else {
         contrastive::nt_xent_options o;
@@ -291,7 +298,7 @@ std::vector<std::string> cuda_messages(const std::vector<bad_input>& cases) {
           saved.label_smoothing = o.label_smoothing;
           saved.reduction = o.reduction;
           saved.mode = cc::sweep_mode::blocked;
-          cc::nt_xent_backward<float>(a, b, saved, g, g, o, c.upstream);
+          cc::nt_xent_backward<float>(a, b, saved, ga, gb, o, c.upstream);
         }
       }
     } catch (const contrastive::invalid_argument& e) {

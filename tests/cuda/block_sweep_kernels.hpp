@@ -46,7 +46,9 @@ struct bad_input {
   int tile_rows = 256;
   int labels_a = -1, labels_b = -1;  // label counts, -1 for none
   bool nt_xent = false;
-  bool backward = false;  // the bad value is the backward's (upstream)
+  bool backward = false;     // the bad value is the backward's (upstream, gradient outputs)
+  int grad_cols = -1;        // >= 0: 'grad_a' has this many columns
+  bool grad_a_is_a = false;  // 'grad_a' is the memory of 'a'
 };
 std::vector<bad_input> bad_inputs();
 /// The message of the CUDA throwing wrapper for each bad input (no kernel runs: the checks come

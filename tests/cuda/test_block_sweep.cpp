@@ -283,10 +283,11 @@ std::string cpu_message(const cuda_test::bad_input& c) {
   std::vector<double> b(static_cast<std::size_t>(std::max(0, c.n_b * c.d_b)), 0.5);
   std::vector<std::int64_t> la(c.labels_a > 0 ? c.labels_a : 0, 0),
       lb(c.labels_b > 0 ? c.labels_b : 0, 0);
-  std::vector<double> ga(a.size()), gb(a.size());
+  const int gcols = c.grad_cols >= 0 ? c.grad_cols : c.d_a;
+  std::vector<double> ga(static_cast<std::size_t>(c.n_a * gcols)), gb(a.size());
   const auto va = contrastive::make_view(a.empty() ? nullptr : a.data(), c.n_a, c.d_a);
   const auto vb = contrastive::make_view(b.empty() ? nullptr : b.data(), c.n_b, c.d_b);
-  auto vga = contrastive::make_view(ga.data(), c.n_a, c.d_a);
+  auto vga = contrastive::make_view(c.grad_a_is_a ? a.data() : ga.data(), c.n_a, gcols);
   auto vgb = contrastive::make_view(gb.data(), c.n_a, c.d_a);
   const auto red = c.reduction == 0   ? contrastive::loss_reduction::mean
                    : c.reduction == 1 ? contrastive::loss_reduction::sum

@@ -66,6 +66,13 @@ inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {
 
 /// The loss of a sweep is finite (it is the same value on every rank of a distributed call, so
 /// every rank throws or none does).
+/// The loss of a regulariser is finite (its products overflow otherwise).
+inline void check_loss_finite(const char* fn, double loss) {
+  CONTRASTIVE_CHECK(std::isfinite(loss), fn,
+                    ": the loss overflows (it is not finite); scale the inputs down or normalise "
+                    "them");
+}
+
 inline void check_loss_finite(const char* fn, double loss, double temperature) {
   CONTRASTIVE_CHECK(std::isfinite(loss), fn,
                     ": the logits overflow (loss is not finite) at temperature ", temperature,
@@ -123,11 +130,12 @@ void check_writable_layout(const char* fn, const char* name, const matrix_view<T
 }
 
 /// The checks on the gradient outputs of a two-tower backward: a finite upstream, shapes,
-/// writable strides, and no memory shared with the inputs or with each other.
-template <class T>
-void check_pair_gradients(const char* fn, const matrix_view<const T>& a,
-                          const matrix_view<const T>& b, const matrix_view<T>& ga,
-                          const matrix_view<T>& gb, double upstream) {
+/// writable strides, and no memory shared with the inputs or with each other. Views of either
+/// memory space (the CUDA path calls it too).
+template <class T, class S>
+void check_pair_gradients(const char* fn, const matrix_view<const T, S>& a,
+                          const matrix_view<const T, S>& b, const matrix_view<T, S>& ga,
+                          const matrix_view<T, S>& gb, double upstream) {
   check_upstream(fn, upstream);
   check_matrix(fn, "grad_a", ga);
   check_matrix(fn, "grad_b", gb);

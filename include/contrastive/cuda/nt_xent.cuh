@@ -139,9 +139,9 @@ std::string nt_xent_backward_problem(const char* fn, const device_view<T>& a,
                                      const nt_xent_options& o, double upstream, math_mode m,
                                      sweep_mode mode = sweep_mode::automatic) {
   std::string err = nt_xent_problem<T>(fn, a, b, o, m, mode);
-  if (err.empty()) {  // the CPU checks the upstream gradient first, then the outputs
+  if (err.empty()) {  // the CPU's gradient checks, in its order
     try {
-      contrastive::detail::check_upstream(fn, upstream);
+      contrastive::detail::check_pair_gradients(fn, a, b, ga, gb, upstream);
     } catch (const invalid_argument& e) {
       err = e.what();
     }
