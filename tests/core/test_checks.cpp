@@ -234,6 +234,35 @@ TEST_CASE("census: every bad-input class gives its message and leaves outputs un
          c::geometric_consistency_forward_backward(a, b, ga, gb, p);
        },
        "geometric_consistency_forward: 'cross_modal_weight' must be finite and >= 0, got -1"},
+      {"gradients that could overflow",
+       [&] {
+         const rmat zero = rmat::Zero(n, d), big = rmat::Constant(n, d, 1e303);
+         auto p = o;
+         p.temperature = 1e-3;  // logits 0 (a = 0), but dL/da = 1e3 sum_j (p_ij - y_ij) b_j
+         c::info_nce_forward_backward(zero, big, ga, gb, p);
+       },
+       "info_nce_backward: the gradients could overflow double (bound 2e+307 > 1.12355821e+307); "
+       "scale the inputs, 'upstream', the weights or 1/temperature down"},
+      {"regulariser loss that overflows",
+       [&] { c::geometric_consistency_forward(rmat(rmat::Constant(n, d, 1e100)), b); },
+       "geometric_consistency_forward: the loss overflows (it is not finite); scale the inputs "
+       "down or normalise them"},
+      {"samples that overflow",
+       [&] {
+         c::brownian_bridge_options p;
+         p.sigma = 1e308;
+         c::brownian_bridge_sample_with_noise(a, b, rmat(rmat::Constant(n, d, 1e10)), y, p);
+       },
+       "brownian_bridge_sample_with_noise: the results of row 0 overflow double; scale the "
+       "inputs, 'sigma' or the upstream gradient down"},
+      {"a workspace past 2^60 bytes",
+       [&] {
+         c::info_nce_options p;
+         p.cache_logits = true;
+         c::info_nce_workspace_bytes<double>(c::index_t(1) << 31, 8, p);
+       },
+       "contrastive: the problem is too large: its scratch memory would pass the 2^60 bytes a "
+       "workspace may have (a product of 70368744177664 x 65536)"},
   };
   CHECK(rows.size() >= 25);
   for (const auto& r : rows) {

@@ -59,32 +59,39 @@ TEST_CASE("large shapes: outputs with zero strides are rejected before any eleme
       Catch::Contains("self-overlapping strides"));
 }
 
-// [!mayfail]: today these wrap silently. With N = D = 2^31 the packed copy of one input needs
-// 2^62 floats = 2^64 bytes, which does not fit in std::size_t: detail::packing_bytes
-// (core/loss_common.hpp) multiplies count * sizeof(T) in detail::array_bytes (core/workspace.hpp)
-// without a check, and the logit cache (tiling.hpp cache_elements) likewise, so the size query
-// returns a small wrapped number instead of rejecting the shape. Expected: invalid_argument.
-TEST_CASE("large shapes: a workspace that does not fit in size_t is rejected",
-          "[large][!mayfail]") {
+// With N = D = 2^31 the packed copy of one input needs 2^62 floats = 2^64 bytes, which does not
+// fit in std::size_t; the logit cache of N = 2^31 needs 2^62 floats. Every size query does its
+// arithmetic through detail::checked_product (core/workspace.hpp) and rejects such shapes.
+TEST_CASE("large shapes: a workspace that does not fit in size_t is rejected", "[large]") {
   const float buf[2] = {0.5f, -0.25f};
   const index_t huge = index_t(1) << 31;
   const auto a = broadcast(buf, huge, huge), b = broadcast(buf + 1, huge, huge);
   CHECK_THROWS_AS(contrastive::info_nce_workspace_bytes(a, b), contrastive::invalid_argument);
-  CHECK_THROWS_AS(contrastive::nt_xent_workspace_bytes(a, b), contrastive::invalid_argument);
+  CHECK_THROWS_WITH(contrastive::nt_xent_workspace_bytes(a, b),
+                    Catch::Contains("the problem is too large"));
+  CHECK_THROWS_AS(contrastive::gamma_nce_workspace_bytes(a, b), contrastive::invalid_argument);
   contrastive::info_nce_options cached;
   cached.cache_logits = true;
   CHECK_THROWS_AS(contrastive::info_nce_workspace_bytes<float>(huge, 8, cached),
                   contrastive::invalid_argument);
 }
 
-// [!mayfail]: a Philox stream has 2^28 blocks (2^29 normals); philox_stream::normal takes a
-// 64-bit index but block() keeps only its low 28 bits (sampling/philox.hpp), so normal m + 2^29
-// silently repeats normal m. The bridge sampler draws D normals per point and K D per path from
-// one stream (sampling/brownian_bridge_options.hpp bridge_normals), so D > 2^29 (points) or
-// K D > 2^29 (paths) repeat their noise; no check rejects those shapes. Expected: distinct draws.
-TEST_CASE("large shapes: Philox normals past 2^29 do not repeat the stream", "[large][!mayfail]") {
-  const contrastive::philox_stream s{42, 7, 3, 2};
-  const std::uint64_t wrap = std::uint64_t(1) << 29;
-  CHECK(s.normal(5) != s.normal(5 + wrap));
-  CHECK(s.normal(0) != s.normal(wrap));
+// A Philox stream has 2^28 blocks (2^29 normals); normal m + 2^29 would repeat normal m. The
+// bridge sampler draws D normals per point and K D per path from one stream, so shapes past that
+// are rejected (the caller may pass the noise instead).
+TEST_CASE("large shapes: bridge noise past one Philox stream is rejected", "[large]") {
+  const float buf[2] = {0.5f, -0.25f};
+  float out[1] = {0.0f};
+  const index_t wide = (index_t(1) << 29) + 1;
+  const auto v = broadcast(buf, 1, wide), u = broadcast(buf + 1, 1, wide);
+  const auto y = contrastive::make_view(out, 1, wide, 0, 0);
+  CHECK_THROWS_WITH(contrastive::brownian_bridge_sample(v, u, y),
+                    Catch::Contains("more than the 2^29 of one Philox stream"));
+  contrastive::brownian_bridge_options o;
+  o.steps = 4;
+  const index_t d = (index_t(1) << 27) + 1;  // 4 x d > 2^29
+  CHECK_THROWS_WITH(
+      contrastive::brownian_bridge_trajectory(broadcast(buf, 1, d), broadcast(buf + 1, 1, d), y, o),
+      Catch::Contains("4 x 134217729 (steps x D) normals"));
+  CHECK(out[0] == 0.0f);  // nothing written
 }

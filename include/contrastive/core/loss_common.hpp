@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -56,6 +57,55 @@ void check_finite(const char* fn, const char* name, const matrix_view<const T, S
   }
 }
 
+/// Largest |x| of a view (0 when empty). Read only by the output bounds below.
+template <class T, class S>
+double max_abs(const matrix_view<T, S>& v) noexcept {
+  double m = 0;
+  for (index_t i = 0; i < v.rows(); ++i)
+    for (index_t j = 0; j < v.cols(); ++j) {
+      const double x = std::abs(static_cast<double>(v(i, j)));
+      m = x > m ? x : m;
+    }
+  return m;
+}
+
+/// Rejects, before anything is written, a call whose outputs could overflow T: `bound` is an upper
+/// bound of the magnitude of every output element, a loss-specific product of the largest input
+/// magnitude, |upstream|, the scale and the weights (with `accumulate`, the caller adds the
+/// largest magnitude already in the outputs). Finite inputs near T's range otherwise give inf or
+/// NaN gradients from a call that returned normally; the bounds are loose (orders of magnitude
+/// above what the math needs), so ordinary inputs never come near them.
+template <class T>
+void check_output_bound(const char* fn, const char* what, double bound) {
+  const double limit = 0.0625 * static_cast<double>(std::numeric_limits<T>::max());
+  CONTRASTIVE_CHECK(bound <= limit, fn, ": the ", what, " could overflow ",
+                    sizeof(T) == sizeof(float) ? "float" : "double", " (bound ", bound, " > ",
+                    limit, "); scale the inputs, 'upstream', the weights or 1/temperature down");
+}
+
+/// The bound of the softmax (pairwise) losses: a row or a column of the logit gradient sums to at
+/// most 2 per unit of anchor weight, so every element of dL/da, dL/db is at most
+/// 4 (N + 1) |upstream| scale max|x| max_weight (for either reduction).
+/// `n`: anchors in the (global) batch, `max_input`: the largest |x| of every input.
+template <class T>
+void check_pair_gradient_bound(const char* fn, index_t n, double max_input,
+                               const matrix_view<T>& ga, const matrix_view<T>& gb, double upstream,
+                               double scale, double max_weight, bool accumulate) {
+  double bound =
+      4.0 * (static_cast<double>(n) + 1) * std::abs(upstream) * scale * max_input * max_weight;
+  if (accumulate) bound += std::max(max_abs(ga), max_abs(gb));
+  check_output_bound<T>(fn, "gradients", bound);
+}
+
+template <class T>
+void check_pair_gradient_bound(const char* fn, const matrix_view<const T>& a,
+                               const matrix_view<const T>& b, const matrix_view<T>& ga,
+                               const matrix_view<T>& gb, double upstream, double scale,
+                               double max_weight, bool accumulate) {
+  check_pair_gradient_bound(fn, a.rows(), std::max(max_abs(a), max_abs(b)), ga, gb, upstream, scale,
+                            max_weight, accumulate);
+}
+
 /// The checks every two-tower loss makes on its inputs: non-null, non-empty, same shape,
 /// finite values, a valid temperature and tiles.
 template <class T>
@@ -72,9 +122,11 @@ void check_pair_inputs(const char* fn, const matrix_view<const T>& a, const matr
 
 /// Bytes to pack a view that Eigen cannot take in place (0 when it can).
 template <class T, class S>
-std::size_t packing_bytes(const matrix_view<T, S>& v) noexcept {
-  return gemm_ready(v) ? 0
-                       : array_bytes<std::remove_const_t<T>>(static_cast<std::size_t>(v.size()));
+std::size_t packing_bytes(const matrix_view<T, S>& v) {
+  return gemm_ready(v)
+             ? 0
+             : array_bytes<std::remove_const_t<T>>(checked_product(
+                   static_cast<std::size_t>(v.rows()), static_cast<std::size_t>(v.cols())));
 }
 
 /// The input itself when gemm_ready, else a row-major copy carved from the arena.

@@ -174,7 +174,8 @@ inline sweep_shape make_sweep_shape(const tiling_options& o, bool self, index_t 
 /// Per-thread scratch: one logit tile, four tile-length vectors and the GEMM packing buffers.
 template <class T>
 std::size_t thread_scratch_bytes(const sweep_shape& s) {
-  return array_bytes<T>(static_cast<std::size_t>(s.tr * s.tc)) +
+  return array_bytes<T>(
+             checked_product(static_cast<std::size_t>(s.tr), static_cast<std::size_t>(s.tc))) +
          4 * array_bytes<T>(static_cast<std::size_t>(s.tc)) +
          array_bytes<T>(tile_gemm<T>::elements(s.tr, s.tc, s.d));
 }
@@ -183,7 +184,7 @@ std::size_t thread_scratch_bytes(const sweep_shape& s) {
 template <class T>
 std::size_t pairwise_forward_bytes(const sweep_shape& s, int extra_scales = 0) {
   const auto tr = static_cast<std::size_t>(s.tr);
-  return static_cast<std::size_t>(s.threads) * thread_scratch_bytes<T>(s) +
+  return checked_product(static_cast<std::size_t>(s.threads), thread_scratch_bytes<T>(s)) +
          sweep_chunks * (array_bytes<online_softmax<double>>(tr) + array_bytes<double>(tr)) +
          static_cast<std::size_t>(extra_scales) *
              array_bytes<online_softmax<double>>(sweep_chunks * tr);
@@ -191,8 +192,9 @@ std::size_t pairwise_forward_bytes(const sweep_shape& s, int extra_scales = 0) {
 
 template <class T>
 std::size_t pairwise_backward_bytes(const sweep_shape& s) {
-  return static_cast<std::size_t>(s.threads) * thread_scratch_bytes<T>(s) +
-         sweep_chunks * array_bytes<T>(static_cast<std::size_t>(s.tr * s.d));
+  return checked_product(static_cast<std::size_t>(s.threads), thread_scratch_bytes<T>(s)) +
+         sweep_chunks * array_bytes<T>(checked_product(static_cast<std::size_t>(s.tr),
+                                                       static_cast<std::size_t>(s.d)));
 }
 
 template <class T>
@@ -210,9 +212,9 @@ inline std::size_t tile_count(index_t nx_blocks, index_t ny_blocks, bool self) n
 /// Cache elements for an n_x x n_y problem of single segments (self: one segment of n_x rows
 /// split in two equal halves is bounded by the same count).
 inline std::size_t cache_elements(index_t tile_rows, index_t tile_cols, bool self, index_t nx,
-                                  index_t ny, index_t max_x_segment,
-                                  index_t max_y_segment) noexcept {
+                                  index_t ny, index_t max_x_segment, index_t max_y_segment) {
   const auto t = tile_shape(tile_rows, tile_cols, self, max_x_segment, max_y_segment);
+  if (t.first <= 0 || t.second <= 0) return 0;  // no rows, or tile sizes the call will reject
   auto blocks = [](index_t n, index_t seg, index_t tile) {
     // Blocks never straddle segments: ceil per segment; equal segments of `seg` rows.
     const index_t segs = seg > 0 ? (n + seg - 1) / seg : 0;
@@ -220,7 +222,9 @@ inline std::size_t cache_elements(index_t tile_rows, index_t tile_cols, bool sel
   };
   const index_t bx = blocks(nx, max_x_segment, t.first);
   const index_t by = self ? bx : blocks(ny, max_y_segment, t.second);
-  return tile_count(bx, by, self) * static_cast<std::size_t>(t.first * t.second);
+  return checked_product(
+      tile_count(bx, by, self),
+      checked_product(static_cast<std::size_t>(t.first), static_cast<std::size_t>(t.second)));
 }
 
 template <class T>

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 
 #include "contrastive/core/config.hpp"
@@ -24,10 +25,27 @@ constexpr std::size_t align_up(std::size_t n) noexcept {
   return (n + workspace_alignment - 1) / workspace_alignment * workspace_alignment;
 }
 
+/// No query reports more than 2^60 bytes (an exbibyte; 2^28 on a 32-bit size_t): a shape that
+/// needs more is rejected, and the sums of a few dozen arrays below this bound cannot wrap.
+constexpr std::size_t max_workspace_bytes = std::size_t(1) << (sizeof(std::size_t) >= 8 ? 60 : 28);
+
+[[noreturn]] inline void workspace_too_large(std::size_t a, std::size_t b) {
+  CONTRASTIVE_CHECK(false, "contrastive: the problem is too large: its scratch memory would pass ",
+                    "the 2^60 bytes a workspace may have (a product of ", a, " x ", b, ")");
+  std::abort();  // not reached: the check throws, or the violation handler does not return
+}
+
+/// a * b for element counts and byte sizes, rejecting products past max_workspace_bytes.
+inline std::size_t checked_product(std::size_t a, std::size_t b) {
+  if (b != 0 && a > max_workspace_bytes / b) workspace_too_large(a, b);
+  return a * b;
+}
+
 /// Size arithmetic shared by the workspace queries and the carving below: one aligned array.
+/// Throws invalid_argument when the array would pass max_workspace_bytes (never wraps).
 template <class T>
-constexpr std::size_t array_bytes(std::size_t count) noexcept {
-  return align_up(count * sizeof(T));
+std::size_t array_bytes(std::size_t count) {
+  return align_up(checked_product(count, sizeof(T)));
 }
 
 /// Carves aligned arrays out of a workspace, or out of one owned allocation when the caller

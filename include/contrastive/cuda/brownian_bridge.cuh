@@ -214,7 +214,7 @@ void bridge_check(const char* fn, const dview<const T>& v, const dview<const T>&
   check_matrix(fn, "a", v);
   check_matrix(fn, "b", u);
   check_pair_shape(fn, v, u);
-  cd::bridge_check_scalars(fn, o, trajectory);
+  cd::bridge_check_scalars(fn, o, trajectory, v.cols());
   const index_t n = v.rows(), d = v.cols();
   if (o.ids.data != nullptr) {
     CONTRASTIVE_CHECK(o.ids.size == n, fn, ": 'ids' has ", o.ids.size, " entries, expected ", n,

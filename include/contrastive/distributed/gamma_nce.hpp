@@ -29,6 +29,7 @@
 // Not supported: a state object shared between ranks in one process. Agreement and errors as in
 // distributed/info_nce.hpp; state directions and (replicated) sizes must agree as well.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -203,8 +204,8 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
                        gamma_nce_direction<T>& out) {
     cd::gamma_nce_direction_step(dir, n, ids.data, a, b, lambda, log_count, stats, exact,
                                  rate_state, o, out,
-                                 [&](double l, double in, double ra, double dt) {
-                                   sums[0] += cw * l;
+                                 [&](double term, double in, double ra, double dt) {
+                                   sums[0] += cw * term;
                                    sums[1] += cw * in;
                                    sums[2] += cw * ra;
                                    sums[3] += cw * dt;
@@ -260,6 +261,16 @@ temperature_gradient gamma_nce_backward_impl(const Comm& comm, const matrix_view
   const char* fn = "distributed::gamma_nce_backward";
   gamma_nce_agree_common(comm, fn, a_in, o, upstream);
   const shard_layout l = make_layout(comm, a_in.rows());
+  // The largest input magnitude and anchor weight r_i of the global batch, for the gradient bound
+  // (collective; bad views are left to the checks below).
+  double maxima[2] = {cd::matrix_ok(a_in) && cd::matrix_ok(b_in)
+                          ? std::max(cd::max_abs(a_in), cd::max_abs(b_in))
+                          : 0.0,
+                      1.0};
+  for (const auto* r : {&saved.row.r, &saved.col_r_all})
+    for (const double x : *r)
+      maxima[1] = std::abs(x) > maxima[1] || x != x ? std::abs(x) : maxima[1];
+  comm.all_reduce(maxima, 2, reduce_op::max);
   agree_checks(comm, [&] {
     gamma_nce_local_checks(fn, a_in, b_in, o);
     CONTRASTIVE_CHECK(saved.n == a_in.rows() && saved.d == a_in.cols() && saved.counts == l.counts,
@@ -281,6 +292,9 @@ temperature_gradient gamma_nce_backward_impl(const Comm& comm, const matrix_view
             (!saved.symmetric || (saved.col_r_all.size() == ug && saved.col_lse_all.size() == ug)),
         fn, ": 'saved' is incomplete (not produced by distributed::gamma_nce_forward)");
     ::contrastive::detail::check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
+    ::contrastive::detail::check_pair_gradient_bound(fn, l.total(), maxima[0], grad_a, grad_b,
+                                                     upstream, 1.0 / o.temperature, maxima[1],
+                                                     o.accumulate);
   });
 
   const index_t n = a_in.rows(), d = a_in.cols(), ng = l.total();
@@ -383,6 +397,14 @@ auto gamma_nce_forward_backward(const Comm& comm, const A& a, const B& b,
                                 vector_view<const std::int64_t> ids, normalizer_state& state,
                                 GA&& grad_a, GB&& grad_b, const gamma_nce_options& o = {},
                                 gamma_nce_parameter_gradients* parameter_grads = nullptr) {
+  // The forward updates the state: check the backward's gradients first (on every rank), so that
+  // a call that throws leaves the state as it was.
+  detail::agree_checks(comm, [&] {
+    ::contrastive::detail::check_pair_gradients(
+        "distributed::gamma_nce_backward", ::contrastive::detail::input_view(a),
+        ::contrastive::detail::input_view(b), ::contrastive::detail::output_view(grad_a),
+        ::contrastive::detail::output_view(grad_b), 1.0);
+  });
   auto saved = distributed::gamma_nce_forward(comm, a, b, ids, state, o);
   const temperature_gradient tg = distributed::gamma_nce_backward(
       comm, a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0);

@@ -21,6 +21,7 @@
 // contrastive::invalid_argument (nothing hangs). In data-parallel training the loss is already
 // global: SUM (do not average) the parameter gradients over the ranks.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -267,6 +268,11 @@ temperature_gradient info_nce_backward_impl(const Comm& comm, const matrix_view<
   const char* fn = "distributed::info_nce_backward";
   const bool labels_given = info_nce_agree(comm, fn, a_in, b_in, o, upstream);
   const shard_layout l = make_layout(comm, a_in.rows());
+  // The largest input magnitude of the global batch, for the gradient bound (collective).
+  double max_input = cd::matrix_ok(a_in) && cd::matrix_ok(b_in)
+                         ? std::max(cd::max_abs(a_in), cd::max_abs(b_in))
+                         : 0.0;  // bad views: the checks below throw
+  comm.all_reduce(&max_input, 1, reduce_op::max);
   agree_checks(comm, [&] {
     CONTRASTIVE_CHECK(saved.n == a_in.rows() && saved.d == a_in.cols() && saved.counts == l.counts,
                       fn, ": 'saved' belongs to another batch (", saved.n, " x ", saved.d,
@@ -285,6 +291,8 @@ temperature_gradient info_nce_backward_impl(const Comm& comm, const matrix_view<
         saved.row_lse.size() == un && (!saved.symmetric || saved.col_lse.size() == ug), fn,
         ": 'saved' is incomplete (not produced by distributed::info_nce_forward)");
     ::contrastive::detail::check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
+    ::contrastive::detail::check_pair_gradient_bound(
+        fn, l.total(), max_input, grad_a, grad_b, upstream, 1.0 / o.temperature, 1.0, o.accumulate);
   });
 
   const index_t n = a_in.rows(), d = a_in.cols(), ng = l.total(), off = l.local_offset();

@@ -20,6 +20,7 @@
 // cache_logits. Agreement and errors as in distributed/info_nce.hpp. In data-parallel training SUM the
 // parameter gradients over the ranks (the loss is already global).
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -214,6 +215,11 @@ temperature_gradient nt_xent_backward_impl(const Comm& comm, const matrix_view<c
   const char* fn = "distributed::nt_xent_backward";
   const bool labels_given = nt_xent_agree(comm, fn, a_in, b_in, o, upstream);
   const shard_layout l = make_layout(comm, a_in.rows());
+  // The largest input magnitude of the global batch, for the gradient bound (collective).
+  double max_input = cd::matrix_ok(a_in) && cd::matrix_ok(b_in)
+                         ? std::max(cd::max_abs(a_in), cd::max_abs(b_in))
+                         : 0.0;  // bad views: the checks below throw
+  comm.all_reduce(&max_input, 1, reduce_op::max);
   agree_checks(comm, [&] {
     CONTRASTIVE_CHECK(saved.n == a_in.rows() && saved.d == a_in.cols() && saved.counts == l.counts,
                       fn, ": 'saved' belongs to another batch (", saved.n, " x ", saved.d,
@@ -229,6 +235,9 @@ temperature_gradient nt_xent_backward_impl(const Comm& comm, const matrix_view<c
                           (!saved.labelled || saved.positives.size() == saved.lse.size()),
                       fn, ": 'saved' is incomplete (not produced by distributed::nt_xent_forward)");
     ::contrastive::detail::check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
+    ::contrastive::detail::check_pair_gradient_bound(fn, 2 * l.total(), max_input, grad_a, grad_b,
+                                                     upstream, 1.0 / o.temperature, 1.0,
+                                                     o.accumulate);
   });
 
   const index_t n = a_in.rows(), d = a_in.cols(), ng = l.total(), n2 = 2 * n;

@@ -84,7 +84,7 @@ template <class T>
 void bridge_loss_check(const char* fn, const matrix_view<const T>& v, const matrix_view<const T>& u,
                        const matrix_view<const T>& a, const brownian_bridge_loss_options& o) {
   const brownian_bridge_options b = bridge_loss_time_options(o);
-  bridge_check_endpoints(fn, v, u, b, false);  // shapes of v/u, t range, ids, rows of v and u
+  bridge_check_endpoints(fn, v, u, b, false, false);  // shapes of v/u, t range, ids, rows
   check_matrix(fn, "a_aug", a);
   check_shape(fn, "a_aug", a, v.rows(), v.cols(), "the shape of 'a'");
   if (o.nll_weight) {
@@ -138,6 +138,7 @@ brownian_bridge_loss_saved<T> bridge_loss_forward(const matrix_view<const T>& v,
   });
   double loss = 0;
   for (const double x : terms) loss += x;
+  check_loss_finite(fn, static_cast<double>(static_cast<T>(loss / double(n))));
   saved.loss = static_cast<T>(loss / double(n));
   return saved;
 }
@@ -173,35 +174,41 @@ brownian_bridge_loss_parameter_gradients bridge_loss_backward(
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
   const double scale = upstream / double(n);
-  bridge_for_rows(n, threads, [&](index_t j, int tid) {
-    double* mu = scratch.get(tid);
-    double* g = mu + d;
-    const double t = saved.t[static_cast<std::size_t>(j)];
-    const double r = bridge_mean_row(v, u, j, t, mu);
-    const double w = bridge_loss_weight(t, o.nll_weight);
-    double dist = 0;
-    for (index_t k = 0; k < d; ++k) {
-      const double e = double(a(j, k)) - mu[k];
-      dist += e * e;
-      g[k] = 2 * w * scale * e;  // dL/da
-    }
-    if (!o.detach_a_aug) bridge_store_row(ga, j, g, o.accumulate);
-    for (index_t k = 0; k < d; ++k) g[k] = -g[k];  // dL/dmu
-    bridge_mean_backward(mu, r, d, g);             // dL/dm
-    double dt = 0;
-    for (index_t k = 0; k < d; ++k) dt += (double(v(j, k)) - double(u(j, k))) * g[k];
-    if (o.nll_weight) dt += -(1 - 2 * t) / (2 * t * t * (1 - t) * (1 - t)) * dist * scale;
-    out.t_rows[static_cast<std::size_t>(j)] = dt;
-    for (index_t k = 0; k < d; ++k) mu[k] = t * g[k];
-    bridge_store_row(gv, j, mu, o.accumulate);
-    for (index_t k = 0; k < d; ++k) mu[k] = (1 - t) * g[k];
-    bridge_store_row(gu, j, mu, o.accumulate);
-  });
+  bridge_for_rows_checked<T>(
+      fn, n, threads,
+      [&](index_t j, int tid, bool store) {
+        double* mu = scratch.get(tid);
+        double* g = mu + d;
+        const double t = saved.t[static_cast<std::size_t>(j)];
+        const double r = bridge_mean_row(v, u, j, t, mu);
+        const double w = bridge_loss_weight(t, o.nll_weight);
+        double dist = 0;
+        for (index_t k = 0; k < d; ++k) {
+          const double e = double(a(j, k)) - mu[k];
+          dist += e * e;
+          g[k] = 2 * w * scale * e;  // dL/da
+        }
+        bool ok = o.detach_a_aug || bridge_put_row(ga, j, g, o.accumulate, store);
+        for (index_t k = 0; k < d; ++k) g[k] = -g[k];  // dL/dmu
+        bridge_mean_backward(mu, r, d, g);             // dL/dm
+        double dt = 0;
+        for (index_t k = 0; k < d; ++k) dt += (double(v(j, k)) - double(u(j, k))) * g[k];
+        if (o.nll_weight) dt += -(1 - 2 * t) / (2 * t * t * (1 - t) * (1 - t)) * dist * scale;
+        out.t_rows[static_cast<std::size_t>(j)] = dt;
+        ok = std::isfinite(dt) && ok;
+        for (index_t k = 0; k < d; ++k) mu[k] = t * g[k];
+        ok = bridge_put_row(gv, j, mu, o.accumulate, store) && ok;
+        for (index_t k = 0; k < d; ++k) mu[k] = (1 - t) * g[k];
+        return bridge_put_row(gu, j, mu, o.accumulate, store) && ok;
+      },
+      [&] {
+        for (const double x : out.t_rows) out.t += x;
+        CONTRASTIVE_CHECK(std::isfinite(out.t), fn, ": dL/dt overflows; scale 'upstream' down");
+      });
   if (o.detach_a_aug && !o.accumulate) {
     for (index_t i = 0; i < n; ++i)
       for (index_t k = 0; k < d; ++k) ga(i, k) = T(0);
   }
-  for (const double x : out.t_rows) out.t += x;
   return out;
 }
 

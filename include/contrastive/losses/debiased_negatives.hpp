@@ -55,6 +55,15 @@ inline void check_negative_weighting(const char* fn, double tau_plus, double bet
                     "anchor (2 samples or more)");
 }
 
+/// A bound of the weight these options put on one logit, relative to plain InfoNCE, for the
+/// gradient bound (check_pair_gradient_bound): the hard-negative importance weights are at most
+/// the number of negatives, and the debiased correction divides by 1 - tau+ and subtracts up to
+/// `negatives` tau+ positives.
+inline double negative_weighting_bound(double tau_plus, double beta, index_t negatives) noexcept {
+  const double m = static_cast<double>(negatives);
+  return (beta > 0 ? m : 1.0) * (1 + m * tau_plus) / (1 - tau_plus);
+}
+
 /// One anchor's loss and coefficients.
 struct debiased_anchor {
   double loss = 0;      // l_i

@@ -149,6 +149,26 @@ void fs_check_outputs(const char* fn, const matrix_view<T>* const* out,
   }
 }
 
+/// Rejects a backward whose gradients could overflow T, before anything is written. With
+/// m = max|x|: |dL/dx| <= |upstream| (2 w_o D m^3 + 4 (N + 1) w_c m / tau + 8 t w_u m), the
+/// orthogonality, in-modal InfoNCE (check_pair_gradient_bound) and uniformity bounds; `accumulate`
+/// adds what the outputs hold.
+template <class T>
+void fs_check_gradient_bound(const char* fn, const matrix_view<T>* const* out, int count,
+                             const matrix_view<const T>* const* in, int in_count,
+                             const feature_separation_options& o, double upstream, double w_o,
+                             double w_c, double w_u) {
+  double m = 0, existing = 0;
+  for (int k = 0; k < in_count; ++k) m = std::max(m, max_abs(*in[k]));
+  if (o.accumulate)
+    for (int k = 0; k < count; ++k) existing = std::max(existing, max_abs(*out[k]));
+  const double d = static_cast<double>(in[0]->cols()), n = static_cast<double>(in[0]->rows());
+  const double bound =
+      std::abs(upstream) * (2 * w_o * d * m * m * m + 4 * (n + 1) * w_c * m / o.temperature +
+                            8 * o.uniformity_t * w_u * m);
+  check_output_bound<T>(fn, "gradients", bound + existing);
+}
+
 inline void fs_check_options(const char* fn, const feature_separation_options& o) {
   CONTRASTIVE_CHECK(std::isfinite(o.orthogonality_weight) && o.orthogonality_weight >= 0, fn,
                     ": 'orthogonality_weight' must be finite and >= 0, got ",
@@ -507,6 +527,7 @@ feature_separation_parameter_gradients
                     saved.n, " x ", saved.d, " batch, the inputs are ", x0.rows(), " x ",
                     x0.cols());
   detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
+  detail::fs_check_gradient_bound(fn, out, 4, in, 4, o, upstream, 1, 0, 0);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
   detail::fs_ortho_backward(x0, x1, x2, x3, g0, g1, g2, g3, upstream);
@@ -576,6 +597,7 @@ feature_separation_parameter_gradients
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 4);
   detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
+  detail::fs_check_gradient_bound(fn, out, 4, in, 4, o, upstream, 0, 1, 0);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
   return detail::fs_contrastive_backward(x0, x1, x2, x3, saved, g0, g1, g2, g3, o, upstream, ws);
@@ -639,6 +661,7 @@ feature_separation_parameter_gradients
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 2);
   detail::fs_check_outputs(fn, out, out_names, 2, in, names, 2);
+  detail::fs_check_gradient_bound(fn, out, 2, in, 2, o, upstream, 0, 0, 1);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
   detail::fs_uniformity_backward_both(fn, x0, x1, saved, o, g0, g1, upstream);
@@ -697,6 +720,7 @@ auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const B
     s.uniformity = detail::fs_uniformity_forward(fn, a2, a3, o);
     loss += o.uniformity_weight * double(s.uniformity.loss);
   }
+  detail::check_loss_finite(fn, static_cast<double>(static_cast<T>(loss)));
   s.loss = static_cast<T>(loss);
   return s;
 }
@@ -745,6 +769,8 @@ feature_separation_parameter_gradients
                     o.orthogonality_weight, ", ", o.contrastive_weight, ", ", o.uniformity_weight,
                     ")");
   detail::fs_check_outputs(fn, out, out_names, 6, in, names, 6);
+  detail::fs_check_gradient_bound(fn, out, 6, in, 6, o, upstream, o.orthogonality_weight,
+                                  o.contrastive_weight, o.uniformity_weight);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
   temperature_gradient tg;

@@ -474,6 +474,10 @@ void gamma_nce_check_backward(const char* fn, const matrix_view<const T>& a,
           (!saved.symmetric || (saved.col.r.size() == un && saved.col.lse.size() == un)),
       fn, ": 'saved' is incomplete (not produced by gamma_nce_forward)");
   check_pair_gradients(fn, a, b, ga, gb, upstream);
+  double max_r = 1;  // the anchor weights r_i multiply the softmax terms
+  for (const auto* r : {&saved.row.r, &saved.col.r})
+    for (const double x : *r) max_r = std::abs(x) > max_r || x != x ? std::abs(x) : max_r;
+  check_pair_gradient_bound(fn, a, b, ga, gb, upstream, 1.0 / o.temperature, max_r, o.accumulate);
 }
 
 template <class T>
@@ -604,6 +608,11 @@ auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::i
                                 const gamma_nce_options& o = {},
                                 gamma_nce_parameter_gradients* parameter_grads = nullptr,
                                 workspace ws = {}) {
+  // The forward updates the state: check the backward's arguments first, so that a call that
+  // throws leaves the state as it was.
+  detail::check_pair_gradients(detail::gamma_nce_bwd_name, detail::input_view(a),
+                               detail::input_view(b), detail::output_view(grad_a),
+                               detail::output_view(grad_b), 1.0);
   const auto saved = gamma_nce_forward(a, b, ids, state, o, ws);
   const gamma_nce_parameter_gradients pg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
                                                               std::forward<GB>(grad_b), o, 1.0, ws);

@@ -34,6 +34,7 @@
 // Threads: OpenMP when compiled with it (`num_threads`, 0 = omp_get_max_threads()); serial
 // otherwise.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -126,12 +127,12 @@ gc_plan gc_make_plan(index_t n, index_t d, bool augmented, const geometric_consi
 
 /// Per-thread scratch on the gram path: four chunk x D blocks.
 template <class T>
-std::size_t gc_thread_bytes(const gc_plan& p) noexcept {
+std::size_t gc_thread_bytes(const gc_plan& p) {
   return 4 * array_bytes<T>(static_cast<std::size_t>(p.chunk * p.d));
 }
 
 template <class T>
-std::size_t gc_forward_bytes(const gc_plan& p) noexcept {
+std::size_t gc_forward_bytes(const gc_plan& p) {
   if (p.algorithm == gc_algorithm::naive) return workspace_alignment;
   const int threads = p.threads < p.slabs ? p.threads : static_cast<int>(p.slabs);
   const std::size_t dd = static_cast<std::size_t>(p.d * p.d);
@@ -141,7 +142,7 @@ std::size_t gc_forward_bytes(const gc_plan& p) noexcept {
 }
 
 template <class T>
-std::size_t gc_backward_bytes(const gc_plan& p) noexcept {
+std::size_t gc_backward_bytes(const gc_plan& p) {
   if (p.algorithm == gc_algorithm::naive) return workspace_alignment;
   const int threads = p.threads < p.chunks ? p.threads : static_cast<int>(p.chunks);
   const std::size_t dd = static_cast<std::size_t>(p.d * p.d);
@@ -683,6 +684,7 @@ geometric_consistency_saved<T> gc_forward_impl(const char* fn, const gc_input<T>
   } else {
     loss = gc_gram_forward(fn, p, in, count, o, saved, ws);
   }
+  check_loss_finite(fn, static_cast<double>(static_cast<T>(loss)));
   saved.loss = static_cast<T>(loss);
   return saved;
 }
@@ -722,6 +724,17 @@ void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
   // Every value and row norm is checked before any output is written (one O(N D) pass, next to
   // the O(N D^2) products), so a throwing call leaves all gradients untouched.
   for (int k = 0; k < count; ++k) check_rows(fn, in[k].name, in[k].view);
+  // |dL/dx| <= 8 (w_x + w_i) D max|x|^3 (docs/geometric_consistency.md: K and E entries are at
+  // most 2 D max|x|^2, summed over N rows and divided by N); the augmented loss has weights 1 and
+  // a diagonal term, 24 D max|x|^3 in all.
+  double m = 0, existing = 0;
+  for (int k = 0; k < count; ++k) m = std::max(m, max_abs(in[k].view));
+  if (o.accumulate)
+    for (int k = 0; k < count; ++k) existing = std::max(existing, max_abs(grads[k]));
+  const double weights = augmented ? 3.0 : o.cross_modal_weight + o.in_modal_weight;
+  check_output_bound<T>(
+      fn, "gradients",
+      8.0 * weights * static_cast<double>(d) * m * m * m * std::abs(upstream) + existing);
   const matrix_view<T>* out[4] = {&grads[0], &grads[1], nullptr, nullptr};
   if (augmented) {
     out[2] = o.detach_a_aug ? nullptr : &grads[2];

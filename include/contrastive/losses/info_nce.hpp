@@ -142,7 +142,7 @@ inline sweep_shape info_nce_sweep(index_t n, index_t d, const info_nce_options& 
 }
 
 template <class T>
-std::size_t info_nce_cache_bytes(index_t n, const info_nce_options& o) noexcept {
+std::size_t info_nce_cache_bytes(index_t n, const info_nce_options& o) {
   return o.cache_logits
              ? array_bytes<T>(cache_elements(o.tile_rows, o.tile_cols, false, n, n, n, n))
              : 0;
@@ -295,10 +295,10 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
       const double lse = stats[i].lse();
       lse_out[i] = static_cast<T>(lse);
       if (labelled && positives[i] == 0) continue;  // no positive: excluded (l_i = 0)
-      const double hard =
+      const double positive =
           labelled ? target[i] / double(positives[i]) : lambda_d * dot_rows(x, i, y, i);
       const double soft = eps > 0 ? lambda_d * dot_row_vec(x, i, mean_y.data()) : 0.0;
-      const double t = (1 - eps) * hard + eps * soft;
+      const double t = (1 - eps) * positive + eps * soft;
       sums.loss += lse - t;
       sums.dtheta += stats[i].mean() - t;
       ++sums.valid;
@@ -377,6 +377,9 @@ void info_nce_check_backward(const char* fn, const matrix_view<const T>& a,
                     saved.label_smoothing, ") than these (temperature ", o.temperature,
                     ", symmetric ", o.symmetric, ", label_smoothing ", o.label_smoothing, ")");
   check_pair_gradients(fn, a, b, ga, gb, upstream);
+  check_pair_gradient_bound(
+      fn, a, b, ga, gb, upstream, 1.0 / o.temperature,
+      negative_weighting_bound(o.debias_tau_plus, o.hard_negative_beta, a.rows()), o.accumulate);
 }
 
 template <class T>

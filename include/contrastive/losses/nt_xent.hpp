@@ -6,6 +6,7 @@
 // S = Z Z^T / tau is symmetric, so the sweep visits only tiles J >= I and uses each tile for
 // the rows of I and of J. Math and gradients: docs/nt_xent.md; the sweep: docs/tiled_sweep.md.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -121,7 +122,7 @@ inline sweep_shape nt_xent_sweep(index_t n, index_t d, const nt_xent_options& o)
 }
 
 template <class T>
-std::size_t nt_xent_cache_bytes(index_t n, const nt_xent_options& o) noexcept {
+std::size_t nt_xent_cache_bytes(index_t n, const nt_xent_options& o) {
   return o.cache_logits
              ? array_bytes<T>(cache_elements(o.tile_rows, o.tile_cols, true, 2 * n, 2 * n, n, n))
              : 0;
@@ -271,14 +272,14 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   for (index_t i = 0; i < n2 && !weighted_neg; ++i) {
     const double lse = buf.stats[i].lse();
     saved.lse[i] = static_cast<T>(lse);
-    const double hard = labelled ? buf.target[i] / double(saved.positives[i])
-                                 : lambda_d * dot_rows(seg[0], z.local(i), seg[1], z.local(i));
+    const double positive = labelled ? buf.target[i] / double(saved.positives[i])
+                                     : lambda_d * dot_rows(seg[0], z.local(i), seg[1], z.local(i));
     double soft = 0;
     if (eps > 0) {
       for (index_t k = 0; k < d; ++k) soft += double(z(i, k)) * (sum_z[k] - double(z(i, k)));
       soft *= lambda_d / double(n2 - 1);
     }
-    const double t = (1 - eps) * hard + eps * soft;
+    const double t = (1 - eps) * positive + eps * soft;
     loss += lse - t;
     dtheta += buf.stats[i].mean() - t;
   }
@@ -312,6 +313,11 @@ temperature_gradient nt_xent_backward_impl(
       ", label_smoothing ", saved.label_smoothing, ") than these (temperature ", o.temperature,
       ", label_smoothing ", o.label_smoothing, ")");
   check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
+  check_pair_gradient_bound(
+      fn, 2 * a_in.rows(), std::max(max_abs(a_in), max_abs(b_in)), grad_a, grad_b, upstream,
+      1.0 / o.temperature,
+      negative_weighting_bound(o.debias_tau_plus, o.hard_negative_beta, 2 * a_in.rows()),
+      o.accumulate);
 
   const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
   const bool labelled = saved.labelled;

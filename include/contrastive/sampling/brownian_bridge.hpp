@@ -36,6 +36,7 @@
 // depend on the thread count.
 
 #include <cmath>
+#include <limits>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -128,11 +129,11 @@ inline void bridge_check_ids(const char* fn, const brownian_bridge_options& o, i
 template <class T>
 void bridge_check_endpoints(const char* fn, const matrix_view<const T>& v,
                             const matrix_view<const T>& u, const brownian_bridge_options& o,
-                            bool trajectory) {
+                            bool trajectory, bool philox_noise) {
   check_matrix(fn, "a", v);
   check_matrix(fn, "b", u);
   check_pair_shape(fn, v, u);
-  bridge_check_scalars(fn, o, trajectory);
+  bridge_check_scalars(fn, o, trajectory, philox_noise ? v.cols() : 0);
   bridge_check_ids(fn, o, v.rows());
   check_rows(fn, "a", v);
   check_rows(fn, "b", u);
@@ -176,6 +177,40 @@ void bridge_store_row(const matrix_view<T>& out, index_t i, const double* x, boo
     out(i, k) = accumulate ? static_cast<T>(double(out(i, k)) + x[k]) : static_cast<T>(x[k]);
 }
 
+/// Stores row i (store), or only tells whether storing it would keep every element finite in T.
+template <class T>
+bool bridge_put_row(const matrix_view<T>& out, index_t i, const double* x, bool accumulate,
+                    bool store) {
+  if (store) {
+    bridge_store_row(out, i, x, accumulate);
+    return true;
+  }
+  constexpr double largest = static_cast<double>(std::numeric_limits<T>::max());
+  for (index_t k = 0; k < out.cols(); ++k) {
+    const double y = accumulate ? double(out(i, k)) + x[k] : x[k];
+    if (!(std::abs(y) <= largest)) return false;
+  }
+  return true;
+}
+
+/// Runs row_fn(j, tid, store) -> bool over the rows twice: first with store = false, when a row
+/// only reports whether everything it would write (and its double results) is finite, then, if
+/// every row is, with store = true. The O(N D) row work is done twice so that a call whose results
+/// overflow T throws with every output untouched. `finish` (after the first pass) may check sums.
+template <class T, class F, class G>
+void bridge_for_rows_checked(const char* fn, index_t n, int threads, F&& row_fn, G&& finish) {
+  std::vector<unsigned char> fits(static_cast<std::size_t>(n), 1);
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    fits[static_cast<std::size_t>(j)] = row_fn(j, tid, false) ? 1 : 0;
+  });
+  for (index_t j = 0; j < n; ++j)
+    CONTRASTIVE_CHECK(fits[static_cast<std::size_t>(j)], fn, ": the results of row ", j,
+                      " overflow ", sizeof(T) == sizeof(float) ? "float" : "double",
+                      "; scale the inputs, 'sigma' or the upstream gradient down");
+  finish();
+  bridge_for_rows(n, threads, [&](index_t j, int tid) { row_fn(j, tid, true); });
+}
+
 // ---- points ----
 
 template <class T>
@@ -184,7 +219,7 @@ brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<
                                               const matrix_view<const T>* eps,
                                               const matrix_view<T>& y,
                                               const brownian_bridge_options& o) {
-  bridge_check_endpoints(fn, v, u, o, false);
+  bridge_check_endpoints(fn, v, u, o, false, eps == nullptr);
   const index_t n = v.rows(), d = v.cols();
   if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'a'");
   check_matrix(fn, "y", y);
@@ -207,24 +242,27 @@ brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
   const double sigma = saved.sigma;
-  bridge_for_rows(n, threads, [&](index_t j, int tid) {
-    double* mu = scratch.get(tid);
-    double* e = mu + d;
-    const double t = bridge_t(o, j);
-    saved.t[static_cast<std::size_t>(j)] = t;
-    bridge_mean_row(v, u, j, t, mu);
-    if (o.noise) {
-      const double c = bridge_point_scale(sigma, t);
-      if (eps) {
-        for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
-      } else {
-        bridge_normals(bridge_noise_stream(o, j), 0, d, e);
-      }
-      for (index_t k = 0; k < d; ++k) mu[k] += c * e[k];
-    }
-    if (o.reproject) bridge_project(mu, d);
-    bridge_store_row(y, j, mu, false);
-  });
+  bridge_for_rows_checked<T>(
+      fn, n, threads,
+      [&](index_t j, int tid, bool store) {
+        double* mu = scratch.get(tid);
+        double* e = mu + d;
+        const double t = bridge_t(o, j);
+        saved.t[static_cast<std::size_t>(j)] = t;
+        bridge_mean_row(v, u, j, t, mu);
+        if (o.noise) {
+          const double c = bridge_point_scale(sigma, t);
+          if (eps) {
+            for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
+          } else {
+            bridge_normals(bridge_noise_stream(o, j), 0, d, e);
+          }
+          for (index_t k = 0; k < d; ++k) mu[k] += c * e[k];
+        }
+        if (o.reproject) bridge_project(mu, d);
+        return bridge_put_row(y, j, mu, false, store);
+      },
+      [] {});
   return saved;
 }
 
@@ -236,7 +274,7 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
                                                const matrix_view<const T>& gy,
                                                const matrix_view<T>& gv, const matrix_view<T>& gu,
                                                const brownian_bridge_options& o) {
-  bridge_check_endpoints(fn, v, u, o, false);
+  bridge_check_endpoints(fn, v, u, o, false, eps == nullptr);
   const index_t n = v.rows(), d = v.cols();
   CONTRASTIVE_CHECK(saved.steps == 0 && saved.n == n && saved.d == d &&
                         saved.t.size() == static_cast<std::size_t>(n),
@@ -277,50 +315,57 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 4 * d);
   const double sigma = saved.sigma;
-  bridge_for_rows(n, threads, [&](index_t j, int tid) {
-    double* mu = scratch.get(tid);
-    double* e = mu + d;
-    double* y = e + d;
-    double* g = y + d;
-    const double t = saved.t[static_cast<std::size_t>(j)];
-    const double r = bridge_mean_row(v, u, j, t, mu);
-    for (index_t k = 0; k < d; ++k) g[k] = double(gy(j, k));
-    const double c = o.noise ? sigma * std::sqrt(t * (1 - t)) : 0.0;
-    if (o.noise) {
-      if (eps) {
-        for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
-      } else {
-        const philox_stream s{o.seed, bridge_id(o, j), o.step,
-                              static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
-        bridge_normals(s, 0, d, e);
-      }
-    }
-    if (o.reproject) {
-      for (index_t k = 0; k < d; ++k) y[k] = mu[k] + (o.noise ? c * e[k] : 0.0);
-      const double ry = bridge_project(y, d);
-      bridge_project_backward(y, ry, d, g);
-    }
-    double dt = 0;
-    if (o.noise) {
-      double ge = 0;
-      for (index_t k = 0; k < d; ++k) ge += g[k] * e[k];
-      dsig[static_cast<std::size_t>(j)] = std::sqrt(t * (1 - t)) * ge;
-      if (t > 0 && t < 1) dt += sigma * (1 - 2 * t) / (2 * std::sqrt(t * (1 - t))) * ge;
-    }
-    bridge_mean_backward(mu, r, d, g);  // g = dL/dm
-    double dvu = 0;
-    for (index_t k = 0; k < d; ++k) dvu += (double(v(j, k)) - double(u(j, k))) * g[k];
-    dt += dvu;
-    out.t_rows[static_cast<std::size_t>(j)] = dt;
-    for (index_t k = 0; k < d; ++k) y[k] = t * g[k];
-    bridge_store_row(gv, j, y, o.accumulate);
-    for (index_t k = 0; k < d; ++k) y[k] = (1 - t) * g[k];
-    bridge_store_row(gu, j, y, o.accumulate);
-  });
-  for (index_t j = 0; j < n; ++j) {
-    out.t += out.t_rows[static_cast<std::size_t>(j)];
-    out.sigma += dsig[static_cast<std::size_t>(j)];
-  }
+  bridge_for_rows_checked<T>(
+      fn, n, threads,
+      [&](index_t j, int tid, bool store) {
+        double* mu = scratch.get(tid);
+        double* e = mu + d;
+        double* y = e + d;
+        double* g = y + d;
+        const double t = saved.t[static_cast<std::size_t>(j)];
+        const double r = bridge_mean_row(v, u, j, t, mu);
+        for (index_t k = 0; k < d; ++k) g[k] = double(gy(j, k));
+        const double c = o.noise ? sigma * std::sqrt(t * (1 - t)) : 0.0;
+        if (o.noise) {
+          if (eps) {
+            for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
+          } else {
+            const philox_stream s{o.seed, bridge_id(o, j), o.step,
+                                  static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
+            bridge_normals(s, 0, d, e);
+          }
+        }
+        if (o.reproject) {
+          for (index_t k = 0; k < d; ++k) y[k] = mu[k] + (o.noise ? c * e[k] : 0.0);
+          const double ry = bridge_project(y, d);
+          bridge_project_backward(y, ry, d, g);
+        }
+        double dt = 0;
+        if (o.noise) {
+          double ge = 0;
+          for (index_t k = 0; k < d; ++k) ge += g[k] * e[k];
+          dsig[static_cast<std::size_t>(j)] = std::sqrt(t * (1 - t)) * ge;
+          if (t > 0 && t < 1) dt += sigma * (1 - 2 * t) / (2 * std::sqrt(t * (1 - t))) * ge;
+        }
+        bridge_mean_backward(mu, r, d, g);  // g = dL/dm
+        double dvu = 0;
+        for (index_t k = 0; k < d; ++k) dvu += (double(v(j, k)) - double(u(j, k))) * g[k];
+        dt += dvu;
+        out.t_rows[static_cast<std::size_t>(j)] = dt;
+        bool ok = std::isfinite(dt) && std::isfinite(dsig[static_cast<std::size_t>(j)]);
+        for (index_t k = 0; k < d; ++k) y[k] = t * g[k];
+        ok = bridge_put_row(gv, j, y, o.accumulate, store) && ok;
+        for (index_t k = 0; k < d; ++k) y[k] = (1 - t) * g[k];
+        return bridge_put_row(gu, j, y, o.accumulate, store) && ok;
+      },
+      [&] {
+        for (index_t j = 0; j < n; ++j) {
+          out.t += out.t_rows[static_cast<std::size_t>(j)];
+          out.sigma += dsig[static_cast<std::size_t>(j)];
+        }
+        CONTRASTIVE_CHECK(std::isfinite(out.t) && std::isfinite(out.sigma), fn,
+                          ": dL/dt or dL/dsigma overflows; scale the upstream gradient down");
+      });
   return out;
 }
 
@@ -352,7 +397,7 @@ brownian_bridge_saved<T> bridge_path_forward(const char* fn, const matrix_view<c
                                              const matrix_view<const T>* xi,
                                              const matrix_view<T>& x,
                                              const brownian_bridge_options& o) {
-  bridge_check_endpoints(fn, v, u, o, true);
+  bridge_check_endpoints(fn, v, u, o, true, xi == nullptr);
   const index_t n = v.rows(), d = v.cols(), kk = o.steps;
   if (xi) bridge_check_noise(fn, "xi", *xi, n * (kk - 1), d, "N (steps - 1) x D");
   check_matrix(fn, "x", x);
@@ -375,27 +420,34 @@ brownian_bridge_saved<T> bridge_path_forward(const char* fn, const matrix_view<c
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 3 * d);
   const double sigma = saved.sigma;
-  bridge_for_rows(n, threads, [&](index_t j, int tid) {
-    double* mu = scratch.get(tid);
-    double* nk = mu + d;
-    double* xk = nk + d;
-    const index_t base = j * (kk + 1);
-    for (index_t i = 0; i < d; ++i) {
-      x(base, i) = u(j, i);
-      x(base + kk, i) = v(j, i);
-      nk[i] = 0;
-    }
-    for (index_t k = 1; k < kk; ++k) {
-      bridge_mean_row(v, u, j, double(k) / double(kk), mu);
-      if (o.noise) {
-        bridge_load_xi(xi, o, j, k, kk, d, xk);
-        bridge_step_noise(nk, xk, d, k, kk);
-        for (index_t i = 0; i < d; ++i) mu[i] += sigma * nk[i];
-      }
-      if (o.reproject) bridge_project(mu, d);
-      bridge_store_row(x, base + k, mu, false);
-    }
-  });
+  bridge_for_rows_checked<T>(
+      fn, n, threads,
+      [&](index_t j, int tid, bool store) {
+        double* mu = scratch.get(tid);
+        double* nk = mu + d;
+        double* xk = nk + d;
+        const index_t base = j * (kk + 1);
+        for (index_t i = 0; i < d; ++i) {
+          if (store) {
+            x(base, i) = u(j, i);
+            x(base + kk, i) = v(j, i);
+          }
+          nk[i] = 0;
+        }
+        bool ok = true;
+        for (index_t k = 1; k < kk; ++k) {
+          bridge_mean_row(v, u, j, double(k) / double(kk), mu);
+          if (o.noise) {
+            bridge_load_xi(xi, o, j, k, kk, d, xk);
+            bridge_step_noise(nk, xk, d, k, kk);
+            for (index_t i = 0; i < d; ++i) mu[i] += sigma * nk[i];
+          }
+          if (o.reproject) bridge_project(mu, d);
+          ok = bridge_put_row(x, base + k, mu, false, store) && ok;
+        }
+        return ok;
+      },
+      [] {});
   return saved;
 }
 
@@ -407,7 +459,7 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
                                               const matrix_view<const T>& gx,
                                               const matrix_view<T>& gv, const matrix_view<T>& gu,
                                               const brownian_bridge_options& o) {
-  bridge_check_endpoints(fn, v, u, o, true);
+  bridge_check_endpoints(fn, v, u, o, true, xi == nullptr);
   const index_t n = v.rows(), d = v.cols(), kk = o.steps;
   CONTRASTIVE_CHECK(saved.steps == kk && saved.n == n && saved.d == d, fn,
                     ": 'saved' belongs to a ", saved.n, " x ", saved.d, " sample with ",
@@ -445,46 +497,52 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 6 * d);
   const double sigma = saved.sigma;
-  bridge_for_rows(n, threads, [&](index_t j, int tid) {
-    double* mu = scratch.get(tid);
-    double* nk = mu + d;
-    double* xk = nk + d;
-    double* g = xk + d;
-    double* dv = g + d;
-    double* du = dv + d;
-    const index_t base = j * (kk + 1);
-    for (index_t i = 0; i < d; ++i) {
-      du[i] = double(gx(base, i));       // X_0 = u
-      dv[i] = double(gx(base + kk, i));  // X_K = v
-      nk[i] = 0;
-    }
-    double ds = 0;
-    for (index_t k = 1; k < kk; ++k) {
-      const double tk = double(k) / double(kk);
-      const double r = bridge_mean_row(v, u, j, tk, mu);
-      if (o.noise) {
-        bridge_load_xi(xi, o, j, k, kk, d, xk);
-        bridge_step_noise(nk, xk, d, k, kk);
-      }
-      for (index_t i = 0; i < d; ++i) g[i] = double(gx(base + k, i));
-      if (o.reproject) {
-        for (index_t i = 0; i < d; ++i) xk[i] = mu[i] + (o.noise ? sigma * nk[i] : 0.0);
-        const double rx = bridge_project(xk, d);
-        bridge_project_backward(xk, rx, d, g);
-      }
-      if (o.noise)
-        for (index_t i = 0; i < d; ++i) ds += g[i] * nk[i];
-      bridge_mean_backward(mu, r, d, g);
-      for (index_t i = 0; i < d; ++i) {
-        dv[i] += tk * g[i];
-        du[i] += (1 - tk) * g[i];
-      }
-    }
-    dsig[static_cast<std::size_t>(j)] = ds;
-    bridge_store_row(gv, j, dv, o.accumulate);
-    bridge_store_row(gu, j, du, o.accumulate);
-  });
-  for (index_t j = 0; j < n; ++j) out.sigma += dsig[static_cast<std::size_t>(j)];
+  bridge_for_rows_checked<T>(
+      fn, n, threads,
+      [&](index_t j, int tid, bool store) {
+        double* mu = scratch.get(tid);
+        double* nk = mu + d;
+        double* xk = nk + d;
+        double* g = xk + d;
+        double* dv = g + d;
+        double* du = dv + d;
+        const index_t base = j * (kk + 1);
+        for (index_t i = 0; i < d; ++i) {
+          du[i] = double(gx(base, i));       // X_0 = u
+          dv[i] = double(gx(base + kk, i));  // X_K = v
+          nk[i] = 0;
+        }
+        double ds = 0;
+        for (index_t k = 1; k < kk; ++k) {
+          const double tk = double(k) / double(kk);
+          const double r = bridge_mean_row(v, u, j, tk, mu);
+          if (o.noise) {
+            bridge_load_xi(xi, o, j, k, kk, d, xk);
+            bridge_step_noise(nk, xk, d, k, kk);
+          }
+          for (index_t i = 0; i < d; ++i) g[i] = double(gx(base + k, i));
+          if (o.reproject) {
+            for (index_t i = 0; i < d; ++i) xk[i] = mu[i] + (o.noise ? sigma * nk[i] : 0.0);
+            const double rx = bridge_project(xk, d);
+            bridge_project_backward(xk, rx, d, g);
+          }
+          if (o.noise)
+            for (index_t i = 0; i < d; ++i) ds += g[i] * nk[i];
+          bridge_mean_backward(mu, r, d, g);
+          for (index_t i = 0; i < d; ++i) {
+            dv[i] += tk * g[i];
+            du[i] += (1 - tk) * g[i];
+          }
+        }
+        dsig[static_cast<std::size_t>(j)] = ds;
+        const bool ok = std::isfinite(ds) && bridge_put_row(gv, j, dv, o.accumulate, store);
+        return bridge_put_row(gu, j, du, o.accumulate, store) && ok;
+      },
+      [&] {
+        for (index_t j = 0; j < n; ++j) out.sigma += dsig[static_cast<std::size_t>(j)];
+        CONTRASTIVE_CHECK(std::isfinite(out.sigma), fn,
+                          ": dL/dsigma overflows; scale the upstream gradient down");
+      });
   return out;
 }
 

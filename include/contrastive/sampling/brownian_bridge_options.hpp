@@ -119,13 +119,27 @@ inline void bridge_check_time(const char* fn, const brownian_bridge_options& o) 
   }
 }
 
-/// The scalar options of a bridge call: the time (points only), sigma, and steps (trajectories).
-inline void bridge_check_scalars(const char* fn, const brownian_bridge_options& o,
-                                 bool trajectory) {
+/// Normals one Philox stream gives (2^28 blocks of two normals each); one row's noise is one
+/// stream, so a row may not need more (they would repeat).
+constexpr std::uint64_t bridge_stream_normals = std::uint64_t(1) << 29;
+
+/// The scalar options of a bridge call: the time (points only), sigma, steps (trajectories) and,
+/// for Philox noise of rows of D = d > 0 columns, the stream length (d = 0: caller's noise).
+
+inline void bridge_check_scalars(const char* fn, const brownian_bridge_options& o, bool trajectory,
+                                 index_t d) {
   if (!trajectory) bridge_check_time(fn, o);
   CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
                     ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);
   if (trajectory) CONTRASTIVE_CHECK(o.steps >= 1, fn, ": 'steps' must be >= 1, got ", o.steps);
+  if (o.noise && d > 0) {
+    const index_t steps = trajectory ? o.steps : 1;
+    CONTRASTIVE_CHECK(
+        static_cast<std::uint64_t>(steps) <= bridge_stream_normals / static_cast<std::uint64_t>(d),
+        fn, ": the noise of one row needs ", steps, " x ", d,
+        " (steps x D) normals, more than the 2^29 of one Philox stream (they would "
+        "repeat); pass the noise yourself (the *_with_noise calls)");
+  }
 }
 
 }  // namespace detail
