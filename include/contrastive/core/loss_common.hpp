@@ -85,25 +85,29 @@ void check_output_bound(const char* fn, const char* what, double bound) {
 
 /// The bound of the softmax (pairwise) losses: a row or a column of the logit gradient sums to at
 /// most 2 per unit of anchor weight, so every element of dL/da, dL/db is at most
-/// 4 (N + 1) |upstream| scale max|x| max_weight (for either reduction).
-/// `n`: anchors in the (global) batch, `max_input`: the largest |x| of every input.
+/// 4 (N + 1) |upstream| scale max|x| max_weight (for either reduction). The temperature gradient
+/// dL/dtau = -upstream dL/dtheta scale is known from the forward (`grad_log_scale`) and checked
+/// too. `n`: anchors in the (global) batch, `max_input`: the largest |x| of every input.
 template <class T>
 void check_pair_gradient_bound(const char* fn, index_t n, double max_input,
                                const matrix_view<T>& ga, const matrix_view<T>& gb, double upstream,
-                               double scale, double max_weight, bool accumulate) {
+                               double scale, double max_weight, bool accumulate,
+                               double grad_log_scale) {
   double bound =
       4.0 * (static_cast<double>(n) + 1) * std::abs(upstream) * scale * max_input * max_weight;
   if (accumulate) bound += std::max(max_abs(ga), max_abs(gb));
   check_output_bound<T>(fn, "gradients", bound);
+  check_output_bound<double>(fn, "temperature gradient",
+                             std::abs(upstream * grad_log_scale) * scale);
 }
 
 template <class T>
 void check_pair_gradient_bound(const char* fn, const matrix_view<const T>& a,
                                const matrix_view<const T>& b, const matrix_view<T>& ga,
                                const matrix_view<T>& gb, double upstream, double scale,
-                               double max_weight, bool accumulate) {
+                               double max_weight, bool accumulate, double grad_log_scale) {
   check_pair_gradient_bound(fn, a.rows(), std::max(max_abs(a), max_abs(b)), ga, gb, upstream, scale,
-                            max_weight, accumulate);
+                            max_weight, accumulate, grad_log_scale);
 }
 
 /// The checks every two-tower loss makes on its inputs: non-null, non-empty, same shape,

@@ -294,7 +294,7 @@ temperature_gradient gamma_nce_backward_impl(const Comm& comm, const matrix_view
     ::contrastive::detail::check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
     ::contrastive::detail::check_pair_gradient_bound(fn, l.total(), maxima[0], grad_a, grad_b,
                                                      upstream, 1.0 / o.temperature, maxima[1],
-                                                     o.accumulate);
+                                                     o.accumulate, saved.grad_log_scale);
   });
 
   const index_t n = a_in.rows(), d = a_in.cols(), ng = l.total();

@@ -73,6 +73,9 @@ void info_nce_local_checks(const char* fn, const matrix_view<const T>& a,
                            const matrix_view<const T>& b, const info_nce_options& o,
                            bool labelled) {
   cd::check_smoothing(fn, o.label_smoothing);
+  CONTRASTIVE_CHECK(o.debias_tau_plus == 0 && o.hard_negative_beta == 0, fn,
+                    ": 'debias_tau_plus' / 'hard_negative_beta' are not supported by the "
+                    "distributed losses");
   CONTRASTIVE_CHECK(a.rows() == 0 || o.labels_a.empty() == o.labels_b.empty(), fn,
                     ": give both 'labels_a' and 'labels_b' or neither");
   CONTRASTIVE_CHECK(!o.cache_logits, fn,
@@ -291,8 +294,9 @@ temperature_gradient info_nce_backward_impl(const Comm& comm, const matrix_view<
         saved.row_lse.size() == un && (!saved.symmetric || saved.col_lse.size() == ug), fn,
         ": 'saved' is incomplete (not produced by distributed::info_nce_forward)");
     ::contrastive::detail::check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
-    ::contrastive::detail::check_pair_gradient_bound(
-        fn, l.total(), max_input, grad_a, grad_b, upstream, 1.0 / o.temperature, 1.0, o.accumulate);
+    ::contrastive::detail::check_pair_gradient_bound(fn, l.total(), max_input, grad_a, grad_b,
+                                                     upstream, 1.0 / o.temperature, 1.0,
+                                                     o.accumulate, saved.grad_log_scale);
   });
 
   const index_t n = a_in.rows(), d = a_in.cols(), ng = l.total(), off = l.local_offset();

@@ -66,6 +66,9 @@ template <class T>
 void nt_xent_local_checks(const char* fn, const matrix_view<const T>& a,
                           const matrix_view<const T>& b, const nt_xent_options& o, bool labelled) {
   cd::check_smoothing(fn, o.label_smoothing);
+  CONTRASTIVE_CHECK(o.debias_tau_plus == 0 && o.hard_negative_beta == 0, fn,
+                    ": 'debias_tau_plus' / 'hard_negative_beta' are not supported by the "
+                    "distributed losses");
   CONTRASTIVE_CHECK(!o.cache_logits, fn,
                     ": 'cache_logits' is not supported by the distributed losses (the blocks "
                     "travel; the backward recomputes the tiles)");
@@ -237,7 +240,7 @@ temperature_gradient nt_xent_backward_impl(const Comm& comm, const matrix_view<c
     ::contrastive::detail::check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
     ::contrastive::detail::check_pair_gradient_bound(fn, 2 * l.total(), max_input, grad_a, grad_b,
                                                      upstream, 1.0 / o.temperature, 1.0,
-                                                     o.accumulate);
+                                                     o.accumulate, saved.grad_log_scale);
   });
 
   const index_t n = a_in.rows(), d = a_in.cols(), ng = l.total(), n2 = 2 * n;

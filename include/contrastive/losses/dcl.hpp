@@ -195,9 +195,10 @@ temperature_gradient dcl_backward_impl(const matrix_view<const T>& a_in,
                     ", sigma ", o.sigma, ")");
   check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
   // DCLW's positive weights 2 - N softmax_i lie in (2 - N, 2).
-  check_pair_gradient_bound(
-      fn, 2 * a_in.rows(), std::max(max_abs(a_in), max_abs(b_in)), grad_a, grad_b, upstream,
-      1.0 / o.temperature, o.weighted ? 2.0 * static_cast<double>(a_in.rows()) : 1.0, o.accumulate);
+  check_pair_gradient_bound(fn, 2 * a_in.rows(), std::max(max_abs(a_in), max_abs(b_in)), grad_a,
+                            grad_b, upstream, 1.0 / o.temperature,
+                            o.weighted ? 2.0 * static_cast<double>(a_in.rows()) : 1.0, o.accumulate,
+                            saved.grad_log_scale);
 
   const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
   const double lambda_d = 1.0 / o.temperature;

@@ -152,12 +152,14 @@ void fs_check_outputs(const char* fn, const matrix_view<T>* const* out,
 /// Rejects a backward whose gradients could overflow T, before anything is written. With
 /// m = max|x|: |dL/dx| <= |upstream| (2 w_o D m^3 + 4 (N + 1) w_c m / tau + 8 t w_u m), the
 /// orthogonality, in-modal InfoNCE (check_pair_gradient_bound) and uniformity bounds; `accumulate`
-/// adds what the outputs hold.
+/// adds what the outputs hold. `contrastive` (the in-modal InfoNCE forwards, or null) gives the
+/// temperature gradient, which must be finite too.
 template <class T>
 void fs_check_gradient_bound(const char* fn, const matrix_view<T>* const* out, int count,
                              const matrix_view<const T>* const* in, int in_count,
                              const feature_separation_options& o, double upstream, double w_o,
-                             double w_c, double w_u) {
+                             double w_c, double w_u,
+                             const in_modal_contrastive_saved<T>* contrastive) {
   double m = 0, existing = 0;
   for (int k = 0; k < in_count; ++k) m = std::max(m, max_abs(*in[k]));
   if (o.accumulate)
@@ -167,6 +169,11 @@ void fs_check_gradient_bound(const char* fn, const matrix_view<T>* const* out, i
       std::abs(upstream) * (2 * w_o * d * m * m * m + 4 * (n + 1) * w_c * m / o.temperature +
                             8 * o.uniformity_t * w_u * m);
   check_output_bound<T>(fn, "gradients", bound + existing);
+  if (contrastive)
+    check_output_bound<double>(
+        fn, "temperature gradient",
+        std::abs(upstream * w_c * (contrastive->a.grad_log_scale + contrastive->b.grad_log_scale)) /
+            o.temperature);
 }
 
 inline void fs_check_options(const char* fn, const feature_separation_options& o) {
@@ -527,7 +534,7 @@ feature_separation_parameter_gradients
                     saved.n, " x ", saved.d, " batch, the inputs are ", x0.rows(), " x ",
                     x0.cols());
   detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
-  detail::fs_check_gradient_bound(fn, out, 4, in, 4, o, upstream, 1, 0, 0);
+  detail::fs_check_gradient_bound<T>(fn, out, 4, in, 4, o, upstream, 1, 0, 0, nullptr);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
   detail::fs_ortho_backward(x0, x1, x2, x3, g0, g1, g2, g3, upstream);
@@ -597,7 +604,7 @@ feature_separation_parameter_gradients
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 4);
   detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
-  detail::fs_check_gradient_bound(fn, out, 4, in, 4, o, upstream, 0, 1, 0);
+  detail::fs_check_gradient_bound(fn, out, 4, in, 4, o, upstream, 0, 1, 0, &saved);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
   return detail::fs_contrastive_backward(x0, x1, x2, x3, saved, g0, g1, g2, g3, o, upstream, ws);
@@ -661,7 +668,7 @@ feature_separation_parameter_gradients
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 2);
   detail::fs_check_outputs(fn, out, out_names, 2, in, names, 2);
-  detail::fs_check_gradient_bound(fn, out, 2, in, 2, o, upstream, 0, 0, 1);
+  detail::fs_check_gradient_bound<T>(fn, out, 2, in, 2, o, upstream, 0, 0, 1, nullptr);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
   detail::fs_uniformity_backward_both(fn, x0, x1, saved, o, g0, g1, upstream);
@@ -770,7 +777,8 @@ feature_separation_parameter_gradients
                     ")");
   detail::fs_check_outputs(fn, out, out_names, 6, in, names, 6);
   detail::fs_check_gradient_bound(fn, out, 6, in, 6, o, upstream, o.orthogonality_weight,
-                                  o.contrastive_weight, o.uniformity_weight);
+                                  o.contrastive_weight, o.uniformity_weight,
+                                  o.contrastive_weight != 0 ? &saved.contrastive : nullptr);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
   temperature_gradient tg;

@@ -477,7 +477,8 @@ void gamma_nce_check_backward(const char* fn, const matrix_view<const T>& a,
   double max_r = 1;  // the anchor weights r_i multiply the softmax terms
   for (const auto* r : {&saved.row.r, &saved.col.r})
     for (const double x : *r) max_r = std::abs(x) > max_r || x != x ? std::abs(x) : max_r;
-  check_pair_gradient_bound(fn, a, b, ga, gb, upstream, 1.0 / o.temperature, max_r, o.accumulate);
+  check_pair_gradient_bound(fn, a, b, ga, gb, upstream, 1.0 / o.temperature, max_r, o.accumulate,
+                            saved.grad_log_scale);
 }
 
 template <class T>

@@ -379,7 +379,8 @@ void info_nce_check_backward(const char* fn, const matrix_view<const T>& a,
   check_pair_gradients(fn, a, b, ga, gb, upstream);
   check_pair_gradient_bound(
       fn, a, b, ga, gb, upstream, 1.0 / o.temperature,
-      negative_weighting_bound(o.debias_tau_plus, o.hard_negative_beta, a.rows()), o.accumulate);
+      negative_weighting_bound(o.debias_tau_plus, o.hard_negative_beta, a.rows()), o.accumulate,
+      saved.grad_log_scale);
 }
 
 template <class T>

@@ -7,6 +7,7 @@
 // Gradients for the queries and the keys only; the queue is detached (its tiles get no product).
 // Math and gradients: docs/moco.md; the ring buffer: state/negative_queue.hpp.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -156,6 +157,10 @@ temperature_gradient moco_backward_impl(const matrix_view<const T>& a_in,
   check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
   check_no_alias(fn, "grad_a", grad_a, "queue", q_in);
   check_no_alias(fn, "grad_b", grad_b, "queue", q_in);
+  // N + K candidates per query; the queue's magnitude enters the queries' gradient.
+  check_pair_gradient_bound(fn, a_in.rows() + q_in.rows(),
+                            std::max({max_abs(a_in), max_abs(b_in), max_abs(q_in)}), grad_a, grad_b,
+                            upstream, 1.0 / o.temperature, 1.0, o.accumulate, saved.grad_log_scale);
 
   const index_t n = a_in.rows(), k = q_in.rows(), d = a_in.cols();
   const double lambda_d = 1.0 / o.temperature;

@@ -317,7 +317,7 @@ temperature_gradient nt_xent_backward_impl(
       fn, 2 * a_in.rows(), std::max(max_abs(a_in), max_abs(b_in)), grad_a, grad_b, upstream,
       1.0 / o.temperature,
       negative_weighting_bound(o.debias_tau_plus, o.hard_negative_beta, 2 * a_in.rows()),
-      o.accumulate);
+      o.accumulate, saved.grad_log_scale);
 
   const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
   const bool labelled = saved.labelled;

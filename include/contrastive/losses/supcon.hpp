@@ -181,6 +181,11 @@ temperature_gradient supcon_backward_impl(const matrix_view<const T>& a_in,
   check_shape(fn, "grad_a", grad_a, a_in.rows(), a_in.cols(), "the shape of 'a'");
   check_writable_layout(fn, "grad_a", grad_a);
   check_no_alias(fn, "grad_a", grad_a, "a", a_in);
+  // The factor tau / base_tau of base_temperature scales every anchor weight.
+  check_pair_gradient_bound(fn, a_in.rows(), max_abs(a_in), grad_a, grad_a, upstream,
+                            1.0 / o.temperature,
+                            o.base_temperature > 0 ? o.temperature / o.base_temperature : 1.0,
+                            o.accumulate, saved.grad_log_scale);
 
   const index_t m = a_in.rows(), d = a_in.cols();
   arena ar(ws,

@@ -94,3 +94,22 @@ TEST_CASE("dist losses on self_communicator equal the single-process losses", "[
     CHECK(s2.log_normalizer(4, 1) == Approx(s1.log_normalizer(4, 1)).epsilon(1e-14));
   }
 }
+
+TEST_CASE("dist losses reject the debiased and hard-negative options they do not implement",
+          "[dist][self][errors]") {
+  const self_communicator comm;
+  const rmat<double> a = ref::random_matrix(4, 3, 1), b = ref::random_matrix(4, 3, 2);
+  rmat<double> ga = rmat<double>::Constant(4, 3, 7.25), gb = ga;
+  contrastive::info_nce_options io;
+  io.debias_tau_plus = 0.1;
+  CHECK_THROWS_WITH(contrastive::distributed::info_nce_forward_backward(comm, a, b, ga, gb, io),
+                    "distributed::info_nce_forward: 'debias_tau_plus' / 'hard_negative_beta' are "
+                    "not supported by the distributed losses");
+  contrastive::nt_xent_options no;
+  no.hard_negative_beta = 1;
+  CHECK_THROWS_WITH(contrastive::distributed::nt_xent_forward_backward(comm, a, b, ga, gb, no),
+                    "distributed::nt_xent_forward: 'debias_tau_plus' / 'hard_negative_beta' are "
+                    "not supported by the distributed losses");
+  CHECK((ga.array() == 7.25).all());
+  CHECK((gb.array() == 7.25).all());
+}
