@@ -86,9 +86,8 @@ void run_loss(fuzz::input& in) {
         return s.loss;
       },
       [&] {
-        if (!std::isfinite(pg.t)) fuzz::finding("a non-finite dL/dt after a successful call");
-        for (double v : pg.t_rows)
-          if (!std::isfinite(v)) fuzz::finding("a non-finite dL/dt_j after a successful call");
+        fuzz::expect_finite(pg.t, "dL/dt");
+        for (double v : pg.t_rows) fuzz::expect_finite(v, "dL/dt_j");
       });
 }
 
@@ -159,10 +158,9 @@ void run_sampler(fuzz::input& in) {
         return 0.0;
       },
       [&] {
-        if (!std::isfinite(g.t) || !std::isfinite(g.sigma))
-          fuzz::finding("a non-finite dL/dt or dL/dsigma after a successful call");
-        for (double x : g.t_rows)
-          if (!std::isfinite(x)) fuzz::finding("a non-finite dL/dt_j after a successful call");
+        fuzz::expect_finite(g.t, "dL/dt");
+        fuzz::expect_finite(g.sigma, "dL/dsigma");
+        for (double x : g.t_rows) fuzz::expect_finite(x, "dL/dt_j");
       });
 }
 

@@ -64,19 +64,9 @@ void run(fuzz::input& in) {
                                             gv[3], gv[4], gv[5], o, upstream);
         return s.loss;
       },
-      [&] {
-        if (!std::isfinite(pg.log_scale))
-          fuzz::finding("a non-finite temperature gradient after a successful call");
-      });
+      [&] { fuzz::expect_finite(pg.log_scale, "temperature gradient"); });
 }
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  fuzz::input in(data, size);
-  if (in.flag())
-    run<double>(in);
-  else
-    run<float>(in);
-  return 0;
-}
+CONTRASTIVE_FUZZ_FLOAT_AND_DOUBLE(run)

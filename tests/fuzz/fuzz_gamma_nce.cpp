@@ -112,10 +112,7 @@ void run(fuzz::input& in) {
           throw;
         }
       },
-      [&] {
-        if (!std::isfinite(pg.log_scale))
-          fuzz::finding("a non-finite temperature gradient after a successful call");
-      });
+      [&] { fuzz::expect_finite(pg.log_scale, "temperature gradient"); });
   // A forward that succeeded may update the state before a separate backward throws (mode 1);
   // a single throwing call must not.
   if (threw && mode != 1 && !(state_snapshot(state) == before))
@@ -124,11 +121,4 @@ void run(fuzz::input& in) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  fuzz::input in(data, size);
-  if (in.flag())
-    run<double>(in);
-  else
-    run<float>(in);
-  return 0;
-}
+CONTRASTIVE_FUZZ_FLOAT_AND_DOUBLE(run)

@@ -74,11 +74,4 @@ void run(fuzz::input& in) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  fuzz::input in(data, size);
-  if (in.flag())
-    run<double>(in);
-  else
-    run<float>(in);
-  return 0;
-}
+CONTRASTIVE_FUZZ_FLOAT_AND_DOUBLE(run)

@@ -1,96 +1,38 @@
 // libFuzzer harness: InfoNCE / CLIP (info_nce_forward, _backward, _forward_backward) on decoded
 // shapes, layouts, options, labels, workspaces and values; contract in fuzz_support.hpp.
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <contrastive/contrastive.hpp>
 
-#include "fuzz_support.hpp"
+#include "fuzz_pairwise.hpp"
 
 namespace c = contrastive;
 
 namespace {
 
+struct info_nce_calls {
+  using options = c::info_nce_options;
+  /// Symmetry and labels: none, both, one side only, or one span of the wrong length.
+  static int decode(fuzz::input& in, options& o, c::index_t n, c::index_t nb,
+                    std::vector<std::int64_t> (&labels)[2]) {
+    o.symmetric = in.flag();
+    const int mode = in.range(0, 4);
+    labels[0] = fuzz::make_labels(in, mode == 3 ? n + 1 : n);
+    labels[1] = fuzz::make_labels(in, nb);
+    if (mode >= 1) o.labels_a = labels[0];
+    if (mode == 1 || mode >= 3) o.labels_b = labels[1];
+    return mode;
+  }
+  CONTRASTIVE_FUZZ_PAIRWISE_CALLS(info_nce)
+};
+
 template <class T>
 void run(fuzz::input& in) {
-  const c::index_t n = in.range(0, 7), d = in.range(0, 5);
-  const c::index_t nb = in.range(0, 15) == 0 ? n + 1 : n;
-  const c::index_t db = in.range(0, 15) == 0 ? d + 1 : d;
-  auto a = fuzz::make_input<T>(in, n, d);
-  auto b = fuzz::make_input<T>(in, nb, db);
-  auto ga = fuzz::make_output<T>(in, n, d, in.range(0, 15) == 0);
-  auto gb = fuzz::make_output<T>(in, nb, db);
-
-  c::info_nce_options o;
-  fuzz::decode_tiling(in, o);
-  o.temperature = in.option(0.1);
-  o.symmetric = in.flag();
-  o.label_smoothing = in.flag() ? in.option(0.1) : 0.0;
-  const int label_mode = in.range(0, 4);
-  const std::vector<std::int64_t> la = fuzz::make_labels(in, label_mode == 3 ? n + 1 : n);
-  const std::vector<std::int64_t> lb = fuzz::make_labels(in, nb);
-  if (label_mode >= 1) o.labels_a = la;
-  if (label_mode == 1 || label_mode >= 3) o.labels_b = lb;
-  o.reduction = static_cast<c::loss_reduction>(in.range(0, 2));
-  o.accumulate = in.flag();
-  o.cache_logits = in.range(0, 3) == 0;
-  const int mode = in.range(0, 2);
-  const int alias = in.range(0, 15);
-  const int ws_mode = in.range(0, 5);
-  const double upstream = in.flag() ? 1.0 : in.option(1.0);
-  c::info_nce_options ob = o;
-  if (in.range(0, 7) == 0) ob.temperature = in.option(0.1);
-
-  fuzz::describe() = [&] {
-    std::fprintf(stderr,
-                 "T=%s tau=%g symmetric=%d smoothing=%g label_mode=%d reduction=%d accumulate=%d "
-                 "cache=%d mode=%d alias=%d ws_mode=%d upstream=%g tiles=%td x %td threads=%d\n",
-                 sizeof(T) == 8 ? "double" : "float", o.temperature, o.symmetric, o.label_smoothing,
-                 label_mode, int(o.reduction), o.accumulate, o.cache_logits, mode, alias, ws_mode,
-                 upstream, o.tile_rows, o.tile_cols, o.num_threads);
-  };
-  fuzz::outputs<T> outs;
-  outs.add(ga);
-  outs.add(gb);
-  outs.add_input(a);
-  outs.add_input(b);
-  c::matrix_view<T> vga = ga.view(), vgb = gb.view();
-  if (alias == 0) vgb = b.view();   // gradient over its own input
-  if (alias == 1) vgb = ga.view();  // both gradients in one buffer
-  std::vector<unsigned char> wbuf;
-  c::info_nce_parameter_gradients pg;
-  const auto ws = [&]() -> c::workspace {
-    if (ws_mode == 3) return {nullptr, 4096};
-    if (ws_mode < 1 || ws_mode > 2) return {};
-    std::size_t bytes = c::info_nce_workspace_bytes(a.cview(), b.cview(), o);
-    if (ws_mode == 2) bytes /= 2;
-    wbuf.assign(bytes + 64, 0);
-    return {wbuf.data(), bytes};
-  };
-  fuzz::check_contract(
-      outs,
-      [&]() -> double {
-        const c::workspace w = ws();
-        if (mode == 0)
-          return c::info_nce_forward_backward(a.cview(), b.cview(), vga, vgb, o, &pg, w);
-        const auto saved = c::info_nce_forward(a.cview(), b.cview(), o, w);
-        if (mode == 2) return saved.loss;
-        pg = c::info_nce_backward(a.cview(), b.cview(), saved, vga, vgb, ob, upstream, w);
-        return saved.loss;
-      },
-      [&] {
-        if (!std::isfinite(pg.log_scale) || !std::isfinite(pg.temperature))
-          fuzz::finding("a non-finite temperature gradient after a successful call");
-      });
+  fuzz::run_pairwise<T, info_nce_calls>(in);
 }
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  fuzz::input in(data, size);
-  if (in.flag())
-    run<double>(in);
-  else
-    run<float>(in);
-  return 0;
-}
+CONTRASTIVE_FUZZ_FLOAT_AND_DOUBLE(run)

@@ -280,6 +280,25 @@ void check_contract(const outputs<T>& outs, F&& call) {
   check_contract(outs, std::forward<F>(call), [] {});
 }
 
+/// A double result of a successful call (a parameter gradient) must be finite.
+inline void expect_finite(double v, const char* what) {
+  if (!std::isfinite(v)) {
+    std::fprintf(stderr, "%s is %g\n", what, v);
+    finding("a non-finite parameter gradient after a successful call");
+  }
+}
+
+/// The libFuzzer entry point running run<double> or run<float> on the input (its first bit).
+#define CONTRASTIVE_FUZZ_FLOAT_AND_DOUBLE(run)                                        \
+  extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) { \
+    fuzz::input in(data, size);                                                       \
+    if (in.flag())                                                                    \
+      run<double>(in);                                                                \
+    else                                                                              \
+      run<float>(in);                                                                 \
+    return 0;                                                                         \
+  }
+
 /// Decodes tiling options (tile sizes 0 to 6 or huge, thread counts 0 to 3).
 template <class Options>
 void decode_tiling(input& in, Options& o) {
