@@ -59,6 +59,14 @@ CONTRASTIVE_NAMESPACE_BEGIN
 /// Signed index type used for extents and strides (as std::ptrdiff_t, like mdspan's layout_stride).
 using index_t = std::ptrdiff_t;
 
+namespace detail {
+/// A non-negative index_t (an extent, a row, a count) as a std::size_t: for std::vector
+/// subscripts and sizes, and for pointer offsets computed in std::size_t.
+CONTRASTIVE_HOST_DEVICE constexpr std::size_t uz(index_t i) noexcept {
+  return static_cast<std::size_t>(i);
+}
+}  // namespace detail
+
 template <class T>
 using remove_cvref_t = std::remove_cv_t<std::remove_reference_t<T>>;
 

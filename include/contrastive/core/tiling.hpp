@@ -122,9 +122,9 @@ pairwise_problem<T> make_pairwise_problem(const matrix_view<const T>* x, int x_s
 template <class T>
 std::pair<std::vector<row_block>, std::vector<row_block>> make_tiling(
     const pairwise_problem<T>& p) {
-  std::vector<index_t> xr(p.x_segments), yr(p.y_segments);
-  for (int s = 0; s < p.x_segments; ++s) xr[s] = p.x[s].rows();
-  for (int s = 0; s < p.y_segments; ++s) yr[s] = p.y[s].rows();
+  std::vector<index_t> xr(uz(p.x_segments)), yr(uz(p.y_segments));
+  for (std::size_t s = 0; s < xr.size(); ++s) xr[s] = p.x[s].rows();
+  for (std::size_t s = 0; s < yr.size(); ++s) yr[s] = p.y[s].rows();
   if (p.self) {
     const index_t t = p.tile_rows < p.tile_cols ? p.tile_rows : p.tile_cols;
     auto b = make_blocks(xr.data(), p.x_segments, t);
@@ -515,11 +515,10 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
     const row_block& I = plan.xb[bi];
     parallel_for(sweep_chunks, threads, [&](index_t ci, int t) {
       const int c = static_cast<int>(ci);
-      online_softmax<double>* rp = row_part + static_cast<std::size_t>(c) * shape.tr;
-      double* tp = target_part + static_cast<std::size_t>(c) * shape.tr;
+      online_softmax<double>* rp = row_part + uz(c * shape.tr);
+      double* tp = target_part + uz(c * shape.tr);
       online_softmax<double>* sp[2] = {nullptr, nullptr};
-      for (int k = 0; k < p.extra_scales; ++k)
-        sp[k] = scaled_part[k] + static_cast<std::size_t>(c) * shape.tr;
+      for (int k = 0; k < p.extra_scales; ++k) sp[k] = scaled_part[k] + uz(c * shape.tr);
       for (index_t r = 0; r < I.rows; ++r) {
         rp[r] = online_softmax<double>();
         tp[r] = 0;
@@ -528,23 +527,20 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
       for (std::size_t bj = plan.chunk_begin(bi, c); bj < plan.chunk_begin(bi, c + 1); ++bj) {
         const row_block& J = plan.yb[bj];
         const tile_mask mask = diagonal_mask(p, I, J);
-        T* buf = p.cache ? p.cache + plan.slot(bi, bj) * slot_elems : scratch[t].tile;
+        T* buf = p.cache ? p.cache + plan.slot(bi, bj) * slot_elems : scratch[uz(t)].tile;
         tile_map<T> s(buf, I.rows, J.rows, Eigen::OuterStride<>(shape.tc));
-        compute_logits(p, I, J, mask, scratch[t].gemm, s);
-        forward_tile(p, out, I, J, mask, p.self && bi == bj, s, scratch[t], rp, tp, sp);
+        compute_logits(p, I, J, mask, scratch[uz(t)].gemm, s);
+        forward_tile(p, out, I, J, mask, p.self && bi == bj, s, scratch[uz(t)], rp, tp, sp);
       }
     });
     for (int c = 0; c < sweep_chunks; ++c) {  // fixed merge order
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) continue;
       for (index_t r = 0; r < I.rows; ++r) {
-        if (out.row)
-          out.row[I.global + r].merge(row_part[static_cast<std::size_t>(c) * shape.tr + r]);
-        if (out.row_target)
-          out.row_target[I.global + r] += target_part[static_cast<std::size_t>(c) * shape.tr + r];
+        if (out.row) out.row[I.global + r].merge(row_part[uz(c * shape.tr + r)]);
+        if (out.row_target) out.row_target[I.global + r] += target_part[uz(c * shape.tr + r)];
         for (int k = 0; k < p.extra_scales; ++k)
           if (out.row_scaled[k])
-            out.row_scaled[k][I.global + r].merge(
-                scaled_part[k][static_cast<std::size_t>(c) * shape.tr + r]);
+            out.row_scaled[k][I.global + r].merge(scaled_part[k][uz(c * shape.tr + r)]);
       }
     }
   }
@@ -667,14 +663,14 @@ void pairwise_sweep_tiles(const pairwise_problem<T>& p, Kernel&& kernel, const m
     parallel_for(sweep_chunks, threads, [&](index_t ci, int t) {
       const int c = static_cast<int>(ci);
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) return;
-      T* part = dx_part + static_cast<std::size_t>(c) * shape.tr * d;
+      T* part = dx_part + uz(c * shape.tr * d);
       if (products) std::fill(part, part + I.rows * d, T(0));
-      tile_gemm<T>& gemm = scratch[t].gemm;
+      tile_gemm<T>& gemm = scratch[uz(t)].gemm;
       for (std::size_t bj = plan.chunk_begin(bi, c); bj < plan.chunk_begin(bi, c + 1); ++bj) {
         const row_block& J = plan.yb[bj];
         const bool diag = p.self && bi == bj;
         const tile_mask mask = diagonal_mask(p, I, J);
-        tile_map<T> g(scratch[t].tile, I.rows, J.rows, Eigen::OuterStride<>(shape.tc));
+        tile_map<T> g(scratch[uz(t)].tile, I.rows, J.rows, Eigen::OuterStride<>(shape.tc));
         if (p.cache) {
           const tile_map<T> s(p.cache + plan.slot(bi, bj) * slot_elems, I.rows, J.rows,
                               Eigen::OuterStride<>(shape.tc));
@@ -698,8 +694,7 @@ void pairwise_sweep_tiles(const pairwise_problem<T>& p, Kernel&& kernel, const m
     auto dxi = map_rows_mut<T>(dx[I.segment].middle_rows(I.first, I.rows));
     for (int c = 0; c < sweep_chunks; ++c) {  // fixed reduction order
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) continue;
-      dxi += row_map<T>(dx_part + static_cast<std::size_t>(c) * shape.tr * d, I.rows, d,
-                        Eigen::OuterStride<>(d));
+      dxi += row_map<T>(dx_part + uz(c * shape.tr * d), I.rows, d, Eigen::OuterStride<>(d));
     }
   }
 }

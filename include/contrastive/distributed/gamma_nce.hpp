@@ -224,7 +224,8 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
   if (sym) {
     saved.col_r_all = gather_rows(comm, l, saved.col.r.data());
     saved.col_lse_all.resize(static_cast<std::size_t>(ng));
-    for (index_t j = 0; j < ng; ++j) saved.col_lse_all[j] = static_cast<T>(col[j].lse());
+    for (index_t j = 0; j < ng; ++j)
+      saved.col_lse_all[cd::uz(j)] = static_cast<T>(col[cd::uz(j)].lse());
   }
 
   // Commit the state only now (every rank passed every check, the loss is finite everywhere).
@@ -239,12 +240,12 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const Comm& comm, const matrix_view<co
       for (int dir = 0; dir < dirs; ++dir) {
         const gamma_nce_direction<T>& dd = dir == 0 ? saved.row : saved.col;
         const std::vector<double> all = gather_rows(comm, l, dd.log_zhat.data());
-        for (index_t i = 0; i < ng; ++i) update(all_ids[i], dir, all[i]);
+        for (index_t i = 0; i < ng; ++i) update(all_ids[cd::uz(i)], dir, all[cd::uz(i)]);
       }
     } else {
       for (int dir = 0; dir < dirs; ++dir) {
         const gamma_nce_direction<T>& dd = dir == 0 ? saved.row : saved.col;
-        for (index_t i = 0; i < n; ++i) update(ids.data[i], dir, dd.log_zhat[i]);
+        for (index_t i = 0; i < n; ++i) update(ids.data[i], dir, dd.log_zhat[cd::uz(i)]);
       }
     }
   }
@@ -312,9 +313,9 @@ temperature_gradient gamma_nce_backward_impl(const Comm& comm, const matrix_view
   // G_ij = c w up [ -delta_ij (per direction) + r_i pn^row_ij + r_j pn^col_ij ] on N_i.
   const double cw = (sym ? 0.5 : 1.0) * cd::gamma_reduction_weight(o.reduction, ng) * upstream;
   std::vector<T> row_w(static_cast<std::size_t>(n)), col_w(sym ? static_cast<std::size_t>(ng) : 0);
-  for (index_t i = 0; i < n; ++i) row_w[i] = static_cast<T>(cw * saved.row.r[i]);
+  for (index_t i = 0; i < n; ++i) row_w[cd::uz(i)] = static_cast<T>(cw * saved.row.r[cd::uz(i)]);
   for (index_t j = 0; j < static_cast<index_t>(col_w.size()); ++j)
-    col_w[j] = static_cast<T>(cw * saved.col_r_all[j]);
+    col_w[cd::uz(j)] = static_cast<T>(cw * saved.col_r_all[cd::uz(j)]);
 
   const matrix_view<T> dA = ga.view(), dB = gb.view();
   const step_scratch scratch(cd::pairwise_backward_bytes<T>(ring_sweep_shape(l, d, o)));

@@ -219,7 +219,7 @@ info_nce_saved<T> info_nce_forward_impl(const Comm& comm, const matrix_view<cons
     lse_out.resize(static_cast<std::size_t>(n));
     for (index_t i = 0; i < n; ++i) {
       const double lse = stats[i].lse();
-      lse_out[i] = static_cast<T>(lse);
+      lse_out[cd::uz(i)] = static_cast<T>(lse);
       if (labelled && positives[i] == 0) continue;  // no positive: excluded (l_i = 0)
       const double hard =
           labelled ? target[i] / double(positives[i]) : lambda * cd::dot_rows(x, i, y, i);
@@ -253,7 +253,8 @@ info_nce_saved<T> info_nce_forward_impl(const Comm& comm, const matrix_view<cons
     loss += c * weight(sums[5]) * sums[3];
     dtheta += c * weight(sums[5]) * sums[4];
     saved.col_lse.resize(static_cast<std::size_t>(ng));
-    for (index_t j = 0; j < ng; ++j) saved.col_lse[j] = static_cast<T>(col[j].lse());
+    for (index_t j = 0; j < ng; ++j)
+      saved.col_lse[cd::uz(j)] = static_cast<T>(col[cd::uz(j)].lse());
   }
   cd::check_loss_finite(fn, loss, o.temperature);  // the same value on every rank
   saved.loss = static_cast<T>(loss);
@@ -328,9 +329,10 @@ temperature_gradient info_nce_backward_impl(const Comm& comm, const matrix_view<
     wout.resize(static_cast<std::size_t>(count));
     if (labelled) qout.resize(static_cast<std::size_t>(count));
     for (index_t i = 0; i < count; ++i) {
-      const bool ok = !labelled || positives[i] > 0;
-      wout[i] = static_cast<T>(ok ? w : 0.0);
-      if (labelled) qout[i] = static_cast<T>(ok ? w * (1 - eps) / double(positives[i]) : 0.0);
+      const bool ok = !labelled || positives[cd::uz(i)] > 0;
+      wout[cd::uz(i)] = static_cast<T>(ok ? w : 0.0);
+      if (labelled)
+        qout[cd::uz(i)] = static_cast<T>(ok ? w * (1 - eps) / double(positives[cd::uz(i)]) : 0.0);
     }
   };
   std::vector<T> row_w, row_q, col_w, col_q;
@@ -359,10 +361,10 @@ temperature_gradient info_nce_backward_impl(const Comm& comm, const matrix_view<
       });
 
   // Target terms, O(N_local D): one-hot positives (both rows local) and label smoothing.
-  auto wc = [&](index_t i) -> double { return sym ? double(col_w[off + i]) : 0.0; };
+  auto wc = [&](index_t i) -> double { return sym ? double(col_w[cd::uz(off + i)]) : 0.0; };
   if (!labelled) {
     for (index_t i = 0; i < n; ++i) {
-      const T coef = static_cast<T>(lambda * (1 - eps) * (double(row_w[i]) + wc(i)));
+      const T coef = static_cast<T>(lambda * (1 - eps) * (double(row_w[cd::uz(i)]) + wc(i)));
       for (index_t k2 = 0; k2 < d; ++k2) {
         dA(i, k2) -= coef * b(i, k2);
         dB(i, k2) -= coef * a(i, k2);
@@ -384,7 +386,8 @@ temperature_gradient info_nce_backward_impl(const Comm& comm, const matrix_view<
     for (index_t i = 0; i < n; ++i) {
       for (index_t k2 = 0; k2 < d; ++k2) {
         dA(i, k2) -= static_cast<T>(
-            lambda * eps * (double(row_w[i]) * sum_b[k2] / double(ng) + wb[k2] / double(ng)));
+            lambda * eps *
+            (double(row_w[cd::uz(i)]) * sum_b[k2] / double(ng) + wb[k2] / double(ng)));
         dB(i, k2) -=
             static_cast<T>(lambda * eps * (wc(i) * sum_a[k2] / double(ng) + wa[k2] / double(ng)));
       }

@@ -108,8 +108,8 @@ inline std::vector<std::int64_t> nt_xent_block_labels(const shard_layout& l,
   std::vector<std::int64_t> z(2 * y.size());
   for (int k = 0; k < l.size; ++k)
     for (index_t i = 0; i < l.count(k); ++i) {
-      z[2 * l.offset(k) + i] = y[l.offset(k) + i];
-      z[2 * l.offset(k) + l.count(k) + i] = y[l.offset(k) + i];
+      z[cd::uz(2 * l.offset(k) + i)] = y[cd::uz(l.offset(k) + i)];
+      z[cd::uz(2 * l.offset(k) + l.count(k) + i)] = y[cd::uz(l.offset(k) + i)];
     }
   return z;
 }
@@ -186,18 +186,19 @@ nt_xent_saved<T> nt_xent_forward_impl(const Comm& comm, const matrix_view<const 
   double sums[2] = {0, 0};  // loss, dtheta over the local anchors
   saved.lse.resize(static_cast<std::size_t>(n2));
   for (index_t i = 0; i < n2; ++i) {
-    const double lse = stats[i].lse();
-    saved.lse[i] = static_cast<T>(lse);
-    const double hard = labelled ? target[i] / double(saved.positives[i])
+    const double lse = stats[cd::uz(i)].lse();
+    saved.lse[cd::uz(i)] = static_cast<T>(lse);
+    const double hard = labelled ? target[cd::uz(i)] / double(saved.positives[cd::uz(i)])
                                  : lambda * cd::dot_rows(seg[0], z.local(i), seg[1], z.local(i));
     double soft = 0;
     if (eps > 0) {
-      for (index_t k = 0; k < d; ++k) soft += double(z(i, k)) * (sum_z[k] - double(z(i, k)));
+      for (index_t k = 0; k < d; ++k)
+        soft += double(z(i, k)) * (sum_z[cd::uz(k)] - double(z(i, k)));
       soft *= lambda / double(2 * ng - 1);
     }
     const double t = (1 - eps) * hard + eps * soft;
     sums[0] += lse - t;
-    sums[1] += stats[i].mean() - t;
+    sums[1] += stats[cd::uz(i)].mean() - t;
   }
   sum_in_rank_order(comm, sums, 2);
   const double w = o.reduction == loss_reduction::mean ? 1.0 / double(2 * ng) : 1.0;
@@ -263,7 +264,7 @@ temperature_gradient nt_xent_backward_impl(const Comm& comm, const matrix_view<c
   if (labelled) {
     q.resize(static_cast<std::size_t>(n2));
     for (index_t i = 0; i < n2; ++i)
-      q[i] = static_cast<T>(wv * (1 - eps) / double(saved.positives[i]));
+      q[cd::uz(i)] = static_cast<T>(wv * (1 - eps) / double(saved.positives[cd::uz(i)]));
   }
   // Row coefficients only: each (anchor, candidate) pair is visited once, on the anchor's rank.
   cd::pairwise_coefficients<T> k;
@@ -286,7 +287,8 @@ temperature_gradient nt_xent_backward_impl(const Comm& comm, const matrix_view<c
   auto dz_at = [&](index_t i, index_t c) -> T& { return dz[i < n ? 0 : 1](z.local(i), c); };
   if (!labelled) {  // one-hot: view i's positive is the other view of its sample (local)
     for (index_t i = 0; i < n; ++i) {
-      const T coef = static_cast<T>(lambda * (1 - eps) * (double(w[i]) + double(w[i + n])));
+      const T coef =
+          static_cast<T>(lambda * (1 - eps) * (double(w[cd::uz(i)]) + double(w[cd::uz(i + n)])));
       for (index_t c = 0; c < d; ++c) {
         dz[0](i, c) -= coef * seg[1](i, c);
         dz[1](i, c) -= coef * seg[0](i, c);
@@ -302,10 +304,11 @@ temperature_gradient nt_xent_backward_impl(const Comm& comm, const matrix_view<c
     comm.all_reduce(s.data(), s.size(), reduce_op::sum);
     const double f = lambda * eps / double(2 * ng - 1);
     for (index_t i = 0; i < n2; ++i) {
-      const double wi = w[i];
+      const double wi = w[cd::uz(i)];
       for (index_t c = 0; c < d; ++c) {
         const double zi = z(i, c);
-        dz_at(i, c) -= static_cast<T>(f * (wi * (s[c] - zi) + (s[d + c] - wi * zi)));
+        dz_at(i, c) -=
+            static_cast<T>(f * (wi * (s[cd::uz(c)] - zi) + (s[cd::uz(d + c)] - wi * zi)));
       }
     }
   }

@@ -292,22 +292,22 @@ void ring_visit(const Comm& comm, const shard_layout& l, const matrix_view<const
                 int segments, index_t d, Visit&& visit) {
   visit(l.rank, local);
   if (l.size == 1) return;
+  const std::size_t ns = cd::uz(segments);
   const std::size_t block = static_cast<std::size_t>(l.max_count()) * static_cast<std::size_t>(d);
-  std::unique_ptr<T[]> buf[2] = {std::unique_ptr<T[]>(new T[segments * block + 1]),
-                                 std::unique_ptr<T[]>(new T[segments * block + 1])};
+  std::unique_ptr<T[]> buf[2] = {std::unique_ptr<T[]>(new T[ns * block + 1]),
+                                 std::unique_ptr<T[]>(new T[ns * block + 1])};
   const std::size_t own = static_cast<std::size_t>(l.local()) * static_cast<std::size_t>(d);
-  for (int s = 0; s < segments; ++s) pack_rows(local[s], buf[0].get() + s * own);
-  std::vector<matrix_view<const T>> views(static_cast<std::size_t>(segments));
+  for (std::size_t s = 0; s < ns; ++s) pack_rows(local[s], buf[0].get() + s * own);
+  std::vector<matrix_view<const T>> views(ns);
   int cur = 0;
   for (int t = 1; t < l.size; ++t) {
     const int from = l.owner_at(t - 1), to = l.owner_at(t);
     const std::size_t nf = static_cast<std::size_t>(l.count(from)) * static_cast<std::size_t>(d);
     const std::size_t nt = static_cast<std::size_t>(l.count(to)) * static_cast<std::size_t>(d);
-    comm.ring_shift(buf[cur].get(), segments * nf, buf[1 - cur].get(), segments * nt);
+    comm.ring_shift(buf[cur].get(), ns * nf, buf[1 - cur].get(), ns * nt);
     cur = 1 - cur;
-    for (int s = 0; s < segments; ++s)
-      views[static_cast<std::size_t>(s)] =
-          matrix_view<const T>(buf[cur].get() + s * nt, l.count(to), d, d, 1);
+    for (std::size_t s = 0; s < ns; ++s)
+      views[s] = matrix_view<const T>(buf[cur].get() + s * nt, l.count(to), d, d, 1);
     visit(to, views.data());
   }
 }
@@ -324,35 +324,33 @@ void ring_visit_accumulate(const Comm& comm, const shard_layout& l,
   if (l.size == 1) return;
   const std::size_t block = static_cast<std::size_t>(l.max_count()) * static_cast<std::size_t>(d);
   // A message is [block segments | accumulator segments], 2 x segments x count x d values.
-  std::unique_ptr<T[]> buf[2] = {std::unique_ptr<T[]>(new T[2 * segments * block + 1]),
-                                 std::unique_ptr<T[]>(new T[2 * segments * block + 1])};
+  const std::size_t ns = cd::uz(segments);
+  std::unique_ptr<T[]> buf[2] = {std::unique_ptr<T[]>(new T[2 * ns * block + 1]),
+                                 std::unique_ptr<T[]>(new T[2 * ns * block + 1])};
   const std::size_t own = static_cast<std::size_t>(l.local()) * static_cast<std::size_t>(d);
-  for (int s = 0; s < segments; ++s) pack_rows(local[s], buf[0].get() + s * own);
-  std::fill(buf[0].get() + segments * own, buf[0].get() + 2 * segments * own, T(0));
-  std::vector<matrix_view<const T>> views(static_cast<std::size_t>(segments));
-  std::vector<matrix_view<T>> grads(static_cast<std::size_t>(segments));
+  for (std::size_t s = 0; s < ns; ++s) pack_rows(local[s], buf[0].get() + s * own);
+  std::fill(buf[0].get() + ns * own, buf[0].get() + 2 * ns * own, T(0));
+  std::vector<matrix_view<const T>> views(ns);
+  std::vector<matrix_view<T>> grads(ns);
   int cur = 0;
   for (int t = 1; t < l.size; ++t) {
     const int from = l.owner_at(t - 1), to = l.owner_at(t);
     const std::size_t nf = static_cast<std::size_t>(l.count(from)) * static_cast<std::size_t>(d);
     const std::size_t nt = static_cast<std::size_t>(l.count(to)) * static_cast<std::size_t>(d);
-    comm.ring_shift(buf[cur].get(), 2 * segments * nf, buf[1 - cur].get(), 2 * segments * nt);
+    comm.ring_shift(buf[cur].get(), 2 * ns * nf, buf[1 - cur].get(), 2 * ns * nt);
     cur = 1 - cur;
-    for (int s = 0; s < segments; ++s) {
-      views[static_cast<std::size_t>(s)] =
-          matrix_view<const T>(buf[cur].get() + s * nt, l.count(to), d, d, 1);
-      grads[static_cast<std::size_t>(s)] =
-          matrix_view<T>(buf[cur].get() + (segments + s) * nt, l.count(to), d, d, 1);
+    for (std::size_t s = 0; s < ns; ++s) {
+      views[s] = matrix_view<const T>(buf[cur].get() + s * nt, l.count(to), d, d, 1);
+      grads[s] = matrix_view<T>(buf[cur].get() + (ns + s) * nt, l.count(to), d, d, 1);
     }
     visit(to, views.data(), grads.data());
   }
   // Home: the block held now belongs to rank + 1; send its accumulator there, receive ours.
   const int held = l.owner_at(l.size - 1);
   const std::size_t nh = static_cast<std::size_t>(l.count(held)) * static_cast<std::size_t>(d);
-  comm.ring_shift(buf[cur].get() + segments * nh, segments * nh, buf[1 - cur].get(),
-                  segments * own);
+  comm.ring_shift(buf[cur].get() + ns * nh, ns * nh, buf[1 - cur].get(), ns * own);
   const T* back = buf[1 - cur].get();
-  for (int s = 0; s < segments; ++s) {
+  for (std::size_t s = 0; s < ns; ++s) {
     const matrix_view<T>& g = local_grad[s];
     for (index_t i = 0; i < g.rows(); ++i)
       for (index_t k = 0; k < d; ++k)

@@ -103,9 +103,9 @@ dcl_positive dcl_positive_terms(const matrix_view<const T>& a, const matrix_view
   dcl_positive r;
   r.u.resize(static_cast<std::size_t>(n));
   r.c.resize(static_cast<std::size_t>(n));
-  for (index_t k = 0; k < n; ++k) r.u[k] = dot_rows(a, k, b, k);
+  for (index_t k = 0; k < n; ++k) r.u[uz(k)] = dot_rows(a, k, b, k);
   if (!weighted) {
-    for (index_t k = 0; k < n; ++k) {
+    for (std::size_t k = 0; k < r.u.size(); ++k) {
       r.sum_wu += r.u[k];
       r.c[k] = -2 * wv;
     }
@@ -114,16 +114,16 @@ dcl_positive dcl_positive_terms(const matrix_view<const T>& a, const matrix_view
   // p = softmax(u / sigma), w_k = 2 - N p_k; dP/du_k = -2 wv lambda (w_k - N p_k (u_k - ubar) /
   // sigma), ubar = sum_m p_m u_m.
   double m = -infinity<double>();
-  for (index_t k = 0; k < n; ++k) m = std::max(m, r.u[k] / sigma);
+  for (std::size_t k = 0; k < r.u.size(); ++k) m = std::max(m, r.u[k] / sigma);
   double z = 0;
-  for (index_t k = 0; k < n; ++k) z += std::exp(r.u[k] / sigma - m);
+  for (std::size_t k = 0; k < r.u.size(); ++k) z += std::exp(r.u[k] / sigma - m);
   std::vector<double> pk(static_cast<std::size_t>(n));
   double ubar = 0;
-  for (index_t k = 0; k < n; ++k) {
+  for (std::size_t k = 0; k < pk.size(); ++k) {
     pk[k] = std::exp(r.u[k] / sigma - m) / z;
     ubar += pk[k] * r.u[k];
   }
-  for (index_t k = 0; k < n; ++k) {
+  for (std::size_t k = 0; k < pk.size(); ++k) {
     const double w = 2 - double(n) * pk[k];
     r.sum_wu += w * r.u[k];
     r.c[k] = -2 * wv * (w - double(n) * pk[k] * (r.u[k] - ubar) / sigma);
@@ -163,7 +163,7 @@ dcl_saved<T> dcl_forward_impl(const matrix_view<const T>& a_in, const matrix_vie
   double neg = 0, dneg = 0;
   for (index_t i = 0; i < n2; ++i) {
     const double lse = stats[i].lse();
-    saved.lse[i] = static_cast<T>(lse);
+    saved.lse[uz(i)] = static_cast<T>(lse);
     neg += lse;
     dneg += stats[i].mean();
   }
@@ -213,7 +213,7 @@ temperature_gradient dcl_backward_impl(const matrix_view<const T>& a_in,
   const double wv = upstream * (o.reduction == loss_reduction::mean ? 1.0 / double(n2) : 1.0);
   for (index_t i = 0; i < n2; ++i) {
     w[i] = static_cast<T>(wv);
-    lse[i] = saved.lse[i];
+    lse[i] = saved.lse[uz(i)];
   }
   const pairwise_problem<T> p = dcl_problem<T>(seg, o);
   pairwise_coefficients<T> k;
@@ -225,7 +225,7 @@ temperature_gradient dcl_backward_impl(const matrix_view<const T>& a_in,
   // The positive terms, O(N D): dL/da_k += lambda c_k b_k, dL/db_k += lambda c_k a_k.
   const dcl_positive pos = dcl_positive_terms(seg[0], seg[1], o.weighted, o.sigma, wv);
   for (index_t i = 0; i < n; ++i) {
-    const T coef = static_cast<T>(lambda_d * pos.c[i]);
+    const T coef = static_cast<T>(lambda_d * pos.c[uz(i)]);
     for (index_t c = 0; c < d; ++c) {
       dz[0](i, c) += coef * seg[1](i, c);
       dz[1](i, c) += coef * seg[0](i, c);

@@ -298,11 +298,11 @@ void gamma_nce_direction_step(int dir, index_t n, const std::int64_t* ids,
       g = gamma_standard(o.alpha, s) / o.alpha;
     }
     const double r = g * std::exp(log_zhat - zeta);
-    out.lse[i] = static_cast<T>(lse);
-    out.log_zhat[i] = log_zhat;
-    out.zeta[i] = zeta;
-    out.g[i] = g;
-    out.r[i] = r;
+    out.lse[uz(i)] = static_cast<T>(lse);
+    out.log_zhat[uz(i)] = log_zhat;
+    out.zeta[uz(i)] = zeta;
+    out.g[uz(i)] = g;
+    out.r[uz(i)] = r;
     const double lse_all = o.positive_in_normaliser ? lse : logaddexp(lse, s_ii);
     add(r - s_ii, lse_all - s_ii, zeta - s_ii, r * stats[i].mean() - s_ii);
   }
@@ -444,7 +444,7 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
         const std::int64_t id = ids.data[i];
         const double updated = normalizer_state::ema(
             normalizer_state_access::zeta(*state, id, dir),
-            normalizer_state_access::visited(*state, id, dir), dd.log_zhat[i], o.beta);
+            normalizer_state_access::visited(*state, id, dir), dd.log_zhat[uz(i)], o.beta);
         normalizer_state_access::set(*state, id, dir, updated);
       }
     }
@@ -503,11 +503,11 @@ temperature_gradient gamma_nce_backward_impl(
   // G_ij = c w up [ -delta_ij (per direction) + r_i pn^row_ij + r_j pn^col_ij ] on N_i.
   const double cw = (sym ? 0.5 : 1.0) * gamma_reduction_weight(o.reduction, n) * upstream;
   for (index_t i = 0; i < n; ++i) {
-    buf.row_w[i] = static_cast<T>(cw * saved.row.r[i]);
-    buf.row_lse[i] = saved.row.lse[i];
+    buf.row_w[i] = static_cast<T>(cw * saved.row.r[uz(i)]);
+    buf.row_lse[i] = saved.row.lse[uz(i)];
     if (sym) {
-      buf.col_w[i] = static_cast<T>(cw * saved.col.r[i]);
-      buf.col_lse[i] = saved.col.lse[i];
+      buf.col_w[i] = static_cast<T>(cw * saved.col.r[uz(i)]);
+      buf.col_lse[i] = saved.col.lse[uz(i)];
     }
   }
   const pairwise_problem<T> p = gamma_nce_problem(a, b, o);

@@ -175,7 +175,7 @@ template <class T>
 void column_mean(const matrix_view<const T>& x, std::vector<double>& out) {
   out.assign(static_cast<std::size_t>(x.cols()), 0.0);
   for (index_t i = 0; i < x.rows(); ++i)
-    for (index_t k = 0; k < x.cols(); ++k) out[k] += double(x(i, k));
+    for (index_t k = 0; k < x.cols(); ++k) out[uz(k)] += double(x(i, k));
   for (auto& v : out) v /= double(x.rows());
 }
 
@@ -293,10 +293,10 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
     lse_out.resize(static_cast<std::size_t>(n));
     for (index_t i = 0; i < n; ++i) {
       const double lse = stats[i].lse();
-      lse_out[i] = static_cast<T>(lse);
-      if (labelled && positives[i] == 0) continue;  // no positive: excluded (l_i = 0)
+      lse_out[uz(i)] = static_cast<T>(lse);
+      if (labelled && positives[uz(i)] == 0) continue;  // no positive: excluded (l_i = 0)
       const double positive =
-          labelled ? target[i] / double(positives[i]) : lambda_d * dot_rows(x, i, y, i);
+          labelled ? target[i] / double(positives[uz(i)]) : lambda_d * dot_rows(x, i, y, i);
       const double soft = eps > 0 ? lambda_d * dot_row_vec(x, i, mean_y.data()) : 0.0;
       const double t = (1 - eps) * positive + eps * soft;
       sums.loss += lse - t;
@@ -319,17 +319,17 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
       nw.lse_lo.resize(static_cast<std::size_t>(n));
     }
     for (index_t i = 0; i < n; ++i) {
-      lse_out[i] = static_cast<T>(stats[i].lse());
+      lse_out[uz(i)] = static_cast<T>(stats[i].lse());
       const double s_p = lambda_d * dot_rows(a, i, b, i);
       const debiased_anchor t = debiased_anchor_terms(
           s_p, stats[i], hard ? &scaled[0][i] : nullptr, hard ? &scaled[1][i] : nullptr,
           double(n - 1), lambda_d, o.debias_tau_plus, o.hard_negative_beta);
       if (hard) {
-        nw.lse_hi[i] = static_cast<T>(scaled[0][i].lse());
-        nw.lse_lo[i] = static_cast<T>(scaled[1][i].lse());
+        nw.lse_hi[uz(i)] = static_cast<T>(scaled[0][i].lse());
+        nw.lse_lo[uz(i)] = static_cast<T>(scaled[1][i].lse());
       }
-      nw.negative[i] = static_cast<T>(t.negative);
-      nw.positive[i] = static_cast<T>(t.positive);
+      nw.negative[uz(i)] = static_cast<T>(t.negative);
+      nw.positive[uz(i)] = static_cast<T>(t.positive);
       nw.clamped += t.clamped;
       sums.loss += t.loss;
       sums.dtheta += t.dtheta;
@@ -418,15 +418,15 @@ temperature_gradient info_nce_backward_impl(
     index_t valid = n;
     if (labelled) {
       valid = 0;
-      for (index_t i = 0; i < n; ++i) valid += positives[i] > 0;
+      for (index_t i = 0; i < n; ++i) valid += positives[uz(i)] > 0;
     }
     const double wv =
         valid == 0 ? 0.0 : c * (o.reduction == loss_reduction::mean ? 1.0 / double(valid) : 1.0);
     for (index_t i = 0; i < n; ++i) {
-      const bool ok = !labelled || positives[i] > 0;
+      const bool ok = !labelled || positives[uz(i)] > 0;
       w[i] = static_cast<T>(ok ? wv : 0.0);
-      lse_out[i] = lse[i];
-      if (q) q[i] = static_cast<T>(ok ? wv * (1 - eps) / double(positives[i]) : 0.0);
+      lse_out[i] = lse[uz(i)];
+      if (q) q[i] = static_cast<T>(ok ? wv * (1 - eps) / double(positives[uz(i)]) : 0.0);
     }
   };
   weights(saved.row_positives, saved.row_lse, buf.row_w, buf.row_lse, buf.row_q);
@@ -437,14 +437,14 @@ temperature_gradient info_nce_backward_impl(
   auto negative_weights = [&](const negative_weighting_saved<T>& nw, T* w, T* const* sw,
                               T* const* slse) {
     for (index_t i = 0; i < n; ++i) {
-      const double kw = wdir * double(nw.negative[i]);
+      const double kw = wdir * double(nw.negative[uz(i)]);
       w[i] = static_cast<T>(kw);
       if (hard) {
         const double beta = o.hard_negative_beta;
         sw[0][i] = static_cast<T>(kw * (1 + beta));
         sw[1][i] = static_cast<T>(-kw * beta);
-        slse[0][i] = nw.lse_hi[i];
-        slse[1][i] = nw.lse_lo[i];
+        slse[0][i] = nw.lse_hi[uz(i)];
+        slse[1][i] = nw.lse_lo[uz(i)];
       }
     }
   };
@@ -472,8 +472,8 @@ temperature_gradient info_nce_backward_impl(
 
   if (weighted_neg) {  // the positive logit s_ii = lambda <a_i, b_i>, both directions
     for (index_t i = 0; i < n; ++i) {
-      const double pr = double(saved.row_weighting.positive[i]);
-      const double pc = sym ? double(saved.col_weighting.positive[i]) : 0.0;
+      const double pr = double(saved.row_weighting.positive[uz(i)]);
+      const double pc = sym ? double(saved.col_weighting.positive[uz(i)]) : 0.0;
       const T coef = static_cast<T>(lambda_d * wdir * (pr + pc));
       for (index_t k2 = 0; k2 < d; ++k2) {
         dA(i, k2) += coef * b(i, k2);

@@ -123,7 +123,7 @@ moco_saved<T> moco_forward_impl(const matrix_view<const T>& a_in, const matrix_v
     const double s_pos = lambda_d * dot_rows(a, i, y[0], i);
     if (!o.batch_negatives) stats[i].push(s_pos);  // MoCo: the own key joins the queue
     const double lse = stats[i].lse();
-    saved.lse[i] = static_cast<T>(lse);
+    saved.lse[uz(i)] = static_cast<T>(lse);
     loss += lse - s_pos;
     dtheta += stats[i].mean() - s_pos;
   }
@@ -176,7 +176,7 @@ temperature_gradient moco_backward_impl(const matrix_view<const T>& a_in,
   const double wv = upstream * (o.reduction == loss_reduction::mean ? 1.0 / double(n) : 1.0);
   for (index_t i = 0; i < n; ++i) {
     w[i] = static_cast<T>(wv);
-    lse[i] = saved.lse[i];
+    lse[i] = saved.lse[uz(i)];
   }
   const pairwise_problem<T> p = moco_problem<T>(&a, y, o);
   pairwise_coefficients<T> coef;
@@ -193,7 +193,7 @@ temperature_gradient moco_backward_impl(const matrix_view<const T>& a_in,
   for (index_t i = 0; i < n; ++i) {
     double g = -1;
     if (!o.batch_negatives)
-      g += std::exp(lambda_d * dot_rows(a, i, y[0], i) - double(saved.lse[i]));
+      g += std::exp(lambda_d * dot_rows(a, i, y[0], i) - double(saved.lse[uz(i)]));
     const T c = static_cast<T>(lambda_d * wv * g);
     for (index_t j = 0; j < d; ++j) {
       da(i, j) += c * y[0](i, j);

@@ -239,7 +239,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   if (eps > 0) {
     sum_z.assign(static_cast<std::size_t>(d), 0.0);
     for (index_t i = 0; i < n2; ++i)
-      for (index_t k = 0; k < d; ++k) sum_z[k] += double(z(i, k));
+      for (index_t k = 0; k < d; ++k) sum_z[uz(k)] += double(z(i, k));
   }
 
   double loss = 0, dtheta = 0;
@@ -253,17 +253,17 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
       nw.lse_lo.resize(static_cast<std::size_t>(n2));
     }
     for (index_t i = 0; i < n2; ++i) {
-      saved.lse[i] = static_cast<T>(buf.stats[i].lse());
+      saved.lse[uz(i)] = static_cast<T>(buf.stats[i].lse());
       const double s_p = lambda_d * dot_rows(seg[0], z.local(i), seg[1], z.local(i));
       const debiased_anchor t = debiased_anchor_terms(
           s_p, buf.stats[i], hard ? &buf.scaled[0][i] : nullptr, hard ? &buf.scaled[1][i] : nullptr,
           double(n2 - 2), lambda_d, o.debias_tau_plus, o.hard_negative_beta);
       if (hard) {
-        nw.lse_hi[i] = static_cast<T>(buf.scaled[0][i].lse());
-        nw.lse_lo[i] = static_cast<T>(buf.scaled[1][i].lse());
+        nw.lse_hi[uz(i)] = static_cast<T>(buf.scaled[0][i].lse());
+        nw.lse_lo[uz(i)] = static_cast<T>(buf.scaled[1][i].lse());
       }
-      nw.negative[i] = static_cast<T>(t.negative);
-      nw.positive[i] = static_cast<T>(t.positive);
+      nw.negative[uz(i)] = static_cast<T>(t.negative);
+      nw.positive[uz(i)] = static_cast<T>(t.positive);
       nw.clamped += t.clamped;
       loss += t.loss;
       dtheta += t.dtheta;
@@ -271,12 +271,12 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   }
   for (index_t i = 0; i < n2 && !weighted_neg; ++i) {
     const double lse = buf.stats[i].lse();
-    saved.lse[i] = static_cast<T>(lse);
-    const double positive = labelled ? buf.target[i] / double(saved.positives[i])
+    saved.lse[uz(i)] = static_cast<T>(lse);
+    const double positive = labelled ? buf.target[i] / double(saved.positives[uz(i)])
                                      : lambda_d * dot_rows(seg[0], z.local(i), seg[1], z.local(i));
     double soft = 0;
     if (eps > 0) {
-      for (index_t k = 0; k < d; ++k) soft += double(z(i, k)) * (sum_z[k] - double(z(i, k)));
+      for (index_t k = 0; k < d; ++k) soft += double(z(i, k)) * (sum_z[uz(k)] - double(z(i, k)));
       soft *= lambda_d / double(n2 - 1);
     }
     const double t = (1 - eps) * positive + eps * soft;
@@ -338,15 +338,15 @@ temperature_gradient nt_xent_backward_impl(
   const double wv = upstream * (o.reduction == loss_reduction::mean ? 1.0 / double(n2) : 1.0);
   const negative_weighting_saved<T>& nw = saved.weighting;
   for (index_t i = 0; i < n2; ++i) {
-    buf.w[i] = static_cast<T>(weighted_neg ? wv * double(nw.negative[i]) : wv);
-    buf.lse[i] = saved.lse[i];
-    if (labelled) buf.q[i] = static_cast<T>(wv * (1 - eps) / double(saved.positives[i]));
+    buf.w[i] = static_cast<T>(weighted_neg ? wv * double(nw.negative[uz(i)]) : wv);
+    buf.lse[i] = saved.lse[uz(i)];
+    if (labelled) buf.q[i] = static_cast<T>(wv * (1 - eps) / double(saved.positives[uz(i)]));
     if (hard) {  // kappa ((1 + beta) p1 - beta p0)
       const double beta = o.hard_negative_beta;
-      buf.scaled_w[0][i] = static_cast<T>(wv * double(nw.negative[i]) * (1 + beta));
-      buf.scaled_w[1][i] = static_cast<T>(-wv * double(nw.negative[i]) * beta);
-      buf.scaled_lse[0][i] = nw.lse_hi[i];
-      buf.scaled_lse[1][i] = nw.lse_lo[i];
+      buf.scaled_w[0][i] = static_cast<T>(wv * double(nw.negative[uz(i)]) * (1 + beta));
+      buf.scaled_w[1][i] = static_cast<T>(-wv * double(nw.negative[uz(i)]) * beta);
+      buf.scaled_lse[0][i] = nw.lse_hi[uz(i)];
+      buf.scaled_lse[1][i] = nw.lse_lo[uz(i)];
     }
   }
   if (labelled) nt_xent_labels(o.labels, n, buf.labels);
@@ -370,8 +370,9 @@ temperature_gradient nt_xent_backward_impl(
     for (index_t i = 0; i < n; ++i) {
       // Weighted negatives: dl_i/ds_ip is saved per anchor instead of -1.
       const T coef = static_cast<T>(
-          weighted_neg ? -lambda_d * wv * (double(nw.positive[i]) + double(nw.positive[i + n]))
-                       : lambda_d * (1 - eps) * (double(buf.w[i]) + double(buf.w[i + n])));
+          weighted_neg
+              ? -lambda_d * wv * (double(nw.positive[uz(i)]) + double(nw.positive[uz(i + n)]))
+              : lambda_d * (1 - eps) * (double(buf.w[i]) + double(buf.w[i + n])));
       for (index_t c = 0; c < d; ++c) {
         dz[0](i, c) -= coef * seg[1](i, c);
         dz[1](i, c) -= coef * seg[0](i, c);

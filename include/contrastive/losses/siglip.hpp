@@ -150,7 +150,7 @@ std::array<double, 3> siglip_sweep_impl(const matrix_view<const T>& a,
   pairwise_sweep_tiles(p, kernel, grads, grads ? grads + 1 : nullptr, ar);
   std::array<double, 3> out{0, 0, 0};
   for (int c = 0; c < sweep_chunks; ++c)  // fixed order
-    for (int k = 0; k < 3; ++k) out[k] += sums[3 * c + k];
+    for (int k = 0; k < 3; ++k) out[uz(k)] += sums[3 * c + k];
   for (auto& v : out) v *= w;
   return out;
 }

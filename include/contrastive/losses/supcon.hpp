@@ -134,14 +134,14 @@ supcon_saved<T> supcon_forward_impl(const matrix_view<const T>& a_in, const supc
   double loss = 0, dtheta = 0;
   index_t valid = 0;
   for (index_t i = 0; i < m; ++i) {
-    --saved.positives[i];  // not itself
+    --saved.positives[uz(i)];  // not itself
     const double lse = stats[i].lse();
-    saved.lse[i] = static_cast<T>(lse);
-    if (saved.positives[i] == 0) {
+    saved.lse[uz(i)] = static_cast<T>(lse);
+    if (saved.positives[uz(i)] == 0) {
       ++saved.skipped;
       continue;
     }
-    const double t = target[i] / double(saved.positives[i]);
+    const double t = target[i] / double(saved.positives[uz(i)]);
     loss += lse - t;
     dtheta += stats[i].mean() - t;
     ++valid;
@@ -203,10 +203,10 @@ temperature_gradient supcon_backward_impl(const matrix_view<const T>& a_in,
                         : upstream * supcon_factor(o) *
                               (o.reduction == loss_reduction::mean ? 1.0 / double(valid) : 1.0);
   for (index_t i = 0; i < m; ++i) {
-    const bool ok = saved.positives[i] > 0;
+    const bool ok = saved.positives[uz(i)] > 0;
     w[i] = static_cast<T>(ok ? wv : 0.0);
-    lse[i] = saved.lse[i];
-    q[i] = static_cast<T>(ok ? wv / double(saved.positives[i]) : 0.0);
+    lse[i] = saved.lse[uz(i)];
+    q[i] = static_cast<T>(ok ? wv / double(saved.positives[uz(i)]) : 0.0);
   }
   const pairwise_problem<T> p = supcon_problem<T>(&a, o);
   pairwise_coefficients<T> k;
