@@ -83,9 +83,15 @@ void check_output_bound(const char* fn, const char* what, double bound) {
                     limit, "); scale the inputs, 'upstream', the weights or 1/temperature down");
 }
 
+/// max(|x|, 1) (NaN stays NaN): the bounds below multiply these, so that every partial product
+/// a computation may form first (upstream times an input before the 1/temperature, say) is
+/// bounded too, not only the final gradient.
+inline double at_least_one(double x) noexcept { return std::max(std::abs(x), 1.0); }
+
 /// The bound of the softmax (pairwise) losses: a row or a column of the logit gradient sums to at
 /// most 2 per unit of anchor weight, so every element of dL/da, dL/db is at most
-/// 4 (N + 1) |upstream| scale max|x| max_weight (for either reduction). The temperature gradient
+/// 4 (N + 1) |upstream| scale max|x| max_weight (for either reduction; each factor taken as at
+/// least 1, see at_least_one). The temperature gradient
 /// dL/dtau = -upstream dL/dtheta scale is known from the forward (`grad_log_scale`) and checked
 /// too. `n`: anchors in the (global) batch, `max_input`: the largest |x| of every input.
 template <class T>
@@ -93,8 +99,8 @@ void check_pair_gradient_bound(const char* fn, index_t n, double max_input,
                                const matrix_view<T>& ga, const matrix_view<T>& gb, double upstream,
                                double scale, double max_weight, bool accumulate,
                                double grad_log_scale) {
-  double bound =
-      4.0 * (static_cast<double>(n) + 1) * std::abs(upstream) * scale * max_input * max_weight;
+  double bound = 4.0 * (static_cast<double>(n) + 1) * at_least_one(upstream) * at_least_one(scale) *
+                 at_least_one(max_input) * at_least_one(max_weight);
   if (accumulate) bound += std::max(max_abs(ga), max_abs(gb));
   check_output_bound<T>(fn, "gradients", bound);
   check_output_bound<double>(fn, "temperature gradient",

@@ -406,9 +406,21 @@ auto gamma_nce_forward_backward(const Comm& comm, const A& a, const B& b,
         ::contrastive::detail::input_view(b), ::contrastive::detail::output_view(grad_a),
         ::contrastive::detail::output_view(grad_b), 1.0);
   });
+  const ::contrastive::detail::normalizer_state_snapshot before(state, ids);
   auto saved = distributed::gamma_nce_forward(comm, a, b, ids, state, o);
-  const temperature_gradient tg = distributed::gamma_nce_backward(
-      comm, a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0);
+  temperature_gradient tg;
+#if CONTRASTIVE_USE_EXCEPTIONS
+  try {  // every rank throws together (agreed checks) and puts its batch's entries back
+    tg = distributed::gamma_nce_backward(comm, a, b, saved, std::forward<GA>(grad_a),
+                                         std::forward<GB>(grad_b), o, 1.0);
+  } catch (...) {
+    before.restore(state);
+    throw;
+  }
+#else
+  tg = distributed::gamma_nce_backward(comm, a, b, saved, std::forward<GA>(grad_a),
+                                       std::forward<GB>(grad_b), o, 1.0);
+#endif
   if (parameter_grads) *parameter_grads = tg;
   return saved.loss;
 }

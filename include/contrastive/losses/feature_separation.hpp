@@ -165,9 +165,11 @@ void fs_check_gradient_bound(const char* fn, const matrix_view<T>* const* out, i
   if (o.accumulate)
     for (int k = 0; k < count; ++k) existing = std::max(existing, max_abs(*out[k]));
   const double d = static_cast<double>(in[0]->cols()), n = static_cast<double>(in[0]->rows());
-  const double bound =
-      std::abs(upstream) * (2 * w_o * d * m * m * m + 4 * (n + 1) * w_c * m / o.temperature +
-                            8 * o.uniformity_t * w_u * m);
+  const double m1 = at_least_one(m);  // each factor at least 1: partial products are bounded too
+  const double bound = at_least_one(upstream) *
+                       (2 * at_least_one(w_o) * d * m1 * m1 * m1 +
+                        4 * (n + 1) * at_least_one(w_c) * m1 * at_least_one(1 / o.temperature) +
+                        8 * at_least_one(o.uniformity_t) * at_least_one(w_u) * m1);
   check_output_bound<T>(fn, "gradients", bound + existing);
   if (contrastive)
     check_output_bound<double>(

@@ -609,14 +609,27 @@ auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::i
                                 const gamma_nce_options& o = {},
                                 gamma_nce_parameter_gradients* parameter_grads = nullptr,
                                 workspace ws = {}) {
-  // The forward updates the state: check the backward's arguments first, so that a call that
-  // throws leaves the state as it was.
+  // The forward updates the state: the backward's arguments are checked first, and the batch's
+  // entries are put back if the backward still throws (its gradient bound needs the forward's
+  // r_i), so that a call that throws leaves the state as it was.
   detail::check_pair_gradients(detail::gamma_nce_bwd_name, detail::input_view(a),
                                detail::input_view(b), detail::output_view(grad_a),
                                detail::output_view(grad_b), 1.0);
+  const detail::normalizer_state_snapshot before(state, ids);
   const auto saved = gamma_nce_forward(a, b, ids, state, o, ws);
-  const gamma_nce_parameter_gradients pg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
-                                                              std::forward<GB>(grad_b), o, 1.0, ws);
+  gamma_nce_parameter_gradients pg;
+#if CONTRASTIVE_USE_EXCEPTIONS
+  try {
+    pg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0,
+                            ws);
+  } catch (...) {
+    before.restore(state);
+    throw;
+  }
+#else
+  pg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0,
+                          ws);
+#endif
   if (parameter_grads) *parameter_grads = pg;
   return saved.loss;
 }

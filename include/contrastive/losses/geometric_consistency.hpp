@@ -732,9 +732,11 @@ void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
   if (o.accumulate)
     for (int k = 0; k < count; ++k) existing = std::max(existing, max_abs(grads[k]));
   const double weights = augmented ? 3.0 : o.cross_modal_weight + o.in_modal_weight;
+  const double m1 = at_least_one(m);  // each factor at least 1: partial products are bounded too
   check_output_bound<T>(
       fn, "gradients",
-      8.0 * weights * static_cast<double>(d) * m * m * m * std::abs(upstream) + existing);
+      8.0 * at_least_one(weights) * static_cast<double>(d) * m1 * m1 * m1 * at_least_one(upstream) +
+          existing);
   const matrix_view<T>* out[4] = {&grads[0], &grads[1], nullptr, nullptr};
   if (augmented) {
     out[2] = o.detach_a_aug ? nullptr : &grads[2];

@@ -436,6 +436,42 @@ struct normalizer_state_access {
     s.zeta_[k] = zeta;
     s.visited_[k] = 1;
   }
+  static void restore(normalizer_state& s, std::int64_t id, int direction, double zeta,
+                      bool visited) noexcept {
+    const std::size_t k = s.slot(id, direction);
+    s.zeta_[k] = zeta;
+    s.visited_[k] = visited ? 1 : 0;
+  }
+};
+
+/// The entries of one batch's ids (every direction), to put back when a call that has already
+/// updated them throws afterwards (the backward of gamma_nce_forward_backward), so that a call
+/// that throws leaves the state as it was. O(batch) memory; out-of-range ids are skipped (the
+/// forward rejects them before it updates anything).
+class normalizer_state_snapshot {
+ public:
+  normalizer_state_snapshot(const normalizer_state& s, vector_view<const std::int64_t> ids) {
+    for (int dir = 0; dir < s.directions(); ++dir)
+      for (index_t i = 0; i < ids.size; ++i) {
+        const std::int64_t id = ids.data[i * ids.stride];
+        if (id < 0 || id >= s.samples()) continue;
+        entries_.push_back({id, dir, normalizer_state_access::zeta(s, id, dir),
+                            normalizer_state_access::visited(s, id, dir)});
+      }
+  }
+  void restore(normalizer_state& s) const noexcept {
+    for (const entry& e : entries_)
+      normalizer_state_access::restore(s, e.id, e.direction, e.zeta, e.visited);
+  }
+
+ private:
+  struct entry {
+    std::int64_t id;
+    int direction;
+    double zeta;
+    bool visited;
+  };
+  std::vector<entry> entries_;
 };
 
 }  // namespace detail
