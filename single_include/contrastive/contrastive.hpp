@@ -87,6 +87,14 @@ CONTRASTIVE_NAMESPACE_BEGIN
 /// Signed index type used for extents and strides (as std::ptrdiff_t, like mdspan's layout_stride).
 using index_t = std::ptrdiff_t;
 
+namespace detail {
+/// A non-negative index_t (an extent, a row, a count) as a std::size_t: for std::vector
+/// subscripts and sizes, and for pointer offsets computed in std::size_t.
+CONTRASTIVE_HOST_DEVICE constexpr std::size_t uz(index_t i) noexcept {
+  return static_cast<std::size_t>(i);
+}
+}  // namespace detail
+
 template <class T>
 using remove_cvref_t = std::remove_cv_t<std::remove_reference_t<T>>;
 
@@ -422,6 +430,7 @@ CONTRASTIVE_NAMESPACE_END
 
 #include <math.h>
 
+#include <cstdint>
 #include <limits>
 
 
@@ -534,6 +543,189 @@ CONTRASTIVE_HOST_DEVICE inline T softmax_gradient_entry(T logit, T lse_x, T lse_
   return g;
 }
 
+// ---- The epilogue of the GPU block sweep (core/block_sweep.hpp), shared by the CUDA kernels
+// (cuda/block_sweep.cuh) and the host emulator (core/block_sweep_emulator.hpp) ----
+
+/// What an epilogue needs to know about entry (i, j) of the virtual logit matrix
+/// s_ij = scale <x_i, y_j> + row_offset_i + col_offset_j: the diagonal mask, the positives (by
+/// label, or without labels column (i + positive_shift) mod ny of row i), optional additive
+/// offsets (-inf masks an entry) and, for the backward, the per-anchor coefficients. Pointers
+/// are of the memory the caller runs in (device for the kernels); null means absent.
+template <class T>
+struct pairwise_epilogue_args {
+  index_t ny = 0;              // columns of the virtual logit matrix
+  bool mask_diagonal = false;  // s_ii is no candidate (NT-Xent; negatives-only normalisers)
+  index_t positive_shift = 0;  // without labels: the positive of row i is column (i + shift) % ny
+  const std::int64_t* label_x = nullptr;  // labels of rows / columns (both or neither)
+  const std::int64_t* label_y = nullptr;
+  index_t label_period = 0;       // > 0: the label of row i is label_x[i % label_period] (NT-Xent)
+  const T* row_offset = nullptr;  // added to every logit of row i / column j
+  const T* col_offset = nullptr;
+  // Backward: G_ij = row_w_i exp(s_ij - row_lse_i) + col_w_j exp(s_ij - col_lse_j)
+  //                  - [positive] (row_q_i + col_q_j) - (row_w_i + col_w_j) off_target
+  const T* row_w = nullptr;
+  const T* row_lse = nullptr;
+  const T* row_q = nullptr;
+  const T* col_w = nullptr;
+  const T* col_lse = nullptr;
+  const T* col_q = nullptr;
+  T off_target = 0;  // label smoothing: eps / (number of candidates of an anchor)
+};
+
+/// The logit of entry (i, j) from its scaled product `raw`: -inf when masked, else raw plus
+/// the offsets.
+template <class T>
+CONTRASTIVE_HOST_DEVICE inline T pairwise_logit(const pairwise_epilogue_args<T>& a, T raw,
+                                                index_t i, index_t j) noexcept {
+  if (a.mask_diagonal && i == j) return -infinity<T>();
+  T s = raw;
+  if (a.row_offset != nullptr) s += a.row_offset[i];
+  if (a.col_offset != nullptr) s += a.col_offset[j];
+  return s;
+}
+
+/// Whether column j is a positive of row i (before masking: the callers skip masked entries).
+template <class T>
+CONTRASTIVE_HOST_DEVICE inline bool pairwise_positive(const pairwise_epilogue_args<T>& a, index_t i,
+                                                      index_t j) noexcept {
+  if (a.mask_diagonal && i == j) return false;
+  // Subtractions instead of 64-bit divisions (this runs once per logit on the GPU): rows and
+  // columns lie in [0, ny), the shift in [0, ny) and, with a period, indices in [0, 2 period).
+  if (a.label_x != nullptr) {
+    const index_t li = a.label_period > 0 && i >= a.label_period ? i - a.label_period : i;
+    const index_t lj = a.label_period > 0 && j >= a.label_period ? j - a.label_period : j;
+    return a.label_x[li] == a.label_y[lj];
+  }
+  const index_t k = i + a.positive_shift;
+  return (k >= a.ny ? k - a.ny : k) == j;
+}
+
+/// The statistics of one anchor (a row or a column of the logit matrix) over some of its
+/// candidates: the softmax normaliser as (max, sum), the sum and number of the positives' logits
+/// and the sum of all candidate logits (label smoothing). Partials over disjoint candidate sets
+/// merge in any order; the sweep merges them in a fixed one.
+template <class T>
+struct pairwise_partial {
+  T max = -infinity<T>();
+  T sum = 0;    // sum exp(s - max) over the candidates
+  T pos = 0;    // sum of the positives' logits
+  T count = 0;  // number of positives
+  T total = 0;  // sum of all candidate logits
+
+  CONTRASTIVE_HOST_DEVICE void merge(const pairwise_partial& o) noexcept {
+    pos += o.pos;
+    count += o.count;
+    total += o.total;
+    if (o.max == -infinity<T>()) return;
+    if (max == -infinity<T>()) {
+      max = o.max;
+      sum = o.sum;
+    } else if (o.max > max) {
+      sum = sum * detail::exp_(max - o.max) + o.sum;
+      max = o.max;
+    } else {
+      sum += o.sum * detail::exp_(o.max - max);
+    }
+  }
+  CONTRASTIVE_HOST_DEVICE T lse() const noexcept {
+    return max == -infinity<T>() ? -infinity<T>() : max + detail::log_(sum);
+  }
+};
+
+/// The partial of one anchor over `count` consecutive candidates of a stored logit block: with
+/// column == false the anchor is row i and the candidates columns j0, j0 + 1, ... (entries
+/// s[k * stride]); with column == true the anchor is column j0 and the candidates rows i, i + 1,
+/// .... `s` holds the scaled products (raw logits); masks and offsets are applied here. Two
+/// passes: the maximum, then the sums.
+template <class T, class S>
+CONTRASTIVE_HOST_DEVICE inline pairwise_partial<T> pairwise_segment_partial(
+    const pairwise_epilogue_args<T>& a, const S* s, index_t stride, index_t i, index_t j0,
+    index_t count, bool column) noexcept {
+  pairwise_partial<T> p;
+  for (index_t k = 0; k < count; ++k) {
+    const index_t r = column ? i + k : i, c = column ? j0 : j0 + k;
+    const T v = pairwise_logit(a, static_cast<T>(s[k * stride]), r, c);
+    if (v > p.max) p.max = v;
+  }
+  if (p.max == -infinity<T>()) return p;  // every candidate masked
+  for (index_t k = 0; k < count; ++k) {
+    const index_t r = column ? i + k : i, c = column ? j0 : j0 + k;
+    const T v = pairwise_logit(a, static_cast<T>(s[k * stride]), r, c);
+    if (v == -infinity<T>()) continue;
+    p.sum += detail::exp_(v - p.max);
+    p.total += v;
+    if (pairwise_positive(a, r, c)) {
+      p.pos += v;
+      p.count += T(1);
+    }
+  }
+  return p;
+}
+
+/// The per-anchor loss term lse - t with the target logit t = (1 - eps) mean of the positives +
+/// eps mean of all candidates (`candidates` of them); *valid is false for an anchor without a
+/// positive (excluded from the loss, as on the CPU).
+template <class T>
+CONTRASTIVE_HOST_DEVICE inline double pairwise_anchor_term(const pairwise_partial<T>& st,
+                                                           double eps, double candidates,
+                                                           bool* valid) noexcept {
+  *valid = st.count > T(0);
+  if (!*valid) return 0;
+  const double hard = static_cast<double>(st.pos) / static_cast<double>(st.count);
+  const double soft = eps > 0 ? static_cast<double>(st.total) / candidates : 0.0;
+  return static_cast<double>(st.lse()) - ((1 - eps) * hard + eps * soft);
+}
+
+/// One entry of the logit gradient G of the block sweep (see pairwise_epilogue_args), from the
+/// final logit s (after pairwise_logit): 0 for a masked entry.
+template <class T>
+CONTRASTIVE_HOST_DEVICE inline T pairwise_gradient(const pairwise_epilogue_args<T>& a, T s,
+                                                   index_t i, index_t j) noexcept {
+  if (s == -infinity<T>()) return T(0);
+  const T rw = a.row_w != nullptr ? a.row_w[i] : T(0);
+  const T cw = a.col_w != nullptr ? a.col_w[j] : T(0);
+  T g = -(rw + cw) * a.off_target;
+  if (rw != T(0)) g += rw * detail::exp_(s - a.row_lse[i]);
+  if (cw != T(0)) g += cw * detail::exp_(s - a.col_lse[j]);
+  if (pairwise_positive(a, i, j))
+    g -= (a.row_q != nullptr ? a.row_q[i] : T(0)) + (a.col_q != nullptr ? a.col_q[j] : T(0));
+  return g;
+}
+
+/// The number of positives of an anchor among `candidates` candidates (row anchor: columns
+/// 0..candidates-1; column anchor: rows), masked entries excluded. Without labels at most one
+/// candidate can match, and only it is looked at.
+template <class T>
+CONTRASTIVE_HOST_DEVICE inline T pairwise_positive_count(const pairwise_epilogue_args<T>& a,
+                                                         index_t anchor, index_t candidates,
+                                                         bool column) noexcept {
+  auto one = [&](index_t k) -> T {
+    const index_t r = column ? k : anchor, c = column ? anchor : k;
+    return pairwise_positive(a, r, c) && pairwise_logit(a, T(0), r, c) != -infinity<T>() ? T(1)
+                                                                                         : T(0);
+  };
+  if (a.label_x == nullptr) {
+    // Row anchor i: column (i + shift) % ny; column anchor j: the row i with (i + shift) % ny == j.
+    index_t k = column ? (anchor - a.positive_shift) % a.ny : (anchor + a.positive_shift) % a.ny;
+    if (k < 0) k += a.ny;
+    return k < candidates ? one(k) : T(0);
+  }
+  T n = 0;
+  for (index_t k = 0; k < candidates; ++k) n += one(k);
+  return n;
+}
+
+/// The backward coefficients of one anchor with `count` positives, `w` being the weight of the
+/// valid anchors of its direction: weight w (0 without a positive) and positive target
+/// w (1 - eps) / count.
+template <class T>
+CONTRASTIVE_HOST_DEVICE inline void pairwise_anchor_coefficients(T count, double w, double eps,
+                                                                 T* weight, T* target) noexcept {
+  const bool valid = count > T(0);
+  *weight = valid ? static_cast<T>(w) : T(0);
+  *target = valid ? static_cast<T>(w * (1 - eps) / static_cast<double>(count)) : T(0);
+}
+
 CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_CORE_MATH_HPP
@@ -544,6 +736,7 @@ CONTRASTIVE_NAMESPACE_END
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 
 
@@ -563,10 +756,27 @@ constexpr std::size_t align_up(std::size_t n) noexcept {
   return (n + workspace_alignment - 1) / workspace_alignment * workspace_alignment;
 }
 
+/// No query reports more than 2^60 bytes (an exbibyte; 2^28 on a 32-bit size_t): a shape that
+/// needs more is rejected, and the sums of a few dozen arrays below this bound cannot wrap.
+constexpr std::size_t max_workspace_bytes = std::size_t(1) << (sizeof(std::size_t) >= 8 ? 60 : 28);
+
+[[noreturn]] inline void workspace_too_large(std::size_t a, std::size_t b) {
+  CONTRASTIVE_CHECK(false, "contrastive: the problem is too large: its scratch memory would pass ",
+                    "the 2^60 bytes a workspace may have (a product of ", a, " x ", b, ")");
+  std::abort();  // not reached: the check throws, or the violation handler does not return
+}
+
+/// a * b for element counts and byte sizes, rejecting products past max_workspace_bytes.
+inline std::size_t checked_product(std::size_t a, std::size_t b) {
+  if (b != 0 && a > max_workspace_bytes / b) workspace_too_large(a, b);
+  return a * b;
+}
+
 /// Size arithmetic shared by the workspace queries and the carving below: one aligned array.
+/// Throws invalid_argument when the array would pass max_workspace_bytes (never wraps).
 template <class T>
-constexpr std::size_t array_bytes(std::size_t count) noexcept {
-  return align_up(count * sizeof(T));
+std::size_t array_bytes(std::size_t count) {
+  return align_up(checked_product(count, sizeof(T)));
 }
 
 /// Carves aligned arrays out of a workspace, or out of one owned allocation when the caller
@@ -641,6 +851,7 @@ CONTRASTIVE_NAMESPACE_END
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -757,6 +968,11 @@ inline void check_reduction(const char* fn, loss_reduction r) {
                     ": 'reduction' has an invalid value (", static_cast<int>(r), ")");
 }
 
+/// The upstream gradient of a backward is finite.
+inline void check_upstream(const char* fn, double upstream) {
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+}
+
 inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {
   CONTRASTIVE_CHECK(tile_rows > 0 && tile_cols > 0, fn, ": tile sizes must be > 0, got ", tile_rows,
                     " x ", tile_cols);
@@ -764,6 +980,13 @@ inline void check_tiles(const char* fn, index_t tile_rows, index_t tile_cols) {
 
 /// The loss of a sweep is finite (it is the same value on every rank of a distributed call, so
 /// every rank throws or none does).
+/// The loss of a regulariser is finite (its products overflow otherwise).
+inline void check_loss_finite(const char* fn, double loss) {
+  CONTRASTIVE_CHECK(std::isfinite(loss), fn,
+                    ": the loss overflows (it is not finite); scale the inputs down or normalise "
+                    "them");
+}
+
 inline void check_loss_finite(const char* fn, double loss, double temperature) {
   CONTRASTIVE_CHECK(std::isfinite(loss), fn,
                     ": the logits overflow (loss is not finite) at temperature ", temperature,
@@ -821,12 +1044,13 @@ void check_writable_layout(const char* fn, const char* name, const matrix_view<T
 }
 
 /// The checks on the gradient outputs of a two-tower backward: a finite upstream, shapes,
-/// writable strides, and no memory shared with the inputs or with each other.
-template <class T>
-void check_pair_gradients(const char* fn, const matrix_view<const T>& a,
-                          const matrix_view<const T>& b, const matrix_view<T>& ga,
-                          const matrix_view<T>& gb, double upstream) {
-  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+/// writable strides, and no memory shared with the inputs or with each other. Views of either
+/// memory space (the CUDA path calls it too).
+template <class T, class S>
+void check_pair_gradients(const char* fn, const matrix_view<const T, S>& a,
+                          const matrix_view<const T, S>& b, const matrix_view<T, S>& ga,
+                          const matrix_view<T, S>& gb, double upstream) {
+  check_upstream(fn, upstream);
   check_matrix(fn, "grad_a", ga);
   check_matrix(fn, "grad_b", gb);
   check_shape(fn, "grad_a", ga, a.rows(), a.cols(), "the shape of 'a'");
@@ -849,6 +1073,13 @@ inline void check_labels(const char* fn, const char* name, const vector_view<con
                     " (one per row)");
   CONTRASTIVE_CHECK(l.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
                     l.stride);
+}
+
+/// Two-tower labels (InfoNCE's labels_a / labels_b) come both or neither.
+inline void check_label_pair(const char* fn, const vector_view<const std::int64_t>& la,
+                             const vector_view<const std::int64_t>& lb) {
+  CONTRASTIVE_CHECK(la.empty() == lb.empty(), fn,
+                    ": give both 'labels_a' and 'labels_b' or neither");
 }
 
 /// One sample id, found at position/row `index` (`where`: "position" or "row"), is >= 0.
@@ -1042,6 +1273,65 @@ void check_finite(const char* fn, const char* name, const matrix_view<const T, S
   }
 }
 
+/// Largest |x| of a view (0 when empty). Read only by the output bounds below.
+template <class T, class S>
+double max_abs(const matrix_view<T, S>& v) noexcept {
+  double m = 0;
+  for (index_t i = 0; i < v.rows(); ++i)
+    for (index_t j = 0; j < v.cols(); ++j) {
+      const double x = std::abs(static_cast<double>(v(i, j)));
+      m = x > m ? x : m;
+    }
+  return m;
+}
+
+/// Rejects, before anything is written, a call whose outputs could overflow T: `bound` is an upper
+/// bound of the magnitude of every output element, a loss-specific product of the largest input
+/// magnitude, |upstream|, the scale and the weights (with `accumulate`, the caller adds the
+/// largest magnitude already in the outputs). Finite inputs near T's range otherwise give inf or
+/// NaN gradients from a call that returned normally; the bounds are loose (orders of magnitude
+/// above what the math needs), so ordinary inputs never come near them.
+template <class T>
+void check_output_bound(const char* fn, const char* what, double bound) {
+  const double limit = 0.0625 * static_cast<double>(std::numeric_limits<T>::max());
+  CONTRASTIVE_CHECK(bound <= limit, fn, ": the ", what, " could overflow ",
+                    sizeof(T) == sizeof(float) ? "float" : "double", " (bound ", bound, " > ",
+                    limit, "); scale the inputs, 'upstream', the weights or 1/temperature down");
+}
+
+/// max(|x|, 1) (NaN stays NaN): the bounds below multiply these, so that every partial product
+/// a computation may form first (upstream times an input before the 1/temperature, say) is
+/// bounded too, not only the final gradient.
+inline double at_least_one(double x) noexcept { return std::max(std::abs(x), 1.0); }
+
+/// The bound of the softmax (pairwise) losses: a row or a column of the logit gradient sums to at
+/// most 2 per unit of anchor weight, so every element of dL/da, dL/db is at most
+/// 4 (N + 1) |upstream| scale max|x| max_weight (for either reduction; each factor taken as at
+/// least 1, see at_least_one). The temperature gradient
+/// dL/dtau = -upstream dL/dtheta scale is known from the forward (`grad_log_scale`) and checked
+/// too. `n`: anchors in the (global) batch, `max_input`: the largest |x| of every input.
+template <class T>
+void check_pair_gradient_bound(const char* fn, index_t n, double max_input,
+                               const matrix_view<T>& ga, const matrix_view<T>& gb, double upstream,
+                               double scale, double max_weight, bool accumulate,
+                               double grad_log_scale) {
+  double bound = 4.0 * (static_cast<double>(n) + 1) * at_least_one(upstream) * at_least_one(scale) *
+                 at_least_one(max_input) * at_least_one(max_weight);
+  if (accumulate) bound += std::max(max_abs(ga), max_abs(gb));
+  check_output_bound<T>(fn, "gradients", bound);
+  check_output_bound<double>(fn, "temperature gradient",
+                             std::abs(upstream * grad_log_scale) * scale);
+}
+
+template <class T>
+void check_pair_gradient_bound(const char* fn, const matrix_view<const T>& a,
+                               const matrix_view<const T>& b, const matrix_view<T>& ga,
+                               const matrix_view<T>& gb, double upstream, double scale,
+                               double max_weight, bool accumulate, double grad_log_scale) {
+  check_pair_gradient_bound(fn, a.rows(), std::max(max_abs(a), max_abs(b)), ga, gb, upstream, scale,
+                            max_weight, accumulate, grad_log_scale);
+}
+
 /// The checks every two-tower loss makes on its inputs: non-null, non-empty, same shape,
 /// finite values, a valid temperature and tiles.
 template <class T>
@@ -1058,9 +1348,11 @@ void check_pair_inputs(const char* fn, const matrix_view<const T>& a, const matr
 
 /// Bytes to pack a view that Eigen cannot take in place (0 when it can).
 template <class T, class S>
-std::size_t packing_bytes(const matrix_view<T, S>& v) noexcept {
-  return gemm_ready(v) ? 0
-                       : array_bytes<std::remove_const_t<T>>(static_cast<std::size_t>(v.size()));
+std::size_t packing_bytes(const matrix_view<T, S>& v) {
+  return gemm_ready(v)
+             ? 0
+             : array_bytes<std::remove_const_t<T>>(checked_product(
+                   static_cast<std::size_t>(v.rows()), static_cast<std::size_t>(v.cols())));
 }
 
 /// The input itself when gemm_ready, else a row-major copy carved from the arena.
@@ -1539,7 +1831,16 @@ struct pairwise_problem {
   // Exclude s_ii (global row == global column) from every statistic and gradient. Implied by
   // `self`; on its own it gives negatives-only normalisers for two-tower losses.
   bool mask_diagonal = false;
+  // Also exclude each row's partner: in self mode over [A; B] with partner_offset = N, global row
+  // g < N loses column g + N and row g >= N loses column g - N (the other view of the same
+  // sample). Used by the losses whose denominators hold negatives only (DCL, debiased NT-Xent).
+  index_t partner_offset = 0;
   T scale = 1;  // lambda = 1 / temperature
+  // Extra statistics at scaled logits: besides the row/column softmax of s, the forward can keep
+  // the online softmax of gamma_k s (k < extra_scales, gamma_k > 0; moments stay in units of s)
+  // and the backward add w_k exp(gamma_k s - lse_k) terms (the hard-negative loss).
+  int extra_scales = 0;
+  T gamma[2] = {T(1), T(1)};
   index_t tile_rows = 256, tile_cols = 256;
   int threads = 1;  // resolved thread count (see resolve_threads in core/parallel.hpp)
   // Optional logit cache (cached mode): one slot of tile_shape() per visited tile, written by
@@ -1586,9 +1887,9 @@ pairwise_problem<T> make_pairwise_problem(const matrix_view<const T>* x, int x_s
 template <class T>
 std::pair<std::vector<row_block>, std::vector<row_block>> make_tiling(
     const pairwise_problem<T>& p) {
-  std::vector<index_t> xr(p.x_segments), yr(p.y_segments);
-  for (int s = 0; s < p.x_segments; ++s) xr[s] = p.x[s].rows();
-  for (int s = 0; s < p.y_segments; ++s) yr[s] = p.y[s].rows();
+  std::vector<index_t> xr(uz(p.x_segments)), yr(uz(p.y_segments));
+  for (std::size_t s = 0; s < xr.size(); ++s) xr[s] = p.x[s].rows();
+  for (std::size_t s = 0; s < yr.size(); ++s) yr[s] = p.y[s].rows();
   if (p.self) {
     const index_t t = p.tile_rows < p.tile_cols ? p.tile_rows : p.tile_cols;
     auto b = make_blocks(xr.data(), p.x_segments, t);
@@ -1638,22 +1939,27 @@ inline sweep_shape make_sweep_shape(const tiling_options& o, bool self, index_t 
 /// Per-thread scratch: one logit tile, four tile-length vectors and the GEMM packing buffers.
 template <class T>
 std::size_t thread_scratch_bytes(const sweep_shape& s) {
-  return array_bytes<T>(static_cast<std::size_t>(s.tr * s.tc)) +
+  return array_bytes<T>(
+             checked_product(static_cast<std::size_t>(s.tr), static_cast<std::size_t>(s.tc))) +
          4 * array_bytes<T>(static_cast<std::size_t>(s.tc)) +
          array_bytes<T>(tile_gemm<T>::elements(s.tr, s.tc, s.d));
 }
 
+/// Forward scratch; `extra_scales` adds the chunk partials of the scaled-logit statistics.
 template <class T>
-std::size_t pairwise_forward_bytes(const sweep_shape& s) {
+std::size_t pairwise_forward_bytes(const sweep_shape& s, int extra_scales = 0) {
   const auto tr = static_cast<std::size_t>(s.tr);
-  return static_cast<std::size_t>(s.threads) * thread_scratch_bytes<T>(s) +
-         sweep_chunks * (array_bytes<online_softmax<double>>(tr) + array_bytes<double>(tr));
+  return checked_product(static_cast<std::size_t>(s.threads), thread_scratch_bytes<T>(s)) +
+         sweep_chunks * (array_bytes<online_softmax<double>>(tr) + array_bytes<double>(tr)) +
+         static_cast<std::size_t>(extra_scales) *
+             array_bytes<online_softmax<double>>(sweep_chunks * tr);
 }
 
 template <class T>
 std::size_t pairwise_backward_bytes(const sweep_shape& s) {
-  return static_cast<std::size_t>(s.threads) * thread_scratch_bytes<T>(s) +
-         sweep_chunks * array_bytes<T>(static_cast<std::size_t>(s.tr * s.d));
+  return checked_product(static_cast<std::size_t>(s.threads), thread_scratch_bytes<T>(s)) +
+         sweep_chunks * array_bytes<T>(checked_product(static_cast<std::size_t>(s.tr),
+                                                       static_cast<std::size_t>(s.d)));
 }
 
 template <class T>
@@ -1671,9 +1977,9 @@ inline std::size_t tile_count(index_t nx_blocks, index_t ny_blocks, bool self) n
 /// Cache elements for an n_x x n_y problem of single segments (self: one segment of n_x rows
 /// split in two equal halves is bounded by the same count).
 inline std::size_t cache_elements(index_t tile_rows, index_t tile_cols, bool self, index_t nx,
-                                  index_t ny, index_t max_x_segment,
-                                  index_t max_y_segment) noexcept {
+                                  index_t ny, index_t max_x_segment, index_t max_y_segment) {
   const auto t = tile_shape(tile_rows, tile_cols, self, max_x_segment, max_y_segment);
+  if (t.first <= 0 || t.second <= 0) return 0;  // no rows, or tile sizes the call will reject
   auto blocks = [](index_t n, index_t seg, index_t tile) {
     // Blocks never straddle segments: ceil per segment; equal segments of `seg` rows.
     const index_t segs = seg > 0 ? (n + seg - 1) / seg : 0;
@@ -1681,7 +1987,9 @@ inline std::size_t cache_elements(index_t tile_rows, index_t tile_cols, bool sel
   };
   const index_t bx = blocks(nx, max_x_segment, t.first);
   const index_t by = self ? bx : blocks(ny, max_y_segment, t.second);
-  return tile_count(bx, by, self) * static_cast<std::size_t>(t.first * t.second);
+  return checked_product(
+      tile_count(bx, by, self),
+      checked_product(static_cast<std::size_t>(t.first), static_cast<std::size_t>(t.second)));
 }
 
 template <class T>
@@ -1707,25 +2015,84 @@ std::vector<thread_scratch<T>> carve_thread_scratch(arena& ar, const sweep_shape
   return out;
 }
 
-/// The masked entries of tile (I, J): local (r, r + offset) for r in [first, last).
-struct tile_mask {
+/// One band of masked entries of a tile: local (r, r + offset) for r in [first, last).
+struct mask_band {
   index_t first = 0, last = 0, offset = 0;
   /// Masked column of local row r, or -1.
   index_t col(index_t r) const noexcept { return r >= first && r < last ? r + offset : -1; }
 };
 
+/// The masked entries of tile (I, J): the diagonal band and up to two partner bands. A row meets
+/// at most one partner band, and partner columns never fall on the diagonal.
+struct tile_mask {
+  mask_band band[3];
+  int bands = 0;
+  index_t first = 0, last = 0;  // hull of the rows of all bands
+  /// The first masked column of local row r, or -1.
+  index_t col(index_t r) const noexcept {
+    for (int k = 0; k < bands; ++k)
+      if (band[k].col(r) >= 0) return band[k].col(r);
+    return -1;
+  }
+  /// Is local entry (r, c) masked?
+  bool masked(index_t r, index_t c) const noexcept {
+    for (int k = 0; k < bands; ++k)
+      if (band[k].col(r) == c) return true;
+    return false;
+  }
+  /// Zeroes the masked entries of row r in e (indexed by column); true when there were any.
+  template <class V>
+  bool zero_row(index_t r, V& e) const noexcept {
+    bool any = false;
+    for (int k = 0; k < bands; ++k) {
+      const index_t c = band[k].col(r);
+      if (c >= 0) {
+        e(c) = 0;
+        any = true;
+      }
+    }
+    return any;
+  }
+  /// Applies f(r, c) to every masked entry.
+  template <class F>
+  void for_each(F&& f) const {
+    for (int k = 0; k < bands; ++k)
+      for (index_t r = band[k].first; r < band[k].last; ++r) f(r, r + band[k].offset);
+  }
+};
+
+namespace tiling_detail {
+/// Adds the band of global entries (g, g + shift) for g in [row_lo, row_hi) that falls in (I, J).
+inline void add_band(tile_mask& m, const row_block& I, const row_block& J, index_t shift,
+                     index_t row_lo, index_t row_hi) noexcept {
+  // Rows g with g in I, g + shift in J and g in [row_lo, row_hi).
+  auto mx = [](index_t a, index_t b) { return a > b ? a : b; };
+  auto mn = [](index_t a, index_t b) { return a < b ? a : b; };
+  const index_t lo = mx(mx(I.global, J.global - shift), row_lo);
+  const index_t hi = mn(mn(I.global + I.rows, J.global + J.rows - shift), row_hi);
+  if (hi <= lo) return;
+  mask_band& b = m.band[m.bands];
+  b.first = lo - I.global;
+  b.last = hi - I.global;
+  b.offset = I.global + shift - J.global;
+  if (m.bands == 0 || b.first < m.first) m.first = b.first;
+  if (m.bands == 0 || b.last > m.last) m.last = b.last;
+  ++m.bands;
+}
+}  // namespace tiling_detail
+
 template <class T>
 tile_mask diagonal_mask(const pairwise_problem<T>& p, const row_block& I,
                         const row_block& J) noexcept {
   tile_mask m;
-  if (!(p.self || p.mask_diagonal)) return m;
+  constexpr index_t any = std::numeric_limits<index_t>::max();
   // Global row g is masked in column g: local row r = g - I.global, column g - J.global.
-  const index_t lo = I.global > J.global ? I.global : J.global;
-  const index_t hi = I.global + I.rows < J.global + J.rows ? I.global + I.rows : J.global + J.rows;
-  if (hi <= lo) return m;
-  m.first = lo - I.global;
-  m.last = hi - I.global;
-  m.offset = I.global - J.global;
+  if (p.self || p.mask_diagonal) tiling_detail::add_band(m, I, J, 0, -any, any);
+  if (p.partner_offset > 0) {
+    const index_t off = p.partner_offset;
+    tiling_detail::add_band(m, I, J, off, 0, off);
+    tiling_detail::add_band(m, I, J, -off, off, 2 * off);
+  }
   return m;
 }
 
@@ -1737,7 +2104,7 @@ void compute_logits(const pairwise_problem<T>& p, const row_block& bi, const row
   const matrix_view<const T> yj = p.y[bj.segment].middle_rows(bj.first, bj.rows);
   gemm.abt(bi.rows, bj.rows, p.dim(), p.scale, xi.data(), leading_dim(xi), yj.data(),
            leading_dim(yj), s.data(), s.outerStride());
-  for (index_t r = mask.first; r < mask.last; ++r) s(r, r + mask.offset) = -infinity<T>();
+  mask.for_each([&](index_t r, index_t c) { s(r, c) = -infinity<T>(); });
 }
 
 /// The visiting order: row blocks in order; for each, its column blocks [lo, hi) cut into
@@ -1783,6 +2150,10 @@ struct pairwise_stats {
   online_softmax<double>* col = nullptr;
   double* row_target = nullptr;
   double* col_target = nullptr;
+  // With p.extra_scales: the statistics of gamma_k s per row and per column (null: not needed;
+  // in self mode the same arrays). Their max is in units of gamma_k s, their moment in units of s.
+  online_softmax<double>* row_scaled[2] = {nullptr, nullptr};
+  online_softmax<double>* col_scaled[2] = {nullptr, nullptr};
 };
 
 /// Folds one logit tile into statistics: rows into row_part (this chunk's partial for block I),
@@ -1791,7 +2162,7 @@ template <class T>
 void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, const row_block& I,
                   const row_block& J, const tile_mask& mask, bool diag, const tile_map<T>& s,
                   const thread_scratch<T>& ws, online_softmax<double>* row_part,
-                  double* row_target_part) {
+                  double* row_target_part, online_softmax<double>* const* row_scaled_part) {
   constexpr T lowest = std::numeric_limits<T>::lowest();
   tile_vec<T> e(ws.v[0], J.rows);
   if (out.row) {
@@ -1801,15 +2172,30 @@ void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, co
       if (m == -infinity<T>()) continue;  // a 1-column tile whose entry is masked
       e = (sr - m).exp();
       // Eigen's vectorised exp clamps its argument, so exp(-inf) is tiny, not 0: zero the
-      // masked entry explicitly, and clamp its -inf so that 0 * s stays 0.
-      const index_t mc = mask.col(r);
-      if (mc >= 0) e(mc) = 0;
-      const T mom = mc >= 0 ? (e * sr.max(lowest)).sum() : (e * sr).sum();
+      // masked entries explicitly, and clamp their -inf so that 0 * s stays 0.
+      const bool masked = mask.zero_row(r, e);
+      const T mom = masked ? (e * sr.max(lowest)).sum() : (e * sr).sum();
       online_softmax<double> t;
       t.max = m;
       t.sum = e.sum();
       t.moment = mom;
       row_part[r].merge(t);
+    }
+  }
+  for (int k = 0; k < p.extra_scales; ++k) {
+    if (!out.row_scaled[k]) continue;
+    const T gk = p.gamma[k];
+    for (index_t r = 0; r < I.rows; ++r) {
+      const auto sr = s.row(r).array();
+      const T m = sr.maxCoeff();
+      if (m == -infinity<T>()) continue;
+      e = (gk * sr - gk * m).exp();
+      mask.zero_row(r, e);
+      online_softmax<double> t;
+      t.max = gk * m;
+      t.sum = e.sum();
+      t.moment = (e * sr.max(lowest)).sum();
+      row_scaled_part[k][r].merge(t);
     }
   }
   if (out.col && !diag) {
@@ -1821,9 +2207,7 @@ void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, co
     for (index_t r = 0; r < I.rows; ++r) {
       const auto sr = s.row(r).array();
       e = (sr - cmax).exp();
-      const index_t mc = mask.col(r);
-      if (mc >= 0) {
-        e(mc) = 0;
+      if (mask.zero_row(r, e)) {
         csum += e;
         cmom += e * sr.max(lowest);
       } else {
@@ -1832,7 +2216,7 @@ void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, co
       }
     }
     for (index_t c = 0; c < J.rows; ++c) {
-      if (cmax(c) == -infinity<T>()) continue;  // a 1-row tile whose entry is masked
+      if (cmax(c) == -infinity<T>()) continue;  // a 1-row tile whose entries are masked
       online_softmax<double> t;
       t.max = cmax(c);
       t.sum = csum(c);
@@ -1840,11 +2224,35 @@ void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, co
       out.col[J.global + c].merge(t);
     }
   }
+  for (int k = 0; k < p.extra_scales; ++k) {
+    if (!out.col_scaled[k] || diag) continue;
+    const T gk = p.gamma[k];
+    tile_vec<T> cmax(ws.v[1], J.rows), csum(ws.v[2], J.rows), cmom(ws.v[3], J.rows);
+    cmax = s.row(0).array();
+    for (index_t r = 1; r < I.rows; ++r) cmax = cmax.max(s.row(r).array());
+    csum.setZero();
+    cmom.setZero();
+    for (index_t r = 0; r < I.rows; ++r) {
+      const auto sr = s.row(r).array();
+      e = (gk * sr - gk * cmax).exp();
+      mask.zero_row(r, e);
+      csum += e;
+      cmom += e * sr.max(lowest);
+    }
+    for (index_t c = 0; c < J.rows; ++c) {
+      if (cmax(c) == -infinity<T>()) continue;
+      online_softmax<double> t;
+      t.max = gk * cmax(c);
+      t.sum = csum(c);
+      t.moment = cmom(c);
+      out.col_scaled[k][J.global + c].merge(t);
+    }
+  }
   if (p.label_x) {
     for (index_t r = 0; r < I.rows; ++r) {
       const std::int64_t li = p.label_x[I.global + r];
       for (index_t c = 0; c < J.rows; ++c) {
-        if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
+        if (p.label_y[J.global + c] != li || mask.masked(r, c)) continue;
         if (out.row_target) row_target_part[r] += s(r, c);
         if (out.col_target && !diag) out.col_target[J.global + c] += s(r, c);
       }
@@ -1861,6 +2269,10 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
   auto* row_part =
       ar.take<online_softmax<double>>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   auto* target_part = ar.take<double>(sweep_chunks * static_cast<std::size_t>(shape.tr));
+  online_softmax<double>* scaled_part[2] = {nullptr, nullptr};
+  for (int k = 0; k < p.extra_scales; ++k)
+    scaled_part[k] =
+        ar.take<online_softmax<double>>(sweep_chunks * static_cast<std::size_t>(shape.tr));
   const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
   const int threads = sweep_threads(p);
 
@@ -1868,28 +2280,32 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
     const row_block& I = plan.xb[bi];
     parallel_for(sweep_chunks, threads, [&](index_t ci, int t) {
       const int c = static_cast<int>(ci);
-      online_softmax<double>* rp = row_part + static_cast<std::size_t>(c) * shape.tr;
-      double* tp = target_part + static_cast<std::size_t>(c) * shape.tr;
+      online_softmax<double>* rp = row_part + uz(c * shape.tr);
+      double* tp = target_part + uz(c * shape.tr);
+      online_softmax<double>* sp[2] = {nullptr, nullptr};
+      for (int k = 0; k < p.extra_scales; ++k) sp[k] = scaled_part[k] + uz(c * shape.tr);
       for (index_t r = 0; r < I.rows; ++r) {
         rp[r] = online_softmax<double>();
         tp[r] = 0;
+        for (int k = 0; k < p.extra_scales; ++k) sp[k][r] = online_softmax<double>();
       }
       for (std::size_t bj = plan.chunk_begin(bi, c); bj < plan.chunk_begin(bi, c + 1); ++bj) {
         const row_block& J = plan.yb[bj];
         const tile_mask mask = diagonal_mask(p, I, J);
-        T* buf = p.cache ? p.cache + plan.slot(bi, bj) * slot_elems : scratch[t].tile;
+        T* buf = p.cache ? p.cache + plan.slot(bi, bj) * slot_elems : scratch[uz(t)].tile;
         tile_map<T> s(buf, I.rows, J.rows, Eigen::OuterStride<>(shape.tc));
-        compute_logits(p, I, J, mask, scratch[t].gemm, s);
-        forward_tile(p, out, I, J, mask, p.self && bi == bj, s, scratch[t], rp, tp);
+        compute_logits(p, I, J, mask, scratch[uz(t)].gemm, s);
+        forward_tile(p, out, I, J, mask, p.self && bi == bj, s, scratch[uz(t)], rp, tp, sp);
       }
     });
     for (int c = 0; c < sweep_chunks; ++c) {  // fixed merge order
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) continue;
       for (index_t r = 0; r < I.rows; ++r) {
-        if (out.row)
-          out.row[I.global + r].merge(row_part[static_cast<std::size_t>(c) * shape.tr + r]);
-        if (out.row_target)
-          out.row_target[I.global + r] += target_part[static_cast<std::size_t>(c) * shape.tr + r];
+        if (out.row) out.row[I.global + r].merge(row_part[uz(c * shape.tr + r)]);
+        if (out.row_target) out.row_target[I.global + r] += target_part[uz(c * shape.tr + r)];
+        for (int k = 0; k < p.extra_scales; ++k)
+          if (out.row_scaled[k])
+            out.row_scaled[k][I.global + r].merge(scaled_part[k][uz(c * shape.tr + r)]);
       }
     }
   }
@@ -1908,7 +2324,43 @@ struct pairwise_coefficients {
   const T* col_w = nullptr;
   const T* row_q = nullptr;  // label targets only (with labels)
   const T* col_q = nullptr;
+  // With p.extra_scales == 2 and no plain term (row_w and col_w null) the logit gradient is
+  // sum_k row_scaled_w_k,i exp(gamma_k s_ij - row_scaled_lse_k,i) + the same per column (null:
+  // that term is absent).
+  const T* row_scaled_w[2] = {nullptr, nullptr};
+  const T* row_scaled_lse[2] = {nullptr, nullptr};
+  const T* col_scaled_w[2] = {nullptr, nullptr};
+  const T* col_scaled_lse[2] = {nullptr, nullptr};
 };
+
+/// The scaled terms of one gradient row (p.extra_scales == 2, no plain row/column term):
+///   sum_k row_scaled_w_k,i exp(gamma_k s_ij - row_scaled_lse_k,i) + the same per column,
+/// written in one expression, so that `gr` may be the memory of `sr`.
+template <class T, class SR, class GR>
+void scaled_gradient_row(const pairwise_problem<T>& p, const pairwise_coefficients<T>& k,
+                         const row_block& I, const row_block& J, index_t r, const SR& sr, GR& gr) {
+  using cvec = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
+  if (p.extra_scales != 2) {
+    gr.setZero();
+    return;
+  }
+  const T g0 = p.gamma[0], g1 = p.gamma[1];
+  const index_t i = I.global + r;
+  const T w0 = k.row_scaled_w[0] ? k.row_scaled_w[0][i] : T(0);
+  const T w1 = k.row_scaled_w[1] ? k.row_scaled_w[1][i] : T(0);
+  const T l0 = k.row_scaled_w[0] ? k.row_scaled_lse[0][i] : T(0);
+  const T l1 = k.row_scaled_w[1] ? k.row_scaled_lse[1][i] : T(0);
+  if (k.col_scaled_w[0] && k.col_scaled_w[1]) {
+    const cvec wc0(k.col_scaled_w[0] + J.global, J.rows),
+        lc0(k.col_scaled_lse[0] + J.global, J.rows);
+    const cvec wc1(k.col_scaled_w[1] + J.global, J.rows),
+        lc1(k.col_scaled_lse[1] + J.global, J.rows);
+    gr = w0 * (g0 * sr - l0).exp() + w1 * (g1 * sr - l1).exp() + wc0 * (g0 * sr - lc0).exp() +
+         wc1 * (g1 * sr - lc1).exp();
+  } else {
+    gr = w0 * (g0 * sr - l0).exp() + w1 * (g1 * sr - l1).exp();
+  }
+}
 
 /// G for one tile, from the logits `s` into `g` (which may be the same memory).
 template <class T>
@@ -1928,30 +2380,38 @@ void gradient_tile(const pairwise_problem<T>& p, const pairwise_coefficients<T>&
         gr = wr * (sr - lr).exp() + wc * (sr - lc).exp();
       else
         gr = wc * (sr - lc).exp();
-    } else {
+    } else if (has_row) {
       gr = wr * (sr - lr).exp();
+    } else {
+      scaled_gradient_row(p, k, I, J, r, sr, gr);  // g may alias s: one expression per row
     }
   }
   // exp(-inf) is not exactly 0 in Eigen's exp.
-  for (index_t r = mask.first; r < mask.last; ++r) g(r, r + mask.offset) = 0;
+  mask.for_each([&](index_t r, index_t c) { g(r, c) = 0; });
   if (p.label_x) {
     for (index_t r = 0; r < I.rows; ++r) {
       const std::int64_t li = p.label_x[I.global + r];
       const T qr = k.row_q ? k.row_q[I.global + r] : T(0);
       for (index_t c = 0; c < J.rows; ++c) {
-        if (p.label_y[J.global + c] != li || mask.col(r) == c) continue;
+        if (p.label_y[J.global + c] != li || mask.masked(r, c)) continue;
         g(r, c) -= qr + (k.col_q ? k.col_q[J.global + c] : T(0));
       }
     }
   }
 }
 
-/// Adds scale * G Y into the segments of dX and scale * G^T X into those of dY (in self mode
-/// dY == dX and G is symmetrised on the fly). The outputs must be gemm_ready. With p.cache set,
-/// the tiles written by pairwise_forward are read instead of recomputed.
-template <class T>
-void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients<T>& k,
-                       const matrix_view<T>* dx, const matrix_view<T>* dy, arena& ar) {
+/// The backward sweep with any gradient kernel: for every visited tile (the logits recomputed, or
+/// read from p.cache) kernel(I, J, mask, s, g, chunk) writes the logit gradient G_IJ into g (which
+/// is the memory of s when not cached; the kernel must read s[r, c] before writing g[r, c]);
+/// `chunk` in [0, sweep_chunks) is the column chunk, owned by one thread at a time and visited in
+/// the same order for any thread count, so per-chunk accumulators are deterministic. Then adds
+/// scale * G Y into the segments of dX and scale * G^T X into those of dY (in self mode dY == dX
+/// and G is symmetrised on the fly); with dx null no product is formed (a forward that only
+/// folds tiles), and a dY segment with a null data pointer (or dy null) gets no product (an input
+/// that is not differentiated, e.g. a queue of negatives). The outputs must be gemm_ready.
+template <class T, class Kernel>
+void pairwise_sweep_tiles(const pairwise_problem<T>& p, Kernel&& kernel, const matrix_view<T>* dx,
+                          const matrix_view<T>* dy, arena& ar) {
   if (p.x_rows() == 0 || p.y_rows() == 0) return;
   const sweep_plan plan = make_plan(p);
   const sweep_shape shape = sweep_shape_of(p);
@@ -1960,6 +2420,7 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
   const std::size_t slot_elems = static_cast<std::size_t>(shape.tr * shape.tc);
   const index_t d = shape.d;
   const int threads = sweep_threads(p);
+  const bool products = dx != nullptr;
 
   for (std::size_t bi = 0; bi < plan.xb.size(); ++bi) {
     const row_block& I = plan.xb[bi];
@@ -1967,39 +2428,54 @@ void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients
     parallel_for(sweep_chunks, threads, [&](index_t ci, int t) {
       const int c = static_cast<int>(ci);
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) return;
-      T* part = dx_part + static_cast<std::size_t>(c) * shape.tr * d;
-      std::fill(part, part + I.rows * d, T(0));
-      tile_gemm<T>& gemm = scratch[t].gemm;
+      T* part = dx_part + uz(c * shape.tr * d);
+      if (products) std::fill(part, part + I.rows * d, T(0));
+      tile_gemm<T>& gemm = scratch[uz(t)].gemm;
       for (std::size_t bj = plan.chunk_begin(bi, c); bj < plan.chunk_begin(bi, c + 1); ++bj) {
         const row_block& J = plan.yb[bj];
         const bool diag = p.self && bi == bj;
         const tile_mask mask = diagonal_mask(p, I, J);
-        tile_map<T> g(scratch[t].tile, I.rows, J.rows, Eigen::OuterStride<>(shape.tc));
+        tile_map<T> g(scratch[uz(t)].tile, I.rows, J.rows, Eigen::OuterStride<>(shape.tc));
         if (p.cache) {
           const tile_map<T> s(p.cache + plan.slot(bi, bj) * slot_elems, I.rows, J.rows,
                               Eigen::OuterStride<>(shape.tc));
-          gradient_tile(p, k, I, J, mask, s, g);
+          kernel(I, J, mask, s, g, c);
         } else {
           compute_logits(p, I, J, mask, gemm, g);
-          gradient_tile(p, k, I, J, mask, g, g);  // in place: coefficient-wise
+          kernel(I, J, mask, g, g, c);  // in place: coefficient-wise
         }
+        if (!products) continue;
         const matrix_view<const T> yj = p.y[J.segment].middle_rows(J.first, J.rows);
         gemm.ab_add(I.rows, d, J.rows, p.scale, g.data(), g.outerStride(), yj.data(),
                     leading_dim(yj), part, d);
-        if (!diag) {
+        if (!diag && dy != nullptr && dy[J.segment].data() != nullptr) {  // null: no dY
           const matrix_view<T> dyj = dy[J.segment].middle_rows(J.first, J.rows);
           gemm.atb_add(J.rows, d, I.rows, p.scale, g.data(), g.outerStride(), xi.data(),
                        leading_dim(xi), dyj.data(), leading_dim(dyj));
         }
       }
     });
+    if (!products) continue;
     auto dxi = map_rows_mut<T>(dx[I.segment].middle_rows(I.first, I.rows));
     for (int c = 0; c < sweep_chunks; ++c) {  // fixed reduction order
       if (plan.chunk_begin(bi, c) == plan.chunk_begin(bi, c + 1)) continue;
-      dxi += row_map<T>(dx_part + static_cast<std::size_t>(c) * shape.tr * d, I.rows, d,
-                        Eigen::OuterStride<>(d));
+      dxi += row_map<T>(dx_part + uz(c * shape.tr * d), I.rows, d, Eigen::OuterStride<>(d));
     }
   }
+}
+
+/// Adds scale * G Y into the segments of dX and scale * G^T X into those of dY (in self mode
+/// dY == dX and G is symmetrised on the fly), G from the softmax coefficients k (gradient_tile).
+/// The outputs must be gemm_ready. With p.cache set, the tiles written by pairwise_forward are
+/// read instead of recomputed.
+template <class T>
+void pairwise_backward(const pairwise_problem<T>& p, const pairwise_coefficients<T>& k,
+                       const matrix_view<T>* dx, const matrix_view<T>* dy, arena& ar) {
+  pairwise_sweep_tiles(
+      p,
+      [&](const row_block& I, const row_block& J, const tile_mask& mask, const tile_map<T>& s,
+          tile_map<T>& g, int) { gradient_tile(p, k, I, J, mask, s, g); },
+      dx, dy, ar);
 }
 
 }  // namespace detail
@@ -2007,6 +2483,125 @@ CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_CORE_TILING_HPP
 // ---- end contrastive/core/tiling.hpp ----
+// ---- begin contrastive/losses/debiased_negatives.hpp ----
+#ifndef CONTRASTIVE_LOSSES_DEBIASED_NEGATIVES_HPP
+#define CONTRASTIVE_LOSSES_DEBIASED_NEGATIVES_HPP
+
+// Debiased (Chuang et al. 2020) and hard-negative (Robinson et al. 2021) negative terms, the
+// per-anchor math shared by the options debias_tau_plus / hard_negative_beta of InfoNCE/CLIP
+// (info_nce.hpp) and NT-Xent (nt_xent.hpp). The sweep gives, over each anchor's M negatives only
+// (the positive masked), LSE(s) or, for beta > 0, LSE((1 + beta) s) and LSE(beta s); this header
+// turns them and the positive logit into the loss, the gradient coefficients and dL/dtheta.
+// Math and gradients: docs/debiased.md.
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// Per-direction statistics the forward keeps for the debiased / hard-negative backward.
+template <class T>
+struct negative_weighting_saved {
+  std::vector<T> lse_hi;    ///< beta > 0: LSE over the negatives of (1 + beta) s (else empty)
+  std::vector<T> lse_lo;    ///< beta > 0: LSE over the negatives of beta s (else empty)
+  std::vector<T> negative;  ///< kappa_i: the weight of the negatives' softmax terms
+  std::vector<T> positive;  ///< dl_i/ds_ip: the gradient of the positive logit
+  index_t clamped = 0;      ///< anchors whose negative term sat at its floor M e^{-1/tau}
+};
+
+namespace detail {
+
+/// Is the debiased / hard-negative form of the loss selected?
+inline bool negative_weighting_active(double tau_plus, double beta) noexcept {
+  return tau_plus != 0 || beta != 0;
+}
+
+/// The option checks (before anything is written): tau_plus in [0, 1), beta finite >= 0, and
+/// when active no labels, no smoothing and at least one negative per anchor.
+inline void check_negative_weighting(const char* fn, double tau_plus, double beta, bool labelled,
+                                     double smoothing, index_t negatives) {
+  CONTRASTIVE_CHECK(std::isfinite(tau_plus) && tau_plus >= 0 && tau_plus < 1, fn,
+                    ": 'debias_tau_plus' must lie in [0, 1), got ", tau_plus);
+  CONTRASTIVE_CHECK(std::isfinite(beta) && beta >= 0, fn,
+                    ": 'hard_negative_beta' must be finite and >= 0, got ", beta);
+  if (!negative_weighting_active(tau_plus, beta)) return;
+  CONTRASTIVE_CHECK(!labelled, fn,
+                    ": 'debias_tau_plus' / 'hard_negative_beta' take one positive per anchor; "
+                    "they cannot be combined with labels");
+  CONTRASTIVE_CHECK(smoothing == 0, fn,
+                    ": 'debias_tau_plus' / 'hard_negative_beta' cannot be combined with "
+                    "'label_smoothing'");
+  CONTRASTIVE_CHECK(negatives >= 1, fn,
+                    ": 'debias_tau_plus' / 'hard_negative_beta' need at least one negative per "
+                    "anchor (2 samples or more)");
+}
+
+/// A bound of the weight these options put on one logit, relative to plain InfoNCE, for the
+/// gradient bound (check_pair_gradient_bound): the hard-negative importance weights are at most
+/// the number of negatives, and the debiased correction divides by 1 - tau+ and subtracts up to
+/// `negatives` tau+ positives.
+inline double negative_weighting_bound(double tau_plus, double beta, index_t negatives) noexcept {
+  const double m = static_cast<double>(negatives);
+  return (beta > 0 ? m : 1.0) * (1 + m * tau_plus) / (1 - tau_plus);
+}
+
+/// One anchor's loss and coefficients.
+struct debiased_anchor {
+  double loss = 0;      // l_i
+  double dtheta = 0;    // dl_i/dtheta
+  double negative = 0;  // kappa_i: dl_i/ds_ij = kappa_i ((1+beta) p1_ij - beta p0_ij), j negative
+  double positive = 0;  // dl_i/ds_ip
+  bool clamped = false;
+};
+
+/// l_i = log(e^{s_p} + Ng) - s_p with Ng = max((R - tau+ M e^{s_p}) / (1 - tau+), M e^{-lambda}),
+/// R = sum_neg e^{s} (beta = 0) or M sum_neg e^{(1+beta)s} / sum_neg e^{beta s}. `base`, `hi`,
+/// `lo`: the online softmax of s, (1+beta) s and beta s over the negatives (hi, lo only for beta >
+/// 0); their means are in units of s.
+inline debiased_anchor debiased_anchor_terms(double s_p, const online_softmax<double>& base,
+                                             const online_softmax<double>* hi,
+                                             const online_softmax<double>* lo, double m,
+                                             double lambda, double tau_plus, double beta) {
+  const bool hard = beta > 0;
+  const double log_r = hard ? std::log(m) + hi->lse() - lo->lse() : base.lse();
+  const double log_floor = std::log(m) - lambda;
+  // log(R - tau+ M e^{s_p}) without cancellation; raw <= 0 counts as clamped.
+  double log_ng = log_floor;
+  bool clamped = true;
+  const double c = tau_plus > 0 ? std::log(tau_plus * m) + s_p : -infinity<double>();
+  if (c < log_r) {
+    const double raw = log_r + std::log1p(-std::exp(c - log_r)) - std::log1p(-tau_plus);
+    if (raw >= log_floor) {
+      log_ng = raw;
+      clamped = false;
+    }
+  }
+  const double x = log_ng - s_p;
+  debiased_anchor r;
+  r.clamped = clamped;
+  r.loss = x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));  // softplus(x)
+  const double nu = 1 / (1 + std::exp(-x));                                 // Ng / D
+  const double pi = 1 / (1 + std::exp(x));                                  // e^{s_p} / D
+  if (clamped) {
+    r.positive = -nu;
+    r.negative = 0;
+    r.dtheta = r.positive * s_p - lambda * nu;  // the floor M e^{-lambda} moves with theta
+    return r;
+  }
+  r.positive = -nu - tau_plus * m * pi / (1 - tau_plus);
+  r.negative = std::exp(log_r - std::log1p(-tau_plus) - s_p - r.loss);  // R / ((1 - tau+) D)
+  const double mean_neg = hard ? (1 + beta) * hi->mean() - beta * lo->mean() : base.mean();
+  r.dtheta = r.positive * s_p + r.negative * mean_neg;
+  return r;
+}
+
+}  // namespace detail
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_DEBIASED_NEGATIVES_HPP
+// ---- end contrastive/losses/debiased_negatives.hpp ----
 // ---- begin contrastive/losses/info_nce_options.hpp ----
 #ifndef CONTRASTIVE_LOSSES_INFO_NCE_OPTIONS_HPP
 #define CONTRASTIVE_LOSSES_INFO_NCE_OPTIONS_HPP
@@ -2033,6 +2628,12 @@ struct info_nce_options : tiling_options {
   // workspace reads them instead of recomputing. forward_backward allocates it when no
   // workspace is given. Inputs must not change between the two calls.
   bool cache_logits = false;
+  // Debiased negatives (Chuang et al. 2020): the class prior tau+ in [0, 1); 0 is off.
+  // Hard negatives (Robinson et al. 2021): the concentration beta >= 0; 0 is off. Either one
+  // selects l_i = log(e^{s_p} + Ng) - s_p over the negatives only, Ng clamped below at
+  // M e^{-1/tau} (docs/debiased.md); one positive per anchor (no labels, no smoothing).
+  double debias_tau_plus = 0;
+  double hard_negative_beta = 0;
 };
 
 /// What the backward returns besides the input gradients: upstream * dL/dtemperature.
@@ -2062,6 +2663,10 @@ struct info_nce_saved {
   bool labelled = false;
   loss_reduction reduction = loss_reduction::mean;
   const void* logit_cache = nullptr;  // the workspace holding the cached tiles (cached mode)
+  double debias_tau_plus = 0;         // the debiased / hard-negative options of the forward
+  double hard_negative_beta = 0;
+  negative_weighting_saved<T> row_weighting;  // with debias_tau_plus or hard_negative_beta
+  negative_weighting_saved<T> col_weighting;  // (the column direction, when symmetric)
 
   temperature_gradient temperature_grad() const noexcept {
     return temperature_gradient::from_log_scale(grad_log_scale, temperature);
@@ -2080,6 +2685,8 @@ void info_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
   check_reduction(fn, o.reduction);
   CONTRASTIVE_CHECK(o.labels_a.empty() == o.labels_b.empty(), fn,
                     ": give both 'labels_a' and 'labels_b' or neither");
+  check_negative_weighting(fn, o.debias_tau_plus, o.hard_negative_beta, !o.labels_a.empty(),
+                           o.label_smoothing, a.rows() - 1);
   check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
   if (!o.labels_a.empty()) {
     check_labels(fn, "labels_a", o.labels_a, a.rows());
@@ -2095,10 +2702,17 @@ struct info_nce_forward_buffers {
   double* row_target = nullptr;
   double* col_target = nullptr;
   std::int64_t* sort_scratch = nullptr;
+  online_softmax<double>* row_scaled[2] = {nullptr, nullptr};  // hard negatives
+  online_softmax<double>* col_scaled[2] = {nullptr, nullptr};
 
-  info_nce_forward_buffers(Alloc& al, index_t n, bool symmetric, bool labelled) {
+  info_nce_forward_buffers(Alloc& al, index_t n, bool symmetric, bool labelled, bool hard = false) {
     row = al.template take<online_softmax<double>>(static_cast<std::size_t>(n));
     if (symmetric) col = al.template take<online_softmax<double>>(static_cast<std::size_t>(n));
+    for (int k = 0; k < 2 && hard; ++k) {
+      row_scaled[k] = al.template take<online_softmax<double>>(static_cast<std::size_t>(n));
+      if (symmetric)
+        col_scaled[k] = al.template take<online_softmax<double>>(static_cast<std::size_t>(n));
+    }
     if (labelled) {
       row_target = al.template take<double>(static_cast<std::size_t>(n));
       if (symmetric) col_target = al.template take<double>(static_cast<std::size_t>(n));
@@ -2116,10 +2730,22 @@ struct info_nce_backward_buffers {
   T* col_lse = nullptr;
   T* col_q = nullptr;
   double* sums = nullptr;  // 4 D: mean a, mean b, sum_i w_r a_i, sum_j w_c b_j (smoothing)
+  T* row_scaled_w[2] = {nullptr, nullptr};  // hard negatives
+  T* row_scaled_lse[2] = {nullptr, nullptr};
+  T* col_scaled_w[2] = {nullptr, nullptr};
+  T* col_scaled_lse[2] = {nullptr, nullptr};
 
   info_nce_backward_buffers(Alloc& al, index_t n, index_t d, bool symmetric, bool labelled,
-                            bool smoothing) {
+                            bool smoothing, bool hard = false) {
     const auto un = static_cast<std::size_t>(n);
+    for (int k = 0; k < 2 && hard; ++k) {
+      row_scaled_w[k] = al.template take<T>(un);
+      row_scaled_lse[k] = al.template take<T>(un);
+      if (symmetric) {
+        col_scaled_w[k] = al.template take<T>(un);
+        col_scaled_lse[k] = al.template take<T>(un);
+      }
+    }
     row_w = al.template take<T>(un);
     row_lse = al.template take<T>(un);
     if (labelled) row_q = al.template take<T>(un);
@@ -2137,7 +2763,7 @@ inline sweep_shape info_nce_sweep(index_t n, index_t d, const info_nce_options& 
 }
 
 template <class T>
-std::size_t info_nce_cache_bytes(index_t n, const info_nce_options& o) noexcept {
+std::size_t info_nce_cache_bytes(index_t n, const info_nce_options& o) {
   return o.cache_logits
              ? array_bytes<T>(cache_elements(o.tile_rows, o.tile_cols, false, n, n, n, n))
              : 0;
@@ -2147,18 +2773,20 @@ template <class T>
 std::size_t info_nce_forward_bytes(index_t n, index_t d, const info_nce_options& o,
                                    std::size_t packing) {
   size_counter c;
-  const info_nce_forward_buffers<T, size_counter> sized(c, n, o.symmetric, !o.labels_a.empty());
+  const bool hard = o.hard_negative_beta > 0;
+  const info_nce_forward_buffers<T, size_counter> sized(c, n, o.symmetric, !o.labels_a.empty(),
+                                                        hard);
   (void)sized;
   return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
-         pairwise_forward_bytes<T>(info_nce_sweep(n, d, o)) + workspace_alignment;
+         pairwise_forward_bytes<T>(info_nce_sweep(n, d, o), hard ? 2 : 0) + workspace_alignment;
 }
 
 template <class T>
 std::size_t info_nce_backward_bytes(index_t n, index_t d, const info_nce_options& o,
                                     std::size_t packing) {
   size_counter c;
-  const info_nce_backward_buffers<T, size_counter> sized(c, n, d, o.symmetric, !o.labels_a.empty(),
-                                                         o.label_smoothing > 0);
+  const info_nce_backward_buffers<T, size_counter> sized(
+      c, n, d, o.symmetric, !o.labels_a.empty(), o.label_smoothing > 0, o.hard_negative_beta > 0);
   (void)sized;
   return info_nce_cache_bytes<T>(n, o) + c.bytes + packing +
          pairwise_backward_bytes<T>(info_nce_sweep(n, d, o)) + workspace_alignment;
@@ -2168,7 +2796,7 @@ template <class T>
 void column_mean(const matrix_view<const T>& x, std::vector<double>& out) {
   out.assign(static_cast<std::size_t>(x.cols()), 0.0);
   for (index_t i = 0; i < x.rows(); ++i)
-    for (index_t k = 0; k < x.cols(); ++k) out[k] += double(x(i, k));
+    for (index_t k = 0; k < x.cols(); ++k) out[uz(k)] += double(x(i, k));
   for (auto& v : out) v /= double(x.rows());
 }
 
@@ -2191,6 +2819,13 @@ pairwise_problem<T> info_nce_problem(const matrix_view<const T>* a, const matrix
   if (!o.labels_a.empty()) {
     p.label_x = o.labels_a.data;
     p.label_y = o.labels_b.data;
+  }
+  // Debiased / hard negatives: normalisers over the negatives only.
+  if (negative_weighting_active(o.debias_tau_plus, o.hard_negative_beta)) p.mask_diagonal = true;
+  if (o.hard_negative_beta > 0) {
+    p.extra_scales = 2;
+    p.gamma[0] = static_cast<T>(1 + o.hard_negative_beta);
+    p.gamma[1] = static_cast<T>(o.hard_negative_beta);
   }
   return p;
 }
@@ -2217,10 +2852,16 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
   const bool keep_cache = cache != nullptr && ws.data != nullptr;
   const matrix_view<const T> a = gemm_input(a_in, ar);
   const matrix_view<const T> b = gemm_input(b_in, ar);
-  info_nce_forward_buffers<T, arena> buf(ar, n, sym, labelled);
+  const bool weighted_neg = negative_weighting_active(o.debias_tau_plus, o.hard_negative_beta);
+  const bool hard = o.hard_negative_beta > 0;
+  info_nce_forward_buffers<T, arena> buf(ar, n, sym, labelled, hard);
   for (index_t i = 0; i < n; ++i) {
     buf.row[i] = online_softmax<double>();
     if (sym) buf.col[i] = online_softmax<double>();
+    for (int k = 0; k < 2 && hard; ++k) {
+      buf.row_scaled[k][i] = online_softmax<double>();
+      if (sym) buf.col_scaled[k][i] = online_softmax<double>();
+    }
     if (labelled) {
       buf.row_target[i] = 0;
       if (sym) buf.col_target[i] = 0;
@@ -2233,6 +2874,10 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
   st.col = buf.col;
   st.row_target = buf.row_target;
   st.col_target = buf.col_target;
+  for (int k = 0; k < 2; ++k) {
+    st.row_scaled[k] = buf.row_scaled[k];
+    st.col_scaled[k] = buf.col_scaled[k];
+  }
   pairwise_forward(p, st, ar);
 
   info_nce_saved<T> saved;
@@ -2244,6 +2889,8 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
   saved.labelled = labelled;
   saved.reduction = o.reduction;
   saved.logit_cache = keep_cache ? ws.data : nullptr;
+  saved.debias_tau_plus = o.debias_tau_plus;
+  saved.hard_negative_beta = o.hard_negative_beta;
   if (labelled) {
     saved.row_positives.resize(static_cast<std::size_t>(n));
     count_matches(o.labels_a, o.labels_b, saved.row_positives.data(), buf.sort_scratch);
@@ -2267,12 +2914,12 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
     lse_out.resize(static_cast<std::size_t>(n));
     for (index_t i = 0; i < n; ++i) {
       const double lse = stats[i].lse();
-      lse_out[i] = static_cast<T>(lse);
-      if (labelled && positives[i] == 0) continue;  // no positive: excluded (l_i = 0)
-      const double hard =
-          labelled ? target[i] / double(positives[i]) : lambda_d * dot_rows(x, i, y, i);
+      lse_out[uz(i)] = static_cast<T>(lse);
+      if (labelled && positives[uz(i)] == 0) continue;  // no positive: excluded (l_i = 0)
+      const double positive =
+          labelled ? target[i] / double(positives[uz(i)]) : lambda_d * dot_rows(x, i, y, i);
       const double soft = eps > 0 ? lambda_d * dot_row_vec(x, i, mean_y.data()) : 0.0;
-      const double t = (1 - eps) * hard + eps * soft;
+      const double t = (1 - eps) * positive + eps * soft;
       sums.loss += lse - t;
       sums.dtheta += stats[i].mean() - t;
       ++sums.valid;
@@ -2280,14 +2927,50 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
     return sums;
   };
 
+  // Debiased / hard negatives (docs/debiased.md): the same per-anchor reduction, other terms.
+  auto weighted_direction = [&](const online_softmax<double>* stats,
+                                online_softmax<double>* const* scaled, std::vector<T>& lse_out,
+                                negative_weighting_saved<T>& nw) {
+    direction_sums sums;
+    lse_out.resize(static_cast<std::size_t>(n));
+    nw.negative.resize(static_cast<std::size_t>(n));
+    nw.positive.resize(static_cast<std::size_t>(n));
+    if (hard) {
+      nw.lse_hi.resize(static_cast<std::size_t>(n));
+      nw.lse_lo.resize(static_cast<std::size_t>(n));
+    }
+    for (index_t i = 0; i < n; ++i) {
+      lse_out[uz(i)] = static_cast<T>(stats[i].lse());
+      const double s_p = lambda_d * dot_rows(a, i, b, i);
+      const debiased_anchor t = debiased_anchor_terms(
+          s_p, stats[i], hard ? &scaled[0][i] : nullptr, hard ? &scaled[1][i] : nullptr,
+          double(n - 1), lambda_d, o.debias_tau_plus, o.hard_negative_beta);
+      if (hard) {
+        nw.lse_hi[uz(i)] = static_cast<T>(scaled[0][i].lse());
+        nw.lse_lo[uz(i)] = static_cast<T>(scaled[1][i].lse());
+      }
+      nw.negative[uz(i)] = static_cast<T>(t.negative);
+      nw.positive[uz(i)] = static_cast<T>(t.positive);
+      nw.clamped += t.clamped;
+      sums.loss += t.loss;
+      sums.dtheta += t.dtheta;
+      ++sums.valid;
+    }
+    return sums;
+  };
+
   const double c = sym ? 0.5 : 1.0;
   const direction_sums r =
-      direction(a, b, buf.row, buf.row_target, saved.row_positives, mean_b, saved.row_lse);
+      weighted_neg
+          ? weighted_direction(buf.row, buf.row_scaled, saved.row_lse, saved.row_weighting)
+          : direction(a, b, buf.row, buf.row_target, saved.row_positives, mean_b, saved.row_lse);
   double loss = c * r.weight(o.reduction) * r.loss;
   double dtheta = c * r.weight(o.reduction) * r.dtheta;
   if (sym) {
     const direction_sums cs =
-        direction(b, a, buf.col, buf.col_target, saved.col_positives, mean_a, saved.col_lse);
+        weighted_neg
+            ? weighted_direction(buf.col, buf.col_scaled, saved.col_lse, saved.col_weighting)
+            : direction(b, a, buf.col, buf.col_target, saved.col_positives, mean_a, saved.col_lse);
     loss += c * cs.weight(o.reduction) * cs.loss;
     dtheta += c * cs.weight(o.reduction) * cs.dtheta;
   }
@@ -2307,12 +2990,18 @@ void info_nce_check_backward(const char* fn, const matrix_view<const T>& a,
                     saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
   CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
                         saved.label_smoothing == o.label_smoothing &&
-                        saved.labelled == !o.labels_a.empty() && saved.reduction == o.reduction,
+                        saved.labelled == !o.labels_a.empty() && saved.reduction == o.reduction &&
+                        saved.debias_tau_plus == o.debias_tau_plus &&
+                        saved.hard_negative_beta == o.hard_negative_beta,
                     fn, ": 'saved' was computed with other options (temperature ",
                     saved.temperature, ", symmetric ", saved.symmetric, ", label_smoothing ",
                     saved.label_smoothing, ") than these (temperature ", o.temperature,
                     ", symmetric ", o.symmetric, ", label_smoothing ", o.label_smoothing, ")");
   check_pair_gradients(fn, a, b, ga, gb, upstream);
+  check_pair_gradient_bound(
+      fn, a, b, ga, gb, upstream, 1.0 / o.temperature,
+      negative_weighting_bound(o.debias_tau_plus, o.hard_negative_beta, a.rows()), o.accumulate,
+      saved.grad_log_scale);
 }
 
 template <class T>
@@ -2338,7 +3027,9 @@ temperature_gradient info_nce_backward_impl(
   const matrix_view<const T> b = gemm_input(b_in, ar);
   const gemm_output<T> ga(grad_a, o.accumulate, ar);
   const gemm_output<T> gb(grad_b, o.accumulate, ar);
-  info_nce_backward_buffers<T, arena> buf(ar, n, d, sym, labelled, eps > 0);
+  const bool weighted_neg = negative_weighting_active(o.debias_tau_plus, o.hard_negative_beta);
+  const bool hard = o.hard_negative_beta > 0;
+  info_nce_backward_buffers<T, arena> buf(ar, n, d, sym, labelled, eps > 0, hard);
 
   // Per-anchor weights: 1/|V| (mean) or 1, times 1/2 when symmetric, times upstream; 0 for
   // anchors without a positive.
@@ -2348,30 +3039,72 @@ temperature_gradient info_nce_backward_impl(
     index_t valid = n;
     if (labelled) {
       valid = 0;
-      for (index_t i = 0; i < n; ++i) valid += positives[i] > 0;
+      for (index_t i = 0; i < n; ++i) valid += positives[uz(i)] > 0;
     }
     const double wv =
         valid == 0 ? 0.0 : c * (o.reduction == loss_reduction::mean ? 1.0 / double(valid) : 1.0);
     for (index_t i = 0; i < n; ++i) {
-      const bool ok = !labelled || positives[i] > 0;
+      const bool ok = !labelled || positives[uz(i)] > 0;
       w[i] = static_cast<T>(ok ? wv : 0.0);
-      lse_out[i] = lse[i];
-      if (q) q[i] = static_cast<T>(ok ? wv * (1 - eps) / double(positives[i]) : 0.0);
+      lse_out[i] = lse[uz(i)];
+      if (q) q[i] = static_cast<T>(ok ? wv * (1 - eps) / double(positives[uz(i)]) : 0.0);
     }
   };
   weights(saved.row_positives, saved.row_lse, buf.row_w, buf.row_lse, buf.row_q);
   if (sym) weights(saved.col_positives, saved.col_lse, buf.col_w, buf.col_lse, buf.col_q);
+  // Weighted negatives: kappa_i on the softmax over the negatives (beta = 0), or kappa_i
+  // ((1 + beta) p1 - beta p0) through the scaled terms; buf.*_w keeps the plain weight w_v.
+  const double wdir = c * (o.reduction == loss_reduction::mean ? 1.0 / double(n) : 1.0);
+  auto negative_weights = [&](const negative_weighting_saved<T>& nw, T* w, T* const* sw,
+                              T* const* slse) {
+    for (index_t i = 0; i < n; ++i) {
+      const double kw = wdir * double(nw.negative[uz(i)]);
+      w[i] = static_cast<T>(kw);
+      if (hard) {
+        const double beta = o.hard_negative_beta;
+        sw[0][i] = static_cast<T>(kw * (1 + beta));
+        sw[1][i] = static_cast<T>(-kw * beta);
+        slse[0][i] = nw.lse_hi[uz(i)];
+        slse[1][i] = nw.lse_lo[uz(i)];
+      }
+    }
+  };
+  if (weighted_neg) {
+    negative_weights(saved.row_weighting, buf.row_w, buf.row_scaled_w, buf.row_scaled_lse);
+    if (sym) negative_weights(saved.col_weighting, buf.col_w, buf.col_scaled_w, buf.col_scaled_lse);
+  }
 
   const pairwise_problem<T> p = info_nce_problem<T>(&a, &b, o, use_cache ? cache : nullptr);
   pairwise_coefficients<T> k;
-  k.row_w = buf.row_w;
+  k.row_w = hard ? nullptr : buf.row_w;
   k.row_lse = buf.row_lse;
   k.row_q = buf.row_q;
-  k.col_w = buf.col_w;
+  k.col_w = hard ? nullptr : buf.col_w;
   k.col_lse = buf.col_lse;
   k.col_q = buf.col_q;
+  for (int e = 0; e < 2; ++e) {
+    k.row_scaled_w[e] = buf.row_scaled_w[e];
+    k.row_scaled_lse[e] = buf.row_scaled_lse[e];
+    k.col_scaled_w[e] = buf.col_scaled_w[e];
+    k.col_scaled_lse[e] = buf.col_scaled_lse[e];
+  }
   const matrix_view<T> dA = ga.view(), dB = gb.view();
   pairwise_backward(p, k, &dA, &dB, ar);
+
+  if (weighted_neg) {  // the positive logit s_ii = lambda <a_i, b_i>, both directions
+    for (index_t i = 0; i < n; ++i) {
+      const double pr = double(saved.row_weighting.positive[uz(i)]);
+      const double pc = sym ? double(saved.col_weighting.positive[uz(i)]) : 0.0;
+      const T coef = static_cast<T>(lambda_d * wdir * (pr + pc));
+      for (index_t k2 = 0; k2 < d; ++k2) {
+        dA(i, k2) += coef * b(i, k2);
+        dB(i, k2) += coef * a(i, k2);
+      }
+    }
+    ga.finish();
+    gb.finish();
+    return temperature_gradient::from_log_scale(saved.grad_log_scale * upstream, o.temperature);
+  }
 
   // Target terms, O(N D): the one-hot positives (without labels) and label smoothing.
   auto wc = [&](index_t i) -> double { return sym ? double(buf.col_w[i]) : 0.0; };
@@ -2443,6 +3176,8 @@ CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto info_nce_forward(const A& a, const B& b, const info_nce_options& o = {}, workspace ws = {}) {
   if constexpr (detail::is_device_input<A>::value) {  // cuda/info_nce.cuh; ws is the CPU's
     (void)ws;
+    CONTRASTIVE_CHECK(!detail::negative_weighting_active(o.debias_tau_plus, o.hard_negative_beta),
+                      "info_nce_forward: 'debias_tau_plus' / 'hard_negative_beta' are CPU-only");
     return detail::device_backend_of<detail::info_nce_tag, A>::type::forward(as_view(a), as_view(b),
                                                                              o);
   } else {
@@ -2519,6 +3254,7 @@ CONTRASTIVE_NAMESPACE_END
 // S = Z Z^T / tau is symmetric, so the sweep visits only tiles J >= I and uses each tile for
 // the rows of I and of J. Math and gradients: docs/nt_xent.md; the sweep: docs/tiled_sweep.md.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -2545,6 +3281,12 @@ struct nt_xent_options : tiling_options {
   loss_reduction reduction = loss_reduction::mean;
   bool accumulate = false;    // backward adds into the gradients instead of overwriting them
   bool cache_logits = false;  // cached mode, as in info_nce_options (about 2 N^2 elements)
+  // Debiased negatives (Chuang et al. 2020): the class prior tau+ in [0, 1); 0 is off.
+  // Hard negatives (Robinson et al. 2021): the concentration beta >= 0; 0 is off. Either one
+  // selects l_i = log(e^{s_p} + Ng) - s_p over the negatives only, Ng clamped below at
+  // M e^{-1/tau} (docs/debiased.md); one positive per anchor (no labels, no smoothing).
+  double debias_tau_plus = 0;
+  double hard_negative_beta = 0;
 };
 
 /// What the backward returns besides the input gradients: upstream * dL/dtemperature.
@@ -2569,6 +3311,9 @@ struct nt_xent_saved {
   bool labelled = false;
   loss_reduction reduction = loss_reduction::mean;
   const void* logit_cache = nullptr;  // the workspace holding the cached tiles (cached mode)
+  double debias_tau_plus = 0;         // the debiased / hard-negative options of the forward
+  double hard_negative_beta = 0;
+  negative_weighting_saved<T> weighting;  // with debias_tau_plus or hard_negative_beta (2N)
 
   temperature_gradient temperature_grad() const noexcept {
     return temperature_gradient::from_log_scale(grad_log_scale, temperature);
@@ -2585,8 +3330,14 @@ void nt_xent_check_inputs(const char* fn, const matrix_view<const T>& a,
                           const matrix_view<const T>& b, const nt_xent_options& o) {
   check_smoothing(fn, o.label_smoothing);
   check_reduction(fn, o.reduction);
+  check_negative_weighting(fn, o.debias_tau_plus, o.hard_negative_beta, !o.labels.empty(),
+                           o.label_smoothing, 2 * a.rows() - 2);
   check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
   if (!o.labels.empty()) check_labels(fn, "labels", o.labels, a.rows());
+}
+
+inline bool nt_xent_weighted_negatives(const nt_xent_options& o) noexcept {
+  return negative_weighting_active(o.debias_tau_plus, o.hard_negative_beta);
 }
 
 template <class T, class Alloc>
@@ -2595,10 +3346,13 @@ struct nt_xent_forward_buffers {
   double* target = nullptr;
   std::int64_t* labels = nullptr;  // 2N
   std::int64_t* sort_scratch = nullptr;
+  online_softmax<double>* scaled[2] = {nullptr, nullptr};  // hard negatives: (1+beta) s, beta s
 
-  nt_xent_forward_buffers(Alloc& al, index_t n, bool labelled) {
+  nt_xent_forward_buffers(Alloc& al, index_t n, bool labelled, bool hard = false) {
     const auto n2 = 2 * static_cast<std::size_t>(n);
     stats = al.template take<online_softmax<double>>(n2);
+    if (hard)
+      for (auto& s : scaled) s = al.template take<online_softmax<double>>(n2);
     if (labelled) {
       target = al.template take<double>(n2);
       labels = al.template take<std::int64_t>(n2);
@@ -2613,12 +3367,21 @@ struct nt_xent_backward_buffers {
   T* lse = nullptr;
   T* q = nullptr;
   std::int64_t* labels = nullptr;
-  double* sums = nullptr;  // 2 D: sum_i z_i and sum_i w_i z_i (smoothing)
+  double* sums = nullptr;               // 2 D: sum_i z_i and sum_i w_i z_i (smoothing)
+  T* scaled_w[2] = {nullptr, nullptr};  // hard negatives
+  T* scaled_lse[2] = {nullptr, nullptr};
 
-  nt_xent_backward_buffers(Alloc& al, index_t n, index_t d, bool labelled, bool smoothing) {
+  nt_xent_backward_buffers(Alloc& al, index_t n, index_t d, bool labelled, bool smoothing,
+                           bool hard = false) {
     const auto n2 = 2 * static_cast<std::size_t>(n);
     w = al.template take<T>(n2);
     lse = al.template take<T>(n2);
+    if (hard) {
+      for (int k = 0; k < 2; ++k) {
+        scaled_w[k] = al.template take<T>(n2);
+        scaled_lse[k] = al.template take<T>(n2);
+      }
+    }
     if (labelled) {
       q = al.template take<T>(n2);
       labels = al.template take<std::int64_t>(n2);
@@ -2632,7 +3395,7 @@ inline sweep_shape nt_xent_sweep(index_t n, index_t d, const nt_xent_options& o)
 }
 
 template <class T>
-std::size_t nt_xent_cache_bytes(index_t n, const nt_xent_options& o) noexcept {
+std::size_t nt_xent_cache_bytes(index_t n, const nt_xent_options& o) {
   return o.cache_logits
              ? array_bytes<T>(cache_elements(o.tile_rows, o.tile_cols, true, 2 * n, 2 * n, n, n))
              : 0;
@@ -2642,18 +3405,19 @@ template <class T>
 std::size_t nt_xent_forward_bytes(index_t n, index_t d, const nt_xent_options& o,
                                   std::size_t packing) {
   size_counter c;
-  const nt_xent_forward_buffers<T, size_counter> sized(c, n, !o.labels.empty());
+  const bool hard = o.hard_negative_beta > 0;
+  const nt_xent_forward_buffers<T, size_counter> sized(c, n, !o.labels.empty(), hard);
   (void)sized;
   return nt_xent_cache_bytes<T>(n, o) + c.bytes + packing +
-         pairwise_forward_bytes<T>(nt_xent_sweep(n, d, o)) + workspace_alignment;
+         pairwise_forward_bytes<T>(nt_xent_sweep(n, d, o), hard ? 2 : 0) + workspace_alignment;
 }
 
 template <class T>
 std::size_t nt_xent_backward_bytes(index_t n, index_t d, const nt_xent_options& o,
                                    std::size_t packing) {
   size_counter c;
-  const nt_xent_backward_buffers<T, size_counter> sized(c, n, d, !o.labels.empty(),
-                                                        o.label_smoothing > 0);
+  const nt_xent_backward_buffers<T, size_counter> sized(
+      c, n, d, !o.labels.empty(), o.label_smoothing > 0, o.hard_negative_beta > 0);
   (void)sized;
   return nt_xent_cache_bytes<T>(n, o) + c.bytes + packing +
          pairwise_backward_bytes<T>(nt_xent_sweep(n, d, o)) + workspace_alignment;
@@ -2681,6 +3445,12 @@ pairwise_problem<T> nt_xent_problem(const matrix_view<const T>* segments, const 
   p.cache = cache;
   p.label_x = labels;
   p.label_y = labels;
+  if (nt_xent_weighted_negatives(o)) p.partner_offset = segments[0].rows();  // negatives only
+  if (o.hard_negative_beta > 0) {
+    p.extra_scales = 2;
+    p.gamma[0] = static_cast<T>(1 + o.hard_negative_beta);
+    p.gamma[1] = static_cast<T>(o.hard_negative_beta);
+  }
   return p;
 }
 
@@ -2704,10 +3474,12 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   T* cache = o.cache_logits ? ar.take<T>(nt_xent_cache_bytes<T>(n, o) / sizeof(T)) : nullptr;
   const matrix_view<const T> seg[2] = {gemm_input(a_in, ar), gemm_input(b_in, ar)};
   const stacked_rows<T> z{seg[0], seg[1]};
-  nt_xent_forward_buffers<T, arena> buf(ar, n, labelled);
+  const bool weighted_neg = nt_xent_weighted_negatives(o), hard = o.hard_negative_beta > 0;
+  nt_xent_forward_buffers<T, arena> buf(ar, n, labelled, hard);
   for (index_t i = 0; i < n2; ++i) {
     buf.stats[i] = online_softmax<double>();
     if (labelled) buf.target[i] = 0;
+    if (hard) buf.scaled[0][i] = buf.scaled[1][i] = online_softmax<double>();
   }
   if (labelled) nt_xent_labels(o.labels, n, buf.labels);
 
@@ -2717,6 +3489,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   st.col = buf.stats;  // the same anchors: S is symmetric
   st.row_target = buf.target;
   st.col_target = buf.target;
+  for (int k = 0; k < 2; ++k) st.row_scaled[k] = st.col_scaled[k] = buf.scaled[k];
   pairwise_forward(p, st, ar);
 
   nt_xent_saved<T> saved;
@@ -2727,6 +3500,8 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   saved.labelled = labelled;
   saved.reduction = o.reduction;
   saved.logit_cache = cache ? ws.data : nullptr;
+  saved.debias_tau_plus = o.debias_tau_plus;
+  saved.hard_negative_beta = o.hard_negative_beta;
   if (labelled) {
     saved.positives.resize(static_cast<std::size_t>(n2));
     const vector_view<const std::int64_t> zl(buf.labels, n2);
@@ -2737,22 +3512,47 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   if (eps > 0) {
     sum_z.assign(static_cast<std::size_t>(d), 0.0);
     for (index_t i = 0; i < n2; ++i)
-      for (index_t k = 0; k < d; ++k) sum_z[k] += double(z(i, k));
+      for (index_t k = 0; k < d; ++k) sum_z[uz(k)] += double(z(i, k));
   }
 
   double loss = 0, dtheta = 0;
   saved.lse.resize(static_cast<std::size_t>(n2));
-  for (index_t i = 0; i < n2; ++i) {
+  if (weighted_neg) {  // debiased / hard negatives: docs/debiased.md
+    negative_weighting_saved<T>& nw = saved.weighting;
+    nw.negative.resize(static_cast<std::size_t>(n2));
+    nw.positive.resize(static_cast<std::size_t>(n2));
+    if (hard) {
+      nw.lse_hi.resize(static_cast<std::size_t>(n2));
+      nw.lse_lo.resize(static_cast<std::size_t>(n2));
+    }
+    for (index_t i = 0; i < n2; ++i) {
+      saved.lse[uz(i)] = static_cast<T>(buf.stats[i].lse());
+      const double s_p = lambda_d * dot_rows(seg[0], z.local(i), seg[1], z.local(i));
+      const debiased_anchor t = debiased_anchor_terms(
+          s_p, buf.stats[i], hard ? &buf.scaled[0][i] : nullptr, hard ? &buf.scaled[1][i] : nullptr,
+          double(n2 - 2), lambda_d, o.debias_tau_plus, o.hard_negative_beta);
+      if (hard) {
+        nw.lse_hi[uz(i)] = static_cast<T>(buf.scaled[0][i].lse());
+        nw.lse_lo[uz(i)] = static_cast<T>(buf.scaled[1][i].lse());
+      }
+      nw.negative[uz(i)] = static_cast<T>(t.negative);
+      nw.positive[uz(i)] = static_cast<T>(t.positive);
+      nw.clamped += t.clamped;
+      loss += t.loss;
+      dtheta += t.dtheta;
+    }
+  }
+  for (index_t i = 0; i < n2 && !weighted_neg; ++i) {
     const double lse = buf.stats[i].lse();
-    saved.lse[i] = static_cast<T>(lse);
-    const double hard = labelled ? buf.target[i] / double(saved.positives[i])
-                                 : lambda_d * dot_rows(seg[0], z.local(i), seg[1], z.local(i));
+    saved.lse[uz(i)] = static_cast<T>(lse);
+    const double positive = labelled ? buf.target[i] / double(saved.positives[uz(i)])
+                                     : lambda_d * dot_rows(seg[0], z.local(i), seg[1], z.local(i));
     double soft = 0;
     if (eps > 0) {
-      for (index_t k = 0; k < d; ++k) soft += double(z(i, k)) * (sum_z[k] - double(z(i, k)));
+      for (index_t k = 0; k < d; ++k) soft += double(z(i, k)) * (sum_z[uz(k)] - double(z(i, k)));
       soft *= lambda_d / double(n2 - 1);
     }
-    const double t = (1 - eps) * hard + eps * soft;
+    const double t = (1 - eps) * positive + eps * soft;
     loss += lse - t;
     dtheta += buf.stats[i].mean() - t;
   }
@@ -2779,11 +3579,18 @@ temperature_gradient nt_xent_backward_impl(
                     a_in.cols());
   CONTRASTIVE_CHECK(
       saved.temperature == o.temperature && saved.label_smoothing == o.label_smoothing &&
-          saved.labelled == !o.labels.empty() && saved.reduction == o.reduction,
+          saved.labelled == !o.labels.empty() && saved.reduction == o.reduction &&
+          saved.debias_tau_plus == o.debias_tau_plus &&
+          saved.hard_negative_beta == o.hard_negative_beta,
       fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
       ", label_smoothing ", saved.label_smoothing, ") than these (temperature ", o.temperature,
       ", label_smoothing ", o.label_smoothing, ")");
   check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
+  check_pair_gradient_bound(
+      fn, 2 * a_in.rows(), std::max(max_abs(a_in), max_abs(b_in)), grad_a, grad_b, upstream,
+      1.0 / o.temperature,
+      negative_weighting_bound(o.debias_tau_plus, o.hard_negative_beta, 2 * a_in.rows()),
+      o.accumulate, saved.grad_log_scale);
 
   const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
   const bool labelled = saved.labelled;
@@ -2798,21 +3605,34 @@ temperature_gradient nt_xent_backward_impl(
   const stacked_rows<T> z{seg[0], seg[1]};
   const gemm_output<T> ga(grad_a, o.accumulate, ar);
   const gemm_output<T> gb(grad_b, o.accumulate, ar);
-  nt_xent_backward_buffers<T, arena> buf(ar, n, d, labelled, eps > 0);
+  const bool weighted_neg = nt_xent_weighted_negatives(o), hard = o.hard_negative_beta > 0;
+  nt_xent_backward_buffers<T, arena> buf(ar, n, d, labelled, eps > 0, hard);
 
   const double wv = upstream * (o.reduction == loss_reduction::mean ? 1.0 / double(n2) : 1.0);
+  const negative_weighting_saved<T>& nw = saved.weighting;
   for (index_t i = 0; i < n2; ++i) {
-    buf.w[i] = static_cast<T>(wv);
-    buf.lse[i] = saved.lse[i];
-    if (labelled) buf.q[i] = static_cast<T>(wv * (1 - eps) / double(saved.positives[i]));
+    buf.w[i] = static_cast<T>(weighted_neg ? wv * double(nw.negative[uz(i)]) : wv);
+    buf.lse[i] = saved.lse[uz(i)];
+    if (labelled) buf.q[i] = static_cast<T>(wv * (1 - eps) / double(saved.positives[uz(i)]));
+    if (hard) {  // kappa ((1 + beta) p1 - beta p0)
+      const double beta = o.hard_negative_beta;
+      buf.scaled_w[0][i] = static_cast<T>(wv * double(nw.negative[uz(i)]) * (1 + beta));
+      buf.scaled_w[1][i] = static_cast<T>(-wv * double(nw.negative[uz(i)]) * beta);
+      buf.scaled_lse[0][i] = nw.lse_hi[uz(i)];
+      buf.scaled_lse[1][i] = nw.lse_lo[uz(i)];
+    }
   }
   if (labelled) nt_xent_labels(o.labels, n, buf.labels);
 
   const pairwise_problem<T> p = nt_xent_problem<T>(seg, o, buf.labels, use_cache ? cache : nullptr);
   pairwise_coefficients<T> k;
-  k.row_w = k.col_w = buf.w;
+  k.row_w = k.col_w = hard ? nullptr : buf.w;
   k.row_lse = k.col_lse = buf.lse;
   k.row_q = k.col_q = buf.q;
+  for (int e = 0; e < 2; ++e) {
+    k.row_scaled_w[e] = k.col_scaled_w[e] = buf.scaled_w[e];
+    k.row_scaled_lse[e] = k.col_scaled_lse[e] = buf.scaled_lse[e];
+  }
   const matrix_view<T> dz[2] = {ga.view(), gb.view()};
   pairwise_backward(p, k, dz, dz, ar);
 
@@ -2821,8 +3641,11 @@ temperature_gradient nt_xent_backward_impl(
   // dL/dz_i gets -(w_i + w_p(i)) lambda z_p(i) (as anchor and as candidate).
   if (!labelled) {
     for (index_t i = 0; i < n; ++i) {
-      const T coef =
-          static_cast<T>(lambda_d * (1 - eps) * (double(buf.w[i]) + double(buf.w[i + n])));
+      // Weighted negatives: dl_i/ds_ip is saved per anchor instead of -1.
+      const T coef = static_cast<T>(
+          weighted_neg
+              ? -lambda_d * wv * (double(nw.positive[uz(i)]) + double(nw.positive[uz(i + n)]))
+              : lambda_d * (1 - eps) * (double(buf.w[i]) + double(buf.w[i + n])));
       for (index_t c = 0; c < d; ++c) {
         dz[0](i, c) -= coef * seg[1](i, c);
         dz[1](i, c) -= coef * seg[0](i, c);
@@ -2882,6 +3705,8 @@ CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto nt_xent_forward(const A& a, const B& b, const nt_xent_options& o = {}, workspace ws = {}) {
   if constexpr (detail::is_device_input<A>::value) {  // cuda/nt_xent.cuh; ws is the CPU's
     (void)ws;
+    CONTRASTIVE_CHECK(!detail::negative_weighting_active(o.debias_tau_plus, o.hard_negative_beta),
+                      "nt_xent_forward: 'debias_tau_plus' / 'hard_negative_beta' are CPU-only");
     return detail::device_backend_of<detail::nt_xent_tag, A>::type::forward(as_view(a), as_view(b),
                                                                             o);
   } else {
@@ -2947,6 +3772,1264 @@ CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_LOSSES_NT_XENT_HPP
 // ---- end contrastive/losses/nt_xent.hpp ----
+// ---- begin contrastive/losses/dcl.hpp ----
+#ifndef CONTRASTIVE_LOSSES_DCL_HPP
+#define CONTRASTIVE_LOSSES_DCL_HPP
+
+// Decoupled contrastive learning (Yeh et al., ECCV 2022): DCL and its weighted form DCLW over the
+// 2N views Z = [a; b]. As NT-Xent, but each anchor's denominator holds its 2N - 2 negatives only:
+// the positive (the other view) is masked in the tiled sweep like the self-similarity. DCLW
+// multiplies the positive term of sample k by w_k = 2 - N softmax_k(<a_k, b_k> / sigma) and is
+// differentiated through w. Math and gradients: docs/dcl.md; the sweep: docs/tiled_sweep.md.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// ---- begin contrastive/losses/dcl_options.hpp ----
+#ifndef CONTRASTIVE_LOSSES_DCL_OPTIONS_HPP
+#define CONTRASTIVE_LOSSES_DCL_OPTIONS_HPP
+
+// The options of dcl.hpp (decoupled contrastive learning, DCL and DCLW), Eigen-free.
+
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// Options of DCL / DCLW over the 2N views [a; b]; tiles are square, min(tile_rows, tile_cols).
+struct dcl_options : tiling_options {
+  double temperature = 0.1;  ///< tau > 0; logits are <z_i, z_j> / tau
+  /// DCLW: weight the positive term of sample k by w_k = 2 - N softmax_k(<a_k, b_k> / sigma).
+  bool weighted = false;
+  double sigma = 0.5;  ///< the von Mises-Fisher concentration of DCLW (> 0)
+  loss_reduction reduction = loss_reduction::mean;  ///< mean over the 2N anchors, or sum
+  bool accumulate = false;  ///< backward adds into the gradients instead of overwriting them
+};
+
+/// What the backward returns besides the input gradients: upstream * dL/dtemperature.
+using dcl_parameter_gradients = temperature_gradient;
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_DCL_OPTIONS_HPP
+// ---- end contrastive/losses/dcl_options.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// What the DCL forward keeps for the backward: O(N) statistics.
+template <class T>
+struct dcl_saved {
+  T loss = 0;                 ///< the loss
+  double grad_log_scale = 0;  ///< dL/dtheta, theta = log(1/tau), at upstream 1
+  std::vector<T> lse;         ///< 2N: log-sum-exp over each anchor's 2N - 2 negatives
+  index_t n = 0;              ///< samples N
+  index_t d = 0;              ///< feature dimension D
+  double temperature = 0;     ///< the options the statistics belong to
+  double sigma = 0;           ///< DCLW's sigma (0 for DCL)
+  bool weighted = false;      ///< DCLW
+  loss_reduction reduction = loss_reduction::mean;  ///< reduction of the forward
+
+  /// dL/dtemperature in the three parameterisations, at upstream 1.
+  temperature_gradient temperature_grad() const noexcept {
+    return temperature_gradient::from_log_scale(grad_log_scale, temperature);
+  }
+};
+
+namespace detail {
+
+constexpr const char* dcl_fwd_name = "dcl_forward";
+constexpr const char* dcl_bwd_name = "dcl_backward";
+
+template <class T>
+void dcl_check_inputs(const char* fn, const matrix_view<const T>& a, const matrix_view<const T>& b,
+                      const dcl_options& o) {
+  check_reduction(fn, o.reduction);
+  if (o.weighted)
+    CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma > 0, fn,
+                      ": 'sigma' must be finite and > 0, got ", o.sigma);
+  check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
+  CONTRASTIVE_CHECK(a.rows() >= 2, fn,
+                    ": needs at least 2 samples (an anchor's negatives are the other 2N - 2 "
+                    "views), got ",
+                    a.rows());
+}
+
+inline sweep_shape dcl_sweep(index_t n, index_t d, const dcl_options& o) noexcept {
+  return make_sweep_shape(o, true, n, n, d);
+}
+
+template <class T>
+std::size_t dcl_forward_bytes(index_t n, index_t d, const dcl_options& o, std::size_t packing) {
+  return array_bytes<online_softmax<double>>(2 * static_cast<std::size_t>(n)) + packing +
+         pairwise_forward_bytes<T>(dcl_sweep(n, d, o)) + workspace_alignment;
+}
+
+template <class T>
+std::size_t dcl_backward_bytes(index_t n, index_t d, const dcl_options& o, std::size_t packing) {
+  return 2 * array_bytes<T>(2 * static_cast<std::size_t>(n)) + packing +
+         pairwise_backward_bytes<T>(dcl_sweep(n, d, o)) + workspace_alignment;
+}
+
+/// The self sweep over [a; b] with the diagonal and each row's other view masked.
+template <class T>
+pairwise_problem<T> dcl_problem(const matrix_view<const T>* segments, const dcl_options& o) {
+  pairwise_problem<T> p = make_pairwise_problem(segments, 2, segments, 2, o.temperature, o);
+  p.self = true;
+  p.partner_offset = segments[0].rows();
+  return p;
+}
+
+/// The positive part of DCL/DCLW, O(N D): u_k = <a_k, b_k>, the weights w_k (1 for DCL) and
+/// c_k = dP/du_k / lambda for P = -2 wv lambda sum_k w_k u_k (wv: the per-anchor weight).
+struct dcl_positive {
+  std::vector<double> u, c;
+  double sum_wu = 0;  // sum_k w_k u_k
+};
+
+template <class T>
+dcl_positive dcl_positive_terms(const matrix_view<const T>& a, const matrix_view<const T>& b,
+                                bool weighted, double sigma, double wv) {
+  const index_t n = a.rows();
+  dcl_positive r;
+  r.u.resize(static_cast<std::size_t>(n));
+  r.c.resize(static_cast<std::size_t>(n));
+  for (index_t k = 0; k < n; ++k) r.u[uz(k)] = dot_rows(a, k, b, k);
+  if (!weighted) {
+    for (std::size_t k = 0; k < r.u.size(); ++k) {
+      r.sum_wu += r.u[k];
+      r.c[k] = -2 * wv;
+    }
+    return r;
+  }
+  // p = softmax(u / sigma), w_k = 2 - N p_k; dP/du_k = -2 wv lambda (w_k - N p_k (u_k - ubar) /
+  // sigma), ubar = sum_m p_m u_m.
+  double m = -infinity<double>();
+  for (std::size_t k = 0; k < r.u.size(); ++k) m = std::max(m, r.u[k] / sigma);
+  double z = 0;
+  for (std::size_t k = 0; k < r.u.size(); ++k) z += std::exp(r.u[k] / sigma - m);
+  std::vector<double> pk(static_cast<std::size_t>(n));
+  double ubar = 0;
+  for (std::size_t k = 0; k < pk.size(); ++k) {
+    pk[k] = std::exp(r.u[k] / sigma - m) / z;
+    ubar += pk[k] * r.u[k];
+  }
+  for (std::size_t k = 0; k < pk.size(); ++k) {
+    const double w = 2 - double(n) * pk[k];
+    r.sum_wu += w * r.u[k];
+    r.c[k] = -2 * wv * (w - double(n) * pk[k] * (r.u[k] - ubar) / sigma);
+  }
+  return r;
+}
+
+template <class T>
+dcl_saved<T> dcl_forward_impl(const matrix_view<const T>& a_in, const matrix_view<const T>& b_in,
+                              const dcl_options& o, workspace ws) {
+  const char* fn = dcl_fwd_name;
+  dcl_check_inputs(fn, a_in, b_in, o);
+  const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
+  const double lambda_d = 1.0 / o.temperature;
+  arena ar(ws,
+           dcl_forward_bytes<T>(n, d, o, packing_bytes(a_in) + packing_bytes(b_in)) -
+               workspace_alignment,
+           fn);
+  const matrix_view<const T> seg[2] = {gemm_input(a_in, ar), gemm_input(b_in, ar)};
+  auto* stats = ar.take<online_softmax<double>>(static_cast<std::size_t>(n2));
+  for (index_t i = 0; i < n2; ++i) stats[i] = online_softmax<double>();
+  const pairwise_problem<T> p = dcl_problem<T>(seg, o);
+  pairwise_stats<T> st;
+  st.row = st.col = stats;
+  pairwise_forward(p, st, ar);
+
+  const double wv = o.reduction == loss_reduction::mean ? 1.0 / double(n2) : 1.0;
+  const dcl_positive pos = dcl_positive_terms(seg[0], seg[1], o.weighted, o.sigma, wv);
+  dcl_saved<T> saved;
+  saved.n = n;
+  saved.d = d;
+  saved.temperature = o.temperature;
+  saved.sigma = o.weighted ? o.sigma : 0.0;
+  saved.weighted = o.weighted;
+  saved.reduction = o.reduction;
+  saved.lse.resize(static_cast<std::size_t>(n2));
+  double neg = 0, dneg = 0;
+  for (index_t i = 0; i < n2; ++i) {
+    const double lse = stats[i].lse();
+    saved.lse[uz(i)] = static_cast<T>(lse);
+    neg += lse;
+    dneg += stats[i].mean();
+  }
+  // P = -2 wv lambda sum_k w_k u_k is linear in lambda, so dP/dtheta = P.
+  const double positive = -2 * wv * lambda_d * pos.sum_wu;
+  const double loss = wv * neg + positive;
+  check_loss_finite(fn, loss, o.temperature);
+  saved.loss = static_cast<T>(loss);
+  saved.grad_log_scale = wv * dneg + positive;
+  return saved;
+}
+
+template <class T>
+temperature_gradient dcl_backward_impl(const matrix_view<const T>& a_in,
+                                       const matrix_view<const T>& b_in, const dcl_saved<T>& saved,
+                                       const matrix_view<T>& grad_a, const matrix_view<T>& grad_b,
+                                       const dcl_options& o, double upstream, workspace ws) {
+  const char* fn = dcl_bwd_name;
+  dcl_check_inputs(fn, a_in, b_in, o);
+  CONTRASTIVE_CHECK(saved.n == a_in.rows() && saved.d == a_in.cols() &&
+                        saved.lse.size() == 2 * static_cast<std::size_t>(saved.n),
+                    fn, ": 'saved' belongs to a ", saved.n, " x ", saved.d,
+                    " batch, the inputs are ", a_in.rows(), " x ", a_in.cols());
+  CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.weighted == o.weighted &&
+                        (!o.weighted || saved.sigma == o.sigma) && saved.reduction == o.reduction,
+                    fn, ": 'saved' was computed with other options (temperature ",
+                    saved.temperature, ", weighted ", saved.weighted, ", sigma ", saved.sigma,
+                    ") than these (temperature ", o.temperature, ", weighted ", o.weighted,
+                    ", sigma ", o.sigma, ")");
+  check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
+  // DCLW's positive weights 2 - N softmax_i lie in (2 - N, 2).
+  check_pair_gradient_bound(fn, 2 * a_in.rows(), std::max(max_abs(a_in), max_abs(b_in)), grad_a,
+                            grad_b, upstream, 1.0 / o.temperature,
+                            o.weighted ? 2.0 * static_cast<double>(a_in.rows()) : 1.0, o.accumulate,
+                            saved.grad_log_scale);
+
+  const index_t n = a_in.rows(), d = a_in.cols(), n2 = 2 * n;
+  const double lambda_d = 1.0 / o.temperature;
+  const std::size_t packing =
+      packing_bytes(a_in) + packing_bytes(b_in) + packing_bytes(grad_a) + packing_bytes(grad_b);
+  arena ar(ws, dcl_backward_bytes<T>(n, d, o, packing) - workspace_alignment, fn);
+  const matrix_view<const T> seg[2] = {gemm_input(a_in, ar), gemm_input(b_in, ar)};
+  const gemm_output<T> ga(grad_a, o.accumulate, ar);
+  const gemm_output<T> gb(grad_b, o.accumulate, ar);
+  T* w = ar.take<T>(static_cast<std::size_t>(n2));
+  T* lse = ar.take<T>(static_cast<std::size_t>(n2));
+  const double wv = upstream * (o.reduction == loss_reduction::mean ? 1.0 / double(n2) : 1.0);
+  for (index_t i = 0; i < n2; ++i) {
+    w[i] = static_cast<T>(wv);
+    lse[i] = saved.lse[uz(i)];
+  }
+  const pairwise_problem<T> p = dcl_problem<T>(seg, o);
+  pairwise_coefficients<T> k;
+  k.row_w = k.col_w = w;
+  k.row_lse = k.col_lse = lse;
+  const matrix_view<T> dz[2] = {ga.view(), gb.view()};
+  pairwise_backward(p, k, dz, dz, ar);
+
+  // The positive terms, O(N D): dL/da_k += lambda c_k b_k, dL/db_k += lambda c_k a_k.
+  const dcl_positive pos = dcl_positive_terms(seg[0], seg[1], o.weighted, o.sigma, wv);
+  for (index_t i = 0; i < n; ++i) {
+    const T coef = static_cast<T>(lambda_d * pos.c[uz(i)]);
+    for (index_t c = 0; c < d; ++c) {
+      dz[0](i, c) += coef * seg[1](i, c);
+      dz[1](i, c) += coef * seg[0](i, c);
+    }
+  }
+  ga.finish();
+  gb.finish();
+  return temperature_gradient::from_log_scale(saved.grad_log_scale * upstream, o.temperature);
+}
+
+}  // namespace detail
+
+/// Scratch bytes for row-major N x D views (see info_nce_workspace_bytes).
+template <class T>
+std::size_t dcl_workspace_bytes(index_t n, index_t d, const dcl_options& o = {}) {
+  const std::size_t f = detail::dcl_forward_bytes<T>(n, d, o, 0);
+  const std::size_t b = detail::dcl_backward_bytes<T>(n, d, o, 0);
+  return f > b ? f : b;
+}
+
+/// Exact bytes for these inputs, packing included (gradients assumed row-major).
+template <class A, class B,
+          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value, int> = 0>
+std::size_t dcl_workspace_bytes(const A& a, const B& b, const dcl_options& o = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  const std::size_t pack = detail::packing_bytes(va) + detail::packing_bytes(vb);
+  const std::size_t f = detail::dcl_forward_bytes<T>(va.rows(), va.cols(), o, pack);
+  const std::size_t bw = detail::dcl_backward_bytes<T>(va.rows(), va.cols(), o, pack);
+  return f > bw ? f : bw;
+}
+
+/// Forward pass of DCL (or DCLW with options.weighted): the loss and O(N) statistics.
+template <class A, class B>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
+auto dcl_forward(const A& a, const B& b, const dcl_options& o = {}, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  detail::require_same_value_type<T, decltype(vb)>();
+  return detail::dcl_forward_impl<T>(va, vb, o, ws);
+}
+
+/// Backward pass: writes (or, with options.accumulate, adds) upstream * dL/da and dL/db. Returns
+/// upstream * dL/dtemperature.
+template <class A, class B, class T, class GA, class GB>
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+dcl_parameter_gradients
+    dcl_backward(const A& a, const B& b, const dcl_saved<T>& saved, GA&& grad_a, GB&& grad_b,
+                 const dcl_options& o = {}, double upstream = 1.0, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  const auto gb = detail::output_view(std::forward<GB>(grad_b));
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga), decltype(gb)>();
+  return detail::dcl_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
+}
+
+/// Forward and backward in one call; returns the loss. The temperature gradient is written to
+/// *parameter_grads when given.
+template <class A, class B, class GA, class GB>
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+auto dcl_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
+                          const dcl_options& o = {},
+                          dcl_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
+  const auto saved = dcl_forward(a, b, o, ws);
+  const temperature_gradient tg =
+      dcl_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = tg;
+  return saved.loss;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_DCL_HPP
+// ---- end contrastive/losses/dcl.hpp ----
+// ---- begin contrastive/losses/supcon.hpp ----
+#ifndef CONTRASTIVE_LOSSES_SUPCON_HPP
+#define CONTRASTIVE_LOSSES_SUPCON_HPP
+
+// Supervised contrastive loss over one labelled set (Khosla et al. 2020, the L_out form, as
+// pytorch-metric-learning's SupConLoss computes it): M x D features and M labels, anchor i's
+// positives are the other rows with its label, its denominator all other rows, the loss the mean
+// over its positives of -log softmax. Anchors without positives are skipped and counted. The
+// symmetric logits S = A A^T / tau are swept in self mode over one segment (only tiles J >= I),
+// label matches tested inside the tiles. Math and gradients: docs/supcon.md.
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// ---- begin contrastive/losses/supcon_options.hpp ----
+#ifndef CONTRASTIVE_LOSSES_SUPCON_OPTIONS_HPP
+#define CONTRASTIVE_LOSSES_SUPCON_OPTIONS_HPP
+
+// The options of supcon.hpp (supervised contrastive loss over one labelled set), Eigen-free.
+
+#include <cstdint>
+
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// Options of SupCon (L_out) over the M rows of one matrix; tiles are square, min(tile_rows,
+/// tile_cols).
+struct supcon_options : tiling_options {
+  double temperature = 0.1;  ///< tau > 0; logits are <a_i, a_j> / tau
+  /// One label per row (length M, contiguous, required): rows j != i with labels[j] == labels[i]
+  /// are the positives of anchor i. Several views of one sample are several rows with its label.
+  vector_view<const std::int64_t> labels{};
+  /// 0 (default, as pytorch-metric-learning's SupConLoss): no factor. > 0: the loss is multiplied
+  /// by temperature / base_temperature, as in the SupCon authors' reference code (0.07 there).
+  double base_temperature = 0;
+  loss_reduction reduction = loss_reduction::mean;  ///< mean over anchors with positives, or sum
+  bool accumulate = false;  ///< backward adds into the gradient instead of overwriting it
+};
+
+/// What the backward returns besides the input gradient: upstream * dL/dtemperature.
+using supcon_parameter_gradients = temperature_gradient;
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_SUPCON_OPTIONS_HPP
+// ---- end contrastive/losses/supcon_options.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// What the SupCon forward keeps for the backward: O(M) statistics.
+template <class T>
+struct supcon_saved {
+  T loss = 0;                      ///< the loss
+  double grad_log_scale = 0;       ///< dL/dtheta, theta = log(1/tau), at upstream 1
+  std::vector<T> lse;              ///< M: log-sum-exp over the other M - 1 rows
+  std::vector<index_t> positives;  ///< M: |P_i|, the other rows with the anchor's label
+  index_t skipped = 0;             ///< anchors without positives (no loss, no gradient)
+  index_t m = 0;                   ///< rows M
+  index_t d = 0;                   ///< feature dimension D
+  double temperature = 0;          ///< the options the statistics belong to
+  double base_temperature = 0;     ///< see supcon_options
+  loss_reduction reduction = loss_reduction::mean;  ///< reduction of the forward
+
+  /// dL/dtemperature in the three parameterisations, at upstream 1.
+  temperature_gradient temperature_grad() const noexcept {
+    return temperature_gradient::from_log_scale(grad_log_scale, temperature);
+  }
+};
+
+namespace detail {
+
+constexpr const char* supcon_fwd_name = "supcon_forward";
+constexpr const char* supcon_bwd_name = "supcon_backward";
+
+template <class T>
+void supcon_check_inputs(const char* fn, const matrix_view<const T>& a, const supcon_options& o) {
+  check_reduction(fn, o.reduction);
+  check_matrix(fn, "a", a);
+  check_temperature(fn, o.temperature);
+  CONTRASTIVE_CHECK(std::isfinite(o.base_temperature) && o.base_temperature >= 0, fn,
+                    ": 'base_temperature' must be finite and >= 0 (0: off), got ",
+                    o.base_temperature);
+  check_tiles(fn, o.tile_rows, o.tile_cols);
+  CONTRASTIVE_CHECK(a.rows() > 0, fn, ": empty batch ('a' has 0 rows)");
+  CONTRASTIVE_CHECK(a.cols() > 0, fn, ": 'a' has 0 columns (D must be > 0)");
+  CONTRASTIVE_CHECK(!o.labels.empty(), fn, ": 'labels' are required (one per row of 'a')");
+  check_labels(fn, "labels", o.labels, a.rows());
+  check_finite(fn, "a", a);
+}
+
+inline sweep_shape supcon_sweep(index_t m, index_t d, const supcon_options& o) noexcept {
+  return make_sweep_shape(o, true, m, m, d);
+}
+
+template <class T>
+std::size_t supcon_forward_bytes(index_t m, index_t d, const supcon_options& o,
+                                 std::size_t packing) {
+  const auto um = static_cast<std::size_t>(m);
+  return array_bytes<online_softmax<double>>(um) + array_bytes<double>(um) +
+         array_bytes<std::int64_t>(um) + packing +
+         pairwise_forward_bytes<T>(supcon_sweep(m, d, o)) + workspace_alignment;
+}
+
+template <class T>
+std::size_t supcon_backward_bytes(index_t m, index_t d, const supcon_options& o,
+                                  std::size_t packing) {
+  const auto um = static_cast<std::size_t>(m);
+  return 3 * array_bytes<T>(um) + packing + pairwise_backward_bytes<T>(supcon_sweep(m, d, o)) +
+         workspace_alignment;
+}
+
+template <class T>
+pairwise_problem<T> supcon_problem(const matrix_view<const T>* a, const supcon_options& o) {
+  pairwise_problem<T> p = make_pairwise_problem(a, 1, a, 1, o.temperature, o);
+  p.self = true;
+  p.label_x = p.label_y = o.labels.data;
+  return p;
+}
+
+/// The factor of the authors' reference code: tau / base_tau, or 1.
+inline double supcon_factor(const supcon_options& o) noexcept {
+  return o.base_temperature > 0 ? o.temperature / o.base_temperature : 1.0;
+}
+
+template <class T>
+supcon_saved<T> supcon_forward_impl(const matrix_view<const T>& a_in, const supcon_options& o,
+                                    workspace ws) {
+  const char* fn = supcon_fwd_name;
+  supcon_check_inputs(fn, a_in, o);
+  const index_t m = a_in.rows(), d = a_in.cols();
+  arena ar(ws, supcon_forward_bytes<T>(m, d, o, packing_bytes(a_in)) - workspace_alignment, fn);
+  const matrix_view<const T> a = gemm_input(a_in, ar);
+  auto* stats = ar.take<online_softmax<double>>(static_cast<std::size_t>(m));
+  auto* target = ar.take<double>(static_cast<std::size_t>(m));
+  auto* sort_scratch = ar.take<std::int64_t>(static_cast<std::size_t>(m));
+  for (index_t i = 0; i < m; ++i) {
+    stats[i] = online_softmax<double>();
+    target[i] = 0;
+  }
+  const pairwise_problem<T> p = supcon_problem<T>(&a, o);
+  pairwise_stats<T> st;
+  st.row = st.col = stats;
+  st.row_target = st.col_target = target;
+  pairwise_forward(p, st, ar);
+
+  supcon_saved<T> saved;
+  saved.m = m;
+  saved.d = d;
+  saved.temperature = o.temperature;
+  saved.base_temperature = o.base_temperature;
+  saved.reduction = o.reduction;
+  saved.positives.resize(static_cast<std::size_t>(m));
+  count_matches(o.labels, o.labels, saved.positives.data(), sort_scratch);
+  saved.lse.resize(static_cast<std::size_t>(m));
+  double loss = 0, dtheta = 0;
+  index_t valid = 0;
+  for (index_t i = 0; i < m; ++i) {
+    --saved.positives[uz(i)];  // not itself
+    const double lse = stats[i].lse();
+    saved.lse[uz(i)] = static_cast<T>(lse);
+    if (saved.positives[uz(i)] == 0) {
+      ++saved.skipped;
+      continue;
+    }
+    const double t = target[i] / double(saved.positives[uz(i)]);
+    loss += lse - t;
+    dtheta += stats[i].mean() - t;
+    ++valid;
+  }
+  const double w =
+      valid == 0 ? 0.0 : (o.reduction == loss_reduction::mean ? 1.0 / double(valid) : 1.0);
+  // L' = c L with c = tau / base_tau = e^{-theta} / base_tau: dL'/dtheta = c (dL/dtheta - L).
+  const double c = supcon_factor(o);
+  loss *= w;
+  dtheta *= w;
+  check_loss_finite(fn, c * loss, o.temperature);
+  saved.loss = static_cast<T>(c * loss);
+  saved.grad_log_scale = o.base_temperature > 0 ? c * (dtheta - loss) : dtheta;
+  return saved;
+}
+
+template <class T>
+temperature_gradient supcon_backward_impl(const matrix_view<const T>& a_in,
+                                          const supcon_saved<T>& saved,
+                                          const matrix_view<T>& grad_a, const supcon_options& o,
+                                          double upstream, workspace ws) {
+  const char* fn = supcon_bwd_name;
+  supcon_check_inputs(fn, a_in, o);
+  CONTRASTIVE_CHECK(saved.m == a_in.rows() && saved.d == a_in.cols() &&
+                        saved.lse.size() == static_cast<std::size_t>(saved.m) &&
+                        saved.positives.size() == static_cast<std::size_t>(saved.m),
+                    fn, ": 'saved' belongs to a ", saved.m, " x ", saved.d, " batch, 'a' is ",
+                    a_in.rows(), " x ", a_in.cols());
+  CONTRASTIVE_CHECK(
+      saved.temperature == o.temperature && saved.base_temperature == o.base_temperature &&
+          saved.reduction == o.reduction,
+      fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
+      ", base_temperature ", saved.base_temperature, ") than these (temperature ", o.temperature,
+      ", base_temperature ", o.base_temperature, ")");
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  check_matrix(fn, "grad_a", grad_a);
+  check_shape(fn, "grad_a", grad_a, a_in.rows(), a_in.cols(), "the shape of 'a'");
+  check_writable_layout(fn, "grad_a", grad_a);
+  check_no_alias(fn, "grad_a", grad_a, "a", a_in);
+  // The factor tau / base_tau of base_temperature scales every anchor weight.
+  check_pair_gradient_bound(fn, a_in.rows(), max_abs(a_in), grad_a, grad_a, upstream,
+                            1.0 / o.temperature,
+                            o.base_temperature > 0 ? o.temperature / o.base_temperature : 1.0,
+                            o.accumulate, saved.grad_log_scale);
+
+  const index_t m = a_in.rows(), d = a_in.cols();
+  arena ar(ws,
+           supcon_backward_bytes<T>(m, d, o, packing_bytes(a_in) + packing_bytes(grad_a)) -
+               workspace_alignment,
+           fn);
+  const matrix_view<const T> a = gemm_input(a_in, ar);
+  const gemm_output<T> ga(grad_a, o.accumulate, ar);
+  T* w = ar.take<T>(static_cast<std::size_t>(m));
+  T* lse = ar.take<T>(static_cast<std::size_t>(m));
+  T* q = ar.take<T>(static_cast<std::size_t>(m));
+  const index_t valid = m - saved.skipped;
+  const double wv = valid == 0
+                        ? 0.0
+                        : upstream * supcon_factor(o) *
+                              (o.reduction == loss_reduction::mean ? 1.0 / double(valid) : 1.0);
+  for (index_t i = 0; i < m; ++i) {
+    const bool ok = saved.positives[uz(i)] > 0;
+    w[i] = static_cast<T>(ok ? wv : 0.0);
+    lse[i] = saved.lse[uz(i)];
+    q[i] = static_cast<T>(ok ? wv / double(saved.positives[uz(i)]) : 0.0);
+  }
+  const pairwise_problem<T> p = supcon_problem<T>(&a, o);
+  pairwise_coefficients<T> k;
+  k.row_w = k.col_w = w;
+  k.row_lse = k.col_lse = lse;
+  k.row_q = k.col_q = q;
+  const matrix_view<T> da = ga.view();
+  pairwise_backward(p, k, &da, &da, ar);
+  ga.finish();
+  return temperature_gradient::from_log_scale(saved.grad_log_scale * upstream, o.temperature);
+}
+
+}  // namespace detail
+
+/// Scratch bytes for a row-major M x D view (see info_nce_workspace_bytes).
+template <class T>
+std::size_t supcon_workspace_bytes(index_t m, index_t d, const supcon_options& o = {}) {
+  const std::size_t f = detail::supcon_forward_bytes<T>(m, d, o, 0);
+  const std::size_t b = detail::supcon_backward_bytes<T>(m, d, o, 0);
+  return f > b ? f : b;
+}
+
+/// Exact bytes for this input, packing included (the gradient assumed row-major).
+template <class A, std::enable_if_t<is_tensor_like<A>::value, int> = 0>
+std::size_t supcon_workspace_bytes(const A& a, const supcon_options& o = {}) {
+  const auto va = detail::input_view(a);
+  using T = typename decltype(va)::value_type;
+  const std::size_t pack = detail::packing_bytes(va);
+  const std::size_t f = detail::supcon_forward_bytes<T>(va.rows(), va.cols(), o, pack);
+  const std::size_t bw = detail::supcon_backward_bytes<T>(va.rows(), va.cols(), o, pack);
+  return f > bw ? f : bw;
+}
+
+/// Forward pass: the loss, O(M) statistics and the count of anchors without positives.
+template <class A>
+CONTRASTIVE_REQUIRES(tensor_like<A>)
+auto supcon_forward(const A& a, const supcon_options& o, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  using T = typename decltype(va)::value_type;
+  return detail::supcon_forward_impl<T>(va, o, ws);
+}
+
+/// Backward pass: writes (or, with options.accumulate, adds) upstream * dL/da. Returns
+/// upstream * dL/dtemperature.
+template <class A, class T, class GA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& writable_tensor<GA&&>)
+supcon_parameter_gradients
+    supcon_backward(const A& a, const supcon_saved<T>& saved, GA&& grad_a, const supcon_options& o,
+                    double upstream = 1.0, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  detail::require_same_value_type<T, decltype(va), decltype(ga)>();
+  return detail::supcon_backward_impl<T>(va, saved, ga, o, upstream, ws);
+}
+
+/// Forward and backward in one call; returns the loss. The temperature gradient is written to
+/// *parameter_grads when given.
+template <class A, class GA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& writable_tensor<GA&&>)
+auto supcon_forward_backward(const A& a, GA&& grad_a, const supcon_options& o,
+                             supcon_parameter_gradients* parameter_grads = nullptr,
+                             workspace ws = {}) {
+  const auto saved = supcon_forward(a, o, ws);
+  const temperature_gradient tg = supcon_backward(a, saved, std::forward<GA>(grad_a), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = tg;
+  return saved.loss;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_SUPCON_HPP
+// ---- end contrastive/losses/supcon.hpp ----
+// ---- begin contrastive/losses/siglip.hpp ----
+#ifndef CONTRASTIVE_LOSSES_SIGLIP_HPP
+#define CONTRASTIVE_LOSSES_SIGLIP_HPP
+
+// The sigmoid loss of SigLIP (Zhai et al. 2023): every pair (i, j) is a binary classification,
+// positive on the diagonal, with logits x_ij = t <a_i, b_j> + b:
+//   L = -(1/N) sum_ij log sigmoid(z_ij x_ij),  z_ii = 1, z_ij = -1 (i != j).
+// No normaliser couples the entries of a row, so the gradient tile depends on the logits alone:
+// the forward sums the log-sigmoids of the tiles and also the parameter gradients (dL/dlog t,
+// dL/db); the backward recomputes the tiles; forward_backward does both in one sweep (three
+// products). Math and gradients: docs/siglip.md; the sweep: docs/tiled_sweep.md.
+
+#include <cmath>
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// ---- begin contrastive/losses/siglip_options.hpp ----
+#ifndef CONTRASTIVE_LOSSES_SIGLIP_OPTIONS_HPP
+#define CONTRASTIVE_LOSSES_SIGLIP_OPTIONS_HPP
+
+// The options of siglip.hpp (the sigmoid loss of SigLIP), Eigen-free.
+
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// Options of the SigLIP loss; tile_rows, tile_cols and num_threads come from tiling_options.
+struct siglip_options : tiling_options {
+  double scale = 10;  ///< t > 0: logits are t <a_i, b_j> + bias (SigLIP initialises log t = log 10)
+  double bias = -10;  ///< b, finite (SigLIP initialises -10)
+  loss_reduction reduction = loss_reduction::mean;  ///< mean: the sum over pairs / N; sum: the sum
+  bool accumulate = false;  ///< backward adds into the gradients instead of overwriting them
+};
+
+/// What the backward returns besides the input gradients (times upstream).
+struct siglip_parameter_gradients {
+  double log_scale = 0;  ///< dL/dlog t
+  double scale = 0;      ///< dL/dt = dL/dlog t / t
+  double bias = 0;       ///< dL/db
+};
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_SIGLIP_OPTIONS_HPP
+// ---- end contrastive/losses/siglip_options.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// What the SigLIP forward keeps: the loss and the parameter gradients (O(1); the backward needs
+/// no per-anchor statistic).
+template <class T>
+struct siglip_saved {
+  T loss = 0;                                       ///< the loss
+  double grad_log_scale = 0;                        ///< dL/dlog t at upstream 1
+  double grad_bias = 0;                             ///< dL/db at upstream 1
+  index_t n = 0;                                    ///< pairs N
+  index_t d = 0;                                    ///< feature dimension D
+  double scale = 0;                                 ///< the options the values belong to
+  double bias = 0;                                  ///< (backward checks them)
+  loss_reduction reduction = loss_reduction::mean;  ///< reduction of the forward
+
+  /// The parameter gradients at upstream 1.
+  siglip_parameter_gradients parameter_grads() const noexcept {
+    return siglip_parameter_gradients{grad_log_scale, grad_log_scale / scale, grad_bias};
+  }
+};
+
+namespace detail {
+
+constexpr const char* siglip_fwd_name = "siglip_forward";
+constexpr const char* siglip_bwd_name = "siglip_backward";
+
+template <class T>
+void siglip_check_inputs(const char* fn, const matrix_view<const T>& a,
+                         const matrix_view<const T>& b, const siglip_options& o) {
+  check_reduction(fn, o.reduction);
+  check_matrix(fn, "a", a);
+  check_matrix(fn, "b", b);
+  CONTRASTIVE_CHECK(std::isfinite(o.scale) && o.scale > 0, fn,
+                    ": 'scale' must be finite and > 0, got ", o.scale);
+  CONTRASTIVE_CHECK(std::isfinite(o.bias), fn, ": 'bias' must be finite, got ", o.bias);
+  check_tiles(fn, o.tile_rows, o.tile_cols);
+  check_pair_shape(fn, a, b);
+  check_finite(fn, "a", a);
+  check_finite(fn, "b", b);
+  // The logits cannot overflow: |x_ij| <= t max|a_i| max|b_j| + |b|, and a tile row adds at most
+  // min(tile_cols, N) of them in T. Checked before the sweep, so that forward_backward (one sweep,
+  // gradients written as it goes) never writes when the loss would not be finite.
+  double ma = 0, mb = 0;
+  for (index_t i = 0; i < a.rows(); ++i) {
+    ma = std::max(ma, dot_rows(a, i, a, i));
+    mb = std::max(mb, dot_rows(b, i, b, i));
+  }
+  const double bound = o.scale * std::sqrt(ma) * std::sqrt(mb) + std::abs(o.bias);
+  const double cols = double(std::min(o.tile_cols, a.rows()));
+  if (!(bound * cols < double(std::numeric_limits<T>::max()) / 4))
+    check_loss_finite(fn, infinity<double>(), 1.0 / o.scale);
+}
+
+inline sweep_shape siglip_sweep(index_t n, index_t d, const siglip_options& o) noexcept {
+  return make_sweep_shape(o, false, n, n, d);
+}
+
+/// Per chunk: the loss, sum G s and sum G (the parameter gradients), in double.
+constexpr std::size_t siglip_chunk_sums = 3 * sweep_chunks;
+
+template <class T>
+std::size_t siglip_bytes(index_t n, index_t d, const siglip_options& o, std::size_t packing) {
+  return array_bytes<double>(siglip_chunk_sums) + packing +
+         pairwise_backward_bytes<T>(siglip_sweep(n, d, o)) + workspace_alignment;
+}
+
+template <class T>
+pairwise_problem<T> siglip_problem(const matrix_view<const T>* a, const matrix_view<const T>* b,
+                                   const siglip_options& o) {
+  pairwise_problem<T> p = make_pairwise_problem(a, 1, b, 1, 1.0 / o.scale, o);
+  p.scale = static_cast<T>(o.scale);
+  return p;
+}
+
+/// One sweep: with `grads` null only the sums (forward), else also upstream * dL/da and dL/db.
+/// Returns {loss, dL/dlog t, dL/db} at upstream 1.
+template <class T>
+std::array<double, 3> siglip_sweep_impl(const matrix_view<const T>& a,
+                                        const matrix_view<const T>& b, const siglip_options& o,
+                                        double upstream, const matrix_view<T>* grads, arena& ar) {
+  const index_t n = a.rows();
+  const double w = o.reduction == loss_reduction::mean ? 1.0 / double(n) : 1.0;
+  double* sums = ar.take<double>(siglip_chunk_sums);
+  for (std::size_t i = 0; i < siglip_chunk_sums; ++i) sums[i] = 0;
+  const T bias = static_cast<T>(o.bias);
+  const T wg = static_cast<T>(w * upstream);
+  const pairwise_problem<T> p = siglip_problem<T>(&a, &b, o);
+  auto kernel = [&](const row_block& I, const row_block& J, const tile_mask&, const tile_map<T>& s,
+                    tile_map<T>& g, int c) {
+    double loss = 0, gs = 0, gsum = 0;
+    Eigen::Array<T, 1, Eigen::Dynamic> e(J.rows), sig(J.rows);
+    for (index_t r = 0; r < I.rows; ++r) {
+      const auto sr = s.row(r).array();
+      // The positive of global row I.global + r, if in this tile.
+      const index_t dc = I.global + r - J.global;
+      const bool has_pos = dc >= 0 && dc < J.rows;
+      const T s_pos = has_pos ? sr(dc) : T(0);
+      // Every entry as a negative, x = s + b: softplus(x) = max(x, 0) + log1p(e^{-|x|}) and
+      // dl/dx = sigmoid(x) from the same exponential; the positive is corrected below
+      // (softplus(-x) = softplus(x) - x, dl/dx = sigmoid(x) - 1).
+      e = (-(sr + bias).abs()).exp();
+      sig = (sr + bias >= T(0)).select(T(1) / (T(1) + e), e / (T(1) + e));
+      loss += double(((sr + bias).max(T(0)) + e.log1p()).sum());
+      gs += double((sr * sig).sum());
+      gsum += double(sig.sum());
+      if (has_pos) {
+        loss -= double(s_pos + bias);
+        gs -= double(s_pos);
+        gsum -= 1.0;
+      }
+      if (grads) {
+        g.row(r).array() = wg * sig;  // sig is a copy, so g may be the memory of s
+        if (has_pos) g(r, dc) -= wg;
+      }
+    }
+    sums[3 * c] += loss;
+    sums[3 * c + 1] += gs;
+    sums[3 * c + 2] += gsum;
+  };
+  pairwise_sweep_tiles(p, kernel, grads, grads ? grads + 1 : nullptr, ar);
+  std::array<double, 3> out{0, 0, 0};
+  for (int c = 0; c < sweep_chunks; ++c)  // fixed order
+    for (int k = 0; k < 3; ++k) out[uz(k)] += sums[3 * c + k];
+  for (auto& v : out) v *= w;
+  return out;
+}
+
+template <class T>
+siglip_saved<T> siglip_make_saved(const matrix_view<const T>& a, const siglip_options& o,
+                                  const std::array<double, 3>& r) {
+  siglip_saved<T> saved;
+  saved.n = a.rows();
+  saved.d = a.cols();
+  saved.scale = o.scale;
+  saved.bias = o.bias;
+  saved.reduction = o.reduction;
+  saved.loss = static_cast<T>(r[0]);
+  saved.grad_log_scale = r[1];
+  saved.grad_bias = r[2];
+  return saved;
+}
+
+template <class T>
+siglip_saved<T> siglip_forward_impl(const matrix_view<const T>& a_in,
+                                    const matrix_view<const T>& b_in, const siglip_options& o,
+                                    workspace ws) {
+  const char* fn = siglip_fwd_name;
+  siglip_check_inputs(fn, a_in, b_in, o);
+  arena ar(ws,
+           siglip_bytes<T>(a_in.rows(), a_in.cols(), o, packing_bytes(a_in) + packing_bytes(b_in)) -
+               workspace_alignment,
+           fn);
+  const matrix_view<const T> a = gemm_input(a_in, ar);
+  const matrix_view<const T> b = gemm_input(b_in, ar);
+  const auto r = siglip_sweep_impl<T>(a, b, o, 1.0, nullptr, ar);
+  check_loss_finite(fn, r[0], 1.0 / o.scale);
+  return siglip_make_saved<T>(a_in, o, r);
+}
+
+template <class T>
+void siglip_check_backward(const char* fn, const matrix_view<const T>& a,
+                           const matrix_view<const T>& b, const siglip_saved<T>* saved,
+                           const matrix_view<T>& ga, const matrix_view<T>& gb,
+                           const siglip_options& o, double upstream) {
+  siglip_check_inputs(fn, a, b, o);
+  if (saved) {
+    CONTRASTIVE_CHECK(saved->n == a.rows() && saved->d == a.cols(), fn, ": 'saved' belongs to a ",
+                      saved->n, " x ", saved->d, " batch, the inputs are ", a.rows(), " x ",
+                      a.cols());
+    CONTRASTIVE_CHECK(
+        saved->scale == o.scale && saved->bias == o.bias && saved->reduction == o.reduction, fn,
+        ": 'saved' was computed with other options (scale ", saved->scale, ", bias ", saved->bias,
+        ") than these (scale ", o.scale, ", bias ", o.bias, ")");
+  }
+  check_pair_gradients(fn, a, b, ga, gb, upstream);
+}
+
+template <class T>
+siglip_parameter_gradients siglip_backward_impl(
+    const matrix_view<const T>& a_in, const matrix_view<const T>& b_in,
+    const siglip_saved<T>* saved, const matrix_view<T>& grad_a, const matrix_view<T>& grad_b,
+    const siglip_options& o, double upstream, workspace ws, T* loss_out) {
+  const char* fn = saved ? siglip_bwd_name : siglip_fwd_name;
+  siglip_check_backward(fn, a_in, b_in, saved, grad_a, grad_b, o, upstream);
+  const std::size_t packing =
+      packing_bytes(a_in) + packing_bytes(b_in) + packing_bytes(grad_a) + packing_bytes(grad_b);
+  arena ar(ws, siglip_bytes<T>(a_in.rows(), a_in.cols(), o, packing) - workspace_alignment, fn);
+  const matrix_view<const T> a = gemm_input(a_in, ar);
+  const matrix_view<const T> b = gemm_input(b_in, ar);
+  const gemm_output<T> ga(grad_a, o.accumulate, ar);
+  const gemm_output<T> gb(grad_b, o.accumulate, ar);
+  const matrix_view<T> g[2] = {ga.view(), gb.view()};
+  const auto r = siglip_sweep_impl<T>(a, b, o, upstream, g, ar);
+  ga.finish();
+  gb.finish();
+  if (loss_out) *loss_out = static_cast<T>(r[0]);
+  const double dlt = saved ? saved->grad_log_scale : r[1];
+  const double db = saved ? saved->grad_bias : r[2];
+  return siglip_parameter_gradients{dlt * upstream, dlt * upstream / o.scale, db * upstream};
+}
+
+}  // namespace detail
+
+/// Scratch bytes for row-major N x D views (see info_nce_workspace_bytes).
+template <class T>
+std::size_t siglip_workspace_bytes(index_t n, index_t d, const siglip_options& o = {}) {
+  return detail::siglip_bytes<T>(n, d, o, 0);
+}
+
+/// Exact bytes for these inputs, packing included (gradients assumed row-major).
+template <class A, class B,
+          std::enable_if_t<is_tensor_like<A>::value && is_tensor_like<B>::value, int> = 0>
+std::size_t siglip_workspace_bytes(const A& a, const B& b, const siglip_options& o = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  return detail::siglip_bytes<T>(va.rows(), va.cols(), o,
+                                 detail::packing_bytes(va) + detail::packing_bytes(vb));
+}
+
+/// Forward pass: the loss and the parameter gradients at upstream 1 (O(1) saved state).
+template <class A, class B>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
+auto siglip_forward(const A& a, const B& b, const siglip_options& o = {}, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  using T = typename decltype(va)::value_type;
+  detail::require_same_value_type<T, decltype(vb)>();
+  return detail::siglip_forward_impl<T>(va, vb, o, ws);
+}
+
+/// Backward pass: writes (or, with options.accumulate, adds) upstream * dL/da and dL/db. Returns
+/// upstream * (dL/dlog t, dL/dt, dL/db).
+template <class A, class B, class T, class GA, class GB>
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+siglip_parameter_gradients
+    siglip_backward(const A& a, const B& b, const siglip_saved<T>& saved, GA&& grad_a, GB&& grad_b,
+                    const siglip_options& o = {}, double upstream = 1.0, workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  const auto gb = detail::output_view(std::forward<GB>(grad_b));
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga), decltype(gb)>();
+  return detail::siglip_backward_impl<T>(va, vb, &saved, ga, gb, o, upstream, ws, nullptr);
+}
+
+/// Forward and backward in one sweep (three products per tile instead of four); returns the
+/// loss, bitwise equal to siglip_forward's. The parameter gradients are written to
+/// *parameter_grads when given.
+template <class A, class B, class GA, class GB>
+CONTRASTIVE_REQUIRES(
+    tensor_like<A>&& tensor_like<B>&& writable_tensor<GA&&>&& writable_tensor<GB&&>)
+auto siglip_forward_backward(const A& a, const B& b, GA&& grad_a, GB&& grad_b,
+                             const siglip_options& o = {},
+                             siglip_parameter_gradients* parameter_grads = nullptr,
+                             workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  const auto gb = detail::output_view(std::forward<GB>(grad_b));
+  using T = typename decltype(va)::value_type;
+  detail::require_same_value_type<T, decltype(vb), decltype(ga), decltype(gb)>();
+  T loss = 0;
+  const siglip_parameter_gradients pg =
+      detail::siglip_backward_impl<T>(va, vb, nullptr, ga, gb, o, 1.0, ws, &loss);
+  if (parameter_grads) *parameter_grads = pg;
+  return loss;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_SIGLIP_HPP
+// ---- end contrastive/losses/siglip.hpp ----
+// ---- begin contrastive/losses/moco.hpp ----
+#ifndef CONTRASTIVE_LOSSES_MOCO_HPP
+#define CONTRASTIVE_LOSSES_MOCO_HPP
+
+// InfoNCE of N queries a against their keys b and a queue of K negative keys (MoCo, He et al.
+// 2020), streamed: Y = [b; queue] (or the queue alone, MoCo's own form, with the positive merged
+// in O(N D)) is swept in tiles, so neither the N x (N + K) logits nor an N x K block is formed.
+// Gradients for the queries and the keys only; the queue is detached (its tiles get no product).
+// Math and gradients: docs/moco.md; the ring buffer: state/negative_queue.hpp.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// ---- begin contrastive/losses/moco_options.hpp ----
+#ifndef CONTRASTIVE_LOSSES_MOCO_OPTIONS_HPP
+#define CONTRASTIVE_LOSSES_MOCO_OPTIONS_HPP
+
+// The options of moco.hpp (InfoNCE against a queue of negatives), Eigen-free.
+
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// Options of the queue loss; tile_rows, tile_cols and num_threads come from tiling_options.
+struct moco_options : tiling_options {
+  double temperature = 0.07;  ///< tau > 0; logits are <a_i, .> / tau (MoCo v1: 0.07, v2: 0.2)
+  /// true: every key of the batch is a candidate (N + K logits per query, the other keys are
+  /// negatives too); false: MoCo's own form, the query's own key and the K queued keys (1 + K).
+  bool batch_negatives = true;
+  loss_reduction reduction = loss_reduction::mean;  ///< mean over the N queries, or sum
+  bool accumulate = false;  ///< backward adds into the gradients instead of overwriting them
+};
+
+/// What the backward returns besides the input gradients: upstream * dL/dtemperature.
+using moco_parameter_gradients = temperature_gradient;
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_MOCO_OPTIONS_HPP
+// ---- end contrastive/losses/moco_options.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// What the queue-loss forward keeps for the backward: O(N) statistics.
+template <class T>
+struct moco_saved {
+  T loss = 0;                   ///< the loss
+  double grad_log_scale = 0;    ///< dL/dtheta, theta = log(1/tau), at upstream 1
+  std::vector<T> lse;           ///< N: log-sum-exp over each query's candidates
+  index_t n = 0;                ///< queries N
+  index_t k = 0;                ///< queued negatives K
+  index_t d = 0;                ///< feature dimension D
+  double temperature = 0;       ///< the options the statistics belong to
+  bool batch_negatives = true;  ///< see moco_options
+  loss_reduction reduction = loss_reduction::mean;  ///< reduction of the forward
+
+  /// dL/dtemperature in the three parameterisations, at upstream 1.
+  temperature_gradient temperature_grad() const noexcept {
+    return temperature_gradient::from_log_scale(grad_log_scale, temperature);
+  }
+};
+
+namespace detail {
+
+constexpr const char* moco_fwd_name = "moco_forward";
+constexpr const char* moco_bwd_name = "moco_backward";
+
+template <class T>
+void moco_check_inputs(const char* fn, const matrix_view<const T>& a, const matrix_view<const T>& b,
+                       const matrix_view<const T>& q, const moco_options& o) {
+  check_reduction(fn, o.reduction);
+  check_pair_inputs(fn, a, b, o.temperature, o.tile_rows, o.tile_cols);
+  check_matrix(fn, "queue", q);
+  CONTRASTIVE_CHECK(q.rows() == 0 || q.cols() == a.cols(), fn, ": 'queue' has ", q.cols(),
+                    " columns, expected ", a.cols(), " (columns of 'a')");
+  check_finite(fn, "queue", q);
+}
+
+inline sweep_shape moco_sweep(index_t n, index_t k, index_t d, const moco_options& o) noexcept {
+  const index_t my = o.batch_negatives ? (n > k ? n : k) : k;
+  return make_sweep_shape(o, false, n, my > 0 ? my : 1, d);
+}
+
+template <class T>
+std::size_t moco_forward_bytes(index_t n, index_t k, index_t d, const moco_options& o,
+                               std::size_t packing) {
+  return array_bytes<online_softmax<double>>(static_cast<std::size_t>(n)) + packing +
+         pairwise_forward_bytes<T>(moco_sweep(n, k, d, o)) + workspace_alignment;
+}
+
+template <class T>
+std::size_t moco_backward_bytes(index_t n, index_t k, index_t d, const moco_options& o,
+                                std::size_t packing) {
+  return 2 * array_bytes<T>(static_cast<std::size_t>(n)) + packing +
+         pairwise_backward_bytes<T>(moco_sweep(n, k, d, o)) + workspace_alignment;
+}
+
+/// X = a; Y = [b; queue] (batch negatives) or [queue].
+template <class T>
+pairwise_problem<T> moco_problem(const matrix_view<const T>* a, const matrix_view<const T>* y,
+                                 const moco_options& o) {
+  return make_pairwise_problem(a, 1, o.batch_negatives ? y : y + 1, o.batch_negatives ? 2 : 1,
+                               o.temperature, o);
+}
+
+template <class T>
+moco_saved<T> moco_forward_impl(const matrix_view<const T>& a_in, const matrix_view<const T>& b_in,
+                                const matrix_view<const T>& q_in, const moco_options& o,
+                                workspace ws) {
+  const char* fn = moco_fwd_name;
+  moco_check_inputs(fn, a_in, b_in, q_in, o);
+  const index_t n = a_in.rows(), k = q_in.rows(), d = a_in.cols();
+  const double lambda_d = 1.0 / o.temperature;
+  arena ar(ws,
+           moco_forward_bytes<T>(n, k, d, o,
+                                 packing_bytes(a_in) + packing_bytes(b_in) + packing_bytes(q_in)) -
+               workspace_alignment,
+           fn);
+  const matrix_view<const T> a = gemm_input(a_in, ar);
+  const matrix_view<const T> y[2] = {gemm_input(b_in, ar), gemm_input(q_in, ar)};
+  auto* stats = ar.take<online_softmax<double>>(static_cast<std::size_t>(n));
+  for (index_t i = 0; i < n; ++i) stats[i] = online_softmax<double>();
+  const pairwise_problem<T> p = moco_problem<T>(&a, y, o);
+  pairwise_stats<T> st;
+  st.row = stats;
+  pairwise_forward(p, st, ar);
+
+  moco_saved<T> saved;
+  saved.n = n;
+  saved.k = k;
+  saved.d = d;
+  saved.temperature = o.temperature;
+  saved.batch_negatives = o.batch_negatives;
+  saved.reduction = o.reduction;
+  saved.lse.resize(static_cast<std::size_t>(n));
+  double loss = 0, dtheta = 0;
+  for (index_t i = 0; i < n; ++i) {
+    const double s_pos = lambda_d * dot_rows(a, i, y[0], i);
+    if (!o.batch_negatives) stats[i].push(s_pos);  // MoCo: the own key joins the queue
+    const double lse = stats[i].lse();
+    saved.lse[uz(i)] = static_cast<T>(lse);
+    loss += lse - s_pos;
+    dtheta += stats[i].mean() - s_pos;
+  }
+  const double w = o.reduction == loss_reduction::mean ? 1.0 / double(n) : 1.0;
+  check_loss_finite(fn, w * loss, o.temperature);
+  saved.loss = static_cast<T>(w * loss);
+  saved.grad_log_scale = w * dtheta;
+  return saved;
+}
+
+template <class T>
+temperature_gradient moco_backward_impl(const matrix_view<const T>& a_in,
+                                        const matrix_view<const T>& b_in,
+                                        const matrix_view<const T>& q_in,
+                                        const moco_saved<T>& saved, const matrix_view<T>& grad_a,
+                                        const matrix_view<T>& grad_b, const moco_options& o,
+                                        double upstream, workspace ws) {
+  const char* fn = moco_bwd_name;
+  moco_check_inputs(fn, a_in, b_in, q_in, o);
+  CONTRASTIVE_CHECK(saved.n == a_in.rows() && saved.k == q_in.rows() && saved.d == a_in.cols() &&
+                        saved.lse.size() == static_cast<std::size_t>(saved.n),
+                    fn, ": 'saved' belongs to ", saved.n, " queries and ", saved.k,
+                    " queued keys of dimension ", saved.d, ", the inputs are ", a_in.rows(), ", ",
+                    q_in.rows(), " and ", a_in.cols());
+  CONTRASTIVE_CHECK(
+      saved.temperature == o.temperature && saved.batch_negatives == o.batch_negatives &&
+          saved.reduction == o.reduction,
+      fn, ": 'saved' was computed with other options (temperature ", saved.temperature,
+      ", batch_negatives ", saved.batch_negatives, ") than these (temperature ", o.temperature,
+      ", batch_negatives ", o.batch_negatives, ")");
+  check_pair_gradients(fn, a_in, b_in, grad_a, grad_b, upstream);
+  check_no_alias(fn, "grad_a", grad_a, "queue", q_in);
+  check_no_alias(fn, "grad_b", grad_b, "queue", q_in);
+  // N + K candidates per query; the queue's magnitude enters the queries' gradient.
+  check_pair_gradient_bound(fn, a_in.rows() + q_in.rows(),
+                            std::max({max_abs(a_in), max_abs(b_in), max_abs(q_in)}), grad_a, grad_b,
+                            upstream, 1.0 / o.temperature, 1.0, o.accumulate, saved.grad_log_scale);
+
+  const index_t n = a_in.rows(), k = q_in.rows(), d = a_in.cols();
+  const double lambda_d = 1.0 / o.temperature;
+  const std::size_t packing = packing_bytes(a_in) + packing_bytes(b_in) + packing_bytes(q_in) +
+                              packing_bytes(grad_a) + packing_bytes(grad_b);
+  arena ar(ws, moco_backward_bytes<T>(n, k, d, o, packing) - workspace_alignment, fn);
+  const matrix_view<const T> a = gemm_input(a_in, ar);
+  const matrix_view<const T> y[2] = {gemm_input(b_in, ar), gemm_input(q_in, ar)};
+  const gemm_output<T> ga(grad_a, o.accumulate, ar);
+  const gemm_output<T> gb(grad_b, o.accumulate, ar);
+  T* w = ar.take<T>(static_cast<std::size_t>(n));
+  T* lse = ar.take<T>(static_cast<std::size_t>(n));
+  const double wv = upstream * (o.reduction == loss_reduction::mean ? 1.0 / double(n) : 1.0);
+  for (index_t i = 0; i < n; ++i) {
+    w[i] = static_cast<T>(wv);
+    lse[i] = saved.lse[uz(i)];
+  }
+  const pairwise_problem<T> p = moco_problem<T>(&a, y, o);
+  pairwise_coefficients<T> coef;
+  coef.row_w = w;
+  coef.row_lse = lse;
+  const matrix_view<T> da = ga.view();
+  // dY: the keys' segment only; the queue's has no data pointer, so its tiles form no product.
+  const matrix_view<T> dy[2] = {gb.view(), matrix_view<T>()};
+  pairwise_backward(p, coef, &da, o.batch_negatives ? dy : dy + 1, ar);
+
+  // The positive, O(N D): dl_i/ds_ii = p_ii - 1, where p_ii is already in the sweep with batch
+  // negatives (the diagonal of the keys' segment) and is added here in MoCo's form.
+  const matrix_view<T> db = gb.view();
+  for (index_t i = 0; i < n; ++i) {
+    double g = -1;
+    if (!o.batch_negatives)
+      g += std::exp(lambda_d * dot_rows(a, i, y[0], i) - double(saved.lse[uz(i)]));
+    const T c = static_cast<T>(lambda_d * wv * g);
+    for (index_t j = 0; j < d; ++j) {
+      da(i, j) += c * y[0](i, j);
+      db(i, j) += c * a(i, j);
+    }
+  }
+  ga.finish();
+  gb.finish();
+  return temperature_gradient::from_log_scale(saved.grad_log_scale * upstream, o.temperature);
+}
+
+}  // namespace detail
+
+/// Scratch bytes for row-major N x D queries/keys and a K x D queue.
+template <class T>
+std::size_t moco_workspace_bytes(index_t n, index_t k, index_t d, const moco_options& o = {}) {
+  const std::size_t f = detail::moco_forward_bytes<T>(n, k, d, o, 0);
+  const std::size_t b = detail::moco_backward_bytes<T>(n, k, d, o, 0);
+  return f > b ? f : b;
+}
+
+/// Exact bytes for these inputs, packing included (gradients assumed row-major).
+template <
+    class A, class B, class Q,
+    std::enable_if_t<
+        is_tensor_like<A>::value && is_tensor_like<B>::value && is_tensor_like<Q>::value, int> = 0>
+std::size_t moco_workspace_bytes(const A& a, const B& b, const Q& queue,
+                                 const moco_options& o = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto vq = detail::input_view(queue);
+  using T = typename decltype(va)::value_type;
+  const std::size_t pack =
+      detail::packing_bytes(va) + detail::packing_bytes(vb) + detail::packing_bytes(vq);
+  const std::size_t f = detail::moco_forward_bytes<T>(va.rows(), vq.rows(), va.cols(), o, pack);
+  const std::size_t bw = detail::moco_backward_bytes<T>(va.rows(), vq.rows(), va.cols(), o, pack);
+  return f > bw ? f : bw;
+}
+
+/// Forward pass: queries a, keys b (N x D), queue (K x D, e.g. negative_queue::view()).
+template <class A, class B, class Q>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<Q>)
+auto moco_forward(const A& a, const B& b, const Q& queue, const moco_options& o = {},
+                  workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto vq = detail::input_view(queue);
+  using T = typename decltype(va)::value_type;
+  detail::require_same_value_type<T, decltype(vb), decltype(vq)>();
+  return detail::moco_forward_impl<T>(va, vb, vq, o, ws);
+}
+
+/// Backward pass: writes (or, with options.accumulate, adds) upstream * dL/da and dL/db; the
+/// queue gets no gradient. Returns upstream * dL/dtemperature.
+template <class A, class B, class Q, class T, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<Q>&& writable_tensor<GA&&>&&
+                         writable_tensor<GB&&>)
+moco_parameter_gradients
+    moco_backward(const A& a, const B& b, const Q& queue, const moco_saved<T>& saved, GA&& grad_a,
+                  GB&& grad_b, const moco_options& o = {}, double upstream = 1.0,
+                  workspace ws = {}) {
+  const auto va = detail::input_view(a);
+  const auto vb = detail::input_view(b);
+  const auto vq = detail::input_view(queue);
+  const auto ga = detail::output_view(std::forward<GA>(grad_a));
+  const auto gb = detail::output_view(std::forward<GB>(grad_b));
+  detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(vq), decltype(ga),
+                                  decltype(gb)>();
+  return detail::moco_backward_impl<T>(va, vb, vq, saved, ga, gb, o, upstream, ws);
+}
+
+/// Forward and backward in one call; returns the loss. The temperature gradient is written to
+/// *parameter_grads when given.
+template <class A, class B, class Q, class GA, class GB>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<Q>&& writable_tensor<GA&&>&&
+                         writable_tensor<GB&&>)
+auto moco_forward_backward(const A& a, const B& b, const Q& queue, GA&& grad_a, GB&& grad_b,
+                           const moco_options& o = {},
+                           moco_parameter_gradients* parameter_grads = nullptr, workspace ws = {}) {
+  const auto saved = moco_forward(a, b, queue, o, ws);
+  const temperature_gradient tg = moco_backward(a, b, queue, saved, std::forward<GA>(grad_a),
+                                                std::forward<GB>(grad_b), o, 1.0, ws);
+  if (parameter_grads) *parameter_grads = tg;
+  return saved.loss;
+}
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_MOCO_HPP
+// ---- end contrastive/losses/moco.hpp ----
 // ---- begin contrastive/losses/feature_separation.hpp ----
 #ifndef CONTRASTIVE_LOSSES_FEATURE_SEPARATION_HPP
 #define CONTRASTIVE_LOSSES_FEATURE_SEPARATION_HPP
@@ -3157,6 +5240,35 @@ void fs_check_outputs(const char* fn, const matrix_view<T>* const* out,
       check_no_alias(fn, out_names[k], *out[k], in_names[j], *in[j]);
     for (int j = 0; j < k; ++j) check_no_alias(fn, out_names[k], *out[k], out_names[j], *out[j]);
   }
+}
+
+/// Rejects a backward whose gradients could overflow T, before anything is written. With
+/// m = max|x|: |dL/dx| <= |upstream| (2 w_o D m^3 + 4 (N + 1) w_c m / tau + 8 t w_u m), the
+/// orthogonality, in-modal InfoNCE (check_pair_gradient_bound) and uniformity bounds; `accumulate`
+/// adds what the outputs hold. `contrastive` (the in-modal InfoNCE forwards, or null) gives the
+/// temperature gradient, which must be finite too.
+template <class T>
+void fs_check_gradient_bound(const char* fn, const matrix_view<T>* const* out, int count,
+                             const matrix_view<const T>* const* in, int in_count,
+                             const feature_separation_options& o, double upstream, double w_o,
+                             double w_c, double w_u,
+                             const in_modal_contrastive_saved<T>* contrastive) {
+  double m = 0, existing = 0;
+  for (int k = 0; k < in_count; ++k) m = std::max(m, max_abs(*in[k]));
+  if (o.accumulate)
+    for (int k = 0; k < count; ++k) existing = std::max(existing, max_abs(*out[k]));
+  const double d = static_cast<double>(in[0]->cols()), n = static_cast<double>(in[0]->rows());
+  const double m1 = at_least_one(m);  // each factor at least 1: partial products are bounded too
+  const double bound = at_least_one(upstream) *
+                       (2 * at_least_one(w_o) * d * m1 * m1 * m1 +
+                        4 * (n + 1) * at_least_one(w_c) * m1 * at_least_one(1 / o.temperature) +
+                        8 * at_least_one(o.uniformity_t) * at_least_one(w_u) * m1);
+  check_output_bound<T>(fn, "gradients", bound + existing);
+  if (contrastive)
+    check_output_bound<double>(
+        fn, "temperature gradient",
+        std::abs(upstream * w_c * (contrastive->a.grad_log_scale + contrastive->b.grad_log_scale)) /
+            o.temperature);
 }
 
 inline void fs_check_options(const char* fn, const feature_separation_options& o) {
@@ -3517,6 +5629,7 @@ feature_separation_parameter_gradients
                     saved.n, " x ", saved.d, " batch, the inputs are ", x0.rows(), " x ",
                     x0.cols());
   detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
+  detail::fs_check_gradient_bound<T>(fn, out, 4, in, 4, o, upstream, 1, 0, 0, nullptr);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
   detail::fs_ortho_backward(x0, x1, x2, x3, g0, g1, g2, g3, upstream);
@@ -3586,6 +5699,7 @@ feature_separation_parameter_gradients
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 4);
   detail::fs_check_outputs(fn, out, out_names, 4, in, names, 4);
+  detail::fs_check_gradient_bound(fn, out, 4, in, 4, o, upstream, 0, 1, 0, &saved);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
   return detail::fs_contrastive_backward(x0, x1, x2, x3, saved, g0, g1, g2, g3, o, upstream, ws);
@@ -3649,6 +5763,7 @@ feature_separation_parameter_gradients
   detail::fs_check_upstream(fn, upstream);
   detail::fs_check_inputs(fn, in, names, 2);
   detail::fs_check_outputs(fn, out, out_names, 2, in, names, 2);
+  detail::fs_check_gradient_bound<T>(fn, out, 2, in, 2, o, upstream, 0, 0, 1, nullptr);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
   detail::fs_uniformity_backward_both(fn, x0, x1, saved, o, g0, g1, upstream);
@@ -3707,6 +5822,7 @@ auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const B
     s.uniformity = detail::fs_uniformity_forward(fn, a2, a3, o);
     loss += o.uniformity_weight * double(s.uniformity.loss);
   }
+  detail::check_loss_finite(fn, static_cast<double>(static_cast<T>(loss)));
   s.loss = static_cast<T>(loss);
   return s;
 }
@@ -3755,6 +5871,9 @@ feature_separation_parameter_gradients
                     o.orthogonality_weight, ", ", o.contrastive_weight, ", ", o.uniformity_weight,
                     ")");
   detail::fs_check_outputs(fn, out, out_names, 6, in, names, 6);
+  detail::fs_check_gradient_bound(fn, out, 6, in, 6, o, upstream, o.orthogonality_weight,
+                                  o.contrastive_weight, o.uniformity_weight,
+                                  o.contrastive_weight != 0 ? &saved.contrastive : nullptr);
   if (!o.accumulate)
     for (const auto* g : out) detail::fs_clear(*g);
   temperature_gradient tg;
@@ -3868,6 +5987,7 @@ CONTRASTIVE_NAMESPACE_END
 // depend on the thread count.
 
 #include <cmath>
+#include <limits>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -4083,13 +6203,27 @@ inline void bridge_check_time(const char* fn, const brownian_bridge_options& o) 
   }
 }
 
-/// The scalar options of a bridge call: the time (points only), sigma, and steps (trajectories).
-inline void bridge_check_scalars(const char* fn, const brownian_bridge_options& o,
-                                 bool trajectory) {
+/// Normals one Philox stream gives (2^28 blocks of two normals each); one row's noise is one
+/// stream, so a row may not need more (they would repeat).
+constexpr std::uint64_t bridge_stream_normals = std::uint64_t(1) << 29;
+
+/// The scalar options of a bridge call: the time (points only), sigma, steps (trajectories) and,
+/// for Philox noise of rows of D = d > 0 columns, the stream length (d = 0: caller's noise).
+
+inline void bridge_check_scalars(const char* fn, const brownian_bridge_options& o, bool trajectory,
+                                 index_t d) {
   if (!trajectory) bridge_check_time(fn, o);
   CONTRASTIVE_CHECK(std::isfinite(o.sigma) && o.sigma >= 0, fn,
                     ": 'sigma' must be finite and >= 0 (0: 1/sqrt(D)), got ", o.sigma);
   if (trajectory) CONTRASTIVE_CHECK(o.steps >= 1, fn, ": 'steps' must be >= 1, got ", o.steps);
+  if (o.noise && d > 0) {
+    const index_t steps = trajectory ? o.steps : 1;
+    CONTRASTIVE_CHECK(
+        static_cast<std::uint64_t>(steps) <= bridge_stream_normals / static_cast<std::uint64_t>(d),
+        fn, ": the noise of one row needs ", steps, " x ", d,
+        " (steps x D) normals, more than the 2^29 of one Philox stream (they would "
+        "repeat); pass the noise yourself (the *_with_noise calls)");
+  }
 }
 
 }  // namespace detail
@@ -4176,11 +6310,11 @@ inline void bridge_check_ids(const char* fn, const brownian_bridge_options& o, i
 template <class T>
 void bridge_check_endpoints(const char* fn, const matrix_view<const T>& v,
                             const matrix_view<const T>& u, const brownian_bridge_options& o,
-                            bool trajectory) {
+                            bool trajectory, bool philox_noise) {
   check_matrix(fn, "a", v);
   check_matrix(fn, "b", u);
   check_pair_shape(fn, v, u);
-  bridge_check_scalars(fn, o, trajectory);
+  bridge_check_scalars(fn, o, trajectory, philox_noise ? v.cols() : 0);
   bridge_check_ids(fn, o, v.rows());
   check_rows(fn, "a", v);
   check_rows(fn, "b", u);
@@ -4224,6 +6358,40 @@ void bridge_store_row(const matrix_view<T>& out, index_t i, const double* x, boo
     out(i, k) = accumulate ? static_cast<T>(double(out(i, k)) + x[k]) : static_cast<T>(x[k]);
 }
 
+/// Stores row i (store), or only tells whether storing it would keep every element finite in T.
+template <class T>
+bool bridge_put_row(const matrix_view<T>& out, index_t i, const double* x, bool accumulate,
+                    bool store) {
+  if (store) {
+    bridge_store_row(out, i, x, accumulate);
+    return true;
+  }
+  constexpr double largest = static_cast<double>(std::numeric_limits<T>::max());
+  for (index_t k = 0; k < out.cols(); ++k) {
+    const double y = accumulate ? double(out(i, k)) + x[k] : x[k];
+    if (!(std::abs(y) <= largest)) return false;
+  }
+  return true;
+}
+
+/// Runs row_fn(j, tid, store) -> bool over the rows twice: first with store = false, when a row
+/// only reports whether everything it would write (and its double results) is finite, then, if
+/// every row is, with store = true. The O(N D) row work is done twice so that a call whose results
+/// overflow T throws with every output untouched. `finish` (after the first pass) may check sums.
+template <class T, class F, class G>
+void bridge_for_rows_checked(const char* fn, index_t n, int threads, F&& row_fn, G&& finish) {
+  std::vector<unsigned char> fits(static_cast<std::size_t>(n), 1);
+  bridge_for_rows(n, threads, [&](index_t j, int tid) {
+    fits[static_cast<std::size_t>(j)] = row_fn(j, tid, false) ? 1 : 0;
+  });
+  for (index_t j = 0; j < n; ++j)
+    CONTRASTIVE_CHECK(fits[static_cast<std::size_t>(j)], fn, ": the results of row ", j,
+                      " overflow ", sizeof(T) == sizeof(float) ? "float" : "double",
+                      "; scale the inputs, 'sigma' or the upstream gradient down");
+  finish();
+  bridge_for_rows(n, threads, [&](index_t j, int tid) { row_fn(j, tid, true); });
+}
+
 // ---- points ----
 
 template <class T>
@@ -4232,7 +6400,7 @@ brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<
                                               const matrix_view<const T>* eps,
                                               const matrix_view<T>& y,
                                               const brownian_bridge_options& o) {
-  bridge_check_endpoints(fn, v, u, o, false);
+  bridge_check_endpoints(fn, v, u, o, false, eps == nullptr);
   const index_t n = v.rows(), d = v.cols();
   if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'a'");
   check_matrix(fn, "y", y);
@@ -4255,24 +6423,27 @@ brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
   const double sigma = saved.sigma;
-  bridge_for_rows(n, threads, [&](index_t j, int tid) {
-    double* mu = scratch.get(tid);
-    double* e = mu + d;
-    const double t = bridge_t(o, j);
-    saved.t[static_cast<std::size_t>(j)] = t;
-    bridge_mean_row(v, u, j, t, mu);
-    if (o.noise) {
-      const double c = bridge_point_scale(sigma, t);
-      if (eps) {
-        for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
-      } else {
-        bridge_normals(bridge_noise_stream(o, j), 0, d, e);
-      }
-      for (index_t k = 0; k < d; ++k) mu[k] += c * e[k];
-    }
-    if (o.reproject) bridge_project(mu, d);
-    bridge_store_row(y, j, mu, false);
-  });
+  bridge_for_rows_checked<T>(
+      fn, n, threads,
+      [&](index_t j, int tid, bool store) {
+        double* mu = scratch.get(tid);
+        double* e = mu + d;
+        const double t = bridge_t(o, j);
+        saved.t[static_cast<std::size_t>(j)] = t;
+        bridge_mean_row(v, u, j, t, mu);
+        if (o.noise) {
+          const double c = bridge_point_scale(sigma, t);
+          if (eps) {
+            for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
+          } else {
+            bridge_normals(bridge_noise_stream(o, j), 0, d, e);
+          }
+          for (index_t k = 0; k < d; ++k) mu[k] += c * e[k];
+        }
+        if (o.reproject) bridge_project(mu, d);
+        return bridge_put_row(y, j, mu, false, store);
+      },
+      [] {});
   return saved;
 }
 
@@ -4284,7 +6455,7 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
                                                const matrix_view<const T>& gy,
                                                const matrix_view<T>& gv, const matrix_view<T>& gu,
                                                const brownian_bridge_options& o) {
-  bridge_check_endpoints(fn, v, u, o, false);
+  bridge_check_endpoints(fn, v, u, o, false, eps == nullptr);
   const index_t n = v.rows(), d = v.cols();
   CONTRASTIVE_CHECK(saved.steps == 0 && saved.n == n && saved.d == d &&
                         saved.t.size() == static_cast<std::size_t>(n),
@@ -4325,50 +6496,57 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 4 * d);
   const double sigma = saved.sigma;
-  bridge_for_rows(n, threads, [&](index_t j, int tid) {
-    double* mu = scratch.get(tid);
-    double* e = mu + d;
-    double* y = e + d;
-    double* g = y + d;
-    const double t = saved.t[static_cast<std::size_t>(j)];
-    const double r = bridge_mean_row(v, u, j, t, mu);
-    for (index_t k = 0; k < d; ++k) g[k] = double(gy(j, k));
-    const double c = o.noise ? sigma * std::sqrt(t * (1 - t)) : 0.0;
-    if (o.noise) {
-      if (eps) {
-        for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
-      } else {
-        const philox_stream s{o.seed, bridge_id(o, j), o.step,
-                              static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
-        bridge_normals(s, 0, d, e);
-      }
-    }
-    if (o.reproject) {
-      for (index_t k = 0; k < d; ++k) y[k] = mu[k] + (o.noise ? c * e[k] : 0.0);
-      const double ry = bridge_project(y, d);
-      bridge_project_backward(y, ry, d, g);
-    }
-    double dt = 0;
-    if (o.noise) {
-      double ge = 0;
-      for (index_t k = 0; k < d; ++k) ge += g[k] * e[k];
-      dsig[static_cast<std::size_t>(j)] = std::sqrt(t * (1 - t)) * ge;
-      if (t > 0 && t < 1) dt += sigma * (1 - 2 * t) / (2 * std::sqrt(t * (1 - t))) * ge;
-    }
-    bridge_mean_backward(mu, r, d, g);  // g = dL/dm
-    double dvu = 0;
-    for (index_t k = 0; k < d; ++k) dvu += (double(v(j, k)) - double(u(j, k))) * g[k];
-    dt += dvu;
-    out.t_rows[static_cast<std::size_t>(j)] = dt;
-    for (index_t k = 0; k < d; ++k) y[k] = t * g[k];
-    bridge_store_row(gv, j, y, o.accumulate);
-    for (index_t k = 0; k < d; ++k) y[k] = (1 - t) * g[k];
-    bridge_store_row(gu, j, y, o.accumulate);
-  });
-  for (index_t j = 0; j < n; ++j) {
-    out.t += out.t_rows[static_cast<std::size_t>(j)];
-    out.sigma += dsig[static_cast<std::size_t>(j)];
-  }
+  bridge_for_rows_checked<T>(
+      fn, n, threads,
+      [&](index_t j, int tid, bool store) {
+        double* mu = scratch.get(tid);
+        double* e = mu + d;
+        double* y = e + d;
+        double* g = y + d;
+        const double t = saved.t[static_cast<std::size_t>(j)];
+        const double r = bridge_mean_row(v, u, j, t, mu);
+        for (index_t k = 0; k < d; ++k) g[k] = double(gy(j, k));
+        const double c = o.noise ? sigma * std::sqrt(t * (1 - t)) : 0.0;
+        if (o.noise) {
+          if (eps) {
+            for (index_t k = 0; k < d; ++k) e[k] = double((*eps)(j, k));
+          } else {
+            const philox_stream s{o.seed, bridge_id(o, j), o.step,
+                                  static_cast<std::uint32_t>(philox_stream_id::bridge_noise)};
+            bridge_normals(s, 0, d, e);
+          }
+        }
+        if (o.reproject) {
+          for (index_t k = 0; k < d; ++k) y[k] = mu[k] + (o.noise ? c * e[k] : 0.0);
+          const double ry = bridge_project(y, d);
+          bridge_project_backward(y, ry, d, g);
+        }
+        double dt = 0;
+        if (o.noise) {
+          double ge = 0;
+          for (index_t k = 0; k < d; ++k) ge += g[k] * e[k];
+          dsig[static_cast<std::size_t>(j)] = std::sqrt(t * (1 - t)) * ge;
+          if (t > 0 && t < 1) dt += sigma * (1 - 2 * t) / (2 * std::sqrt(t * (1 - t))) * ge;
+        }
+        bridge_mean_backward(mu, r, d, g);  // g = dL/dm
+        double dvu = 0;
+        for (index_t k = 0; k < d; ++k) dvu += (double(v(j, k)) - double(u(j, k))) * g[k];
+        dt += dvu;
+        out.t_rows[static_cast<std::size_t>(j)] = dt;
+        bool ok = std::isfinite(dt) && std::isfinite(dsig[static_cast<std::size_t>(j)]);
+        for (index_t k = 0; k < d; ++k) y[k] = t * g[k];
+        ok = bridge_put_row(gv, j, y, o.accumulate, store) && ok;
+        for (index_t k = 0; k < d; ++k) y[k] = (1 - t) * g[k];
+        return bridge_put_row(gu, j, y, o.accumulate, store) && ok;
+      },
+      [&] {
+        for (index_t j = 0; j < n; ++j) {
+          out.t += out.t_rows[static_cast<std::size_t>(j)];
+          out.sigma += dsig[static_cast<std::size_t>(j)];
+        }
+        CONTRASTIVE_CHECK(std::isfinite(out.t) && std::isfinite(out.sigma), fn,
+                          ": dL/dt or dL/dsigma overflows; scale the upstream gradient down");
+      });
   return out;
 }
 
@@ -4400,7 +6578,7 @@ brownian_bridge_saved<T> bridge_path_forward(const char* fn, const matrix_view<c
                                              const matrix_view<const T>* xi,
                                              const matrix_view<T>& x,
                                              const brownian_bridge_options& o) {
-  bridge_check_endpoints(fn, v, u, o, true);
+  bridge_check_endpoints(fn, v, u, o, true, xi == nullptr);
   const index_t n = v.rows(), d = v.cols(), kk = o.steps;
   if (xi) bridge_check_noise(fn, "xi", *xi, n * (kk - 1), d, "N (steps - 1) x D");
   check_matrix(fn, "x", x);
@@ -4423,27 +6601,34 @@ brownian_bridge_saved<T> bridge_path_forward(const char* fn, const matrix_view<c
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 3 * d);
   const double sigma = saved.sigma;
-  bridge_for_rows(n, threads, [&](index_t j, int tid) {
-    double* mu = scratch.get(tid);
-    double* nk = mu + d;
-    double* xk = nk + d;
-    const index_t base = j * (kk + 1);
-    for (index_t i = 0; i < d; ++i) {
-      x(base, i) = u(j, i);
-      x(base + kk, i) = v(j, i);
-      nk[i] = 0;
-    }
-    for (index_t k = 1; k < kk; ++k) {
-      bridge_mean_row(v, u, j, double(k) / double(kk), mu);
-      if (o.noise) {
-        bridge_load_xi(xi, o, j, k, kk, d, xk);
-        bridge_step_noise(nk, xk, d, k, kk);
-        for (index_t i = 0; i < d; ++i) mu[i] += sigma * nk[i];
-      }
-      if (o.reproject) bridge_project(mu, d);
-      bridge_store_row(x, base + k, mu, false);
-    }
-  });
+  bridge_for_rows_checked<T>(
+      fn, n, threads,
+      [&](index_t j, int tid, bool store) {
+        double* mu = scratch.get(tid);
+        double* nk = mu + d;
+        double* xk = nk + d;
+        const index_t base = j * (kk + 1);
+        for (index_t i = 0; i < d; ++i) {
+          if (store) {
+            x(base, i) = u(j, i);
+            x(base + kk, i) = v(j, i);
+          }
+          nk[i] = 0;
+        }
+        bool ok = true;
+        for (index_t k = 1; k < kk; ++k) {
+          bridge_mean_row(v, u, j, double(k) / double(kk), mu);
+          if (o.noise) {
+            bridge_load_xi(xi, o, j, k, kk, d, xk);
+            bridge_step_noise(nk, xk, d, k, kk);
+            for (index_t i = 0; i < d; ++i) mu[i] += sigma * nk[i];
+          }
+          if (o.reproject) bridge_project(mu, d);
+          ok = bridge_put_row(x, base + k, mu, false, store) && ok;
+        }
+        return ok;
+      },
+      [] {});
   return saved;
 }
 
@@ -4455,7 +6640,7 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
                                               const matrix_view<const T>& gx,
                                               const matrix_view<T>& gv, const matrix_view<T>& gu,
                                               const brownian_bridge_options& o) {
-  bridge_check_endpoints(fn, v, u, o, true);
+  bridge_check_endpoints(fn, v, u, o, true, xi == nullptr);
   const index_t n = v.rows(), d = v.cols(), kk = o.steps;
   CONTRASTIVE_CHECK(saved.steps == kk && saved.n == n && saved.d == d, fn,
                     ": 'saved' belongs to a ", saved.n, " x ", saved.d, " sample with ",
@@ -4493,46 +6678,52 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 6 * d);
   const double sigma = saved.sigma;
-  bridge_for_rows(n, threads, [&](index_t j, int tid) {
-    double* mu = scratch.get(tid);
-    double* nk = mu + d;
-    double* xk = nk + d;
-    double* g = xk + d;
-    double* dv = g + d;
-    double* du = dv + d;
-    const index_t base = j * (kk + 1);
-    for (index_t i = 0; i < d; ++i) {
-      du[i] = double(gx(base, i));       // X_0 = u
-      dv[i] = double(gx(base + kk, i));  // X_K = v
-      nk[i] = 0;
-    }
-    double ds = 0;
-    for (index_t k = 1; k < kk; ++k) {
-      const double tk = double(k) / double(kk);
-      const double r = bridge_mean_row(v, u, j, tk, mu);
-      if (o.noise) {
-        bridge_load_xi(xi, o, j, k, kk, d, xk);
-        bridge_step_noise(nk, xk, d, k, kk);
-      }
-      for (index_t i = 0; i < d; ++i) g[i] = double(gx(base + k, i));
-      if (o.reproject) {
-        for (index_t i = 0; i < d; ++i) xk[i] = mu[i] + (o.noise ? sigma * nk[i] : 0.0);
-        const double rx = bridge_project(xk, d);
-        bridge_project_backward(xk, rx, d, g);
-      }
-      if (o.noise)
-        for (index_t i = 0; i < d; ++i) ds += g[i] * nk[i];
-      bridge_mean_backward(mu, r, d, g);
-      for (index_t i = 0; i < d; ++i) {
-        dv[i] += tk * g[i];
-        du[i] += (1 - tk) * g[i];
-      }
-    }
-    dsig[static_cast<std::size_t>(j)] = ds;
-    bridge_store_row(gv, j, dv, o.accumulate);
-    bridge_store_row(gu, j, du, o.accumulate);
-  });
-  for (index_t j = 0; j < n; ++j) out.sigma += dsig[static_cast<std::size_t>(j)];
+  bridge_for_rows_checked<T>(
+      fn, n, threads,
+      [&](index_t j, int tid, bool store) {
+        double* mu = scratch.get(tid);
+        double* nk = mu + d;
+        double* xk = nk + d;
+        double* g = xk + d;
+        double* dv = g + d;
+        double* du = dv + d;
+        const index_t base = j * (kk + 1);
+        for (index_t i = 0; i < d; ++i) {
+          du[i] = double(gx(base, i));       // X_0 = u
+          dv[i] = double(gx(base + kk, i));  // X_K = v
+          nk[i] = 0;
+        }
+        double ds = 0;
+        for (index_t k = 1; k < kk; ++k) {
+          const double tk = double(k) / double(kk);
+          const double r = bridge_mean_row(v, u, j, tk, mu);
+          if (o.noise) {
+            bridge_load_xi(xi, o, j, k, kk, d, xk);
+            bridge_step_noise(nk, xk, d, k, kk);
+          }
+          for (index_t i = 0; i < d; ++i) g[i] = double(gx(base + k, i));
+          if (o.reproject) {
+            for (index_t i = 0; i < d; ++i) xk[i] = mu[i] + (o.noise ? sigma * nk[i] : 0.0);
+            const double rx = bridge_project(xk, d);
+            bridge_project_backward(xk, rx, d, g);
+          }
+          if (o.noise)
+            for (index_t i = 0; i < d; ++i) ds += g[i] * nk[i];
+          bridge_mean_backward(mu, r, d, g);
+          for (index_t i = 0; i < d; ++i) {
+            dv[i] += tk * g[i];
+            du[i] += (1 - tk) * g[i];
+          }
+        }
+        dsig[static_cast<std::size_t>(j)] = ds;
+        const bool ok = std::isfinite(ds) && bridge_put_row(gv, j, dv, o.accumulate, store);
+        return bridge_put_row(gu, j, du, o.accumulate, store) && ok;
+      },
+      [&] {
+        for (index_t j = 0; j < n; ++j) out.sigma += dsig[static_cast<std::size_t>(j)];
+        CONTRASTIVE_CHECK(std::isfinite(out.sigma), fn,
+                          ": dL/dsigma overflows; scale the upstream gradient down");
+      });
   return out;
 }
 
@@ -4729,7 +6920,7 @@ template <class T>
 void bridge_loss_check(const char* fn, const matrix_view<const T>& v, const matrix_view<const T>& u,
                        const matrix_view<const T>& a, const brownian_bridge_loss_options& o) {
   const brownian_bridge_options b = bridge_loss_time_options(o);
-  bridge_check_endpoints(fn, v, u, b, false);  // shapes of v/u, t range, ids, rows of v and u
+  bridge_check_endpoints(fn, v, u, b, false, false);  // shapes of v/u, t range, ids, rows
   check_matrix(fn, "a_aug", a);
   check_shape(fn, "a_aug", a, v.rows(), v.cols(), "the shape of 'a'");
   if (o.nll_weight) {
@@ -4783,6 +6974,7 @@ brownian_bridge_loss_saved<T> bridge_loss_forward(const matrix_view<const T>& v,
   });
   double loss = 0;
   for (const double x : terms) loss += x;
+  check_loss_finite(fn, static_cast<double>(static_cast<T>(loss / double(n))));
   saved.loss = static_cast<T>(loss / double(n));
   return saved;
 }
@@ -4818,35 +7010,41 @@ brownian_bridge_loss_parameter_gradients bridge_loss_backward(
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
   const double scale = upstream / double(n);
-  bridge_for_rows(n, threads, [&](index_t j, int tid) {
-    double* mu = scratch.get(tid);
-    double* g = mu + d;
-    const double t = saved.t[static_cast<std::size_t>(j)];
-    const double r = bridge_mean_row(v, u, j, t, mu);
-    const double w = bridge_loss_weight(t, o.nll_weight);
-    double dist = 0;
-    for (index_t k = 0; k < d; ++k) {
-      const double e = double(a(j, k)) - mu[k];
-      dist += e * e;
-      g[k] = 2 * w * scale * e;  // dL/da
-    }
-    if (!o.detach_a_aug) bridge_store_row(ga, j, g, o.accumulate);
-    for (index_t k = 0; k < d; ++k) g[k] = -g[k];  // dL/dmu
-    bridge_mean_backward(mu, r, d, g);             // dL/dm
-    double dt = 0;
-    for (index_t k = 0; k < d; ++k) dt += (double(v(j, k)) - double(u(j, k))) * g[k];
-    if (o.nll_weight) dt += -(1 - 2 * t) / (2 * t * t * (1 - t) * (1 - t)) * dist * scale;
-    out.t_rows[static_cast<std::size_t>(j)] = dt;
-    for (index_t k = 0; k < d; ++k) mu[k] = t * g[k];
-    bridge_store_row(gv, j, mu, o.accumulate);
-    for (index_t k = 0; k < d; ++k) mu[k] = (1 - t) * g[k];
-    bridge_store_row(gu, j, mu, o.accumulate);
-  });
+  bridge_for_rows_checked<T>(
+      fn, n, threads,
+      [&](index_t j, int tid, bool store) {
+        double* mu = scratch.get(tid);
+        double* g = mu + d;
+        const double t = saved.t[static_cast<std::size_t>(j)];
+        const double r = bridge_mean_row(v, u, j, t, mu);
+        const double w = bridge_loss_weight(t, o.nll_weight);
+        double dist = 0;
+        for (index_t k = 0; k < d; ++k) {
+          const double e = double(a(j, k)) - mu[k];
+          dist += e * e;
+          g[k] = 2 * w * scale * e;  // dL/da
+        }
+        bool ok = o.detach_a_aug || bridge_put_row(ga, j, g, o.accumulate, store);
+        for (index_t k = 0; k < d; ++k) g[k] = -g[k];  // dL/dmu
+        bridge_mean_backward(mu, r, d, g);             // dL/dm
+        double dt = 0;
+        for (index_t k = 0; k < d; ++k) dt += (double(v(j, k)) - double(u(j, k))) * g[k];
+        if (o.nll_weight) dt += -(1 - 2 * t) / (2 * t * t * (1 - t) * (1 - t)) * dist * scale;
+        out.t_rows[static_cast<std::size_t>(j)] = dt;
+        ok = std::isfinite(dt) && ok;
+        for (index_t k = 0; k < d; ++k) mu[k] = t * g[k];
+        ok = bridge_put_row(gv, j, mu, o.accumulate, store) && ok;
+        for (index_t k = 0; k < d; ++k) mu[k] = (1 - t) * g[k];
+        return bridge_put_row(gu, j, mu, o.accumulate, store) && ok;
+      },
+      [&] {
+        for (const double x : out.t_rows) out.t += x;
+        CONTRASTIVE_CHECK(std::isfinite(out.t), fn, ": dL/dt overflows; scale 'upstream' down");
+      });
   if (o.detach_a_aug && !o.accumulate) {
     for (index_t i = 0; i < n; ++i)
       for (index_t k = 0; k < d; ++k) ga(i, k) = T(0);
   }
-  for (const double x : out.t_rows) out.t += x;
   return out;
 }
 
@@ -4963,6 +7161,7 @@ CONTRASTIVE_NAMESPACE_END
 // Threads: OpenMP when compiled with it (`num_threads`, 0 = omp_get_max_threads()); serial
 // otherwise.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -5103,12 +7302,12 @@ gc_plan gc_make_plan(index_t n, index_t d, bool augmented, const geometric_consi
 
 /// Per-thread scratch on the gram path: four chunk x D blocks.
 template <class T>
-std::size_t gc_thread_bytes(const gc_plan& p) noexcept {
+std::size_t gc_thread_bytes(const gc_plan& p) {
   return 4 * array_bytes<T>(static_cast<std::size_t>(p.chunk * p.d));
 }
 
 template <class T>
-std::size_t gc_forward_bytes(const gc_plan& p) noexcept {
+std::size_t gc_forward_bytes(const gc_plan& p) {
   if (p.algorithm == gc_algorithm::naive) return workspace_alignment;
   const int threads = p.threads < p.slabs ? p.threads : static_cast<int>(p.slabs);
   const std::size_t dd = static_cast<std::size_t>(p.d * p.d);
@@ -5118,7 +7317,7 @@ std::size_t gc_forward_bytes(const gc_plan& p) noexcept {
 }
 
 template <class T>
-std::size_t gc_backward_bytes(const gc_plan& p) noexcept {
+std::size_t gc_backward_bytes(const gc_plan& p) {
   if (p.algorithm == gc_algorithm::naive) return workspace_alignment;
   const int threads = p.threads < p.chunks ? p.threads : static_cast<int>(p.chunks);
   const std::size_t dd = static_cast<std::size_t>(p.d * p.d);
@@ -5660,6 +7859,7 @@ geometric_consistency_saved<T> gc_forward_impl(const char* fn, const gc_input<T>
   } else {
     loss = gc_gram_forward(fn, p, in, count, o, saved, ws);
   }
+  check_loss_finite(fn, static_cast<double>(static_cast<T>(loss)));
   saved.loss = static_cast<T>(loss);
   return saved;
 }
@@ -5699,6 +7899,19 @@ void gc_backward_impl(const char* fn, const gc_input<T>* in, int count,
   // Every value and row norm is checked before any output is written (one O(N D) pass, next to
   // the O(N D^2) products), so a throwing call leaves all gradients untouched.
   for (int k = 0; k < count; ++k) check_rows(fn, in[k].name, in[k].view);
+  // |dL/dx| <= 8 (w_x + w_i) D max|x|^3 (docs/geometric_consistency.md: K and E entries are at
+  // most 2 D max|x|^2, summed over N rows and divided by N); the augmented loss has weights 1 and
+  // a diagonal term, 24 D max|x|^3 in all.
+  double m = 0, existing = 0;
+  for (int k = 0; k < count; ++k) m = std::max(m, max_abs(in[k].view));
+  if (o.accumulate)
+    for (int k = 0; k < count; ++k) existing = std::max(existing, max_abs(grads[k]));
+  const double weights = augmented ? 3.0 : o.cross_modal_weight + o.in_modal_weight;
+  const double m1 = at_least_one(m);  // each factor at least 1: partial products are bounded too
+  check_output_bound<T>(
+      fn, "gradients",
+      8.0 * at_least_one(weights) * static_cast<double>(d) * m1 * m1 * m1 * at_least_one(upstream) +
+          existing);
   const matrix_view<T>* out[4] = {&grads[0], &grads[1], nullptr, nullptr};
   if (augmented) {
     out[2] = o.detach_a_aug ? nullptr : &grads[2];
@@ -6268,6 +8481,77 @@ inline double logaddexp(double x, double y) noexcept {
 
 struct normalizer_state_access;
 
+/// A distinct temporary name next to `path` (for concurrent saves in one process too).
+inline std::string state_temporary_name(const std::string& path) {
+  static std::atomic<unsigned> counter{0};
+  std::string t = path + ".tmp.";
+#if CONTRASTIVE_STATE_POSIX
+  t += std::to_string(static_cast<long long>(::getpid())) + ".";
+#endif
+  t += std::to_string(++counter);
+  return t;
+}
+
+#if CONTRASTIVE_STATE_POSIX
+/// Makes a rename durable; failure here is not an error (the data is already safe from a process
+/// crash, only a power loss could undo the rename).
+inline void state_sync_directory(const std::string& path) {
+  const std::size_t slash = path.find_last_of('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const int fd = ::open(dir.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    (void)::fsync(fd);
+    (void)::close(fd);
+  }
+}
+#endif
+
+/// The one atomic write of the state files (normalizer_state, negative_queue): a temporary file
+/// in the same directory, flush, fsync, rename over `path`, fsync of the directory. Throws
+/// contrastive::invalid_argument on any failure, leaving the old file (if any) and no temporary.
+inline void state_write_atomically(const char* fn, const std::string& path,
+                                   const std::vector<unsigned char>& bytes) {
+  CONTRASTIVE_CHECK(!path.empty(), fn, ": 'path' is empty");
+  const std::string tmp = state_temporary_name(path);
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  CONTRASTIVE_CHECK(f != nullptr, fn, ": cannot create '", tmp, "': ", std::strerror(errno));
+  const bool written = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  bool flushed = std::fflush(f) == 0;
+#if CONTRASTIVE_STATE_POSIX
+  flushed = flushed && ::fsync(::fileno(f)) == 0;
+#endif
+  const int err = errno;
+  const bool closed = std::fclose(f) == 0;
+  if (!(written && flushed && closed)) {
+    std::remove(tmp.c_str());
+    CONTRASTIVE_CHECK(false, fn, ": writing '", tmp, "' failed: ", std::strerror(err));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int rerr = errno;
+    std::remove(tmp.c_str());
+    CONTRASTIVE_CHECK(false, fn, ": cannot rename '", tmp, "' to '", path,
+                      "': ", std::strerror(rerr));
+  }
+#if CONTRASTIVE_STATE_POSIX
+  state_sync_directory(path);
+#endif
+}
+
+/// The whole file, or a throw naming it.
+inline std::vector<unsigned char> state_read_file(const char* fn, const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  CONTRASTIVE_CHECK(f != nullptr, fn, ": cannot open '", path, "': ", std::strerror(errno));
+  std::vector<unsigned char> bytes;
+  unsigned char buf[1 << 16];
+  std::size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) bytes.insert(bytes.end(), buf, buf + got);
+  const bool read_error = std::ferror(f) != 0;
+  std::fclose(f);
+  CONTRASTIVE_CHECK(!read_error, fn, ": reading '", path, "' failed");
+  return bytes;
+}
+
 }  // namespace detail
 
 /// Per-sample, per-direction log-domain normaliser estimates indexed by dataset sample id.
@@ -6357,30 +8641,7 @@ class normalizer_state {
   void save(const std::string& path) const {
     const char* fn = "normalizer_state::save";
     CONTRASTIVE_CHECK(!path.empty(), fn, ": 'path' is empty");
-    const std::vector<unsigned char> bytes = serialize();
-    const std::string tmp = temporary_name(path);
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    CONTRASTIVE_CHECK(f != nullptr, fn, ": cannot create '", tmp, "': ", std::strerror(errno));
-    const bool written = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-    bool flushed = std::fflush(f) == 0;
-#if CONTRASTIVE_STATE_POSIX
-    flushed = flushed && ::fsync(::fileno(f)) == 0;
-#endif
-    const int err = errno;
-    const bool closed = std::fclose(f) == 0;
-    if (!(written && flushed && closed)) {
-      std::remove(tmp.c_str());
-      CONTRASTIVE_CHECK(false, fn, ": writing '", tmp, "' failed: ", std::strerror(err));
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      const int rerr = errno;
-      std::remove(tmp.c_str());
-      CONTRASTIVE_CHECK(false, fn, ": cannot rename '", tmp, "' to '", path,
-                        "': ", std::strerror(rerr));
-    }
-#if CONTRASTIVE_STATE_POSIX
-    sync_directory(path);
-#endif
+    detail::state_write_atomically(fn, path, serialize());
   }
 
   /// Replaces the state with the one in `path`, which must have the same samples() and
@@ -6488,41 +8749,8 @@ class normalizer_state {
     return out;
   }
 
-  static std::string temporary_name(const std::string& path) {
-    static std::atomic<unsigned> counter{0};  // distinct names for concurrent saves in a process
-    std::string t = path + ".tmp.";
-#if CONTRASTIVE_STATE_POSIX
-    t += std::to_string(static_cast<long long>(::getpid())) + ".";
-#endif
-    t += std::to_string(++counter);
-    return t;
-  }
-
-#if CONTRASTIVE_STATE_POSIX
-  static void sync_directory(const std::string& path) {
-    // Makes the rename itself durable; failure here is not an error (the data is already safe
-    // from a process crash, only a power loss could undo the rename).
-    const std::size_t slash = path.find_last_of('/');
-    const std::string dir =
-        slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-    const int fd = ::open(dir.c_str(), O_RDONLY);
-    if (fd >= 0) {
-      (void)::fsync(fd);
-      (void)::close(fd);
-    }
-  }
-#endif
-
   static normalizer_state read_file(const char* fn, const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    CONTRASTIVE_CHECK(f != nullptr, fn, ": cannot open '", path, "': ", std::strerror(errno));
-    std::vector<unsigned char> bytes;
-    unsigned char buf[1 << 16];
-    std::size_t got;
-    while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) bytes.insert(bytes.end(), buf, buf + got);
-    const bool read_error = std::ferror(f) != 0;
-    std::fclose(f);
-    CONTRASTIVE_CHECK(!read_error, fn, ": reading '", path, "' failed");
+    const std::vector<unsigned char> bytes = detail::state_read_file(fn, path);
 
     const std::size_t size = bytes.size();
     CONTRASTIVE_CHECK(size >= header_bytes + 4, fn, ": '", path, "' is truncated (", size,
@@ -6593,6 +8821,42 @@ struct normalizer_state_access {
     s.zeta_[k] = zeta;
     s.visited_[k] = 1;
   }
+  static void restore(normalizer_state& s, std::int64_t id, int direction, double zeta,
+                      bool visited) noexcept {
+    const std::size_t k = s.slot(id, direction);
+    s.zeta_[k] = zeta;
+    s.visited_[k] = visited ? 1 : 0;
+  }
+};
+
+/// The entries of one batch's ids (every direction), to put back when a call that has already
+/// updated them throws afterwards (the backward of gamma_nce_forward_backward), so that a call
+/// that throws leaves the state as it was. O(batch) memory; out-of-range ids are skipped (the
+/// forward rejects them before it updates anything).
+class normalizer_state_snapshot {
+ public:
+  normalizer_state_snapshot(const normalizer_state& s, vector_view<const std::int64_t> ids) {
+    for (int dir = 0; dir < s.directions(); ++dir)
+      for (index_t i = 0; i < ids.size; ++i) {
+        const std::int64_t id = ids.data[i * ids.stride];
+        if (id < 0 || id >= s.samples()) continue;
+        entries_.push_back({id, dir, normalizer_state_access::zeta(s, id, dir),
+                            normalizer_state_access::visited(s, id, dir)});
+      }
+  }
+  void restore(normalizer_state& s) const noexcept {
+    for (const entry& e : entries_)
+      normalizer_state_access::restore(s, e.id, e.direction, e.zeta, e.visited);
+  }
+
+ private:
+  struct entry {
+    std::int64_t id;
+    int direction;
+    double zeta;
+    bool visited;
+  };
+  std::vector<entry> entries_;
 };
 
 }  // namespace detail
@@ -6828,11 +9092,11 @@ void gamma_nce_direction_step(int dir, index_t n, const std::int64_t* ids,
       g = gamma_standard(o.alpha, s) / o.alpha;
     }
     const double r = g * std::exp(log_zhat - zeta);
-    out.lse[i] = static_cast<T>(lse);
-    out.log_zhat[i] = log_zhat;
-    out.zeta[i] = zeta;
-    out.g[i] = g;
-    out.r[i] = r;
+    out.lse[uz(i)] = static_cast<T>(lse);
+    out.log_zhat[uz(i)] = log_zhat;
+    out.zeta[uz(i)] = zeta;
+    out.g[uz(i)] = g;
+    out.r[uz(i)] = r;
     const double lse_all = o.positive_in_normaliser ? lse : logaddexp(lse, s_ii);
     add(r - s_ii, lse_all - s_ii, zeta - s_ii, r * stats[i].mean() - s_ii);
   }
@@ -6974,7 +9238,7 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
         const std::int64_t id = ids.data[i];
         const double updated = normalizer_state::ema(
             normalizer_state_access::zeta(*state, id, dir),
-            normalizer_state_access::visited(*state, id, dir), dd.log_zhat[i], o.beta);
+            normalizer_state_access::visited(*state, id, dir), dd.log_zhat[uz(i)], o.beta);
         normalizer_state_access::set(*state, id, dir, updated);
       }
     }
@@ -7004,6 +9268,11 @@ void gamma_nce_check_backward(const char* fn, const matrix_view<const T>& a,
           (!saved.symmetric || (saved.col.r.size() == un && saved.col.lse.size() == un)),
       fn, ": 'saved' is incomplete (not produced by gamma_nce_forward)");
   check_pair_gradients(fn, a, b, ga, gb, upstream);
+  double max_r = 1;  // the anchor weights r_i multiply the softmax terms
+  for (const auto* r : {&saved.row.r, &saved.col.r})
+    for (const double x : *r) max_r = std::abs(x) > max_r || x != x ? std::abs(x) : max_r;
+  check_pair_gradient_bound(fn, a, b, ga, gb, upstream, 1.0 / o.temperature, max_r, o.accumulate,
+                            saved.grad_log_scale);
 }
 
 template <class T>
@@ -7028,11 +9297,11 @@ temperature_gradient gamma_nce_backward_impl(
   // G_ij = c w up [ -delta_ij (per direction) + r_i pn^row_ij + r_j pn^col_ij ] on N_i.
   const double cw = (sym ? 0.5 : 1.0) * gamma_reduction_weight(o.reduction, n) * upstream;
   for (index_t i = 0; i < n; ++i) {
-    buf.row_w[i] = static_cast<T>(cw * saved.row.r[i]);
-    buf.row_lse[i] = saved.row.lse[i];
+    buf.row_w[i] = static_cast<T>(cw * saved.row.r[uz(i)]);
+    buf.row_lse[i] = saved.row.lse[uz(i)];
     if (sym) {
-      buf.col_w[i] = static_cast<T>(cw * saved.col.r[i]);
-      buf.col_lse[i] = saved.col.lse[i];
+      buf.col_w[i] = static_cast<T>(cw * saved.col.r[uz(i)]);
+      buf.col_lse[i] = saved.col.lse[uz(i)];
     }
   }
   const pairwise_problem<T> p = gamma_nce_problem(a, b, o);
@@ -7134,9 +9403,27 @@ auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::i
                                 const gamma_nce_options& o = {},
                                 gamma_nce_parameter_gradients* parameter_grads = nullptr,
                                 workspace ws = {}) {
+  // The forward updates the state: the backward's arguments are checked first, and the batch's
+  // entries are put back if the backward still throws (its gradient bound needs the forward's
+  // r_i), so that a call that throws leaves the state as it was.
+  detail::check_pair_gradients(detail::gamma_nce_bwd_name, detail::input_view(a),
+                               detail::input_view(b), detail::output_view(grad_a),
+                               detail::output_view(grad_b), 1.0);
+  const detail::normalizer_state_snapshot before(state, ids);
   const auto saved = gamma_nce_forward(a, b, ids, state, o, ws);
-  const gamma_nce_parameter_gradients pg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a),
-                                                              std::forward<GB>(grad_b), o, 1.0, ws);
+  gamma_nce_parameter_gradients pg;
+#if CONTRASTIVE_USE_EXCEPTIONS
+  try {
+    pg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0,
+                            ws);
+  } catch (...) {
+    before.restore(state);
+    throw;
+  }
+#else
+  pg = gamma_nce_backward(a, b, saved, std::forward<GA>(grad_a), std::forward<GB>(grad_b), o, 1.0,
+                          ws);
+#endif
   if (parameter_grads) *parameter_grads = pg;
   return saved.loss;
 }
@@ -7160,5 +9447,217 @@ CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_LOSSES_GAMMA_NCE_HPP
 // ---- end contrastive/losses/gamma_nce.hpp ----
+// ---- begin contrastive/state/negative_queue.hpp ----
+#ifndef CONTRASTIVE_STATE_NEGATIVE_QUEUE_HPP
+#define CONTRASTIVE_STATE_NEGATIVE_QUEUE_HPP
+
+// A fixed-capacity ring buffer of negative keys for the MoCo-style queue loss
+// (losses/moco.hpp, docs/moco.md): enqueue a batch of keys after each step, the oldest rows are
+// overwritten. The loss reads it as a K x D matrix (view()); it is never differentiated.
+//
+// Files (save/load), with the conventions of normalizer_state (state/normalizer_state.hpp): binary
+// in the saving machine's byte order with a byte-order mark, written atomically (temporary file,
+// fsync, rename), read and verified whole before the queue is touched.
+//
+//   offset  size  field
+//   0       8     magic "CTRSQUEU"
+//   8       4     format version (1)
+//   12      4     byte-order mark 0x01020304
+//   16      4     element bytes (4: float, 8: double)
+//   20      4     reserved (0)
+//   24      8     capacity K
+//   32      8     dimension D
+//   40      8     size (rows filled, <= K)
+//   48      8     head (next row to write, < K; 0 when K = 0)
+//   56      K D   rows, row-major, element bytes each (unfilled rows 0)
+//   end-4   4     CRC-32 (IEEE, as zlib) of every preceding byte
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// A ring buffer of at most `capacity` rows of dimension D (float or double).
+template <class T>
+class negative_queue {
+  static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value,
+                "contrastive: negative_queue holds float or double");
+
+ public:
+  static constexpr std::uint32_t file_version = 1;  ///< the format version save() writes
+  static constexpr std::size_t header_bytes = 56;   ///< bytes before the rows
+
+  negative_queue() = default;
+
+  /// An empty queue of `capacity` rows (>= 0) of dimension `dim` (> 0).
+  negative_queue(index_t capacity, index_t dim) {
+    CONTRASTIVE_CHECK(capacity >= 0, "negative_queue: 'capacity' must be >= 0, got ", capacity);
+    CONTRASTIVE_CHECK(dim > 0, "negative_queue: 'dim' must be > 0, got ", dim);
+    capacity_ = capacity;
+    dim_ = dim;
+    rows_.assign(static_cast<std::size_t>(capacity) * static_cast<std::size_t>(dim), T(0));
+  }
+
+  index_t capacity() const noexcept { return capacity_; }    ///< K
+  index_t dim() const noexcept { return dim_; }              ///< D
+  index_t size() const noexcept { return size_; }            ///< rows filled so far (<= K)
+  index_t head() const noexcept { return head_; }            ///< the row the next key goes to
+  bool full() const noexcept { return size_ == capacity_; }  ///< size() == capacity()
+
+  /// The filled rows as a size() x D row-major matrix (storage order: once full, row head() is
+  /// the oldest). Valid until the next enqueue, load or assignment.
+  matrix_view<const T> view() const noexcept {
+    return matrix_view<const T>(rows_.data(), size_, dim_, dim_, 1);
+  }
+
+  /// Appends the rows of `keys` (N x D, finite), overwriting the oldest rows when full; with N >
+  /// capacity() only the last capacity() rows are kept. Throws before writing anything when the
+  /// shape or a value is bad.
+  template <class X>
+  void enqueue(const X& keys) {
+    const char* fn = "negative_queue::enqueue";
+    const auto v = as_view(keys);
+    static_assert(std::is_same<std::remove_const_t<typename decltype(v)::value_type>, T>::value,
+                  "contrastive: negative_queue::enqueue takes keys of the queue's element type");
+    detail::check_matrix(fn, "keys", v);
+    CONTRASTIVE_CHECK(v.cols() == dim_, fn, ": 'keys' has ", v.cols(), " columns, expected ", dim_,
+                      " (the queue's dimension)");
+    for (index_t i = 0; i < v.rows(); ++i)
+      for (index_t j = 0; j < v.cols(); ++j)
+        CONTRASTIVE_CHECK(std::isfinite(v(i, j)), fn, ": 'keys' has a non-finite value (", v(i, j),
+                          ") at row ", i, ", column ", j);
+    if (capacity_ == 0) return;
+    const index_t first = v.rows() > capacity_ ? v.rows() - capacity_ : 0;
+    for (index_t i = first; i < v.rows(); ++i) {
+      T* row = rows_.data() + static_cast<std::size_t>(head_) * static_cast<std::size_t>(dim_);
+      for (index_t j = 0; j < dim_; ++j) row[j] = v(i, j);
+      head_ = head_ + 1 == capacity_ ? 0 : head_ + 1;
+      if (size_ < capacity_) ++size_;
+    }
+  }
+
+  /// Empties the queue (capacity and dimension stay).
+  void clear() noexcept {
+    std::fill(rows_.begin(), rows_.end(), T(0));
+    size_ = head_ = 0;
+  }
+
+  /// Bitwise equality of sizes, positions and rows.
+  friend bool operator==(const negative_queue& x, const negative_queue& y) noexcept {
+    return x.capacity_ == y.capacity_ && x.dim_ == y.dim_ && x.size_ == y.size_ &&
+           x.head_ == y.head_ &&
+           (x.rows_.empty() ||
+            std::memcmp(x.rows_.data(), y.rows_.data(), x.rows_.size() * sizeof(T)) == 0);
+  }
+  friend bool operator!=(const negative_queue& x, const negative_queue& y) noexcept {
+    return !(x == y);
+  }
+
+  /// Atomically replaces `path` with the queue (see the file format above).
+  void save(const std::string& path) const {
+    detail::state_write_atomically("negative_queue::save", path, serialize());
+  }
+
+  /// Replaces the queue with the one in `path`, which must have the same capacity and dimension.
+  /// Throws (queue unchanged) on a missing, truncated, corrupted or mismatched file.
+  void load(const std::string& path) {
+    negative_queue q = read_file("negative_queue::load", path);
+    CONTRASTIVE_CHECK(q.capacity_ == capacity_ && q.dim_ == dim_, "negative_queue::load: '", path,
+                      "' holds ", q.capacity_, " x ", q.dim_, ", this queue is ", capacity_, " x ",
+                      dim_, " (use negative_queue::from_file to take the file's sizes)");
+    *this = std::move(q);
+  }
+
+  /// The queue stored in `path`, with the file's capacity and dimension.
+  static negative_queue from_file(const std::string& path) {
+    return read_file("negative_queue::from_file", path);
+  }
+
+ private:
+  std::vector<unsigned char> serialize() const {
+    const std::size_t data = rows_.size() * sizeof(T);
+    std::vector<unsigned char> out(header_bytes + data + 4, 0);
+    unsigned char* p = out.data();
+    std::memcpy(p, "CTRSQUEU", 8);
+    const std::uint32_t version = file_version, bom = 0x01020304u,
+                        elem = static_cast<std::uint32_t>(sizeof(T)), reserved = 0;
+    const std::uint64_t fields[4] = {
+        static_cast<std::uint64_t>(capacity_), static_cast<std::uint64_t>(dim_),
+        static_cast<std::uint64_t>(size_), static_cast<std::uint64_t>(head_)};
+    std::memcpy(p + 8, &version, 4);
+    std::memcpy(p + 12, &bom, 4);
+    std::memcpy(p + 16, &elem, 4);
+    std::memcpy(p + 20, &reserved, 4);
+    std::memcpy(p + 24, fields, 32);
+    if (data > 0) std::memcpy(p + header_bytes, rows_.data(), data);
+    const std::uint32_t crc = detail::crc32_update(0, p, out.size() - 4);
+    std::memcpy(p + out.size() - 4, &crc, 4);
+    return out;
+  }
+
+  static negative_queue read_file(const char* fn, const std::string& path) {
+    const std::vector<unsigned char> bytes = detail::state_read_file(fn, path);
+    const std::size_t size = bytes.size();
+    CONTRASTIVE_CHECK(size >= header_bytes + 4, fn, ": '", path, "' is truncated (", size,
+                      " bytes, a queue file has at least ", header_bytes + 4, ")");
+    const unsigned char* p = bytes.data();
+    CONTRASTIVE_CHECK(std::memcmp(p, "CTRSQUEU", 8) == 0, fn, ": '", path,
+                      "' is not a contrastive negative_queue file (bad magic)");
+    std::uint32_t version, bom, elem, reserved;
+    std::uint64_t f[4];
+    std::memcpy(&version, p + 8, 4);
+    std::memcpy(&bom, p + 12, 4);
+    std::memcpy(&elem, p + 16, 4);
+    std::memcpy(&reserved, p + 20, 4);
+    std::memcpy(f, p + 24, 32);
+    CONTRASTIVE_CHECK(bom == 0x01020304u, fn, ": '", path,
+                      "' was written on a machine of the other byte order");
+    CONTRASTIVE_CHECK(version == file_version, fn, ": '", path, "' has format version ", version,
+                      ", this library reads version ", file_version);
+    CONTRASTIVE_CHECK(elem == sizeof(T), fn, ": '", path, "' holds ", elem,
+                      "-byte elements, this queue ", sizeof(T), "-byte ones");
+    const std::uint64_t cap = f[0], dim = f[1], filled = f[2], head = f[3];
+    const std::uint64_t limit = std::uint64_t(1) << 40;
+    CONTRASTIVE_CHECK(reserved == 0 && dim > 0 && dim < limit && cap < limit && filled <= cap &&
+                          (cap == 0 ? head == 0 : head < cap) && (filled == cap || head == filled),
+                      fn, ": '", path, "' has a corrupted header (capacity ", cap, ", dim ", dim,
+                      ", size ", filled, ", head ", head, ")");
+    const std::uint64_t expected = header_bytes + cap * dim * sizeof(T) + 4;
+    CONTRASTIVE_CHECK(size == expected, fn, ": '", path, "' is ",
+                      size < expected ? "truncated" : "too long", " (", size, " bytes, expected ",
+                      expected, ")");
+    std::uint32_t stored;
+    std::memcpy(&stored, p + size - 4, 4);
+    const std::uint32_t crc = detail::crc32_update(0, p, size - 4);
+    CONTRASTIVE_CHECK(crc == stored, fn, ": '", path, "' is corrupted (checksum ", crc,
+                      " != stored ", stored, ")");
+    negative_queue q;
+    q.capacity_ = static_cast<index_t>(cap);
+    q.dim_ = static_cast<index_t>(dim);
+    q.size_ = static_cast<index_t>(filled);
+    q.head_ = static_cast<index_t>(head);
+    q.rows_.resize(static_cast<std::size_t>(cap * dim));
+    if (!q.rows_.empty()) std::memcpy(q.rows_.data(), p + header_bytes, q.rows_.size() * sizeof(T));
+    for (std::size_t k = 0; k < q.rows_.size(); ++k)
+      CONTRASTIVE_CHECK(std::isfinite(q.rows_[k]), fn, ": '", path,
+                        "' is corrupted (non-finite value at element ", k, ")");
+    return q;
+  }
+
+  index_t capacity_ = 0, dim_ = 0, size_ = 0, head_ = 0;
+  std::vector<T> rows_;
+};
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_STATE_NEGATIVE_QUEUE_HPP
+// ---- end contrastive/state/negative_queue.hpp ----
 
 #endif  // CONTRASTIVE_CONTRASTIVE_HPP
