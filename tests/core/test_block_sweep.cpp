@@ -175,7 +175,7 @@ TEST_CASE("block plan: small problems use one block, the layout is disjoint and 
   CHECK(make_block_plan(two_tower(100, 16, false), {}).f_col_stats.bytes == 0);
 }
 
-TEST_CASE("gradient_scale_exponent: the largest |G| lands in [2^14, 2^15)", "[block_sweep]") {
+TEST_CASE("gradient_scale_exponent: the largest |G| lands between 2^14 and 2^15", "[block_sweep]") {
   for (double bound : {1.0, 0.5 / 32768, 1.0 / 65536, 3e-9, 1e3, 7.0}) {
     const int k = c::detail::gradient_scale_exponent(bound);
     const double scaled = std::ldexp(bound, k);
