@@ -103,6 +103,11 @@ void check_pair_gradient_bound(const char* fn, index_t n, double max_input,
                  at_least_one(max_input) * at_least_one(max_weight);
   if (accumulate) bound += std::max(max_abs(ga), max_abs(gb));
   check_output_bound<T>(fn, "gradients", bound);
+  // The backward recomputes every logit, also of anchors the loss leaves out (no positive):
+  // |s_ij| <= D max|x|^2 scale must fit too (a fuzz run found NaN gradients from such a row).
+  const double m1 = at_least_one(max_input);
+  check_output_bound<T>(fn, "logits",
+                        static_cast<double>(ga.cols()) * m1 * m1 * at_least_one(scale));
   check_output_bound<double>(fn, "temperature gradient",
                              std::abs(upstream * grad_log_scale) * scale);
 }
