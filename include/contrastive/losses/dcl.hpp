@@ -170,7 +170,7 @@ dcl_saved<T> dcl_forward_impl(const matrix_view<const T>& a_in, const matrix_vie
   // P = -2 wv lambda sum_k w_k u_k is linear in lambda, so dP/dtheta = P.
   const double positive = -2 * wv * lambda_d * pos.sum_wu;
   const double loss = wv * neg + positive;
-  check_loss_finite(fn, loss, o.temperature);
+  check_loss_finite(fn, static_cast<double>(static_cast<T>(loss)), o.temperature);  // as stored
   saved.loss = static_cast<T>(loss);
   saved.grad_log_scale = wv * dneg + positive;
   return saved;

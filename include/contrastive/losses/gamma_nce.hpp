@@ -430,7 +430,7 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
   // b -> a: the anchors are the rows of b; s_ii is the same diagonal.
   if (sym) direction(1, buf.col, use_exact ? o.exact_log_normalizer_b.data : nullptr, saved.col);
 
-  gamma_nce_check_loss(fn, loss, dtheta, o.temperature);
+  gamma_nce_check_loss(fn, static_cast<double>(static_cast<T>(loss)), dtheta, o.temperature);
   saved.loss = static_cast<T>(loss);
   saved.info_nce = info;
   saved.rate_loss = rate;

@@ -353,7 +353,7 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
     loss += c * cs.weight(o.reduction) * cs.loss;
     dtheta += c * cs.weight(o.reduction) * cs.dtheta;
   }
-  check_loss_finite(fn, loss, o.temperature);
+  check_loss_finite(fn, static_cast<double>(static_cast<T>(loss)), o.temperature);  // as stored
   saved.loss = static_cast<T>(loss);
   saved.grad_log_scale = dtheta;
   return saved;

@@ -286,7 +286,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   const double w = o.reduction == loss_reduction::mean ? 1.0 / double(n2) : 1.0;
   loss *= w;
   dtheta *= w;
-  check_loss_finite(fn, loss, o.temperature);
+  check_loss_finite(fn, static_cast<double>(static_cast<T>(loss)), o.temperature);  // as stored
   saved.loss = static_cast<T>(loss);
   saved.grad_log_scale = dtheta;
   return saved;
