@@ -1319,6 +1319,11 @@ void check_pair_gradient_bound(const char* fn, index_t n, double max_input,
                  at_least_one(max_input) * at_least_one(max_weight);
   if (accumulate) bound += std::max(max_abs(ga), max_abs(gb));
   check_output_bound<T>(fn, "gradients", bound);
+  // The backward recomputes every logit, also of anchors the loss leaves out (no positive):
+  // |s_ij| <= D max|x|^2 scale must fit too (a fuzz run found NaN gradients from such a row).
+  const double m1 = at_least_one(max_input);
+  check_output_bound<T>(fn, "logits",
+                        static_cast<double>(ga.cols()) * m1 * m1 * at_least_one(scale));
   check_output_bound<double>(fn, "temperature gradient",
                              std::abs(upstream * grad_log_scale) * scale);
 }
@@ -2974,7 +2979,7 @@ info_nce_saved<T> info_nce_forward_impl(const matrix_view<const T>& a_in,
     loss += c * cs.weight(o.reduction) * cs.loss;
     dtheta += c * cs.weight(o.reduction) * cs.dtheta;
   }
-  check_loss_finite(fn, loss, o.temperature);
+  check_loss_finite(fn, static_cast<double>(static_cast<T>(loss)), o.temperature);  // as stored
   saved.loss = static_cast<T>(loss);
   saved.grad_log_scale = dtheta;
   return saved;
@@ -3559,7 +3564,7 @@ nt_xent_saved<T> nt_xent_forward_impl(const matrix_view<const T>& a_in,
   const double w = o.reduction == loss_reduction::mean ? 1.0 / double(n2) : 1.0;
   loss *= w;
   dtheta *= w;
-  check_loss_finite(fn, loss, o.temperature);
+  check_loss_finite(fn, static_cast<double>(static_cast<T>(loss)), o.temperature);  // as stored
   saved.loss = static_cast<T>(loss);
   saved.grad_log_scale = dtheta;
   return saved;
@@ -3962,7 +3967,7 @@ dcl_saved<T> dcl_forward_impl(const matrix_view<const T>& a_in, const matrix_vie
   // P = -2 wv lambda sum_k w_k u_k is linear in lambda, so dP/dtheta = P.
   const double positive = -2 * wv * lambda_d * pos.sum_wu;
   const double loss = wv * neg + positive;
-  check_loss_finite(fn, loss, o.temperature);
+  check_loss_finite(fn, static_cast<double>(static_cast<T>(loss)), o.temperature);  // as stored
   saved.loss = static_cast<T>(loss);
   saved.grad_log_scale = wv * dneg + positive;
   return saved;
@@ -9224,7 +9229,7 @@ gamma_nce_saved<T> gamma_nce_forward_impl(const matrix_view<const T>& a_in,
   // b -> a: the anchors are the rows of b; s_ii is the same diagonal.
   if (sym) direction(1, buf.col, use_exact ? o.exact_log_normalizer_b.data : nullptr, saved.col);
 
-  gamma_nce_check_loss(fn, loss, dtheta, o.temperature);
+  gamma_nce_check_loss(fn, static_cast<double>(static_cast<T>(loss)), dtheta, o.temperature);
   saved.loss = static_cast<T>(loss);
   saved.info_nce = info;
   saved.rate_loss = rate;
