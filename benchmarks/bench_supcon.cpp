@@ -13,7 +13,7 @@
 
 namespace {
 
-/// Args: M, D, classes.
+/// Args: M, D, classes, pairs (1: the ntxent_pairs convention).
 template <class T>
 void BM_supcon_fwd_bwd(benchmark::State& st) {
   const Eigen::Index m = st.range(0), d = st.range(1);
@@ -23,6 +23,7 @@ void BM_supcon_fwd_bwd(benchmark::State& st) {
   for (Eigen::Index i = 0; i < m; ++i) y[i] = (i * 7919) % st.range(2);
   contrastive::supcon_options o;
   o.labels = y;
+  if (st.range(3) != 0) o.convention = contrastive::supcon_convention::ntxent_pairs;
   std::vector<unsigned char> ws(contrastive::supcon_workspace_bytes<T>(m, d, o));
   const double floor_s = bench::gemm_floor_seconds<T>(m, d);
   const auto t0 = std::chrono::steady_clock::now();
@@ -44,14 +45,17 @@ void BM_supcon_fwd_bwd(benchmark::State& st) {
 }  // namespace
 
 BENCHMARK_TEMPLATE(BM_supcon_fwd_bwd, float)
-    ->ArgNames({"M", "D", "classes"})
-    ->ArgsProduct({{1024, 4096, 8192, 16384}, {128, 512}, {100}})
+    ->ArgNames({"M", "D", "classes", "pairs"})
+    ->ArgsProduct({{1024, 4096, 8192, 16384}, {128, 512}, {100}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK_TEMPLATE(BM_supcon_fwd_bwd, double)
-    ->ArgNames({"M", "D", "classes"})
-    ->ArgsProduct({{1024, 4096}, {128, 512}, {100}})
+    ->ArgNames({"M", "D", "classes", "pairs"})
+    ->ArgsProduct({{1024, 4096}, {128, 512}, {100}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 // CI smoke: tiny sizes.
-BENCHMARK_TEMPLATE(BM_supcon_fwd_bwd, float)->Name("smoke/supcon_fwd_bwd")->Args({256, 32, 10});
+BENCHMARK_TEMPLATE(BM_supcon_fwd_bwd, float)->Name("smoke/supcon_fwd_bwd")->Args({256, 32, 10, 0});
+BENCHMARK_TEMPLATE(BM_supcon_fwd_bwd, float)
+    ->Name("smoke/supcon_pairs_fwd_bwd")
+    ->Args({256, 32, 10, 1});

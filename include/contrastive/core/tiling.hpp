@@ -85,6 +85,10 @@ struct pairwise_problem {
   // in self mode). Without labels the targets are handled outside the sweep in O(N D).
   const std::int64_t* label_x = nullptr;
   const std::int64_t* label_y = nullptr;
+  // With labels: leave the label-matched entries out of the forward's softmax statistics
+  // (negatives-only normalisers, the pair convention of supcon.hpp). The forward sets them to
+  // -inf in its tile, so not with `cache`.
+  bool exclude_label_matches = false;
 
   index_t x_rows() const noexcept { return total(x, x_segments); }
   index_t y_rows() const noexcept { return total(y, y_segments); }
@@ -408,7 +412,11 @@ void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, co
       e = (sr - m).exp();
       // Eigen's vectorised exp clamps its argument, so exp(-inf) is tiny, not 0: zero the
       // masked entries explicitly, and clamp their -inf so that 0 * s stays 0.
-      const bool masked = mask.zero_row(r, e);
+      bool masked = mask.zero_row(r, e);
+      if (p.exclude_label_matches) {
+        e = (sr == -infinity<T>()).select(T(0), e);
+        masked = true;
+      }
       const T mom = masked ? (e * sr.max(lowest)).sum() : (e * sr).sum();
       online_softmax<double> t;
       t.max = m;
@@ -442,7 +450,8 @@ void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, co
     for (index_t r = 0; r < I.rows; ++r) {
       const auto sr = s.row(r).array();
       e = (sr - cmax).exp();
-      if (mask.zero_row(r, e)) {
+      if (p.exclude_label_matches) e = (sr == -infinity<T>()).select(T(0), e);
+      if (mask.zero_row(r, e) || p.exclude_label_matches) {
         csum += e;
         cmom += e * sr.max(lowest);
       } else {
@@ -483,7 +492,7 @@ void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, co
       out.col_scaled[k][J.global + c].merge(t);
     }
   }
-  if (p.label_x) {
+  if (p.label_x && (out.row_target || out.col_target)) {
     for (index_t r = 0; r < I.rows; ++r) {
       const std::int64_t li = p.label_x[I.global + r];
       for (index_t c = 0; c < J.rows; ++c) {
@@ -492,6 +501,17 @@ void forward_tile(const pairwise_problem<T>& p, const pairwise_stats<T>& out, co
         if (out.col_target && !diag) out.col_target[J.global + c] += s(r, c);
       }
     }
+  }
+}
+
+/// Sets the label-matched entries of a tile to -inf (p.exclude_label_matches).
+template <class T>
+void mask_label_matches(const pairwise_problem<T>& p, const row_block& I, const row_block& J,
+                        tile_map<T>& s) {
+  for (index_t r = 0; r < I.rows; ++r) {
+    const std::int64_t li = p.label_x[I.global + r];
+    for (index_t c = 0; c < J.rows; ++c)
+      if (p.label_y[J.global + c] == li) s(r, c) = -infinity<T>();
   }
 }
 
@@ -530,6 +550,7 @@ void pairwise_forward(const pairwise_problem<T>& p, const pairwise_stats<T>& out
         T* buf = p.cache ? p.cache + plan.slot(bi, bj) * slot_elems : scratch[uz(t)].tile;
         tile_map<T> s(buf, I.rows, J.rows, Eigen::OuterStride<>(shape.tc));
         compute_logits(p, I, J, mask, scratch[uz(t)].gemm, s);
+        if (p.exclude_label_matches) mask_label_matches(p, I, J, s);
         forward_tile(p, out, I, J, mask, p.self && bi == bj, s, scratch[uz(t)], rp, tp, sp);
       }
     });

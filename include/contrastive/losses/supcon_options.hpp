@@ -11,6 +11,17 @@
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
+/// Which peer's loss over one labelled set (docs/supcon.md, "Peer conventions").
+enum class supcon_convention {
+  /// Khosla et al.'s L_out, as pytorch-metric-learning's SupConLoss: per anchor, the mean over
+  /// its positives of -log softmax over all other rows; the mean over the anchors.
+  l_out,
+  /// pytorch-metric-learning's NTXentLoss with labels: one term per positive pair (i, p),
+  /// -log(e^{s_ip} / (e^{s_ip} + sum over i's negatives)), the other positives of i left out of
+  /// its denominator; the mean over the positive pairs.
+  ntxent_pairs
+};
+
 /// Options of SupCon (L_out) over the M rows of one matrix; tiles are square, min(tile_rows,
 /// tile_cols).
 struct supcon_options : tiling_options {
@@ -21,7 +32,10 @@ struct supcon_options : tiling_options {
   /// 0 (default, as pytorch-metric-learning's SupConLoss): no factor. > 0: the loss is multiplied
   /// by temperature / base_temperature, as in the SupCon authors' reference code (0.07 there).
   double base_temperature = 0;
-  loss_reduction reduction = loss_reduction::mean;  ///< mean over anchors with positives, or sum
+  /// l_out (default) or pytorch-metric-learning's NTXentLoss convention (ntxent_pairs).
+  supcon_convention convention = supcon_convention::l_out;
+  /// mean over the anchors with positives (ntxent_pairs: over the positive pairs), or sum
+  loss_reduction reduction = loss_reduction::mean;
   bool accumulate = false;  ///< backward adds into the gradient instead of overwriting it
 };
 
