@@ -4,7 +4,7 @@
 # Usage: scripts/install-deps.sh [package...]
 set -euo pipefail
 
-packages=(g++ clang libclang-rt-14-dev cmake ninja-build libeigen3-dev libxtensor-dev catch2 libbenchmark-dev libcli11-dev
+packages=(g++ clang libclang-rt-14-dev libomp-dev cmake ninja-build libeigen3-dev libxtensor-dev catch2 libbenchmark-dev libcli11-dev
           zlib1g-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin doxygen python3-torch libtorch-dev python3-pytest "$@")
 
 if ! command -v dpkg >/dev/null 2>&1; then
