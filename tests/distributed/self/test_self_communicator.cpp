@@ -113,3 +113,26 @@ TEST_CASE("dist losses reject the debiased and hard-negative options they do not
   CHECK((ga.array() == 7.25).all());
   CHECK((gb.array() == 7.25).all());
 }
+
+TEST_CASE("dist and single-process losses agree on rejecting logits near the range",
+          "[dist][self][errors]") {
+  // A fuzz finding: at tau = 1e-300 the logits are ~1e299 and each anchor's lse minus target is
+  // rounding; the single-process NT-Xent rejected the temperature gradient it computed from it,
+  // the distributed one (another summation order) computed 0 and accepted. The a-priori bound on
+  // the temperature gradient rejects both.
+  const self_communicator comm;
+  rmat<double> a = rmat<double>::Constant(6, 1, -0.37761579241071419), b = a;
+  a(0, 0) = b(0, 0) = 0;
+  const std::vector<std::int64_t> labels = {1, -1, -1, -1, -1, -1};
+  contrastive::nt_xent_options o;
+  o.temperature = 1e-300;
+  o.labels = labels;
+  o.reduction = contrastive::loss_reduction::sum;
+  rmat<double> ga = rmat<double>::Constant(6, 1, 7.25), gb = ga;
+  const char* why = "the temperature gradient could overflow double";
+  CHECK_THROWS_WITH(contrastive::nt_xent_forward_backward(a, b, ga, gb, o), Catch::Contains(why));
+  CHECK_THROWS_WITH(contrastive::distributed::nt_xent_forward_backward(comm, a, b, ga, gb, o),
+                    Catch::Contains(why));
+  CHECK((ga.array() == 7.25).all());
+  CHECK((gb.array() == 7.25).all());
+}
