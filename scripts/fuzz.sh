@@ -76,13 +76,16 @@ status=0
 echo
 echo "| harness | seconds | executions | coverage (edges) | features | corpus | result |"
 echo "|---|---:|---:|---:|---:|---:|---|"
+failed=()
 for name in "${names[@]}"; do
   cat "$scratch/$name/row"
-  if [ "$(cat "$scratch/$name/rc")" -ne 0 ]; then
-    status=1
-    grep -E "contract violated|runtime error|ERROR: AddressSanitizer|unexpected exception|SUMMARY" \
-      "$scratch/$name/log.txt" | head -5 >&2 || true
-  fi
+  [ "$(cat "$scratch/$name/rc")" -ne 0 ] && failed+=("$name")
+done
+for name in "${failed[@]}"; do  # after the table, so that it stays one block
+  status=1
+  echo "fuzz.sh: $name:" >&2
+  grep -E "contract violated|runtime error|ERROR: AddressSanitizer|unexpected exception|SUMMARY" \
+    "$scratch/$name/log.txt" | head -5 >&2 || true
 done
 [ "$status" -eq 0 ] && rm -rf "$scratch"
 exit "$status"
