@@ -126,6 +126,16 @@ ref::result pair_reference(const ref::mat& a, const labels_t& y, const supcon_op
   return r;
 }
 
+/// The loss, the gradient and dL/dtheta of a tiled run against a reference, to `tol`.
+void check_close(const run_result& got, const ref::result& want, double tol) {
+  CHECK(std::abs(got.loss - want.loss) <= tol * std::max(1.0, std::abs(want.loss)));
+  if (want.grad_a.cwiseAbs().maxCoeff() > 0)
+    CHECK(ref::max_rel_diff(got.ga, want.grad_a) <= tol * 10);
+  else
+    CHECK(got.ga.cwiseAbs().maxCoeff() == 0);
+  CHECK(std::abs(got.dtheta - want.dtheta) <= tol * 10 * std::max(1.0, std::abs(want.dtheta)));
+}
+
 labels_t make_labels(Eigen::Index m, int classes, int seed) {
   labels_t y(m);
   for (Eigen::Index i = 0; i < m; ++i) y[i] = (i * 7 + seed) % classes;
@@ -151,14 +161,7 @@ TEMPLATE_TEST_CASE("supcon: tiled equals the naive reference", "[supcon]", float
              {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), m + 5}) {
           o.tile_rows = o.tile_cols = tile;
           CAPTURE(m, classes, base, tile);
-          const run_result got = run<TestType>(a, o);
-          CHECK(std::abs(got.loss - want.loss) <= tol * std::max(1.0, std::abs(want.loss)));
-          if (want.grad_a.cwiseAbs().maxCoeff() > 0)
-            CHECK(ref::max_rel_diff(got.ga, want.grad_a) <= tol * 10);
-          else
-            CHECK(got.ga.cwiseAbs().maxCoeff() == 0);
-          CHECK(std::abs(got.dtheta - want.dtheta) <=
-                tol * 10 * std::max(1.0, std::abs(want.dtheta)));
+          check_close(run<TestType>(a, o), want, tol);
         }
       }
     }
@@ -186,14 +189,7 @@ TEMPLATE_TEST_CASE("supcon ntxent_pairs: tiled equals pytorch-metric-learning's 
                {Eigen::Index(1), Eigen::Index(3), Eigen::Index(64), m + 5}) {
             o.tile_rows = o.tile_cols = tile;
             CAPTURE(m, classes, base, tile, int(red));
-            const run_result got = run<TestType>(a, o);
-            CHECK(std::abs(got.loss - want.loss) <= tol * std::max(1.0, std::abs(want.loss)));
-            if (want.grad_a.cwiseAbs().maxCoeff() > 0)
-              CHECK(ref::max_rel_diff(got.ga, want.grad_a) <= tol * 10);
-            else
-              CHECK(got.ga.cwiseAbs().maxCoeff() == 0);
-            CHECK(std::abs(got.dtheta - want.dtheta) <=
-                  tol * 10 * std::max(1.0, std::abs(want.dtheta)));
+            check_close(run<TestType>(a, o), want, tol);
           }
         }
       }
