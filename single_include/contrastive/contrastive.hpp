@@ -1304,13 +1304,34 @@ void check_output_bound(const char* fn, const char* what, double bound) {
 /// bounded too, not only the final gradient.
 inline double at_least_one(double x) noexcept { return std::max(std::abs(x), 1.0); }
 
+/// The logit bound D max|x|^2 scale and the temperature-gradient bounds of
+/// check_pair_gradient_bound: its computed value, and a priori 2 (N + 1) |upstream| max_weight
+/// max|s| scale. At logits near the range the computed value is mostly rounding (an lse minus a
+/// target, both ~1e299), and a decision on it alone depended on the summation order (a fuzz run
+/// found the distributed loss accepting what the single-process loss rejected). A caller that
+/// runs a pairwise backward after writing other terms (feature separation) checks these first.
+template <class T>
+void check_pair_logit_bounds(const char* fn, index_t n, index_t d, double max_input,
+                             double upstream, double scale, double max_weight,
+                             double grad_log_scale) {
+  // The backward recomputes every logit, also of anchors the loss leaves out (no positive):
+  // |s_ij| <= D max|x|^2 scale must fit too (a fuzz run found NaN gradients from such a row).
+  const double m1 = at_least_one(max_input);
+  const double logit_bound = static_cast<double>(d) * m1 * m1 * at_least_one(scale);
+  check_output_bound<T>(fn, "logits", logit_bound);
+  const double theta_bound = 2.0 * (static_cast<double>(n) + 1) * at_least_one(upstream) *
+                             at_least_one(max_weight) * logit_bound * at_least_one(scale);
+  check_output_bound<double>(fn, "temperature gradient",
+                             std::max(theta_bound, std::abs(upstream * grad_log_scale) * scale));
+}
+
 /// The bound of the softmax (pairwise) losses: a row or a column of the logit gradient sums to at
 /// most 2 per unit of anchor weight, so every element of dL/da, dL/db is at most
 /// 4 (N + 1) |upstream| scale max|x| max_weight (for either reduction; each factor taken as at
-/// least 1, see at_least_one). The temperature gradient
-/// dL/dtau = -upstream dL/dtheta scale is known from the forward (`grad_log_scale`) and checked
-/// too, against its computed value and against 2 (N + 1) |upstream| max_weight max|s| scale.
-/// `n`: anchors in the (global) batch, `max_input`: the largest |x| of every input.
+/// least 1, see at_least_one). The logits and the temperature gradient
+/// dL/dtau = -upstream dL/dtheta scale (known from the forward, `grad_log_scale`) are checked too
+/// (check_pair_logit_bounds). `n`: anchors in the (global) batch, `max_input`: the largest |x| of
+/// every input.
 template <class T>
 void check_pair_gradient_bound(const char* fn, index_t n, double max_input,
                                const matrix_view<T>& ga, const matrix_view<T>& gb, double upstream,
@@ -1320,19 +1341,8 @@ void check_pair_gradient_bound(const char* fn, index_t n, double max_input,
                  at_least_one(max_input) * at_least_one(max_weight);
   if (accumulate) bound += std::max(max_abs(ga), max_abs(gb));
   check_output_bound<T>(fn, "gradients", bound);
-  // The backward recomputes every logit, also of anchors the loss leaves out (no positive):
-  // |s_ij| <= D max|x|^2 scale must fit too (a fuzz run found NaN gradients from such a row).
-  const double m1 = at_least_one(max_input);
-  const double logit_bound = static_cast<double>(ga.cols()) * m1 * m1 * at_least_one(scale);
-  check_output_bound<T>(fn, "logits", logit_bound);
-  // dL/dtheta = sum_ij G_ij s_ij is bounded a priori too: at logits near the range the computed
-  // value is mostly rounding (an lse minus a target, both ~1e299), and a decision on it alone
-  // depended on the summation order (a fuzz run found the distributed loss accepting what the
-  // single-process loss rejected).
-  const double theta_bound = 2.0 * (static_cast<double>(n) + 1) * at_least_one(upstream) *
-                             at_least_one(max_weight) * logit_bound * at_least_one(scale);
-  check_output_bound<double>(fn, "temperature gradient",
-                             std::max(theta_bound, std::abs(upstream * grad_log_scale) * scale));
+  check_pair_logit_bounds<T>(fn, n, ga.cols(), max_input, upstream, scale, max_weight,
+                             grad_log_scale);
 }
 
 template <class T>
@@ -5453,11 +5463,17 @@ void fs_check_gradient_bound(const char* fn, const matrix_view<T>* const* out, i
                         4 * (n + 1) * at_least_one(w_c) * m1 * at_least_one(1 / o.temperature) +
                         8 * at_least_one(o.uniformity_t) * at_least_one(w_u) * m1);
   check_output_bound<T>(fn, "gradients", bound + existing);
-  if (contrastive)
+  if (contrastive) {
+    // What each in-modal InfoNCE backward checks besides its gradients, so that none throws
+    // after the orthogonality gradients are written (a fuzz run found that order).
+    for (const double g : {contrastive->a.grad_log_scale, contrastive->b.grad_log_scale})
+      check_pair_logit_bounds<T>(fn, in[0]->rows(), in[0]->cols(), m, upstream * w_c,
+                                 1 / o.temperature, 1.0, g);
     check_output_bound<double>(
         fn, "temperature gradient",
         std::abs(upstream * w_c * (contrastive->a.grad_log_scale + contrastive->b.grad_log_scale)) /
             o.temperature);
+  }
 }
 
 inline void fs_check_options(const char* fn, const feature_separation_options& o) {

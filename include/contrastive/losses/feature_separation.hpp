@@ -171,11 +171,17 @@ void fs_check_gradient_bound(const char* fn, const matrix_view<T>* const* out, i
                         4 * (n + 1) * at_least_one(w_c) * m1 * at_least_one(1 / o.temperature) +
                         8 * at_least_one(o.uniformity_t) * at_least_one(w_u) * m1);
   check_output_bound<T>(fn, "gradients", bound + existing);
-  if (contrastive)
+  if (contrastive) {
+    // What each in-modal InfoNCE backward checks besides its gradients, so that none throws
+    // after the orthogonality gradients are written (a fuzz run found that order).
+    for (const double g : {contrastive->a.grad_log_scale, contrastive->b.grad_log_scale})
+      check_pair_logit_bounds<T>(fn, in[0]->rows(), in[0]->cols(), m, upstream * w_c,
+                                 1 / o.temperature, 1.0, g);
     check_output_bound<double>(
         fn, "temperature gradient",
         std::abs(upstream * w_c * (contrastive->a.grad_log_scale + contrastive->b.grad_log_scale)) /
             o.temperature);
+  }
 }
 
 inline void fs_check_options(const char* fn, const feature_separation_options& o) {
