@@ -136,6 +136,19 @@ void check_close(const run_result& got, const ref::result& want, double tol) {
   CHECK(std::abs(got.dtheta - want.dtheta) <= tol * 10 * std::max(1.0, std::abs(want.dtheta)));
 }
 
+/// Input gradients against finite differences, and dL/dtheta against a central difference in
+/// theta = -log(temperature) (o.temperature must be exp(-theta)).
+void check_finite_differences(const ref::mat& a, const supcon_options& o, double theta) {
+  const run_result r = run<double>(a, o);
+  CHECK(ct::gradcheck(ref::mat(a), r.ga, [&](const ref::mat& x) { return loss_only(x, o); }));
+  const double h = 1e-6;
+  supcon_options op = o, om = o;
+  op.temperature = std::exp(-(theta + h));
+  om.temperature = std::exp(-(theta - h));
+  const double fd = (loss_only(a, op) - loss_only(a, om)) / (2 * h);
+  CHECK(std::abs(r.dtheta - fd) <= 1e-6 * std::max(1.0, std::abs(fd)));
+}
+
 labels_t make_labels(Eigen::Index m, int classes, int seed) {
   labels_t y(m);
   for (Eigen::Index i = 0; i < m; ++i) y[i] = (i * 7 + seed) % classes;
@@ -209,14 +222,7 @@ TEST_CASE("supcon ntxent_pairs: finite-difference gradients in double",
       o.convention = contrastive::supcon_convention::ntxent_pairs;
       o.tile_rows = o.tile_cols = 3;
       CAPTURE(m, theta);
-      const run_result r = run<double>(a, o);
-      CHECK(ct::gradcheck(ref::mat(a), r.ga, [&](const ref::mat& x) { return loss_only(x, o); }));
-      const double h = 1e-6;
-      supcon_options op = o, om = o;
-      op.temperature = std::exp(-(theta + h));
-      om.temperature = std::exp(-(theta - h));
-      const double fd = (loss_only(a, op) - loss_only(a, om)) / (2 * h);
-      CHECK(std::abs(r.dtheta - fd) <= 1e-6 * std::max(1.0, std::abs(fd)));
+      check_finite_differences(a, o, theta);
     }
   }
 }
@@ -279,14 +285,7 @@ TEST_CASE("supcon: finite-difference gradients in double", "[supcon][gradcheck]"
         o.base_temperature = base;
         o.tile_rows = o.tile_cols = 3;
         CAPTURE(m, theta, base);
-        const run_result r = run<double>(a, o);
-        CHECK(ct::gradcheck(ref::mat(a), r.ga, [&](const ref::mat& x) { return loss_only(x, o); }));
-        const double h = 1e-6;
-        supcon_options op = o, om = o;
-        op.temperature = std::exp(-(theta + h));
-        om.temperature = std::exp(-(theta - h));
-        const double fd = (loss_only(a, op) - loss_only(a, om)) / (2 * h);
-        CHECK(std::abs(r.dtheta - fd) <= 1e-6 * std::max(1.0, std::abs(fd)));
+        check_finite_differences(a, o, theta);
       }
     }
   }
