@@ -23,7 +23,9 @@ struct curve {
   std::vector<double> step, loss, lr;
   std::vector<int> epoch;
   double steps_per_epoch =
-      0;  // > 0: the SVG's x axis is epochs (runs of different batch sizes align)
+      0;                  // > 0: the SVG's x axis is epochs (runs of different batch sizes align)
+  double smoothing = -1;  // EMA weight of the bold line: < 0 automatic, 0 none (raw values)
+  std::string y_label = "loss";  // the panel's y axis (from its first curve)
   void push(double s, int e, double l, double r) {
     step.push_back(s);
     epoch.push_back(e);
@@ -231,14 +233,16 @@ inline void write_curves_svg(const std::string& path, const std::string& title,
     s << "<text x=\"" << (px0 + px1) / 2 << "\" y=\"" << py1 + 34 << "\" text-anchor=\"middle\">"
       << (epochs ? "epoch" : "step") << "</text>\n"
       << "<text transform=\"translate(" << px0 - 50 << ',' << (py0 + py1) / 2
-      << ") rotate(-90)\" text-anchor=\"middle\">loss</text>\n";
+      << ") rotate(-90)\" text-anchor=\"middle\">"
+      << detail::xml_escape(cs.empty() ? std::string("loss") : cs.front()->y_label) << "</text>\n";
     for (std::size_t k = 0; k < cs.size(); ++k) {
       const curve& c = *cs[k];
       const char* col = palette[k % 10];
       const std::size_t n = c.step.size();
       const std::size_t every = n > 800 ? n / 800 : 1;
-      const std::vector<double> sm = detail::smooth(c.loss, n > 50 ? 0.9 : 0.5);
-      for (int pass = 0; pass < 2; ++pass) {
+      const double beta = c.smoothing >= 0 ? c.smoothing : n > 50 ? 0.9 : 0.5;
+      const std::vector<double> sm = beta > 0 ? detail::smooth(c.loss, beta) : c.loss;
+      for (int pass = beta > 0 ? 0 : 1; pass < 2; ++pass) {
         const std::vector<double>& v = pass == 0 ? c.loss : sm;
         s << "<polyline fill=\"none\" stroke=\"" << col << "\" stroke-width=\""
           << (pass == 0 ? 0.8 : 1.8) << "\" stroke-opacity=\"" << (pass == 0 ? 0.25 : 1.0)

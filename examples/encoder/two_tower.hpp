@@ -1,11 +1,16 @@
 #ifndef CONTRASTIVE_EXAMPLES_ENCODER_TWO_TOWER_HPP
 #define CONTRASTIVE_EXAMPLES_ENCODER_TWO_TOWER_HPP
 
-// Two-tower losses of train_two_tower, composed from the library's losses. Each `add_*` function
-// returns weight * loss and ADDS weight * dL/d(embedding) into the gradient matrices (callers zero
-// them once per step), so a method's objective is a sum of calls.
+// The two-tower setting of train_two_tower and gamma_study: the two modalities cut from each
+// Fashion-MNIST image, the alignment metrics, and the objectives composed from the library's
+// losses. Each `add_*` function returns weight * loss and ADDS weight * dL/d(embedding) into the
+// gradient matrices (callers zero them once per step), so a method's objective is a sum of calls.
 // Symbols follow docs/README.md#modality-structure-regularisers: V = modality A's embeddings, U = modality B's,
 // Va / Ua their augmented views, Vi / Ui "independent" features.
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
 
 #include <contrastive/contrastive.hpp>
 #include <contrastive/losses/brownian_bridge.hpp>
@@ -14,8 +19,89 @@
 #include <contrastive/losses/geometric_consistency.hpp>
 
 #include "common.hpp"
+#include "fashion_mnist.hpp"
 
 namespace encoder {
+
+// ---- the two modalities ------------------------------------------------------------------------
+
+/// A is the top half of each image (rows 0-13), B the bottom half (rows 14-27).
+constexpr int half_h = 14, half_w = 28;
+
+struct modalities {
+  matrix<float> a;        // top halves, clean
+  matrix<float> b_clean;  // bottom halves before noise
+  matrix<float> b_eval;   // bottom halves with the fixed evaluation noise
+  std::vector<int> labels;
+};
+
+/// Cuts 28x28 images into the two modalities; b_eval gets N(0, noise_b^2) noise drawn from
+/// (seed, image index, eval_step), so train and test (different eval_step) use apart streams.
+inline modalities split_modalities(const image_dataset& d, std::uint64_t seed, double noise_b,
+                                   std::uint32_t eval_step) {
+  if (d.height != 28 || d.width != 28) throw error("the two-tower setting expects 28x28 images");
+  modalities m;
+  m.a = d.images.leftCols(half_h * half_w);
+  m.b_clean = d.images.rightCols(half_h * half_w);
+  m.b_eval = m.b_clean;
+  for (index_t i = 0; i < d.size(); ++i) {
+    rng r(seed, static_cast<std::uint64_t>(i), eval_step, stream_eval);
+    for (index_t k = 0; k < m.b_eval.cols(); ++k)
+      m.b_eval(i, k) += static_cast<float>(noise_b * r.normal());
+  }
+  m.labels = d.labels;
+  return m;
+}
+
+/// Rows `ids` of b_clean with the training noise of `epoch` (redrawn every epoch).
+inline matrix<float> noisy_b(const modalities& m, const std::vector<index_t>& ids,
+                             std::uint64_t seed, double noise_b, std::uint32_t epoch) {
+  matrix<float> out = gather_rows(m.b_clean, ids);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    rng r(seed, static_cast<std::uint64_t>(ids[i]), epoch, stream_modality);
+    for (index_t k = 0; k < out.cols(); ++k)
+      out(static_cast<index_t>(i), k) += static_cast<float>(noise_b * r.normal());
+  }
+  return out;
+}
+
+/// [x, y] side by side (the A+B probe's features).
+inline matrix<float> concat(const matrix<float>& x, const matrix<float>& y) {
+  matrix<float> out(x.rows(), x.cols() + y.cols());
+  out << x, y;
+  return out;
+}
+
+// ---- alignment metrics -------------------------------------------------------------------------
+
+/// The batch CLIP loss (forward only), comparable across methods at the same batch size.
+inline double clip_value(const matrix<float>& a, const matrix<float>& b, double tau) {
+  contrastive::info_nce_options o;
+  o.temperature = tau;
+  return static_cast<double>(contrastive::info_nce_forward(a, b, o).loss);
+}
+
+/// Mean CLIP loss and A->B top-1 retrieval over consecutive chunks of `chunk` pairs (a partial
+/// last chunk is left out; NaN when there is no whole chunk).
+inline void alignment_metrics(const matrix<float>& za, const matrix<float>& zb, double tau,
+                              index_t chunk, double& clip, double& top1) {
+  double loss = 0, hits = 0;
+  int chunks = 0;
+  for (index_t r = 0; chunk > 0 && r + chunk <= za.rows(); r += chunk, ++chunks) {
+    const matrix<float> a = za.middleRows(r, chunk), b = zb.middleRows(r, chunk);
+    loss += clip_value(a, b, tau);
+    const matrix<float> sim = a * b.transpose();
+    for (index_t i = 0; i < chunk; ++i) {
+      index_t arg = 0;
+      sim.row(i).maxCoeff(&arg);
+      hits += arg == i;
+    }
+  }
+  clip = chunks ? loss / chunks : std::nan("");
+  top1 = chunks ? hits / static_cast<double>(chunks * chunk) : std::nan("");
+}
+
+// ---- objectives ---------------------------------------------------------------------------------
 
 /// One modality in one step: embeddings (L2-normalised rows) and their gradients. Views a
 /// method does not use stay empty.

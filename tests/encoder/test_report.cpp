@@ -125,6 +125,22 @@ TEST_CASE("curves are written as CSV and SVG", "[encoder][report]") {
   encoder::write_curves_svg((dir / "e.svg").string(), "title", cs, nullptr);
   const std::string esvg = slurp(dir / "e.svg");
   CHECK_THAT(esvg, Catch::Contains(">epoch</text>") && !Catch::Contains(">step</text>"));
+  // smoothing 0 draws the raw values once; y_label names the axis.
+  for (auto& c : cs) {
+    c.smoothing = 0;
+    c.y_label = "top-1 (%)";
+  }
+  encoder::write_curves_svg((dir / "r.svg").string(), "title", cs, nullptr);
+  const std::string rsvg = slurp(dir / "r.svg");
+  auto polylines = [](const std::string& svg) {
+    std::size_t k = 0;
+    for (auto p = svg.find("<polyline"); p != std::string::npos; p = svg.find("<polyline", p + 1))
+      ++k;
+    return k;
+  };
+  CHECK(polylines(esvg) == 2 * cs.size());  // faint raw values and the smoothed line
+  CHECK(polylines(rsvg) == cs.size());
+  CHECK_THAT(rsvg, Catch::Contains(">top-1 (%)</text>") && !Catch::Contains(">loss</text>"));
   CHECK_THROWS_AS(encoder::write_curves_csv((dir / "no/such/dir/c.csv").string(), cs),
                   encoder::error);
 }

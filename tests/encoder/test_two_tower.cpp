@@ -133,3 +133,53 @@ TEST_CASE("two-tower gamma objective: the library's gamma loss, weighted and add
   CHECK(s1.visited(7, 0));
   CHECK_FALSE(s1.visited(8, 0));
 }
+
+TEST_CASE("two-tower modalities: halves, fixed evaluation noise, per-epoch training noise",
+          "[encoder][two_tower]") {
+  encoder::image_dataset d;
+  d.height = d.width = 28;
+  d.images = encoder::matrix<float>::Random(5, 28 * 28);
+  d.labels = {0, 1, 2, 3, 4};
+  const auto m = encoder::split_modalities(d, 7, 0.5, 0);
+  CHECK(m.a == d.images.leftCols(14 * 28));
+  CHECK(m.b_clean == d.images.rightCols(14 * 28));
+  CHECK(m.labels == d.labels);
+  const double noise = (m.b_eval - m.b_clean).cast<double>().norm() / std::sqrt(5.0 * 14 * 28);
+  CHECK(noise == Approx(0.5).epsilon(0.1));
+  CHECK(encoder::split_modalities(d, 7, 0.5, 0).b_eval == m.b_eval);  // a pure function
+  CHECK(encoder::split_modalities(d, 7, 0.5, 1).b_eval != m.b_eval);  // test vs train stream
+  const std::vector<encoder::index_t> ids{3, 1};
+  const auto b0 = encoder::noisy_b(m, ids, 7, 0.5, 0);
+  CHECK(b0.rows() == 2);
+  CHECK(encoder::noisy_b(m, ids, 7, 0.5, 0) == b0);
+  CHECK(encoder::noisy_b(m, ids, 7, 0.5, 1) != b0);  // redrawn every epoch
+  CHECK(encoder::noisy_b(m, ids, 7, 0.0, 3) == encoder::gather_rows(m.b_clean, ids));
+  d.width = 27;
+  CHECK_THROWS_AS(encoder::split_modalities(d, 7, 0.5, 0), encoder::error);
+}
+
+TEST_CASE("alignment metrics: CLIP loss and top-1 over whole chunks", "[encoder][two_tower]") {
+  // Orthonormal rows: each a_i matches b_i only, so top-1 is 1 and the chunk's CLIP loss is
+  // log(1 + (n - 1) exp(-1 / tau)) in both directions.
+  const encoder::index_t n = 4;
+  encoder::matrix<float> a = encoder::matrix<float>::Identity(2 * n, 2 * n);
+  encoder::matrix<float> b = a;
+  double clip = 0, top1 = 0;
+  encoder::alignment_metrics(a, b, 0.5, n, clip, top1);
+  CHECK(top1 == 1.0);
+  CHECK(clip == Approx(std::log(1 + (n - 1) * std::exp(-2.0))).epsilon(1e-5));
+  // Reverse b within each chunk: no match is found, and the loss is higher.
+  for (encoder::index_t r = 0; r < 2 * n; r += n)
+    b.middleRows(r, n) = a.middleRows(r, n).colwise().reverse();
+  double clip_bad = 0;
+  encoder::alignment_metrics(a, b, 0.5, n, clip_bad, top1);
+  CHECK(top1 == 0.0);
+  CHECK(clip_bad > clip);
+  // A partial last chunk is left out; no whole chunk gives NaN.
+  encoder::alignment_metrics(a.topRows(n + 1), a.topRows(n + 1), 0.5, n, clip, top1);
+  CHECK(top1 == 1.0);
+  encoder::alignment_metrics(a.topRows(n - 1), a.topRows(n - 1), 0.5, n, clip, top1);
+  CHECK(std::isnan(clip));
+  CHECK(std::isnan(top1));
+  CHECK(encoder::concat(a.leftCols(3), b.leftCols(2)).cols() == 5);
+}
