@@ -4,6 +4,7 @@
 // Data: the Debian package dataset-fashion-mnist. Writes <out-dir>/simclr_curves.csv and
 // <out-dir>/simclr.svg. `train_simclr --help` lists the options; --quick is the demo's setting.
 
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -135,10 +136,11 @@ void apply_presets(settings& s, const CLI::App& app) {
     if (unset("--embed")) s.embed = 32;
     if (unset("--probe-epochs")) s.probe_epochs = 10;
     s.check = true;
-  } else if (s.quick) {  // the demo: a 20000-image subset, a few epochs
-    if (unset("--train-size")) s.train_size = 20000;
-    if (unset("--epochs")) s.epochs = 6;
-    if (unset("--probe-epochs")) s.probe_epochs = 10;
+  } else if (s.quick) {
+    // The demo: every image for 2 epochs rather than a subset for more epochs (the same steps),
+    // and the full probe. Measured over seeds 1-3, the backbone then beats raw pixels by 0.8 to
+    // 1.2 points (README); 20000 images for 6 epochs with 10 probe epochs did not, on seed 1.
+    if (unset("--epochs")) s.epochs = 2;
   }
 }
 
@@ -164,8 +166,7 @@ int main(int argc, char** argv) {
           encoder::fashion_mnist_default_dir + ")");
   app.add_option("--out-dir", s.out_dir,
                  "where the CSV, SVG and checkpoint go (default: <executable dir>/runs)");
-  app.add_flag("--quick", s.quick,
-               "demo setting: 20000 training images, 6 epochs, 10 probe epochs");
+  app.add_flag("--quick", s.quick, "demo setting: every training image, 2 epochs");
   app.add_flag("--smoke", s.smoke,
                "test setting: 512 images, tiny model, a few steps; implies --check");
   app.add_flag("--check", s.check, "exit with 2 unless the loss fell and the probe beat chance");
@@ -286,7 +287,7 @@ int main(int argc, char** argv) {
 
     encoder::text_table table;
     table.header = {"features (linear probe)", "dim", "train acc", "test acc", "probe s"};
-    double simclr_test = 0;
+    double simclr_test = 0, raw_test = 0;
     for (std::size_t k = 0; k < rows.size(); ++k) {
       encoder::probe_options po;
       po.epochs = s.probe_epochs;
@@ -298,6 +299,7 @@ int main(int argc, char** argv) {
       table.add({rows[k].name, std::to_string(rows[k].tr.cols()),
                  encoder::percent(res.train_accuracy), encoder::percent(res.test_accuracy),
                  encoder::fixed(res.seconds, 1)});
+      if (k == 0) raw_test = res.test_accuracy;
       if (k == 2) simclr_test = res.test_accuracy;
       encoder::curve c;
       c.run = rows[k].name;
@@ -327,6 +329,13 @@ int main(int argc, char** argv) {
           pre.losses.front(), pre.losses.back());
     std::printf("curves: %s\nplot:   %s\ntotal time %.1f s\n", csv.c_str(), svg.c_str(),
                 total.seconds());
+    const double gain = 100 * (simclr_test - raw_test);
+    std::printf(
+        "summary: the SimCLR backbone probes %.2f%%, %s raw pixels (%.2f%%) by %.2f points%s\n",
+        100 * simclr_test, gain > 0 ? "above" : "not above", 100 * raw_test, std::abs(gain),
+        gain > 0 ? ""
+                 : " (short pretraining: the full run, train_simclr without --quick, "
+                   "gains about 2 points; README)");
 
     if (s.check) {
       bool ok = true;
