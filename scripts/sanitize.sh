@@ -20,7 +20,8 @@ cmake -S . -B "$build_dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=None \
   -DCONTRASTIVE_BUILD_BENCHMARKS=OFF -DCONTRASTIVE_WITH_CUDA=OFF -DCONTRASTIVE_WITH_TORCH=OFF \
   -DCONTRASTIVE_NATIVE_ARCH=OFF -DCONTRASTIVE_INSTALL=OFF
 targets=(contrastive_tests encoder_tests custom_tensor gradcheck_layer quickstart streaming_scale)
-for t in quickstart_xtensor train_simclr train_two_tower contrastive_distributed_tests distributed_clip; do
+for t in quickstart_xtensor train_simclr train_two_tower gamma_study contrastive_distributed_tests \
+  distributed_clip; do
   if cmake --build "$build_dir" --target help | grep -q "^$t:"; then targets+=("$t"); fi
 done
 cmake --build "$build_dir" -j2 --target "${targets[@]}"
