@@ -402,23 +402,40 @@ double probe_accuracy(const fmat& tr, const fmat& ev, const study_data& d, const
   return encoder::linear_probe(tr, d.train_labels(), ev, d.eval_labels(), po).test_accuracy;
 }
 
-/// The setting's probe: A+B embeddings (two towers) or the backbone features (two views).
-double model_probe(pair_model& m, const study_data& d, const settings& s, std::uint64_t seed) {
+/// Probe accuracies: `main` on the A+B embeddings (two towers) or the backbone features (two
+/// views); a and b on each tower's embeddings alone (two towers only, NaN otherwise).
+struct probes {
+  double a = std::nan(""), b = std::nan(""), main = 0;
+};
+
+probes tower_probes(const fmat& a_tr, const fmat& b_tr, const fmat& a_ev, const fmat& b_ev,
+                    const study_data& d, const settings& s, std::uint64_t seed) {
+  probes p;
+  p.main = probe_accuracy(encoder::concat(a_tr, b_tr), encoder::concat(a_ev, b_ev), d, s, seed);
+  p.a = probe_accuracy(a_tr, a_ev, d, s, seed + 1);
+  p.b = probe_accuracy(b_tr, b_ev, d, s, seed + 2);
+  return p;
+}
+
+probes model_probes(pair_model& m, const study_data& d, const settings& s, std::uint64_t seed) {
   if (d.kind == setting_kind::two_tower) {
     fmat a_tr, b_tr, a_ev, b_ev;
     m.embed(d.tr.a, d.tr.b_eval, a_tr, b_tr);
     m.embed(d.ev.a, d.ev.b_eval, a_ev, b_ev);
-    return probe_accuracy(encoder::concat(a_tr, b_tr), encoder::concat(a_ev, b_ev), d, s, seed);
+    return tower_probes(a_tr, b_tr, a_ev, b_ev, d, s, seed);
   }
-  return probe_accuracy(m.a.backbone.infer(d.tr_img.images), m.a.backbone.infer(d.ev_img.images), d,
-                        s, seed);
+  probes p;
+  p.main = probe_accuracy(m.a.backbone.infer(d.tr_img.images), m.a.backbone.infer(d.ev_img.images),
+                          d, s, seed);
+  return p;
 }
 
-double raw_probe(const study_data& d, const settings& s) {
+probes raw_probes(const study_data& d, const settings& s) {
   if (d.kind == setting_kind::two_tower)
-    return probe_accuracy(encoder::concat(d.tr.a, d.tr.b_eval),
-                          encoder::concat(d.ev.a, d.ev.b_eval), d, s, 7);
-  return probe_accuracy(d.tr_img.images, d.ev_img.images, d, s, 7);
+    return tower_probes(d.tr.a, d.tr.b_eval, d.ev.a, d.ev.b_eval, d, s, 7);
+  probes p;
+  p.main = probe_accuracy(d.tr_img.images, d.ev_img.images, d, s, 7);
+  return p;
 }
 
 // ---- results ----------------------------------------------------------------------------------
@@ -428,7 +445,8 @@ struct run_result {
   std::uint64_t seed = 0;
   index_t batch = 0;
   long steps = 0;
-  double seconds = 0, eval_clip = 0, top1 = 0, probe = 0;
+  double seconds = 0, eval_clip = 0, top1 = 0;
+  probes probe;
   std::vector<double> clip_curve, top1_curve;  // after epoch 0 (initial), 1, ..., epochs
 };
 
@@ -488,7 +506,7 @@ run_result train_run(const study_data& d, const settings& s, const method_def& m
   r.steps = t.step;
   r.eval_clip = clip;
   r.top1 = top1;
-  r.probe = model_probe(t.model, d, s, seed + 100);
+  r.probe = model_probes(t.model, d, s, seed + 100);
   r.seconds = clock.seconds();
   return r;
 }
@@ -635,10 +653,11 @@ void write_atomic(const std::string& path, const std::string& text) {
 std::string runs_csv(const std::vector<run_result>& runs) {
   std::ostringstream os;
   os.precision(8);
-  os << "setting,method,seed,batch,steps,seconds,eval_clip_loss,eval_top1,probe\n";
+  os << "setting,method,seed,batch,steps,seconds,eval_clip_loss,eval_top1,probe,probe_a,probe_b\n";
   for (const auto& r : runs)
     os << r.setting << ',' << r.method << ',' << r.seed << ',' << r.batch << ',' << r.steps << ','
-       << r.seconds << ',' << r.eval_clip << ',' << r.top1 << ',' << r.probe << '\n';
+       << r.seconds << ',' << r.eval_clip << ',' << r.top1 << ',' << r.probe.main << ','
+       << r.probe.a << ',' << r.probe.b << '\n';
   return os.str();
 }
 
@@ -697,7 +716,8 @@ int main(int argc, char** argv) {
       "them).\n"
       "Per setting, method and seed it reports the evaluation CLIP loss and A->B top-1 (chunks "
       "of 256)\n"
-      "and a linear probe (two_tower: the A+B embeddings; two_view: the backbone features); per "
+      "and linear probes (two_tower: the A, B and A+B embeddings; two_view: the backbone "
+      "features); per "
       "setting\n"
       "and seed, the gradient bias: cosines between each method's mini-batch gradients and the "
       "full-\n"
@@ -897,7 +917,7 @@ int main(int argc, char** argv) {
     std::mutex mu;
     std::vector<run_result> runs;
     std::vector<bias_result> bias;
-    std::map<std::string, double> raw;
+    std::map<std::string, probes> raw;
     std::atomic<std::size_t> next{0};
     std::size_t finished = 0;
     std::string failure;
@@ -922,15 +942,15 @@ int main(int argc, char** argv) {
                           "%.2f%%",
                           r.setting.c_str(), r.method.c_str(),
                           static_cast<unsigned long long>(r.seed), r.steps, j.d->eval_name.c_str(),
-                          r.eval_clip, 100 * r.top1, 100 * r.probe);
+                          r.eval_clip, 100 * r.top1, 100 * r.probe.main);
             text = buf;
             std::lock_guard<std::mutex> lock(mu);
             runs.push_back(std::move(r));
             write_atomic(runs_path, runs_csv(runs));
             write_atomic(curves_path, curves_csv(runs));
           } else if (j.seed == 0) {
-            const double p = raw_probe(*j.d, s);
-            text = j.d->key + " raw-pixel probe: " + encoder::percent(p);
+            const probes p = raw_probes(*j.d, s);
+            text = j.d->key + " raw-pixel probe: " + encoder::percent(p.main);
             std::lock_guard<std::mutex> lock(mu);
             raw[j.d->key] = p;
           } else {
@@ -979,13 +999,18 @@ int main(int argc, char** argv) {
                        "steps",
                        eval_name + " CLIP loss",
                        "A->B top-1",
-                       "probe",
+                       "probe A",
+                       "probe B",
+                       "probe (A+B or backbone)",
                        "cos(batch g, full g)",
                        "cos(epoch-mean g, full g)"};
-    auto add_row = [&](encoder::text_table& table, const std::string& setting,
+    // Rows hold every column; a setting without tower probes drops probe A and B (5 and 6).
+    auto add_row = [&](encoder::text_table& table, const study_data& d,
                        const std::vector<std::string>& row) {
-      table.add(row);
-      std::vector<std::string> c{setting};
+      std::vector<std::string> own = row;
+      if (d.kind != setting_kind::two_tower) own.erase(own.begin() + 5, own.begin() + 7);
+      table.add(own);
+      std::vector<std::string> c{d.key};
       c.insert(c.end(), row.begin(), row.end());
       combined.add(c);
     };
@@ -993,16 +1018,16 @@ int main(int argc, char** argv) {
     std::vector<std::string> summary;
     for (const auto& d : data) {
       encoder::text_table table;
-      table.header = {"method",
-                      "batch",
-                      "steps",
-                      d.eval_name + " CLIP loss",
-                      "A->B top-1",
-                      d.kind == setting_kind::two_tower ? "probe A+B" : "probe (backbone)",
-                      "cos(batch g, full g)",
-                      "cos(epoch-mean g, full g)"};
-      add_row(table, d.key,
-              {"raw pixels", "-", "-", "-", "-", encoder::percent(raw[d.key]), "-", "-"});
+      const bool towers = d.kind == setting_kind::two_tower;
+      table.header = {"method", "batch", "steps", d.eval_name + " CLIP loss", "A->B top-1"};
+      if (towers) table.header.insert(table.header.end(), {"probe A", "probe B"});
+      table.header.insert(table.header.end(),
+                          {towers ? "probe A+B" : "probe (backbone)", "cos(batch g, full g)",
+                           "cos(epoch-mean g, full g)"});
+      auto pct = [](double v) { return std::isfinite(v) ? encoder::percent(v) : std::string("-"); };
+      const probes& rp = raw[d.key];
+      add_row(table, d,
+              {"raw pixels", "-", "-", "-", "-", pct(rp.a), pct(rp.b), pct(rp.main), "-", "-"});
       auto bias_cells = [&](const std::string& key, std::vector<std::string>& row) {
         std::vector<double> cb, cm;
         for (const auto* b : bias_by[key_of(d.key, key)]) {
@@ -1017,7 +1042,7 @@ int main(int argc, char** argv) {
       for (const auto& m : methods) {
         const auto& rs = by[key_of(d.key, m.key)];
         if (rs.empty()) continue;
-        std::vector<double> clip, top1, probe;
+        std::vector<double> clip, top1, probe, probe_a, probe_b;
         // Two panels per setting, from epoch 1 (the initial values would flatten the scale).
         for (int panel = 0; panel < 2; ++panel) {
           encoder::curve c;
@@ -1038,9 +1063,14 @@ int main(int argc, char** argv) {
         for (const auto* r : rs) {
           clip.push_back(r->eval_clip);
           top1.push_back(r->top1);
-          probe.push_back(r->probe);
+          probe.push_back(r->probe.main);
+          if (towers) {
+            probe_a.push_back(r->probe.a);
+            probe_b.push_back(r->probe.b);
+          }
           ok = ok && std::isfinite(r->eval_clip) && std::isfinite(r->top1) &&
-               std::isfinite(r->probe) && r->eval_clip < r->clip_curve.front();
+               std::isfinite(r->probe.main) && r->eval_clip < r->clip_curve.front() &&
+               (!towers || (std::isfinite(r->probe.a) && std::isfinite(r->probe.b)));
         }
         top1_of[m.key] = summarize(top1);
         std::vector<std::string> row{m.name,
@@ -1048,15 +1078,17 @@ int main(int argc, char** argv) {
                                      std::to_string(rs.front()->steps),
                                      pm(summarize(clip), 1, 3),
                                      pm(summarize(top1), 100, 1, "%"),
+                                     pm(summarize(probe_a), 100, 2, "%"),
+                                     pm(summarize(probe_b), 100, 2, "%"),
                                      pm(summarize(probe), 100, 2, "%")};
         bias_cells(m.key, row);
-        add_row(table, d.key, row);
+        add_row(table, d, row);
       }
       if (!bias.empty()) {
         const auto o = oracle_method();
-        std::vector<std::string> row{o.name, std::to_string(o.batch), "-", "-", "-", "-"};
+        std::vector<std::string> row{o.name, std::to_string(o.batch), "-", "-", "-", "-", "-", "-"};
         bias_cells(o.key, row);
-        add_row(table, d.key, row);
+        add_row(table, d, row);
       }
       all_tables += "\n" + d.key + " (" + std::to_string(d.n_train()) + " training pairs, " +
                     std::to_string(s.epochs) + " epochs, " + std::to_string(s.seeds.size()) +
