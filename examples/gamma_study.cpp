@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <limits>
@@ -30,6 +29,7 @@
 #include <CLI/CLI.hpp>
 #include <contrastive/contrastive.hpp>
 #include <contrastive/losses/gamma_nce.hpp>
+#include <contrastive/state/normalizer_state.hpp>
 
 #include "encoder/encoder.hpp"
 #include "encoder/two_tower.hpp"
@@ -335,7 +335,6 @@ struct trainer {
   encoder::adamw<float> opt;
   encoder::cosine_schedule sched;
   objective obj;
-  std::vector<double> batch_clip;  // per step
 
   trainer(const study_data& d_, const settings& s_, const method_def& m_, std::uint64_t seed_)
       : d(d_),
@@ -365,20 +364,23 @@ struct trainer {
     }
   }
 
-  void run_epoch(int epoch) {
+  /// One epoch of training; returns the last batch's CLIP loss.
+  double run_epoch(int epoch) {
     const auto ep = static_cast<std::uint32_t>(epoch);
     const auto perm = encoder::permutation(d.n_train(), seed, ep);
     fmat xa, xb, za, zb, ga, gb;
+    double clip = 0;
     for (long k = 0; k < steps_per_epoch; ++k) {
       const std::vector<index_t> ids(perm.begin() + k * batch, perm.begin() + (k + 1) * batch);
       d.views(ids, seed, ep, xa, xb);
       opt.zero_grad();
       model.forward(xa, xb, za, zb);
-      batch_clip.push_back(obj.step(za, zb, ids, static_cast<std::uint32_t>(step), ga, gb));
+      clip = obj.step(za, zb, ids, static_cast<std::uint32_t>(step), ga, gb);
       model.backward(ga, gb);
       opt.step(sched(step));
       ++step;
     }
+    return clip;
   }
 
   /// Evaluation-set CLIP loss and A->B top-1 over chunks of 256 pairs.
@@ -527,8 +529,7 @@ std::vector<bias_result> measure_bias(const study_data& d, const settings& s,
                                       study_progress& progress) {
   trainer t(d, s, make_methods(s).front(), seed);
   for (int e = 0; e < s.bias_epoch; ++e) {
-    t.run_epoch(e);
-    progress.advance(1, t.batch_clip.back());
+    progress.advance(1, t.run_epoch(e));
   }
   pair_model& model = t.model;
   const auto params = model.parameters();
@@ -636,18 +637,11 @@ std::string pm(const stats& st, double scale, int digits, const char* unit = "")
   return out;
 }
 
-/// Writes `text` to `path` through a temporary file and a rename: a reader (or a crash) sees
-/// the old file or the new one, never half of one.
+/// Writes `text` to `path` with the library's atomic write of its state files (temporary file,
+/// fsync, rename): a reader (or a crash) sees the old file or the new one, never half of one.
 void write_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream os(tmp, std::ios::binary | std::ios::trunc);
-    if (!os) throw encoder::error("cannot write '" + tmp + "'");
-    os << text;
-    os.flush();
-    if (!os) throw encoder::error("write failed: '" + tmp + "'");
-  }
-  std::filesystem::rename(tmp, path);
+  contrastive::detail::state_write_atomically("gamma_study", path,
+                                              std::vector<unsigned char>(text.begin(), text.end()));
 }
 
 std::string runs_csv(const std::vector<run_result>& runs) {

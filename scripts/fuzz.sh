@@ -79,7 +79,7 @@ echo "|---|---:|---:|---:|---:|---:|---|"
 failed=()
 for name in "${names[@]}"; do
   cat "$scratch/$name/row"
-  [ "$(cat "$scratch/$name/rc")" -ne 0 ] && failed+=("$name")
+  if [ "$(cat "$scratch/$name/rc")" -ne 0 ]; then failed+=("$name"); fi
 done
 for name in "${failed[@]}"; do  # after the table, so that it stays one block
   status=1
