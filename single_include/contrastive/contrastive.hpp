@@ -448,6 +448,21 @@ CONTRASTIVE_HOST_DEVICE inline float exp_(float x) noexcept { return ::expf(x); 
 CONTRASTIVE_HOST_DEVICE inline double exp_(double x) noexcept { return ::exp(x); }
 CONTRASTIVE_HOST_DEVICE inline float log_(float x) noexcept { return ::logf(x); }
 CONTRASTIVE_HOST_DEVICE inline double log_(double x) noexcept { return ::log(x); }
+
+/// log(e^x + e^y), -inf when both are.
+CONTRASTIVE_HOST_DEVICE inline double logaddexp(double x, double y) noexcept {
+  const double m = x > y ? x : y;
+  if (m == -infinity<double>()) return m;
+  return m + ::log1p(::exp(-(x > y ? x - y : y - x)));
+}
+
+/// The log-domain moving average of the normalizer state: log_zhat on a first visit, else
+/// logaddexp(log(1 - beta) + zeta, log(beta) + log_zhat).
+CONTRASTIVE_HOST_DEVICE inline double log_ema(double zeta, bool visited, double log_zhat,
+                                              double beta) noexcept {
+  if (!visited) return log_zhat;
+  return logaddexp(::log1p(-beta) + zeta, ::log(beta) + log_zhat);
+}
 }  // namespace detail
 
 /// Online log-sum-exp (Milakov & Gimelshein): LSE = max + log(sum), identity (-inf, 0).
@@ -892,6 +907,10 @@ struct tiling_options {
   index_t tile_rows = 256;  // rows per tile (> 0)
   index_t tile_cols = 256;  // columns per tile (> 0)
   int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
+  // The GPU's throwing calls scan their device inputs first (one pass: NaN / Inf, and zero-norm
+  // rows where the CPU rejects them) for the CPU's messages; false skips that pass for trusted
+  // inputs. The CPU path always scans.
+  bool scan_inputs = true;
 };
 
 /// Gradient of a loss with respect to its temperature, in the three usual parameterisations:
@@ -916,13 +935,24 @@ struct device_backend {
 };
 struct info_nce_tag {};
 struct nt_xent_tag {};
+struct gamma_nce_tag {};
+struct feature_uniformity_tag {};
+struct feature_separation_tag {};
+struct geometric_consistency_tag {};
 }  // namespace detail
 
 namespace cuda {
-// What the CUDA forwards return (cuda/info_nce.cuh, cuda/nt_xent.cuh); declared here so that the
-// generic backward has an overload for them.
+// What the CUDA forwards return (cuda/info_nce.cuh, cuda/nt_xent.cuh, cuda/gamma_nce.cuh,
+// cuda/feature_separation.cuh) and the device state; declared here so that the generic
+// functions have overloads for them.
 struct info_nce_device_saved;
 struct nt_xent_device_saved;
+struct gamma_nce_device_saved;
+class device_normalizer_state;
+struct feature_uniformity_device_saved;
+struct feature_separation_device_saved;
+template <class T>
+struct geometric_consistency_device_saved;
 }  // namespace cuda
 
 CONTRASTIVE_NAMESPACE_END
@@ -1086,6 +1116,14 @@ inline void check_label_pair(const char* fn, const vector_view<const std::int64_
 inline void check_id_nonnegative(const char* fn, std::int64_t id, const char* where,
                                  index_t index) {
   CONTRASTIVE_CHECK(id >= 0, fn, ": 'ids' has a negative id (", id, ") at ", where, " ", index);
+}
+
+/// One input value found by a scan (the CPU's check_finite, the GPU's device scan) is finite;
+/// else the error names the input, the value and its position.
+template <class T>
+void check_value_finite(const char* fn, const char* name, T value, index_t row, index_t col) {
+  CONTRASTIVE_CHECK(std::isfinite(value), fn, ": '", name, "' has a non-finite value (", value,
+                    ") at row ", row, ", column ", col);
 }
 
 }  // namespace detail
@@ -1264,11 +1302,7 @@ void check_finite(const char* fn, const char* name, const matrix_view<const T, S
       for (index_t j = 0; j < v.cols() && ok; ++j) ok = std::isfinite(row[j * v.col_stride()]);
     }
     if (CONTRASTIVE_UNLIKELY(!ok)) {
-      for (index_t j = 0; j < v.cols(); ++j) {
-        const T x = v(i, j);
-        CONTRASTIVE_CHECK(std::isfinite(x), fn, ": '", name, "' has a non-finite value (", x,
-                          ") at row ", i, ", column ", j);
-      }
+      for (index_t j = 0; j < v.cols(); ++j) check_value_finite(fn, name, v(i, j), i, j);
     }
   }
 }
@@ -1490,8 +1524,10 @@ struct device_backend_of {
   using type = device_backend<
       Tag, std::remove_const_t<typename decltype(as_view(std::declval<const A&>()))::value_type>>;
   static_assert(type::available,
-                "contrastive: device views need the loss's CUDA header, e.g. "
-                "#include <contrastive/cuda/info_nce.cuh> or <contrastive/cuda/nt_xent.cuh>, in a "
+                "contrastive: device views need the loss's CUDA header, #include "
+                "<contrastive/cuda/info_nce.cuh>, <contrastive/cuda/nt_xent.cuh>, "
+                "<contrastive/cuda/gamma_nce.cuh>, <contrastive/cuda/feature_separation.cuh> or "
+                "<contrastive/cuda/geometric_consistency.cuh> (the one of the loss called), in a "
                 "file compiled by nvcc");
 };
 
@@ -5347,6 +5383,19 @@ CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_CORE_MODAL_COMMON_HPP
 // ---- end contrastive/core/modal_common.hpp ----
+// ---- begin contrastive/losses/feature_separation_options.hpp ----
+#ifndef CONTRASTIVE_LOSSES_FEATURE_SEPARATION_OPTIONS_HPP
+#define CONTRASTIVE_LOSSES_FEATURE_SEPARATION_OPTIONS_HPP
+
+// The options of feature_separation.hpp, the checks that read no element and the uniformity
+// term's composition from its log-sums, apart so that the block sweep's plan
+// (core/block_sweep.hpp) and the CUDA path (cuda/feature_separation.cuh) share them without
+// Eigen.
+
+#include <math.h>
+
+#include <cmath>
+
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
@@ -5371,6 +5420,75 @@ struct feature_separation_options : tiling_options {
 /// What every backward returns besides the input gradients: upstream * dL/dtemperature (from
 /// the in-modal InfoNCE term; zero for the terms without a temperature).
 using feature_separation_parameter_gradients = temperature_gradient;
+
+namespace detail {
+
+// ---- checks that read no element (the CPU adds its scans, the GPU its device scans) ----
+
+inline void fs_check_options(const char* fn, const feature_separation_options& o) {
+  CONTRASTIVE_CHECK(std::isfinite(o.orthogonality_weight) && o.orthogonality_weight >= 0, fn,
+                    ": 'orthogonality_weight' must be finite and >= 0, got ",
+                    o.orthogonality_weight);
+  CONTRASTIVE_CHECK(std::isfinite(o.contrastive_weight) && o.contrastive_weight >= 0, fn,
+                    ": 'contrastive_weight' must be finite and >= 0, got ", o.contrastive_weight);
+  CONTRASTIVE_CHECK(std::isfinite(o.uniformity_weight) && o.uniformity_weight >= 0, fn,
+                    ": 'uniformity_weight' must be finite and >= 0, got ", o.uniformity_weight);
+  check_temperature(fn, o.temperature);
+  CONTRASTIVE_CHECK(std::isfinite(o.uniformity_t) && o.uniformity_t > 0, fn,
+                    ": 'uniformity_t' must be finite and > 0, got ", o.uniformity_t);
+  check_tiles(fn, o.tile_rows, o.tile_cols);
+}
+
+inline void fs_check_upstream(const char* fn, double upstream) {
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+}
+
+template <class T, class S>
+void fs_check_same_shape(const char* fn, const char* name, const matrix_view<const T, S>& x,
+                         const char* ref_name, const matrix_view<const T, S>& r) {
+  check_matrix(fn, name, x);
+  CONTRASTIVE_CHECK(x.rows() == r.rows(), fn, ": '", name, "' has ", x.rows(), " rows, expected ",
+                    r.rows(), " (rows of '", ref_name, "')");
+  CONTRASTIVE_CHECK(x.cols() == r.cols(), fn, ": '", name, "' has ", x.cols(),
+                    " columns, expected ", r.cols(), " (columns of '", ref_name, "')");
+}
+
+/// Inputs named in `names` (host or device views): all the shape of the first, N > 0, D > 0.
+template <class T, class S>
+void fs_check_shapes(const char* fn, const matrix_view<const T, S>* const* in,
+                     const char* const* names, int count) {
+  check_matrix(fn, names[0], *in[0]);
+  CONTRASTIVE_CHECK(in[0]->rows() > 0, fn, ": empty batch ('", names[0], "' has 0 rows)");
+  CONTRASTIVE_CHECK(in[0]->cols() > 0, fn, ": '", names[0], "' has 0 columns (D must be > 0)");
+  for (int k = 1; k < count; ++k) fs_check_same_shape(fn, names[k], *in[k], names[0], *in[0]);
+}
+
+/// The uniformity term from the log-sums lv, lu of G_t over the two modalities' pairs (n rows
+/// each), and the normaliser log S of each modality's gradient: the shared sum for the literal
+/// form, the modality's own for wang_isola. Used by the CPU term, the block-sweep emulator and
+/// the GPU.
+CONTRASTIVE_HOST_DEVICE inline double uniformity_loss(uniformity_form f, index_t n, double lv,
+                                                      double lu) noexcept {
+  if (f == uniformity_form::wang_isola) {
+    const double pairs = ::log(double(n) * double(n - 1));
+    return (lv - pairs) + (lu - pairs);
+  }
+  return logaddexp(lv, lu) - ::log(double(n));
+}
+CONTRASTIVE_HOST_DEVICE inline void uniformity_normalizers(uniformity_form f, double lv, double lu,
+                                                           double* nv, double* nu) noexcept {
+  *nv = f == uniformity_form::wang_isola ? lv : logaddexp(lv, lu);
+  *nu = f == uniformity_form::wang_isola ? lu : *nv;
+}
+
+}  // namespace detail
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_FEATURE_SEPARATION_OPTIONS_HPP
+// ---- end contrastive/losses/feature_separation_options.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
 
 template <class T>
 struct feature_orthogonality_saved {
@@ -5404,24 +5522,11 @@ struct feature_separation_saved {
 
 namespace detail {
 
-template <class T>
-void fs_check_same_shape(const char* fn, const char* name, const matrix_view<const T>& x,
-                         const char* ref_name, const matrix_view<const T>& r) {
-  check_matrix(fn, name, x);
-  CONTRASTIVE_CHECK(x.rows() == r.rows(), fn, ": '", name, "' has ", x.rows(), " rows, expected ",
-                    r.rows(), " (rows of '", ref_name, "')");
-  CONTRASTIVE_CHECK(x.cols() == r.cols(), fn, ": '", name, "' has ", x.cols(),
-                    " columns, expected ", r.cols(), " (columns of '", ref_name, "')");
-}
-
 /// Inputs named in `names`: all the shape of the first, N > 0, D > 0, finite, no zero-norm row.
 template <class T>
 void fs_check_inputs(const char* fn, const matrix_view<const T>* const* in,
                      const char* const* names, int count) {
-  check_matrix(fn, names[0], *in[0]);
-  CONTRASTIVE_CHECK(in[0]->rows() > 0, fn, ": empty batch ('", names[0], "' has 0 rows)");
-  CONTRASTIVE_CHECK(in[0]->cols() > 0, fn, ": '", names[0], "' has 0 columns (D must be > 0)");
-  for (int k = 1; k < count; ++k) fs_check_same_shape(fn, names[k], *in[k], names[0], *in[0]);
+  fs_check_shapes(fn, in, names, count);
   for (int k = 0; k < count; ++k) check_rows(fn, names[k], *in[k]);
 }
 
@@ -5444,14 +5549,14 @@ void fs_check_outputs(const char* fn, const matrix_view<T>* const* out,
 /// Rejects a backward whose gradients could overflow T, before anything is written. With
 /// m = max|x|: |dL/dx| <= |upstream| (2 w_o D m^3 + 4 (N + 1) w_c m / tau + 8 t w_u m), the
 /// orthogonality, in-modal InfoNCE (check_pair_gradient_bound) and uniformity bounds; `accumulate`
-/// adds what the outputs hold. `contrastive` (the in-modal InfoNCE forwards, or null) gives the
+/// adds what the outputs hold. `in_modal` (the in-modal InfoNCE forwards, or null) gives the
 /// temperature gradient, which must be finite too.
 template <class T>
 void fs_check_gradient_bound(const char* fn, const matrix_view<T>* const* out, int count,
                              const matrix_view<const T>* const* in, int in_count,
                              const feature_separation_options& o, double upstream, double w_o,
                              double w_c, double w_u,
-                             const in_modal_contrastive_saved<T>* contrastive) {
+                             const in_modal_contrastive_saved<T>* in_modal) {
   double m = 0, existing = 0;
   for (int k = 0; k < in_count; ++k) m = std::max(m, max_abs(*in[k]));
   if (o.accumulate)
@@ -5463,35 +5568,19 @@ void fs_check_gradient_bound(const char* fn, const matrix_view<T>* const* out, i
                         4 * (n + 1) * at_least_one(w_c) * m1 * at_least_one(1 / o.temperature) +
                         8 * at_least_one(o.uniformity_t) * at_least_one(w_u) * m1);
   check_output_bound<T>(fn, "gradients", bound + existing);
-  if (contrastive) {
+  if (in_modal) {
     // What each in-modal InfoNCE backward checks besides its gradients, so that none throws
     // after the orthogonality gradients are written (a fuzz run found that order).
-    for (const double g : {contrastive->a.grad_log_scale, contrastive->b.grad_log_scale})
+    // (An array, not a braced list: nvcc's front end rejects the latter in a range-for here.)
+    const double grads[2] = {in_modal->a.grad_log_scale, in_modal->b.grad_log_scale};
+    for (const double g : grads)
       check_pair_logit_bounds<T>(fn, in[0]->rows(), in[0]->cols(), m, upstream * w_c,
                                  1 / o.temperature, 1.0, g);
     check_output_bound<double>(
         fn, "temperature gradient",
-        std::abs(upstream * w_c * (contrastive->a.grad_log_scale + contrastive->b.grad_log_scale)) /
+        std::abs(upstream * w_c * (in_modal->a.grad_log_scale + in_modal->b.grad_log_scale)) /
             o.temperature);
   }
-}
-
-inline void fs_check_options(const char* fn, const feature_separation_options& o) {
-  CONTRASTIVE_CHECK(std::isfinite(o.orthogonality_weight) && o.orthogonality_weight >= 0, fn,
-                    ": 'orthogonality_weight' must be finite and >= 0, got ",
-                    o.orthogonality_weight);
-  CONTRASTIVE_CHECK(std::isfinite(o.contrastive_weight) && o.contrastive_weight >= 0, fn,
-                    ": 'contrastive_weight' must be finite and >= 0, got ", o.contrastive_weight);
-  CONTRASTIVE_CHECK(std::isfinite(o.uniformity_weight) && o.uniformity_weight >= 0, fn,
-                    ": 'uniformity_weight' must be finite and >= 0, got ", o.uniformity_weight);
-  check_temperature(fn, o.temperature);
-  CONTRASTIVE_CHECK(std::isfinite(o.uniformity_t) && o.uniformity_t > 0, fn,
-                    ": 'uniformity_t' must be finite and > 0, got ", o.uniformity_t);
-  check_tiles(fn, o.tile_rows, o.tile_cols);
-}
-
-inline void fs_check_upstream(const char* fn, double upstream) {
-  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
 }
 
 template <class T>
@@ -5664,12 +5753,6 @@ void fs_uniformity_backward(const fs_modality<T>& m, const feature_separation_op
   });
 }
 
-inline double fs_log_add(double a, double b) noexcept {
-  const double m = a > b ? a : b;
-  if (m == -infinity<double>()) return m;
-  return m + std::log(std::exp(a - m) + std::exp(b - m));
-}
-
 template <class T>
 feature_uniformity_saved<T> fs_uniformity_forward(const char* fn, const matrix_view<const T>& vi,
                                                   const matrix_view<const T>& ui,
@@ -5685,14 +5768,7 @@ feature_uniformity_saved<T> fs_uniformity_forward(const char* fn, const matrix_v
   s.t = o.uniformity_t;
   s.log_sum_v = fs_uniformity_log_sum(fs_modality<T>(vi), o, wang);
   s.log_sum_u = fs_uniformity_log_sum(fs_modality<T>(ui), o, wang);
-  double loss;
-  if (wang) {
-    const double pairs = std::log(double(n) * double(n - 1));
-    loss = (s.log_sum_v - pairs) + (s.log_sum_u - pairs);
-  } else {
-    loss = fs_log_add(s.log_sum_v, s.log_sum_u) - std::log(double(n));
-  }
-  s.loss = static_cast<T>(loss);
+  s.loss = static_cast<T>(uniformity_loss(o.uniformity, n, s.log_sum_v, s.log_sum_u));
   return s;
 }
 
@@ -5709,8 +5785,8 @@ void fs_uniformity_backward_both(const char* fn, const matrix_view<const T>& vi,
       ", these are ", vi.rows(), " x ", vi.cols(), " with t = ", o.uniformity_t,
       " (or another uniformity form)");
   const bool wang = o.uniformity == uniformity_form::wang_isola;
-  const double lv = wang ? s.log_sum_v : fs_log_add(s.log_sum_v, s.log_sum_u);
-  const double lu = wang ? s.log_sum_u : lv;
+  double lv = 0, lu = 0;
+  uniformity_normalizers(o.uniformity, s.log_sum_v, s.log_sum_u, &lv, &lu);
   fs_uniformity_backward(fs_modality<T>(vi), o, wang, lv, scale, gvi);
   fs_uniformity_backward(fs_modality<T>(ui), o, wang, lu, scale, gui);
 }
@@ -5935,16 +6011,31 @@ template <class AI, class BI>
 CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>)
 auto feature_uniformity_forward(const AI& a_ind, const BI& b_ind,
                                 const feature_separation_options& o = {}, workspace ws = {}) {
-  const char* fn = "feature_uniformity_forward";
-  (void)ws;  // these terms need no caller scratch
-  const auto x0 = detail::input_view(a_ind);
-  using T = typename decltype(x0)::value_type;
-  const matrix_view<const T> x1 = detail::input_view(b_ind);
-  const matrix_view<const T>* in[2] = {&x0, &x1};
-  const char* names[2] = {"a_ind", "b_ind"};
-  detail::fs_check_options(fn, o);
-  detail::fs_check_inputs(fn, in, names, 2);
-  return detail::fs_uniformity_forward(fn, x0, x1, o);
+  (void)ws;                                            // these terms need no caller scratch
+  if constexpr (detail::is_device_input<AI>::value) {  // cuda/feature_separation.cuh
+    return detail::device_backend_of<detail::feature_uniformity_tag, AI>::type::forward(
+        as_view(a_ind), as_view(b_ind), o);
+  } else {
+    const char* fn = "feature_uniformity_forward";
+    const auto x0 = detail::input_view(a_ind);
+    using T = typename decltype(x0)::value_type;
+    const matrix_view<const T> x1 = detail::input_view(b_ind);
+    const matrix_view<const T>* in[2] = {&x0, &x1};
+    const char* names[2] = {"a_ind", "b_ind"};
+    detail::fs_check_options(fn, o);
+    detail::fs_check_inputs(fn, in, names, 2);
+    return detail::fs_uniformity_forward(fn, x0, x1, o);
+  }
+}
+
+/// Backward of a uniformity forward run on device views (cuda/feature_separation.cuh).
+template <class AI, class BI, class GAI, class GBI>
+feature_separation_parameter_gradients feature_uniformity_backward(
+    const AI& a_ind, const BI& b_ind, const cuda::feature_uniformity_device_saved& saved,
+    GAI&& grad_a_ind, GBI&& grad_b_ind, const feature_separation_options& o = {},
+    double upstream = 1.0, workspace = {}) {
+  return detail::device_backend_of<detail::feature_uniformity_tag, AI>::type::backward(
+      as_view(a_ind), as_view(b_ind), saved, as_view(grad_a_ind), as_view(grad_b_ind), o, upstream);
 }
 
 template <class AI, class BI, class T, class GAI, class GBI>
@@ -5992,12 +6083,10 @@ auto feature_uniformity_forward_backward(
 // ---------------------------------------------------------------------------------------------
 // Combined loss L_Sep = w_o L_Ortho + w_c L^i_Con + w_u L^i_Uni (a term of weight 0 is skipped).
 
+namespace detail {
 template <class A, class B, class AI, class BI, class AIA, class BIA>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
-                         tensor_like<AIA>&& tensor_like<BIA>)
-auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
-                                const AIA& a_ind_aug, const BIA& b_ind_aug,
-                                const feature_separation_options& o = {}, workspace ws = {}) {
+auto fs_forward_host(const A& a, const B& b, const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+                     const BIA& b_ind_aug, const feature_separation_options& o, workspace ws) {
   const char* fn = "feature_separation_forward";
   const auto a0 = detail::input_view(a);
   using T = typename decltype(a0)::value_type;
@@ -6030,6 +6119,23 @@ auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const B
   detail::check_loss_finite(fn, static_cast<double>(static_cast<T>(loss)));
   s.loss = static_cast<T>(loss);
   return s;
+}
+}  // namespace detail
+
+template <class A, class B, class AI, class BI, class AIA, class BIA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
+                         tensor_like<AIA>&& tensor_like<BIA>)
+auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                const AIA& a_ind_aug, const BIA& b_ind_aug,
+                                const feature_separation_options& o = {}, workspace ws = {}) {
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/feature_separation.cuh
+    (void)ws;
+    return detail::device_backend_of<detail::feature_separation_tag, A>::type::forward(
+        as_view(a), as_view(b), as_view(a_ind), as_view(b_ind), as_view(a_ind_aug),
+        as_view(b_ind_aug), o);
+  } else {
+    return detail::fs_forward_host(a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, o, ws);
+  }
 }
 
 /// Writes (or adds) upstream * dL_Sep for all six inputs; returns upstream * the temperature
@@ -6091,6 +6197,22 @@ feature_separation_parameter_gradients
     detail::fs_uniformity_backward_both(fn, a2, a3, saved.uniformity, o, g2, g3,
                                         upstream * o.uniformity_weight);
   return tg;
+}
+
+/// Backward of a combined forward run on device views (cuda/feature_separation.cuh).
+template <class A, class B, class AI, class BI, class AIA, class BIA, class GA, class GB, class GAI,
+          class GBI, class GAIA, class GBIA>
+feature_separation_parameter_gradients feature_separation_backward(
+    const A& a, const B& b, const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+    const BIA& b_ind_aug, const cuda::feature_separation_device_saved& saved, GA&& grad_a,
+    GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug,
+    const feature_separation_options& o = {}, double upstream = 1.0, workspace = {}) {
+  const decltype(as_view(grad_a)) g[6] = {as_view(grad_a),         as_view(grad_b),
+                                          as_view(grad_a_ind),     as_view(grad_b_ind),
+                                          as_view(grad_a_ind_aug), as_view(grad_b_ind_aug)};
+  return detail::device_backend_of<detail::feature_separation_tag, A>::type::backward(
+      as_view(a), as_view(b), as_view(a_ind), as_view(b_ind), as_view(a_ind_aug),
+      as_view(b_ind_aug), saved, g, o, upstream);
 }
 
 template <class A, class B, class AI, class BI, class AIA, class BIA, class GA, class GB, class GAI,
@@ -8189,12 +8311,29 @@ template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto geometric_consistency_forward(const A& a, const B& b,
                                    const geometric_consistency_options& o = {}, workspace ws = {}) {
-  const auto va = detail::input_view(a);
-  const auto vb = detail::input_view(b);
-  using T = typename decltype(va)::value_type;
-  detail::require_same_value_type<T, decltype(vb)>();
-  const detail::gc_input<T> in[2] = {{va, "a"}, {vb, "b"}};
-  return detail::gc_forward_impl<T>(detail::gc_fwd_name, in, 2, o, ws);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/geometric_consistency.cuh
+    (void)ws;
+    return detail::device_backend_of<detail::geometric_consistency_tag, A>::type::forward(
+        as_view(a), as_view(b), o);
+  } else {
+    const auto va = detail::input_view(a);
+    const auto vb = detail::input_view(b);
+    using T = typename decltype(va)::value_type;
+    detail::require_same_value_type<T, decltype(vb)>();
+    const detail::gc_input<T> in[2] = {{va, "a"}, {vb, "b"}};
+    return detail::gc_forward_impl<T>(detail::gc_fwd_name, in, 2, o, ws);
+  }
+}
+
+/// Backward of a forward run on device views (cuda/geometric_consistency.cuh).
+template <class A, class B, class T, class GA, class GB>
+geometric_consistency_parameter_gradients geometric_consistency_backward(
+    const A& a, const B& b, const cuda::geometric_consistency_device_saved<T>& saved, GA&& grad_a,
+    GB&& grad_b, const geometric_consistency_options& o = {}, double upstream = 1.0,
+    workspace = {}) {
+  detail::device_backend_of<detail::geometric_consistency_tag, A>::type::backward(
+      as_view(a), as_view(b), saved, as_view(grad_a), as_view(grad_b), o, upstream);
+  return {};
 }
 
 /// L_GC backward: writes (or adds) upstream * dL/da and dL/db. Nothing to return: the loss has
@@ -8362,6 +8501,20 @@ CONTRASTIVE_NAMESPACE_END
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+// ---- begin contrastive/losses/gamma_nce_options.hpp ----
+#ifndef CONTRASTIVE_LOSSES_GAMMA_NCE_OPTIONS_HPP
+#define CONTRASTIVE_LOSSES_GAMMA_NCE_OPTIONS_HPP
+
+// The options of gamma_nce.hpp, their checks and the per-anchor step (rate, gamma draw, weight),
+// apart so that the block sweep's plan (core/block_sweep.hpp) and the CUDA path
+// (cuda/gamma_nce.cuh) share them without Eigen: the GPU kernels call the same host-device step.
+
+#include <math.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
 
 // ---- begin contrastive/sampling/gamma.hpp ----
 #ifndef CONTRASTIVE_SAMPLING_GAMMA_HPP
@@ -8678,12 +8831,6 @@ inline std::uint32_t crc32_update(std::uint32_t crc, const void* data, std::size
   return ~crc;
 }
 
-inline double logaddexp(double x, double y) noexcept {
-  const double m = x > y ? x : y;
-  if (m == -std::numeric_limits<double>::infinity()) return m;
-  return m + ::log1p(::exp(-(x > y ? x - y : y - x)));
-}
-
 struct normalizer_state_access;
 
 /// A distinct temporary name next to `path` (for concurrent saves in one process too).
@@ -8807,8 +8954,7 @@ class normalizer_state {
   /// The value the EMA gives: log_zhat on a first visit, else
   /// logaddexp(log(1 - beta) + zeta, log(beta) + log_zhat).
   static double ema(double zeta, bool visited, double log_zhat, double beta) noexcept {
-    if (!visited) return log_zhat;
-    return detail::logaddexp(::log1p(-beta) + zeta, ::log(beta) + log_zhat);
+    return detail::log_ema(zeta, visited, log_zhat, beta);
   }
 
   /// EMA update of every id of a batch in one direction with its log Zhat. beta in (0, 1];
@@ -9015,6 +9161,13 @@ namespace detail {
 
 /// Unchecked access for the losses, which validate a whole batch once.
 struct normalizer_state_access {
+  /// The arrays as they are ([direction * samples + id]), for the device state's copies.
+  static std::vector<double>& zetas(normalizer_state& s) noexcept { return s.zeta_; }
+  static const std::vector<double>& zetas(const normalizer_state& s) noexcept { return s.zeta_; }
+  static std::vector<std::uint8_t>& flags(normalizer_state& s) noexcept { return s.visited_; }
+  static const std::vector<std::uint8_t>& flags(const normalizer_state& s) noexcept {
+    return s.visited_;
+  }
   static double zeta(const normalizer_state& s, std::int64_t id, int direction) noexcept {
     return s.zeta_[s.slot(id, direction)];
   }
@@ -9110,6 +9263,154 @@ struct gamma_nce_options : tiling_options {
 /// What the backward returns besides the input gradients: upstream * dL/dtemperature.
 using gamma_nce_parameter_gradients = temperature_gradient;
 
+namespace detail {
+
+// ---- the per-anchor step (docs/gamma_nce.md), shared by the CPU, distributed and GPU losses ----
+
+/// zeta_i, one anchor's log-rate: the state's entry (`old`, `seen`) moved by the EMA before
+/// sampling (update_then_sample) or taken as it is (sample_then_update; log Zhat_i on a first
+/// visit), the caller's `exact` value, or log Zhat_i itself (same_batch).
+CONTRASTIVE_HOST_DEVICE inline double gamma_anchor_zeta(gamma_rate_source src,
+                                                        gamma_update_order order, double beta,
+                                                        double log_zhat, double old, bool seen,
+                                                        double exact) noexcept {
+  if (src == gamma_rate_source::exact) return exact;
+  if (src == gamma_rate_source::same_batch) return log_zhat;
+  if (order == gamma_update_order::update_then_sample) return log_ema(old, seen, log_zhat, beta);
+  return seen ? old : log_zhat;
+}
+
+/// g_i / alpha: the Gamma(alpha, 1) draw of Philox stream (seed, id, step, direction) over alpha;
+/// 1 in the deterministic mode (alpha = +infinity).
+CONTRASTIVE_HOST_DEVICE inline double gamma_anchor_draw(double alpha, std::uint64_t seed,
+                                                        std::int64_t id, std::uint32_t step,
+                                                        int direction) noexcept {
+  if (!(alpha < infinity<double>())) return 1.0;
+  const philox_stream s{seed, static_cast<std::uint64_t>(id), step,
+                        static_cast<std::uint32_t>(direction)};
+  return gamma_standard(alpha, s) / alpha;
+}
+
+/// One anchor's weight r_i = (g_i / alpha) exp(log Zhat_i - zeta_i) and its unweighted terms: the
+/// surrogate r - s_ii, the batch InfoNCE term (over N_i and the positive) and the rate term.
+struct gamma_anchor_values {
+  double r = 0, loss = 0, info_nce = 0, rate = 0;
+};
+CONTRASTIVE_HOST_DEVICE inline gamma_anchor_values gamma_anchor(
+    double g, double lse, double log_zhat, double zeta, double s_ii,
+    bool positive_in_normaliser) noexcept {
+  gamma_anchor_values v;
+  v.r = g * ::exp(log_zhat - zeta);
+  v.loss = v.r - s_ii;
+  v.info_nce = (positive_in_normaliser ? lse : logaddexp(lse, s_ii)) - s_ii;
+  v.rate = zeta - s_ii;
+  return v;
+}
+
+// ---- checks (host data) ----
+
+/// What the id and rate checks need to know of a normalizer state, host or device.
+struct gamma_state_shape {
+  bool present = false;
+  std::int64_t samples = 0;
+  int directions = 0;
+};
+
+inline void gamma_nce_check_options(const char* fn, const gamma_nce_options& o) {
+  check_temperature(fn, o.temperature);
+  check_tiles(fn, o.tile_rows, o.tile_cols);
+  CONTRASTIVE_CHECK(o.alpha > 0, fn,
+                    ": 'alpha' must be > 0 (or gamma_nce_options::deterministic), got ", o.alpha);
+  CONTRASTIVE_CHECK(o.beta > 0 && o.beta <= 1, fn, ": 'beta' must lie in (0, 1], got ", o.beta);
+  CONTRASTIVE_CHECK(
+      o.rate_source == gamma_rate_source::state || o.rate_source == gamma_rate_source::same_batch ||
+          o.rate_source == gamma_rate_source::exact,
+      fn, ": 'rate_source' has an invalid value (", static_cast<int>(o.rate_source), ")");
+  CONTRASTIVE_CHECK(o.order == gamma_update_order::update_then_sample ||
+                        o.order == gamma_update_order::sample_then_update,
+                    fn, ": 'order' has an invalid value (", static_cast<int>(o.order), ")");
+  check_reduction(fn, o.reduction);
+}
+
+/// Shapes and options (no element read: the CPU adds its scan for non-finite values, the GPU
+/// its device scan).
+template <class T, class Space>
+void gamma_nce_check_shapes(const char* fn, const matrix_view<const T, Space>& a,
+                            const matrix_view<const T, Space>& b, const gamma_nce_options& o) {
+  check_matrix(fn, "a", a);
+  check_matrix(fn, "b", b);
+  gamma_nce_check_options(fn, o);
+  check_pair_shape(fn, a, b);
+  CONTRASTIVE_CHECK(a.rows() > 1 || o.positive_in_normaliser, fn,
+                    ": a batch of 1 has no negatives (use N >= 2 or positive_in_normaliser)");
+}
+
+inline void gamma_nce_check_exact(const char* fn, const char* name,
+                                  const vector_view<const double>& s, index_t n) {
+  CONTRASTIVE_CHECK(!s.empty(), fn, ": rate_source::exact needs '", name, "'");
+  CONTRASTIVE_CHECK(s.size == n, fn, ": '", name, "' has ", s.size, " values, expected ", n,
+                    " (one per row)");
+  CONTRASTIVE_CHECK(s.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
+                    s.stride);
+  for (index_t i = 0; i < n; ++i)
+    CONTRASTIVE_CHECK(std::isfinite(s.data[i]), fn, ": '", name, "' has a non-finite value (",
+                      s.data[i], ") at position ", i);
+}
+
+/// The sample ids (one per row, contiguous, >= 0) and the rate source's inputs: the state
+/// (present, enough directions, ids in range) or the exact log-normalisers. `n` rows; a rank of
+/// a distributed call may have none. Host memory throughout: the GPU path checks host copies.
+inline void gamma_nce_check_ids_and_rates(const char* fn, vector_view<const std::int64_t> ids,
+                                          index_t n, const gamma_state_shape& state,
+                                          const gamma_nce_options& o,
+                                          vector_view<const double> exact_a,
+                                          vector_view<const double> exact_b) {
+  const bool sym = o.symmetric;
+  const int dirs = sym ? 2 : 1;
+  CONTRASTIVE_CHECK(ids.size == n, fn, ": 'ids' has ", ids.size, " sample ids, expected ", n,
+                    " (one per row)");
+  CONTRASTIVE_CHECK(n == 0 || ids.data != nullptr, fn, ": 'ids' is a null pointer");
+  CONTRASTIVE_CHECK(ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
+                    ids.stride);
+  for (index_t i = 0; i < n; ++i)
+    CONTRASTIVE_CHECK(ids.data[i] >= 0, fn, ": sample id ", ids.data[i], " at position ", i,
+                      " is negative");
+  if (o.rate_source == gamma_rate_source::state) {
+    CONTRASTIVE_CHECK(state.present, fn,
+                      ": rate_source::state needs a normalizer_state (pass one, or choose "
+                      "rate_source::same_batch or ::exact)");
+    CONTRASTIVE_CHECK(state.directions >= dirs, fn, ": the normalizer_state has ", state.directions,
+                      " direction(s), a ", sym ? "symmetric" : "one-direction", " loss needs ",
+                      dirs);
+    for (index_t i = 0; i < n; ++i)
+      CONTRASTIVE_CHECK(ids.data[i] < state.samples, fn, ": sample id ", ids.data[i],
+                        " at position ", i, " is out of range [0, ", state.samples,
+                        ") of the normalizer_state");
+  }
+  if (o.rate_source == gamma_rate_source::exact && n > 0) {
+    gamma_nce_check_exact(fn, "exact_log_normalizer_a", exact_a, n);
+    if (sym) gamma_nce_check_exact(fn, "exact_log_normalizer_b", exact_b, n);
+  }
+}
+
+inline void gamma_nce_check_ids_and_rates(const char* fn, vector_view<const std::int64_t> ids,
+                                          index_t n, const normalizer_state* state,
+                                          const gamma_nce_options& o) {
+  gamma_state_shape shape;
+  if (state != nullptr) shape = {true, state->samples(), state->directions()};
+  gamma_nce_check_ids_and_rates(fn, ids, n, shape, o, o.exact_log_normalizer_a,
+                                o.exact_log_normalizer_b);
+}
+
+}  // namespace detail
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_GAMMA_NCE_OPTIONS_HPP
+// ---- end contrastive/losses/gamma_nce_options.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
 /// Per-anchor quantities of one direction (all of length N).
 template <class T>
 struct gamma_nce_direction {
@@ -9146,45 +9447,12 @@ namespace detail {
 constexpr const char* gamma_nce_fwd_name = "gamma_nce_forward";
 constexpr const char* gamma_nce_bwd_name = "gamma_nce_backward";
 
-inline void gamma_nce_check_options(const char* fn, const gamma_nce_options& o) {
-  check_temperature(fn, o.temperature);
-  check_tiles(fn, o.tile_rows, o.tile_cols);
-  CONTRASTIVE_CHECK(o.alpha > 0, fn,
-                    ": 'alpha' must be > 0 (or gamma_nce_options::deterministic), got ", o.alpha);
-  CONTRASTIVE_CHECK(o.beta > 0 && o.beta <= 1, fn, ": 'beta' must lie in (0, 1], got ", o.beta);
-  CONTRASTIVE_CHECK(
-      o.rate_source == gamma_rate_source::state || o.rate_source == gamma_rate_source::same_batch ||
-          o.rate_source == gamma_rate_source::exact,
-      fn, ": 'rate_source' has an invalid value (", static_cast<int>(o.rate_source), ")");
-  CONTRASTIVE_CHECK(o.order == gamma_update_order::update_then_sample ||
-                        o.order == gamma_update_order::sample_then_update,
-                    fn, ": 'order' has an invalid value (", static_cast<int>(o.order), ")");
-  check_reduction(fn, o.reduction);
-}
-
 template <class T>
 void gamma_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
                             const matrix_view<const T>& b, const gamma_nce_options& o) {
-  check_matrix(fn, "a", a);
-  check_matrix(fn, "b", b);
-  gamma_nce_check_options(fn, o);
-  check_pair_shape(fn, a, b);
-  CONTRASTIVE_CHECK(a.rows() > 1 || o.positive_in_normaliser, fn,
-                    ": a batch of 1 has no negatives (use N >= 2 or positive_in_normaliser)");
+  gamma_nce_check_shapes(fn, a, b, o);
   check_finite(fn, "a", a);
   check_finite(fn, "b", b);
-}
-
-inline void gamma_nce_check_exact(const char* fn, const char* name,
-                                  const vector_view<const double>& s, index_t n) {
-  CONTRASTIVE_CHECK(!s.empty(), fn, ": rate_source::exact needs '", name, "'");
-  CONTRASTIVE_CHECK(s.size == n, fn, ": '", name, "' has ", s.size, " values, expected ", n,
-                    " (one per row)");
-  CONTRASTIVE_CHECK(s.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
-                    s.stride);
-  for (index_t i = 0; i < n; ++i)
-    CONTRASTIVE_CHECK(std::isfinite(s.data[i]), fn, ": '", name, "' has a non-finite value (",
-                      s.data[i], ") at position ", i);
 }
 
 template <class Alloc>
@@ -9268,7 +9536,6 @@ void gamma_nce_direction_step(int dir, index_t n, const std::int64_t* ids,
                               double lambda, double log_count, const online_softmax<double>* stats,
                               const double* exact, const normalizer_state* state,
                               const gamma_nce_options& o, gamma_nce_direction<T>& out, Add&& add) {
-  const bool deterministic = !(o.alpha < infinity<double>());
   const auto un = static_cast<std::size_t>(n);
   out.lse.resize(un);
   out.log_zhat.resize(un);
@@ -9280,64 +9547,22 @@ void gamma_nce_direction_step(int dir, index_t n, const std::int64_t* ids,
     const double s_ii = lambda * dot_rows(a, i, b, i);
     const double lse = stats[i].lse();
     const double log_zhat = lse - log_count;
-    double zeta = log_zhat;
-    if (state) {
-      const bool seen = normalizer_state_access::visited(*state, id, dir);
-      const double old = normalizer_state_access::zeta(*state, id, dir);
-      zeta = o.order == gamma_update_order::update_then_sample
-                 ? normalizer_state::ema(old, seen, log_zhat, o.beta)
-                 : (seen ? old : log_zhat);
-    } else if (exact) {
-      zeta = exact[i];
-    }
-    double g = 1.0;
-    if (!deterministic) {
-      const philox_stream s{o.seed, static_cast<std::uint64_t>(id), o.step,
-                            static_cast<std::uint32_t>(dir)};
-      g = gamma_standard(o.alpha, s) / o.alpha;
-    }
-    const double r = g * std::exp(log_zhat - zeta);
+    const bool seen = state && normalizer_state_access::visited(*state, id, dir);
+    const double old = state ? normalizer_state_access::zeta(*state, id, dir) : 0.0;
+    const gamma_rate_source src = state   ? gamma_rate_source::state
+                                  : exact ? gamma_rate_source::exact
+                                          : gamma_rate_source::same_batch;
+    const double zeta =
+        gamma_anchor_zeta(src, o.order, o.beta, log_zhat, old, seen, exact ? exact[i] : 0.0);
+    const double g = gamma_anchor_draw(o.alpha, o.seed, id, o.step, dir);
+    const gamma_anchor_values v =
+        gamma_anchor(g, lse, log_zhat, zeta, s_ii, o.positive_in_normaliser);
     out.lse[uz(i)] = static_cast<T>(lse);
     out.log_zhat[uz(i)] = log_zhat;
     out.zeta[uz(i)] = zeta;
     out.g[uz(i)] = g;
-    out.r[uz(i)] = r;
-    const double lse_all = o.positive_in_normaliser ? lse : logaddexp(lse, s_ii);
-    add(r - s_ii, lse_all - s_ii, zeta - s_ii, r * stats[i].mean() - s_ii);
-  }
-}
-
-/// The sample ids (one per row, contiguous, >= 0) and the rate source's inputs: the state
-/// (present, enough directions, ids in range) or the exact log-normalisers. `n` rows; a rank of
-/// a distributed call may have none.
-inline void gamma_nce_check_ids_and_rates(const char* fn, vector_view<const std::int64_t> ids,
-                                          index_t n, const normalizer_state* state,
-                                          const gamma_nce_options& o) {
-  const bool sym = o.symmetric;
-  const int dirs = sym ? 2 : 1;
-  CONTRASTIVE_CHECK(ids.size == n, fn, ": 'ids' has ", ids.size, " sample ids, expected ", n,
-                    " (one per row)");
-  CONTRASTIVE_CHECK(n == 0 || ids.data != nullptr, fn, ": 'ids' is a null pointer");
-  CONTRASTIVE_CHECK(ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
-                    ids.stride);
-  for (index_t i = 0; i < n; ++i)
-    CONTRASTIVE_CHECK(ids.data[i] >= 0, fn, ": sample id ", ids.data[i], " at position ", i,
-                      " is negative");
-  if (o.rate_source == gamma_rate_source::state) {
-    CONTRASTIVE_CHECK(state != nullptr, fn,
-                      ": rate_source::state needs a normalizer_state (pass one, or choose "
-                      "rate_source::same_batch or ::exact)");
-    CONTRASTIVE_CHECK(state->directions() >= dirs, fn, ": the normalizer_state has ",
-                      state->directions(), " direction(s), a ", sym ? "symmetric" : "one-direction",
-                      " loss needs ", dirs);
-    for (index_t i = 0; i < n; ++i)
-      CONTRASTIVE_CHECK(ids.data[i] < state->samples(), fn, ": sample id ", ids.data[i],
-                        " at position ", i, " is out of range [0, ", state->samples(),
-                        ") of the normalizer_state");
-  }
-  if (o.rate_source == gamma_rate_source::exact && n > 0) {
-    gamma_nce_check_exact(fn, "exact_log_normalizer_a", o.exact_log_normalizer_a, n);
-    if (sym) gamma_nce_check_exact(fn, "exact_log_normalizer_b", o.exact_log_normalizer_b, n);
+    out.r[uz(i)] = v.r;
+    add(v.loss, v.info_nce, v.rate, v.r * stats[i].mean() - s_ii);
   }
 }
 
@@ -9559,6 +9784,9 @@ CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids,
                        normalizer_state& state, const gamma_nce_options& o = {},
                        workspace ws = {}) {
+  static_assert(!detail::is_device_input<A>::value,
+                "contrastive: device views keep their rates in a cuda::device_normalizer_state "
+                "(#include <contrastive/cuda/gamma_nce.cuh>, compiled by nvcc)");
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
@@ -9567,16 +9795,33 @@ auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> i
 }
 
 /// Forward pass without a state: rate_source must be same_batch or exact (the ids still key the
-/// gamma draws).
+/// gamma draws). Device views (ids and exact rates in device memory) run on the GPU.
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids,
                        const gamma_nce_options& o, workspace ws = {}) {
-  const auto va = detail::input_view(a);
-  const auto vb = detail::input_view(b);
-  using T = typename decltype(va)::value_type;
-  detail::require_same_value_type<T, decltype(vb)>();
-  return detail::gamma_nce_forward_impl<T>(va, vb, ids, nullptr, o, ws);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/gamma_nce.cuh; ws is the CPU's
+    (void)ws;
+    return detail::device_backend_of<detail::gamma_nce_tag, A>::type::forward(
+        as_view(a), as_view(b), ids, nullptr, o);
+  } else {
+    const auto va = detail::input_view(a);
+    const auto vb = detail::input_view(b);
+    using T = typename decltype(va)::value_type;
+    detail::require_same_value_type<T, decltype(vb)>();
+    return detail::gamma_nce_forward_impl<T>(va, vb, ids, nullptr, o, ws);
+  }
+}
+
+/// Forward pass on device views with the device-resident state (cuda/gamma_nce.cuh); ids in
+/// device memory.
+template <class A, class B>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
+auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids,
+                       cuda::device_normalizer_state& state, const gamma_nce_options& o = {},
+                       workspace = {}) {
+  return detail::device_backend_of<detail::gamma_nce_tag, A>::type::forward(as_view(a), as_view(b),
+                                                                            ids, &state, o);
 }
 
 /// Backward pass: writes (or, with options.accumulate, adds) upstream * dL/da and dL/db of the
@@ -9595,6 +9840,17 @@ gamma_nce_parameter_gradients
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
   detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga), decltype(gb)>();
   return detail::gamma_nce_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
+}
+
+/// Backward of a forward run on device views (cuda/gamma_nce.cuh).
+template <class A, class B, class GA, class GB>
+gamma_nce_parameter_gradients gamma_nce_backward(const A& a, const B& b,
+                                                 const cuda::gamma_nce_device_saved& saved,
+                                                 GA&& grad_a, GB&& grad_b,
+                                                 const gamma_nce_options& o = {},
+                                                 double upstream = 1.0, workspace = {}) {
+  return detail::device_backend_of<detail::gamma_nce_tag, A>::type::backward(
+      as_view(a), as_view(b), saved, as_view(grad_a), as_view(grad_b), o, upstream);
 }
 
 /// Forward and backward in one call; returns the surrogate loss (call forward and backward
@@ -9631,6 +9887,18 @@ auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::i
 #endif
   if (parameter_grads) *parameter_grads = pg;
   return saved.loss;
+}
+
+/// The same on device views with the device-resident state (cuda/gamma_nce.cuh); the gradients'
+/// arguments are checked before the state is touched.
+template <class A, class B, class GA, class GB>
+auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::int64_t> ids,
+                                cuda::device_normalizer_state& state, GA&& grad_a, GB&& grad_b,
+                                const gamma_nce_options& o = {},
+                                gamma_nce_parameter_gradients* parameter_grads = nullptr,
+                                workspace = {}) {
+  return detail::device_backend_of<detail::gamma_nce_tag, A>::type::forward_backward(
+      as_view(a), as_view(b), ids, state, as_view(grad_a), as_view(grad_b), o, parameter_grads);
 }
 
 /// The same without a state (rate_source same_batch or exact).

@@ -186,9 +186,32 @@ TEST_CASE("gradient_scale_exponent: the largest |G| lands between 2^14 and 2^15"
   CHECK(c::detail::gradient_scale_exponent(INFINITY) == 0);
   // CLIP, mean, N = 32768: |G| <= 1/N, so k = 29 and an entry p / (2N) with p ~ 1/N becomes
   // ~2^-2, far above fp16's subnormals (2^-14); unscaled it would be 2^-31, below them.
-  const block_problem q = two_tower(32768, 512);
-  CHECK(c::detail::gradient_bound(q, 1.0) == Approx(1.0 / 32768));
-  CHECK(c::detail::gradient_scale_exponent(c::detail::gradient_bound(q, 1.0)) == 29);
+  CHECK(c::detail::gradient_scale_exponent(1.0 / 32768) == 29);
+  CHECK(c::detail::gradient_scale_exponent(NAN) == 0);
+  CHECK(c::detail::gradient_scale_exponent(1e-300) == 100);  // 2^100 is still a normal float
+  CHECK(c::detail::gradient_scale_exponent(1e300) == -100);
+}
+
+TEST_CASE("coefficient_bound: the largest row share plus the largest column share",
+          "[block_sweep]") {
+  // |G_ij| <= |row_w_i| + |row_q_i| + |col_w_j| + |col_q_j|: the bound takes each side's maximum.
+  const std::vector<double> rw = {0.5, -2.0, 1.0}, rq = {0.25, 0.5, 1.5}, cw = {1.0, 4.0},
+                            cq = {-3.0, 0.0};
+  c::pairwise_epilogue_args<double> ep;
+  ep.row_w = rw.data();
+  CHECK(c::detail::coefficient_bound(ep, 3, 2) == 2.0);
+  ep.row_q = rq.data();
+  CHECK(c::detail::coefficient_bound(ep, 3, 2) == 2.5);
+  ep.col_w = cw.data();
+  ep.col_q = cq.data();
+  CHECK(c::detail::coefficient_bound(ep, 3, 2) == 6.5);
+  ep.col_w = ep.row_w;  // self mode: the rows' coefficients on both sides
+  ep.col_q = ep.row_q;
+  CHECK(c::detail::coefficient_bound(ep, 3, 3) == 5.0);
+  const std::vector<double> bad = {1.0, NAN, 0.5};
+  ep.row_w = bad.data();
+  CHECK(std::isnan(c::detail::coefficient_bound(ep, 3, 3)));
+  CHECK(c::detail::gradient_scale_exponent(c::detail::coefficient_bound(ep, 3, 3)) == 0);
 }
 
 TEST_CASE("run_block_forward / backward: the executor sees the plan's order and slots",

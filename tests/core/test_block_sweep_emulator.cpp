@@ -381,3 +381,132 @@ TEST_CASE("block emulator: a masked diagonal crossing non-square blocks, with la
   const double dtheta = -(at_tau(tau * (1 + ht)) - at_tau(tau * (1 - ht))) / (2 * ht);
   CHECK(g.grad_log_scale == Approx(dtheta).margin(1e-7));
 }
+
+// ---- losses beyond the InfoNCE family on the same sweep ----
+
+namespace {
+
+// The gamma loss: the sweep's log-normalisers against the CPU's, and with the CPU's weights r_i
+// the surrogate, the gradients and the temperature gradient.
+void check_gamma(const rmat& a, const rmat& b, const c::gamma_nce_options& o,
+                 const c::detail::block_sweep_options& bo, double upstream) {
+  const index_t n = a.rows(), d = a.cols();
+  std::vector<std::int64_t> ids(static_cast<std::size_t>(n));
+  for (index_t i = 0; i < n; ++i) ids[static_cast<std::size_t>(i)] = 3 * i + 1;
+  const auto saved = c::gamma_nce_forward(a, b, c::vector_view<const std::int64_t>(ids), o);
+  rmat ga(n, d), gb(n, d);
+  const auto tg = c::gamma_nce_backward(a, b, saved, ga, gb, o, upstream);
+
+  const auto q = c::detail::gamma_nce_block_problem(n, d, o);
+  c::detail::block_emulator_inputs<double> in;
+  in.x = a.data();
+  in.y = b.data();
+  const auto st = c::detail::emulate_block_statistics<double>(q, in, {}, bo);
+  c::detail::block_forward_result f;
+  f.row_lse = c::detail::block_lse(st.rows);
+  f.col_lse = c::detail::block_lse(st.cols);
+  REQUIRE(f.col_lse.size() == (o.symmetric ? std::size_t(n) : 0));
+  for (index_t i = 0; i < n; ++i) {
+    CHECK(f.row_lse[i] == Approx(saved.row.lse[i]).epsilon(1e-12));
+    if (o.symmetric) CHECK(f.col_lse[i] == Approx(saved.col.lse[i]).epsilon(1e-12));
+  }
+  const auto s = c::detail::block_diagonal_logits(q, in);
+  const double loss = c::detail::gamma_block_loss(q, s, saved.row.r, saved.col.r);
+  CHECK(loss == Approx(saved.loss).epsilon(1e-12));
+  const auto g = c::detail::emulate_gamma_nce_backward<double>(q, in, f, saved.row.r, saved.col.r,
+                                                               upstream, {}, bo);
+  CHECK(rel_diff(g.dx, ga) <= 1e-12);
+  CHECK(rel_diff(g.dy, gb) <= 1e-12);
+  CHECK(g.grad_log_scale == Approx(tg.log_scale).epsilon(1e-12).margin(1e-12));
+}
+
+}  // namespace
+
+TEST_CASE(
+    "block emulator: the gamma loss (weights r_i, negatives-only normalisers) matches the CPU",
+    "[block_sweep][emulator][gamma_nce]") {
+  for (index_t n : {2, 3, 31}) {
+    const rmat a = ref::normalized_rows(ref::random_matrix(n, 6, 91));
+    const rmat b = ref::normalized_rows(ref::random_matrix(n, 6, 92));
+    // Exact rates far from the batch's make the r_i spread over two orders of magnitude.
+    std::vector<double> za(static_cast<std::size_t>(n)), zb(static_cast<std::size_t>(n));
+    for (index_t i = 0; i < n; ++i) {
+      za[static_cast<std::size_t>(i)] = 2.0 * std::sin(1.7 * double(i));
+      zb[static_cast<std::size_t>(i)] = 2.0 * std::cos(0.9 * double(i));
+    }
+    for (bool sym : {false, true})
+      for (bool pin : {false, true})
+        for (auto src : {c::gamma_rate_source::same_batch, c::gamma_rate_source::exact})
+          for (auto red : {c::loss_reduction::mean, c::loss_reduction::sum}) {
+            c::gamma_nce_options o;
+            o.symmetric = sym;
+            o.positive_in_normaliser = pin;
+            o.rate_source = src;
+            o.reduction = red;
+            o.temperature = 0.15;
+            o.alpha = 4;
+            o.seed = 17;
+            o.exact_log_normalizer_a = c::vector_view<const double>(za);
+            o.exact_log_normalizer_b = c::vector_view<const double>(zb);
+            INFO("n " << n << " symmetric " << sym << " positive_in_normaliser " << pin);
+            check_gamma(a, b, o, blocks(8, 12, 5), 1.0);
+            check_gamma(a, b, o, blocks(3, 2, 1), -0.7);
+            check_gamma(a, b, o, blocks(4096, 4096, 64), 2.5);
+          }
+  }
+}
+
+TEST_CASE("block emulator: the gamma loss at tau = 1e-3 and in the deterministic mode",
+          "[block_sweep][emulator][gamma_nce]") {
+  const index_t n = 23;
+  const rmat a = ref::normalized_rows(ref::random_matrix(n, 8, 93));
+  const rmat b = ref::normalized_rows(ref::random_matrix(n, 8, 94));
+  c::gamma_nce_options o;
+  o.rate_source = c::gamma_rate_source::same_batch;
+  o.temperature = 1e-3;  // logits ~1e3: the statistics must stay in the log domain
+  check_gamma(a, b, o, blocks(5, 7, 3), 1.0);
+  o.temperature = 0.1;
+  o.alpha = c::gamma_nce_options::deterministic;
+  check_gamma(a, b, o, blocks(5, 7, 3), 1.0);
+}
+
+TEST_CASE("block emulator: the uniformity term (offsets -t|x|^2, self mode) matches the CPU",
+          "[block_sweep][emulator][feature_separation]") {
+  for (index_t n : {2, 5, 33}) {
+    const index_t d = 7;
+    const rmat v = ref::normalized_rows(ref::random_matrix(n, d, 95));
+    const rmat u = ref::random_matrix(n, d, 96);  // not unit rows: the offsets differ per row
+    for (auto form : {c::uniformity_form::literal, c::uniformity_form::wang_isola})
+      for (double t : {2.0, 0.3}) {
+        c::feature_separation_options o;
+        o.uniformity = form;
+        o.uniformity_t = t;
+        const double upstream = -1.3;
+        const auto saved = c::feature_uniformity_forward(v, u, o);
+        rmat gv(n, d), gu(n, d);
+        c::feature_uniformity_backward(v, u, saved, gv, gu, o, upstream);
+
+        const auto q = c::detail::uniformity_block_problem(n, d, o);
+        const c::detail::uniformity_block_input<double> xv(v.data(), n, d, t),
+            xu(u.data(), n, d, t);
+        for (const auto& bo : {blocks(4, 4, 3), blocks(2, 2, 1), blocks(4096, 4096, 64)}) {
+          INFO("n " << n << " wang_isola " << (form == c::uniformity_form::wang_isola) << " t "
+                    << t);
+          const auto fv = c::detail::emulate_uniformity_forward<double>(q, xv, {}, bo);
+          const auto fu = c::detail::emulate_uniformity_forward<double>(q, xu, {}, bo);
+          CHECK(fv.log_sum == Approx(saved.log_sum_v).epsilon(1e-12));
+          CHECK(fu.log_sum == Approx(saved.log_sum_u).epsilon(1e-12));
+          CHECK(c::detail::uniformity_loss(form, n, fv.log_sum, fu.log_sum) ==
+                Approx(saved.loss).epsilon(1e-12));
+          double nv = 0, nu = 0;
+          c::detail::uniformity_normalizers(form, fv.log_sum, fu.log_sum, &nv, &nu);
+          const auto dv =
+              c::detail::emulate_uniformity_backward<double>(q, xv, fv, nv, upstream, {}, bo);
+          const auto du =
+              c::detail::emulate_uniformity_backward<double>(q, xu, fu, nu, upstream, {}, bo);
+          CHECK(rel_diff(dv, gv) <= 1e-12);
+          CHECK(rel_diff(du, gu) <= 1e-12);
+        }
+      }
+  }
+}

@@ -20,12 +20,17 @@
 // serves the rows of I through its rows and those of J through its columns; diagonal blocks
 // (I == J) only through their rows.
 
+#include <math.h>
+
 #include <cmath>
 #include <cstddef>
 #include <vector>
 
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/loss_types.hpp"
+#include "contrastive/core/math.hpp"
+#include "contrastive/losses/feature_separation_options.hpp"
+#include "contrastive/losses/gamma_nce_options.hpp"
 #include "contrastive/losses/info_nce_options.hpp"
 #include "contrastive/losses/nt_xent_options.hpp"
 
@@ -126,6 +131,40 @@ inline block_problem nt_xent_block_problem(index_t n, index_t d, const nt_xent_o
   return p;
 }
 
+/// The gamma loss (losses/gamma_nce.hpp): the sweep gives the log-normalisers over N_i (the
+/// negatives, diagonal masked; all of the batch with positive_in_normaliser) of the rows and,
+/// symmetric, the columns. The weights r_i enter the backward as per-anchor coefficients
+/// (row_w_i = c w r_i, no positive targets); the -s_ii terms are O(N D) work outside the sweep.
+inline block_problem gamma_nce_block_problem(index_t n, index_t d, const gamma_nce_options& o) {
+  block_problem p;
+  p.nx = p.ny = n;
+  p.d = d;
+  p.columns = o.symmetric;
+  p.mask_diagonal = !o.positive_in_normaliser;
+  p.scale = 1.0 / o.temperature;
+  p.row_candidates = p.col_candidates = static_cast<double>(o.positive_in_normaliser ? n : n - 1);
+  p.direction_weight = o.symmetric ? 0.5 : 1.0;
+  p.reduction = o.reduction;
+  return p;
+}
+
+/// One modality's uniformity term (losses/feature_separation.hpp), self mode over its n rows:
+/// s_jk = 2t <x_j, x_k> - t |x_j|^2 - t |x_k|^2 = -t |x_j - x_k|^2, the last two terms being the
+/// per-row and per-column offsets -t |x|^2; the diagonal masked for wang_isola. One anchor's
+/// log-normaliser is the log of its row of sum_k G_t; the term's normaliser is their log-sum.
+inline block_problem uniformity_block_problem(index_t n, index_t d,
+                                              const feature_separation_options& o) {
+  block_problem p;
+  p.nx = p.ny = n;
+  p.d = d;
+  p.self = true;
+  p.mask_diagonal = o.uniformity == uniformity_form::wang_isola;
+  p.scale = 2 * o.uniformity_t;
+  p.row_candidates = p.col_candidates = static_cast<double>(p.mask_diagonal ? n - 1 : n);
+  p.reduction = loss_reduction::sum;
+  return p;
+}
+
 /// The plan: blocks, their order and the workspace layout of both passes (one workspace of
 /// `bytes` serves both; each pass carves its regions from the start).
 struct block_plan {
@@ -154,7 +193,8 @@ struct block_plan {
   ws_region b_coef;    // row_w, row_lse, row_q (nx each), col_* (ny each), 2 valid counts
   ws_region b_dx;      // br x d fp32: dX of the current band (two-tower)
   ws_region b_dy;      // ny x d fp32: dY (self mode: dZ, every row)
-  ws_region b_moment;  // br doubles of one block's moment partials, and the running sum
+  ws_region b_moment;  // br doubles of one block's moment partials, the running sum, and G's
+                       // scale 2^k and its inverse (two floats in one double's room)
   ws_region b_gemm;    // three GEMM streams' workspaces (logits, dX, dY)
   std::size_t forward_bytes = 0, backward_bytes = 0, bytes = 0;
 
@@ -209,7 +249,7 @@ inline void block_layout(block_plan& p) {
   take(p.b_coef, (3 * (nx + ny) + 2) * z.stat);
   take(p.b_dx, q.self ? 0 : br * d * z.acc);
   take(p.b_dy, ny * d * z.acc);
-  take(p.b_moment, (br + 1) * sizeof(double));
+  take(p.b_moment, (br + 2) * sizeof(double));
   take(p.b_gemm, 3 * p.gemm_workspace);
   p.backward_bytes = at + block_ws_align;
   p.bytes = p.forward_bytes > p.backward_bytes ? p.forward_bytes : p.backward_bytes;
@@ -287,12 +327,44 @@ inline block_plan make_block_plan(const block_problem& q, const block_element_si
 
 /// The power of two 2^k that scales the G entries of a backward whose |G| is at most `bound`
 /// so that the largest lands in [2^14, 2^15): below fp16's maximum (65504) with room, and the
-/// typical entries (about bound / N) far above its subnormals. 0 for a bound of 0 or non-finite.
-inline int gradient_scale_exponent(double bound) noexcept {
-  if (!(bound > 0) || !std::isfinite(bound)) return 0;
+/// typical entries (about bound / N) far above its subnormals. 0 for a bound of 0 or non-finite;
+/// within [-100, 100], so that 2^k and 2^-k are normal floats. The accumulators of G's products
+/// hold 2^k times the gradients; their stores undo it.
+CONTRASTIVE_HOST_DEVICE inline int gradient_scale_exponent(double bound) noexcept {
+  if (!(bound > 0) || !(bound < infinity<double>())) return 0;
   int e = 0;
-  (void)std::frexp(bound, &e);  // bound = m 2^e, m in [0.5, 1)
-  return 15 - e;
+  (void)::frexp(bound, &e);  // bound = m 2^e, m in [0.5, 1)
+  const int k = 15 - e;
+  return k > 100 ? 100 : (k < -100 ? -100 : k);
+}
+
+/// One anchor's share of the bound on |G|: an entry is at most row_w_i + col_w_j + row_q_i +
+/// col_q_j in magnitude (softmax probabilities and targets lie in [0, 1]).
+template <class T>
+CONTRASTIVE_HOST_DEVICE inline double coefficient_magnitude(const T* w, const T* q,
+                                                            index_t i) noexcept {
+  const double a = w != nullptr ? static_cast<double>(w[i]) : 0.0;
+  const double b = q != nullptr ? static_cast<double>(q[i]) : 0.0;
+  return (a < 0 ? -a : a) + (b < 0 ? -b : b);
+}
+
+/// The bound on |G| of a backward: the largest row share plus the largest column share (self
+/// mode: the column coefficients are the rows', which doubles it, as G_ij = Gfull_ij + Gfull_ji).
+/// Both executors take it from the coefficients themselves (the device in one max reduction,
+/// exact in any order), so weights that live on the device, like the gamma loss's r_i, need no
+/// host copy. NaN coefficients give a NaN bound, hence no scaling.
+template <class T>
+double coefficient_bound(const pairwise_epilogue_args<T>& ep, index_t nx, index_t ny) {
+  double rows = 0, cols = 0;
+  for (index_t i = 0; i < nx; ++i) {
+    const double m = coefficient_magnitude(ep.row_w, ep.row_q, i);
+    rows = m > rows || m != m ? m : rows;
+  }
+  for (index_t j = 0; j < ny; ++j) {
+    const double m = coefficient_magnitude(ep.col_w, ep.col_q, j);
+    cols = m > cols || m != m ? m : cols;
+  }
+  return rows + cols;
 }
 
 /// The per-anchor weight of the valid anchors of one direction: the direction weight (1/2 for
@@ -301,17 +373,6 @@ inline double block_anchor_weight(const block_problem& q, double valid, double u
   if (!(valid > 0)) return 0;
   const double w = q.direction_weight * upstream;
   return q.reduction == loss_reduction::mean ? w / valid : w;
-}
-
-/// A bound on |G| that the host knows before the sweep: each entry is at most row_w + col_w in
-/// magnitude. Without labels every anchor is valid (weights c / N); with labels at least one
-/// is, so the bound assumes one.
-inline double gradient_bound(const block_problem& q, double upstream) {
-  const double rows_valid = q.labelled ? 1.0 : static_cast<double>(q.nx);
-  const double cols_valid = q.labelled ? 1.0 : static_cast<double>(q.ny);
-  double b = std::fabs(block_anchor_weight(q, rows_valid, upstream));
-  if (q.columns || q.self) b += std::fabs(block_anchor_weight(q, cols_valid, upstream));
-  return b;
 }
 
 /// The driver both executors run. Exec provides

@@ -119,10 +119,11 @@ class block_emulator {
   const std::vector<pairwise_partial<T>>& col_stats() const noexcept { return col_stats_; }
 
   // ---- backward ----
-  /// ep must hold the coefficients; g_exponent is k of the 2^k scaling of G.
-  void begin_backward(const pairwise_epilogue_args<T>& ep, int g_exponent) {
+  /// ep must hold the coefficients; G is scaled by 2^k for the bound they give.
+  void begin_backward(const pairwise_epilogue_args<T>& ep) {
     ep_ = ep;
-    g_scale_ = std::ldexp(T(1), g_exponent);
+    g_scale_ = std::ldexp(
+        T(1), gradient_scale_exponent(coefficient_bound(ep, p_.problem.nx, p_.problem.ny)));
     const auto blk = static_cast<std::size_t>(p_.br * p_.ld);
     g_.assign(static_cast<std::size_t>(p_.slots) * blk, G(0));
     const auto d = static_cast<std::size_t>(p_.problem.d);
@@ -155,7 +156,7 @@ class block_emulator {
     const G* g =
         g_.data() + static_cast<std::size_t>(slot) * static_cast<std::size_t>(p_.br * p_.ld);
     const index_t d = p_.problem.d;
-    const T alpha = static_cast<T>(p_.problem.scale) / g_scale_;
+    const T alpha = static_cast<T>(p_.problem.scale);  // the accumulators hold 2^k dX, 2^k dY
     const bool self = p_.problem.self;
     // dX_I += alpha G Y_J (self: rows I of the one accumulator).
     for (index_t r = 0; r < b.rows; ++r) {
@@ -183,17 +184,40 @@ class block_emulator {
     const index_t d = p_.problem.d;
     for (index_t r = 0; r < b.rows; ++r)
       for (index_t k = 0; k < d; ++k) {
-        out_x_[(b.row0 + r) * d + k] = dx_[r * d + k];
+        out_x_[(b.row0 + r) * d + k] = dx_[r * d + k] / g_scale_;
+        if (diagonal_ != T(0) || per_row_ != nullptr)
+          out_x_[(b.row0 + r) * d + k] += row_term(b.row0 + r) * in_.y[(b.row0 + r) * d + k];
         dx_[r * d + k] = 0;
       }
   }
 
   /// Where the finished gradients go (nx x d and ny x d; self mode: dy holds dZ).
   void set_dx_output(std::vector<T>* dx) { out_x_ = dx->data(); }
-  const std::vector<T>& dy() const noexcept { return dy_; }
+  /// Row terms c_i = diagonal + per_row[i] (per_row may be null), added at the stores after
+  /// the 2^k scaling is undone: c_i y_i to dX_i and c_i x_i to dY_i (self mode: to dZ_i). The
+  /// gamma loss's -s_ii terms (a constant) and the uniformity's offset terms (per row).
+  void set_row_terms(T diagonal, const T* per_row) {
+    diagonal_ = diagonal;
+    per_row_ = per_row;
+  }
+
+  /// The finished dY (self mode: dZ).
+  std::vector<T> dy() const {
+    std::vector<T> out(dy_);
+    const index_t d = p_.problem.d;
+    const bool terms = diagonal_ != T(0) || per_row_ != nullptr;
+    for (std::size_t e = 0; e < out.size(); ++e) {
+      out[e] /= g_scale_;
+      if (terms) out[e] += row_term(static_cast<index_t>(e) / d) * in_.x[e];
+    }
+    return out;
+  }
   double moment() const noexcept { return moment_; }
 
  private:
+  T row_term(index_t i) const noexcept {
+    return diagonal_ + (per_row_ != nullptr ? per_row_[i] : T(0));
+  }
   bool column_partials(const sweep_block& b) const noexcept {
     return (p_.problem.columns || p_.problem.self) && !b.diag;
   }
@@ -210,6 +234,8 @@ class block_emulator {
   std::vector<T> dx_, dy_;
   T* out_x_ = nullptr;
   T g_scale_ = 1;
+  T diagonal_ = 0;
+  const T* per_row_ = nullptr;
   double moment_ = 0;
 };
 
@@ -239,19 +265,42 @@ double block_loss(const block_problem& q, const std::vector<pairwise_partial<T>>
   return loss;
 }
 
+/// The merged statistics of a forward sweep (self mode: every anchor's in `rows`).
+template <class T>
+struct block_statistics {
+  std::vector<pairwise_partial<T>> rows, cols;
+};
+
+template <class T, class G = T>
+block_statistics<T> emulate_block_statistics(const block_problem& q,
+                                             const block_emulator_inputs<T>& in,
+                                             const block_element_sizes& sizes = {},
+                                             const block_sweep_options& o = {}) {
+  const block_plan p = make_block_plan(q, sizes, o);
+  block_emulator<T, G> ex(p, in, block_epilogue_args(q, in));
+  ex.begin_forward();
+  run_block_forward(p, ex);
+  return {ex.row_stats(), ex.col_stats()};
+}
+
+template <class T>
+std::vector<double> block_lse(const std::vector<pairwise_partial<T>>& st) {
+  std::vector<double> out;
+  out.reserve(st.size());
+  for (const auto& s : st) out.push_back(static_cast<double>(s.lse()));
+  return out;
+}
+
 template <class T, class G = T>
 block_forward_result emulate_block_forward(const block_problem& q,
                                            const block_emulator_inputs<T>& in,
                                            const block_element_sizes& sizes = {},
                                            const block_sweep_options& o = {}) {
-  const block_plan p = make_block_plan(q, sizes, o);
-  block_emulator<T, G> ex(p, in, block_epilogue_args(q, in));
-  ex.begin_forward();
-  run_block_forward(p, ex);
+  const block_statistics<T> st = emulate_block_statistics<T, G>(q, in, sizes, o);
   block_forward_result r;
-  r.loss = block_loss(q, ex.row_stats(), ex.col_stats());
-  for (const auto& s : ex.row_stats()) r.row_lse.push_back(static_cast<double>(s.lse()));
-  for (const auto& s : ex.col_stats()) r.col_lse.push_back(static_cast<double>(s.lse()));
+  r.loss = block_loss(q, st.rows, st.cols);
+  r.row_lse = block_lse(st.rows);
+  r.col_lse = block_lse(st.cols);
   return r;
 }
 
@@ -287,13 +336,37 @@ struct block_backward_result {
   double grad_log_scale = 0;
 };
 
+/// The backward sweep with the caller's coefficients in `ep` (row_w, row_lse, row_q and the
+/// column ones) and optional row terms (set_row_terms): the part every pairwise loss shares.
+template <class T, class G = T>
+block_backward_result<T> emulate_block_gradient(const block_problem& q,
+                                                const block_emulator_inputs<T>& in,
+                                                const pairwise_epilogue_args<T>& ep,
+                                                const block_element_sizes& sizes = {},
+                                                const block_sweep_options& o = {},
+                                                T diagonal = T(0), const T* per_row = nullptr) {
+  const block_plan p = make_block_plan(q, sizes, o);
+  block_emulator<T, G> ex(p, in, ep);
+  ex.begin_backward(ep);
+  ex.set_row_terms(diagonal, per_row);
+  block_backward_result<T> r;
+  r.dx.assign(static_cast<std::size_t>(q.nx * q.d), T(0));
+  ex.set_dx_output(&r.dx);
+  run_block_backward(p, ex);
+  if (q.self)
+    r.dx = ex.dy();
+  else
+    r.dy = ex.dy();
+  r.grad_log_scale = ex.moment();
+  return r;
+}
+
 template <class T, class G = T>
 block_backward_result<T> emulate_block_backward(const block_problem& q,
                                                 const block_emulator_inputs<T>& in,
                                                 const block_forward_result& fwd, double upstream,
                                                 const block_element_sizes& sizes = {},
                                                 const block_sweep_options& o = {}) {
-  const block_plan p = make_block_plan(q, sizes, o);
   pairwise_epilogue_args<T> ep = block_epilogue_args(q, in);
   std::vector<T> rw, rl, rq, cw, cl, cq;
   block_coefficients(q, ep, fwd.row_lse, false, upstream, rw, rl, rq);
@@ -311,19 +384,145 @@ block_backward_result<T> emulate_block_backward(const block_problem& q,
     ep.col_q = cq.data();
   }
   ep.off_target = static_cast<T>(q.eps / q.row_candidates);
+  return emulate_block_gradient<T, G>(q, in, ep, sizes, o);
+}
 
-  block_emulator<T, G> ex(p, in, ep);
-  ex.begin_backward(ep, gradient_scale_exponent(gradient_bound(q, upstream)));
-  block_backward_result<T> r;
-  r.dx.assign(static_cast<std::size_t>(q.nx * q.d), T(0));
-  ex.set_dx_output(&r.dx);
-  run_block_backward(p, ex);
-  if (q.self)
-    r.dx = ex.dy();
-  else
-    r.dy = ex.dy();
-  r.grad_log_scale = ex.moment();
+// ---- the gamma loss on the sweep (gamma_nce_block_problem) ----
+
+/// s_ii = scale <x_i, y_i>: the positives of the gamma loss, O(N D) work beside the sweep.
+template <class T>
+std::vector<double> block_diagonal_logits(const block_problem& q,
+                                          const block_emulator_inputs<T>& in) {
+  std::vector<double> s(static_cast<std::size_t>(q.nx));
+  for (index_t i = 0; i < q.nx; ++i) {
+    T acc = 0;
+    for (index_t k = 0; k < q.d; ++k) acc += in.x[i * q.d + k] * in.y[i * q.d + k];
+    s[static_cast<std::size_t>(i)] = q.scale * static_cast<double>(acc);
+  }
+  return s;
+}
+
+/// c w upstream: the weight of one direction's anchor terms (c = 1/2 when symmetric, w = 1/N for
+/// the mean).
+inline double gamma_block_weight(const block_problem& q, double upstream) {
+  const double w = q.reduction == loss_reduction::mean ? 1.0 / static_cast<double>(q.nx) : 1.0;
+  return q.direction_weight * w * upstream;
+}
+
+/// The surrogate c w sum over directions and anchors of (r_i - s_ii), from the weights r_i the
+/// caller formed from the sweep's log-normalisers (log Zhat_i = LSE_i - log |N_i|).
+inline double gamma_block_loss(const block_problem& q, const std::vector<double>& s_diag,
+                               const std::vector<double>& r_row, const std::vector<double>& r_col) {
+  double sum = 0;
+  for (std::size_t i = 0; i < s_diag.size(); ++i) {
+    sum += r_row[i] - s_diag[i];
+    if (q.columns) sum += r_col[i] - s_diag[i];
+  }
+  return gamma_block_weight(q, 1.0) * sum;
+}
+
+/// The gamma loss's backward on the emulated sweep: G = c w up (r_i pn^row_ij + r_j pn^col_ij) on
+/// N_i through the sweep (row_w = c w up r_i, no positive targets), then the -s_ii terms (G_ii -=
+/// c w up per direction) as O(N D) updates and their temperature moment.
+template <class T, class G = T>
+block_backward_result<T> emulate_gamma_nce_backward(
+    const block_problem& q, const block_emulator_inputs<T>& in, const block_forward_result& fwd,
+    const std::vector<double>& r_row, const std::vector<double>& r_col, double upstream,
+    const block_element_sizes& sizes = {}, const block_sweep_options& o = {}) {
+  const double cw = gamma_block_weight(q, upstream);
+  const auto n = static_cast<std::size_t>(q.nx);
+  std::vector<T> rw(n), rl(n), cwv(q.columns ? n : 0), cl(q.columns ? n : 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    rw[i] = static_cast<T>(cw * r_row[i]);
+    rl[i] = static_cast<T>(fwd.row_lse[i]);
+    if (!q.columns) continue;
+    cwv[i] = static_cast<T>(cw * r_col[i]);
+    cl[i] = static_cast<T>(fwd.col_lse[i]);
+  }
+  pairwise_epilogue_args<T> ep = block_epilogue_args(q, in);
+  ep.row_w = rw.data();
+  ep.row_lse = rl.data();
+  if (q.columns) {
+    ep.col_w = cwv.data();
+    ep.col_lse = cl.data();
+  }
+  // The -s_ii terms: G_ii -= c w up per direction, added at the stores.
+  const double dirs = q.columns ? 2.0 : 1.0;
+  block_backward_result<T> r =
+      emulate_block_gradient<T, G>(q, in, ep, sizes, o, static_cast<T>(-q.scale * cw * dirs));
+  const std::vector<double> s = block_diagonal_logits(q, in);
+  for (const double v : s) r.grad_log_scale -= cw * dirs * v;
   return r;
+}
+
+// ---- the uniformity term on the sweep (uniformity_block_problem) ----
+
+/// One modality's rows x (n x d) with the offsets -t |x_j|^2 of its logits.
+template <class T>
+struct uniformity_block_input {
+  std::vector<T> offset;
+  block_emulator_inputs<T> in;
+
+  uniformity_block_input(const uniformity_block_input&) = delete;  // `in` points into `offset`
+  uniformity_block_input& operator=(const uniformity_block_input&) = delete;
+  uniformity_block_input(const T* x, index_t n, index_t d, double t) {
+    offset.resize(static_cast<std::size_t>(n));
+    for (index_t j = 0; j < n; ++j) {
+      double sq = 0;
+      for (index_t k = 0; k < d; ++k) sq += static_cast<double>(x[j * d + k]) * x[j * d + k];
+      offset[static_cast<std::size_t>(j)] = static_cast<T>(-t * sq);
+    }
+    in.x = in.y = x;
+    in.row_offset = in.col_offset = offset.data();
+  }
+};
+
+/// The log of sum_{j,k} G_t(x_j, x_k) over the modality's pairs, and each anchor's row of it.
+struct uniformity_block_forward {
+  double log_sum = 0;
+  std::vector<double> row_lse;
+};
+
+template <class T, class G = T>
+uniformity_block_forward emulate_uniformity_forward(const block_problem& q,
+                                                    const uniformity_block_input<T>& x,
+                                                    const block_element_sizes& sizes = {},
+                                                    const block_sweep_options& o = {}) {
+  const block_statistics<T> st = emulate_block_statistics<T, G>(q, x.in, sizes, o);
+  uniformity_block_forward f;
+  pairwise_partial<T> total;
+  for (const auto& r : st.rows) total.merge(r);  // anchor order
+  f.log_sum = static_cast<double>(total.lse());
+  f.row_lse = block_lse(st.rows);
+  return f;
+}
+
+/// upstream d(log S)/dx for the normaliser log S = `log_norm` (the modality's own sum, or the
+/// sum over both modalities for the literal form): P_jk = exp(s_jk - log S) on the sweep (self
+/// mode: G = 2 up P), and the offsets' part as row terms c_j x_j with c_j = -4 t up sum_k P_jk,
+/// the row sums being exp(row_lse_j - log S).
+template <class T>
+std::vector<T> uniformity_row_terms(const block_problem& q, const uniformity_block_forward& fwd,
+                                    double log_norm, double upstream) {
+  std::vector<T> c(static_cast<std::size_t>(q.nx));
+  for (std::size_t j = 0; j < c.size(); ++j)
+    c[j] = static_cast<T>(-2 * q.scale * upstream * std::exp(fwd.row_lse[j] - log_norm));
+  return c;
+}
+
+template <class T, class G = T>
+std::vector<T> emulate_uniformity_backward(const block_problem& q,
+                                           const uniformity_block_input<T>& x,
+                                           const uniformity_block_forward& fwd, double log_norm,
+                                           double upstream, const block_element_sizes& sizes = {},
+                                           const block_sweep_options& o = {}) {
+  const auto n = static_cast<std::size_t>(q.nx);
+  std::vector<T> w(n, static_cast<T>(upstream)), l(n, static_cast<T>(log_norm));
+  pairwise_epilogue_args<T> ep = block_epilogue_args(q, x.in);
+  ep.row_w = ep.col_w = w.data();
+  ep.row_lse = ep.col_lse = l.data();
+  const std::vector<T> terms = uniformity_row_terms<T>(q, fwd, log_norm, upstream);
+  return emulate_block_gradient<T, G>(q, x.in, ep, sizes, o, T(0), terms.data()).dx;
 }
 
 }  // namespace detail

@@ -174,6 +174,14 @@ inline void check_id_nonnegative(const char* fn, std::int64_t id, const char* wh
   CONTRASTIVE_CHECK(id >= 0, fn, ": 'ids' has a negative id (", id, ") at ", where, " ", index);
 }
 
+/// One input value found by a scan (the CPU's check_finite, the GPU's device scan) is finite;
+/// else the error names the input, the value and its position.
+template <class T>
+void check_value_finite(const char* fn, const char* name, T value, index_t row, index_t col) {
+  CONTRASTIVE_CHECK(std::isfinite(value), fn, ": '", name, "' has a non-finite value (", value,
+                    ") at row ", row, ", column ", col);
+}
+
 }  // namespace detail
 CONTRASTIVE_NAMESPACE_END
 

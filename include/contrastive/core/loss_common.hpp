@@ -48,11 +48,7 @@ void check_finite(const char* fn, const char* name, const matrix_view<const T, S
       for (index_t j = 0; j < v.cols() && ok; ++j) ok = std::isfinite(row[j * v.col_stride()]);
     }
     if (CONTRASTIVE_UNLIKELY(!ok)) {
-      for (index_t j = 0; j < v.cols(); ++j) {
-        const T x = v(i, j);
-        CONTRASTIVE_CHECK(std::isfinite(x), fn, ": '", name, "' has a non-finite value (", x,
-                          ") at row ", i, ", column ", j);
-      }
+      for (index_t j = 0; j < v.cols(); ++j) check_value_finite(fn, name, v(i, j), i, j);
     }
   }
 }
@@ -274,8 +270,10 @@ struct device_backend_of {
   using type = device_backend<
       Tag, std::remove_const_t<typename decltype(as_view(std::declval<const A&>()))::value_type>>;
   static_assert(type::available,
-                "contrastive: device views need the loss's CUDA header, e.g. "
-                "#include <contrastive/cuda/info_nce.cuh> or <contrastive/cuda/nt_xent.cuh>, in a "
+                "contrastive: device views need the loss's CUDA header, #include "
+                "<contrastive/cuda/info_nce.cuh>, <contrastive/cuda/nt_xent.cuh>, "
+                "<contrastive/cuda/gamma_nce.cuh>, <contrastive/cuda/feature_separation.cuh> or "
+                "<contrastive/cuda/geometric_consistency.cuh> (the one of the loss called), in a "
                 "file compiled by nvcc");
 };
 

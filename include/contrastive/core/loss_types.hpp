@@ -22,6 +22,10 @@ struct tiling_options {
   index_t tile_rows = 256;  // rows per tile (> 0)
   index_t tile_cols = 256;  // columns per tile (> 0)
   int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP); results do not depend on it
+  // The GPU's throwing calls scan their device inputs first (one pass: NaN / Inf, and zero-norm
+  // rows where the CPU rejects them) for the CPU's messages; false skips that pass for trusted
+  // inputs. The CPU path always scans.
+  bool scan_inputs = true;
 };
 
 /// Gradient of a loss with respect to its temperature, in the three usual parameterisations:
@@ -46,13 +50,24 @@ struct device_backend {
 };
 struct info_nce_tag {};
 struct nt_xent_tag {};
+struct gamma_nce_tag {};
+struct feature_uniformity_tag {};
+struct feature_separation_tag {};
+struct geometric_consistency_tag {};
 }  // namespace detail
 
 namespace cuda {
-// What the CUDA forwards return (cuda/info_nce.cuh, cuda/nt_xent.cuh); declared here so that the
-// generic backward has an overload for them.
+// What the CUDA forwards return (cuda/info_nce.cuh, cuda/nt_xent.cuh, cuda/gamma_nce.cuh,
+// cuda/feature_separation.cuh) and the device state; declared here so that the generic
+// functions have overloads for them.
 struct info_nce_device_saved;
 struct nt_xent_device_saved;
+struct gamma_nce_device_saved;
+class device_normalizer_state;
+struct feature_uniformity_device_saved;
+struct feature_separation_device_saved;
+template <class T>
+struct geometric_consistency_device_saved;
 }  // namespace cuda
 
 CONTRASTIVE_NAMESPACE_END

@@ -22,6 +22,21 @@ CONTRASTIVE_HOST_DEVICE inline float exp_(float x) noexcept { return ::expf(x); 
 CONTRASTIVE_HOST_DEVICE inline double exp_(double x) noexcept { return ::exp(x); }
 CONTRASTIVE_HOST_DEVICE inline float log_(float x) noexcept { return ::logf(x); }
 CONTRASTIVE_HOST_DEVICE inline double log_(double x) noexcept { return ::log(x); }
+
+/// log(e^x + e^y), -inf when both are.
+CONTRASTIVE_HOST_DEVICE inline double logaddexp(double x, double y) noexcept {
+  const double m = x > y ? x : y;
+  if (m == -infinity<double>()) return m;
+  return m + ::log1p(::exp(-(x > y ? x - y : y - x)));
+}
+
+/// The log-domain moving average of the normalizer state: log_zhat on a first visit, else
+/// logaddexp(log(1 - beta) + zeta, log(beta) + log_zhat).
+CONTRASTIVE_HOST_DEVICE inline double log_ema(double zeta, bool visited, double log_zhat,
+                                              double beta) noexcept {
+  if (!visited) return log_zhat;
+  return logaddexp(::log1p(-beta) + zeta, ::log(beta) + log_zhat);
+}
 }  // namespace detail
 
 /// Online log-sum-exp (Milakov & Gimelshein): LSE = max + log(sum), identity (-inf, 0).

@@ -54,31 +54,10 @@
 #include "contrastive/core/modal_common.hpp"
 #include "contrastive/core/parallel.hpp"
 #include "contrastive/core/traits.hpp"
+#include "contrastive/losses/feature_separation_options.hpp"
 #include "contrastive/losses/info_nce.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-
-/// The two readings of the uniformity term.
-enum class uniformity_form {
-  literal,    // log((1/N) sum_{j,k} [G(vi) + G(ui)]), j = k included (the paper's text)
-  wang_isola  // sum over modalities of log((1/(N(N-1))) sum_{j != k} G)
-};
-
-/// Options of deep feature separation; tile_rows x tile_cols tiles the uniformity sweep and the
-/// in-modal InfoNCE calls, num_threads the uniformity sweep (tiling_options).
-struct feature_separation_options : tiling_options {
-  double orthogonality_weight = 1;
-  double contrastive_weight = 1;
-  double uniformity_weight = 1;
-  double temperature = 0.07;  // in-modal InfoNCE temperature (shared with the base loss)
-  double uniformity_t = 2;    // t of G_t(x, y) = exp(-t ||x - y||^2), > 0
-  uniformity_form uniformity = uniformity_form::literal;
-  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
-};
-
-/// What every backward returns besides the input gradients: upstream * dL/dtemperature (from
-/// the in-modal InfoNCE term; zero for the terms without a temperature).
-using feature_separation_parameter_gradients = temperature_gradient;
 
 template <class T>
 struct feature_orthogonality_saved {
@@ -112,24 +91,11 @@ struct feature_separation_saved {
 
 namespace detail {
 
-template <class T>
-void fs_check_same_shape(const char* fn, const char* name, const matrix_view<const T>& x,
-                         const char* ref_name, const matrix_view<const T>& r) {
-  check_matrix(fn, name, x);
-  CONTRASTIVE_CHECK(x.rows() == r.rows(), fn, ": '", name, "' has ", x.rows(), " rows, expected ",
-                    r.rows(), " (rows of '", ref_name, "')");
-  CONTRASTIVE_CHECK(x.cols() == r.cols(), fn, ": '", name, "' has ", x.cols(),
-                    " columns, expected ", r.cols(), " (columns of '", ref_name, "')");
-}
-
 /// Inputs named in `names`: all the shape of the first, N > 0, D > 0, finite, no zero-norm row.
 template <class T>
 void fs_check_inputs(const char* fn, const matrix_view<const T>* const* in,
                      const char* const* names, int count) {
-  check_matrix(fn, names[0], *in[0]);
-  CONTRASTIVE_CHECK(in[0]->rows() > 0, fn, ": empty batch ('", names[0], "' has 0 rows)");
-  CONTRASTIVE_CHECK(in[0]->cols() > 0, fn, ": '", names[0], "' has 0 columns (D must be > 0)");
-  for (int k = 1; k < count; ++k) fs_check_same_shape(fn, names[k], *in[k], names[0], *in[0]);
+  fs_check_shapes(fn, in, names, count);
   for (int k = 0; k < count; ++k) check_rows(fn, names[k], *in[k]);
 }
 
@@ -152,14 +118,14 @@ void fs_check_outputs(const char* fn, const matrix_view<T>* const* out,
 /// Rejects a backward whose gradients could overflow T, before anything is written. With
 /// m = max|x|: |dL/dx| <= |upstream| (2 w_o D m^3 + 4 (N + 1) w_c m / tau + 8 t w_u m), the
 /// orthogonality, in-modal InfoNCE (check_pair_gradient_bound) and uniformity bounds; `accumulate`
-/// adds what the outputs hold. `contrastive` (the in-modal InfoNCE forwards, or null) gives the
+/// adds what the outputs hold. `in_modal` (the in-modal InfoNCE forwards, or null) gives the
 /// temperature gradient, which must be finite too.
 template <class T>
 void fs_check_gradient_bound(const char* fn, const matrix_view<T>* const* out, int count,
                              const matrix_view<const T>* const* in, int in_count,
                              const feature_separation_options& o, double upstream, double w_o,
                              double w_c, double w_u,
-                             const in_modal_contrastive_saved<T>* contrastive) {
+                             const in_modal_contrastive_saved<T>* in_modal) {
   double m = 0, existing = 0;
   for (int k = 0; k < in_count; ++k) m = std::max(m, max_abs(*in[k]));
   if (o.accumulate)
@@ -171,35 +137,19 @@ void fs_check_gradient_bound(const char* fn, const matrix_view<T>* const* out, i
                         4 * (n + 1) * at_least_one(w_c) * m1 * at_least_one(1 / o.temperature) +
                         8 * at_least_one(o.uniformity_t) * at_least_one(w_u) * m1);
   check_output_bound<T>(fn, "gradients", bound + existing);
-  if (contrastive) {
+  if (in_modal) {
     // What each in-modal InfoNCE backward checks besides its gradients, so that none throws
     // after the orthogonality gradients are written (a fuzz run found that order).
-    for (const double g : {contrastive->a.grad_log_scale, contrastive->b.grad_log_scale})
+    // (An array, not a braced list: nvcc's front end rejects the latter in a range-for here.)
+    const double grads[2] = {in_modal->a.grad_log_scale, in_modal->b.grad_log_scale};
+    for (const double g : grads)
       check_pair_logit_bounds<T>(fn, in[0]->rows(), in[0]->cols(), m, upstream * w_c,
                                  1 / o.temperature, 1.0, g);
     check_output_bound<double>(
         fn, "temperature gradient",
-        std::abs(upstream * w_c * (contrastive->a.grad_log_scale + contrastive->b.grad_log_scale)) /
+        std::abs(upstream * w_c * (in_modal->a.grad_log_scale + in_modal->b.grad_log_scale)) /
             o.temperature);
   }
-}
-
-inline void fs_check_options(const char* fn, const feature_separation_options& o) {
-  CONTRASTIVE_CHECK(std::isfinite(o.orthogonality_weight) && o.orthogonality_weight >= 0, fn,
-                    ": 'orthogonality_weight' must be finite and >= 0, got ",
-                    o.orthogonality_weight);
-  CONTRASTIVE_CHECK(std::isfinite(o.contrastive_weight) && o.contrastive_weight >= 0, fn,
-                    ": 'contrastive_weight' must be finite and >= 0, got ", o.contrastive_weight);
-  CONTRASTIVE_CHECK(std::isfinite(o.uniformity_weight) && o.uniformity_weight >= 0, fn,
-                    ": 'uniformity_weight' must be finite and >= 0, got ", o.uniformity_weight);
-  check_temperature(fn, o.temperature);
-  CONTRASTIVE_CHECK(std::isfinite(o.uniformity_t) && o.uniformity_t > 0, fn,
-                    ": 'uniformity_t' must be finite and > 0, got ", o.uniformity_t);
-  check_tiles(fn, o.tile_rows, o.tile_cols);
-}
-
-inline void fs_check_upstream(const char* fn, double upstream) {
-  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
 }
 
 template <class T>
@@ -372,12 +322,6 @@ void fs_uniformity_backward(const fs_modality<T>& m, const feature_separation_op
   });
 }
 
-inline double fs_log_add(double a, double b) noexcept {
-  const double m = a > b ? a : b;
-  if (m == -infinity<double>()) return m;
-  return m + std::log(std::exp(a - m) + std::exp(b - m));
-}
-
 template <class T>
 feature_uniformity_saved<T> fs_uniformity_forward(const char* fn, const matrix_view<const T>& vi,
                                                   const matrix_view<const T>& ui,
@@ -393,14 +337,7 @@ feature_uniformity_saved<T> fs_uniformity_forward(const char* fn, const matrix_v
   s.t = o.uniformity_t;
   s.log_sum_v = fs_uniformity_log_sum(fs_modality<T>(vi), o, wang);
   s.log_sum_u = fs_uniformity_log_sum(fs_modality<T>(ui), o, wang);
-  double loss;
-  if (wang) {
-    const double pairs = std::log(double(n) * double(n - 1));
-    loss = (s.log_sum_v - pairs) + (s.log_sum_u - pairs);
-  } else {
-    loss = fs_log_add(s.log_sum_v, s.log_sum_u) - std::log(double(n));
-  }
-  s.loss = static_cast<T>(loss);
+  s.loss = static_cast<T>(uniformity_loss(o.uniformity, n, s.log_sum_v, s.log_sum_u));
   return s;
 }
 
@@ -417,8 +354,8 @@ void fs_uniformity_backward_both(const char* fn, const matrix_view<const T>& vi,
       ", these are ", vi.rows(), " x ", vi.cols(), " with t = ", o.uniformity_t,
       " (or another uniformity form)");
   const bool wang = o.uniformity == uniformity_form::wang_isola;
-  const double lv = wang ? s.log_sum_v : fs_log_add(s.log_sum_v, s.log_sum_u);
-  const double lu = wang ? s.log_sum_u : lv;
+  double lv = 0, lu = 0;
+  uniformity_normalizers(o.uniformity, s.log_sum_v, s.log_sum_u, &lv, &lu);
   fs_uniformity_backward(fs_modality<T>(vi), o, wang, lv, scale, gvi);
   fs_uniformity_backward(fs_modality<T>(ui), o, wang, lu, scale, gui);
 }
@@ -643,16 +580,31 @@ template <class AI, class BI>
 CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>)
 auto feature_uniformity_forward(const AI& a_ind, const BI& b_ind,
                                 const feature_separation_options& o = {}, workspace ws = {}) {
-  const char* fn = "feature_uniformity_forward";
-  (void)ws;  // these terms need no caller scratch
-  const auto x0 = detail::input_view(a_ind);
-  using T = typename decltype(x0)::value_type;
-  const matrix_view<const T> x1 = detail::input_view(b_ind);
-  const matrix_view<const T>* in[2] = {&x0, &x1};
-  const char* names[2] = {"a_ind", "b_ind"};
-  detail::fs_check_options(fn, o);
-  detail::fs_check_inputs(fn, in, names, 2);
-  return detail::fs_uniformity_forward(fn, x0, x1, o);
+  (void)ws;                                            // these terms need no caller scratch
+  if constexpr (detail::is_device_input<AI>::value) {  // cuda/feature_separation.cuh
+    return detail::device_backend_of<detail::feature_uniformity_tag, AI>::type::forward(
+        as_view(a_ind), as_view(b_ind), o);
+  } else {
+    const char* fn = "feature_uniformity_forward";
+    const auto x0 = detail::input_view(a_ind);
+    using T = typename decltype(x0)::value_type;
+    const matrix_view<const T> x1 = detail::input_view(b_ind);
+    const matrix_view<const T>* in[2] = {&x0, &x1};
+    const char* names[2] = {"a_ind", "b_ind"};
+    detail::fs_check_options(fn, o);
+    detail::fs_check_inputs(fn, in, names, 2);
+    return detail::fs_uniformity_forward(fn, x0, x1, o);
+  }
+}
+
+/// Backward of a uniformity forward run on device views (cuda/feature_separation.cuh).
+template <class AI, class BI, class GAI, class GBI>
+feature_separation_parameter_gradients feature_uniformity_backward(
+    const AI& a_ind, const BI& b_ind, const cuda::feature_uniformity_device_saved& saved,
+    GAI&& grad_a_ind, GBI&& grad_b_ind, const feature_separation_options& o = {},
+    double upstream = 1.0, workspace = {}) {
+  return detail::device_backend_of<detail::feature_uniformity_tag, AI>::type::backward(
+      as_view(a_ind), as_view(b_ind), saved, as_view(grad_a_ind), as_view(grad_b_ind), o, upstream);
 }
 
 template <class AI, class BI, class T, class GAI, class GBI>
@@ -700,12 +652,10 @@ auto feature_uniformity_forward_backward(
 // ---------------------------------------------------------------------------------------------
 // Combined loss L_Sep = w_o L_Ortho + w_c L^i_Con + w_u L^i_Uni (a term of weight 0 is skipped).
 
+namespace detail {
 template <class A, class B, class AI, class BI, class AIA, class BIA>
-CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
-                         tensor_like<AIA>&& tensor_like<BIA>)
-auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
-                                const AIA& a_ind_aug, const BIA& b_ind_aug,
-                                const feature_separation_options& o = {}, workspace ws = {}) {
+auto fs_forward_host(const A& a, const B& b, const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+                     const BIA& b_ind_aug, const feature_separation_options& o, workspace ws) {
   const char* fn = "feature_separation_forward";
   const auto a0 = detail::input_view(a);
   using T = typename decltype(a0)::value_type;
@@ -738,6 +688,23 @@ auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const B
   detail::check_loss_finite(fn, static_cast<double>(static_cast<T>(loss)));
   s.loss = static_cast<T>(loss);
   return s;
+}
+}  // namespace detail
+
+template <class A, class B, class AI, class BI, class AIA, class BIA>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>&&
+                         tensor_like<AIA>&& tensor_like<BIA>)
+auto feature_separation_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+                                const AIA& a_ind_aug, const BIA& b_ind_aug,
+                                const feature_separation_options& o = {}, workspace ws = {}) {
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/feature_separation.cuh
+    (void)ws;
+    return detail::device_backend_of<detail::feature_separation_tag, A>::type::forward(
+        as_view(a), as_view(b), as_view(a_ind), as_view(b_ind), as_view(a_ind_aug),
+        as_view(b_ind_aug), o);
+  } else {
+    return detail::fs_forward_host(a, b, a_ind, b_ind, a_ind_aug, b_ind_aug, o, ws);
+  }
 }
 
 /// Writes (or adds) upstream * dL_Sep for all six inputs; returns upstream * the temperature
@@ -799,6 +766,22 @@ feature_separation_parameter_gradients
     detail::fs_uniformity_backward_both(fn, a2, a3, saved.uniformity, o, g2, g3,
                                         upstream * o.uniformity_weight);
   return tg;
+}
+
+/// Backward of a combined forward run on device views (cuda/feature_separation.cuh).
+template <class A, class B, class AI, class BI, class AIA, class BIA, class GA, class GB, class GAI,
+          class GBI, class GAIA, class GBIA>
+feature_separation_parameter_gradients feature_separation_backward(
+    const A& a, const B& b, const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
+    const BIA& b_ind_aug, const cuda::feature_separation_device_saved& saved, GA&& grad_a,
+    GB&& grad_b, GAI&& grad_a_ind, GBI&& grad_b_ind, GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug,
+    const feature_separation_options& o = {}, double upstream = 1.0, workspace = {}) {
+  const decltype(as_view(grad_a)) g[6] = {as_view(grad_a),         as_view(grad_b),
+                                          as_view(grad_a_ind),     as_view(grad_b_ind),
+                                          as_view(grad_a_ind_aug), as_view(grad_b_ind_aug)};
+  return detail::device_backend_of<detail::feature_separation_tag, A>::type::backward(
+      as_view(a), as_view(b), as_view(a_ind), as_view(b_ind), as_view(a_ind_aug),
+      as_view(b_ind_aug), saved, g, o, upstream);
 }
 
 template <class A, class B, class AI, class BI, class AIA, class BIA, class GA, class GB, class GAI,

@@ -68,48 +68,12 @@
 #include "contrastive/core/tiling.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/core/workspace.hpp"
+#include "contrastive/losses/gamma_nce_options.hpp"
 #include "contrastive/sampling/gamma.hpp"
 #include "contrastive/sampling/philox.hpp"
 #include "contrastive/state/normalizer_state.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-
-/// Where zeta_i = log Zbar_i (the rate of the auxiliary variable) comes from.
-enum class gamma_rate_source {
-  state,       // the normalizer_state's moving average (training)
-  same_batch,  // zeta_i = log Zhat_i of this batch (biased; for tests and research)
-  exact        // caller-supplied exact log-normalisers (options.exact_log_normalizer_*)
-};
-
-/// With rate_source::state: is the state updated before r_i is formed (bounded weights,
-/// r_i <= g_i / (alpha beta)) or after (rate independent of the batch, unbounded weights)?
-enum class gamma_update_order { update_then_sample, sample_then_update };
-
-/// Options of the gamma loss; tile_rows, tile_cols and num_threads come from tiling_options.
-struct gamma_nce_options : tiling_options {
-  /// alpha = deterministic: g/alpha := 1 (alpha -> infinity), which with update_then_sample is
-  /// SogCLR's estimator r_i = Zhat_i / Zbar_i (its gamma = beta).
-  static constexpr double deterministic = std::numeric_limits<double>::infinity();
-
-  double temperature = 0.07;  // tau > 0; logits are <a_i, b_j> / tau
-  bool symmetric = true;      // both directions (state directions 0 and 1), else a -> b only
-  double alpha = 1.0;         // gamma shape > 0 (1: exponential; 4 or 16 cut the variance)
-  double beta = 0.9;          // moving-average weight of the new estimate, in (0, 1]
-  std::uint64_t seed = 0;     // Philox key of the gamma draws
-  std::uint32_t step = 0;     // training step (Philox counter word 2); change it every step
-  gamma_rate_source rate_source = gamma_rate_source::state;
-  gamma_update_order order = gamma_update_order::update_then_sample;
-  bool positive_in_normaliser = false;  // N_i = whole batch (default: negatives only)
-  // rate_source::exact: log Zbar_i per anchor, in the units of log Zhat_i (log of the *mean* of
-  // exp(s_ij) over the negatives), for direction a -> b and (symmetric) b -> a.
-  vector_view<const double> exact_log_normalizer_a{};
-  vector_view<const double> exact_log_normalizer_b{};
-  loss_reduction reduction = loss_reduction::mean;
-  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
-};
-
-/// What the backward returns besides the input gradients: upstream * dL/dtemperature.
-using gamma_nce_parameter_gradients = temperature_gradient;
 
 /// Per-anchor quantities of one direction (all of length N).
 template <class T>
@@ -147,45 +111,12 @@ namespace detail {
 constexpr const char* gamma_nce_fwd_name = "gamma_nce_forward";
 constexpr const char* gamma_nce_bwd_name = "gamma_nce_backward";
 
-inline void gamma_nce_check_options(const char* fn, const gamma_nce_options& o) {
-  check_temperature(fn, o.temperature);
-  check_tiles(fn, o.tile_rows, o.tile_cols);
-  CONTRASTIVE_CHECK(o.alpha > 0, fn,
-                    ": 'alpha' must be > 0 (or gamma_nce_options::deterministic), got ", o.alpha);
-  CONTRASTIVE_CHECK(o.beta > 0 && o.beta <= 1, fn, ": 'beta' must lie in (0, 1], got ", o.beta);
-  CONTRASTIVE_CHECK(
-      o.rate_source == gamma_rate_source::state || o.rate_source == gamma_rate_source::same_batch ||
-          o.rate_source == gamma_rate_source::exact,
-      fn, ": 'rate_source' has an invalid value (", static_cast<int>(o.rate_source), ")");
-  CONTRASTIVE_CHECK(o.order == gamma_update_order::update_then_sample ||
-                        o.order == gamma_update_order::sample_then_update,
-                    fn, ": 'order' has an invalid value (", static_cast<int>(o.order), ")");
-  check_reduction(fn, o.reduction);
-}
-
 template <class T>
 void gamma_nce_check_inputs(const char* fn, const matrix_view<const T>& a,
                             const matrix_view<const T>& b, const gamma_nce_options& o) {
-  check_matrix(fn, "a", a);
-  check_matrix(fn, "b", b);
-  gamma_nce_check_options(fn, o);
-  check_pair_shape(fn, a, b);
-  CONTRASTIVE_CHECK(a.rows() > 1 || o.positive_in_normaliser, fn,
-                    ": a batch of 1 has no negatives (use N >= 2 or positive_in_normaliser)");
+  gamma_nce_check_shapes(fn, a, b, o);
   check_finite(fn, "a", a);
   check_finite(fn, "b", b);
-}
-
-inline void gamma_nce_check_exact(const char* fn, const char* name,
-                                  const vector_view<const double>& s, index_t n) {
-  CONTRASTIVE_CHECK(!s.empty(), fn, ": rate_source::exact needs '", name, "'");
-  CONTRASTIVE_CHECK(s.size == n, fn, ": '", name, "' has ", s.size, " values, expected ", n,
-                    " (one per row)");
-  CONTRASTIVE_CHECK(s.stride == 1, fn, ": '", name, "' must be contiguous (stride 1), got stride ",
-                    s.stride);
-  for (index_t i = 0; i < n; ++i)
-    CONTRASTIVE_CHECK(std::isfinite(s.data[i]), fn, ": '", name, "' has a non-finite value (",
-                      s.data[i], ") at position ", i);
 }
 
 template <class Alloc>
@@ -269,7 +200,6 @@ void gamma_nce_direction_step(int dir, index_t n, const std::int64_t* ids,
                               double lambda, double log_count, const online_softmax<double>* stats,
                               const double* exact, const normalizer_state* state,
                               const gamma_nce_options& o, gamma_nce_direction<T>& out, Add&& add) {
-  const bool deterministic = !(o.alpha < infinity<double>());
   const auto un = static_cast<std::size_t>(n);
   out.lse.resize(un);
   out.log_zhat.resize(un);
@@ -281,64 +211,22 @@ void gamma_nce_direction_step(int dir, index_t n, const std::int64_t* ids,
     const double s_ii = lambda * dot_rows(a, i, b, i);
     const double lse = stats[i].lse();
     const double log_zhat = lse - log_count;
-    double zeta = log_zhat;
-    if (state) {
-      const bool seen = normalizer_state_access::visited(*state, id, dir);
-      const double old = normalizer_state_access::zeta(*state, id, dir);
-      zeta = o.order == gamma_update_order::update_then_sample
-                 ? normalizer_state::ema(old, seen, log_zhat, o.beta)
-                 : (seen ? old : log_zhat);
-    } else if (exact) {
-      zeta = exact[i];
-    }
-    double g = 1.0;
-    if (!deterministic) {
-      const philox_stream s{o.seed, static_cast<std::uint64_t>(id), o.step,
-                            static_cast<std::uint32_t>(dir)};
-      g = gamma_standard(o.alpha, s) / o.alpha;
-    }
-    const double r = g * std::exp(log_zhat - zeta);
+    const bool seen = state && normalizer_state_access::visited(*state, id, dir);
+    const double old = state ? normalizer_state_access::zeta(*state, id, dir) : 0.0;
+    const gamma_rate_source src = state   ? gamma_rate_source::state
+                                  : exact ? gamma_rate_source::exact
+                                          : gamma_rate_source::same_batch;
+    const double zeta =
+        gamma_anchor_zeta(src, o.order, o.beta, log_zhat, old, seen, exact ? exact[i] : 0.0);
+    const double g = gamma_anchor_draw(o.alpha, o.seed, id, o.step, dir);
+    const gamma_anchor_values v =
+        gamma_anchor(g, lse, log_zhat, zeta, s_ii, o.positive_in_normaliser);
     out.lse[uz(i)] = static_cast<T>(lse);
     out.log_zhat[uz(i)] = log_zhat;
     out.zeta[uz(i)] = zeta;
     out.g[uz(i)] = g;
-    out.r[uz(i)] = r;
-    const double lse_all = o.positive_in_normaliser ? lse : logaddexp(lse, s_ii);
-    add(r - s_ii, lse_all - s_ii, zeta - s_ii, r * stats[i].mean() - s_ii);
-  }
-}
-
-/// The sample ids (one per row, contiguous, >= 0) and the rate source's inputs: the state
-/// (present, enough directions, ids in range) or the exact log-normalisers. `n` rows; a rank of
-/// a distributed call may have none.
-inline void gamma_nce_check_ids_and_rates(const char* fn, vector_view<const std::int64_t> ids,
-                                          index_t n, const normalizer_state* state,
-                                          const gamma_nce_options& o) {
-  const bool sym = o.symmetric;
-  const int dirs = sym ? 2 : 1;
-  CONTRASTIVE_CHECK(ids.size == n, fn, ": 'ids' has ", ids.size, " sample ids, expected ", n,
-                    " (one per row)");
-  CONTRASTIVE_CHECK(n == 0 || ids.data != nullptr, fn, ": 'ids' is a null pointer");
-  CONTRASTIVE_CHECK(ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
-                    ids.stride);
-  for (index_t i = 0; i < n; ++i)
-    CONTRASTIVE_CHECK(ids.data[i] >= 0, fn, ": sample id ", ids.data[i], " at position ", i,
-                      " is negative");
-  if (o.rate_source == gamma_rate_source::state) {
-    CONTRASTIVE_CHECK(state != nullptr, fn,
-                      ": rate_source::state needs a normalizer_state (pass one, or choose "
-                      "rate_source::same_batch or ::exact)");
-    CONTRASTIVE_CHECK(state->directions() >= dirs, fn, ": the normalizer_state has ",
-                      state->directions(), " direction(s), a ", sym ? "symmetric" : "one-direction",
-                      " loss needs ", dirs);
-    for (index_t i = 0; i < n; ++i)
-      CONTRASTIVE_CHECK(ids.data[i] < state->samples(), fn, ": sample id ", ids.data[i],
-                        " at position ", i, " is out of range [0, ", state->samples(),
-                        ") of the normalizer_state");
-  }
-  if (o.rate_source == gamma_rate_source::exact && n > 0) {
-    gamma_nce_check_exact(fn, "exact_log_normalizer_a", o.exact_log_normalizer_a, n);
-    if (sym) gamma_nce_check_exact(fn, "exact_log_normalizer_b", o.exact_log_normalizer_b, n);
+    out.r[uz(i)] = v.r;
+    add(v.loss, v.info_nce, v.rate, v.r * stats[i].mean() - s_ii);
   }
 }
 
@@ -560,6 +448,9 @@ CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids,
                        normalizer_state& state, const gamma_nce_options& o = {},
                        workspace ws = {}) {
+  static_assert(!detail::is_device_input<A>::value,
+                "contrastive: device views keep their rates in a cuda::device_normalizer_state "
+                "(#include <contrastive/cuda/gamma_nce.cuh>, compiled by nvcc)");
   const auto va = detail::input_view(a);
   const auto vb = detail::input_view(b);
   using T = typename decltype(va)::value_type;
@@ -568,16 +459,33 @@ auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> i
 }
 
 /// Forward pass without a state: rate_source must be same_batch or exact (the ids still key the
-/// gamma draws).
+/// gamma draws). Device views (ids and exact rates in device memory) run on the GPU.
 template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids,
                        const gamma_nce_options& o, workspace ws = {}) {
-  const auto va = detail::input_view(a);
-  const auto vb = detail::input_view(b);
-  using T = typename decltype(va)::value_type;
-  detail::require_same_value_type<T, decltype(vb)>();
-  return detail::gamma_nce_forward_impl<T>(va, vb, ids, nullptr, o, ws);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/gamma_nce.cuh; ws is the CPU's
+    (void)ws;
+    return detail::device_backend_of<detail::gamma_nce_tag, A>::type::forward(
+        as_view(a), as_view(b), ids, nullptr, o);
+  } else {
+    const auto va = detail::input_view(a);
+    const auto vb = detail::input_view(b);
+    using T = typename decltype(va)::value_type;
+    detail::require_same_value_type<T, decltype(vb)>();
+    return detail::gamma_nce_forward_impl<T>(va, vb, ids, nullptr, o, ws);
+  }
+}
+
+/// Forward pass on device views with the device-resident state (cuda/gamma_nce.cuh); ids in
+/// device memory.
+template <class A, class B>
+CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
+auto gamma_nce_forward(const A& a, const B& b, vector_view<const std::int64_t> ids,
+                       cuda::device_normalizer_state& state, const gamma_nce_options& o = {},
+                       workspace = {}) {
+  return detail::device_backend_of<detail::gamma_nce_tag, A>::type::forward(as_view(a), as_view(b),
+                                                                            ids, &state, o);
 }
 
 /// Backward pass: writes (or, with options.accumulate, adds) upstream * dL/da and dL/db of the
@@ -596,6 +504,17 @@ gamma_nce_parameter_gradients
   const auto gb = detail::output_view(std::forward<GB>(grad_b));
   detail::require_same_value_type<T, decltype(va), decltype(vb), decltype(ga), decltype(gb)>();
   return detail::gamma_nce_backward_impl<T>(va, vb, saved, ga, gb, o, upstream, ws);
+}
+
+/// Backward of a forward run on device views (cuda/gamma_nce.cuh).
+template <class A, class B, class GA, class GB>
+gamma_nce_parameter_gradients gamma_nce_backward(const A& a, const B& b,
+                                                 const cuda::gamma_nce_device_saved& saved,
+                                                 GA&& grad_a, GB&& grad_b,
+                                                 const gamma_nce_options& o = {},
+                                                 double upstream = 1.0, workspace = {}) {
+  return detail::device_backend_of<detail::gamma_nce_tag, A>::type::backward(
+      as_view(a), as_view(b), saved, as_view(grad_a), as_view(grad_b), o, upstream);
 }
 
 /// Forward and backward in one call; returns the surrogate loss (call forward and backward
@@ -632,6 +551,18 @@ auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::i
 #endif
   if (parameter_grads) *parameter_grads = pg;
   return saved.loss;
+}
+
+/// The same on device views with the device-resident state (cuda/gamma_nce.cuh); the gradients'
+/// arguments are checked before the state is touched.
+template <class A, class B, class GA, class GB>
+auto gamma_nce_forward_backward(const A& a, const B& b, vector_view<const std::int64_t> ids,
+                                cuda::device_normalizer_state& state, GA&& grad_a, GB&& grad_b,
+                                const gamma_nce_options& o = {},
+                                gamma_nce_parameter_gradients* parameter_grads = nullptr,
+                                workspace = {}) {
+  return detail::device_backend_of<detail::gamma_nce_tag, A>::type::forward_backward(
+      as_view(a), as_view(b), ids, state, as_view(grad_a), as_view(grad_b), o, parameter_grads);
 }
 
 /// The same without a state (rate_source same_batch or exact).

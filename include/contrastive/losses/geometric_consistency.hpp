@@ -809,12 +809,29 @@ template <class A, class B>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>)
 auto geometric_consistency_forward(const A& a, const B& b,
                                    const geometric_consistency_options& o = {}, workspace ws = {}) {
-  const auto va = detail::input_view(a);
-  const auto vb = detail::input_view(b);
-  using T = typename decltype(va)::value_type;
-  detail::require_same_value_type<T, decltype(vb)>();
-  const detail::gc_input<T> in[2] = {{va, "a"}, {vb, "b"}};
-  return detail::gc_forward_impl<T>(detail::gc_fwd_name, in, 2, o, ws);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/geometric_consistency.cuh
+    (void)ws;
+    return detail::device_backend_of<detail::geometric_consistency_tag, A>::type::forward(
+        as_view(a), as_view(b), o);
+  } else {
+    const auto va = detail::input_view(a);
+    const auto vb = detail::input_view(b);
+    using T = typename decltype(va)::value_type;
+    detail::require_same_value_type<T, decltype(vb)>();
+    const detail::gc_input<T> in[2] = {{va, "a"}, {vb, "b"}};
+    return detail::gc_forward_impl<T>(detail::gc_fwd_name, in, 2, o, ws);
+  }
+}
+
+/// Backward of a forward run on device views (cuda/geometric_consistency.cuh).
+template <class A, class B, class T, class GA, class GB>
+geometric_consistency_parameter_gradients geometric_consistency_backward(
+    const A& a, const B& b, const cuda::geometric_consistency_device_saved<T>& saved, GA&& grad_a,
+    GB&& grad_b, const geometric_consistency_options& o = {}, double upstream = 1.0,
+    workspace = {}) {
+  detail::device_backend_of<detail::geometric_consistency_tag, A>::type::backward(
+      as_view(a), as_view(b), saved, as_view(grad_a), as_view(grad_b), o, upstream);
+  return {};
 }
 
 /// L_GC backward: writes (or adds) upstream * dL/da and dL/db. Nothing to return: the loss has

@@ -63,6 +63,7 @@
 
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
+#include "contrastive/core/math.hpp"
 #include "contrastive/core/matrix_view.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
@@ -86,12 +87,6 @@ inline std::uint32_t crc32_update(std::uint32_t crc, const void* data, std::size
   crc = ~crc;
   for (std::size_t i = 0; i < n; ++i) crc = table.t[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
   return ~crc;
-}
-
-inline double logaddexp(double x, double y) noexcept {
-  const double m = x > y ? x : y;
-  if (m == -std::numeric_limits<double>::infinity()) return m;
-  return m + ::log1p(::exp(-(x > y ? x - y : y - x)));
 }
 
 struct normalizer_state_access;
@@ -217,8 +212,7 @@ class normalizer_state {
   /// The value the EMA gives: log_zhat on a first visit, else
   /// logaddexp(log(1 - beta) + zeta, log(beta) + log_zhat).
   static double ema(double zeta, bool visited, double log_zhat, double beta) noexcept {
-    if (!visited) return log_zhat;
-    return detail::logaddexp(::log1p(-beta) + zeta, ::log(beta) + log_zhat);
+    return detail::log_ema(zeta, visited, log_zhat, beta);
   }
 
   /// EMA update of every id of a batch in one direction with its log Zhat. beta in (0, 1];
@@ -425,6 +419,13 @@ namespace detail {
 
 /// Unchecked access for the losses, which validate a whole batch once.
 struct normalizer_state_access {
+  /// The arrays as they are ([direction * samples + id]), for the device state's copies.
+  static std::vector<double>& zetas(normalizer_state& s) noexcept { return s.zeta_; }
+  static const std::vector<double>& zetas(const normalizer_state& s) noexcept { return s.zeta_; }
+  static std::vector<std::uint8_t>& flags(normalizer_state& s) noexcept { return s.visited_; }
+  static const std::vector<std::uint8_t>& flags(const normalizer_state& s) noexcept {
+    return s.visited_;
+  }
   static double zeta(const normalizer_state& s, std::int64_t id, int direction) noexcept {
     return s.zeta_[s.slot(id, direction)];
   }
