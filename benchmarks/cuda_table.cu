@@ -9,8 +9,13 @@
 //
 //   contrastive_cuda_table [--d 512] [--n 4096,16384,...] [--types fp32,tf32,fp16,bf16]
 //                          [--paths fused,blocked] [--cell-budget 75] [--reps 5]
+//                          [--losses gamma,uniformity] [--loss-n 32768] [--loss-types bf16,fp32]
 // A cell whose estimated time (from the previous N, scaled by N^2) exceeds --cell-budget seconds
-// is skipped and marked so. Returns 77 without a GPU.
+// is skipped and marked so. A second table times the other losses on the blocked sweep
+// (cuda/gamma_nce.cuh, cuda/feature_separation.cuh) at --loss-n beside CLIP's blocked time and
+// the floor of their products measured in the same run (the gamma loss: one logit matrix, the
+// three GEMMs; the uniformity term: one per modality, twice the three GEMMs). --losses none
+// skips it. Returns 77 without a GPU.
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -20,14 +25,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <contrastive/adapters/raw.hpp>
+#include <contrastive/cuda/feature_separation.cuh>
+#include <contrastive/cuda/gamma_nce.cuh>
 #include <contrastive/cuda/info_nce.cuh>
 
 namespace {
@@ -177,6 +186,117 @@ cell run_cell(const std::string& type, index_t n, index_t d, int reps, cublasHan
   return c;
 }
 
+/// Random rows a and b of n x d in type T on the device.
+template <class T>
+struct device_pair {
+  cc::device_buffer a, b, ga, gb;
+  device_pair(index_t n, index_t d) {
+    const std::size_t nd = static_cast<std::size_t>(n) * d;
+    a = cc::device_buffer(sizeof(T) * nd);
+    b = cc::device_buffer(sizeof(T) * nd);
+    ga = cc::device_buffer(sizeof(T) * nd);
+    gb = cc::device_buffer(sizeof(T) * nd);
+    cc::device_buffer tmp(sizeof(float) * nd);
+    fill_normal_rows<<<4096, 256>>>(tmp.as<float>(), n, d, 1);
+    convert<T><<<4096, 256>>>(tmp.as<float>(), a.as<T>(), static_cast<index_t>(nd));
+    fill_normal_rows<<<4096, 256>>>(tmp.as<float>(), n, d, 77);
+    convert<T><<<4096, 256>>>(tmp.as<float>(), b.as<T>(), static_cast<index_t>(nd));
+    check(cudaDeviceSynchronize(), "fill");
+  }
+};
+
+__global__ void iota_ids(std::int64_t* ids, index_t n) {
+  for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x)
+    ids[i] = i;
+}
+
+/// The gamma loss (rate_source::state, alpha 4), forward + backward through the async API.
+template <class T>
+cell run_gamma_cell(const std::string& type, index_t n, index_t d, int reps) {
+  cell c;
+  const cc::math_mode mode = type == "tf32" ? cc::math_mode::tf32 : cc::math_mode::fp32;
+  contrastive::gamma_nce_options o;
+  o.alpha = 4;
+  o.temperature = 0.07;
+  device_pair<T> x(n, d);
+  cc::device_buffer ids(sizeof(std::int64_t) * n), lse(sizeof(float) * 2 * n),
+      r(sizeof(double) * 2 * n), values(3 * sizeof(double)), gt(sizeof(double));
+  iota_ids<<<1024, 256>>>(ids.as<std::int64_t>(), n);
+  cc::device_normalizer_state state(n, 2);
+  const std::size_t ws_bytes = cc::gamma_nce_workspace_bytes<T>(n, d, o);
+  cc::device_buffer ws(ws_bytes);
+  c.extra_mib = static_cast<double>(ws_bytes + lse.bytes() + r.bytes() + values.bytes()) /
+                (1 << 20);  // the state (O(dataset)) excluded
+  const auto va = contrastive::make_device_view(x.a.template as<const T>(), n, d);
+  const auto vb = contrastive::make_device_view(x.b.template as<const T>(), n, d);
+  const auto vga = contrastive::make_device_view(x.ga.template as<T>(), n, d);
+  const auto vgb = contrastive::make_device_view(x.gb.template as<T>(), n, d);
+  cc::gamma_nce_device_outputs out;
+  out.row_lse = lse.as<float>();
+  out.col_lse = lse.as<float>() + n;
+  out.r_row = r.as<double>();
+  out.r_col = r.as<double>() + n;
+  out.values = values.as<double>();
+  const contrastive::workspace w{ws.data(), ws.bytes()};
+  const contrastive::vector_view<const std::int64_t, contrastive::device_memory> vids(
+      ids.as<const std::int64_t>(), n);
+  std::uint32_t step = 0;
+  auto fwd = [&] {
+    o.step = step++;
+    check(cc::gamma_nce_forward_async<T>(va, vb, vids, state.view(), out, o, w, nullptr, mode),
+          "gamma forward");
+  };
+  auto both = [&] {
+    fwd();
+    cc::gamma_nce_device_weights wt{out.row_lse, out.col_lse, out.r_row, out.r_col};
+    check(cc::gamma_nce_backward_async<T>(va, vb, wt, vga, vgb, o, 1.0, gt.as<double>(), w, nullptr,
+                                          mode),
+          "gamma backward");
+  };
+  c.fwd_ms = time_ms(fwd, reps);
+  c.total_ms = time_ms(both, reps);
+  check(cudaMemcpy(&c.loss, values.data(), sizeof(double), cudaMemcpyDeviceToHost), "loss");
+  return c;
+}
+
+/// The uniformity term of deep feature separation (t = 2, literal form), forward + backward.
+template <class T>
+cell run_uniformity_cell(const std::string& type, index_t n, index_t d, int reps) {
+  cell c;
+  const cc::math_mode mode = type == "tf32" ? cc::math_mode::tf32 : cc::math_mode::fp32;
+  const contrastive::feature_separation_options o;
+  device_pair<T> x(n, d);
+  cc::device_buffer lse(sizeof(float) * 2 * n), sums(2 * sizeof(double)), loss(sizeof(double));
+  const std::size_t ws_bytes = cc::feature_uniformity_workspace_bytes<T>(n, d, o);
+  cc::device_buffer ws(ws_bytes);
+  c.extra_mib = static_cast<double>(ws_bytes + lse.bytes() + sums.bytes()) / (1 << 20);
+  const auto va = contrastive::make_device_view(x.a.template as<const T>(), n, d);
+  const auto vb = contrastive::make_device_view(x.b.template as<const T>(), n, d);
+  const auto vga = contrastive::make_device_view(x.ga.template as<T>(), n, d);
+  const auto vgb = contrastive::make_device_view(x.gb.template as<T>(), n, d);
+  cc::feature_uniformity_device_outputs out;
+  out.row_lse_a = lse.as<float>();
+  out.row_lse_b = lse.as<float>() + n;
+  out.log_sums = sums.as<double>();
+  out.loss = loss.as<double>();
+  const contrastive::workspace w{ws.data(), ws.bytes()};
+  auto fwd = [&] {
+    check(cc::feature_uniformity_forward_async<T>(va, vb, out, o, w, nullptr, mode),
+          "uniformity forward");
+  };
+  auto both = [&] {
+    fwd();
+    cc::feature_uniformity_device_weights wt{out.row_lse_a, out.row_lse_b, out.log_sums};
+    check(cc::feature_uniformity_backward_async<T>(va, vb, wt, vga, vgb, o, 1.0, w, nullptr, mode),
+          "uniformity backward");
+  };
+  c.fwd_ms = time_ms(fwd, reps);
+  c.total_ms = time_ms(both, reps);
+  check(cudaMemcpy(&c.loss, loss.data(), sizeof(double), cudaMemcpyDeviceToHost), "loss");
+  return c;
+}
+
 std::vector<long long> parse_list(const std::string& s) {
   std::vector<long long> v;
   std::stringstream ss(s);
@@ -194,6 +314,9 @@ int main(int argc, char** argv) {
   index_t d = 512;
   double budget_s = 75;  // N = 1048576 in bf16 and fp16 fits; fp32 and tf32 would take minutes
   int max_reps = 5;
+  std::vector<std::string> losses = {"gamma", "uniformity"};
+  std::vector<std::string> loss_types = {"bf16", "fp32"};
+  long long loss_n = 32768;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--d")
@@ -204,12 +327,18 @@ int main(int argc, char** argv) {
       budget_s = std::atof(v.c_str());
     else if (k == "--reps")
       max_reps = std::atoi(v.c_str());
-    else if (k == "--types" || k == "--paths") {
-      std::vector<std::string>& list = k == "--types" ? types : paths;
+    else if (k == "--loss-n")
+      loss_n = std::atoll(v.c_str());
+    else if (k == "--types" || k == "--paths" || k == "--losses" || k == "--loss-types") {
+      std::vector<std::string>& list = k == "--types"    ? types
+                                       : k == "--paths"  ? paths
+                                       : k == "--losses" ? losses
+                                                         : loss_types;
       list.clear();
       std::stringstream ss(v);
       std::string t;
-      while (std::getline(ss, t, ',')) list.push_back(t);
+      while (std::getline(ss, t, ','))
+        if (t != "none") list.push_back(t);
     } else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -273,6 +402,50 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // The other losses on the blocked sweep, beside CLIP's blocked time and their floor.
+  struct loss_row {
+    std::string loss, type;
+    cell c, clip;
+    double floor = NAN;
+  };
+  std::vector<loss_row> loss_rows;
+  for (const std::string& type : losses.empty() ? std::vector<std::string>{} : loss_types) {
+    const index_t n = static_cast<index_t>(loss_n);
+    cell clip;
+    double floor = NAN;
+    try {
+      floor = floor_ms(h, type, n, d, 3);
+      clip = type == "bf16"
+                 ? run_cell<__nv_bfloat16>(type, n, d, 3, h, cc::sweep_mode::blocked, floor)
+             : type == "fp16" ? run_cell<__half>(type, n, d, 3, h, cc::sweep_mode::blocked, floor)
+                              : run_cell<float>(type, n, d, 3, h, cc::sweep_mode::blocked, floor);
+    } catch (const std::exception& e) {
+      clip.note = e.what();
+      cudaGetLastError();
+    }
+    for (const std::string& loss : losses) {
+      loss_row lr{loss, type, {}, clip, loss == "uniformity" ? 2 * floor : floor};
+      try {
+        const bool g = loss == "gamma";
+        if (loss != "gamma" && loss != "uniformity") throw std::runtime_error("unknown loss");
+        if (type == "bf16")
+          lr.c = g ? run_gamma_cell<__nv_bfloat16>(type, n, d, 3)
+                   : run_uniformity_cell<__nv_bfloat16>(type, n, d, 3);
+        else if (type == "fp16")
+          lr.c = g ? run_gamma_cell<__half>(type, n, d, 3)
+                   : run_uniformity_cell<__half>(type, n, d, 3);
+        else
+          lr.c =
+              g ? run_gamma_cell<float>(type, n, d, 3) : run_uniformity_cell<float>(type, n, d, 3);
+      } catch (const std::exception& e) {
+        lr.c.note = e.what();
+        cudaGetLastError();
+      }
+      std::fprintf(stderr, "[table] %s %s N=%lld: %s%.2f ms\n", loss.c_str(), type.c_str(), loss_n,
+                   lr.c.note.c_str(), lr.c.total_ms);
+      loss_rows.push_back(lr);
+    }
+  }
   cublasDestroy(h);
 
   std::printf("\nSymmetric CLIP loss, forward + backward, D = %lld, tau = 0.07, on %s (%d SMs)\n",
@@ -293,6 +466,27 @@ int main(int argc, char** argv) {
     std::printf("| %s | %s | %lld | %.3f | %.3f | %.3f | %.2f | %.1f | %.6f |\n", r.type.c_str(),
                 r.path.c_str(), r.n, r.c.fwd_ms, r.c.total_ms, r.c.floor, r.c.total_ms / r.c.floor,
                 r.c.extra_mib, r.c.loss);
+  }
+  if (!loss_rows.empty()) {
+    std::printf(
+        "\nThe other losses on the blocked sweep, forward + backward, N = %lld, D = %lld "
+        "(floor: three cuBLAS GEMMs per logit matrix, this run; vs CLIP: CLIP's blocked time, "
+        "this run)\n\n",
+        loss_n, static_cast<long long>(d));
+    std::printf(
+        "| loss | dtype | fwd+bwd ms | floor ms | ratio | CLIP ms | vs CLIP | extra MiB | loss "
+        "|\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|\n");
+    for (const loss_row& r : loss_rows) {
+      if (!r.c.note.empty()) {
+        std::printf("| %s | %s | %s | | | | | | |\n", r.loss.c_str(), r.type.c_str(),
+                    r.c.note.c_str());
+        continue;
+      }
+      std::printf("| %s | %s | %.3f | %.3f | %.2f | %.3f | %.2f | %.1f | %.6f |\n", r.loss.c_str(),
+                  r.type.c_str(), r.c.total_ms, r.floor, r.c.total_ms / r.floor, r.clip.total_ms,
+                  r.c.total_ms / r.clip.total_ms, r.c.extra_mib, r.c.loss);
+    }
   }
   return 0;
 }

@@ -3,6 +3,8 @@
 
 #include "cuda/block_sweep_kernels.hpp"
 
+#include "cuda/device_support.cuh"
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -22,75 +24,6 @@ namespace {
 using contrastive::index_t;
 namespace cc = contrastive::cuda;
 
-void check(cudaError_t e, const char* what) { cc::throw_on_error(e, what); }
-
-template <class T>
-T to_t(double x) {
-  return static_cast<T>(x);
-}
-template <>
-__half to_t<__half>(double x) {
-  return __float2half_rn(static_cast<float>(x));
-}
-template <>
-__nv_bfloat16 to_t<__nv_bfloat16>(double x) {
-  return __float2bfloat16_rn(static_cast<float>(x));
-}
-double to_d(float x) { return x; }
-double to_d(__half x) { return __half2float(x); }
-double to_d(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <class T>
-struct device_matrix {
-  cc::device_buffer buf;
-  index_t n = 0, d = 0;
-  device_matrix(const std::vector<double>& host, index_t rows, index_t cols)
-      : buf(sizeof(T) * static_cast<std::size_t>(rows * cols)), n(rows), d(cols) {
-    std::vector<T> h(host.size());
-    for (std::size_t i = 0; i < host.size(); ++i) h[i] = to_t<T>(host[i]);
-    check(cudaMemcpy(buf.data(), h.data(), sizeof(T) * h.size(), cudaMemcpyHostToDevice), "upload");
-  }
-  contrastive::matrix_view<const T, contrastive::device_memory> in() const {
-    return contrastive::make_device_view(buf.as<const T>(), n, d);
-  }
-  contrastive::matrix_view<T, contrastive::device_memory> out() const {
-    return contrastive::make_device_view(buf.as<T>(), n, d);
-  }
-  std::vector<double> download() const {
-    std::vector<T> h(static_cast<std::size_t>(n * d));
-    check(cudaMemcpy(h.data(), buf.data(), sizeof(T) * h.size(), cudaMemcpyDeviceToHost),
-          "download");
-    return convert(h);
-  }
-  static std::vector<double> convert(const std::vector<T>& h) {
-    std::vector<double> r(h.size());
-    for (std::size_t i = 0; i < h.size(); ++i) r[i] = to_d(h[i]);
-    return r;
-  }
-};
-
-std::vector<double> download_floats(const void* p, index_t n) {
-  std::vector<float> h(static_cast<std::size_t>(n));
-  check(cudaMemcpy(h.data(), p, sizeof(float) * h.size(), cudaMemcpyDeviceToHost), "download");
-  return std::vector<double>(h.begin(), h.end());
-}
-
-struct device_labels {
-  cc::device_buffer buf;
-  index_t n = 0;
-  explicit device_labels(const std::vector<std::int64_t>& h)
-      : buf(sizeof(std::int64_t) * h.size()), n(static_cast<index_t>(h.size())) {
-    if (!h.empty())
-      check(
-          cudaMemcpy(buf.data(), h.data(), sizeof(std::int64_t) * h.size(), cudaMemcpyHostToDevice),
-          "upload labels");
-  }
-  contrastive::vector_view<const std::int64_t> view() const {
-    return n > 0 ? contrastive::vector_view<const std::int64_t>(buf.as<const std::int64_t>(), n)
-                 : contrastive::vector_view<const std::int64_t>();
-  }
-};
-
 cc::sweep_mode mode_of(sweep s) {
   return s == sweep::blocked ? cc::sweep_mode::blocked
          : s == sweep::fused ? cc::sweep_mode::fused
@@ -106,7 +39,7 @@ loss_result run(const block_case& c, const std::vector<double>& a, const std::ve
     const double init = c.accumulate ? 0.5 : std::numeric_limits<double>::quiet_NaN();
     device_matrix<T> ga(std::vector<double>(a.size(), init), c.n, c.d);
     device_matrix<T> gb(std::vector<double>(a.size(), init), c.n, c.d);
-    device_labels la(c.labels_a), lb(c.labels_b);
+    device_vector<std::int64_t> la(c.labels_a), lb(c.labels_b);
     const auto red =
         c.sum_reduction ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
     if (!c.nt_xent) {

@@ -10,6 +10,7 @@
 #include <contrastive/adapters/raw.hpp>
 #include <contrastive/cuda/error.cuh>
 #include <contrastive/cuda/geometric_consistency.cuh>
+#include <contrastive/losses/geometric_consistency.hpp>
 
 namespace gpu_gc {
 
@@ -120,6 +121,12 @@ result run_t(const std::vector<double>& v, const std::vector<double>& u, index_t
     check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     res.status_backward = static_cast<int>(s);
     if (s != cudaSuccess) return res;
+  } else if (r.generic) {
+    const cc::geometric_consistency_device_saved<T> saved =
+        contrastive::geometric_consistency_forward(vv, vu, o);
+    res.loss = saved.loss;
+    res.grams = download<T>(saved.grams.data(), saved.grams.bytes() / sizeof(T));
+    contrastive::geometric_consistency_backward(vv, vu, saved, gv, gu, ob, r.upstream);
   } else {
     const cc::geometric_consistency_device_saved<T> saved =
         cc::geometric_consistency_forward(vv, vu, o, h.get());

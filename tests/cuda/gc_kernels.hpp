@@ -17,6 +17,7 @@ using contrastive::index_t;
 struct run_options {
   bool single = false;        // float instead of double
   bool async = false;         // *_async + synchronise instead of the throwing wrappers
+  bool generic = false;       // the generic contrastive::geometric_consistency_* functions
   bool col_major_in = false;  // v and u column-major on the device
   bool own_handle = true;  // pass a cuBLAS handle (else the wrappers create one; async needs one)
   index_t chunk = 0;       // async only: rows per chunk (0: the library's choice)

@@ -162,10 +162,11 @@ TEST_CASE("cuda geometric consistency: loss, Grams and gradients equal the CPU's
         if (w.force_split) o.algorithm = gc_algorithm::gram_split;
         const bool split = w.force_split || w.wx != w.wi;
         const reference c = cpu_reference(p, o, split, 1.0);
-        for (int mode = 0; mode < 4; ++mode) {
+        for (int mode = 0; mode < 5; ++mode) {
           gpu_gc::run_options r;
           r.single = single;
-          r.async = mode >= 1;
+          r.async = mode >= 1 && mode <= 3;
+          r.generic = mode == 4;  // contrastive::geometric_consistency_* on device views
           r.chunk = mode == 2 ? 64 : (mode == 3 ? 7 : 0);  // several chunks, with a remainder
           r.col_major_in = mode == 1 || mode == 3;
           r.own_handle = mode != 0 || sh.n != 300;  // the wrapper creates its own handle once

@@ -288,14 +288,56 @@ __device__ inline double block_sum(double v, double* red) {
   return r;
 }
 
-/// G of one block, one CTA per row: G_rc = 2^k pairwise_gradient(...) in type Gt, and the row's
-/// moment sum_c G_rc raw_rc (unscaled) into moment[r].
+/// The same for the maximum; a NaN wins (as in coefficient_bound).
+__device__ inline double block_max(double v, double* red) {
+  red[threadIdx.x] = v;
+  __syncthreads();
+  for (int h = kBlockThreads / 2; h > 0; h /= 2) {
+    if (static_cast<int>(threadIdx.x) < h) {
+      const double o = red[threadIdx.x + h];
+      if (o > red[threadIdx.x] || o != o) red[threadIdx.x] = o;
+    }
+    __syncthreads();
+  }
+  const double r = red[0];
+  __syncthreads();
+  return r;
+}
+
+/// G's scale 2^k and its inverse into scales[0], scales[1], from the coefficients' bound
+/// (core/block_sweep.hpp coefficient_bound, gradient_scale_exponent). One CTA.
+template <int = 0>
+__global__ void block_scale_kernel(pairwise_epilogue_args<stat_t> a, index_t nx, index_t ny,
+                                   float* scales) {
+  __shared__ double red[kBlockThreads];
+  double rows = 0, cols = 0;
+  for (index_t i = threadIdx.x; i < nx; i += kBlockThreads) {
+    const double m = contrastive::detail::coefficient_magnitude(a.row_w, a.row_q, i);
+    if (m > rows || m != m) rows = m;
+  }
+  for (index_t j = threadIdx.x; j < ny; j += kBlockThreads) {
+    const double m = contrastive::detail::coefficient_magnitude(a.col_w, a.col_q, j);
+    if (m > cols || m != m) cols = m;
+  }
+  rows = block_max(rows, red);
+  cols = block_max(cols, red);
+  if (threadIdx.x == 0) {
+    const int k = contrastive::detail::gradient_scale_exponent(rows + cols);
+    scales[0] = ::ldexpf(1.f, k);
+    scales[1] = ::ldexpf(1.f, -k);
+  }
+}
+
+/// G of one block, one CTA per row: G_rc = 2^k pairwise_gradient(...) in type Gt (2^k from
+/// block_scale_kernel, on the device), and the row's moment sum_c G_rc raw_rc (unscaled) into
+/// moment[r].
 template <class Gt>
 __global__ void block_gradient_kernel(pairwise_epilogue_args<stat_t> a, const float* s, index_t ld,
-                                      index_t row0, index_t col0, index_t cols, float g_scale,
+                                      index_t row0, index_t col0, index_t cols, const float* scales,
                                       Gt* g, double* moment) {
   __shared__ double red[kBlockThreads];
   const index_t r = blockIdx.x;
+  const float g_scale = scales[0];
   double m = 0;
   for (index_t c = threadIdx.x; c < cols; c += kBlockThreads) {
     const float raw = s[r * ld + c];
@@ -370,15 +412,30 @@ __global__ void block_loss_kernel(const partial_t* stats, index_t anchors, doubl
   }
 }
 
-/// out rows [0, rows) (+)= acc (fp32, row-major, ld d).
+/// Row terms added at the stores: c_i = diagonal + per_row[i] (per_row may be null) times row i
+/// of a source matrix (the gamma loss's -s_ii terms; the uniformity's offset terms).
+struct block_row_terms {
+  float diagonal = 0.f;
+  const float* per_row = nullptr;
+  __host__ __device__ bool any() const { return diagonal != 0.f || per_row != nullptr; }
+  __device__ float at(index_t i) const {
+    return diagonal + (per_row != nullptr ? per_row[i] : 0.f);
+  }
+};
+
+/// out rows [first, first + rows) (+)= 2^-k acc (fp32, row-major, ld d; 2^-k = scales[1]) plus
+/// c_i times the same rows of `src`.
 template <class Out>
 __global__ void block_store_kernel(rows2<Out> out, index_t first, const float* acc, index_t rows,
-                                   index_t d, bool accumulate) {
+                                   index_t d, bool accumulate, const float* scales,
+                                   rows2<const Out> src, block_row_terms terms) {
+  const float unscale = scales[1];
   for (index_t e = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; e < rows * d;
        e += static_cast<index_t>(gridDim.x) * blockDim.x) {
     const index_t r = e / d, c = e % d;
     Out* o = out.row(first + r) + c;
-    const float v = acc[e];
+    float v = acc[e] * unscale;
+    if (terms.any()) v += terms.at(first + r) * to_float(src.row(first + r)[c]);
     *o = from_float<Out>(accumulate ? to_float(*o) + v : v);
   }
 }
@@ -485,6 +542,7 @@ class block_device_exec {
       dx_ = reinterpret_cast<float*>(base + p.b_dx.offset);
       dy_ = reinterpret_cast<float*>(base + p.b_dy.offset);
       moment_ = reinterpret_cast<double*>(base + p.b_moment.offset);
+      scales_ = reinterpret_cast<float*>(moment_ + p.br + 1);
       gemm_ws_ = base + p.b_gemm.offset;
     } else {
       row_part_ = reinterpret_cast<partial_t*>(base + p.f_row_part.offset);
@@ -501,12 +559,8 @@ class block_device_exec {
   partial_t* row_stats() const noexcept { return row_stats_; }
   partial_t* col_stats() const noexcept { return col_stats_; }
   double* moment_total() const noexcept { return moment_ + p_.br; }
-
-  /// G scaling (2^k) and the coefficients for the backward.
-  void set_gradient(const pairwise_epilogue_args<stat_t>& ep, int exponent) {
-    ep_ = ep;
-    g_scale_ = std::ldexp(1.0f, exponent);
-  }
+  /// G's scale 2^k and its inverse (two device floats, written by block_scale_kernel).
+  float* scales() const noexcept { return scales_; }
 
   void logits(const sweep_block& b, int slot) {
     cudaStream_t s = st_.s[0];
@@ -561,7 +615,7 @@ class block_device_exec {
     ok(cudaStreamWaitEvent(s, st_.g_free_dy[slot], 0));
     if (b.rows > 0)
       block_gradient_kernel<Gt><<<static_cast<unsigned>(b.rows), kBlockThreads, 0, s>>>(
-          ep_, slot_s(slot), p_.ld, b.row0, b.col0, b.cols, g_scale_, slot_g(slot), moment_);
+          ep_, slot_s(slot), p_.ld, b.row0, b.col0, b.cols, scales_, slot_g(slot), moment_);
     block_moment_kernel<>
         <<<1, kBlockThreads, 0, s>>>(moment_, b.rows, b.diag ? 0.5 : 1.0, moment_total());
     ok(cudaGetLastError());
@@ -572,7 +626,8 @@ class block_device_exec {
   void products(const sweep_block& b, int slot) {
     const bool self = p_.problem.self;
     const index_t d = p_.problem.d;
-    const float alpha = static_cast<float>(p_.problem.scale) / g_scale_;
+    // The accumulators hold 2^k dX and 2^k dY; the stores undo the scaling.
+    const float alpha = static_cast<float>(p_.problem.scale);
     // dX_I (+)= alpha G Y_J. Column-major: dX^T (d x rows) = Y_J^T G^T: A = Y_J (op N, d x cols),
     // B = G (op N, cols x rows, stride ld).
     {
@@ -618,13 +673,14 @@ class block_device_exec {
   void finish_band(const sweep_block& b) {
     if (p_.problem.self) return;
     block_store_kernel<T><<<block_grid(b.rows * p_.problem.d), kBlockThreads, 0, st_.s[2]>>>(
-        out_x_, b.row0, dx_, b.rows, p_.problem.d, accumulate_);
+        out_x_, b.row0, dx_, b.rows, p_.problem.d, accumulate_, scales_, in_.y, terms_);
     ok(cudaGetLastError());
   }
 
-  void set_outputs(rows2<T> out_x, bool accumulate) {
+  void set_outputs(rows2<T> out_x, bool accumulate, block_row_terms terms) {
     out_x_ = out_x;
     accumulate_ = accumulate;
+    terms_ = terms;
   }
   float* dy_acc() const noexcept { return dy_; }
 
@@ -660,12 +716,13 @@ class block_device_exec {
   Gt* g_ = nullptr;
   float *dx_ = nullptr, *dy_ = nullptr;
   double* moment_ = nullptr;
+  float* scales_ = nullptr;
   unsigned char* gemm_ws_ = nullptr;
   partial_t *row_part_ = nullptr, *col_part_ = nullptr, *row_stats_ = nullptr,
             *col_stats_ = nullptr;
-  float g_scale_ = 1.f;
   rows2<T> out_x_{};
   bool accumulate_ = false;
+  block_row_terms terms_;
 };
 
 /// The base of a block workspace (aligned like the plan's offsets).
@@ -690,19 +747,30 @@ pairwise_epilogue_args<stat_t> block_device_args(const block_problem& q,
   return a;
 }
 
-/// The forward of a pairwise loss on the block sweep: writes row_lse (n_x floats; self mode
-/// every anchor) and col_lse (columns && !self) and *loss.
+/// The merged statistics of a forward sweep, in the workspace (self mode: every anchor's in
+/// the row statistics).
+inline partial_t* block_row_stats(const block_plan& p, workspace ws) {
+  return reinterpret_cast<partial_t*>(block_base(ws) + p.f_row_stats.offset);
+}
+inline partial_t* block_col_stats(const block_plan& p, workspace ws) {
+  return p.problem.self ? block_row_stats(p, ws)
+                        : reinterpret_cast<partial_t*>(block_base(ws) + p.f_col_stats.offset);
+}
+
+/// The forward sweep every pairwise loss shares: the statistics (block_row_stats,
+/// block_col_stats) of the logits with the masks and offsets of `ep`, complete on the caller's
+/// stream when it returns.
 template <class T, bool Tf32>
-cudaError_t block_forward_run(const block_plan& p, const block_inputs<T>& in, float* row_lse,
-                              float* col_lse, double* loss, workspace ws, cudaStream_t caller) {
+cudaError_t block_statistics_run(const block_plan& p, const block_inputs<T>& in,
+                                 const pairwise_epilogue_args<stat_t>& ep, workspace ws,
+                                 cudaStream_t caller) {
   const block_problem& q = p.problem;
   cudaError_t e = cudaSuccess;
   cublasLtHandle_t h = lt_handle(e);
   if (e != cudaSuccess) return e;
-  unsigned char* base = block_base(ws);
   block_streams st(caller);
   if (st.status != cudaSuccess) return st.status;
-  block_device_exec<T, Tf32> ex(p, in, block_device_args(q, in), base, false, st, h);
+  block_device_exec<T, Tf32> ex(p, in, ep, block_base(ws), false, st, h);
   // Statistics start empty (on the epilogue stream, before its first merge).
   block_init_stats_kernel<><<<block_grid(q.nx), kBlockThreads, 0, st.s[1]>>>(ex.row_stats(), q.nx);
   if (q.columns && !q.self)
@@ -711,29 +779,82 @@ cudaError_t block_forward_run(const block_plan& p, const block_inputs<T>& in, fl
   contrastive::detail::run_block_forward(p, ex);
   e = ex.status();
   if (e == cudaSuccess) e = st.join_all();
+  return e;
+}
+
+/// The forward of an InfoNCE-family loss on the block sweep: writes row_lse (n_x floats; self
+/// mode every anchor) and col_lse (columns && !self) and *loss.
+template <class T, bool Tf32>
+cudaError_t block_forward_run(const block_plan& p, const block_inputs<T>& in, float* row_lse,
+                              float* col_lse, double* loss, workspace ws, cudaStream_t caller) {
+  const block_problem& q = p.problem;
+  cudaError_t e = block_statistics_run<T, Tf32>(p, in, block_device_args(q, in), ws, caller);
   if (e != cudaSuccess) return e;
   const bool mean = q.reduction == loss_reduction::mean;
-  block_loss_kernel<><<<1, kBlockThreads, 0, caller>>>(ex.row_stats(), q.nx, q.eps,
+  block_loss_kernel<><<<1, kBlockThreads, 0, caller>>>(block_row_stats(p, ws), q.nx, q.eps,
                                                        q.row_candidates, q.direction_weight, mean,
                                                        row_lse, loss, false);
   if (q.columns && !q.self)
-    block_loss_kernel<><<<1, kBlockThreads, 0, caller>>>(ex.col_stats(), q.ny, q.eps,
+    block_loss_kernel<><<<1, kBlockThreads, 0, caller>>>(block_col_stats(p, ws), q.ny, q.eps,
                                                          q.col_candidates, q.direction_weight, mean,
                                                          col_lse, loss, true);
   return cudaGetLastError();
 }
 
-/// The backward: (accumulate ? += : =) upstream dL/dX into out_x and dL/dY into out_y (self
-/// mode: dL/dZ into out_x, out_y unused) and, when given, upstream dL/dtau into *grad_temperature.
+/// The backward sweep every pairwise loss shares, with the caller's coefficients in `ep` (device
+/// arrays row_w, row_lse, row_q and the column ones): (accumulate ? += : =) dL/dX into out_x and
+/// dL/dY into out_y (self mode: dL/dZ into out_x), plus the row terms c_i y_i into dX_i and c_i
+/// x_i into dY_i (self mode: into dZ_i). G is scaled by 2^k for the coefficients' bound, found
+/// on the device. Leaves sum G o S_raw (the temperature moment, before any row term) in
+/// *block_moment(p, ws).
+template <class T, bool Tf32>
+cudaError_t block_gradient_run(const block_plan& p, const block_inputs<T>& in,
+                               const pairwise_epilogue_args<stat_t>& ep, rows2<T> out_x,
+                               rows2<T> out_y, bool accumulate, block_row_terms terms, workspace ws,
+                               cudaStream_t caller) {
+  const block_problem& q = p.problem;
+  cudaError_t e = cudaSuccess;
+  cublasLtHandle_t h = lt_handle(e);
+  if (e != cudaSuccess) return e;
+  unsigned char* base = block_base(ws);
+  float* dy = reinterpret_cast<float*>(base + p.b_dy.offset);
+  double* moment = reinterpret_cast<double*>(base + p.b_moment.offset);
+  float* scales = reinterpret_cast<float*>(moment + p.br + 1);
+  e = cudaMemsetAsync(dy, 0, sizeof(float) * static_cast<std::size_t>(q.ny * q.d), caller);
+  if (e == cudaSuccess) e = cudaMemsetAsync(moment + p.br, 0, sizeof(double), caller);
+  if (e != cudaSuccess) return e;
+  block_scale_kernel<><<<1, kBlockThreads, 0, caller>>>(ep, q.nx, q.ny, scales);
+  e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+
+  block_streams st(caller);  // forks after the coefficients, the zeroing and the scale
+  if (st.status != cudaSuccess) return st.status;
+  block_device_exec<T, Tf32> ex(p, in, ep, base, true, st, h);
+  ex.set_outputs(out_x, accumulate, terms);
+  contrastive::detail::run_block_backward(p, ex);
+  e = ex.status();
+  if (e == cudaSuccess) e = st.join_all();
+  if (e != cudaSuccess) return e;
+  // dY (self mode: dZ) out.
+  block_store_kernel<T><<<block_grid(q.ny * q.d), kBlockThreads, 0, caller>>>(
+      q.self ? out_x : out_y, 0, dy, q.ny, q.d, accumulate, scales, in.x, terms);
+  return cudaGetLastError();
+}
+
+/// The temperature moment sum G o S_raw that block_gradient_run leaves in the workspace.
+inline double* block_moment(const block_plan& p, workspace ws) {
+  return reinterpret_cast<double*>(block_base(ws) + p.b_moment.offset) + p.br;
+}
+
+/// The backward of an InfoNCE-family loss: (accumulate ? += : =) upstream dL/dX into out_x and
+/// dL/dY into out_y (self mode: dL/dZ into out_x, out_y unused) and, when given, upstream
+/// dL/dtau into *grad_temperature.
 template <class T, bool Tf32>
 cudaError_t block_backward_run(const block_plan& p, const block_inputs<T>& in, const float* row_lse,
                                const float* col_lse, rows2<T> out_x, rows2<T> out_y,
                                bool accumulate, double upstream, double* grad_temperature,
                                workspace ws, cudaStream_t caller) {
   const block_problem& q = p.problem;
-  cudaError_t e = cudaSuccess;
-  cublasLtHandle_t h = lt_handle(e);
-  if (e != cudaSuccess) return e;
   unsigned char* base = block_base(ws);
   // Coefficients: row_w, row_lse, row_q (nx), col_w, col_lse, col_q (ny).
   auto* coef = reinterpret_cast<stat_t*>(base + p.b_coef.offset);
@@ -761,29 +882,13 @@ cudaError_t block_backward_run(const block_plan& p, const block_inputs<T>& in, c
     ep.col_q = cq;
   }
   ep.off_target = static_cast<stat_t>(q.eps / q.row_candidates);
-  e = cudaGetLastError();
+  cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess)
+    e = block_gradient_run<T, Tf32>(p, in, ep, out_x, out_y, accumulate, block_row_terms{}, ws,
+                                    caller);
   if (e != cudaSuccess) return e;
-  float* dy = reinterpret_cast<float*>(base + p.b_dy.offset);
-  double* moment = reinterpret_cast<double*>(base + p.b_moment.offset);
-  e = cudaMemsetAsync(dy, 0, sizeof(float) * static_cast<std::size_t>(q.ny * q.d), caller);
-  if (e == cudaSuccess) e = cudaMemsetAsync(moment + p.br, 0, sizeof(double), caller);
-  if (e != cudaSuccess) return e;
-
-  block_streams st(caller);  // forks after the coefficients and the zeroing
-  if (st.status != cudaSuccess) return st.status;
-  block_device_exec<T, Tf32> ex(p, in, ep, base, true, st, h);
-  ex.set_gradient(ep, contrastive::detail::gradient_scale_exponent(
-                          contrastive::detail::gradient_bound(q, upstream)));
-  ex.set_outputs(out_x, accumulate);
-  contrastive::detail::run_block_backward(p, ex);
-  e = ex.status();
-  if (e == cudaSuccess) e = st.join_all();
-  if (e != cudaSuccess) return e;
-  // dY (self mode: dZ) out, and the temperature gradient.
-  block_store_kernel<T><<<block_grid(q.ny * q.d), kBlockThreads, 0, caller>>>(
-      q.self ? out_x : out_y, 0, dy, q.ny, q.d, accumulate);
   if (grad_temperature != nullptr)
-    block_temperature_kernel<><<<1, 1, 0, caller>>>(moment + p.br, q.scale, grad_temperature);
+    block_temperature_kernel<><<<1, 1, 0, caller>>>(block_moment(p, ws), q.scale, grad_temperature);
   return cudaGetLastError();
 }
 

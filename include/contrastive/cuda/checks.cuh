@@ -11,6 +11,8 @@
 // number, so the throwing wrappers report the same errors as the CPU path at the cost of one
 // extra read of the input.
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -101,6 +103,51 @@ class device_flag {
   cudaStream_t stream_;
 };
 
+/// An element as a double, for the scans (16-bit types through float; exact).
+template <class T>
+__host__ __device__ inline double scan_value(T x) {
+  return static_cast<double>(x);
+}
+template <>
+__host__ __device__ inline double scan_value<__half>(__half x) {
+  return static_cast<double>(__half2float(x));
+}
+template <>
+__host__ __device__ inline double scan_value<__nv_bfloat16>(__nv_bfloat16 x) {
+  return static_cast<double>(__bfloat162float(x));
+}
+
+/// first = the smallest row-major position i * cols + j whose element is NaN or +-inf.
+template <class T>
+__global__ void first_non_finite_kernel(matrix_view<const T, device_memory> x,
+                                        device_index* first) {
+  const index_t total = x.rows() * x.cols();
+  for (index_t e = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<index_t>(blockDim.x) * gridDim.x) {
+    const double v = scan_value(x(e / x.cols(), e % x.cols()));
+    if (!(v - v == 0.0)) atomicMin(first, static_cast<device_index>(e));
+  }
+}
+
+/// The CPU's check_finite on a device matrix (any element type): one pass over the input, the
+/// first bad element copied back and reported with the CPU's message (check_value_finite).
+template <class T>
+void check_finite_device(const char* fn, const char* name,
+                         const matrix_view<const T, device_memory>& x, cudaStream_t stream) {
+  if (x.rows() == 0 || x.cols() == 0) return;
+  device_flag flag(stream);
+  flag.reset();
+  first_non_finite_kernel<T>
+      <<<grid_for(x.rows() * x.cols()), sampler_block, 0, stream>>>(x, flag.get());
+  throw_on_error(cudaGetLastError(), "first_non_finite_kernel");
+  const device_index bad = flag.read();
+  if (bad == no_bad_index) return;
+  const auto i = static_cast<index_t>(bad) / x.cols(), j = static_cast<index_t>(bad) % x.cols();
+  T value{};
+  throw_on_error(cudaMemcpy(&value, &x(i, j), sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  contrastive::detail::check_value_finite(fn, name, scan_value(value), i, j);
+}
+
 /// The CPU's check_rows on a device matrix: every value finite, no row of zero norm; the first
 /// bad row is copied back and reported with modal_common.hpp's messages.
 template <class T>
@@ -109,6 +156,7 @@ void check_rows(const char* fn, const char* name, const matrix_view<const T, dev
   if (x.empty()) return;
   device_flag flag(stream);
   std::vector<T> row(static_cast<std::size_t>(x.cols()));
+  std::vector<double> values(row.size());  // any element type, as the CPU prints it
   index_t start = 0;
   while (start < x.rows()) {
     flag.reset();
@@ -123,7 +171,8 @@ void check_rows(const char* fn, const char* name, const matrix_view<const T, dev
       throw_on_error(cudaMemcpy(&row[static_cast<std::size_t>(k)], &x(i, k), sizeof(T),
                                 cudaMemcpyDeviceToHost),
                      "cudaMemcpy");
-    contrastive::detail::report_bad_row_values(fn, name, i, row.data(), x.cols(), index_t(1));
+    for (std::size_t k = 0; k < row.size(); ++k) values[k] = scan_value(row[k]);
+    contrastive::detail::report_bad_row_values(fn, name, i, values.data(), x.cols(), index_t(1));
     start = i + 1;  // a finite row whose squared norm overflowed double: look further
   }
 }

@@ -19,7 +19,7 @@
 // the loss reduced in double with a fixed order (deterministic).
 //
 // Entry points:
-//   geometric_consistency_workspace_bytes<T>(n, d, o)   device scratch of the _async calls
+//   cuda::geometric_consistency_workspace_bytes<T>(n, d, o)   device scratch of the _async calls
 //   geometric_consistency_gram_elements(d, o)           T elements of the Gram array
 //   geometric_consistency_forward_async(v, u, loss, grams, o, ws, bytes, handle, stream)
 //   geometric_consistency_backward_async(v, u, grams, grad_v, grad_u, o, upstream, ws, bytes,
@@ -530,8 +530,10 @@ geometric_consistency_device_saved<std::remove_const_t<TV>> geometric_consistenc
   constexpr const char* fn = "cuda::geometric_consistency_forward";
   const matrix_view<const T, device_memory> vv = v;
   detail::gc_check_inputs<T>(fn, vv, u, o);
-  detail::check_rows(fn, "a", vv, stream);
-  detail::check_rows(fn, "b", u, stream);
+  if (o.scan_inputs) {
+    detail::check_rows(fn, "a", vv, stream);
+    detail::check_rows(fn, "b", u, stream);
+  }
   const index_t n = vv.rows(), d = vv.cols();
   geometric_consistency_device_saved<T> saved;
   saved.n = n;
@@ -541,7 +543,7 @@ geometric_consistency_device_saved<std::remove_const_t<TV>> geometric_consistenc
   saved.in_modal_weight = o.in_modal_weight;
   saved.grams = device_buffer(geometric_consistency_gram_elements(d, o) * sizeof(T));
   device_buffer loss(sizeof(T));
-  device_buffer ws(geometric_consistency_workspace_bytes<T>(n, d, o));
+  device_buffer ws(cuda::geometric_consistency_workspace_bytes<T>(n, d, o));
   detail::cublas_handle h(handle);
   throw_on_error(
       geometric_consistency_forward_async<T>(vv, u, loss.as<T>(), saved.grams.template as<T>(), o,
@@ -593,9 +595,11 @@ void geometric_consistency_backward(detail::gc_view_t<T> v, detail::gc_view_t<T>
   detail::check_no_alias(fn, "grad_b", grad_u, "a", v);
   detail::check_no_alias(fn, "grad_b", grad_u, "b", u);
   detail::check_no_alias(fn, "grad_b", grad_u, "grad_a", grad_v);
-  detail::check_rows(fn, "a", v, stream);
-  detail::check_rows(fn, "b", u, stream);
-  device_buffer ws(geometric_consistency_workspace_bytes<T>(n, d, po));
+  if (o.scan_inputs) {
+    detail::check_rows(fn, "a", v, stream);
+    detail::check_rows(fn, "b", u, stream);
+  }
+  device_buffer ws(cuda::geometric_consistency_workspace_bytes<T>(n, d, po));
   detail::cublas_handle h(handle);
   throw_on_error(geometric_consistency_backward_async<T>(v, u, saved.grams.template as<const T>(),
                                                          grad_v, grad_u, po, upstream, ws.data(),
@@ -619,6 +623,28 @@ T geometric_consistency_forward_backward(detail::gc_view_t<T> v, detail::gc_view
 }
 
 }  // namespace cuda
+
+namespace detail {
+/// The generic contrastive::geometric_consistency_* functions land here for device views.
+template <class V>
+struct device_backend<geometric_consistency_tag, V> {
+  static constexpr bool available = true;
+  static cuda::geometric_consistency_device_saved<V> forward(
+      const matrix_view<const V, device_memory>& a, const matrix_view<const V, device_memory>& b,
+      const geometric_consistency_options& o) {
+    return cuda::geometric_consistency_forward<const V>(a, b, o);
+  }
+  static void backward(const matrix_view<const V, device_memory>& a,
+                       const matrix_view<const V, device_memory>& b,
+                       const cuda::geometric_consistency_device_saved<V>& saved,
+                       const matrix_view<V, device_memory>& ga,
+                       const matrix_view<V, device_memory>& gb,
+                       const geometric_consistency_options& o, double upstream) {
+    cuda::geometric_consistency_backward<V>(a, b, saved, ga, gb, o, upstream);
+  }
+};
+}  // namespace detail
+
 CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_CUDA_GEOMETRIC_CONSISTENCY_CUH

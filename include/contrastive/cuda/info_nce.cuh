@@ -35,6 +35,7 @@
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/workspace.hpp"
 #include "contrastive/cuda/block_sweep.cuh"
+#include "contrastive/cuda/checks.cuh"
 #include "contrastive/cuda/error.cuh"
 #include "contrastive/cuda/launch.cuh"
 #include "contrastive/losses/info_nce_options.hpp"
@@ -98,6 +99,22 @@ std::string info_nce_problem(const char* fn, const device_view<T>& a, const devi
     return e.what();
   }
   return device_pair_problem<T>(fn, a, b, m, !o.labels_a.empty(), mode);
+}
+
+/// The CPU's gradient checks, as a message (empty when fine), plus the GPU's layout.
+template <class T>
+std::string gradients_problem(const char* fn, const device_view<T>& a, const device_view<T>& b,
+                              const device_out_view<T>& ga, const device_out_view<T>& gb,
+                              double upstream) {
+  try {
+    contrastive::detail::check_pair_gradients(fn, a, b, ga, gb, upstream);
+  } catch (const invalid_argument& e) {
+    return e.what();
+  }
+  if (ga.col_stride() != 1 || gb.col_stride() != 1 ||
+      (a.rows() > 1 && (ga.row_stride() < a.cols() || gb.row_stride() < a.cols())))
+    return std::string(fn) + ": device gradients must be row-major with unit column stride";
+  return {};
 }
 
 inline std::string stats_problem(const char* fn, const char* name, index_t size, index_t n,
@@ -224,21 +241,13 @@ std::string info_nce_backward_problem(const char* fn, const device_view<T>& a,
                                       double upstream, math_mode m,
                                       sweep_mode mode = sweep_mode::automatic) {
   std::string err = info_nce_problem<T>(fn, a, b, o, m, mode);
-  if (err.empty()) {  // the CPU's gradient checks, in its order
-    try {
-      contrastive::detail::check_pair_gradients(fn, a, b, ga, gb, upstream);
-    } catch (const invalid_argument& e) {
-      err = e.what();
-    }
-  }
+  // The CPU's gradient checks in its order, then the GPU's layout.
+  if (err.empty()) err = gradients_problem<T>(fn, a, b, ga, gb, upstream);
   if (err.empty()) err = stats_problem(fn, "row_lse", row_lse.size, a.rows(), row_lse.data);
   if (err.empty() && o.symmetric)
     err = stats_problem(fn, "col_lse", col_lse.size, a.rows(), col_lse.data);
   if (err.empty() && (row_lse.stride != 1 || (o.symmetric && col_lse.stride != 1)))
     err = std::string(fn) + ": statistics must be contiguous (stride 1)";
-  if (err.empty() && (ga.col_stride() != 1 || gb.col_stride() != 1 ||
-                      (a.rows() > 1 && (ga.row_stride() < a.cols() || gb.row_stride() < a.cols()))))
-    err = std::string(fn) + ": device gradients must be row-major with unit column stride";
   return err;
 }
 
@@ -411,6 +420,10 @@ info_nce_device_saved info_nce_forward(device_view<T> a, device_view<T> b,
   const char* fn = "cuda::info_nce_forward";
   const std::string err = detail::info_nce_problem<T>(fn, a, b, o, m, mode);
   CONTRASTIVE_CHECK(err.empty(), err);
+  if (o.scan_inputs) {  // the CPU's check_finite, on the device (o.scan_inputs = false skips it)
+    detail::check_finite_device(fn, "a", a, stream);
+    detail::check_finite_device(fn, "b", b, stream);
+  }
   info_nce_device_saved saved;
   saved.n = a.rows();
   saved.d = a.cols();

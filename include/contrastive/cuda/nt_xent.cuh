@@ -139,13 +139,8 @@ std::string nt_xent_backward_problem(const char* fn, const device_view<T>& a,
                                      const nt_xent_options& o, double upstream, math_mode m,
                                      sweep_mode mode = sweep_mode::automatic) {
   std::string err = nt_xent_problem<T>(fn, a, b, o, m, mode);
-  if (err.empty()) {  // the CPU's gradient checks, in its order
-    try {
-      contrastive::detail::check_pair_gradients(fn, a, b, ga, gb, upstream);
-    } catch (const invalid_argument& e) {
-      err = e.what();
-    }
-  }
+  // The CPU's gradient checks in its order, then the GPU's layout.
+  if (err.empty()) err = gradients_problem<T>(fn, a, b, ga, gb, upstream);
   if (err.empty()) err = stats_problem(fn, "lse", lse.size, 2 * a.rows(), lse.data);
   if (err.empty() && lse.stride != 1) err = std::string(fn) + ": 'lse' must be contiguous";
   if (err.empty()) {
@@ -297,6 +292,10 @@ nt_xent_device_saved nt_xent_forward(device_view<T> a, device_view<T> b,
   const char* fn = "cuda::nt_xent_forward";
   const std::string err = detail::nt_xent_problem<T>(fn, a, b, o, m, mode);
   CONTRASTIVE_CHECK(err.empty(), err);
+  if (o.scan_inputs) {  // the CPU's check_finite, on the device (o.scan_inputs = false skips it)
+    detail::check_finite_device(fn, "a", a, stream);
+    detail::check_finite_device(fn, "b", b, stream);
+  }
   nt_xent_device_saved saved;
   saved.n = a.rows();
   saved.d = a.cols();

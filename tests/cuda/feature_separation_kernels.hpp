@@ -1,0 +1,43 @@
+#ifndef CONTRASTIVE_TESTS_CUDA_FEATURE_SEPARATION_KERNELS_HPP
+#define CONTRASTIVE_TESTS_CUDA_FEATURE_SEPARATION_KERNELS_HPP
+
+// Host functions (built by nvcc in feature_separation_kernels.cu) that run the GPU deep feature
+// separation of cuda/feature_separation.cuh and return plain values to the Catch2 side (g++).
+
+#include <string>
+#include <vector>
+
+#include "cuda/info_nce_kernels.hpp"
+
+namespace cuda_test {
+
+struct separation_case {
+  int n = 0, d = 0;
+  double orthogonality_weight = 1, contrastive_weight = 1, uniformity_weight = 1;
+  double temperature = 0.1, t = 2;
+  bool wang_isola = false;
+  double upstream = 1;
+  bool accumulate = false;  // gradients start at 0.5
+  bool generic = false;     // through the generic contrastive::feature_* functions
+  bool uniformity_only = false;
+};
+
+struct separation_result {
+  double loss = 0;
+  double log_sum_a = 0, log_sum_b = 0;     // uniformity_only
+  std::vector<std::vector<double>> grads;  // 6 (combined) or 2 (uniformity) n x d matrices
+  double grad_temperature = 0;
+  std::string error;
+};
+
+/// x holds the six inputs a, b, a_ind, b_ind, a_ind_aug, b_ind_aug (uniformity_only: a_ind,
+/// b_ind), n x d row-major each, rounded to t on the device.
+separation_result run_feature_separation(dtype t, const separation_case& c,
+                                         const std::vector<std::vector<double>>& x);
+
+/// Workspace bytes of the GPU uniformity term (no device needed).
+std::size_t uniformity_workspace_bytes(dtype t, int n, int d);
+
+}  // namespace cuda_test
+
+#endif
