@@ -939,12 +939,13 @@ struct gamma_nce_tag {};
 struct feature_uniformity_tag {};
 struct feature_separation_tag {};
 struct geometric_consistency_tag {};
+struct brownian_bridge_loss_tag {};
 }  // namespace detail
 
 namespace cuda {
-// What the CUDA forwards return (cuda/info_nce.cuh, cuda/nt_xent.cuh, cuda/gamma_nce.cuh,
-// cuda/feature_separation.cuh) and the device state; declared here so that the generic
-// functions have overloads for them.
+// What the CUDA forwards return (cuda/info_nce.cuh, nt_xent.cuh, gamma_nce.cuh,
+// feature_separation.cuh, geometric_consistency.cuh, brownian_bridge.cuh) and the device state;
+// declared here so that the generic functions have overloads for them.
 struct info_nce_device_saved;
 struct nt_xent_device_saved;
 struct gamma_nce_device_saved;
@@ -953,6 +954,7 @@ struct feature_uniformity_device_saved;
 struct feature_separation_device_saved;
 template <class T>
 struct geometric_consistency_device_saved;
+struct brownian_bridge_loss_device_saved;
 }  // namespace cuda
 
 CONTRASTIVE_NAMESPACE_END
@@ -1526,9 +1528,10 @@ struct device_backend_of {
   static_assert(type::available,
                 "contrastive: device views need the loss's CUDA header, #include "
                 "<contrastive/cuda/info_nce.cuh>, <contrastive/cuda/nt_xent.cuh>, "
-                "<contrastive/cuda/gamma_nce.cuh>, <contrastive/cuda/feature_separation.cuh> or "
-                "<contrastive/cuda/geometric_consistency.cuh> (the one of the loss called), in a "
-                "file compiled by nvcc");
+                "<contrastive/cuda/gamma_nce.cuh>, <contrastive/cuda/feature_separation.cuh>, "
+                "<contrastive/cuda/geometric_consistency.cuh> or "
+                "<contrastive/cuda/brownian_bridge.cuh> (the one of the loss called), in a file "
+                "compiled by nvcc");
 };
 
 template <class G>
@@ -6275,49 +6278,14 @@ CONTRASTIVE_NAMESPACE_END
 #include <utility>
 #include <vector>
 
-// ---- begin contrastive/sampling/brownian_bridge.hpp ----
-#ifndef CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_HPP
-#define CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_HPP
+// ---- begin contrastive/losses/brownian_bridge_loss_options.hpp ----
+#ifndef CONTRASTIVE_LOSSES_BROWNIAN_BRIDGE_LOSS_OPTIONS_HPP
+#define CONTRASTIVE_LOSSES_BROWNIAN_BRIDGE_LOSS_OPTIONS_HPP
 
-// Brownian-bridge path sampling between paired embeddings (Jiang et al., CVPR 2023, eq. (1);
-// docs/brownian_bridge.md#sampler). Row j of V (image, the t = 1 end) and U (text, the t = 0
-// end) are the endpoints of pair j.
-//
-//   mean    mu(v, u, t) = m / max(||m||, 1e-12),   m = t v + (1 - t) u   (on the unit sphere)
-//   point   y = mu(v, u, t) + sigma sqrt(t (1 - t)) eps,   eps ~ N(0, I_D)      [optional noise]
-//           then, with `reproject`, y / max(||y||, 1e-12)
-//   path    K steps, t_k = k / K; increments conditioned on both endpoints:
-//           n_0 = n_K = 0,  n_k = n_{k-1} (K-k)/(K-k+1) + sqrt((K-k)/(K(K-k+1))) xi_k,
-//           X_k = mu(v, u, t_k) + sigma n_k  (k = 1..K-1; `reproject` as above),
-//           so Cov(n_j, n_k) = t_j (1 - t_k) I for j <= k and each X_k has the point's law.
-//
-// Readings and library choices (the paper leaves these open):
-// - t: fixed (default 0.25, the paper's value, which puts the mean near the text), or with
-//   `random_t` t_j ~ U(t_min, t_max) (default [0.05, 0.95]): t_j = t_min + (t_max - t_min) u,
-//   u = uniform_open01(word 0 of block 0) of Philox stream 3 (seed, id_j, step).
-// - sigma defaults to 1/sqrt(D), so that E||noise||^2 = t (1 - t); the paper's literal unit
-//   variance per coordinate (sigma = 1) would swamp unit vectors.
-// - Noise: eps_d (points) and xi_k,d (paths) are normal numbers m = d and m = (k-1) D + d of
-//   Philox stream 2 (seed, id_j, step): block m/2, words (0,1) for even m and (2,3) for odd m,
-//   Box-Muller cosine branch, i.e. exactly philox_stream::normal(m). id_j = ids[j] when `ids`
-//   is given (e.g. dataset indices), else first_id + j. The caller may pass eps / xi instead.
-// - Trajectories have K + 1 rows per pair (row j (K+1) + k holds X_k); X_0 = u and X_K = v are
-//   copies of the inputs (exact, never re-projected) and pass their gradient straight through.
-// - Backward is by reparameterisation (the noise is fixed): gradients to v, u (both endpoints),
-//   to each row's t (points) and to sigma. At t = 0 or t = 1 the noise term's t-derivative
-//   sigma (1 - 2t) / (2 sqrt(t (1 - t))) <g, eps> is infinite; it is omitted there (the mean
-//   term's derivative is still reported).
-//
-// Inputs are used as given (the mean is normalised, the endpoints are not); a row of zero norm
-// or a non-finite value in v or u is bad input (contrastive::invalid_argument), as are t outside
-// [0, 1] and non-finite noise. Threads: OpenMP over rows when compiled with it; results never
-// depend on the thread count.
+// The options of the Brownian-bridge loss (losses/brownian_bridge.hpp), its per-row weight and the
+// checks that read no element, apart so that the CUDA path (cuda/brownian_bridge.cuh) shares them
+// without Eigen.
 
-#include <cmath>
-#include <limits>
-#include <cstdint>
-#include <type_traits>
-#include <utility>
 #include <vector>
 
 // ---- begin contrastive/sampling/brownian_bridge_options.hpp ----
@@ -6559,6 +6527,113 @@ CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_OPTIONS_HPP
 // ---- end contrastive/sampling/brownian_bridge_options.hpp ----
+
+CONTRASTIVE_NAMESPACE_BEGIN
+
+/// Options of the bridge loss. Each row's t comes from the composed sampler options `bridge`
+/// (t, random_t, t_min, t_max, seed, step, first_id, ids: the same t_j the sampler draws); the
+/// sampler's noise, sigma, reproject, steps, accumulate and num_threads are not read. From
+/// tiling_options only num_threads is used (rows are independent; there are no tiles).
+struct brownian_bridge_loss_options : tiling_options {
+  brownian_bridge_options bridge{};
+  bool nll_weight = false;  // weight term j by 1 / (2 t_j (1 - t_j))
+  bool detach_a_aug =
+      false;  // no gradient to a_aug (grad_a_aug zeroed, or untouched with accumulate)
+  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
+};
+
+/// What the backward returns besides the input gradients: upstream * dL/dt.
+struct brownian_bridge_loss_parameter_gradients {
+  double t = 0;                // dL/dt of a t shared by all rows (the sum of t_rows)
+  std::vector<double> t_rows;  // dL/dt_j per row
+};
+
+namespace detail {
+
+inline brownian_bridge_options bridge_loss_time_options(const brownian_bridge_loss_options& o) {
+  brownian_bridge_options b = o.bridge;
+  b.noise = false;
+  b.num_threads = o.num_threads;
+  return b;
+}
+
+/// The weight check of the options: `nll_weight` needs t inside (0, 1).
+inline void bridge_loss_check_weight(const char* fn, const brownian_bridge_loss_options& o) {
+  const brownian_bridge_options b = bridge_loss_time_options(o);
+  if (o.nll_weight) {
+    if (b.random_t) {
+      CONTRASTIVE_CHECK(b.t_min > 0 && b.t_max < 1, fn,
+                        ": 'nll_weight' needs 0 < t_min and t_max < 1 (the weight 1/(2t(1-t)) is "
+                        "infinite at the ends), got [",
+                        b.t_min, ", ", b.t_max, "]");
+    } else {
+      CONTRASTIVE_CHECK(b.t > 0 && b.t < 1, fn,
+                        ": 'nll_weight' needs 0 < t < 1 (the weight 1/(2t(1-t)) is infinite at the "
+                        "ends), got ",
+                        b.t);
+    }
+  }
+}
+
+/// w_j = 1, or 1 / (2 t (1 - t)) with `nll_weight`; and dw/dt.
+CONTRASTIVE_HOST_DEVICE inline double bridge_loss_weight(double t, bool nll) noexcept {
+  return nll ? 1.0 / (2 * t * (1 - t)) : 1.0;
+}
+CONTRASTIVE_HOST_DEVICE inline double bridge_loss_weight_dt(double t, bool nll) noexcept {
+  return nll ? -(1 - 2 * t) / (2 * t * t * (1 - t) * (1 - t)) : 0.0;
+}
+
+}  // namespace detail
+
+CONTRASTIVE_NAMESPACE_END
+
+#endif  // CONTRASTIVE_LOSSES_BROWNIAN_BRIDGE_LOSS_OPTIONS_HPP
+// ---- end contrastive/losses/brownian_bridge_loss_options.hpp ----
+// ---- begin contrastive/sampling/brownian_bridge.hpp ----
+#ifndef CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_HPP
+#define CONTRASTIVE_SAMPLING_BROWNIAN_BRIDGE_HPP
+
+// Brownian-bridge path sampling between paired embeddings (Jiang et al., CVPR 2023, eq. (1);
+// docs/brownian_bridge.md#sampler). Row j of V (image, the t = 1 end) and U (text, the t = 0
+// end) are the endpoints of pair j.
+//
+//   mean    mu(v, u, t) = m / max(||m||, 1e-12),   m = t v + (1 - t) u   (on the unit sphere)
+//   point   y = mu(v, u, t) + sigma sqrt(t (1 - t)) eps,   eps ~ N(0, I_D)      [optional noise]
+//           then, with `reproject`, y / max(||y||, 1e-12)
+//   path    K steps, t_k = k / K; increments conditioned on both endpoints:
+//           n_0 = n_K = 0,  n_k = n_{k-1} (K-k)/(K-k+1) + sqrt((K-k)/(K(K-k+1))) xi_k,
+//           X_k = mu(v, u, t_k) + sigma n_k  (k = 1..K-1; `reproject` as above),
+//           so Cov(n_j, n_k) = t_j (1 - t_k) I for j <= k and each X_k has the point's law.
+//
+// Readings and library choices (the paper leaves these open):
+// - t: fixed (default 0.25, the paper's value, which puts the mean near the text), or with
+//   `random_t` t_j ~ U(t_min, t_max) (default [0.05, 0.95]): t_j = t_min + (t_max - t_min) u,
+//   u = uniform_open01(word 0 of block 0) of Philox stream 3 (seed, id_j, step).
+// - sigma defaults to 1/sqrt(D), so that E||noise||^2 = t (1 - t); the paper's literal unit
+//   variance per coordinate (sigma = 1) would swamp unit vectors.
+// - Noise: eps_d (points) and xi_k,d (paths) are normal numbers m = d and m = (k-1) D + d of
+//   Philox stream 2 (seed, id_j, step): block m/2, words (0,1) for even m and (2,3) for odd m,
+//   Box-Muller cosine branch, i.e. exactly philox_stream::normal(m). id_j = ids[j] when `ids`
+//   is given (e.g. dataset indices), else first_id + j. The caller may pass eps / xi instead.
+// - Trajectories have K + 1 rows per pair (row j (K+1) + k holds X_k); X_0 = u and X_K = v are
+//   copies of the inputs (exact, never re-projected) and pass their gradient straight through.
+// - Backward is by reparameterisation (the noise is fixed): gradients to v, u (both endpoints),
+//   to each row's t (points) and to sigma. At t = 0 or t = 1 the noise term's t-derivative
+//   sigma (1 - 2t) / (2 sqrt(t (1 - t))) <g, eps> is infinite; it is omitted there (the mean
+//   term's derivative is still reported).
+//
+// Inputs are used as given (the mean is normalised, the endpoints are not); a row of zero norm
+// or a non-finite value in v or u is bad input (contrastive::invalid_argument), as are t outside
+// [0, 1] and non-finite noise. Threads: OpenMP over rows when compiled with it; results never
+// depend on the thread count.
+
+#include <cmath>
+#include <limits>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
@@ -7208,24 +7283,6 @@ CONTRASTIVE_NAMESPACE_END
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
-/// Options of the bridge loss. Each row's t comes from the composed sampler options `bridge`
-/// (t, random_t, t_min, t_max, seed, step, first_id, ids: the same t_j the sampler draws); the
-/// sampler's noise, sigma, reproject, steps, accumulate and num_threads are not read. From
-/// tiling_options only num_threads is used (rows are independent; there are no tiles).
-struct brownian_bridge_loss_options : tiling_options {
-  brownian_bridge_options bridge{};
-  bool nll_weight = false;  // weight term j by 1 / (2 t_j (1 - t_j))
-  bool detach_a_aug =
-      false;  // no gradient to a_aug (grad_a_aug zeroed, or untouched with accumulate)
-  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
-};
-
-/// What the backward returns besides the input gradients: upstream * dL/dt.
-struct brownian_bridge_loss_parameter_gradients {
-  double t = 0;                // dL/dt of a t shared by all rows (the sum of t_rows)
-  std::vector<double> t_rows;  // dL/dt_j per row
-};
-
 template <class T>
 struct brownian_bridge_loss_saved {
   T loss = 0;
@@ -7236,13 +7293,6 @@ struct brownian_bridge_loss_saved {
 
 namespace detail {
 
-inline brownian_bridge_options bridge_loss_time_options(const brownian_bridge_loss_options& o) {
-  brownian_bridge_options b = o.bridge;
-  b.noise = false;
-  b.num_threads = o.num_threads;
-  return b;
-}
-
 template <class T>
 void bridge_loss_check(const char* fn, const matrix_view<const T>& v, const matrix_view<const T>& u,
                        const matrix_view<const T>& a, const brownian_bridge_loss_options& o) {
@@ -7250,24 +7300,8 @@ void bridge_loss_check(const char* fn, const matrix_view<const T>& v, const matr
   bridge_check_endpoints(fn, v, u, b, false, false);  // shapes of v/u, t range, ids, rows
   check_matrix(fn, "a_aug", a);
   check_shape(fn, "a_aug", a, v.rows(), v.cols(), "the shape of 'a'");
-  if (o.nll_weight) {
-    if (b.random_t) {
-      CONTRASTIVE_CHECK(b.t_min > 0 && b.t_max < 1, fn,
-                        ": 'nll_weight' needs 0 < t_min and t_max < 1 (the weight 1/(2t(1-t)) is "
-                        "infinite at the ends), got [",
-                        b.t_min, ", ", b.t_max, "]");
-    } else {
-      CONTRASTIVE_CHECK(b.t > 0 && b.t < 1, fn,
-                        ": 'nll_weight' needs 0 < t < 1 (the weight 1/(2t(1-t)) is infinite at the "
-                        "ends), got ",
-                        b.t);
-    }
-  }
+  bridge_loss_check_weight(fn, o);
   check_rows(fn, "a_aug", a);
-}
-
-inline double bridge_loss_weight(double t, bool nll) noexcept {
-  return nll ? 1.0 / (2 * t * (1 - t)) : 1.0;
 }
 
 template <class T>
@@ -7356,7 +7390,7 @@ brownian_bridge_loss_parameter_gradients bridge_loss_backward(
         bridge_mean_backward(mu, r, d, g);             // dL/dm
         double dt = 0;
         for (index_t k = 0; k < d; ++k) dt += (double(v(j, k)) - double(u(j, k))) * g[k];
-        if (o.nll_weight) dt += -(1 - 2 * t) / (2 * t * t * (1 - t) * (1 - t)) * dist * scale;
+        dt += bridge_loss_weight_dt(t, o.nll_weight) * dist * scale;
         out.t_rows[static_cast<std::size_t>(j)] = dt;
         ok = std::isfinite(dt) && ok;
         for (index_t k = 0; k < d; ++k) mu[k] = t * g[k];
@@ -7401,12 +7435,28 @@ template <class A, class B, class AA>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>)
 auto brownian_bridge_loss_forward(const A& a, const B& b, const AA& a_aug,
                                   const brownian_bridge_loss_options& o = {}, workspace = {}) {
-  const auto va = detail::input_view(a);
-  const auto vb = detail::input_view(b);
-  const auto vaa = detail::input_view(a_aug);
-  using T = typename decltype(va)::value_type;
-  detail::require_same_value_type<T, decltype(vb), decltype(vaa)>();
-  return detail::bridge_loss_forward<T>(va, vb, vaa, o);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/brownian_bridge.cuh
+    return detail::device_backend_of<detail::brownian_bridge_loss_tag, A>::type::forward(
+        as_view(a), as_view(b), as_view(a_aug), o);
+  } else {
+    const auto va = detail::input_view(a);
+    const auto vb = detail::input_view(b);
+    const auto vaa = detail::input_view(a_aug);
+    using T = typename decltype(va)::value_type;
+    detail::require_same_value_type<T, decltype(vb), decltype(vaa)>();
+    return detail::bridge_loss_forward<T>(va, vb, vaa, o);
+  }
+}
+
+/// Backward of a forward run on device views (cuda/brownian_bridge.cuh).
+template <class A, class B, class AA, class GA, class GB, class GAA>
+brownian_bridge_loss_parameter_gradients brownian_bridge_loss_backward(
+    const A& a, const B& b, const AA& a_aug, const cuda::brownian_bridge_loss_device_saved& saved,
+    GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug, const brownian_bridge_loss_options& o = {},
+    double upstream = 1.0, workspace = {}) {
+  return detail::device_backend_of<detail::brownian_bridge_loss_tag, A>::type::backward(
+      as_view(a), as_view(b), as_view(a_aug), saved, as_view(grad_a), as_view(grad_b),
+      as_view(grad_a_aug), o, upstream);
 }
 
 /// Backward: writes (or adds) upstream * dL/da, dL/db and dL/da_aug; returns upstream * dL/dt

@@ -5,11 +5,14 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <limits>
+#include <stdexcept>
 #include <vector>
 
 #include <contrastive/adapters/raw.hpp>
 #include <contrastive/cuda/brownian_bridge.cuh>
 #include <contrastive/cuda/error.cuh>
+#include <contrastive/losses/brownian_bridge.hpp>
 
 namespace gpu_bridge {
 
@@ -102,6 +105,104 @@ result run(bool path, const std::vector<double>& v, const std::vector<double>& u
 }
 
 }  // namespace
+
+namespace {
+
+template <class T>
+loss_result bridge_loss_t(const std::vector<double>& v, const std::vector<double>& u,
+                          const std::vector<double>& a, index_t n, index_t d,
+                          contrastive::brownian_bridge_loss_options o,
+                          const std::vector<std::int64_t>& ids, bool generic, double upstream) {
+  loss_result r;
+  try {
+    const cc::device_buffer dv = upload<T>(v, n, d, false), du = upload<T>(u, n, d, false),
+                            da = upload<T>(a, n, d, false);
+    const double init = o.accumulate ? 0.5 : std::numeric_limits<double>::quiet_NaN();
+    const std::vector<double> start(static_cast<std::size_t>(n * d), init);
+    cc::device_buffer g[3] = {upload<T>(start, n, d, false), upload<T>(start, n, d, false),
+                              upload<T>(start, n, d, false)};
+    cc::device_buffer did(ids.size() * sizeof(std::int64_t));
+    if (!ids.empty()) {
+      check(cudaMemcpy(did.data(), ids.data(), ids.size() * sizeof(std::int64_t),
+                       cudaMemcpyHostToDevice),
+            "cudaMemcpy");
+      o.bridge.ids = {did.as<const std::int64_t>(), static_cast<index_t>(ids.size())};
+    }
+    const auto vv = contrastive::make_device_view(dv.as<const T>(), n, d);
+    const auto vu = contrastive::make_device_view(du.as<const T>(), n, d);
+    const auto va = contrastive::make_device_view(da.as<const T>(), n, d);
+    const auto gv = contrastive::make_device_view(g[0].as<T>(), n, d);
+    const auto gu = contrastive::make_device_view(g[1].as<T>(), n, d);
+    const auto ga = contrastive::make_device_view(g[2].as<T>(), n, d);
+    const cc::brownian_bridge_loss_device_saved s =
+        generic ? contrastive::brownian_bridge_loss_forward(vv, vu, va, o)
+                : cc::brownian_bridge_loss_forward<T>(vv, vu, va, o);
+    r.loss = s.loss;
+    r.t.resize(static_cast<std::size_t>(n));
+    check(cudaMemcpy(r.t.data(), s.t.data(), s.t.bytes(), cudaMemcpyDeviceToHost), "cudaMemcpy");
+    const contrastive::brownian_bridge_loss_parameter_gradients pg =
+        generic ? contrastive::brownian_bridge_loss_backward(vv, vu, va, s, gv, gu, ga, o, upstream)
+                : cc::brownian_bridge_loss_backward<T>(vv, vu, va, s, gv, gu, ga, o, upstream);
+    r.dt = pg.t;
+    r.dt_rows = pg.t_rows;
+    std::vector<double>* outs[3] = {&r.ga, &r.gb, &r.gaa};
+    for (int k = 0; k < 3; ++k) {
+      std::vector<T> h(static_cast<std::size_t>(n * d));
+      check(cudaMemcpy(h.data(), g[k].data(), h.size() * sizeof(T), cudaMemcpyDeviceToHost),
+            "cudaMemcpy");
+      outs[k]->assign(h.begin(), h.end());
+    }
+  } catch (const std::exception& e) {
+    r.error = e.what();
+  }
+  return r;
+}
+
+}  // namespace
+
+loss_result bridge_loss(const std::vector<double>& v, const std::vector<double>& u,
+                        const std::vector<double>& a, index_t n, index_t d,
+                        contrastive::brownian_bridge_loss_options o,
+                        const std::vector<std::int64_t>& ids, bool single, bool generic,
+                        double upstream) {
+  return single ? bridge_loss_t<float>(v, u, a, n, d, o, ids, generic, upstream)
+                : bridge_loss_t<double>(v, u, a, n, d, o, ids, generic, upstream);
+}
+
+loss_result bridge_loss_rows_on_host(const std::vector<double>& v, const std::vector<double>& u,
+                                     const std::vector<double>& a, index_t n, index_t d,
+                                     const contrastive::brownian_bridge_loss_options& o,
+                                     double upstream) {
+  using view = contrastive::matrix_view<const double, contrastive::device_memory>;
+  using out_view = contrastive::matrix_view<double, contrastive::device_memory>;
+  const view vv = contrastive::make_device_view(v.data(), n, d);
+  const view vu = contrastive::make_device_view(u.data(), n, d);
+  const view va = contrastive::make_device_view(a.data(), n, d);
+  loss_result r;
+  const auto un = static_cast<std::size_t>(n);
+  std::vector<double> terms(un);
+  r.t.resize(un);
+  r.dt_rows.resize(un);
+  const double init = o.accumulate ? 0.5 : 0.0;
+  r.ga.assign(un * static_cast<std::size_t>(d), init);
+  r.gb = r.ga;
+  r.gaa = r.ga;
+  const contrastive::brownian_bridge_options b = contrastive::detail::bridge_loss_time_options(o);
+  for (index_t j = 0; j < n; ++j)
+    cc::detail::bridge_loss_forward_row<double>(vv, vu, va, b, o.nll_weight, j, r.t.data(),
+                                                terms.data());
+  for (const double x : terms) r.loss += x;  // the kernel's tree differs only in rounding
+  r.loss /= static_cast<double>(n);
+  const out_view gv = contrastive::make_device_view(r.ga.data(), n, d);
+  const out_view gu = contrastive::make_device_view(r.gb.data(), n, d);
+  const out_view ga = contrastive::make_device_view(r.gaa.data(), n, d);
+  for (index_t j = 0; j < n; ++j)
+    cc::detail::bridge_loss_backward_row<double>(
+        vv, vu, va, r.t.data(), gv, gu, ga, o.nll_weight, o.detach_a_aug, o.accumulate,
+        upstream / static_cast<double>(n), j, r.dt_rows.data());
+  for (const double x : r.dt_rows) r.dt += x;
+  return r;
+}
 
 int invalid_value_code() { return static_cast<int>(cudaErrorInvalidValue); }
 

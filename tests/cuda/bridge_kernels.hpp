@@ -5,9 +5,11 @@
 // test_brownian_bridge.cpp (g++). No CUDA type appears here; library exceptions pass through.
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <contrastive/core/config.hpp>
+#include <contrastive/losses/brownian_bridge_loss_options.hpp>
 #include <contrastive/sampling/brownian_bridge_options.hpp>
 
 namespace gpu_bridge {
@@ -38,6 +40,27 @@ result sample(const std::vector<double>& v, const std::vector<double>& u, index_
 result trajectory(const std::vector<double>& v, const std::vector<double>& u, index_t n, index_t d,
                   contrastive::brownian_bridge_options o, const std::vector<std::int64_t>& ids,
                   const run_options& r);
+
+/// The Brownian-bridge loss on the device (the throwing forms, or the generic functions): loss,
+/// per-row t, the three gradients (poisoned with NaN first, or 0.5 with o.accumulate) and dL/dt
+/// per row and summed; `error` holds a thrown exception's message.
+struct loss_result {
+  double loss = 0, dt = 0;
+  std::vector<double> t, dt_rows, ga, gb, gaa;
+  std::string error;
+};
+loss_result bridge_loss(const std::vector<double>& v, const std::vector<double>& u,
+                        const std::vector<double>& a, index_t n, index_t d,
+                        contrastive::brownian_bridge_loss_options o,
+                        const std::vector<std::int64_t>& ids, bool single, bool generic,
+                        double upstream);
+
+/// The GPU's per-row loss code (bridge_loss_forward_row / _backward_row, host-device) run on the
+/// host over host memory, in double: what the kernels compute, checkable without a GPU.
+loss_result bridge_loss_rows_on_host(const std::vector<double>& v, const std::vector<double>& u,
+                                     const std::vector<double>& a, index_t n, index_t d,
+                                     const contrastive::brownian_bridge_loss_options& o,
+                                     double upstream);
 
 int invalid_value_code();
 

@@ -3,7 +3,9 @@
 // The CUDA Brownian-bridge sampler (cuda/brownian_bridge.cuh) against brownian_bridge_sample /
 // brownian_bridge_trajectory on the CPU: the same Philox draws, the same points and paths
 // (1e-12 in double, 1e-6 in float), every output element written and nothing beside it, bad
-// arguments rejected. Device work runs in bridge_kernels.cu.
+// arguments rejected. And the bridge loss against the CPU's: loss, t, the three gradients and
+// dL/dt (fixed and random t, nll_weight, detach_a_aug, accumulate, upstream, the generic calls),
+// and the CPU's messages for bad inputs. Device work runs in bridge_kernels.cu.
 
 #include <algorithm>
 #include <cmath>
@@ -14,6 +16,7 @@
 
 #include <contrastive/adapters/raw.hpp>
 #include <contrastive/core/error.hpp>
+#include <contrastive/losses/brownian_bridge.hpp>
 #include <contrastive/sampling/brownian_bridge.hpp>
 
 #include "cuda/bridge_kernels.hpp"
@@ -280,4 +283,133 @@ TEST_CASE("cuda bridge: bad arguments", "[cuda][bridge]") {
     CHECK(std::isnan(gp.out[static_cast<std::size_t>(7 * p.d + 3)]));  // X_3 of pair 1
     CHECK(std::isfinite(gp.out[static_cast<std::size_t>(8 * p.d)]));   // pair 2
   }
+}
+
+namespace {
+
+struct cpu_loss {
+  double loss = 0, dt = 0;
+  std::vector<double> t, dt_rows, ga, gb, gaa;
+};
+
+cpu_loss bridge_loss_cpu(const pair_data& p, const std::vector<double>& a,
+                         const contrastive::brownian_bridge_loss_options& o, double upstream) {
+  cpu_loss c;
+  const auto v = contrastive::make_view(p.v.data(), p.n, p.d);
+  const auto u = contrastive::make_view(p.u.data(), p.n, p.d);
+  const auto va = contrastive::make_view(a.data(), p.n, p.d);
+  const double init = o.accumulate ? 0.5 : 0.0;
+  c.ga.assign(p.v.size(), init);
+  c.gb.assign(p.v.size(), init);
+  c.gaa.assign(p.v.size(), init);
+  const auto s = contrastive::brownian_bridge_loss_forward(v, u, va, o);
+  c.loss = s.loss;
+  c.t = s.t;
+  const auto g = contrastive::brownian_bridge_loss_backward(
+      v, u, va, s, contrastive::make_view(c.ga.data(), p.n, p.d),
+      contrastive::make_view(c.gb.data(), p.n, p.d), contrastive::make_view(c.gaa.data(), p.n, p.d),
+      o, upstream);
+  c.dt = g.t;
+  c.dt_rows = g.t_rows;
+  return c;
+}
+
+double max_diff(const std::vector<double>& x, const std::vector<double>& y) {
+  REQUIRE(x.size() == y.size());
+  double m = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) m = std::max(m, std::fabs(x[i] - y[i]));
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("cuda bridge loss: loss, t, gradients and dL/dt equal the CPU's", "[cuda][bridge]") {
+  for (const bool single : {false, true}) {
+    const pair_data p = make_pairs(37, 24, 17u, single);
+    const pair_data q = make_pairs(37, 24, 18u, single);  // a_aug: q.v
+    const double tol = single ? 2e-5 : 1e-12;
+    for (int variant = 0; variant < 5; ++variant) {
+      contrastive::brownian_bridge_loss_options o;
+      o.bridge.random_t = variant >= 1;
+      o.bridge.seed = 5;
+      o.bridge.step = 2;
+      o.nll_weight = variant == 2;
+      o.detach_a_aug = variant == 3;
+      o.accumulate = variant == 4;
+      const double upstream = variant == 4 ? -0.6 : 1.0;
+      std::vector<std::int64_t> use;  // variant 1: random t keyed by explicit ids
+      if (variant == 1)
+        for (int i = 0; i < 37; ++i) use.push_back(3 * i + 1);
+      contrastive::brownian_bridge_loss_options oc = o;
+      oc.bridge.ids = use;
+      const cpu_loss want = bridge_loss_cpu(p, q.v, oc, upstream);
+      const auto got =
+          gpu_bridge::bridge_loss(p.v, p.u, q.v, p.n, p.d, o, use, single, variant == 4, upstream);
+      INFO((single ? "float" : "double") << " variant " << variant << " error " << got.error);
+      REQUIRE(got.error.empty());
+      CHECK(got.loss == Approx(want.loss).epsilon(tol).margin(tol));
+      CHECK(max_diff(got.t, want.t) <= tol);
+      CHECK(max_diff(got.ga, want.ga) <= tol);
+      CHECK(max_diff(got.gb, want.gb) <= tol);
+      CHECK(max_diff(got.gaa, want.gaa) <= tol);
+      CHECK(max_diff(got.dt_rows, want.dt_rows) <= tol);
+      CHECK(got.dt == Approx(want.dt).epsilon(tol).margin(tol));
+    }
+  }
+}
+
+TEST_CASE("cuda bridge loss: the kernels' row code on the host equals the CPU loss in double",
+          "[cuda][bridge][host]") {
+  const pair_data p = make_pairs(29, 12, 21u, false);
+  const pair_data q = make_pairs(29, 12, 22u, false);
+  for (int variant = 0; variant < 5; ++variant) {
+    contrastive::brownian_bridge_loss_options o;
+    o.bridge.random_t = variant >= 1;
+    o.bridge.seed = 3;
+    o.nll_weight = variant == 2;
+    o.detach_a_aug = variant == 3;
+    o.accumulate = variant == 4;
+    const double upstream = variant == 4 ? 1.7 : 1.0;
+    const cpu_loss want = bridge_loss_cpu(p, q.v, o, upstream);
+    const auto got = gpu_bridge::bridge_loss_rows_on_host(p.v, p.u, q.v, p.n, p.d, o, upstream);
+    INFO("variant " << variant);
+    CHECK(got.loss == Approx(want.loss).epsilon(1e-12).margin(1e-14));
+    CHECK(max_diff(got.t, want.t) == 0);
+    CHECK(max_diff(got.ga, want.ga) <= 1e-14);
+    CHECK(max_diff(got.gb, want.gb) <= 1e-14);
+    CHECK(max_diff(got.gaa, want.gaa) <= 1e-14);
+    CHECK(max_diff(got.dt_rows, want.dt_rows) <= 1e-13);
+    CHECK(got.dt == Approx(want.dt).epsilon(1e-12).margin(1e-13));
+  }
+}
+
+TEST_CASE("cuda bridge loss: bad inputs give the CPU's messages", "[cuda][bridge][errors]") {
+  const pair_data p = make_pairs(6, 8, 3u, false);
+  auto cpu_message = [&](const std::vector<double>& a,
+                         const contrastive::brownian_bridge_loss_options& o) {
+    try {
+      bridge_loss_cpu(p, a, o, 1.0);
+    } catch (const contrastive::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  auto gpu_message = [&](const std::vector<double>& a,
+                         const contrastive::brownian_bridge_loss_options& o) {
+    const std::string m =
+        gpu_bridge::bridge_loss(p.v, p.u, a, p.n, p.d, o, {}, false, false, 1.0).error;
+    const std::string prefix = "cuda::";
+    return m.compare(0, prefix.size(), prefix) == 0 ? m.substr(prefix.size()) : m;
+  };
+  std::vector<double> a = p.v;
+  a[2 * p.d + 3] = NAN;  // a_aug, row 2
+  contrastive::brownian_bridge_loss_options o;
+  CHECK(gpu_message(a, o) == cpu_message(a, o));
+  a = p.u;
+  o.nll_weight = true;
+  o.bridge.t = 0;  // the weight is infinite at t = 0
+  CHECK(gpu_message(a, o) == cpu_message(a, o));
+  o.nll_weight = false;
+  o.bridge.t = 1.5;
+  CHECK(gpu_message(a, o) == cpu_message(a, o));
 }

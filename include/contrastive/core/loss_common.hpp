@@ -272,9 +272,10 @@ struct device_backend_of {
   static_assert(type::available,
                 "contrastive: device views need the loss's CUDA header, #include "
                 "<contrastive/cuda/info_nce.cuh>, <contrastive/cuda/nt_xent.cuh>, "
-                "<contrastive/cuda/gamma_nce.cuh>, <contrastive/cuda/feature_separation.cuh> or "
-                "<contrastive/cuda/geometric_consistency.cuh> (the one of the loss called), in a "
-                "file compiled by nvcc");
+                "<contrastive/cuda/gamma_nce.cuh>, <contrastive/cuda/feature_separation.cuh>, "
+                "<contrastive/cuda/geometric_consistency.cuh> or "
+                "<contrastive/cuda/brownian_bridge.cuh> (the one of the loss called), in a file "
+                "compiled by nvcc");
 };
 
 template <class G>

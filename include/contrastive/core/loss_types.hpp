@@ -54,12 +54,13 @@ struct gamma_nce_tag {};
 struct feature_uniformity_tag {};
 struct feature_separation_tag {};
 struct geometric_consistency_tag {};
+struct brownian_bridge_loss_tag {};
 }  // namespace detail
 
 namespace cuda {
-// What the CUDA forwards return (cuda/info_nce.cuh, cuda/nt_xent.cuh, cuda/gamma_nce.cuh,
-// cuda/feature_separation.cuh) and the device state; declared here so that the generic
-// functions have overloads for them.
+// What the CUDA forwards return (cuda/info_nce.cuh, nt_xent.cuh, gamma_nce.cuh,
+// feature_separation.cuh, geometric_consistency.cuh, brownian_bridge.cuh) and the device state;
+// declared here so that the generic functions have overloads for them.
 struct info_nce_device_saved;
 struct nt_xent_device_saved;
 struct gamma_nce_device_saved;
@@ -68,6 +69,7 @@ struct feature_uniformity_device_saved;
 struct feature_separation_device_saved;
 template <class T>
 struct geometric_consistency_device_saved;
+struct brownian_bridge_loss_device_saved;
 }  // namespace cuda
 
 CONTRASTIVE_NAMESPACE_END

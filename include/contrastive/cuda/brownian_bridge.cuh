@@ -5,7 +5,14 @@
 // forward of brownian_bridge_sample / brownian_bridge_trajectory (sampling/brownian_bridge.hpp)
 // with the same options, the same Philox streams (2: noise, 3: random t) and the same per-row
 // host-device code (sampling/brownian_bridge_options.hpp), so the outputs agree with the CPU to
-// an ulp or so of the device's log/cos/sqrt. The backward stays on the CPU.
+// an ulp or so of the device's log/cos/sqrt. The samplers' backward stays on the CPU.
+//
+// The Brownian-bridge loss (losses/brownian_bridge.hpp) too, forward and backward, one thread per
+// row with the CPU's per-row formulas and the same t_j (compiled, NOT yet run on a GPU):
+// brownian_bridge_loss_forward_async / _backward_async and the throwing forms; the generic
+// contrastive::brownian_bridge_loss_* calls dispatch device views here. Unlike the CPU, a
+// backward whose gradients overflow is not refused before writing (the CPU checks every row
+// first); the throwing backward reports a non-finite dL/dt.
 //
 // One thread per row (pair j); every sum runs over the coordinates in the CPU's order. Instead of
 // the CPU's D-double scratch per row, a row is read several times and its noise redrawn from the
@@ -31,6 +38,7 @@
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/cuda/checks.cuh"
 #include "contrastive/cuda/error.cuh"
+#include "contrastive/losses/brownian_bridge_loss_options.hpp"
 #include "contrastive/sampling/brownian_bridge_options.hpp"
 #include "contrastive/sampling/philox.hpp"
 
@@ -310,7 +318,335 @@ void brownian_bridge_trajectory(detail::nondeduced_t<matrix_view<const T, device
   throw_on_error(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
 }
 
+// ---- the Brownian-bridge loss ----
+
+namespace detail {
+
+/// Row j's mean mu = m / r, m = t v + (1 - t) u: r (the divisor) by one pass over the row.
+template <class T>
+CONTRASTIVE_HOST_DEVICE inline double bridge_loss_mean_norm(const dview<const T>& v,
+                                                            const dview<const T>& u, index_t j,
+                                                            double t) noexcept {
+  double s = 0;
+  for (index_t k = 0; k < v.cols(); ++k) {
+    const double m = cd::bridge_mix(double(v(j, k)), double(u(j, k)), t);
+    s += m * m;
+  }
+  return cd::bridge_norm(s);
+}
+
+/// Forward of row j: t_j and w_j ||a_j - mu_j||^2 (the CPU's bridge_loss_forward).
+template <class T>
+CONTRASTIVE_HOST_DEVICE void bridge_loss_forward_row(const dview<const T>& v,
+                                                     const dview<const T>& u,
+                                                     const dview<const T>& a,
+                                                     const brownian_bridge_options& b, bool nll,
+                                                     index_t j, double* t_rows, double* terms) {
+  const double t = cd::bridge_t(b, j);
+  const double r = bridge_loss_mean_norm(v, u, j, t);
+  double s = 0;
+  for (index_t k = 0; k < v.cols(); ++k) {
+    const double e = double(a(j, k)) - cd::bridge_mix(double(v(j, k)), double(u(j, k)), t) / r;
+    s += e * e;
+  }
+  t_rows[j] = t;
+  terms[j] = cd::bridge_loss_weight(t, nll) * s;
+}
+
+template <class T>
+__global__ void bridge_loss_forward_kernel(dview<const T> v, dview<const T> u, dview<const T> a,
+                                           brownian_bridge_options b, bool nll, double* t_rows,
+                                           double* terms) {
+  for (index_t j = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; j < v.rows();
+       j += static_cast<index_t>(blockDim.x) * gridDim.x)
+    bridge_loss_forward_row<T>(v, u, a, b, nll, j, t_rows, terms);
+}
+
+/// *out = scale * sum(x[0, n)), one CTA of sampler_block threads, a fixed tree.
+template <int = 0>
+__global__ void bridge_sum_kernel(const double* x, index_t n, double scale, double* out) {
+  __shared__ double red[sampler_block];
+  double v = 0;
+  for (index_t i = threadIdx.x; i < n; i += sampler_block) v += x[i];
+  red[threadIdx.x] = v;
+  __syncthreads();
+  for (int h = sampler_block / 2; h > 0; h /= 2) {
+    if (static_cast<int>(threadIdx.x) < h) red[threadIdx.x] += red[threadIdx.x + h];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *out = scale * red[0];
+}
+
+/// Backward of row j (the CPU's bridge_loss_backward, re-reading the row instead of keeping it):
+/// dL/da = 2 w s e, dL/dm = g_m = (g_mu - mu <mu, g_mu>) / r with g_mu = -dL/da (g_mu / floor
+/// when ||m|| is below the floor), dL/dv = t g_m, dL/du = (1 - t) g_m, dL/dt = <v - u, g_m> +
+/// dw/dt ||e||^2 s; s = upstream / N.
+template <class T>
+CONTRASTIVE_HOST_DEVICE void bridge_loss_backward_row(
+    const dview<const T>& v, const dview<const T>& u, const dview<const T>& a, const double* t_rows,
+    const dview<T>& gv, const dview<T>& gu, const dview<T>& ga, bool nll, bool detach,
+    bool accumulate, double scale, index_t j, double* dt_rows) {
+  const index_t d = v.cols();
+  const double t = t_rows[j];
+  const double r = bridge_loss_mean_norm(v, u, j, t);
+  const double w = cd::bridge_loss_weight(t, nll);
+  double dist = 0, p = 0;  // ||e||^2 and <mu, g_mu>
+  for (index_t k = 0; k < d; ++k) {
+    const double mu = cd::bridge_mix(double(v(j, k)), double(u(j, k)), t) / r;
+    const double e = double(a(j, k)) - mu;
+    dist += e * e;
+    p += mu * (-2 * w * scale * e);
+  }
+  const bool floor = r <= cd::bridge_floor;
+  double dt = 0;
+  for (index_t k = 0; k < d; ++k) {
+    const double vk = double(v(j, k)), uk = double(u(j, k));
+    const double mu = cd::bridge_mix(vk, uk, t) / r;
+    const double da = 2 * w * scale * (double(a(j, k)) - mu);
+    const double gm = floor ? -da / cd::bridge_floor : (-da - mu * p) / r;
+    dt += (vk - uk) * gm;
+    gv(j, k) = static_cast<T>(accumulate ? double(gv(j, k)) + t * gm : t * gm);
+    gu(j, k) = static_cast<T>(accumulate ? double(gu(j, k)) + (1 - t) * gm : (1 - t) * gm);
+    if (!detach)
+      ga(j, k) = static_cast<T>(accumulate ? double(ga(j, k)) + da : da);
+    else if (!accumulate)
+      ga(j, k) = T(0);
+  }
+  dt_rows[j] = dt + cd::bridge_loss_weight_dt(t, nll) * dist * scale;
+}
+
+template <class T>
+__global__ void bridge_loss_backward_kernel(dview<const T> v, dview<const T> u, dview<const T> a,
+                                            const double* t_rows, dview<T> gv, dview<T> gu,
+                                            dview<T> ga, bool nll, bool detach, bool accumulate,
+                                            double scale, double* dt_rows) {
+  for (index_t j = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; j < v.rows();
+       j += static_cast<index_t>(blockDim.x) * gridDim.x)
+    bridge_loss_backward_row<T>(v, u, a, t_rows, gv, gu, ga, nll, detach, accumulate, scale, j,
+                                dt_rows);
+}
+
+template <class T>
+bool bridge_loss_args_ok(const dview<const T>& v, const dview<const T>& u, const dview<const T>& a,
+                         const brownian_bridge_loss_options& o) noexcept {
+  if (!matrix_ok(v) || !matrix_ok(u) || !matrix_ok(a)) return false;
+  if (v.rows() <= 0 || v.cols() <= 0 || u.rows() != v.rows() || u.cols() != v.cols() ||
+      a.rows() != v.rows() || a.cols() != v.cols())
+    return false;
+  const brownian_bridge_options b = cd::bridge_loss_time_options(o);
+  if (!bridge_options_ok(b, v.rows(), false)) return false;
+  if (o.nll_weight && (b.random_t ? !(b.t_min > 0 && b.t_max < 1) : !(b.t > 0 && b.t < 1)))
+    return false;
+  return true;
+}
+
+/// The CPU's bridge_loss_check, on device inputs (the row scans on the device).
+template <class T>
+void bridge_loss_check(const char* fn, const dview<const T>& v, const dview<const T>& u,
+                       const dview<const T>& a, const brownian_bridge_loss_options& o,
+                       cudaStream_t stream) {
+  static_assert(std::is_floating_point<T>::value,
+                "contrastive: the bridge loss on the GPU needs float or double");
+  const brownian_bridge_options b = cd::bridge_loss_time_options(o);
+  check_matrix(fn, "a", v);
+  check_matrix(fn, "b", u);
+  check_pair_shape(fn, v, u);
+  cd::bridge_check_scalars(fn, b, false, 0);
+  if (b.ids.data != nullptr) {
+    CONTRASTIVE_CHECK(b.ids.size == v.rows(), fn, ": 'ids' has ", b.ids.size, " entries, expected ",
+                      v.rows(), " (one per row)");
+    CONTRASTIVE_CHECK(b.ids.stride == 1, fn, ": 'ids' must be contiguous (stride 1), got stride ",
+                      b.ids.stride);
+    check_ids_nonnegative(fn, b.ids.data, v.rows(), "row", stream);
+  }
+  if (o.scan_inputs) {
+    check_rows(fn, "a", v, stream);
+    check_rows(fn, "b", u, stream);
+  }
+  check_matrix(fn, "a_aug", a);
+  check_shape(fn, "a_aug", a, v.rows(), v.cols(), "the shape of 'a'");
+  cd::bridge_loss_check_weight(fn, o);
+  if (o.scan_inputs) check_rows(fn, "a_aug", a, stream);
+}
+
+}  // namespace detail
+
+/// Device scratch of the bridge loss's async calls: N doubles.
+inline std::size_t brownian_bridge_loss_workspace_bytes(index_t n) noexcept {
+  return static_cast<std::size_t>(n > 0 ? n : 0) * sizeof(double);
+}
+
+/// Forward: t_rows (N device doubles, the backward reads them) and *loss (device double).
+/// `workspace`: brownian_bridge_loss_workspace_bytes(N), 8-byte aligned. Never throws.
+template <class T>
+cudaError_t brownian_bridge_loss_forward_async(
+    detail::nondeduced_t<matrix_view<const T, device_memory>> a,
+    detail::nondeduced_t<matrix_view<const T, device_memory>> b,
+    detail::nondeduced_t<matrix_view<const T, device_memory>> a_aug, double* t_rows, double* loss,
+    const brownian_bridge_loss_options& o, void* workspace, std::size_t workspace_bytes,
+    cudaStream_t stream) noexcept {
+  static_assert(std::is_floating_point<T>::value,
+                "contrastive: the bridge loss on the GPU needs float or double");
+  if (!detail::bridge_loss_args_ok<T>(a, b, a_aug, o) || t_rows == nullptr || loss == nullptr ||
+      workspace == nullptr || workspace_bytes < brownian_bridge_loss_workspace_bytes(a.rows()) ||
+      reinterpret_cast<std::uintptr_t>(workspace) % alignof(double) != 0)
+    return cudaErrorInvalidValue;
+  auto* terms = static_cast<double*>(workspace);
+  detail::bridge_loss_forward_kernel<T>
+      <<<detail::grid_for(a.rows()), detail::sampler_block, 0, stream>>>(
+          a, b, a_aug, contrastive::detail::bridge_loss_time_options(o), o.nll_weight, t_rows,
+          terms);
+  detail::bridge_sum_kernel<><<<1, detail::sampler_block, 0, stream>>>(
+      terms, a.rows(), 1.0 / static_cast<double>(a.rows()), loss);
+  return cudaGetLastError();
+}
+
+/// Backward: writes (or with o.accumulate adds) upstream * dL/da, dL/db, dL/da_aug (zero with
+/// detach_a_aug, untouched when also accumulating); upstream * dL/dt_j into dt_rows and their
+/// sum into *dt (device; each may be null). Never throws.
+template <class T>
+cudaError_t brownian_bridge_loss_backward_async(
+    detail::nondeduced_t<matrix_view<const T, device_memory>> a,
+    detail::nondeduced_t<matrix_view<const T, device_memory>> b,
+    detail::nondeduced_t<matrix_view<const T, device_memory>> a_aug, const double* t_rows,
+    matrix_view<T, device_memory> grad_a, matrix_view<T, device_memory> grad_b,
+    matrix_view<T, device_memory> grad_a_aug, double* dt_rows, double* dt,
+    const brownian_bridge_loss_options& o, double upstream, void* workspace,
+    std::size_t workspace_bytes, cudaStream_t stream) noexcept {
+  static_assert(std::is_floating_point<T>::value,
+                "contrastive: the bridge loss on the GPU needs float or double");
+  const index_t n = a.rows();
+  if (!detail::bridge_loss_args_ok<T>(a, b, a_aug, o) || t_rows == nullptr ||
+      !std::isfinite(upstream) || workspace == nullptr ||
+      workspace_bytes < brownian_bridge_loss_workspace_bytes(n) ||
+      reinterpret_cast<std::uintptr_t>(workspace) % alignof(double) != 0)
+    return cudaErrorInvalidValue;
+  const matrix_view<T, device_memory>* outs[3] = {&grad_a, &grad_b, &grad_a_aug};
+  const matrix_view<const T, device_memory>* ins[3] = {&a, &b, &a_aug};
+  for (int k = 0; k < 3; ++k) {
+    if (!detail::matrix_ok(*outs[k]) || outs[k]->rows() != n || outs[k]->cols() != a.cols() ||
+        !detail::writable_ok(*outs[k]))
+      return cudaErrorInvalidValue;
+    for (int i = 0; i < 3; ++i)
+      if (contrastive::detail::views_overlap(*outs[k], *ins[i])) return cudaErrorInvalidValue;
+    for (int i = 0; i < k; ++i)
+      if (contrastive::detail::views_overlap(*outs[k], *outs[i])) return cudaErrorInvalidValue;
+  }
+  double* rows = dt_rows != nullptr ? dt_rows : static_cast<double*>(workspace);
+  detail::bridge_loss_backward_kernel<T><<<detail::grid_for(n), detail::sampler_block, 0, stream>>>(
+      a, b, a_aug, t_rows, grad_a, grad_b, grad_a_aug, o.nll_weight, o.detach_a_aug, o.accumulate,
+      upstream / static_cast<double>(n), rows);
+  if (dt != nullptr)
+    detail::bridge_sum_kernel<><<<1, detail::sampler_block, 0, stream>>>(rows, n, 1.0, dt);
+  return cudaGetLastError();
+}
+
+/// What the throwing forward keeps on the device: the per-row t.
+struct brownian_bridge_loss_device_saved {
+  double loss = 0;
+  device_buffer t;  // N doubles
+  index_t n = 0, d = 0;
+  bool nll_weight = false;
+};
+
+template <class T>
+brownian_bridge_loss_device_saved brownian_bridge_loss_forward(
+    detail::nondeduced_t<matrix_view<const T, device_memory>> a,
+    detail::nondeduced_t<matrix_view<const T, device_memory>> b,
+    detail::nondeduced_t<matrix_view<const T, device_memory>> a_aug,
+    const brownian_bridge_loss_options& o = {}, cudaStream_t stream = 0) {
+  constexpr const char* fn = "cuda::brownian_bridge_loss_forward";
+  detail::bridge_loss_check<T>(fn, a, b, a_aug, o, stream);
+  brownian_bridge_loss_device_saved s;
+  s.n = a.rows();
+  s.d = a.cols();
+  s.nll_weight = o.nll_weight;
+  s.t = device_buffer(sizeof(double) * static_cast<std::size_t>(s.n));
+  device_buffer ws(brownian_bridge_loss_workspace_bytes(s.n)), loss(sizeof(double));
+  throw_on_error(
+      brownian_bridge_loss_forward_async<T>(a, b, a_aug, s.t.as<double>(), loss.as<double>(), o,
+                                            ws.data(), ws.bytes(), stream),
+      "cuda::brownian_bridge_loss_forward_async");
+  throw_on_error(
+      cudaMemcpyAsync(&s.loss, loss.data(), sizeof(double), cudaMemcpyDeviceToHost, stream),
+      "cudaMemcpyAsync");
+  throw_on_error(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  contrastive::detail::check_loss_finite(fn, s.loss);
+  return s;
+}
+
+/// Returns upstream * dL/dt per row and summed (host copies), like the CPU backward.
+template <class T>
+brownian_bridge_loss_parameter_gradients brownian_bridge_loss_backward(
+    detail::nondeduced_t<matrix_view<const T, device_memory>> a,
+    detail::nondeduced_t<matrix_view<const T, device_memory>> b,
+    detail::nondeduced_t<matrix_view<const T, device_memory>> a_aug,
+    const brownian_bridge_loss_device_saved& saved, matrix_view<T, device_memory> grad_a,
+    matrix_view<T, device_memory> grad_b, matrix_view<T, device_memory> grad_a_aug,
+    const brownian_bridge_loss_options& o = {}, double upstream = 1.0, cudaStream_t stream = 0) {
+  constexpr const char* fn = "cuda::brownian_bridge_loss_backward";
+  detail::bridge_loss_check<T>(fn, a, b, a_aug, o, stream);
+  CONTRASTIVE_CHECK(std::isfinite(upstream), fn, ": 'upstream' must be finite, got ", upstream);
+  const index_t n = a.rows(), d = a.cols();
+  CONTRASTIVE_CHECK(saved.n == n && saved.d == d && saved.t.bytes() == sizeof(double) * n, fn,
+                    ": 'saved' belongs to a ", saved.n, " x ", saved.d, " batch, the inputs are ",
+                    n, " x ", d);
+  CONTRASTIVE_CHECK(saved.nll_weight == o.nll_weight, fn, ": 'saved' was computed with nll_weight ",
+                    saved.nll_weight, ", these options have ", o.nll_weight);
+  const char* names[3] = {"grad_a", "grad_b", "grad_a_aug"};
+  const matrix_view<T, device_memory>* outs[3] = {&grad_a, &grad_b, &grad_a_aug};
+  for (int k = 0; k < 3; ++k) {
+    detail::check_matrix(fn, names[k], *outs[k]);
+    detail::check_shape(fn, names[k], *outs[k], n, d, "the shape of 'a'");
+    detail::check_writable_layout(fn, names[k], *outs[k]);
+    detail::check_no_alias(fn, names[k], *outs[k], "a", a);
+    detail::check_no_alias(fn, names[k], *outs[k], "b", b);
+    detail::check_no_alias(fn, names[k], *outs[k], "a_aug", a_aug);
+    for (int j = 0; j < k; ++j) detail::check_no_alias(fn, names[k], *outs[k], names[j], *outs[j]);
+  }
+  device_buffer ws(brownian_bridge_loss_workspace_bytes(n)), rows(sizeof(double) * n),
+      sum(sizeof(double));
+  throw_on_error(brownian_bridge_loss_backward_async<T>(a, b, a_aug, saved.t.as<const double>(),
+                                                        grad_a, grad_b, grad_a_aug,
+                                                        rows.as<double>(), sum.as<double>(), o,
+                                                        upstream, ws.data(), ws.bytes(), stream),
+                 "cuda::brownian_bridge_loss_backward_async");
+  brownian_bridge_loss_parameter_gradients out;
+  out.t_rows.resize(static_cast<std::size_t>(n));
+  throw_on_error(
+      cudaMemcpyAsync(out.t_rows.data(), rows.data(), rows.bytes(), cudaMemcpyDeviceToHost, stream),
+      "cudaMemcpyAsync");
+  throw_on_error(
+      cudaMemcpyAsync(&out.t, sum.data(), sizeof(double), cudaMemcpyDeviceToHost, stream),
+      "cudaMemcpyAsync");
+  throw_on_error(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  CONTRASTIVE_CHECK(std::isfinite(out.t), fn, ": dL/dt overflows; scale 'upstream' down");
+  return out;
+}
+
 }  // namespace cuda
+
+namespace detail {
+/// The generic contrastive::brownian_bridge_loss_* functions land here for device views.
+template <class V>
+struct device_backend<brownian_bridge_loss_tag, V> {
+  static constexpr bool available = true;
+  using view = matrix_view<const V, device_memory>;
+  using out_view = matrix_view<V, device_memory>;
+  static cuda::brownian_bridge_loss_device_saved forward(const view& a, const view& b,
+                                                         const view& aa,
+                                                         const brownian_bridge_loss_options& o) {
+    return cuda::brownian_bridge_loss_forward<V>(a, b, aa, o);
+  }
+  static brownian_bridge_loss_parameter_gradients backward(
+      const view& a, const view& b, const view& aa,
+      const cuda::brownian_bridge_loss_device_saved& s, const out_view& ga, const out_view& gb,
+      const out_view& gaa, const brownian_bridge_loss_options& o, double upstream) {
+    return cuda::brownian_bridge_loss_backward<V>(a, b, aa, s, ga, gb, gaa, o, upstream);
+  }
+};
+}  // namespace detail
+
 CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_CUDA_BROWNIAN_BRIDGE_CUH

@@ -41,27 +41,10 @@
 #include "contrastive/core/parallel.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/core/workspace.hpp"
+#include "contrastive/losses/brownian_bridge_loss_options.hpp"
 #include "contrastive/sampling/brownian_bridge.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
-
-/// Options of the bridge loss. Each row's t comes from the composed sampler options `bridge`
-/// (t, random_t, t_min, t_max, seed, step, first_id, ids: the same t_j the sampler draws); the
-/// sampler's noise, sigma, reproject, steps, accumulate and num_threads are not read. From
-/// tiling_options only num_threads is used (rows are independent; there are no tiles).
-struct brownian_bridge_loss_options : tiling_options {
-  brownian_bridge_options bridge{};
-  bool nll_weight = false;  // weight term j by 1 / (2 t_j (1 - t_j))
-  bool detach_a_aug =
-      false;  // no gradient to a_aug (grad_a_aug zeroed, or untouched with accumulate)
-  bool accumulate = false;  // backward adds into the gradients instead of overwriting them
-};
-
-/// What the backward returns besides the input gradients: upstream * dL/dt.
-struct brownian_bridge_loss_parameter_gradients {
-  double t = 0;                // dL/dt of a t shared by all rows (the sum of t_rows)
-  std::vector<double> t_rows;  // dL/dt_j per row
-};
 
 template <class T>
 struct brownian_bridge_loss_saved {
@@ -73,13 +56,6 @@ struct brownian_bridge_loss_saved {
 
 namespace detail {
 
-inline brownian_bridge_options bridge_loss_time_options(const brownian_bridge_loss_options& o) {
-  brownian_bridge_options b = o.bridge;
-  b.noise = false;
-  b.num_threads = o.num_threads;
-  return b;
-}
-
 template <class T>
 void bridge_loss_check(const char* fn, const matrix_view<const T>& v, const matrix_view<const T>& u,
                        const matrix_view<const T>& a, const brownian_bridge_loss_options& o) {
@@ -87,24 +63,8 @@ void bridge_loss_check(const char* fn, const matrix_view<const T>& v, const matr
   bridge_check_endpoints(fn, v, u, b, false, false);  // shapes of v/u, t range, ids, rows
   check_matrix(fn, "a_aug", a);
   check_shape(fn, "a_aug", a, v.rows(), v.cols(), "the shape of 'a'");
-  if (o.nll_weight) {
-    if (b.random_t) {
-      CONTRASTIVE_CHECK(b.t_min > 0 && b.t_max < 1, fn,
-                        ": 'nll_weight' needs 0 < t_min and t_max < 1 (the weight 1/(2t(1-t)) is "
-                        "infinite at the ends), got [",
-                        b.t_min, ", ", b.t_max, "]");
-    } else {
-      CONTRASTIVE_CHECK(b.t > 0 && b.t < 1, fn,
-                        ": 'nll_weight' needs 0 < t < 1 (the weight 1/(2t(1-t)) is infinite at the "
-                        "ends), got ",
-                        b.t);
-    }
-  }
+  bridge_loss_check_weight(fn, o);
   check_rows(fn, "a_aug", a);
-}
-
-inline double bridge_loss_weight(double t, bool nll) noexcept {
-  return nll ? 1.0 / (2 * t * (1 - t)) : 1.0;
 }
 
 template <class T>
@@ -193,7 +153,7 @@ brownian_bridge_loss_parameter_gradients bridge_loss_backward(
         bridge_mean_backward(mu, r, d, g);             // dL/dm
         double dt = 0;
         for (index_t k = 0; k < d; ++k) dt += (double(v(j, k)) - double(u(j, k))) * g[k];
-        if (o.nll_weight) dt += -(1 - 2 * t) / (2 * t * t * (1 - t) * (1 - t)) * dist * scale;
+        dt += bridge_loss_weight_dt(t, o.nll_weight) * dist * scale;
         out.t_rows[static_cast<std::size_t>(j)] = dt;
         ok = std::isfinite(dt) && ok;
         for (index_t k = 0; k < d; ++k) mu[k] = t * g[k];
@@ -238,12 +198,28 @@ template <class A, class B, class AA>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AA>)
 auto brownian_bridge_loss_forward(const A& a, const B& b, const AA& a_aug,
                                   const brownian_bridge_loss_options& o = {}, workspace = {}) {
-  const auto va = detail::input_view(a);
-  const auto vb = detail::input_view(b);
-  const auto vaa = detail::input_view(a_aug);
-  using T = typename decltype(va)::value_type;
-  detail::require_same_value_type<T, decltype(vb), decltype(vaa)>();
-  return detail::bridge_loss_forward<T>(va, vb, vaa, o);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/brownian_bridge.cuh
+    return detail::device_backend_of<detail::brownian_bridge_loss_tag, A>::type::forward(
+        as_view(a), as_view(b), as_view(a_aug), o);
+  } else {
+    const auto va = detail::input_view(a);
+    const auto vb = detail::input_view(b);
+    const auto vaa = detail::input_view(a_aug);
+    using T = typename decltype(va)::value_type;
+    detail::require_same_value_type<T, decltype(vb), decltype(vaa)>();
+    return detail::bridge_loss_forward<T>(va, vb, vaa, o);
+  }
+}
+
+/// Backward of a forward run on device views (cuda/brownian_bridge.cuh).
+template <class A, class B, class AA, class GA, class GB, class GAA>
+brownian_bridge_loss_parameter_gradients brownian_bridge_loss_backward(
+    const A& a, const B& b, const AA& a_aug, const cuda::brownian_bridge_loss_device_saved& saved,
+    GA&& grad_a, GB&& grad_b, GAA&& grad_a_aug, const brownian_bridge_loss_options& o = {},
+    double upstream = 1.0, workspace = {}) {
+  return detail::device_backend_of<detail::brownian_bridge_loss_tag, A>::type::backward(
+      as_view(a), as_view(b), as_view(a_aug), saved, as_view(grad_a), as_view(grad_b),
+      as_view(grad_a_aug), o, upstream);
 }
 
 /// Backward: writes (or adds) upstream * dL/da, dL/db and dL/da_aug; returns upstream * dL/dt
