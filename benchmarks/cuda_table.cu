@@ -4,18 +4,20 @@
 // the loss's shapes timed in the same run (the floor: S = A B^T, dA = G B, dB = G^T A), and the
 // extra device memory (workspace plus statistics; inputs and gradients excluded). Each cell is
 // run on both paths (cuda::sweep_mode): the fused kernels and the blocked cuBLASLt sweep
-// (cuda/block_sweep.cuh; compiled, not yet run on a GPU when this option was added), beside the
+// (cuda/detail/block_sweep.cuh; compiled, not yet run on a GPU when this option was added), beside the
 // same floor.
 //
 //   contrastive_cuda_table [--d 512] [--n 4096,16384,...] [--types fp32,tf32,fp16,bf16]
 //                          [--paths fused,blocked] [--cell-budget 75] [--reps 5]
-//                          [--losses gamma,uniformity] [--loss-n 32768] [--loss-types bf16,fp32]
+//                          [--losses gamma,uniformity,scan] [--loss-n 32768]
+//                          [--loss-types bf16,fp32]
 // A cell whose estimated time (from the previous N, scaled by N^2) exceeds --cell-budget seconds
 // is skipped and marked so. A second table times the other losses on the blocked sweep
 // (cuda/gamma_nce.cuh, cuda/feature_separation.cuh) at --loss-n beside CLIP's blocked time and
 // the floor of their products measured in the same run (the gamma loss: one logit matrix, the
-// three GEMMs; the uniformity term: one per modality, twice the three GEMMs). --losses none
-// skips it. Returns 77 without a GPU.
+// three GEMMs; the uniformity term: one per modality, twice the three GEMMs), and the cost of the
+// throwing calls' input scan of two N x D inputs ("scan"). --losses none skips it. Returns 77
+// without a GPU.
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -297,6 +299,25 @@ cell run_uniformity_cell(const std::string& type, index_t n, index_t d, int reps
   return c;
 }
 
+/// The throwing calls' device scan of two N x D inputs for NaN / Inf (cuda/detail/checks.cuh), the cost
+/// that scan_inputs = false saves.
+template <class T>
+cell run_scan_cell(index_t n, index_t d, int reps) {
+  cell c;
+  device_pair<T> x(n, d);
+  const auto va = contrastive::make_device_view(x.a.template as<const T>(), n, d);
+  const auto vb = contrastive::make_device_view(x.b.template as<const T>(), n, d);
+  auto scan = [&] {
+    cc::detail::check_finite_device("scan", "a", va, nullptr);
+    cc::detail::check_finite_device("scan", "b", vb, nullptr);
+  };
+  c.total_ms = time_ms(scan, reps);
+  c.fwd_ms = c.total_ms;
+  c.extra_mib = 0;
+  c.loss = 0;
+  return c;
+}
+
 std::vector<long long> parse_list(const std::string& s) {
   std::vector<long long> v;
   std::stringstream ss(s);
@@ -314,7 +335,7 @@ int main(int argc, char** argv) {
   index_t d = 512;
   double budget_s = 75;  // N = 1048576 in bf16 and fp16 fits; fp32 and tf32 would take minutes
   int max_reps = 5;
-  std::vector<std::string> losses = {"gamma", "uniformity"};
+  std::vector<std::string> losses = {"gamma", "uniformity", "scan"};
   std::vector<std::string> loss_types = {"bf16", "fp32"};
   long long loss_n = 32768;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -424,11 +445,17 @@ int main(int argc, char** argv) {
       cudaGetLastError();
     }
     for (const std::string& loss : losses) {
-      loss_row lr{loss, type, {}, clip, loss == "uniformity" ? 2 * floor : floor};
+      loss_row lr{
+          loss, type, {}, clip, loss == "uniformity" ? 2 * floor : (loss == "scan" ? NAN : floor)};
       try {
         const bool g = loss == "gamma";
-        if (loss != "gamma" && loss != "uniformity") throw std::runtime_error("unknown loss");
-        if (type == "bf16")
+        if (loss != "gamma" && loss != "uniformity" && loss != "scan")
+          throw std::runtime_error("unknown loss");
+        if (loss == "scan")
+          lr.c = type == "bf16"   ? run_scan_cell<__nv_bfloat16>(n, d, 3)
+                 : type == "fp16" ? run_scan_cell<__half>(n, d, 3)
+                                  : run_scan_cell<float>(n, d, 3);
+        else if (type == "bf16")
           lr.c = g ? run_gamma_cell<__nv_bfloat16>(type, n, d, 3)
                    : run_uniformity_cell<__nv_bfloat16>(type, n, d, 3);
         else if (type == "fp16")

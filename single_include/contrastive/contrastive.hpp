@@ -559,7 +559,7 @@ CONTRASTIVE_HOST_DEVICE inline T softmax_gradient_entry(T logit, T lse_x, T lse_
 }
 
 // ---- The epilogue of the GPU block sweep (core/block_sweep.hpp), shared by the CUDA kernels
-// (cuda/block_sweep.cuh) and the host emulator (core/block_sweep_emulator.hpp) ----
+// (cuda/detail/block_sweep.cuh) and the host emulator (core/block_sweep_emulator.hpp) ----
 
 /// What an epilogue needs to know about entry (i, j) of the virtual logit matrix
 /// s_ij = scale <x_i, y_j> + row_offset_i + col_offset_j: the diagonal mask, the positives (by
@@ -876,7 +876,7 @@ CONTRASTIVE_NAMESPACE_END
 
 // The argument checks that read no element: extents, null pointers, shapes, strides, aliasing,
 // scalar options and spans. One home for the CPU losses (through core/loss_common.hpp, which adds
-// the scans that read elements) and the CUDA functions (through cuda/checks.cuh, which adds the
+// the scans that read elements) and the CUDA functions (through cuda/detail/checks.cuh, which adds the
 // device-side scans): the same messages on both paths, naming the function, the argument and the
 // bad value. Host-only, Eigen-free; views of either memory space (only their extents, strides and
 // addresses are read). The `*_ok` predicates are the noexcept forms for the `_async` entry points.
@@ -6300,6 +6300,7 @@ CONTRASTIVE_NAMESPACE_END
 
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 // ---- begin contrastive/sampling/philox.hpp ----
 #ifndef CONTRASTIVE_SAMPLING_PHILOX_HPP
@@ -6412,6 +6413,13 @@ struct brownian_bridge_options {
       ids{};  // ... or ids[j] when given (one per row, >= 0; device memory on the GPU)
   bool accumulate = false;  // backward adds into grad_v / grad_u instead of overwriting them
   int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP)
+};
+
+/// Gradients of a sampling call beyond those to v and u.
+struct brownian_bridge_gradient {
+  double t = 0;                // dL/dt of a t shared by all rows (the sum of t_rows); 0 for paths
+  std::vector<double> t_rows;  // dL/dt_j per row (points)
+  double sigma = 0;            // dL/dsigma
 };
 
 namespace detail {
@@ -6647,13 +6655,6 @@ struct brownian_bridge_saved {
   bool noise = true, reproject = false, given_noise = false;
   std::uint64_t seed = 0;
   std::uint32_t step = 0;
-};
-
-/// Gradients of a sampling call beyond those to v and u.
-struct brownian_bridge_gradient {
-  double t = 0;                // dL/dt of a t shared by all rows (the sum of t_rows); 0 for paths
-  std::vector<double> t_rows;  // dL/dt_j per row (points)
-  double sigma = 0;            // dL/dsigma
 };
 
 namespace detail {
@@ -9395,6 +9396,23 @@ void gamma_nce_check_shapes(const char* fn, const matrix_view<const T, Space>& a
                     ": a batch of 1 has no negatives (use N >= 2 or positive_in_normaliser)");
 }
 
+/// A backward's `saved` (the CPU's or the GPU's: any struct with n, d, temperature, symmetric,
+/// positive_in_normaliser, reduction) belongs to these rows x cols inputs and these options.
+template <class S>
+void gamma_nce_check_saved(const char* fn, const S& saved, index_t rows, index_t cols,
+                           const gamma_nce_options& o) {
+  CONTRASTIVE_CHECK(saved.n == rows && saved.d == cols, fn, ": 'saved' belongs to a ", saved.n,
+                    " x ", saved.d, " batch, the inputs are ", rows, " x ", cols);
+  CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
+                        saved.positive_in_normaliser == o.positive_in_normaliser &&
+                        saved.reduction == o.reduction,
+                    fn, ": 'saved' was computed with other options (temperature ",
+                    saved.temperature, ", symmetric ", saved.symmetric, ", positive_in_normaliser ",
+                    saved.positive_in_normaliser, ") than these (temperature ", o.temperature,
+                    ", symmetric ", o.symmetric, ", positive_in_normaliser ",
+                    o.positive_in_normaliser, ")");
+}
+
 inline void gamma_nce_check_exact(const char* fn, const char* name,
                                   const vector_view<const double>& s, index_t n) {
   CONTRASTIVE_CHECK(!s.empty(), fn, ": rate_source::exact needs '", name, "'");
@@ -9732,16 +9750,7 @@ void gamma_nce_check_backward(const char* fn, const matrix_view<const T>& a,
                               const matrix_view<T>& ga, const matrix_view<T>& gb,
                               const gamma_nce_options& o, double upstream) {
   gamma_nce_check_inputs(fn, a, b, o);
-  CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
-                    saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
-  CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
-                        saved.positive_in_normaliser == o.positive_in_normaliser &&
-                        saved.reduction == o.reduction,
-                    fn, ": 'saved' was computed with other options (temperature ",
-                    saved.temperature, ", symmetric ", saved.symmetric, ", positive_in_normaliser ",
-                    saved.positive_in_normaliser, ") than these (temperature ", o.temperature,
-                    ", symmetric ", o.symmetric, ", positive_in_normaliser ",
-                    o.positive_in_normaliser, ")");
+  gamma_nce_check_saved(fn, saved, a.rows(), a.cols(), o);
   const auto un = static_cast<std::size_t>(saved.n);
   CONTRASTIVE_CHECK(
       saved.row.r.size() == un && saved.row.lse.size() == un &&

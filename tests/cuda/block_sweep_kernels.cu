@@ -1,4 +1,4 @@
-// Runs the blocked sweep (cuda/block_sweep.cuh) for tests/cuda/test_block_sweep.cpp, and the CUDA
+// Runs the blocked sweep (cuda/detail/block_sweep.cuh) for tests/cuda/test_block_sweep.cpp, and the CUDA
 // argument checks for the message census (see block_sweep_kernels.hpp).
 
 #include "cuda/block_sweep_kernels.hpp"
@@ -14,7 +14,7 @@
 #include <vector>
 
 #include <contrastive/adapters/raw.hpp>
-#include <contrastive/cuda/block_sweep.cuh>
+#include <contrastive/cuda/detail/block_sweep.cuh>
 #include <contrastive/cuda/info_nce.cuh>
 #include <contrastive/cuda/nt_xent.cuh>
 

@@ -74,7 +74,7 @@ result run(bool path, const std::vector<double>& v, const std::vector<double>& u
       const std::size_t need = cc::brownian_bridge_trajectory_workspace_bytes(n, d, o);
       const std::int64_t give = static_cast<std::int64_t>(need) + r.ws_delta;
       cc::device_buffer ws(give > 0 ? static_cast<std::size_t>(give) : 0);
-      s = cc::brownian_bridge_trajectory_async<T>(vv, vu, y, o, ws.data(), ws.bytes(), nullptr);
+      s = cc::brownian_bridge_trajectory_async<T>(vv, vu, y, o, {ws.data(), ws.bytes()}, nullptr);
       check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");  // before ws is freed
     } else {
       s = cc::brownian_bridge_sample_async<T>(vv, vu, y, o, nullptr);
@@ -201,6 +201,90 @@ loss_result bridge_loss_rows_on_host(const std::vector<double>& v, const std::ve
         vv, vu, va, r.t.data(), gv, gu, ga, o.nll_weight, o.detach_a_aug, o.accumulate,
         upstream / static_cast<double>(n), j, r.dt_rows.data());
   for (const double x : r.dt_rows) r.dt += x;
+  return r;
+}
+
+namespace {
+
+template <class T>
+sampler_gradient sampler_backward_t(const std::vector<double>& v, const std::vector<double>& u,
+                                    const std::vector<double>& g, index_t n, index_t d,
+                                    const contrastive::brownian_bridge_options& o,
+                                    bool trajectory) {
+  sampler_gradient r;
+  try {
+    const index_t g_rows = trajectory ? n * (o.steps + 1) : n;
+    const cc::device_buffer dv = upload<T>(v, n, d, false), du = upload<T>(u, n, d, false),
+                            dg = upload<T>(g, g_rows, d, false);
+    const double init = o.accumulate ? 0.5 : std::numeric_limits<double>::quiet_NaN();
+    const std::vector<double> start(static_cast<std::size_t>(n * d), init);
+    const cc::device_buffer ga = upload<T>(start, n, d, false), gb = upload<T>(start, n, d, false);
+    const auto vv = contrastive::make_device_view(dv.as<const T>(), n, d);
+    const auto vu = contrastive::make_device_view(du.as<const T>(), n, d);
+    const auto vg = contrastive::make_device_view(dg.as<const T>(), g_rows, d);
+    const auto oa = contrastive::make_device_view(ga.as<T>(), n, d);
+    const auto ob = contrastive::make_device_view(gb.as<T>(), n, d);
+    const contrastive::brownian_bridge_gradient out =
+        trajectory ? cc::brownian_bridge_trajectory_backward<T>(vv, vu, vg, oa, ob, o)
+                   : cc::brownian_bridge_sample_backward<T>(vv, vu, vg, oa, ob, o);
+    r.dt = out.t;
+    r.dt_rows = out.t_rows;
+    r.dsigma = out.sigma;
+    for (auto* x : {&r.ga, &r.gb}) {
+      std::vector<T> h(static_cast<std::size_t>(n * d));
+      check(cudaMemcpy(h.data(), (x == &r.ga ? ga : gb).data(), h.size() * sizeof(T),
+                       cudaMemcpyDeviceToHost),
+            "cudaMemcpy");
+      x->assign(h.begin(), h.end());
+    }
+  } catch (const std::exception& e) {
+    r.error = e.what();
+  }
+  return r;
+}
+
+}  // namespace
+
+sampler_gradient sampler_backward(const std::vector<double>& v, const std::vector<double>& u,
+                                  const std::vector<double>& g, index_t n, index_t d,
+                                  const contrastive::brownian_bridge_options& o, bool trajectory,
+                                  bool single) {
+  return single ? sampler_backward_t<float>(v, u, g, n, d, o, trajectory)
+                : sampler_backward_t<double>(v, u, g, n, d, o, trajectory);
+}
+
+sampler_gradient sampler_backward_rows_on_host(const std::vector<double>& v,
+                                               const std::vector<double>& u,
+                                               const std::vector<double>& g, index_t n, index_t d,
+                                               const contrastive::brownian_bridge_options& o,
+                                               bool trajectory) {
+  using view = contrastive::matrix_view<const double, contrastive::device_memory>;
+  using out_view = contrastive::matrix_view<double, contrastive::device_memory>;
+  const index_t g_rows = trajectory ? n * (o.steps + 1) : n;
+  const view vv = contrastive::make_device_view(v.data(), n, d);
+  const view vu = contrastive::make_device_view(u.data(), n, d);
+  const view vg = contrastive::make_device_view(g.data(), g_rows, d);
+  sampler_gradient r;
+  const auto un = static_cast<std::size_t>(n);
+  r.ga.assign(un * static_cast<std::size_t>(d), o.accumulate ? 0.5 : 0.0);
+  r.gb = r.ga;
+  const out_view oa = contrastive::make_device_view(r.ga.data(), n, d);
+  const out_view ob = contrastive::make_device_view(r.gb.data(), n, d);
+  const double sigma = contrastive::detail::bridge_sigma(o, d);
+  std::vector<double> ds(un),
+      ws(trajectory && o.steps > 1 ? 4 * static_cast<std::size_t>(o.steps - 1) * un
+                                   : std::size_t(1));
+  if (!trajectory) r.dt_rows.resize(un);
+  for (index_t j = 0; j < n; ++j) {
+    if (trajectory)
+      cc::detail::bridge_path_backward_row<double>(vv, vu, vg, oa, ob, o, sigma, ws.data(), j,
+                                                   ds.data());
+    else
+      cc::detail::bridge_point_backward_row<double>(vv, vu, vg, oa, ob, o, sigma, j,
+                                                    r.dt_rows.data(), ds.data());
+  }
+  for (const double x : r.dt_rows) r.dt += x;
+  for (const double x : ds) r.dsigma += x;
   return r;
 }
 

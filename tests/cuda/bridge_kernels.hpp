@@ -62,6 +62,25 @@ loss_result bridge_loss_rows_on_host(const std::vector<double>& v, const std::ve
                                      const contrastive::brownian_bridge_loss_options& o,
                                      double upstream);
 
+/// The samplers' backward on Philox noise: dL/da, dL/db (poisoned with NaN first, or 0.5 with
+/// o.accumulate), dL/dt per row and summed (points), dL/dsigma; `g` is dL/dy (points, N x D) or
+/// dL/dx (paths, N (K + 1) x D). On the device (the throwing forms), or the kernels' row code run
+/// on the host in double.
+struct sampler_gradient {
+  std::vector<double> ga, gb, dt_rows;
+  double dt = 0, dsigma = 0;
+  std::string error;
+};
+sampler_gradient sampler_backward(const std::vector<double>& v, const std::vector<double>& u,
+                                  const std::vector<double>& g, index_t n, index_t d,
+                                  const contrastive::brownian_bridge_options& o, bool trajectory,
+                                  bool single);
+sampler_gradient sampler_backward_rows_on_host(const std::vector<double>& v,
+                                               const std::vector<double>& u,
+                                               const std::vector<double>& g, index_t n, index_t d,
+                                               const contrastive::brownian_bridge_options& o,
+                                               bool trajectory);
+
 int invalid_value_code();
 
 }  // namespace gpu_bridge

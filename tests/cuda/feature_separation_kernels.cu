@@ -22,19 +22,6 @@ namespace {
 
 namespace cc = contrastive::cuda;
 
-contrastive::feature_separation_options options_of(const separation_case& c) {
-  contrastive::feature_separation_options o;
-  o.orthogonality_weight = c.orthogonality_weight;
-  o.contrastive_weight = c.contrastive_weight;
-  o.uniformity_weight = c.uniformity_weight;
-  o.temperature = c.temperature;
-  o.uniformity_t = c.t;
-  o.uniformity = c.wang_isola ? contrastive::uniformity_form::wang_isola
-                              : contrastive::uniformity_form::literal;
-  o.accumulate = c.accumulate;
-  return o;
-}
-
 template <class T>
 separation_result run(const separation_case& c, const std::vector<std::vector<double>>& x,
                       cc::math_mode m) {
@@ -47,7 +34,7 @@ separation_result run(const separation_case& c, const std::vector<std::vector<do
       g.push_back(
           std::make_unique<device_matrix<T>>(std::vector<double>(h.size(), init), c.n, c.d));
     }
-    const contrastive::feature_separation_options o = options_of(c);
+    const contrastive::feature_separation_options o = separation_options(c);
     if (c.uniformity_only) {
       const auto s = c.generic
                          ? contrastive::feature_uniformity_forward(in[0]->in(), in[1]->in(), o)

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <contrastive/losses/feature_separation_options.hpp>
+
 #include "cuda/info_nce_kernels.hpp"
 
 namespace cuda_test {
@@ -21,6 +23,19 @@ struct separation_case {
   bool generic = false;     // through the generic contrastive::feature_* functions
   bool uniformity_only = false;
 };
+
+inline contrastive::feature_separation_options separation_options(const separation_case& c) {
+  contrastive::feature_separation_options o;
+  o.orthogonality_weight = c.orthogonality_weight;
+  o.contrastive_weight = c.contrastive_weight;
+  o.uniformity_weight = c.uniformity_weight;
+  o.temperature = c.temperature;
+  o.uniformity_t = c.t;
+  o.uniformity = c.wang_isola ? contrastive::uniformity_form::wang_isola
+                              : contrastive::uniformity_form::literal;
+  o.accumulate = c.accumulate;
+  return o;
+}
 
 struct separation_result {
   double loss = 0;

@@ -22,26 +22,6 @@ namespace {
 
 namespace cc = contrastive::cuda;
 
-contrastive::gamma_nce_options options_of(const gamma_case& c) {
-  contrastive::gamma_nce_options o;
-  o.temperature = c.temperature;
-  o.symmetric = c.symmetric;
-  o.positive_in_normaliser = c.positive_in_normaliser;
-  o.alpha = c.alpha;
-  o.beta = c.beta;
-  o.seed = c.seed;
-  o.step = c.step;
-  o.rate_source = c.source == 0   ? contrastive::gamma_rate_source::state
-                  : c.source == 1 ? contrastive::gamma_rate_source::same_batch
-                                  : contrastive::gamma_rate_source::exact;
-  o.order = c.sample_then_update ? contrastive::gamma_update_order::sample_then_update
-                                 : contrastive::gamma_update_order::update_then_sample;
-  o.reduction =
-      c.sum_reduction ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
-  o.accumulate = c.accumulate;
-  return o;
-}
-
 template <class T>
 gamma_result run(const gamma_case& c, const std::vector<double>& a, const std::vector<double>& b,
                  contrastive::normalizer_state* state, cc::math_mode m) {
@@ -53,7 +33,7 @@ gamma_result run(const gamma_case& c, const std::vector<double>& a, const std::v
     device_matrix<T> gb(std::vector<double>(a.size(), init), c.n, c.d);
     device_vector<std::int64_t> ids(c.ids);
     device_vector<double> ea(c.exact_a), eb(c.exact_b);
-    contrastive::gamma_nce_options o = options_of(c);
+    contrastive::gamma_nce_options o = gamma_options(c);
     o.exact_log_normalizer_a = ea.view();  // device memory, as the GPU path takes them
     o.exact_log_normalizer_b = eb.view();
     cc::device_normalizer_state ds;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <contrastive/losses/gamma_nce_options.hpp>
 #include <contrastive/state/normalizer_state.hpp>
 
 #include "cuda/info_nce_kernels.hpp"
@@ -39,6 +40,27 @@ struct gamma_result {
   double grad_temperature = 0;         // upstream * dL/dtau
   std::string error;                   // a thrown exception's message
 };
+
+/// The loss's options for a case (the exact rates not set: they are device or host memory).
+inline contrastive::gamma_nce_options gamma_options(const gamma_case& c) {
+  contrastive::gamma_nce_options o;
+  o.temperature = c.temperature;
+  o.symmetric = c.symmetric;
+  o.positive_in_normaliser = c.positive_in_normaliser;
+  o.alpha = c.alpha;
+  o.beta = c.beta;
+  o.seed = c.seed;
+  o.step = c.step;
+  o.rate_source = c.source == 0   ? contrastive::gamma_rate_source::state
+                  : c.source == 1 ? contrastive::gamma_rate_source::same_batch
+                                  : contrastive::gamma_rate_source::exact;
+  o.order = c.sample_then_update ? contrastive::gamma_update_order::sample_then_update
+                                 : contrastive::gamma_update_order::update_then_sample;
+  o.reduction =
+      c.sum_reduction ? contrastive::loss_reduction::sum : contrastive::loss_reduction::mean;
+  o.accumulate = c.accumulate;
+  return o;
+}
 
 /// The throwing wrappers (or the generic functions) on device copies of a and b rounded to t.
 /// With source 0 the state is uploaded from *state, stepped on the device and downloaded back.

@@ -106,7 +106,7 @@ result run_t(const std::vector<double>& v, const std::vector<double>& u, index_t
             ? cc::detail::gc_forward_run<T>(vv, vu, loss.as<T>(), grams.as<T>(), o, ws.data(),
                                             ws.bytes(), h.get(), nullptr, r.chunk)
             : cc::geometric_consistency_forward_async<T>(vv, vu, loss.as<T>(), grams.as<T>(), o,
-                                                         ws.data(), ws.bytes(), h.get(), nullptr);
+                                                         {ws.data(), ws.bytes()}, h.get(), nullptr);
     check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     res.status_forward = static_cast<int>(s);
     if (s != cudaSuccess) return res;
@@ -116,7 +116,7 @@ result run_t(const std::vector<double>& v, const std::vector<double>& u, index_t
             ? cc::detail::gc_backward_run<T>(vv, vu, grams.as<const T>(), gv, gu, ob, r.upstream,
                                              ws.data(), ws.bytes(), h.get(), nullptr, r.chunk)
             : cc::geometric_consistency_backward_async<T>(vv, vu, grams.as<const T>(), gv, gu, ob,
-                                                          r.upstream, ws.data(), ws.bytes(),
+                                                          r.upstream, {ws.data(), ws.bytes()},
                                                           h.get(), nullptr);
     check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     res.status_backward = static_cast<int>(s);

@@ -1,4 +1,4 @@
-// The blocked sweep (cuda/block_sweep.cuh) against the CPU path in double on the same rounded
+// The blocked sweep (cuda/detail/block_sweep.cuh) against the CPU path in double on the same rounded
 // inputs, for every element type, through the public entry points with sweep_mode::blocked:
 // InfoNCE, CLIP and NT-Xent with smoothing, labels, sum reduction, upstream, accumulate; several
 // blocks (N > 4096) with ragged edges and NT-Xent's off-diagonal blocks; bitwise repeatability;
@@ -20,59 +20,13 @@
 #include <contrastive/losses/nt_xent.hpp>
 
 #include "cuda/block_sweep_kernels.hpp"
+#include "cuda/parity.hpp"
 
 namespace {
 
 using cuda_test::block_case;
 using cuda_test::dtype;
 using cuda_test::loss_result;
-
-std::vector<double> embeddings(int n, int d, unsigned seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> g;
-  std::vector<double> x(static_cast<std::size_t>(n) * d);
-  for (auto& v : x) v = g(rng);
-  for (int i = 0; i < n; ++i) {
-    double s = 0;
-    for (int k = 0; k < d; ++k) s += x[i * d + k] * x[i * d + k];
-    for (int k = 0; k < d; ++k) x[i * d + k] /= std::sqrt(s);
-  }
-  return x;
-}
-
-struct tolerance {
-  double loss, stats, grad, temperature;
-};
-// As tests/cuda/test_info_nce.cpp; G is stored in the input type for bf16 / fp16 (scaled by 2^k).
-tolerance tolerance_for(dtype t) {
-  switch (t) {
-    case dtype::f32:
-      return {2e-5, 2e-5, 2e-4, 2e-4};
-    case dtype::tf32:
-      return {2e-2, 2e-2, 3e-2, 5e-2};
-    case dtype::f16:
-      return {2e-5, 2e-5, 6e-3, 1e-3};
-    case dtype::bf16:
-      return {2e-5, 2e-5, 2.5e-2, 1e-3};
-  }
-  return {};
-}
-
-double max_abs(const std::vector<double>& x) {
-  double m = 0;
-  for (double v : x) m = std::max(m, std::abs(v));
-  return m;
-}
-
-double rel_error(const std::vector<double>& x, const std::vector<double>& y, double floor) {
-  REQUIRE(x.size() == y.size());
-  double e = 0;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if (!std::isfinite(x[i])) return INFINITY;
-    e = std::max(e, std::abs(x[i] - y[i]));
-  }
-  return e / std::max(max_abs(y), floor);
-}
 
 loss_result cpu(const block_case& c, const std::vector<double>& a, const std::vector<double>& b) {
   loss_result r;
@@ -123,13 +77,13 @@ void compare(const loss_result& g, const loss_result& r, const block_case& c, dt
                           << " labels=" << !c.labels_a.empty() << " sum=" << c.sum_reduction
                           << " upstream=" << c.upstream << " accumulate=" << c.accumulate);
   REQUIRE(g.error == "");
-  const tolerance tol = tolerance_for(t);
+  const cuda_test::tolerance tol = cuda_test::tolerance_for(t);
   CHECK(std::abs(g.loss - r.loss) <= tol.loss * std::max(1.0, std::abs(r.loss)));
-  CHECK(rel_error(g.row_lse, r.row_lse, 1.0) <= tol.stats);
-  if (!r.col_lse.empty()) CHECK(rel_error(g.col_lse, r.col_lse, 1.0) <= tol.stats);
-  const double scale = std::max({max_abs(r.grad_a), max_abs(r.grad_b), 1e-6});
-  CHECK(rel_error(g.grad_a, r.grad_a, scale) <= tol.grad * (c.accumulate ? 4 : 1));
-  CHECK(rel_error(g.grad_b, r.grad_b, scale) <= tol.grad * (c.accumulate ? 4 : 1));
+  CHECK(cuda_test::rel_error(g.row_lse, r.row_lse, 1.0) <= tol.stats);
+  if (!r.col_lse.empty()) CHECK(cuda_test::rel_error(g.col_lse, r.col_lse, 1.0) <= tol.stats);
+  const double scale = std::max({cuda_test::max_abs(r.grad_a), cuda_test::max_abs(r.grad_b), 1e-6});
+  CHECK(cuda_test::rel_error(g.grad_a, r.grad_a, scale) <= tol.grad * (c.accumulate ? 4 : 1));
+  CHECK(cuda_test::rel_error(g.grad_b, r.grad_b, scale) <= tol.grad * (c.accumulate ? 4 : 1));
   CHECK(std::abs(g.grad_temperature - r.grad_temperature) <=
         tol.temperature * std::max(1.0, std::abs(r.grad_temperature)));
 }
@@ -177,8 +131,8 @@ TEST_CASE("cuda block sweep: parity with the CPU for every element type", "[cuda
   unsigned seed = 500;
   for (const block_case& c : cases()) {
     for (dtype t : all_types) {
-      const auto a = cuda_test::round_to(t, embeddings(c.n, c.d, seed));
-      const auto b = cuda_test::round_to(t, embeddings(c.n, c.d, seed + 1000));
+      const auto a = cuda_test::round_to(t, cuda_test::unit_rows(c.n, c.d, seed));
+      const auto b = cuda_test::round_to(t, cuda_test::unit_rows(c.n, c.d, seed + 1000));
       compare(cuda_test::run_block(t, c, a, b), cpu(c, a, b), c, t);
     }
     ++seed;
@@ -194,8 +148,8 @@ TEST_CASE("cuda block sweep: several blocks, ragged edges, NT-Xent off-diagonal 
     c.d = 24;
     c.label_smoothing = 0.05;
     for (dtype t : {dtype::f32, dtype::bf16}) {
-      const auto a = cuda_test::round_to(t, embeddings(c.n, c.d, 7));
-      const auto b = cuda_test::round_to(t, embeddings(c.n, c.d, 8));
+      const auto a = cuda_test::round_to(t, cuda_test::unit_rows(c.n, c.d, 7));
+      const auto b = cuda_test::round_to(t, cuda_test::unit_rows(c.n, c.d, 8));
       compare(cuda_test::run_block(t, c, a, b), cpu(c, a, b), c, t);
     }
   }
@@ -215,8 +169,8 @@ TEST_CASE("cuda block sweep: labels (multiple positives, anchors without one)",
   for (double eps : {0.0, 0.2}) {
     c.label_smoothing = eps;
     for (dtype t : all_types) {
-      const auto a = cuda_test::round_to(t, embeddings(c.n, c.d, 31));
-      const auto b = cuda_test::round_to(t, embeddings(c.n, c.d, 32));
+      const auto a = cuda_test::round_to(t, cuda_test::unit_rows(c.n, c.d, 31));
+      const auto b = cuda_test::round_to(t, cuda_test::unit_rows(c.n, c.d, 32));
       compare(cuda_test::run_block(t, c, a, b), cpu(c, a, b), c, t);
       block_case x = c;
       x.nt_xent = true;
@@ -232,8 +186,8 @@ TEST_CASE("cuda block sweep: tau = 1e-3 and unnormalised inputs stay finite",
   c.n = 96;
   c.d = 48;
   c.temperature = 1e-3;
-  const auto a = cuda_test::round_to(dtype::f32, embeddings(c.n, c.d, 11));
-  const auto b = cuda_test::round_to(dtype::f32, embeddings(c.n, c.d, 12));
+  const auto a = cuda_test::round_to(dtype::f32, cuda_test::unit_rows(c.n, c.d, 11));
+  const auto b = cuda_test::round_to(dtype::f32, cuda_test::unit_rows(c.n, c.d, 12));
   compare(cuda_test::run_block(dtype::f32, c, a, b), cpu(c, a, b), c, dtype::f32);
 }
 
@@ -242,8 +196,8 @@ TEST_CASE("cuda block sweep: bitwise repeatable", "[cuda][block_sweep]") {
   c.n = 4500;
   c.d = 64;
   for (dtype t : {dtype::f32, dtype::bf16}) {
-    const auto a = cuda_test::round_to(t, embeddings(c.n, c.d, 41));
-    const auto b = cuda_test::round_to(t, embeddings(c.n, c.d, 42));
+    const auto a = cuda_test::round_to(t, cuda_test::unit_rows(c.n, c.d, 41));
+    const auto b = cuda_test::round_to(t, cuda_test::unit_rows(c.n, c.d, 42));
     const loss_result r1 = cuda_test::run_block(t, c, a, b);
     const loss_result r2 = cuda_test::run_block(t, c, a, b);
     REQUIRE(r1.error == "");
@@ -260,8 +214,8 @@ TEST_CASE("cuda block sweep: where cuBLASLt cannot serve, blocked is refused, au
   block_case c;
   c.n = 50;
   c.d = 3;  // 6 bytes a row in fp16: not a multiple of 16
-  const auto a = cuda_test::round_to(dtype::f16, embeddings(c.n, c.d, 51));
-  const auto b = cuda_test::round_to(dtype::f16, embeddings(c.n, c.d, 52));
+  const auto a = cuda_test::round_to(dtype::f16, cuda_test::unit_rows(c.n, c.d, 51));
+  const auto b = cuda_test::round_to(dtype::f16, cuda_test::unit_rows(c.n, c.d, 52));
   const loss_result forced = cuda_test::run_block(dtype::f16, c, a, b);
   CHECK_THAT(forced.error, Catch::Contains("not supported") || Catch::Contains("NotSupported"));
   c.mode = cuda_test::sweep::automatic;

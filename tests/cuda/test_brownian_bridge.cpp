@@ -413,3 +413,110 @@ TEST_CASE("cuda bridge loss: bad inputs give the CPU's messages", "[cuda][bridge
   o.bridge.t = 1.5;
   CHECK(gpu_message(a, o) == cpu_message(a, o));
 }
+
+namespace {
+
+struct cpu_sampler_gradient {
+  std::vector<double> ga, gb, dt_rows;
+  double dt = 0, dsigma = 0;
+};
+
+/// The CPU's backward of a point sample (trajectory: a path) on Philox noise, for upstream g.
+cpu_sampler_gradient sampler_backward_cpu(const pair_data& p, const std::vector<double>& g,
+                                          const brownian_bridge_options& o, bool trajectory) {
+  cpu_sampler_gradient c;
+  const auto v = contrastive::make_view(p.v.data(), p.n, p.d);
+  const auto u = contrastive::make_view(p.u.data(), p.n, p.d);
+  const index_t rows = trajectory ? p.n * (o.steps + 1) : p.n;
+  std::vector<double> out(static_cast<std::size_t>(rows * p.d));
+  c.ga.assign(p.v.size(), o.accumulate ? 0.5 : 0.0);
+  c.gb = c.ga;
+  const auto vg = contrastive::make_view(g.data(), rows, p.d);
+  const auto ga = contrastive::make_view(c.ga.data(), p.n, p.d);
+  const auto gb = contrastive::make_view(c.gb.data(), p.n, p.d);
+  contrastive::brownian_bridge_gradient r;
+  if (trajectory) {
+    const auto saved = contrastive::brownian_bridge_trajectory(
+        v, u, contrastive::make_view(out.data(), rows, p.d), o);
+    r = contrastive::brownian_bridge_trajectory_backward(v, u, saved, vg, ga, gb, o);
+  } else {
+    const auto saved =
+        contrastive::brownian_bridge_sample(v, u, contrastive::make_view(out.data(), rows, p.d), o);
+    r = contrastive::brownian_bridge_sample_backward(v, u, saved, vg, ga, gb, o);
+  }
+  c.dt = r.t;
+  c.dt_rows = r.t_rows;
+  c.dsigma = r.sigma;
+  return c;
+}
+
+std::vector<brownian_bridge_options> sampler_variants() {
+  std::vector<brownian_bridge_options> out;
+  for (int k = 0; k < 6; ++k) {
+    brownian_bridge_options o;
+    o.seed = 11;
+    o.step = 4;
+    o.random_t = k % 2 == 1;
+    o.reproject = k >= 2;
+    o.noise = k != 4;
+    o.accumulate = k == 5;
+    o.steps = k == 3 ? 2 : 5;
+    out.push_back(o);
+  }
+  return out;
+}
+
+std::vector<double> upstream_values(std::size_t count, unsigned seed) {
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<double> nd;
+  std::vector<double> g(count);
+  for (double& x : g) x = nd(gen);
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("cuda bridge sampler backward: the kernels' row code on the host equals the CPU's",
+          "[cuda][bridge][host]") {
+  const pair_data p = make_pairs(13, 10, 31u, false);
+  for (const bool trajectory : {false, true})
+    for (const brownian_bridge_options& o : sampler_variants()) {
+      const index_t rows = trajectory ? p.n * (o.steps + 1) : p.n;
+      const std::vector<double> g = upstream_values(static_cast<std::size_t>(rows * p.d), 7u);
+      const cpu_sampler_gradient want = sampler_backward_cpu(p, g, o, trajectory);
+      const auto got =
+          gpu_bridge::sampler_backward_rows_on_host(p.v, p.u, g, p.n, p.d, o, trajectory);
+      INFO("trajectory " << trajectory << " random_t " << o.random_t << " reproject " << o.reproject
+                         << " noise " << o.noise << " steps " << o.steps);
+      CHECK(max_diff(got.ga, want.ga) <= 1e-12);
+      CHECK(max_diff(got.gb, want.gb) <= 1e-12);
+      CHECK(got.dsigma == Approx(want.dsigma).epsilon(1e-12).margin(1e-12));
+      if (!trajectory) {
+        CHECK(max_diff(got.dt_rows, want.dt_rows) <= 1e-12);
+        CHECK(got.dt == Approx(want.dt).epsilon(1e-12).margin(1e-12));
+      }
+    }
+}
+
+TEST_CASE("cuda bridge sampler backward: on the device, equal to the CPU's", "[cuda][bridge]") {
+  for (const bool single : {false, true}) {
+    const pair_data p = make_pairs(41, 16, 33u, single);
+    for (const bool trajectory : {false, true})
+      for (const brownian_bridge_options& o : sampler_variants()) {
+        const index_t rows = trajectory ? p.n * (o.steps + 1) : p.n;
+        std::vector<double> g = upstream_values(static_cast<std::size_t>(rows * p.d), 9u);
+        if (single)
+          for (double& x : g) x = static_cast<float>(x);
+        const cpu_sampler_gradient want = sampler_backward_cpu(p, g, o, trajectory);
+        const auto got = gpu_bridge::sampler_backward(p.v, p.u, g, p.n, p.d, o, trajectory, single);
+        INFO((single ? "float" : "double") << " trajectory " << trajectory << " reproject "
+                                           << o.reproject << " error " << got.error);
+        REQUIRE(got.error.empty());
+        const double tol = single ? 1e-4 : 1e-11;
+        CHECK(max_diff(got.ga, want.ga) <= tol);
+        CHECK(max_diff(got.gb, want.gb) <= tol);
+        CHECK(got.dsigma == Approx(want.dsigma).epsilon(tol).margin(tol));
+        if (!trajectory) CHECK(got.dt == Approx(want.dt).epsilon(tol).margin(tol));
+      }
+  }
+}

@@ -23,21 +23,9 @@ using cuda_test::separation_case;
 using cuda_test::separation_result;
 namespace c = contrastive;
 
-c::feature_separation_options cpu_options(const separation_case& s) {
-  c::feature_separation_options o;
-  o.orthogonality_weight = s.orthogonality_weight;
-  o.contrastive_weight = s.contrastive_weight;
-  o.uniformity_weight = s.uniformity_weight;
-  o.temperature = s.temperature;
-  o.uniformity_t = s.t;
-  o.uniformity = s.wang_isola ? c::uniformity_form::wang_isola : c::uniformity_form::literal;
-  o.accumulate = s.accumulate;
-  return o;
-}
-
 separation_result cpu(const separation_case& s, const std::vector<std::vector<double>>& x) {
   separation_result r;
-  const c::feature_separation_options o = cpu_options(s);
+  const c::feature_separation_options o = cuda_test::separation_options(s);
   std::vector<std::vector<double>> g(x.size(),
                                      std::vector<double>(x[0].size(), s.accumulate ? 0.5 : 0.0));
   auto in = [&](std::size_t k) { return c::make_view(x[k].data(), s.n, s.d); };

@@ -15,63 +15,13 @@
 #include <contrastive/losses/nt_xent.hpp>
 
 #include "cuda/info_nce_kernels.hpp"
+#include "cuda/parity.hpp"
 
 namespace {
 
 using cuda_test::dtype;
 using cuda_test::loss_case;
 using cuda_test::loss_result;
-
-std::vector<double> embeddings(int n, int d, unsigned seed, bool normalise = true) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> g;
-  std::vector<double> x(static_cast<std::size_t>(n) * d);
-  for (auto& v : x) v = g(rng);
-  if (normalise) {
-    for (int i = 0; i < n; ++i) {
-      double s = 0;
-      for (int k = 0; k < d; ++k) s += x[i * d + k] * x[i * d + k];
-      for (int k = 0; k < d; ++k) x[i * d + k] /= std::sqrt(s);
-    }
-  }
-  return x;
-}
-
-struct tolerance {
-  double loss, stats, grad, temperature;
-};
-// tf32 rounds the inputs of every product to 10 mantissa bits; bf16 and fp16 inputs are exact in
-// the reference, but the gradient tile G and the outputs are stored in the input type.
-tolerance tolerance_for(dtype t) {
-  switch (t) {
-    case dtype::f32:
-      return {2e-5, 2e-5, 2e-4, 2e-4};
-    case dtype::tf32:
-      return {2e-2, 2e-2, 3e-2, 5e-2};
-    case dtype::f16:
-      return {2e-5, 2e-5, 6e-3, 1e-3};
-    case dtype::bf16:
-      return {2e-5, 2e-5, 2.5e-2, 1e-3};
-  }
-  return {};
-}
-
-double max_abs(const std::vector<double>& x) {
-  double m = 0;
-  for (double v : x) m = std::max(m, std::abs(v));
-  return m;
-}
-
-/// max |x - y| / max(max |y|, floor), with NaN/Inf in x counting as a failure.
-double rel_error(const std::vector<double>& x, const std::vector<double>& y, double floor = 1e-30) {
-  REQUIRE(x.size() == y.size());
-  double e = 0;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if (!std::isfinite(x[i])) return INFINITY;
-    e = std::max(e, std::abs(x[i] - y[i]));
-  }
-  return e / std::max(max_abs(y), floor);
-}
 
 struct reference {
   double loss = 0, grad_temperature = 0;
@@ -130,19 +80,19 @@ void compare(const loss_result& g, const reference& r, const loss_case& c, dtype
                           << " sum=" << c.sum_reduction << " upstream=" << c.upstream
                           << " accumulate=" << c.accumulate);
   REQUIRE(g.error == "");
-  const tolerance tol = tolerance_for(t);
+  const cuda_test::tolerance tol = cuda_test::tolerance_for(t);
   CHECK(std::abs(g.loss - r.loss) <= tol.loss * std::max(1.0, std::abs(r.loss)));
-  CHECK(rel_error(g.row_lse, r.row_lse, 1.0) <= tol.stats);
-  if (!r.col_lse.empty()) CHECK(rel_error(g.col_lse, r.col_lse, 1.0) <= tol.stats);
+  CHECK(cuda_test::rel_error(g.row_lse, r.row_lse, 1.0) <= tol.stats);
+  if (!r.col_lse.empty()) CHECK(cuda_test::rel_error(g.col_lse, r.col_lse, 1.0) <= tol.stats);
   std::vector<double> ga = g.grad_a, gb = g.grad_b;
   if (c.accumulate) {  // the outputs started at 0.5 (exact in every type)
     for (auto& v : ga) v -= 0.5;
     for (auto& v : gb) v -= 0.5;
   }
   // Both gradients against one scale: a tiny gradient block is compared with the large one's size.
-  const double scale = std::max({max_abs(r.grad_a), max_abs(r.grad_b), 1e-6});
-  CHECK(rel_error(ga, r.grad_a, scale) <= tol.grad * (c.accumulate ? 4 : 1));
-  CHECK(rel_error(gb, r.grad_b, scale) <= tol.grad * (c.accumulate ? 4 : 1));
+  const double scale = std::max({cuda_test::max_abs(r.grad_a), cuda_test::max_abs(r.grad_b), 1e-6});
+  CHECK(cuda_test::rel_error(ga, r.grad_a, scale) <= tol.grad * (c.accumulate ? 4 : 1));
+  CHECK(cuda_test::rel_error(gb, r.grad_b, scale) <= tol.grad * (c.accumulate ? 4 : 1));
   CHECK(std::abs(g.grad_temperature - r.grad_temperature) <=
         tol.temperature * std::max(1.0, std::abs(r.grad_temperature)));
 }
@@ -186,8 +136,8 @@ TEST_CASE("cuda info_nce: parity with the CPU for every element type", "[cuda][i
   unsigned seed = 1;
   for (const loss_case& c : cases()) {
     for (dtype t : all_types) {
-      const auto a = cuda_test::round_to(t, embeddings(c.n, c.d, seed));
-      const auto b = cuda_test::round_to(t, embeddings(c.n, c.d, seed + 1000));
+      const auto a = cuda_test::round_to(t, cuda_test::unit_rows(c.n, c.d, seed));
+      const auto b = cuda_test::round_to(t, cuda_test::unit_rows(c.n, c.d, seed + 1000));
       compare(cuda_test::run_info_nce(t, c, a, b), cpu_info_nce(c, a, b), c, t);
     }
     ++seed;
@@ -199,8 +149,8 @@ TEST_CASE("cuda nt_xent: parity with the CPU for every element type", "[cuda][nt
   for (const loss_case& base : cases()) {
     if (!base.symmetric) continue;  // NT-Xent has no direction option
     for (dtype t : all_types) {
-      const auto a = cuda_test::round_to(t, embeddings(base.n, base.d, seed));
-      const auto b = cuda_test::round_to(t, embeddings(base.n, base.d, seed + 1000));
+      const auto a = cuda_test::round_to(t, cuda_test::unit_rows(base.n, base.d, seed));
+      const auto b = cuda_test::round_to(t, cuda_test::unit_rows(base.n, base.d, seed + 1000));
       compare(cuda_test::run_nt_xent(t, base, a, b), cpu_nt_xent(base, a, b), base, t);
     }
     ++seed;
@@ -213,8 +163,8 @@ TEST_CASE("cuda info_nce: a batch large enough for one CTA per row block (no spl
   c.n = 9000;  // 141 row blocks: more than the 132 multiprocessors of an H100 / H200
   c.d = 24;
   for (dtype t : {dtype::f32, dtype::bf16}) {
-    const auto a = cuda_test::round_to(t, embeddings(c.n, c.d, 7));
-    const auto b = cuda_test::round_to(t, embeddings(c.n, c.d, 8));
+    const auto a = cuda_test::round_to(t, cuda_test::unit_rows(c.n, c.d, 7));
+    const auto b = cuda_test::round_to(t, cuda_test::unit_rows(c.n, c.d, 8));
     compare(cuda_test::run_info_nce(t, c, a, b), cpu_info_nce(c, a, b), c, t);
     compare(cuda_test::run_nt_xent(t, c, a, b), cpu_nt_xent(c, a, b), c, t);
   }
@@ -226,8 +176,8 @@ TEST_CASE("cuda info_nce: unnormalised inputs and a small temperature stay finit
   c.n = 96;
   c.d = 48;
   c.temperature = 0.01;
-  const auto a = embeddings(c.n, c.d, 11, false);
-  const auto b = embeddings(c.n, c.d, 12, false);
+  const auto a = cuda_test::unit_rows(c.n, c.d, 11, false);
+  const auto b = cuda_test::unit_rows(c.n, c.d, 12, false);
   const auto ar = cuda_test::round_to(dtype::f32, a), br = cuda_test::round_to(dtype::f32, b);
   compare(cuda_test::run_info_nce(dtype::f32, c, ar, br), cpu_info_nce(c, ar, br), c, dtype::f32);
 }
@@ -236,8 +186,8 @@ TEST_CASE("cuda info_nce: the generic entry points dispatch device views", "[cud
   loss_case c;
   c.n = 77;
   c.d = 40;
-  const auto a = cuda_test::round_to(dtype::f32, embeddings(c.n, c.d, 21));
-  const auto b = cuda_test::round_to(dtype::f32, embeddings(c.n, c.d, 22));
+  const auto a = cuda_test::round_to(dtype::f32, cuda_test::unit_rows(c.n, c.d, 21));
+  const auto b = cuda_test::round_to(dtype::f32, cuda_test::unit_rows(c.n, c.d, 22));
   compare(cuda_test::run_info_nce_generic(c, a, b), cpu_info_nce(c, a, b), c, dtype::f32);
 }
 

@@ -1,7 +1,7 @@
 #ifndef CONTRASTIVE_CORE_BLOCK_SWEEP_HPP
 #define CONTRASTIVE_CORE_BLOCK_SWEEP_HPP
 
-// The plan of the GPU block sweep (cuda/block_sweep.cuh): the pairwise losses' logit matrix
+// The plan of the GPU block sweep (cuda/detail/block_sweep.cuh): the pairwise losses' logit matrix
 // S = scale X Y^T cut into large blocks (about 4096 x 4096, shrunk to a memory budget), each
 // computed by one GEMM into a buffer and consumed by memory-bound epilogues. This header is the
 // host side that needs no GPU: the blocks and their order, the workspace layout and its size,

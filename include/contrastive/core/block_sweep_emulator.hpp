@@ -1,7 +1,7 @@
 #ifndef CONTRASTIVE_CORE_BLOCK_SWEEP_EMULATOR_HPP
 #define CONTRASTIVE_CORE_BLOCK_SWEEP_EMULATOR_HPP
 
-// The host emulator of the GPU block sweep (cuda/block_sweep.cuh): the same plan
+// The host emulator of the GPU block sweep (cuda/detail/block_sweep.cuh): the same plan
 // (core/block_sweep.hpp: blocks, order, chunked partials, merge order, masks, G scaling), the
 // same driver loop and the same per-entry epilogue functions (core/math.hpp pairwise_*), with
 // plain host loops in place of the GEMMs and kernels. It exists so that the CPU tests check the

@@ -133,7 +133,7 @@ CONTRASTIVE_HOST_DEVICE inline T softmax_gradient_entry(T logit, T lse_x, T lse_
 }
 
 // ---- The epilogue of the GPU block sweep (core/block_sweep.hpp), shared by the CUDA kernels
-// (cuda/block_sweep.cuh) and the host emulator (core/block_sweep_emulator.hpp) ----
+// (cuda/detail/block_sweep.cuh) and the host emulator (core/block_sweep_emulator.hpp) ----
 
 /// What an epilogue needs to know about entry (i, j) of the virtual logit matrix
 /// s_ij = scale <x_i, y_j> + row_offset_i + col_offset_j: the diagonal mask, the positives (by

@@ -9,7 +9,7 @@
 // emulate_uniformity_*, against the CPU term in double). tests/cuda/test_feature_separation.cpp
 // compares the GPU with the CPU where a GPU exists.
 //
-//  - Uniformity, per modality, on the blocked sweep (cuda/block_sweep.cuh) in self mode:
+//  - Uniformity, per modality, on the blocked sweep (cuda/detail/block_sweep.cuh) in self mode:
 //    s_jk = 2t <x_j, x_k> - t |x_j|^2 - t |x_k|^2 = -t |x_j - x_k|^2, the last two terms being
 //    per-row and per-column logit offsets; the diagonal masked for wang_isola. The forward
 //    merges the rows' statistics into the modality's log-sum (one CTA, fixed order); the
@@ -35,11 +35,11 @@
 #include "contrastive/core/loss_types.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/workspace.hpp"
-#include "contrastive/cuda/block_sweep.cuh"
-#include "contrastive/cuda/checks.cuh"
+#include "contrastive/cuda/detail/block_sweep.cuh"
+#include "contrastive/cuda/detail/checks.cuh"
 #include "contrastive/cuda/error.cuh"
 #include "contrastive/cuda/info_nce.cuh"
-#include "contrastive/cuda/launch.cuh"
+#include "contrastive/cuda/detail/launch.cuh"
 #include "contrastive/losses/feature_separation_options.hpp"
 #include "contrastive/losses/info_nce_options.hpp"
 

@@ -26,7 +26,7 @@
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
 #include "contrastive/core/matrix_view.hpp"
-#include "contrastive/cuda/checks.cuh"
+#include "contrastive/cuda/detail/checks.cuh"
 #include "contrastive/cuda/error.cuh"
 #include "contrastive/sampling/gamma.hpp"
 #include "contrastive/sampling/philox.hpp"

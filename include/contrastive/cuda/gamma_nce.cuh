@@ -2,7 +2,7 @@
 #define CONTRASTIVE_CUDA_GAMMA_NCE_CUH
 
 // The gamma-auxiliary loss (losses/gamma_nce.hpp) on the GPU (nvcc only; never in the umbrella),
-// on the blocked sweep of cuda/block_sweep.cuh.
+// on the blocked sweep of cuda/detail/block_sweep.cuh.
 //
 // STATUS: compiled for sm_80 / sm_90, NOT YET RUN ON A GPU. What CI checks without one: the
 // sweep's part through the host emulator (core/block_sweep_emulator.hpp, emulate_gamma_nce_*,
@@ -32,7 +32,7 @@
 // cudaErrorNotSupported (the throwing wrappers say so). The `_async` functions trust their ids
 // (distinct, in range); an id outside the state is neither read nor written. The throwing
 // wrappers check everything the CPU checks, with the CPU's messages, on host copies of the O(N)
-// ids and exact rates, and scan the inputs on the device (cuda/checks.cuh).
+// ids and exact rates, and scan the inputs on the device (cuda/detail/checks.cuh).
 
 #include <cuda_runtime.h>
 
@@ -48,11 +48,11 @@
 #include "contrastive/core/loss_types.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/workspace.hpp"
-#include "contrastive/cuda/block_sweep.cuh"
-#include "contrastive/cuda/checks.cuh"
+#include "contrastive/cuda/detail/block_sweep.cuh"
+#include "contrastive/cuda/detail/checks.cuh"
 #include "contrastive/cuda/error.cuh"
 #include "contrastive/cuda/info_nce.cuh"
-#include "contrastive/cuda/launch.cuh"
+#include "contrastive/cuda/detail/launch.cuh"
 #include "contrastive/losses/gamma_nce_options.hpp"
 #include "contrastive/state/normalizer_state.hpp"
 
@@ -607,16 +607,7 @@ gamma_nce_parameter_gradients gamma_nce_backward(
     double upstream = 1.0, cudaStream_t stream = nullptr) {
   const char* fn = "cuda::gamma_nce_backward";
   contrastive::detail::gamma_nce_check_shapes(fn, a, b, o);
-  CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
-                    saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
-  CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
-                        saved.positive_in_normaliser == o.positive_in_normaliser &&
-                        saved.reduction == o.reduction,
-                    fn, ": 'saved' was computed with other options (temperature ",
-                    saved.temperature, ", symmetric ", saved.symmetric, ", positive_in_normaliser ",
-                    saved.positive_in_normaliser, ") than these (temperature ", o.temperature,
-                    ", symmetric ", o.symmetric, ", positive_in_normaliser ",
-                    o.positive_in_normaliser, ")");
+  contrastive::detail::gamma_nce_check_saved(fn, saved, a.rows(), a.cols(), o);
   std::string err = detail::gradients_problem<T>(fn, a, b, grad_a, grad_b, upstream);
   if (err.empty()) err = detail::gamma_nce_problem<T>(fn, a, b, o, saved.math);
   CONTRASTIVE_CHECK(err.empty(), err);

@@ -16,8 +16,8 @@
 // label_smoothing, reduction, accumulate; labels (multiple positives, device int64 arrays) with
 // sweep_mode::blocked only.
 //
-// Two implementations (sweep_mode, cuda/block_sweep.cuh): the fused streaming kernels
-// (cuda/kernels.cuh; minimal memory) and the blocked sweep (cuBLASLt logit and gradient blocks
+// Two implementations (sweep_mode, cuda/detail/block_sweep.cuh): the fused streaming kernels
+// (cuda/detail/fused_kernels.cuh; minimal memory) and the blocked sweep (cuBLASLt logit and gradient blocks
 // with fused epilogues; compiled, not yet run on a GPU). sweep_mode::automatic picks the fused
 // kernels until the blocked path has passed on a GPU.
 
@@ -34,10 +34,10 @@
 #include "contrastive/core/loss_types.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/workspace.hpp"
-#include "contrastive/cuda/block_sweep.cuh"
-#include "contrastive/cuda/checks.cuh"
+#include "contrastive/cuda/detail/block_sweep.cuh"
+#include "contrastive/cuda/detail/checks.cuh"
 #include "contrastive/cuda/error.cuh"
-#include "contrastive/cuda/launch.cuh"
+#include "contrastive/cuda/detail/launch.cuh"
 #include "contrastive/losses/info_nce_options.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
@@ -153,7 +153,7 @@ cudaError_t info_nce_forward_run(const device_view<T>& a, const device_view<T>& 
   if (e != cudaSuccess) return e;
   using E = typename policy_for<T, Tf32>::elem;
   const index_t n = a.rows(), d = a.cols();
-  const sweep_plan plan = make_plan<E>(n, n, d, lim);
+  const launch_plan plan = make_launch_plan<E>(n, n, d, lim);
   carver c = make_carver(ws);
   auto* row_packed = c.take<unsigned long long>(n);
   auto* col_packed = o.symmetric ? c.take<unsigned long long>(n) : nullptr;
@@ -191,7 +191,7 @@ cudaError_t info_nce_backward_run(const device_view<T>& a, const device_view<T>&
   if (e != cudaSuccess) return e;
   using E = typename policy_for<T, Tf32>::elem;
   const index_t n = a.rows(), d = a.cols();
-  const sweep_plan plan = make_plan<E>(n, n, d, lim);
+  const launch_plan plan = make_launch_plan<E>(n, n, d, lim);
   carver c = make_carver(ws);
   double* moment = c.take<double>(1);
   float* scratch = c.take<float>(plan.scratch_bytes / sizeof(float));
@@ -251,7 +251,7 @@ std::string info_nce_backward_problem(const char* fn, const device_view<T>& a,
   return err;
 }
 
-/// Whether a call runs the blocked sweep (cuda/block_sweep.cuh). *e = cudaErrorNotSupported when
+/// Whether a call runs the blocked sweep (cuda/detail/block_sweep.cuh). *e = cudaErrorNotSupported when
 /// sweep_mode::blocked is asked for where cuBLASLt cannot serve (D or a row stride not a multiple
 /// of 16 bytes, rows not 16-byte aligned, strided statistics).
 template <class T>
@@ -296,9 +296,9 @@ std::size_t info_nce_workspace_bytes(index_t n, index_t d, const info_nce_option
   detail::device_limits lim;
   throw_on_error(detail::query_limits(lim), "info_nce_workspace_bytes");
   const bool tf32 = m == math_mode::tf32 && std::is_same<T, float>::value;
-  const detail::sweep_plan p =
-      tf32 ? detail::make_plan<float>(n, n, d, lim)
-           : detail::make_plan<typename detail::policy_for<T, false>::elem>(n, n, d, lim);
+  const detail::launch_plan p =
+      tf32 ? detail::make_launch_plan<float>(n, n, d, lim)
+           : detail::make_launch_plan<typename detail::policy_for<T, false>::elem>(n, n, d, lim);
   const std::size_t f = detail::forward_bytes(n, n, d, o.symmetric);
   const std::size_t b = detail::backward_bytes(p);
   std::size_t fused = f > b ? f : b;

@@ -22,7 +22,7 @@
 #include "contrastive/core/workspace.hpp"
 #include "contrastive/cuda/error.cuh"
 #include "contrastive/cuda/info_nce.cuh"
-#include "contrastive/cuda/launch.cuh"
+#include "contrastive/cuda/detail/launch.cuh"
 #include "contrastive/losses/nt_xent_options.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
@@ -77,7 +77,7 @@ cudaError_t nt_xent_forward_run(const device_view<T>& a, const device_view<T>& b
   if (e != cudaSuccess) return e;
   using E = typename policy_for<T, Tf32>::elem;
   const index_t n = a.rows(), d = a.cols();
-  const sweep_plan plan = make_plan<E>(2 * n, 2 * n, d, lim);
+  const launch_plan plan = make_launch_plan<E>(2 * n, 2 * n, d, lim);
   carver c = make_carver(ws);
   auto* packed = c.take<unsigned long long>(2 * n);
   double* sum = c.take<double>(d);
@@ -105,7 +105,7 @@ cudaError_t nt_xent_backward_run(const device_view<T>& a, const device_view<T>& 
   if (e != cudaSuccess) return e;
   using E = typename policy_for<T, Tf32>::elem;
   const index_t n = a.rows(), d = a.cols();
-  const sweep_plan plan = make_plan<E>(2 * n, 2 * n, d, lim);
+  const launch_plan plan = make_launch_plan<E>(2 * n, 2 * n, d, lim);
   carver c = make_carver(ws);
   double* moment = c.take<double>(1);
   float* scratch = c.take<float>(plan.scratch_bytes / sizeof(float));
@@ -184,9 +184,10 @@ std::size_t nt_xent_workspace_bytes(index_t n, index_t d, const nt_xent_options&
   detail::device_limits lim;
   throw_on_error(detail::query_limits(lim), "nt_xent_workspace_bytes");
   const bool tf32 = m == math_mode::tf32 && std::is_same<T, float>::value;
-  const detail::sweep_plan p =
-      tf32 ? detail::make_plan<float>(2 * n, 2 * n, d, lim)
-           : detail::make_plan<typename detail::policy_for<T, false>::elem>(2 * n, 2 * n, d, lim);
+  const detail::launch_plan p =
+      tf32 ? detail::make_launch_plan<float>(2 * n, 2 * n, d, lim)
+           : detail::make_launch_plan<typename detail::policy_for<T, false>::elem>(2 * n, 2 * n, d,
+                                                                                   lim);
   const std::size_t f = detail::forward_bytes(2 * n, 2 * n, d, false);
   const std::size_t b = detail::backward_bytes(p);
   std::size_t fused = f > b ? f : b;

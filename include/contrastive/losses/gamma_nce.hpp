@@ -346,16 +346,7 @@ void gamma_nce_check_backward(const char* fn, const matrix_view<const T>& a,
                               const matrix_view<T>& ga, const matrix_view<T>& gb,
                               const gamma_nce_options& o, double upstream) {
   gamma_nce_check_inputs(fn, a, b, o);
-  CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to a ",
-                    saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
-  CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
-                        saved.positive_in_normaliser == o.positive_in_normaliser &&
-                        saved.reduction == o.reduction,
-                    fn, ": 'saved' was computed with other options (temperature ",
-                    saved.temperature, ", symmetric ", saved.symmetric, ", positive_in_normaliser ",
-                    saved.positive_in_normaliser, ") than these (temperature ", o.temperature,
-                    ", symmetric ", o.symmetric, ", positive_in_normaliser ",
-                    o.positive_in_normaliser, ")");
+  gamma_nce_check_saved(fn, saved, a.rows(), a.cols(), o);
   const auto un = static_cast<std::size_t>(saved.n);
   CONTRASTIVE_CHECK(
       saved.row.r.size() == un && saved.row.lse.size() == un &&

@@ -142,6 +142,23 @@ void gamma_nce_check_shapes(const char* fn, const matrix_view<const T, Space>& a
                     ": a batch of 1 has no negatives (use N >= 2 or positive_in_normaliser)");
 }
 
+/// A backward's `saved` (the CPU's or the GPU's: any struct with n, d, temperature, symmetric,
+/// positive_in_normaliser, reduction) belongs to these rows x cols inputs and these options.
+template <class S>
+void gamma_nce_check_saved(const char* fn, const S& saved, index_t rows, index_t cols,
+                           const gamma_nce_options& o) {
+  CONTRASTIVE_CHECK(saved.n == rows && saved.d == cols, fn, ": 'saved' belongs to a ", saved.n,
+                    " x ", saved.d, " batch, the inputs are ", rows, " x ", cols);
+  CONTRASTIVE_CHECK(saved.temperature == o.temperature && saved.symmetric == o.symmetric &&
+                        saved.positive_in_normaliser == o.positive_in_normaliser &&
+                        saved.reduction == o.reduction,
+                    fn, ": 'saved' was computed with other options (temperature ",
+                    saved.temperature, ", symmetric ", saved.symmetric, ", positive_in_normaliser ",
+                    saved.positive_in_normaliser, ") than these (temperature ", o.temperature,
+                    ", symmetric ", o.symmetric, ", positive_in_normaliser ",
+                    o.positive_in_normaliser, ")");
+}
+
 inline void gamma_nce_check_exact(const char* fn, const char* name,
                                   const vector_view<const double>& s, index_t n) {
   CONTRASTIVE_CHECK(!s.empty(), fn, ": rate_source::exact needs '", name, "'");

@@ -66,13 +66,6 @@ struct brownian_bridge_saved {
   std::uint32_t step = 0;
 };
 
-/// Gradients of a sampling call beyond those to v and u.
-struct brownian_bridge_gradient {
-  double t = 0;                // dL/dt of a t shared by all rows (the sum of t_rows); 0 for paths
-  std::vector<double> t_rows;  // dL/dt_j per row (points)
-  double sigma = 0;            // dL/dsigma
-};
-
 namespace detail {
 
 /// mu = m / max(||m||, floor), m = t v + (1 - t) u, for row j; returns max(||m||, floor).

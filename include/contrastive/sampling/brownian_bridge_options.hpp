@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
@@ -33,6 +34,13 @@ struct brownian_bridge_options {
       ids{};  // ... or ids[j] when given (one per row, >= 0; device memory on the GPU)
   bool accumulate = false;  // backward adds into grad_v / grad_u instead of overwriting them
   int num_threads = 0;      // 0: all OpenMP threads (1 without OpenMP)
+};
+
+/// Gradients of a sampling call beyond those to v and u.
+struct brownian_bridge_gradient {
+  double t = 0;                // dL/dt of a t shared by all rows (the sum of t_rows); 0 for paths
+  std::vector<double> t_rows;  // dL/dt_j per row (points)
+  double sigma = 0;            // dL/dsigma
 };
 
 namespace detail {

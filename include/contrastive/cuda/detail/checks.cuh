@@ -1,5 +1,5 @@
-#ifndef CONTRASTIVE_CUDA_CHECKS_CUH
-#define CONTRASTIVE_CUDA_CHECKS_CUH
+#ifndef CONTRASTIVE_CUDA_DETAIL_CHECKS_CUH
+#define CONTRASTIVE_CUDA_DETAIL_CHECKS_CUH
 
 // Argument checks shared by the CUDA samplers and regularisers (gamma.cuh, brownian_bridge.cuh,
 // geometric_consistency.cuh). nvcc only; never in the umbrella.
@@ -196,4 +196,4 @@ inline void check_ids_nonnegative(const char* fn, const std::int64_t* ids, index
 }  // namespace cuda
 CONTRASTIVE_NAMESPACE_END
 
-#endif  // CONTRASTIVE_CUDA_CHECKS_CUH
+#endif  // CONTRASTIVE_CUDA_DETAIL_CHECKS_CUH

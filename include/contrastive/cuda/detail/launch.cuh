@@ -1,5 +1,5 @@
-#ifndef CONTRASTIVE_CUDA_LAUNCH_CUH
-#define CONTRASTIVE_CUDA_LAUNCH_CUH
+#ifndef CONTRASTIVE_CUDA_DETAIL_LAUNCH_CUH
+#define CONTRASTIVE_CUDA_DETAIL_LAUNCH_CUH
 
 // Host side of the fused InfoNCE-family kernels (nvcc only): launch plans, workspace carving and
 // the stats / loss / gradient launch sequences shared by cuda/info_nce.cuh and cuda/nt_xent.cuh.
@@ -15,7 +15,7 @@
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/workspace.hpp"
 #include "contrastive/cuda/error.cuh"
-#include "contrastive/cuda/kernels.cuh"
+#include "contrastive/cuda/detail/fused_kernels.cuh"
 
 CONTRASTIVE_NAMESPACE_BEGIN
 namespace cuda {
@@ -45,7 +45,7 @@ inline cudaError_t query_limits(device_limits& l) noexcept {
 }
 
 /// How one sweep of nx rows against ny rows is launched.
-struct sweep_plan {
+struct launch_plan {
   index_t nx = 0, ny = 0, d = 0;
   unsigned grid_x = 0;
   unsigned stats_splits = 1, stats_tiles = 0;  // grid.y and Y tiles per CTA of the stats kernel
@@ -69,8 +69,8 @@ inline void split_range(index_t tiles, unsigned grid_x, unsigned target_ctas, un
 }
 
 template <class E>
-sweep_plan make_plan(index_t nx, index_t ny, index_t d, const device_limits& lim) {
-  sweep_plan p;
+launch_plan make_launch_plan(index_t nx, index_t ny, index_t d, const device_limits& lim) {
+  launch_plan p;
   p.nx = nx;
   p.ny = ny;
   p.d = d;
@@ -133,7 +133,7 @@ inline std::size_t forward_bytes(index_t nx, index_t ny, index_t d, bool cols) {
          2 * ws_round(sizeof(double) * static_cast<std::size_t>(d)) +
          ws_round(sizeof(double) * static_cast<std::size_t>(nx + (cols ? ny : 0))) + kWsAlign;
 }
-inline std::size_t backward_bytes(const sweep_plan& p) {
+inline std::size_t backward_bytes(const launch_plan& p) {
   return ws_round(sizeof(double)) + ws_round(p.scratch_bytes) + kWsAlign;
 }
 
@@ -166,7 +166,7 @@ inline unsigned blocks_for(index_t n, unsigned threads, unsigned cap = 65535u * 
 /// Launches the stats kernel and converts the packed words into lse (row stride 1) and, when
 /// col_lse is given, the column lse.
 template <class T, bool Tf32>
-cudaError_t launch_stats(const sweep_args<T>& a, const sweep_plan& p,
+cudaError_t launch_stats(const sweep_args<T>& a, const launch_plan& p,
                          unsigned long long* row_packed, unsigned long long* col_packed,
                          float* row_lse, index_t row_stride, float* col_lse, index_t col_stride,
                          cudaStream_t s) {
@@ -223,7 +223,7 @@ void launch_loss_terms(const sweep_args<T>& a, const float* lse, index_t lse_str
 /// One gradient sweep: writes out_scale * G Y (G from g) into g.out, via scratch when the plan
 /// says so. g.scratch must point at p.scratch_bytes of workspace.
 template <class T, bool Tf32>
-cudaError_t launch_gradient(const sweep_args<T>& a, gradient_args<T> g, const sweep_plan& p,
+cudaError_t launch_gradient(const sweep_args<T>& a, gradient_args<T> g, const launch_plan& p,
                             cudaStream_t s) {
   sweep_args<T> args = a;
   args.tiles_per_split = static_cast<int>(p.grad_tiles);
@@ -287,4 +287,4 @@ inline void check_finite_loss(const char* fn, double loss, double temperature) {
 }  // namespace cuda
 CONTRASTIVE_NAMESPACE_END
 
-#endif  // CONTRASTIVE_CUDA_LAUNCH_CUH
+#endif  // CONTRASTIVE_CUDA_DETAIL_LAUNCH_CUH

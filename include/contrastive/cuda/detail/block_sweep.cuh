@@ -1,5 +1,5 @@
-#ifndef CONTRASTIVE_CUDA_BLOCK_SWEEP_CUH
-#define CONTRASTIVE_CUDA_BLOCK_SWEEP_CUH
+#ifndef CONTRASTIVE_CUDA_DETAIL_BLOCK_SWEEP_CUH
+#define CONTRASTIVE_CUDA_DETAIL_BLOCK_SWEEP_CUH
 
 // The blocked pairwise sweep on the GPU (nvcc only; never in the umbrella): logit blocks through
 // cuBLASLt, memory-bound epilogue kernels, gradient products through cuBLASLt. The plan (blocks,
@@ -31,7 +31,7 @@
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/math.hpp"
 #include "contrastive/core/workspace.hpp"
-#include "contrastive/cuda/kernels.cuh"
+#include "contrastive/cuda/detail/elements.cuh"
 
 CONTRASTIVE_NAMESPACE_BEGIN
 namespace cuda {
@@ -40,7 +40,7 @@ namespace cuda {
 ///  - automatic: the blocked sweep where cuBLASLt can serve (D and row strides multiples of 8
 ///    elements, 16-byte aligned rows), else the fused kernels;
 ///  - blocked: the blocked sweep (cudaErrorNotSupported where cuBLASLt cannot serve);
-///  - fused: the fused streaming kernels (cuda/kernels.cuh), the minimal-memory mode.
+///  - fused: the fused streaming kernels (cuda/detail/fused_kernels.cuh), the minimal-memory mode.
 enum class sweep_mode { automatic, blocked, fused };
 
 namespace detail {
@@ -896,4 +896,4 @@ cudaError_t block_backward_run(const block_plan& p, const block_inputs<T>& in, c
 }  // namespace cuda
 CONTRASTIVE_NAMESPACE_END
 
-#endif  // CONTRASTIVE_CUDA_BLOCK_SWEEP_CUH
+#endif  // CONTRASTIVE_CUDA_DETAIL_BLOCK_SWEEP_CUH
