@@ -4,8 +4,8 @@
 // the loss's shapes timed in the same run (the floor: S = A B^T, dA = G B, dB = G^T A), and the
 // extra device memory (workspace plus statistics; inputs and gradients excluded). Each cell is
 // run on both paths (cuda::sweep_mode): the fused kernels and the blocked cuBLASLt sweep
-// (cuda/detail/block_sweep.cuh; compiled, not yet run on a GPU when this option was added), beside the
-// same floor.
+// (cuda/detail/block_sweep.cuh; compiled, not yet run on a GPU when this option was added),
+// beside the same floor.
 //
 //   contrastive_cuda_table [--d 512] [--n 4096,16384,...] [--types fp32,tf32,fp16,bf16]
 //                          [--paths fused,blocked] [--cell-budget 75] [--reps 5]
@@ -299,8 +299,8 @@ cell run_uniformity_cell(const std::string& type, index_t n, index_t d, int reps
   return c;
 }
 
-/// The throwing calls' device scan of two N x D inputs for NaN / Inf (cuda/detail/checks.cuh), the cost
-/// that scan_inputs = false saves.
+/// The throwing calls' device scan of two N x D inputs for NaN / Inf (cuda/detail/checks.cuh),
+/// the cost that scan_inputs = false saves.
 template <class T>
 cell run_scan_cell(index_t n, index_t d, int reps) {
   cell c;

@@ -1,5 +1,5 @@
-// Runs the blocked sweep (cuda/detail/block_sweep.cuh) for tests/cuda/test_block_sweep.cpp, and the CUDA
-// argument checks for the message census (see block_sweep_kernels.hpp).
+// Runs the blocked sweep (cuda/detail/block_sweep.cuh) for tests/cuda/test_block_sweep.cpp, and the
+// CUDA argument checks for the message census (see block_sweep_kernels.hpp).
 
 #include "cuda/block_sweep_kernels.hpp"
 

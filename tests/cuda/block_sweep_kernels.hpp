@@ -2,8 +2,8 @@
 #define CONTRASTIVE_TESTS_CUDA_BLOCK_SWEEP_KERNELS_HPP
 
 // Host functions (built by nvcc in block_sweep_kernels.cu) that run the blocked sweep of
-// cuda/detail/block_sweep.cuh through the public InfoNCE / NT-Xent entry points, and the argument checks
-// of the CUDA path, returning plain values to the Catch2 side (g++).
+// cuda/detail/block_sweep.cuh through the public InfoNCE / NT-Xent entry points, and the argument
+// checks of the CUDA path, returning plain values to the Catch2 side (g++).
 
 #include <cstddef>
 #include <cstdint>

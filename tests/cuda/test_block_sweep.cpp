@@ -1,5 +1,5 @@
-// The blocked sweep (cuda/detail/block_sweep.cuh) against the CPU path in double on the same rounded
-// inputs, for every element type, through the public entry points with sweep_mode::blocked:
+// The blocked sweep (cuda/detail/block_sweep.cuh) against the CPU path in double on the same
+// rounded inputs, for every element type, through the public entry points with sweep_mode::blocked:
 // InfoNCE, CLIP and NT-Xent with smoothing, labels, sum reduction, upstream, accumulate; several
 // blocks (N > 4096) with ragged edges and NT-Xent's off-diagonal blocks; bitwise repeatability;
 // forced blocked where cuBLASLt cannot serve; the workspace bound. And ([host], no GPU needed)

@@ -3,10 +3,11 @@
 
 // The argument checks that read no element: extents, null pointers, shapes, strides, aliasing,
 // scalar options and spans. One home for the CPU losses (through core/loss_common.hpp, which adds
-// the scans that read elements) and the CUDA functions (through cuda/detail/checks.cuh, which adds the
-// device-side scans): the same messages on both paths, naming the function, the argument and the
-// bad value. Host-only, Eigen-free; views of either memory space (only their extents, strides and
-// addresses are read). The `*_ok` predicates are the noexcept forms for the `_async` entry points.
+// the scans that read elements) and the CUDA functions (through cuda/detail/checks.cuh, which adds
+// the device-side scans): the same messages on both paths, naming the function, the argument and
+// the bad value. Host-only, Eigen-free; views of either memory space (only their extents, strides
+// and addresses are read). The `*_ok` predicates are the noexcept forms for the `_async` entry
+// points.
 
 #include <cmath>
 #include <cstdint>

@@ -17,9 +17,9 @@
 // sweep_mode::blocked only.
 //
 // Two implementations (sweep_mode, cuda/detail/block_sweep.cuh): the fused streaming kernels
-// (cuda/detail/fused_kernels.cuh; minimal memory) and the blocked sweep (cuBLASLt logit and gradient blocks
-// with fused epilogues; compiled, not yet run on a GPU). sweep_mode::automatic picks the fused
-// kernels until the blocked path has passed on a GPU.
+// (cuda/detail/fused_kernels.cuh; minimal memory) and the blocked sweep (cuBLASLt logit and
+// gradient blocks with fused epilogues; compiled, not yet run on a GPU). sweep_mode::automatic
+// picks the fused kernels until the blocked path has passed on a GPU.
 
 #include <cuda_runtime.h>
 
@@ -251,9 +251,9 @@ std::string info_nce_backward_problem(const char* fn, const device_view<T>& a,
   return err;
 }
 
-/// Whether a call runs the blocked sweep (cuda/detail/block_sweep.cuh). *e = cudaErrorNotSupported when
-/// sweep_mode::blocked is asked for where cuBLASLt cannot serve (D or a row stride not a multiple
-/// of 16 bytes, rows not 16-byte aligned, strided statistics).
+/// Whether a call runs the blocked sweep (cuda/detail/block_sweep.cuh). *e is
+/// cudaErrorNotSupported when sweep_mode::blocked is asked for where cuBLASLt cannot serve (D or
+/// a row stride not a multiple of 16 bytes, rows not 16-byte aligned, strided statistics).
 template <class T>
 bool use_blocked(const device_view<T>& a, const device_view<T>& b, bool stats_contiguous,
                  sweep_mode mode, cudaError_t* e) {
