@@ -526,8 +526,8 @@ gamma_nce_device_saved gamma_forward_checked(const char* fn, device_view<T> a, d
   cd::gamma_state_shape shape;
   if (state != nullptr) shape = {true, state->samples(), state->directions()};
   cd::gamma_nce_check_ids_and_rates(
-      fn, vector_view<const std::int64_t>(n > 0 ? host_ids.data() : nullptr, n), n, shape, o,
-      span(ea, o.exact_log_normalizer_a), span(eb, o.exact_log_normalizer_b));
+      fn, vector_view<const std::int64_t>(ids.data != nullptr ? host_ids.data() : nullptr, n), n,
+      shape, o, span(ea, o.exact_log_normalizer_a), span(eb, o.exact_log_normalizer_b));
   std::vector<std::int64_t> sorted(host_ids.size());
   normalizer_state::check_distinct(fn, vector_view<const std::int64_t>(host_ids.data(), n),
                                    sorted.data());
