@@ -9,15 +9,15 @@
 //
 //   contrastive_cuda_table [--d 512] [--n 4096,16384,...] [--types fp32,tf32,fp16,bf16]
 //                          [--paths fused,blocked] [--cell-budget 75] [--reps 5]
-//                          [--losses gamma,uniformity,scan] [--loss-n 32768]
+//                          [--losses gamma,uniformity,bridge,gc,scan] [--loss-n 32768]
 //                          [--loss-types bf16,fp32]
 // A cell whose estimated time (from the previous N, scaled by N^2) exceeds --cell-budget seconds
-// is skipped and marked so. A second table times the other losses on the blocked sweep
-// (cuda/gamma_nce.cuh, cuda/feature_separation.cuh) at --loss-n beside CLIP's blocked time and
-// the floor of their products measured in the same run (the gamma loss: one logit matrix, the
-// three GEMMs; the uniformity term: one per modality, twice the three GEMMs), and the cost of the
-// throwing calls' input scan of two N x D inputs ("scan"). --losses none skips it. Returns 77
-// without a GPU.
+// is skipped and marked so. A second table times the other losses at --loss-n beside CLIP's
+// blocked time: the gamma loss and the uniformity term on the blocked sweep (cuda/gamma_nce.cuh,
+// cuda/feature_separation.cuh) with the floor of their products measured in the same run (one
+// logit matrix and its three GEMMs; one per modality), the Brownian-bridge loss and geometric
+// consistency (fp32 only: float and double on the GPU), and the throwing calls' input scan of two
+// N x D inputs ("scan"). --losses none skips it. Returns 77 without a GPU.
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -37,8 +37,10 @@
 #include <vector>
 
 #include <contrastive/adapters/raw.hpp>
+#include <contrastive/cuda/brownian_bridge.cuh>
 #include <contrastive/cuda/feature_separation.cuh>
 #include <contrastive/cuda/gamma_nce.cuh>
+#include <contrastive/cuda/geometric_consistency.cuh>
 #include <contrastive/cuda/info_nce.cuh>
 
 namespace {
@@ -318,6 +320,70 @@ cell run_scan_cell(index_t n, index_t d, int reps) {
   return c;
 }
 
+/// The Brownian-bridge loss (t = 0.25) and geometric consistency (the Gram path), forward +
+/// backward, in float: the GPU has them for float and double only.
+cell run_bridge_cell(index_t n, index_t d, int reps) {
+  cell c;
+  device_pair<float> x(n, d), y(n, d);
+  const contrastive::brownian_bridge_loss_options o;
+  const auto va = contrastive::make_device_view(x.a.as<const float>(), n, d);
+  const auto vb = contrastive::make_device_view(x.b.as<const float>(), n, d);
+  const auto vaa = contrastive::make_device_view(y.a.as<const float>(), n, d);
+  const auto ga = contrastive::make_device_view(x.ga.as<float>(), n, d);
+  const auto gb = contrastive::make_device_view(x.gb.as<float>(), n, d);
+  const auto gaa = contrastive::make_device_view(y.ga.as<float>(), n, d);
+  cc::device_buffer ws(cc::brownian_bridge_loss_workspace_bytes(n)), t(sizeof(double) * n),
+      loss(sizeof(double));
+  c.extra_mib = static_cast<double>(ws.bytes() + t.bytes()) / (1 << 20);
+  const contrastive::workspace w{ws.data(), ws.bytes()};
+  auto fwd = [&] {
+    check(cc::brownian_bridge_loss_forward_async<float>(va, vb, vaa, t.as<double>(),
+                                                        loss.as<double>(), o, w, nullptr),
+          "bridge forward");
+  };
+  auto both = [&] {
+    fwd();
+    check(cc::brownian_bridge_loss_backward_async<float>(va, vb, vaa, t.as<const double>(), ga, gb,
+                                                         gaa, nullptr, nullptr, o, 1.0, w, nullptr),
+          "bridge backward");
+  };
+  c.fwd_ms = time_ms(fwd, reps);
+  c.total_ms = time_ms(both, reps);
+  check(cudaMemcpy(&c.loss, loss.data(), sizeof(double), cudaMemcpyDeviceToHost), "loss");
+  return c;
+}
+
+cell run_gc_cell(index_t n, index_t d, int reps, cublasHandle_t h) {
+  cell c;
+  device_pair<float> x(n, d);
+  const contrastive::geometric_consistency_options o;
+  const auto va = contrastive::make_device_view(x.a.as<const float>(), n, d);
+  const auto vb = contrastive::make_device_view(x.b.as<const float>(), n, d);
+  const auto ga = contrastive::make_device_view(x.ga.as<float>(), n, d);
+  const auto gb = contrastive::make_device_view(x.gb.as<float>(), n, d);
+  cc::device_buffer ws(cc::geometric_consistency_workspace_bytes<float>(n, d, o)),
+      grams(sizeof(float) * cc::geometric_consistency_gram_elements(d, o)), loss(sizeof(float));
+  c.extra_mib = static_cast<double>(ws.bytes() + grams.bytes()) / (1 << 20);
+  const contrastive::workspace w{ws.data(), ws.bytes()};
+  auto fwd = [&] {
+    check(cc::geometric_consistency_forward_async<float>(va, vb, loss.as<float>(),
+                                                         grams.as<float>(), o, w, h, nullptr),
+          "gc forward");
+  };
+  auto both = [&] {
+    fwd();
+    check(cc::geometric_consistency_backward_async<float>(va, vb, grams.as<const float>(), ga, gb,
+                                                          o, 1.0, w, h, nullptr),
+          "gc backward");
+  };
+  c.fwd_ms = time_ms(fwd, reps);
+  c.total_ms = time_ms(both, reps);
+  float l = 0;
+  check(cudaMemcpy(&l, loss.data(), sizeof(float), cudaMemcpyDeviceToHost), "loss");
+  c.loss = l;
+  return c;
+}
+
 std::vector<long long> parse_list(const std::string& s) {
   std::vector<long long> v;
   std::stringstream ss(s);
@@ -335,7 +401,7 @@ int main(int argc, char** argv) {
   index_t d = 512;
   double budget_s = 75;  // N = 1048576 in bf16 and fp16 fits; fp32 and tf32 would take minutes
   int max_reps = 5;
-  std::vector<std::string> losses = {"gamma", "uniformity", "scan"};
+  std::vector<std::string> losses = {"gamma", "uniformity", "bridge", "gc", "scan"};
   std::vector<std::string> loss_types = {"bf16", "fp32"};
   long long loss_n = 32768;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -445,13 +511,22 @@ int main(int argc, char** argv) {
       cudaGetLastError();
     }
     for (const std::string& loss : losses) {
+      // The floor is the pairwise losses' (N x N logits); the others have none here.
+      const bool pairwise = loss == "gamma" || loss == "uniformity";
       loss_row lr{
-          loss, type, {}, clip, loss == "uniformity" ? 2 * floor : (loss == "scan" ? NAN : floor)};
+          loss, type, {}, clip, pairwise ? (loss == "uniformity" ? 2 * floor : floor) : NAN};
       try {
         const bool g = loss == "gamma";
-        if (loss != "gamma" && loss != "uniformity" && loss != "scan")
+        if (loss != "gamma" && loss != "uniformity" && loss != "bridge" && loss != "gc" &&
+            loss != "scan")
           throw std::runtime_error("unknown loss");
-        if (loss == "scan")
+        if ((loss == "bridge" || loss == "gc") && type != "fp32")
+          throw std::runtime_error("float and double only on the GPU");
+        if (loss == "bridge")
+          lr.c = run_bridge_cell(n, d, 3);
+        else if (loss == "gc")
+          lr.c = run_gc_cell(n, d, 3, h);
+        else if (loss == "scan")
           lr.c = type == "bf16"   ? run_scan_cell<__nv_bfloat16>(n, d, 3)
                  : type == "fp16" ? run_scan_cell<__half>(n, d, 3)
                                   : run_scan_cell<float>(n, d, 3);

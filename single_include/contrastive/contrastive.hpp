@@ -893,6 +893,8 @@ CONTRASTIVE_NAMESPACE_END
 // use them too.
 
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 
@@ -939,8 +941,40 @@ struct nt_xent_tag {};
 struct gamma_nce_tag {};
 struct feature_uniformity_tag {};
 struct feature_separation_tag {};
+struct feature_orthogonality_tag {};
+struct in_modal_contrastive_tag {};
 struct geometric_consistency_tag {};
 struct brownian_bridge_loss_tag {};
+struct bridge_sampler_tag {};
+struct gamma_sampler_tag {};
+
+/// Does A view device memory? Then the generic entry points hand it to the CUDA path.
+template <class A, bool = is_tensor_like<A>::value>
+struct is_device_input : std::false_type {};
+template <class A>
+struct is_device_input<A, true>
+    : std::is_same<typename decltype(as_view(std::declval<const A&>()))::memory_space,
+                   device_memory> {};
+
+/// The CUDA implementation of loss Tag for A's element type, with a clear error when its header
+/// was not included.
+template <class Tag, class A>
+struct device_backend_of {
+  using type = device_backend<
+      Tag, std::remove_const_t<typename decltype(as_view(std::declval<const A&>()))::value_type>>;
+  static_assert(type::available,
+                "contrastive: device views need the CUDA header of the loss or sampler called, "
+                "#include <contrastive/cuda/NAME.cuh> with NAME one of info_nce, nt_xent, "
+                "gamma_nce, feature_separation, geometric_consistency, brownian_bridge, gamma, in "
+                "a file compiled by nvcc");
+};
+
+/// Does the writable O view device memory? (fill_gamma's output.)
+template <class O, class = void>
+struct is_device_output : std::false_type {};
+template <class O>
+struct is_device_output<O, std::void_t<decltype(as_view(std::declval<O>()))>>
+    : std::is_same<typename decltype(as_view(std::declval<O>()))::memory_space, device_memory> {};
 }  // namespace detail
 
 namespace cuda {
@@ -953,6 +987,8 @@ struct gamma_nce_device_saved;
 class device_normalizer_state;
 struct feature_uniformity_device_saved;
 struct feature_separation_device_saved;
+struct feature_orthogonality_device_saved;
+struct in_modal_contrastive_device_saved;
 template <class T>
 struct geometric_consistency_device_saved;
 struct brownian_bridge_loss_device_saved;
@@ -1511,29 +1547,6 @@ auto input_view(const A& a) {
   (void)host_only_check<T, typename V::memory_space>{};
   return const_view(v);
 }
-
-/// Does A view device memory? Then the generic entry points hand it to the CUDA path.
-template <class A, bool = is_tensor_like<A>::value>
-struct is_device_input : std::false_type {};
-template <class A>
-struct is_device_input<A, true>
-    : std::is_same<typename decltype(as_view(std::declval<const A&>()))::memory_space,
-                   device_memory> {};
-
-/// The CUDA implementation of loss Tag for A's element type, with a clear error when its header
-/// was not included.
-template <class Tag, class A>
-struct device_backend_of {
-  using type = device_backend<
-      Tag, std::remove_const_t<typename decltype(as_view(std::declval<const A&>()))::value_type>>;
-  static_assert(type::available,
-                "contrastive: device views need the loss's CUDA header, #include "
-                "<contrastive/cuda/info_nce.cuh>, <contrastive/cuda/nt_xent.cuh>, "
-                "<contrastive/cuda/gamma_nce.cuh>, <contrastive/cuda/feature_separation.cuh>, "
-                "<contrastive/cuda/geometric_consistency.cuh> or "
-                "<contrastive/cuda/brownian_bridge.cuh> (the one of the loss called), in a file "
-                "compiled by nvcc");
-};
 
 template <class G>
 auto output_view(G&& g) {
@@ -5868,21 +5881,39 @@ template <class A, class B, class AI, class BI>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>)
 auto feature_orthogonality_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
                                    const feature_separation_options& o = {}, workspace ws = {}) {
-  const char* fn = "feature_orthogonality_forward";
-  (void)ws;  // these terms need no caller scratch
-  const auto x0 = detail::input_view(a);
-  using T = typename decltype(x0)::value_type;
-  const matrix_view<const T> x1 = detail::input_view(b), x2 = detail::input_view(a_ind),
-                             x3 = detail::input_view(b_ind);
-  const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
-  const char* names[4] = {"a", "b", "a_ind", "b_ind"};
-  detail::fs_check_options(fn, o);
-  detail::fs_check_inputs(fn, in, names, 4);
-  feature_orthogonality_saved<T> s;
-  s.n = x0.rows();
-  s.d = x0.cols();
-  s.loss = static_cast<T>(detail::fs_ortho_forward(x0, x1, x2, x3));
-  return s;
+  (void)ws;                                           // these terms need no caller scratch
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/feature_separation.cuh
+    return detail::device_backend_of<detail::feature_orthogonality_tag, A>::type::forward(
+        as_view(a), as_view(b), as_view(a_ind), as_view(b_ind), o);
+  } else {
+    const char* fn = "feature_orthogonality_forward";
+    const auto x0 = detail::input_view(a);
+    using T = typename decltype(x0)::value_type;
+    const matrix_view<const T> x1 = detail::input_view(b), x2 = detail::input_view(a_ind),
+                               x3 = detail::input_view(b_ind);
+    const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
+    const char* names[4] = {"a", "b", "a_ind", "b_ind"};
+    detail::fs_check_options(fn, o);
+    detail::fs_check_inputs(fn, in, names, 4);
+    feature_orthogonality_saved<T> s;
+    s.n = x0.rows();
+    s.d = x0.cols();
+    s.loss = static_cast<T>(detail::fs_ortho_forward(x0, x1, x2, x3));
+    return s;
+  }
+}
+
+/// Backward of an orthogonality forward run on device views (cuda/feature_separation.cuh).
+template <class A, class B, class AI, class BI, class GA, class GB, class GAI, class GBI>
+feature_separation_parameter_gradients feature_orthogonality_backward(
+    const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+    const cuda::feature_orthogonality_device_saved& saved, GA&& grad_a, GB&& grad_b,
+    GAI&& grad_a_ind, GBI&& grad_b_ind, const feature_separation_options& o = {},
+    double upstream = 1.0, workspace = {}) {
+  const decltype(as_view(grad_a)) g[4] = {as_view(grad_a), as_view(grad_b), as_view(grad_a_ind),
+                                          as_view(grad_b_ind)};
+  return detail::device_backend_of<detail::feature_orthogonality_tag, A>::type::backward(
+      as_view(a), as_view(b), as_view(a_ind), as_view(b_ind), saved, g, o, upstream);
 }
 
 template <class A, class B, class AI, class BI, class T, class GA, class GB, class GAI, class GBI>
@@ -5946,16 +5977,36 @@ CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tens
 auto in_modal_contrastive_forward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
                                   const BIA& b_ind_aug, const feature_separation_options& o = {},
                                   workspace ws = {}) {
-  const char* fn = "in_modal_contrastive_forward";
-  const auto x0 = detail::input_view(a_ind);
-  using T = typename decltype(x0)::value_type;
-  const matrix_view<const T> x1 = detail::input_view(b_ind), x2 = detail::input_view(a_ind_aug),
-                             x3 = detail::input_view(b_ind_aug);
-  const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
-  const char* names[4] = {"a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
-  detail::fs_check_options(fn, o);
-  detail::fs_check_inputs(fn, in, names, 4);
-  return detail::fs_contrastive_forward(x0, x1, x2, x3, o, ws);
+  if constexpr (detail::is_device_input<AI>::value) {  // cuda/feature_separation.cuh
+    (void)ws;
+    return detail::device_backend_of<detail::in_modal_contrastive_tag, AI>::type::forward(
+        as_view(a_ind), as_view(b_ind), as_view(a_ind_aug), as_view(b_ind_aug), o);
+  } else {
+    const char* fn = "in_modal_contrastive_forward";
+    const auto x0 = detail::input_view(a_ind);
+    using T = typename decltype(x0)::value_type;
+    const matrix_view<const T> x1 = detail::input_view(b_ind), x2 = detail::input_view(a_ind_aug),
+                               x3 = detail::input_view(b_ind_aug);
+    const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
+    const char* names[4] = {"a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
+    detail::fs_check_options(fn, o);
+    detail::fs_check_inputs(fn, in, names, 4);
+    return detail::fs_contrastive_forward(x0, x1, x2, x3, o, ws);
+  }
+}
+
+/// Backward of an in-modal contrastive forward run on device views (cuda/feature_separation.cuh).
+template <class AI, class BI, class AIA, class BIA, class GAI, class GBI, class GAIA, class GBIA>
+feature_separation_parameter_gradients in_modal_contrastive_backward(
+    const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug, const BIA& b_ind_aug,
+    const cuda::in_modal_contrastive_device_saved& saved, GAI&& grad_a_ind, GBI&& grad_b_ind,
+    GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug, const feature_separation_options& o = {},
+    double upstream = 1.0, workspace = {}) {
+  const decltype(as_view(grad_a_ind)) g[4] = {as_view(grad_a_ind), as_view(grad_b_ind),
+                                              as_view(grad_a_ind_aug), as_view(grad_b_ind_aug)};
+  return detail::device_backend_of<detail::in_modal_contrastive_tag, AI>::type::backward(
+      as_view(a_ind), as_view(b_ind), as_view(a_ind_aug), as_view(b_ind_aug), saved, g, o,
+      upstream);
 }
 
 template <class AI, class BI, class AIA, class BIA, class T, class GAI, class GBI, class GAIA,
@@ -6798,6 +6849,54 @@ void bridge_for_rows_checked(const char* fn, index_t n, int threads, F&& row_fn,
 
 // ---- points ----
 
+/// What a sampling call records for its backward (the per-row t of points excepted).
+template <class T>
+brownian_bridge_saved<T> bridge_saved_for(index_t n, index_t d, index_t steps,
+                                          const brownian_bridge_options& o, bool given_noise) {
+  brownian_bridge_saved<T> saved;
+  saved.n = n;
+  saved.d = d;
+  saved.steps = steps;
+  saved.sigma = bridge_sigma(o, d);
+  saved.noise = o.noise;
+  saved.reproject = o.reproject;
+  saved.given_noise = given_noise;
+  saved.seed = o.seed;
+  saved.step = o.step;
+  return saved;
+}
+
+/// A backward's `saved` belongs to these inputs and options: a point sample (o.steps ignored;
+/// with its per-row t when `needs_t`) or a path of o.steps steps, the same noise source.
+template <class T>
+void bridge_check_saved(const char* fn, const brownian_bridge_saved<T>& saved, index_t n, index_t d,
+                        const brownian_bridge_options& o, bool given_noise, bool point,
+                        bool needs_t = true) {
+  const char* noise_name = point ? "'eps'" : "'xi'";
+  if (point) {
+    CONTRASTIVE_CHECK(saved.steps == 0 && saved.n == n && saved.d == d &&
+                          (!needs_t || saved.t.size() == static_cast<std::size_t>(n)),
+                      fn, ": 'saved' belongs to a ", saved.n, " x ", saved.d,
+                      saved.steps ? " trajectory" : " point", " sample, the inputs are ", n, " x ",
+                      d);
+  } else {
+    CONTRASTIVE_CHECK(saved.steps == o.steps && saved.n == n && saved.d == d, fn,
+                      ": 'saved' belongs to a ", saved.n, " x ", saved.d, " sample with ",
+                      saved.steps, " steps, the inputs are ", n, " x ", d,
+                      " with 'steps' = ", o.steps);
+  }
+  CONTRASTIVE_CHECK(saved.given_noise == given_noise, fn,
+                    saved.given_noise ? ": 'saved' was sampled with caller noise: pass the same "
+                                      : ": 'saved' was sampled on the Philox stream: pass no ",
+                    noise_name);
+  CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
+                        saved.sigma == bridge_sigma(o, d) &&
+                        (given_noise || (saved.seed == o.seed && saved.step == o.step)),
+                    fn, ": 'saved' was sampled with other options (noise ", saved.noise,
+                    ", reproject ", saved.reproject, ", sigma ", saved.sigma, ", seed ", saved.seed,
+                    ", step ", saved.step, ")");
+}
+
 template <class T>
 brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<const T>& v,
                                               const matrix_view<const T>& u,
@@ -6814,16 +6913,8 @@ brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<
   check_no_alias(fn, "y", y, "b", u);
   if (eps) check_no_alias(fn, "y", y, "eps", *eps);
 
-  brownian_bridge_saved<T> saved;
-  saved.n = n;
-  saved.d = d;
+  brownian_bridge_saved<T> saved = bridge_saved_for<T>(n, d, 0, o, eps != nullptr);
   saved.t.resize(static_cast<std::size_t>(n));
-  saved.sigma = bridge_sigma(o, d);
-  saved.noise = o.noise;
-  saved.reproject = o.reproject;
-  saved.given_noise = eps != nullptr;
-  saved.seed = o.seed;
-  saved.step = o.step;
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
   const double sigma = saved.sigma;
@@ -6861,21 +6952,7 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
                                                const brownian_bridge_options& o) {
   bridge_check_endpoints(fn, v, u, o, false, eps == nullptr);
   const index_t n = v.rows(), d = v.cols();
-  CONTRASTIVE_CHECK(saved.steps == 0 && saved.n == n && saved.d == d &&
-                        saved.t.size() == static_cast<std::size_t>(n),
-                    fn, ": 'saved' belongs to a ", saved.n, " x ", saved.d,
-                    saved.steps ? " trajectory" : " point", " sample, the inputs are ", n, " x ",
-                    d);
-  CONTRASTIVE_CHECK(saved.given_noise == (eps != nullptr), fn,
-                    saved.given_noise
-                        ? ": 'saved' was sampled with caller noise: pass the same 'eps'"
-                        : ": 'saved' was sampled on the Philox stream: pass no 'eps'");
-  CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
-                        saved.sigma == bridge_sigma(o, d) &&
-                        (eps || (saved.seed == o.seed && saved.step == o.step)),
-                    fn, ": 'saved' was sampled with other options (noise ", saved.noise,
-                    ", reproject ", saved.reproject, ", sigma ", saved.sigma, ", seed ", saved.seed,
-                    ", step ", saved.step, ")");
+  bridge_check_saved(fn, saved, n, d, o, eps != nullptr, true);
   if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'a'");
   check_matrix(fn, "grad_y", gy);
   check_shape(fn, "grad_y", gy, n, d, "the shape of 'a'");
@@ -6992,16 +7069,7 @@ brownian_bridge_saved<T> bridge_path_forward(const char* fn, const matrix_view<c
   check_no_alias(fn, "x", x, "b", u);
   if (xi) check_no_alias(fn, "x", x, "xi", *xi);
 
-  brownian_bridge_saved<T> saved;
-  saved.n = n;
-  saved.d = d;
-  saved.steps = kk;
-  saved.sigma = bridge_sigma(o, d);
-  saved.noise = o.noise;
-  saved.reproject = o.reproject;
-  saved.given_noise = xi != nullptr;
-  saved.seed = o.seed;
-  saved.step = o.step;
+  brownian_bridge_saved<T> saved = bridge_saved_for<T>(n, d, kk, o, xi != nullptr);
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 3 * d);
   const double sigma = saved.sigma;
@@ -7046,19 +7114,7 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
                                               const brownian_bridge_options& o) {
   bridge_check_endpoints(fn, v, u, o, true, xi == nullptr);
   const index_t n = v.rows(), d = v.cols(), kk = o.steps;
-  CONTRASTIVE_CHECK(saved.steps == kk && saved.n == n && saved.d == d, fn,
-                    ": 'saved' belongs to a ", saved.n, " x ", saved.d, " sample with ",
-                    saved.steps, " steps, the inputs are ", n, " x ", d, " with 'steps' = ", kk);
-  CONTRASTIVE_CHECK(saved.given_noise == (xi != nullptr), fn,
-                    saved.given_noise
-                        ? ": 'saved' was sampled with caller noise: pass the same 'xi'"
-                        : ": 'saved' was sampled on the Philox stream: pass no 'xi'");
-  CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
-                        saved.sigma == bridge_sigma(o, d) &&
-                        (xi || (saved.seed == o.seed && saved.step == o.step)),
-                    fn, ": 'saved' was sampled with other options (noise ", saved.noise,
-                    ", reproject ", saved.reproject, ", sigma ", saved.sigma, ", seed ", saved.seed,
-                    ", step ", saved.step, ")");
+  bridge_check_saved(fn, saved, n, d, o, xi != nullptr, false);
   if (xi) bridge_check_noise(fn, "xi", *xi, n * (kk - 1), d, "N (steps - 1) x D");
   check_matrix(fn, "grad_x", gx);
   check_shape(fn, "grad_x", gx, n * (kk + 1), d, "N (steps + 1) x D");
@@ -7143,12 +7199,20 @@ inline double brownian_bridge_time(const brownian_bridge_options& o, index_t j) 
 template <class A, class B, class Y>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<Y&&>)
 auto brownian_bridge_sample(const A& a, const B& b, Y&& y, const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(a);
-  const auto vu = detail::input_view(b);
-  const auto vy = detail::output_view(std::forward<Y>(y));
-  using T = typename decltype(vv)::value_type;
-  detail::require_same_value_type<T, decltype(vu), decltype(vy)>();
-  return detail::bridge_point_forward<T>("brownian_bridge_sample", vv, vu, nullptr, vy, o);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/brownian_bridge.cuh
+    // The GPU backward draws t_j again from the options: `saved` holds no per-row t.
+    using Backend = typename detail::device_backend_of<detail::bridge_sampler_tag, A>::type;
+    Backend::sample(as_view(a), as_view(b), as_view(y), o);
+    return detail::bridge_saved_for<typename Backend::value_type>(as_view(a).rows(),
+                                                                  as_view(a).cols(), 0, o, false);
+  } else {
+    const auto vv = detail::input_view(a);
+    const auto vu = detail::input_view(b);
+    const auto vy = detail::output_view(std::forward<Y>(y));
+    using T = typename decltype(vv)::value_type;
+    detail::require_same_value_type<T, decltype(vu), decltype(vy)>();
+    return detail::bridge_point_forward<T>("brownian_bridge_sample", vv, vu, nullptr, vy, o);
+  }
 }
 
 /// As brownian_bridge_sample, with the caller's standard-normal noise eps (N x D).
@@ -7174,15 +7238,23 @@ brownian_bridge_gradient
     brownian_bridge_sample_backward(const A& a, const B& b, const brownian_bridge_saved<T>& saved,
                                     const GY& grad_y, GA&& grad_a, GB&& grad_b,
                                     const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(a);
-  const auto vu = detail::input_view(b);
-  const auto vg = detail::input_view(grad_y);
-  const auto gv = detail::output_view(std::forward<GA>(grad_a));
-  const auto gu = detail::output_view(std::forward<GB>(grad_b));
-  detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vg), decltype(gv),
-                                  decltype(gu)>();
-  return detail::bridge_point_backward<T>("brownian_bridge_sample_backward", vv, vu, nullptr, saved,
-                                          vg, gv, gu, o);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/brownian_bridge.cuh
+    const char* fn = "brownian_bridge_sample_backward";
+    detail::bridge_check_saved(fn, saved, as_view(a).rows(), as_view(a).cols(), o, false, true,
+                               false);
+    return detail::device_backend_of<detail::bridge_sampler_tag, A>::type::sample_backward(
+        as_view(a), as_view(b), as_view(grad_y), as_view(grad_a), as_view(grad_b), o);
+  } else {
+    const auto vv = detail::input_view(a);
+    const auto vu = detail::input_view(b);
+    const auto vg = detail::input_view(grad_y);
+    const auto gv = detail::output_view(std::forward<GA>(grad_a));
+    const auto gu = detail::output_view(std::forward<GB>(grad_b));
+    detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vg), decltype(gv),
+                                    decltype(gu)>();
+    return detail::bridge_point_backward<T>("brownian_bridge_sample_backward", vv, vu, nullptr,
+                                            saved, vg, gv, gu, o);
+  }
 }
 
 /// Backward of brownian_bridge_sample_with_noise (pass the same eps).
@@ -7212,12 +7284,19 @@ template <class A, class B, class X>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<X&&>)
 auto brownian_bridge_trajectory(const A& a, const B& b, X&& x,
                                 const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(a);
-  const auto vu = detail::input_view(b);
-  const auto vx = detail::output_view(std::forward<X>(x));
-  using T = typename decltype(vv)::value_type;
-  detail::require_same_value_type<T, decltype(vu), decltype(vx)>();
-  return detail::bridge_path_forward<T>("brownian_bridge_trajectory", vv, vu, nullptr, vx, o);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/brownian_bridge.cuh
+    using Backend = typename detail::device_backend_of<detail::bridge_sampler_tag, A>::type;
+    Backend::trajectory(as_view(a), as_view(b), as_view(x), o);
+    return detail::bridge_saved_for<typename Backend::value_type>(
+        as_view(a).rows(), as_view(a).cols(), o.steps, o, false);
+  } else {
+    const auto vv = detail::input_view(a);
+    const auto vu = detail::input_view(b);
+    const auto vx = detail::output_view(std::forward<X>(x));
+    using T = typename decltype(vv)::value_type;
+    detail::require_same_value_type<T, decltype(vu), decltype(vx)>();
+    return detail::bridge_path_forward<T>("brownian_bridge_trajectory", vv, vu, nullptr, vx, o);
+  }
 }
 
 /// As brownian_bridge_trajectory, with the caller's standard-normal xi (N (K-1) x D; row
@@ -7246,15 +7325,22 @@ brownian_bridge_gradient
                                         const brownian_bridge_saved<T>& saved, const GX& grad_x,
                                         GA&& grad_a, GB&& grad_b,
                                         const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(a);
-  const auto vu = detail::input_view(b);
-  const auto vg = detail::input_view(grad_x);
-  const auto gv = detail::output_view(std::forward<GA>(grad_a));
-  const auto gu = detail::output_view(std::forward<GB>(grad_b));
-  detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vg), decltype(gv),
-                                  decltype(gu)>();
-  return detail::bridge_path_backward<T>("brownian_bridge_trajectory_backward", vv, vu, nullptr,
-                                         saved, vg, gv, gu, o);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/brownian_bridge.cuh
+    detail::bridge_check_saved("brownian_bridge_trajectory_backward", saved, as_view(a).rows(),
+                               as_view(a).cols(), o, false, false);
+    return detail::device_backend_of<detail::bridge_sampler_tag, A>::type::trajectory_backward(
+        as_view(a), as_view(b), as_view(grad_x), as_view(grad_a), as_view(grad_b), o);
+  } else {
+    const auto vv = detail::input_view(a);
+    const auto vu = detail::input_view(b);
+    const auto vg = detail::input_view(grad_x);
+    const auto gv = detail::output_view(std::forward<GA>(grad_a));
+    const auto gu = detail::output_view(std::forward<GB>(grad_b));
+    detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vg), decltype(gv),
+                                    decltype(gu)>();
+    return detail::bridge_path_backward<T>("brownian_bridge_trajectory_backward", vv, vu, nullptr,
+                                           saved, vg, gv, gu, o);
+  }
 }
 
 /// Backward of brownian_bridge_trajectory_with_noise (pass the same xi).
@@ -8749,16 +8835,21 @@ inline double sample_gamma(std::uint64_t id, const gamma_params& p) {
 /// of the same shape receive the same values at the same (i, j).
 template <class Out>
 void fill_gamma(Out&& out, const gamma_params& p, std::uint64_t first_id = 0) {
-  const auto v = detail::gamma_output_view(std::forward<Out>(out));
-  using T = typename decltype(v)::value_type;
-  detail::check_gamma_params("fill_gamma", p);
-  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr,
-                    "fill_gamma: 'out' is a null pointer with shape ", v.rows(), " x ", v.cols());
-  const detail::gamma_constants k = detail::gamma_setup(p.alpha);
-  for (index_t i = 0; i < v.rows(); ++i) {
-    for (index_t j = 0; j < v.cols(); ++j) {
-      const std::uint64_t id = first_id + static_cast<std::uint64_t>(i * v.cols() + j);
-      v(i, j) = static_cast<T>(detail::gamma_sample(k, p, id));
+  if constexpr (detail::is_device_output<Out&&>::value) {  // cuda/gamma.cuh
+    detail::device_backend_of<detail::gamma_sampler_tag, std::remove_reference_t<Out>>::type::fill(
+        as_view(std::forward<Out>(out)), p, first_id);
+  } else {
+    const auto v = detail::gamma_output_view(std::forward<Out>(out));
+    using T = typename decltype(v)::value_type;
+    detail::check_gamma_params("fill_gamma", p);
+    CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr,
+                      "fill_gamma: 'out' is a null pointer with shape ", v.rows(), " x ", v.cols());
+    const detail::gamma_constants k = detail::gamma_setup(p.alpha);
+    for (index_t i = 0; i < v.rows(); ++i) {
+      for (index_t j = 0; j < v.cols(); ++j) {
+        const std::uint64_t id = first_id + static_cast<std::uint64_t>(i * v.cols() + j);
+        v(i, j) = static_cast<T>(detail::gamma_sample(k, p, id));
+      }
     }
   }
 }
@@ -8767,21 +8858,26 @@ void fill_gamma(Out&& out, const gamma_params& p, std::uint64_t first_id = 0) {
 /// elements; ids must be >= 0).
 template <class Out>
 void fill_gamma(Out&& out, const gamma_params& p, const std::int64_t* ids, index_t count) {
-  const auto v = detail::gamma_output_view(std::forward<Out>(out));
-  using T = typename decltype(v)::value_type;
-  detail::check_gamma_params("fill_gamma", p);
-  CONTRASTIVE_CHECK(count == v.size(), "fill_gamma: 'ids' has ", count, " entries, expected ",
-                    v.size(), " (one per element of 'out', ", v.rows(), " x ", v.cols(), ")");
-  CONTRASTIVE_CHECK(count == 0 || ids != nullptr, "fill_gamma: 'ids' is a null pointer");
-  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr,
-                    "fill_gamma: 'out' is a null pointer with shape ", v.rows(), " x ", v.cols());
-  for (index_t k = 0; k < count; ++k)
-    detail::check_id_nonnegative("fill_gamma", ids[k], "position", k);
-  const detail::gamma_constants k = detail::gamma_setup(p.alpha);
-  for (index_t i = 0; i < v.rows(); ++i) {
-    for (index_t j = 0; j < v.cols(); ++j) {
-      const auto id = static_cast<std::uint64_t>(ids[i * v.cols() + j]);
-      v(i, j) = static_cast<T>(detail::gamma_sample(k, p, id));
+  if constexpr (detail::is_device_output<Out&&>::value) {  // cuda/gamma.cuh; ids: device memory
+    detail::device_backend_of<detail::gamma_sampler_tag, std::remove_reference_t<Out>>::type::fill(
+        as_view(std::forward<Out>(out)), p, ids, count);
+  } else {
+    const auto v = detail::gamma_output_view(std::forward<Out>(out));
+    using T = typename decltype(v)::value_type;
+    detail::check_gamma_params("fill_gamma", p);
+    CONTRASTIVE_CHECK(count == v.size(), "fill_gamma: 'ids' has ", count, " entries, expected ",
+                      v.size(), " (one per element of 'out', ", v.rows(), " x ", v.cols(), ")");
+    CONTRASTIVE_CHECK(count == 0 || ids != nullptr, "fill_gamma: 'ids' is a null pointer");
+    CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr,
+                      "fill_gamma: 'out' is a null pointer with shape ", v.rows(), " x ", v.cols());
+    for (index_t k = 0; k < count; ++k)
+      detail::check_id_nonnegative("fill_gamma", ids[k], "position", k);
+    const detail::gamma_constants k = detail::gamma_setup(p.alpha);
+    for (index_t i = 0; i < v.rows(); ++i) {
+      for (index_t j = 0; j < v.cols(); ++j) {
+        const auto id = static_cast<std::uint64_t>(ids[i * v.cols() + j]);
+        v(i, j) = static_cast<T>(detail::gamma_sample(k, p, id));
+      }
     }
   }
 }

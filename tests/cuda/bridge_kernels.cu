@@ -13,6 +13,7 @@
 #include <contrastive/cuda/brownian_bridge.cuh>
 #include <contrastive/cuda/error.cuh>
 #include <contrastive/losses/brownian_bridge.hpp>
+#include <contrastive/sampling/brownian_bridge.hpp>
 
 namespace gpu_bridge {
 
@@ -209,8 +210,8 @@ namespace {
 template <class T>
 sampler_gradient sampler_backward_t(const std::vector<double>& v, const std::vector<double>& u,
                                     const std::vector<double>& g, index_t n, index_t d,
-                                    const contrastive::brownian_bridge_options& o,
-                                    bool trajectory) {
+                                    const contrastive::brownian_bridge_options& o, bool trajectory,
+                                    bool generic) {
   sampler_gradient r;
   try {
     const index_t g_rows = trajectory ? n * (o.steps + 1) : n;
@@ -224,9 +225,21 @@ sampler_gradient sampler_backward_t(const std::vector<double>& v, const std::vec
     const auto vg = contrastive::make_device_view(dg.as<const T>(), g_rows, d);
     const auto oa = contrastive::make_device_view(ga.as<T>(), n, d);
     const auto ob = contrastive::make_device_view(gb.as<T>(), n, d);
-    const contrastive::brownian_bridge_gradient out =
-        trajectory ? cc::brownian_bridge_trajectory_backward<T>(vv, vu, vg, oa, ob, o)
-                   : cc::brownian_bridge_sample_backward<T>(vv, vu, vg, oa, ob, o);
+    contrastive::brownian_bridge_gradient out;
+    if (generic) {  // the sample (discarded) gives the `saved` the generic backward checks
+      cc::device_buffer ys(static_cast<std::size_t>(g_rows * d) * sizeof(T));
+      const auto y = contrastive::make_device_view(ys.as<T>(), g_rows, d);
+      if (trajectory) {
+        const auto saved = contrastive::brownian_bridge_trajectory(vv, vu, y, o);
+        out = contrastive::brownian_bridge_trajectory_backward(vv, vu, saved, vg, oa, ob, o);
+      } else {
+        const auto saved = contrastive::brownian_bridge_sample(vv, vu, y, o);
+        out = contrastive::brownian_bridge_sample_backward(vv, vu, saved, vg, oa, ob, o);
+      }
+    } else {
+      out = trajectory ? cc::brownian_bridge_trajectory_backward<T>(vv, vu, vg, oa, ob, o)
+                       : cc::brownian_bridge_sample_backward<T>(vv, vu, vg, oa, ob, o);
+    }
     r.dt = out.t;
     r.dt_rows = out.t_rows;
     r.dsigma = out.sigma;
@@ -248,9 +261,9 @@ sampler_gradient sampler_backward_t(const std::vector<double>& v, const std::vec
 sampler_gradient sampler_backward(const std::vector<double>& v, const std::vector<double>& u,
                                   const std::vector<double>& g, index_t n, index_t d,
                                   const contrastive::brownian_bridge_options& o, bool trajectory,
-                                  bool single) {
-  return single ? sampler_backward_t<float>(v, u, g, n, d, o, trajectory)
-                : sampler_backward_t<double>(v, u, g, n, d, o, trajectory);
+                                  bool single, bool generic) {
+  return single ? sampler_backward_t<float>(v, u, g, n, d, o, trajectory, generic)
+                : sampler_backward_t<double>(v, u, g, n, d, o, trajectory, generic);
 }
 
 sampler_gradient sampler_backward_rows_on_host(const std::vector<double>& v,

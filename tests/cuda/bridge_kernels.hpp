@@ -71,10 +71,11 @@ struct sampler_gradient {
   double dt = 0, dsigma = 0;
   std::string error;
 };
+/// `generic`: through contrastive::brownian_bridge_sample / _trajectory and their backward.
 sampler_gradient sampler_backward(const std::vector<double>& v, const std::vector<double>& u,
                                   const std::vector<double>& g, index_t n, index_t d,
                                   const contrastive::brownian_bridge_options& o, bool trajectory,
-                                  bool single);
+                                  bool single, bool generic = false);
 sampler_gradient sampler_backward_rows_on_host(const std::vector<double>& v,
                                                const std::vector<double>& u,
                                                const std::vector<double>& g, index_t n, index_t d,

@@ -35,7 +35,35 @@ separation_result run(const separation_case& c, const std::vector<std::vector<do
           std::make_unique<device_matrix<T>>(std::vector<double>(h.size(), init), c.n, c.d));
     }
     const contrastive::feature_separation_options o = separation_options(c);
-    if (c.uniformity_only) {
+    if (c.orthogonality_only) {
+      const auto s = c.generic ? contrastive::feature_orthogonality_forward(
+                                     in[0]->in(), in[1]->in(), in[2]->in(), in[3]->in(), o)
+                               : cc::feature_orthogonality_forward<T>(in[0]->in(), in[1]->in(),
+                                                                      in[2]->in(), in[3]->in(), o);
+      r.loss = s.loss;
+      if (c.generic)
+        contrastive::feature_orthogonality_backward(in[0]->in(), in[1]->in(), in[2]->in(),
+                                                    in[3]->in(), s, g[0]->out(), g[1]->out(),
+                                                    g[2]->out(), g[3]->out(), o, c.upstream);
+      else
+        cc::feature_orthogonality_backward<T>(in[0]->in(), in[1]->in(), in[2]->in(), in[3]->in(), s,
+                                              g[0]->out(), g[1]->out(), g[2]->out(), g[3]->out(), o,
+                                              c.upstream);
+    } else if (c.in_modal_only) {
+      const auto s = c.generic ? contrastive::in_modal_contrastive_forward(
+                                     in[0]->in(), in[1]->in(), in[2]->in(), in[3]->in(), o)
+                               : cc::in_modal_contrastive_forward<T>(
+                                     in[0]->in(), in[1]->in(), in[2]->in(), in[3]->in(), o, m);
+      r.loss = s.loss;
+      const contrastive::temperature_gradient tg =
+          c.generic ? contrastive::in_modal_contrastive_backward(
+                          in[0]->in(), in[1]->in(), in[2]->in(), in[3]->in(), s, g[0]->out(),
+                          g[1]->out(), g[2]->out(), g[3]->out(), o, c.upstream)
+                    : cc::in_modal_contrastive_backward<T>(in[0]->in(), in[1]->in(), in[2]->in(),
+                                                           in[3]->in(), s, g[0]->out(), g[1]->out(),
+                                                           g[2]->out(), g[3]->out(), o, c.upstream);
+      r.grad_temperature = tg.temperature;
+    } else if (c.uniformity_only) {
       const auto s = c.generic
                          ? contrastive::feature_uniformity_forward(in[0]->in(), in[1]->in(), o)
                          : cc::feature_uniformity_forward<T>(in[0]->in(), in[1]->in(), o, m);

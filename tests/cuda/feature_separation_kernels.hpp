@@ -19,9 +19,11 @@ struct separation_case {
   double temperature = 0.1, t = 2;
   bool wang_isola = false;
   double upstream = 1;
-  bool accumulate = false;  // gradients start at 0.5
-  bool generic = false;     // through the generic contrastive::feature_* functions
-  bool uniformity_only = false;
+  bool accumulate = false;          // gradients start at 0.5
+  bool generic = false;             // through the generic contrastive::feature_* functions
+  bool uniformity_only = false;     // inputs a_ind, b_ind
+  bool orthogonality_only = false;  // inputs a, b, a_ind, b_ind
+  bool in_modal_only = false;       // inputs a_ind, b_ind, a_ind_aug, b_ind_aug
 };
 
 inline contrastive::feature_separation_options separation_options(const separation_case& c) {
@@ -45,8 +47,8 @@ struct separation_result {
   std::string error;
 };
 
-/// x holds the six inputs a, b, a_ind, b_ind, a_ind_aug, b_ind_aug (uniformity_only: a_ind,
-/// b_ind), n x d row-major each, rounded to t on the device.
+/// x holds the six inputs a, b, a_ind, b_ind, a_ind_aug, b_ind_aug (a term alone: its own inputs,
+/// in that order), n x d row-major each, rounded to t on the device.
 separation_result run_feature_separation(dtype t, const separation_case& c,
                                          const std::vector<std::vector<double>>& x);
 

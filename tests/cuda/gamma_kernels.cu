@@ -88,6 +88,8 @@ filled fill_matrix_t(index_t rows, index_t cols, layout l, const gamma_params& p
   if (async) {
     check(cc::fill_gamma_async(out, p, first_id, nullptr), "fill_gamma_async");
     check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  } else if (l == layout::padded) {
+    contrastive::fill_gamma(out, p, first_id);  // the generic call dispatches to cuda::fill_gamma
   } else {
     cc::fill_gamma(out, p, first_id);
   }

@@ -40,6 +40,7 @@ struct filled {
 
 /// cuda::fill_gamma (or fill_gamma_async + synchronise when `async`) on a rows x cols device
 /// matrix of float (single) or double, whose allocation is first filled with NaN.
+/// The throwing form fills the padded layout through the generic contrastive::fill_gamma.
 filled fill_matrix(bool single, index_t rows, index_t cols, layout l,
                    const contrastive::gamma_params& p, std::uint64_t first_id, bool async);
 

@@ -508,7 +508,9 @@ TEST_CASE("cuda bridge sampler backward: on the device, equal to the CPU's", "[c
         if (single)
           for (double& x : g) x = static_cast<float>(x);
         const cpu_sampler_gradient want = sampler_backward_cpu(p, g, o, trajectory);
-        const auto got = gpu_bridge::sampler_backward(p.v, p.u, g, p.n, p.d, o, trajectory, single);
+        const bool generic = o.reproject;  // half the runs through the generic calls
+        const auto got =
+            gpu_bridge::sampler_backward(p.v, p.u, g, p.n, p.d, o, trajectory, single, generic);
         INFO((single ? "float" : "double") << " trajectory " << trajectory << " reproject "
                                            << o.reproject << " error " << got.error);
         REQUIRE(got.error.empty());

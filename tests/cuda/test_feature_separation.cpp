@@ -30,7 +30,18 @@ separation_result cpu(const separation_case& s, const std::vector<std::vector<do
                                      std::vector<double>(x[0].size(), s.accumulate ? 0.5 : 0.0));
   auto in = [&](std::size_t k) { return c::make_view(x[k].data(), s.n, s.d); };
   auto out = [&](std::size_t k) { return c::make_view(g[k].data(), s.n, s.d); };
-  if (s.uniformity_only) {
+  if (s.orthogonality_only) {
+    const auto saved = c::feature_orthogonality_forward(in(0), in(1), in(2), in(3), o);
+    r.loss = saved.loss;
+    c::feature_orthogonality_backward(in(0), in(1), in(2), in(3), saved, out(0), out(1), out(2),
+                                      out(3), o, s.upstream);
+  } else if (s.in_modal_only) {
+    const auto saved = c::in_modal_contrastive_forward(in(0), in(1), in(2), in(3), o);
+    r.loss = saved.loss;
+    r.grad_temperature = c::in_modal_contrastive_backward(in(0), in(1), in(2), in(3), saved, out(0),
+                                                          out(1), out(2), out(3), o, s.upstream)
+                             .temperature;
+  } else if (s.uniformity_only) {
     const auto saved = c::feature_uniformity_forward(in(0), in(1), o);
     r.loss = saved.loss;
     r.log_sum_a = saved.log_sum_v;
@@ -64,7 +75,7 @@ double grad_tolerance(dtype t) {
 
 std::vector<std::vector<double>> inputs(dtype t, const separation_case& s, bool unit) {
   std::vector<std::vector<double>> x;
-  const int count = s.uniformity_only ? 2 : 6;
+  const int count = s.uniformity_only ? 2 : (s.orthogonality_only || s.in_modal_only ? 4 : 6);
   for (int k = 0; k < count; ++k) {
     std::vector<double> v = cuda_test::unit_rows(s.n, s.d, 40 + static_cast<unsigned>(k));
     if (!unit)
@@ -142,6 +153,23 @@ TEST_CASE("cuda feature separation: the combined loss, its six gradients and the
     s.generic = true;
     check_parity(t, s);
   }
+}
+
+TEST_CASE("cuda feature separation: orthogonality and in-modal terms alone, direct and generic",
+          "[cuda][feature_separation]") {
+  for (dtype t : {dtype::f32, dtype::bf16})
+    for (bool generic : {false, true})
+      for (int term = 0; term < 2; ++term) {
+        separation_case s;
+        s.n = 45;
+        s.d = 16;
+        s.orthogonality_only = term == 0;
+        s.in_modal_only = term == 1;
+        s.generic = generic;
+        s.upstream = 0.8;
+        s.accumulate = generic;
+        check_parity(t, s);
+      }
 }
 
 TEST_CASE("cuda feature separation: bad inputs give the CPU's messages",

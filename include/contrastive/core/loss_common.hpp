@@ -255,29 +255,6 @@ auto input_view(const A& a) {
   return const_view(v);
 }
 
-/// Does A view device memory? Then the generic entry points hand it to the CUDA path.
-template <class A, bool = is_tensor_like<A>::value>
-struct is_device_input : std::false_type {};
-template <class A>
-struct is_device_input<A, true>
-    : std::is_same<typename decltype(as_view(std::declval<const A&>()))::memory_space,
-                   device_memory> {};
-
-/// The CUDA implementation of loss Tag for A's element type, with a clear error when its header
-/// was not included.
-template <class Tag, class A>
-struct device_backend_of {
-  using type = device_backend<
-      Tag, std::remove_const_t<typename decltype(as_view(std::declval<const A&>()))::value_type>>;
-  static_assert(type::available,
-                "contrastive: device views need the loss's CUDA header, #include "
-                "<contrastive/cuda/info_nce.cuh>, <contrastive/cuda/nt_xent.cuh>, "
-                "<contrastive/cuda/gamma_nce.cuh>, <contrastive/cuda/feature_separation.cuh>, "
-                "<contrastive/cuda/geometric_consistency.cuh> or "
-                "<contrastive/cuda/brownian_bridge.cuh> (the one of the loss called), in a file "
-                "compiled by nvcc");
-};
-
 template <class G>
 auto output_view(G&& g) {
   static_assert(is_writable_tensor<G&&>::value,

@@ -5,10 +5,13 @@
 // use them too.
 
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/matrix_view.hpp"
+#include "contrastive/core/traits.hpp"
 
 CONTRASTIVE_NAMESPACE_BEGIN
 
@@ -53,8 +56,40 @@ struct nt_xent_tag {};
 struct gamma_nce_tag {};
 struct feature_uniformity_tag {};
 struct feature_separation_tag {};
+struct feature_orthogonality_tag {};
+struct in_modal_contrastive_tag {};
 struct geometric_consistency_tag {};
 struct brownian_bridge_loss_tag {};
+struct bridge_sampler_tag {};
+struct gamma_sampler_tag {};
+
+/// Does A view device memory? Then the generic entry points hand it to the CUDA path.
+template <class A, bool = is_tensor_like<A>::value>
+struct is_device_input : std::false_type {};
+template <class A>
+struct is_device_input<A, true>
+    : std::is_same<typename decltype(as_view(std::declval<const A&>()))::memory_space,
+                   device_memory> {};
+
+/// The CUDA implementation of loss Tag for A's element type, with a clear error when its header
+/// was not included.
+template <class Tag, class A>
+struct device_backend_of {
+  using type = device_backend<
+      Tag, std::remove_const_t<typename decltype(as_view(std::declval<const A&>()))::value_type>>;
+  static_assert(type::available,
+                "contrastive: device views need the CUDA header of the loss or sampler called, "
+                "#include <contrastive/cuda/NAME.cuh> with NAME one of info_nce, nt_xent, "
+                "gamma_nce, feature_separation, geometric_consistency, brownian_bridge, gamma, in "
+                "a file compiled by nvcc");
+};
+
+/// Does the writable O view device memory? (fill_gamma's output.)
+template <class O, class = void>
+struct is_device_output : std::false_type {};
+template <class O>
+struct is_device_output<O, std::void_t<decltype(as_view(std::declval<O>()))>>
+    : std::is_same<typename decltype(as_view(std::declval<O>()))::memory_space, device_memory> {};
 }  // namespace detail
 
 namespace cuda {
@@ -67,6 +102,8 @@ struct gamma_nce_device_saved;
 class device_normalizer_state;
 struct feature_uniformity_device_saved;
 struct feature_separation_device_saved;
+struct feature_orthogonality_device_saved;
+struct in_modal_contrastive_device_saved;
 template <class T>
 struct geometric_consistency_device_saved;
 struct brownian_bridge_loss_device_saved;

@@ -45,7 +45,7 @@
 #include "contrastive/sampling/brownian_bridge_options.hpp"
 #include "contrastive/sampling/philox.hpp"
 
-    CONTRASTIVE_NAMESPACE_BEGIN namespace cuda {
+CONTRASTIVE_NAMESPACE_BEGIN namespace cuda {
   namespace detail {
 
   namespace cd = ::contrastive::detail;
@@ -993,6 +993,34 @@
 }  // namespace cuda
 
 namespace detail {
+/// The generic contrastive::brownian_bridge_sample / _trajectory and their backward land here for
+/// device views (Philox noise).
+template <class V>
+struct device_backend<bridge_sampler_tag, V> {
+  static constexpr bool available = true;
+  using value_type = V;
+  using view = matrix_view<const V, device_memory>;
+  using out_view = matrix_view<V, device_memory>;
+  static void sample(const view& a, const view& b, const out_view& y,
+                     const brownian_bridge_options& o) {
+    cuda::brownian_bridge_sample<V>(a, b, y, o);
+  }
+  static void trajectory(const view& a, const view& b, const out_view& x,
+                         const brownian_bridge_options& o) {
+    cuda::brownian_bridge_trajectory<V>(a, b, x, o);
+  }
+  static brownian_bridge_gradient sample_backward(const view& a, const view& b, const view& gy,
+                                                  const out_view& ga, const out_view& gb,
+                                                  const brownian_bridge_options& o) {
+    return cuda::brownian_bridge_sample_backward<V>(a, b, gy, ga, gb, o);
+  }
+  static brownian_bridge_gradient trajectory_backward(const view& a, const view& b, const view& gx,
+                                                      const out_view& ga, const out_view& gb,
+                                                      const brownian_bridge_options& o) {
+    return cuda::brownian_bridge_trajectory_backward<V>(a, b, gx, ga, gb, o);
+  }
+};
+
 /// The generic contrastive::brownian_bridge_loss_* functions land here for device views.
 template <class V>
 struct device_backend<brownian_bridge_loss_tag, V> {

@@ -477,6 +477,37 @@ struct feature_separation_device_saved {
 
 namespace detail {
 
+/// The CPU's fs_check_outputs on device outputs, plus the GPU's layout (unit column stride).
+template <class T>
+void fs_check_device_outputs(const char* fn, const device_out_view<T>* const* out,
+                             const char* const* out_names, int count,
+                             const device_view<T>* const* in, const char* const* names,
+                             int in_count) {
+  const index_t n = in[0]->rows(), d = in[0]->cols();
+  for (int k = 0; k < count; ++k) {
+    contrastive::detail::check_matrix(fn, out_names[k], *out[k]);
+    contrastive::detail::check_shape(fn, out_names[k], *out[k], n, d, "the shape of the inputs");
+    contrastive::detail::check_writable_layout(fn, out_names[k], *out[k]);
+    for (int j = 0; j < in_count; ++j)
+      contrastive::detail::check_no_alias(fn, out_names[k], *out[k], names[j], *in[j]);
+    for (int j = 0; j < k; ++j)
+      contrastive::detail::check_no_alias(fn, out_names[k], *out[k], out_names[j], *out[j]);
+    CONTRASTIVE_CHECK(out[k]->col_stride() == 1, fn,
+                      ": device gradients must be row-major with unit column stride");
+  }
+}
+
+/// Zeroes the outputs (the terms then add into them).
+template <class T>
+void fs_clear_device(const char* fn, const device_out_view<T>* const* out, int count,
+                     cudaStream_t stream) {
+  for (int k = 0; k < count; ++k) {
+    zero_rows_kernel<T><<<block_grid(out[k]->rows() * out[k]->cols()), kBlockThreads, 0, stream>>>(
+        rows_of(*out[k]), out[k]->rows(), out[k]->cols());
+    throw_on_error(cudaGetLastError(), fn);
+  }
+}
+
 /// The in-modal InfoNCE calls' options (the combined call has scanned the inputs already).
 inline info_nce_options fs_device_info_nce_options(const feature_separation_options& o) {
   info_nce_options io;
@@ -522,6 +553,110 @@ void ortho_backward(const char* fn, const device_view<T>& a, const device_view<T
 }
 
 }  // namespace detail
+
+/// What the throwing orthogonality forward returns.
+struct feature_orthogonality_device_saved {
+  double loss = 0;
+  index_t n = 0, d = 0;
+};
+
+/// L_Ortho on device views (a, b the shared features, a_ind, b_ind the independent ones).
+template <class T>
+feature_orthogonality_device_saved feature_orthogonality_forward(
+    device_view<T> a, device_view<T> b, device_view<T> a_ind, device_view<T> b_ind,
+    const feature_separation_options& o = {}, cudaStream_t stream = nullptr) {
+  const char* fn = "cuda::feature_orthogonality_forward";
+  const device_view<T>* in[4] = {&a, &b, &a_ind, &b_ind};
+  const char* names[4] = {"a", "b", "a_ind", "b_ind"};
+  contrastive::detail::fs_check_options(fn, o);
+  contrastive::detail::fs_check_shapes(fn, in, names, 4);
+  detail::fs_scan_device(fn, in, names, 4, o, stream);
+  feature_orthogonality_device_saved s;
+  s.n = a.rows();
+  s.d = a.cols();
+  s.loss = detail::ortho_forward(fn, a, b, a_ind, b_ind, stream);
+  return s;
+}
+
+/// Writes (or with o.accumulate adds) upstream * dL_Ortho into the four outputs.
+template <class T>
+feature_separation_parameter_gradients feature_orthogonality_backward(
+    device_view<T> a, device_view<T> b, device_view<T> a_ind, device_view<T> b_ind,
+    const feature_orthogonality_device_saved& saved, device_out_view<T> grad_a,
+    device_out_view<T> grad_b, device_out_view<T> grad_a_ind, device_out_view<T> grad_b_ind,
+    const feature_separation_options& o = {}, double upstream = 1.0,
+    cudaStream_t stream = nullptr) {
+  const char* fn = "cuda::feature_orthogonality_backward";
+  const device_view<T>* in[4] = {&a, &b, &a_ind, &b_ind};
+  const char* names[4] = {"a", "b", "a_ind", "b_ind"};
+  const device_out_view<T>* out[4] = {&grad_a, &grad_b, &grad_a_ind, &grad_b_ind};
+  const char* out_names[4] = {"grad_a", "grad_b", "grad_a_ind", "grad_b_ind"};
+  contrastive::detail::fs_check_options(fn, o);
+  contrastive::detail::fs_check_upstream(fn, upstream);
+  contrastive::detail::fs_check_shapes(fn, in, names, 4);
+  detail::fs_scan_device(fn, in, names, 4, o, stream);
+  CONTRASTIVE_CHECK(saved.n == a.rows() && saved.d == a.cols(), fn, ": 'saved' belongs to x0 ",
+                    saved.n, " x ", saved.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
+  detail::fs_check_device_outputs(fn, out, out_names, 4, in, names, 4);
+  if (!o.accumulate) detail::fs_clear_device(fn, out, 4, stream);
+  detail::ortho_backward(fn, a, b, a_ind, b_ind, grad_a, grad_b, grad_a_ind, grad_b_ind, upstream,
+                         stream);
+  return {};
+}
+
+/// What the throwing in-modal contrastive forward keeps (two one-direction InfoNCE forwards).
+struct in_modal_contrastive_device_saved {
+  double loss = 0;
+  info_nce_device_saved a, b;  // InfoNCE(a_ind, a_ind_aug) and InfoNCE(b_ind, b_ind_aug)
+};
+
+/// L^i_Con on device views: InfoNCE(a_ind, a_ind_aug) + InfoNCE(b_ind, b_ind_aug) on the GPU.
+template <class T>
+in_modal_contrastive_device_saved in_modal_contrastive_forward(
+    device_view<T> a_ind, device_view<T> b_ind, device_view<T> a_ind_aug, device_view<T> b_ind_aug,
+    const feature_separation_options& o = {}, math_mode m = math_mode::fp32,
+    cudaStream_t stream = nullptr) {
+  const char* fn = "cuda::in_modal_contrastive_forward";
+  const device_view<T>* in[4] = {&a_ind, &b_ind, &a_ind_aug, &b_ind_aug};
+  const char* names[4] = {"a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
+  contrastive::detail::fs_check_options(fn, o);
+  contrastive::detail::fs_check_shapes(fn, in, names, 4);
+  detail::fs_scan_device(fn, in, names, 4, o, stream);
+  const info_nce_options io = detail::fs_device_info_nce_options(o);
+  in_modal_contrastive_device_saved s;
+  s.a = info_nce_forward<T>(a_ind, a_ind_aug, io, m, stream);
+  s.b = info_nce_forward<T>(b_ind, b_ind_aug, io, m, stream);
+  s.loss = s.a.loss + s.b.loss;
+  return s;
+}
+
+/// Writes (or with o.accumulate adds) upstream * dL^i_Con into the four outputs; returns upstream
+/// * the temperature gradient.
+template <class T>
+feature_separation_parameter_gradients in_modal_contrastive_backward(
+    device_view<T> a_ind, device_view<T> b_ind, device_view<T> a_ind_aug, device_view<T> b_ind_aug,
+    const in_modal_contrastive_device_saved& saved, device_out_view<T> grad_a_ind,
+    device_out_view<T> grad_b_ind, device_out_view<T> grad_a_ind_aug,
+    device_out_view<T> grad_b_ind_aug, const feature_separation_options& o = {},
+    double upstream = 1.0, cudaStream_t stream = nullptr) {
+  const char* fn = "cuda::in_modal_contrastive_backward";
+  const device_view<T>* in[4] = {&a_ind, &b_ind, &a_ind_aug, &b_ind_aug};
+  const char* names[4] = {"a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
+  const device_out_view<T>* out[4] = {&grad_a_ind, &grad_b_ind, &grad_a_ind_aug, &grad_b_ind_aug};
+  const char* out_names[4] = {"grad_a_ind", "grad_b_ind", "grad_a_ind_aug", "grad_b_ind_aug"};
+  contrastive::detail::fs_check_options(fn, o);
+  contrastive::detail::fs_check_upstream(fn, upstream);
+  contrastive::detail::fs_check_shapes(fn, in, names, 4);
+  detail::fs_scan_device(fn, in, names, 4, o, stream);
+  detail::fs_check_device_outputs(fn, out, out_names, 4, in, names, 4);
+  if (!o.accumulate) detail::fs_clear_device(fn, out, 4, stream);
+  const info_nce_options io = detail::fs_device_info_nce_options(o);
+  const temperature_gradient ta = info_nce_backward<T>(a_ind, a_ind_aug, saved.a, grad_a_ind,
+                                                       grad_a_ind_aug, io, upstream, stream);
+  const temperature_gradient tb = info_nce_backward<T>(b_ind, b_ind_aug, saved.b, grad_b_ind,
+                                                       grad_b_ind_aug, io, upstream, stream);
+  return temperature_gradient::from_log_scale(ta.log_scale + tb.log_scale, o.temperature);
+}
 
 /// L_Sep on device views (row j = pair j; a, b the shared features, a_ind, b_ind the independent
 /// ones, *_aug of the augmented views): the CPU's checks and messages, then the three terms
@@ -595,25 +730,8 @@ feature_separation_parameter_gradients feature_separation_backward(
                     s.contrastive_weight, ", ", s.uniformity_weight, ") than these (",
                     o.orthogonality_weight, ", ", o.contrastive_weight, ", ", o.uniformity_weight,
                     ")");
-  for (int k = 0; k < 6; ++k) {
-    contrastive::detail::check_matrix(fn, out_names[k], *out[k]);
-    contrastive::detail::check_shape(fn, out_names[k], *out[k], a.rows(), a.cols(),
-                                     "the shape of the inputs");
-    contrastive::detail::check_writable_layout(fn, out_names[k], *out[k]);
-    for (int j = 0; j < 6; ++j)
-      contrastive::detail::check_no_alias(fn, out_names[k], *out[k], names[j], *in[j]);
-    for (int j = 0; j < k; ++j)
-      contrastive::detail::check_no_alias(fn, out_names[k], *out[k], out_names[j], *out[j]);
-    CONTRASTIVE_CHECK(out[k]->col_stride() == 1, fn,
-                      ": device gradients must be row-major with unit column stride");
-  }
-  if (!o.accumulate)
-    for (const auto* g : out) {
-      detail::zero_rows_kernel<T>
-          <<<detail::block_grid(g->rows() * g->cols()), detail::kBlockThreads, 0, stream>>>(
-              detail::rows_of(*g), g->rows(), g->cols());
-      throw_on_error(cudaGetLastError(), fn);
-    }
+  detail::fs_check_device_outputs(fn, out, out_names, 6, in, names, 6);
+  if (!o.accumulate) detail::fs_clear_device(fn, out, 6, stream);
   temperature_gradient tg;
   if (o.orthogonality_weight != 0)
     detail::ortho_backward(fn, a, b, a_ind, b_ind, grad_a, grad_b, grad_a_ind, grad_b_ind,
@@ -656,6 +774,43 @@ struct device_backend<feature_uniformity_tag, V> {
                                        const out_view& ga, const out_view& gb,
                                        const feature_separation_options& o, double upstream) {
     return cuda::feature_uniformity_backward<V>(a, b, s, ga, gb, o, upstream);
+  }
+};
+template <class V>
+struct device_backend<feature_orthogonality_tag, V> {
+  static constexpr bool available = true;
+  using view = matrix_view<const V, device_memory>;
+  using out_view = matrix_view<V, device_memory>;
+  static cuda::feature_orthogonality_device_saved forward(const view& a, const view& b,
+                                                          const view& ai, const view& bi,
+                                                          const feature_separation_options& o) {
+    return cuda::feature_orthogonality_forward<V>(a, b, ai, bi, o);
+  }
+  static temperature_gradient backward(const view& a, const view& b, const view& ai, const view& bi,
+                                       const cuda::feature_orthogonality_device_saved& s,
+                                       const out_view* g, const feature_separation_options& o,
+                                       double upstream) {
+    return cuda::feature_orthogonality_backward<V>(a, b, ai, bi, s, g[0], g[1], g[2], g[3], o,
+                                                   upstream);
+  }
+};
+template <class V>
+struct device_backend<in_modal_contrastive_tag, V> {
+  static constexpr bool available = true;
+  using view = matrix_view<const V, device_memory>;
+  using out_view = matrix_view<V, device_memory>;
+  static cuda::in_modal_contrastive_device_saved forward(const view& ai, const view& bi,
+                                                         const view& aa, const view& ba,
+                                                         const feature_separation_options& o) {
+    return cuda::in_modal_contrastive_forward<V>(ai, bi, aa, ba, o);
+  }
+  static temperature_gradient backward(const view& ai, const view& bi, const view& aa,
+                                       const view& ba,
+                                       const cuda::in_modal_contrastive_device_saved& s,
+                                       const out_view* g, const feature_separation_options& o,
+                                       double upstream) {
+    return cuda::in_modal_contrastive_backward<V>(ai, bi, aa, ba, s, g[0], g[1], g[2], g[3], o,
+                                                  upstream);
   }
 };
 template <class V>

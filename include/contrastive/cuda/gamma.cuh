@@ -161,6 +161,23 @@ void fill_gamma(vector_view<T, device_memory> out, const gamma_params& p, const 
 }
 
 }  // namespace cuda
+
+namespace detail {
+/// The generic contrastive::fill_gamma lands here for device views (ids in device memory).
+template <class V>
+struct device_backend<gamma_sampler_tag, V> {
+  static constexpr bool available = true;
+  static void fill(const matrix_view<V, device_memory>& out, const gamma_params& p,
+                   std::uint64_t first_id) {
+    cuda::fill_gamma<V>(out, p, first_id);
+  }
+  static void fill(const matrix_view<V, device_memory>& out, const gamma_params& p,
+                   const std::int64_t* ids, index_t count) {
+    cuda::fill_gamma<V>(out, p, ids, count);
+  }
+};
+}  // namespace detail
+
 CONTRASTIVE_NAMESPACE_END
 
 #endif  // CONTRASTIVE_CUDA_GAMMA_CUH

@@ -433,21 +433,39 @@ template <class A, class B, class AI, class BI>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& tensor_like<AI>&& tensor_like<BI>)
 auto feature_orthogonality_forward(const A& a, const B& b, const AI& a_ind, const BI& b_ind,
                                    const feature_separation_options& o = {}, workspace ws = {}) {
-  const char* fn = "feature_orthogonality_forward";
-  (void)ws;  // these terms need no caller scratch
-  const auto x0 = detail::input_view(a);
-  using T = typename decltype(x0)::value_type;
-  const matrix_view<const T> x1 = detail::input_view(b), x2 = detail::input_view(a_ind),
-                             x3 = detail::input_view(b_ind);
-  const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
-  const char* names[4] = {"a", "b", "a_ind", "b_ind"};
-  detail::fs_check_options(fn, o);
-  detail::fs_check_inputs(fn, in, names, 4);
-  feature_orthogonality_saved<T> s;
-  s.n = x0.rows();
-  s.d = x0.cols();
-  s.loss = static_cast<T>(detail::fs_ortho_forward(x0, x1, x2, x3));
-  return s;
+  (void)ws;                                           // these terms need no caller scratch
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/feature_separation.cuh
+    return detail::device_backend_of<detail::feature_orthogonality_tag, A>::type::forward(
+        as_view(a), as_view(b), as_view(a_ind), as_view(b_ind), o);
+  } else {
+    const char* fn = "feature_orthogonality_forward";
+    const auto x0 = detail::input_view(a);
+    using T = typename decltype(x0)::value_type;
+    const matrix_view<const T> x1 = detail::input_view(b), x2 = detail::input_view(a_ind),
+                               x3 = detail::input_view(b_ind);
+    const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
+    const char* names[4] = {"a", "b", "a_ind", "b_ind"};
+    detail::fs_check_options(fn, o);
+    detail::fs_check_inputs(fn, in, names, 4);
+    feature_orthogonality_saved<T> s;
+    s.n = x0.rows();
+    s.d = x0.cols();
+    s.loss = static_cast<T>(detail::fs_ortho_forward(x0, x1, x2, x3));
+    return s;
+  }
+}
+
+/// Backward of an orthogonality forward run on device views (cuda/feature_separation.cuh).
+template <class A, class B, class AI, class BI, class GA, class GB, class GAI, class GBI>
+feature_separation_parameter_gradients feature_orthogonality_backward(
+    const A& a, const B& b, const AI& a_ind, const BI& b_ind,
+    const cuda::feature_orthogonality_device_saved& saved, GA&& grad_a, GB&& grad_b,
+    GAI&& grad_a_ind, GBI&& grad_b_ind, const feature_separation_options& o = {},
+    double upstream = 1.0, workspace = {}) {
+  const decltype(as_view(grad_a)) g[4] = {as_view(grad_a), as_view(grad_b), as_view(grad_a_ind),
+                                          as_view(grad_b_ind)};
+  return detail::device_backend_of<detail::feature_orthogonality_tag, A>::type::backward(
+      as_view(a), as_view(b), as_view(a_ind), as_view(b_ind), saved, g, o, upstream);
 }
 
 template <class A, class B, class AI, class BI, class T, class GA, class GB, class GAI, class GBI>
@@ -511,16 +529,36 @@ CONTRASTIVE_REQUIRES(tensor_like<AI>&& tensor_like<BI>&& tensor_like<AIA>&& tens
 auto in_modal_contrastive_forward(const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug,
                                   const BIA& b_ind_aug, const feature_separation_options& o = {},
                                   workspace ws = {}) {
-  const char* fn = "in_modal_contrastive_forward";
-  const auto x0 = detail::input_view(a_ind);
-  using T = typename decltype(x0)::value_type;
-  const matrix_view<const T> x1 = detail::input_view(b_ind), x2 = detail::input_view(a_ind_aug),
-                             x3 = detail::input_view(b_ind_aug);
-  const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
-  const char* names[4] = {"a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
-  detail::fs_check_options(fn, o);
-  detail::fs_check_inputs(fn, in, names, 4);
-  return detail::fs_contrastive_forward(x0, x1, x2, x3, o, ws);
+  if constexpr (detail::is_device_input<AI>::value) {  // cuda/feature_separation.cuh
+    (void)ws;
+    return detail::device_backend_of<detail::in_modal_contrastive_tag, AI>::type::forward(
+        as_view(a_ind), as_view(b_ind), as_view(a_ind_aug), as_view(b_ind_aug), o);
+  } else {
+    const char* fn = "in_modal_contrastive_forward";
+    const auto x0 = detail::input_view(a_ind);
+    using T = typename decltype(x0)::value_type;
+    const matrix_view<const T> x1 = detail::input_view(b_ind), x2 = detail::input_view(a_ind_aug),
+                               x3 = detail::input_view(b_ind_aug);
+    const matrix_view<const T>* in[4] = {&x0, &x1, &x2, &x3};
+    const char* names[4] = {"a_ind", "b_ind", "a_ind_aug", "b_ind_aug"};
+    detail::fs_check_options(fn, o);
+    detail::fs_check_inputs(fn, in, names, 4);
+    return detail::fs_contrastive_forward(x0, x1, x2, x3, o, ws);
+  }
+}
+
+/// Backward of an in-modal contrastive forward run on device views (cuda/feature_separation.cuh).
+template <class AI, class BI, class AIA, class BIA, class GAI, class GBI, class GAIA, class GBIA>
+feature_separation_parameter_gradients in_modal_contrastive_backward(
+    const AI& a_ind, const BI& b_ind, const AIA& a_ind_aug, const BIA& b_ind_aug,
+    const cuda::in_modal_contrastive_device_saved& saved, GAI&& grad_a_ind, GBI&& grad_b_ind,
+    GAIA&& grad_a_ind_aug, GBIA&& grad_b_ind_aug, const feature_separation_options& o = {},
+    double upstream = 1.0, workspace = {}) {
+  const decltype(as_view(grad_a_ind)) g[4] = {as_view(grad_a_ind), as_view(grad_b_ind),
+                                              as_view(grad_a_ind_aug), as_view(grad_b_ind_aug)};
+  return detail::device_backend_of<detail::in_modal_contrastive_tag, AI>::type::backward(
+      as_view(a_ind), as_view(b_ind), as_view(a_ind_aug), as_view(b_ind_aug), saved, g, o,
+      upstream);
 }
 
 template <class AI, class BI, class AIA, class BIA, class T, class GAI, class GBI, class GAIA,

@@ -206,6 +206,54 @@ void bridge_for_rows_checked(const char* fn, index_t n, int threads, F&& row_fn,
 
 // ---- points ----
 
+/// What a sampling call records for its backward (the per-row t of points excepted).
+template <class T>
+brownian_bridge_saved<T> bridge_saved_for(index_t n, index_t d, index_t steps,
+                                          const brownian_bridge_options& o, bool given_noise) {
+  brownian_bridge_saved<T> saved;
+  saved.n = n;
+  saved.d = d;
+  saved.steps = steps;
+  saved.sigma = bridge_sigma(o, d);
+  saved.noise = o.noise;
+  saved.reproject = o.reproject;
+  saved.given_noise = given_noise;
+  saved.seed = o.seed;
+  saved.step = o.step;
+  return saved;
+}
+
+/// A backward's `saved` belongs to these inputs and options: a point sample (o.steps ignored;
+/// with its per-row t when `needs_t`) or a path of o.steps steps, the same noise source.
+template <class T>
+void bridge_check_saved(const char* fn, const brownian_bridge_saved<T>& saved, index_t n, index_t d,
+                        const brownian_bridge_options& o, bool given_noise, bool point,
+                        bool needs_t = true) {
+  const char* noise_name = point ? "'eps'" : "'xi'";
+  if (point) {
+    CONTRASTIVE_CHECK(saved.steps == 0 && saved.n == n && saved.d == d &&
+                          (!needs_t || saved.t.size() == static_cast<std::size_t>(n)),
+                      fn, ": 'saved' belongs to a ", saved.n, " x ", saved.d,
+                      saved.steps ? " trajectory" : " point", " sample, the inputs are ", n, " x ",
+                      d);
+  } else {
+    CONTRASTIVE_CHECK(saved.steps == o.steps && saved.n == n && saved.d == d, fn,
+                      ": 'saved' belongs to a ", saved.n, " x ", saved.d, " sample with ",
+                      saved.steps, " steps, the inputs are ", n, " x ", d,
+                      " with 'steps' = ", o.steps);
+  }
+  CONTRASTIVE_CHECK(saved.given_noise == given_noise, fn,
+                    saved.given_noise ? ": 'saved' was sampled with caller noise: pass the same "
+                                      : ": 'saved' was sampled on the Philox stream: pass no ",
+                    noise_name);
+  CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
+                        saved.sigma == bridge_sigma(o, d) &&
+                        (given_noise || (saved.seed == o.seed && saved.step == o.step)),
+                    fn, ": 'saved' was sampled with other options (noise ", saved.noise,
+                    ", reproject ", saved.reproject, ", sigma ", saved.sigma, ", seed ", saved.seed,
+                    ", step ", saved.step, ")");
+}
+
 template <class T>
 brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<const T>& v,
                                               const matrix_view<const T>& u,
@@ -222,16 +270,8 @@ brownian_bridge_saved<T> bridge_point_forward(const char* fn, const matrix_view<
   check_no_alias(fn, "y", y, "b", u);
   if (eps) check_no_alias(fn, "y", y, "eps", *eps);
 
-  brownian_bridge_saved<T> saved;
-  saved.n = n;
-  saved.d = d;
+  brownian_bridge_saved<T> saved = bridge_saved_for<T>(n, d, 0, o, eps != nullptr);
   saved.t.resize(static_cast<std::size_t>(n));
-  saved.sigma = bridge_sigma(o, d);
-  saved.noise = o.noise;
-  saved.reproject = o.reproject;
-  saved.given_noise = eps != nullptr;
-  saved.seed = o.seed;
-  saved.step = o.step;
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 2 * d);
   const double sigma = saved.sigma;
@@ -269,21 +309,7 @@ brownian_bridge_gradient bridge_point_backward(const char* fn, const matrix_view
                                                const brownian_bridge_options& o) {
   bridge_check_endpoints(fn, v, u, o, false, eps == nullptr);
   const index_t n = v.rows(), d = v.cols();
-  CONTRASTIVE_CHECK(saved.steps == 0 && saved.n == n && saved.d == d &&
-                        saved.t.size() == static_cast<std::size_t>(n),
-                    fn, ": 'saved' belongs to a ", saved.n, " x ", saved.d,
-                    saved.steps ? " trajectory" : " point", " sample, the inputs are ", n, " x ",
-                    d);
-  CONTRASTIVE_CHECK(saved.given_noise == (eps != nullptr), fn,
-                    saved.given_noise
-                        ? ": 'saved' was sampled with caller noise: pass the same 'eps'"
-                        : ": 'saved' was sampled on the Philox stream: pass no 'eps'");
-  CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
-                        saved.sigma == bridge_sigma(o, d) &&
-                        (eps || (saved.seed == o.seed && saved.step == o.step)),
-                    fn, ": 'saved' was sampled with other options (noise ", saved.noise,
-                    ", reproject ", saved.reproject, ", sigma ", saved.sigma, ", seed ", saved.seed,
-                    ", step ", saved.step, ")");
+  bridge_check_saved(fn, saved, n, d, o, eps != nullptr, true);
   if (eps) bridge_check_noise(fn, "eps", *eps, n, d, "the shape of 'a'");
   check_matrix(fn, "grad_y", gy);
   check_shape(fn, "grad_y", gy, n, d, "the shape of 'a'");
@@ -400,16 +426,7 @@ brownian_bridge_saved<T> bridge_path_forward(const char* fn, const matrix_view<c
   check_no_alias(fn, "x", x, "b", u);
   if (xi) check_no_alias(fn, "x", x, "xi", *xi);
 
-  brownian_bridge_saved<T> saved;
-  saved.n = n;
-  saved.d = d;
-  saved.steps = kk;
-  saved.sigma = bridge_sigma(o, d);
-  saved.noise = o.noise;
-  saved.reproject = o.reproject;
-  saved.given_noise = xi != nullptr;
-  saved.seed = o.seed;
-  saved.step = o.step;
+  brownian_bridge_saved<T> saved = bridge_saved_for<T>(n, d, kk, o, xi != nullptr);
   const int threads = resolve_threads(o.num_threads, 64.0 * double(n) * double(d));
   bridge_scratch scratch(threads, 3 * d);
   const double sigma = saved.sigma;
@@ -454,19 +471,7 @@ brownian_bridge_gradient bridge_path_backward(const char* fn, const matrix_view<
                                               const brownian_bridge_options& o) {
   bridge_check_endpoints(fn, v, u, o, true, xi == nullptr);
   const index_t n = v.rows(), d = v.cols(), kk = o.steps;
-  CONTRASTIVE_CHECK(saved.steps == kk && saved.n == n && saved.d == d, fn,
-                    ": 'saved' belongs to a ", saved.n, " x ", saved.d, " sample with ",
-                    saved.steps, " steps, the inputs are ", n, " x ", d, " with 'steps' = ", kk);
-  CONTRASTIVE_CHECK(saved.given_noise == (xi != nullptr), fn,
-                    saved.given_noise
-                        ? ": 'saved' was sampled with caller noise: pass the same 'xi'"
-                        : ": 'saved' was sampled on the Philox stream: pass no 'xi'");
-  CONTRASTIVE_CHECK(saved.noise == o.noise && saved.reproject == o.reproject &&
-                        saved.sigma == bridge_sigma(o, d) &&
-                        (xi || (saved.seed == o.seed && saved.step == o.step)),
-                    fn, ": 'saved' was sampled with other options (noise ", saved.noise,
-                    ", reproject ", saved.reproject, ", sigma ", saved.sigma, ", seed ", saved.seed,
-                    ", step ", saved.step, ")");
+  bridge_check_saved(fn, saved, n, d, o, xi != nullptr, false);
   if (xi) bridge_check_noise(fn, "xi", *xi, n * (kk - 1), d, "N (steps - 1) x D");
   check_matrix(fn, "grad_x", gx);
   check_shape(fn, "grad_x", gx, n * (kk + 1), d, "N (steps + 1) x D");
@@ -551,12 +556,20 @@ inline double brownian_bridge_time(const brownian_bridge_options& o, index_t j) 
 template <class A, class B, class Y>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<Y&&>)
 auto brownian_bridge_sample(const A& a, const B& b, Y&& y, const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(a);
-  const auto vu = detail::input_view(b);
-  const auto vy = detail::output_view(std::forward<Y>(y));
-  using T = typename decltype(vv)::value_type;
-  detail::require_same_value_type<T, decltype(vu), decltype(vy)>();
-  return detail::bridge_point_forward<T>("brownian_bridge_sample", vv, vu, nullptr, vy, o);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/brownian_bridge.cuh
+    // The GPU backward draws t_j again from the options: `saved` holds no per-row t.
+    using Backend = typename detail::device_backend_of<detail::bridge_sampler_tag, A>::type;
+    Backend::sample(as_view(a), as_view(b), as_view(y), o);
+    return detail::bridge_saved_for<typename Backend::value_type>(as_view(a).rows(),
+                                                                  as_view(a).cols(), 0, o, false);
+  } else {
+    const auto vv = detail::input_view(a);
+    const auto vu = detail::input_view(b);
+    const auto vy = detail::output_view(std::forward<Y>(y));
+    using T = typename decltype(vv)::value_type;
+    detail::require_same_value_type<T, decltype(vu), decltype(vy)>();
+    return detail::bridge_point_forward<T>("brownian_bridge_sample", vv, vu, nullptr, vy, o);
+  }
 }
 
 /// As brownian_bridge_sample, with the caller's standard-normal noise eps (N x D).
@@ -582,15 +595,23 @@ brownian_bridge_gradient
     brownian_bridge_sample_backward(const A& a, const B& b, const brownian_bridge_saved<T>& saved,
                                     const GY& grad_y, GA&& grad_a, GB&& grad_b,
                                     const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(a);
-  const auto vu = detail::input_view(b);
-  const auto vg = detail::input_view(grad_y);
-  const auto gv = detail::output_view(std::forward<GA>(grad_a));
-  const auto gu = detail::output_view(std::forward<GB>(grad_b));
-  detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vg), decltype(gv),
-                                  decltype(gu)>();
-  return detail::bridge_point_backward<T>("brownian_bridge_sample_backward", vv, vu, nullptr, saved,
-                                          vg, gv, gu, o);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/brownian_bridge.cuh
+    const char* fn = "brownian_bridge_sample_backward";
+    detail::bridge_check_saved(fn, saved, as_view(a).rows(), as_view(a).cols(), o, false, true,
+                               false);
+    return detail::device_backend_of<detail::bridge_sampler_tag, A>::type::sample_backward(
+        as_view(a), as_view(b), as_view(grad_y), as_view(grad_a), as_view(grad_b), o);
+  } else {
+    const auto vv = detail::input_view(a);
+    const auto vu = detail::input_view(b);
+    const auto vg = detail::input_view(grad_y);
+    const auto gv = detail::output_view(std::forward<GA>(grad_a));
+    const auto gu = detail::output_view(std::forward<GB>(grad_b));
+    detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vg), decltype(gv),
+                                    decltype(gu)>();
+    return detail::bridge_point_backward<T>("brownian_bridge_sample_backward", vv, vu, nullptr,
+                                            saved, vg, gv, gu, o);
+  }
 }
 
 /// Backward of brownian_bridge_sample_with_noise (pass the same eps).
@@ -620,12 +641,19 @@ template <class A, class B, class X>
 CONTRASTIVE_REQUIRES(tensor_like<A>&& tensor_like<B>&& writable_tensor<X&&>)
 auto brownian_bridge_trajectory(const A& a, const B& b, X&& x,
                                 const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(a);
-  const auto vu = detail::input_view(b);
-  const auto vx = detail::output_view(std::forward<X>(x));
-  using T = typename decltype(vv)::value_type;
-  detail::require_same_value_type<T, decltype(vu), decltype(vx)>();
-  return detail::bridge_path_forward<T>("brownian_bridge_trajectory", vv, vu, nullptr, vx, o);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/brownian_bridge.cuh
+    using Backend = typename detail::device_backend_of<detail::bridge_sampler_tag, A>::type;
+    Backend::trajectory(as_view(a), as_view(b), as_view(x), o);
+    return detail::bridge_saved_for<typename Backend::value_type>(
+        as_view(a).rows(), as_view(a).cols(), o.steps, o, false);
+  } else {
+    const auto vv = detail::input_view(a);
+    const auto vu = detail::input_view(b);
+    const auto vx = detail::output_view(std::forward<X>(x));
+    using T = typename decltype(vv)::value_type;
+    detail::require_same_value_type<T, decltype(vu), decltype(vx)>();
+    return detail::bridge_path_forward<T>("brownian_bridge_trajectory", vv, vu, nullptr, vx, o);
+  }
 }
 
 /// As brownian_bridge_trajectory, with the caller's standard-normal xi (N (K-1) x D; row
@@ -654,15 +682,22 @@ brownian_bridge_gradient
                                         const brownian_bridge_saved<T>& saved, const GX& grad_x,
                                         GA&& grad_a, GB&& grad_b,
                                         const brownian_bridge_options& o = {}) {
-  const auto vv = detail::input_view(a);
-  const auto vu = detail::input_view(b);
-  const auto vg = detail::input_view(grad_x);
-  const auto gv = detail::output_view(std::forward<GA>(grad_a));
-  const auto gu = detail::output_view(std::forward<GB>(grad_b));
-  detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vg), decltype(gv),
-                                  decltype(gu)>();
-  return detail::bridge_path_backward<T>("brownian_bridge_trajectory_backward", vv, vu, nullptr,
-                                         saved, vg, gv, gu, o);
+  if constexpr (detail::is_device_input<A>::value) {  // cuda/brownian_bridge.cuh
+    detail::bridge_check_saved("brownian_bridge_trajectory_backward", saved, as_view(a).rows(),
+                               as_view(a).cols(), o, false, false);
+    return detail::device_backend_of<detail::bridge_sampler_tag, A>::type::trajectory_backward(
+        as_view(a), as_view(b), as_view(grad_x), as_view(grad_a), as_view(grad_b), o);
+  } else {
+    const auto vv = detail::input_view(a);
+    const auto vu = detail::input_view(b);
+    const auto vg = detail::input_view(grad_x);
+    const auto gv = detail::output_view(std::forward<GA>(grad_a));
+    const auto gu = detail::output_view(std::forward<GB>(grad_b));
+    detail::require_same_value_type<T, decltype(vv), decltype(vu), decltype(vg), decltype(gv),
+                                    decltype(gu)>();
+    return detail::bridge_path_backward<T>("brownian_bridge_trajectory_backward", vv, vu, nullptr,
+                                           saved, vg, gv, gu, o);
+  }
 }
 
 /// Backward of brownian_bridge_trajectory_with_noise (pass the same xi).

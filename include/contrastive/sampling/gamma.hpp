@@ -39,6 +39,7 @@
 #include "contrastive/core/checks.hpp"
 #include "contrastive/core/config.hpp"
 #include "contrastive/core/error.hpp"
+#include "contrastive/core/loss_types.hpp"
 #include "contrastive/core/matrix_view.hpp"
 #include "contrastive/core/traits.hpp"
 #include "contrastive/sampling/philox.hpp"
@@ -184,16 +185,21 @@ inline double sample_gamma(std::uint64_t id, const gamma_params& p) {
 /// of the same shape receive the same values at the same (i, j).
 template <class Out>
 void fill_gamma(Out&& out, const gamma_params& p, std::uint64_t first_id = 0) {
-  const auto v = detail::gamma_output_view(std::forward<Out>(out));
-  using T = typename decltype(v)::value_type;
-  detail::check_gamma_params("fill_gamma", p);
-  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr,
-                    "fill_gamma: 'out' is a null pointer with shape ", v.rows(), " x ", v.cols());
-  const detail::gamma_constants k = detail::gamma_setup(p.alpha);
-  for (index_t i = 0; i < v.rows(); ++i) {
-    for (index_t j = 0; j < v.cols(); ++j) {
-      const std::uint64_t id = first_id + static_cast<std::uint64_t>(i * v.cols() + j);
-      v(i, j) = static_cast<T>(detail::gamma_sample(k, p, id));
+  if constexpr (detail::is_device_output<Out&&>::value) {  // cuda/gamma.cuh
+    detail::device_backend_of<detail::gamma_sampler_tag, std::remove_reference_t<Out>>::type::fill(
+        as_view(std::forward<Out>(out)), p, first_id);
+  } else {
+    const auto v = detail::gamma_output_view(std::forward<Out>(out));
+    using T = typename decltype(v)::value_type;
+    detail::check_gamma_params("fill_gamma", p);
+    CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr,
+                      "fill_gamma: 'out' is a null pointer with shape ", v.rows(), " x ", v.cols());
+    const detail::gamma_constants k = detail::gamma_setup(p.alpha);
+    for (index_t i = 0; i < v.rows(); ++i) {
+      for (index_t j = 0; j < v.cols(); ++j) {
+        const std::uint64_t id = first_id + static_cast<std::uint64_t>(i * v.cols() + j);
+        v(i, j) = static_cast<T>(detail::gamma_sample(k, p, id));
+      }
     }
   }
 }
@@ -202,21 +208,26 @@ void fill_gamma(Out&& out, const gamma_params& p, std::uint64_t first_id = 0) {
 /// elements; ids must be >= 0).
 template <class Out>
 void fill_gamma(Out&& out, const gamma_params& p, const std::int64_t* ids, index_t count) {
-  const auto v = detail::gamma_output_view(std::forward<Out>(out));
-  using T = typename decltype(v)::value_type;
-  detail::check_gamma_params("fill_gamma", p);
-  CONTRASTIVE_CHECK(count == v.size(), "fill_gamma: 'ids' has ", count, " entries, expected ",
-                    v.size(), " (one per element of 'out', ", v.rows(), " x ", v.cols(), ")");
-  CONTRASTIVE_CHECK(count == 0 || ids != nullptr, "fill_gamma: 'ids' is a null pointer");
-  CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr,
-                    "fill_gamma: 'out' is a null pointer with shape ", v.rows(), " x ", v.cols());
-  for (index_t k = 0; k < count; ++k)
-    detail::check_id_nonnegative("fill_gamma", ids[k], "position", k);
-  const detail::gamma_constants k = detail::gamma_setup(p.alpha);
-  for (index_t i = 0; i < v.rows(); ++i) {
-    for (index_t j = 0; j < v.cols(); ++j) {
-      const auto id = static_cast<std::uint64_t>(ids[i * v.cols() + j]);
-      v(i, j) = static_cast<T>(detail::gamma_sample(k, p, id));
+  if constexpr (detail::is_device_output<Out&&>::value) {  // cuda/gamma.cuh; ids: device memory
+    detail::device_backend_of<detail::gamma_sampler_tag, std::remove_reference_t<Out>>::type::fill(
+        as_view(std::forward<Out>(out)), p, ids, count);
+  } else {
+    const auto v = detail::gamma_output_view(std::forward<Out>(out));
+    using T = typename decltype(v)::value_type;
+    detail::check_gamma_params("fill_gamma", p);
+    CONTRASTIVE_CHECK(count == v.size(), "fill_gamma: 'ids' has ", count, " entries, expected ",
+                      v.size(), " (one per element of 'out', ", v.rows(), " x ", v.cols(), ")");
+    CONTRASTIVE_CHECK(count == 0 || ids != nullptr, "fill_gamma: 'ids' is a null pointer");
+    CONTRASTIVE_CHECK(v.empty() || v.data() != nullptr,
+                      "fill_gamma: 'out' is a null pointer with shape ", v.rows(), " x ", v.cols());
+    for (index_t k = 0; k < count; ++k)
+      detail::check_id_nonnegative("fill_gamma", ids[k], "position", k);
+    const detail::gamma_constants k = detail::gamma_setup(p.alpha);
+    for (index_t i = 0; i < v.rows(); ++i) {
+      for (index_t j = 0; j < v.cols(); ++j) {
+        const auto id = static_cast<std::uint64_t>(ids[i * v.cols() + j]);
+        v(i, j) = static_cast<T>(detail::gamma_sample(k, p, id));
+      }
     }
   }
 }
