@@ -24,6 +24,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "contrastive/core/config.hpp"
@@ -163,6 +164,23 @@ inline block_problem uniformity_block_problem(index_t n, index_t d,
   p.row_candidates = p.col_candidates = static_cast<double>(p.mask_diagonal ? n - 1 : n);
   p.reduction = loss_reduction::sum;
   return p;
+}
+
+/// The epilogue's view of a problem: its masks and positives (labels in the executor's memory).
+/// Each executor adds what is its own: offsets, and for the backward the coefficients.
+template <class T>
+pairwise_epilogue_args<T> block_epilogue_base(const block_problem& q, const std::int64_t* label_x,
+                                              const std::int64_t* label_y) {
+  pairwise_epilogue_args<T> a;
+  a.ny = q.ny;
+  a.mask_diagonal = q.mask_diagonal;
+  a.positive_shift = q.positive_shift;
+  if (q.labelled) {
+    a.label_x = label_x;
+    a.label_y = label_y;
+    a.label_period = q.label_period;
+  }
+  return a;
 }
 
 /// The plan: blocks, their order and the workspace layout of both passes (one workspace of

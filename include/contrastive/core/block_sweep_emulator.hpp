@@ -36,15 +36,7 @@ struct block_emulator_inputs {
 template <class T>
 pairwise_epilogue_args<T> block_epilogue_args(const block_problem& q,
                                               const block_emulator_inputs<T>& in) {
-  pairwise_epilogue_args<T> a;
-  a.ny = q.ny;
-  a.mask_diagonal = q.mask_diagonal;
-  a.positive_shift = q.positive_shift;
-  if (q.labelled) {
-    a.label_x = in.label_x;
-    a.label_y = in.label_y;
-    a.label_period = q.label_period;
-  }
+  pairwise_epilogue_args<T> a = block_epilogue_base<T>(q, in.label_x, in.label_y);
   a.row_offset = in.row_offset;
   a.col_offset = in.col_offset;
   return a;

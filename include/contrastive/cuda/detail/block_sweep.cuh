@@ -735,16 +735,7 @@ inline unsigned char* block_base(workspace ws) {
 template <class T>
 pairwise_epilogue_args<stat_t> block_device_args(const block_problem& q,
                                                  const block_inputs<T>& in) {
-  pairwise_epilogue_args<stat_t> a;
-  a.ny = q.ny;
-  a.mask_diagonal = q.mask_diagonal;
-  a.positive_shift = q.positive_shift;
-  if (q.labelled) {
-    a.label_x = in.label_x;
-    a.label_y = in.label_y;
-    a.label_period = q.label_period;
-  }
-  return a;
+  return contrastive::detail::block_epilogue_base<stat_t>(q, in.label_x, in.label_y);
 }
 
 /// The merged statistics of a forward sweep, in the workspace (self mode: every anchor's in
