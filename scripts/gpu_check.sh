@@ -8,7 +8,9 @@
 #   CONTRASTIVE_GPU_BIN=dir scripts/gpu_check.sh   # use prebuilt contrastive_cuda_tests and
 #                                        # contrastive_cuda_table from dir (scripts/gpu_prebuild.sh)
 # Options through the environment: TABLE_ARGS (passed to contrastive_cuda_table), TEST_TIMEOUT
-# and TABLE_TIMEOUT in seconds. The default table takes about 4 minutes on an H200. Logs go to $OUT (or build-gpu/) when set.
+# and TABLE_TIMEOUT in seconds. The default CLIP table took about 4 minutes on an H200; the table
+# of the other losses at N = 32768 (--losses, --loss-n) comes on top, so a short device lease wants
+# TABLE_ARGS="--n 4096,32768 --reps 3". Logs go to $OUT (or build-gpu/) when set.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG_DIR=${OUT:-build-gpu}
