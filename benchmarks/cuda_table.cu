@@ -9,15 +9,18 @@
 //
 //   contrastive_cuda_table [--d 512] [--n 4096,16384,...] [--types fp32,tf32,fp16,bf16]
 //                          [--paths fused,blocked] [--cell-budget 75] [--reps 5]
-//                          [--losses gamma,uniformity,bridge,gc,scan] [--loss-n 32768]
+//                          [--losses nt_xent,gamma,uniformity,bridge,gc,scan]
+//                          [--loss-n 32768]
 //                          [--loss-types bf16,fp32]
 // A cell whose estimated time (from the previous N, scaled by N^2) exceeds --cell-budget seconds
 // is skipped and marked so. A second table times the other losses at --loss-n beside CLIP's
-// blocked time: the gamma loss and the uniformity term on the blocked sweep (cuda/gamma_nce.cuh,
-// cuda/feature_separation.cuh) with the floor of their products measured in the same run (one
-// logit matrix and its three GEMMs; one per modality), the Brownian-bridge loss and geometric
-// consistency (fp32 only: float and double on the GPU), and the throwing calls' input scan of two
-// N x D inputs ("scan"). --losses none skips it. Returns 77 without a GPU.
+// blocked time: NT-Xent, the gamma loss and the uniformity term on the blocked sweep
+// (cuda/nt_xent.cuh, cuda/gamma_nce.cuh, cuda/feature_separation.cuh) with the floor of their
+// products measured in the same run (three GEMMs per N x N logit matrix: two for NT-Xent's
+// symmetric 2N x 2N, one for the gamma loss, one per modality for the uniformity term), the
+// Brownian-bridge loss and geometric consistency (fp32 only: float and double on the GPU), and
+// the throwing calls' input scan of two N x D inputs ("scan"). --losses none skips it. Returns 77
+// without a GPU.
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -42,6 +45,7 @@
 #include <contrastive/cuda/gamma_nce.cuh>
 #include <contrastive/cuda/geometric_consistency.cuh>
 #include <contrastive/cuda/info_nce.cuh>
+#include <contrastive/cuda/nt_xent.cuh>
 
 namespace {
 
@@ -320,6 +324,41 @@ cell run_scan_cell(index_t n, index_t d, int reps) {
   return c;
 }
 
+/// NT-Xent (tau = 0.07) on the blocked sweep: 2N rows, N of each view, forward + backward.
+template <class T>
+cell run_nt_xent_cell(const std::string& type, index_t n, index_t d, int reps) {
+  cell c;
+  const cc::math_mode mode = type == "tf32" ? cc::math_mode::tf32 : cc::math_mode::fp32;
+  contrastive::nt_xent_options o;
+  o.temperature = 0.07;
+  device_pair<T> x(n, d);
+  const std::size_t ws_bytes =
+      cc::nt_xent_workspace_bytes<T>(n, d, o, mode, cc::sweep_mode::blocked);
+  cc::device_buffer ws(ws_bytes), lse(sizeof(float) * 2 * n), loss(sizeof(double)),
+      gt(sizeof(double));
+  c.extra_mib = static_cast<double>(ws_bytes + lse.bytes()) / (1 << 20);
+  const auto va = contrastive::make_device_view(x.a.template as<const T>(), n, d);
+  const auto vb = contrastive::make_device_view(x.b.template as<const T>(), n, d);
+  const auto vga = contrastive::make_device_view(x.ga.template as<T>(), n, d);
+  const auto vgb = contrastive::make_device_view(x.gb.template as<T>(), n, d);
+  const contrastive::workspace w{ws.data(), ws.bytes()};
+  auto fwd = [&] {
+    check(cc::nt_xent_forward_async<T>(va, vb, {lse.as<float>(), 2 * n, 1}, loss.as<double>(), o, w,
+                                       nullptr, mode, cc::sweep_mode::blocked),
+          "nt_xent forward");
+  };
+  auto both = [&] {
+    fwd();
+    check(cc::nt_xent_backward_async<T>(va, vb, {lse.as<const float>(), 2 * n, 1}, vga, vgb, o, 1.0,
+                                        gt.as<double>(), w, nullptr, mode, cc::sweep_mode::blocked),
+          "nt_xent backward");
+  };
+  c.fwd_ms = time_ms(fwd, reps);
+  c.total_ms = time_ms(both, reps);
+  check(cudaMemcpy(&c.loss, loss.data(), sizeof(double), cudaMemcpyDeviceToHost), "loss");
+  return c;
+}
+
 /// The Brownian-bridge loss (t = 0.25) and geometric consistency (the Gram path), forward +
 /// backward, in float: the GPU has them for float and double only.
 cell run_bridge_cell(index_t n, index_t d, int reps) {
@@ -401,7 +440,7 @@ int main(int argc, char** argv) {
   index_t d = 512;
   double budget_s = 75;  // N = 1048576 in bf16 and fp16 fits; fp32 and tf32 would take minutes
   int max_reps = 5;
-  std::vector<std::string> losses = {"gamma", "uniformity", "bridge", "gc", "scan"};
+  std::vector<std::string> losses = {"nt_xent", "gamma", "uniformity", "bridge", "gc", "scan"};
   std::vector<std::string> loss_types = {"bf16", "fp32"};
   long long loss_n = 32768;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -511,18 +550,23 @@ int main(int argc, char** argv) {
       cudaGetLastError();
     }
     for (const std::string& loss : losses) {
-      // The floor is the pairwise losses' (N x N logits); the others have none here.
-      const bool pairwise = loss == "gamma" || loss == "uniformity";
-      loss_row lr{
-          loss, type, {}, clip, pairwise ? (loss == "uniformity" ? 2 * floor : floor) : NAN};
+      // The floor is the pairwise losses' (three GEMMs per N x N logit matrix): NT-Xent's
+      // symmetric 2N x 2N counts two (the sweep computes half), the uniformity term one per
+      // modality; the other rows have none here.
+      const bool pairwise = loss == "gamma" || loss == "uniformity" || loss == "nt_xent";
+      loss_row lr{loss, type, {}, clip, pairwise ? (loss == "gamma" ? floor : 2 * floor) : NAN};
       try {
         const bool g = loss == "gamma";
         if (loss != "gamma" && loss != "uniformity" && loss != "bridge" && loss != "gc" &&
-            loss != "scan")
+            loss != "scan" && loss != "nt_xent")
           throw std::runtime_error("unknown loss");
         if ((loss == "bridge" || loss == "gc") && type != "fp32")
           throw std::runtime_error("float and double only on the GPU");
-        if (loss == "bridge")
+        if (loss == "nt_xent")
+          lr.c = type == "bf16"   ? run_nt_xent_cell<__nv_bfloat16>(type, n, d, 3)
+                 : type == "fp16" ? run_nt_xent_cell<__half>(type, n, d, 3)
+                                  : run_nt_xent_cell<float>(type, n, d, 3);
+        else if (loss == "bridge")
           lr.c = run_bridge_cell(n, d, 3);
         else if (loss == "gc")
           lr.c = run_gc_cell(n, d, 3, h);
