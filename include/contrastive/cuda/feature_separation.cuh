@@ -68,17 +68,17 @@ namespace detail {
 template <class T>
 __global__ void uniformity_offsets_kernel(rows2<const T> x, index_t n, index_t d, double t,
                                           float* off) {
-  const index_t warp = (blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
-  if (warp >= n) return;
-  const T* r = x.row(warp);
-  double acc = 0;
-  for (index_t k = lane; k < d; k += 32) {
-    const double v = static_cast<double>(to_float(r[k]));
-    acc += v * v;
+  for (index_t i = grid_warp(); i < n; i += grid_warps()) {  // uniform per warp
+    const T* r = x.row(i);
+    double acc = 0;
+    for (index_t k = lane; k < d; k += 32) {
+      const double v = static_cast<double>(to_float(r[k]));
+      acc += v * v;
+    }
+    for (int o = 16; o > 0; o /= 2) acc += __shfl_down_sync(0xffffffffu, acc, o);
+    if (lane == 0) off[i] = static_cast<float>(-t * acc);
   }
-  for (int o = 16; o > 0; o /= 2) acc += __shfl_down_sync(0xffffffffu, acc, o);
-  if (lane == 0) off[warp] = static_cast<float>(-t * acc);
 }
 
 /// The modality's log-sum from its rows' statistics (one CTA: each thread folds a strided set
@@ -245,17 +245,17 @@ cudaError_t uniformity_backward_run(const device_view<T>& x0, const device_view<
 template <class T>
 __global__ void ortho_dots_kernel(rows2<const T> x, rows2<const T> y, rows2<const T> u,
                                   rows2<const T> w, index_t n, index_t d, double* dots) {
-  const index_t warp = (blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
-  if (warp >= 2 * n) return;
-  const index_t j = warp < n ? warp : warp - n;
-  const T* p = warp < n ? x.row(j) : u.row(j);
-  const T* q = warp < n ? y.row(j) : w.row(j);
-  double acc = 0;
-  for (index_t k = lane; k < d; k += 32)
-    acc += static_cast<double>(to_float(p[k])) * static_cast<double>(to_float(q[k]));
-  for (int o = 16; o > 0; o /= 2) acc += __shfl_down_sync(0xffffffffu, acc, o);
-  if (lane == 0) dots[warp] = acc;
+  for (index_t i = grid_warp(); i < 2 * n; i += grid_warps()) {  // uniform per warp
+    const index_t j = i < n ? i : i - n;
+    const T* p = i < n ? x.row(j) : u.row(j);
+    const T* q = i < n ? y.row(j) : w.row(j);
+    double acc = 0;
+    for (index_t k = lane; k < d; k += 32)
+      acc += static_cast<double>(to_float(p[k])) * static_cast<double>(to_float(q[k]));
+    for (int o = 16; o > 0; o /= 2) acc += __shfl_down_sync(0xffffffffu, acc, o);
+    if (lane == 0) dots[i] = acc;
+  }
 }
 
 /// loss = sum (dots^2) / n, one CTA, fixed order.

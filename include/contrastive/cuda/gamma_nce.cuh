@@ -157,16 +157,16 @@ using contrastive::detail::gamma_nce_block_problem;
 template <class T>
 __global__ void gamma_diagonal_kernel(rows2<const T> a, rows2<const T> b, index_t n, index_t d,
                                       double scale, double* s) {
-  const index_t warp = (blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
-  if (warp >= n) return;
-  const T* x = a.row(warp);
-  const T* y = b.row(warp);
-  double acc = 0;
-  for (index_t k = lane; k < d; k += 32)
-    acc += static_cast<double>(to_float(x[k])) * static_cast<double>(to_float(y[k]));
-  for (int o = 16; o > 0; o /= 2) acc += __shfl_down_sync(0xffffffffu, acc, o);
-  if (lane == 0) s[warp] = scale * acc;
+  for (index_t i = grid_warp(); i < n; i += grid_warps()) {  // uniform per warp
+    const T* x = a.row(i);
+    const T* y = b.row(i);
+    double acc = 0;
+    for (index_t k = lane; k < d; k += 32)
+      acc += static_cast<double>(to_float(x[k])) * static_cast<double>(to_float(y[k]));
+    for (int o = 16; o > 0; o /= 2) acc += __shfl_down_sync(0xffffffffu, acc, o);
+    if (lane == 0) s[i] = scale * acc;
+  }
 }
 
 /// The scalars of one forward's step.

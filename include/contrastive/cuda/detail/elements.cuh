@@ -57,6 +57,12 @@ __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
   return __float2bfloat16_rn(x);
 }
 
+/// The grid's warps, for grid-stride loops of one warp per row: this thread's warp and the count.
+__device__ inline index_t grid_warp() {
+  return (blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x) / 32;
+}
+__device__ inline index_t grid_warps() { return static_cast<index_t>(gridDim.x) * blockDim.x / 32; }
+
 }  // namespace detail
 }  // namespace cuda
 CONTRASTIVE_NAMESPACE_END
