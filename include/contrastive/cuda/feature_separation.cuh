@@ -380,6 +380,37 @@ struct feature_uniformity_device_saved {
 
 namespace detail {
 
+/// The CPU's fs_check_outputs on device outputs, plus the GPU's layout (unit column stride).
+template <class T>
+void fs_check_device_outputs(const char* fn, const device_out_view<T>* const* out,
+                             const char* const* out_names, int count,
+                             const device_view<T>* const* in, const char* const* names,
+                             int in_count) {
+  const index_t n = in[0]->rows(), d = in[0]->cols();
+  for (int k = 0; k < count; ++k) {
+    contrastive::detail::check_matrix(fn, out_names[k], *out[k]);
+    contrastive::detail::check_shape(fn, out_names[k], *out[k], n, d, "the shape of the inputs");
+    contrastive::detail::check_writable_layout(fn, out_names[k], *out[k]);
+    for (int j = 0; j < in_count; ++j)
+      contrastive::detail::check_no_alias(fn, out_names[k], *out[k], names[j], *in[j]);
+    for (int j = 0; j < k; ++j)
+      contrastive::detail::check_no_alias(fn, out_names[k], *out[k], out_names[j], *out[j]);
+    CONTRASTIVE_CHECK(out[k]->col_stride() == 1, fn,
+                      ": device gradients must be row-major with unit column stride");
+  }
+}
+
+/// Zeroes the outputs (the terms then add into them).
+template <class T>
+void fs_clear_device(const char* fn, const device_out_view<T>* const* out, int count,
+                     cudaStream_t stream) {
+  for (int k = 0; k < count; ++k) {
+    zero_rows_kernel<T><<<block_grid(out[k]->rows() * out[k]->cols()), kBlockThreads, 0, stream>>>(
+        rows_of(*out[k]), out[k]->rows(), out[k]->cols());
+    throw_on_error(cudaGetLastError(), fn);
+  }
+}
+
 /// The CPU's input checks of the named device inputs: shapes and options (the caller's), then
 /// the device scan of every input (finite, no row of zero norm), in the CPU's order.
 template <class T>
@@ -442,14 +473,23 @@ feature_separation_parameter_gradients feature_uniformity_backward(
     const feature_separation_options& o = {}, double upstream = 1.0,
     cudaStream_t stream = nullptr) {
   const char* fn = "cuda::feature_uniformity_backward";
+  {  // the CPU's order: options, upstream, inputs, outputs, then 'saved'
+    const device_view<T>* in[2] = {&a_ind, &b_ind};
+    const char* names[2] = {"a_ind", "b_ind"};
+    const device_out_view<T>* out[2] = {&grad_a_ind, &grad_b_ind};
+    const char* out_names[2] = {"grad_a_ind", "grad_b_ind"};
+    contrastive::detail::fs_check_options(fn, o);
+    contrastive::detail::fs_check_upstream(fn, upstream);
+    contrastive::detail::fs_check_shapes(fn, in, names, 2);
+    detail::fs_scan_device(fn, in, names, 2, o, stream);
+    detail::fs_check_device_outputs(fn, out, out_names, 2, in, names, 2);
+  }
   CONTRASTIVE_CHECK(saved.n == a_ind.rows() && saved.d == a_ind.cols() &&
                         saved.form == o.uniformity && saved.t == o.uniformity_t,
                     fn, ": 'saved' (uniformity) was computed for a ", saved.n, " x ", saved.d,
                     " batch with t = ", saved.t, ", these are ", a_ind.rows(), " x ", a_ind.cols(),
                     " with t = ", o.uniformity_t, " (or another uniformity form)");
-  std::string err = detail::uniformity_problem<T>(fn, a_ind, b_ind, o, saved.math);
-  if (err.empty())
-    err = detail::gradients_problem<T>(fn, a_ind, b_ind, grad_a_ind, grad_b_ind, upstream);
+  const std::string err = detail::uniformity_problem<T>(fn, a_ind, b_ind, o, saved.math);
   CONTRASTIVE_CHECK(err.empty(), err);
   detail::run_owned(fn, cuda::feature_uniformity_workspace_bytes<T>(saved.n, saved.d, o), stream,
                     [&](workspace ws, double*) {
@@ -476,37 +516,6 @@ struct feature_separation_device_saved {
 };
 
 namespace detail {
-
-/// The CPU's fs_check_outputs on device outputs, plus the GPU's layout (unit column stride).
-template <class T>
-void fs_check_device_outputs(const char* fn, const device_out_view<T>* const* out,
-                             const char* const* out_names, int count,
-                             const device_view<T>* const* in, const char* const* names,
-                             int in_count) {
-  const index_t n = in[0]->rows(), d = in[0]->cols();
-  for (int k = 0; k < count; ++k) {
-    contrastive::detail::check_matrix(fn, out_names[k], *out[k]);
-    contrastive::detail::check_shape(fn, out_names[k], *out[k], n, d, "the shape of the inputs");
-    contrastive::detail::check_writable_layout(fn, out_names[k], *out[k]);
-    for (int j = 0; j < in_count; ++j)
-      contrastive::detail::check_no_alias(fn, out_names[k], *out[k], names[j], *in[j]);
-    for (int j = 0; j < k; ++j)
-      contrastive::detail::check_no_alias(fn, out_names[k], *out[k], out_names[j], *out[j]);
-    CONTRASTIVE_CHECK(out[k]->col_stride() == 1, fn,
-                      ": device gradients must be row-major with unit column stride");
-  }
-}
-
-/// Zeroes the outputs (the terms then add into them).
-template <class T>
-void fs_clear_device(const char* fn, const device_out_view<T>* const* out, int count,
-                     cudaStream_t stream) {
-  for (int k = 0; k < count; ++k) {
-    zero_rows_kernel<T><<<block_grid(out[k]->rows() * out[k]->cols()), kBlockThreads, 0, stream>>>(
-        rows_of(*out[k]), out[k]->rows(), out[k]->cols());
-    throw_on_error(cudaGetLastError(), fn);
-  }
-}
 
 /// The in-modal InfoNCE calls' options (the combined call has scanned the inputs already).
 inline info_nce_options fs_device_info_nce_options(const feature_separation_options& o) {
@@ -721,6 +730,7 @@ feature_separation_parameter_gradients feature_separation_backward(
   contrastive::detail::fs_check_options(fn, o);
   contrastive::detail::fs_check_upstream(fn, upstream);
   contrastive::detail::fs_check_shapes(fn, in, names, 6);
+  detail::fs_scan_device(fn, in, names, 6, o, stream);
   CONTRASTIVE_CHECK(s.n == a.rows() && s.d == a.cols(), fn, ": 'saved' belongs to a ", s.n, " x ",
                     s.d, " batch, the inputs are ", a.rows(), " x ", a.cols());
   CONTRASTIVE_CHECK(s.orthogonality_weight == o.orthogonality_weight &&
@@ -748,6 +758,7 @@ feature_separation_parameter_gradients feature_separation_backward(
   if (o.uniformity_weight != 0) {
     feature_separation_options uo = o;
     uo.accumulate = true;
+    uo.scan_inputs = false;  // scanned above
     feature_uniformity_backward<T>(a_ind, b_ind, s.uniformity_saved, grad_a_ind, grad_b_ind, uo,
                                    upstream * o.uniformity_weight, stream);
   }
