@@ -183,6 +183,13 @@ pairwise_epilogue_args<T> block_epilogue_base(const block_problem& q, const std:
   return a;
 }
 
+/// c w upstream: the gamma loss's weight of one direction's anchor terms (c = 1/2 when symmetric, w = 1/N for
+/// the mean).
+inline double gamma_block_weight(const block_problem& q, double upstream) {
+  const double w = q.reduction == loss_reduction::mean ? 1.0 / static_cast<double>(q.nx) : 1.0;
+  return q.direction_weight * w * upstream;
+}
+
 /// The plan: blocks, their order and the workspace layout of both passes (one workspace of
 /// `bytes` serves both; each pass carves its regions from the start).
 struct block_plan {

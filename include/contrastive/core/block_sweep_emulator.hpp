@@ -394,13 +394,6 @@ std::vector<double> block_diagonal_logits(const block_problem& q,
   return s;
 }
 
-/// c w upstream: the weight of one direction's anchor terms (c = 1/2 when symmetric, w = 1/N for
-/// the mean).
-inline double gamma_block_weight(const block_problem& q, double upstream) {
-  const double w = q.reduction == loss_reduction::mean ? 1.0 / static_cast<double>(q.nx) : 1.0;
-  return q.direction_weight * w * upstream;
-}
-
 /// The surrogate c w sum over directions and anchors of (r_i - s_ii), from the weights r_i the
 /// caller formed from the sweep's log-normalisers (log Zhat_i = LSE_i - log |N_i|).
 inline double gamma_block_loss(const block_problem& q, const std::vector<double>& s_diag,

@@ -358,6 +358,13 @@ __global__ void bridge_sum_kernel(const double* x, index_t n, double scale, doub
   if (threadIdx.x == 0) *out = scale * red[0];
 }
 
+/// out(j, k) = value, or += value with `accumulate` (in double, one rounding to T).
+template <class T>
+CONTRASTIVE_HOST_DEVICE inline void bridge_put(const dview<T>& out, index_t j, index_t k,
+                                               double value, bool accumulate) {
+  out(j, k) = static_cast<T>(accumulate ? double(out(j, k)) + value : value);
+}
+
 /// dL/dm from g (dL/dmu) for coordinate k: (g - mu p) / r, g / floor at the floor (the CPU's
 /// bridge_mean_backward, with p = <mu, g> summed by the caller).
 CONTRASTIVE_HOST_DEVICE inline double bridge_unproject(double g, double mu, double p,
@@ -407,8 +414,8 @@ CONTRASTIVE_HOST_DEVICE void bridge_point_backward_row(
   for (index_t k = 0; k < d; ++k) {
     const double gm = bridge_unproject(grad(k), mean(k), pm, r);
     dt += (double(v(j, k)) - double(u(j, k))) * gm;
-    gv(j, k) = static_cast<T>(o.accumulate ? double(gv(j, k)) + t * gm : t * gm);
-    gu(j, k) = static_cast<T>(o.accumulate ? double(gu(j, k)) + (1 - t) * gm : (1 - t) * gm);
+    bridge_put(gv, j, k, t * gm, o.accumulate);
+    bridge_put(gu, j, k, (1 - t) * gm, o.accumulate);
   }
   dt_rows[j] = dt;
 }
@@ -491,8 +498,8 @@ CONTRASTIVE_HOST_DEVICE void bridge_path_backward_row(
       dvi += tk * gm;
       dui += (1 - tk) * gm;
     });
-    gv(j, i) = static_cast<T>(o.accumulate ? double(gv(j, i)) + dvi : dvi);
-    gu(j, i) = static_cast<T>(o.accumulate ? double(gu(j, i)) + dui : dui);
+    bridge_put(gv, j, i, dvi, o.accumulate);
+    bridge_put(gu, j, i, dui, o.accumulate);
   }
 }
 
@@ -754,10 +761,10 @@ CONTRASTIVE_HOST_DEVICE void bridge_loss_backward_row(
     const double da = 2 * w * scale * (double(a(j, k)) - mu);
     const double gm = floor ? -da / cd::bridge_floor : (-da - mu * p) / r;
     dt += (vk - uk) * gm;
-    gv(j, k) = static_cast<T>(accumulate ? double(gv(j, k)) + t * gm : t * gm);
-    gu(j, k) = static_cast<T>(accumulate ? double(gu(j, k)) + (1 - t) * gm : (1 - t) * gm);
+    bridge_put(gv, j, k, t * gm, accumulate);
+    bridge_put(gu, j, k, (1 - t) * gm, accumulate);
     if (!detach)
-      ga(j, k) = static_cast<T>(accumulate ? double(ga(j, k)) + da : da);
+      bridge_put(ga, j, k, da, accumulate);
     else if (!accumulate)
       ga(j, k) = T(0);
   }

@@ -284,12 +284,6 @@ inline double* gamma_extra(const block_plan& p, workspace ws) {
                                    (p.bytes - contrastive::detail::block_ws_align));
 }
 
-/// c w upstream of one direction's terms (as the emulator's gamma_block_weight).
-inline double gamma_weight(index_t n, const gamma_nce_options& o, double upstream) {
-  const double w = o.reduction == loss_reduction::mean ? 1.0 / static_cast<double>(n) : 1.0;
-  return (o.symmetric ? 0.5 : 1.0) * w * upstream;
-}
-
 /// The async functions' argument problems (empty when fine): shapes and options as the CPU
 /// checks them, then what the GPU requires (element type, layout, cuBLASLt alignment).
 template <class T>
@@ -343,8 +337,9 @@ cudaError_t gamma_forward_run(const device_view<T>& a, const device_view<T>& b,
         block_col_stats(p, ws), s_diag, ids, n, 1, st,
         exact ? o.exact_log_normalizer_b.data : nullptr, sp, out.col_lse, out.r_col, log_zhat + n,
         terms + 3 * n);
-  gamma_values_kernel<><<<1, kBlockThreads, 0, s>>>(terms, n, o.symmetric ? 2 : 1,
-                                                    gamma_weight(n, o, 1.0), out.values);
+  gamma_values_kernel<><<<1, kBlockThreads, 0, s>>>(
+      terms, n, o.symmetric ? 2 : 1, contrastive::detail::gamma_block_weight(p.problem, 1.0),
+      out.values);
   if (o.rate_source == gamma_rate_source::state)
     for (int dir = 0; dir < (o.symmetric ? 2 : 1); ++dir)
       gamma_commit_kernel<><<<block_grid(n), kBlockThreads, 0, s>>>(ids, n, dir, log_zhat + dir * n,
@@ -365,7 +360,7 @@ cudaError_t gamma_backward_run(const device_view<T>& a, const device_view<T>& b,
   in.y = rows_of(b);
   auto* coef = reinterpret_cast<stat_t*>(block_base(ws) + p.b_coef.offset);
   stat_t *rw = coef, *rl = coef + n, *cw = coef + 3 * n, *cl = cw + n;
-  const double weight = gamma_weight(n, o, upstream);
+  const double weight = contrastive::detail::gamma_block_weight(p.problem, upstream);
   gamma_coefficients_kernel<>
       <<<block_grid(n), kBlockThreads, 0, s>>>(w.r_row, w.row_lse, n, weight, rw, rl);
   pairwise_epilogue_args<stat_t> ep = block_device_args(p.problem, in);
